@@ -1,0 +1,6 @@
+//! Knowledge: what Lockstep knows about a Data Center and the vendor's procedure. Pure: no IO
+//! beyond reading files.
+
+pub mod inventory;
+pub mod operation;
+pub mod plan;

@@ -1,0 +1,4 @@
+//! Lockstep: conducts Connected Backup Data Center upgrades.
+
+pub mod engine;
+pub mod knowledge;
