@@ -1,3 +1,34 @@
-fn main() {
-    println!("lockstep");
+//! `lockstep`: thin entry point. Logging, arguments, dispatch; the work lives in the library.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use lockstep::cli::{Cli, Command};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    lockstep::cli::init_logging(cli.log_format.as_deref());
+    let result = match cli.command {
+        Command::Inventory(cmd) => lockstep::cli::inventory::run_inventory(cmd),
+        Command::Preflight(args) => lockstep::cli::inventory::run_preflight(args),
+        Command::Runbook(cmd) => lockstep::cli::runbook::run_runbook(cmd),
+        Command::Plan(args) => lockstep::cli::runbook::run_plan(args),
+        Command::Audit(cmd) => lockstep::cli::audit::run_audit(cmd).await,
+        Command::Backup(args) => lockstep::cli::audit::run_backup(args).await,
+        Command::Engine(cmd) => lockstep::cli::audit::run_engine(cmd).await,
+        Command::Agent(cmd) => lockstep::cli::agent::run_agent(cmd).await,
+        Command::Serve(args) => lockstep::cli::serve::run_serve(args).await,
+        Command::User(cmd) => lockstep::cli::serve::run_user(cmd).await,
+        Command::Demo(args) => lockstep::cli::demo::run_demo(args).await,
+        Command::Rehearse(args) => lockstep::cli::demo::run_rehearse(args).await,
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
 }

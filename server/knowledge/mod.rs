@@ -1,6 +1,9 @@
 //! Knowledge: what Lockstep knows about a Data Center and the vendor's procedure. Pure: no IO
 //! beyond reading files.
 
+pub mod expand;
 pub mod inventory;
 pub mod operation;
 pub mod plan;
+pub mod preflight;
+pub mod runbook;

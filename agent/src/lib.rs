@@ -1,0 +1,1 @@
+//! `lockstep-agent`: runs allowlisted, journaled actions on one Data Center server.

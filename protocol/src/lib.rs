@@ -1,0 +1,1 @@
+//! Versioned wire types shared by the Lockstep orchestrator and `lockstep-agent`.

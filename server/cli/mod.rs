@@ -1,0 +1,72 @@
+//! The command line. Each command group lives in its own file; this module only names them.
+//! Output shapes documented in the README are a contract other tools rely on.
+
+use clap::{Parser, Subcommand};
+
+pub mod agent;
+pub mod audit;
+pub mod demo;
+pub mod inventory;
+pub mod runbook;
+pub mod serve;
+
+/// Lockstep conducts Connected Backup Data Center upgrades: it knows the vendor's procedure,
+/// checks the estate before the window, drives every step in order on the right server, stops
+/// where a change manager must approve, proves each step worked and keeps a tamper-evident record.
+#[derive(Debug, Parser)]
+#[command(name = "lockstep", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// Log format on stderr: "text" (default) or "json" (structured, one object per line).
+    #[arg(long, global = true, env = "LOCKSTEP_LOG_FORMAT")]
+    pub log_format: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check an inventory file (a Data Center described in TOML).
+    #[command(subcommand)]
+    Inventory(inventory::InventoryCmd),
+    /// Check a Data Center against the vendor's rules before the change window.
+    Preflight(inventory::PreflightArgs),
+    /// List and show the runbooks (one per procedure in the vendor's guide).
+    #[command(subcommand)]
+    Runbook(runbook::RunbookCmd),
+    /// Expand a runbook over an inventory into the concrete, ordered plan.
+    Plan(runbook::PlanArgs),
+    /// Verify and export the tamper-evident audit log.
+    #[command(subcommand)]
+    Audit(audit::AuditCmd),
+    /// Take an online backup of the orchestrator database.
+    Backup(audit::BackupArgs),
+    /// Low-level engine commands (driving plans without the dashboard; used by crash tests).
+    #[command(subcommand, hide = true)]
+    Engine(audit::EngineCmd),
+    /// Register and inspect host agents.
+    #[command(subcommand)]
+    Agent(agent::AgentCmd),
+    /// Serve the dashboard and the JSON API.
+    Serve(serve::ServeArgs),
+    /// Manage local accounts.
+    #[command(subcommand)]
+    User(serve::UserCmd),
+    /// Start the dashboard driving a simulated Data Center, to see Lockstep work.
+    Demo(demo::DemoArgs),
+    /// Rehearse a runbook against a simulated copy of your Data Center.
+    Rehearse(demo::RehearseArgs),
+}
+
+/// Structured logs on stderr; `RUST_LOG` filters (default `info`).
+pub fn init_logging(format: Option<&str>) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == Some("json") {
+        let _ = builder.json().try_init();
+    } else {
+        let _ = builder.try_init();
+    }
+}

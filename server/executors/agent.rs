@@ -1,0 +1,1 @@
+//! The agent executor: allowlisted actions on host agents over HTTPS with mutual TLS.

@@ -1,0 +1,1 @@
+//! The probe runner: verification probes of Support Center, DataTransfer API and Management API.

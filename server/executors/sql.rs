@@ -1,0 +1,1 @@
+//! The SQL executor: Registry and Directory database work over TDS (tiberius).

@@ -1,0 +1,1 @@
+//! Plan expansion: runbook × inventory → a DAG of concrete steps on concrete hosts.

@@ -1,0 +1,1 @@
+//! Preflight: the vendor's rules about the estate, checked before the window opens.

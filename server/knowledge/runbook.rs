@@ -1,0 +1,1 @@
+//! Runbooks: one declarative file per procedure in the seed, embedded in the binary.

@@ -1,0 +1,1 @@
+//! The dashboard and JSON API (axum + askama + htmx + server-sent events).

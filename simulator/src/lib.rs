@@ -1,0 +1,1 @@
+//! A simulated Connected Backup Data Center.
