@@ -1,0 +1,163 @@
+//! Structured evidence: what an action found or changed, in a shape the orchestrator can check
+//! (post-conditions) and show (the audit record), one variant per family of actions.
+
+use serde::{Deserialize, Serialize};
+
+use crate::action::{EventLevel, StartupType};
+
+/// Windows service states as `sc query` names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServiceRunState {
+    Stopped,
+    StartPending,
+    StopPending,
+    Running,
+    ContinuePending,
+    PausePending,
+    Paused,
+    /// The service is not installed on this host.
+    NotInstalled,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceInfo {
+    pub name: String,
+    pub state: ServiceRunState,
+    pub startup: Option<StartupType>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegistryValue {
+    pub key: String,
+    pub name: String,
+    pub key_exists: bool,
+    /// `None` when the value does not exist.
+    pub value: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventRecord {
+    /// Unix seconds.
+    pub time: i64,
+    pub level: EventLevel,
+    pub source: String,
+    pub event_id: u32,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Binding {
+    pub protocol: String,
+    /// `ip:port:host` as IIS writes it, e.g. `*:443:`.
+    pub binding_information: String,
+    /// Thumbprint of the bound certificate (HTTPS only).
+    pub certificate_thumbprint: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertificateInfo {
+    pub thumbprint: String,
+    pub subject: String,
+    pub issuer: String,
+    /// Unix seconds.
+    pub not_after: i64,
+}
+
+/// What an action found or changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "evidence", rename_all = "snake_case")]
+pub enum Evidence {
+    Services {
+        services: Vec<ServiceInfo>,
+    },
+    StartupChanged {
+        service: String,
+        previous: Option<StartupType>,
+        now: StartupType,
+    },
+    Registry {
+        value: RegistryValue,
+    },
+    RegistryChanged {
+        key: String,
+        name: String,
+        previous: Option<String>,
+        now: String,
+    },
+    RegistryDeleted {
+        key: String,
+        name: Option<String>,
+        /// The values that were there (name → data), so the deletion can be undone.
+        previous: Vec<(String, String)>,
+        existed: bool,
+    },
+    FileEdited {
+        path: String,
+        /// Where the original was copied before the edit (`None` when nothing changed).
+        backup: Option<String>,
+        replacements: u32,
+        /// Unified-style diff: `-` old line, `+` new line, with line numbers.
+        diff: String,
+    },
+    TaskRun {
+        task: String,
+        /// The task's last result code (0 = success).
+        last_result: i64,
+        duration_ms: u64,
+    },
+    Installed {
+        path: String,
+        sha256: String,
+        exit_code: i32,
+        /// Product version read after the installer finished.
+        product_version: Option<String>,
+    },
+    DiskFree {
+        drive: String,
+        free_mb: u64,
+        total_mb: u64,
+    },
+    ProductVersion {
+        version: Option<String>,
+    },
+    OsVersion {
+        /// e.g. "2016".
+        windows: String,
+        /// e.g. "2016" or `None` when SQL Server is not installed.
+        sql_server: Option<String>,
+    },
+    BackupSessions {
+        backups: u32,
+        restores: u32,
+    },
+    Events {
+        log: String,
+        since: i64,
+        events: Vec<EventRecord>,
+    },
+    IisReset {
+        output: String,
+    },
+    Bindings {
+        site: String,
+        bindings: Vec<Binding>,
+        /// For ensure: what was there before (`None` for a plain list).
+        before: Option<Vec<Binding>>,
+        changed: bool,
+    },
+    Certificates {
+        certificates: Vec<CertificateInfo>,
+    },
+    HttpProbe {
+        url: String,
+        status: u16,
+        /// The first 4 KiB of the body, lossily decoded.
+        body_start: String,
+    },
+    SqlScript {
+        path: String,
+        exit_code: i32,
+        output: String,
+    },
+}
