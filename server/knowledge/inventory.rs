@@ -6,9 +6,19 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
+use std::path::Path;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
+
+mod parse;
+mod shape;
+mod tree;
+
+pub use parse::{check_fqdn, check_label};
+
+/// TLS protocol versions Connected Backup 8.11 supports ("Enable the TLS Protocol").
+pub const TLS_VERSIONS: [&str; 3] = ["1.0", "1.1", "1.2"];
 
 /// How the Data Center's servers are arranged (seed, chapter 1 "How the Upgrade Process Affects Users").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -264,11 +274,30 @@ pub enum Issuer {
     SelfSigned,
 }
 
+impl Issuer {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Issuer::TrustedCa => "trusted-ca",
+            Issuer::SelfSigned => "self-signed",
+        }
+    }
+}
+
+impl fmt::Display for Issuer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Certificate {
     pub common_name: String,
     pub issuer: Issuer,
+    /// The port of the IIS https binding, when known. The seed requires 443 on any server hosting
+    /// the DataTransfer API; a server with only the Management API may use any port.
+    #[serde(default)]
+    pub port: Option<u16>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -325,7 +354,64 @@ impl Server {
     pub fn hosts_web_services(&self) -> bool {
         self.roles.iter().any(|r| r.is_web_service())
     }
+
+    /// Whether this server's DataTransfer API uses SSL: `None` when it hosts no DataTransfer API.
+    /// Without a `[servers.datatransfer]` table the product default applies: SSL on ("By default,
+    /// the DataTransfer API supports SSL", Upgrade Connected Backup, step 8).
+    pub fn datatransfer_ssl(&self) -> Option<bool> {
+        self.has(Role::DatatransferApi)
+            .then(|| self.datatransfer.as_ref().map_or(true, |d| d.ssl))
+    }
+
+    /// The certificate CN, when this is a DataTransfer node with SSL whose certificate CN is not
+    /// its FQDN. The OutflowServices URL must then be reset to the FQDN before (re)installing and
+    /// set to this CN afterwards ("Update the Data Transfer API URL in the Registry Database").
+    pub fn outflow_cn_differs(&self) -> Option<&str> {
+        if self.datatransfer_ssl() != Some(true) {
+            return None;
+        }
+        let cert = self.certificate.as_ref()?;
+        (!cert.common_name.eq_ignore_ascii_case(&self.fqdn)).then_some(cert.common_name.as_str())
+    }
 }
+
+/// One problem in an inventory file: the line (when known), the field path such as
+/// `servers[2].side`, and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub line: Option<usize>,
+    pub field: String,
+    pub message: String,
+}
+
+/// Why an inventory was refused: every problem found, in file order where practical.
+/// Displays as one `file:line: field: message` line per problem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InventoryError {
+    pub file: String,
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for InventoryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (n, p) in self.problems.iter().enumerate() {
+            if n > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{}", self.file)?;
+            if let Some(line) = p.line {
+                write!(f, ":{line}")?;
+            }
+            if !p.field.is_empty() {
+                write!(f, ": {}", p.field)?;
+            }
+            write!(f, ": {}", p.message)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for InventoryError {}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -336,21 +422,173 @@ pub struct Inventory {
 }
 
 impl Inventory {
+    /// Parses and validates an inventory. `file` names the source in error messages
+    /// (`examples/bad.toml:14: servers[2].side: ...`). Every problem is reported, not the first.
+    pub fn from_toml(text: &str, file: &str) -> Result<Inventory, InventoryError> {
+        let refuse = |problems| InventoryError {
+            file: file.to_owned(),
+            problems,
+        };
+        let root = tree::parse(text).map_err(|e| {
+            refuse(vec![Problem {
+                line: e.span.map(|s| tree::line_of(text, s.start)),
+                field: String::new(),
+                message: e.message,
+            }])
+        })?;
+        let (inv, mut problems, lines) = parse::walk(text, &root);
+        let Some(inv) = inv else {
+            return Err(refuse(problems));
+        };
+        for p in shape::problems(&inv) {
+            problems.push(Problem {
+                line: Some(lines.of(&p.field)),
+                field: p.field,
+                message: p.message,
+            });
+        }
+        if problems.is_empty() {
+            Ok(inv)
+        } else {
+            problems.sort_by_key(|p| p.line);
+            Err(refuse(problems))
+        }
+    }
+
+    /// [`Inventory::from_toml`] for text without a file name (errors say `inventory`).
+    pub fn parse(text: &str) -> Result<Inventory, InventoryError> {
+        Inventory::from_toml(text, "inventory")
+    }
+
+    /// Reads and parses an inventory file; errors name the path as given.
+    pub fn load(path: &Path) -> Result<Inventory, InventoryError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| InventoryError {
+            file: file.clone(),
+            problems: vec![Problem {
+                line: None,
+                field: String::new(),
+                message: format!("cannot read the inventory: {e}"),
+            }],
+        })?;
+        Inventory::from_toml(&text, &file)
+    }
+
+    /// Checks the cross-field rules (topology shapes, unique names, fields only some servers
+    /// may have) on an inventory built in code. Problems carry no line.
+    pub fn validate(self) -> Result<Inventory, InventoryError> {
+        let problems: Vec<Problem> = shape::problems(&self)
+            .into_iter()
+            .map(|p| Problem {
+                line: None,
+                field: p.field,
+                message: p.message,
+            })
+            .collect();
+        if problems.is_empty() {
+            Ok(self)
+        } else {
+            Err(InventoryError {
+                file: "inventory".into(),
+                problems,
+            })
+        }
+    }
+
     pub fn server(&self, name: &str) -> Option<&Server> {
         self.servers.iter().find(|s| s.name == name)
     }
 
     /// Servers holding a Registry database (Registration Masters in a cluster), primary first.
     pub fn registry_servers(&self) -> Vec<&Server> {
-        let mut v: Vec<&Server> = self.servers.iter().filter(|s| s.has(Role::Registry)).collect();
+        let mut v: Vec<&Server> = self
+            .servers
+            .iter()
+            .filter(|s| s.has(Role::Registry))
+            .collect();
         v.sort_by_key(|s| (s.side.map(|x| x as u8).unwrap_or(0), s.name.clone()));
         v
     }
 
-    /// The Registry server on a side (stand-alone: the one Registry server).
+    /// The Registry server on a side (stand-alone: the one Registry server, whatever `side`).
     pub fn registry_on(&self, side: Option<Side>) -> Option<&Server> {
+        self.servers.iter().find(|s| {
+            s.has(Role::Registry) && (self.topology == Topology::Standalone || s.side == side)
+        })
+    }
+
+    /// The Registry server on the other side from `server` — where Web Services are redirected
+    /// while `server`'s side is upgraded. `None` on a stand-alone Data Center or for a server
+    /// without a side.
+    pub fn other_registry(&self, server: &Server) -> Option<&Server> {
+        if self.topology == Topology::Standalone {
+            return None;
+        }
+        self.registry_on(Some(server.side?.other()))
+    }
+
+    /// Servers with `role`, in file order.
+    pub fn with_role(&self, role: Role) -> impl Iterator<Item = &Server> {
+        self.servers.iter().filter(move |s| s.has(role))
+    }
+
+    /// Servers on `side`, in file order (none on a stand-alone Data Center).
+    pub fn on_side(&self, side: Side) -> impl Iterator<Item = &Server> {
+        self.servers.iter().filter(move |s| s.side == Some(side))
+    }
+
+    /// Data Center servers (holding a Registry or Directory database), in file order.
+    pub fn data_center_servers(&self) -> impl Iterator<Item = &Server> {
+        self.servers.iter().filter(|s| s.has_database())
+    }
+
+    /// Data Center servers on `side` that stop and start with that side's Registration Master
+    /// ("Upgrade the Data Center", step 1): the Registry server and every directory server on the
+    /// side. Stand-alone (`side` ignored): the one Data Center server.
+    pub fn stop_with_registry(&self, side: Option<Side>) -> Vec<&Server> {
+        self.data_center_servers()
+            .filter(|s| self.topology == Topology::Standalone || s.side == side)
+            .collect()
+    }
+
+    /// Servers hosting a Connected Web Services application (Support Center, Account Management
+    /// Website, DataTransfer API), in file order.
+    pub fn web_servers(&self) -> impl Iterator<Item = &Server> {
+        self.servers.iter().filter(|s| s.hosts_web_services())
+    }
+
+    /// Directory server pairs of a clustered Data Center, by pair name: (primary, secondary).
+    pub fn directory_pairs(&self) -> Vec<(&str, &Server, &Server)> {
+        let mut names: Vec<&str> = self
+            .servers
+            .iter()
+            .filter_map(|s| s.pair.as_deref())
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+            .into_iter()
+            .filter_map(|p| {
+                let member = |side| {
+                    self.servers
+                        .iter()
+                        .find(|s| s.pair.as_deref() == Some(p) && s.side == Some(side))
+                };
+                Some((p, member(Side::Primary)?, member(Side::Secondary)?))
+            })
+            .collect()
+    }
+
+    /// The other member of `server`'s directory pair (clustered only).
+    pub fn pair_partner(&self, server: &Server) -> Option<&Server> {
+        let pair = server.pair.as_deref()?;
         self.servers
             .iter()
-            .find(|s| s.has(Role::Registry) && (self.topology == Topology::Standalone || s.side == side))
+            .find(|s| s.pair.as_deref() == Some(pair) && s.side != server.side)
+    }
+
+    /// The server hosting the Management API, if any (the vendor allows one per Data Center).
+    pub fn management_api_server(&self) -> Option<&Server> {
+        self.with_role(Role::ManagementApi).next()
     }
 }
