@@ -44,11 +44,18 @@ pub struct Dispatch {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum Outcome {
-    Succeeded { evidence: serde_json::Value },
-    Failed { message: String, evidence: serde_json::Value },
+    Succeeded {
+        evidence: serde_json::Value,
+    },
+    Failed {
+        message: String,
+        evidence: serde_json::Value,
+    },
     /// The result was lost (timeout, dropped connection, agent restart). Never retried
     /// automatically: the engine asks [`Executor::status`] and then a person decides.
-    Unknown { reason: String },
+    Unknown {
+        reason: String,
+    },
 }
 
 /// The executor's knowledge of an action, asked for by key after doubt.

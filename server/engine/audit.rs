@@ -1,0 +1,224 @@
+//! The audit chain: canonical encoding, event hashes, the chain-head file kept next to the
+//! database, and verification that names the first bad event.
+//!
+//! Each event's hash is SHA-256 over `lockstep-audit-v1\n` followed by the canonical JSON (keys
+//! sorted, no whitespace) of `{id, run_id, step_id, actor, at, kind, payload, prev_hash}`. The
+//! first event's `prev_hash` is 64 zeros. Because the id is hashed, moving a row is caught where it
+//! lands; because each row names its predecessor's hash, deleting or editing one breaks the next.
+//! The head file (`<db>.audit-head`) records the newest event's id and hash after each commit, so
+//! truncating the log or rebuilding every row with fresh hashes no longer matches it.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::machine::Millis;
+
+pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// One row of the audit log, as stored and as published to live views.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    /// Monotonically increasing; SSE uses it as the event id (resume with Last-Event-ID).
+    pub id: i64,
+    pub run_id: Option<String>,
+    pub step_id: Option<String>,
+    pub actor: String,
+    pub at: Millis,
+    pub kind: String,
+    pub payload: serde_json::Value,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+/// Canonical JSON: object keys sorted, no insignificant whitespace, serde_json number/string form.
+pub fn canonical_json(value: &serde_json::Value) -> String {
+    let mut out = String::new();
+    write_canonical(value, &mut out);
+    out
+}
+
+fn write_canonical(value: &serde_json::Value, out: &mut String) {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(k.clone()).to_string());
+                out.push(':');
+                write_canonical(&map[k], out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, v) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(v, out);
+            }
+            out.push(']');
+        }
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// The hash an event must carry, computed from its fields (the stored `hash` is ignored).
+pub fn event_hash(e: &AuditEvent) -> String {
+    let body = serde_json::json!({
+        "id": e.id,
+        "run_id": e.run_id,
+        "step_id": e.step_id,
+        "actor": e.actor,
+        "at": e.at,
+        "kind": e.kind,
+        "payload": e.payload,
+        "prev_hash": e.prev_hash,
+    });
+    let mut text = String::from("lockstep-audit-v1\n");
+    text.push_str(&canonical_json(&body));
+    sha256_hex(text.as_bytes())
+}
+
+/// SHA-256 over the canonical JSON of what an approval approves: operation, host, postcondition.
+pub fn content_hash(step: &crate::knowledge::plan::PlannedStep) -> String {
+    let body = serde_json::json!({
+        "operation": step.operation,
+        "host": step.host,
+        "postcondition": step.postcondition,
+    });
+    sha256_hex(canonical_json(&body).as_bytes())
+}
+
+/// The newest event's id and hash, as recorded outside the database.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainHead {
+    pub id: i64,
+    pub hash: String,
+}
+
+/// Where the head file of a database lives.
+pub fn head_path(db: &Path) -> PathBuf {
+    let mut name = db.as_os_str().to_owned();
+    name.push(".audit-head");
+    PathBuf::from(name)
+}
+
+pub fn read_head(path: &Path) -> anyhow::Result<Option<ChainHead>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(Some(serde_json::from_str(&text).map_err(|e| {
+            anyhow::anyhow!("the audit head file {} is unreadable: {e}", path.display())
+        })?)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(anyhow::anyhow!("cannot read {}: {e}", path.display())),
+    }
+}
+
+/// Writes the head durably: a temporary file, fsync, rename over the old one.
+pub fn write_head(path: &Path, head: &ChainHead) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(
+            serde_json::to_string(head)
+                .map_err(std::io::Error::other)?
+                .as_bytes(),
+        )?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)
+}
+
+/// What verification found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VerifyReport {
+    pub events: u64,
+    pub last: Option<ChainHead>,
+    pub problem: Option<ChainProblem>,
+}
+
+/// The first place the record stops being trustworthy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChainProblem {
+    /// The first bad event (for a truncated log: the first missing one).
+    pub event_id: i64,
+    pub what: String,
+}
+
+/// Checks a log (in id order) against itself and against the head file's record.
+pub fn verify_chain(events: &[AuditEvent], head: Option<&ChainHead>) -> VerifyReport {
+    let mut prev_hash = GENESIS_HASH.to_string();
+    let mut expected_id = 1i64;
+    let mut report = VerifyReport {
+        events: events.len() as u64,
+        last: events.last().map(|e| ChainHead {
+            id: e.id,
+            hash: e.hash.clone(),
+        }),
+        problem: None,
+    };
+    for e in events {
+        let problem = if e.id != expected_id {
+            Some(format!(
+                "expected event {expected_id} here but found event {} (events missing or moved)",
+                e.id
+            ))
+        } else if e.prev_hash != prev_hash {
+            Some("its previous-hash does not match the event before it (an event was removed, moved or altered)".to_string())
+        } else if event_hash(e) != e.hash {
+            Some("its content does not match its hash (the event was altered)".to_string())
+        } else {
+            None
+        };
+        if let Some(what) = problem {
+            report.problem = Some(ChainProblem {
+                event_id: expected_id.min(e.id),
+                what,
+            });
+            return report;
+        }
+        prev_hash = e.hash.clone();
+        expected_id += 1;
+    }
+    let last_id = expected_id - 1;
+    match head {
+        None if last_id > 0 => {
+            report.problem = Some(ChainProblem {
+                event_id: 1,
+                what: "the audit head file is missing; the log cannot be shown to be complete".into(),
+            })
+        }
+        None => {}
+        Some(h) if h.id > last_id => {
+            report.problem = Some(ChainProblem {
+                event_id: last_id + 1,
+                what: format!("the log ends at event {last_id} but the head file records event {} (the log was truncated)", h.id),
+            })
+        }
+        Some(h) if h.id < 1 => {}
+        Some(h) => {
+            let at = &events[(h.id - 1) as usize];
+            if at.hash != h.hash {
+                report.problem = Some(ChainProblem {
+                    event_id: h.id,
+                    what: "the event's hash differs from the one in the head file (the log was rebuilt)".into(),
+                });
+            }
+        }
+    }
+    report
+}

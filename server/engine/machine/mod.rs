@@ -1,0 +1,106 @@
+//! The pure state machines of runs and steps: `(state, event, now) -> Result<(state, actions)>`.
+//!
+//! Nothing here does IO or reads a clock; time is an argument. A refused transition is a typed
+//! [`Refusal`] and leaves the state as it was (the caller's copy is never touched). Actions are
+//! what the driver must do *after* the transition has committed.
+
+use serde::{Deserialize, Serialize};
+
+pub mod run;
+pub mod step;
+
+pub use run::{RunAction, RunEvent, RunState, RunStatus};
+pub use step::{Approval, StepAction, StepCtx, StepEvent, StepState, StepStatus};
+
+/// Milliseconds since the Unix epoch. The engine's only notion of time; passed in, never read.
+pub type Millis = i64;
+
+/// The role that may approve the start of a run and skip steps.
+pub const APPROVER_ROLE: &str = "approver";
+/// The role that may start, pause, resume, abort, retry, claim manual tasks and request undo.
+pub const OPERATOR_ROLE: &str = "operator";
+
+/// A person (or the engine itself) acting on a run. The web layer builds this from the signed-in
+/// user; the engine enforces roles and four-eyes itself so no front end can bypass them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actor {
+    pub name: String,
+    pub roles: Vec<String>,
+}
+
+impl Actor {
+    pub fn new(name: impl Into<String>, roles: &[&str]) -> Actor {
+        Actor {
+            name: name.into(),
+            roles: roles.iter().map(|r| r.to_string()).collect(),
+        }
+    }
+
+    /// The engine itself (driver transitions: unblock, dispatch, finish, lapse).
+    pub fn engine() -> Actor {
+        Actor::new("lockstep", &[])
+    }
+
+    pub fn has_role(&self, role: &str) -> bool {
+        self.roles.iter().any(|r| r == role)
+    }
+
+    fn require(&self, role: &str) -> Result<(), Refusal> {
+        if self.has_role(role) {
+            Ok(())
+        } else {
+            Err(Refusal::MissingRole {
+                actor: self.name.clone(),
+                role: role.to_string(),
+            })
+        }
+    }
+}
+
+/// Why a transition was refused. Each variant names what is wrong in words a person can act on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[serde(tag = "refusal", rename_all = "snake_case")]
+pub enum Refusal {
+    #[error("`{event}` is not allowed while {what} is {from}")]
+    NotAllowed {
+        what: String,
+        from: String,
+        event: String,
+    },
+    #[error("{actor} lacks the role `{role}`")]
+    MissingRole { actor: String, role: String },
+    #[error("four-eyes: {actor} {requested} and cannot approve it")]
+    FourEyes { actor: String, requested: String },
+    #[error("{actor} has already approved this step")]
+    AlreadyApproved { actor: String },
+    #[error("a comment is required")]
+    CommentRequired,
+    #[error("a note describing what was done is required")]
+    NoteRequired,
+    #[error("a justification is required to skip a step")]
+    JustificationRequired,
+    #[error("evidence is required to mark a step done")]
+    EvidenceRequired,
+    #[error("a reason is required")]
+    ReasonRequired,
+    #[error("the approval gate lapsed at {expired_at}; it must be reopened")]
+    GateExpired { expired_at: Millis },
+    #[error(
+        "the step's content changed since it was shown; review it again (expected {expected})"
+    )]
+    ContentChanged { expected: String },
+    #[error("the task is claimed by {claimed_by}")]
+    ClaimedByOther { claimed_by: String },
+    #[error("the task must be claimed before it is completed")]
+    NotClaimed,
+    #[error("the next attempt may start at {not_before}")]
+    BackoffPending { not_before: Millis },
+}
+
+fn require_text(text: &str, refusal: Refusal) -> Result<(), Refusal> {
+    if text.trim().is_empty() {
+        Err(refusal)
+    } else {
+        Ok(())
+    }
+}

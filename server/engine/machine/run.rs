@@ -1,0 +1,266 @@
+//! The run state machine: draft → awaiting start approval → running ⇄ paused → succeeded | failed
+//! | aborted, and from a finished run, undoing → undone.
+
+use serde::{Deserialize, Serialize};
+
+use super::{require_text, Actor, Millis, Refusal, APPROVER_ROLE, OPERATOR_ROLE};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Draft,
+    AwaitingStartApproval,
+    Running,
+    Paused,
+    Succeeded,
+    Failed,
+    Aborted,
+    /// Running the undo plan: the reversible steps that succeeded, in reverse order.
+    Undoing,
+    Undone,
+}
+
+impl RunStatus {
+    pub const ALL: [RunStatus; 9] = [
+        RunStatus::Draft,
+        RunStatus::AwaitingStartApproval,
+        RunStatus::Running,
+        RunStatus::Paused,
+        RunStatus::Succeeded,
+        RunStatus::Failed,
+        RunStatus::Aborted,
+        RunStatus::Undoing,
+        RunStatus::Undone,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Draft => "draft",
+            RunStatus::AwaitingStartApproval => "awaiting_start_approval",
+            RunStatus::Running => "running",
+            RunStatus::Paused => "paused",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::Aborted => "aborted",
+            RunStatus::Undoing => "undoing",
+            RunStatus::Undone => "undone",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<RunStatus> {
+        RunStatus::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+
+    /// Whether the driver dispatches steps of a run in this status.
+    pub fn is_driving(self) -> bool {
+        matches!(self, RunStatus::Running | RunStatus::Undoing)
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            RunStatus::Succeeded | RunStatus::Aborted | RunStatus::Undone
+        )
+    }
+}
+
+impl std::fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The mutable part of a run. The plan and metadata are fixed when the run is created.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunState {
+    pub status: RunStatus,
+    /// Who requested the run; never approves its start nor any of its gates (four-eyes).
+    pub requester: String,
+    /// Who approved the start.
+    pub approved_by: Option<String>,
+    /// Set by a pause, cleared by resume.
+    pub paused_by: Option<String>,
+    pub reason: Option<String>,
+    /// An undo was requested: a reopened run goes back to undoing, not forward.
+    #[serde(default)]
+    pub undo_requested: bool,
+}
+
+impl RunState {
+    pub fn new(requester: &str) -> RunState {
+        RunState {
+            status: RunStatus::Draft,
+            requester: requester.to_string(),
+            approved_by: None,
+            paused_by: None,
+            reason: None,
+            undo_requested: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum RunEvent {
+    /// The requester asks for the start to be approved.
+    Submit {
+        actor: Actor,
+    },
+    ApproveStart {
+        actor: Actor,
+        comment: String,
+    },
+    Pause {
+        actor: Actor,
+        reason: String,
+    },
+    Resume {
+        actor: Actor,
+    },
+    Abort {
+        actor: Actor,
+        reason: String,
+    },
+    /// Driver: every step is succeeded or skipped.
+    Completed,
+    /// Driver: a step failed and nothing else can move until a person acts.
+    Stalled {
+        step_id: String,
+    },
+    /// A failed run goes on: a person retried, skipped or resolved the step that stopped it (the
+    /// step event checked their role).
+    Reopen {
+        actor: Actor,
+    },
+    /// Undo the reversible steps that succeeded, in reverse order.
+    Undo {
+        actor: Actor,
+        reason: String,
+    },
+}
+
+impl RunEvent {
+    pub fn name(&self) -> &'static str {
+        match self {
+            RunEvent::Submit { .. } => "submit",
+            RunEvent::ApproveStart { .. } => "approve_start",
+            RunEvent::Pause { .. } => "pause",
+            RunEvent::Resume { .. } => "resume",
+            RunEvent::Abort { .. } => "abort",
+            RunEvent::Completed => "completed",
+            RunEvent::Stalled { .. } => "stalled",
+            RunEvent::Reopen { .. } => "reopen",
+            RunEvent::Undo { .. } => "undo",
+        }
+    }
+
+    pub fn actor(&self) -> Option<&Actor> {
+        match self {
+            RunEvent::Submit { actor }
+            | RunEvent::ApproveStart { actor, .. }
+            | RunEvent::Pause { actor, .. }
+            | RunEvent::Resume { actor }
+            | RunEvent::Abort { actor, .. }
+            | RunEvent::Reopen { actor }
+            | RunEvent::Undo { actor, .. } => Some(actor),
+            RunEvent::Completed | RunEvent::Stalled { .. } => None,
+        }
+    }
+}
+
+/// What the driver does after a run transition commits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RunAction {
+    /// Cancel every step not yet finished (in-flight ones through their executor).
+    CancelSteps,
+    /// Add the undo steps and drive them.
+    PlanUndo,
+    /// The run holds no host any more.
+    ReleaseHosts,
+}
+
+/// Applies `event` to `state`. Pure.
+pub fn apply(
+    state: &RunState,
+    event: &RunEvent,
+    _now: Millis,
+) -> Result<(RunState, Vec<RunAction>), Refusal> {
+    use RunStatus::*;
+    let mut next = state.clone();
+    let mut actions = Vec::new();
+    let refuse = || Refusal::NotAllowed {
+        what: "the run".into(),
+        from: state.status.to_string(),
+        event: event.name().into(),
+    };
+    match (state.status, event) {
+        (Draft, RunEvent::Submit { actor }) => {
+            actor.require(OPERATOR_ROLE)?;
+            next.status = AwaitingStartApproval;
+        }
+        (AwaitingStartApproval, RunEvent::ApproveStart { actor, comment }) => {
+            actor.require(APPROVER_ROLE)?;
+            require_text(comment, Refusal::CommentRequired)?;
+            if actor.name == state.requester {
+                return Err(Refusal::FourEyes {
+                    actor: actor.name.clone(),
+                    requested: "requested the run".into(),
+                });
+            }
+            next.status = Running;
+            next.approved_by = Some(actor.name.clone());
+        }
+        (Running, RunEvent::Pause { actor, reason }) => {
+            actor.require(OPERATOR_ROLE)?;
+            next.status = Paused;
+            next.paused_by = Some(actor.name.clone());
+            next.reason = Some(reason.clone()).filter(|r| !r.trim().is_empty());
+        }
+        (Paused, RunEvent::Resume { actor }) => {
+            actor.require(OPERATOR_ROLE)?;
+            next.status = Running;
+            next.paused_by = None;
+        }
+        (
+            Draft | AwaitingStartApproval | Running | Paused | Failed | Undoing,
+            RunEvent::Abort { actor, reason },
+        ) => {
+            actor.require(OPERATOR_ROLE)?;
+            require_text(reason, Refusal::ReasonRequired)?;
+            next.status = Aborted;
+            next.reason = Some(reason.clone());
+            actions.push(RunAction::CancelSteps);
+            actions.push(RunAction::ReleaseHosts);
+        }
+        (Running, RunEvent::Completed) => {
+            next.status = Succeeded;
+            actions.push(RunAction::ReleaseHosts);
+        }
+        (Undoing, RunEvent::Completed) => {
+            next.status = Undone;
+            actions.push(RunAction::ReleaseHosts);
+        }
+        (Running | Undoing, RunEvent::Stalled { step_id }) => {
+            next.status = Failed;
+            next.reason = Some(format!("step {step_id} failed"));
+        }
+        (Failed, RunEvent::Reopen { .. }) => {
+            next.status = if state.undo_requested {
+                Undoing
+            } else {
+                Running
+            };
+            next.reason = None;
+        }
+        (Succeeded | Failed | Aborted, RunEvent::Undo { actor, reason }) => {
+            actor.require(OPERATOR_ROLE)?;
+            require_text(reason, Refusal::ReasonRequired)?;
+            next.status = Undoing;
+            next.undo_requested = true;
+            next.reason = Some(reason.clone());
+            actions.push(RunAction::PlanUndo);
+        }
+        _ => return Err(refuse()),
+    }
+    Ok((next, actions))
+}

@@ -1,0 +1,258 @@
+//! The durable store: runs, steps and the hash-chained event log in SQLite (sqlx).
+//!
+//! Every state change is a compare-and-set (`WHERE … AND status = ? AND attempt = ?`, zero rows is
+//! a typed [`EngineError::Conflict`]) and appends its audit event in the same `BEGIN IMMEDIATE`
+//! transaction; if the event cannot be written the change is rolled back (fail closed). After the
+//! commit the chain head is written next to the database and the events are published on a
+//! broadcast channel for live views.
+//!
+//! `Store` is cheap to clone (pools and channels behind `Arc`s) and meant to live in web state.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, Sqlite, SqlitePool, Transaction};
+use tokio::sync::broadcast;
+
+use super::audit::{self, AuditEvent, ChainHead};
+use super::machine::{Millis, Refusal};
+
+mod queries;
+mod transitions;
+
+pub use queries::{RunRecord, StepRecord};
+pub use transitions::{Claimed, DriveLimits, NewRun, StepBatchResult};
+
+/// Everything that can go wrong in the engine, each with a message a person can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The state machine refused (wrong state, missing role, four-eyes, …). Maps to 409/403/422.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    /// Someone else changed the same run or step first. Reload and try again. Maps to 409.
+    #[error("{0} changed meanwhile; reload and try again")]
+    Conflict(String),
+    #[error("{0} not found")]
+    NotFound(String),
+    /// Bad input (a plan that does not hold together, a malformed value). Maps to 422.
+    #[error("{0}")]
+    Invalid(String),
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("audit log: {0}")]
+    Audit(String),
+}
+
+pub type Result<T, E = EngineError> = std::result::Result<T, E>;
+
+/// Capacity of the live event channel; a slower subscriber lags and should replay from the table.
+const BROADCAST_CAPACITY: usize = 4096;
+
+#[derive(Clone)]
+pub struct Store {
+    /// Readers (WAL lets them run beside the writer).
+    pool: SqlitePool,
+    /// The one writer connection: serialises transitions so the hash chain has one order.
+    writer: SqlitePool,
+    /// `<db>.audit-head`, plus the id last written there (never written backwards).
+    head: Arc<(PathBuf, Mutex<i64>)>,
+    events: broadcast::Sender<AuditEvent>,
+    path: Arc<PathBuf>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database, applies the embedded migrations and checks the
+    /// file with `PRAGMA integrity_check`.
+    pub async fn open(path: &Path) -> Result<Store> {
+        let options = SqliteConnectOptions::from_str("sqlite://")?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // Durable commits: an approval or an audit event survives power loss.
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await?;
+        sqlx::migrate!().run(&writer).await?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options.read_only(true))
+            .await?;
+        let store = Store {
+            pool,
+            writer,
+            head: Arc::new((audit::head_path(path), Mutex::new(0))),
+            events: broadcast::channel(BROADCAST_CAPACITY).0,
+            path: Arc::new(path.to_path_buf()),
+        };
+        store.integrity_check().await?;
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The read pool, for other modules' own tables in the same database (the web layer's users).
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// `PRAGMA integrity_check`; anything but `ok` is an error naming what SQLite found.
+    pub async fn integrity_check(&self) -> Result<()> {
+        let rows = sqlx::query("PRAGMA integrity_check")
+            .fetch_all(&self.writer)
+            .await?;
+        let found: Vec<String> = rows.iter().map(|r| r.get::<String, _>(0)).collect();
+        if found == ["ok"] {
+            Ok(())
+        } else {
+            Err(EngineError::Audit(format!(
+                "database integrity check failed: {}",
+                found.join("; ")
+            )))
+        }
+    }
+
+    /// Live events, published after they commit. On `Lagged`, replay with [`Store::events_after`].
+    pub fn subscribe(&self) -> broadcast::Receiver<AuditEvent> {
+        self.events.subscribe()
+    }
+
+    /// Starts a write transaction holding the chain's tail.
+    async fn begin(&self) -> Result<WriteTx> {
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let last = sqlx::query("SELECT id, hash FROM events ORDER BY id DESC LIMIT 1")
+            .fetch_optional(&mut *tx)
+            .await?;
+        let last = match last {
+            Some(row) => (row.get::<i64, _>(0), row.get::<String, _>(1)),
+            None => (0, audit::GENESIS_HASH.to_string()),
+        };
+        Ok(WriteTx {
+            tx,
+            last,
+            appended: Vec::new(),
+        })
+    }
+
+    /// Commits, records the new chain head, then publishes the committed events.
+    async fn commit(&self, w: WriteTx) -> Result<Vec<AuditEvent>> {
+        w.tx.commit().await?;
+        if let Some(last) = w.appended.last() {
+            let (path, written) = &*self.head;
+            let mut written = written.lock().unwrap_or_else(|p| p.into_inner());
+            if last.id > *written {
+                let head = ChainHead {
+                    id: last.id,
+                    hash: last.hash.clone(),
+                };
+                audit::write_head(path, &head).map_err(|e| {
+                    EngineError::Audit(format!("cannot write {}: {e}", path.display()))
+                })?;
+                *written = last.id;
+            }
+        }
+        for e in &w.appended {
+            // No subscribers is fine.
+            let _ = self.events.send(e.clone());
+        }
+        Ok(w.appended)
+    }
+
+    /// Appends a free-text comment to a run (or one of its steps). Changes no state.
+    pub async fn comment(
+        &self,
+        run_id: &str,
+        step_id: Option<&str>,
+        actor: &super::machine::Actor,
+        text: &str,
+        now: Millis,
+    ) -> Result<AuditEvent> {
+        if text.trim().is_empty() {
+            return Err(Refusal::CommentRequired.into());
+        }
+        let mut w = self.begin().await?;
+        queries::load_run(&mut w.tx, run_id).await?;
+        if let Some(step) = step_id {
+            queries::load_step(&mut w.tx, run_id, step).await?;
+        }
+        w.append(
+            Some(run_id),
+            step_id,
+            &actor.name,
+            now,
+            "comment",
+            serde_json::json!({ "text": text, "roles": actor.roles }),
+        )
+        .await?;
+        let mut events = self.commit(w).await?;
+        events
+            .pop()
+            .ok_or_else(|| EngineError::Audit("the comment event was not recorded".into()))
+    }
+}
+
+/// One write transaction and the audit events it appends.
+struct WriteTx {
+    tx: Transaction<'static, Sqlite>,
+    /// Id and hash of the newest event (committed or appended here).
+    last: (i64, String),
+    appended: Vec<AuditEvent>,
+}
+
+impl WriteTx {
+    async fn append(
+        &mut self,
+        run_id: Option<&str>,
+        step_id: Option<&str>,
+        actor: &str,
+        at: Millis,
+        kind: &str,
+        payload: serde_json::Value,
+    ) -> Result<()> {
+        let mut event = AuditEvent {
+            id: self.last.0 + 1,
+            run_id: run_id.map(str::to_string),
+            step_id: step_id.map(str::to_string),
+            actor: actor.to_string(),
+            at,
+            kind: kind.to_string(),
+            payload,
+            prev_hash: self.last.1.clone(),
+            hash: String::new(),
+        };
+        event.hash = audit::event_hash(&event);
+        sqlx::query(
+            "INSERT INTO events (id, run_id, step_id, actor, at, kind, payload, prev_hash, hash)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(event.id)
+        .bind(&event.run_id)
+        .bind(&event.step_id)
+        .bind(&event.actor)
+        .bind(event.at)
+        .bind(&event.kind)
+        .bind(audit::canonical_json(&event.payload))
+        .bind(&event.prev_hash)
+        .bind(&event.hash)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(|e| {
+            EngineError::Audit(format!(
+                "the audit event could not be written, so the change was not made: {e}"
+            ))
+        })?;
+        self.last = (event.id, event.hash.clone());
+        self.appended.push(event);
+        Ok(())
+    }
+}

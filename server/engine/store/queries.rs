@@ -1,0 +1,269 @@
+//! Reading runs, steps and events: the rows as typed records, for the driver and the web layer.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Row, SqliteConnection};
+
+use super::{EngineError, Result, Store};
+use crate::engine::audit::AuditEvent;
+use crate::engine::machine::{Millis, RunState, RunStatus, StepState, StepStatus};
+use crate::knowledge::plan::{Plan, PlannedStep};
+
+/// A run as stored (without its plan; see [`Store::plan`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunRecord {
+    pub id: String,
+    pub status: RunStatus,
+    /// Compare-and-set guard; bumped by every run transition.
+    pub version: i64,
+    pub requester: String,
+    pub change_ticket: String,
+    pub window_start: Option<Millis>,
+    pub window_end: Option<Millis>,
+    pub runbook: String,
+    pub inventory: String,
+    pub params: BTreeMap<String, String>,
+    pub state: RunState,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+/// A step as stored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StepRecord {
+    pub run_id: String,
+    pub id: String,
+    pub seq: i64,
+    pub spec: PlannedStep,
+    /// For an undo step, the plan step it reverses.
+    pub undo_of: Option<String>,
+    pub status: StepStatus,
+    pub attempt: u32,
+    pub state: StepState,
+    /// What an approver must send back with an approval (content-bound approvals).
+    pub content_hash: String,
+    pub updated_at: Millis,
+}
+
+fn corrupt(what: &str, e: impl std::fmt::Display) -> EngineError {
+    EngineError::Audit(format!("stored {what} cannot be read: {e}"))
+}
+
+const RUN_COLUMNS: &str =
+    "id, status, version, requester, change_ticket, window_start, window_end, \
+     runbook, inventory, params, state, created_at, updated_at";
+const STEP_COLUMNS: &str =
+    "run_id, id, seq, spec, undo_of, status, attempt, state, content_hash, updated_at";
+
+pub(super) fn run_from_row(row: &SqliteRow) -> Result<RunRecord> {
+    let status: String = row.get("status");
+    let status = RunStatus::parse(&status).ok_or_else(|| corrupt("run status", &status))?;
+    let mut state: RunState =
+        serde_json::from_str(row.get("state")).map_err(|e| corrupt("run state", e))?;
+    state.status = status;
+    Ok(RunRecord {
+        id: row.get("id"),
+        status,
+        version: row.get("version"),
+        requester: row.get("requester"),
+        change_ticket: row.get("change_ticket"),
+        window_start: row.get("window_start"),
+        window_end: row.get("window_end"),
+        runbook: row.get("runbook"),
+        inventory: row.get("inventory"),
+        params: serde_json::from_str(row.get("params")).map_err(|e| corrupt("run params", e))?,
+        state,
+        created_at: row.get("created_at"),
+        updated_at: row.get("updated_at"),
+    })
+}
+
+pub(super) fn step_from_row(row: &SqliteRow) -> Result<StepRecord> {
+    let status: String = row.get("status");
+    let status = StepStatus::parse(&status).ok_or_else(|| corrupt("step status", &status))?;
+    let attempt: i64 = row.get("attempt");
+    let attempt = u32::try_from(attempt).map_err(|e| corrupt("step attempt", e))?;
+    let mut state: StepState =
+        serde_json::from_str(row.get("state")).map_err(|e| corrupt("step state", e))?;
+    state.status = status;
+    state.attempt = attempt;
+    Ok(StepRecord {
+        run_id: row.get("run_id"),
+        id: row.get("id"),
+        seq: row.get("seq"),
+        spec: serde_json::from_str(row.get("spec")).map_err(|e| corrupt("step spec", e))?,
+        undo_of: row.get("undo_of"),
+        status,
+        attempt,
+        state,
+        content_hash: row.get("content_hash"),
+        updated_at: row.get("updated_at"),
+    })
+}
+
+pub(super) fn event_from_row(row: &SqliteRow) -> Result<AuditEvent> {
+    Ok(AuditEvent {
+        id: row.get("id"),
+        run_id: row.get("run_id"),
+        step_id: row.get("step_id"),
+        actor: row.get("actor"),
+        at: row.get("at"),
+        kind: row.get("kind"),
+        payload: serde_json::from_str(row.get("payload"))
+            .map_err(|e| corrupt("event payload", e))?,
+        prev_hash: row.get("prev_hash"),
+        hash: row.get("hash"),
+    })
+}
+
+pub(super) async fn load_run(conn: &mut SqliteConnection, run_id: &str) -> Result<RunRecord> {
+    let row = sqlx::query(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?"))
+        .bind(run_id)
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or_else(|| EngineError::NotFound(format!("run {run_id}")))?;
+    run_from_row(&row)
+}
+
+pub(super) async fn load_step(
+    conn: &mut SqliteConnection,
+    run_id: &str,
+    step_id: &str,
+) -> Result<StepRecord> {
+    let row = sqlx::query(&format!(
+        "SELECT {STEP_COLUMNS} FROM steps WHERE run_id = ? AND id = ?"
+    ))
+    .bind(run_id)
+    .bind(step_id)
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or_else(|| EngineError::NotFound(format!("step {step_id} of run {run_id}")))?;
+    step_from_row(&row)
+}
+
+pub(super) async fn load_steps(
+    conn: &mut SqliteConnection,
+    run_id: &str,
+) -> Result<Vec<StepRecord>> {
+    let rows = sqlx::query(&format!(
+        "SELECT {STEP_COLUMNS} FROM steps WHERE run_id = ? ORDER BY seq"
+    ))
+    .bind(run_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter().map(step_from_row).collect()
+}
+
+impl Store {
+    /// Every run, newest first.
+    pub async fn runs(&self) -> Result<Vec<RunRecord>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {RUN_COLUMNS} FROM runs ORDER BY created_at DESC, id"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(run_from_row).collect()
+    }
+
+    /// Runs the driver works on or must reconcile: running, undoing, or aborted with steps in flight.
+    pub async fn active_run_ids(&self) -> Result<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT id FROM runs WHERE status IN ('running', 'undoing')
+             OR (status IN ('aborted', 'paused', 'failed') AND EXISTS (SELECT 1 FROM steps s
+                 WHERE s.run_id = runs.id AND s.status IN ('dispatched', 'running', 'verifying')))
+             ORDER BY created_at, id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(|r| r.get::<String, _>(0)).collect())
+    }
+
+    pub async fn run(&self, run_id: &str) -> Result<RunRecord> {
+        let mut conn = self.pool.acquire().await?;
+        load_run(&mut conn, run_id).await
+    }
+
+    /// The plan the run was created with.
+    pub async fn plan(&self, run_id: &str) -> Result<Plan> {
+        let row = sqlx::query("SELECT plan FROM runs WHERE id = ?")
+            .bind(run_id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| EngineError::NotFound(format!("run {run_id}")))?;
+        serde_json::from_str(row.get("plan")).map_err(|e| corrupt("plan", e))
+    }
+
+    /// The run's steps in plan order (undo steps last).
+    pub async fn steps(&self, run_id: &str) -> Result<Vec<StepRecord>> {
+        let mut conn = self.pool.acquire().await?;
+        load_run(&mut conn, run_id).await?;
+        load_steps(&mut conn, run_id).await
+    }
+
+    pub async fn step(&self, run_id: &str, step_id: &str) -> Result<StepRecord> {
+        let mut conn = self.pool.acquire().await?;
+        load_step(&mut conn, run_id, step_id).await
+    }
+
+    /// Events with id greater than `after_id` (0 for all), oldest first, at most `limit`;
+    /// only one run's when `run_id` is given. SSE replays from here on Last-Event-ID.
+    pub async fn events_after(
+        &self,
+        after_id: i64,
+        run_id: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<AuditEvent>> {
+        let rows = sqlx::query(
+            "SELECT id, run_id, step_id, actor, at, kind, payload, prev_hash, hash FROM events
+             WHERE id > ? AND (? IS NULL OR run_id = ?) ORDER BY id LIMIT ?",
+        )
+        .bind(after_id)
+        .bind(run_id)
+        .bind(run_id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(event_from_row).collect()
+    }
+
+    /// The whole log in id order (verification and export).
+    pub async fn all_events(&self) -> Result<Vec<AuditEvent>> {
+        let rows = sqlx::query(
+            "SELECT id, run_id, step_id, actor, at, kind, payload, prev_hash, hash FROM events ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(event_from_row).collect()
+    }
+
+    /// Verifies the chain and the head file. A row whose payload no longer parses is reported as
+    /// the bad event it is, not as a read error.
+    pub async fn verify_audit(&self) -> Result<crate::engine::audit::VerifyReport> {
+        use crate::engine::audit;
+        let rows = sqlx::query(
+            "SELECT id, run_id, step_id, actor, at, kind, payload, prev_hash, hash FROM events ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let head = audit::read_head(&self.head.0).map_err(|e| EngineError::Audit(e.to_string()))?;
+        let mut events = Vec::with_capacity(rows.len());
+        for row in &rows {
+            match event_from_row(row) {
+                Ok(e) => events.push(e),
+                Err(_) => {
+                    let mut report = audit::verify_chain(&events, None);
+                    if report.problem.is_none() {
+                        report.problem = Some(audit::ChainProblem {
+                            event_id: row.get("id"),
+                            what: "its payload is not valid JSON (the event was altered)".into(),
+                        });
+                    }
+                    return Ok(report);
+                }
+            }
+        }
+        Ok(audit::verify_chain(&events, head.as_ref()))
+    }
+}

@@ -1,0 +1,707 @@
+//! Writing: creating runs and applying run and step events, each as a compare-and-set plus an
+//! audit event in one transaction. The driver's claim of ready steps also lives here, so every
+//! SQL statement of the engine stays in the store.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use serde::Serialize;
+use sqlx::Row;
+
+use super::queries::{load_run, load_step, load_steps, RunRecord, StepRecord};
+use super::{EngineError, Result, Store, WriteTx};
+use crate::engine::audit::{self, AuditEvent};
+use crate::engine::machine::{
+    self, run, step, Actor, Millis, Refusal, RunAction, RunEvent, RunState, RunStatus, StepAction,
+    StepCtx, StepEvent, StepState, StepStatus,
+};
+use crate::knowledge::plan::{Plan, PlannedStep, RetryPolicy};
+
+/// What a person provides to create a run; the requester is the acting person.
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    pub change_ticket: String,
+    pub window_start: Option<Millis>,
+    pub window_end: Option<Millis>,
+    pub plan: Plan,
+}
+
+/// Concurrency limits the driver claims within.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DriveLimits {
+    /// Steps of one run in flight at once.
+    pub per_run: usize,
+    /// Steps of one run in flight on one host at once.
+    pub per_host: usize,
+}
+
+impl Default for DriveLimits {
+    fn default() -> Self {
+        DriveLimits {
+            per_run: 4,
+            per_host: 1,
+        }
+    }
+}
+
+/// A step the driver must act on after the claim committed.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub step: StepRecord,
+    pub actions: Vec<StepAction>,
+}
+
+/// One item of a batch of step events: its result, refusals kept per item.
+pub type StepBatchResult = Result<(StepState, Vec<StepAction>)>;
+
+#[derive(Serialize)]
+struct Transition<'a, E: Serialize> {
+    event: &'a E,
+    from: &'a str,
+    to: &'a str,
+    attempt: u32,
+}
+
+fn statuses_are_person_actionable(status: RunStatus) -> bool {
+    matches!(
+        status,
+        RunStatus::Running | RunStatus::Paused | RunStatus::Failed | RunStatus::Undoing
+    )
+}
+
+/// Checks a plan holds together: ids unique and non-empty, dependencies known and earlier.
+fn validate_plan(plan: &Plan) -> Result<()> {
+    let mut seen = HashSet::new();
+    for (i, s) in plan.steps.iter().enumerate() {
+        if s.id.trim().is_empty() {
+            return Err(EngineError::Invalid(format!(
+                "plan step {} has an empty id",
+                i + 1
+            )));
+        }
+        if s.id.starts_with("undo:") {
+            return Err(EngineError::Invalid(format!(
+                "plan step id `{}` uses the reserved prefix `undo:`",
+                s.id
+            )));
+        }
+        for d in &s.depends_on {
+            if !seen.contains(d.as_str()) {
+                return Err(EngineError::Invalid(format!(
+                    "plan step `{}` depends on `{d}`, which is not an earlier step of the plan",
+                    s.id
+                )));
+            }
+        }
+        if !seen.insert(s.id.as_str()) {
+            return Err(EngineError::Invalid(format!(
+                "plan step id `{}` appears twice",
+                s.id
+            )));
+        }
+        if let Some(g) = &s.gate {
+            if g.quorum == 0 {
+                return Err(EngineError::Invalid(format!(
+                    "plan step `{}`: gate quorum must be at least 1",
+                    s.id
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+impl WriteTx {
+    async fn insert_step(
+        &mut self,
+        run_id: &str,
+        seq: i64,
+        spec: &PlannedStep,
+        undo_of: Option<&str>,
+        now: Millis,
+    ) -> Result<()> {
+        let state = StepState::default();
+        sqlx::query(
+            "INSERT INTO steps (run_id, id, seq, kind, host, spec, undo_of, status, attempt, state,
+                 content_hash, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?)",
+        )
+        .bind(run_id)
+        .bind(&spec.id)
+        .bind(seq)
+        .bind(spec.kind.as_str())
+        .bind(&spec.host)
+        .bind(json(spec)?)
+        .bind(undo_of)
+        .bind(json(&state)?)
+        .bind(audit::content_hash(spec))
+        .bind(now)
+        .execute(&mut *self.tx)
+        .await?;
+        for d in &spec.depends_on {
+            sqlx::query("INSERT INTO step_deps (run_id, step_id, depends_on) VALUES (?, ?, ?)")
+                .bind(run_id)
+                .bind(&spec.id)
+                .bind(d)
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Applies a run event as a compare-and-set on (status, version), with its audit event.
+    async fn run_transition(
+        &mut self,
+        run: &RunRecord,
+        event: &RunEvent,
+        now: Millis,
+    ) -> Result<(RunState, Vec<RunAction>)> {
+        let (next, actions) = run::apply(&run.state, event, now)?;
+        let done = sqlx::query(
+            "UPDATE runs SET status = ?, version = version + 1, state = ?, updated_at = ?
+             WHERE id = ? AND status = ? AND version = ?",
+        )
+        .bind(next.status.as_str())
+        .bind(json(&next)?)
+        .bind(now)
+        .bind(&run.id)
+        .bind(run.status.as_str())
+        .bind(run.version)
+        .execute(&mut *self.tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(EngineError::Conflict(format!("run {}", run.id)));
+        }
+        let actor = event
+            .actor()
+            .map(|a| a.name.clone())
+            .unwrap_or_else(|| Actor::engine().name);
+        let payload = serde_json::to_value(Transition {
+            event,
+            from: run.status.as_str(),
+            to: next.status.as_str(),
+            attempt: 0,
+        })
+        .map_err(|e| EngineError::Audit(e.to_string()))?;
+        self.append(
+            Some(&run.id),
+            None,
+            &actor,
+            now,
+            &format!("run.{}", event.name()),
+            payload,
+        )
+        .await?;
+        Ok((next, actions))
+    }
+
+    /// Applies a step event as a compare-and-set on (status, attempt), with its audit event.
+    async fn step_transition(
+        &mut self,
+        requester: &str,
+        step: &StepRecord,
+        event: &StepEvent,
+        now: Millis,
+    ) -> Result<(StepState, Vec<StepAction>)> {
+        let ctx = StepCtx::for_step(&step.spec, requester, step.content_hash.clone());
+        let (next, actions) = step::apply(&step.state, &ctx, event, now)?;
+        let done = sqlx::query(
+            "UPDATE steps SET status = ?, attempt = ?, state = ?, updated_at = ?
+             WHERE run_id = ? AND id = ? AND status = ? AND attempt = ?",
+        )
+        .bind(next.status.as_str())
+        .bind(i64::from(next.attempt))
+        .bind(json(&next)?)
+        .bind(now)
+        .bind(&step.run_id)
+        .bind(&step.id)
+        .bind(step.status.as_str())
+        .bind(i64::from(step.attempt))
+        .execute(&mut *self.tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(EngineError::Conflict(format!(
+                "step {} of run {}",
+                step.id, step.run_id
+            )));
+        }
+        let actor = event
+            .actor()
+            .map(|a| a.name.clone())
+            .unwrap_or_else(|| Actor::engine().name);
+        let payload = serde_json::to_value(Transition {
+            event,
+            from: step.status.as_str(),
+            to: next.status.as_str(),
+            attempt: next.attempt,
+        })
+        .map_err(|e| EngineError::Audit(e.to_string()))?;
+        self.append(
+            Some(&step.run_id),
+            Some(&step.id),
+            &actor,
+            now,
+            &format!("step.{}", event.name()),
+            payload,
+        )
+        .await?;
+        Ok((next, actions))
+    }
+
+    /// The run-level consequences of a run transition that belong in the same transaction.
+    async fn run_consequences(
+        &mut self,
+        run: &RunRecord,
+        actions: &[RunAction],
+        now: Millis,
+    ) -> Result<()> {
+        for action in actions {
+            match action {
+                RunAction::CancelSteps => {
+                    for s in load_steps(&mut self.tx, &run.id).await? {
+                        if !s.status.is_terminal() && !s.status.is_in_flight() {
+                            if s.status == StepStatus::OutcomeUnknown {
+                                continue; // stays with people: nobody knows what happened
+                            }
+                            self.step_transition(&run.requester, &s, &StepEvent::Cancel, now)
+                                .await?;
+                        }
+                    }
+                }
+                RunAction::ReleaseHosts => {
+                    sqlx::query("DELETE FROM host_locks WHERE run_id = ?")
+                        .bind(&run.id)
+                        .execute(&mut *self.tx)
+                        .await?;
+                }
+                RunAction::PlanUndo => self.plan_undo(run, now).await?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds one undo step per succeeded reversible plan step, chained in reverse order.
+    async fn plan_undo(&mut self, run: &RunRecord, now: Millis) -> Result<()> {
+        let steps = load_steps(&mut self.tx, &run.id).await?;
+        if steps.iter().any(|s| s.undo_of.is_some()) {
+            return Err(EngineError::Invalid(
+                "this run already has an undo plan; retry or resolve its steps instead".into(),
+            ));
+        }
+        let max_seq = steps.iter().map(|s| s.seq).max().unwrap_or(0);
+        let mut previous: Option<String> = None;
+        let reversible = steps
+            .iter()
+            .rev()
+            .filter(|s| s.status == StepStatus::Succeeded)
+            .filter_map(|s| s.spec.undo.clone().map(|op| (s, op)));
+        for (i, (s, op)) in reversible.enumerate() {
+            let spec = PlannedStep {
+                id: format!("undo:{}", s.id),
+                title: format!("Undo: {}", s.spec.title),
+                section: s.spec.section.clone(),
+                phase: "Undo".into(),
+                kind: s.spec.kind,
+                host: s.spec.host.clone(),
+                depends_on: previous.iter().cloned().collect(),
+                instructions: format!(
+                    "Restore what `{}` changed, from the values it captured.",
+                    s.id
+                ),
+                operation: op,
+                postcondition: None,
+                undo: None,
+                gate: None,
+                retry: RetryPolicy::default(),
+                timeout_secs: s.spec.timeout_secs,
+                estimate_secs: s.spec.estimate_secs,
+            };
+            self.insert_step(&run.id, max_seq + 1 + i as i64, &spec, Some(&s.id), now)
+                .await?;
+            previous = Some(spec.id);
+        }
+        Ok(())
+    }
+}
+
+fn json<T: Serialize>(value: &T) -> Result<String> {
+    serde_json::to_string(value).map_err(|e| EngineError::Invalid(e.to_string()))
+}
+
+impl Store {
+    /// Creates a run in `draft` from a plan; `actor` is its requester.
+    pub async fn create_run(&self, new: NewRun, actor: &Actor, now: Millis) -> Result<RunRecord> {
+        if !actor.has_role(machine::OPERATOR_ROLE) {
+            return Err(Refusal::MissingRole {
+                actor: actor.name.clone(),
+                role: machine::OPERATOR_ROLE.into(),
+            }
+            .into());
+        }
+        if new.change_ticket.trim().is_empty() {
+            return Err(EngineError::Invalid(
+                "change_ticket: a change ticket reference is required".into(),
+            ));
+        }
+        if let (Some(a), Some(b)) = (new.window_start, new.window_end) {
+            if b <= a {
+                return Err(EngineError::Invalid(
+                    "maintenance window: the end must be after the start".into(),
+                ));
+            }
+        }
+        validate_plan(&new.plan)?;
+        let id = uuid::Uuid::new_v4().to_string();
+        let state = RunState::new(&actor.name);
+        let mut w = self.begin().await?;
+        sqlx::query(
+            "INSERT INTO runs (id, status, version, requester, change_ticket, window_start, window_end,
+                 runbook, inventory, params, plan, state, created_at, updated_at)
+             VALUES (?, 'draft', 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&id)
+        .bind(&actor.name)
+        .bind(&new.change_ticket)
+        .bind(new.window_start)
+        .bind(new.window_end)
+        .bind(&new.plan.runbook)
+        .bind(&new.plan.inventory)
+        .bind(json(&new.plan.params)?)
+        .bind(json(&new.plan)?)
+        .bind(json(&state)?)
+        .bind(now)
+        .bind(now)
+        .execute(&mut *w.tx)
+        .await?;
+        for (i, s) in new.plan.steps.iter().enumerate() {
+            w.insert_step(&id, i as i64, s, None, now).await?;
+        }
+        w.append(
+            Some(&id),
+            None,
+            &actor.name,
+            now,
+            "run.created",
+            serde_json::json!({
+                "change_ticket": new.change_ticket,
+                "window_start": new.window_start,
+                "window_end": new.window_end,
+                "runbook": new.plan.runbook,
+                "inventory": new.plan.inventory,
+                "params": new.plan.params,
+                "steps": new.plan.steps.len(),
+                "plan_sha256": audit::sha256_hex(audit::canonical_json(&serde_json::to_value(&new.plan).map_err(|e| EngineError::Invalid(e.to_string()))?).as_bytes()),
+            }),
+        )
+        .await?;
+        let run = load_run(&mut w.tx, &id).await?;
+        self.commit(w).await?;
+        Ok(run)
+    }
+
+    /// Applies a run event (submit, approve start, pause, resume, abort, undo, …).
+    pub async fn apply_run_event(
+        &self,
+        run_id: &str,
+        event: &RunEvent,
+        now: Millis,
+    ) -> Result<(RunState, Vec<RunAction>)> {
+        let mut w = self.begin().await?;
+        let run = load_run(&mut w.tx, run_id).await?;
+        let (next, actions) = w.run_transition(&run, event, now).await?;
+        w.run_consequences(&run, &actions, now).await?;
+        self.commit(w).await?;
+        Ok((next, actions))
+    }
+
+    /// Applies a person's (or the driver's) event to one step. A step decision that lets a failed
+    /// run go on (retry, skip, mark done) reopens the run in the same transaction.
+    pub async fn apply_step_event(
+        &self,
+        run_id: &str,
+        step_id: &str,
+        event: &StepEvent,
+        now: Millis,
+    ) -> Result<(StepState, Vec<StepAction>)> {
+        let mut w = self.begin().await?;
+        let run = load_run(&mut w.tx, run_id).await?;
+        if event.actor().is_some() && !statuses_are_person_actionable(run.status) {
+            return Err(Refusal::NotAllowed {
+                what: "the run".into(),
+                from: run.status.to_string(),
+                event: event.name().into(),
+            }
+            .into());
+        }
+        let step = load_step(&mut w.tx, run_id, step_id).await?;
+        let result = w.step_transition(&run.requester, &step, event, now).await?;
+        if run.status == RunStatus::Failed
+            && matches!(
+                result.0.status,
+                StepStatus::Ready | StepStatus::Skipped | StepStatus::Succeeded
+            )
+        {
+            if let Some(actor) = event.actor() {
+                w.run_transition(
+                    &run,
+                    &RunEvent::Reopen {
+                        actor: actor.clone(),
+                    },
+                    now,
+                )
+                .await?;
+            }
+        }
+        self.commit(w).await?;
+        Ok(result)
+    }
+
+    /// Applies many driver events to steps of one run in one transaction. Refusals and conflicts
+    /// are reported per item (they wrote nothing); database errors fail the whole batch.
+    pub async fn apply_step_events(
+        &self,
+        run_id: &str,
+        events: &[(String, StepEvent)],
+        now: Millis,
+    ) -> Result<Vec<StepBatchResult>> {
+        let mut w = self.begin().await?;
+        let run = load_run(&mut w.tx, run_id).await?;
+        let mut results = Vec::with_capacity(events.len());
+        for (step_id, event) in events {
+            let step = load_step(&mut w.tx, run_id, step_id).await?;
+            match w.step_transition(&run.requester, &step, event, now).await {
+                Ok(r) => results.push(Ok(r)),
+                Err(e @ (EngineError::Refused(_) | EngineError::Conflict(_))) => {
+                    results.push(Err(e))
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        self.commit(w).await?;
+        Ok(results)
+    }
+
+    /// Replaces a step's resolved inputs (e.g. the plan was expanded again). Approvals given for
+    /// the old content stop counting.
+    pub async fn amend_step(
+        &self,
+        run_id: &str,
+        spec: &PlannedStep,
+        actor: &Actor,
+        now: Millis,
+    ) -> Result<StepState> {
+        if !actor.has_role(machine::OPERATOR_ROLE) {
+            return Err(Refusal::MissingRole {
+                actor: actor.name.clone(),
+                role: machine::OPERATOR_ROLE.into(),
+            }
+            .into());
+        }
+        let mut w = self.begin().await?;
+        let run = load_run(&mut w.tx, run_id).await?;
+        let step = load_step(&mut w.tx, run_id, &spec.id).await?;
+        if spec.depends_on != step.spec.depends_on {
+            return Err(EngineError::Invalid(
+                "depends_on: an amendment cannot change dependencies".into(),
+            ));
+        }
+        let new_hash = audit::content_hash(spec);
+        let mut amended = step.clone();
+        amended.spec = spec.clone();
+        amended.content_hash = new_hash.clone();
+        let (next, _) = w
+            .step_transition(&run.requester, &amended, &StepEvent::ContentChanged, now)
+            .await?;
+        sqlx::query(
+            "UPDATE steps SET spec = ?, host = ?, content_hash = ? WHERE run_id = ? AND id = ?",
+        )
+        .bind(json(spec)?)
+        .bind(&spec.host)
+        .bind(&new_hash)
+        .bind(run_id)
+        .bind(&spec.id)
+        .execute(&mut *w.tx)
+        .await?;
+        w.append(
+            Some(run_id),
+            Some(&spec.id),
+            &actor.name,
+            now,
+            "step.amended",
+            serde_json::json!({ "old_content_hash": step.content_hash, "new_content_hash": new_hash, "spec": spec }),
+        )
+        .await?;
+        self.commit(w).await?;
+        Ok(next)
+    }
+
+    /// The driver's claim, in one transaction: unblock pending steps whose dependencies are done,
+    /// then start ready steps within the concurrency limits and host locks. Returns the steps to
+    /// act on and the earliest time a backed-off step may start.
+    pub async fn claim(
+        &self,
+        run_id: &str,
+        limits: DriveLimits,
+        now: Millis,
+    ) -> Result<(Vec<Claimed>, Option<Millis>)> {
+        let mut w = self.begin().await?;
+        let run = load_run(&mut w.tx, run_id).await?;
+        if !run.status.is_driving() {
+            return Ok((Vec::new(), None));
+        }
+        let undoing = run.status == RunStatus::Undoing;
+        let unblocked: Vec<String> = sqlx::query(
+            "SELECT s.id FROM steps s WHERE s.run_id = ? AND s.status = 'pending'
+               AND (s.undo_of IS NOT NULL) = ?
+               AND NOT EXISTS (SELECT 1 FROM step_deps d JOIN steps p
+                     ON p.run_id = d.run_id AND p.id = d.depends_on
+                   WHERE d.run_id = s.run_id AND d.step_id = s.id
+                     AND p.status NOT IN ('succeeded', 'skipped'))
+             ORDER BY s.seq",
+        )
+        .bind(run_id)
+        .bind(undoing)
+        .fetch_all(&mut *w.tx)
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+        for id in &unblocked {
+            let s = load_step(&mut w.tx, run_id, id).await?;
+            w.step_transition(&run.requester, &s, &StepEvent::Unblock, now)
+                .await?;
+        }
+        let steps = load_steps(&mut w.tx, run_id).await?;
+        let steps: Vec<StepRecord> = steps
+            .into_iter()
+            .filter(|s| s.undo_of.is_some() == undoing)
+            .collect();
+        let mut in_flight = steps.iter().filter(|s| s.status.is_in_flight()).count();
+        let mut per_host: HashMap<String, usize> = HashMap::new();
+        for s in steps.iter().filter(|s| s.status.is_in_flight()) {
+            if let Some(h) = &s.spec.host {
+                *per_host.entry(h.clone()).or_default() += 1;
+            }
+        }
+        let mut claimed = Vec::new();
+        let mut next_wake: Option<Millis> = None;
+        for s in steps.iter().filter(|s| s.status == StepStatus::Ready) {
+            if let Some(t) = s.state.not_before.filter(|t| *t > now) {
+                next_wake = Some(next_wake.map_or(t, |w| w.min(t)));
+                continue;
+            }
+            let dispatches = !matches!(
+                s.spec.kind,
+                crate::knowledge::plan::StepKind::Approval
+                    | crate::knowledge::plan::StepKind::Manual
+            ) && s.spec.gate.is_none();
+            if dispatches {
+                if in_flight >= limits.per_run {
+                    continue;
+                }
+                if let Some(h) = &s.spec.host {
+                    if per_host.get(h).copied().unwrap_or(0) >= limits.per_host {
+                        continue;
+                    }
+                    if !w.lock_host(h, run_id).await? {
+                        continue;
+                    }
+                }
+            }
+            let (state, actions) = w
+                .step_transition(&run.requester, s, &StepEvent::Start, now)
+                .await?;
+            if state.status.is_in_flight() {
+                in_flight += 1;
+                if let Some(h) = &s.spec.host {
+                    *per_host.entry(h.clone()).or_default() += 1;
+                }
+            }
+            let mut step = s.clone();
+            step.status = state.status;
+            step.attempt = state.attempt;
+            step.state = state;
+            claimed.push(Claimed { step, actions });
+        }
+        self.commit(w).await?;
+        Ok((claimed, next_wake))
+    }
+
+    /// The driver's end-of-run check: completes a run whose steps are all done, fails one that a
+    /// failed step has stopped, and reports the earliest gate expiry to wake for.
+    pub async fn settle(&self, run_id: &str, now: Millis) -> Result<Option<RunStatus>> {
+        let mut w = self.begin().await?;
+        let run = load_run(&mut w.tx, run_id).await?;
+        if !run.status.is_driving() {
+            return Ok(None);
+        }
+        let undoing = run.status == RunStatus::Undoing;
+        let steps: Vec<StepRecord> = load_steps(&mut w.tx, run_id)
+            .await?
+            .into_iter()
+            .filter(|s| s.undo_of.is_some() == undoing)
+            .collect();
+        let event = if steps.iter().all(|s| s.status.is_done()) {
+            Some(RunEvent::Completed)
+        } else if !steps
+            .iter()
+            .any(|s| s.status.is_in_flight() || matches!(s.status, StepStatus::Ready))
+        {
+            steps
+                .iter()
+                .find(|s| s.status == StepStatus::Failed)
+                .map(|s| RunEvent::Stalled {
+                    step_id: s.id.clone(),
+                })
+        } else {
+            None
+        };
+        let Some(event) = event else {
+            return Ok(None);
+        };
+        let (next, actions) = w.run_transition(&run, &event, now).await?;
+        w.run_consequences(&run, &actions, now).await?;
+        self.commit(w).await?;
+        Ok(Some(next.status))
+    }
+
+    /// Steps of a run that are in flight or in doubt (for reconcile and abort).
+    pub async fn unsettled_steps(&self, run_id: &str) -> Result<Vec<StepRecord>> {
+        Ok(self
+            .steps(run_id)
+            .await?
+            .into_iter()
+            .filter(|s| s.status.is_in_flight())
+            .collect())
+    }
+}
+
+impl WriteTx {
+    /// Takes the host for this run unless another run holds it.
+    async fn lock_host(&mut self, host: &str, run_id: &str) -> Result<bool> {
+        sqlx::query("INSERT OR IGNORE INTO host_locks (host, run_id) VALUES (?, ?)")
+            .bind(host)
+            .bind(run_id)
+            .execute(&mut *self.tx)
+            .await?;
+        let holder: String = sqlx::query("SELECT run_id FROM host_locks WHERE host = ?")
+            .bind(host)
+            .fetch_one(&mut *self.tx)
+            .await?
+            .get(0);
+        Ok(holder == run_id)
+    }
+}
+
+/// Who holds which host (for the dashboard).
+impl Store {
+    pub async fn host_locks(&self) -> Result<BTreeMap<String, String>> {
+        let rows = sqlx::query("SELECT host, run_id FROM host_locks ORDER BY host")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    /// Events of one run (oldest first), for the run page.
+    pub async fn run_events(&self, run_id: &str) -> Result<Vec<AuditEvent>> {
+        self.events_after(0, Some(run_id), u32::MAX).await
+    }
+}

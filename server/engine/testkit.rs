@@ -1,0 +1,72 @@
+//! Plans and actors for tests, the benchmark and `lockstep engine run-local`: a no-op plan of any
+//! size whose steps run on the journaling executor, and people with the usual roles.
+
+use std::collections::BTreeMap;
+
+use super::machine::{Actor, APPROVER_ROLE, OPERATOR_ROLE};
+use crate::knowledge::inventory::Topology;
+use crate::knowledge::operation::Operation;
+use crate::knowledge::plan::{Plan, PlannedStep, RetryPolicy, StepKind};
+
+/// An operator (requests runs, claims tasks).
+pub fn operator(name: &str) -> Actor {
+    Actor::new(name, &[OPERATOR_ROLE])
+}
+
+/// A change manager (approves, skips).
+pub fn approver(name: &str) -> Actor {
+    Actor::new(name, &[APPROVER_ROLE])
+}
+
+/// An agent step with no dependencies, on `host`, that changes nothing real.
+pub fn agent_step(id: &str, host: Option<&str>) -> PlannedStep {
+    PlannedStep {
+        id: id.to_string(),
+        title: format!("Step {id}"),
+        section: "Test".into(),
+        phase: "Test".into(),
+        kind: StepKind::Agent,
+        host: host.map(str::to_string),
+        depends_on: Vec::new(),
+        instructions: String::new(),
+        operation: Operation::IisReset,
+        postcondition: None,
+        undo: None,
+        gate: None,
+        retry: RetryPolicy::default(),
+        timeout_secs: 60,
+        estimate_secs: 1,
+    }
+}
+
+/// A plan around the given steps.
+pub fn plan_of(steps: Vec<PlannedStep>) -> Plan {
+    Plan {
+        runbook: "test".into(),
+        runbook_title: "Test runbook".into(),
+        inventory: "test".into(),
+        topology: Topology::Standalone,
+        params: BTreeMap::new(),
+        steps,
+    }
+}
+
+/// `n` steps; step i depends on step i-1 when `chain`, else all are independent. Hosts cycle over
+/// `hosts` (none when empty).
+pub fn noop_plan(n: usize, chain: bool, hosts: &[&str]) -> Plan {
+    let steps = (0..n)
+        .map(|i| {
+            let host = if hosts.is_empty() {
+                None
+            } else {
+                Some(hosts[i % hosts.len()])
+            };
+            let mut s = agent_step(&format!("s{i:04}"), host);
+            if chain && i > 0 {
+                s.depends_on = vec![format!("s{:04}", i - 1)];
+            }
+            s
+        })
+        .collect();
+    plan_of(steps)
+}
