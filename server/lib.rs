@@ -1,6 +1,7 @@
 //! Lockstep: conducts Connected Backup Data Center upgrades.
 
 pub mod cli;
+pub mod config;
 pub mod engine;
 pub mod executors;
 pub mod knowledge;

@@ -1,20 +1,181 @@
-//! `lockstep serve` and `lockstep user add`.
+//! `lockstep serve` (the dashboard and JSON API) and `lockstep user` (local accounts).
 
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
+use crate::config::{Config, Overrides};
+use crate::web::auth::{accounts, Role};
+
 #[derive(Debug, clap::Args)]
-pub struct ServeArgs {}
+pub struct ServeArgs {
+    /// TOML configuration file (see README "Configuration").
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on, e.g. 127.0.0.1:8080. Plain HTTP only on loopback.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// SQLite database file.
+    #[arg(long, value_name = "FILE")]
+    pub db: Option<PathBuf>,
+    /// PEM certificate chain for HTTPS.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for HTTPS.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Serve HTTPS with a self-signed certificate kept in the data folder.
+    #[arg(long, conflicts_with = "tls_cert")]
+    pub tls_self_signed: bool,
+}
+
+/// Options shared by the `user` commands.
+#[derive(Debug, clap::Args)]
+pub struct UserDb {
+    /// TOML configuration file (for the database path).
+    #[arg(long, value_name = "FILE", global = true)]
+    pub config: Option<PathBuf>,
+    /// SQLite database file.
+    #[arg(long, value_name = "FILE", global = true)]
+    pub db: Option<PathBuf>,
+}
 
 #[derive(Debug, clap::Subcommand)]
 pub enum UserCmd {
-    /// Create a local account.
-    Add,
+    /// Create a local account. The password is asked for, or read from standard input.
+    Add {
+        name: String,
+        /// viewer, operator, approver or admin.
+        #[arg(long)]
+        role: String,
+        /// Read the password from the first line of standard input instead of prompting.
+        #[arg(long)]
+        password_stdin: bool,
+        #[command(flatten)]
+        db: UserDb,
+    },
+    /// Disable an account and end its sessions at once.
+    Disable {
+        name: String,
+        #[command(flatten)]
+        db: UserDb,
+    },
+    /// List accounts: name, role, state.
+    List {
+        #[command(flatten)]
+        db: UserDb,
+    },
 }
 
-pub async fn run_serve(_args: ServeArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`lockstep serve` is not built yet (issue 6)")
+pub async fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let overrides = Overrides {
+        listen: args.listen,
+        db: args.db,
+        tls_cert: args.tls_cert,
+        tls_key: args.tls_key,
+        tls_self_signed: args.tls_self_signed,
+    };
+    let config = Config::from_process(args.config.as_deref(), &overrides)?;
+    let tls = match (&config.tls, config.tls_self_signed) {
+        (Some(files), _) => Some(crate::web::tls::server_config(&files.cert, &files.key)?),
+        (None, true) => {
+            let (cert, key) = crate::web::tls::self_signed(
+                &config.data_dir,
+                vec!["localhost".into(), config.listen.ip().to_string()],
+            )?;
+            eprintln!("using the self-signed certificate {}", cert.display());
+            Some(crate::web::tls::server_config(&cert, &key)?)
+        }
+        (None, false) => {
+            crate::web::tls::check_plain_http_allowed(&config.listen)?;
+            None
+        }
+    };
+    let pool = crate::web::db::open(&config.db).await?;
+    let state = crate::web::AppState::new(
+        pool,
+        crate::web::WebSettings {
+            session_idle_secs: config.session_idle_secs,
+            session_absolute_secs: config.session_absolute_secs,
+            tls: tls.is_some(),
+        },
+        crate::web::Clock::System,
+        crate::web::auth::throttle::LoginThrottle::new(
+            config.login_max_failures,
+            config.login_lockout_secs,
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    eprintln!(
+        "Lockstep dashboard on {scheme}://{addr}/ (database {})",
+        config.db.display()
+    );
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    crate::web::serve(listener, crate::web::router(state), tls, shutdown).await?;
+    Ok(ExitCode::SUCCESS)
 }
 
-pub async fn run_user(_cmd: UserCmd) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`lockstep user` is not built yet (issue 6)")
+async fn open_db(db: &UserDb) -> anyhow::Result<sqlx::SqlitePool> {
+    let overrides = Overrides {
+        db: db.db.clone(),
+        ..Default::default()
+    };
+    let config = Config::from_process(db.config.as_deref(), &overrides)?;
+    crate::web::db::open(&config.db).await
+}
+
+fn read_password(from_stdin: bool) -> anyhow::Result<String> {
+    let stdin = std::io::stdin();
+    if !from_stdin && stdin.is_terminal() {
+        // No terminal-echo control without another dependency: say so plainly.
+        eprint!("Password (shown as typed; prefer --password-stdin from a secret store): ");
+        std::io::stderr().flush()?;
+    }
+    let mut line = String::new();
+    stdin.lock().read_line(&mut line)?;
+    let password = line.trim_end_matches(['\r', '\n']).to_string();
+    if password.is_empty() {
+        anyhow::bail!("no password given on standard input");
+    }
+    Ok(password)
+}
+
+pub async fn run_user(cmd: UserCmd) -> anyhow::Result<ExitCode> {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    match cmd {
+        UserCmd::Add {
+            name,
+            role,
+            password_stdin,
+            db,
+        } => {
+            let role: Role = role
+                .parse()
+                .map_err(|e: String| anyhow::anyhow!("--role: {e}"))?;
+            crate::web::auth::check_user_name(&name).map_err(anyhow::Error::msg)?;
+            let password = read_password(password_stdin)?;
+            let pool = open_db(&db).await?;
+            let user = accounts::add_user(&pool, &name, role, &password, now).await?;
+            println!("added {} ({})", user.name, user.role);
+        }
+        UserCmd::Disable { name, db } => {
+            let pool = open_db(&db).await?;
+            let user = accounts::disable_user(&pool, &name).await?;
+            println!("disabled {} and ended their sessions", user.name);
+        }
+        UserCmd::List { db } => {
+            let pool = open_db(&db).await?;
+            for u in accounts::list_users(&pool).await? {
+                let state = if u.disabled { "disabled" } else { "active" };
+                println!("{}\t{}\t{}", u.name, u.role, state);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,1 +1,111 @@
 //! The dashboard and JSON API (axum + askama + htmx + server-sent events).
+//!
+//! [`router`] builds the whole application from an [`AppState`]; [`serve`] runs it on a bound
+//! listener (plain HTTP on loopback, or TLS) until the shutdown future completes. Tests start the
+//! real application the same way on port 0.
+
+pub mod api;
+pub mod assets;
+pub mod auth;
+pub mod clock;
+pub mod db;
+pub mod error;
+pub mod pages;
+pub mod security;
+pub mod tls;
+pub mod views;
+
+use std::sync::Arc;
+
+use axum::routing::get;
+use axum::Router;
+use sqlx::SqlitePool;
+
+pub use clock::Clock;
+pub use error::AppError;
+
+use auth::throttle::LoginThrottle;
+
+/// Largest form or JSON body accepted (inventories are the big ones).
+pub const MAX_FORM_BYTES: usize = 2 * 1024 * 1024;
+
+/// Settings the request handlers need.
+#[derive(Debug, Clone)]
+pub struct WebSettings {
+    pub session_idle_secs: u64,
+    pub session_absolute_secs: u64,
+    /// Whether the dashboard is served over TLS (turns on HSTS).
+    pub tls: bool,
+}
+
+/// Everything handlers share. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: SqlitePool,
+    pub settings: Arc<WebSettings>,
+    pub clock: Clock,
+    pub throttle: Arc<LoginThrottle>,
+}
+
+impl AppState {
+    pub fn new(
+        pool: SqlitePool,
+        settings: WebSettings,
+        clock: Clock,
+        throttle: LoginThrottle,
+    ) -> AppState {
+        AppState {
+            pool,
+            settings: Arc::new(settings),
+            clock,
+            throttle: Arc::new(throttle),
+        }
+    }
+}
+
+/// The whole application: pages, API, static files, health, with identity, CSRF and security
+/// headers on every response (including 404s and the event streams).
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(pages::routes())
+        .nest("/api/v1", api::routes())
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/static/{*path}", get(assets::asset))
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::extract::identify,
+        ))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(
+            MAX_FORM_BYTES,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            security::add_headers,
+        ))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn not_found(uri: axum::http::Uri) -> AppError {
+    AppError::NotFound(format!("nothing at {}", uri.path()))
+}
+
+/// Liveness: the process answers.
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// Readiness: the database answers.
+async fn readyz(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> Result<&'static str, AppError> {
+    sqlx::query_scalar::<_, i64>("SELECT 1")
+        .fetch_one(&state.pool)
+        .await
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("database not ready: {e}")))?;
+    Ok("ready\n")
+}
+
+pub use tls::serve;

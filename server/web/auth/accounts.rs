@@ -1,0 +1,307 @@
+//! Accounts, sessions and API tokens in SQLite. All SQL for those three tables lives here.
+//!
+//! Secrets (session ids, API tokens) are 256 random bits handed to the client once; the database
+//! keeps only their SHA-256, so reading the database does not let anyone in.
+
+use base64::Engine as _;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use sqlx::{Row, SqlitePool};
+
+use super::password;
+use super::Role;
+
+/// An account as the dashboard shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct User {
+    pub id: i64,
+    pub name: String,
+    pub role: Role,
+    pub disabled: bool,
+}
+
+/// A session found by its cookie value.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub id_hash: String,
+    pub user: User,
+    pub csrf_token: String,
+    pub created_at: i64,
+    pub last_seen_at: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("an account named `{0}` already exists")]
+    Exists(String),
+    #[error("no account named `{0}`")]
+    NotFound(String),
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+/// A fresh random secret, URL-safe base64 (43 characters for 32 bytes).
+pub fn new_secret() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// SHA-256 of a secret, hex.
+pub fn digest(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+fn user_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<User, AccountError> {
+    let role: String = row.try_get("role")?;
+    Ok(User {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        role: role.parse().map_err(AccountError::Invalid)?,
+        disabled: row.try_get::<i64, _>("disabled")? != 0,
+    })
+}
+
+/// Creates an account after checking the name and the password rules.
+pub async fn add_user(
+    pool: &SqlitePool,
+    name: &str,
+    role: Role,
+    password: &str,
+    now: i64,
+) -> Result<User, AccountError> {
+    super::check_user_name(name).map_err(AccountError::Invalid)?;
+    password::check_new(name, password).map_err(|e| AccountError::Invalid(e.to_string()))?;
+    let phc = password::hash(password)?;
+    let res = sqlx::query(
+        "INSERT INTO users (name, role, password_hash, disabled, created_at) VALUES (?, ?, ?, 0, ?)",
+    )
+    .bind(name)
+    .bind(role.as_str())
+    .bind(phc)
+    .bind(now)
+    .execute(pool)
+    .await;
+    match res {
+        Ok(r) => Ok(User {
+            id: r.last_insert_rowid(),
+            name: name.to_string(),
+            role,
+            disabled: false,
+        }),
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+            Err(AccountError::Exists(name.to_string()))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn list_users(pool: &SqlitePool) -> Result<Vec<User>, AccountError> {
+    let rows = sqlx::query("SELECT id, name, role, disabled FROM users ORDER BY name")
+        .fetch_all(pool)
+        .await?;
+    rows.iter().map(user_from_row).collect()
+}
+
+pub async fn find_user(pool: &SqlitePool, name: &str) -> Result<Option<User>, AccountError> {
+    let row = sqlx::query("SELECT id, name, role, disabled FROM users WHERE name = ?")
+        .bind(name)
+        .fetch_optional(pool)
+        .await?;
+    row.as_ref().map(user_from_row).transpose()
+}
+
+/// Disables an account and ends every session it has, in one transaction. API tokens stop
+/// working because authentication checks `disabled`.
+pub async fn disable_user(pool: &SqlitePool, name: &str) -> Result<User, AccountError> {
+    let mut tx = pool.begin().await?;
+    let row = sqlx::query(
+        "UPDATE users SET disabled = 1 WHERE name = ? RETURNING id, name, role, disabled",
+    )
+    .bind(name)
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or_else(|| AccountError::NotFound(name.to_string()))?;
+    let user = user_from_row(&row)?;
+    sqlx::query("DELETE FROM sessions WHERE user_id = ?")
+        .bind(user.id)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(user)
+}
+
+/// Checks a name and password. `None` for a wrong password, an unknown or a disabled account
+/// (one answer for all three, so the form does not reveal which names exist).
+pub async fn authenticate(
+    pool: &SqlitePool,
+    name: &str,
+    password_text: &str,
+) -> Result<Option<User>, AccountError> {
+    let row =
+        sqlx::query("SELECT id, name, role, disabled, password_hash FROM users WHERE name = ?")
+            .bind(name)
+            .fetch_optional(pool)
+            .await?;
+    let Some(row) = row else {
+        let decoy = password::decoy_hash();
+        let pw = password_text.to_string();
+        let d = decoy.to_string();
+        let _ = tokio::task::spawn_blocking(move || password::verify(&pw, &d)).await;
+        return Ok(None);
+    };
+    let user = user_from_row(&row)?;
+    let phc: String = row.try_get("password_hash")?;
+    let pw = password_text.to_string();
+    let ok = tokio::task::spawn_blocking(move || password::verify(&pw, &phc))
+        .await
+        .unwrap_or(false);
+    Ok((ok && !user.disabled).then_some(user))
+}
+
+/// Starts a session; returns the cookie value (the only copy of the id).
+pub async fn create_session(
+    pool: &SqlitePool,
+    user_id: i64,
+    now: i64,
+) -> Result<String, AccountError> {
+    let id = new_secret();
+    sqlx::query(
+        "INSERT INTO sessions (id_hash, user_id, csrf_token, created_at, last_seen_at) VALUES (?, ?, ?, ?, ?)",
+    )
+    .bind(digest(&id))
+    .bind(user_id)
+    .bind(new_secret())
+    .bind(now)
+    .bind(now)
+    .execute(pool)
+    .await?;
+    Ok(id)
+}
+
+/// Finds a live session by cookie value, ending it if it has timed out, and records activity.
+pub async fn touch_session(
+    pool: &SqlitePool,
+    cookie: &str,
+    now: i64,
+    idle_secs: u64,
+    absolute_secs: u64,
+) -> Result<Option<Session>, AccountError> {
+    let id_hash = digest(cookie);
+    let row = sqlx::query(
+        "SELECT s.id_hash, s.csrf_token, s.created_at, s.last_seen_at, u.id, u.name, u.role, u.disabled \
+         FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id_hash = ?",
+    )
+    .bind(&id_hash)
+    .fetch_optional(pool)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let session = Session {
+        id_hash: row.try_get("id_hash")?,
+        user: user_from_row(&row)?,
+        csrf_token: row.try_get("csrf_token")?,
+        created_at: row.try_get("created_at")?,
+        last_seen_at: row.try_get("last_seen_at")?,
+    };
+    let idle = now - session.last_seen_at > idle_secs as i64;
+    let old = now - session.created_at > absolute_secs as i64;
+    if idle || old || session.user.disabled {
+        end_session(pool, cookie).await?;
+        return Ok(None);
+    }
+    // Record activity at most every 15 s, so a page with a live stream does not write constantly.
+    if now - session.last_seen_at >= 15 {
+        sqlx::query("UPDATE sessions SET last_seen_at = ? WHERE id_hash = ?")
+            .bind(now)
+            .bind(&id_hash)
+            .execute(pool)
+            .await?;
+    }
+    Ok(Some(session))
+}
+
+pub async fn end_session(pool: &SqlitePool, cookie: &str) -> Result<(), AccountError> {
+    sqlx::query("DELETE FROM sessions WHERE id_hash = ?")
+        .bind(digest(cookie))
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// Creates an API token for a user; returns the token text (shown once).
+pub async fn create_token(
+    pool: &SqlitePool,
+    user_id: i64,
+    label: &str,
+    now: i64,
+) -> Result<String, AccountError> {
+    let label = label.trim();
+    if label.is_empty() || label.chars().count() > 100 {
+        return Err(AccountError::Invalid(
+            "token label: give 1 to 100 characters".into(),
+        ));
+    }
+    let token = format!("lst_{}", new_secret());
+    sqlx::query("INSERT INTO api_tokens (user_id, label, token_hash, created_at, revoked) VALUES (?, ?, ?, ?, 0)")
+        .bind(user_id)
+        .bind(label)
+        .bind(digest(&token))
+        .bind(now)
+        .execute(pool)
+        .await?;
+    Ok(token)
+}
+
+/// The enabled user a bearer token belongs to.
+pub async fn user_for_token(pool: &SqlitePool, token: &str) -> Result<Option<User>, AccountError> {
+    let row = sqlx::query(
+        "SELECT u.id, u.name, u.role, u.disabled FROM api_tokens t JOIN users u ON u.id = t.user_id \
+         WHERE t.token_hash = ? AND t.revoked = 0 AND u.disabled = 0",
+    )
+    .bind(digest(token))
+    .fetch_optional(pool)
+    .await?;
+    row.as_ref().map(user_from_row).transpose()
+}
+
+/// Number of live sessions a user has (used by tests and the Users page).
+pub async fn session_count(pool: &SqlitePool, user_id: i64) -> Result<i64, AccountError> {
+    Ok(
+        sqlx::query_scalar("SELECT COUNT(*) FROM sessions WHERE user_id = ?")
+            .bind(user_id)
+            .fetch_one(pool)
+            .await?,
+    )
+}
+
+/// A token as listed (never its text).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TokenInfo {
+    pub id: i64,
+    pub label: String,
+    pub created_at: i64,
+    pub revoked: bool,
+}
+
+pub async fn list_tokens(pool: &SqlitePool, user_id: i64) -> Result<Vec<TokenInfo>, AccountError> {
+    let rows = sqlx::query(
+        "SELECT id, label, created_at, revoked FROM api_tokens WHERE user_id = ? ORDER BY id",
+    )
+    .bind(user_id)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(TokenInfo {
+                id: r.try_get("id")?,
+                label: r.try_get("label")?,
+                created_at: r.try_get("created_at")?,
+                revoked: r.try_get::<i64, _>("revoked")? != 0,
+            })
+        })
+        .collect()
+}

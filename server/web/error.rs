@@ -1,0 +1,129 @@
+//! One error type for the web layer. Each variant names its HTTP status; people see a clear
+//! message (an HTML page, or JSON under `/api/`), and internal causes go to the log only.
+
+use askama::Template;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// No (valid) session or token. Pages redirect to the login form; the API answers 401.
+    #[error("log in first")]
+    Unauthenticated { api: bool },
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    /// Input that names what is wrong; nothing was changed.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The action no longer fits the current state (e.g. the step moved on); nothing changed.
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    TooManyRequests(String),
+    #[error("internal error")]
+    Internal(#[from] anyhow::Error),
+}
+
+impl AppError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            AppError::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
+            AppError::Forbidden(_) => StatusCode::FORBIDDEN,
+            AppError::NotFound(_) => StatusCode::NOT_FOUND,
+            AppError::BadRequest(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            AppError::Conflict(_) => StatusCode::CONFLICT,
+            AppError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl From<sqlx::Error> for AppError {
+    fn from(e: sqlx::Error) -> Self {
+        AppError::Internal(e.into())
+    }
+}
+
+impl From<crate::web::auth::accounts::AccountError> for AppError {
+    fn from(e: crate::web::auth::accounts::AccountError) -> Self {
+        use crate::web::auth::accounts::AccountError as E;
+        match e {
+            E::Invalid(m) => AppError::BadRequest(m),
+            E::Exists(_) => AppError::Conflict(e.to_string()),
+            E::NotFound(_) => AppError::NotFound(e.to_string()),
+            E::Db(d) => AppError::Internal(d.into()),
+            E::Other(o) => AppError::Internal(o),
+        }
+    }
+}
+
+impl From<askama::Error> for AppError {
+    fn from(e: askama::Error) -> Self {
+        AppError::Internal(e.into())
+    }
+}
+
+/// The error page (no navigation, so it never needs a user).
+#[derive(Template)]
+#[template(path = "error.html")]
+pub struct ErrorPage<'a> {
+    pub status: u16,
+    pub title: &'a str,
+    pub message: &'a str,
+}
+
+/// JSON error body of the API.
+#[derive(serde::Serialize)]
+pub struct ErrorBody<'a> {
+    pub error: &'a str,
+    pub status: u16,
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if let AppError::Internal(cause) = &self {
+            tracing::error!(error = format!("{cause:#}"), "request failed");
+        }
+        let message = self.to_string();
+        match self {
+            AppError::Unauthenticated { api: false } => {
+                let mut r = Redirect::to("/login").into_response();
+                // htmx follows this header instead of swapping the login page into a fragment.
+                r.headers_mut()
+                    .insert("hx-redirect", HeaderValue::from_static("/login"));
+                r
+            }
+            AppError::Unauthenticated { api: true } => {
+                let mut r = (
+                    status,
+                    axum::Json(ErrorBody {
+                        error: &message,
+                        status: status.as_u16(),
+                    }),
+                )
+                    .into_response();
+                r.headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                r
+            }
+            _ => error_response(status, &message),
+        }
+    }
+}
+
+/// Renders an error as HTML. API routes turn errors into JSON in `api::json_errors`.
+pub fn error_response(status: StatusCode, message: &str) -> Response {
+    let title = status.canonical_reason().unwrap_or("Error");
+    let page = ErrorPage {
+        status: status.as_u16(),
+        title,
+        message,
+    };
+    match page.render() {
+        Ok(html) => (status, axum::response::Html(html)).into_response(),
+        Err(_) => (status, message.to_string()).into_response(),
+    }
+}

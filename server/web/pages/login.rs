@@ -1,0 +1,115 @@
+//! Logging in and out. Login always starts a brand-new session (a session id planted before
+//! login is never promoted), and is throttled per account name after repeated failures.
+
+use askama::Template;
+use axum::extract::State;
+use axum::http::{header, HeaderMap};
+use axum::response::{IntoResponse, Response};
+use axum::Form;
+use serde::Deserialize;
+
+use crate::web::auth::accounts;
+use crate::web::auth::extract::{session_clear_cookie, session_cookie, session_set_cookie};
+use crate::web::auth::CurrentUser;
+use crate::web::views::{html, see_other};
+use crate::web::{AppError, AppState};
+
+#[derive(Template)]
+#[template(path = "login.html")]
+pub struct LoginPage {
+    pub name: String,
+    pub error: Option<String>,
+}
+
+pub async fn form(user: Option<CurrentUser>) -> Result<Response, AppError> {
+    if user.is_some() {
+        return Ok(see_other("/"));
+    }
+    html(&LoginPage {
+        name: String::new(),
+        error: None,
+    })
+}
+
+#[derive(Deserialize)]
+pub struct LoginForm {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    password: String,
+}
+
+pub async fn submit(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(f): Form<LoginForm>,
+) -> Result<Response, AppError> {
+    let now = state.clock.now();
+    let name = f.name.trim().to_string();
+    let refuse = |status: axum::http::StatusCode,
+                  message: String,
+                  name: String|
+     -> Result<Response, AppError> {
+        let page = LoginPage {
+            name,
+            error: Some(message),
+        };
+        Ok((status, axum::response::Html(page.render()?)).into_response())
+    };
+    if let Some(wait) = state.throttle.blocked_for(&name, now) {
+        return refuse(
+            axum::http::StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "too many failed logins for this account; try again in {} minutes",
+                (wait + 59) / 60
+            ),
+            name,
+        );
+    }
+    let Some(user) = accounts::authenticate(&state.pool, &name, &f.password).await? else {
+        state.throttle.record_failure(&name, now);
+        tracing::info!(account = %name, "failed login");
+        return refuse(
+            axum::http::StatusCode::UNAUTHORIZED,
+            "wrong account name or password (or the account is disabled)".into(),
+            name,
+        );
+    };
+    state.throttle.record_success(&name);
+    // Never keep a session id the browser brought along: end it, issue a new one.
+    if let Some(old) = session_cookie(&headers) {
+        accounts::end_session(&state.pool, &old).await?;
+    }
+    let id = accounts::create_session(&state.pool, user.id, now).await?;
+    tracing::info!(account = %user.name, "logged in");
+    let mut response = see_other("/");
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        session_set_cookie(&id)
+            .parse()
+            .map_err(|e| AppError::Internal(anyhow::anyhow!("{e}")))?,
+    );
+    Ok(response)
+}
+
+pub async fn logout(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    _user: CurrentUser,
+) -> Result<Response, AppError> {
+    if let Some(cookie) = session_cookie(&headers) {
+        accounts::end_session(&state.pool, &cookie).await?;
+    }
+    let mut response = see_other("/login");
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        session_clear_cookie()
+            .parse()
+            .map_err(|e| AppError::Internal(anyhow::anyhow!("{e}")))?,
+    );
+    response.headers_mut().insert(
+        "hx-redirect",
+        axum::http::HeaderValue::from_static("/login"),
+    );
+    Ok(response)
+}

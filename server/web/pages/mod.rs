@@ -1,0 +1,20 @@
+//! The HTML pages. Each page module holds its handlers and askama structs; the htmx endpoints
+//! of a page return the same partial template the page includes.
+
+pub mod login;
+pub mod users;
+
+use axum::routing::{get, post};
+use axum::Router;
+
+use super::AppState;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/login", get(login::form).post(login::submit))
+        .route("/logout", post(login::logout))
+        .route("/users", get(users::list).post(users::add))
+        .route("/users/{name}/disable", post(users::disable))
+        .route("/account", get(users::account))
+        .route("/account/tokens", post(users::create_token))
+}
