@@ -1,1 +1,23 @@
-//! `lockstep-agent`: runs allowlisted, journaled actions on one Data Center server.
+//! `lockstep-agent`: runs allowlisted, journaled actions on one Data Center server, over HTTPS
+//! with mutual TLS pinned by thumbprint.
+//!
+//! - [`tls`]: identities (rcgen), thumbprints, pinned client/server verifiers — reusable by the
+//!   orchestrator and the simulator;
+//! - [`config`], [`policy`]: the configuration and the allowlist check run before anything else;
+//! - [`journal`]: durable at-most-once record of every action id;
+//! - [`core`], [`server`]: admission, background execution, status/cancel, the HTTPS server;
+//! - [`backend`]: `windows` (real commands) and `simulated` (a model Data Center server);
+//! - [`client`]: the HTTP client for one agent;
+//! - [`simulated_agent`]: start simulated agents in-process.
+
+pub mod backend;
+pub mod client;
+pub mod config;
+pub mod core;
+pub mod journal;
+pub mod policy;
+pub mod server;
+pub mod simulated_agent;
+pub mod tls;
+
+pub use server::{serve, spawn, AgentSetup, RunningAgent};

@@ -1,1 +1,142 @@
-fn main() {}
+//! `lockstep-agent`: runs allowlisted, journaled actions on one Data Center server.
+//!
+//! `init` creates the agent's key and certificate and prints its thumbprint; `trust` pins the
+//! orchestrator's certificate; `run` serves HTTPS until Ctrl-C.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use lockstep_agent::config::AgentConfig;
+use lockstep_agent::tls::{Identity, Thumbprint};
+use lockstep_agent::{serve, AgentSetup};
+
+#[derive(Debug, Parser)]
+#[command(name = "lockstep-agent", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Create this agent's key pair and self-signed certificate; print its SHA-256 thumbprint.
+    Init {
+        #[arg(long)]
+        state_dir: PathBuf,
+        /// Name in the certificate (default: this host's name).
+        #[arg(long)]
+        name: Option<String>,
+        /// Replace an existing identity (the orchestrator must then re-pin the new thumbprint).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Pin the orchestrator's certificate thumbprint (the newest two pins are kept, for rotation).
+    Trust {
+        thumbprint: String,
+        #[arg(long)]
+        state_dir: PathBuf,
+    },
+    /// Serve HTTPS with mutual TLS.
+    Run {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Print the journal: every action id with its state.
+    Journal {
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+fn host_name() -> String {
+    std::env::var("COMPUTERNAME")
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| "lockstep-agent".into())
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Cmd::Init {
+            state_dir,
+            name,
+            force,
+        } => {
+            if state_dir.join("agent.cert.pem").exists() && !force {
+                let id = Identity::load(&state_dir, "agent")?;
+                println!("{}", id.thumbprint());
+                eprintln!(
+                    "identity already exists in {} (use --force to replace it)",
+                    state_dir.display()
+                );
+                return Ok(());
+            }
+            let id = Identity::generate(&name.unwrap_or_else(host_name))?;
+            id.save(&state_dir, "agent")?;
+            println!("{}", id.thumbprint());
+        }
+        Cmd::Trust {
+            thumbprint,
+            state_dir,
+        } => {
+            let t = Thumbprint::parse(&thumbprint).map_err(|e| anyhow::anyhow!(e))?;
+            let pins = lockstep_agent::server::trust(&state_dir, t)?;
+            for p in pins {
+                println!("trusted {p}");
+            }
+        }
+        Cmd::Run { config } => {
+            let cfg = AgentConfig::load(&config)?;
+            let setup = AgentSetup::from_config(cfg)?;
+            let listener = tokio::net::TcpListener::bind(setup.config.listen).await?;
+            // Machine-readable line for scripts and tests: where we listen and who we are.
+            println!(
+                "listening {} {}",
+                listener.local_addr()?,
+                setup.identity.thumbprint()
+            );
+            serve(setup, listener, async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await?;
+        }
+        Cmd::Journal { config } => {
+            let cfg = AgentConfig::load(&config)?;
+            // Read-only: opening the journal for writing would mark running actions unknown.
+            let mut last = std::collections::BTreeMap::new();
+            for (id, state) in lockstep_agent::journal::read_records(&cfg.journal_path())? {
+                last.insert(
+                    id,
+                    if state == "accepted" {
+                        "running"
+                    } else {
+                        state
+                    },
+                );
+            }
+            for (id, state) in last {
+                println!("{id}\t{state}");
+            }
+        }
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,316 @@
+//! The simulated Data Center server's state: services, registry, files, installed version, disks,
+//! event log, IIS bindings, certificates, backup sessions, scheduled tasks, installers — plus the
+//! faults to inject and a history of every action that changed something.
+//!
+//! [`SimulatedHost`] keeps the state in one JSON file, replaced atomically (write, fsync, rename)
+//! after every change, and re-read before every action. So a simulator (in this process or
+//! another) can seed it, inject faults and read it back while an agent drives it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use lockstep_protocol::evidence::{Binding, CertificateInfo, EventRecord, ServiceRunState};
+use lockstep_protocol::{ActionKind, StartupType};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SimService {
+    pub state: ServiceRunState,
+    pub startup: StartupType,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SimDisk {
+    pub free_mb: u64,
+    pub total_mb: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SimTask {
+    /// Result code recorded after each run (0 = success).
+    pub result: i64,
+    pub runs: u32,
+    /// How long a run takes.
+    pub duration_ms: u64,
+    /// Unix seconds of the last completed run.
+    pub last_run: Option<i64>,
+}
+
+/// An installer file present on the host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SimInstaller {
+    /// SHA-256 of the file as the agent would compute it.
+    pub sha256: String,
+    /// The product version this installer leaves installed.
+    pub installs_version: String,
+    pub exit_code: i32,
+    pub duration_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SimEvent {
+    pub log: String,
+    pub record: EventRecord,
+}
+
+/// An action that changed the host, in the order the simulated backend ran it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SimExecution {
+    pub id: String,
+    pub kind: ActionKind,
+    pub at_ms: i64,
+}
+
+/// Faults to inject. All default to "none".
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SimFaults {
+    /// Extra time an action of this kind takes before it acts.
+    pub delay_ms: BTreeMap<ActionKind, u64>,
+    /// Actions of this kind fail with this message (before changing anything).
+    pub fail: BTreeMap<ActionKind, String>,
+    /// Actions of this kind never finish (until cancelled or the process stops).
+    pub hang: BTreeSet<ActionKind>,
+    /// Actions of this kind abort the agent process after they were journaled, before acting.
+    pub crash: BTreeSet<ActionKind>,
+    /// Services that refuse to start (stay Stopped).
+    pub services_fail_to_start: BTreeSet<String>,
+    /// After an installer runs, this version is installed instead of the installer's own
+    /// ("wrong version after Setup").
+    pub version_after_setup: Option<String>,
+}
+
+/// A Data Center server as the simulated backend sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SimState {
+    pub hostname: String,
+    pub services: BTreeMap<String, SimService>,
+    /// Canonical key (`HKLM\...`) → value name → string data.
+    pub registry: BTreeMap<String, BTreeMap<String, String>>,
+    /// Canonical path (`C:\...`) → text content.
+    pub files: BTreeMap<String, String>,
+    pub product_version: Option<String>,
+    /// e.g. "2012 R2".
+    pub windows: String,
+    /// e.g. "2014 SP2"; `None` when SQL Server is not installed.
+    pub sql_server: Option<String>,
+    pub disks: BTreeMap<String, SimDisk>,
+    pub events: Vec<SimEvent>,
+    /// Site name → bindings.
+    pub iis_sites: BTreeMap<String, Vec<Binding>>,
+    pub iis_resets: u32,
+    pub certificates: Vec<CertificateInfo>,
+    pub backup_sessions: u32,
+    pub restore_sessions: u32,
+    /// Each backup-sessions query lowers open backup sessions by this much (sessions draining).
+    pub sessions_drain_per_query: u32,
+    pub scheduled_tasks: BTreeMap<String, SimTask>,
+    /// Canonical path → installer.
+    pub installers: BTreeMap<String, SimInstaller>,
+    /// How long a service takes to change state.
+    pub service_transition_ms: u64,
+    pub faults: SimFaults,
+    pub history: Vec<SimExecution>,
+}
+
+impl Default for SimState {
+    fn default() -> Self {
+        SimState {
+            hostname: "dc".into(),
+            services: BTreeMap::new(),
+            registry: BTreeMap::new(),
+            files: BTreeMap::new(),
+            product_version: None,
+            windows: "2012 R2".into(),
+            sql_server: None,
+            disks: BTreeMap::new(),
+            events: Vec::new(),
+            iis_sites: BTreeMap::new(),
+            iis_resets: 0,
+            certificates: Vec::new(),
+            backup_sessions: 0,
+            restore_sessions: 0,
+            sessions_drain_per_query: 0,
+            scheduled_tasks: BTreeMap::new(),
+            installers: BTreeMap::new(),
+            service_transition_ms: 0,
+            faults: SimFaults::default(),
+            history: Vec::new(),
+        }
+    }
+}
+
+/// Where the seeded Data Center folder lives (matches the default file allowlist).
+pub const DATA_CENTER_DIR: &str = r"C:\Program Files\Connected\DataCenter";
+
+impl SimState {
+    /// A typical Data Center server: Connected services running (automatic), the maintenance
+    /// scripts calling SQL Server 2008's OSQL, WeeklyMaint/DailyMaint tasks, the product version
+    /// in the registry, a C: drive, the Default Web Site with an HTTP binding.
+    pub fn data_center_server(hostname: &str, version: &str) -> SimState {
+        let mut s = SimState {
+            hostname: hostname.to_string(),
+            product_version: Some(version.to_string()),
+            sql_server: Some("2008 R2 SP3".into()),
+            ..SimState::default()
+        };
+        for name in crate::config::default_connected_services() {
+            s.services.insert(
+                name,
+                SimService {
+                    state: ServiceRunState::Running,
+                    startup: StartupType::Automatic,
+                },
+            );
+        }
+        for name in ["W3SVC", "IISADMIN", "WAS", "MSSQLSERVER", "SQLSERVERAGENT"] {
+            s.services.insert(
+                name.into(),
+                SimService {
+                    state: ServiceRunState::Running,
+                    startup: StartupType::Automatic,
+                },
+            );
+        }
+        s.registry.insert(
+            r"HKLM\SOFTWARE\Wow6432Node\Connected\DataCenter".into(),
+            BTreeMap::from([("Version".to_string(), version.to_string())]),
+        );
+        for script in ["DailyMaint.cmd", "WeeklyMaint.cmd"] {
+            s.files.insert(
+                format!(r"{DATA_CENTER_DIR}\{script}"),
+                format!(
+                    "@echo off\r\nrem Connected Backup {script}\r\n\"C:\\Program Files\\Microsoft SQL Server\\100\\Tools\\BINN\\OSQL.EXE\" -E -S {hostname} -i maint.sql\r\n"
+                ),
+            );
+        }
+        for task in ["WeeklyMaint", "DailyMaint"] {
+            s.scheduled_tasks.insert(
+                task.into(),
+                SimTask {
+                    result: 0,
+                    runs: 0,
+                    duration_ms: 0,
+                    last_run: None,
+                },
+            );
+        }
+        s.disks.insert(
+            "C:".into(),
+            SimDisk {
+                free_mb: 200_000,
+                total_mb: 500_000,
+            },
+        );
+        s.iis_sites.insert(
+            "Default Web Site".into(),
+            vec![Binding {
+                protocol: "http".into(),
+                binding_information: "*:80:".into(),
+                certificate_thumbprint: None,
+            }],
+        );
+        s
+    }
+
+    /// Sets one registry value (creating the key), with the key in canonical form.
+    pub fn set_registry(&mut self, key: &str, name: &str, value: &str) {
+        self.registry
+            .entry(key.to_string())
+            .or_default()
+            .insert(name.to_string(), value.to_string());
+    }
+
+    /// The stored spelling of `key`, matched case-insensitively.
+    pub fn registry_key(&self, key: &str) -> Option<&String> {
+        self.registry.keys().find(|k| k.eq_ignore_ascii_case(key))
+    }
+
+    pub fn registry_value(&self, key: &str, name: &str) -> Option<&String> {
+        let k = self.registry_key(key)?;
+        self.registry
+            .get(k)?
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+
+    /// How many times an action id changed this host (the at-most-once check).
+    pub fn executions_of(&self, id: &str) -> usize {
+        self.history.iter().filter(|h| h.id == id).count()
+    }
+}
+
+/// One simulated host's state file. Cheap to clone the path; every call reads or replaces the file.
+pub struct SimulatedHost {
+    path: PathBuf,
+    /// Serialises read-modify-write cycles within this process.
+    lock: Mutex<()>,
+}
+
+impl SimulatedHost {
+    /// Writes `state` to `path` (replacing any file there) and returns the host.
+    pub fn create(path: impl Into<PathBuf>, state: &SimState) -> anyhow::Result<SimulatedHost> {
+        let host = SimulatedHost {
+            path: path.into(),
+            lock: Mutex::new(()),
+        };
+        write_atomically(&host.path, state)?;
+        Ok(host)
+    }
+
+    /// Opens an existing state file.
+    pub fn open(path: impl Into<PathBuf>) -> anyhow::Result<SimulatedHost> {
+        let host = SimulatedHost {
+            path: path.into(),
+            lock: Mutex::new(()),
+        };
+        host.read()?;
+        Ok(host)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The current state, read from the file.
+    pub fn read(&self) -> anyhow::Result<SimState> {
+        read_state(&self.path)
+    }
+
+    /// Reads, changes and atomically replaces the state; returns what `f` returned.
+    pub fn update<R>(&self, f: impl FnOnce(&mut SimState) -> R) -> anyhow::Result<R> {
+        let _guard = self
+            .lock
+            .lock()
+            .map_err(|_| anyhow::anyhow!("simulated host lock poisoned"))?;
+        let mut s = read_state(&self.path)?;
+        let r = f(&mut s);
+        write_atomically(&self.path, &s)?;
+        Ok(r)
+    }
+}
+
+/// Reads a state file (e.g. from another process than the agent's).
+pub fn read_state(path: &Path) -> anyhow::Result<SimState> {
+    let bytes =
+        std::fs::read(path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+    serde_json::from_slice(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+fn write_atomically(path: &Path, state: &SimState) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&serde_json::to_vec_pretty(state)?)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}

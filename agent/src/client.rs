@@ -1,0 +1,148 @@
+//! A client for one agent: HTTPS with this side's client certificate, accepting only the agent's
+//! pinned certificate (no public roots). It distinguishes a refusal (the agent answered: nothing
+//! ran) from a transport failure (no answer: a start's outcome is unknown and must be asked for
+//! by id, never re-sent blindly).
+
+use std::time::Duration;
+
+use lockstep_protocol::{
+    parse, ActionId, ActionRequest, CancelRequest, ErrorResponse, Health, StatusQuery,
+    StatusResponse, PROTOCOL_VERSION,
+};
+use serde::{de::DeserializeOwned, Serialize};
+
+use crate::tls::{client_config, Identity, Thumbprint};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The agent answered with a protocol error: the request was refused, nothing ran.
+    #[error("agent refused: {0}")]
+    Refused(ErrorResponse),
+    /// No usable answer (connect, TLS, timeout, reset). For a start, the outcome is unknown.
+    #[error("no answer from the agent: {0}")]
+    Transport(String),
+    /// An answer that is not this protocol.
+    #[error("unexpected answer from the agent: {0}")]
+    BadAnswer(String),
+}
+
+#[derive(Clone)]
+pub struct AgentClient {
+    http: reqwest::Client,
+    base: String,
+    timeout: Duration,
+}
+
+impl AgentClient {
+    /// `base_url` like `https://dc1.contoso.local:9443`; `agent_pin` is the agent's thumbprint.
+    pub fn new(
+        base_url: &str,
+        identity: &Identity,
+        agent_pin: Thumbprint,
+        timeout: Duration,
+    ) -> anyhow::Result<AgentClient> {
+        let url = reqwest::Url::parse(base_url)
+            .map_err(|e| anyhow::anyhow!("agent URL `{base_url}`: {e}"))?;
+        if url.scheme() != "https" {
+            anyhow::bail!("agent URL `{base_url}` must use https");
+        }
+        let http = reqwest::Client::builder()
+            .use_preconfigured_tls(client_config(identity, vec![agent_pin])?)
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .pool_max_idle_per_host(2)
+            .build()?;
+        Ok(AgentClient {
+            http,
+            base: base_url.trim_end_matches('/').to_string(),
+            timeout,
+        })
+    }
+
+    async fn post<B: Serialize, R: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+        timeout: Duration,
+    ) -> Result<R, ClientError> {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .json(body)
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| ClientError::Transport(chain(&e)))?;
+        decode(resp).await
+    }
+
+    pub async fn start(&self, req: &ActionRequest) -> Result<StatusResponse, ClientError> {
+        self.post("/v1/actions", req, self.timeout).await
+    }
+
+    /// Asks for an action's state, waiting up to `wait` on the agent for it to finish.
+    pub async fn status(
+        &self,
+        id: &ActionId,
+        wait: Duration,
+        log_from: usize,
+    ) -> Result<StatusResponse, ClientError> {
+        let q = StatusQuery {
+            protocol: PROTOCOL_VERSION,
+            id: id.clone(),
+            wait_ms: wait.as_millis() as u64,
+            log_from,
+        };
+        self.post("/v1/actions/status", &q, self.timeout + wait)
+            .await
+    }
+
+    pub async fn cancel(&self, id: &ActionId) -> Result<StatusResponse, ClientError> {
+        let r = CancelRequest {
+            protocol: PROTOCOL_VERSION,
+            id: id.clone(),
+        };
+        self.post("/v1/actions/cancel", &r, self.timeout).await
+    }
+
+    pub async fn health(&self) -> Result<Health, ClientError> {
+        let resp = self
+            .http
+            .get(format!("{}/v1/health", self.base))
+            .timeout(self.timeout)
+            .send()
+            .await
+            .map_err(|e| ClientError::Transport(chain(&e)))?;
+        decode(resp).await
+    }
+}
+
+async fn decode<R: DeserializeOwned>(resp: reqwest::Response) -> Result<R, ClientError> {
+    let ok = resp.status().is_success();
+    let code = resp.status();
+    let bytes = resp
+        .bytes()
+        .await
+        .map_err(|e| ClientError::Transport(chain(&e)))?;
+    if ok {
+        return parse::<R>(&bytes).map_err(|e| ClientError::BadAnswer(e.message));
+    }
+    match parse::<ErrorResponse>(&bytes) {
+        Ok(e) => Err(ClientError::Refused(e)),
+        Err(_) => Err(ClientError::BadAnswer(format!(
+            "HTTP {code}: {}",
+            String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
+        ))),
+    }
+}
+
+/// The error with its causes, e.g. "error sending request: … : connection reset".
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}

@@ -1,0 +1,284 @@
+//! The HTTPS server: a TLS accept loop (rustls, client certificate required and pinned) feeding
+//! an axum router whose handlers parse the versioned protocol and call [`AgentCore`].
+//!
+//! Start it in-process with [`serve`] (any listener, a shutdown future) or [`spawn`] (binds the
+//! configured address and returns a [`RunningAgent`] handle); the binary's `run` uses [`serve`].
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
+use lockstep_protocol::{parse, ActionRequest, CancelRequest, ErrorResponse, StatusQuery};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+use crate::backend::simulated::{SimulatedBackend, SimulatedHost};
+use crate::backend::windows::WindowsBackend;
+use crate::backend::Backend;
+use crate::config::{AgentConfig, BackendKind};
+use crate::core::{unix_now, AgentCore};
+use crate::journal::Journal;
+use crate::tls::{self, Identity, Thumbprint};
+
+/// Everything an agent needs to serve.
+pub struct AgentSetup {
+    pub config: AgentConfig,
+    pub identity: Identity,
+    /// Orchestrator certificates accepted (one, or two during rotation).
+    pub client_pins: Vec<Thumbprint>,
+    pub backend: Arc<dyn Backend>,
+}
+
+/// Reads the pinned orchestrator thumbprints (`trusted.txt`, one per line; `#` comments).
+pub fn load_pins(state_dir: &Path) -> anyhow::Result<Vec<Thumbprint>> {
+    let path = crate::config::pins_path(state_dir);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(anyhow::anyhow!("reading {}: {e}", path.display())),
+    };
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .enumerate()
+        .map(|(i, l)| {
+            Thumbprint::parse(l)
+                .map_err(|e| anyhow::anyhow!("{} entry {}: {e}", path.display(), i + 1))
+        })
+        .collect()
+}
+
+/// Pins `thumbprint`, keeping at most two (the newest two); returns the pins now in force.
+pub fn trust(state_dir: &Path, thumbprint: Thumbprint) -> anyhow::Result<Vec<Thumbprint>> {
+    let mut pins = load_pins(state_dir)?;
+    pins.retain(|p| *p != thumbprint);
+    pins.push(thumbprint);
+    while pins.len() > 2 {
+        pins.remove(0);
+    }
+    std::fs::create_dir_all(state_dir)?;
+    let text: String = pins.iter().map(|p| format!("{p}\n")).collect();
+    let path = crate::config::pins_path(state_dir);
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(pins)
+}
+
+impl AgentSetup {
+    /// Loads the identity and pins from `state_dir` and builds the configured backend.
+    pub fn from_config(config: AgentConfig) -> anyhow::Result<AgentSetup> {
+        let identity = Identity::load(&config.state_dir, "agent").map_err(|e| {
+            anyhow::anyhow!(
+                "{e:#}; run `lockstep-agent init --state-dir {}` first",
+                config.state_dir.display()
+            )
+        })?;
+        let client_pins = load_pins(&config.state_dir)?;
+        if client_pins.is_empty() {
+            anyhow::bail!(
+                "no orchestrator certificate is trusted; run `lockstep-agent trust THUMBPRINT --state-dir {}`",
+                config.state_dir.display()
+            );
+        }
+        let backend: Arc<dyn Backend> = match config.backend {
+            BackendKind::Windows => Arc::new(WindowsBackend::new(&config)),
+            BackendKind::Simulated => {
+                let host = Arc::new(SimulatedHost::open(config.simulated_state_path())?);
+                Arc::new(SimulatedBackend::new(host, &config))
+            }
+        };
+        Ok(AgentSetup {
+            config,
+            identity,
+            client_pins,
+            backend,
+        })
+    }
+}
+
+fn error(e: ErrorResponse) -> Response {
+    let status = StatusCode::from_u16(e.code.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
+    (status, Json(e)).into_response()
+}
+
+async fn start(State(core): State<Arc<AgentCore>>, body: Bytes) -> Response {
+    match parse::<ActionRequest>(&body).and_then(|r| core.start(r, unix_now())) {
+        Ok(r) => Json(r).into_response(),
+        Err(e) => error(e),
+    }
+}
+
+async fn status(State(core): State<Arc<AgentCore>>, body: Bytes) -> Response {
+    match parse::<StatusQuery>(&body) {
+        Ok(q) => Json(core.status(q).await).into_response(),
+        Err(e) => error(e),
+    }
+}
+
+async fn cancel(State(core): State<Arc<AgentCore>>, body: Bytes) -> Response {
+    match parse::<CancelRequest>(&body).and_then(|r| core.cancel(r)) {
+        Ok(r) => Json(r).into_response(),
+        Err(e) => error(e),
+    }
+}
+
+async fn health(State(core): State<Arc<AgentCore>>) -> Response {
+    Json(core.health()).into_response()
+}
+
+pub fn router(core: Arc<AgentCore>) -> Router {
+    Router::new()
+        .route("/v1/actions", post(start))
+        .route("/v1/actions/status", post(status))
+        .route("/v1/actions/cancel", post(cancel))
+        .route("/v1/health", get(health))
+        .layer(DefaultBodyLimit::max(1 << 20))
+        .with_state(core)
+}
+
+fn hostname() -> String {
+    std::env::var("COMPUTERNAME")
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .ok()
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|s| s.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Opens the journal (marking interrupted actions unknown) and builds the core.
+pub fn build_core(setup: &AgentSetup) -> anyhow::Result<Arc<AgentCore>> {
+    let journal = Arc::new(Journal::open(&setup.config.journal_path())?);
+    Ok(AgentCore::new(
+        setup.config.clone(),
+        journal,
+        setup.backend.clone(),
+        hostname(),
+    ))
+}
+
+/// Serves HTTPS with mutual TLS on `listener` until `shutdown` completes.
+pub async fn serve(
+    setup: AgentSetup,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    let core = build_core(&setup)?;
+    serve_core(core, &setup, listener, shutdown).await
+}
+
+async fn serve_core(
+    core: Arc<AgentCore>,
+    setup: &AgentSetup,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    let acceptor = TlsAcceptor::from(Arc::new(tls::server_config(
+        &setup.identity,
+        setup.client_pins.clone(),
+    )?));
+    let app = router(core);
+    tracing::info!(addr = %listener.local_addr()?, thumbprint = %setup.identity.thumbprint(), "agent listening");
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            _ = &mut shutdown => break,
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    continue;
+                }
+            },
+        };
+        let acceptor = acceptor.clone();
+        let app = app.clone();
+        tokio::spawn(async move {
+            let tls = match tokio::time::timeout(
+                std::time::Duration::from_secs(10),
+                acceptor.accept(tcp),
+            )
+            .await
+            {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::warn!(%peer, error = %e, "TLS handshake refused");
+                    return;
+                }
+                Err(_) => {
+                    tracing::warn!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let svc = TowerToHyperService::new(app);
+            if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(tls), svc)
+                .await
+            {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    Ok(())
+}
+
+/// An agent serving in this process.
+pub struct RunningAgent {
+    pub addr: SocketAddr,
+    /// The agent's certificate thumbprint (what `lockstep agent add --thumbprint` records).
+    pub thumbprint: Thumbprint,
+    pub core: Arc<AgentCore>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl RunningAgent {
+    pub fn url(&self) -> String {
+        format!("https://{}", self.addr)
+    }
+
+    /// Stops accepting connections and waits for the accept loop to end.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        (&mut self.task).await?
+    }
+}
+
+/// Binds `setup.config.listen` (port 0 picks a free port) and serves in the background.
+pub async fn spawn(setup: AgentSetup) -> anyhow::Result<RunningAgent> {
+    let listener = TcpListener::bind(setup.config.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("binding {}: {e}", setup.config.listen))?;
+    let addr = listener.local_addr()?;
+    let core = build_core(&setup)?;
+    let thumbprint = setup.identity.thumbprint();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let c = core.clone();
+    let task = tokio::spawn(async move {
+        serve_core(c, &setup, listener, async {
+            let _ = rx.await;
+        })
+        .await
+    });
+    Ok(RunningAgent {
+        addr,
+        thumbprint,
+        core,
+        stop: Some(tx),
+        task,
+    })
+}
