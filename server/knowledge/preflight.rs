@@ -1,1 +1,250 @@
 //! Preflight: the vendor's rules about the estate, checked before the window opens.
+//!
+//! Each rule the seed states about servers, versions, certificates and SQL Server becomes a named
+//! check. A check ends in one of three results: `pass`, `fail`, or `unknown` when the inventory
+//! lacks the facts it needs ("unknown — will be checked live"; never "pass"). The runbook and its
+//! parameters decide which rules apply: `upgrade-sql-server` with `target=2016` checks the SQL
+//! Server 2016 minimums, `upgrade-windows-server` with `target=2016` the Windows ones.
+//!
+//! Pure: the same inventory, runbook and parameters give the same findings in the same order.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Serialize;
+
+use super::inventory::{Inventory, Server, SqlServerVersion, WindowsVersion};
+
+pub mod compat;
+mod estate;
+mod targets;
+
+/// How much a finding matters to the change manager.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// The window must not open until this is fixed.
+    Error,
+    /// Needs a person's attention; does not block.
+    Warning,
+    /// Recorded for the change record.
+    Info,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+            Severity::Info => "info",
+        }
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a check concluded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Pass,
+    Fail,
+    /// The inventory lacks the facts; an agent or SQL query will check it live.
+    Unknown,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Pass => "pass",
+            Outcome::Fail => "fail",
+            Outcome::Unknown => "unknown",
+        }
+    }
+}
+
+/// One result of one rule. Serialized as the CLI's JSON contract:
+/// `{"rule","severity","server","message","section","result"}` (`server` null when the finding
+/// concerns the whole Data Center).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    /// Stable rule id, e.g. `sql-target-minimum-version`.
+    pub rule: String,
+    pub severity: Severity,
+    /// The server the finding concerns, by inventory name.
+    pub server: Option<String>,
+    /// What was found, in words a change manager understands.
+    pub message: String,
+    /// The seed heading the rule comes from, exactly as printed.
+    pub section: String,
+    pub result: Outcome,
+}
+
+/// What `unknown` findings start with.
+pub const UNKNOWN_PREFIX: &str = "unknown — will be checked live";
+
+/// The procedure preflight checks for, read from the runbook id and its parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Procedure {
+    /// No runbook: the rules about the estate as it stands.
+    Estate,
+    Upgrade811,
+    UninstallManagementApi,
+    UninstallDatatransferApi,
+    UpgradeWindows(WindowsVersion),
+    UpgradeSql(SqlServerVersion),
+}
+
+/// Checks `inv` against every rule that applies to `runbook` with `params`. Deterministic order:
+/// parameter problems, then the runbook's own rules, then the estate rules, each in inventory
+/// order.
+pub fn preflight(
+    inv: &Inventory,
+    runbook: Option<&str>,
+    params: &BTreeMap<String, String>,
+) -> Vec<Finding> {
+    let mut out = Findings::default();
+    let procedure = procedure(runbook, params, &mut out);
+    if let Some(p) = procedure {
+        targets::check(inv, p, &mut out);
+    }
+    estate::check(inv, procedure.unwrap_or(Procedure::Estate), &mut out);
+    out.0
+}
+
+/// Reads the procedure from the runbook id and `target`; problems become error findings.
+fn procedure(
+    runbook: Option<&str>,
+    params: &BTreeMap<String, String>,
+    out: &mut Findings,
+) -> Option<Procedure> {
+    let target = params.get("target").map(String::as_str);
+    let rule = Rule::new("runbook-parameters", "");
+    match runbook {
+        None => Some(Procedure::Estate),
+        Some("upgrade-8.11") => Some(Procedure::Upgrade811),
+        Some("uninstall-management-api") => Some(Procedure::UninstallManagementApi),
+        Some("uninstall-datatransfer-api") => Some(Procedure::UninstallDatatransferApi),
+        Some("upgrade-windows-server") => {
+            let rule = rule.at("Upgrade a Data Center Server to Windows Server");
+            let choices = "\"2012 R2\" or \"2016\"";
+            match target {
+                Some("2012 R2") => Some(Procedure::UpgradeWindows(WindowsVersion::W2012R2)),
+                Some("2016") => Some(Procedure::UpgradeWindows(WindowsVersion::W2016)),
+                Some(other) => {
+                    out.fail(&rule, Severity::Error, None, format!("target=\"{other}\" is not a Windows Server release this procedure upgrades to; use {choices}"));
+                    None
+                }
+                None => {
+                    out.fail(
+                        &rule,
+                        Severity::Error,
+                        None,
+                        format!("upgrade-windows-server needs --param target=... ({choices})"),
+                    );
+                    None
+                }
+            }
+        }
+        Some("upgrade-sql-server") => {
+            let rule = rule.at("Upgrade SQL Server");
+            let choices = "\"2012 SP4\", \"2014 SP2\" or \"2016\"";
+            match target {
+                Some("2012 SP4") => Some(Procedure::UpgradeSql(SqlServerVersion::S2012Sp4)),
+                Some("2014 SP2") => Some(Procedure::UpgradeSql(SqlServerVersion::S2014Sp2)),
+                Some("2016") => Some(Procedure::UpgradeSql(SqlServerVersion::S2016)),
+                Some(other) => {
+                    out.fail(&rule, Severity::Error, None, format!("target=\"{other}\" is not a SQL Server release this procedure upgrades to; use {choices}"));
+                    None
+                }
+                None => {
+                    out.fail(
+                        &rule,
+                        Severity::Error,
+                        None,
+                        format!("upgrade-sql-server needs --param target=... ({choices})"),
+                    );
+                    None
+                }
+            }
+        }
+        Some(other) => {
+            let rule = Rule::new(
+                "runbook-rules",
+                "Review Upgrade Guidelines and Recommendations",
+            );
+            out.pass(
+                &rule,
+                None,
+                format!("Lockstep has no rules specific to runbook `{other}`; only the rules about the estate were checked"),
+            );
+            Some(Procedure::Estate)
+        }
+    }
+}
+
+/// A rule's id and the seed section it comes from.
+#[derive(Debug, Clone, Copy)]
+struct Rule {
+    id: &'static str,
+    section: &'static str,
+}
+
+impl Rule {
+    const fn new(id: &'static str, section: &'static str) -> Rule {
+        Rule { id, section }
+    }
+    /// The same rule cited from another section (rules whose section depends on the topology).
+    const fn at(self, section: &'static str) -> Rule {
+        Rule { section, ..self }
+    }
+}
+
+/// Findings in the order they were made.
+#[derive(Debug, Default)]
+struct Findings(Vec<Finding>);
+
+impl Findings {
+    fn push(
+        &mut self,
+        rule: &Rule,
+        severity: Severity,
+        result: Outcome,
+        server: Option<&Server>,
+        message: String,
+    ) {
+        self.0.push(Finding {
+            rule: rule.id.to_owned(),
+            severity,
+            server: server.map(|s| s.name.clone()),
+            message,
+            section: rule.section.to_owned(),
+            result,
+        });
+    }
+    fn pass(&mut self, rule: &Rule, server: Option<&Server>, message: String) {
+        self.push(rule, Severity::Info, Outcome::Pass, server, message);
+    }
+    fn fail(&mut self, rule: &Rule, severity: Severity, server: Option<&Server>, message: String) {
+        self.push(rule, severity, Outcome::Fail, server, message);
+    }
+    /// Facts are missing: a warning that says what will be checked live.
+    fn unknown(&mut self, rule: &Rule, server: Option<&Server>, what: String) {
+        let message = format!("{UNKNOWN_PREFIX}: {what}");
+        self.push(rule, Severity::Warning, Outcome::Unknown, server, message);
+    }
+}
+
+/// Names joined for a message: `DC1, DC2 and WEB1`.
+fn names<'a>(servers: impl IntoIterator<Item = &'a Server>) -> String {
+    let v: Vec<&str> = servers.into_iter().map(|s| s.name.as_str()).collect();
+    match v.as_slice() {
+        [] => String::new(),
+        [one] => (*one).to_owned(),
+        [init @ .., last] => format!("{} and {last}", init.join(", ")),
+    }
+}
