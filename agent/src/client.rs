@@ -41,6 +41,18 @@ impl AgentClient {
         agent_pin: Thumbprint,
         timeout: Duration,
     ) -> anyhow::Result<AgentClient> {
+        Self::with_pool(base_url, identity, agent_pin, timeout, true)
+    }
+
+    /// Like [`AgentClient::new`]; `pooled = false` opens a new connection per request (each
+    /// request then has its own TLS handshake, which fault-injection tests rely on).
+    pub fn with_pool(
+        base_url: &str,
+        identity: &Identity,
+        agent_pin: Thumbprint,
+        timeout: Duration,
+        pooled: bool,
+    ) -> anyhow::Result<AgentClient> {
         let url = reqwest::Url::parse(base_url)
             .map_err(|e| anyhow::anyhow!("agent URL `{base_url}`: {e}"))?;
         if url.scheme() != "https" {
@@ -49,7 +61,7 @@ impl AgentClient {
         let http = reqwest::Client::builder()
             .use_preconfigured_tls(client_config(identity, vec![agent_pin])?)
             .connect_timeout(timeout.min(Duration::from_secs(10)))
-            .pool_max_idle_per_host(2)
+            .pool_max_idle_per_host(if pooled { 2 } else { 0 })
             .build()?;
         Ok(AgentClient {
             http,
@@ -113,6 +125,66 @@ impl AgentClient {
             .await
             .map_err(|e| ClientError::Transport(chain(&e)))?;
         decode(resp).await
+    }
+}
+
+/// How a driven action ended, from the orchestrator's point of view.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Driven {
+    /// The agent reported a final state (succeeded, failed, cancelled, or its own "unknown").
+    Finished(StatusResponse),
+    /// The agent refused the request: nothing ran.
+    Refused(ErrorResponse),
+    /// No final answer before the deadline: the action may or may not have run. Never re-sent;
+    /// ask [`AgentClient::status`] later.
+    Unknown { reason: String },
+}
+
+impl AgentClient {
+    /// Sends `req` once and follows it to a final state. On any doubt (timeout, reset, garbled
+    /// answer) it asks for the status by id instead of sending again; it re-sends the start only
+    /// when the agent says it has never seen the id (so nothing can have run), and the agent's
+    /// journal would turn a duplicate into a replay anyway.
+    pub async fn drive(&self, req: &ActionRequest, deadline: Duration) -> Driven {
+        let until = tokio::time::Instant::now() + deadline;
+        let mut doubt = match self.start(req).await {
+            Ok(r) if r.state.is_terminal() => return Driven::Finished(r),
+            Ok(_) => None,
+            Err(ClientError::Refused(e)) => return Driven::Refused(e),
+            Err(e) => Some(e.to_string()),
+        };
+        let mut backoff = Duration::from_millis(20);
+        loop {
+            let left = until.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                return Driven::Unknown {
+                    reason: doubt
+                        .unwrap_or_else(|| format!("still running after {} s", deadline.as_secs())),
+                };
+            }
+            match self
+                .status(&req.id, left.min(Duration::from_secs(10)), 0)
+                .await
+            {
+                Ok(r) if r.state.is_terminal() => return Driven::Finished(r),
+                Ok(r) if r.state == lockstep_protocol::ActionState::NotFound => {
+                    // The start never reached the journal: sending it now cannot run it twice.
+                    match self.start(req).await {
+                        Ok(r) if r.state.is_terminal() => return Driven::Finished(r),
+                        Ok(_) => doubt = None,
+                        Err(ClientError::Refused(e)) => return Driven::Refused(e),
+                        Err(e) => doubt = Some(e.to_string()),
+                    }
+                }
+                Ok(_) => {}
+                Err(ClientError::Refused(e)) => return Driven::Refused(e),
+                Err(e) => {
+                    doubt = Some(e.to_string());
+                    tokio::time::sleep(backoff.min(left)).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
     }
 }
 

@@ -124,7 +124,18 @@ impl Journal {
         }
         let mut file = OpenOptions::new().create(true).append(true).open(path)?;
         // A torn last line must not glue itself to the next record.
-        file.write_all(b"\n")?;
+        let len = file.metadata()?.len();
+        if len > 0 {
+            use std::io::{Read, Seek, SeekFrom};
+            let mut last = [0u8; 1];
+            let mut r = File::open(path)?;
+            r.seek(SeekFrom::Start(len - 1))?;
+            r.read_exact(&mut last)?;
+            if last[0] != b'\n' {
+                file.write_all(b"\n")?;
+                file.sync_data()?;
+            }
+        }
         let journal = Journal {
             path: path.to_path_buf(),
             file: Mutex::new(file),

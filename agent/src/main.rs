@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use lockstep_agent::config::AgentConfig;
 use lockstep_agent::tls::{Identity, Thumbprint};
-use lockstep_agent::{serve, AgentSetup};
+use lockstep_agent::AgentSetup;
 
 #[derive(Debug, Parser)]
 #[command(name = "lockstep-agent", version, about)]
@@ -89,13 +89,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let cfg = AgentConfig::load(&config)?;
             let setup = AgentSetup::from_config(cfg)?;
             let listener = tokio::net::TcpListener::bind(setup.config.listen).await?;
+            let core = lockstep_agent::server::build_core(&setup)?;
             // Machine-readable line for scripts and tests: where we listen and who we are.
             println!(
                 "listening {} {}",
                 listener.local_addr()?,
                 setup.identity.thumbprint()
             );
-            serve(setup, listener, async {
+            lockstep_agent::server::serve_core(core, &setup, listener, async {
                 let _ = tokio::signal::ctrl_c().await;
             })
             .await?;

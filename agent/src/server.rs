@@ -179,7 +179,9 @@ pub async fn serve(
     serve_core(core, &setup, listener, shutdown).await
 }
 
-async fn serve_core(
+/// Like [`serve`] with a core already built by [`build_core`] (so the journal is open and
+/// recovered before the caller announces the agent).
+pub async fn serve_core(
     core: Arc<AgentCore>,
     setup: &AgentSetup,
     listener: TcpListener,
