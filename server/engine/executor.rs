@@ -82,4 +82,19 @@ pub trait Executor: Send + Sync + 'static {
     async fn cancel(&self, _key: &IdempotencyKey, _host: Option<&str>) -> bool {
         false
     }
+
+    /// Evaluates a read-only condition (a post-condition, or one poll of a wait step). Called
+    /// repeatedly with the same key, so it must not change anything and is not journaled as an
+    /// action. `Succeeded` means the condition holds, `Failed` that it does not (yet).
+    /// The default runs `execute`, which suits executors whose checks are plain reads.
+    async fn check(&self, dispatch: &Dispatch) -> Outcome {
+        self.execute(dispatch).await
+    }
+
+    /// Runs an undo operation. `before` is the evidence the undone step recorded when it ran (the
+    /// values it captured before changing them). The default ignores it and executes the
+    /// operation, which suits undo operations that already carry the value to restore.
+    async fn undo(&self, dispatch: &Dispatch, _before: &serde_json::Value) -> Outcome {
+        self.execute(dispatch).await
+    }
 }

@@ -1,11 +1,20 @@
 //! The durable workflow engine: pure state machines, the SQLite store with its hash-chained audit
 //! log, and the driver that dispatches ready steps through executors.
+//!
+//! For the web layer: [`Engine`] (clone it into state) for people's commands and the driver,
+//! [`Store`] for reading runs, steps and events and for `subscribe()` to live events.
 
 pub mod audit;
+pub mod clock;
+pub mod driver;
 pub mod executor;
+pub mod journal;
 pub mod machine;
+pub mod router;
 pub mod store;
-
-pub use machine::{Actor, Millis, Refusal};
-pub use store::{EngineError, Store};
 pub mod testkit;
+
+pub use driver::{Engine, EngineConfig};
+pub use machine::{Actor, Millis, Refusal};
+pub use router::Router;
+pub use store::{EngineError, Store};
