@@ -1013,3 +1013,47 @@ fn the_clustered_example_flags_the_node_whose_cn_differs() {
     );
     assert!(inv.registry_on(Some(Side::Secondary)).is_some());
 }
+
+#[test]
+fn uninstalling_the_datatransfer_api_from_a_named_server_checks_that_server() {
+    let inv = clean();
+    let mut params = BTreeMap::new();
+    params.insert("server".to_owned(), "WEB1".to_owned());
+    let findings = preflight(&inv, Some("uninstall-datatransfer-api"), &params);
+    assert_one(
+        &findings,
+        "component-installed",
+        Some("WEB1"),
+        Outcome::Fail,
+        Severity::Error,
+    );
+    params.insert("server".to_owned(), "NOPE".to_owned());
+    let findings = preflight(&inv, Some("uninstall-datatransfer-api"), &params);
+    assert_one(
+        &findings,
+        "component-installed",
+        None,
+        Outcome::Fail,
+        Severity::Error,
+    );
+    params.insert("server".to_owned(), "DT2".to_owned());
+    let findings = preflight(&inv, Some("uninstall-datatransfer-api"), &params);
+    assert_one(
+        &findings,
+        "component-installed",
+        Some("DT2"),
+        Outcome::Pass,
+        Severity::Info,
+    );
+    assert!(of(&findings, "last-datatransfer-node", Some("DT2")).is_empty());
+    let mut one_node = clean();
+    one_node.servers.retain(|s| s.name != "API1");
+    let findings = preflight(&one_node, Some("uninstall-datatransfer-api"), &params);
+    assert_one(
+        &findings,
+        "last-datatransfer-node",
+        Some("DT2"),
+        Outcome::Fail,
+        Severity::Warning,
+    );
+}

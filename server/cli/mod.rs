@@ -29,6 +29,7 @@ pub enum Command {
     #[command(subcommand)]
     Inventory(inventory::InventoryCmd),
     /// Check a Data Center against the vendor's rules before the change window.
+    #[command(long_about = inventory::PREFLIGHT_ABOUT)]
     Preflight(inventory::PreflightArgs),
     /// List and show the runbooks (one per procedure in the vendor's guide).
     #[command(subcommand)]

@@ -110,7 +110,7 @@ pub fn preflight(
     let mut out = Findings::default();
     let procedure = procedure(runbook, params, &mut out);
     if let Some(p) = procedure {
-        targets::check(inv, p, &mut out);
+        targets::check(inv, p, params, &mut out);
     }
     estate::check(inv, procedure.unwrap_or(Procedure::Estate), &mut out);
     out.0
@@ -197,6 +197,10 @@ struct Rule {
 impl Rule {
     const fn new(id: &'static str, section: &'static str) -> Rule {
         Rule { id, section }
+    }
+    /// Another rule from the same section.
+    const fn named(self, id: &'static str) -> Rule {
+        Rule { id, ..self }
     }
     /// The same rule cited from another section (rules whose section depends on the topology).
     const fn at(self, section: &'static str) -> Rule {

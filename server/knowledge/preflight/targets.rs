@@ -2,6 +2,8 @@
 //! Server target, the upgrade paths the seed describes, the combination a server ends up in, a
 //! target no older than what runs now, and components an uninstall needs.
 
+use std::collections::BTreeMap;
+
 use super::compat;
 use super::{names, Findings, Procedure, Rule, Severity};
 use crate::knowledge::inventory::{
@@ -10,7 +12,7 @@ use crate::knowledge::inventory::{
 
 const WINDOWS: &str = "Upgrade a Data Center Server to Windows Server";
 
-pub fn check(inv: &Inventory, p: Procedure, out: &mut Findings) {
+pub fn check(inv: &Inventory, p: Procedure, params: &BTreeMap<String, String>, out: &mut Findings) {
     match p {
         Procedure::Estate => {}
         Procedure::Upgrade811 => connected_target(inv, out),
@@ -20,12 +22,15 @@ pub fn check(inv: &Inventory, p: Procedure, out: &mut Findings) {
             "Uninstall the Management API",
             out,
         ),
-        Procedure::UninstallDatatransferApi => installed(
-            inv,
-            Role::DatatransferApi,
-            "Uninstall the DataTransfer API",
-            out,
-        ),
+        Procedure::UninstallDatatransferApi => match params.get("server") {
+            Some(name) => datatransfer_node(inv, name, out),
+            None => installed(
+                inv,
+                Role::DatatransferApi,
+                "Uninstall the DataTransfer API",
+                out,
+            ),
+        },
         Procedure::UpgradeWindows(target) => {
             synchronized(inv, out);
             minimum(
@@ -116,6 +121,43 @@ fn installed(inv: &Inventory, role: Role, section: &'static str, out: &mut Findi
                 format!("{} hosts the {role} component to uninstall", s.name),
             );
         }
+    }
+}
+
+/// `uninstall-datatransfer-api` with `server=NAME`: that server exists and hosts the DataTransfer
+/// API; removing the last node leaves the Management API without one.
+fn datatransfer_node(inv: &Inventory, name: &str, out: &mut Findings) {
+    let rule = Rule::new("component-installed", "Uninstall the DataTransfer API");
+    let Some(s) = inv.server(name) else {
+        out.fail(
+            &rule,
+            Severity::Error,
+            None,
+            format!("server={name}: no server of that name is in the inventory"),
+        );
+        return;
+    };
+    if !s.has(Role::DatatransferApi) {
+        out.fail(
+            &rule,
+            Severity::Error,
+            Some(s),
+            format!("{name} does not host the DataTransfer API; there is nothing to uninstall"),
+        );
+        return;
+    }
+    out.pass(
+        &rule,
+        Some(s),
+        format!("{name} hosts the DataTransfer API to uninstall"),
+    );
+    if inv.with_role(Role::DatatransferApi).count() == 1 {
+        out.fail(
+            &rule.named("last-datatransfer-node"),
+            Severity::Warning,
+            Some(s),
+            format!("{name} is the only DataTransfer API node; after the uninstall the Management API has none to retrieve files through"),
+        );
     }
 }
 
