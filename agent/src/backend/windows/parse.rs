@@ -1,0 +1,423 @@
+//! Parsers for the outputs of the commands in [`super::commands`], tested against captured
+//! samples (English-language Windows Server; other display languages change sc/schtasks labels).
+
+use lockstep_protocol::evidence::{Binding, CertificateInfo, EventRecord, ServiceRunState};
+use lockstep_protocol::{EventLevel, StartupType};
+use serde::Deserialize;
+
+/// `sc query NAME` → the service state. `FAILED 1060` means not installed.
+pub fn sc_state(out: &str) -> Result<ServiceRunState, String> {
+    if out.contains("FAILED 1060") {
+        return Ok(ServiceRunState::NotInstalled);
+    }
+    let line = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("STATE"))
+        .ok_or_else(|| format!("no STATE line in sc query output: {}", first_line(out)))?;
+    let code = line
+        .split(':')
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse::<u32>().ok())
+        .ok_or_else(|| format!("unreadable STATE line `{}`", line.trim()))?;
+    Ok(match code {
+        1 => ServiceRunState::Stopped,
+        2 => ServiceRunState::StartPending,
+        3 => ServiceRunState::StopPending,
+        4 => ServiceRunState::Running,
+        5 => ServiceRunState::ContinuePending,
+        6 => ServiceRunState::PausePending,
+        7 => ServiceRunState::Paused,
+        n => return Err(format!("unknown service state {n}")),
+    })
+}
+
+/// `sc qc NAME` → the start type (`2 AUTO_START (DELAYED)` is delayed automatic).
+pub fn sc_start_type(out: &str) -> Result<StartupType, String> {
+    let line = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("START_TYPE"))
+        .ok_or_else(|| format!("no START_TYPE line in sc qc output: {}", first_line(out)))?;
+    let rest = line.split_once(':').map(|x| x.1).unwrap_or("");
+    let code = rest
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse::<u32>().ok());
+    match code {
+        Some(2) if rest.contains("DELAYED") => Ok(StartupType::DelayedAutomatic),
+        Some(2) => Ok(StartupType::Automatic),
+        Some(3) => Ok(StartupType::Manual),
+        Some(4) => Ok(StartupType::Disabled),
+        _ => Err(format!("unreadable START_TYPE line `{}`", line.trim())),
+    }
+}
+
+/// One value line of `reg query`: `    Name    REG_SZ    data`.
+fn reg_value_line(line: &str) -> Option<(String, String, String)> {
+    let body = line.strip_prefix("    ")?;
+    let pos = body.find("    REG_")?;
+    let name = body[..pos].to_string();
+    let rest = &body[pos + 4..];
+    let (ty, data) = match rest.find("    ") {
+        Some(p) => (&rest[..p], &rest[p + 4..]),
+        None => (rest.trim_end(), ""),
+    };
+    Some((
+        name,
+        ty.to_string(),
+        data.trim_end_matches(['\r']).to_string(),
+    ))
+}
+
+/// `reg query KEY /v NAME` → the value's data (string types only).
+pub fn reg_value(out: &str, name: &str) -> Result<Option<String>, String> {
+    for line in out.lines() {
+        if let Some((n, ty, data)) = reg_value_line(line) {
+            if n.eq_ignore_ascii_case(name) {
+                return match ty.as_str() {
+                    "REG_SZ" | "REG_EXPAND_SZ" => Ok(Some(data)),
+                    other => Err(format!("value {n} is {other}, not a string")),
+                };
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// `reg query KEY` → every value directly in the key (subkeys are listed as key lines, skipped).
+pub fn reg_values(out: &str) -> Vec<(String, String)> {
+    out.lines()
+        .filter_map(reg_value_line)
+        .map(|(n, _, d)| (n, d))
+        .collect()
+}
+
+/// reg.exe's message when a key or value is absent (exit code 1).
+pub fn reg_not_found(stderr: &str) -> bool {
+    stderr.contains("unable to find the specified registry key or value")
+}
+
+/// `schtasks /Query /TN T /FO LIST /V` → (status, last result, last run time text).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskInfo {
+    pub status: String,
+    pub last_result: i64,
+    pub last_run_time: String,
+}
+
+pub fn schtasks_info(out: &str) -> Result<TaskInfo, String> {
+    let field = |label: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(label).map(|v| v.trim().to_string()))
+            .ok_or_else(|| format!("no `{label}` in schtasks output: {}", first_line(out)))
+    };
+    let last = field("Last Result:")?;
+    Ok(TaskInfo {
+        status: field("Status:")?,
+        last_result: last
+            .parse()
+            .map_err(|_| format!("Last Result `{last}` is not a number"))?,
+        last_run_time: field("Last Run Time:")?,
+    })
+}
+
+/// `iisreset` succeeded when it says the services were restarted.
+pub fn iisreset_ok(out: &str) -> bool {
+    out.contains("successfully restarted")
+}
+
+#[derive(Deserialize)]
+struct Disk {
+    free: u64,
+    total: u64,
+}
+
+/// [`super::commands::PS_DISK_FREE`] → (free MB, total MB).
+pub fn disk_free(out: &str) -> Result<(u64, u64), String> {
+    let d: Disk = serde_json::from_str(out.trim()).map_err(|e| format!("disk output: {e}"))?;
+    Ok((d.free / (1024 * 1024), d.total / (1024 * 1024)))
+}
+
+#[derive(Deserialize)]
+struct Os {
+    caption: String,
+    sql_version: Option<String>,
+    sql_sp: Option<u32>,
+}
+
+/// "Microsoft Windows Server 2012 R2 Standard" → "2012 R2".
+pub fn windows_release(caption: &str) -> Option<String> {
+    let after = caption.split("Windows Server").nth(1)?.trim();
+    let mut words = after.split_whitespace();
+    let year = words.next()?.to_string();
+    Some(match words.next() {
+        Some("R2") => format!("{year} R2"),
+        _ => year,
+    })
+}
+
+/// SQL Server `Setup\Version` (and SP level) → the release name the inventory uses.
+pub fn sql_release(version: &str, sp: Option<u32>) -> Option<String> {
+    let mut parts = version.split('.');
+    let major: u32 = parts.next()?.parse().ok()?;
+    let minor: u32 = parts.next()?.parse().ok()?;
+    let base = match (major, minor) {
+        (10, m) if m >= 50 => "2008 R2",
+        (10, _) => "2008",
+        (11, _) => "2012",
+        (12, _) => "2014",
+        (13, _) => "2016",
+        (14, _) => "2017",
+        (15, _) => "2019",
+        _ => return None,
+    };
+    Some(match sp {
+        Some(n) if n > 0 => format!("{base} SP{n}"),
+        _ => base.to_string(),
+    })
+}
+
+/// [`super::commands::PS_OS_VERSION`] → (Windows release, SQL Server release).
+pub fn os_version(out: &str) -> Result<(String, Option<String>), String> {
+    let os: Os = serde_json::from_str(out.trim()).map_err(|e| format!("OS output: {e}"))?;
+    let windows = windows_release(&os.caption)
+        .ok_or_else(|| format!("`{}` is not a Windows Server caption", os.caption))?;
+    let sql = match os.sql_version {
+        Some(v) => Some(
+            sql_release(&v, os.sql_sp).ok_or_else(|| format!("unknown SQL Server version {v}"))?,
+        ),
+        None => None,
+    };
+    Ok((windows, sql))
+}
+
+/// PowerShell writes nothing for an empty array and an object for a one-element one.
+fn json_list<T: for<'de> Deserialize<'de>>(out: &str, what: &str) -> Result<Vec<T>, String> {
+    let t = out.trim();
+    if t.is_empty() {
+        return Ok(Vec::new());
+    }
+    if t.starts_with('[') {
+        serde_json::from_str(t).map_err(|e| format!("{what} output: {e}"))
+    } else {
+        serde_json::from_str(t)
+            .map(|x| vec![x])
+            .map_err(|e| format!("{what} output: {e}"))
+    }
+}
+
+#[derive(Deserialize)]
+struct Event {
+    time: i64,
+    level: u8,
+    source: String,
+    id: u32,
+    message: String,
+}
+
+pub fn events(out: &str) -> Result<Vec<EventRecord>, String> {
+    json_list::<Event>(out, "event log")?
+        .into_iter()
+        .map(|e| {
+            Ok(EventRecord {
+                time: e.time,
+                level: EventLevel::from_number(e.level)
+                    .ok_or_else(|| format!("unknown event level {}", e.level))?,
+                source: e.source,
+                event_id: e.id,
+                message: e.message,
+            })
+        })
+        .collect()
+}
+
+#[derive(Deserialize)]
+struct RawBinding {
+    protocol: String,
+    binding_information: String,
+    certificate_hash: Option<String>,
+}
+
+pub fn bindings(out: &str) -> Result<Vec<Binding>, String> {
+    Ok(json_list::<RawBinding>(out, "bindings")?
+        .into_iter()
+        .map(|b| Binding {
+            protocol: b.protocol,
+            binding_information: b.binding_information,
+            certificate_thumbprint: b.certificate_hash.filter(|h| !h.is_empty()),
+        })
+        .collect())
+}
+
+#[derive(Deserialize)]
+struct RawCert {
+    thumbprint: String,
+    subject: String,
+    issuer: String,
+    not_after: i64,
+}
+
+pub fn certificates(out: &str) -> Result<Vec<CertificateInfo>, String> {
+    Ok(json_list::<RawCert>(out, "certificates")?
+        .into_iter()
+        .map(|c| CertificateInfo {
+            thumbprint: c.thumbprint,
+            subject: c.subject,
+            issuer: c.issuer,
+            not_after: c.not_after,
+        })
+        .collect())
+}
+
+#[derive(Deserialize)]
+struct Sample {
+    #[allow(dead_code)]
+    path: String,
+    value: f64,
+}
+
+/// Sum of the counters' cooked values, rounded.
+pub fn counters_sum(out: &str) -> Result<u32, String> {
+    let s = json_list::<Sample>(out, "counters")?;
+    Ok(s.iter().map(|x| x.value).sum::<f64>().round().max(0.0) as u32)
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("(empty)")
+        .trim()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SC_QUERY_RUNNING: &str = "\r\nSERVICE_NAME: W3SVC \r\n        TYPE               : 20  WIN32_SHARE_PROCESS  \r\n        STATE              : 4  RUNNING \r\n                                (STOPPABLE, PAUSABLE, ACCEPTS_SHUTDOWN)\r\n        WIN32_EXIT_CODE    : 0  (0x0)\r\n        SERVICE_EXIT_CODE  : 0  (0x0)\r\n        CHECKPOINT         : 0x0\r\n        WAIT_HINT          : 0x0\r\n";
+    const SC_QUERY_STOP_PENDING: &str = "\r\nSERVICE_NAME: BackupServer \r\n        TYPE               : 10  WIN32_OWN_PROCESS  \r\n        STATE              : 3  STOP_PENDING \r\n                                (NOT_STOPPABLE, NOT_PAUSABLE, IGNORES_SHUTDOWN)\r\n        WIN32_EXIT_CODE    : 0  (0x0)\r\n        SERVICE_EXIT_CODE  : 0  (0x0)\r\n        CHECKPOINT         : 0x1\r\n        WAIT_HINT          : 0x7530\r\n";
+    const SC_QUERY_MISSING: &str = "[SC] EnumQueryServicesStatus:OpenService FAILED 1060:\r\n\r\nThe specified service does not exist as an installed service.\r\n\r\n";
+    const SC_QC_DELAYED: &str = "[SC] QueryServiceConfig SUCCESS\r\n\r\nSERVICE_NAME: PoolServer\r\n        TYPE               : 10  WIN32_OWN_PROCESS \r\n        START_TYPE         : 2   AUTO_START  (DELAYED)\r\n        ERROR_CONTROL      : 1   NORMAL\r\n        BINARY_PATH_NAME   : \"C:\\Program Files\\Connected\\DataCenter\\PoolServer.exe\"\r\n        LOAD_ORDER_GROUP   : \r\n        TAG                : 0\r\n        DISPLAY_NAME       : PoolServer\r\n        DEPENDENCIES       : \r\n        SERVICE_START_NAME : CONTOSO\\svc-connected\r\n";
+    const SC_QC_DEMAND: &str = "[SC] QueryServiceConfig SUCCESS\r\n\r\nSERVICE_NAME: dctomcat\r\n        TYPE               : 10  WIN32_OWN_PROCESS \r\n        START_TYPE         : 3   DEMAND_START\r\n        ERROR_CONTROL      : 1   NORMAL\r\n";
+    const REG_QUERY_VALUE: &str = "\r\nHKEY_LOCAL_MACHINE\\SOFTWARE\\Wow6432Node\\SupportCenter\r\n    RegistryConnect    REG_SZ    DRIVER={SQL Server Native Client 11.0};SERVER=SERVER1;DATABASE=Registry;Trusted_Connection=Yes\r\n\r\n";
+    const REG_QUERY_KEY: &str = "\r\nHKEY_LOCAL_MACHINE\\SOFTWARE\\Wow6432Node\\Connected\\MAPI\r\n    PublicServerName    REG_SZ    https://www.example.com\r\n    Empty Value    REG_SZ    \r\n    Port    REG_DWORD    0x1bb\r\n\r\nHKEY_LOCAL_MACHINE\\SOFTWARE\\Wow6432Node\\Connected\\MAPI\\Sub\r\n";
+    const REG_NOT_FOUND: &str =
+        "ERROR: The system was unable to find the specified registry key or value.\r\n";
+    const SCHTASKS_RUNNING: &str = "\r\nFolder: \\\r\nHostName:                             DC1\r\nTaskName:                             \\WeeklyMaint\r\nNext Run Time:                        11/29/2026 2:00:00 AM\r\nStatus:                               Running\r\nLogon Mode:                           Interactive/Background\r\nLast Run Time:                        11/27/2026 9:15:02 PM\r\nLast Result:                          267009\r\nAuthor:                               DC1\\Administrator\r\nTask To Run:                          C:\\Program Files\\Connected\\DataCenter\\WeeklyMaint.cmd\r\n";
+    const SCHTASKS_READY: &str = "\r\nFolder: \\\r\nHostName:                             DC1\r\nTaskName:                             \\WeeklyMaint\r\nNext Run Time:                        11/29/2026 2:00:00 AM\r\nStatus:                               Ready\r\nLogon Mode:                           Interactive/Background\r\nLast Run Time:                        11/27/2026 9:15:02 PM\r\nLast Result:                          0\r\n";
+    const IISRESET: &str = "\r\nAttempting stop...\r\nInternet services successfully stopped\r\nAttempting start...\r\nInternet services successfully restarted\r\n\r\n";
+
+    #[test]
+    fn sc_query_states_including_a_missing_service() {
+        assert_eq!(
+            sc_state(SC_QUERY_RUNNING).unwrap(),
+            ServiceRunState::Running
+        );
+        assert_eq!(
+            sc_state(SC_QUERY_STOP_PENDING).unwrap(),
+            ServiceRunState::StopPending
+        );
+        assert_eq!(
+            sc_state(SC_QUERY_MISSING).unwrap(),
+            ServiceRunState::NotInstalled
+        );
+        assert!(sc_state("Access is denied.")
+            .unwrap_err()
+            .contains("Access is denied"));
+    }
+
+    #[test]
+    fn sc_qc_start_types_including_delayed() {
+        assert_eq!(
+            sc_start_type(SC_QC_DELAYED).unwrap(),
+            StartupType::DelayedAutomatic
+        );
+        assert_eq!(sc_start_type(SC_QC_DEMAND).unwrap(), StartupType::Manual);
+        assert_eq!(
+            sc_start_type(&SC_QC_DEMAND.replace("3   DEMAND_START", "2   AUTO_START")).unwrap(),
+            StartupType::Automatic
+        );
+        assert_eq!(
+            sc_start_type(&SC_QC_DEMAND.replace("3   DEMAND_START", "4   DISABLED")).unwrap(),
+            StartupType::Disabled
+        );
+    }
+
+    #[test]
+    fn reg_query_values_keep_spaces_semicolons_and_empty_data() {
+        assert_eq!(
+            reg_value(REG_QUERY_VALUE, "registryconnect").unwrap().unwrap(),
+            "DRIVER={SQL Server Native Client 11.0};SERVER=SERVER1;DATABASE=Registry;Trusted_Connection=Yes"
+        );
+        assert_eq!(reg_value(REG_QUERY_VALUE, "Other").unwrap(), None);
+        assert_eq!(
+            reg_values(REG_QUERY_KEY),
+            vec![
+                (
+                    "PublicServerName".to_string(),
+                    "https://www.example.com".to_string()
+                ),
+                ("Empty Value".to_string(), String::new()),
+                ("Port".to_string(), "0x1bb".to_string()),
+            ]
+        );
+        assert!(reg_value(REG_QUERY_KEY, "Port")
+            .unwrap_err()
+            .contains("REG_DWORD"));
+        assert!(reg_not_found(REG_NOT_FOUND));
+    }
+
+    #[test]
+    fn schtasks_status_and_last_result() {
+        let r = schtasks_info(SCHTASKS_RUNNING).unwrap();
+        assert_eq!((r.status.as_str(), r.last_result), ("Running", 267009));
+        let d = schtasks_info(SCHTASKS_READY).unwrap();
+        assert_eq!((d.status.as_str(), d.last_result), ("Ready", 0));
+        assert_eq!(d.last_run_time, "11/27/2026 9:15:02 PM");
+        assert!(schtasks_info("ERROR: The system cannot find the file specified.").is_err());
+    }
+
+    #[test]
+    fn iisreset_output() {
+        assert!(iisreset_ok(IISRESET));
+        assert!(!iisreset_ok(
+            "Attempting stop...\r\nRestart attempt failed.\r\n"
+        ));
+    }
+
+    #[test]
+    fn powershell_json_outputs() {
+        assert_eq!(
+            disk_free(r#"{"free":53687091200,"total":136365211648}"#).unwrap(),
+            (51200, 130048)
+        );
+        assert_eq!(
+            os_version(r#"{"caption":"Microsoft Windows Server 2012 R2 Standard","sql_version":"11.4.7001.0","sql_sp":4}"#).unwrap(),
+            ("2012 R2".to_string(), Some("2012 SP4".to_string()))
+        );
+        assert_eq!(
+            os_version(r#"{"caption":"Microsoft Windows Server 2016 Datacenter","sql_version":"10.53.6000.34","sql_sp":3}"#).unwrap(),
+            ("2016".to_string(), Some("2008 R2 SP3".to_string()))
+        );
+        assert_eq!(
+            os_version(r#"{"caption":"Microsoft Windows Server 2016 Standard","sql_version":null,"sql_sp":null}"#).unwrap().1,
+            None
+        );
+        let ev = events(r#"{"time":1795900000,"level":2,"source":"BackupServer","id":1001,"message":"Database connection lost"}"#).unwrap();
+        assert_eq!(ev.len(), 1);
+        assert_eq!(ev[0].level, EventLevel::Error);
+        assert_eq!(events("").unwrap(), vec![]);
+        let b = bindings(r#"[{"protocol":"http","binding_information":"*:80:","certificate_hash":""},{"protocol":"https","binding_information":"*:443:","certificate_hash":"3A5F9C"}]"#).unwrap();
+        assert_eq!(b[0].certificate_thumbprint, None);
+        assert_eq!(b[1].certificate_thumbprint.as_deref(), Some("3A5F9C"));
+        let c = certificates(r#"{"thumbprint":"3A5F9C","subject":"CN=dc1.contoso.local","issuer":"CN=Contoso CA","not_after":1890000000}"#).unwrap();
+        assert_eq!(c[0].subject, "CN=dc1.contoso.local");
+        assert_eq!(
+            counters_sum(
+                r#"[{"path":"\\\\dc1\\a","value":2.0},{"path":"\\\\dc1\\b","value":1.4}]"#
+            )
+            .unwrap(),
+            3
+        );
+        assert!(disk_free("Get-CimInstance : Access denied").is_err());
+    }
+}
