@@ -469,6 +469,23 @@ impl Engine {
     ) -> Result<()> {
         while let Some(action) = work.pop() {
             let current = self.inner.store.step(run_id, &step.id).await?;
+            // The scan that asked for this may have read the step before another task moved it.
+            let still_due = match &action {
+                StepAction::Dispatch { attempt } => {
+                    current.status.is_in_flight()
+                        && current.status != StepStatus::Verifying
+                        && current.attempt == *attempt
+                }
+                StepAction::Verify => current.status == StepStatus::Verifying,
+                StepAction::QueryStatus => {
+                    current.status == StepStatus::OutcomeUnknown
+                        || matches!(current.status, StepStatus::Dispatched | StepStatus::Running)
+                }
+                StepAction::CancelInFlight | StepAction::NeedsPeople => false,
+            };
+            if !still_due {
+                continue;
+            }
             let event = match action {
                 StepAction::Dispatch { attempt } => StepEvent::Finished {
                     outcome: self.execute(run_id, &current, attempt).await,

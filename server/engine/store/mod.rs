@@ -97,6 +97,69 @@ impl Store {
         Ok(store)
     }
 
+    /// Opens an existing database for reading only: no migrations, no writes (verification,
+    /// export). Transitions through this store fail.
+    pub async fn open_read_only(path: &Path) -> Result<Store> {
+        if !path.exists() {
+            return Err(EngineError::NotFound(format!(
+                "database {}",
+                path.display()
+            )));
+        }
+        let options = SqliteConnectOptions::from_str("sqlite://")?
+            .filename(path)
+            .read_only(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(2)
+            .connect_with(options)
+            .await?;
+        Ok(Store {
+            writer: pool.clone(),
+            pool,
+            head: Arc::new((audit::head_path(path), Mutex::new(i64::MAX))),
+            events: broadcast::channel(1).0,
+            path: Arc::new(path.to_path_buf()),
+        })
+    }
+
+    /// Writes an online copy of the database to `target` (`VACUUM INTO`), with the chain head of
+    /// the copy next to it so the copy verifies on its own. Refuses to overwrite.
+    pub async fn backup(&self, target: &Path) -> Result<ChainHead> {
+        if target.exists() {
+            return Err(EngineError::Invalid(format!(
+                "{} already exists; choose a new file",
+                target.display()
+            )));
+        }
+        let target_str = target
+            .to_str()
+            .ok_or_else(|| EngineError::Invalid("the backup path is not valid UTF-8".into()))?;
+        // One statement on the writer: no transition can land between the copy and its head.
+        let mut conn = self.writer.acquire().await?;
+        sqlx::query("VACUUM INTO ?")
+            .bind(target_str)
+            .execute(&mut *conn)
+            .await?;
+        drop(conn);
+        let copy = Store::open_read_only(target).await?;
+        copy.integrity_check().await?;
+        let head = sqlx::query("SELECT id, hash FROM events ORDER BY id DESC LIMIT 1")
+            .fetch_optional(&copy.pool)
+            .await?
+            .map(|r| ChainHead {
+                id: r.get(0),
+                hash: r.get(1),
+            })
+            .unwrap_or(ChainHead {
+                id: 0,
+                hash: audit::GENESIS_HASH.into(),
+            });
+        audit::write_head(&audit::head_path(target), &head)
+            .map_err(|e| EngineError::Audit(format!("cannot write the backup's head file: {e}")))?;
+        Ok(head)
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
