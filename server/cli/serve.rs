@@ -91,8 +91,12 @@ pub async fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             None
         }
     };
+    let store = crate::engine::Store::open(&config.db)
+        .await
+        .map_err(|e| anyhow::anyhow!("opening {}: {e}", config.db.display()))?;
     let pool = crate::web::db::open(&config.db).await?;
     let state = crate::web::AppState::new(
+        store,
         pool,
         crate::web::WebSettings {
             session_idle_secs: config.session_idle_secs,

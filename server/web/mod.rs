@@ -8,11 +8,15 @@ pub mod api;
 pub mod assets;
 pub mod auth;
 pub mod clock;
+pub mod datacenters;
 pub mod db;
 pub mod error;
+pub mod live;
 pub mod pages;
+pub mod runview;
 pub mod security;
 pub mod tls;
+pub mod topology;
 pub mod views;
 
 use std::sync::Arc;
@@ -20,6 +24,8 @@ use std::sync::Arc;
 use axum::routing::get;
 use axum::Router;
 use sqlx::SqlitePool;
+
+use crate::engine::{EngineError, Refusal, Store};
 
 pub use clock::Clock;
 pub use error::AppError;
@@ -41,20 +47,29 @@ pub struct WebSettings {
 /// Everything handlers share. Cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
+    /// The engine's store: runs, steps, the audit chain and its live events.
+    pub store: Store,
+    /// A writable pool on the same database for the dashboard's own tables (users, sessions,
+    /// tokens, inventories); the store's own pool is read-only.
     pub pool: SqlitePool,
+    pub live: Arc<live::Live>,
     pub settings: Arc<WebSettings>,
     pub clock: Clock,
     pub throttle: Arc<LoginThrottle>,
 }
 
 impl AppState {
+    /// Builds the state and starts the live-view hub (call inside a Tokio runtime).
     pub fn new(
+        store: Store,
         pool: SqlitePool,
         settings: WebSettings,
         clock: Clock,
         throttle: LoginThrottle,
     ) -> AppState {
         AppState {
+            live: live::Live::start(store.clone(), clock.clone()),
+            store,
             pool,
             settings: Arc::new(settings),
             clock,
@@ -109,3 +124,24 @@ async fn readyz(
 }
 
 pub use tls::serve;
+
+/// Maps an engine error onto the web's: refusals keep their words, with the status that fits.
+pub fn engine_error(e: EngineError) -> AppError {
+    match e {
+        EngineError::Refused(r) => match r {
+            Refusal::MissingRole { .. }
+            | Refusal::FourEyes { .. }
+            | Refusal::AlreadyApproved { .. } => AppError::Forbidden(r.to_string()),
+            Refusal::CommentRequired
+            | Refusal::NoteRequired
+            | Refusal::JustificationRequired
+            | Refusal::EvidenceRequired
+            | Refusal::ReasonRequired => AppError::BadRequest(r.to_string()),
+            other => AppError::Conflict(other.to_string()),
+        },
+        EngineError::Conflict(_) => AppError::Conflict(e.to_string()),
+        EngineError::NotFound(what) => AppError::NotFound(format!("{what} not found")),
+        EngineError::Invalid(m) => AppError::BadRequest(m),
+        other => AppError::Internal(other.into()),
+    }
+}

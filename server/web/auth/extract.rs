@@ -166,7 +166,9 @@ async fn identify_inner(state: &AppState, mut request: Request) -> Result<Reques
         .await?
         {
             Some(session) => {
-                if state_change {
+                // Logging in again replaces the session, so the login form needs no token
+                // (the Origin check above still applies).
+                if state_change && request.uri().path() != "/login" {
                     request = check_csrf(request, &session.csrf_token).await?;
                 }
                 Some(CurrentUser {
@@ -243,4 +245,18 @@ pub fn session_set_cookie(id: &str) -> String {
 /// `Set-Cookie` value removing the session cookie.
 pub fn session_clear_cookie() -> String {
     format!("{SESSION_COOKIE}=; HttpOnly; Secure; SameSite=Strict; Path=/; Max-Age=0")
+}
+
+impl CurrentUser {
+    /// The engine's view of this person: every role up to and including theirs (roles are
+    /// ordered, so an approver may also do what an operator does). The engine checks roles and
+    /// four-eyes itself; the web layer's own checks only decide what to show and fail early.
+    pub fn actor(&self) -> crate::engine::Actor {
+        let roles: Vec<&str> = Role::ALL
+            .iter()
+            .filter(|r| self.user.role.allows(**r))
+            .map(|r| r.as_str())
+            .collect();
+        crate::engine::Actor::new(self.user.name.clone(), &roles)
+    }
 }

@@ -2,6 +2,8 @@
 //! of a page return the same partial template the page includes.
 
 pub mod login;
+pub mod overview;
+pub mod runs;
 pub mod users;
 
 use axum::routing::{get, post};
@@ -11,10 +13,17 @@ use super::AppState;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
+        .route("/", get(overview::page))
         .route("/login", get(login::form).post(login::submit))
         .route("/logout", post(login::logout))
         .route("/users", get(users::list).post(users::add))
         .route("/users/{name}/disable", post(users::disable))
         .route("/account", get(users::account))
         .route("/account/tokens", post(users::create_token))
+        .route("/runs", get(runs::list))
+        .route("/runs/{id}", get(runs::page))
+        .route("/runs/{id}/events", get(crate::web::live::stream))
+        .route("/runs/{id}/comments", post(runs::add_comment))
+        .route("/runs/{id}/{action}", post(runs::control))
+        .route("/runs/{id}/steps/{step}/{action}", post(runs::step_control))
 }

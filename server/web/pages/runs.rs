@@ -1,0 +1,379 @@
+//! Runs: the list, the run page (the heart of the dashboard), and every control on it. Each
+//! control is a plain form post that redirects back (works without JavaScript); when htmx sends
+//! it, the answer is the updated partial alone. Roles and four-eyes are enforced by the engine;
+//! the checks here only fail early with the same words.
+
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::Form;
+use serde::Deserialize;
+
+use crate::engine::machine::{RunEvent, StepEvent};
+use crate::engine::store::{RunRecord, StepRecord};
+use crate::web::auth::{CurrentUser, Role};
+use crate::web::runview::{self, Phase, RunHeader, StepCard, Viewer};
+use crate::web::views::{fmt_time, html, see_other, Chrome};
+use crate::web::{engine_error, AppError, AppState};
+
+pub struct RunRow {
+    pub id: String,
+    pub status: &'static str,
+    pub runbook: String,
+    pub inventory: String,
+    pub change_ticket: String,
+    pub requester: String,
+    pub created: String,
+}
+
+#[derive(Template)]
+#[template(path = "runs.html")]
+pub struct RunsPage {
+    pub chrome: Chrome,
+    pub runs: Vec<RunRow>,
+}
+
+pub fn run_row(r: &RunRecord) -> RunRow {
+    RunRow {
+        id: r.id.clone(),
+        status: r.status.as_str(),
+        runbook: r.runbook.clone(),
+        inventory: r.inventory.clone(),
+        change_ticket: r.change_ticket.clone(),
+        requester: r.requester.clone(),
+        created: fmt_time(r.created_at.div_euclid(1000)),
+    }
+}
+
+pub async fn list(State(state): State<AppState>, me: CurrentUser) -> Result<Response, AppError> {
+    me.require(Role::Viewer)?;
+    let runs = state.store.runs().await.map_err(engine_error)?;
+    html(&RunsPage {
+        chrome: Chrome::new(&me, "runs"),
+        runs: runs.iter().map(run_row).collect(),
+    })
+}
+
+pub struct CommentRow {
+    pub author: String,
+    pub at: String,
+    pub step: String,
+    pub text: String,
+}
+
+#[derive(Template)]
+#[template(path = "partials/comments.html")]
+pub struct Comments {
+    pub comments: Vec<CommentRow>,
+    pub oob: bool,
+}
+
+#[derive(Template)]
+#[template(path = "run.html")]
+pub struct RunPage {
+    pub chrome: Chrome,
+    pub header: RunHeader,
+    pub phases: Vec<Phase>,
+    pub comments: Comments,
+    pub can_comment: bool,
+    pub step_ids: Vec<String>,
+    /// The newest event the page shows; the live stream starts after it.
+    pub after: i64,
+}
+
+fn viewer(me: &CurrentUser, run: &RunRecord) -> Viewer {
+    Viewer {
+        role: me.role(),
+        is_requester: me.name() == run.requester,
+        csrf: me.csrf_token().to_string(),
+    }
+}
+
+async fn comments(state: &AppState, run_id: &str) -> Result<(Comments, i64), AppError> {
+    let events = state.store.run_events(run_id).await.map_err(engine_error)?;
+    let last = events.last().map(|e| e.id).unwrap_or(0);
+    let comments = events
+        .iter()
+        .filter(|e| e.kind == "comment")
+        .map(|e| CommentRow {
+            author: e.actor.clone(),
+            at: fmt_time(e.at.div_euclid(1000)),
+            step: e.step_id.clone().unwrap_or_default(),
+            text: e
+                .payload
+                .get("text")
+                .and_then(|t| t.as_str())
+                .unwrap_or("")
+                .to_string(),
+        })
+        .collect();
+    Ok((
+        Comments {
+            comments,
+            oob: false,
+        },
+        last,
+    ))
+}
+
+pub async fn page(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    Path(id): Path<String>,
+) -> Result<Response, AppError> {
+    me.require(Role::Viewer)?;
+    let run = state.store.run(&id).await.map_err(engine_error)?;
+    let steps = state.store.steps(&id).await.map_err(engine_error)?;
+    let v = viewer(&me, &run);
+    let mut watching = state.live.watching(&id);
+    if !watching.iter().any(|w| w == me.name()) {
+        watching.push(me.name().to_string());
+    }
+    let header = runview::run_header(&run, &steps, &v, state.clock.now_ms(), &watching);
+    let (comments, after) = comments(&state, &id).await?;
+    html(&RunPage {
+        chrome: Chrome::new(&me, "runs"),
+        header,
+        phases: runview::phases(&run, &steps, &v),
+        comments,
+        can_comment: me.role().allows(Role::Operator),
+        step_ids: steps.iter().map(|s| s.id.clone()).collect(),
+        after,
+    })
+}
+
+fn is_htmx(headers: &HeaderMap) -> bool {
+    headers.contains_key("hx-request")
+}
+
+async fn header_or_redirect(
+    state: &AppState,
+    me: &CurrentUser,
+    run_id: &str,
+    headers: &HeaderMap,
+) -> Result<Response, AppError> {
+    if !is_htmx(headers) {
+        return Ok(see_other(&format!("/runs/{run_id}")));
+    }
+    let run = state.store.run(run_id).await.map_err(engine_error)?;
+    let steps = state.store.steps(run_id).await.map_err(engine_error)?;
+    let header = runview::run_header(
+        &run,
+        &steps,
+        &viewer(me, &run),
+        state.clock.now_ms(),
+        &state.live.watching(run_id),
+    );
+    html(&header)
+}
+
+async fn card_or_redirect(
+    state: &AppState,
+    me: &CurrentUser,
+    run_id: &str,
+    step_id: &str,
+    headers: &HeaderMap,
+) -> Result<Response, AppError> {
+    if !is_htmx(headers) {
+        return Ok(see_other(&format!("/runs/{run_id}")));
+    }
+    let run = state.store.run(run_id).await.map_err(engine_error)?;
+    let step: StepRecord = state
+        .store
+        .step(run_id, step_id)
+        .await
+        .map_err(engine_error)?;
+    let card: StepCard = runview::step_card(&run, &step, &viewer(me, &run));
+    html(&card)
+}
+
+#[derive(Deserialize, Default)]
+pub struct RunForm {
+    #[serde(default)]
+    comment: String,
+    #[serde(default)]
+    reason: String,
+}
+
+/// Run-level controls: submit, approve (start), pause, resume, abort.
+pub async fn control(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    Path((id, action)): Path<(String, String)>,
+    headers: HeaderMap,
+    Form(f): Form<RunForm>,
+) -> Result<Response, AppError> {
+    let actor = me.actor();
+    let (needed, event) = match action.as_str() {
+        "submit" => (Role::Operator, RunEvent::Submit { actor }),
+        "approve" => (
+            Role::Approver,
+            RunEvent::ApproveStart {
+                actor,
+                comment: f.comment.trim().to_string(),
+            },
+        ),
+        "pause" => (
+            Role::Operator,
+            RunEvent::Pause {
+                actor,
+                reason: f.reason.trim().to_string(),
+            },
+        ),
+        "resume" => (Role::Operator, RunEvent::Resume { actor }),
+        "abort" => (
+            Role::Operator,
+            RunEvent::Abort {
+                actor,
+                reason: f.reason.trim().to_string(),
+            },
+        ),
+        _ => return Err(AppError::NotFound(format!("no run action `{action}`"))),
+    };
+    me.require(needed)?;
+    state.store.run(&id).await.map_err(engine_error)?;
+    state
+        .store
+        .apply_run_event(&id, &event, state.clock.now_ms())
+        .await
+        .map_err(engine_error)?;
+    tracing::info!(run = %id, actor = %me.name(), action = %action, "run control");
+    header_or_redirect(&state, &me, &id, &headers).await
+}
+
+#[derive(Deserialize, Default)]
+pub struct StepForm {
+    #[serde(default)]
+    comment: String,
+    #[serde(default)]
+    content_hash: String,
+    #[serde(default)]
+    decision: String,
+    #[serde(default)]
+    note: String,
+    #[serde(default)]
+    justification: String,
+    #[serde(default)]
+    text: String,
+}
+
+/// Step controls: approve/deny a gate, claim/complete a manual task, retry, skip, resolve.
+pub async fn step_control(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    Path((id, step_id, action)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    Form(f): Form<StepForm>,
+) -> Result<Response, AppError> {
+    let event = step_event(&me, &action, f)?;
+    state
+        .store
+        .step(&id, &step_id)
+        .await
+        .map_err(engine_error)?;
+    state
+        .store
+        .apply_step_event(&id, &step_id, &event, state.clock.now_ms())
+        .await
+        .map_err(engine_error)?;
+    tracing::info!(run = %id, step = %step_id, actor = %me.name(), action = %action, "step control");
+    card_or_redirect(&state, &me, &id, &step_id, &headers).await
+}
+
+/// The engine event a step control asks for, after the early role check.
+pub fn step_event(me: &CurrentUser, action: &str, f: StepForm) -> Result<StepEvent, AppError> {
+    let actor = me.actor();
+    let (needed, event) = match action {
+        "approve" if f.decision == "deny" => (
+            Role::Approver,
+            StepEvent::Reject {
+                actor,
+                comment: f.comment.trim().to_string(),
+            },
+        ),
+        "approve" => (
+            Role::Approver,
+            StepEvent::Approve {
+                actor,
+                comment: f.comment.trim().to_string(),
+                content_hash: f.content_hash,
+            },
+        ),
+        "deny" => (
+            Role::Approver,
+            StepEvent::Reject {
+                actor,
+                comment: f.comment.trim().to_string(),
+            },
+        ),
+        "claim" => (Role::Operator, StepEvent::Claim { actor }),
+        "complete" => (
+            Role::Operator,
+            StepEvent::Complete {
+                actor,
+                note: f.note.trim().to_string(),
+            },
+        ),
+        "retry" => (Role::Operator, StepEvent::Retry { actor }),
+        "skip" => (
+            Role::Approver,
+            StepEvent::Skip {
+                actor,
+                justification: f.justification.trim().to_string(),
+            },
+        ),
+        "resolve" if f.decision == "failed" => (
+            Role::Operator,
+            StepEvent::MarkFailed {
+                actor,
+                reason: f.text.trim().to_string(),
+            },
+        ),
+        "resolve" => (
+            Role::Operator,
+            StepEvent::MarkDone {
+                actor,
+                evidence: f.text.trim().to_string(),
+            },
+        ),
+        _ => return Err(AppError::NotFound(format!("no step action `{action}`"))),
+    };
+    me.require(needed)?;
+    Ok(event)
+}
+
+#[derive(Deserialize)]
+pub struct CommentForm {
+    #[serde(default)]
+    step_id: String,
+    #[serde(default)]
+    text: String,
+}
+
+pub async fn add_comment(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Form(f): Form<CommentForm>,
+) -> Result<Response, AppError> {
+    me.require(Role::Operator)?;
+    let text = f.text.trim();
+    if text.is_empty() || text.chars().count() > 4000 {
+        return Err(AppError::BadRequest(
+            "comment: write 1 to 4000 characters".into(),
+        ));
+    }
+    let step = Some(f.step_id.trim()).filter(|s| !s.is_empty());
+    state
+        .store
+        .comment(&id, step, &me.actor(), text, state.clock.now_ms())
+        .await
+        .map_err(engine_error)?;
+    if !is_htmx(&headers) {
+        return Ok(see_other(&format!("/runs/{id}#comments")));
+    }
+    let (c, _) = comments(&state, &id).await?;
+    Ok(html(&c)?.into_response())
+}

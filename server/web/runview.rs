@@ -1,0 +1,298 @@
+//! What the run page shows, computed from the engine's records: the run header (status,
+//! progress, elapsed vs planned, window) and one card per step, each with the controls the
+//! viewer's role allows. The same structs render the full page, the htmx partials and the
+//! partials pushed over server-sent events, so all three always agree.
+
+use askama::Template;
+
+use crate::engine::machine::{RunStatus, StepStatus};
+use crate::engine::store::{RunRecord, StepRecord};
+use crate::knowledge::plan::StepKind;
+use crate::web::auth::Role;
+use crate::web::views::{fmt_duration, fmt_time};
+
+/// Who is looking, as far as rendering cares: controls depend on the role and on whether the
+/// viewer requested the run (four-eyes: a requester is never offered an approval).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Viewer {
+    pub role: Role,
+    pub is_requester: bool,
+    /// Only pages rendered for one session carry the token in hidden fields (forms without
+    /// JavaScript); partials pushed to many watchers leave it empty and htmx sends the header.
+    pub csrf: String,
+}
+
+#[derive(Template)]
+#[template(path = "partials/run_header.html")]
+pub struct RunHeader {
+    pub id: String,
+    pub status: &'static str,
+    pub requester: String,
+    pub approved_by: String,
+    pub change_ticket: String,
+    pub runbook: String,
+    pub inventory: String,
+    pub done: usize,
+    pub total: usize,
+    pub percent: usize,
+    pub elapsed: String,
+    pub planned: String,
+    pub window: String,
+    pub forecast: String,
+    pub reason: String,
+    pub watching: String,
+    pub can_approve_start: bool,
+    pub can_submit: bool,
+    pub can_pause: bool,
+    pub can_resume: bool,
+    pub can_abort: bool,
+    pub terminal: bool,
+    pub csrf: String,
+    pub oob: bool,
+}
+
+#[derive(Template)]
+#[template(path = "partials/step_card.html")]
+pub struct StepCard {
+    pub run_id: String,
+    pub dom_id: String,
+    pub id: String,
+    pub title: String,
+    pub section: String,
+    pub phase: String,
+    pub kind: &'static str,
+    pub host: String,
+    pub status: &'static str,
+    pub attempt: u32,
+    pub started: String,
+    pub duration: String,
+    pub estimate: String,
+    pub instructions: String,
+    pub approvals: Vec<String>,
+    pub claimed_by: String,
+    pub note: String,
+    pub last_error: String,
+    pub evidence: String,
+    pub content_hash: String,
+    pub can_approve: bool,
+    pub can_claim: bool,
+    pub can_complete: bool,
+    pub can_retry: bool,
+    pub can_skip: bool,
+    pub can_resolve: bool,
+    pub csrf: String,
+    pub oob: bool,
+}
+
+/// A phase with its steps, in plan order.
+pub struct Phase {
+    pub name: String,
+    pub cards: Vec<StepCard>,
+}
+
+/// DOM id of a step card: by plan position, since step ids hold characters (`@`, `.`) that
+/// would need escaping in CSS selectors.
+pub fn step_dom_id(step: &StepRecord) -> String {
+    format!("step-{}", step.seq)
+}
+
+fn ms_to_secs(ms: i64) -> i64 {
+    ms.div_euclid(1000)
+}
+
+pub fn run_header(
+    run: &RunRecord,
+    steps: &[StepRecord],
+    viewer: &Viewer,
+    now_ms: i64,
+    watching: &[String],
+) -> RunHeader {
+    let total = steps.iter().filter(|s| s.undo_of.is_none()).count();
+    let done = steps
+        .iter()
+        .filter(|s| {
+            s.undo_of.is_none() && matches!(s.status, StepStatus::Succeeded | StepStatus::Skipped)
+        })
+        .count();
+    let planned: i64 = steps
+        .iter()
+        .filter(|s| s.undo_of.is_none())
+        .map(|s| s.spec.estimate_secs as i64)
+        .sum();
+    let remaining: i64 = steps
+        .iter()
+        .filter(|s| !s.status.is_terminal())
+        .map(|s| s.spec.estimate_secs as i64)
+        .sum();
+    let started = steps.iter().filter_map(|s| s.state.dispatched_at).min();
+    let terminal = run.status.is_terminal();
+    let end = if terminal { run.updated_at } else { now_ms };
+    let elapsed = started
+        .map(|s| fmt_duration(ms_to_secs(end - s)))
+        .unwrap_or_else(|| "not started".into());
+    let window = match (run.window_start, run.window_end) {
+        (Some(a), Some(b)) if now_ms < b && !terminal => format!(
+            "{} – {} ({} left)",
+            fmt_time(ms_to_secs(a)),
+            fmt_time(ms_to_secs(b)),
+            fmt_duration(ms_to_secs(b - now_ms.max(a)))
+        ),
+        (Some(a), Some(b)) => format!("{} – {}", fmt_time(ms_to_secs(a)), fmt_time(ms_to_secs(b))),
+        _ => "none given".into(),
+    };
+    let forecast_ms = now_ms + remaining * 1000;
+    let forecast = if terminal {
+        "-".into()
+    } else {
+        let late = run.window_end.is_some_and(|e| forecast_ms > e);
+        format!(
+            "{}{}",
+            fmt_time(ms_to_secs(forecast_ms)),
+            if late {
+                " (after the window closes)"
+            } else {
+                ""
+            }
+        )
+    };
+    let st = run.status;
+    let is_op = viewer.role.allows(Role::Operator);
+    RunHeader {
+        id: run.id.clone(),
+        status: st.as_str(),
+        requester: run.requester.clone(),
+        approved_by: run.state.approved_by.clone().unwrap_or_default(),
+        change_ticket: run.change_ticket.clone(),
+        runbook: run.runbook.clone(),
+        inventory: run.inventory.clone(),
+        done,
+        total,
+        percent: if total == 0 { 0 } else { done * 100 / total },
+        elapsed,
+        planned: fmt_duration(planned),
+        window,
+        forecast,
+        reason: run.state.reason.clone().unwrap_or_default(),
+        watching: watching.join(", "),
+        can_approve_start: st == RunStatus::AwaitingStartApproval
+            && viewer.role.allows(Role::Approver)
+            && !viewer.is_requester,
+        can_submit: st == RunStatus::Draft && is_op && viewer.is_requester,
+        can_pause: st == RunStatus::Running && is_op,
+        can_resume: st == RunStatus::Paused && is_op,
+        can_abort: matches!(
+            st,
+            RunStatus::Draft
+                | RunStatus::AwaitingStartApproval
+                | RunStatus::Running
+                | RunStatus::Paused
+                | RunStatus::Failed
+        ) && is_op,
+        terminal,
+        csrf: viewer.csrf.clone(),
+        oob: false,
+    }
+}
+
+pub fn step_card(run: &RunRecord, step: &StepRecord, viewer: &Viewer) -> StepCard {
+    let s = &step.state;
+    let st = step.status;
+    let run_open = matches!(
+        run.status,
+        RunStatus::Running | RunStatus::Paused | RunStatus::Failed | RunStatus::Undoing
+    );
+    let is_op = viewer.role.allows(Role::Operator);
+    let is_approver = viewer.role.allows(Role::Approver);
+    let finished = st.is_terminal();
+    let duration = match s.dispatched_at {
+        Some(d) if finished => fmt_duration(ms_to_secs(step.updated_at - d)),
+        Some(_) => "running".into(),
+        None => String::new(),
+    };
+    let evidence = s
+        .evidence
+        .as_ref()
+        .map(|e| serde_json::to_string_pretty(e).unwrap_or_default())
+        .unwrap_or_default();
+    StepCard {
+        run_id: run.id.clone(),
+        dom_id: step_dom_id(step),
+        id: step.id.clone(),
+        title: step.spec.title.clone(),
+        section: step.spec.section.clone(),
+        phase: step.spec.phase.clone(),
+        kind: step.spec.kind.as_str(),
+        host: step.spec.host.clone().unwrap_or_default(),
+        status: st.as_str(),
+        attempt: step.attempt,
+        started: s
+            .dispatched_at
+            .map(|d| fmt_time(ms_to_secs(d)))
+            .unwrap_or_default(),
+        duration,
+        estimate: fmt_duration(step.spec.estimate_secs as i64),
+        instructions: step.spec.instructions.clone(),
+        approvals: s
+            .approvals
+            .iter()
+            .map(|a| {
+                format!(
+                    "{} at {}: {}",
+                    a.actor,
+                    fmt_time(ms_to_secs(a.at)),
+                    a.comment
+                )
+            })
+            .collect(),
+        claimed_by: s.claimed_by.clone().unwrap_or_default(),
+        note: s.note.clone().unwrap_or_default(),
+        last_error: s.last_error.clone().unwrap_or_default(),
+        evidence,
+        content_hash: step.content_hash.clone(),
+        can_approve: run_open
+            && st == StepStatus::AwaitingApproval
+            && is_approver
+            && !viewer.is_requester
+            && !s.gate_lapsed,
+        can_claim: run_open
+            && st == StepStatus::AwaitingOperator
+            && is_op
+            && s.claimed_by.is_none(),
+        can_complete: run_open
+            && st == StepStatus::AwaitingOperator
+            && is_op
+            && s.claimed_by.is_some(),
+        can_retry: run_open
+            && matches!(st, StepStatus::Failed | StepStatus::OutcomeUnknown)
+            && is_op,
+        can_skip: run_open
+            && matches!(
+                st,
+                StepStatus::Failed
+                    | StepStatus::Pending
+                    | StepStatus::Ready
+                    | StepStatus::AwaitingOperator
+            )
+            && is_approver
+            && step.spec.kind != StepKind::Approval,
+        can_resolve: run_open && st == StepStatus::OutcomeUnknown && is_op,
+        csrf: viewer.csrf.clone(),
+        oob: false,
+    }
+}
+
+/// Cards grouped by phase in plan order (a phase appears once, where its first step is).
+pub fn phases(run: &RunRecord, steps: &[StepRecord], viewer: &Viewer) -> Vec<Phase> {
+    let mut out: Vec<Phase> = Vec::new();
+    for step in steps {
+        let card = step_card(run, step, viewer);
+        match out.iter_mut().find(|p| p.name == step.spec.phase) {
+            Some(p) => p.cards.push(card),
+            None => out.push(Phase {
+                name: step.spec.phase.clone(),
+                cards: vec![card],
+            }),
+        }
+    }
+    out
+}
