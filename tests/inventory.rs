@@ -714,3 +714,73 @@ fn helpers_find_the_other_registry_and_the_directory_pairs() {
         Some("SOLO")
     );
 }
+
+// --- `lockstep inventory check`, the real binary -----------------------------------------
+
+fn lockstep(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_lockstep"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("the lockstep binary runs")
+}
+
+#[test]
+fn inventory_check_prints_the_data_center_and_its_servers() {
+    let out = lockstep(&["inventory", "check", "examples/clustered.toml"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("examples/clustered.toml: valid"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("Northwind global backup — clustered Data Center, 10 servers"),
+        "{stdout}"
+    );
+    let nwdir1b = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("NWDIR1B"))
+        .expect("a row for NWDIR1B");
+    for cell in ["secondary", "pair-1", "8.8.6.1", "directory"] {
+        assert!(nwdir1b.contains(cell), "{nwdir1b}");
+    }
+}
+
+#[test]
+fn inventory_check_lists_every_problem_with_its_line_and_exits_1() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("bad.toml");
+    let text = MIRRORED
+        .replace("\"mirrored\"", "\"mirror\"")
+        .replace("ssl = true", "ssl = 1");
+    std::fs::write(&path, &text).expect("write");
+    let file = path.to_str().expect("utf-8 path");
+    let out = lockstep(&["inventory", "check", file]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{file}:2: topology: unknown variant `mirror`")),
+        "{stderr}"
+    );
+    let ssl_line = line_of(&text, "ssl = 1", 0);
+    assert!(
+        stderr.contains(&format!(
+            "{file}:{ssl_line}: servers[2].datatransfer.ssl: expected true or false"
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("2 problems found"), "{stderr}");
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn inventory_check_of_a_missing_file_exits_1_naming_it() {
+    let out = lockstep(&["inventory", "check", "examples/no-such-file.toml"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("examples/no-such-file.toml: cannot read the inventory"),
+        "{stderr}"
+    );
+}

@@ -1057,3 +1057,159 @@ fn uninstalling_the_datatransfer_api_from_a_named_server_checks_that_server() {
         Severity::Warning,
     );
 }
+
+// --- `lockstep preflight`, the real binary -----------------------------------------------
+
+fn lockstep(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_lockstep"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("the lockstep binary runs")
+}
+
+/// Parses `--format json` output and checks every finding has exactly the contract's fields.
+fn contract_findings(stdout: &[u8]) -> Vec<serde_json::Value> {
+    let doc: serde_json::Value = serde_json::from_slice(stdout).expect("stdout is JSON");
+    let obj = doc.as_object().expect("an object");
+    assert_eq!(obj.keys().collect::<Vec<_>>(), ["findings"]);
+    let findings = obj["findings"]
+        .as_array()
+        .expect("findings is an array")
+        .clone();
+    for f in &findings {
+        let f = f.as_object().expect("a finding is an object");
+        let mut keys: Vec<&str> = f.keys().map(String::as_str).collect();
+        keys.sort();
+        assert_eq!(
+            keys,
+            ["message", "result", "rule", "section", "server", "severity"]
+        );
+        assert!(["error", "warning", "info"].contains(&f["severity"].as_str().expect("severity")));
+        assert!(["pass", "fail", "unknown"].contains(&f["result"].as_str().expect("result")));
+        assert!(f["server"].is_null() || f["server"].is_string());
+        assert!(f["rule"].is_string() && f["message"].is_string() && f["section"].is_string());
+    }
+    findings
+}
+
+#[test]
+fn preflight_json_follows_the_contract_and_exits_0_without_errors() {
+    let out = lockstep(&[
+        "preflight",
+        "--inventory",
+        "examples/clustered.toml",
+        "--runbook",
+        "upgrade-8.11",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let findings = contract_findings(&out.stdout);
+    let cn = findings
+        .iter()
+        .find(|f| f["rule"] == "datatransfer-cn-matches-fqdn" && f["server"] == "NWDT2")
+        .expect("the CN finding for NWDT2");
+    assert_eq!(cn["severity"], "warning");
+    assert!(
+        findings.iter().any(|f| f["server"].is_null()),
+        "some findings are about the whole Data Center"
+    );
+    assert!(findings.iter().any(|f| f["result"] == "unknown"));
+}
+
+#[test]
+fn preflight_exits_1_when_a_finding_is_an_error() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("two-apis.toml");
+    // A second Management API, on the server with Support Center.
+    let text = CLEAN
+        .replace(
+            "roles = [\"support-center\", \"account-management-website\"]",
+            "roles = [\"support-center\", \"account-management-website\", \"management-api\"]",
+        )
+        .replace(
+            "weak_ciphers_disabled = true\n",
+            "weak_ciphers_disabled = true\n[servers.certificate]\ncommon_name = \"web1.corp.local\"\nissuer = \"trusted-ca\"\n",
+        );
+    std::fs::write(&path, text).expect("write");
+    let file = path.to_str().expect("utf-8 path");
+    let out = lockstep(&["preflight", "--inventory", file, "--format", "json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let findings = contract_findings(&out.stdout);
+    let errors: Vec<_> = findings
+        .iter()
+        .filter(|f| f["severity"] == "error")
+        .collect();
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert_eq!(errors[0]["rule"], "one-management-api");
+    assert_eq!(
+        errors[0]["section"],
+        "Review Upgrade Guidelines and Recommendations"
+    );
+
+    let text_out = lockstep(&["preflight", "--inventory", file]);
+    assert_eq!(text_out.status.code(), Some(1));
+    let report = String::from_utf8_lossy(&text_out.stdout);
+    assert!(
+        report.contains("Result:    NOT READY — 1 error"),
+        "{report}"
+    );
+    assert!(
+        report.contains("Errors — fix these before the change window opens"),
+        "{report}"
+    );
+    assert!(
+        report.contains(
+            "one-management-api · seed: \"Review Upgrade Guidelines and Recommendations\""
+        ),
+        "{report}"
+    );
+}
+
+#[test]
+fn preflight_refuses_an_invalid_inventory_with_exit_2_and_the_line() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, CLEAN.replace("side = \"secondary\"\n", "")).expect("write");
+    let file = path.to_str().expect("utf-8 path");
+    let out = lockstep(&["preflight", "--inventory", file, "--format", "json"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("{file}:")) && stderr.contains("servers[1].side: missing"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn preflight_refuses_parameters_without_a_runbook_and_unknown_runbooks() {
+    let out = lockstep(&[
+        "preflight",
+        "--inventory",
+        "examples/mirrored.toml",
+        "--param",
+        "target=2016",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--param needs --runbook"));
+    let out = lockstep(&[
+        "preflight",
+        "--inventory",
+        "examples/mirrored.toml",
+        "--runbook",
+        "upgrade-9.0",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("no runbook `upgrade-9.0`") && stderr.contains("upgrade-8.11"),
+        "{stderr}"
+    );
+}
