@@ -35,6 +35,7 @@ pub enum Command {
     #[command(subcommand)]
     Runbook(runbook::RunbookCmd),
     /// Expand a runbook over an inventory into the concrete, ordered plan.
+    #[command(long_about = runbook::PLAN_ABOUT)]
     Plan(runbook::PlanArgs),
     /// Verify and export the tamper-evident audit log.
     #[command(subcommand)]

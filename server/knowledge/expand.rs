@@ -163,8 +163,37 @@ pub fn expand(
         inventory: inventory.name.clone(),
         topology: inventory.topology,
         params,
-        steps: topological(steps),
+        steps: reduce(topological(steps)),
     })
+}
+
+/// Drops each dependency that another dependency of the same step already implies (transitive
+/// reduction): the ordering is unchanged, and the printed plan says only what matters.
+fn reduce(mut steps: Vec<PlannedStep>) -> Vec<PlannedStep> {
+    let mut ancestors: HashMap<String, BTreeSet<String>> = HashMap::new();
+    for s in &mut steps {
+        let implied: BTreeSet<&String> = s
+            .depends_on
+            .iter()
+            .flat_map(|d| ancestors.get(d).into_iter().flatten())
+            .collect();
+        let kept: Vec<String> = s
+            .depends_on
+            .iter()
+            .filter(|d| !implied.contains(d))
+            .cloned()
+            .collect();
+        let mut mine: BTreeSet<String> = BTreeSet::new();
+        for d in &s.depends_on {
+            mine.insert(d.clone());
+            if let Some(a) = ancestors.get(d) {
+                mine.extend(a.iter().cloned());
+            }
+        }
+        ancestors.insert(s.id.clone(), mine);
+        s.depends_on = kept;
+    }
+    steps
 }
 
 /// Runbook steps in dependency order, file order among equals.

@@ -116,3 +116,53 @@ impl Plan {
         self.steps.iter().find(|s| s.id == id)
     }
 }
+
+pub mod render;
+
+impl Plan {
+    /// Every step `id` depends on, directly or through others (its dependency closure).
+    pub fn ancestors(&self, id: &str) -> std::collections::BTreeSet<String> {
+        let by_id: std::collections::HashMap<&str, &PlannedStep> =
+            self.steps.iter().map(|s| (s.id.as_str(), s)).collect();
+        let mut seen = std::collections::BTreeSet::new();
+        let mut stack: Vec<&str> = by_id
+            .get(id)
+            .map(|s| s.depends_on.iter().map(String::as_str).collect())
+            .unwrap_or_default();
+        while let Some(d) = stack.pop() {
+            if seen.insert(d.to_string()) {
+                if let Some(s) = by_id.get(d) {
+                    stack.extend(s.depends_on.iter().map(String::as_str));
+                }
+            }
+        }
+        seen
+    }
+
+    /// Whether `later` can only start after `earlier` finished (through any chain of dependencies).
+    pub fn runs_after(&self, later: &str, earlier: &str) -> bool {
+        self.ancestors(later).contains(earlier)
+    }
+
+    /// The sum of every step's estimate: the window if nothing ran side by side.
+    pub fn total_estimate_secs(&self) -> u64 {
+        self.steps.iter().map(|s| s.estimate_secs).sum()
+    }
+
+    /// The longest chain of estimates through the dependencies: the window if everything that
+    /// may run side by side does.
+    pub fn critical_path_secs(&self) -> u64 {
+        let mut finish: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
+        for s in &self.steps {
+            let start = s
+                .depends_on
+                .iter()
+                .filter_map(|d| finish.get(d.as_str()))
+                .max()
+                .copied()
+                .unwrap_or(0);
+            finish.insert(&s.id, start + s.estimate_secs);
+        }
+        finish.values().max().copied().unwrap_or(0)
+    }
+}
