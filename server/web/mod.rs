@@ -56,6 +56,9 @@ pub struct AppState {
     pub settings: Arc<WebSettings>,
     pub clock: Clock,
     pub throttle: Arc<LoginThrottle>,
+    /// The engine's driver handle, when one runs in this process: woken after people act so the
+    /// run moves on at once instead of at the next tick.
+    pub engine: Option<crate::engine::driver::Engine>,
 }
 
 impl AppState {
@@ -74,6 +77,20 @@ impl AppState {
             settings: Arc::new(settings),
             clock,
             throttle: Arc::new(throttle),
+            engine: None,
+        }
+    }
+
+    /// Attaches the driver handle (see [`AppState::wake`]).
+    pub fn with_engine(mut self, engine: crate::engine::driver::Engine) -> AppState {
+        self.engine = Some(engine);
+        self
+    }
+
+    /// Tells the driver that people changed something.
+    pub fn wake(&self) {
+        if let Some(e) = &self.engine {
+            e.wake();
         }
     }
 }

@@ -1,8 +1,13 @@
 //! The HTML pages. Each page module holds its handlers and askama structs; the htmx endpoints
 //! of a page return the same partial template the page includes.
 
+pub mod audit;
+pub mod datacenters;
 pub mod login;
+pub mod newrun;
 pub mod overview;
+pub mod report;
+pub mod runbooks;
 pub mod runs;
 pub mod users;
 
@@ -20,8 +25,22 @@ pub fn routes() -> Router<AppState> {
         .route("/users/{name}/disable", post(users::disable))
         .route("/account", get(users::account))
         .route("/account/tokens", post(users::create_token))
-        .route("/runs", get(runs::list))
+        .route(
+            "/datacenters",
+            get(datacenters::list).post(datacenters::upload),
+        )
+        .route("/datacenters/{name}", get(datacenters::show))
+        .route("/runbooks", get(runbooks::list))
+        .route("/runbooks/{id}", get(runbooks::show))
+        .route("/audit", get(audit::page))
+        .route("/audit/export.csv", get(audit::export_csv))
+        .route("/audit/export.jsonl", get(audit::export_jsonl))
+        .route("/runs", get(runs::list).post(newrun::create))
+        .route("/runs/new", get(newrun::form))
+        .route("/runs/preview", post(newrun::preview))
         .route("/runs/{id}", get(runs::page))
+        .route("/runs/{id}/report", get(report::page))
+        .route("/runs/{id}/report.json", get(report::json))
         .route("/runs/{id}/events", get(crate::web::live::stream))
         .route("/runs/{id}/comments", post(runs::add_comment))
         .route("/runs/{id}/{action}", post(runs::control))

@@ -238,6 +238,7 @@ pub async fn control(
         .apply_run_event(&id, &event, state.clock.now_ms())
         .await
         .map_err(engine_error)?;
+    state.wake();
     tracing::info!(run = %id, actor = %me.name(), action = %action, "run control");
     header_or_redirect(&state, &me, &id, &headers).await
 }
@@ -277,6 +278,7 @@ pub async fn step_control(
         .apply_step_event(&id, &step_id, &event, state.clock.now_ms())
         .await
         .map_err(engine_error)?;
+    state.wake();
     tracing::info!(run = %id, step = %step_id, actor = %me.name(), action = %action, "step control");
     card_or_redirect(&state, &me, &id, &step_id, &headers).await
 }
