@@ -1,0 +1,126 @@
+//! The agent registry: which URL and certificate thumbprint belong to each inventory server, and
+//! the last heartbeat's result (online/offline, version, clock skew). SQL lives here.
+
+use lockstep_agent::tls::Thumbprint;
+use sqlx::SqlitePool;
+
+/// One registered agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentRecord {
+    pub server: String,
+    pub url: String,
+    pub thumbprint: Thumbprint,
+    pub added_at: i64,
+    pub checked_at: Option<i64>,
+    /// "unknown", "online" or "offline".
+    pub status: String,
+    pub agent_version: Option<String>,
+    pub backend: Option<String>,
+    pub clock_skew: Option<i64>,
+    pub last_error: Option<String>,
+}
+
+/// Checks a URL for `lockstep agent add`: https, a host, no path/query (the protocol adds them).
+pub fn check_url(url: &str) -> Result<String, String> {
+    let u = reqwest::Url::parse(url).map_err(|e| format!("--url `{url}`: {e}"))?;
+    if u.scheme() != "https" {
+        return Err(format!("--url `{url}` must start with https:// (agents speak only mutual TLS)"));
+    }
+    if u.host().is_none() {
+        return Err(format!("--url `{url}` has no host"));
+    }
+    if u.path() != "/" || u.query().is_some() || u.fragment().is_some() {
+        return Err(format!("--url `{url}` must be just https://host:port"));
+    }
+    Ok(url.trim_end_matches('/').to_string())
+}
+
+/// Server names as the inventory spells them: letters, digits, `-`, `_`, `.`; 1..=63.
+pub fn check_server(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 63 || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+        return Err(format!("--server `{name}` must be 1 to 63 letters, digits, '-', '_' or '.'"));
+    }
+    Ok(())
+}
+
+type Row = (String, String, String, i64, Option<i64>, String, Option<String>, Option<String>, Option<i64>, Option<String>);
+
+fn record(r: Row) -> anyhow::Result<AgentRecord> {
+    Ok(AgentRecord {
+        thumbprint: Thumbprint::parse(&r.2).map_err(|e| anyhow::anyhow!("agents.thumbprint for {}: {e}", r.0))?,
+        server: r.0,
+        url: r.1,
+        added_at: r.3,
+        checked_at: r.4,
+        status: r.5,
+        agent_version: r.6,
+        backend: r.7,
+        clock_skew: r.8,
+        last_error: r.9,
+    })
+}
+
+const COLUMNS: &str = "server, url, thumbprint, added_at, checked_at, status, agent_version, backend, clock_skew, last_error";
+
+/// Registers (or re-points) a server's agent. Re-pointing resets the health columns.
+pub async fn add(pool: &SqlitePool, server: &str, url: &str, thumbprint: Thumbprint, now: i64) -> anyhow::Result<AgentRecord> {
+    check_server(server).map_err(anyhow::Error::msg)?;
+    let url = check_url(url).map_err(anyhow::Error::msg)?;
+    sqlx::query(
+        "INSERT INTO agents (server, url, thumbprint, added_at) VALUES (?, ?, ?, ?)
+         ON CONFLICT (server) DO UPDATE SET url = excluded.url, thumbprint = excluded.thumbprint,
+           added_at = excluded.added_at, checked_at = NULL, status = 'unknown', agent_version = NULL,
+           backend = NULL, clock_skew = NULL, last_error = NULL",
+    )
+    .bind(server)
+    .bind(&url)
+    .bind(thumbprint.to_string())
+    .bind(now)
+    .execute(pool)
+    .await?;
+    get(pool, server).await?.ok_or_else(|| anyhow::anyhow!("agent {server} vanished after insert"))
+}
+
+pub async fn get(pool: &SqlitePool, server: &str) -> anyhow::Result<Option<AgentRecord>> {
+    let row: Option<Row> = sqlx::query_as(&format!("SELECT {COLUMNS} FROM agents WHERE server = ?"))
+        .bind(server)
+        .fetch_optional(pool)
+        .await?;
+    row.map(record).transpose()
+}
+
+pub async fn list(pool: &SqlitePool) -> anyhow::Result<Vec<AgentRecord>> {
+    let rows: Vec<Row> = sqlx::query_as(&format!("SELECT {COLUMNS} FROM agents ORDER BY server"))
+        .fetch_all(pool)
+        .await?;
+    rows.into_iter().map(record).collect()
+}
+
+/// What one heartbeat found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Heartbeat {
+    Online { agent_version: String, backend: String, clock_skew: i64 },
+    Offline { error: String },
+}
+
+pub async fn record_heartbeat(pool: &SqlitePool, server: &str, beat: &Heartbeat, now: i64) -> anyhow::Result<()> {
+    let q = match beat {
+        Heartbeat::Online { agent_version, backend, clock_skew } => sqlx::query(
+            "UPDATE agents SET checked_at = ?, status = 'online', agent_version = ?, backend = ?,
+               clock_skew = ?, last_error = NULL WHERE server = ?",
+        )
+        .bind(now)
+        .bind(agent_version)
+        .bind(backend)
+        .bind(clock_skew)
+        .bind(server),
+        Heartbeat::Offline { error } => sqlx::query(
+            "UPDATE agents SET checked_at = ?, status = 'offline', last_error = ? WHERE server = ?",
+        )
+        .bind(now)
+        .bind(error)
+        .bind(server),
+    };
+    q.execute(pool).await?;
+    Ok(())
+}
