@@ -35,6 +35,9 @@ pub struct AgentConfig {
     /// Short names of the Connected Backup services (SEED-NOTES "What is not public").
     #[serde(default = "default_connected_services")]
     pub connected_services: Vec<String>,
+    /// The Data Center installation folder; bare file names (e.g. `DailyMaint.cmd`) resolve here.
+    #[serde(default = "default_data_center_dir")]
+    pub data_center_dir: String,
     /// Where the Data Center records its installed version (Windows backend).
     #[serde(default = "default_product_version_key")]
     pub product_version_key: String,
@@ -89,6 +92,10 @@ pub fn default_connected_services() -> Vec<String> {
     .collect()
 }
 
+pub fn default_data_center_dir() -> String {
+    r"C:\Program Files\Connected\DataCenter".into()
+}
+
 fn default_product_version_key() -> String {
     r"HKLM\SOFTWARE\Wow6432Node\Connected\DataCenter".into()
 }
@@ -119,7 +126,7 @@ impl Default for Allowlists {
         let s = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         Allowlists {
             registry_prefixes: default_registry_prefixes(),
-            file_roots: s(&[r"C:\Program Files\Connected\DataCenter"]),
+            file_roots: vec![default_data_center_dir()],
             scheduled_tasks: s(&["WeeklyMaint", "DailyMaint"]),
             services: s(&["W3SVC", "IISADMIN", "WAS", "MSSQLSERVER", "SQLSERVERAGENT"]),
             event_logs: s(&["Application", "System"]),
@@ -138,6 +145,7 @@ impl AgentConfig {
             backend,
             simulated_state: None,
             connected_services: default_connected_services(),
+            data_center_dir: default_data_center_dir(),
             product_version_key: default_product_version_key(),
             product_version_value: default_product_version_value(),
             backup_session_counters: Vec::new(),

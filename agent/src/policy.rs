@@ -60,6 +60,20 @@ pub fn normalize_path(path: &str) -> Result<String, ErrorResponse> {
     Ok(parts.join("\\"))
 }
 
+/// A bare file name (`DailyMaint.cmd`) resolves in the Data Center folder; anything else must be
+/// an absolute path. Both backends and the allowlist use this, so they agree on the file.
+pub fn resolve_path(cfg: &AgentConfig, path: &str) -> Result<String, ErrorResponse> {
+    let bare = !path.is_empty() && !path.contains(['\\', '/', ':']) && path != "." && path != "..";
+    if bare {
+        normalize_path(&format!(
+            "{}\\{path}",
+            cfg.data_center_dir.trim_end_matches('\\')
+        ))
+    } else {
+        normalize_path(path)
+    }
+}
+
 /// Whether `child` equals `parent` or lies below it (case-insensitive, on a segment boundary).
 pub fn is_under(child: &str, parent: &str) -> bool {
     let c = child.to_ascii_lowercase();
@@ -127,7 +141,7 @@ fn registry_key(cfg: &AgentConfig, key: &str) -> Result<String, ErrorResponse> {
 }
 
 fn file_under_roots(cfg: &AgentConfig, path: &str) -> Result<String, ErrorResponse> {
-    let p = normalize_path(path)?;
+    let p = resolve_path(cfg, path)?;
     for root in &cfg.allow.file_roots {
         if let Ok(r) = normalize_path(root) {
             if is_under(&p, &r) && p.len() > r.trim_end_matches('\\').len() {
@@ -428,6 +442,20 @@ mod tests {
                 replace: "b".into(),
             },
         });
+        let bare = Action::FileReplace {
+            path: "WeeklyMaint.cmd".into(),
+            edit: TextEdit::OsqlToolsFolder {
+                folder: "130".into(),
+            },
+        };
+        assert!(
+            check(&cfg(), &bare).is_ok(),
+            "bare names resolve in the Data Center folder"
+        );
+        assert_eq!(
+            resolve_path(&cfg(), "WeeklyMaint.cmd").unwrap(),
+            r"C:\Program Files\Connected\DataCenter\WeeklyMaint.cmd"
+        );
         refused(Action::FileReplace {
             path: r"DataCenter\DailyMaint.cmd".into(),
             edit: TextEdit::OsqlToolsFolder {

@@ -22,13 +22,14 @@ pub use state::{
 use super::{edit, http_probe, ActionCtx, Backend, Failure};
 use crate::config::AgentConfig;
 use crate::journal::now_ms;
-use crate::policy::{is_under, normalize_path, normalize_registry_key};
+use crate::policy::{is_under, normalize_path, normalize_registry_key, resolve_path};
 
 pub struct SimulatedBackend {
     host: Arc<SimulatedHost>,
     connected: Vec<String>,
     product_version_key: String,
     product_version_value: String,
+    config: AgentConfig,
 }
 
 impl SimulatedBackend {
@@ -38,6 +39,7 @@ impl SimulatedBackend {
             connected: config.connected_services.clone(),
             product_version_key: config.product_version_key.clone(),
             product_version_value: config.product_version_value.clone(),
+            config: config.clone(),
         }
     }
 
@@ -277,7 +279,7 @@ impl SimulatedBackend {
                 })
             }
             Action::FileReplace { path, edit } => {
-                let p = normalize_path(path).map_err(|e| Failure::msg(e.message))?;
+                let p = resolve_path(&self.config, path).map_err(|e| Failure::msg(e.message))?;
                 self.update(|s| {
                     let Some((stored, text)) =
                         s.files.iter().find(|(k, _)| k.eq_ignore_ascii_case(&p)).map(|(k, v)| (k.clone(), v.clone()))
@@ -461,7 +463,7 @@ impl SimulatedBackend {
             Action::CertificateList {} => Ok(Evidence::Certificates { certificates: self.read()?.certificates }),
             Action::HttpProbe { url, timeout_secs } => http_probe(url, *timeout_secs, ctx).await,
             Action::SqlScript { path, .. } => {
-                let p = normalize_path(path).map_err(|e| Failure::msg(e.message))?;
+                let p = resolve_path(&self.config, path).map_err(|e| Failure::msg(e.message))?;
                 self.update(|s| {
                     if !s.files.keys().any(|k| k.eq_ignore_ascii_case(&p)) {
                         return Err(Failure::msg(format!("script `{p}` does not exist")));

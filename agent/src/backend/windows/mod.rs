@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use self::commands::Cmd;
 use super::{edit, http_probe, ActionCtx, Backend, Failure};
 use crate::config::AgentConfig;
-use crate::policy::{normalize_path, normalize_registry_key};
+use crate::policy::{normalize_path, normalize_registry_key, resolve_path};
 
 pub struct WindowsBackend {
     config: AgentConfig,
@@ -337,7 +337,7 @@ impl Backend for WindowsBackend {
                 })
             }
             Action::FileReplace { path, edit } => {
-                let p = normalize_path(path).map_err(|e| Failure::msg(e.message))?;
+                let p = resolve_path(&self.config, path).map_err(|e| Failure::msg(e.message))?;
                 let bytes =
                     std::fs::read(&p).map_err(|e| Failure::msg(format!("reading {p}: {e}")))?;
                 let (text, utf8) = decode(&bytes);
@@ -581,7 +581,7 @@ impl Backend for WindowsBackend {
                 database,
                 timeout_secs,
             } => {
-                let p = normalize_path(path).map_err(|e| Failure::msg(e.message))?;
+                let p = resolve_path(&self.config, path).map_err(|e| Failure::msg(e.message))?;
                 let o = self
                     .exec(
                         &commands::sqlcmd(&p, database.as_deref()),
