@@ -784,3 +784,213 @@ fn inventory_check_of_a_missing_file_exits_1_naming_it() {
         "{stderr}"
     );
 }
+
+// --- properties --------------------------------------------------------------------------
+
+mod properties {
+    use std::collections::BTreeSet;
+
+    use lockstep::knowledge::inventory::{
+        Certificate, DataTransfer, Facts, Inventory, Issuer, Role, Server, Side, SqlServerVersion,
+        Topology, Version, WindowsVersion,
+    };
+    use proptest::prelude::*;
+
+    /// Draws choices from a generated list, cycling; keeps the builder below simple to read.
+    struct Draw(Vec<u8>, usize);
+    impl Draw {
+        fn pick<T: Copy>(&mut self, from: &[T]) -> T {
+            let b = self.0[self.1 % self.0.len()];
+            self.1 += 1;
+            from[b as usize % from.len()]
+        }
+        fn coin(&mut self) -> bool {
+            self.pick(&[true, false])
+        }
+    }
+
+    fn server(
+        d: &mut Draw,
+        name: String,
+        side: Option<Side>,
+        pair: Option<String>,
+        roles: &[Role],
+    ) -> Server {
+        let roles: BTreeSet<Role> = roles.iter().copied().collect();
+        let has_db = roles.iter().any(|r| r.has_database());
+        let (windows, sql) = d.pick(&[
+            (WindowsVersion::W2008R2, SqlServerVersion::S2008R2Sp3),
+            (WindowsVersion::W2012R2, SqlServerVersion::S2014Sp2),
+            (WindowsVersion::W2016, SqlServerVersion::S2016),
+        ]);
+        let version = d.pick(&["8.8.1", "8.8.6", "8.8.6.1", "8.11"]);
+        let fqdn = format!("{}.corp.example", name.to_lowercase());
+        let dt = roles.contains(&Role::DatatransferApi);
+        let certificate =
+            (roles.contains(&Role::ManagementApi) || dt || d.coin()).then(|| Certificate {
+                common_name: if d.coin() {
+                    fqdn.clone()
+                } else {
+                    format!("public-{}.example.com", name.to_lowercase())
+                },
+                issuer: d.pick(&[Issuer::TrustedCa, Issuer::SelfSigned]),
+                port: d.pick(&[None, Some(443), Some(8443)]),
+            });
+        let mut facts = Facts::default();
+        if roles.contains(&Role::Registry) && d.coin() {
+            facts.free_disk_mb = Some(d.pick(&[100, 10_000, 90_000]));
+            facts.registry_mdf_mb = Some(20_000);
+            facts.registry_ldf_mb = Some(4_000);
+        }
+        if has_db && d.coin() {
+            facts.sql_service_account = Some(r"CORP\svc-sql".into());
+            facts.sql_agent_account = Some(d.pick(&[r"CORP\svc-sql", r"CORP\svc-agent"]).into());
+        }
+        if d.coin() {
+            facts.tls_versions = Some(
+                d.pick(&[&["1.2"][..], &["1.1", "1.2"][..]])
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect(),
+            );
+            facts.legacy_ssl_disabled = Some(d.coin());
+            facts.weak_ciphers_disabled = Some(d.coin());
+        }
+        Server {
+            agent: d.coin().then(|| format!("https://{fqdn}:9443")),
+            name,
+            fqdn,
+            side,
+            pair,
+            roles,
+            connected_version: version.parse::<Version>().expect("version"),
+            windows,
+            sql_server: has_db.then_some(sql),
+            certificate,
+            datatransfer: (dt && d.coin()).then(|| DataTransfer { ssl: d.coin() }),
+            facts,
+        }
+    }
+
+    /// A valid inventory of any topology, built from generated choices.
+    fn build(topology: Topology, pairs: usize, web: usize, choices: Vec<u8>) -> Inventory {
+        let mut d = Draw(choices, 0);
+        let mut servers = Vec::new();
+        let sides = [Side::Primary, Side::Secondary];
+        match topology {
+            Topology::Standalone => servers.push(server(
+                &mut d,
+                "DC".into(),
+                None,
+                None,
+                &[Role::Registry, Role::Directory],
+            )),
+            Topology::Mirrored => {
+                for (i, side) in sides.into_iter().enumerate() {
+                    servers.push(server(
+                        &mut d,
+                        format!("DC{i}"),
+                        Some(side),
+                        None,
+                        &[Role::Registry, Role::Directory],
+                    ));
+                }
+            }
+            Topology::Clustered => {
+                let dedicated = d.coin();
+                for (i, side) in sides.into_iter().enumerate() {
+                    if dedicated {
+                        servers.push(server(
+                            &mut d,
+                            format!("RM{i}"),
+                            Some(side),
+                            None,
+                            &[Role::Registry],
+                        ));
+                    } else {
+                        servers.push(server(
+                            &mut d,
+                            format!("RM{i}"),
+                            Some(side),
+                            Some("pair-0".into()),
+                            &[Role::Registry, Role::Directory],
+                        ));
+                    }
+                }
+                for p in 1..=pairs {
+                    for (i, side) in sides.into_iter().enumerate() {
+                        servers.push(server(
+                            &mut d,
+                            format!("DIR{p}X{i}"),
+                            Some(side),
+                            Some(format!("pair-{p}")),
+                            &[Role::Directory],
+                        ));
+                    }
+                }
+            }
+        }
+        for w in 0..web {
+            let roles = d.pick(&[
+                &[Role::SupportCenter, Role::AccountManagementWebsite][..],
+                &[Role::DatatransferApi][..],
+                &[Role::DatatransferApi, Role::ManagementApi][..],
+                &[Role::ManagementApi, Role::ReportingServices][..],
+            ]);
+            let side = (topology != Topology::Standalone).then(|| d.pick(&sides));
+            servers.push(server(&mut d, format!("WEB{w}"), side, None, roles));
+        }
+        Inventory {
+            name: "Generated".into(),
+            topology,
+            servers,
+        }
+    }
+
+    fn topology() -> impl Strategy<Value = Topology> {
+        prop_oneof![
+            Just(Topology::Standalone),
+            Just(Topology::Mirrored),
+            Just(Topology::Clustered)
+        ]
+    }
+
+    proptest! {
+        /// Anything the types can express in a valid shape survives TOML and strict parsing
+        /// unchanged: the parser refuses nothing valid and loses nothing.
+        #[test]
+        fn valid_inventories_round_trip_through_toml(
+            t in topology(), pairs in 1usize..4, web in 0usize..5,
+            choices in proptest::collection::vec(any::<u8>(), 1..64),
+        ) {
+            let inv = build(t, pairs, web, choices).validate().expect("the generator builds valid inventories");
+            let text = toml::to_string(&inv).expect("serializes");
+            let back = Inventory::from_toml(&text, "generated.toml");
+            prop_assert_eq!(back.as_ref().ok(), Some(&inv), "{}\n{:?}", text, back.as_ref().err().map(|e| e.to_string()));
+        }
+
+        /// Damaged files never crash the parser, and every problem points inside the file.
+        #[test]
+        fn damaged_files_are_refused_with_lines_inside_the_file(
+            drop in proptest::collection::vec(any::<prop::sample::Index>(), 1..4),
+            dup in any::<prop::sample::Index>(),
+        ) {
+            let text = include_str!("../examples/clustered.toml");
+            let mut lines: Vec<&str> = text.lines().collect();
+            let extra = lines[dup.index(lines.len())];
+            lines.insert(dup.index(lines.len()), extra);
+            for i in drop {
+                let at = i.index(lines.len());
+                lines.remove(at);
+            }
+            let damaged = lines.join("\n");
+            if let Err(e) = Inventory::from_toml(&damaged, "d.toml") {
+                let count = damaged.lines().count().max(1);
+                for p in &e.problems {
+                    let line = p.line.expect("every problem in a file has a line");
+                    prop_assert!((1..=count + 1).contains(&line), "{} (file has {} lines)", e, count);
+                }
+            }
+        }
+    }
+}

@@ -360,7 +360,7 @@ impl Server {
     /// the DataTransfer API supports SSL", Upgrade Connected Backup, step 8).
     pub fn datatransfer_ssl(&self) -> Option<bool> {
         self.has(Role::DatatransferApi)
-            .then(|| self.datatransfer.as_ref().map_or(true, |d| d.ssl))
+            .then(|| self.datatransfer.as_ref().is_none_or(|d| d.ssl))
     }
 
     /// The certificate CN, when this is a DataTransfer node with SSL whose certificate CN is not
