@@ -610,7 +610,7 @@ impl Engine {
 
 /// Polls a wait step's condition every interval until it has held for its stable period, or the
 /// timeout passes.
-async fn poll_until(executor: &dyn Executor, dispatch: &Dispatch) -> Outcome {
+pub async fn poll_until(executor: &dyn Executor, dispatch: &Dispatch) -> Outcome {
     let Operation::Wait {
         condition,
         interval_secs,

@@ -25,6 +25,14 @@ impl Harness {
         Harness::with_journal(JournalExecutor::in_memory(), EngineConfig::default()).await
     }
 
+    /// Test settings: a short shutdown grace (hanging test actions are left to reconcile).
+    pub fn config() -> EngineConfig {
+        EngineConfig {
+            grace: Duration::from_millis(300),
+            ..EngineConfig::default()
+        }
+    }
+
     pub async fn with_journal(journal: JournalExecutor, config: EngineConfig) -> Harness {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = Store::open(&dir.path().join("lockstep.db"))
@@ -35,7 +43,10 @@ impl Harness {
             store.clone(),
             Router::all(journal.clone()),
             Arc::new(lockstep::engine::clock::TokioClock::new()),
-            config,
+            EngineConfig {
+                grace: Duration::from_millis(300),
+                ..config
+            },
         );
         Harness {
             dir,
