@@ -173,3 +173,61 @@ fn the_same_inputs_give_the_same_plan() {
         serde_json::to_string(&b).unwrap()
     );
 }
+
+/// The checker itself must notice a broken plan, or the tests above prove nothing.
+#[test]
+fn the_rules_notice_a_backup_that_no_longer_waits_for_the_stop() {
+    let inv = example("mirrored.toml");
+    let mut p = plan(&inv, "upgrade-8.11", &[]);
+    let backup = p
+        .steps
+        .iter_mut()
+        .find(|s| s.id == "backup-databases@DC1")
+        .expect("backup step");
+    backup.depends_on.clear();
+    let broken =
+        plan_rules::upgrade_811(&p, &inv).expect_err("a backup before the stop must be caught");
+    assert!(
+        broken.contains("backup-databases@DC1 does not wait for stop-services@DC1"),
+        "{broken}"
+    );
+}
+
+#[test]
+fn the_rules_notice_a_secondary_side_that_stops_with_the_primary() {
+    let inv = example("clustered.toml");
+    let mut p = plan(&inv, "upgrade-8.11", &[]);
+    // Make the primary Setup wait for the secondary side: the secondary would have to stop first.
+    let setup_pos = p
+        .steps
+        .iter()
+        .position(|s| s.id == "setup-registry@NWRM1")
+        .expect("setup step");
+    p.steps[setup_pos]
+        .depends_on
+        .push("secondary-stop-services@NWRM2".into());
+    // With every other rule in place this is a cycle, so the plan is refused as malformed.
+    let broken = plan_rules::upgrade_811(&p, &inv).expect_err("must be caught");
+    assert!(
+        broken.contains("setup-registry@NWRM1 depends on secondary-stop-services@NWRM2"),
+        "{broken}"
+    );
+}
+
+#[test]
+fn the_rules_notice_a_probe_run_from_the_server_it_checks() {
+    let inv = example("mirrored.toml");
+    let mut p = plan(&inv, "upgrade-8.11", &[]);
+    let probe = p
+        .steps
+        .iter_mut()
+        .find(|s| s.id.starts_with("verify-datatransfer@"))
+        .expect("probe");
+    let component = probe.id.split_once('@').unwrap().1.to_string();
+    probe.host = Some(component);
+    let broken = plan_rules::upgrade_811(&p, &inv).expect_err("must be caught");
+    assert!(
+        broken.contains("which hosts the datatransfer-api it checks"),
+        "{broken}"
+    );
+}
