@@ -503,17 +503,18 @@ fn windows_2008_r2_cannot_jump_to_2016() {
 }
 
 #[test]
-fn a_target_older_than_what_runs_now_is_an_error() {
+fn servers_newer_than_the_target_are_left_alone_and_a_target_nobody_is_below_is_an_error() {
     let mut inv = clean();
     server_mut(&mut inv, "DC1").windows = WindowsVersion::W2016;
     let findings = run(&inv, Some("upgrade-windows-server"), Some("2012 R2"));
-    assert_one(
+    let f = assert_one(
         &findings,
         "target-not-older-than-current",
         Some("DC1"),
         Outcome::Fail,
-        Severity::Error,
+        Severity::Warning,
     );
+    assert!(f.message.contains("leaves it as it is"), "{}", f.message);
     assert_one(
         &findings,
         "target-not-older-than-current",
@@ -521,6 +522,17 @@ fn a_target_older_than_what_runs_now_is_an_error() {
         Outcome::Pass,
         Severity::Info,
     );
+    let f = assert_one(
+        &findings,
+        "target-not-older-than-current",
+        None,
+        Outcome::Fail,
+        Severity::Error,
+    );
+    assert!(f.message.contains("nothing to upgrade"), "{}", f.message);
+    server_mut(&mut inv, "WEB1").windows = WindowsVersion::W2008R2;
+    let findings = run(&inv, Some("upgrade-windows-server"), Some("2012 R2"));
+    assert!(of(&findings, "target-not-older-than-current", None).is_empty());
 
     let findings = run(&clean(), Some("upgrade-sql-server"), Some("2012 SP4"));
     assert_one(
@@ -528,9 +540,25 @@ fn a_target_older_than_what_runs_now_is_an_error() {
         "target-not-older-than-current",
         Some("DC1"),
         Outcome::Fail,
+        Severity::Warning,
+    );
+    assert_one(
+        &findings,
+        "target-not-older-than-current",
+        None,
+        Outcome::Fail,
         Severity::Error,
     );
+    assert!(of(
+        &run(&clean(), Some("upgrade-sql-server"), Some("2016")),
+        "target-not-older-than-current",
+        None
+    )
+    .is_empty());
+}
 
+#[test]
+fn a_server_newer_than_connected_backup_8_11_is_an_error() {
     let mut inv = clean();
     server_mut(&mut inv, "DC1").connected_version = v("8.12");
     let findings = run(&inv, Some("upgrade-8.11"), None);
@@ -1212,4 +1240,43 @@ fn preflight_refuses_parameters_without_a_runbook_and_unknown_runbooks() {
         stderr.contains("no runbook `upgrade-9.0`") && stderr.contains("upgrade-8.11"),
         "{stderr}"
     );
+}
+
+#[test]
+fn preflight_with_a_runbook_target_applies_its_minimums_and_exits_1() {
+    let out = lockstep(&[
+        "preflight",
+        "--inventory",
+        "examples/mirrored.toml",
+        "--runbook",
+        "upgrade-windows-server",
+        "--param",
+        "target=2016",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let findings = contract_findings(&out.stdout);
+    let behind: Vec<&str> = findings
+        .iter()
+        .filter(|f| f["rule"] == "windows-target-minimum-version" && f["severity"] == "error")
+        .filter_map(|f| f["server"].as_str())
+        .collect();
+    assert_eq!(behind, ["DC1", "DC2", "WEB1", "DT1"]);
+    let out = lockstep(&[
+        "preflight",
+        "--inventory",
+        "examples/mirrored.toml",
+        "--runbook",
+        "upgrade-windows-server",
+        "--param",
+        "target=2019",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("target=2019"));
 }

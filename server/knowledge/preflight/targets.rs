@@ -201,12 +201,26 @@ fn minimum(inv: &Inventory, rule: Rule, min: Option<Version>, what: &str, out: &
     }
 }
 
+/// A target that no server is below: the run would change nothing, which is not what a change
+/// request means.
+fn nothing_to_upgrade(rule: &Rule, target: &str, out: &mut Findings) {
+    out.fail(
+        rule,
+        Severity::Error,
+        None,
+        format!("no server runs a release older than {target}; there is nothing to upgrade"),
+    );
+}
+
 /// Each server's Windows upgrade: the path the seed describes, a target no older than now, and
 /// a supported combination with its SQL Server afterwards.
 fn windows_path(inv: &Inventory, target: WindowsVersion, out: &mut Findings) {
     let path = Rule::new("windows-upgrade-path", WINDOWS);
     let older = Rule::new("target-not-older-than-current", WINDOWS);
     let combo = Rule::new("target-combination-supported", "Upgrade SQL Server");
+    if inv.servers.iter().all(|s| s.windows >= target) {
+        nothing_to_upgrade(&older, &format!("{target}"), out);
+    }
     for s in &inv.servers {
         if s.windows == target {
             out.pass(
@@ -219,10 +233,10 @@ fn windows_path(inv: &Inventory, target: WindowsVersion, out: &mut Findings) {
         if s.windows > target {
             out.fail(
                 &older,
-                Severity::Error,
+                Severity::Warning,
                 Some(s),
                 format!(
-                    "{} runs {}, newer than the target {target}",
+                    "{} runs {}, newer than the target {target}; the runbook leaves it as it is",
                     s.name, s.windows
                 ),
             );
@@ -276,6 +290,12 @@ fn sql_path(inv: &Inventory, target: SqlServerVersion, section: &'static str, ou
     let windows = Rule::new("sql-upgrade-windows-version", section);
     let older = Rule::new("target-not-older-than-current", "Upgrade SQL Server");
     let combo = Rule::new("target-combination-supported", "Upgrade SQL Server");
+    if inv
+        .data_center_servers()
+        .all(|s| s.sql_server.is_some_and(|v| v >= target))
+    {
+        nothing_to_upgrade(&older, &format!("{target}"), out);
+    }
     for s in inv.data_center_servers() {
         let Some(sql) = s.sql_server else { continue };
         if sql == target {
@@ -289,9 +309,12 @@ fn sql_path(inv: &Inventory, target: SqlServerVersion, section: &'static str, ou
         if sql > target {
             out.fail(
                 &older,
-                Severity::Error,
+                Severity::Warning,
                 Some(s),
-                format!("{} runs {sql}, newer than the target {target}", s.name),
+                format!(
+                    "{} runs {sql}, newer than the target {target}; the runbook leaves it as it is",
+                    s.name
+                ),
             );
             continue;
         }
