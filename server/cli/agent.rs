@@ -57,7 +57,10 @@ pub enum AgentCmd {
 }
 
 fn config(db: &AgentDb) -> anyhow::Result<Config> {
-    let overrides = Overrides { db: db.db.clone(), ..Default::default() };
+    let overrides = Overrides {
+        db: db.db.clone(),
+        ..Default::default()
+    };
     Ok(Config::from_process(db.config.as_deref(), &overrides)?)
 }
 
@@ -67,8 +70,14 @@ fn now() -> i64 {
 
 pub async fn run_agent(cmd: AgentCmd) -> anyhow::Result<ExitCode> {
     match cmd {
-        AgentCmd::Add { server, url, thumbprint, db } => {
-            let t = Thumbprint::parse(&thumbprint).map_err(|e| anyhow::anyhow!("--thumbprint: {e}"))?;
+        AgentCmd::Add {
+            server,
+            url,
+            thumbprint,
+            db,
+        } => {
+            let t =
+                Thumbprint::parse(&thumbprint).map_err(|e| anyhow::anyhow!("--thumbprint: {e}"))?;
             registry::check_server(&server).map_err(anyhow::Error::msg)?;
             registry::check_url(&url).map_err(anyhow::Error::msg)?;
             let cfg = config(&db)?;
@@ -96,21 +105,34 @@ pub async fn run_agent(cmd: AgentCmd) -> anyhow::Result<ExitCode> {
             let identity = orchestrator_identity(&cfg.data_dir)?;
             let mut offline = 0;
             for r in registry::list(&pool).await? {
-                let beat = match AgentClient::new(&r.url, &identity, r.thumbprint, Duration::from_secs(5)) {
-                    Err(e) => registry::Heartbeat::Offline { error: e.to_string() },
-                    Ok(c) => match c.health().await {
-                        Ok(h) => registry::Heartbeat::Online {
-                            agent_version: h.agent_version,
-                            backend: h.backend,
-                            clock_skew: h.now - now(),
+                let beat =
+                    match AgentClient::new(&r.url, &identity, r.thumbprint, Duration::from_secs(5))
+                    {
+                        Err(e) => registry::Heartbeat::Offline {
+                            error: e.to_string(),
                         },
-                        Err(e) => registry::Heartbeat::Offline { error: e.to_string() },
-                    },
-                };
+                        Ok(c) => match c.health().await {
+                            Ok(h) => registry::Heartbeat::Online {
+                                agent_version: h.agent_version,
+                                backend: h.backend,
+                                clock_skew: h.now - now(),
+                            },
+                            Err(e) => registry::Heartbeat::Offline {
+                                error: e.to_string(),
+                            },
+                        },
+                    };
                 registry::record_heartbeat(&pool, &r.server, &beat, now()).await?;
                 match beat {
-                    registry::Heartbeat::Online { agent_version, backend, clock_skew } => {
-                        println!("{}\tonline\t{agent_version}\t{backend}\tskew {clock_skew}s", r.server)
+                    registry::Heartbeat::Online {
+                        agent_version,
+                        backend,
+                        clock_skew,
+                    } => {
+                        println!(
+                            "{}\tonline\t{agent_version}\t{backend}\tskew {clock_skew}s",
+                            r.server
+                        )
                     }
                     registry::Heartbeat::Offline { error } => {
                         offline += 1;

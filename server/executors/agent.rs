@@ -19,7 +19,8 @@ use std::time::Duration;
 use lockstep_agent::client::{AgentClient, Driven};
 use lockstep_agent::tls::{Identity, Thumbprint};
 use lockstep_protocol::{
-    Action, ActionId, ActionRequest, ActionState, EventLevel, Evidence, ServiceSelector, StartupType, TextEdit,
+    Action, ActionId, ActionRequest, ActionState, EventLevel, Evidence, ServiceSelector,
+    StartupType, TextEdit,
 };
 use serde_json::{json, Value};
 
@@ -61,17 +62,27 @@ fn ev_json(ev: &Evidence) -> Value {
 }
 
 fn failed(message: impl Into<String>, evidence: Value) -> Outcome {
-    Outcome::Failed { message: message.into(), evidence }
+    Outcome::Failed {
+        message: message.into(),
+        evidence,
+    }
 }
 
 fn id(s: String) -> Result<ActionId, Outcome> {
-    ActionId::new(s).map_err(|e| failed(format!("this step's key cannot be an agent action id: {e}"), Value::Null))
+    ActionId::new(s).map_err(|e| {
+        failed(
+            format!("this step's key cannot be an agent action id: {e}"),
+            Value::Null,
+        )
+    })
 }
 
 fn selector(s: &ServiceSet) -> ServiceSelector {
     match s {
         ServiceSet::Connected => ServiceSelector::Connected,
-        ServiceSet::Named { names } => ServiceSelector::Named { names: names.clone() },
+        ServiceSet::Named { names } => ServiceSelector::Named {
+            names: names.clone(),
+        },
     }
 }
 
@@ -92,16 +103,30 @@ impl AgentExecutor {
     }
 
     /// Every agent in the registry.
-    pub async fn from_registry(pool: &sqlx::SqlitePool, identity: Identity) -> anyhow::Result<AgentExecutor> {
+    pub async fn from_registry(
+        pool: &sqlx::SqlitePool,
+        identity: Identity,
+    ) -> anyhow::Result<AgentExecutor> {
         let ex = AgentExecutor::new(identity);
         for r in registry::list(pool).await? {
-            ex.add(&r.server, AgentEndpoint { url: r.url, thumbprint: r.thumbprint })?;
+            ex.add(
+                &r.server,
+                AgentEndpoint {
+                    url: r.url,
+                    thumbprint: r.thumbprint,
+                },
+            )?;
         }
         Ok(ex)
     }
 
     pub fn add(&self, server: &str, endpoint: AgentEndpoint) -> anyhow::Result<()> {
-        let client = AgentClient::new(&endpoint.url, &self.identity, endpoint.thumbprint, self.request_timeout)?;
+        let client = AgentClient::new(
+            &endpoint.url,
+            &self.identity,
+            endpoint.thumbprint,
+            self.request_timeout,
+        )?;
         self.clients
             .write()
             .map_err(|_| anyhow::anyhow!("agent table lock poisoned"))?
@@ -110,7 +135,9 @@ impl AgentExecutor {
     }
 
     fn client(&self, host: Option<&str>) -> Result<AgentClient, Outcome> {
-        let Some(host) = host else { return Err(failed("an agent step needs a host", Value::Null)) };
+        let Some(host) = host else {
+            return Err(failed("an agent step needs a host", Value::Null));
+        };
         self.clients
             .read()
             .ok()
@@ -124,47 +151,100 @@ impl AgentExecutor {
     }
 
     /// Sends one action and follows it; `Ok(evidence)` only when the agent says it succeeded.
-    async fn run(&self, client: &AgentClient, id: ActionId, action: Action, deadline: Duration) -> Result<Evidence, Outcome> {
+    async fn run(
+        &self,
+        client: &AgentClient,
+        id: ActionId,
+        action: Action,
+        deadline: Duration,
+    ) -> Result<Evidence, Outcome> {
         let req = ActionRequest::new(id.clone(), action, now(), REQUEST_LIFETIME_SECS);
         match client.drive(&req, deadline).await {
             Driven::Finished(r) => match r.state {
                 ActionState::Succeeded { evidence } => Ok(evidence),
-                ActionState::Failed { message, evidence } => {
-                    Err(failed(message, json!({ "action_id": id, "evidence": evidence.as_ref().map(ev_json) })))
-                }
-                ActionState::Cancelled { message } => Err(failed(format!("cancelled: {message}"), json!({ "action_id": id }))),
-                ActionState::Unknown { reason } => Err(Outcome::Unknown { reason: format!("agent reports {id} unknown: {reason}") }),
-                ActionState::NotFound | ActionState::Running => {
-                    Err(Outcome::Unknown { reason: format!("agent gave no final state for {id}") })
-                }
+                ActionState::Failed { message, evidence } => Err(failed(
+                    message,
+                    json!({ "action_id": id, "evidence": evidence.as_ref().map(ev_json) }),
+                )),
+                ActionState::Cancelled { message } => Err(failed(
+                    format!("cancelled: {message}"),
+                    json!({ "action_id": id }),
+                )),
+                ActionState::Unknown { reason } => Err(Outcome::Unknown {
+                    reason: format!("agent reports {id} unknown: {reason}"),
+                }),
+                ActionState::NotFound | ActionState::Running => Err(Outcome::Unknown {
+                    reason: format!("agent gave no final state for {id}"),
+                }),
             },
-            Driven::Refused(e) => Err(failed(format!("agent refused {id}: {}", e.message), json!({ "action_id": id, "code": e.code }))),
-            Driven::Unknown { reason } => Err(Outcome::Unknown { reason: format!("{id}: {reason}") }),
+            Driven::Refused(e) => Err(failed(
+                format!("agent refused {id}: {}", e.message),
+                json!({ "action_id": id, "code": e.code }),
+            )),
+            Driven::Unknown { reason } => Err(Outcome::Unknown {
+                reason: format!("{id}: {reason}"),
+            }),
         }
     }
 
-    async fn redirect(&self, client: &AgentClient, d: &Dispatch, value: crate::knowledge::operation::RedirectValue, to_server: &str, deadline: Duration) -> Result<Value, Outcome> {
+    async fn redirect(
+        &self,
+        client: &AgentClient,
+        d: &Dispatch,
+        value: crate::knowledge::operation::RedirectValue,
+        to_server: &str,
+        deadline: Duration,
+    ) -> Result<Value, Outcome> {
         let key = d.key.as_string();
         let (keys, name) = mapping::redirect_candidates(value);
         let mut probes = Vec::new();
         for (i, k) in keys.iter().enumerate() {
-            let ev = self.run(client, id(format!("{key}#probe-{i}"))?, Action::RegistryGet { key: k.to_string(), name: name.into() }, deadline).await?;
-            let Evidence::Registry { value } = ev else { return Err(failed("the agent returned no registry value", Value::Null)) };
+            let ev = self
+                .run(
+                    client,
+                    id(format!("{key}#probe-{i}"))?,
+                    Action::RegistryGet {
+                        key: k.to_string(),
+                        name: name.into(),
+                    },
+                    deadline,
+                )
+                .await?;
+            let Evidence::Registry { value } = ev else {
+                return Err(failed("the agent returned no registry value", Value::Null));
+            };
             probes.push(value);
         }
         let probed = serde_json::to_value(&probes).unwrap_or(Value::Null);
-        let chosen = mapping::choose_spelling(&probes, name).map_err(|m| failed(m, json!({ "probed": probed })))?;
+        let chosen = mapping::choose_spelling(&probes, name)
+            .map_err(|m| failed(m, json!({ "probed": probed })))?;
         let old = chosen.value.clone().unwrap_or_default();
-        let new = mapping::redirected(value, &old, to_server).map_err(|m| failed(m, json!({ "probed": probed })))?;
+        let new = mapping::redirected(value, &old, to_server)
+            .map_err(|m| failed(m, json!({ "probed": probed })))?;
         if new == old {
-            return Ok(json!({ "key": chosen.key, "name": name, "previous": old, "now": new, "changed": false, "probed": probed }));
+            return Ok(
+                json!({ "key": chosen.key, "name": name, "previous": old, "now": new, "changed": false, "probed": probed }),
+            );
         }
-        let ev = self.run(client, id(key)?, Action::RegistrySet { key: chosen.key.clone(), name: name.into(), value: new.clone() }, deadline).await?;
+        let ev = self
+            .run(
+                client,
+                id(key)?,
+                Action::RegistrySet {
+                    key: chosen.key.clone(),
+                    name: name.into(),
+                    value: new.clone(),
+                },
+                deadline,
+            )
+            .await?;
         let previous = match &ev {
             Evidence::RegistryChanged { previous, .. } => previous.clone(),
             _ => Some(old),
         };
-        Ok(json!({ "key": chosen.key, "name": name, "previous": previous, "now": new, "changed": true, "probed": probed, "agent": ev_json(&ev) }))
+        Ok(
+            json!({ "key": chosen.key, "name": name, "previous": previous, "now": new, "changed": true, "probed": probed, "agent": ev_json(&ev) }),
+        )
     }
 
     fn since_run_began(&self, run_id: &str) -> i64 {
@@ -176,35 +256,70 @@ impl AgentExecutor {
     }
 
     /// Read-only actions for a condition, judged; `id` must be fresh for each evaluation.
-    async fn evaluate(&self, client: &AgentClient, d: &Dispatch, id: ActionId, deadline: Duration) -> Result<Value, Outcome> {
+    async fn evaluate(
+        &self,
+        client: &AgentClient,
+        d: &Dispatch,
+        id: ActionId,
+        deadline: Duration,
+    ) -> Result<Value, Outcome> {
         let judge = |ev: &Evidence, r: Result<(), String>| match r {
             Ok(()) => Ok(ev_json(ev)),
             Err(m) => Err(failed(m, ev_json(ev))),
         };
         match &d.operation {
             Operation::ServicesRunning { services } => {
-                let ev = self.run(client, id, Action::ServicesStatus { services: selector(services) }, deadline).await?;
+                let ev = self
+                    .run(
+                        client,
+                        id,
+                        Action::ServicesStatus {
+                            services: selector(services),
+                        },
+                        deadline,
+                    )
+                    .await?;
                 judge(&ev, mapping::all_running(&ev))
             }
             Operation::ProductVersion { expect } => {
-                let ev = self.run(client, id, Action::ProductVersion {}, deadline).await?;
+                let ev = self
+                    .run(client, id, Action::ProductVersion {}, deadline)
+                    .await?;
                 judge(&ev, mapping::version_is(&ev, expect))
             }
-            Operation::OsVersion { windows, sql_server } => {
+            Operation::OsVersion {
+                windows,
+                sql_server,
+            } => {
                 let ev = self.run(client, id, Action::OsVersion {}, deadline).await?;
-                judge(&ev, mapping::os_is(&ev, windows.as_deref(), sql_server.as_deref()))
+                judge(
+                    &ev,
+                    mapping::os_is(&ev, windows.as_deref(), sql_server.as_deref()),
+                )
             }
             Operation::EventLogClean => {
                 let since = self.since_run_began(&d.key.run_id);
-                let action = Action::EventLogQuery { log: "Application".into(), min_level: EventLevel::Warning, since };
+                let action = Action::EventLogQuery {
+                    log: "Application".into(),
+                    min_level: EventLevel::Warning,
+                    since,
+                };
                 let ev = self.run(client, id, action, deadline).await?;
                 judge(&ev, mapping::events_clean(&ev))
             }
-            Operation::Wait { condition: WaitCondition::BackupSessionsLow { max, .. }, .. } => {
-                let ev = self.run(client, id, Action::BackupSessions {}, deadline).await?;
+            Operation::Wait {
+                condition: WaitCondition::BackupSessionsLow { max, .. },
+                ..
+            } => {
+                let ev = self
+                    .run(client, id, Action::BackupSessions {}, deadline)
+                    .await?;
                 judge(&ev, mapping::sessions_at_most(&ev, *max).map(|_| ()))
             }
-            other => Err(failed(format!("{} is not a read-only agent condition", op_name(other)), Value::Null)),
+            other => Err(failed(
+                format!("{} is not a read-only agent condition", op_name(other)),
+                Value::Null,
+            )),
         }
     }
 
@@ -221,34 +336,90 @@ impl AgentExecutor {
         };
         let action_timeout = d.timeout_secs.clamp(1, 86_400);
         match &d.operation {
-            Operation::ServicesStop { services } => single(Action::ServicesStop { services: selector(services), timeout_secs: action_timeout }).await,
-            Operation::ServicesStart { services } => single(Action::ServicesStart { services: selector(services), timeout_secs: action_timeout }).await,
+            Operation::ServicesStop { services } => {
+                single(Action::ServicesStop {
+                    services: selector(services),
+                    timeout_secs: action_timeout,
+                })
+                .await
+            }
+            Operation::ServicesStart { services } => {
+                single(Action::ServicesStart {
+                    services: selector(services),
+                    timeout_secs: action_timeout,
+                })
+                .await
+            }
             Operation::SetStartupType { service, startup } => {
                 let startup = StartupType::parse(startup).map_err(|m| failed(m, Value::Null))?;
-                single(Action::ServiceSetStartup { service: service.clone(), startup }).await
+                single(Action::ServiceSetStartup {
+                    service: service.clone(),
+                    startup,
+                })
+                .await
             }
             Operation::Redirect { value, to_server } => {
                 let client = self.client(d.host.as_deref())?;
                 self.redirect(&client, d, *value, to_server, deadline).await
             }
-            Operation::RegistrySet { key: k, name, value } => {
-                single(Action::RegistrySet { key: k.clone(), name: name.clone(), value: value.clone() }).await
+            Operation::RegistrySet {
+                key: k,
+                name,
+                value,
+            } => {
+                single(Action::RegistrySet {
+                    key: k.clone(),
+                    name: name.clone(),
+                    value: value.clone(),
+                })
+                .await
             }
-            Operation::RegistryDeleteKey { key: k } => single(Action::RegistryDelete { key: k.clone(), name: None }).await,
-            Operation::OsqlPathReplace { files, tools_folder } => {
+            Operation::RegistryDeleteKey { key: k } => {
+                single(Action::RegistryDelete {
+                    key: k.clone(),
+                    name: None,
+                })
+                .await
+            }
+            Operation::OsqlPathReplace {
+                files,
+                tools_folder,
+            } => {
                 let client = self.client(d.host.as_deref())?;
                 let mut edits = Vec::new();
                 for (i, f) in files.iter().enumerate() {
-                    let aid = if i == 0 { key.clone() } else { format!("{key}#{}", i + 1) };
-                    let action = Action::FileReplace { path: f.clone(), edit: TextEdit::OsqlToolsFolder { folder: tools_folder.clone() } };
-                    edits.push(ev_json(&self.run(&client, id(aid)?, action, deadline).await?));
+                    let aid = if i == 0 {
+                        key.clone()
+                    } else {
+                        format!("{key}#{}", i + 1)
+                    };
+                    let action = Action::FileReplace {
+                        path: f.clone(),
+                        edit: TextEdit::OsqlToolsFolder {
+                            folder: tools_folder.clone(),
+                        },
+                    };
+                    edits.push(ev_json(
+                        &self.run(&client, id(aid)?, action, deadline).await?,
+                    ));
                 }
                 Ok(json!({ "files": edits }))
             }
-            Operation::RunScheduledTask { task } => single(Action::ScheduledTaskRun { task: task.clone(), timeout_secs: action_timeout }).await,
+            Operation::RunScheduledTask { task } => {
+                single(Action::ScheduledTaskRun {
+                    task: task.clone(),
+                    timeout_secs: action_timeout,
+                })
+                .await
+            }
             Operation::IisReset => single(Action::IisReset {}).await,
             Operation::IisHttpsBinding { port, common_name } => {
-                single(Action::IisHttpsBindingEnsure { site: IIS_SITE.into(), port: *port, common_name: common_name.clone() }).await
+                single(Action::IisHttpsBindingEnsure {
+                    site: IIS_SITE.into(),
+                    port: *port,
+                    common_name: common_name.clone(),
+                })
+                .await
             }
             Operation::ServicesRunning { .. }
             | Operation::ProductVersion { .. }
@@ -257,22 +428,52 @@ impl AgentExecutor {
                 let client = self.client(d.host.as_deref())?;
                 self.evaluate(&client, d, id(key)?, deadline).await
             }
-            Operation::Wait { condition: WaitCondition::BackupSessionsLow { max, stable_secs }, interval_secs, timeout_secs } => {
+            Operation::Wait {
+                condition: WaitCondition::BackupSessionsLow { max, stable_secs },
+                interval_secs,
+                timeout_secs,
+            } => {
                 let client = self.client(d.host.as_deref())?;
-                self.wait_sessions(&client, d, *max, *stable_secs, *interval_secs, *timeout_secs).await
+                self.wait_sessions(
+                    &client,
+                    d,
+                    *max,
+                    *stable_secs,
+                    *interval_secs,
+                    *timeout_secs,
+                )
+                .await
             }
-            other => Err(failed(format!("{} does not run on an agent", op_name(other)), Value::Null)),
+            other => Err(failed(
+                format!("{} does not run on an agent", op_name(other)),
+                Value::Null,
+            )),
         }
     }
 
     /// Polls backup sessions until they stay at or below `max` for `stable_secs`.
-    async fn wait_sessions(&self, client: &AgentClient, d: &Dispatch, max: u32, stable_secs: u64, interval_secs: u64, timeout_secs: u64) -> Result<Value, Outcome> {
+    async fn wait_sessions(
+        &self,
+        client: &AgentClient,
+        d: &Dispatch,
+        max: u32,
+        stable_secs: u64,
+        interval_secs: u64,
+        timeout_secs: u64,
+    ) -> Result<Value, Outcome> {
         let key = d.key.as_string();
         let start = tokio::time::Instant::now();
         let mut low_since: Option<tokio::time::Instant> = None;
         let mut samples = Vec::new();
         for n in 0.. {
-            let ev = self.run(client, id(format!("{key}#poll-{n}"))?, Action::BackupSessions {}, Duration::from_secs(60)).await?;
+            let ev = self
+                .run(
+                    client,
+                    id(format!("{key}#poll-{n}"))?,
+                    Action::BackupSessions {},
+                    Duration::from_secs(60),
+                )
+                .await?;
             let count = match mapping::sessions_at_most(&ev, max) {
                 Ok(c) => {
                     low_since.get_or_insert_with(tokio::time::Instant::now);
@@ -317,11 +518,23 @@ fn status_of(state: ActionState) -> ActionStatus {
     match state {
         ActionState::NotFound => ActionStatus::NotFound,
         ActionState::Running => ActionStatus::Running,
-        ActionState::Succeeded { evidence } => ActionStatus::Finished { outcome: Outcome::Succeeded { evidence: ev_json(&evidence) } },
-        ActionState::Failed { message, evidence } => ActionStatus::Finished {
-            outcome: Outcome::Failed { message, evidence: evidence.as_ref().map(ev_json).unwrap_or(Value::Null) },
+        ActionState::Succeeded { evidence } => ActionStatus::Finished {
+            outcome: Outcome::Succeeded {
+                evidence: ev_json(&evidence),
+            },
         },
-        ActionState::Cancelled { message } => ActionStatus::Finished { outcome: Outcome::Failed { message: format!("cancelled: {message}"), evidence: Value::Null } },
+        ActionState::Failed { message, evidence } => ActionStatus::Finished {
+            outcome: Outcome::Failed {
+                message,
+                evidence: evidence.as_ref().map(ev_json).unwrap_or(Value::Null),
+            },
+        },
+        ActionState::Cancelled { message } => ActionStatus::Finished {
+            outcome: Outcome::Failed {
+                message: format!("cancelled: {message}"),
+                evidence: Value::Null,
+            },
+        },
         ActionState::Unknown { reason } => ActionStatus::Unknown { reason },
     }
 }
@@ -336,7 +549,11 @@ impl Executor for AgentExecutor {
     async fn status(&self, key: &IdempotencyKey, host: Option<&str>) -> ActionStatus {
         let client = match self.client(host) {
             Ok(c) => c,
-            Err(_) => return ActionStatus::Unknown { reason: format!("no agent registered for {host:?}") },
+            Err(_) => {
+                return ActionStatus::Unknown {
+                    reason: format!("no agent registered for {host:?}"),
+                }
+            }
         };
         let main = match ActionId::new(key.as_string()) {
             Ok(i) => i,
@@ -344,32 +561,57 @@ impl Executor for AgentExecutor {
         };
         let first = match client.status(&main, Duration::ZERO, 0).await {
             Ok(r) => r.state,
-            Err(e) => return ActionStatus::Unknown { reason: format!("agent unreachable: {e}") },
+            Err(e) => {
+                return ActionStatus::Unknown {
+                    reason: format!("agent unreachable: {e}"),
+                }
+            }
         };
         let mut status = status_of(first);
         // Further files of a multi-file edit: all must have finished well for the whole to have.
         for n in 2.. {
-            let ActionStatus::Finished { outcome: Outcome::Succeeded { .. } } = status else { break };
-            let Ok(next) = ActionId::new(format!("{}#{n}", key.as_string())) else { break };
+            let ActionStatus::Finished {
+                outcome: Outcome::Succeeded { .. },
+            } = status
+            else {
+                break;
+            };
+            let Ok(next) = ActionId::new(format!("{}#{n}", key.as_string())) else {
+                break;
+            };
             match client.status(&next, Duration::ZERO, 0).await {
                 Ok(r) if r.state == ActionState::NotFound => break,
                 Ok(r) => {
                     let s = status_of(r.state);
-                    if !matches!(s, ActionStatus::Finished { outcome: Outcome::Succeeded { .. } }) {
+                    if !matches!(
+                        s,
+                        ActionStatus::Finished {
+                            outcome: Outcome::Succeeded { .. }
+                        }
+                    ) {
                         status = s;
                     }
                 }
-                Err(e) => return ActionStatus::Unknown { reason: format!("agent unreachable: {e}") },
+                Err(e) => {
+                    return ActionStatus::Unknown {
+                        reason: format!("agent unreachable: {e}"),
+                    }
+                }
             }
         }
         status
     }
 
     async fn cancel(&self, key: &IdempotencyKey, host: Option<&str>) -> bool {
-        let (Ok(client), Ok(id)) = (self.client(host), ActionId::new(key.as_string())) else { return false };
+        let (Ok(client), Ok(id)) = (self.client(host), ActionId::new(key.as_string())) else {
+            return false;
+        };
         match client.cancel(&id).await {
             Ok(_) => matches!(
-                client.status(&id, Duration::from_secs(10), 0).await.map(|r| r.state),
+                client
+                    .status(&id, Duration::from_secs(10), 0)
+                    .await
+                    .map(|r| r.state),
                 Ok(ActionState::Cancelled { .. })
             ),
             Err(_) => false,
@@ -387,12 +629,23 @@ impl Executor for AgentExecutor {
             Ok(i) => i,
             Err(o) => return o,
         };
-        done(self.evaluate(&client, d, aid, Duration::from_secs(d.timeout_secs.clamp(1, 300))).await)
+        done(
+            self.evaluate(
+                &client,
+                d,
+                aid,
+                Duration::from_secs(d.timeout_secs.clamp(1, 300)),
+            )
+            .await,
+        )
     }
 
     /// Restores exactly the value a redirect or registry change recorded as `previous`.
     async fn undo(&self, d: &Dispatch, before: &Value) -> Outcome {
-        let restorable = matches!(d.operation, Operation::Redirect { .. } | Operation::RegistrySet { .. });
+        let restorable = matches!(
+            d.operation,
+            Operation::Redirect { .. } | Operation::RegistrySet { .. }
+        );
         let key = before.get("key").and_then(Value::as_str);
         let name = before.get("name").and_then(Value::as_str);
         let previous = before.get("previous").and_then(Value::as_str);
@@ -406,8 +659,21 @@ impl Executor for AgentExecutor {
                     Ok(i) => i,
                     Err(o) => return o,
                 };
-                let action = Action::RegistrySet { key: k.into(), name: n.into(), value: p.into() };
-                done(self.run(&client, aid, action, Duration::from_secs(d.timeout_secs.max(1))).await.map(|e| ev_json(&e)))
+                let action = Action::RegistrySet {
+                    key: k.into(),
+                    name: n.into(),
+                    value: p.into(),
+                };
+                done(
+                    self.run(
+                        &client,
+                        aid,
+                        action,
+                        Duration::from_secs(d.timeout_secs.max(1)),
+                    )
+                    .await
+                    .map(|e| ev_json(&e)),
+                )
             }
             _ => self.execute(d).await,
         }

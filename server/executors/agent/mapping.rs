@@ -21,14 +21,20 @@ pub fn redirect_candidates(value: RedirectValue) -> (Vec<&'static str>, &'static
         ),
         // "Prefered" with one r: the product's spelling (SEED-NOTES 2).
         RedirectValue::DbPreferedRegistry => (
-            vec![r"HKLM\SOFTWARE\Wow6432Node\Outflow", r"HKLM\SOFTWARE\Wow6432Node\Connected\Outflow"],
+            vec![
+                r"HKLM\SOFTWARE\Wow6432Node\Outflow",
+                r"HKLM\SOFTWARE\Wow6432Node\Connected\Outflow",
+            ],
             "DB_PreferedRegistry",
         ),
     }
 }
 
 /// The one probed key that holds the value, or a message naming what was found.
-pub fn choose_spelling<'a>(probes: &'a [RegistryValue], name: &str) -> Result<&'a RegistryValue, String> {
+pub fn choose_spelling<'a>(
+    probes: &'a [RegistryValue],
+    name: &str,
+) -> Result<&'a RegistryValue, String> {
     let present: Vec<&RegistryValue> = probes.iter().filter(|p| p.value.is_some()).collect();
     match present.as_slice() {
         [one] => Ok(one),
@@ -62,7 +68,9 @@ pub fn redirected(value: RedirectValue, old: &str, to_server: &str) -> Result<St
             }
             match found {
                 1 => Ok(out.join(";")),
-                0 => Err(format!("RegistryConnect `{old}` has no SERVER= part to redirect")),
+                0 => Err(format!(
+                    "RegistryConnect `{old}` has no SERVER= part to redirect"
+                )),
                 _ => Err(format!("RegistryConnect `{old}` has several SERVER= parts")),
             }
         }
@@ -71,7 +79,9 @@ pub fn redirected(value: RedirectValue, old: &str, to_server: &str) -> Result<St
 
 /// Whether every service is running; the message names those that are not.
 pub fn all_running(ev: &Evidence) -> Result<(), String> {
-    let Evidence::Services { services } = ev else { return Err("the agent returned no service states".into()) };
+    let Evidence::Services { services } = ev else {
+        return Err("the agent returned no service states".into());
+    };
     let bad: Vec<String> = services
         .iter()
         .filter(|s| s.state != ServiceRunState::Running)
@@ -86,7 +96,9 @@ pub fn all_running(ev: &Evidence) -> Result<(), String> {
 
 /// Installed version equals `expect`, compared numerically (8.11 = 8.11.0.0).
 pub fn version_is(ev: &Evidence, expect: &str) -> Result<(), String> {
-    let Evidence::ProductVersion { version } = ev else { return Err("the agent returned no product version".into()) };
+    let Evidence::ProductVersion { version } = ev else {
+        return Err("the agent returned no product version".into());
+    };
     let want: Version = expect.parse()?;
     match version {
         None => Err("no Connected Backup version is installed".into()),
@@ -101,11 +113,20 @@ pub fn version_is(ev: &Evidence, expect: &str) -> Result<(), String> {
 /// `found` names the same release as `expected`, or a later service pack of it ("2016 SP1"
 /// satisfies "2016"; "2012 R2" does not satisfy "2012").
 pub fn release_matches(found: &str, expected: &str) -> bool {
-    found == expected || found.strip_prefix(expected).is_some_and(|rest| rest.starts_with(" SP"))
+    found == expected
+        || found
+            .strip_prefix(expected)
+            .is_some_and(|rest| rest.starts_with(" SP"))
 }
 
 pub fn os_is(ev: &Evidence, windows: Option<&str>, sql: Option<&str>) -> Result<(), String> {
-    let Evidence::OsVersion { windows: w, sql_server: s } = ev else { return Err("the agent returned no OS version".into()) };
+    let Evidence::OsVersion {
+        windows: w,
+        sql_server: s,
+    } = ev
+    else {
+        return Err("the agent returned no OS version".into());
+    };
     if let Some(want) = windows {
         if !release_matches(w, want) {
             return Err(format!("Windows Server {w} is installed, expected {want}"));
@@ -123,7 +144,9 @@ pub fn os_is(ev: &Evidence, windows: Option<&str>, sql: Option<&str>) -> Result<
 
 /// No warning, error or critical event.
 pub fn events_clean(ev: &Evidence) -> Result<(), String> {
-    let Evidence::Events { events, log, .. } = ev else { return Err("the agent returned no events".into()) };
+    let Evidence::Events { events, log, .. } = ev else {
+        return Err("the agent returned no events".into());
+    };
     let bad: Vec<String> = events
         .iter()
         .filter(|e| e.level <= EventLevel::Warning)
@@ -133,12 +156,17 @@ pub fn events_clean(ev: &Evidence) -> Result<(), String> {
     if bad.is_empty() {
         Ok(())
     } else {
-        Err(format!("{log} log has warnings or errors: {}", bad.join(" | ")))
+        Err(format!(
+            "{log} log has warnings or errors: {}",
+            bad.join(" | ")
+        ))
     }
 }
 
 pub fn sessions_at_most(ev: &Evidence, max: u32) -> Result<u32, String> {
-    let Evidence::BackupSessions { backups, restores } = ev else { return Err("the agent returned no session count".into()) };
+    let Evidence::BackupSessions { backups, restores } = ev else {
+        return Err("the agent returned no session count".into());
+    };
     let n = backups + restores;
     if n <= max {
         Ok(n)
@@ -152,21 +180,46 @@ mod tests {
     use super::*;
 
     fn probe(key: &str, value: Option<&str>) -> RegistryValue {
-        RegistryValue { key: key.into(), name: "RegistryConnect".into(), key_exists: value.is_some(), value: value.map(String::from) }
+        RegistryValue {
+            key: key.into(),
+            name: "RegistryConnect".into(),
+            key_exists: value.is_some(),
+            value: value.map(String::from),
+        }
     }
 
     #[test]
     fn the_one_spelling_that_exists_is_used_and_none_or_several_fail_clearly() {
         let (keys, name) = redirect_candidates(RedirectValue::RegistryConnect);
         assert_eq!(keys.len(), 3);
-        let probes = vec![probe(keys[0], None), probe(keys[1], Some("SERVER=A")), probe(keys[2], None)];
+        let probes = vec![
+            probe(keys[0], None),
+            probe(keys[1], Some("SERVER=A")),
+            probe(keys[2], None),
+        ];
         assert_eq!(choose_spelling(&probes, name).unwrap().key, keys[1]);
-        let none = vec![probe(keys[0], None), probe(keys[1], None), probe(keys[2], None)];
-        assert!(choose_spelling(&none, name).unwrap_err().contains("none of"));
-        let two = vec![probe(keys[0], Some("x")), probe(keys[1], None), probe(keys[2], Some("y"))];
+        let none = vec![
+            probe(keys[0], None),
+            probe(keys[1], None),
+            probe(keys[2], None),
+        ];
+        assert!(choose_spelling(&none, name)
+            .unwrap_err()
+            .contains("none of"));
+        let two = vec![
+            probe(keys[0], Some("x")),
+            probe(keys[1], None),
+            probe(keys[2], Some("y")),
+        ];
         let e = choose_spelling(&two, name).unwrap_err();
-        assert!(e.contains("several") && e.contains(keys[0]) && e.contains(keys[2]), "{e}");
-        assert_eq!(redirect_candidates(RedirectValue::DbPreferedRegistry).1, "DB_PreferedRegistry");
+        assert!(
+            e.contains("several") && e.contains(keys[0]) && e.contains(keys[2]),
+            "{e}"
+        );
+        assert_eq!(
+            redirect_candidates(RedirectValue::DbPreferedRegistry).1,
+            "DB_PreferedRegistry"
+        );
     }
 
     #[test]
@@ -176,15 +229,27 @@ mod tests {
             redirected(RedirectValue::RegistryConnect, old, "SERVER2").unwrap(),
             "DRIVER={SQL Server Native Client 11.0};SERVER=SERVER2;DATABASE=Registry;Trusted_Connection=Yes"
         );
-        assert!(redirected(RedirectValue::RegistryConnect, "DRIVER=x;DATABASE=Registry", "S2").is_err());
-        assert_eq!(redirected(RedirectValue::DbPreferedRegistry, "SERVER1", "SERVER2").unwrap(), "SERVER2");
+        assert!(redirected(
+            RedirectValue::RegistryConnect,
+            "DRIVER=x;DATABASE=Registry",
+            "S2"
+        )
+        .is_err());
+        assert_eq!(
+            redirected(RedirectValue::DbPreferedRegistry, "SERVER1", "SERVER2").unwrap(),
+            "SERVER2"
+        );
     }
 
     #[test]
     fn versions_compare_numerically_and_releases_by_word() {
-        let ev = Evidence::ProductVersion { version: Some("8.11.0".into()) };
+        let ev = Evidence::ProductVersion {
+            version: Some("8.11.0".into()),
+        };
         assert!(version_is(&ev, "8.11").is_ok());
-        assert!(version_is(&ev, "8.8.6").unwrap_err().contains("expected 8.8.6"));
+        assert!(version_is(&ev, "8.8.6")
+            .unwrap_err()
+            .contains("expected 8.8.6"));
         assert!(release_matches("2016 SP1", "2016"));
         assert!(!release_matches("2012 R2", "2012"));
         assert!(release_matches("2012 R2", "2012 R2"));

@@ -24,7 +24,9 @@ pub struct AgentRecord {
 pub fn check_url(url: &str) -> Result<String, String> {
     let u = reqwest::Url::parse(url).map_err(|e| format!("--url `{url}`: {e}"))?;
     if u.scheme() != "https" {
-        return Err(format!("--url `{url}` must start with https:// (agents speak only mutual TLS)"));
+        return Err(format!(
+            "--url `{url}` must start with https:// (agents speak only mutual TLS)"
+        ));
     }
     if u.host().is_none() {
         return Err(format!("--url `{url}` has no host"));
@@ -37,17 +39,36 @@ pub fn check_url(url: &str) -> Result<String, String> {
 
 /// Server names as the inventory spells them: letters, digits, `-`, `_`, `.`; 1..=63.
 pub fn check_server(name: &str) -> Result<(), String> {
-    if name.is_empty() || name.len() > 63 || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
-        return Err(format!("--server `{name}` must be 1 to 63 letters, digits, '-', '_' or '.'"));
+    if name.is_empty()
+        || name.len() > 63
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        return Err(format!(
+            "--server `{name}` must be 1 to 63 letters, digits, '-', '_' or '.'"
+        ));
     }
     Ok(())
 }
 
-type Row = (String, String, String, i64, Option<i64>, String, Option<String>, Option<String>, Option<i64>, Option<String>);
+type Row = (
+    String,
+    String,
+    String,
+    i64,
+    Option<i64>,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+    Option<String>,
+);
 
 fn record(r: Row) -> anyhow::Result<AgentRecord> {
     Ok(AgentRecord {
-        thumbprint: Thumbprint::parse(&r.2).map_err(|e| anyhow::anyhow!("agents.thumbprint for {}: {e}", r.0))?,
+        thumbprint: Thumbprint::parse(&r.2)
+            .map_err(|e| anyhow::anyhow!("agents.thumbprint for {}: {e}", r.0))?,
         server: r.0,
         url: r.1,
         added_at: r.3,
@@ -63,7 +84,13 @@ fn record(r: Row) -> anyhow::Result<AgentRecord> {
 const COLUMNS: &str = "server, url, thumbprint, added_at, checked_at, status, agent_version, backend, clock_skew, last_error";
 
 /// Registers (or re-points) a server's agent. Re-pointing resets the health columns.
-pub async fn add(pool: &SqlitePool, server: &str, url: &str, thumbprint: Thumbprint, now: i64) -> anyhow::Result<AgentRecord> {
+pub async fn add(
+    pool: &SqlitePool,
+    server: &str,
+    url: &str,
+    thumbprint: Thumbprint,
+    now: i64,
+) -> anyhow::Result<AgentRecord> {
     check_server(server).map_err(anyhow::Error::msg)?;
     let url = check_url(url).map_err(anyhow::Error::msg)?;
     sqlx::query(
@@ -78,14 +105,17 @@ pub async fn add(pool: &SqlitePool, server: &str, url: &str, thumbprint: Thumbpr
     .bind(now)
     .execute(pool)
     .await?;
-    get(pool, server).await?.ok_or_else(|| anyhow::anyhow!("agent {server} vanished after insert"))
+    get(pool, server)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("agent {server} vanished after insert"))
 }
 
 pub async fn get(pool: &SqlitePool, server: &str) -> anyhow::Result<Option<AgentRecord>> {
-    let row: Option<Row> = sqlx::query_as(&format!("SELECT {COLUMNS} FROM agents WHERE server = ?"))
-        .bind(server)
-        .fetch_optional(pool)
-        .await?;
+    let row: Option<Row> =
+        sqlx::query_as(&format!("SELECT {COLUMNS} FROM agents WHERE server = ?"))
+            .bind(server)
+            .fetch_optional(pool)
+            .await?;
     row.map(record).transpose()
 }
 
@@ -99,13 +129,28 @@ pub async fn list(pool: &SqlitePool) -> anyhow::Result<Vec<AgentRecord>> {
 /// What one heartbeat found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Heartbeat {
-    Online { agent_version: String, backend: String, clock_skew: i64 },
-    Offline { error: String },
+    Online {
+        agent_version: String,
+        backend: String,
+        clock_skew: i64,
+    },
+    Offline {
+        error: String,
+    },
 }
 
-pub async fn record_heartbeat(pool: &SqlitePool, server: &str, beat: &Heartbeat, now: i64) -> anyhow::Result<()> {
+pub async fn record_heartbeat(
+    pool: &SqlitePool,
+    server: &str,
+    beat: &Heartbeat,
+    now: i64,
+) -> anyhow::Result<()> {
     let q = match beat {
-        Heartbeat::Online { agent_version, backend, clock_skew } => sqlx::query(
+        Heartbeat::Online {
+            agent_version,
+            backend,
+            clock_skew,
+        } => sqlx::query(
             "UPDATE agents SET checked_at = ?, status = 'online', agent_version = ?, backend = ?,
                clock_skew = ?, last_error = NULL WHERE server = ?",
         )
