@@ -1,1 +1,586 @@
 //! The SQL executor: Registry and Directory database work over TDS (tiberius).
+//!
+//! - CHECKDB and sp_updatestats run for the requested databases that exist on the server
+//!   (SEED-NOTES 9): the list comes from the server's `sys.databases`, never from the seed's
+//!   fixed script.
+//! - Site scripts are read through a [`ScriptSource`], split on `GO` and run batch by batch.
+//! - OutflowServices changes go to every Registry database Lockstep can reach (SEED-NOTES 10),
+//!   match rows by host and the `/ose/OutflowServiceExtension.dll` suffix (SEED-NOTES 3), are
+//!   always parameterized, and record the rows before and after.
+//! - Every INFO and ERROR message is evidence; any error fails the step. A connection lost in
+//!   the middle of a change makes the outcome Unknown (it may have taken effect).
+
+pub mod connect;
+pub mod script;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use connect::{capture, classify, connect, Message, SqlClient};
+pub use connect::{SqlEncryption, SqlError, SqlTarget};
+pub use script::{DirScripts, FixedScripts, ScriptSource};
+
+use crate::engine::executor::{ActionStatus, Dispatch, Executor, IdempotencyKey, Outcome};
+use crate::knowledge::operation::{Operation, SqlOperation};
+
+/// The suffix every OutflowServices URL carries.
+pub const OUTFLOW_SUFFIX: &str = "/ose/OutflowServiceExtension.dll";
+
+/// SQL targets by inventory server name. Servers holding a Registry database are found by
+/// asking each one's `sys.databases`, so a target list that misses one shows up as a failure.
+#[derive(Debug, Clone, Default)]
+pub struct SqlConfig {
+    pub servers: BTreeMap<String, SqlTarget>,
+}
+
+pub struct SqlExecutor {
+    config: SqlConfig,
+    scripts: Arc<dyn ScriptSource>,
+    done: Mutex<HashMap<String, Outcome>>,
+    running: Mutex<HashMap<String, ()>>,
+}
+
+/// One OutflowServices row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OutflowRow {
+    pub server_id: i32,
+    pub url: String,
+    pub secure_flag: bool,
+}
+
+/// Registry data and log file sizes, for the 10% free-space rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RegistryFiles {
+    pub mdf_mb: u64,
+    pub ldf_mb: u64,
+}
+
+/// What one server contributed to a step's evidence.
+#[derive(Debug, Default, Serialize)]
+struct ServerEvidence {
+    server: String,
+    encryption: &'static str,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    databases: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    not_on_server: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    before: Option<Vec<OutflowRow>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    after: Option<Vec<OutflowRow>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rows_changed: Option<u64>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    batches: Vec<Value>,
+    messages: Vec<Message>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    note: Option<String>,
+}
+
+fn quote_name(db: &str) -> String {
+    format!("[{}]", db.replace(']', "]]"))
+}
+
+/// The host part of an OutflowServices URL (scheme and suffix removed), lower-cased.
+fn url_host(url: &str) -> Option<String> {
+    let u = url.trim();
+    let u = u
+        .strip_prefix("https://")
+        .or_else(|| u.strip_prefix("http://"))
+        .unwrap_or(u);
+    let lower = u.to_ascii_lowercase();
+    lower
+        .strip_suffix(&OUTFLOW_SUFFIX.to_ascii_lowercase())
+        .map(|h| h.trim_end_matches('/').to_string())
+}
+
+impl SqlExecutor {
+    pub fn new(config: SqlConfig, scripts: Arc<dyn ScriptSource>) -> SqlExecutor {
+        SqlExecutor {
+            config,
+            scripts,
+            done: Mutex::new(HashMap::new()),
+            running: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn target(&self, server: &str) -> Result<&SqlTarget, SqlError> {
+        self.config
+            .servers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(server))
+            .map(|(_, t)| t)
+            .ok_or_else(|| {
+                SqlError::Config(format!("no SQL connection is configured for {server}"))
+            })
+    }
+
+    /// Runs one operation now; `host` is the step's server.
+    pub async fn run(
+        &self,
+        host: Option<&str>,
+        op: &SqlOperation,
+    ) -> Result<Value, (SqlError, Value)> {
+        match op {
+            SqlOperation::OutflowRead
+            | SqlOperation::OutflowUrlHost { .. }
+            | SqlOperation::SecureFlagOff { .. } => self.on_every_registry(op).await,
+            _ => {
+                let Some(host) = host else {
+                    return Err((
+                        SqlError::Config("this SQL step names no server".into()),
+                        Value::Null,
+                    ));
+                };
+                let mut ev = ServerEvidence {
+                    server: host.to_string(),
+                    ..Default::default()
+                };
+                let r = self.on_server(host, op, &mut ev).await;
+                let v = serde_json::to_value(&ev).unwrap_or(Value::Null);
+                r.map(|_| v.clone()).map_err(|e| (e, v))
+            }
+        }
+    }
+
+    async fn session(&self, server: &str, ev: &mut ServerEvidence) -> Result<SqlClient, SqlError> {
+        let t = self.target(server)?;
+        ev.encryption = t.encryption_note();
+        let (c, msgs) = capture(connect(server, t)).await;
+        ev.messages
+            .extend(msgs.into_iter().filter(|m| m.kind == "error"));
+        c
+    }
+
+    async fn on_server(
+        &self,
+        server: &str,
+        op: &SqlOperation,
+        ev: &mut ServerEvidence,
+    ) -> Result<(), SqlError> {
+        let mut c = self.session(server, ev).await?;
+        match op {
+            SqlOperation::CheckDb { databases } | SqlOperation::UpdateStats { databases } => {
+                let present = existing(&mut c, ev).await?;
+                for want in databases {
+                    match present.iter().find(|p| p.eq_ignore_ascii_case(want)) {
+                        Some(db) => ev.databases.push(db.clone()),
+                        None => ev.not_on_server.push(want.clone()),
+                    }
+                }
+                for db in ev.databases.clone() {
+                    let sql = match op {
+                        SqlOperation::CheckDb { .. } => {
+                            format!("DBCC CHECKDB ({})", quote_name(&db))
+                        }
+                        _ => format!("USE {}\nEXEC sp_updatestats", quote_name(&db)),
+                    };
+                    batch(&mut c, &sql, ev).await?;
+                }
+                if ev.databases.is_empty() {
+                    return Err(SqlError::Refused(format!(
+                        "none of {} exists on {server}",
+                        databases.join(", ")
+                    )));
+                }
+                Ok(())
+            }
+            SqlOperation::RunScript { path } => {
+                let text = self
+                    .scripts
+                    .read(server, path)
+                    .await
+                    .map_err(SqlError::Config)?;
+                let batches = script::split_batches(&text)
+                    .map_err(|e| SqlError::Config(format!("{path}: {e}")))?;
+                if batches.is_empty() {
+                    return Err(SqlError::Refused(format!("{path} holds no SQL")));
+                }
+                for (i, b) in batches.iter().enumerate() {
+                    let start = ev.messages.len();
+                    let r = batch(&mut c, &b.text, ev).await;
+                    ev.batches.push(json!({
+                        "batch": i + 1,
+                        "first_line": b.first_line,
+                        "messages": ev.messages.len() - start,
+                        "ok": r.is_ok(),
+                    }));
+                    if let Err(e) = r {
+                        return Err(match e {
+                            SqlError::Server {
+                                code,
+                                class,
+                                line,
+                                message,
+                            } => SqlError::Server {
+                                code,
+                                class,
+                                line: line + b.first_line as u32 - 1,
+                                message: format!(
+                                    "{path}, batch {} of {}: {message}",
+                                    i + 1,
+                                    batches.len()
+                                ),
+                            },
+                            other => other,
+                        });
+                    }
+                }
+                Ok(())
+            }
+            _ => Err(SqlError::Config("not a per-server SQL operation".into())),
+        }
+    }
+
+    /// OutflowServices work on every reachable Registry database, in configuration order.
+    async fn on_every_registry(&self, op: &SqlOperation) -> Result<Value, (SqlError, Value)> {
+        let mut all = Vec::new();
+        let mut skipped = Vec::new();
+        let mut result = Ok(());
+        for server in self.config.servers.keys() {
+            let mut ev = ServerEvidence {
+                server: server.clone(),
+                ..Default::default()
+            };
+            let r = async {
+                let mut c = self.session(server, &mut ev).await?;
+                let present = existing(&mut c, &mut ev).await?;
+                if !present.iter().any(|d| d.eq_ignore_ascii_case("Registry")) {
+                    return Ok(false);
+                }
+                ev.databases.push("Registry".into());
+                outflow(&mut c, op, &mut ev).await.map(|_| true)
+            }
+            .await;
+            match r {
+                Ok(true) => all.push(ev),
+                Ok(false) => skipped.push(server.clone()),
+                Err(e) => {
+                    all.push(ev);
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        if result.is_ok() && all.is_empty() {
+            result = Err(SqlError::Refused(
+                "no configured SQL Server holds a Registry database".into(),
+            ));
+        }
+        let v = json!({ "registry_servers": all, "without_registry": skipped });
+        result.map(|_| v.clone()).map_err(|e| (e, v))
+    }
+
+    /// Registry data and log file sizes on `server`, from `sys.master_files` (8 KB pages).
+    pub async fn registry_file_sizes(&self, server: &str) -> Result<RegistryFiles, SqlError> {
+        let mut ev = ServerEvidence::default();
+        let mut c = self.session(server, &mut ev).await?;
+        let rows = c
+            .query(
+                "SELECT f.type_desc, f.size FROM sys.master_files f JOIN sys.databases d ON d.database_id = f.database_id WHERE d.name = @P1",
+                &[&"Registry"],
+            )
+            .await
+            .map_err(classify)?
+            .into_first_result()
+            .await
+            .map_err(classify)?;
+        let (mut mdf, mut ldf) = (None, None);
+        for r in rows {
+            let kind = r
+                .try_get::<&str, _>(0)
+                .map_err(classify)?
+                .unwrap_or("")
+                .to_string();
+            let pages = r
+                .try_get::<i32, _>(1)
+                .map_err(classify)?
+                .unwrap_or(0)
+                .max(0) as u64;
+            let mb = pages * 8 / 1024;
+            match kind.as_str() {
+                "ROWS" => *mdf.get_or_insert(0) += mb,
+                "LOG" => *ldf.get_or_insert(0) += mb,
+                _ => {}
+            }
+        }
+        match (mdf, ldf) {
+            (Some(mdf_mb), Some(ldf_mb)) => Ok(RegistryFiles { mdf_mb, ldf_mb }),
+            _ => Err(SqlError::Refused(format!(
+                "{server} holds no Registry database"
+            ))),
+        }
+    }
+}
+
+/// Runs a batch to its end, keeping every message; a server error fails it.
+async fn batch(c: &mut SqlClient, sql: &str, ev: &mut ServerEvidence) -> Result<(), SqlError> {
+    let (r, msgs) = capture(async {
+        let s = c.simple_query(sql).await?;
+        s.into_results().await?;
+        Ok::<(), tiberius::error::Error>(())
+    })
+    .await;
+    ev.messages.extend(msgs);
+    r.map_err(classify)
+}
+
+/// Databases on the server, from `sys.databases`.
+async fn existing(c: &mut SqlClient, ev: &mut ServerEvidence) -> Result<Vec<String>, SqlError> {
+    let (r, msgs) = capture(async {
+        let rows = c
+            .simple_query("SELECT name FROM sys.databases")
+            .await?
+            .into_first_result()
+            .await?;
+        Ok::<_, tiberius::error::Error>(
+            rows.iter()
+                .filter_map(|r| r.get::<&str, _>(0).map(str::to_string))
+                .collect::<Vec<_>>(),
+        )
+    })
+    .await;
+    ev.messages
+        .extend(msgs.into_iter().filter(|m| m.kind != "environment"));
+    r.map_err(classify)
+}
+
+async fn read_rows(c: &mut SqlClient) -> Result<Vec<OutflowRow>, SqlError> {
+    let rows = c
+        .query(
+            "SELECT ServerId, Url, secureFlag FROM Registry.dbo.OutflowServices ORDER BY ServerId",
+            &[],
+        )
+        .await
+        .map_err(classify)?
+        .into_first_result()
+        .await
+        .map_err(classify)?;
+    rows.iter()
+        .map(|r| {
+            Ok(OutflowRow {
+                server_id: r
+                    .try_get::<i32, _>(0)
+                    .map_err(classify)?
+                    .unwrap_or_default(),
+                url: r
+                    .try_get::<&str, _>(1)
+                    .map_err(classify)?
+                    .unwrap_or_default()
+                    .to_string(),
+                secure_flag: r.try_get::<bool, _>(2).map_err(classify)?.unwrap_or(false),
+            })
+        })
+        .collect()
+}
+
+async fn outflow(
+    c: &mut SqlClient,
+    op: &SqlOperation,
+    ev: &mut ServerEvidence,
+) -> Result<(), SqlError> {
+    let before = read_rows(c).await?;
+    ev.before = Some(before.clone());
+    let mut changed = 0u64;
+    match op {
+        SqlOperation::OutflowRead => {}
+        SqlOperation::OutflowUrlHost { from_host, to_host } => {
+            let (from, to) = (from_host.trim().to_ascii_lowercase(), to_host.trim());
+            if from.is_empty() || to.is_empty() || to.contains(['/', ' ']) {
+                return Err(SqlError::Refused(format!(
+                    "OutflowServices URL change needs two host names; got `{from_host}` → `{to_host}`"
+                )));
+            }
+            let matching: Vec<&OutflowRow> = before
+                .iter()
+                .filter(|r| url_host(&r.url).as_deref() == Some(from.as_str()))
+                .collect();
+            if matching.is_empty() {
+                if before
+                    .iter()
+                    .any(|r| url_host(&r.url).as_deref() == Some(to.to_ascii_lowercase().as_str()))
+                {
+                    ev.note = Some(format!(
+                        "already applied: the row of {to_host} uses {to_host}"
+                    ));
+                } else {
+                    return Err(SqlError::Refused(format!(
+                        "no OutflowServices row in Registry on {} has host {from_host} (rows: {})",
+                        ev.server,
+                        before
+                            .iter()
+                            .map(|r| r.url.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )));
+                }
+            }
+            for row in matching {
+                // Keep any scheme the row had; only the host changes.
+                let scheme = if row.url.trim().to_ascii_lowercase().starts_with("https://") {
+                    "https://"
+                } else if row.url.trim().to_ascii_lowercase().starts_with("http://") {
+                    "http://"
+                } else {
+                    ""
+                };
+                let new_url = format!("{scheme}{to}{OUTFLOW_SUFFIX}");
+                let (r, msgs) = capture(c.execute(
+                    "UPDATE Registry.dbo.OutflowServices SET Url = @P1 WHERE ServerId = @P2 AND Url = @P3",
+                    &[&new_url.as_str(), &row.server_id, &row.url.as_str()],
+                ))
+                .await;
+                ev.messages.extend(msgs);
+                let n = r.map_err(classify)?.total();
+                if n != 1 {
+                    return Err(SqlError::Refused(format!(
+                        "row {} changed underneath Lockstep ({n} rows updated); nothing else was changed on {}",
+                        row.server_id, ev.server
+                    )));
+                }
+                changed += n;
+            }
+        }
+        SqlOperation::SecureFlagOff { host } => match host {
+            None => {
+                let (r, msgs) = capture(c.execute(
+                    "UPDATE Registry.dbo.OutflowServices SET secureFlag = @P1 WHERE secureFlag <> @P1",
+                    &[&false],
+                ))
+                .await;
+                ev.messages.extend(msgs);
+                changed = r.map_err(classify)?.total();
+            }
+            Some(h) => {
+                let want = h.trim().to_ascii_lowercase();
+                let ids: Vec<i32> = before
+                    .iter()
+                    .filter(|r| url_host(&r.url).as_deref() == Some(want.as_str()))
+                    .map(|r| r.server_id)
+                    .collect();
+                if ids.is_empty() {
+                    return Err(SqlError::Refused(format!(
+                        "no OutflowServices row in Registry on {} has host {h}",
+                        ev.server
+                    )));
+                }
+                for id in ids {
+                    let (r, msgs) = capture(c.execute(
+                        "UPDATE Registry.dbo.OutflowServices SET secureFlag = @P1 WHERE ServerId = @P2",
+                        &[&false, &id],
+                    ))
+                    .await;
+                    ev.messages.extend(msgs);
+                    changed += r.map_err(classify)?.total();
+                }
+            }
+        },
+        _ => return Err(SqlError::Config("not an OutflowServices operation".into())),
+    }
+    if !matches!(op, SqlOperation::OutflowRead) {
+        ev.rows_changed = Some(changed);
+        ev.after = Some(read_rows(c).await?);
+    }
+    Ok(())
+}
+
+fn mutates(op: &SqlOperation) -> bool {
+    !matches!(op, SqlOperation::OutflowRead | SqlOperation::CheckDb { .. })
+}
+
+#[async_trait::async_trait]
+impl Executor for SqlExecutor {
+    async fn execute(&self, dispatch: &Dispatch) -> Outcome {
+        let key = dispatch.key.as_string();
+        if let Some(o) = self.done.lock().ok().and_then(|d| d.get(&key).cloned()) {
+            return o;
+        }
+        let Operation::Sql(op) = &dispatch.operation else {
+            return Outcome::Failed {
+                message: "the SQL executor runs only SQL operations".into(),
+                evidence: Value::Null,
+            };
+        };
+        if let Ok(mut r) = self.running.lock() {
+            if r.insert(key.clone(), ()).is_some() {
+                return Outcome::Unknown {
+                    reason: format!("{key} is already running"),
+                };
+            }
+        }
+        let within = Duration::from_secs(dispatch.timeout_secs.max(1));
+        let outcome = match tokio::time::timeout(within, self.run(dispatch.host.as_deref(), op))
+            .await
+        {
+            Err(_) if mutates(op) => Outcome::Unknown {
+                reason: format!("no answer within {within:?}; the change may have taken effect"),
+            },
+            Err(_) => Outcome::Failed {
+                message: format!("no answer within {within:?}"),
+                evidence: Value::Null,
+            },
+            Ok(Ok(evidence)) => Outcome::Succeeded { evidence },
+            Ok(Err((SqlError::Transport(m), _))) if mutates(op) => Outcome::Unknown {
+                reason: format!(
+                    "the connection broke during the change, which may have taken effect: {m}"
+                ),
+            },
+            Ok(Err((e, evidence))) => Outcome::Failed {
+                message: e.to_string(),
+                evidence,
+            },
+        };
+        if let Ok(mut r) = self.running.lock() {
+            r.remove(&key);
+        }
+        if !matches!(outcome, Outcome::Unknown { .. }) {
+            if let Ok(mut d) = self.done.lock() {
+                d.insert(key, outcome.clone());
+            }
+        }
+        outcome
+    }
+
+    async fn status(&self, key: &IdempotencyKey, _host: Option<&str>) -> ActionStatus {
+        let k = key.as_string();
+        if let Some(outcome) = self.done.lock().ok().and_then(|d| d.get(&k).cloned()) {
+            return ActionStatus::Finished { outcome };
+        }
+        if self
+            .running
+            .lock()
+            .map(|r| r.contains_key(&k))
+            .unwrap_or(false)
+        {
+            return ActionStatus::Running;
+        }
+        ActionStatus::NotFound
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_hosts_ignore_scheme_and_case() {
+        assert_eq!(
+            url_host("DT1.contoso.local/ose/OutflowServiceExtension.dll").as_deref(),
+            Some("dt1.contoso.local")
+        );
+        assert_eq!(
+            url_host("https://dt1/ose/outflowserviceextension.dll").as_deref(),
+            Some("dt1")
+        );
+        assert_eq!(url_host("dt1/other"), None);
+    }
+
+    #[test]
+    fn database_names_are_bracket_quoted() {
+        assert_eq!(quote_name("Reg]istry"), "[Reg]]istry]");
+    }
+}
