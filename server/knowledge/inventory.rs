@@ -377,7 +377,7 @@ impl Server {
 
 /// One problem in an inventory file: the line (when known), the field path such as
 /// `servers[2].side`, and what is wrong.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Problem {
     pub line: Option<usize>,
     pub field: String,
@@ -413,8 +413,9 @@ impl fmt::Display for InventoryError {
 
 impl std::error::Error for InventoryError {}
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// A Data Center. Built by [`Inventory::from_toml`] (or checked by [`Inventory::validate`]);
+/// deliberately not `Deserialize`, so no path skips the shape rules. Serializes to the file format.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Inventory {
     pub name: String,
     pub topology: Topology,
