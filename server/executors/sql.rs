@@ -390,7 +390,9 @@ async fn outflow(
         SqlOperation::OutflowRead => {}
         SqlOperation::OutflowUrlHost { from_host, to_host } => {
             let (from, to) = (from_host.trim().to_ascii_lowercase(), to_host.trim());
-            if from.is_empty() || to.is_empty() || to.contains(['/', ' ']) {
+            // Host names come from the inventory; '/' would change the URL's shape. Anything else
+            // is data: it only ever travels as a parameter.
+            if from.is_empty() || to.is_empty() || to.contains('/') {
                 return Err(SqlError::Refused(format!(
                     "OutflowServices URL change needs two host names; got `{from_host}` → `{to_host}`"
                 )));
