@@ -1,8 +1,14 @@
 //! The dashboard against the real application on port 0 with a fresh database per test.
 
+#[path = "web/api.rs"]
+mod api;
 #[path = "web/app.rs"]
 mod app;
 #[path = "web/auth.rs"]
 mod auth;
+#[path = "web/matrix.rs"]
+mod matrix;
+#[path = "web/pages.rs"]
+mod pages;
 #[path = "web/runs.rs"]
 mod runs;

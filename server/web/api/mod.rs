@@ -1,12 +1,17 @@
-//! The JSON API under `/api/v1`: bearer tokens (or a browser session), the same role checks and
-//! the same four-eyes rules as the pages, described by `openapi.json`.
+//! The JSON API under `/api/v1`: bearer tokens (or a browser session with its CSRF header), the
+//! same role checks and the same four-eyes rules as the pages (the engine enforces them), and a
+//! hand-written OpenAPI 3 description at `/api/v1/openapi.json` kept in step with these routes
+//! by the tests.
 
+mod handlers;
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::FromRequest;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 
-use super::auth::CurrentUser;
 use super::{AppError, AppState};
 
 /// The API's error: the same [`AppError`] answered as JSON `{ "error", "status" }`.
@@ -15,6 +20,18 @@ pub struct ApiError(pub AppError);
 impl<E: Into<AppError>> From<E> for ApiError {
     fn from(e: E) -> Self {
         ApiError(e.into())
+    }
+}
+
+impl From<JsonRejection> for AppError {
+    fn from(e: JsonRejection) -> Self {
+        AppError::BadRequest(format!("request body: {}", e.body_text()))
+    }
+}
+
+impl From<QueryRejection> for AppError {
+    fn from(e: QueryRejection) -> Self {
+        AppError::BadRequest(format!("query: {}", e.body_text()))
     }
 }
 
@@ -39,12 +56,40 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// `Json<T>` whose rejections are API errors (JSON, 422) instead of plain text.
+#[derive(FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct ApiJson<T>(pub T);
+
+/// `Query<T>` whose rejections are API errors.
+#[derive(axum::extract::FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct ApiQuery<T>(pub T);
+
 pub type ApiResult<T> = Result<Json<T>, ApiError>;
 
 pub fn routes() -> Router<AppState> {
+    use handlers as h;
     Router::new()
         .route("/openapi.json", get(openapi))
-        .route("/me", get(me))
+        .route("/me", get(h::me))
+        .route("/tokens", post(h::create_token))
+        .route("/users", get(h::users).post(h::add_user))
+        .route("/users/{name}/disable", post(h::disable_user))
+        .route(
+            "/datacenters",
+            get(h::datacenters).post(h::upload_datacenter),
+        )
+        .route("/datacenters/{name}", get(h::datacenter))
+        .route("/runbooks", get(h::runbooks))
+        .route("/runbooks/{id}", get(h::runbook))
+        .route("/runs", get(h::runs).post(h::create_run))
+        .route("/runs/{id}", get(h::run))
+        .route("/runs/{id}/report", get(h::report))
+        .route("/runs/{id}/comments", post(h::comment))
+        .route("/runs/{id}/{action}", post(h::run_action))
+        .route("/runs/{id}/steps/{step}/{action}", post(h::step_action))
+        .route("/audit", get(h::audit))
         .fallback(api_not_found)
 }
 
@@ -52,21 +97,8 @@ async fn api_not_found(uri: axum::http::Uri) -> ApiError {
     ApiError(AppError::NotFound(format!("no API route {}", uri.path())))
 }
 
-const OPENAPI: &str = include_str!("openapi.json");
+pub const OPENAPI: &str = include_str!("openapi.json");
 
 async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
-}
-
-#[derive(serde::Serialize)]
-pub struct Me {
-    pub name: String,
-    pub role: super::auth::Role,
-}
-
-async fn me(user: CurrentUser) -> ApiResult<Me> {
-    Ok(Json(Me {
-        name: user.user.name.clone(),
-        role: user.user.role,
-    }))
 }

@@ -65,9 +65,17 @@ impl<S: Send + Sync> FromRequestParts<S> for CurrentUser {
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         match parts.extensions.get::<Identity>() {
             Some(Identity(Some(u))) => Ok(u.clone()),
-            _ => Err(AppError::Unauthenticated {
-                api: parts.uri.path().starts_with("/api/"),
-            }),
+            _ => {
+                // Nested routers see the path without its prefix; the original tells API from page.
+                let path = parts
+                    .extensions
+                    .get::<axum::extract::OriginalUri>()
+                    .map(|u| u.0.path().to_string())
+                    .unwrap_or_else(|| parts.uri.path().to_string());
+                Err(AppError::Unauthenticated {
+                    api: path.starts_with("/api/"),
+                })
+            }
         }
     }
 }

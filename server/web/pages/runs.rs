@@ -246,17 +246,17 @@ pub async fn control(
 #[derive(Deserialize, Default)]
 pub struct StepForm {
     #[serde(default)]
-    comment: String,
+    pub comment: String,
     #[serde(default)]
-    content_hash: String,
+    pub content_hash: String,
     #[serde(default)]
-    decision: String,
+    pub decision: String,
     #[serde(default)]
-    note: String,
+    pub note: String,
     #[serde(default)]
-    justification: String,
+    pub justification: String,
     #[serde(default)]
-    text: String,
+    pub text: String,
 }
 
 /// Step controls: approve/deny a gate, claim/complete a manual task, retry, skip, resolve.

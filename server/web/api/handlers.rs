@@ -1,0 +1,536 @@
+//! The API's handlers. Each mirrors a page action and shares its code path.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+
+use super::{ApiError, ApiJson, ApiQuery, ApiResult};
+use crate::engine::audit::{AuditEvent, VerifyReport};
+use crate::engine::machine::RunEvent;
+use crate::engine::store::{RunRecord, StepRecord};
+use crate::knowledge::preflight::Finding;
+use crate::web::auth::{accounts, CurrentUser, Role};
+use crate::web::pages::audit::AuditFilter;
+use crate::web::pages::newrun::{self, RunRequest};
+use crate::web::pages::report::{self, ReportJson};
+use crate::web::pages::runbooks;
+use crate::web::pages::runs::{step_event, StepForm};
+use crate::web::{datacenters, engine_error, AppError, AppState};
+
+#[derive(Serialize)]
+pub struct Me {
+    pub name: String,
+    pub role: Role,
+}
+
+pub async fn me(user: CurrentUser) -> ApiResult<Me> {
+    Ok(Json(Me {
+        name: user.user.name.clone(),
+        role: user.user.role,
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewToken {
+    pub label: String,
+}
+
+#[derive(Serialize)]
+pub struct TokenCreated {
+    pub token: String,
+    pub label: String,
+}
+
+pub async fn create_token(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    ApiJson(t): ApiJson<NewToken>,
+) -> Result<Response, ApiError> {
+    let token =
+        accounts::create_token(&state.pool, me.user.id, &t.label, state.clock.now()).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(TokenCreated {
+            token,
+            label: t.label.trim().to_string(),
+        }),
+    )
+        .into_response())
+}
+
+pub async fn users(
+    State(state): State<AppState>,
+    me: CurrentUser,
+) -> ApiResult<Vec<accounts::User>> {
+    me.require(Role::Admin)?;
+    Ok(Json(accounts::list_users(&state.pool).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewUser {
+    pub name: String,
+    pub role: String,
+    pub password: String,
+}
+
+pub async fn add_user(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    ApiJson(u): ApiJson<NewUser>,
+) -> Result<Response, ApiError> {
+    me.require(Role::Admin)?;
+    let role: Role = u
+        .role
+        .parse()
+        .map_err(|e: String| AppError::BadRequest(format!("role: {e}")))?;
+    let user = accounts::add_user(
+        &state.pool,
+        u.name.trim(),
+        role,
+        &u.password,
+        state.clock.now(),
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(user)).into_response())
+}
+
+pub async fn disable_user(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    Path(name): Path<String>,
+) -> ApiResult<accounts::User> {
+    me.require(Role::Admin)?;
+    Ok(Json(accounts::disable_user(&state.pool, &name).await?))
+}
+
+#[derive(Serialize)]
+pub struct DataCenterSummary {
+    pub name: String,
+    pub uploaded_by: String,
+    pub uploaded_at: i64,
+}
+
+pub async fn datacenters(
+    State(state): State<AppState>,
+    me: CurrentUser,
+) -> ApiResult<Vec<DataCenterSummary>> {
+    me.require(Role::Viewer)?;
+    let all = datacenters::list(&state.pool)
+        .await
+        .map_err(AppError::from)?;
+    Ok(Json(
+        all.into_iter()
+            .map(|d| DataCenterSummary {
+                name: d.name,
+                uploaded_by: d.uploaded_by,
+                uploaded_at: d.uploaded_at,
+            })
+            .collect(),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Upload {
+    pub toml: String,
+}
+
+#[derive(Serialize)]
+pub struct Problem {
+    pub line: Option<usize>,
+    pub field: String,
+    pub message: String,
+}
+
+#[derive(Serialize)]
+pub struct UploadRefused {
+    pub error: String,
+    pub status: u16,
+    pub problems: Vec<Problem>,
+}
+
+#[derive(Serialize)]
+pub struct DataCenterDetail {
+    pub name: String,
+    pub inventory: crate::knowledge::inventory::Inventory,
+    pub findings: Vec<Finding>,
+}
+
+pub async fn upload_datacenter(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    ApiJson(u): ApiJson<Upload>,
+) -> Result<Response, ApiError> {
+    me.require(Role::Operator)?;
+    match datacenters::save(&state.pool, &u.toml, me.name(), state.clock.now())
+        .await
+        .map_err(AppError::from)?
+    {
+        Ok(inv) => {
+            let findings = crate::knowledge::preflight::preflight(&inv, None, &BTreeMap::new());
+            Ok((
+                StatusCode::CREATED,
+                Json(DataCenterDetail {
+                    name: inv.name.clone(),
+                    inventory: inv,
+                    findings,
+                }),
+            )
+                .into_response())
+        }
+        Err(e) => Ok((
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(UploadRefused {
+                error: "the inventory was not stored".into(),
+                status: 422,
+                problems: e
+                    .problems
+                    .into_iter()
+                    .map(|p| Problem {
+                        line: p.line,
+                        field: p.field,
+                        message: p.message,
+                    })
+                    .collect(),
+            }),
+        )
+            .into_response()),
+    }
+}
+
+pub async fn datacenter(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    Path(name): Path<String>,
+) -> ApiResult<DataCenterDetail> {
+    me.require(Role::Viewer)?;
+    let dc = datacenters::current(&state.pool, &name)
+        .await
+        .map_err(AppError::from)?
+        .ok_or_else(|| AppError::NotFound(format!("no Data Center named `{name}`")))?;
+    let inv = dc
+        .inventory()
+        .map_err(|e| AppError::Conflict(format!("the stored inventory no longer parses: {e}")))?;
+    let findings = crate::knowledge::preflight::preflight(&inv, None, &BTreeMap::new());
+    Ok(Json(DataCenterDetail {
+        name: dc.name,
+        inventory: inv,
+        findings,
+    }))
+}
+
+#[derive(Serialize)]
+pub struct RunbookSummary {
+    pub id: String,
+    pub title: String,
+    pub description: String,
+    pub parameters: Vec<crate::knowledge::runbook::Parameter>,
+    pub steps: Vec<RunbookStep>,
+}
+
+#[derive(Serialize)]
+pub struct RunbookStep {
+    pub id: String,
+    pub title: String,
+    pub section: String,
+    pub phase: String,
+    pub kind: &'static str,
+    pub estimate_secs: u64,
+}
+
+fn runbook_summary(r: &crate::knowledge::runbook::Runbook) -> RunbookSummary {
+    RunbookSummary {
+        id: r.id.clone(),
+        title: r.title.clone(),
+        description: r.description.clone(),
+        parameters: r.parameters.clone(),
+        steps: r
+            .steps
+            .iter()
+            .map(|s| RunbookStep {
+                id: s.id.clone(),
+                title: s.title.clone(),
+                section: s.section.clone(),
+                phase: s.phase.clone(),
+                kind: s.kind.as_str(),
+                estimate_secs: s.estimate_secs,
+            })
+            .collect(),
+    }
+}
+
+pub async fn runbooks(me: CurrentUser) -> ApiResult<Vec<RunbookSummary>> {
+    me.require(Role::Viewer)?;
+    Ok(Json(
+        runbooks::catalog()?
+            .all()
+            .iter()
+            .map(runbook_summary)
+            .collect(),
+    ))
+}
+
+pub async fn runbook(me: CurrentUser, Path(id): Path<String>) -> ApiResult<RunbookSummary> {
+    me.require(Role::Viewer)?;
+    Ok(Json(runbook_summary(runbooks::runbook(&id)?)))
+}
+
+pub async fn runs(State(state): State<AppState>, me: CurrentUser) -> ApiResult<Vec<RunRecord>> {
+    me.require(Role::Viewer)?;
+    Ok(Json(state.store.runs().await.map_err(engine_error)?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRun {
+    pub datacenter: String,
+    pub runbook: String,
+    #[serde(default)]
+    pub params: BTreeMap<String, String>,
+    pub change_ticket: String,
+    /// `YYYY-MM-DDTHH:MM` (UTC)
+    #[serde(default)]
+    pub window_start: Option<String>,
+    #[serde(default)]
+    pub window_end: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct RunDetail {
+    pub run: RunRecord,
+    pub steps: Vec<StepRecord>,
+}
+
+pub async fn create_run(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    ApiJson(c): ApiJson<CreateRun>,
+) -> Result<Response, ApiError> {
+    me.require(Role::Operator)?;
+    let req = RunRequest {
+        datacenter: c.datacenter.trim().to_string(),
+        runbook: c.runbook.trim().to_string(),
+        params: c.params,
+        change_ticket: c.change_ticket.trim().to_string(),
+        window_start: c.window_start.unwrap_or_default().trim().to_string(),
+        window_end: c.window_end.unwrap_or_default().trim().to_string(),
+    };
+    let id = newrun::create_run(&state, &me, &req).await?;
+    let detail = run_detail(&state, &id).await?;
+    Ok((StatusCode::CREATED, Json(detail)).into_response())
+}
+
+async fn run_detail(state: &AppState, id: &str) -> Result<RunDetail, AppError> {
+    Ok(RunDetail {
+        run: state.store.run(id).await.map_err(engine_error)?,
+        steps: state.store.steps(id).await.map_err(engine_error)?,
+    })
+}
+
+pub async fn run(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    Path(id): Path<String>,
+) -> ApiResult<RunDetail> {
+    me.require(Role::Viewer)?;
+    Ok(Json(run_detail(&state, &id).await?))
+}
+
+pub async fn report(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    Path(id): Path<String>,
+) -> ApiResult<ReportJson> {
+    me.require(Role::Viewer)?;
+    Ok(Json(report::build_json(&state, &id).await?))
+}
+
+/// An action body that may be left out entirely (empty means all defaults).
+fn optional_json<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<T, AppError> {
+    if body.iter().all(|b| b.is_ascii_whitespace()) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body).map_err(|e| AppError::BadRequest(format!("request body: {e}")))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RunActionBody {
+    #[serde(default)]
+    pub comment: String,
+    #[serde(default)]
+    pub reason: String,
+}
+
+pub async fn run_action(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    Path((id, action)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> ApiResult<RunDetail> {
+    let b: RunActionBody = optional_json(&body)?;
+    let actor = me.actor();
+    let (needed, event) = match action.as_str() {
+        "submit" => (Role::Operator, RunEvent::Submit { actor }),
+        "approve" => (
+            Role::Approver,
+            RunEvent::ApproveStart {
+                actor,
+                comment: b.comment.trim().to_string(),
+            },
+        ),
+        "pause" => (
+            Role::Operator,
+            RunEvent::Pause {
+                actor,
+                reason: b.reason.trim().to_string(),
+            },
+        ),
+        "resume" => (Role::Operator, RunEvent::Resume { actor }),
+        "abort" => (
+            Role::Operator,
+            RunEvent::Abort {
+                actor,
+                reason: b.reason.trim().to_string(),
+            },
+        ),
+        _ => return Err(AppError::NotFound(format!("no run action `{action}`")).into()),
+    };
+    me.require(needed)?;
+    state.store.run(&id).await.map_err(engine_error)?;
+    state
+        .store
+        .apply_run_event(&id, &event, state.clock.now_ms())
+        .await
+        .map_err(engine_error)?;
+    state.wake();
+    Ok(Json(run_detail(&state, &id).await?))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct StepActionBody {
+    #[serde(default)]
+    pub comment: String,
+    #[serde(default)]
+    pub content_hash: String,
+    #[serde(default)]
+    pub note: String,
+    #[serde(default)]
+    pub justification: String,
+    /// For `resolve`: the evidence (mark done) or the reason (mark failed).
+    #[serde(default)]
+    pub text: String,
+    /// For `resolve`: `done` or `failed`.
+    #[serde(default)]
+    pub decision: String,
+}
+
+pub async fn step_action(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    Path((id, step_id, action)): Path<(String, String, String)>,
+    body: axum::body::Bytes,
+) -> ApiResult<StepRecord> {
+    let b: StepActionBody = optional_json(&body)?;
+    let form = StepForm {
+        comment: b.comment,
+        content_hash: b.content_hash,
+        decision: b.decision,
+        note: b.note,
+        justification: b.justification,
+        text: b.text,
+    };
+    let event = step_event(&me, &action, form)?;
+    state
+        .store
+        .step(&id, &step_id)
+        .await
+        .map_err(engine_error)?;
+    state
+        .store
+        .apply_step_event(&id, &step_id, &event, state.clock.now_ms())
+        .await
+        .map_err(engine_error)?;
+    state.wake();
+    Ok(Json(
+        state
+            .store
+            .step(&id, &step_id)
+            .await
+            .map_err(engine_error)?,
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommentBody {
+    pub text: String,
+    #[serde(default)]
+    pub step_id: Option<String>,
+}
+
+pub async fn comment(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    Path(id): Path<String>,
+    ApiJson(c): ApiJson<CommentBody>,
+) -> Result<Response, ApiError> {
+    me.require(Role::Operator)?;
+    let text = c.text.trim();
+    if text.is_empty() || text.chars().count() > 4000 {
+        return Err(AppError::BadRequest("text: write 1 to 4000 characters".into()).into());
+    }
+    let step = c
+        .step_id
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty());
+    let event = state
+        .store
+        .comment(&id, step, &me.actor(), text, state.clock.now_ms())
+        .await
+        .map_err(engine_error)?;
+    Ok((StatusCode::CREATED, Json(event)).into_response())
+}
+
+#[derive(Serialize)]
+pub struct AuditPage {
+    pub events: Vec<AuditEvent>,
+    pub total: usize,
+    pub page: usize,
+    pub pages: usize,
+    pub chain: VerifyReport,
+}
+
+pub async fn audit(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    ApiQuery(f): ApiQuery<AuditFilter>,
+) -> ApiResult<AuditPage> {
+    me.require(Role::Viewer)?;
+    let events = f.apply(state.store.all_events().await.map_err(engine_error)?)?;
+    let chain = state.store.verify_audit().await.map_err(engine_error)?;
+    let size = crate::web::pages::audit::PAGE_SIZE;
+    let total = events.len();
+    let pages = total.div_ceil(size).max(1);
+    let page = f.page.unwrap_or(1).clamp(1, pages);
+    let events = events
+        .into_iter()
+        .skip((page - 1) * size)
+        .take(size)
+        .collect();
+    Ok(Json(AuditPage {
+        events,
+        total,
+        page,
+        pages,
+        chain,
+    }))
+}
