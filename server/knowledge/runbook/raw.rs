@@ -237,6 +237,7 @@ pub(super) fn parse(file: &str, text: &str) -> Result<Runbook, Vec<RunbookError>
                 }
             }
         }
+        check_texts(&mut cx, &s, i, &parameters);
         steps.push(StepTemplate {
             line: cx.line(&s.id.span()),
             id,
@@ -273,6 +274,44 @@ pub(super) fn parse(file: &str, text: &str) -> Result<Runbook, Vec<RunbookError>
         steps,
         source: file.to_string(),
     })
+}
+
+/// Placeholders in titles and instructions must exist, and a step bound to no server may not use
+/// the server's placeholders (`{host}`, `{host.fqdn}`, `{registry.other}`, ...).
+fn check_texts(cx: &mut Ctx, s: &RawStep, i: usize, params: &[Parameter]) {
+    let span = s.id.span();
+    let mut texts: Vec<(&str, String)> = vec![
+        ("title", s.title.clone()),
+        ("instructions", s.instructions.clone()),
+    ];
+    for (name, v) in [
+        ("operation", &s.operation),
+        ("postcondition", &s.postcondition),
+        ("undo", &s.undo),
+    ] {
+        if let Some(v) = v {
+            texts.push((name, v.get_ref().to_string()));
+        }
+    }
+    for (name, text) in texts {
+        if matches!(name, "title" | "instructions") {
+            if let Err(m) = template::check_text(&text, params) {
+                cx.err(&span, format!("steps[{i}].{name}"), K::BadValue, m);
+                continue;
+            }
+        }
+        if s.target.is_none() && (text.contains("{host") || text.contains("{registry.other}")) {
+            cx.err(
+                &span,
+                format!("steps[{i}].{name}"),
+                K::KindMismatch,
+                format!(
+                "uses a server placeholder, but step `{}` has no `target` to bind it to a server",
+                s.id.get_ref()
+            ),
+            );
+        }
+    }
 }
 
 fn check_parameters(cx: &mut Ctx, raw: Vec<RawParameter>) -> Vec<Parameter> {
