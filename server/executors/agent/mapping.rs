@@ -103,7 +103,7 @@ pub fn version_is(ev: &Evidence, expect: &str) -> Result<(), String> {
     match version {
         None => Err("no Connected Backup version is installed".into()),
         Some(v) => match v.parse::<Version>() {
-            Ok(got) if got == want => Ok(()),
+            Ok(got) if got.cmp(&want) == std::cmp::Ordering::Equal => Ok(()),
             Ok(_) => Err(format!("installed version is {v}, expected {expect}")),
             Err(e) => Err(format!("the installed version reads `{v}`: {e}")),
         },
