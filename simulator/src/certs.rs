@@ -19,6 +19,8 @@ impl From<rcgen::Error> for CertError {
 pub struct ServerCert {
     pub chain: Vec<CertificateDer<'static>>,
     pub key: PrivateKeyDer<'static>,
+    /// The leaf certificate, PEM (what a site would import to trust a self-signed one).
+    pub leaf_pem: String,
 }
 
 impl Clone for ServerCert {
@@ -26,6 +28,7 @@ impl Clone for ServerCert {
         ServerCert {
             chain: self.chain.clone(),
             key: self.key.clone_key(),
+            leaf_pem: self.leaf_pem.clone(),
         }
     }
 }
@@ -72,6 +75,7 @@ impl SimCa {
         Ok(ServerCert {
             chain: vec![cert.der().clone(), self.der()],
             key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+            leaf_pem: cert.pem(),
         })
     }
 }
@@ -90,6 +94,7 @@ pub fn self_signed(cn: &str) -> Result<ServerCert, CertError> {
     Ok(ServerCert {
         chain: vec![cert.der().clone()],
         key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+        leaf_pem: cert.pem(),
     })
 }
 

@@ -109,6 +109,8 @@ struct Site {
     /// The honest certificate, and one naming another host (for the mismatch fault).
     good: Option<Arc<rustls::ServerConfig>>,
     wrong: Option<Arc<rustls::ServerConfig>>,
+    /// The honest leaf certificate, PEM.
+    leaf_pem: Option<String>,
 }
 
 /// A running web endpoint. Dropping it closes the port (probes then see connection refused).
@@ -140,14 +142,19 @@ impl WebEndpoint {
         host: Arc<dyn HostView>,
     ) -> anyhow::Result<WebEndpoint> {
         let addr = listener.local_addr()?;
-        let (good, wrong) = match &spec.certificate_cn {
+        let (good, wrong, leaf_pem) = match &spec.certificate_cn {
             Some(cn) => {
-                let good = certs::server_config(&make_cert(&spec, cn, ca)?)?;
+                let cert = make_cert(&spec, cn, ca)?;
+                let good = certs::server_config(&cert)?;
                 let other = format!("not-{}", spec.fqdn);
                 let wrong = certs::server_config(&make_cert(&spec, &other, ca)?)?;
-                (Some(Arc::new(good)), Some(Arc::new(wrong)))
+                (
+                    Some(Arc::new(good)),
+                    Some(Arc::new(wrong)),
+                    Some(cert.leaf_pem),
+                )
             }
-            None => (None, None),
+            None => (None, None, None),
         };
         let site = Arc::new(Site {
             spec,
@@ -156,6 +163,7 @@ impl WebEndpoint {
             tls: RwLock::new(good.clone()),
             good,
             wrong,
+            leaf_pem,
         });
         let s = site.clone();
         let task = tokio::spawn(async move {
@@ -171,6 +179,11 @@ impl WebEndpoint {
             }
         });
         Ok(WebEndpoint { addr, site, task })
+    }
+
+    /// The certificate presented (without faults), PEM; `None` without HTTPS.
+    pub fn certificate_pem(&self) -> Option<&str> {
+        self.site.leaf_pem.as_deref()
     }
 
     pub fn spec(&self) -> &WebSpec {

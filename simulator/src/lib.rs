@@ -2,6 +2,12 @@
 //! Registry and Directory databases, HTTPS for the IIS endpoints the verification probes read.
 
 pub mod certs;
+pub mod datacenter;
+pub mod description;
 pub mod iis;
+pub mod scripts;
 pub mod sql;
 pub mod tds;
+
+pub use datacenter::{Endpoints, SimOptions, SimulatedDataCenter};
+pub use description::Description;
