@@ -715,6 +715,120 @@ fn helpers_find_the_other_registry_and_the_directory_pairs() {
     );
 }
 
+/// Smaller error classes, one row each: (change to the mirrored template, line marker, field,
+/// words in the message).
+#[test]
+fn each_remaining_error_class_names_its_line_and_field() {
+    let cases: &[(&str, &str, &str, &str, &str)] = &[
+        (
+            "issuer = \"self-signed\"",
+            "issuer = \"self-signed\"\nport = 70000",
+            "port = 70000",
+            "servers[2].certificate.port",
+            "not a TCP port",
+        ),
+        (
+            "issuer = \"self-signed\"",
+            "issuer = \"self-signed\"\nport = -1",
+            "port = -1",
+            "servers[2].certificate.port",
+            "negative",
+        ),
+        (
+            "common_name = \"web1.contoso.local\"",
+            "common_name = \"web 1\"",
+            "common_name",
+            "servers[2].certificate.common_name",
+            "not a host name",
+        ),
+        (
+            "name = \"Contoso test\"",
+            "name = \" Contoso test\"",
+            "name = ",
+            "name",
+            "leading or trailing spaces",
+        ),
+        (
+            "name = \"Contoso test\"",
+            "name = \"\"",
+            "name = ",
+            "name",
+            "must not be empty",
+        ),
+        (
+            "topology = \"mirrored\"",
+            "topology = 3",
+            "topology",
+            "topology",
+            "expected a string, found an integer",
+        ),
+        (
+            "ssl = true\n",
+            "ssl = true\n\n[servers.facts]\nsql_agent_account = 'CORP\\svc'\n",
+            "sql_agent_account",
+            "servers[2].facts.sql_agent_account",
+            "no sql_server",
+        ),
+        (
+            "ssl = true\n",
+            "ssl = true\n\n[servers.facts]\nfree_disk_mb = \"lots\"\n",
+            "free_disk_mb",
+            "servers[2].facts.free_disk_mb",
+            "expected an integer",
+        ),
+        (
+            "roles = [\"support-center\", \"datatransfer-api\"]",
+            "roles = \"support-center\"",
+            "roles = \"support",
+            "servers[2].roles",
+            "expected an array of roles",
+        ),
+    ];
+    for (from, to, marker, field, words) in cases {
+        assert!(MIRRORED.contains(from), "template lacks {from}");
+        let text = replace_nth(MIRRORED, from, to, 0);
+        assert_refused(&text, line_of(&text, marker, 0), field, words);
+    }
+}
+
+#[test]
+fn a_table_field_given_as_a_value_is_refused() {
+    let text = MIRRORED
+        .replace("[servers.datatransfer]\nssl = true\n", "")
+        .replace(
+            "roles = [\"support-center\", \"datatransfer-api\"]",
+            "roles = [\"support-center\", \"datatransfer-api\"]\ndatatransfer = true",
+        );
+    assert_refused(
+        &text,
+        line_of(&text, "datatransfer = true", 0),
+        "servers[2].datatransfer",
+        "expected a table, found a boolean",
+    );
+}
+
+#[test]
+fn a_file_without_servers_is_refused() {
+    let head = "name = \"x\"\ntopology = \"standalone\"\n";
+    assert_refused(
+        &format!("{head}servers = []\n"),
+        3,
+        "servers",
+        "lists no servers",
+    );
+    assert_refused(
+        &format!("{head}[servers]\nname = \"a\"\n"),
+        3,
+        "servers",
+        "expected [[servers]] tables",
+    );
+    let errors = refusal("");
+    assert_eq!(errors.len(), 3, "{errors:#?}");
+    assert!(errors
+        .iter()
+        .all(|e| e.starts_with("examples/bad.toml:1: ") && e.contains("missing")));
+}
+
 // --- `lockstep inventory check`, the real binary -----------------------------------------
 
 fn lockstep(args: &[&str]) -> std::process::Output {

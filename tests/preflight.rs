@@ -1280,3 +1280,29 @@ fn preflight_with_a_runbook_target_applies_its_minimums_and_exits_1() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("target=2019"));
 }
+
+#[test]
+fn no_management_api_passes_and_an_unknown_runbook_runs_the_estate_rules_only() {
+    let mut inv = clean();
+    inv.servers.iter_mut().for_each(|s| {
+        s.roles.remove(&Role::ManagementApi);
+    });
+    let findings = run(&inv, Some("my-site-runbook"), None);
+    let f = assert_one(
+        &findings,
+        "one-management-api",
+        None,
+        Outcome::Pass,
+        Severity::Info,
+    );
+    assert!(f.message.contains("offers to install"), "{}", f.message);
+    let f = assert_one(
+        &findings,
+        "runbook-rules",
+        None,
+        Outcome::Pass,
+        Severity::Info,
+    );
+    assert!(f.message.contains("my-site-runbook"));
+    assert!(!of(&findings, "registry-free-space", Some("DC1")).is_empty());
+}
