@@ -45,22 +45,24 @@ it concerns, with the dependencies the vendor's guide requires for this topology
 The plan is deterministic: the same inventory, runbook and parameters give the same plan, with \
 the same step ids (`step` or `step@SERVER`), so approvals and audit entries keep their meaning.
 
-Formats:
-  text  the printable runbook to attach to a change request: numbered steps grouped by phase, \
-each with its server, the seed section, the steps it waits for, what is done and what is checked \
-after (default)
-  json  {\"runbook\",\"topology\",\"steps\":[{\"id\",\"title\",\"section\",\"kind\",\"host\",\
-\"depends_on\":[ids]}]}; host is null for a step not bound to one server; steps carry more fields \
-(operation, postcondition, undo, gate, retry, estimates)
-  dot   a Graphviz graph: `lockstep plan ... --format dot | dot -Tsvg > plan.svg`
+--format text (default): the printable runbook to attach to a change request: numbered steps \
+grouped by phase, each with its server, the seed section, the steps it waits for, what is done \
+and what is checked after.
+
+--format json: {\"runbook\",\"topology\",\"steps\":[{\"id\",\"title\",\"section\",\"kind\",\"host\",\
+\"depends_on\":[ids]}]}; host is null for a step not bound to one server; steps carry more \
+fields (operation, postcondition, undo, gate, retry, estimates).
+
+--format dot: a Graphviz graph, e.g. piped into `dot -Tsvg > plan.svg`.
 
 Parameters: upgrade-sql-server and upgrade-windows-server need --param target=RELEASE; \
 uninstall-datatransfer-api needs --param server=NAME. `lockstep runbook show ID` lists them.
 
 Examples:
   lockstep plan --inventory examples/mirrored.toml --runbook upgrade-8.11
-  lockstep plan --inventory examples/clustered.toml --runbook upgrade-sql-server --param target=2016 --format json
-  lockstep plan --inventory examples/standalone.toml --runbook upgrade-windows-server --param target=2016 --format dot";
+  lockstep plan --inventory dc.toml --runbook upgrade-sql-server --param target=2016
+  lockstep plan --inventory dc.toml --runbook upgrade-8.11 --format json
+  lockstep plan --inventory dc.toml --runbook upgrade-8.11 --format dot | dot -Tsvg > plan.svg";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ListFormat {

@@ -28,6 +28,12 @@ pub enum RedirectValue {
 }
 
 /// An SQL database probe or change.
+///
+/// Where a plan step runs one of these: `CheckDb`, `UpdateStats` and `RunScript` act on the
+/// databases of the step's `host`. `OutflowUrlHost` and `SecureFlagOff` act on the
+/// OutflowServices table of EVERY Registry database in the inventory (primary and secondary,
+/// SEED-NOTES 10); their step's `host` is the DataTransfer node whose row changes, which is not
+/// where the SQL runs. `OutflowRead` reads every Registry database.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "sql", rename_all = "snake_case")]
 pub enum SqlOperation {
@@ -47,6 +53,9 @@ pub enum SqlOperation {
 }
 
 /// A verification probe of a web component.
+///
+/// The probed server is in the URL; the plan step's `host` is the server the seed says to probe
+/// FROM (one that does not host the component), or `None` for Lockstep itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "probe", rename_all = "snake_case")]
 pub enum ProbeOperation {
@@ -73,35 +82,68 @@ pub enum Operation {
     /// Nothing to execute (approval gates, notes).
     None,
     /// Person-performed work; `verify` lists what is checked before it counts as done.
-    Manual { instructions: String },
+    Manual {
+        instructions: String,
+    },
     Wait {
         condition: WaitCondition,
         interval_secs: u64,
         timeout_secs: u64,
     },
-    ServicesStop { services: ServiceSet },
-    ServicesStart { services: ServiceSet },
+    ServicesStop {
+        services: ServiceSet,
+    },
+    ServicesStart {
+        services: ServiceSet,
+    },
     /// All listed services are running.
-    ServicesRunning { services: ServiceSet },
-    SetStartupType { service: String, startup: String },
+    ServicesRunning {
+        services: ServiceSet,
+    },
+    SetStartupType {
+        service: String,
+        startup: String,
+    },
     /// Point a Web Services registry value at another Registry server; the previous value is
     /// captured as evidence for undo. Key spelling is resolved on the host (SEED-NOTES 1, 2).
-    Redirect { value: RedirectValue, to_server: String },
+    Redirect {
+        value: RedirectValue,
+        to_server: String,
+    },
     /// Set a string value under an allowlisted key (previous value captured).
-    RegistrySet { key: String, name: String, value: String },
+    RegistrySet {
+        key: String,
+        name: String,
+        value: String,
+    },
     /// Delete a key (e.g. `...\Connected\MAPI` when uninstalling the Management API).
-    RegistryDeleteKey { key: String },
+    RegistryDeleteKey {
+        key: String,
+    },
     /// Replace any `Microsoft SQL Server\NNN\Tools\BINN\OSQL.EXE` with the target folder (SEED-NOTES 8).
-    OsqlPathReplace { files: Vec<String>, tools_folder: String },
-    RunScheduledTask { task: String },
+    OsqlPathReplace {
+        files: Vec<String>,
+        tools_folder: String,
+    },
+    RunScheduledTask {
+        task: String,
+    },
     IisReset,
-    IisHttpsBinding { port: u16, common_name: String },
+    IisHttpsBinding {
+        port: u16,
+        common_name: String,
+    },
     /// Installed Connected Backup version equals `expect`.
-    ProductVersion { expect: String },
+    ProductVersion {
+        expect: String,
+    },
     /// No warning or error in the Application event log since the step began.
     EventLogClean,
     /// A supported Windows / SQL Server release is installed.
-    OsVersion { windows: Option<String>, sql_server: Option<String> },
+    OsVersion {
+        windows: Option<String>,
+        sql_server: Option<String>,
+    },
     Sql(SqlOperation),
     Probe(ProbeOperation),
 }
