@@ -95,6 +95,16 @@ pub async fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .await
         .map_err(|e| anyhow::anyhow!("opening {}: {e}", config.db.display()))?;
     let pool = crate::web::db::open(&config.db).await?;
+    // The driver moves approved runs forward. Agent steps go to the registered agents (`lockstep
+    // agent add`); SQL and probe executors need site configuration that `serve` does not take
+    // yet, so such steps fail with "no executor handles … steps" and wait for a person.
+    let identity = crate::executors::agent::orchestrator_identity(&config.data_dir)?;
+    let agents = crate::executors::agent::AgentExecutor::from_registry(&pool, identity).await?;
+    let executors = crate::engine::Router::new().route(
+        crate::knowledge::plan::StepKind::Agent,
+        std::sync::Arc::new(agents),
+    );
+    let engine = crate::engine::Engine::new(store.clone(), executors);
     let state = crate::web::AppState::new(
         store,
         pool,
@@ -118,10 +128,22 @@ pub async fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         "Lockstep dashboard on {scheme}://{addr}/ (database {})",
         config.db.display()
     );
-    let shutdown = async {
+    let state = state.with_engine(engine.clone());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut driver_stop = stop_rx.clone();
+    let driver = tokio::spawn(engine.drive(async move {
+        let _ = driver_stop.changed().await;
+    }));
+    let shutdown = async move {
         let _ = tokio::signal::ctrl_c().await;
+        let _ = stop_tx.send(true);
     };
     crate::web::serve(listener, crate::web::router(state), tls, shutdown).await?;
+    match driver.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => eprintln!("the engine stopped with an error: {e}"),
+        Err(e) => eprintln!("the engine task failed: {e}"),
+    }
     Ok(ExitCode::SUCCESS)
 }
 

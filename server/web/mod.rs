@@ -109,6 +109,7 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             auth::extract::identify,
         ))
+        .layer(axum::middleware::from_fn(security::htmx_errors))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
             MAX_FORM_BYTES,
         ))

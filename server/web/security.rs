@@ -14,6 +14,20 @@ pub const CSP: &str =
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
 frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'";
 
+/// Middleware: an htmx request that failed shows its message in the page's `#flash` region
+/// instead of replacing the control it came from.
+pub async fn htmx_errors(request: Request, next: Next) -> Response {
+    let htmx = request.headers().contains_key("hx-request");
+    let mut response = next.run(request).await;
+    let status = response.status();
+    if htmx && status.as_u16() >= 400 && !response.headers().contains_key("hx-redirect") {
+        let h = response.headers_mut();
+        h.insert("hx-retarget", HeaderValue::from_static("#flash"));
+        h.insert("hx-reswap", HeaderValue::from_static("innerHTML"));
+    }
+    response
+}
+
 /// Middleware adding the headers to whatever the inner service answered.
 pub async fn add_headers(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;

@@ -87,9 +87,22 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let Some(tls) = tls else {
-        axum::serve(listener, app.into_make_service())
-            .with_graceful_shutdown(shutdown)
-            .await?;
+        // Graceful shutdown waits for open connections, and live streams never finish on their
+        // own: give them a few seconds, then stop anyway.
+        let (tx, mut rx) = tokio::sync::watch::channel(false);
+        let server =
+            axum::serve(listener, app.into_make_service()).with_graceful_shutdown(async move {
+                let _ = rx.changed().await;
+            });
+        let deadline = async move {
+            shutdown.await;
+            let _ = tx.send(true);
+            tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+        };
+        tokio::select! {
+            r = server => r?,
+            _ = deadline => {}
+        }
         return Ok(());
     };
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));

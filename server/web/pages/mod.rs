@@ -1,6 +1,7 @@
 //! The HTML pages. Each page module holds its handlers and askama structs; the htmx endpoints
 //! of a page return the same partial template the page includes.
 
+pub mod agents;
 pub mod audit;
 pub mod datacenters;
 pub mod login;
@@ -32,6 +33,7 @@ pub fn routes() -> Router<AppState> {
         .route("/datacenters/{name}", get(datacenters::show))
         .route("/runbooks", get(runbooks::list))
         .route("/runbooks/{id}", get(runbooks::show))
+        .route("/agents", get(agents::page))
         .route("/audit", get(audit::page))
         .route("/audit/export.csv", get(audit::export_csv))
         .route("/audit/export.jsonl", get(audit::export_jsonl))

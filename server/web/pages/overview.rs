@@ -30,6 +30,7 @@ pub struct OverviewPage {
     pub chrome: Chrome,
     pub active: Vec<ActiveRun>,
     pub awaiting: Vec<Awaiting>,
+    pub agents: Vec<crate::web::pages::agents::AgentRow>,
 }
 
 pub async fn page(State(state): State<AppState>, me: CurrentUser) -> Result<Response, AppError> {
@@ -80,9 +81,11 @@ pub async fn page(State(state): State<AppState>, me: CurrentUser) -> Result<Resp
             percent: if total == 0 { 0 } else { done * 100 / total },
         });
     }
+    let agents = crate::web::pages::agents::rows(&state).await?;
     html(&OverviewPage {
         chrome: Chrome::new(&me, "overview"),
         active,
         awaiting,
+        agents,
     })
 }
