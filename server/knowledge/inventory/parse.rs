@@ -165,7 +165,14 @@ impl<'t> Walker<'t> {
     /// A string naming one variant of `T` (serde names, e.g. `"2012 R2"`, `"datatransfer-api"`).
     fn variant<T: DeserializeOwned>(&mut self, node: &Node, field: &str) -> Option<T> {
         let Value::String(s) = &node.value else {
-            let msg = format!("expected a string, found {}", node.value.type_name());
+            let hint = match node.value {
+                // `windows = 2016` is the likely slip: the releases are names, not numbers.
+                Value::Integer(_) | Value::Float => {
+                    " (write release names in quotes, e.g. \"2016\")"
+                }
+                _ => "",
+            };
+            let msg = format!("expected a string, found {}{hint}", node.value.type_name());
             self.problem(&node.span, field, msg);
             return None;
         };
