@@ -53,7 +53,7 @@ pub enum Admission {
     /// Journaled now; the caller must run it.
     New,
     /// Seen before with the same action: return this, run nothing.
-    Replay(Entry),
+    Replay(Box<Entry>),
     /// Seen before with a different action.
     Conflict,
 }
@@ -189,7 +189,7 @@ impl Journal {
             .map_err(|_| anyhow::anyhow!("journal lock poisoned"))?;
         if let Some(e) = entries.get(id) {
             return Ok(if e.digest == d {
-                Admission::Replay(e.clone())
+                Admission::Replay(Box::new(e.clone()))
             } else {
                 Admission::Conflict
             });

@@ -257,8 +257,7 @@ async fn connection_resets_in_every_phase_never_run_an_action_twice_or_lose_a_re
     for (id, _) in &ids {
         let _ = direct.status(id, Duration::from_secs(5), 0).await.unwrap();
     }
-    let records =
-        lockstep_agent::journal::read_records(&agent.core.journal().path().to_path_buf()).unwrap();
+    let records = lockstep_agent::journal::read_records(agent.core.journal().path()).unwrap();
     let state = host.read().unwrap();
     for (id, told) in &ids {
         let accepted = records
@@ -272,23 +271,23 @@ async fn connection_resets_in_every_phase_never_run_an_action_twice_or_lose_a_re
             assert_eq!(accepted, 1, "{id} was reported {told} but is not journaled");
         }
     }
-    let sh = shared.lock().unwrap();
+    let (connections, cuts) = {
+        let sh = shared.lock().unwrap();
+        (sh.connections, sh.cuts.clone())
+    };
     eprintln!(
         "connections {}, cuts {:?}, outcomes {:?}",
-        sh.connections, sh.cuts, outcomes
+        connections, cuts, outcomes
     );
     for phase in ["start", "status", "cancel", "result"] {
         assert!(
-            sh.cuts.get(phase).copied().unwrap_or(0) >= 1,
-            "no reset in phase {phase}: {:?}",
-            sh.cuts
+            cuts.get(phase).copied().unwrap_or(0) >= 1,
+            "no reset in phase {phase}: {cuts:?}"
         );
     }
     assert!(
-        sh.cuts.values().sum::<usize>() >= 40,
-        "too few resets to mean anything: {:?}",
-        sh.cuts
+        cuts.values().sum::<usize>() >= 40,
+        "too few resets to mean anything: {cuts:?}"
     );
-    drop(sh);
     agent.stop().await.unwrap();
 }

@@ -6,10 +6,11 @@
 //! after every change, and re-read before every action. So a simulator (in this process or
 //! another) can seed it, inject faults and read it back while an agent drives it.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use lockstep_protocol::evidence::{Binding, CertificateInfo, EventRecord, ServiceRunState};
 use lockstep_protocol::{ActionKind, StartupType};
@@ -244,29 +245,44 @@ impl SimState {
     }
 }
 
-/// One simulated host's state file. Cheap to clone the path; every call reads or replaces the file.
+/// One simulated host's state file; every call reads or replaces the file.
+///
+/// Within one process, every `SimulatedHost` on the same path shares one lock, so updates from
+/// the agent and from a simulator holding its own handle never lose each other. Across processes
+/// the file is replaced atomically (readers never see half a file) but concurrent writers can
+/// overwrite each other's change: seed before starting, or write from one process at a time.
 pub struct SimulatedHost {
     path: PathBuf,
-    /// Serialises read-modify-write cycles within this process.
-    lock: Mutex<()>,
+    lock: Arc<Mutex<()>>,
+}
+
+fn lock_for(path: &Path) -> Arc<Mutex<()>> {
+    static LOCKS: OnceLock<Mutex<HashMap<PathBuf, Arc<Mutex<()>>>>> = OnceLock::new();
+    let key = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut m = match LOCKS.get_or_init(Default::default).lock() {
+        Ok(m) => m,
+        Err(p) => p.into_inner(),
+    };
+    m.entry(key).or_default().clone()
 }
 
 impl SimulatedHost {
     /// Writes `state` to `path` (replacing any file there) and returns the host.
     pub fn create(path: impl Into<PathBuf>, state: &SimState) -> anyhow::Result<SimulatedHost> {
-        let host = SimulatedHost {
-            path: path.into(),
-            lock: Mutex::new(()),
-        };
-        write_atomically(&host.path, state)?;
-        Ok(host)
+        let path = path.into();
+        write_atomically(&path, state)?;
+        Ok(SimulatedHost {
+            lock: lock_for(&path),
+            path,
+        })
     }
 
     /// Opens an existing state file.
     pub fn open(path: impl Into<PathBuf>) -> anyhow::Result<SimulatedHost> {
+        let path = path.into();
         let host = SimulatedHost {
-            path: path.into(),
-            lock: Mutex::new(()),
+            lock: lock_for(&path),
+            path,
         };
         host.read()?;
         Ok(host)
@@ -305,7 +321,9 @@ fn write_atomically(path: &Path, state: &SimState) -> anyhow::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let n = SEQ.fetch_add(1, Ordering::Relaxed);
+    let tmp = path.with_extension(format!("tmp-{}-{n}", std::process::id()));
     {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(&serde_json::to_vec_pretty(state)?)?;
