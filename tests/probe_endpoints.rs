@@ -63,7 +63,7 @@ fn status_probe() -> ProbeOperation {
 
 fn management_probe() -> ProbeOperation {
     ProbeOperation::ManagementService {
-        url: format!("https://{HOST}/ManagementAPI/ManagementService.svc"),
+        url: format!("https://{HOST}:443/ManagementAPI/ManagementService.svc"),
     }
 }
 

@@ -37,6 +37,25 @@ pub struct ProbeConfig {
     pub timeout: Option<Duration>,
 }
 
+impl ProbeConfig {
+    /// Probes of a simulated Data Center: its CA trusted, and — when `trust_self_signed` — the
+    /// self-signed certificates too, as a site that imported them would.
+    pub fn from_simulator(
+        e: &lockstep_simulator::Endpoints,
+        trust_self_signed: bool,
+    ) -> ProbeConfig {
+        let mut trusted_pem = vec![e.ca_pem.clone()];
+        if trust_self_signed {
+            trusted_pem.extend(e.self_signed_pem.values().cloned());
+        }
+        ProbeConfig {
+            trusted_pem,
+            resolve: e.resolve.clone(),
+            timeout: Some(Duration::from_secs(30)),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeConfigError {
     #[error("trusted certificate #{index} is not a PEM certificate: {reason}")]
@@ -111,12 +130,19 @@ impl ProbeExecutor {
             return fail(format!("probe URL `{url}` names no host"), ev);
         };
         let https = parsed.scheme() == "https";
+        let mut parsed = parsed;
+        // An override with a port names the exact socket serving this host (a lab, the
+        // simulator): the request goes there whatever port the URL names.
+        if let Some(a) = self.override_for(&host).filter(|a| a.port() != 0) {
+            let _ = parsed.set_port(Some(a.port()));
+            ev.insert("address".into(), json!(a.to_string()));
+        }
         let port = parsed
             .port_or_known_default()
             .unwrap_or(if https { 443 } else { 80 });
 
         if https {
-            match self.address(&host, port, parsed.port().is_some()).await {
+            match self.address(&host, port).await {
                 Ok(addr) => match tls::facts(&host, addr, self.roots.clone(), within).await {
                     Ok(f) => {
                         ev.insert(
@@ -238,22 +264,17 @@ impl ProbeExecutor {
         }
     }
 
-    async fn address(
-        &self,
-        host: &str,
-        port: u16,
-        explicit_port: bool,
-    ) -> Result<SocketAddr, String> {
-        if let Some(a) = self
-            .config
+    fn override_for(&self, host: &str) -> Option<SocketAddr> {
+        self.config
             .resolve
-            .get(&host.to_ascii_lowercase())
-            .or_else(|| self.config.resolve.get(host))
-        {
-            let mut a = *a;
-            if explicit_port || a.port() == 0 {
-                a.set_port(port);
-            }
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(host))
+            .map(|(_, a)| *a)
+    }
+
+    async fn address(&self, host: &str, port: u16) -> Result<SocketAddr, String> {
+        if let Some(mut a) = self.override_for(host) {
+            a.set_port(port);
             return Ok(a);
         }
         tokio::net::lookup_host((host, port))
@@ -271,7 +292,8 @@ impl ProbeExecutor {
             .connect_timeout(within)
             .redirect(reqwest::redirect::Policy::limited(3));
         for (name, addr) in &self.config.resolve {
-            b = b.resolve(name, *addr);
+            // The URL carries the port (rewritten above when the override names one).
+            b = b.resolve(name, SocketAddr::new(addr.ip(), 0));
         }
         b.build().map_err(|e| e.to_string())
     }
