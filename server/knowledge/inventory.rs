@@ -3,6 +3,12 @@
 //! The file format is a contract that other tools and people write, so parsing is strict: unknown
 //! fields, bad enum values and impossible shapes are errors that name the file, line and field.
 //! Once parsed, an [`Inventory`] can only hold a Data Center that could exist.
+//!
+//! Parsing runs in two passes over a TOML tree that keeps every key's position (`tree.rs`): the
+//! fields one by one (`parse.rs`), then the rules that span servers — topology shapes, unique
+//! names, fields only some servers may have (`shape.rs`). Both passes report every problem, not
+//! the first. Helpers at the end ([`Inventory::other_registry`], [`Inventory::directory_pairs`],
+//! [`Inventory::stop_with_registry`], ...) answer the questions plan expansion and preflight ask.
 
 use std::collections::BTreeSet;
 use std::fmt;
