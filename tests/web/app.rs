@@ -36,11 +36,26 @@ pub struct Session {
 }
 
 pub async fn spawn_app() -> TestApp {
+    spawn(Clock::manual(1_900_000_000), false).await
+}
+
+/// The app on the system clock with the engine's driver running (steps on an in-memory
+/// journaling executor), for tests where runs must move by themselves.
+pub async fn spawn_app_with_driver() -> TestApp {
+    spawn(Clock::System, true).await
+}
+
+async fn spawn(clock: Clock, driver: bool) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
     let db = dir.path().join("lockstep.db");
     let store = Store::open(&db).await.expect("store opens");
     let pool = lockstep::web::db::open(&db).await.expect("web pool opens");
-    let clock = Clock::manual(1_900_000_000);
+    let engine = lockstep::engine::Engine::new(
+        store.clone(),
+        lockstep::engine::Router::all(std::sync::Arc::new(
+            lockstep::engine::journal::JournalExecutor::in_memory(),
+        )),
+    );
     let state = AppState::new(
         store,
         pool,
@@ -52,6 +67,12 @@ pub async fn spawn_app() -> TestApp {
         clock.clone(),
         LoginThrottle::new(5, 900),
     );
+    let state = if driver {
+        tokio::spawn(engine.clone().drive(std::future::pending::<()>()));
+        state.with_engine(engine)
+    } else {
+        state
+    };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");

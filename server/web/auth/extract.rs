@@ -115,8 +115,14 @@ fn changes_state(method: &Method) -> bool {
     !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
-/// `Origin` of a state-changing request must name this host (when the browser sends one).
+/// Whether a state-changing request comes from another site. Browsers say so in
+/// `Sec-Fetch-Site`; older ones only send `Origin`, which must then name this host. (With
+/// `Referrer-Policy: no-referrer`, Chromium sends `Origin: null` on same-origin form posts, so
+/// `null` alone proves nothing and the CSRF token decides.)
 fn cross_origin(headers: &HeaderMap) -> bool {
+    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        return matches!(site, "cross-site" | "same-site");
+    }
     let (Some(origin), Some(host)) = (headers.get(header::ORIGIN), headers.get(header::HOST))
     else {
         return false;
@@ -124,6 +130,9 @@ fn cross_origin(headers: &HeaderMap) -> bool {
     let (Ok(origin), Ok(host)) = (origin.to_str(), host.to_str()) else {
         return true;
     };
+    if origin == "null" {
+        return false;
+    }
     let authority = origin
         .strip_prefix("https://")
         .or_else(|| origin.strip_prefix("http://"))

@@ -1,0 +1,221 @@
+//! In headless Chromium: two people in two browsers on the same run. Screenshots go to
+//! `test-artifacts/`.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use lockstep::engine::machine::{RunEvent, StepStatus};
+use lockstep::engine::Actor;
+use lockstep::web::auth::Role;
+
+use crate::app::{spawn_app_with_driver, TestApp, PASSWORD};
+use crate::webdriver::{Browser, Driver};
+
+fn artifact(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("test-artifacts")
+        .join(name)
+}
+
+async fn log_in(app: &TestApp, b: &Browser, name: &str) {
+    b.goto(&app.url("/login")).await;
+    b.type_into("input[name=name]", name).await;
+    b.type_into("input[name=password]", PASSWORD).await;
+    b.click("button[type=submit]").await;
+    b.wait_for("header.top .who", 5).await;
+}
+
+/// Waits until the page says the live stream is connected.
+async fn wait_live(b: &Browser) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while b.text("#live-state").await != "live" {
+        assert!(Instant::now() < deadline, "the live stream never connected");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Polls `css`'s text until it contains `want` and returns how long that took. Live updates
+/// replace elements (out-of-band swaps), so `css` is looked up afresh each time; the `#live`
+/// container is found once and must stay attached, which a page reload would break.
+async fn updates_without_reload(b: &Browser, css: &str, want: &str, limit: Duration) -> Duration {
+    let start = Instant::now();
+    let anchor = b.find("#live").await.expect("the live region");
+    loop {
+        let text = match b.find(css).await {
+            Ok(el) => b.text_of(&el).await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        if text.contains(want) {
+            assert!(b.text_of(&anchor).await.is_ok(), "the page was reloaded");
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < limit,
+            "`{css}` did not show `{want}` within {limit:?}; it shows `{text}`"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approval_in_one_browser_updates_the_other_within_two_seconds() {
+    let app = spawn_app_with_driver().await;
+    app.add_user("olga", Role::Operator).await;
+    app.add_user("alan", Role::Approver).await;
+    lockstep::web::datacenters::save(
+        &app.state.pool,
+        include_str!("../../examples/standalone.toml"),
+        "olga",
+        app.clock.now(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let driver = Driver::start().await;
+    let a = driver.browser().await;
+    let b = driver.browser().await;
+
+    // Olga creates a run through the New run page.
+    log_in(&app, &a, "olga").await;
+    a.goto(&app.url("/runs/new")).await;
+    let dc = lockstep::web::datacenters::list(&app.state.pool)
+        .await
+        .unwrap()[0]
+        .name
+        .clone();
+    a.click(&format!("select[name=datacenter] option[value='{dc}']"))
+        .await;
+    a.click("select[name=runbook] option[value='upgrade-8.11']")
+        .await;
+    a.type_into("input[name=change_ticket]", "CHG-2026-1127")
+        .await;
+    a.click("#create-run").await;
+    a.wait_for("#run-header", 10).await;
+    assert!(a
+        .text("#run-header .status")
+        .await
+        .contains("awaiting_start_approval"));
+    wait_live(&a).await;
+    let header = a.find("#live").await.unwrap();
+    let run_url = a.current_url().await;
+
+    // Alan approves the start in his own browser.
+    log_in(&app, &b, "alan").await;
+    b.goto(&run_url).await;
+    b.type_into(
+        "#approve-start-comment",
+        "Window agreed with the service owner",
+    )
+    .await;
+    let clicked = Instant::now();
+    b.click("#approve-start").await;
+
+    // Olga's page moves on by itself, without a reload.
+    let took =
+        updates_without_reload(&a, "#run-header .status", "running", Duration::from_secs(2)).await;
+    assert!(
+        a.text_of(&header).await.is_ok(),
+        "the page was not reloaded"
+    );
+    eprintln!(
+        "approval → watcher update: {:?} (click to visible {:?})",
+        took,
+        clicked.elapsed()
+    );
+    a.screenshot(&artifact("run-page-after-approval.png")).await;
+    b.screenshot(&artifact("run-page-approver.png")).await;
+    a.quit().await;
+    b.quit().await;
+}
+
+/// A run on the test plan (gate → manual task → gate), approved to start, with the first gate
+/// opened by the driver.
+async fn run_at_first_gate(app: &TestApp) -> String {
+    let run = app
+        .create_run("olga", "DC1", "Run the Setup wizard on DC1")
+        .await;
+    let store = &app.state.store;
+    let now = app.clock.now_ms();
+    store
+        .apply_run_event(
+            &run.id,
+            &RunEvent::Submit {
+                actor: Actor::new("olga", &["viewer", "operator"]),
+            },
+            now,
+        )
+        .await
+        .unwrap();
+    store
+        .apply_run_event(
+            &run.id,
+            &RunEvent::ApproveStart {
+                actor: Actor::new("boss", &["approver"]),
+                comment: "go".into(),
+            },
+            now,
+        )
+        .await
+        .unwrap();
+    app.state.wake();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while store.step(&run.id, "gate").await.unwrap().status != StepStatus::AwaitingApproval {
+        assert!(
+            Instant::now() < deadline,
+            "the driver never opened the gate"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    run.id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_denial_and_a_manual_task_are_seen_live_by_the_other_browser() {
+    let app = spawn_app_with_driver().await;
+    app.add_user("olga", Role::Operator).await;
+    app.add_user("alan", Role::Approver).await;
+    let driver = Driver::start().await;
+    let a = driver.browser().await;
+    let b = driver.browser().await;
+    log_in(&app, &a, "olga").await;
+    log_in(&app, &b, "alan").await;
+
+    // Deny: Alan denies the gate with a comment; Olga sees the step fail.
+    let denied = run_at_first_gate(&app).await;
+    a.goto(&app.url(&format!("/runs/{denied}"))).await;
+    wait_live(&a).await;
+    b.goto(&app.url(&format!("/runs/{denied}"))).await;
+    b.type_into("#step-0 input[name=comment]", "Not during month-end close")
+        .await;
+    b.click("#step-0 button[value=deny]").await;
+    updates_without_reload(&a, "#step-0 .status", "failed", Duration::from_secs(2)).await;
+
+    // Manual task: Alan approves the gate, Olga claims and completes the Setup wizard task.
+    let run = run_at_first_gate(&app).await;
+    a.goto(&app.url(&format!("/runs/{run}"))).await;
+    wait_live(&a).await;
+    b.goto(&app.url(&format!("/runs/{run}"))).await;
+    wait_live(&b).await;
+    b.type_into("#step-0 input[name=comment]", "Backups verified")
+        .await;
+    b.click("#step-0 button[value=approve]").await;
+    updates_without_reload(
+        &a,
+        "#step-1 .status",
+        "awaiting_operator",
+        Duration::from_secs(3),
+    )
+    .await;
+    a.click("#step-1 form[action$='/claim'] button").await;
+    updates_without_reload(&a, "#step-1", "Claimed by olga", Duration::from_secs(2)).await;
+    a.type_into(
+        "#step-1 input[name=note]",
+        "Setup wizard finished, version 8.11 shown",
+    )
+    .await;
+    a.click("#step-1 form[action$='/complete'] button").await;
+    updates_without_reload(&b, "#step-1 .status", "succeeded", Duration::from_secs(3)).await;
+    a.screenshot(&artifact("run-page-manual-task.png")).await;
+    a.quit().await;
+    b.quit().await;
+}

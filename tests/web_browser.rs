@@ -1,0 +1,8 @@
+//! Browser tests: headless Chromium over WebDriver against the real app.
+
+#[path = "web/app.rs"]
+mod app;
+#[path = "web/browser.rs"]
+mod browser;
+#[path = "web/webdriver.rs"]
+mod webdriver;
