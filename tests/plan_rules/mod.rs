@@ -377,7 +377,7 @@ pub fn upgrade_811(plan: &Plan, inv: &Inventory) -> Result<(), String> {
             .certificate
             .as_ref()
             .is_some_and(|cert| !cert.common_name.eq_ignore_ascii_case(&n.fqdn));
-        let ssl = n.datatransfer.as_ref().map_or(true, |d| d.ssl);
+        let ssl = n.datatransfer.as_ref().is_none_or(|d| d.ssl);
         let to_fqdn = format!("url-to-fqdn@{}", n.name);
         let to_cn = format!("url-to-cn@{}", n.name);
         if cn_differs {
