@@ -12,3 +12,5 @@ mod matrix;
 mod pages;
 #[path = "web/runs.rs"]
 mod runs;
+#[path = "web/tls.rs"]
+mod tls;
