@@ -414,3 +414,59 @@ pub(crate) fn index_of(steps: &[StepTemplate]) -> HashMap<&str, usize> {
         .map(|(i, s)| (s.id.as_str(), i))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_as_people_write_them() {
+        assert_eq!(parse_duration("90s"), Ok(90));
+        assert_eq!(parse_duration("30m"), Ok(1800));
+        assert_eq!(parse_duration("1h30m"), Ok(5400));
+        assert_eq!(parse_duration("2d"), Ok(172_800));
+        for bad in ["", "5", "m", "5 m", "1.5h", "-3m", "99999999999999999999h"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?} should be refused");
+        }
+    }
+
+    #[test]
+    fn durations_print_back_the_same_way() {
+        for (secs, text) in [
+            (0, "0s"),
+            (45, "45s"),
+            (3600, "1h"),
+            (5400, "1h30m"),
+            (3661, "1h1m1s"),
+        ] {
+            assert_eq!(format_duration(secs), text);
+            assert_eq!(parse_duration(text), Ok(secs));
+        }
+    }
+
+    #[test]
+    fn ids_are_lowercase_words_joined_by_dashes() {
+        assert!(is_step_id("stop-services"));
+        assert!(!is_step_id("Stop"));
+        assert!(!is_step_id("9lives"));
+        assert!(!is_step_id("a@b"));
+        assert!(is_runbook_id("upgrade-8.11"));
+        assert!(!is_runbook_id("upgrade-8.11."));
+    }
+
+    #[test]
+    fn dependencies_parse_with_their_filters() {
+        assert_eq!(Dependency::parse("x"), Ok(Dependency::All("x".into())));
+        assert_eq!(
+            Dependency::parse("x@host"),
+            Ok(Dependency::SameHost("x".into()))
+        );
+        assert_eq!(
+            Dependency::parse("x@side"),
+            Ok(Dependency::SameSide("x".into()))
+        );
+        assert_eq!(Dependency::parse("*"), Ok(Dependency::Everything));
+        assert!(Dependency::parse("x@pair").is_err());
+        assert!(Dependency::parse("X").is_err());
+    }
+}
