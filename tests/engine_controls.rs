@@ -530,3 +530,27 @@ async fn an_approval_step_waits_for_an_approver_other_than_the_requester() {
     h.run_reaches(&run.id, RunStatus::Succeeded).await;
     h.stop().await;
 }
+
+#[tokio::test]
+async fn a_long_action_reports_heartbeats_and_shows_as_running() {
+    let journal = JournalExecutor::in_memory().with_effect(Duration::from_millis(600));
+    let config = EngineConfig {
+        heartbeat: Duration::from_millis(100),
+        ..Harness::config()
+    };
+    let mut h = Harness::with_journal(journal, config).await;
+    h.start();
+    let run = h.started_run(noop_plan(1, false, &["dc1"])).await;
+    h.step_reaches(&run.id, "s0000", StepStatus::Running).await;
+    assert!(h
+        .store
+        .step(&run.id, "s0000")
+        .await
+        .unwrap()
+        .state
+        .heartbeat_at
+        .is_some());
+    h.run_reaches(&run.id, RunStatus::Succeeded).await;
+    h.stop().await;
+    assert_eq!(h.journal.executions("s0000"), 1);
+}

@@ -131,3 +131,149 @@ async fn a_plan_whose_dependency_is_unknown_is_refused_naming_the_step() {
     );
     assert!(store.runs().await.unwrap().is_empty());
 }
+
+mod persisted_states_are_reachable {
+    //! Property: random person and driver events against a real database. A refused event writes
+    //! nothing; every stored step state is exactly what the pure machine gives when the step's
+    //! logged events are replayed from the start.
+
+    use lockstep::engine::executor::{ActionStatus, Outcome};
+    use lockstep::engine::machine::{step, Actor, RunEvent, StepCtx, StepEvent, StepState};
+    use lockstep::engine::store::NewRun;
+    use lockstep::engine::testkit::{agent_step, approver, operator, plan_of};
+    use lockstep::engine::Store;
+    use lockstep::knowledge::operation::Operation;
+    use lockstep::knowledge::plan::{GateSpec, RetryPolicy, StepKind};
+    use proptest::prelude::*;
+
+    const CURRENT: &str = "<current content hash>";
+
+    fn event() -> impl Strategy<Value = StepEvent> {
+        let who = prop::sample::select(vec!["olga", "carl", "dora"]);
+        let actor = who.prop_map(|n| Actor::new(n, &["operator", "approver"]));
+        let text = prop::sample::select(vec!["", "because"]).prop_map(str::to_string);
+        let outcome = prop_oneof![
+            Just(Outcome::Succeeded {
+                evidence: serde_json::json!({"ok": 1})
+            }),
+            Just(Outcome::Failed {
+                message: "no".into(),
+                evidence: serde_json::Value::Null
+            }),
+            Just(Outcome::Unknown {
+                reason: "lost".into()
+            }),
+        ];
+        prop_oneof![
+            Just(StepEvent::Unblock),
+            Just(StepEvent::Start),
+            (
+                actor.clone(),
+                text.clone(),
+                prop::sample::select(vec![CURRENT, "stale"])
+            )
+                .prop_map(|(actor, comment, h)| StepEvent::Approve {
+                    actor,
+                    comment,
+                    content_hash: h.into()
+                }),
+            Just(StepEvent::Lapse),
+            actor
+                .clone()
+                .prop_map(|actor| StepEvent::ReopenGate { actor }),
+            actor.clone().prop_map(|actor| StepEvent::Claim { actor }),
+            (actor.clone(), text.clone())
+                .prop_map(|(actor, note)| StepEvent::Complete { actor, note }),
+            outcome
+                .clone()
+                .prop_map(|outcome| StepEvent::Finished { outcome }),
+            any::<bool>().prop_map(|ok| StepEvent::Verified {
+                ok,
+                evidence: serde_json::Value::Null
+            }),
+            prop_oneof![
+                Just(ActionStatus::NotFound),
+                outcome.prop_map(|outcome| ActionStatus::Finished { outcome })
+            ]
+            .prop_map(|status| StepEvent::Reconciled { status }),
+            actor.clone().prop_map(|actor| StepEvent::Retry { actor }),
+            (actor.clone(), text.clone()).prop_map(|(actor, justification)| StepEvent::Skip {
+                actor,
+                justification
+            }),
+            (actor, text).prop_map(|(actor, evidence)| StepEvent::MarkDone { actor, evidence }),
+            Just(StepEvent::Cancel),
+            any::<bool>().prop_map(|cancelled| StepEvent::CancelAnswered { cancelled }),
+        ]
+    }
+
+    fn plan() -> lockstep::knowledge::plan::Plan {
+        let mut gated = agent_step("gated", Some("dc1"));
+        gated.gate = Some(GateSpec {
+            role: "approver".into(),
+            quorum: 2,
+            expires_after_secs: Some(30),
+        });
+        gated.postcondition = Some(Operation::EventLogClean);
+        gated.retry = RetryPolicy {
+            max_attempts: 2,
+            initial_backoff_secs: 1,
+            max_backoff_secs: 1,
+        };
+        let mut manual = agent_step("manual", Some("dc2"));
+        manual.kind = StepKind::Manual;
+        manual.postcondition = Some(Operation::EventLogClean);
+        let plain = agent_step("plain", None);
+        plan_of(vec![gated, manual, plain])
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
+
+        #[test]
+        fn every_stored_step_state_is_the_replay_of_its_accepted_events(
+            ops in prop::collection::vec((0usize..3, event(), 0i64..20_000), 1..30)
+        ) {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async move {
+                let dir = tempfile::tempdir().unwrap();
+                let store = Store::open(&dir.path().join("p.db")).await.unwrap();
+                let new = NewRun { change_ticket: "CHG".into(), window_start: None, window_end: None, plan: plan() };
+                let run = store.create_run(new, &operator("olga"), 0).await.unwrap();
+                store.apply_run_event(&run.id, &RunEvent::Submit { actor: operator("olga") }, 0).await.unwrap();
+                let go = RunEvent::ApproveStart { actor: approver("carl"), comment: "go".into() };
+                store.apply_run_event(&run.id, &go, 0).await.unwrap();
+                let ids = ["gated", "manual", "plain"];
+                let mut now = 0;
+                let mut accepted = 0;
+                for (i, mut event, dt) in ops {
+                    now += dt;
+                    let before = store.step(&run.id, ids[i]).await.unwrap();
+                    if let StepEvent::Approve { content_hash, .. } = &mut event {
+                        if content_hash == CURRENT {
+                            *content_hash = before.content_hash.clone();
+                        }
+                    }
+                    match store.apply_step_event(&run.id, ids[i], &event, now).await {
+                        Ok(_) => accepted += 1,
+                        Err(_) => assert_eq!(store.step(&run.id, ids[i]).await.unwrap(), before, "a refused event changed the step"),
+                    }
+                }
+                let events = store.run_events(&run.id).await.unwrap();
+                let step_events: Vec<_> = events.iter().filter(|e| e.kind.starts_with("step.")).collect();
+                assert_eq!(step_events.len(), accepted, "one event per accepted transition, none for refusals");
+                for id in ids {
+                    let stored = store.step(&run.id, id).await.unwrap();
+                    let ctx = StepCtx::for_step(&stored.spec, "olga", stored.content_hash.clone());
+                    let mut state = StepState::default();
+                    for e in step_events.iter().filter(|e| e.step_id.as_deref() == Some(id)) {
+                        let logged: StepEvent = serde_json::from_value(e.payload["event"].clone()).unwrap();
+                        state = step::apply(&state, &ctx, &logged, e.at).expect("a logged event replays").0;
+                    }
+                    assert_eq!(state, stored.state, "step {id}");
+                }
+                assert_eq!(store.verify_audit().await.unwrap().problem, None);
+            });
+        }
+    }
+}

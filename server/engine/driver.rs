@@ -35,6 +35,9 @@ pub struct EngineConfig {
     pub grace: Duration,
     /// The longest the driver sleeps without a wake-up (a safety net; commits wake it anyway).
     pub idle_tick: Duration,
+    /// While an action runs, how often the executor is asked for its status; a `running` answer
+    /// is recorded as a heartbeat (dispatched → running).
+    pub heartbeat: Duration,
 }
 
 impl Default for EngineConfig {
@@ -43,6 +46,7 @@ impl Default for EngineConfig {
             limits: DriveLimits::default(),
             grace: Duration::from_secs(10),
             idle_tick: Duration::from_secs(1),
+            heartbeat: Duration::from_secs(15),
         }
     }
 }
@@ -561,11 +565,25 @@ impl Engine {
             }
         };
         let limit = Duration::from_secs(step.spec.timeout_secs.max(1));
-        match tokio::time::timeout(limit, call).await {
-            Ok(outcome) => outcome,
-            Err(_) => Outcome::Unknown {
-                reason: format!("no answer within {} s", limit.as_secs()),
-            },
+        let deadline = tokio::time::sleep(limit);
+        let every = self.inner.config.heartbeat;
+        let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        tokio::pin!(call, deadline);
+        loop {
+            tokio::select! {
+                outcome = &mut call => return outcome,
+                _ = &mut deadline => {
+                    return Outcome::Unknown { reason: format!("no answer within {} s", limit.as_secs()) }
+                }
+                _ = beat.tick() => {
+                    let status = executor.status(&dispatch.key, dispatch.host.as_deref()).await;
+                    if status == ActionStatus::Running {
+                        if let Err(e) = self.apply(run_id, &step.id, StepEvent::Heartbeat).await {
+                            tracing::info!(run = %run_id, step = %step.id, error = %e, "heartbeat not recorded");
+                        }
+                    }
+                }
+            }
         }
     }
 

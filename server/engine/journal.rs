@@ -6,7 +6,7 @@
 //! action interrupted by a crash (started, never finished) reports `Unknown` when asked.
 //! Tests script per-step behaviour: fail, lose the result, hang, refuse or accept cancels.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -49,6 +49,8 @@ struct State {
     done: HashMap<String, Outcome>,
     /// Keys whose action started (the side effect happened or was under way).
     started: HashMap<String, ()>,
+    /// Keys whose action is under way in this process (lost on a crash: then `Unknown`).
+    running: HashSet<String>,
     /// Remaining scripted behaviours per step id (front first).
     script: HashMap<String, Vec<Behavior>>,
     /// Remaining scripted check answers per step id (front first); default: holds.
@@ -184,6 +186,8 @@ impl JournalExecutor {
         let mut start = Self::entry(&dispatch.key, "start", None);
         start.before = before.cloned();
         self.record(start);
+        self.lock().running.insert(key.clone());
+        let _running = Running(self, key.clone());
         if !self.effect.is_zero() {
             tokio::time::sleep(self.effect).await;
         }
@@ -203,6 +207,15 @@ impl JournalExecutor {
         };
         self.record(Self::entry(&dispatch.key, "done", Some(outcome.clone())));
         outcome
+    }
+}
+
+/// Marks an action as no longer under way when its future ends, however it ends.
+struct Running<'a>(&'a JournalExecutor, String);
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.lock().running.remove(&self.1);
     }
 }
 
@@ -249,6 +262,8 @@ impl Executor for JournalExecutor {
             ActionStatus::Finished {
                 outcome: outcome.clone(),
             }
+        } else if st.running.contains(&k) {
+            ActionStatus::Running
         } else if st.started.contains_key(&k) {
             ActionStatus::Unknown {
                 reason: "the journal shows the action started but not how it ended".into(),
