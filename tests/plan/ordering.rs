@@ -1,9 +1,8 @@
 //! For each example Data Center (stand-alone, mirrored, clustered), the plans keep the seed's
-//! ordering rules. Rules are checked on the dependency closure (`tests/plan_rules`), never on
+//! ordering rules. Rules are checked on the dependency closure (`rules.rs`), never on
 //! the order steps happen to be listed in.
 
-#[path = "plan_rules/mod.rs"]
-mod plan_rules;
+use super::rules as plan_rules;
 
 use std::collections::BTreeMap;
 use std::path::Path;

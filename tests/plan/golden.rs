@@ -3,7 +3,7 @@
 //! A change to a runbook, to plan expansion, to the text rendering or to an example inventory
 //! changes these files on purpose. Review the difference, then regenerate them with:
 //!
-//!     UPDATE_GOLDEN=1 cargo test --test plan_golden
+//!     UPDATE_GOLDEN=1 cargo test --test plan golden
 //!
 //! and commit the updated `tests/golden/*.txt` with the change that caused them.
 
@@ -41,7 +41,7 @@ fn check(example: &str, runbook: &str, params: &[(&str, &str)]) {
     }
     let want = std::fs::read_to_string(&path).unwrap_or_else(|e| {
         panic!(
-            "{}: {e}\nRun `UPDATE_GOLDEN=1 cargo test --test plan_golden` to create it.",
+            "{}: {e}\nRun `UPDATE_GOLDEN=1 cargo test --test plan golden` to create it.",
             path.display()
         )
     });
@@ -52,7 +52,7 @@ fn check(example: &str, runbook: &str, params: &[(&str, &str)]) {
             .position(|(a, b)| a != b)
             .unwrap_or(want.lines().count().min(text.lines().count()));
         panic!(
-            "{} differs from the plan at line {}:\n  golden: {:?}\n  now:    {:?}\nReview the change, then run `UPDATE_GOLDEN=1 cargo test --test plan_golden`.",
+            "{} differs from the plan at line {}:\n  golden: {:?}\n  now:    {:?}\nReview the change, then run `UPDATE_GOLDEN=1 cargo test --test plan golden`.",
             path.display(),
             first + 1,
             want.lines().nth(first),

@@ -4,8 +4,7 @@
 //! topologically ordered, unique ids, hosts that exist), keeps every seed ordering rule, and is
 //! the same when expanded twice.
 
-#[path = "plan_rules/mod.rs"]
-mod plan_rules;
+use super::rules as plan_rules;
 
 use std::collections::BTreeMap;
 use std::fmt::Write;

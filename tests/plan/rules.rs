@@ -1,8 +1,6 @@
 //! The seed's ordering rules, checked on a plan's dependency closure (never on list order).
-//! Shared by the example tests (`plan_ordering.rs`) and the property tests (`plan_properties.rs`).
+//! Shared by the example tests (`ordering.rs`) and the property tests (`properties.rs`).
 //! Each checker returns every broken rule as a sentence, so a failure says what the seed wants.
-
-#![allow(dead_code)]
 
 use std::collections::HashSet;
 
