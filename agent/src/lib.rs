@@ -8,9 +8,11 @@
 //! - [`core`], [`server`]: admission, background execution, status/cancel, the HTTPS server;
 //! - [`backend`]: `windows` (real commands) and `simulated` (a model Data Center server);
 //! - [`client`]: the HTTP client for one agent;
-//! - [`simulated_agent`]: start simulated agents in-process.
+//! - [`simulated_agent`]: start simulated agents in-process;
+//! - [`chaos`]: a TCP proxy that resets connections (network fault injection).
 
 pub mod backend;
+pub mod chaos;
 pub mod client;
 pub mod config;
 pub mod core;

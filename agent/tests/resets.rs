@@ -4,19 +4,16 @@
 //! not journaled ran, and every call ended succeeded (or cancelled, when asked) or unknown.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use lockstep_agent::backend::simulated::{SimState, SimTask};
+use lockstep_agent::chaos::ResetProxy;
 use lockstep_agent::client::{AgentClient, ClientError, Driven};
 use lockstep_agent::core::AgentCore;
 use lockstep_agent::simulated_agent::start_simulated_agent;
 use lockstep_agent::tls::Identity;
 use lockstep_protocol::{Action, ActionId, ActionRequest, ActionState, ServiceSelector};
-use rand::{Rng, SeedableRng};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
 
 const KEY: &str = r"HKLM\SOFTWARE\Wow6432Node\Connected\SSWS";
 
@@ -27,108 +24,30 @@ struct Shared {
     cancel: bool,
     /// Connections since `id` was set.
     ordinal: usize,
-    /// Phase → number of connections reset in it.
-    cuts: BTreeMap<&'static str, usize>,
-    connections: usize,
 }
 
-#[derive(Clone, Copy, Debug)]
-enum Cut {
-    Pass,
-    /// Reset as soon as the client connects.
-    AtOnce,
-    /// Relay this many bytes from the agent, then reset both sides.
-    AfterAgentBytes(usize),
-}
-
-async fn reset(s: TcpStream) {
-    #[allow(deprecated)]
-    let _ = s.set_linger(Some(Duration::ZERO));
-    drop(s);
-}
-
-async fn proxy(
-    listener: TcpListener,
-    agent: SocketAddr,
-    core: Arc<AgentCore>,
-    shared: Arc<Mutex<Shared>>,
-) {
-    let mut rng = rand::rngs::StdRng::seed_from_u64(0x10c4_57e9);
-    loop {
-        let Ok((client, _)) = listener.accept().await else {
-            return;
-        };
-        let cut = match rng.gen_range(0..100) {
-            0..=49 => Cut::Pass,
-            50..=64 => Cut::AtOnce,
-            _ => Cut::AfterAgentBytes(rng.gen_range(1..3000)),
-        };
-        {
-            let mut sh = shared.lock().unwrap();
-            sh.connections += 1;
-            let ord = sh.ordinal;
-            sh.ordinal += 1;
-            let finished = sh
-                .id
-                .as_ref()
-                .and_then(|id| core.journal().get(id))
-                .is_some_and(|e| e.state.is_terminal());
-            let phase = if sh.cancel {
-                "cancel"
-            } else if ord == 0 {
-                "start"
-            } else if finished {
-                "result"
-            } else {
-                "status"
-            };
-            if !matches!(cut, Cut::Pass) {
-                *sh.cuts.entry(phase).or_default() += 1;
-            }
-        }
-        tokio::spawn(async move {
-            if let Cut::AtOnce = cut {
-                return reset(client).await;
-            }
-            let Ok(server) = TcpStream::connect(agent).await else {
-                return reset(client).await;
-            };
-            if let Cut::AfterAgentBytes(_) = cut {
-                #[allow(deprecated)]
-                let _ = client.set_linger(Some(Duration::ZERO));
-            }
-            let (mut cr, mut cw) = client.into_split();
-            let (mut sr, mut sw) = server.into_split();
-            let up = tokio::spawn(async move {
-                let _ = tokio::io::copy(&mut cr, &mut sw).await;
-                let _ = sw.shutdown().await;
-            });
-            let limit = match cut {
-                Cut::AfterAgentBytes(n) => n,
-                _ => usize::MAX,
-            };
-            let mut sent = 0usize;
-            let mut buf = vec![0u8; 4096];
-            loop {
-                let n = match sr.read(&mut buf).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => n,
-                };
-                let take = n.min(limit - sent);
-                if cw.write_all(&buf[..take]).await.is_err() {
-                    break;
-                }
-                sent += take;
-                if sent >= limit {
-                    // No FIN: forget the write half, drop the read half; linger 0 makes it a RST.
-                    cw.forget();
-                    up.abort();
-                    return;
-                }
-            }
-            let _ = cw.shutdown().await;
-        });
-    }
+/// Which phase of a call a new connection carries: the first after a start is the start, a
+/// cancel is labelled by the test, and a status connection once the journal holds the final
+/// state is the one carrying the result.
+fn classify(shared: &Mutex<Shared>, core: &AgentCore) -> String {
+    let mut sh = shared.lock().unwrap();
+    let ord = sh.ordinal;
+    sh.ordinal += 1;
+    let finished = sh
+        .id
+        .as_ref()
+        .and_then(|id| core.journal().get(id))
+        .is_some_and(|e| e.state.is_terminal());
+    let phase = if sh.cancel {
+        "cancel"
+    } else if ord == 0 {
+        "start"
+    } else if finished {
+        "result"
+    } else {
+        "status"
+    };
+    phase.to_string()
 }
 
 fn request(id: &str, action: Action) -> ActionRequest {
@@ -159,15 +78,18 @@ async fn connection_resets_in_every_phase_never_run_an_action_twice_or_lose_a_re
     )
     .await
     .unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let proxy_addr = listener.local_addr().unwrap();
     let shared = Arc::new(Mutex::new(Shared::default()));
-    tokio::spawn(proxy(
-        listener,
+    let (sh, core) = (shared.clone(), agent.core.clone());
+    let proxy = ResetProxy::start(
+        "127.0.0.1:0".parse().unwrap(),
         agent.addr,
-        agent.core.clone(),
-        shared.clone(),
-    ));
+        0x10c4_57e9,
+        50,
+        move || classify(&sh, &core),
+    )
+    .await
+    .unwrap();
+    let proxy_addr = proxy.addr;
 
     let via_proxy = AgentClient::with_pool(
         &format!("https://{proxy_addr}"),
@@ -271,10 +193,8 @@ async fn connection_resets_in_every_phase_never_run_an_action_twice_or_lose_a_re
             assert_eq!(accepted, 1, "{id} was reported {told} but is not journaled");
         }
     }
-    let (connections, cuts) = {
-        let sh = shared.lock().unwrap();
-        (sh.connections, sh.cuts.clone())
-    };
+    let stats = proxy.stats();
+    let (connections, cuts) = (stats.connections, stats.resets);
     eprintln!(
         "connections {}, cuts {:?}, outcomes {:?}",
         connections, cuts, outcomes

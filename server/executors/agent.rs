@@ -44,6 +44,9 @@ pub struct AgentExecutor {
     clients: RwLock<HashMap<String, (AgentEndpoint, AgentClient)>>,
     /// Per-request timeout (a status long-poll adds its wait on top).
     request_timeout: Duration,
+    /// Keep connections alive between requests (off only in fault-injection tests, so that
+    /// every request gets its own connection to cut).
+    pooled: bool,
     /// When this executor first saw each run: "since the step began" for event-log checks.
     run_seen: Mutex<HashMap<String, i64>>,
 }
@@ -92,6 +95,7 @@ impl AgentExecutor {
             identity,
             clients: RwLock::new(HashMap::new()),
             request_timeout: Duration::from_secs(30),
+            pooled: true,
             run_seen: Mutex::new(HashMap::new()),
         }
     }
@@ -99,6 +103,13 @@ impl AgentExecutor {
     /// Shorter per-request timeouts (tests with proxies that drop connections).
     pub fn with_request_timeout(mut self, t: Duration) -> AgentExecutor {
         self.request_timeout = t;
+        self
+    }
+
+    /// A new connection per request (for proxies that inject faults per connection). Call
+    /// before [`AgentExecutor::add`].
+    pub fn with_fresh_connections(mut self) -> AgentExecutor {
+        self.pooled = false;
         self
     }
 
@@ -121,11 +132,12 @@ impl AgentExecutor {
     }
 
     pub fn add(&self, server: &str, endpoint: AgentEndpoint) -> anyhow::Result<()> {
-        let client = AgentClient::new(
+        let client = AgentClient::with_pool(
             &endpoint.url,
             &self.identity,
             endpoint.thumbprint,
             self.request_timeout,
+            self.pooled,
         )?;
         self.clients
             .write()
