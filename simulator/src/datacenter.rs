@@ -12,6 +12,7 @@ use lockstep_agent::backend::simulated::{SimState, SimulatedHost, DATA_CENTER_DI
 use lockstep_agent::server::RunningAgent;
 use lockstep_agent::simulated_agent::start_simulated_agent;
 use lockstep_agent::tls::Thumbprint;
+use lockstep_protocol::evidence::CertificateInfo;
 use serde::Serialize;
 use tokio::net::TcpListener;
 
@@ -109,7 +110,10 @@ fn seed_state(s: &ServerDescription, registry: &str) -> SimState {
     }
     st.sql_server = s.sql_server.clone();
     if s.hosts_web() {
-        st.set_registry(REGISTRY_CONNECT_KEYS[0], "RegistryConnect", registry);
+        let connect = format!(
+            "DRIVER={{SQL Server Native Client 11.0}};SERVER={registry};DATABASE=Registry;Trusted_Connection=Yes"
+        );
+        st.set_registry(REGISTRY_CONNECT_KEYS[0], "RegistryConnect", &connect);
         st.set_registry(
             r"HKLM\SOFTWARE\Wow6432Node\Outflow",
             "DB_PreferedRegistry",
@@ -207,7 +211,25 @@ impl SimulatedDataCenter {
                             s.name
                         )
                     })?;
-                Some(WebEndpoint::start(l, spec, &ca, host.clone())?)
+                let ep = WebEndpoint::start(l, spec, &ca, host.clone())?;
+                // The certificate IIS binds is in the machine's store, where the agent finds it.
+                if let (Some(der), Some(c)) = (ep.certificate_der(), &s.certificate) {
+                    let subject = format!("CN={}", c.common_name);
+                    let issuer = if c.issuer == "trusted-ca" {
+                        format!("CN={} Issuing CA", description.name)
+                    } else {
+                        subject.clone()
+                    };
+                    let info = CertificateInfo {
+                        thumbprint: Thumbprint::of(der).to_string(),
+                        subject,
+                        issuer,
+                        not_after: (time::OffsetDateTime::now_utc() + time::Duration::days(365))
+                            .unix_timestamp(),
+                    };
+                    host.update(|st| st.certificates.push(info))?;
+                }
+                Some(ep)
             } else {
                 None
             };

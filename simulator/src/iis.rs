@@ -77,15 +77,30 @@ impl HostView for lockstep_agent::backend::simulated::SimulatedHost {
             .get("W3SVC")
             .map(|svc| svc.state == lockstep_protocol::evidence::ServiceRunState::Running)
             .unwrap_or(false);
-        let registry = REGISTRY_CONNECT_KEYS
-            .iter()
-            .find_map(|k| s.registry_value(k, "RegistryConnect").cloned());
+        let registry = REGISTRY_CONNECT_KEYS.iter().find_map(|k| {
+            s.registry_value(k, "RegistryConnect")
+                .map(|v| registry_server(v))
+        });
         Ok(HostSnapshot {
             version: s.product_version.clone(),
             iis_running,
             registry,
         })
     }
+}
+
+/// The server a `RegistryConnect` value names: its `SERVER=` part (it is an ODBC connection
+/// string), or the whole value when it has none.
+pub fn registry_server(value: &str) -> String {
+    value
+        .split(';')
+        .find_map(|part| {
+            let (k, v) = part.split_once('=')?;
+            k.trim()
+                .eq_ignore_ascii_case("server")
+                .then(|| v.trim().to_string())
+        })
+        .unwrap_or_else(|| value.trim().to_string())
 }
 
 /// A host whose state is set directly (tests, and servers without an agent).
@@ -109,8 +124,9 @@ struct Site {
     /// The honest certificate, and one naming another host (for the mismatch fault).
     good: Option<Arc<rustls::ServerConfig>>,
     wrong: Option<Arc<rustls::ServerConfig>>,
-    /// The honest leaf certificate, PEM.
+    /// The honest leaf certificate, PEM and DER.
     leaf_pem: Option<String>,
+    leaf_der: Option<Vec<u8>>,
 }
 
 /// A running web endpoint. Dropping it closes the port (probes then see connection refused).
@@ -142,19 +158,21 @@ impl WebEndpoint {
         host: Arc<dyn HostView>,
     ) -> anyhow::Result<WebEndpoint> {
         let addr = listener.local_addr()?;
-        let (good, wrong, leaf_pem) = match &spec.certificate_cn {
+        let (good, wrong, leaf_pem, leaf_der) = match &spec.certificate_cn {
             Some(cn) => {
                 let cert = make_cert(&spec, cn, ca)?;
                 let good = certs::server_config(&cert)?;
                 let other = format!("not-{}", spec.fqdn);
                 let wrong = certs::server_config(&make_cert(&spec, &other, ca)?)?;
+                let der = cert.chain.first().map(|c| c.to_vec());
                 (
                     Some(Arc::new(good)),
                     Some(Arc::new(wrong)),
                     Some(cert.leaf_pem),
+                    der,
                 )
             }
-            None => (None, None, None),
+            None => (None, None, None, None),
         };
         let site = Arc::new(Site {
             spec,
@@ -164,6 +182,7 @@ impl WebEndpoint {
             good,
             wrong,
             leaf_pem,
+            leaf_der,
         });
         let s = site.clone();
         let task = tokio::spawn(async move {
@@ -184,6 +203,11 @@ impl WebEndpoint {
     /// The certificate presented (without faults), PEM; `None` without HTTPS.
     pub fn certificate_pem(&self) -> Option<&str> {
         self.site.leaf_pem.as_deref()
+    }
+
+    /// The certificate presented (without faults), DER.
+    pub fn certificate_der(&self) -> Option<&[u8]> {
+        self.site.leaf_der.as_deref()
     }
 
     pub fn spec(&self) -> &WebSpec {
