@@ -410,6 +410,12 @@ impl SimulatedBackend {
             Action::IisReset {} => self.update(|s| {
                 Self::record(s, ctx, action);
                 s.iis_resets += 1;
+                // iisreset stops, then starts the Internet services — stopped ones included.
+                for name in ["IISADMIN", "WAS", "W3SVC"] {
+                    if let Some(svc) = s.services.get_mut(name) {
+                        svc.state = ServiceRunState::Running;
+                    }
+                }
                 Evidence::IisReset {
                     output: "Attempting stop...\r\nInternet services successfully stopped\r\nAttempting start...\r\nInternet services successfully restarted".into(),
                 }
