@@ -5,7 +5,9 @@
 //! - dependencies were respected (a step started only after what it depends on finished),
 //! - `PRAGMA integrity_check` is ok and `lockstep audit verify` passes.
 //!
-//! CI runs 25 kills. For a longer soak: `LOCKSTEP_CRASH_KILLS=500 cargo test --test engine_crash`.
+//! CI runs 25 kills. For a longer soak, more kills need a slower run (each action's side effect
+//! takes LOCKSTEP_CRASH_EFFECT_MS, default 40):
+//! `LOCKSTEP_CRASH_KILLS=300 LOCKSTEP_CRASH_EFFECT_MS=200 cargo test --test engine_crash`.
 //! `LOCKSTEP_CRASH_SEED=N` replays one sequence of kill times (the seed is printed).
 
 use std::collections::{HashMap, HashSet};
@@ -21,18 +23,33 @@ use rand::{Rng, SeedableRng};
 
 const BIN: &str = env!("CARGO_BIN_EXE_lockstep");
 
+fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 fn run_local(dir: &Path) -> Command {
+    let effect = env_number("LOCKSTEP_CRASH_EFFECT_MS", 40).to_string();
     let mut cmd = Command::new(BIN);
-    cmd.args(["engine", "run-local", "--effect-ms", "3", "--per-run", "4"])
-        .arg("--db")
-        .arg(dir.join("crash.db"))
-        .arg("--plan-json")
-        .arg(dir.join("plan.json"))
-        .arg("--journal")
-        .arg(dir.join("journal.jsonl"))
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.args([
+        "engine",
+        "run-local",
+        "--per-run",
+        "2",
+        "--effect-ms",
+        &effect,
+    ])
+    .arg("--db")
+    .arg(dir.join("crash.db"))
+    .arg("--plan-json")
+    .arg(dir.join("plan.json"))
+    .arg("--journal")
+    .arg(dir.join("journal.jsonl"))
+    .env("RUST_LOG", "warn")
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
     cmd
 }
 
@@ -45,12 +62,39 @@ fn plan_json(dir: &Path) {
     std::fs::write(dir.join("plan.json"), serde_json::to_string(&plan).unwrap()).unwrap();
 }
 
+/// What an operator does with steps in doubt: checks the host (here: the journal shows the
+/// attempt started) and marks them done with that evidence. No step may have failed.
+async fn settle_doubts(dir: &Path, settled: &mut HashSet<String>) {
+    let store = Store::open(&dir.join("crash.db")).await.unwrap();
+    let Some(run) = store.runs().await.unwrap().into_iter().next() else {
+        return; // killed before the run was created
+    };
+    for s in store.steps(&run.id).await.unwrap() {
+        match s.status {
+            StepStatus::OutcomeUnknown => {
+                let evidence = format!(
+                    "journal shows attempt {} started; checked by hand",
+                    s.attempt
+                );
+                let done = StepEvent::MarkDone {
+                    actor: operator("pat"),
+                    evidence,
+                };
+                store
+                    .apply_step_event(&run.id, &s.id, &done, 0)
+                    .await
+                    .unwrap();
+                settled.insert(s.id.clone());
+            }
+            StepStatus::Failed => panic!("step {} failed: {:?}", s.id, s.state.last_error),
+            _ => {}
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_engine_at_random_moments_never_runs_an_attempt_twice_nor_loses_a_step() {
-    let kills: usize = std::env::var("LOCKSTEP_CRASH_KILLS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(25);
+    let kills = env_number("LOCKSTEP_CRASH_KILLS", 25) as usize;
     let seed: u64 = std::env::var("LOCKSTEP_CRASH_SEED")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -62,9 +106,10 @@ async fn killing_the_engine_at_random_moments_never_runs_an_attempt_twice_nor_lo
 
     let mut killed = 0;
     let mut finished_early = false;
+    let mut settled_by_person = HashSet::new();
     while killed < kills {
         let mut child = run_local(dir.path()).spawn().expect("start lockstep");
-        let delay = Duration::from_millis(rng.gen_range(5..250));
+        let delay = Duration::from_millis(rng.gen_range(5..120));
         std::thread::sleep(delay);
         if child.try_wait().unwrap().is_some() {
             finished_early = true; // the run needs nothing more from the engine
@@ -73,11 +118,17 @@ async fn killing_the_engine_at_random_moments_never_runs_an_attempt_twice_nor_lo
         child.kill().expect("SIGKILL");
         child.wait().unwrap();
         killed += 1;
+        // Between lives a person settles what a kill left in doubt, so the run keeps moving.
+        settle_doubts(dir.path(), &mut settled_by_person).await;
     }
     eprintln!("killed {killed} times (finished early: {finished_early})");
+    assert!(
+        killed >= kills.min(10),
+        "the run finished before it was killed {} times; raise LOCKSTEP_CRASH_EFFECT_MS",
+        kills.min(10)
+    );
 
-    // Let it finish; whatever is in doubt a person settles, with the journal as evidence.
-    let mut settled_by_person = HashSet::new();
+    // Let it finish; whatever is in doubt a person settles.
     for round in 0.. {
         assert!(round < 60, "the run did not finish");
         let out = run_local(dir.path()).output().expect("run lockstep");
@@ -91,29 +142,7 @@ async fn killing_the_engine_at_random_moments_never_runs_an_attempt_twice_nor_lo
         if code == Some(0) {
             break;
         }
-        let store = Store::open(&dir.path().join("crash.db")).await.unwrap();
-        let run = store.runs().await.unwrap().remove(0);
-        for s in store.steps(&run.id).await.unwrap() {
-            match s.status {
-                StepStatus::OutcomeUnknown => {
-                    let evidence = format!(
-                        "journal shows attempt {} started; checked by hand",
-                        s.attempt
-                    );
-                    let done = StepEvent::MarkDone {
-                        actor: operator("pat"),
-                        evidence,
-                    };
-                    store
-                        .apply_step_event(&run.id, &s.id, &done, 0)
-                        .await
-                        .unwrap();
-                    settled_by_person.insert(s.id.clone());
-                }
-                StepStatus::Failed => panic!("step {} failed: {:?}", s.id, s.state.last_error),
-                _ => {}
-            }
-        }
+        settle_doubts(dir.path(), &mut settled_by_person).await;
     }
 
     let store = Store::open(&dir.path().join("crash.db")).await.unwrap();
