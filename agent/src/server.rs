@@ -225,7 +225,10 @@ pub async fn serve_core(
                 }
             };
             let svc = TowerToHyperService::new(app);
+            // A peer that opens a connection and dribbles its headers is cut off.
             if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(std::time::Duration::from_secs(15))
                 .serve_connection(TokioIo::new(tls), svc)
                 .await
             {
@@ -283,4 +286,40 @@ pub async fn spawn(setup: AgentSetup) -> anyhow::Result<RunningAgent> {
         stop: Some(tx),
         task,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trust_keeps_the_two_newest_pins_for_rotation() {
+        let dir = tempfile::tempdir().unwrap();
+        let [a, b, c] = [1u8, 2, 3].map(|n| Thumbprint([n; 32]));
+        assert_eq!(trust(dir.path(), a).unwrap(), vec![a]);
+        assert_eq!(trust(dir.path(), b).unwrap(), vec![a, b]);
+        assert_eq!(
+            trust(dir.path(), a).unwrap(),
+            vec![b, a],
+            "re-trusting moves it to newest"
+        );
+        assert_eq!(
+            trust(dir.path(), c).unwrap(),
+            vec![a, c],
+            "the oldest pin drops out"
+        );
+        assert_eq!(load_pins(dir.path()).unwrap(), vec![a, c]);
+    }
+
+    #[test]
+    fn a_malformed_pin_file_names_the_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            crate::config::pins_path(dir.path()),
+            "# pins\nnot-a-thumbprint\n",
+        )
+        .unwrap();
+        let e = load_pins(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("entry 1"), "{e}");
+    }
 }
