@@ -303,3 +303,41 @@ fn a_server_placeholder_in_a_step_bound_to_no_server_is_refused_when_the_runbook
     let errors = parse("t.toml", &text).expect_err("no server to fill {host} with");
     assert_eq!(errors[0].field, "steps[0].title", "{}", errors[0]);
 }
+
+#[test]
+fn pair_all_roles_and_absent_narrow_what_is_planned() {
+    let clustered = Inventory::load(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/clustered.toml"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let rb = runbook(
+        &[
+            step("pair-one", "target = { pair = \"pair-1\" }"),
+            step(
+                "both-apis",
+                "target = { all_roles = [\"support-center\", \"management-api\"] }",
+            ),
+            step(
+                "no-reporting",
+                "when = { absent = { roles = [\"reporting-services\"] } }",
+            ),
+            step(
+                "with-reporting",
+                "when = { exists = { roles = [\"reporting-services\"] } }",
+            ),
+        ]
+        .concat(),
+        "",
+    );
+    let plan = expand(&rb, &clustered, &no_params()).unwrap();
+    let ids: Vec<&str> = plan.steps.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [
+            "pair-one@NWDIR1A",
+            "pair-one@NWDIR1B",
+            "both-apis@NWWEB1",
+            "with-reporting"
+        ]
+    );
+}
