@@ -258,6 +258,14 @@ async fn an_agent_that_crashes_mid_action_reports_outcome_unknown_after_restart_
     let again = client.start(&req).await.unwrap();
     assert!(again.replayed && matches!(again.state, ActionState::Unknown { .. }));
     assert_eq!(agent.sim().executions_of("run/stop@dc1/1"), 0, "never ran");
+    let listed = std::process::Command::new(BIN)
+        .args(["journal", "--config", agent.config_path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&listed.stdout),
+        "run/stop@dc1/1\tunknown\n"
+    );
     assert!(agent
         .sim()
         .services
