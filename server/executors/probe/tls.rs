@@ -43,12 +43,15 @@ pub fn strict_config(roots: Arc<RootCertStore>) -> Result<ClientConfig, String> 
         .map(|b| b.with_root_certificates(roots).with_no_client_auth())
 }
 
+/// The presented end-entity certificate (DER) and whether it verified.
+type Seen = (Vec<u8>, Result<(), String>);
+
 #[derive(Debug)]
 struct Recording {
     /// `None` when no trust anchors are configured: nothing can verify.
     inner: Option<Arc<WebPkiServerVerifier>>,
     provider: Arc<rustls::crypto::CryptoProvider>,
-    seen: Mutex<Option<(Vec<u8>, Result<(), String>)>>,
+    seen: Mutex<Option<Seen>>,
 }
 
 impl ServerCertVerifier for Recording {

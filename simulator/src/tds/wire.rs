@@ -189,7 +189,7 @@ impl<'a> Reader<'a> {
 }
 
 pub fn decode_ucs2(b: &[u8]) -> Result<String, WireError> {
-    if b.len() % 2 != 0 {
+    if b.len() & 1 != 0 {
         return Err(WireError::Malformed(
             "UCS-2 text has an odd number of bytes".into(),
         ));
