@@ -60,6 +60,15 @@ pub enum UserCmd {
         #[command(flatten)]
         db: UserDb,
     },
+    /// Create an API token for an account and print it (shown once).
+    Token {
+        name: String,
+        /// What the token is for (e.g. "ci").
+        #[arg(long)]
+        label: String,
+        #[command(flatten)]
+        db: UserDb,
+    },
     /// List accounts: name, role, state.
     List {
         #[command(flatten)]
@@ -194,6 +203,19 @@ pub async fn run_user(cmd: UserCmd) -> anyhow::Result<ExitCode> {
             let pool = open_db(&db).await?;
             let user = accounts::disable_user(&pool, &name).await?;
             println!("disabled {} and ended their sessions", user.name);
+        }
+        UserCmd::Token { name, label, db } => {
+            let pool = open_db(&db).await?;
+            let user = accounts::find_user(&pool, &name)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no account named `{name}`"))?;
+            if user.disabled {
+                anyhow::bail!("`{name}` is disabled");
+            }
+            println!(
+                "{}",
+                accounts::create_token(&pool, user.id, &label, now).await?
+            );
         }
         UserCmd::List { db } => {
             let pool = open_db(&db).await?;

@@ -19,6 +19,8 @@ def pp(name, desc):
     return {"name": name, "in": "path", "required": True, "description": desc, "schema": {"type": "string"}}
 def qp(name, desc, t="string"):
     return {"name": name, "in": "query", "required": False, "description": desc, "schema": {"type": t, **({"minimum": 1} if t == "integer" else {})}}
+def dq(name, desc):
+    return {"name": name, "in": "query", "required": False, "description": desc, "schema": {"type": "string", "pattern": "^([0-9]{4}-[0-9]{2}-[0-9]{2})?$"}}
 def jbody(schema, required=True):
     return {"required": required, "content": {"application/json": {"schema": schema}}}
 
@@ -27,11 +29,11 @@ schemas = {
  "Role": S("string", enum=["viewer", "operator", "approver", "admin"]),
  "Me": S("object", required=["name", "role"], properties={"name": S("string"), "role": ref("Role")}),
  "User": S("object", required=["id", "name", "role", "disabled"], properties={"id": S("integer"), "name": S("string"), "role": ref("Role"), "disabled": S("boolean")}),
- "NewUser": S("object", required=["name", "role", "password"], additionalProperties=False, properties={"name": S("string"), "role": S("string"), "password": S("string")}),
- "NewToken": S("object", required=["label"], additionalProperties=False, properties={"label": S("string")}),
+ "NewUser": S("object", required=["name", "role", "password"], additionalProperties=False, properties={"name": S("string", minLength=1, maxLength=64, pattern="^[A-Za-z0-9._@-]+$"), "role": ref("Role"), "password": S("string", minLength=8, maxLength=1024, description="NIST 800-63B: at least 8 characters, not a commonly chosen password, not the name")}),
+ "NewToken": S("object", required=["label"], additionalProperties=False, properties={"label": S("string", minLength=1, maxLength=100, pattern="\\S")}),
  "TokenCreated": S("object", required=["token", "label"], properties={"token": S("string"), "label": S("string")}),
  "DataCenterSummary": S("object", required=["name", "uploaded_by", "uploaded_at"], properties={"name": S("string"), "uploaded_by": S("string"), "uploaded_at": S("integer")}),
- "Upload": S("object", required=["toml"], additionalProperties=False, properties={"toml": S("string", description="The inventory file's text")}),
+ "Upload": S("object", required=["toml"], additionalProperties=False, properties={"toml": S("string", minLength=1, description="The inventory file's text")}),
  "Finding": S("object", required=["rule", "severity", "message", "section", "result"], properties={
      "rule": S("string"), "severity": S("string", enum=["error", "warning", "info"]), "server": S("string", nullable=True),
      "message": S("string"), "section": S("string"), "result": S("string", enum=["pass", "fail", "unknown"])}),
@@ -52,11 +54,11 @@ schemas = {
      "status": S("string"), "attempt": S("integer"), "state": S("object"), "content_hash": S("string", description="Send back with an approval (content-bound approvals)"), "updated_at": S("integer")}),
  "RunDetail": S("object", required=["run", "steps"], properties={"run": ref("Run"), "steps": S("array", items=ref("Step"))}),
  "CreateRun": S("object", required=["datacenter", "runbook", "change_ticket"], additionalProperties=False, properties={
-     "datacenter": S("string"), "runbook": S("string"), "params": S("object", additionalProperties=S("string")), "change_ticket": S("string"),
-     "window_start": S("string", nullable=True, description="YYYY-MM-DDTHH:MM, UTC"), "window_end": S("string", nullable=True)}),
+     "datacenter": S("string", minLength=1), "runbook": S("string", minLength=1), "params": S("object", additionalProperties=S("string")), "change_ticket": S("string", minLength=1, maxLength=200, pattern="\\S"),
+     "window_start": S("string", nullable=True, pattern="^([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}(:[0-9]{2})?)?$", description="YYYY-MM-DDTHH:MM, UTC"), "window_end": S("string", nullable=True, pattern="^([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}(:[0-9]{2})?)?$")}),
  "RunAction": S("object", additionalProperties=False, properties={"comment": S("string", description="approve: required"), "reason": S("string", description="pause, abort: required")}),
  "StepAction": S("object", additionalProperties=False, properties={"comment": S("string"), "content_hash": S("string"), "note": S("string"), "justification": S("string"), "text": S("string"), "decision": S("string", description="approve: `deny` rejects; resolve: `done` or `failed`")}),
- "Comment": S("object", required=["text"], additionalProperties=False, properties={"text": S("string"), "step_id": S("string", nullable=True)}),
+ "Comment": S("object", required=["text"], additionalProperties=False, properties={"text": S("string", minLength=1, maxLength=4000, pattern="\\S"), "step_id": S("string", nullable=True)}),
  "Event": S("object", required=["id", "actor", "at", "kind", "payload", "prev_hash", "hash"], properties={
      "id": S("integer"), "run_id": S("string", nullable=True), "step_id": S("string", nullable=True), "actor": S("string"), "at": S("integer"),
      "kind": S("string"), "payload": {}, "prev_hash": S("string"), "hash": S("string")}),
@@ -74,7 +76,7 @@ paths = {
  "/users/{name}/disable": {"post": op("Disable an account and end its sessions (admin)", {**resp(200, "disabled", ref("User")), **errs("401", "403", "404")}, params=[pp("name", "Account name")], opid="disableUser")},
  "/datacenters": {
    "get": op("List Data Centers", {**resp(200, "current versions", S("array", items=ref("DataCenterSummary"))), **errs("401", "403")}, opid="listDataCenters"),
-   "post": op("Store an inventory (operator); refused with every problem named", {**resp(201, "stored", ref("DataCenterDetail")), **errs("401", "403"), "422": {"description": "not stored", "content": {"application/json": {"schema": {"oneOf": [ref("UploadRefused"), ref("Error")]}}}}}, body=jbody(ref("Upload")), opid="uploadDataCenter")},
+   "post": op("Store an inventory (operator); refused with every problem named", {**resp(201, "stored", ref("DataCenterDetail")), **errs("401", "403"), "422": {"description": "not stored", "content": {"application/json": {"schema": {"anyOf": [ref("UploadRefused"), ref("Error")]}}}}}, body=jbody(ref("Upload")), opid="uploadDataCenter")},
  "/datacenters/{name}": {"get": op("A Data Center with its preflight findings", {**resp(200, "the Data Center", ref("DataCenterDetail")), **errs("401", "403", "404", "409")}, params=[pp("name", "Data Center name")], opid="getDataCenter")},
  "/runbooks": {"get": op("The runbook catalog", {**resp(200, "runbooks", S("array", items=ref("Runbook"))), **errs("401", "403")}, opid="listRunbooks")},
  "/runbooks/{id}": {"get": op("One runbook with its steps", {**resp(200, "the runbook", ref("Runbook")), **errs("401", "403", "404")}, params=[pp("id", "Runbook id")], opid="getRunbook")},
@@ -89,7 +91,7 @@ paths = {
  "/runs/{id}/steps/{step}/{action}": {"post": op("Step control: approve (or deny), claim, complete, retry, skip, resolve", {**resp(200, "the step afterwards", ref("Step")), **errs("401", "403", "404", "409", "422")},
      params=[run_id, pp("step", "Step id"), {"name": "action", "in": "path", "required": True, "schema": {"type": "string", "enum": ["approve", "deny", "claim", "complete", "retry", "skip", "resolve"]}}], body=jbody(ref("StepAction"), required=False), opid="stepAction")},
  "/audit": {"get": op("Audit events (oldest first) with the chain verification", {**resp(200, "a page of events", ref("AuditPage")), **errs("401", "403", "422")},
-     params=[qp("run", "Run id"), qp("person", "Actor name"), qp("kind", "Kind prefix"), qp("from", "YYYY-MM-DD (UTC)"), qp("to", "YYYY-MM-DD (UTC), inclusive"), qp("page", "Page (50 events each)", "integer")], opid="audit")},
+     params=[qp("run", "Run id"), qp("person", "Actor name"), qp("kind", "Kind prefix"), dq("from", "YYYY-MM-DD (UTC)"), dq("to", "YYYY-MM-DD (UTC), inclusive"), qp("page", "Page (50 events each)", "integer")], opid="audit")},
 }
 doc = {
  "openapi": "3.0.3",

@@ -45,6 +45,11 @@ fn day_start_ms(field: &str, text: &str) -> Result<Option<i64>, AppError> {
 impl AuditFilter {
     /// Applies the filter; dates are checked here so a bad one is a clear 422.
     pub fn apply(&self, events: Vec<AuditEvent>) -> Result<Vec<AuditEvent>, AppError> {
+        if self.page == Some(0) {
+            return Err(AppError::BadRequest(
+                "page: pages are numbered from 1".into(),
+            ));
+        }
         let from = day_start_ms("from", &self.from)?;
         let to = day_start_ms("to", &self.to)?.map(|t| t + 86_400_000);
         Ok(events
