@@ -453,3 +453,25 @@ async fn a_server_without_configuration_is_named() {
     );
     assert_eq!(msg, "no SQL connection is configured for DC7");
 }
+
+#[tokio::test]
+async fn messages_are_kept_even_when_the_process_logs_only_warnings() {
+    // What `lockstep serve` does at its default level; the capture must not depend on it.
+    let _ = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::WARN)
+        .with_test_writer()
+        .try_init();
+    let dc = server("DC1", true, true).await;
+    let x = executor(&[("DC1", &dc)], &[]);
+    let op = SqlOperation::CheckDb {
+        databases: vec!["Registry".into()],
+    };
+    let ev = succeeded(x.execute(&dispatch("checkdb", Some("DC1"), op)).await);
+    assert!(
+        texts(&ev).contains(
+            &"CHECKDB found 0 allocation errors and 0 consistency errors in database 'Registry'."
+                .to_string()
+        ),
+        "{ev:#}"
+    );
+}
