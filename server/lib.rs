@@ -5,4 +5,5 @@ pub mod config;
 pub mod engine;
 pub mod executors;
 pub mod knowledge;
+pub mod rehearsal;
 pub mod web;

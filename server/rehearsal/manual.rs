@@ -1,0 +1,51 @@
+//! The simulated side of manual tasks. A person performs these on a real Data Center (the Setup
+//! wizard, an in-place Windows or SQL Server upgrade); on a simulated one, performing the task
+//! means changing the simulated host the way the real work would, so that the step's
+//! post-condition is checked against something that actually changed. Used by rehearsals
+//! (the rehearsal operator performs the task) and by `lockstep demo` (a person claims the task in
+//! the browser, and the simulated host does the work).
+
+use lockstep_agent::backend::simulated::SimulatedHost;
+
+use crate::knowledge::operation::Operation;
+use crate::knowledge::plan::PlannedStep;
+
+/// What performing a manual task changed on the simulated host, in words for the step's note.
+pub fn perform(host: &SimulatedHost, step: &PlannedStep) -> anyhow::Result<String> {
+    let Some(post) = &step.postcondition else {
+        return Ok("performed on the simulated Data Center (nothing on the host to change)".into());
+    };
+    host.update(|s| match post {
+        Operation::ProductVersion { expect } => {
+            // The Setup wizard; a "wrong version after Setup" fault leaves another version.
+            let installed = s
+                .faults
+                .version_after_setup
+                .clone()
+                .unwrap_or_else(|| expect.clone());
+            s.product_version = Some(installed.clone());
+            s.set_registry(
+                r"HKLM\SOFTWARE\Wow6432Node\Connected\DataCenter",
+                "Version",
+                &installed,
+            );
+            format!("ran Setup on the simulated host: version {installed} installed")
+        }
+        Operation::OsVersion {
+            windows,
+            sql_server,
+        } => {
+            let mut done = Vec::new();
+            if let Some(w) = windows {
+                s.windows = w.clone();
+                done.push(format!("Windows Server {w}"));
+            }
+            if let Some(q) = sql_server {
+                s.sql_server = Some(q.clone());
+                done.push(format!("SQL Server {q}"));
+            }
+            format!("upgraded the simulated host to {}", done.join(" and "))
+        }
+        _ => "performed on the simulated Data Center".to_string(),
+    })
+}
