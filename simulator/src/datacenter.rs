@@ -12,7 +12,7 @@ use lockstep_agent::backend::simulated::{SimState, SimulatedHost, DATA_CENTER_DI
 use lockstep_agent::server::RunningAgent;
 use lockstep_agent::simulated_agent::start_simulated_agent;
 use lockstep_agent::tls::Thumbprint;
-use lockstep_protocol::evidence::CertificateInfo;
+use lockstep_protocol::evidence::{CertificateInfo, ServiceRunState};
 use serde::Serialize;
 use tokio::net::TcpListener;
 
@@ -181,7 +181,19 @@ impl SimulatedDataCenter {
                             s.name
                         )
                     })?;
-                let h = tds::spawn(l, inst.clone())?;
+                let service = host.clone();
+                let available: tds::Availability = Arc::new(move || {
+                    service
+                        .read()
+                        .ok()
+                        .and_then(|st| {
+                            st.services
+                                .get("MSSQLSERVER")
+                                .map(|s| s.state == ServiceRunState::Running)
+                        })
+                        .unwrap_or(true)
+                });
+                let h = tds::spawn_gated(l, inst.clone(), available)?;
                 Some((inst, h))
             } else {
                 None

@@ -121,3 +121,24 @@ async fn a_redirect_and_a_stopped_iis_show_on_the_pages() {
     assert!(body.contains("You have created a service."));
     dc.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_stopped_sql_server_service_refuses_tds_clients() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let tmp = tempfile::tempdir().unwrap();
+    let dc = mirrored(tmp.path(), 70).await;
+    let addr = dc.endpoints().sql["DC2"];
+    dc.host("DC2")
+        .unwrap()
+        .update(|s| s.services.get_mut("MSSQLSERVER").unwrap().state = ServiceRunState::Stopped)
+        .unwrap();
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    // A PRELOGIN gets no answer: the connection is closed.
+    let _ = tcp
+        .write_all(&[0x12, 0x01, 0x00, 0x0B, 0, 0, 1, 0, 0x01, 0x00, 0xFF])
+        .await;
+    let mut buf = Vec::new();
+    let n = tcp.read_to_end(&mut buf).await.unwrap_or(0);
+    assert_eq!(n, 0);
+    dc.stop().await.unwrap();
+}

@@ -10,6 +10,7 @@ pub mod tokens;
 pub mod wire;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
@@ -38,8 +39,20 @@ impl Drop for TdsHandle {
     }
 }
 
+/// Whether the SQL Server service is up; while it is not, connections are closed at once.
+pub type Availability = Arc<dyn Fn() -> bool + Send + Sync>;
+
 /// Serves `instance` on `listener` until the handle is dropped.
 pub fn spawn(listener: TcpListener, instance: SqlInstance) -> std::io::Result<TdsHandle> {
+    spawn_gated(listener, instance, Arc::new(|| true))
+}
+
+/// Like [`spawn`], but a stopped SQL Server service (as `available` reports it) refuses clients.
+pub fn spawn_gated(
+    listener: TcpListener,
+    instance: SqlInstance,
+    available: Availability,
+) -> std::io::Result<TdsHandle> {
     let addr = listener.local_addr()?;
     let task = tokio::spawn(async move {
         let mut conns = JoinSet::new();
@@ -47,6 +60,11 @@ pub fn spawn(listener: TcpListener, instance: SqlInstance) -> std::io::Result<Td
             tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => {
+                        if !available() {
+                            tracing::info!(%peer, "SQL Server service stopped: connection closed");
+                            drop(stream);
+                            continue;
+                        }
                         let inst = instance.clone();
                         conns.spawn(async move {
                             if let Err(e) = handle_connection(stream, inst).await {
