@@ -98,7 +98,7 @@ async fn killing_the_engine_at_random_moments_never_runs_an_attempt_twice_nor_lo
     let seed: u64 = std::env::var("LOCKSTEP_CRASH_SEED")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| rand::random());
+        .unwrap_or_else(rand::random);
     eprintln!("crash test: {kills} kills, LOCKSTEP_CRASH_SEED={seed}");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let dir = tempfile::tempdir().unwrap();
@@ -175,7 +175,7 @@ async fn killing_the_engine_at_random_moments_never_runs_an_attempt_twice_nor_lo
     // Dependencies: a step's first start comes after a finished attempt of the step it waits for
     // (or after a person settled that step).
     let position = |pred: &dyn Fn(&lockstep::engine::journal::JournalEntry) -> bool| {
-        journal.iter().position(|e| pred(e))
+        journal.iter().position(pred)
     };
     for s in &steps {
         for dep in &s.spec.depends_on {

@@ -343,13 +343,12 @@ impl Driver {
                         self.spawn(run_id.clone(), s.clone(), vec![StepAction::Verify]);
                         run_busy = true;
                     }
-                    StepStatus::OutcomeUnknown => {
+                    StepStatus::OutcomeUnknown
                         if self
                             .queried
-                            .insert((run_id.clone(), s.id.clone(), s.attempt))
-                        {
-                            self.spawn(run_id.clone(), s.clone(), vec![StepAction::QueryStatus]);
-                        }
+                            .insert((run_id.clone(), s.id.clone(), s.attempt)) =>
+                    {
+                        self.spawn(run_id.clone(), s.clone(), vec![StepAction::QueryStatus]);
                     }
                     StepStatus::AwaitingApproval if !s.state.gate_lapsed => {
                         let expiry = s

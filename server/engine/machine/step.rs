@@ -12,9 +12,10 @@ use super::{require_text, Actor, Millis, Refusal, APPROVER_ROLE, OPERATOR_ROLE};
 use crate::engine::executor::{ActionStatus, Outcome};
 use crate::knowledge::plan::{GateSpec, PlannedStep, RetryPolicy, StepKind};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StepStatus {
+    #[default]
     Pending,
     Ready,
     AwaitingApproval,
@@ -124,12 +125,6 @@ pub struct StepState {
     /// The operator's note on a manual task, a skip justification or a person's decision.
     pub note: Option<String>,
     pub decided_by: Option<String>,
-}
-
-impl Default for StepStatus {
-    fn default() -> Self {
-        StepStatus::Pending
-    }
 }
 
 /// What the machine needs to know about the step and its run; fixed for the transition.

@@ -79,6 +79,16 @@ impl Store {
             .busy_timeout(Duration::from_secs(10));
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
+            // After a failed write (disk full, I/O error) SQLite may have rolled the transaction
+            // back itself; sqlx's own rollback then fails and leaves the connection believing it
+            // is still inside a transaction, refusing every later BEGIN. The query runs after any
+            // rollback still queued; a connection left in a transaction is replaced by a new one.
+            .before_acquire(|conn, _meta| {
+                Box::pin(async move {
+                    sqlx::query("SELECT 1").execute(&mut *conn).await?;
+                    Ok(!sqlx::Connection::is_in_transaction(conn))
+                })
+            })
             .connect_with(options.clone())
             .await?;
         sqlx::migrate!().run(&writer).await?;
