@@ -46,6 +46,7 @@ pub struct RunHeader {
     pub can_pause: bool,
     pub can_resume: bool,
     pub can_abort: bool,
+    pub can_undo: bool,
     pub terminal: bool,
     pub csrf: String,
     pub oob: bool,
@@ -187,6 +188,10 @@ pub fn run_header(
                 | RunStatus::Running
                 | RunStatus::Paused
                 | RunStatus::Failed
+        ) && is_op,
+        can_undo: matches!(
+            st,
+            RunStatus::Succeeded | RunStatus::Failed | RunStatus::Aborted
         ) && is_op,
         terminal,
         csrf: viewer.csrf.clone(),

@@ -121,3 +121,49 @@ pub fn draw(inv: &Inventory) -> Drawing {
     }
     drawing
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn example(name: &str) -> Inventory {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("examples")
+            .join(name);
+        Inventory::load(&path).expect("example inventory parses")
+    }
+
+    #[test]
+    fn a_clustered_data_center_has_two_sides_and_its_pairs_are_joined_across_them() {
+        let inv = example("clustered.toml");
+        let d = draw(&inv);
+        assert_eq!(d.sides.len(), 2);
+        assert_eq!(d.servers.len(), inv.servers.len());
+        let pairs: std::collections::BTreeSet<&str> = inv
+            .servers
+            .iter()
+            .filter_map(|s| s.pair.as_deref())
+            .collect();
+        assert_eq!(d.links.len(), pairs.len(), "one line per directory pair");
+        for l in &d.links {
+            assert!(
+                l.x1 < l.x2,
+                "pairs run from the primary to the secondary side"
+            );
+        }
+        for b in &d.servers {
+            assert!(
+                b.x + b.w <= d.width && b.y + b.h <= d.height,
+                "{} is inside the drawing",
+                b.name
+            );
+        }
+    }
+
+    #[test]
+    fn a_stand_alone_data_center_is_one_box_of_servers() {
+        let d = draw(&example("standalone.toml"));
+        assert_eq!(d.sides.len(), 1);
+        assert!(d.links.is_empty());
+    }
+}

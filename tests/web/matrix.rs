@@ -89,6 +89,12 @@ fn routes(run: &str) -> Vec<Route> {
             Operator,
             vec![("reason", s("r"))],
         ),
+        page(
+            "POST",
+            format!("/runs/{run}/undo"),
+            Operator,
+            vec![("reason", s("r"))],
+        ),
         page("GET", s("/datacenters"), Viewer, vec![]),
         page(
             "POST",
@@ -182,7 +188,7 @@ fn routes(run: &str) -> Vec<Route> {
         ),
         api("GET", s("/audit"), Viewer, serde_json::Value::Null),
     ];
-    for action in ["submit", "pause", "resume", "abort"] {
+    for action in ["submit", "pause", "resume", "abort", "undo"] {
         r.push(api(
             "POST",
             format!("/runs/{run}/{action}"),

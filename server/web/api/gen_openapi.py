@@ -56,7 +56,7 @@ schemas = {
  "CreateRun": S("object", required=["datacenter", "runbook", "change_ticket"], additionalProperties=False, properties={
      "datacenter": S("string", minLength=1), "runbook": S("string", minLength=1), "params": S("object", additionalProperties=S("string")), "change_ticket": S("string", minLength=1, maxLength=200, pattern="\\S"),
      "window_start": S("string", nullable=True, pattern="^([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}(:[0-9]{2})?)?$", description="YYYY-MM-DDTHH:MM, UTC"), "window_end": S("string", nullable=True, pattern="^([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}(:[0-9]{2})?)?$")}),
- "RunAction": S("object", additionalProperties=False, properties={"comment": S("string", description="approve: required"), "reason": S("string", description="pause, abort: required")}),
+ "RunAction": S("object", additionalProperties=False, properties={"comment": S("string", description="approve: required"), "reason": S("string", description="pause, abort, undo: required")}),
  "StepAction": S("object", additionalProperties=False, properties={"comment": S("string"), "content_hash": S("string"), "note": S("string"), "justification": S("string"), "text": S("string"), "decision": S("string", description="approve: `deny` rejects; resolve: `done` or `failed`")}),
  "Comment": S("object", required=["text"], additionalProperties=False, properties={"text": S("string", minLength=1, maxLength=4000, pattern="\\S"), "step_id": S("string", nullable=True)}),
  "Event": S("object", required=["id", "actor", "at", "kind", "payload", "prev_hash", "hash"], properties={
@@ -86,8 +86,8 @@ paths = {
  "/runs/{id}": {"get": op("A run with its steps", {**resp(200, "the run", ref("RunDetail")), **errs("401", "403", "404")}, params=[run_id], opid="getRun")},
  "/runs/{id}/report": {"get": op("The change record", {**resp(200, "report", ref("Report")), **errs("401", "403", "404")}, params=[run_id], opid="getReport")},
  "/runs/{id}/comments": {"post": op("Comment on a run or one of its steps (operator)", {**resp(201, "the audit event", ref("Event")), **errs("401", "403", "404", "422")}, params=[run_id], body=jbody(ref("Comment")), opid="addComment")},
- "/runs/{id}/{action}": {"post": op("Run control: submit, approve (start; four-eyes), pause, resume, abort", {**resp(200, "the run afterwards", ref("RunDetail")), **errs("401", "403", "404", "409", "422")},
-     params=[run_id, {"name": "action", "in": "path", "required": True, "schema": {"type": "string", "enum": ["submit", "approve", "pause", "resume", "abort"]}}], body=jbody(ref("RunAction"), required=False), opid="runAction")},
+ "/runs/{id}/{action}": {"post": op("Run control: submit, approve (start; four-eyes), pause, resume, abort, undo", {**resp(200, "the run afterwards", ref("RunDetail")), **errs("401", "403", "404", "409", "422")},
+     params=[run_id, {"name": "action", "in": "path", "required": True, "schema": {"type": "string", "enum": ["submit", "approve", "pause", "resume", "abort", "undo"]}}], body=jbody(ref("RunAction"), required=False), opid="runAction")},
  "/runs/{id}/steps/{step}/{action}": {"post": op("Step control: approve (or deny), claim, complete, retry, skip, resolve", {**resp(200, "the step afterwards", ref("Step")), **errs("401", "403", "404", "409", "422")},
      params=[run_id, pp("step", "Step id"), {"name": "action", "in": "path", "required": True, "schema": {"type": "string", "enum": ["approve", "deny", "claim", "complete", "retry", "skip", "resolve"]}}], body=jbody(ref("StepAction"), required=False), opid="stepAction")},
  "/audit": {"get": op("Audit events (oldest first) with the chain verification", {**resp(200, "a page of events", ref("AuditPage")), **errs("401", "403", "422")},

@@ -400,6 +400,13 @@ pub async fn run_action(
                 reason: b.reason.trim().to_string(),
             },
         ),
+        "undo" => (
+            Role::Operator,
+            RunEvent::Undo {
+                actor,
+                reason: b.reason.trim().to_string(),
+            },
+        ),
         _ => return Err(AppError::NotFound(format!("no run action `{action}`")).into()),
     };
     me.require(needed)?;

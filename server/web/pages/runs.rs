@@ -229,6 +229,13 @@ pub async fn control(
                 reason: f.reason.trim().to_string(),
             },
         ),
+        "undo" => (
+            Role::Operator,
+            RunEvent::Undo {
+                actor,
+                reason: f.reason.trim().to_string(),
+            },
+        ),
         _ => return Err(AppError::NotFound(format!("no run action `{action}`"))),
     };
     me.require(needed)?;
