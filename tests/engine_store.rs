@@ -277,3 +277,53 @@ mod persisted_states_are_reachable {
         }
     }
 }
+
+#[tokio::test]
+async fn live_events_arrive_in_id_order_and_replay_from_the_table_after_any_id() {
+    let (_dir, store) = fresh().await;
+    let mut live = store.subscribe();
+    let run = store
+        .create_run(new_run(2), &operator("olga"), 1)
+        .await
+        .unwrap();
+    store
+        .apply_run_event(
+            &run.id,
+            &RunEvent::Submit {
+                actor: operator("olga"),
+            },
+            2,
+        )
+        .await
+        .unwrap();
+    store
+        .comment(
+            &run.id,
+            Some("s0001"),
+            &operator("olga"),
+            "ready when you are",
+            3,
+        )
+        .await
+        .unwrap();
+    let mut received = Vec::new();
+    while let Ok(e) = live.try_recv() {
+        received.push(e);
+    }
+    let ids: Vec<i64> = received.iter().map(|e| e.id).collect();
+    assert_eq!(ids, [1, 2, 3]);
+    // A client that saw event 1 (Last-Event-ID: 1) gets exactly what it missed.
+    assert_eq!(
+        store.events_after(1, Some(&run.id), 100).await.unwrap(),
+        received[1..]
+    );
+    assert_eq!(store.events_after(3, None, 100).await.unwrap(), []);
+    assert_eq!(received[2].step_id.as_deref(), Some("s0001"));
+    let blank = store
+        .comment(&run.id, None, &operator("olga"), "  ", 4)
+        .await;
+    assert!(matches!(
+        blank,
+        Err(EngineError::Refused(Refusal::CommentRequired))
+    ));
+}
