@@ -8,8 +8,12 @@
 //! the seed and operation templates that do not make an operation are errors naming the file,
 //! line and field. The file format is described in `runbooks/README.md`.
 
+mod errors;
+mod params;
 pub mod raw;
 pub mod sections;
+
+pub use params::resolve_params;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;

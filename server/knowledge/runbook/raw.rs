@@ -2,12 +2,14 @@
 //! values; the checks here refuse what serde cannot see (ids, references, cycles, headings,
 //! templates). Every error names the file, line and field.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::ops::Range;
 
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::errors::{line_of, serde_error};
+pub use super::params::resolve_params;
 use super::{
     index_of, is_runbook_id, is_step_id, parse_duration, sections, Condition, Dependency,
     Parameter, Runbook, RunbookError, RunbookErrorKind as K, Selector, StepTemplate,
@@ -620,135 +622,4 @@ fn duration(cx: &mut Ctx, v: &Spanned<String>, field: String) -> Option<u64> {
             None
         }
     }
-}
-
-/// 1-based line of a byte offset.
-fn line_of(text: &str, offset: usize) -> usize {
-    text.as_bytes()[..offset.min(text.len())]
-        .iter()
-        .filter(|&&b| b == b'\n')
-        .count()
-        + 1
-}
-
-/// Turns a serde/TOML error into a [`RunbookError`] naming the line and field.
-fn serde_error(file: &str, text: &str, e: &toml::de::Error) -> RunbookError {
-    let message = e.message().trim().to_string();
-    let span = e.span().unwrap_or(0..0);
-    let line = line_of(text, span.start);
-    let quoted = message.split('`').nth(1).map(str::to_string);
-    let (kind, field) = if message.starts_with("unknown field") {
-        (K::UnknownField, quoted.unwrap_or_else(|| "-".into()))
-    } else if message.starts_with("missing field") {
-        (K::MissingField, quoted.unwrap_or_else(|| "-".into()))
-    } else if message.contains("unknown variant")
-        || message.starts_with("invalid type")
-        || message.starts_with("invalid value")
-        || message.contains("invalid length")
-    {
-        (K::BadValue, key_before(text, span.start))
-    } else {
-        (K::Syntax, key_before(text, span.start))
-    };
-    RunbookError {
-        file: file.to_string(),
-        line,
-        field,
-        kind,
-        message,
-    }
-}
-
-/// The key whose value starts near `offset` (the word before the last `=` on that line).
-fn key_before(text: &str, offset: usize) -> String {
-    let offset = offset.min(text.len());
-    let line_start = text[..offset].rfind('\n').map(|p| p + 1).unwrap_or(0);
-    let before = &text[line_start..offset];
-    match before.rfind('=') {
-        Some(eq) => {
-            let key: String = before[..eq]
-                .trim_end()
-                .chars()
-                .rev()
-                .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '-' || *c == '.')
-                .collect();
-            let key: String = key.chars().rev().collect();
-            if key.is_empty() {
-                "-".into()
-            } else {
-                key
-            }
-        }
-        None => {
-            let rest = &text[line_start..];
-            let key: String = rest
-                .trim_start()
-                .chars()
-                .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '-')
-                .collect();
-            if key.is_empty() {
-                "-".into()
-            } else {
-                key
-            }
-        }
-    }
-}
-
-/// Parameter values, with defaults, checked against the runbook's declarations.
-pub(crate) fn resolve_params(
-    rb: &Runbook,
-    given: &BTreeMap<String, String>,
-) -> Result<BTreeMap<String, String>, String> {
-    let mut out = BTreeMap::new();
-    for (k, v) in given {
-        let Some(p) = rb.parameter(k) else {
-            let known: Vec<&str> = rb.parameters.iter().map(|p| p.name.as_str()).collect();
-            return Err(if known.is_empty() {
-                format!("runbook `{}` takes no parameters (got `{k}`)", rb.id)
-            } else {
-                format!(
-                    "runbook `{}` has no parameter `{k}` (it takes: {})",
-                    rb.id,
-                    known.join(", ")
-                )
-            });
-        };
-        if !p.allowed.is_empty() && !p.allowed.contains(v) {
-            return Err(format!(
-                "`{k}={v}` is not allowed; `{k}` is one of: {}",
-                p.allowed
-                    .iter()
-                    .map(|a| format!("\"{a}\""))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
-        }
-        if p.number && v.parse::<u64>().is_err() {
-            return Err(format!("`{k}={v}`: `{k}` must be a whole number"));
-        }
-        out.insert(k.clone(), v.clone());
-    }
-    for p in &rb.parameters {
-        if out.contains_key(&p.name) {
-            continue;
-        }
-        match &p.default {
-            Some(d) => {
-                out.insert(p.name.clone(), d.clone());
-            }
-            None => {
-                let hint = if p.allowed.is_empty() {
-                    String::new()
-                } else {
-                    format!(" (one of: {})", p.allowed.join(", "))
-                };
-                return Err(format!(
-                    "runbook `{}` needs `--param {}=VALUE`{hint}: {}",
-                    rb.id, p.name, p.description
-                ));
-            }
-        }
-    }
-    Ok(out)
 }
