@@ -37,6 +37,8 @@ pub struct Update {
     pub html: HashMap<Variant, String>,
 }
 
+type UpdateSender = broadcast::Sender<Arc<Update>>;
+
 struct RunFeed {
     tx: broadcast::Sender<Arc<Update>>,
     /// user name → (role, open streams)
@@ -101,7 +103,7 @@ impl Live {
     fn watched(
         &self,
         run_id: &str,
-    ) -> Option<(broadcast::Sender<Arc<Update>>, Vec<(String, Role)>)> {
+    ) -> Option<(UpdateSender, Vec<(String, Role)>)> {
         let feeds = self.feeds.lock().unwrap_or_else(|p| p.into_inner());
         feeds.get(run_id).map(|f| {
             (

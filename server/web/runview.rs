@@ -168,7 +168,7 @@ pub fn run_header(
         inventory: run.inventory.clone(),
         done,
         total,
-        percent: if total == 0 { 0 } else { done * 100 / total },
+        percent: (done * 100).checked_div(total).unwrap_or(0),
         elapsed,
         planned: fmt_duration(planned),
         window,

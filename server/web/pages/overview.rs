@@ -78,7 +78,7 @@ pub async fn page(State(state): State<AppState>, me: CurrentUser) -> Result<Resp
             inventory: run.inventory.clone(),
             done,
             total,
-            percent: if total == 0 { 0 } else { done * 100 / total },
+            percent: (done * 100).checked_div(total).unwrap_or(0),
         });
     }
     let agents = crate::web::pages::agents::rows(&state).await?;
