@@ -104,7 +104,7 @@ async fn the_demo_prints_passwords_that_log_in_stops_on_ctrl_c_and_keeps_its_dat
         );
     }
     assert_eq!(login(&demo.url, "operator", &pw).await, 303);
-    assert_eq!(login(&demo.url, "operator", "not-the-password").await, 200);
+    assert_eq!(login(&demo.url, "operator", "not-the-password").await, 401);
     interrupt(demo);
     assert!(data.join("lockstep.db").exists());
 

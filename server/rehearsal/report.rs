@@ -255,6 +255,11 @@ impl Report {
                 .unwrap_or_default();
             let _ = writeln!(o, "\nStopped at: {} — {}{on}", s.step, s.title);
             let _ = writeln!(o, "Why: {}", s.why);
+            let _ = writeln!(
+                o,
+                "What next: fix the cause on the server, then retry the step (on the run page, or \
+                 rehearse again); nothing after this step was started."
+            );
         }
         let _ = writeln!(
             o,
