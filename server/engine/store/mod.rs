@@ -20,11 +20,13 @@ use tokio::sync::broadcast;
 use super::audit::{self, AuditEvent, ChainHead};
 use super::machine::{Millis, Refusal};
 
+mod claim;
 mod queries;
 mod transitions;
 
+pub use claim::{Claimed, DriveLimits};
 pub use queries::{RunRecord, StepRecord};
-pub use transitions::{Claimed, DriveLimits, NewRun, StepBatchResult};
+pub use transitions::{NewRun, StepBatchResult};
 
 /// Everything that can go wrong in the engine, each with a message a person can act on.
 #[derive(Debug, thiserror::Error)]

@@ -1,15 +1,15 @@
 //! Writing: creating runs and applying run and step events, each as a compare-and-set plus an
-//! audit event in one transaction. The driver's claim of ready steps also lives here, so every
-//! SQL statement of the engine stays in the store.
+//! audit event in one transaction, with the consequences that belong in the same transaction
+//! (cancelling steps on abort, planning the undo, releasing hosts). The driver's claim is in
+//! `claim.rs`; every SQL statement of the engine stays in the store.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::HashSet;
 
 use serde::Serialize;
-use sqlx::Row;
 
 use super::queries::{load_run, load_step, load_steps, RunRecord, StepRecord};
 use super::{EngineError, Result, Store, WriteTx};
-use crate::engine::audit::{self, AuditEvent};
+use crate::engine::audit;
 use crate::engine::machine::{
     self, run, step, Actor, Millis, Refusal, RunAction, RunEvent, RunState, RunStatus, StepAction,
     StepCtx, StepEvent, StepState, StepStatus,
@@ -23,31 +23,6 @@ pub struct NewRun {
     pub window_start: Option<Millis>,
     pub window_end: Option<Millis>,
     pub plan: Plan,
-}
-
-/// Concurrency limits the driver claims within.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DriveLimits {
-    /// Steps of one run in flight at once.
-    pub per_run: usize,
-    /// Steps of one run in flight on one host at once.
-    pub per_host: usize,
-}
-
-impl Default for DriveLimits {
-    fn default() -> Self {
-        DriveLimits {
-            per_run: 4,
-            per_host: 1,
-        }
-    }
-}
-
-/// A step the driver must act on after the claim committed.
-#[derive(Debug, Clone)]
-pub struct Claimed {
-    pub step: StepRecord,
-    pub actions: Vec<StepAction>,
 }
 
 /// One item of a batch of step events: its result, refusals kept per item.
@@ -148,7 +123,7 @@ impl WriteTx {
     }
 
     /// Applies a run event as a compare-and-set on (status, version), with its audit event.
-    async fn run_transition(
+    pub(super) async fn run_transition(
         &mut self,
         run: &RunRecord,
         event: &RunEvent,
@@ -194,7 +169,7 @@ impl WriteTx {
     }
 
     /// Applies a step event as a compare-and-set on (status, attempt), with its audit event.
-    async fn step_transition(
+    pub(super) async fn step_transition(
         &mut self,
         requester: &str,
         step: &StepRecord,
@@ -247,7 +222,7 @@ impl WriteTx {
     }
 
     /// The run-level consequences of a run transition that belong in the same transaction.
-    async fn run_consequences(
+    pub(super) async fn run_consequences(
         &mut self,
         run: &RunRecord,
         actions: &[RunAction],
@@ -531,177 +506,5 @@ impl Store {
         .await?;
         self.commit(w).await?;
         Ok(next)
-    }
-
-    /// The driver's claim, in one transaction: unblock pending steps whose dependencies are done,
-    /// then start ready steps within the concurrency limits and host locks. Returns the steps to
-    /// act on and the earliest time a backed-off step may start.
-    pub async fn claim(
-        &self,
-        run_id: &str,
-        limits: DriveLimits,
-        now: Millis,
-    ) -> Result<(Vec<Claimed>, Option<Millis>)> {
-        let mut w = self.begin().await?;
-        let run = load_run(&mut w.tx, run_id).await?;
-        if !run.status.is_driving() {
-            return Ok((Vec::new(), None));
-        }
-        let undoing = run.status == RunStatus::Undoing;
-        let unblocked: Vec<String> = sqlx::query(
-            "SELECT s.id FROM steps s WHERE s.run_id = ? AND s.status = 'pending'
-               AND (s.undo_of IS NOT NULL) = ?
-               AND NOT EXISTS (SELECT 1 FROM step_deps d JOIN steps p
-                     ON p.run_id = d.run_id AND p.id = d.depends_on
-                   WHERE d.run_id = s.run_id AND d.step_id = s.id
-                     AND p.status NOT IN ('succeeded', 'skipped'))
-             ORDER BY s.seq",
-        )
-        .bind(run_id)
-        .bind(undoing)
-        .fetch_all(&mut *w.tx)
-        .await?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-        for id in &unblocked {
-            let s = load_step(&mut w.tx, run_id, id).await?;
-            w.step_transition(&run.requester, &s, &StepEvent::Unblock, now)
-                .await?;
-        }
-        let steps = load_steps(&mut w.tx, run_id).await?;
-        let steps: Vec<StepRecord> = steps
-            .into_iter()
-            .filter(|s| s.undo_of.is_some() == undoing)
-            .collect();
-        let mut in_flight = steps.iter().filter(|s| s.status.is_in_flight()).count();
-        let mut per_host: HashMap<String, usize> = HashMap::new();
-        for s in steps.iter().filter(|s| s.status.is_in_flight()) {
-            if let Some(h) = &s.spec.host {
-                *per_host.entry(h.clone()).or_default() += 1;
-            }
-        }
-        let mut claimed = Vec::new();
-        let mut next_wake: Option<Millis> = None;
-        for s in steps.iter().filter(|s| s.status == StepStatus::Ready) {
-            if let Some(t) = s.state.not_before.filter(|t| *t > now) {
-                next_wake = Some(next_wake.map_or(t, |w| w.min(t)));
-                continue;
-            }
-            let dispatches = !matches!(
-                s.spec.kind,
-                crate::knowledge::plan::StepKind::Approval
-                    | crate::knowledge::plan::StepKind::Manual
-            ) && s.spec.gate.is_none();
-            if dispatches {
-                if in_flight >= limits.per_run {
-                    continue;
-                }
-                if let Some(h) = &s.spec.host {
-                    if per_host.get(h).copied().unwrap_or(0) >= limits.per_host {
-                        continue;
-                    }
-                    if !w.lock_host(h, run_id).await? {
-                        continue;
-                    }
-                }
-            }
-            let (state, actions) = w
-                .step_transition(&run.requester, s, &StepEvent::Start, now)
-                .await?;
-            if state.status.is_in_flight() {
-                in_flight += 1;
-                if let Some(h) = &s.spec.host {
-                    *per_host.entry(h.clone()).or_default() += 1;
-                }
-            }
-            let mut step = s.clone();
-            step.status = state.status;
-            step.attempt = state.attempt;
-            step.state = state;
-            claimed.push(Claimed { step, actions });
-        }
-        self.commit(w).await?;
-        Ok((claimed, next_wake))
-    }
-
-    /// The driver's end-of-run check: completes a run whose steps are all done, fails one that a
-    /// failed step has stopped, and reports the earliest gate expiry to wake for.
-    pub async fn settle(&self, run_id: &str, now: Millis) -> Result<Option<RunStatus>> {
-        let mut w = self.begin().await?;
-        let run = load_run(&mut w.tx, run_id).await?;
-        if !run.status.is_driving() {
-            return Ok(None);
-        }
-        let undoing = run.status == RunStatus::Undoing;
-        let steps: Vec<StepRecord> = load_steps(&mut w.tx, run_id)
-            .await?
-            .into_iter()
-            .filter(|s| s.undo_of.is_some() == undoing)
-            .collect();
-        let event = if steps.iter().all(|s| s.status.is_done()) {
-            Some(RunEvent::Completed)
-        } else if !steps
-            .iter()
-            .any(|s| s.status.is_in_flight() || matches!(s.status, StepStatus::Ready))
-        {
-            steps
-                .iter()
-                .find(|s| s.status == StepStatus::Failed)
-                .map(|s| RunEvent::Stalled {
-                    step_id: s.id.clone(),
-                })
-        } else {
-            None
-        };
-        let Some(event) = event else {
-            return Ok(None);
-        };
-        let (next, actions) = w.run_transition(&run, &event, now).await?;
-        w.run_consequences(&run, &actions, now).await?;
-        self.commit(w).await?;
-        Ok(Some(next.status))
-    }
-
-    /// Steps of a run that are in flight or in doubt (for reconcile and abort).
-    pub async fn unsettled_steps(&self, run_id: &str) -> Result<Vec<StepRecord>> {
-        Ok(self
-            .steps(run_id)
-            .await?
-            .into_iter()
-            .filter(|s| s.status.is_in_flight())
-            .collect())
-    }
-}
-
-impl WriteTx {
-    /// Takes the host for this run unless another run holds it.
-    async fn lock_host(&mut self, host: &str, run_id: &str) -> Result<bool> {
-        sqlx::query("INSERT OR IGNORE INTO host_locks (host, run_id) VALUES (?, ?)")
-            .bind(host)
-            .bind(run_id)
-            .execute(&mut *self.tx)
-            .await?;
-        let holder: String = sqlx::query("SELECT run_id FROM host_locks WHERE host = ?")
-            .bind(host)
-            .fetch_one(&mut *self.tx)
-            .await?
-            .get(0);
-        Ok(holder == run_id)
-    }
-}
-
-/// Who holds which host (for the dashboard).
-impl Store {
-    pub async fn host_locks(&self) -> Result<BTreeMap<String, String>> {
-        let rows = sqlx::query("SELECT host, run_id FROM host_locks ORDER BY host")
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
-    }
-
-    /// Events of one run (oldest first), for the run page.
-    pub async fn run_events(&self, run_id: &str) -> Result<Vec<AuditEvent>> {
-        self.events_after(0, Some(run_id), u32::MAX).await
     }
 }
