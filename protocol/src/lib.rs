@@ -105,7 +105,8 @@ impl ActionRequest {
 
     /// Whether an agent whose clock reads `now` may start this request; the error says why not.
     pub fn check_time(&self, now: i64) -> Result<(), ErrorResponse> {
-        if (self.issued_at - now).abs() > MAX_CLOCK_SKEW_SECS {
+        // abs_diff: a hostile issued_at (i64::MIN) must be refused, not overflow.
+        if self.issued_at.abs_diff(now) > MAX_CLOCK_SKEW_SECS.unsigned_abs() {
             return Err(ErrorResponse::new(
                 ErrorCode::ClockSkew,
                 format!(
@@ -115,7 +116,7 @@ impl ActionRequest {
             ));
         }
         if self.expires_at <= self.issued_at
-            || self.expires_at - self.issued_at > MAX_REQUEST_LIFETIME_SECS
+            || self.expires_at.abs_diff(self.issued_at) > MAX_REQUEST_LIFETIME_SECS.unsigned_abs()
         {
             return Err(ErrorResponse::new(
                 ErrorCode::Malformed,
