@@ -258,7 +258,7 @@ impl Report {
             let _ = writeln!(
                 o,
                 "What next: fix the cause on the server, then retry the step (on the run page, or \
-                 rehearse again); nothing after this step was started."
+                 rehearse again); steps that depend on it were not started."
             );
         }
         let _ = writeln!(
