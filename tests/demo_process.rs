@@ -307,3 +307,17 @@ async fn a_run_started_and_approved_through_the_api_by_two_people_succeeds_on_th
     assert!(events.contains("approver") && events.contains("operator"));
     interrupt(demo);
 }
+
+#[test]
+fn the_demo_refuses_a_non_loopback_address_and_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("demo");
+    let out = Command::new(env!("CARGO_BIN_EXE_lockstep"))
+        .args(["demo", "--listen", "0.0.0.0:0", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("loopback"));
+    assert!(!data.exists(), "nothing is created");
+}

@@ -74,3 +74,25 @@ fn an_unknown_fault_is_refused_before_anything_starts() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("unknown fault `meltdown`"), "{stderr}");
 }
+
+#[test]
+fn a_fault_on_a_server_the_inventory_lacks_is_refused_before_anything_starts() {
+    let out = rehearse(&[
+        "--inventory",
+        "examples/mirrored.toml",
+        "--runbook",
+        "upgrade-8.11",
+        "--fault",
+        "NOPE:tds-drop",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("the inventory has no server NOPE"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("agent listening"),
+        "nothing started: {stderr}"
+    );
+}

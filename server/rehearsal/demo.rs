@@ -50,6 +50,16 @@ fn password() -> String {
 
 /// Runs the demo until Ctrl-C.
 pub async fn run(data_dir: &Path, listen: &str, inventory_text: &str) -> anyhow::Result<ExitCode> {
+    // Refuse a non-loopback address before anything is created.
+    let addr: std::net::SocketAddr = listen.parse().map_err(|e| {
+        anyhow!("--listen `{listen}` is not an address such as 127.0.0.1:8080: {e}")
+    })?;
+    if !addr.ip().is_loopback() {
+        anyhow::bail!(
+            "--listen {addr}: the demo serves plain HTTP, so it listens only on a loopback \
+             address such as 127.0.0.1:8080 (use `lockstep serve` with TLS for anything else)"
+        );
+    }
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
     let inventory_path = data_dir.join("inventory.toml");

@@ -142,6 +142,21 @@ impl Rehearsal {
     /// the rehearsal operator, start approved by the rehearsal approver) and starts the driver.
     pub async fn start(options: Options) -> anyhow::Result<Rehearsal> {
         let plan = plan_for(&options)?;
+        let inventory = Inventory::load(&options.inventory).map_err(|e| anyhow!("{e}"))?;
+        for f in &options.faults {
+            if !inventory
+                .servers
+                .iter()
+                .any(|s| s.name.eq_ignore_ascii_case(&f.server))
+            {
+                anyhow::bail!(
+                    "--fault {}:{}: the inventory has no server {}",
+                    f.server,
+                    f.kind,
+                    f.server
+                );
+            }
+        }
         let identity = Identity::generate("lockstep-rehearsal")?;
         let (dc, router) = site::start(&options.inventory, &options.sim_dir, identity, 10).await?;
         for f in &options.faults {
