@@ -46,15 +46,17 @@ fn check_headers(url: &str, resp: &reqwest::Response) {
             .to_string()
     };
     let csp = get("content-security-policy");
-    assert!(
-        csp.contains("default-src") && !csp.contains("'unsafe-inline'")
-            || csp.contains("script-src 'self'"),
-        "{url}: weak CSP {csp}"
-    );
-    assert!(
-        !csp.contains("script-src 'unsafe-inline'"),
-        "{url}: inline scripts allowed: {csp}"
-    );
+    for part in [
+        "default-src 'self'",
+        "script-src 'self'",
+        "frame-ancestors 'none'",
+        "object-src 'none'",
+    ] {
+        assert!(csp.contains(part), "{url}: CSP without {part}: {csp}");
+    }
+    for weak in ["'unsafe-inline'", "'unsafe-eval'", "*"] {
+        assert!(!csp.contains(weak), "{url}: CSP allows {weak}: {csp}");
+    }
     assert_eq!(get("x-frame-options"), "DENY", "{url}");
     assert_eq!(get("x-content-type-options"), "nosniff", "{url}");
     get("referrer-policy");
