@@ -43,18 +43,29 @@ fn start_with(data_dir: &Path, topology: &str) -> Demo {
             }
         }
     });
-    let mut out = Vec::new();
+    // Owned by `Demo` from here on, so a failing test never leaves the process behind.
+    let mut demo = Demo {
+        child,
+        url: String::new(),
+        out: Vec::new(),
+    };
     loop {
         let line = rx
             .recv_timeout(Duration::from_secs(60))
-            .unwrap_or_else(|_| panic!("no URL line within 60 s; got {out:#?}"));
-        out.push(line.clone());
+            .unwrap_or_else(|_| panic!("no URL line within 60 s; got {:#?}", demo.out));
+        demo.out.push(line.clone());
         if let Some(url) = line.strip_prefix("Lockstep demo on ") {
-            return Demo {
-                child,
-                url: url.trim_end_matches('/').to_string(),
-                out,
-            };
+            demo.url = url.trim_end_matches('/').to_string();
+            return demo;
+        }
+    }
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
         }
     }
 }
