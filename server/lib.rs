@@ -5,5 +5,6 @@ pub mod config;
 pub mod engine;
 pub mod executors;
 pub mod knowledge;
+pub mod notify;
 pub mod rehearsal;
 pub mod web;

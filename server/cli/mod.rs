@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 
 pub mod agent;
 pub mod audit;
+pub mod config;
 pub mod demo;
 pub mod inventory;
 pub mod runbook;
@@ -57,6 +58,11 @@ pub enum Command {
     Demo(demo::DemoArgs),
     /// Rehearse a runbook against a simulated copy of your Data Center.
     Rehearse(demo::RehearseArgs),
+    /// Check the configuration file and environment: effective settings and where each came from.
+    #[command(subcommand)]
+    Config(config::ConfigCmd),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on stdout.
+    Completions(config::CompletionsArgs),
 }
 
 /// Structured logs on stderr; `RUST_LOG` filters (default `info`).

@@ -1,0 +1,177 @@
+//! `lockstep config check` (show the effective settings and where each came from) and
+//! `lockstep completions` (shell completion scripts).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use crate::config::{Config, Overrides};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum ConfigCmd {
+    /// Load the configuration file and `LOCKSTEP_*` environment variables as `lockstep serve`
+    /// would, print every effective setting with where it came from (default, file or env), and
+    /// exit non-zero naming the setting if anything is wrong.
+    Check(CheckArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    /// TOML configuration file (see README "Configuration").
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CompletionsArgs {
+    /// The shell to write a completion script for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// One setting: its file key, its environment variable, and how to show the effective value.
+struct Setting {
+    key: &'static str,
+    var: &'static str,
+    show: fn(&Config) -> String,
+}
+
+const SETTINGS: &[Setting] = &[
+    Setting {
+        key: "listen",
+        var: "LOCKSTEP_LISTEN",
+        show: |c| c.listen.to_string(),
+    },
+    Setting {
+        key: "data_dir",
+        var: "LOCKSTEP_DATA_DIR",
+        show: |c| c.data_dir.display().to_string(),
+    },
+    Setting {
+        key: "db",
+        var: "LOCKSTEP_DB",
+        show: |c| c.db.display().to_string(),
+    },
+    Setting {
+        key: "session_idle_secs",
+        var: "LOCKSTEP_SESSION_IDLE_SECS",
+        show: |c| c.session_idle_secs.to_string(),
+    },
+    Setting {
+        key: "session_absolute_secs",
+        var: "LOCKSTEP_SESSION_ABSOLUTE_SECS",
+        show: |c| c.session_absolute_secs.to_string(),
+    },
+    Setting {
+        key: "login_max_failures",
+        var: "LOCKSTEP_LOGIN_MAX_FAILURES",
+        show: |c| c.login_max_failures.to_string(),
+    },
+    Setting {
+        key: "login_lockout_secs",
+        var: "LOCKSTEP_LOGIN_LOCKOUT_SECS",
+        show: |c| c.login_lockout_secs.to_string(),
+    },
+    Setting {
+        key: "tls_cert",
+        var: "LOCKSTEP_TLS_CERT",
+        show: |c| {
+            c.tls
+                .as_ref()
+                .map(|t| t.cert.display().to_string())
+                .unwrap_or_else(|| "(none)".into())
+        },
+    },
+    Setting {
+        key: "tls_key",
+        var: "LOCKSTEP_TLS_KEY",
+        show: |c| {
+            c.tls
+                .as_ref()
+                .map(|t| t.key.display().to_string())
+                .unwrap_or_else(|| "(none)".into())
+        },
+    },
+    Setting {
+        key: "tls_self_signed",
+        var: "LOCKSTEP_TLS_SELF_SIGNED",
+        show: |c| c.tls_self_signed.to_string(),
+    },
+];
+
+pub fn run_config(cmd: ConfigCmd) -> anyhow::Result<ExitCode> {
+    match cmd {
+        ConfigCmd::Check(args) => Ok(check(args.config.as_deref(), &|k| std::env::var(k).ok())),
+    }
+}
+
+/// Prints the report on stdout (or the error on stderr) and returns the exit code: 0 when the
+/// configuration loads, 1 when it does not.
+pub fn check(file: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> ExitCode {
+    match report(file, env) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("error: configuration is not valid: {message}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// The effective settings, one per line: `key = value  (source)`.
+pub fn report(file: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    let config = Config::load(file, env, &Overrides::default()).map_err(|e| e.to_string())?;
+    let notify = crate::notify::NotifyConfig::load(file, env).map_err(|e| e.to_string())?;
+    // The file parsed above, so reading it again for its keys only fails on a race; treat that
+    // as "no keys" rather than inventing an error.
+    let table: toml::Table = file
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_default();
+    let mut out = String::new();
+    match file {
+        Some(p) => out.push_str(&format!("# configuration file: {}\n", p.display())),
+        None => out.push_str("# no configuration file (defaults and environment only)\n"),
+    }
+    for s in SETTINGS {
+        let source = source_of(s.key, s.var, &table, env);
+        out.push_str(&format!("{} = {}  ({source})\n", s.key, (s.show)(&config)));
+    }
+    let notify_table = table
+        .get("notify")
+        .and_then(|v| v.as_table())
+        .cloned()
+        .unwrap_or_default();
+    for (key, var, value) in notify.describe() {
+        let source = source_of(key, var, &notify_table, env);
+        out.push_str(&format!("notify.{key} = {value}  ({source})\n"));
+    }
+    Ok(out)
+}
+
+fn source_of(
+    key: &str,
+    var: &str,
+    table: &toml::Table,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> String {
+    if env(var).is_some() {
+        format!("env {var}")
+    } else if table.contains_key(key) {
+        "file".to_string()
+    } else {
+        "default".to_string()
+    }
+}
+
+/// Writes the completion script for `shell` on stdout.
+pub fn run_completions(args: CompletionsArgs) -> anyhow::Result<ExitCode> {
+    use clap::CommandFactory;
+    let mut cmd = super::Cli::command();
+    let mut script = Vec::new();
+    clap_complete::generate(args.shell, &mut cmd, "lockstep", &mut script);
+    // A closed pipe (`| head`) is the reader's choice, not an error worth a panic.
+    let _ = std::io::Write::write_all(&mut std::io::stdout(), &script);
+    Ok(ExitCode::SUCCESS)
+}

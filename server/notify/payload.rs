@@ -1,0 +1,243 @@
+//! What is worth telling people (a gate waiting, a step failed or needing an operator, a run
+//! finished), read from committed audit events, and the bodies sent for it: Lockstep's own JSON,
+//! a Microsoft Teams message (an Adaptive Card, as Teams Workflows incoming webhooks take), or a
+//! Slack incoming-webhook message.
+
+use serde_json::{json, Value};
+
+use crate::engine::audit::AuditEvent;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotifyKind {
+    GateWaiting,
+    StepFailed,
+    NeedsOperator,
+    RunFinished,
+}
+
+impl NotifyKind {
+    pub const ALL: [NotifyKind; 4] = [
+        NotifyKind::GateWaiting,
+        NotifyKind::StepFailed,
+        NotifyKind::NeedsOperator,
+        NotifyKind::RunFinished,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotifyKind::GateWaiting => "gate_waiting",
+            NotifyKind::StepFailed => "step_failed",
+            NotifyKind::NeedsOperator => "needs_operator",
+            NotifyKind::RunFinished => "run_finished",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<NotifyKind> {
+        NotifyKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    Teams,
+    Slack,
+}
+
+impl Format {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Json => "json",
+            Format::Teams => "teams",
+            Format::Slack => "slack",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Format> {
+        [Format::Json, Format::Teams, Format::Slack]
+            .into_iter()
+            .find(|f| f.as_str() == s)
+    }
+}
+
+/// One thing to tell, derived from one audit event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Notification {
+    pub kind: NotifyKind,
+    pub audit_event_id: i64,
+    pub run_id: Option<String>,
+    pub step_id: Option<String>,
+    /// The state entered (`awaiting_approval`, `failed`, `succeeded`, ...).
+    pub status: String,
+    pub at: i64,
+    pub actor: String,
+}
+
+/// The notification an audit event calls for, if any. Transitions carry `{from, to}` in their
+/// payload; only entering a state that needs a person, or a run ending, is worth a message.
+pub fn classify(e: &AuditEvent) -> Option<Notification> {
+    let to = e.payload.get("to")?.as_str()?;
+    let from = e.payload.get("from").and_then(Value::as_str);
+    if from == Some(to) {
+        return None;
+    }
+    let kind = if e.kind.starts_with("step.") {
+        match to {
+            "awaiting_approval" => NotifyKind::GateWaiting,
+            "awaiting_operator" | "outcome_unknown" => NotifyKind::NeedsOperator,
+            "failed" => NotifyKind::StepFailed,
+            _ => return None,
+        }
+    } else if e.kind.starts_with("run.") {
+        match to {
+            "awaiting_start_approval" => NotifyKind::GateWaiting,
+            "succeeded" | "failed" | "aborted" | "undone" => NotifyKind::RunFinished,
+            _ => return None,
+        }
+    } else {
+        return None;
+    };
+    Some(Notification {
+        kind,
+        audit_event_id: e.id,
+        run_id: e.run_id.clone(),
+        step_id: e.step_id.clone(),
+        status: to.to_string(),
+        at: e.at,
+        actor: e.actor.clone(),
+    })
+}
+
+/// One line for people: what happened, to which run and step.
+pub fn summary(n: &Notification, step_title: Option<&str>) -> String {
+    let run = n.run_id.as_deref().unwrap_or("?");
+    let step = match (&n.step_id, step_title) {
+        (Some(id), Some(t)) => format!("step {id} \"{t}\""),
+        (Some(id), None) => format!("step {id}"),
+        _ => String::new(),
+    };
+    match n.kind {
+        NotifyKind::GateWaiting if step.is_empty() => {
+            format!("Run {run} is waiting for approval to start")
+        }
+        NotifyKind::GateWaiting => format!("Run {run}: {step} is waiting for approval"),
+        NotifyKind::StepFailed => format!("Run {run}: {step} failed"),
+        NotifyKind::NeedsOperator => {
+            format!(
+                "Run {run}: {step} needs an operator ({})",
+                n.status.replace('_', " ")
+            )
+        }
+        NotifyKind::RunFinished => format!("Run {run} finished: {}", n.status),
+    }
+}
+
+/// The request body for `format`.
+pub fn body(format: Format, n: &Notification, delivery_id: &str, text: &str) -> Value {
+    match format {
+        Format::Json => json!({
+            "delivery_id": delivery_id,
+            "event": n.kind.as_str(),
+            "run_id": n.run_id,
+            "step_id": n.step_id,
+            "status": n.status,
+            "actor": n.actor,
+            "at_ms": n.at,
+            "audit_event_id": n.audit_event_id,
+            "summary": text,
+        }),
+        Format::Teams => json!({
+            "type": "message",
+            "attachments": [{
+                "contentType": "application/vnd.microsoft.card.adaptive",
+                "content": {
+                    "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+                    "type": "AdaptiveCard",
+                    "version": "1.4",
+                    "body": [
+                        {"type": "TextBlock", "text": "Lockstep", "weight": "Bolder"},
+                        {"type": "TextBlock", "text": text, "wrap": true},
+                        {"type": "FactSet", "facts": [
+                            {"title": "Event", "value": n.kind.as_str()},
+                            {"title": "Run", "value": n.run_id.clone().unwrap_or_default()},
+                            {"title": "Status", "value": n.status},
+                        ]},
+                    ],
+                },
+            }],
+        }),
+        Format::Slack => json!({
+            "text": format!("Lockstep: {text}"),
+            "blocks": [{
+                "type": "section",
+                "text": {"type": "mrkdwn", "text": format!("*Lockstep* ({}): {text}", n.kind.as_str())},
+            }],
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(kind: &str, from: &str, to: &str, step: Option<&str>) -> AuditEvent {
+        AuditEvent {
+            id: 7,
+            run_id: Some("r1".into()),
+            step_id: step.map(str::to_string),
+            actor: "engine".into(),
+            at: 1,
+            kind: kind.into(),
+            payload: json!({"from": from, "to": to}),
+            prev_hash: String::new(),
+            hash: String::new(),
+        }
+    }
+
+    #[test]
+    fn entering_a_gate_a_failure_an_operator_task_or_a_final_state_is_notified() {
+        let k = |e: AuditEvent| classify(&e).map(|n| n.kind);
+        assert_eq!(
+            k(event(
+                "step.unblock",
+                "pending",
+                "awaiting_approval",
+                Some("s")
+            )),
+            Some(NotifyKind::GateWaiting)
+        );
+        assert_eq!(
+            k(event("step.finished", "running", "failed", Some("s"))),
+            Some(NotifyKind::StepFailed)
+        );
+        assert_eq!(
+            k(event(
+                "step.unblock",
+                "pending",
+                "awaiting_operator",
+                Some("s")
+            )),
+            Some(NotifyKind::NeedsOperator)
+        );
+        assert_eq!(
+            k(event("run.completed", "running", "succeeded", None)),
+            Some(NotifyKind::RunFinished)
+        );
+        assert_eq!(
+            k(event("step.claim", "ready", "dispatched", Some("s"))),
+            None
+        );
+        assert_eq!(k(event("comment", "", "", None)), None);
+    }
+
+    #[test]
+    fn teams_and_slack_bodies_carry_the_summary_where_they_display_it() {
+        let n = classify(&event("step.finished", "running", "failed", Some("s1"))).unwrap();
+        let text = summary(&n, Some("Stop services"));
+        assert_eq!(text, "Run r1: step s1 \"Stop services\" failed");
+        let teams = body(Format::Teams, &n, "d", &text);
+        assert_eq!(teams["attachments"][0]["content"]["body"][1]["text"], text);
+        let slack = body(Format::Slack, &n, "d", &text);
+        assert!(slack["text"].as_str().unwrap().contains(&text));
+    }
+}
