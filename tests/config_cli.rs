@@ -1,0 +1,139 @@
+//! `lockstep config check` and `lockstep completions` through the real binary: exit codes,
+//! where each setting came from, and errors that name the setting.
+
+use std::process::{Command, Output};
+
+fn lockstep(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_lockstep"));
+    cmd.args(args);
+    // Only what each test sets: a LOCKSTEP_* variable in the caller's environment must not leak in.
+    for (k, _) in std::env::vars() {
+        if k.starts_with("LOCKSTEP_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.envs(env.iter().copied());
+    cmd.output().expect("run lockstep")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn a_valid_file_and_environment_show_each_setting_with_its_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("lockstep.toml");
+    std::fs::write(
+        &file,
+        "listen = \"127.0.0.1:9000\"\n[notify]\nmax_attempts = 3\n[[notify.webhook]]\nurl = \"https://chat.example/hook/SECRETPATH\"\nformat = \"slack\"\n",
+    )
+    .unwrap();
+    let out = lockstep(
+        &["config", "check", "--config", file.to_str().unwrap()],
+        &[("LOCKSTEP_SESSION_IDLE_SECS", "600")],
+    );
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.contains("listen = 127.0.0.1:9000  (file)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("session_idle_secs = 600  (env LOCKSTEP_SESSION_IDLE_SECS)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("login_max_failures = 5  (default)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("notify.max_attempts = 3  (file)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("notify.webhook = slack https://chat.example/…  (file)"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("SECRETPATH"),
+        "a webhook URL's secret path was printed: {stdout}"
+    );
+}
+
+#[test]
+fn a_bad_environment_value_exits_non_zero_naming_the_variable() {
+    let out = lockstep(
+        &["config", "check"],
+        &[("LOCKSTEP_LOGIN_LOCKOUT_SECS", "soon")],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("LOCKSTEP_LOGIN_LOCKOUT_SECS") && stderr.contains("soon"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn an_unknown_key_in_the_file_exits_non_zero_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.toml");
+    std::fs::write(&file, "lisen = \"127.0.0.1:1\"\n").unwrap();
+    let out = lockstep(
+        &["config", "check", "--config", file.to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("lisen"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn a_json_webhook_without_a_secret_exits_non_zero_naming_the_setting() {
+    let out = lockstep(
+        &["config", "check"],
+        &[("LOCKSTEP_NOTIFY_WEBHOOK_URL", "http://127.0.0.1:9/hook")],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("LOCKSTEP_NOTIFY_WEBHOOK.secret"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn a_missing_file_exits_non_zero_naming_it() {
+    let out = lockstep(
+        &["config", "check", "--config", "/nonexistent/lockstep.toml"],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("/nonexistent/lockstep.toml"));
+}
+
+#[test]
+fn completions_are_written_for_bash_zsh_and_fish() {
+    for (shell, marker) in [
+        ("bash", "complete -F _lockstep"),
+        ("zsh", "#compdef lockstep"),
+        ("fish", "complete -c lockstep"),
+    ] {
+        let out = lockstep(&["completions", shell], &[]);
+        assert!(out.status.success(), "{shell}: {}", text(&out.stderr));
+        let script = text(&out.stdout);
+        assert!(script.contains(marker), "{shell} script lacks {marker:?}");
+        assert!(
+            script.contains("preflight") && script.contains("config"),
+            "{shell} script lacks subcommands"
+        );
+    }
+}
+
+#[test]
+fn an_unknown_shell_is_refused_listing_the_choices() {
+    let out = lockstep(&["completions", "cmd.exe"], &[]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("bash"), "{}", text(&out.stderr));
+}
