@@ -14,6 +14,12 @@
 //! format = "json"              # json (signed) | teams | slack
 //! secret = "shared secret"     # required for json; signs every format when given
 //! events = ["gate_waiting", "step_failed", "needs_operator", "run_finished"]  # default: all
+//!
+//! [notify.email]               # plain SMTP to a relay (no TLS, no authentication)
+//! server = "smtp.corp.example:25"
+//! from = "lockstep@corp.example"
+//! to = ["dc-upgrades@corp.example"]
+//! events = ["gate_waiting", "run_finished"]  # default: all
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -36,6 +42,16 @@ pub struct NotifyConfig {
     pub timeout_secs: u64,
     pub ca_file: PathBuf,
     pub webhooks: Vec<Webhook>,
+    pub email: Option<Email>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Email {
+    /// `host:port` of the SMTP relay.
+    pub server: String,
+    pub from: String,
+    pub to: Vec<String>,
+    pub events: Vec<NotifyKind>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +72,16 @@ struct FileNotify {
     ca_file: Option<PathBuf>,
     #[serde(default)]
     webhook: Vec<FileWebhook>,
+    email: Option<FileEmail>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileEmail {
+    server: String,
+    from: String,
+    to: Vec<String>,
+    events: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -91,6 +117,7 @@ impl Default for NotifyConfig {
             timeout_secs: DEFAULT_TIMEOUT_SECS,
             ca_file: PathBuf::from(DEFAULT_CA_FILE),
             webhooks: Vec::new(),
+            email: None,
         }
     }
 }
@@ -180,7 +207,44 @@ impl NotifyConfig {
                 },
             )?);
         }
+        let email = match fc.email {
+            None => None,
+            Some(e) => {
+                if e.server
+                    .rsplit_once(':')
+                    .and_then(|(_, p)| p.parse::<u16>().ok())
+                    .is_none()
+                {
+                    return Err(err(
+                        "notify.email.server",
+                        format!("`{}` is not HOST:PORT", e.server),
+                    ));
+                }
+                if !super::smtp::valid_address(&e.from) {
+                    return Err(err(
+                        "notify.email.from",
+                        format!("`{}` is not an e-mail address", e.from),
+                    ));
+                }
+                if e.to.is_empty() {
+                    return Err(err("notify.email.to", "needs at least one recipient"));
+                }
+                if let Some(bad) = e.to.iter().find(|a| !super::smtp::valid_address(a)) {
+                    return Err(err(
+                        "notify.email.to",
+                        format!("`{bad}` is not an e-mail address"),
+                    ));
+                }
+                Some(Email {
+                    server: e.server,
+                    from: e.from,
+                    to: e.to,
+                    events: kinds("notify.email", e.events)?,
+                })
+            }
+        };
         Ok(NotifyConfig {
+            email,
             max_attempts: max_attempts as u32,
             backoff_initial_ms,
             backoff_max_ms,
@@ -236,6 +300,16 @@ impl NotifyConfig {
                 self.ca_file.display().to_string(),
             ),
             ("webhook", "LOCKSTEP_NOTIFY_WEBHOOK_URL", hooks),
+            (
+                "email",
+                "LOCKSTEP_NOTIFY_EMAIL",
+                match &self.email {
+                    None => "(none)".to_string(),
+                    Some(e) => {
+                        format!("smtp://{} from {} to {}", e.server, e.from, e.to.join(", "))
+                    }
+                },
+            ),
         ]
     }
 }
@@ -266,8 +340,18 @@ fn webhook(setting: &str, w: FileWebhook) -> Result<Webhook, NotifyConfigError> 
             "a json webhook needs a shared secret to sign with",
         ));
     }
-    let events = match w.events {
-        None => NotifyKind::ALL.to_vec(),
+    let events = kinds(setting, w.events)?;
+    Ok(Webhook {
+        url,
+        format,
+        secret,
+        events,
+    })
+}
+
+fn kinds(setting: &str, names: Option<Vec<String>>) -> Result<Vec<NotifyKind>, NotifyConfigError> {
+    match names {
+        None => Ok(NotifyKind::ALL.to_vec()),
         Some(names) => names
             .iter()
             .map(|n| {
@@ -278,14 +362,8 @@ fn webhook(setting: &str, w: FileWebhook) -> Result<Webhook, NotifyConfigError> 
                     )
                 })
             })
-            .collect::<Result<_, _>>()?,
-    };
-    Ok(Webhook {
-        url,
-        format,
-        secret,
-        events,
-    })
+            .collect(),
+    }
 }
 
 /// Scheme and host only: Teams and Slack webhook URLs carry their secret in the path.

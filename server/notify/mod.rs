@@ -7,6 +7,7 @@
 pub mod config;
 pub mod payload;
 pub mod sign;
+pub mod smtp;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -135,7 +136,12 @@ pub async fn spawn(
                 };
                 for (i, hook) in shared.config.webhooks.iter().enumerate() {
                     if hook.events.contains(&n.kind) {
-                        tokio::spawn(deliver(shared.clone(), i, n.clone()));
+                        tokio::spawn(deliver(shared.clone(), Target::Webhook(i), n.clone()));
+                    }
+                }
+                if let Some(email) = &shared.config.email {
+                    if email.events.contains(&n.kind) {
+                        tokio::spawn(deliver(shared.clone(), Target::Email, n.clone()));
                     }
                 }
             }
@@ -143,20 +149,73 @@ pub async fn spawn(
     }))
 }
 
-/// Sends one notification to one webhook, retrying with capped exponential backoff.
-async fn deliver(shared: Arc<Shared>, hook_index: usize, n: Notification) {
-    let hook = &shared.config.webhooks[hook_index];
+#[derive(Clone, Copy)]
+enum Target {
+    Webhook(usize),
+    Email,
+}
+
+/// Sends one notification to one receiver, retrying with capped exponential backoff.
+async fn deliver(shared: Arc<Shared>, target: Target, n: Notification) {
     let delivery_id = uuid::Uuid::new_v4().to_string();
     let title = match (&n.run_id, &n.step_id) {
         (Some(r), Some(s)) => shared.store.step(r, s).await.ok().map(|s| s.spec.title),
         _ => None,
     };
     let text = payload::summary(&n, title.as_deref());
-    let body = serde_json::to_vec(&payload::body(hook.format, &n, &delivery_id, &text))
-        .unwrap_or_default();
+    let (label, body) = match target {
+        Target::Webhook(i) => {
+            let hook = &shared.config.webhooks[i];
+            let body = payload::body(hook.format, &n, &delivery_id, &text);
+            (
+                config::redacted(&hook.url),
+                serde_json::to_vec(&body).unwrap_or_default(),
+            )
+        }
+        Target::Email => (
+            format!(
+                "smtp://{}",
+                shared
+                    .config
+                    .email
+                    .as_ref()
+                    .map(|e| e.server.as_str())
+                    .unwrap_or("")
+            ),
+            Vec::new(),
+        ),
+    };
     let max = shared.config.max_attempts;
     for attempt in 1..=max {
-        let result = send(&shared.client, hook, &delivery_id, &body).await;
+        let result = match (target, &shared.config.email) {
+            (Target::Webhook(i), _) => {
+                send(
+                    &shared.client,
+                    &shared.config.webhooks[i],
+                    &delivery_id,
+                    &body,
+                )
+                .await
+            }
+            (Target::Email, Some(email)) => {
+                let mail = smtp::Mail {
+                    from: &email.from,
+                    to: &email.to,
+                    subject: &format!("[Lockstep] {text}"),
+                    body: &format!(
+                        "{text}\n\nEvent: {}\nRun: {}\nStatus: {}\nDelivery: {delivery_id}\n",
+                        n.kind.as_str(),
+                        n.run_id.as_deref().unwrap_or("-"),
+                        n.status
+                    ),
+                };
+                let timeout = Duration::from_secs(shared.config.timeout_secs);
+                smtp::send(&email.server, &mail, timeout)
+                    .await
+                    .map_err(|e| (None, e))
+            }
+            (Target::Email, None) => return,
+        };
         let (outcome, status, error) = match &result {
             Ok(()) => ("delivered", None, None),
             Err((status, e)) if attempt == max => ("gave_up", *status, Some(e.clone())),
@@ -164,7 +223,7 @@ async fn deliver(shared: Arc<Shared>, hook_index: usize, n: Notification) {
         };
         record(
             &shared,
-            hook,
+            &label,
             &delivery_id,
             &n,
             attempt,
@@ -221,7 +280,7 @@ async fn send(
 #[allow(clippy::too_many_arguments)]
 async fn record(
     shared: &Shared,
-    hook: &Webhook,
+    target: &str,
     delivery_id: &str,
     n: &Notification,
     attempt: u32,
@@ -243,7 +302,7 @@ async fn record(
     .bind(&n.step_id)
     .bind(n.audit_event_id)
     .bind(n.kind.as_str())
-    .bind(config::redacted(&hook.url))
+    .bind(target)
     .bind(i64::from(attempt))
     .bind(at)
     .bind(outcome)
@@ -258,7 +317,7 @@ async fn record(
         "gave_up" => tracing::warn!(
             "notify: gave up on {} to {} after {attempt} attempts: {}",
             n.kind.as_str(),
-            config::redacted(&hook.url),
+            target,
             error.unwrap_or_default()
         ),
         _ => tracing::debug!("notify: {} attempt {attempt}: {outcome}", n.kind.as_str()),
