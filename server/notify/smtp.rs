@@ -72,7 +72,7 @@ async fn conversation(addr: &str, mail: &Mail<'_>) -> Result<(), String> {
         data.push_str(line);
         data.push_str("\r\n");
     }
-    data.push_str(".");
+    data.push('.');
     command(&mut write, &mut read, &data, 250).await?;
     command(&mut write, &mut read, "QUIT", 221).await?;
     Ok(())
