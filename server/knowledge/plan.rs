@@ -115,6 +115,23 @@ impl Plan {
     pub fn step(&self, id: &str) -> Option<&PlannedStep> {
         self.steps.iter().find(|s| s.id == id)
     }
+
+    /// Adapts the plan to a simulated Data Center, where nobody is backing up: a wait for backup
+    /// sessions to drain is checked once a second and needs no stable period, instead of the
+    /// minutes a real site needs. Used by rehearsals and the demo; never for a real site.
+    pub fn for_simulated_site(&mut self) {
+        for step in &mut self.steps {
+            if let Operation::Wait {
+                condition: super::operation::WaitCondition::BackupSessionsLow { stable_secs, .. },
+                interval_secs,
+                ..
+            } = &mut step.operation
+            {
+                *stable_secs = 0;
+                *interval_secs = 1;
+            }
+        }
+    }
 }
 
 pub mod render;
@@ -164,5 +181,50 @@ impl Plan {
             finish.insert(&s.id, start + s.estimate_secs);
         }
         finish.values().max().copied().unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use crate::knowledge::expand::expand;
+    use crate::knowledge::inventory::Inventory;
+    use crate::knowledge::operation::{Operation, WaitCondition};
+    use crate::knowledge::runbook::Catalog;
+
+    fn drain_waits(plan: &super::Plan) -> Vec<(u64, u64)> {
+        plan.steps
+            .iter()
+            .filter_map(|s| match &s.operation {
+                Operation::Wait {
+                    condition: WaitCondition::BackupSessionsLow { stable_secs, .. },
+                    interval_secs,
+                    ..
+                } => Some((*stable_secs, *interval_secs)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_simulated_site_does_not_wait_minutes_for_sessions_to_drain() {
+        let text = include_str!("../../examples/mirrored.toml");
+        let inventory = Inventory::from_toml(text, "examples/mirrored.toml").expect("example");
+        let catalog = Catalog::builtin().expect("built-in runbooks");
+        let runbook = catalog.get("upgrade-8.11").expect("upgrade-8.11");
+        let mut plan = expand(runbook, &inventory, &BTreeMap::new()).expect("plan");
+
+        let real = drain_waits(&plan);
+        assert!(
+            !real.is_empty(),
+            "upgrade-8.11 drains sessions before stopping"
+        );
+        assert!(real.iter().all(|(stable, _)| *stable >= 60), "{real:?}");
+
+        plan.for_simulated_site();
+        let simulated = drain_waits(&plan);
+        assert_eq!(simulated.len(), real.len());
+        assert!(simulated.iter().all(|w| *w == (0, 1)), "{simulated:?}");
     }
 }

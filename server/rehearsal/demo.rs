@@ -123,7 +123,8 @@ pub async fn run(data_dir: &Path, listen: &str, inventory_text: &str) -> anyhow:
             config.login_lockout_secs,
         ),
     )
-    .with_engine(engine.clone());
+    .with_engine(engine.clone())
+    .with_simulated_site();
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| anyhow!("cannot listen on {}: {e}", config.listen))?;

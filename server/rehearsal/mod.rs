@@ -30,7 +30,6 @@ use crate::engine::store::NewRun;
 use crate::engine::{Actor, Engine, EngineConfig, Store};
 use crate::knowledge::expand::expand;
 use crate::knowledge::inventory::Inventory;
-use crate::knowledge::operation::Operation;
 use crate::knowledge::plan::Plan;
 use crate::knowledge::runbook::Catalog;
 
@@ -122,18 +121,7 @@ pub fn plan_for(options: &Options) -> anyhow::Result<Plan> {
             options.inventory.display()
         )
     })?;
-    for step in &mut plan.steps {
-        if let Operation::Wait {
-            condition:
-                crate::knowledge::operation::WaitCondition::BackupSessionsLow { stable_secs, .. },
-            interval_secs,
-            ..
-        } = &mut step.operation
-        {
-            *stable_secs = 0;
-            *interval_secs = 1;
-        }
-    }
+    plan.for_simulated_site();
     Ok(plan)
 }
 

@@ -59,6 +59,10 @@ pub struct AppState {
     /// The engine's driver handle, when one runs in this process: woken after people act so the
     /// run moves on at once instead of at the next tick.
     pub engine: Option<crate::engine::driver::Engine>,
+    /// The Data Centers behind this dashboard are simulated (`lockstep demo`): new plans get
+    /// [`crate::knowledge::plan::Plan::for_simulated_site`], so nobody waits minutes for backup
+    /// sessions that a simulator never has. Never set for a real site.
+    pub simulated_site: bool,
 }
 
 impl AppState {
@@ -78,7 +82,14 @@ impl AppState {
             clock,
             throttle: Arc::new(throttle),
             engine: None,
+            simulated_site: false,
         }
+    }
+
+    /// Marks the site as simulated (see [`AppState::simulated_site`]).
+    pub fn with_simulated_site(mut self) -> AppState {
+        self.simulated_site = true;
+        self
     }
 
     /// Attaches the driver handle (see [`AppState::wake`]).

@@ -130,8 +130,11 @@ pub async fn build_plan(
     })?;
     let rb = runbook(&req.runbook)
         .map_err(|_| AppError::BadRequest(format!("runbook: no runbook `{}`", req.runbook)))?;
-    let plan =
+    let mut plan =
         expand(rb, &inv, &req.params).map_err(|e| AppError::BadRequest(format!("plan: {e}")))?;
+    if state.simulated_site {
+        plan.for_simulated_site();
+    }
     Ok((plan, inv))
 }
 
