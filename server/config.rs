@@ -68,6 +68,9 @@ struct FileConfig {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     tls_self_signed: Option<bool>,
+    /// The `[notify]` table, read by `crate::notify::config`; accepted here so the file is one.
+    #[allow(dead_code)]
+    notify: Option<toml::Value>,
 }
 
 /// Overrides given on the command line (highest precedence).

@@ -85,6 +85,8 @@ pub async fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         tls_self_signed: args.tls_self_signed,
     };
     let config = Config::from_process(args.config.as_deref(), &overrides)?;
+    let notify_config =
+        crate::notify::NotifyConfig::load(args.config.as_deref(), &|k| std::env::var(k).ok())?;
     let tls = match (&config.tls, config.tls_self_signed) {
         (Some(files), _) => Some(crate::web::tls::server_config(&files.cert, &files.key)?),
         (None, true) => {
@@ -104,6 +106,8 @@ pub async fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .await
         .map_err(|e| anyhow::anyhow!("opening {}: {e}", config.db.display()))?;
     let pool = crate::web::db::open(&config.db).await?;
+    // Notifications (webhooks, e-mail) watch committed events in their own tasks.
+    let _notifier = crate::notify::spawn(store.clone(), notify_config).await?;
     // The driver moves approved runs forward. Agent steps go to the registered agents (`lockstep
     // agent add`); SQL and probe executors need site configuration that `serve` does not take
     // yet, so such steps fail with "no executor handles … steps" and wait for a person.
