@@ -179,6 +179,26 @@ pub async fn serve(
     serve_core(core, &setup, listener, shutdown).await
 }
 
+/// What identifies a version of the pins file: its modification time and length (`None` when
+/// it does not exist).
+fn pins_stamp(path: &Path) -> Option<(std::time::SystemTime, u64)> {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len()))
+}
+
+/// A TLS acceptor for the pins now in the pins file; `None` when the file names none (an agent
+/// never drops to accepting nobody because a file was emptied by mistake).
+fn reload_acceptor(setup: &AgentSetup) -> anyhow::Result<Option<TlsAcceptor>> {
+    let pins = load_pins(&setup.config.state_dir)?;
+    if pins.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(TlsAcceptor::from(Arc::new(tls::server_config(
+        &setup.identity,
+        pins,
+    )?))))
+}
+
 /// Like [`serve`] with a core already built by [`build_core`] (so the journal is open and
 /// recovered before the caller announces the agent).
 pub async fn serve_core(
@@ -187,10 +207,15 @@ pub async fn serve_core(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
-    let acceptor = TlsAcceptor::from(Arc::new(tls::server_config(
+    let mut acceptor = TlsAcceptor::from(Arc::new(tls::server_config(
         &setup.identity,
         setup.client_pins.clone(),
     )?));
+    // Pins can change while the agent runs (`lockstep-agent trust NEW` during a certificate
+    // rotation): the pins file is looked at before each handshake and, when it has changed,
+    // later handshakes use what it says. Connections already open keep their peer.
+    let pins_file = crate::config::pins_path(&setup.config.state_dir);
+    let mut pins_seen = pins_stamp(&pins_file);
     let app = router(core);
     tracing::info!(addr = %listener.local_addr()?, thumbprint = %setup.identity.thumbprint(), "agent listening");
     tokio::pin!(shutdown);
@@ -205,6 +230,23 @@ pub async fn serve_core(
                 }
             },
         };
+        let stamp = pins_stamp(&pins_file);
+        if stamp != pins_seen {
+            pins_seen = stamp;
+            match reload_acceptor(setup) {
+                Ok(Some(a)) => {
+                    acceptor = a;
+                    tracing::info!(file = %pins_file.display(), "orchestrator pins reloaded");
+                }
+                Ok(None) => tracing::warn!(
+                    file = %pins_file.display(),
+                    "pins file is empty or gone; keeping the pins in force"
+                ),
+                Err(e) => {
+                    tracing::warn!(error = %e, "pins file unreadable; keeping the pins in force")
+                }
+            }
+        }
         let acceptor = acceptor.clone();
         let app = app.clone();
         tokio::spawn(async move {

@@ -16,7 +16,6 @@ use lockstep_agent::tls::Identity;
 use lockstep_protocol::{Action, ActionState};
 
 #[tokio::test]
-#[ignore = "defect: the agent reads its pins only at start (agent/src/server.rs AgentSetup::from_config), so a pin added by `lockstep-agent trust` while it runs is refused until a restart, which turns running actions into outcome unknown"]
 async fn a_second_pin_added_while_an_action_runs_lets_the_new_certificate_finish_it() {
     let dir = tempfile::tempdir().unwrap();
     let old = Identity::generate("orchestrator").unwrap();
