@@ -327,3 +327,16 @@ async fn live_events_arrive_in_id_order_and_replay_from_the_table_after_any_id()
         Err(EngineError::Refused(Refusal::CommentRequired))
     ));
 }
+
+#[tokio::test]
+async fn a_database_in_a_folder_that_does_not_exist_yet_is_created_with_its_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir
+        .path()
+        .join("fresh-data")
+        .join("nested")
+        .join("lockstep.db");
+    let store = Store::open(&path).await.expect("opens in a new folder");
+    assert!(path.exists(), "database file created at {}", path.display());
+    assert!(store.verify_audit().await.is_ok());
+}

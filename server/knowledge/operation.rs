@@ -82,35 +82,68 @@ pub enum Operation {
     /// Nothing to execute (approval gates, notes).
     None,
     /// Person-performed work; `verify` lists what is checked before it counts as done.
-    Manual { instructions: String },
+    Manual {
+        instructions: String,
+    },
     Wait {
         condition: WaitCondition,
         interval_secs: u64,
         timeout_secs: u64,
     },
-    ServicesStop { services: ServiceSet },
-    ServicesStart { services: ServiceSet },
+    ServicesStop {
+        services: ServiceSet,
+    },
+    ServicesStart {
+        services: ServiceSet,
+    },
     /// All listed services are running.
-    ServicesRunning { services: ServiceSet },
-    SetStartupType { service: String, startup: String },
+    ServicesRunning {
+        services: ServiceSet,
+    },
+    SetStartupType {
+        service: String,
+        startup: String,
+    },
     /// Point a Web Services registry value at another Registry server; the previous value is
     /// captured as evidence for undo. Key spelling is resolved on the host (SEED-NOTES 1, 2).
-    Redirect { value: RedirectValue, to_server: String },
+    Redirect {
+        value: RedirectValue,
+        to_server: String,
+    },
     /// Set a string value under an allowlisted key (previous value captured).
-    RegistrySet { key: String, name: String, value: String },
+    RegistrySet {
+        key: String,
+        name: String,
+        value: String,
+    },
     /// Delete a key (e.g. `...\Connected\MAPI` when uninstalling the Management API).
-    RegistryDeleteKey { key: String },
+    RegistryDeleteKey {
+        key: String,
+    },
     /// Replace any `Microsoft SQL Server\NNN\Tools\BINN\OSQL.EXE` with the target folder (SEED-NOTES 8).
-    OsqlPathReplace { files: Vec<String>, tools_folder: String },
-    RunScheduledTask { task: String },
+    OsqlPathReplace {
+        files: Vec<String>,
+        tools_folder: String,
+    },
+    RunScheduledTask {
+        task: String,
+    },
     IisReset,
-    IisHttpsBinding { port: u16, common_name: String },
+    IisHttpsBinding {
+        port: u16,
+        common_name: String,
+    },
     /// Installed Connected Backup version equals `expect`.
-    ProductVersion { expect: String },
+    ProductVersion {
+        expect: String,
+    },
     /// No warning or error in the Application event log since the step began.
     EventLogClean,
     /// A supported Windows / SQL Server release is installed.
-    OsVersion { windows: Option<String>, sql_server: Option<String> },
+    OsVersion {
+        windows: Option<String>,
+        sql_server: Option<String>,
+    },
     Sql(SqlOperation),
     Probe(ProbeOperation),
 }

@@ -100,10 +100,7 @@ impl Live {
         }
     }
 
-    fn watched(
-        &self,
-        run_id: &str,
-    ) -> Option<(UpdateSender, Vec<(String, Role)>)> {
+    fn watched(&self, run_id: &str) -> Option<(UpdateSender, Vec<(String, Role)>)> {
         let feeds = self.feeds.lock().unwrap_or_else(|p| p.into_inner());
         feeds.get(run_id).map(|f| {
             (

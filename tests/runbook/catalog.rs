@@ -48,8 +48,8 @@ fn every_procedure_of_the_seed_has_a_built_in_runbook() {
 
 #[test]
 fn every_known_section_is_a_heading_printed_in_the_seed() {
-    let seed_path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("docs/seed/upgrading-the-data-center-8.11.txt");
+    let seed_path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/seed/upgrading-the-data-center-8.11.txt");
     let seed = std::fs::read_to_string(&seed_path).unwrap_or_else(|e| {
         panic!(
             "the seed document must sit at {} (a copy kept in the repository): {e}",

@@ -71,6 +71,12 @@ impl Store {
     /// Opens (creating if needed) the database, applies the embedded migrations and checks the
     /// file with `PRAGMA integrity_check`.
     pub async fn open(path: &Path) -> Result<Store> {
+        // A first start with a fresh data folder: the database's folder is made, not refused.
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                EngineError::Invalid(format!("cannot create the folder {}: {e}", dir.display()))
+            })?;
+        }
         let options = SqliteConnectOptions::from_str("sqlite://")?
             .filename(path)
             .create_if_missing(true)
