@@ -58,15 +58,6 @@ impl<'a> Check<'a> {
         }
     }
 
-    pub fn ids_with_prefix(&self, prefix: &str) -> Vec<String> {
-        self.plan
-            .steps
-            .iter()
-            .filter(|s| s.id.starts_with(prefix))
-            .map(|s| s.id.clone())
-            .collect()
-    }
-
     pub fn db_servers(&self, on: Side) -> Vec<&'a Server> {
         self.inv
             .servers
