@@ -59,6 +59,7 @@ pub fn expand(
     let mut instances: Vec<Vec<Instance>> = (0..runbook.steps.len()).map(|_| Vec::new()).collect();
     let mut steps: Vec<(usize, usize, PlannedStep)> = Vec::new();
     let mut deps_of: HashMap<String, BTreeSet<String>> = HashMap::new();
+    let mut sinks_above: HashMap<usize, Vec<String>> = HashMap::new();
 
     for &t in &order {
         let tpl = &runbook.steps[t];
@@ -102,7 +103,16 @@ pub fn expand(
             };
             let mut deps = BTreeSet::new();
             for d in &tpl.depends_on {
-                resolve_dep(d, t, about, runbook, &instances, &deps_of, &mut deps);
+                resolve_dep(
+                    d,
+                    t,
+                    about,
+                    runbook,
+                    &instances,
+                    &deps_of,
+                    &mut sinks_above,
+                    &mut deps,
+                );
             }
             let scope = Scope::Bind {
                 inventory,
@@ -200,10 +210,8 @@ fn reduce(mut steps: Vec<PlannedStep>) -> Vec<PlannedStep> {
         for &d in &deps {
             mine[d / 64] |= 1 << (d % 64);
         }
-        s.depends_on.retain(|d| {
-            pos.get(d)
-                .is_none_or(|&i| !has(&implied, i))
-        });
+        s.depends_on
+            .retain(|d| pos.get(d).is_none_or(|&i| !has(&implied, i)));
         ancestors.push(mine);
     }
     steps
@@ -273,6 +281,9 @@ fn topological(steps: Vec<(usize, usize, PlannedStep)>) -> Vec<PlannedStep> {
 }
 
 /// Adds to `out` the planned ids that step template `t`, about server `about`, depends on via `d`.
+// The arguments are the expansion's state so far, passed apart so that the borrow of the
+// instances (shared) and of the memo (exclusive) stay visible at each call.
+#[allow(clippy::too_many_arguments)]
 fn resolve_dep(
     d: &Dependency,
     t: usize,
@@ -280,24 +291,29 @@ fn resolve_dep(
     rb: &Runbook,
     instances: &[Vec<Instance>],
     deps_of: &HashMap<String, BTreeSet<String>>,
+    sinks_above: &mut HashMap<usize, Vec<String>>,
     out: &mut BTreeSet<String>,
 ) {
     let Some(dep_id) = d.step_id() else {
         // "*": the sinks among everything planned from steps declared above (except "*" steps).
-        let above: Vec<&Instance> = (0..t)
-            .filter(|&j| !rb.steps[j].depends_on.contains(&Dependency::Everything))
-            .flat_map(|j| instances[j].iter())
-            .collect();
-        let depended: BTreeSet<&String> = above
-            .iter()
-            .flat_map(|i| deps_of.get(&i.id).into_iter().flatten())
-            .collect();
-        out.extend(
+        // The answer depends only on `t` (every step above is fully planned by then), so it is
+        // worked out once per template, not once per fanned-out instance.
+        let sinks = sinks_above.entry(t).or_insert_with(|| {
+            let above: Vec<&Instance> = (0..t)
+                .filter(|&j| !rb.steps[j].depends_on.contains(&Dependency::Everything))
+                .flat_map(|j| instances[j].iter())
+                .collect();
+            let depended: BTreeSet<&String> = above
+                .iter()
+                .flat_map(|i| deps_of.get(&i.id).into_iter().flatten())
+                .collect();
             above
                 .iter()
                 .filter(|i| !depended.contains(&i.id))
-                .map(|i| i.id.clone()),
-        );
+                .map(|i| i.id.clone())
+                .collect()
+        });
+        out.extend(sinks.iter().cloned());
         return;
     };
     let Some(j) = rb.steps.iter().position(|s| s.id == dep_id) else {
@@ -315,7 +331,7 @@ fn resolve_dep(
     if matching.is_empty() {
         // Pass through: depend on what the missing step would have depended on.
         for dd in &rb.steps[j].depends_on {
-            resolve_dep(dd, j, about, rb, instances, deps_of, out);
+            resolve_dep(dd, j, about, rb, instances, deps_of, sinks_above, out);
         }
     } else {
         out.extend(matching.into_iter().map(|i| i.id.clone()));
