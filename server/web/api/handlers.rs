@@ -10,7 +10,6 @@ use serde::{Deserialize, Serialize};
 
 use super::{ApiError, ApiJson, ApiQuery, ApiResult};
 use crate::engine::audit::{AuditEvent, VerifyReport};
-use crate::engine::machine::RunEvent;
 use crate::engine::store::{RunRecord, StepRecord};
 use crate::knowledge::preflight::Finding;
 use crate::web::auth::{accounts, CurrentUser, Role};
@@ -18,7 +17,7 @@ use crate::web::pages::audit::AuditFilter;
 use crate::web::pages::newrun::{self, RunRequest};
 use crate::web::pages::report::{self, ReportJson};
 use crate::web::pages::runbooks;
-use crate::web::pages::runs::{step_event, StepForm};
+use crate::web::pages::runs::{apply_run_control, step_event, StepForm};
 use crate::web::{datacenters, engine_error, AppError, AppState};
 
 #[derive(Serialize)]
@@ -375,48 +374,7 @@ pub async fn run_action(
     body: axum::body::Bytes,
 ) -> ApiResult<RunDetail> {
     let b: RunActionBody = optional_json(&body)?;
-    let actor = me.actor();
-    let (needed, event) = match action.as_str() {
-        "submit" => (Role::Operator, RunEvent::Submit { actor }),
-        "approve" => (
-            Role::Approver,
-            RunEvent::ApproveStart {
-                actor,
-                comment: b.comment.trim().to_string(),
-            },
-        ),
-        "pause" => (
-            Role::Operator,
-            RunEvent::Pause {
-                actor,
-                reason: b.reason.trim().to_string(),
-            },
-        ),
-        "resume" => (Role::Operator, RunEvent::Resume { actor }),
-        "abort" => (
-            Role::Operator,
-            RunEvent::Abort {
-                actor,
-                reason: b.reason.trim().to_string(),
-            },
-        ),
-        "undo" => (
-            Role::Operator,
-            RunEvent::Undo {
-                actor,
-                reason: b.reason.trim().to_string(),
-            },
-        ),
-        _ => return Err(AppError::NotFound(format!("no run action `{action}`")).into()),
-    };
-    me.require(needed)?;
-    state.store.run(&id).await.map_err(engine_error)?;
-    state
-        .store
-        .apply_run_event(&id, &event, state.clock.now_ms())
-        .await
-        .map_err(engine_error)?;
-    state.wake();
+    apply_run_control(&state, &me, &id, &action, &b.comment, &b.reason).await?;
     Ok(Json(run_detail(&state, &id).await?))
 }
 

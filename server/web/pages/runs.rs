@@ -196,6 +196,45 @@ pub struct RunForm {
     reason: String,
 }
 
+/// Applies a run-level control by name — submit, approve (the start), pause, resume, abort, undo —
+/// after checking the role it needs. One table for the pages and the JSON API, so both refuse
+/// and record the same things; four-eyes is enforced by the engine underneath.
+pub async fn apply_run_control(
+    state: &AppState,
+    me: &CurrentUser,
+    id: &str,
+    action: &str,
+    comment: &str,
+    reason: &str,
+) -> Result<(), AppError> {
+    let actor = me.actor();
+    let reason = reason.trim().to_string();
+    let (needed, event) = match action {
+        "submit" => (Role::Operator, RunEvent::Submit { actor }),
+        "approve" => (
+            Role::Approver,
+            RunEvent::ApproveStart {
+                actor,
+                comment: comment.trim().to_string(),
+            },
+        ),
+        "pause" => (Role::Operator, RunEvent::Pause { actor, reason }),
+        "resume" => (Role::Operator, RunEvent::Resume { actor }),
+        "abort" => (Role::Operator, RunEvent::Abort { actor, reason }),
+        "undo" => (Role::Operator, RunEvent::Undo { actor, reason }),
+        _ => return Err(AppError::NotFound(format!("no run action `{action}`"))),
+    };
+    me.require(needed)?;
+    state.store.run(id).await.map_err(engine_error)?;
+    state
+        .store
+        .apply_run_event(id, &event, state.clock.now_ms())
+        .await
+        .map_err(engine_error)?;
+    state.wake();
+    Ok(())
+}
+
 /// Run-level controls: submit, approve (start), pause, resume, abort.
 pub async fn control(
     State(state): State<AppState>,
@@ -204,48 +243,7 @@ pub async fn control(
     headers: HeaderMap,
     Form(f): Form<RunForm>,
 ) -> Result<Response, AppError> {
-    let actor = me.actor();
-    let (needed, event) = match action.as_str() {
-        "submit" => (Role::Operator, RunEvent::Submit { actor }),
-        "approve" => (
-            Role::Approver,
-            RunEvent::ApproveStart {
-                actor,
-                comment: f.comment.trim().to_string(),
-            },
-        ),
-        "pause" => (
-            Role::Operator,
-            RunEvent::Pause {
-                actor,
-                reason: f.reason.trim().to_string(),
-            },
-        ),
-        "resume" => (Role::Operator, RunEvent::Resume { actor }),
-        "abort" => (
-            Role::Operator,
-            RunEvent::Abort {
-                actor,
-                reason: f.reason.trim().to_string(),
-            },
-        ),
-        "undo" => (
-            Role::Operator,
-            RunEvent::Undo {
-                actor,
-                reason: f.reason.trim().to_string(),
-            },
-        ),
-        _ => return Err(AppError::NotFound(format!("no run action `{action}`"))),
-    };
-    me.require(needed)?;
-    state.store.run(&id).await.map_err(engine_error)?;
-    state
-        .store
-        .apply_run_event(&id, &event, state.clock.now_ms())
-        .await
-        .map_err(engine_error)?;
-    state.wake();
+    apply_run_control(&state, &me, &id, &action, &f.comment, &f.reason).await?;
     tracing::info!(run = %id, actor = %me.name(), action = %action, "run control");
     header_or_redirect(&state, &me, &id, &headers).await
 }
