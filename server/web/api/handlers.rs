@@ -17,7 +17,7 @@ use crate::web::pages::audit::AuditFilter;
 use crate::web::pages::newrun::{self, RunRequest};
 use crate::web::pages::report::{self, ReportJson};
 use crate::web::pages::runbooks;
-use crate::web::pages::runs::{apply_run_control, step_event, StepForm};
+use crate::web::pages::runs::{apply_run_control, apply_step_control, StepForm};
 use crate::web::{datacenters, engine_error, AppError, AppState};
 
 #[derive(Serialize)]
@@ -412,18 +412,7 @@ pub async fn step_action(
         justification: b.justification,
         text: b.text,
     };
-    let event = step_event(&me, &action, form)?;
-    state
-        .store
-        .step(&id, &step_id)
-        .await
-        .map_err(engine_error)?;
-    state
-        .store
-        .apply_step_event(&id, &step_id, &event, state.clock.now_ms())
-        .await
-        .map_err(engine_error)?;
-    state.wake();
+    apply_step_control(&state, &me, &id, &step_id, &action, form).await?;
     Ok(Json(
         state
             .store

@@ -264,6 +264,27 @@ pub struct StepForm {
     pub text: String,
 }
 
+/// Applies a step control by name (see [`step_event`]) to a step that must exist: one path for
+/// the pages and the JSON API.
+pub async fn apply_step_control(
+    state: &AppState,
+    me: &CurrentUser,
+    id: &str,
+    step_id: &str,
+    action: &str,
+    form: StepForm,
+) -> Result<(), AppError> {
+    let event = step_event(me, action, form)?;
+    state.store.step(id, step_id).await.map_err(engine_error)?;
+    state
+        .store
+        .apply_step_event(id, step_id, &event, state.clock.now_ms())
+        .await
+        .map_err(engine_error)?;
+    state.wake();
+    Ok(())
+}
+
 /// Step controls: approve/deny a gate, claim/complete a manual task, retry, skip, resolve.
 pub async fn step_control(
     State(state): State<AppState>,
@@ -272,18 +293,7 @@ pub async fn step_control(
     headers: HeaderMap,
     Form(f): Form<StepForm>,
 ) -> Result<Response, AppError> {
-    let event = step_event(&me, &action, f)?;
-    state
-        .store
-        .step(&id, &step_id)
-        .await
-        .map_err(engine_error)?;
-    state
-        .store
-        .apply_step_event(&id, &step_id, &event, state.clock.now_ms())
-        .await
-        .map_err(engine_error)?;
-    state.wake();
+    apply_step_control(&state, &me, &id, &step_id, &action, f).await?;
     tracing::info!(run = %id, step = %step_id, actor = %me.name(), action = %action, "step control");
     card_or_redirect(&state, &me, &id, &step_id, &headers).await
 }
