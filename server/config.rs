@@ -71,6 +71,12 @@ struct FileConfig {
     /// The `[notify]` table, read by `crate::notify::config`; accepted here so the file is one.
     #[allow(dead_code)]
     notify: Option<toml::Value>,
+    /// The `[oidc]` table (single sign-on), read by `crate::web::auth::oidc::config`.
+    #[allow(dead_code)]
+    oidc: Option<toml::Value>,
+    /// The `[metrics]` table (Prometheus `/metrics`), read by `crate::web::metrics`.
+    #[allow(dead_code)]
+    metrics: Option<toml::Value>,
 }
 
 /// Overrides given on the command line (highest precedence).
