@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::engine::audit::AuditEvent;
+use crate::engine::audit;
 use crate::engine::clock::TokioClock;
 use crate::engine::journal::JournalExecutor;
 use crate::engine::machine::{RunEvent, RunStatus, StepStatus};
@@ -39,9 +39,10 @@ pub enum AuditCmd {
     },
     /// Write the audit log to standard output (or --out), oldest event first.
     Export {
-        /// jsonl (one event object per line) or csv (header row, then one row per event).
-        #[arg(long, value_name = "FORMAT")]
-        format: String,
+        /// jsonl (one event object per line, exactly as stored) or csv (header row, then one
+        /// row per event; every cell quoted, leading `= + - @` neutralised for spreadsheets).
+        #[arg(long, value_name = "FORMAT", value_parser = audit::ExportFormat::parse)]
+        format: audit::ExportFormat,
         /// Only this run's events.
         #[arg(long, value_name = "RUN_ID")]
         run: Option<String>,
@@ -125,54 +126,11 @@ pub async fn run_audit(cmd: AuditCmd) -> anyhow::Result<ExitCode> {
                 )),
                 None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
             };
-            match format.as_str() {
-                "jsonl" => write_jsonl(&events, &mut sink)?,
-                "csv" => write_csv(&events, &mut sink)?,
-                other => anyhow::bail!("--format: `{other}` is not one of jsonl, csv"),
-            }
+            audit::export(&events, format, &mut sink)?;
             sink.flush()?;
             Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-fn write_jsonl(events: &[AuditEvent], out: &mut dyn Write) -> anyhow::Result<()> {
-    for e in events {
-        writeln!(out, "{}", serde_json::to_string(e)?)?;
-    }
-    Ok(())
-}
-
-/// RFC 4180 quoting: fields with a comma, quote or line break are quoted, quotes doubled.
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
-}
-
-fn write_csv(events: &[AuditEvent], out: &mut dyn Write) -> anyhow::Result<()> {
-    writeln!(
-        out,
-        "id,at,run_id,step_id,actor,kind,payload,prev_hash,hash"
-    )?;
-    for e in events {
-        let row = [
-            e.id.to_string(),
-            e.at.to_string(),
-            e.run_id.clone().unwrap_or_default(),
-            e.step_id.clone().unwrap_or_default(),
-            e.actor.clone(),
-            e.kind.clone(),
-            crate::engine::audit::canonical_json(&e.payload),
-            e.prev_hash.clone(),
-            e.hash.clone(),
-        ];
-        let line: Vec<String> = row.iter().map(|f| csv_field(f)).collect();
-        writeln!(out, "{}", line.join(","))?;
-    }
-    Ok(())
 }
 
 pub async fn run_backup(args: BackupArgs) -> anyhow::Result<ExitCode> {

@@ -32,6 +32,77 @@ pub struct AuditEvent {
     pub hash: String,
 }
 
+/// The audit export formats, written the same way by `lockstep audit export` and the dashboard's
+/// `/audit/export.*` downloads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportFormat {
+    /// One event object per line, exactly as stored (re-verifiable with [`verify_chain`]).
+    Jsonl,
+    /// A header row, then one row per event; for spreadsheets (see [`csv_cell`]).
+    Csv,
+}
+
+impl ExportFormat {
+    /// `jsonl` or `csv`; anything else is refused with the accepted names.
+    pub fn parse(name: &str) -> Result<Self, String> {
+        match name {
+            "jsonl" => Ok(Self::Jsonl),
+            "csv" => Ok(Self::Csv),
+            other => Err(format!("`{other}` is not one of jsonl, csv")),
+        }
+    }
+}
+
+/// The CSV header row (without the line break).
+pub const CSV_HEADER: &str = "id,at_ms,run_id,step_id,actor,kind,payload,prev_hash,hash";
+
+/// One CSV cell: always quoted, quotes doubled, and a leading `= + - @`, tab or carriage return
+/// prefixed with `'` so a spreadsheet never evaluates text from the log (a server name or a
+/// comment) as a formula.
+pub fn csv_cell(s: &str) -> String {
+    let guarded = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{s}")
+    } else {
+        s.to_string()
+    };
+    format!("\"{}\"", guarded.replace('"', "\"\""))
+}
+
+/// Write `events` in `format`. The payload column of the CSV is the canonical JSON that was hashed.
+pub fn export(
+    events: &[AuditEvent],
+    format: ExportFormat,
+    out: &mut dyn std::io::Write,
+) -> std::io::Result<()> {
+    match format {
+        ExportFormat::Jsonl => {
+            for e in events {
+                serde_json::to_writer(&mut *out, e)?;
+                out.write_all(b"\n")?;
+            }
+        }
+        ExportFormat::Csv => {
+            writeln!(out, "{CSV_HEADER}")?;
+            for e in events {
+                let cells = [
+                    e.id.to_string(),
+                    e.at.to_string(),
+                    e.run_id.clone().unwrap_or_default(),
+                    e.step_id.clone().unwrap_or_default(),
+                    e.actor.clone(),
+                    e.kind.clone(),
+                    canonical_json(&e.payload),
+                    e.prev_hash.clone(),
+                    e.hash.clone(),
+                ];
+                let row: Vec<String> = cells.iter().map(|c| csv_cell(c)).collect();
+                writeln!(out, "{}", row.join(","))?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Canonical JSON: object keys sorted, no insignificant whitespace, serde_json number/string form.
 pub fn canonical_json(value: &serde_json::Value) -> String {
     let mut out = String::new();
@@ -221,4 +292,80 @@ pub fn verify_chain(events: &[AuditEvent], head: Option<&ChainHead>) -> VerifyRe
         }
     }
     report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(actor: &str, payload: serde_json::Value) -> AuditEvent {
+        AuditEvent {
+            id: 7,
+            run_id: Some("run-1".into()),
+            step_id: None,
+            actor: actor.into(),
+            at: 1_700_000_000_000,
+            kind: "comment".into(),
+            payload,
+            prev_hash: GENESIS_HASH.into(),
+            hash: "ab".repeat(32),
+        }
+    }
+
+    fn csv(events: &[AuditEvent]) -> String {
+        let mut out = Vec::new();
+        export(events, ExportFormat::Csv, &mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn csv_cells_that_a_spreadsheet_would_evaluate_are_neutralised() {
+        let text = csv(&[event(
+            "=HYPERLINK(\"http://x\")",
+            serde_json::json!({"b": 1, "a": "-2"}),
+        )]);
+        let row = text.lines().nth(1).unwrap();
+        assert!(row.contains(r#""'=HYPERLINK(""http://x"")""#), "{row}");
+        assert!(
+            row.contains(r#""{""a"":""-2"",""b"":1}""#),
+            "canonical payload: {row}"
+        );
+        assert_eq!(csv_cell("-1"), "\"'-1\"");
+        assert_eq!(csv_cell("@SUM(A1)"), "\"'@SUM(A1)\"");
+        assert_eq!(csv_cell("plain"), "\"plain\"");
+    }
+
+    #[test]
+    fn csv_has_the_header_and_one_row_per_event_even_with_line_breaks_in_text() {
+        let text = csv(&[
+            event("olga", serde_json::json!("a\nb")),
+            event("ivan", serde_json::json!(1)),
+        ]);
+        assert!(text.starts_with(&format!("{CSV_HEADER}\n")));
+        assert_eq!(text.matches("\"ivan\"").count(), 1);
+        assert_eq!(text.matches("\"7\",\"1700000000000\"").count(), 2);
+    }
+
+    #[test]
+    fn jsonl_export_round_trips_every_event_exactly() {
+        let events = vec![
+            event("olga", serde_json::json!({"x": [1, 2]})),
+            event("=ivan", serde_json::json!(null)),
+        ];
+        let mut out = Vec::new();
+        export(&events, ExportFormat::Jsonl, &mut out).unwrap();
+        let back: Vec<AuditEvent> = String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(back, events);
+    }
+
+    #[test]
+    fn an_unknown_export_format_is_refused_naming_the_choices() {
+        assert_eq!(ExportFormat::parse("csv"), Ok(ExportFormat::Csv));
+        let err = ExportFormat::parse("xml").unwrap_err();
+        assert!(err.contains("xml") && err.contains("jsonl, csv"), "{err}");
+    }
 }

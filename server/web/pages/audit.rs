@@ -7,7 +7,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use crate::engine::audit::AuditEvent;
+use crate::engine::audit::{self, AuditEvent};
 use crate::web::auth::{CurrentUser, Role};
 use crate::web::views::{fmt_time, html, Chrome};
 use crate::web::{engine_error, AppError, AppState};
@@ -151,17 +151,6 @@ pub async fn page(
     })
 }
 
-/// A CSV cell: quoted, quotes doubled, and a leading `= + - @` neutralised so a spreadsheet
-/// never runs it as a formula.
-fn csv_cell(s: &str) -> String {
-    let guarded = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("'{s}")
-    } else {
-        s.to_string()
-    };
-    format!("\"{}\"", guarded.replace('"', "\"\""))
-}
-
 pub async fn export_csv(
     State(state): State<AppState>,
     me: CurrentUser,
@@ -169,28 +158,9 @@ pub async fn export_csv(
 ) -> Result<Response, AppError> {
     me.require(Role::Viewer)?;
     let events = f.apply(state.store.all_events().await.map_err(engine_error)?)?;
-    let mut out = String::from("id,at_ms,run_id,step_id,actor,kind,payload,prev_hash,hash\n");
-    for e in &events {
-        let cells = [
-            e.id.to_string(),
-            e.at.to_string(),
-            e.run_id.clone().unwrap_or_default(),
-            e.step_id.clone().unwrap_or_default(),
-            e.actor.clone(),
-            e.kind.clone(),
-            e.payload.to_string(),
-            e.prev_hash.clone(),
-            e.hash.clone(),
-        ];
-        out.push_str(
-            &cells
-                .iter()
-                .map(|c| csv_cell(c))
-                .collect::<Vec<_>>()
-                .join(","),
-        );
-        out.push('\n');
-    }
+    let mut out = Vec::new();
+    audit::export(&events, audit::ExportFormat::Csv, &mut out)
+        .map_err(|e| AppError::Internal(e.into()))?;
     Ok((
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
@@ -211,11 +181,9 @@ pub async fn export_jsonl(
 ) -> Result<Response, AppError> {
     me.require(Role::Viewer)?;
     let events = f.apply(state.store.all_events().await.map_err(engine_error)?)?;
-    let mut out = String::new();
-    for e in &events {
-        out.push_str(&serde_json::to_string(e).map_err(|e| AppError::Internal(e.into()))?);
-        out.push('\n');
-    }
+    let mut out = Vec::new();
+    audit::export(&events, audit::ExportFormat::Jsonl, &mut out)
+        .map_err(|e| AppError::Internal(e.into()))?;
     Ok((
         [
             (header::CONTENT_TYPE, "application/x-ndjson"),
