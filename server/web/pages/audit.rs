@@ -152,45 +152,46 @@ pub async fn page(
 }
 
 pub async fn export_csv(
-    State(state): State<AppState>,
+    state: State<AppState>,
     me: CurrentUser,
-    Query(f): Query<AuditFilter>,
+    f: Query<AuditFilter>,
 ) -> Result<Response, AppError> {
-    me.require(Role::Viewer)?;
-    let events = f.apply(state.store.all_events().await.map_err(engine_error)?)?;
-    let mut out = Vec::new();
-    audit::export(&events, audit::ExportFormat::Csv, &mut out)
-        .map_err(|e| AppError::Internal(e.into()))?;
-    Ok((
-        [
-            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
-            (
-                header::CONTENT_DISPOSITION,
-                "attachment; filename=\"lockstep-audit.csv\"",
-            ),
-        ],
-        out,
-    )
-        .into_response())
+    export(state, me, f, audit::ExportFormat::Csv).await
 }
 
 pub async fn export_jsonl(
+    state: State<AppState>,
+    me: CurrentUser,
+    f: Query<AuditFilter>,
+) -> Result<Response, AppError> {
+    export(state, me, f, audit::ExportFormat::Jsonl).await
+}
+
+/// The filtered events as a download, written by the same exporter as `lockstep audit export`.
+async fn export(
     State(state): State<AppState>,
     me: CurrentUser,
     Query(f): Query<AuditFilter>,
+    format: audit::ExportFormat,
 ) -> Result<Response, AppError> {
     me.require(Role::Viewer)?;
     let events = f.apply(state.store.all_events().await.map_err(engine_error)?)?;
     let mut out = Vec::new();
-    audit::export(&events, audit::ExportFormat::Jsonl, &mut out)
-        .map_err(|e| AppError::Internal(e.into()))?;
+    audit::export(&events, format, &mut out).map_err(|e| AppError::Internal(e.into()))?;
+    let (content_type, disposition) = match format {
+        audit::ExportFormat::Csv => (
+            "text/csv; charset=utf-8",
+            "attachment; filename=\"lockstep-audit.csv\"",
+        ),
+        audit::ExportFormat::Jsonl => (
+            "application/x-ndjson",
+            "attachment; filename=\"lockstep-audit.jsonl\"",
+        ),
+    };
     Ok((
         [
-            (header::CONTENT_TYPE, "application/x-ndjson"),
-            (
-                header::CONTENT_DISPOSITION,
-                "attachment; filename=\"lockstep-audit.jsonl\"",
-            ),
+            (header::CONTENT_TYPE, content_type),
+            (header::CONTENT_DISPOSITION, disposition),
         ],
         out,
     )
