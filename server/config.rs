@@ -14,11 +14,17 @@
 //! tls_key = "/etc/lockstep/key.pem"    # LOCKSTEP_TLS_KEY
 //! tls_self_signed = false          # LOCKSTEP_TLS_SELF_SIGNED: make and keep a self-signed cert in data_dir
 //! ```
+//!
+//! The site the dashboard drives — `simulated_site`, the `[sql]` and `[probes]` tables — is read
+//! by [`site`] (documented there); `[notify]` by `crate::notify::config`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+
+pub mod site;
+pub use site::SiteConfig;
 
 /// Default listen address: loopback only, so a fresh install is never reachable from the network.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -77,6 +83,13 @@ struct FileConfig {
     /// The `[metrics]` table (Prometheus `/metrics`), read by `crate::web::metrics`.
     #[allow(dead_code)]
     metrics: Option<toml::Value>,
+    /// `simulated_site`, `[sql]`, `[probes]`: read by [`SiteConfig::load`]; accepted here.
+    #[allow(dead_code)]
+    simulated_site: Option<toml::Value>,
+    #[allow(dead_code)]
+    sql: Option<toml::Value>,
+    #[allow(dead_code)]
+    probes: Option<toml::Value>,
 }
 
 /// Overrides given on the command line (highest precedence).

@@ -123,6 +123,8 @@ pub fn check(file: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> ExitC
 pub fn report(file: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
     let config = Config::load(file, env, &Overrides::default()).map_err(|e| e.to_string())?;
     let notify = crate::notify::NotifyConfig::load(file, env).map_err(|e| e.to_string())?;
+    let site = crate::config::SiteConfig::load(file, &config.data_dir, env)
+        .map_err(|e| e.to_string())?;
     // The file parsed above, so reading it again for its keys only fails on a race; treat that
     // as "no keys" rather than inventing an error.
     let table: toml::Table = file
@@ -146,6 +148,9 @@ pub fn report(file: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> Resu
     for (key, var, value) in notify.describe() {
         let source = source_of(key, var, &notify_table, env);
         out.push_str(&format!("notify.{key} = {value}  ({source})\n"));
+    }
+    for (key, value) in site.describe() {
+        out.push_str(&format!("{key} = {value}\n"));
     }
     Ok(out)
 }

@@ -4,7 +4,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::config::{Config, Overrides};
+use crate::config::{Config, Overrides, SiteConfig};
 use crate::web::auth::{accounts, Role};
 
 #[derive(Debug, clap::Args)]
@@ -85,6 +85,9 @@ pub async fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         tls_self_signed: args.tls_self_signed,
     };
     let config = Config::from_process(args.config.as_deref(), &overrides)?;
+    let site = SiteConfig::load(args.config.as_deref(), &config.data_dir, &|k| {
+        std::env::var(k).ok()
+    })?;
     let notify_config =
         crate::notify::NotifyConfig::load(args.config.as_deref(), &|k| std::env::var(k).ok())?;
     let tls = match (&config.tls, config.tls_self_signed) {
@@ -108,15 +111,15 @@ pub async fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let pool = crate::web::db::open(&config.db).await?;
     // Notifications (webhooks, e-mail) watch committed events in their own tasks.
     let _notifier = crate::notify::spawn(store.clone(), notify_config).await?;
-    // The driver moves approved runs forward. Agent steps go to the registered agents (`lockstep
-    // agent add`); SQL and probe executors need site configuration that `serve` does not take
-    // yet, so such steps fail with "no executor handles … steps" and wait for a person.
+    // The driver moves approved runs forward: agent steps and waits go to the enrolled agents
+    // (`lockstep agent add`, read at start), SQL steps to the configured SQL Servers, probes to
+    // the web endpoints — the same executors as the demo, configured from the `[sql]` and
+    // `[probes]` tables instead of a simulator.
     let identity = crate::executors::agent::orchestrator_identity(&config.data_dir)?;
-    let agents = crate::executors::agent::AgentExecutor::from_registry(&pool, identity).await?;
-    let executors = crate::engine::Router::new().route(
-        crate::knowledge::plan::StepKind::Agent,
-        std::sync::Arc::new(agents),
+    let agents = std::sync::Arc::new(
+        crate::executors::agent::AgentExecutor::from_registry(&pool, identity).await?,
     );
+    let executors = site_router(&site, agents)?;
     let engine = crate::engine::Engine::new(store.clone(), executors);
     let state = crate::web::AppState::new(
         store,
@@ -142,6 +145,12 @@ pub async fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         config.db.display()
     );
     let state = state.with_engine(engine.clone());
+    let state = if site.simulated_site {
+        eprintln!("simulated_site: drain waits are shortened; never use this for a real site");
+        state.with_simulated_site()
+    } else {
+        state
+    };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut driver_stop = stop_rx.clone();
     let driver = tokio::spawn(engine.drive(async move {
@@ -158,6 +167,26 @@ pub async fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         Err(e) => eprintln!("the engine task failed: {e}"),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The executors of a site: agents (and their waits), SQL and probes by step kind.
+pub fn site_router(
+    site: &SiteConfig,
+    agents: std::sync::Arc<crate::executors::agent::AgentExecutor>,
+) -> anyhow::Result<crate::engine::Router> {
+    use crate::executors::probe::ProbeExecutor;
+    use crate::executors::sql::{DirScripts, SqlExecutor};
+    use crate::knowledge::plan::StepKind;
+    let sql = SqlExecutor::new(
+        site.sql.clone(),
+        std::sync::Arc::new(DirScripts(site.scripts_dir.clone())),
+    );
+    let probes = ProbeExecutor::new(site.probes.clone())?;
+    Ok(crate::engine::Router::new()
+        .route(StepKind::Agent, agents.clone())
+        .route(StepKind::Wait, agents)
+        .route(StepKind::Sql, std::sync::Arc::new(sql))
+        .route(StepKind::Probe, std::sync::Arc::new(probes)))
 }
 
 async fn open_db(db: &UserDb) -> anyhow::Result<sqlx::SqlitePool> {
