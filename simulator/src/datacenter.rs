@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use lockstep_agent::backend::simulated::{SimState, SimulatedHost, DATA_CENTER_DIR};
+use lockstep_agent::config::{AgentConfig, BackendKind};
 use lockstep_agent::server::RunningAgent;
 use lockstep_agent::simulated_agent::start_simulated_agent;
 use lockstep_agent::tls::Thumbprint;
@@ -34,6 +35,9 @@ pub struct SimOptions {
     /// The SQL login every simulated SQL Server accepts.
     pub sql_user: String,
     pub sql_password: String,
+    /// Start no agents: seed each host's state file and write a `lockstep-agent` configuration
+    /// (`dir/<server>/agent.toml`) for a separate agent process to drive it.
+    pub external_agents: bool,
 }
 
 impl SimOptions {
@@ -44,6 +48,7 @@ impl SimOptions {
             first_ip: 10,
             sql_user: "lockstep".into(),
             sql_password: "simulated-Passw0rd".into(),
+            external_agents: false,
         }
     }
 }
@@ -64,6 +69,9 @@ pub struct Endpoints {
     pub name: String,
     /// Server → agent URL and its certificate thumbprint.
     pub agents: BTreeMap<String, AgentEndpoint>,
+    /// With external agents: server → the `lockstep-agent` configuration file to run it with.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub agent_configs: BTreeMap<String, PathBuf>,
     /// Server → TDS address (encryption off: the simulator does not do TDS TLS).
     pub sql: BTreeMap<String, SocketAddr>,
     pub sql_user: String,
@@ -127,6 +135,24 @@ fn seed_state(s: &ServerDescription, registry: &str) -> SimState {
     st
 }
 
+/// Seeds a host's state file and writes the configuration a `lockstep-agent` process runs it
+/// with: the simulated backend on that file, listening on the server's loopback address.
+fn external_agent(
+    dir: &Path,
+    listen: SocketAddr,
+    seed: &SimState,
+) -> anyhow::Result<Arc<SimulatedHost>> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
+    let mut config = AgentConfig::new(listen, dir, BackendKind::Simulated);
+    config.simulated_state = Some(dir.join("simulated.json"));
+    let host = SimulatedHost::create(config.simulated_state_path(), seed)?;
+    let text = toml::to_string(&config)?;
+    let path = dir.join("agent.toml");
+    std::fs::write(&path, text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    Ok(Arc::new(host))
+}
+
 impl SimulatedDataCenter {
     /// Starts every part. Fails with the server and part that could not start.
     pub async fn start(
@@ -149,15 +175,24 @@ impl SimulatedDataCenter {
             ));
             let dir = options.dir.join(&s.name);
             let seed = seed_state(s, &registry);
-            let (agent, host) = start_simulated_agent(
-                &dir,
-                SocketAddr::new(ip, 0),
-                Some(&seed),
-                options.orchestrator_pins.clone(),
-                |_| {},
-            )
-            .await
-            .map_err(|e| anyhow::anyhow!("{}: the simulated agent did not start: {e}", s.name))?;
+            let (agent, host) = if options.external_agents {
+                let host = external_agent(&dir, SocketAddr::new(ip, 0), &seed)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", s.name))?;
+                (None, host)
+            } else {
+                let (agent, host) = start_simulated_agent(
+                    &dir,
+                    SocketAddr::new(ip, 0),
+                    Some(&seed),
+                    options.orchestrator_pins.clone(),
+                    |_| {},
+                )
+                .await
+                .map_err(|e| {
+                    anyhow::anyhow!("{}: the simulated agent did not start: {e}", s.name)
+                })?;
+                (Some(agent), host)
+            };
             let sql = if s.has_database() {
                 let facts = s.facts.clone().unwrap_or_default();
                 let inst = SqlInstance::new(InstanceSpec {
@@ -249,7 +284,7 @@ impl SimulatedDataCenter {
                 description: s.clone(),
                 ip,
                 host,
-                agent: Some(agent),
+                agent,
                 sql,
                 web,
             });
@@ -297,6 +332,7 @@ impl SimulatedDataCenter {
         let mut e = Endpoints {
             name: self.description.name.clone(),
             agents: BTreeMap::new(),
+            agent_configs: BTreeMap::new(),
             sql: BTreeMap::new(),
             sql_user: self.options.sql_user.clone(),
             sql_password: self.options.sql_password.clone(),
@@ -314,6 +350,10 @@ impl SimulatedDataCenter {
                         thumbprint: a.thumbprint.to_string(),
                     },
                 );
+            }
+            if self.options.external_agents {
+                e.agent_configs
+                    .insert(n.clone(), self.options.dir.join(&n).join("agent.toml"));
             }
             if let Some((_, h)) = &s.sql {
                 e.sql.insert(n.clone(), h.addr);

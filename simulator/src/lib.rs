@@ -6,6 +6,7 @@ pub mod datacenter;
 pub mod description;
 pub mod iis;
 pub mod scripts;
+pub mod site_config;
 pub mod sql;
 pub mod tds;
 

@@ -22,9 +22,18 @@ struct Args {
     /// Server i listens on 127.0.0.(first-ip + i).
     #[arg(long, default_value_t = 10)]
     first_ip: u8,
-    /// Also write the endpoints JSON to this file.
+    /// Also write the endpoints JSON to this file (replaced atomically once everything listens).
     #[arg(long)]
     endpoints_out: Option<PathBuf>,
+    /// Start no agents: seed each server's state file and write `DIR/<server>/agent.toml` for a
+    /// `lockstep-agent run --config …` process per server (they share the state file with the
+    /// simulator's TDS and web endpoints).
+    #[arg(long)]
+    external_agents: bool,
+    /// Write `lockstep serve` settings for this Data Center (`[sql]`, `[probes]`,
+    /// `simulated_site`) and the files they name into this folder: `lockstep-site.toml`.
+    #[arg(long, value_name = "DIR")]
+    site_config_out: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -33,9 +42,16 @@ async fn main() -> anyhow::Result<()> {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)
         .init();
-    let args = Args::parse();
+    let mut args = Args::parse();
+    // Files written for other processes (agent configurations, serve settings) name absolute
+    // paths, so they work from any working directory.
+    args.dir = std::path::absolute(&args.dir)?;
+    if let Some(d) = &args.site_config_out {
+        args.site_config_out = Some(std::path::absolute(d)?);
+    }
     let mut options = SimOptions::new(&args.dir);
     options.first_ip = args.first_ip;
+    options.external_agents = args.external_agents;
     for p in &args.pins {
         options.orchestrator_pins.push(
             p.parse()
@@ -44,8 +60,15 @@ async fn main() -> anyhow::Result<()> {
     }
     let dc = SimulatedDataCenter::start_file(&args.inventory, options).await?;
     let json = serde_json::to_string_pretty(&dc.endpoints())?;
+    if let Some(dir) = &args.site_config_out {
+        let path = lockstep_simulator::site_config::write_site_config(&dc, dir)?;
+        eprintln!("lockstep serve settings written to {}", path.display());
+    }
     if let Some(out) = &args.endpoints_out {
-        std::fs::write(out, &json).map_err(|e| anyhow::anyhow!("{}: {e}", out.display()))?;
+        // Readers poll for the file: they must never see half of it.
+        let tmp = out.with_extension("tmp");
+        std::fs::write(&tmp, &json).map_err(|e| anyhow::anyhow!("{}: {e}", tmp.display()))?;
+        std::fs::rename(&tmp, out).map_err(|e| anyhow::anyhow!("{}: {e}", out.display()))?;
     }
     println!("{json}");
     eprintln!(

@@ -249,8 +249,10 @@ impl SimState {
 ///
 /// Within one process, every `SimulatedHost` on the same path shares one lock, so updates from
 /// the agent and from a simulator holding its own handle never lose each other. Across processes
-/// the file is replaced atomically (readers never see half a file) but concurrent writers can
-/// overwrite each other's change: seed before starting, or write from one process at a time.
+/// (a `lockstep-agent` process driving the file while `lockstep-sim` and a test read and change
+/// it) the file is replaced atomically, so readers never see half a file, and on Unix every
+/// update also holds an advisory lock (`flock`) on `<file>.lock`, so writers in different
+/// processes never overwrite each other's change; the kernel drops it if a process dies.
 pub struct SimulatedHost {
     path: PathBuf,
     lock: Arc<Mutex<()>>,
@@ -303,10 +305,49 @@ impl SimulatedHost {
             .lock
             .lock()
             .map_err(|_| anyhow::anyhow!("simulated host lock poisoned"))?;
+        let _across_processes = ProcessLock::acquire(&self.path)?;
         let mut s = read_state(&self.path)?;
         let r = f(&mut s);
         write_atomically(&self.path, &s)?;
         Ok(r)
+    }
+}
+
+/// An exclusive advisory lock on `<state file>.lock`, held until dropped (Unix); elsewhere only
+/// the in-process lock applies (the simulated backend is a Linux test and demo tool).
+struct ProcessLock {
+    #[cfg(unix)]
+    _file: std::fs::File,
+}
+
+impl ProcessLock {
+    #[cfg(unix)]
+    fn acquire(state: &Path) -> anyhow::Result<ProcessLock> {
+        use std::os::unix::io::AsRawFd;
+        let mut name = state.as_os_str().to_owned();
+        name.push(".lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&name)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", Path::new(&name).display()))?;
+        loop {
+            // SAFETY: flock on a descriptor this function owns; released when `file` closes.
+            let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+            if rc == 0 {
+                return Ok(ProcessLock { _file: file });
+            }
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                anyhow::bail!("locking {}: {e}", Path::new(&name).display());
+            }
+        }
+    }
+
+    #[cfg(not(unix))]
+    fn acquire(_state: &Path) -> anyhow::Result<ProcessLock> {
+        Ok(ProcessLock {})
     }
 }
 
