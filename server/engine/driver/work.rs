@@ -35,7 +35,8 @@ impl Engine {
         }
     }
 
-    /// Applies a driver event; returns the follow-up actions.
+    /// Applies a driver event; returns the follow-up actions. Events of steps finishing at the
+    /// same moment share one commit (see [`crate::engine::store::Store::apply_driver_event`]).
     pub(super) async fn apply(
         &self,
         run_id: &str,
@@ -45,7 +46,7 @@ impl Engine {
         let (_, actions) = self
             .inner
             .store
-            .apply_step_event(run_id, step_id, &event, self.now())
+            .apply_driver_event(run_id, step_id, &event, self.now())
             .await?;
         Ok(actions)
     }

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use sqlx::Row;
 
-use super::queries::{load_run, load_step, load_steps, StepRecord};
+use super::queries::{load_run, load_step, load_steps, load_steps_in, StepRecord};
 use super::{Result, Store, WriteTx};
 use crate::engine::audit::AuditEvent;
 use crate::engine::machine::{Millis, RunEvent, RunStatus, StepAction, StepEvent, StepStatus};
@@ -72,7 +72,18 @@ impl Store {
             w.step_transition(&run.requester, &s, &StepEvent::Unblock, now)
                 .await?;
         }
-        let steps = load_steps(&mut w.tx, run_id).await?;
+        // Only what the limits and the claim look at: steps in flight and steps ready to start.
+        let steps = load_steps_in(
+            &mut w.tx,
+            run_id,
+            &[
+                StepStatus::Dispatched,
+                StepStatus::Running,
+                StepStatus::Verifying,
+                StepStatus::Ready,
+            ],
+        )
+        .await?;
         let steps: Vec<StepRecord> = steps
             .into_iter()
             .filter(|s| s.undo_of.is_some() == undoing)

@@ -156,6 +156,25 @@ pub(super) async fn load_steps(
     rows.iter().map(step_from_row).collect()
 }
 
+/// The run's steps in one of `statuses`, in plan order: the driver's passes look only at the
+/// steps that can need it, not at every step of a long plan (index `steps_by_status`).
+pub(super) async fn load_steps_in(
+    conn: &mut SqliteConnection,
+    run_id: &str,
+    statuses: &[StepStatus],
+) -> Result<Vec<StepRecord>> {
+    let marks = vec!["?"; statuses.len()].join(", ");
+    let sql = format!(
+        "SELECT {STEP_COLUMNS} FROM steps WHERE run_id = ? AND status IN ({marks}) ORDER BY seq"
+    );
+    let mut query = sqlx::query(&sql).bind(run_id);
+    for s in statuses {
+        query = query.bind(s.as_str());
+    }
+    let rows = query.fetch_all(&mut *conn).await?;
+    rows.iter().map(step_from_row).collect()
+}
+
 impl Store {
     /// Every run, newest first.
     pub async fn runs(&self) -> Result<Vec<RunRecord>> {
@@ -202,6 +221,23 @@ impl Store {
         load_steps(&mut conn, run_id).await
     }
 
+    /// The steps of a run the driver may have to act on: in flight, in doubt, or at a gate.
+    pub async fn steps_for_driver(&self, run_id: &str) -> Result<Vec<StepRecord>> {
+        let mut conn = self.pool.acquire().await?;
+        load_steps_in(
+            &mut conn,
+            run_id,
+            &[
+                StepStatus::Dispatched,
+                StepStatus::Running,
+                StepStatus::Verifying,
+                StepStatus::OutcomeUnknown,
+                StepStatus::AwaitingApproval,
+            ],
+        )
+        .await
+    }
+
     pub async fn step(&self, run_id: &str, step_id: &str) -> Result<StepRecord> {
         let mut conn = self.pool.acquire().await?;
         load_step(&mut conn, run_id, step_id).await
@@ -242,12 +278,14 @@ impl Store {
     /// the bad event it is, not as a read error.
     pub async fn verify_audit(&self) -> Result<crate::engine::audit::VerifyReport> {
         use crate::engine::audit;
+        // The head first: it is written after each commit, so read before the log it can only
+        // lag what the log holds, never run ahead of it (which would look like truncation).
+        let head = read_head_settled(self.head.path()).await?;
         let rows = sqlx::query(
             "SELECT id, run_id, step_id, actor, at, kind, payload, prev_hash, hash FROM events ORDER BY id",
         )
         .fetch_all(&self.pool)
         .await?;
-        let head = audit::read_head(&self.head.0).map_err(|e| EngineError::Audit(e.to_string()))?;
         let mut events = Vec::with_capacity(rows.len());
         for row in &rows {
             match event_from_row(row) {
@@ -265,5 +303,25 @@ impl Store {
             }
         }
         Ok(audit::verify_chain(&events, head.as_ref()))
+    }
+}
+
+/// Reads the head file. The file is overwritten in place while a server commits; a read that
+/// lands in the middle of a write sees a mixture that does not parse, so an unreadable record is
+/// read again a few times before it is reported.
+async fn read_head_settled(
+    path: &std::path::Path,
+) -> Result<Option<crate::engine::audit::ChainHead>> {
+    use crate::engine::audit;
+    let mut tries = 0;
+    loop {
+        match audit::read_head(path) {
+            Ok(head) => return Ok(head),
+            Err(_) if tries < 3 => {
+                tries += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            Err(e) => return Err(EngineError::Audit(e.to_string())),
+        }
     }
 }

@@ -1,0 +1,301 @@
+//! Group commit of the driver's step events: when several steps finish together (answers from
+//! many hosts at once), their transitions share one transaction and so one fsync.
+//!
+//! Callers queue their event and take turns as the committer; the one whose turn it is commits
+//! everything queued so far in one `BEGIN IMMEDIATE … COMMIT` and answers every caller in it.
+//! A caller alone pays nothing extra; callers arriving while a commit is on disk ride the next
+//! one. Durability is unchanged: nobody gets an answer before the transaction holding its event
+//! has committed with `synchronous=FULL`. Each event is still a compare-and-set with its own
+//! audit event; a refusal or conflict is answered to its caller alone and writes nothing. If the
+//! transaction as a whole fails (disk full, I/O error) nothing of it was written, and each event
+//! is applied again in a transaction of its own so one bad item cannot fail the others.
+
+use std::sync::Mutex;
+
+use tokio::sync::oneshot;
+
+use super::queries::{load_run, load_step};
+use super::{EngineError, Result, Store};
+use crate::engine::machine::{Millis, StepAction, StepEvent, StepState};
+
+/// The queue of driver events waiting for a commit, and whose turn it is to commit them.
+#[derive(Default)]
+pub(super) struct Group {
+    queue: Mutex<Vec<Pending>>,
+    /// Held by the caller committing a batch (tokio's mutex is fair: callers commit in order).
+    turn: tokio::sync::Mutex<()>,
+    /// Transactions this path has begun (tests check that events shared one).
+    #[cfg(test)]
+    batches: std::sync::atomic::AtomicU64,
+}
+
+struct Pending {
+    run_id: String,
+    step_id: String,
+    event: StepEvent,
+    now: Millis,
+    reply: oneshot::Sender<ItemResult>,
+}
+
+impl Store {
+    /// Applies a driver event (no acting person) to one step, committed together with the other
+    /// driver events waiting at the same moment. Same answer as [`Store::apply_step_event`].
+    /// Events of people go through `apply_step_event` (they can reopen a failed run).
+    pub async fn apply_driver_event(
+        &self,
+        run_id: &str,
+        step_id: &str,
+        event: &StepEvent,
+        now: Millis,
+    ) -> Result<(StepState, Vec<StepAction>)> {
+        if event.actor().is_some() {
+            return self.apply_step_event(run_id, step_id, event, now).await;
+        }
+        let (reply, mut answer) = oneshot::channel();
+        self.group
+            .queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Pending {
+                run_id: run_id.to_string(),
+                step_id: step_id.to_string(),
+                event: event.clone(),
+                now,
+                reply,
+            });
+        let turn = self.group.turn.lock().await;
+        // The caller before us may have committed our event with its own.
+        if let Ok(result) = answer.try_recv() {
+            return result;
+        }
+        let batch =
+            std::mem::take(&mut *self.group.queue.lock().unwrap_or_else(|p| p.into_inner()));
+        self.commit_batch(batch).await;
+        drop(turn);
+        answer.await.unwrap_or_else(|_| {
+            Err(EngineError::Conflict(format!(
+                "step {step_id} of run {run_id} (its commit was interrupted)"
+            )))
+        })
+    }
+
+    /// Commits a batch in one transaction and answers every caller in it.
+    async fn commit_batch(&self, batch: Vec<Pending>) {
+        match self.try_batch(&batch).await {
+            Ok(Ok(results)) => {
+                for (p, r) in batch.into_iter().zip(results) {
+                    let _ = p.reply.send(r);
+                }
+            }
+            // Committed, but the head file could not be written: every caller hears of it.
+            Ok(Err(message)) => {
+                for p in batch {
+                    let _ = p.reply.send(Err(EngineError::Audit(message.clone())));
+                }
+            }
+            // Nothing was written: each event again in a transaction of its own.
+            Err(_) if batch.len() > 1 => {
+                for p in batch {
+                    let r = self
+                        .apply_step_event(&p.run_id, &p.step_id, &p.event, p.now)
+                        .await;
+                    let _ = p.reply.send(r);
+                }
+            }
+            Err(e) => {
+                if let Some(p) = batch.into_iter().next() {
+                    let _ = p.reply.send(Err(e));
+                }
+            }
+        }
+    }
+
+    /// The batch in one transaction: `Err` if nothing was written, `Ok(Err)` if it committed but
+    /// the head file could not be written, otherwise each caller's answer.
+    async fn try_batch(&self, batch: &[Pending]) -> Result<Result<Vec<ItemResult>, String>> {
+        #[cfg(test)]
+        self.group
+            .batches
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let mut w = self.begin().await?;
+        let mut results = Vec::with_capacity(batch.len());
+        for p in batch {
+            let item = async {
+                let run = load_run(&mut w.tx, &p.run_id).await?;
+                let step = load_step(&mut w.tx, &p.run_id, &p.step_id).await?;
+                w.step_transition(&run.requester, &step, &p.event, p.now)
+                    .await
+            }
+            .await;
+            match item {
+                Ok(r) => results.push(Ok(r)),
+                // Refused, lost the compare-and-set, or no such step: nothing was written for
+                // it, and the answer is this caller's alone.
+                Err(
+                    e @ (EngineError::Refused(_)
+                    | EngineError::Conflict(_)
+                    | EngineError::NotFound(_)),
+                ) => results.push(Err(e)),
+                Err(e) => return Err(e),
+            }
+        }
+        let super::WriteTx { tx, appended, .. } = w;
+        tx.commit().await?;
+        Ok(self
+            .committed(appended)
+            .map(|_| results)
+            .map_err(|e| match e {
+                EngineError::Audit(message) => message,
+                other => other.to_string(),
+            }))
+    }
+}
+
+type ItemResult = Result<(StepState, Vec<StepAction>)>;
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::engine::executor::Outcome;
+    use crate::engine::machine::{RunEvent, StepStatus};
+    use crate::engine::store::NewRun;
+    use crate::engine::testkit::{approver, noop_plan, operator};
+
+    async fn started(store: &Store, steps: usize) -> String {
+        let new = NewRun {
+            change_ticket: "CHG-1".into(),
+            window_start: None,
+            window_end: None,
+            plan: noop_plan(steps, false, &[]),
+        };
+        let run = store.create_run(new, &operator("olga"), 0).await.unwrap();
+        let submit = RunEvent::Submit {
+            actor: operator("olga"),
+        };
+        store.apply_run_event(&run.id, &submit, 0).await.unwrap();
+        let go = RunEvent::ApproveStart {
+            actor: approver("carl"),
+            comment: "go".into(),
+        };
+        store.apply_run_event(&run.id, &go, 0).await.unwrap();
+        run.id
+    }
+
+    fn finished() -> StepEvent {
+        StepEvent::Finished {
+            outcome: Outcome::Succeeded {
+                evidence: serde_json::Value::Null,
+            },
+        }
+    }
+
+    /// Holds the committer's turn until `n` events are queued, then lets them go.
+    async fn queued(
+        store: &Store,
+        n: usize,
+        calls: Vec<tokio::task::JoinHandle<ItemResult>>,
+    ) -> Vec<ItemResult> {
+        let turn = store.group.turn.lock().await;
+        while store.group.queue.lock().unwrap().len() < n {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        drop(turn);
+        let mut answers = Vec::new();
+        for c in calls {
+            answers.push(c.await.unwrap());
+        }
+        answers
+    }
+
+    #[tokio::test]
+    async fn driver_events_waiting_together_share_one_transaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("g.db")).await.unwrap();
+        let run_id = started(&store, 10).await;
+        for i in 0..10 {
+            let id = format!("s{i:04}");
+            store
+                .apply_step_event(&run_id, &id, &StepEvent::Unblock, 1)
+                .await
+                .unwrap();
+            store
+                .apply_step_event(&run_id, &id, &StepEvent::Start, 1)
+                .await
+                .unwrap();
+        }
+        let calls = (0..10)
+            .map(|i| {
+                let (store, run_id) = (store.clone(), run_id.clone());
+                tokio::spawn(async move {
+                    store
+                        .apply_driver_event(&run_id, &format!("s{i:04}"), &finished(), 2)
+                        .await
+                })
+            })
+            .collect();
+        let answers = queued(&store, 10, calls).await;
+        for a in answers {
+            assert_eq!(a.unwrap().0.status, StepStatus::Succeeded);
+        }
+        assert_eq!(
+            store.group.batches.load(Ordering::SeqCst),
+            1,
+            "one transaction for ten events"
+        );
+        let report = store.verify_audit().await.unwrap();
+        assert_eq!(report.problem, None);
+        assert_eq!(report.last.unwrap().id, report.events as i64);
+    }
+
+    #[tokio::test]
+    async fn a_refused_event_in_a_group_is_answered_alone_and_the_others_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("g.db")).await.unwrap();
+        let run_id = started(&store, 3).await;
+        for id in ["s0000", "s0001"] {
+            store
+                .apply_step_event(&run_id, id, &StepEvent::Unblock, 1)
+                .await
+                .unwrap();
+            store
+                .apply_step_event(&run_id, id, &StepEvent::Start, 1)
+                .await
+                .unwrap();
+        }
+        // s0002 is still pending: it cannot have finished.
+        let calls = ["s0000", "s0002", "s0001", "no-such-step"]
+            .into_iter()
+            .map(|id| {
+                let (store, run_id) = (store.clone(), run_id.clone());
+                tokio::spawn(
+                    async move { store.apply_driver_event(&run_id, id, &finished(), 2).await },
+                )
+            })
+            .collect();
+        let answers = queued(&store, 4, calls).await;
+        assert!(answers[0].is_ok());
+        assert!(
+            matches!(answers[1], Err(EngineError::Refused(_))),
+            "{:?}",
+            answers[1]
+        );
+        assert!(answers[2].is_ok());
+        assert!(
+            matches!(answers[3], Err(EngineError::NotFound(_))),
+            "{:?}",
+            answers[3]
+        );
+        assert_eq!(
+            store.step(&run_id, "s0002").await.unwrap().status,
+            StepStatus::Pending
+        );
+        assert_eq!(
+            store.step(&run_id, "s0001").await.unwrap().status,
+            StepStatus::Succeeded
+        );
+        assert_eq!(store.verify_audit().await.unwrap().problem, None);
+    }
+}
