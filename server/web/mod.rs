@@ -63,6 +63,8 @@ pub struct AppState {
     /// [`crate::knowledge::plan::Plan::for_simulated_site`], so nobody waits minutes for backup
     /// sessions that a simulator never has. Never set for a real site.
     pub simulated_site: bool,
+    /// Single sign-on through the company's OpenID provider, when `[oidc]` is configured.
+    pub sso: Option<Arc<auth::oidc::Sso>>,
 }
 
 impl AppState {
@@ -83,6 +85,7 @@ impl AppState {
             throttle: Arc::new(throttle),
             engine: None,
             simulated_site: false,
+            sso: None,
         }
     }
 
@@ -95,6 +98,12 @@ impl AppState {
     /// Attaches the driver handle (see [`AppState::wake`]).
     pub fn with_engine(mut self, engine: crate::engine::driver::Engine) -> AppState {
         self.engine = Some(engine);
+        self
+    }
+
+    /// Turns on single sign-on (see [`auth::oidc`]).
+    pub fn with_sso(mut self, sso: auth::oidc::Sso) -> AppState {
+        self.sso = Some(Arc::new(sso));
         self
     }
 
@@ -111,6 +120,7 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(pages::routes())
+        .merge(auth::oidc::flow::routes())
         .nest("/api/v1", api::routes())
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

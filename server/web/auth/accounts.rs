@@ -305,3 +305,95 @@ pub async fn list_tokens(pool: &SqlitePool, user_id: i64) -> Result<Vec<TokenInf
         })
         .collect()
 }
+
+/// `password_hash` of accounts that sign in through single sign-on: not a PHC string, so no
+/// password ever verifies against it.
+pub const SSO_PASSWORD_MARK: &str = "!sso";
+
+/// Why a single sign-on account cannot be used; nothing was changed.
+#[derive(Debug, thiserror::Error)]
+pub enum SsoAccountError {
+    #[error("an account named `{0}` already exists (a local account, or someone else's), so single sign-on will not take it over; ask an admin")]
+    LocalNameTaken(String),
+    #[error("your Lockstep account `{0}` is disabled; ask an admin")]
+    Disabled(String),
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+    #[error(transparent)]
+    Account(#[from] AccountError),
+}
+
+/// The account for a provider's subject: created at the first sign-in (named `name`), its role
+/// updated to `role` at every later one. One transaction; on any error nothing changed.
+pub async fn upsert_sso_user(
+    pool: &SqlitePool,
+    issuer: &str,
+    subject: &str,
+    name: &str,
+    role: Role,
+    now: i64,
+) -> Result<User, SsoAccountError> {
+    let mut tx = pool.begin().await?;
+    let existing = sqlx::query(
+        "SELECT id, name, role, disabled FROM users WHERE sso_issuer = ? AND sso_subject = ?",
+    )
+    .bind(issuer)
+    .bind(subject)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let user = match existing {
+        Some(row) => {
+            let user = user_from_row(&row)?;
+            if user.disabled {
+                return Err(SsoAccountError::Disabled(user.name));
+            }
+            let row = sqlx::query(
+                "UPDATE users SET role = ? WHERE id = ? RETURNING id, name, role, disabled",
+            )
+            .bind(role.as_str())
+            .bind(user.id)
+            .fetch_one(&mut *tx)
+            .await?;
+            user_from_row(&row)?
+        }
+        None => {
+            super::check_user_name(name).map_err(AccountError::Invalid)?;
+            let res = sqlx::query(
+                "INSERT INTO users (name, role, password_hash, disabled, created_at, sso_issuer, sso_subject) \
+                 VALUES (?, ?, ?, 0, ?, ?, ?)",
+            )
+            .bind(name)
+            .bind(role.as_str())
+            .bind(SSO_PASSWORD_MARK)
+            .bind(now)
+            .bind(issuer)
+            .bind(subject)
+            .execute(&mut *tx)
+            .await;
+            match res {
+                Ok(r) => User {
+                    id: r.last_insert_rowid(),
+                    name: name.to_string(),
+                    role,
+                    disabled: false,
+                },
+                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                    return Err(SsoAccountError::LocalNameTaken(name.to_string()))
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    };
+    tx.commit().await?;
+    Ok(user)
+}
+
+/// Whether an account signs in through single sign-on (`None`: no such account).
+pub async fn is_sso_user(pool: &SqlitePool, name: &str) -> Result<Option<bool>, AccountError> {
+    let v: Option<Option<String>> =
+        sqlx::query_scalar("SELECT sso_subject FROM users WHERE name = ?")
+            .bind(name)
+            .fetch_optional(pool)
+            .await?;
+    Ok(v.map(|s| s.is_some()))
+}

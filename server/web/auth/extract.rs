@@ -141,7 +141,7 @@ fn cross_origin(headers: &HeaderMap) -> bool {
 }
 
 /// Constant-time comparison, so a wrong token does not leak how much of it was right.
-fn same_secret(a: &str, b: &str) -> bool {
+pub(crate) fn same_secret(a: &str, b: &str) -> bool {
     a.len() == b.len()
         && a.bytes()
             .zip(b.bytes())

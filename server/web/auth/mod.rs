@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod extract;
+pub mod oidc;
 pub mod password;
 pub mod throttle;
 

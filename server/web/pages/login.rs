@@ -19,15 +19,25 @@ use crate::web::{AppError, AppState};
 pub struct LoginPage {
     pub name: String,
     pub error: Option<String>,
+    /// The single sign-on button's label, when single sign-on is configured.
+    pub sso: Option<String>,
 }
 
-pub async fn form(user: Option<CurrentUser>) -> Result<Response, AppError> {
+fn sso_label(state: &AppState) -> Option<String> {
+    state.sso.as_ref().map(|s| s.config().button_label.clone())
+}
+
+pub async fn form(
+    State(state): State<AppState>,
+    user: Option<CurrentUser>,
+) -> Result<Response, AppError> {
     if user.is_some() {
         return Ok(see_other("/"));
     }
     html(&LoginPage {
         name: String::new(),
         error: None,
+        sso: sso_label(&state),
     })
 }
 
@@ -53,6 +63,7 @@ pub async fn submit(
         let page = LoginPage {
             name,
             error: Some(message),
+            sso: sso_label(&state),
         };
         Ok((status, axum::response::Html(page.render()?)).into_response())
     };

@@ -1,0 +1,386 @@
+//! Single sign-on settings: the `[oidc]` table of the configuration file, then `LOCKSTEP_OIDC_*`
+//! environment variables. No `[oidc]` table and no `LOCKSTEP_OIDC_ISSUER`: SSO is off and the
+//! login page shows only the local-account form.
+//!
+//! ```toml
+//! [oidc]
+//! issuer = "https://login.corp.example/realms/it"   # LOCKSTEP_OIDC_ISSUER
+//! client_id = "lockstep"                            # LOCKSTEP_OIDC_CLIENT_ID
+//! client_secret_file = "/etc/lockstep/oidc-secret"  # LOCKSTEP_OIDC_CLIENT_SECRET_FILE
+//! # or the secret itself in LOCKSTEP_OIDC_CLIENT_SECRET (never in this file); neither: a public
+//! # client (PKCE only)
+//! redirect_url = "https://lockstep.corp.example/login/sso/callback"  # LOCKSTEP_OIDC_REDIRECT_URL
+//! scopes = ["openid", "profile", "email"]           # default; "openid" is always sent
+//! username_claim = "preferred_username"             # default; falls back to "email", then "sub"
+//! groups_claim = "groups"                           # default claim the rules read
+//! ca_file = "/etc/ssl/certs/ca-certificates.crt"    # LOCKSTEP_OIDC_CA_FILE (roots for https)
+//! button_label = "Sign in with the company account" # default
+//!
+//! [[oidc.role]]       # the highest role whose rule matches wins; no match: no access
+//! value = "dc-admins" # the claim (a string or a list of strings) contains this value
+//! role = "admin"
+//! [[oidc.role]]
+//! claim = "email"     # default: groups_claim
+//! value = "carol@corp.example"
+//! role = "approver"
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::web::auth::Role;
+
+pub const DEFAULT_SCOPES: [&str; 3] = ["openid", "profile", "email"];
+pub const DEFAULT_USERNAME_CLAIM: &str = "preferred_username";
+pub const DEFAULT_GROUPS_CLAIM: &str = "groups";
+pub const DEFAULT_CA_FILE: &str = "/etc/ssl/certs/ca-certificates.crt";
+pub const DEFAULT_BUTTON_LABEL: &str = "Sign in with the company account";
+
+/// The resolved single sign-on settings.
+#[derive(Clone, PartialEq, Eq)]
+pub struct OidcConfig {
+    /// The issuer exactly as the provider names itself (no trailing-slash games: compared as is).
+    pub issuer: String,
+    pub client_id: String,
+    /// `None`: a public client that proves itself by PKCE alone.
+    pub client_secret: Option<String>,
+    pub redirect_url: reqwest::Url,
+    pub scopes: Vec<String>,
+    pub username_claim: String,
+    pub groups_claim: String,
+    pub ca_file: PathBuf,
+    pub button_label: String,
+    pub rules: Vec<RoleRule>,
+}
+
+impl std::fmt::Debug for OidcConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OidcConfig")
+            .field("issuer", &self.issuer)
+            .field("client_id", &self.client_id)
+            .field(
+                "client_secret",
+                &self.client_secret.as_ref().map(|_| "<set>"),
+            )
+            .field("redirect_url", &self.redirect_url.as_str())
+            .field("scopes", &self.scopes)
+            .field("rules", &self.rules)
+            .finish()
+    }
+}
+
+/// "Whoever's `claim` contains `value` gets `role`."
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleRule {
+    pub claim: String,
+    pub value: String,
+    pub role: Role,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileOidc {
+    issuer: Option<String>,
+    client_id: Option<String>,
+    client_secret_file: Option<PathBuf>,
+    redirect_url: Option<String>,
+    scopes: Option<Vec<String>>,
+    username_claim: Option<String>,
+    groups_claim: Option<String>,
+    ca_file: Option<PathBuf>,
+    button_label: Option<String>,
+    #[serde(default)]
+    role: Vec<FileRule>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileRule {
+    claim: Option<String>,
+    value: String,
+    role: String,
+}
+
+/// What is wrong, naming the setting.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{setting}: {message}")]
+pub struct OidcConfigError {
+    pub setting: String,
+    pub message: String,
+}
+
+fn err(setting: impl Into<String>, message: impl Into<String>) -> OidcConfigError {
+    OidcConfigError {
+        setting: setting.into(),
+        message: message.into(),
+    }
+}
+
+impl OidcConfig {
+    /// Reads the `[oidc]` table of `file` (if any), then the environment through `env`.
+    /// `Ok(None)`: single sign-on is not configured.
+    pub fn load(
+        file: Option<&Path>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Option<OidcConfig>, OidcConfigError> {
+        let fc: FileOidc = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| err(path.display().to_string(), e.to_string()))?;
+                let table: toml::Table = text
+                    .parse()
+                    .map_err(|e: toml::de::Error| err(path.display().to_string(), e.to_string()))?;
+                match table.get("oidc") {
+                    Some(toml::Value::Table(t)) if t.contains_key("client_secret") => {
+                        return Err(err(
+                            "oidc.client_secret",
+                            "keep the secret out of the configuration file: set \
+                             LOCKSTEP_OIDC_CLIENT_SECRET or oidc.client_secret_file",
+                        ))
+                    }
+                    Some(v) => v
+                        .clone()
+                        .try_into()
+                        .map_err(|e: toml::de::Error| err("oidc", e.to_string()))?,
+                    None => FileOidc::default(),
+                }
+            }
+            None => FileOidc::default(),
+        };
+        let Some(issuer) = env("LOCKSTEP_OIDC_ISSUER").or(fc.issuer) else {
+            if fc.client_id.is_some() || !fc.role.is_empty() || fc.redirect_url.is_some() {
+                return Err(err("oidc.issuer", "missing (the [oidc] table needs it)"));
+            }
+            return Ok(None);
+        };
+        check_issuer(&issuer)?;
+        let client_id = env("LOCKSTEP_OIDC_CLIENT_ID")
+            .or(fc.client_id)
+            .filter(|c| !c.trim().is_empty())
+            .ok_or_else(|| err("oidc.client_id", "missing"))?;
+        let secret_file = env("LOCKSTEP_OIDC_CLIENT_SECRET_FILE")
+            .map(PathBuf::from)
+            .or(fc.client_secret_file);
+        let client_secret = match (env("LOCKSTEP_OIDC_CLIENT_SECRET"), secret_file) {
+            (Some(s), _) if !s.trim().is_empty() => Some(s.trim().to_string()),
+            (_, Some(path)) => {
+                let text = std::fs::read_to_string(&path).map_err(|e| {
+                    err(
+                        "oidc.client_secret_file",
+                        format!("cannot read {}: {e}", path.display()),
+                    )
+                })?;
+                let secret = text.trim().to_string();
+                if secret.is_empty() {
+                    return Err(err(
+                        "oidc.client_secret_file",
+                        format!("{} is empty", path.display()),
+                    ));
+                }
+                Some(secret)
+            }
+            _ => None,
+        };
+        let redirect_text = env("LOCKSTEP_OIDC_REDIRECT_URL")
+            .or(fc.redirect_url)
+            .ok_or_else(|| {
+                err(
+                    "oidc.redirect_url",
+                    "missing (e.g. https://lockstep.corp.example/login/sso/callback)",
+                )
+            })?;
+        let redirect_url = reqwest::Url::parse(&redirect_text)
+            .map_err(|e| err("oidc.redirect_url", format!("`{redirect_text}`: {e}")))?;
+        if redirect_url.path() != super::CALLBACK_PATH {
+            return Err(err(
+                "oidc.redirect_url",
+                format!(
+                    "`{redirect_text}` must end in {} (where Lockstep receives the answer)",
+                    super::CALLBACK_PATH
+                ),
+            ));
+        }
+        if !secure_or_loopback(&redirect_url) {
+            return Err(err(
+                "oidc.redirect_url",
+                format!("`{redirect_text}` must use https (plain http only on loopback)"),
+            ));
+        }
+        let mut scopes = fc
+            .scopes
+            .unwrap_or_else(|| DEFAULT_SCOPES.iter().map(|s| s.to_string()).collect());
+        for s in &scopes {
+            if s.is_empty()
+                || !s
+                    .chars()
+                    .all(|c| c.is_ascii_graphic() && c != '"' && c != '\\')
+            {
+                return Err(err("oidc.scopes", format!("`{s}` is not a scope name")));
+            }
+        }
+        if !scopes.iter().any(|s| s == "openid") {
+            scopes.insert(0, "openid".into());
+        }
+        let groups_claim = fc
+            .groups_claim
+            .unwrap_or_else(|| DEFAULT_GROUPS_CLAIM.into());
+        let mut rules = Vec::new();
+        for (i, r) in fc.role.into_iter().enumerate() {
+            let role: Role = r
+                .role
+                .parse()
+                .map_err(|e: String| err(format!("oidc.role[{i}].role"), e))?;
+            if r.value.is_empty() {
+                return Err(err(format!("oidc.role[{i}].value"), "must not be empty"));
+            }
+            rules.push(RoleRule {
+                claim: r.claim.unwrap_or_else(|| groups_claim.clone()),
+                value: r.value,
+                role,
+            });
+        }
+        Ok(Some(OidcConfig {
+            issuer,
+            client_id,
+            client_secret,
+            redirect_url,
+            scopes,
+            username_claim: fc
+                .username_claim
+                .unwrap_or_else(|| DEFAULT_USERNAME_CLAIM.into()),
+            groups_claim,
+            ca_file: env("LOCKSTEP_OIDC_CA_FILE")
+                .map(PathBuf::from)
+                .or(fc.ca_file)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_CA_FILE)),
+            button_label: fc
+                .button_label
+                .unwrap_or_else(|| DEFAULT_BUTTON_LABEL.into()),
+            rules,
+        }))
+    }
+
+    /// Reads the process environment.
+    pub fn from_process(file: Option<&Path>) -> Result<Option<OidcConfig>, OidcConfigError> {
+        OidcConfig::load(file, &|k| std::env::var(k).ok())
+    }
+}
+
+fn check_issuer(issuer: &str) -> Result<(), OidcConfigError> {
+    let url = reqwest::Url::parse(issuer)
+        .map_err(|e| err("oidc.issuer", format!("`{issuer}` is not a URL: {e}")))?;
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(err(
+            "oidc.issuer",
+            format!("`{issuer}` must not have a query or fragment"),
+        ));
+    }
+    if !secure_or_loopback(&url) {
+        return Err(err(
+            "oidc.issuer",
+            format!("`{issuer}` must use https (plain http only on loopback)"),
+        ));
+    }
+    Ok(())
+}
+
+/// https anywhere, http only to this machine (tests, a provider on the same host).
+pub(crate) fn secure_or_loopback(url: &reqwest::Url) -> bool {
+    match url.scheme() {
+        "https" => true,
+        "http" => match url.host_str() {
+            Some("localhost") => true,
+            Some(h) => h
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback()),
+            None => false,
+        },
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| m.get(k).cloned()
+    }
+
+    fn load_text(text: &str, env: &[(&str, &str)]) -> Result<Option<OidcConfig>, OidcConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lockstep.toml");
+        std::fs::write(&path, text).unwrap();
+        OidcConfig::load(Some(&path), &env_of(env))
+    }
+
+    const GOOD: &str = r#"
+[oidc]
+issuer = "https://login.corp.example/realms/it"
+client_id = "lockstep"
+redirect_url = "https://lockstep.corp.example/login/sso/callback"
+[[oidc.role]]
+value = "dc-admins"
+role = "admin"
+"#;
+
+    #[test]
+    fn no_oidc_table_means_single_sign_on_is_off() {
+        assert_eq!(load_text("listen = \"127.0.0.1:1\"\n", &[]), Ok(None));
+    }
+
+    #[test]
+    fn a_full_table_gives_defaults_for_what_it_leaves_out() {
+        let c = load_text(GOOD, &[("LOCKSTEP_OIDC_CLIENT_SECRET", "s3")])
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.scopes, vec!["openid", "profile", "email"]);
+        assert_eq!(c.client_secret.as_deref(), Some("s3"));
+        assert_eq!(c.rules[0].claim, "groups");
+        assert_eq!(c.rules[0].role, Role::Admin);
+        assert!(
+            !format!("{c:?}").contains("s3"),
+            "the secret never reaches logs"
+        );
+    }
+
+    #[test]
+    fn a_secret_written_into_the_file_is_refused() {
+        let text = GOOD.replace("client_id", "client_secret = \"x\"\nclient_id");
+        let e = load_text(&text, &[]).unwrap_err();
+        assert_eq!(e.setting, "oidc.client_secret");
+    }
+
+    #[test]
+    fn plain_http_is_refused_except_on_loopback() {
+        let remote = GOOD.replace("https://login.corp", "http://login.corp");
+        assert_eq!(load_text(&remote, &[]).unwrap_err().setting, "oidc.issuer");
+        let local = GOOD.replace("https://login.corp.example", "http://127.0.0.1:9000");
+        assert!(load_text(&local, &[]).unwrap().is_some());
+    }
+
+    #[test]
+    fn an_unknown_role_names_the_rule() {
+        let text = GOOD.replace("role = \"admin\"", "role = \"root\"");
+        let e = load_text(&text, &[]).unwrap_err();
+        assert_eq!(e.setting, "oidc.role[0].role");
+        assert!(e.message.contains("root"));
+    }
+
+    #[test]
+    fn a_redirect_url_elsewhere_than_the_callback_is_refused() {
+        let text = GOOD.replace("/login/sso/callback", "/callback");
+        assert_eq!(
+            load_text(&text, &[]).unwrap_err().setting,
+            "oidc.redirect_url"
+        );
+    }
+}
