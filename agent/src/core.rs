@@ -16,6 +16,9 @@ use crate::config::AgentConfig;
 use crate::journal::{Admission, Journal};
 use crate::policy;
 
+/// How long a start waits for its action to finish before answering `running`.
+pub const START_WAIT: Duration = Duration::from_millis(50);
+
 pub struct AgentCore {
     config: AgentConfig,
     journal: Arc<Journal>,
@@ -149,6 +152,31 @@ impl AgentCore {
             me.finished.notify_waiters();
         });
         Ok(self.response(&req.id, false, 0))
+    }
+
+    /// [`AgentCore::start`], then a short wait for the action to finish: most actions (reads,
+    /// small edits) end within milliseconds, and their result then rides on the start's answer,
+    /// saving the orchestrator a second round trip. A longer action is answered `running` after
+    /// [`START_WAIT`], as before; a replayed or refused start is answered at once. The answer is
+    /// the same `StatusResponse` either way, so orchestrators of any version understand it.
+    pub async fn start_and_wait(
+        self: &Arc<Self>,
+        req: ActionRequest,
+        now: i64,
+    ) -> Result<StatusResponse, ErrorResponse> {
+        let started = self.start(req, now)?;
+        if started.replayed || started.state != ActionState::Running {
+            return Ok(started);
+        }
+        let waited = self
+            .status(StatusQuery {
+                protocol: PROTOCOL_VERSION,
+                id: started.id.clone(),
+                wait_ms: START_WAIT.as_millis() as u64,
+                log_from: 0,
+            })
+            .await;
+        Ok(waited)
     }
 
     /// The journaled state of an id, waiting up to `wait_ms` for it to finish.

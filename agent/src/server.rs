@@ -112,7 +112,11 @@ fn error(e: ErrorResponse) -> Response {
 }
 
 async fn start(State(core): State<Arc<AgentCore>>, body: Bytes) -> Response {
-    match parse::<ActionRequest>(&body).and_then(|r| core.start(r, unix_now())) {
+    let result = match parse::<ActionRequest>(&body) {
+        Ok(r) => core.start_and_wait(r, unix_now()).await,
+        Err(e) => Err(e),
+    };
+    match result {
         Ok(r) => Json(r).into_response(),
         Err(e) => error(e),
     }
