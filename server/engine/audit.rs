@@ -6,7 +6,10 @@
 //! first event's `prev_hash` is 64 zeros. Because the id is hashed, moving a row is caught where it
 //! lands; because each row names its predecessor's hash, deleting or editing one breaks the next.
 //! The head file (`<db>.audit-head`) records the newest event's id and hash after each commit, so
-//! truncating the log or rebuilding every row with fresh hashes no longer matches it.
+//! truncating the log or rebuilding every row with fresh hashes no longer matches it. The store
+//! writes it in place without an fsync on the commit path and flushes it in the background
+//! (`engine/store/head.rs` states what a crash or a power cut can leave); a head that lags the
+//! log is accepted as long as the event at its id carries its hash.
 
 use std::path::{Path, PathBuf};
 
@@ -196,7 +199,8 @@ pub fn read_head(path: &Path) -> anyhow::Result<Option<ChainHead>> {
     }
 }
 
-/// Writes the head durably: a temporary file, fsync, rename over the old one.
+/// Writes the head durably: a temporary file, fsync, rename over the old one (backups; the live
+/// store keeps its head file open and overwrites it in place, see `store/head.rs`).
 pub fn write_head(path: &Path, head: &ChainHead) -> std::io::Result<()> {
     use std::io::Write;
     let mut tmp = path.as_os_str().to_owned();
