@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 
 pub mod agent;
 pub mod audit;
+pub mod backup;
 pub mod config;
 pub mod demo;
 pub mod inventory;
@@ -42,7 +43,9 @@ pub enum Command {
     #[command(subcommand)]
     Audit(audit::AuditCmd),
     /// Take an online backup of the orchestrator database.
-    Backup(audit::BackupArgs),
+    Backup(backup::BackupArgs),
+    /// Restore a backup (with the service stopped); checks it and its audit chain first.
+    Restore(backup::RestoreArgs),
     /// Low-level engine commands (driving plans without the dashboard; used by crash tests).
     #[command(subcommand, hide = true)]
     Engine(audit::EngineCmd),
