@@ -137,3 +137,53 @@ fn an_unknown_shell_is_refused_listing_the_choices() {
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("bash"), "{}", text(&out.stderr));
 }
+
+#[test]
+fn single_sign_on_settings_are_shown_without_the_secret_and_mistakes_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("lockstep.toml");
+    std::fs::write(
+        &file,
+        "[oidc]\nissuer = \"https://login.corp.example/realms/it\"\nclient_id = \"lockstep\"\n\
+         redirect_url = \"https://lockstep.corp.example/login/sso/callback\"\n\
+         [[oidc.role]]\nvalue = \"dc-admins\"\nrole = \"admin\"\n",
+    )
+    .unwrap();
+    let out = lockstep(
+        &["config", "check", "--config", file.to_str().unwrap()],
+        &[("LOCKSTEP_OIDC_CLIENT_SECRET", "TOPSECRET")],
+    );
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.contains("oidc.issuer = https://login.corp.example/realms/it  (file)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("oidc.role = groups contains \"dc-admins\" -> admin  (file)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("(secret set)"), "{stdout}");
+    assert!(
+        !stdout.contains("TOPSECRET"),
+        "the client secret was printed: {stdout}"
+    );
+
+    std::fs::write(
+        &file,
+        "[oidc]\nissuer = \"https://login.corp.example\"\nclient_id = \"lockstep\"\n\
+         redirect_url = \"https://lockstep.corp.example/login/sso/callback\"\n\
+         [[oidc.role]]\nvalue = \"dc-admins\"\nrole = \"superuser\"\n",
+    )
+    .unwrap();
+    let out = lockstep(
+        &["config", "check", "--config", file.to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("oidc.role[0].role") && stderr.contains("superuser"),
+        "{stderr}"
+    );
+}

@@ -123,8 +123,8 @@ pub fn check(file: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> ExitC
 pub fn report(file: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
     let config = Config::load(file, env, &Overrides::default()).map_err(|e| e.to_string())?;
     let notify = crate::notify::NotifyConfig::load(file, env).map_err(|e| e.to_string())?;
-    let site = crate::config::SiteConfig::load(file, &config.data_dir, env)
-        .map_err(|e| e.to_string())?;
+    let site =
+        crate::config::SiteConfig::load(file, &config.data_dir, env).map_err(|e| e.to_string())?;
     // The file parsed above, so reading it again for its keys only fails on a race; treat that
     // as "no keys" rather than inventing an error.
     let table: toml::Table = file
@@ -151,6 +151,20 @@ pub fn report(file: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> Resu
     }
     for (key, value) in site.describe() {
         out.push_str(&format!("{key} = {value}\n"));
+    }
+    let oidc_table = table
+        .get("oidc")
+        .and_then(|v| v.as_table())
+        .cloned()
+        .unwrap_or_default();
+    match crate::web::auth::oidc::OidcConfig::load(file, env).map_err(|e| e.to_string())? {
+        Some(oidc) => {
+            for (key, var, value) in oidc.describe() {
+                let source = source_of(key, var, &oidc_table, env);
+                out.push_str(&format!("oidc.{key} = {value}  ({source})\n"));
+            }
+        }
+        None => out.push_str("oidc = (single sign-on off)  (default)\n"),
     }
     Ok(out)
 }

@@ -90,6 +90,7 @@ pub async fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     })?;
     let notify_config =
         crate::notify::NotifyConfig::load(args.config.as_deref(), &|k| std::env::var(k).ok())?;
+    let oidc = crate::web::auth::oidc::OidcConfig::from_process(args.config.as_deref())?;
     let tls = match (&config.tls, config.tls_self_signed) {
         (Some(files), _) => Some(crate::web::tls::server_config(&files.cert, &files.key)?),
         (None, true) => {
@@ -150,6 +151,15 @@ pub async fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         state.with_simulated_site()
     } else {
         state
+    };
+    // Single sign-on: the provider is asked on the first sign-in, not now, so the dashboard (and
+    // its local accounts) work while the provider is down.
+    let state = match oidc {
+        Some(oidc) => {
+            eprintln!("single sign-on through {}", oidc.issuer);
+            state.with_sso(crate::web::auth::oidc::Sso::new(oidc)?)
+        }
+        None => state,
     };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut driver_stop = stop_rx.clone();

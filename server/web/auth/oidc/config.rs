@@ -261,6 +261,51 @@ impl OidcConfig {
         }))
     }
 
+    /// Each setting for `lockstep config check`: key, environment variable, effective value
+    /// (the secret only as set or not).
+    pub fn describe(&self) -> Vec<(&'static str, &'static str, String)> {
+        let rules = if self.rules.is_empty() {
+            "(none: nobody gets in)".to_string()
+        } else {
+            self.rules
+                .iter()
+                .map(|r| format!("{} contains {:?} -> {}", r.claim, r.value, r.role))
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        vec![
+            ("issuer", "LOCKSTEP_OIDC_ISSUER", self.issuer.clone()),
+            (
+                "client_id",
+                "LOCKSTEP_OIDC_CLIENT_ID",
+                self.client_id.clone(),
+            ),
+            (
+                "client_secret_file",
+                "LOCKSTEP_OIDC_CLIENT_SECRET",
+                match self.client_secret {
+                    Some(_) => "(secret set)".into(),
+                    None => "(none: public client, PKCE only)".into(),
+                },
+            ),
+            (
+                "redirect_url",
+                "LOCKSTEP_OIDC_REDIRECT_URL",
+                self.redirect_url.to_string(),
+            ),
+            ("scopes", "-", self.scopes.join(" ")),
+            ("username_claim", "-", self.username_claim.clone()),
+            ("groups_claim", "-", self.groups_claim.clone()),
+            (
+                "ca_file",
+                "LOCKSTEP_OIDC_CA_FILE",
+                self.ca_file.display().to_string(),
+            ),
+            ("button_label", "-", self.button_label.clone()),
+            ("role", "-", rules),
+        ]
+    }
+
     /// Reads the process environment.
     pub fn from_process(file: Option<&Path>) -> Result<Option<OidcConfig>, OidcConfigError> {
         OidcConfig::load(file, &|k| std::env::var(k).ok())
