@@ -34,6 +34,48 @@ struct Args {
     /// `simulated_site`) and the files they name into this folder: `lockstep-site.toml`.
     #[arg(long, value_name = "DIR")]
     site_config_out: Option<PathBuf>,
+    /// Inject a fault into the simulator's own endpoints, SERVER:KIND. Repeatable. Kinds:
+    /// checkdb-error (DBCC CHECKDB reports corruption in Registry), tds-drop (the SQL Server
+    /// drops every connection), probe-old-version (Support Center keeps showing the old
+    /// version), status-not-xml (the DataTransfer status page is truncated). Host faults
+    /// (services, Setup) live in each host's state file.
+    #[arg(long = "fault", value_name = "SERVER:KIND")]
+    faults: Vec<String>,
+}
+
+/// Applies one `--fault`; the error names what is wrong.
+fn inject(dc: &SimulatedDataCenter, spec: &str) -> anyhow::Result<()> {
+    let (server, kind) = spec
+        .split_once(':')
+        .ok_or_else(|| anyhow::anyhow!("--fault `{spec}` is not SERVER:KIND"))?;
+    let missing = |part: &str| anyhow::anyhow!("--fault {spec}: server {server} has no {part}");
+    match kind {
+        "checkdb-error" | "tds-drop" => {
+            let sql = dc.sql(server).ok_or_else(|| missing("SQL Server"))?;
+            let mut f = sql.faults();
+            if kind == "tds-drop" {
+                f.drop_connection = true;
+            } else {
+                f.checkdb_error_in = Some("Registry".into());
+            }
+            sql.set_faults(f);
+        }
+        "probe-old-version" | "status-not-xml" => {
+            let web = dc.web(server).ok_or_else(|| missing("web endpoint"))?;
+            let mut f = web.faults();
+            if kind == "status-not-xml" {
+                f.status_not_xml = true;
+            } else {
+                let host = dc.host(server).ok_or_else(|| missing("host"))?;
+                f.shown_version = host.read()?.product_version;
+            }
+            web.set_faults(f);
+        }
+        _ => anyhow::bail!(
+            "--fault {spec}: unknown kind `{kind}` (checkdb-error, tds-drop, probe-old-version, status-not-xml)"
+        ),
+    }
+    Ok(())
 }
 
 #[tokio::main]
@@ -59,6 +101,9 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     let dc = SimulatedDataCenter::start_file(&args.inventory, options).await?;
+    for f in &args.faults {
+        inject(&dc, f)?;
+    }
     let json = serde_json::to_string_pretty(&dc.endpoints())?;
     if let Some(dir) = &args.site_config_out {
         let path = lockstep_simulator::site_config::write_site_config(&dc, dir)?;

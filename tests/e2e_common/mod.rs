@@ -186,6 +186,30 @@ pub fn run(what: &str, cmd: &mut Command, stdin: Option<&str>) -> String {
     stdout
 }
 
+/// One `lockstep-agent run` process.
+pub struct Agent {
+    pub server: String,
+    pub addr: String,
+    pub thumbprint: String,
+    pub proc: Proc,
+}
+
+fn spawn_agent(server: &str, config: &Path) -> Agent {
+    let mut cmd = Command::new(binary("lockstep-agent"));
+    cmd.arg("run").arg("--config").arg(config);
+    let mut proc = Proc::spawn(&format!("lockstep-agent {server}"), cmd);
+    let (addr, thumbprint) = proc.wait_for(Duration::from_secs(30), |l| {
+        let mut w = l.strip_prefix("listening ")?.split_whitespace();
+        Some((w.next()?.to_string(), w.next()?.to_string()))
+    });
+    Agent {
+        server: server.to_string(),
+        addr,
+        thumbprint,
+        proc,
+    }
+}
+
 /// The people: an operator and two approvers, each with an API token.
 pub struct People {
     pub operator: String,
@@ -203,7 +227,7 @@ pub struct Site {
     pub http: reqwest::Client,
     pub tokens: People,
     pub serve: Proc,
-    pub agents: Vec<(String, Proc)>,
+    pub agents: Vec<Agent>,
     pub sim: Proc,
     pub config: PathBuf,
 }
@@ -214,14 +238,16 @@ pub async fn start_site(topology: &str, first_ip: u8) -> Site {
     let inventory = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("examples")
         .join(format!("{topology}.toml"));
-    start_site_with(&inventory, first_ip, |_, _| {}).await
+    start_site_with(&inventory, first_ip, &[], |_, _| {}).await
 }
 
-/// As [`start_site`], with `prepare(server, state file)` called for every host after the
-/// simulator seeded it and before any agent runs (to inject host faults).
+/// As [`start_site`], with `sim_faults` passed to `lockstep-sim --fault`, and
+/// `prepare(server, state file)` called for every host after the simulator seeded it and
+/// before any agent runs (to inject host faults or seed values).
 pub async fn start_site_with(
     inventory: &Path,
     first_ip: u8,
+    sim_faults: &[&str],
     prepare: impl Fn(&str, &Path),
 ) -> Site {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -238,6 +264,9 @@ pub async fn start_site_with(
         .arg(root.join("site"))
         .arg("--endpoints-out")
         .arg(&endpoints_file);
+    for f in sim_faults {
+        sim_cmd.args(["--fault", f]);
+    }
     let mut sim = Proc::spawn("lockstep-sim", sim_cmd);
     let deadline = Instant::now() + Duration::from_secs(60);
     while !endpoints_file.exists() {
@@ -306,17 +335,12 @@ pub async fn start_site_with(
                 .arg(&state_dir),
             None,
         );
-        let mut cmd = agent(&["run"]);
-        cmd.arg("--config").arg(&agent_config);
-        let mut p = Proc::spawn(&format!("lockstep-agent {server}"), cmd);
-        let (addr, printed) = p.wait_for(Duration::from_secs(30), |l| {
-            let mut w = l.strip_prefix("listening ")?.split_whitespace();
-            Some((w.next()?.to_string(), w.next()?.to_string()))
-        });
+        let a = spawn_agent(server, &agent_config);
         assert_eq!(
-            printed, thumbprint,
+            a.thumbprint, thumbprint,
             "the agent serves the identity init made"
         );
+        let addr = a.addr.clone();
         run(
             "lockstep agent add",
             &mut lockstep(&[
@@ -331,7 +355,7 @@ pub async fn start_site_with(
             ]),
             None,
         );
-        agents.push((server.clone(), p));
+        agents.push(a);
     }
 
     // People and their API tokens.
@@ -467,6 +491,33 @@ impl Site {
             .await;
         assert_eq!(status, 200, "approve start: {body}");
         id
+    }
+
+    /// Changes a simulated host's state as the site would (a fault cleared, a value set).
+    pub fn update_host(&self, server: &str, f: impl FnOnce(&mut SimState)) {
+        SimulatedHost::open(self.state_file(server))
+            .unwrap()
+            .update(f)
+            .unwrap();
+    }
+
+    /// Restarts a server's agent process on the address it had, so its enrolment stays valid
+    /// (the process may have died: a crash fault aborts it).
+    pub fn restart_agent(&mut self, server: &str) {
+        let i = self
+            .agents
+            .iter()
+            .position(|a| a.server == server)
+            .expect("an agent for the server");
+        let old = self.agents.remove(i);
+        let addr = old.addr.clone();
+        drop(old);
+        let config = PathBuf::from(self.endpoints["agent_configs"][server].as_str().unwrap());
+        let mut cfg: toml::Table = std::fs::read_to_string(&config).unwrap().parse().unwrap();
+        cfg.insert("listen".into(), toml::Value::String(addr.clone()));
+        std::fs::write(&config, toml::to_string(&cfg).unwrap()).unwrap();
+        self.agents.push(spawn_agent(server, &config));
+        assert_eq!(self.agents.last().unwrap().addr, addr);
     }
 
     pub fn state_file(&self, server: &str) -> PathBuf {
