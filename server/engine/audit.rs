@@ -124,7 +124,7 @@ fn write_canonical(value: &serde_json::Value, out: &mut String) {
                 if i > 0 {
                     out.push(',');
                 }
-                out.push_str(&Value::String(k.clone()).to_string());
+                out.push_str(&serde_json::to_string(k.as_str()).unwrap_or_default());
                 out.push(':');
                 write_canonical(&map[k], out);
             }
@@ -150,18 +150,40 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 
 /// The hash an event must carry, computed from its fields (the stored `hash` is ignored).
 pub fn event_hash(e: &AuditEvent) -> String {
-    let body = serde_json::json!({
-        "id": e.id,
-        "run_id": e.run_id,
-        "step_id": e.step_id,
-        "actor": e.actor,
-        "at": e.at,
-        "kind": e.kind,
-        "payload": e.payload,
-        "prev_hash": e.prev_hash,
-    });
-    let mut text = String::from("lockstep-audit-v1\n");
-    text.push_str(&canonical_json(&body));
+    event_hash_with_payload(e, &canonical_json(&e.payload))
+}
+
+/// [`event_hash`] with the payload's canonical JSON already at hand (the store writes the same
+/// text to the `payload` column, so it is encoded once per event).
+///
+/// Writes the canonical JSON of `{id, run_id, step_id, actor, at, kind, payload, prev_hash}`
+/// directly, keys in sorted order, byte for byte what [`canonical_json`] makes of that object
+/// (a test holds the two together) — without cloning the payload into a new value first.
+pub fn event_hash_with_payload(e: &AuditEvent, payload_canonical: &str) -> String {
+    fn string(out: &mut String, s: &str) {
+        out.push_str(&serde_json::Value::from(s).to_string());
+    }
+    fn optional(out: &mut String, s: Option<&str>) {
+        match s {
+            Some(s) => string(out, s),
+            None => out.push_str("null"),
+        }
+    }
+    let mut text = String::with_capacity(200 + payload_canonical.len());
+    text.push_str("lockstep-audit-v1\n");
+    text.push_str("{\"actor\":");
+    string(&mut text, &e.actor);
+    text.push_str(&format!(",\"at\":{},\"id\":{},\"kind\":", e.at, e.id));
+    string(&mut text, &e.kind);
+    text.push_str(",\"payload\":");
+    text.push_str(payload_canonical);
+    text.push_str(",\"prev_hash\":");
+    string(&mut text, &e.prev_hash);
+    text.push_str(",\"run_id\":");
+    optional(&mut text, e.run_id.as_deref());
+    text.push_str(",\"step_id\":");
+    optional(&mut text, e.step_id.as_deref());
+    text.push('}');
     sha256_hex(text.as_bytes())
 }
 
@@ -364,6 +386,37 @@ mod tests {
             .map(|l| serde_json::from_str(l).unwrap())
             .collect();
         assert_eq!(back, events);
+    }
+
+    /// The hash as first defined: canonical JSON of a generic object holding the fields.
+    fn reference_hash(e: &AuditEvent) -> String {
+        let body = serde_json::json!({
+            "id": e.id,
+            "run_id": e.run_id,
+            "step_id": e.step_id,
+            "actor": e.actor,
+            "at": e.at,
+            "kind": e.kind,
+            "payload": e.payload,
+            "prev_hash": e.prev_hash,
+        });
+        sha256_hex(format!("lockstep-audit-v1\n{}", canonical_json(&body)).as_bytes())
+    }
+
+    #[test]
+    fn the_direct_event_encoding_hashes_exactly_as_the_generic_canonical_form() {
+        let mut e = event(
+            "o\"lga\u{1}é\\",
+            serde_json::json!({"z": [1, 2.5, "x\ny"], "a": {"c": null, "b": true}}),
+        );
+        assert_eq!(event_hash(&e), reference_hash(&e));
+        e.step_id = Some("s-1 \u{2028}".into());
+        e.run_id = None;
+        e.at = -5;
+        e.id = i64::MAX;
+        assert_eq!(event_hash(&e), reference_hash(&e));
+        let e = event("", serde_json::Value::Null);
+        assert_eq!(event_hash(&e), reference_hash(&e));
     }
 
     #[test]

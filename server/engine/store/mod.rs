@@ -325,7 +325,8 @@ impl WriteTx {
             prev_hash: self.last.1.clone(),
             hash: String::new(),
         };
-        event.hash = audit::event_hash(&event);
+        let payload = audit::canonical_json(&event.payload);
+        event.hash = audit::event_hash_with_payload(&event, &payload);
         sqlx::query(
             "INSERT INTO events (id, run_id, step_id, actor, at, kind, payload, prev_hash, hash)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -336,7 +337,7 @@ impl WriteTx {
         .bind(&event.actor)
         .bind(event.at)
         .bind(&event.kind)
-        .bind(audit::canonical_json(&event.payload))
+        .bind(payload)
         .bind(&event.prev_hash)
         .bind(&event.hash)
         .execute(&mut *self.tx)
