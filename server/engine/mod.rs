@@ -11,6 +11,7 @@ pub mod executor;
 pub mod journal;
 pub mod machine;
 pub mod router;
+pub mod steplog;
 pub mod store;
 pub mod testkit;
 

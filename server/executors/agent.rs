@@ -171,7 +171,26 @@ impl AgentExecutor {
         deadline: Duration,
     ) -> Result<Evidence, Outcome> {
         let req = ActionRequest::new(id.clone(), action, now(), REQUEST_LIFETIME_SECS);
-        match client.drive(&req, deadline).await {
+        crate::engine::steplog::line(format!("agent action {id} sent"));
+        let driven = client.drive(&req, deadline).await;
+        crate::engine::steplog::line(match &driven {
+            Driven::Finished(r) => match &r.state {
+                ActionState::Succeeded { .. } => format!("agent action {id} succeeded"),
+                ActionState::Failed { message, .. } => {
+                    format!("agent action {id} failed: {message}")
+                }
+                ActionState::Cancelled { message } => {
+                    format!("agent action {id} cancelled: {message}")
+                }
+                ActionState::Unknown { reason } => format!("agent action {id} unknown: {reason}"),
+                ActionState::NotFound | ActionState::Running => {
+                    format!("agent action {id}: no final state")
+                }
+            },
+            Driven::Refused(e) => format!("agent refused {id}: {}", e.message),
+            Driven::Unknown { reason } => format!("agent action {id}: {reason}"),
+        });
+        match driven {
             Driven::Finished(r) => match r.state {
                 ActionState::Succeeded { evidence } => Ok(evidence),
                 ActionState::Failed { message, evidence } => Err(failed(

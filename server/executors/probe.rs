@@ -320,8 +320,11 @@ impl Executor for ProbeExecutor {
         }
         let outcome = match &dispatch.operation {
             Operation::Probe(op) => {
-                self.probe(op, Duration::from_secs(dispatch.timeout_secs.max(1)))
-                    .await
+                let outcome = self
+                    .probe(op, Duration::from_secs(dispatch.timeout_secs.max(1)))
+                    .await;
+                crate::engine::steplog::line(attempt_line(op, &outcome));
+                outcome
             }
             other => Outcome::Failed {
                 message: format!(
@@ -348,6 +351,20 @@ impl Executor for ProbeExecutor {
             // A probe only reads: running it again is always safe.
             None => ActionStatus::NotFound,
         }
+    }
+}
+
+/// One probe attempt, as a step log line.
+fn attempt_line(op: &ProbeOperation, outcome: &Outcome) -> String {
+    let url = match op {
+        ProbeOperation::SupportCenter { url, .. }
+        | ProbeOperation::DataTransferStatus { url }
+        | ProbeOperation::ManagementService { url } => url,
+    };
+    match outcome {
+        Outcome::Succeeded { .. } => format!("probe {url}: as expected"),
+        Outcome::Failed { message, .. } => format!("probe {url}: {message}"),
+        Outcome::Unknown { reason } => format!("probe {url}: no answer: {reason}"),
     }
 }
 

@@ -342,6 +342,12 @@ async fn batch(c: &mut SqlClient, sql: &str, ev: &mut ServerEvidence) -> Result<
         Ok::<(), tiberius::error::Error>(())
     })
     .await;
+    for m in &msgs {
+        crate::engine::steplog::line(match m.code {
+            Some(code) => format!("SQL {} {code}: {}", m.kind, m.text),
+            None => format!("SQL {}: {}", m.kind, m.text),
+        });
+    }
     ev.messages.extend(msgs);
     r.map_err(classify)
 }

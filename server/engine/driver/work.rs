@@ -98,9 +98,20 @@ impl Engine {
             }
             let event = match action {
                 StepAction::Dispatch { attempt } => StepEvent::Finished {
-                    outcome: self.execute(run_id, &current, attempt).await,
+                    outcome: self
+                        .logged(
+                            run_id,
+                            &current,
+                            attempt,
+                            self.execute(run_id, &current, attempt),
+                        )
+                        .await,
                 },
-                StepAction::Verify => self.verify(run_id, &current).await,
+                StepAction::Verify => {
+                    let attempt = current.attempt;
+                    self.logged(run_id, &current, attempt, self.verify(run_id, &current))
+                        .await
+                }
                 StepAction::QueryStatus => {
                     let status = self.status_of(run_id, &current).await;
                     if matches!(status, ActionStatus::NotFound | ActionStatus::Running)
@@ -140,6 +151,19 @@ impl Engine {
             work.extend(next);
         }
         Ok(())
+    }
+
+    /// Runs an executor call with a sink for the step's log lines (see [`crate::engine::steplog`]).
+    async fn logged<T>(
+        &self,
+        run_id: &str,
+        step: &StepRecord,
+        attempt: u32,
+        work: impl std::future::Future<Output = T>,
+    ) -> T {
+        let log = crate::engine::steplog::StepLog::for_store(&self.inner.store);
+        let key = self.key(run_id, step, attempt);
+        crate::engine::steplog::scope(log, key, self.inner.clock.clone(), work).await
     }
 
     async fn execute(&self, run_id: &str, step: &StepRecord, attempt: u32) -> Outcome {
@@ -257,7 +281,13 @@ pub async fn poll_until(executor: &dyn Executor, dispatch: &Dispatch) -> Outcome
     loop {
         polls += 1;
         let now = tokio::time::Instant::now();
-        match executor.check(dispatch).await {
+        let answer = executor.check(dispatch).await;
+        crate::engine::steplog::line(match &answer {
+            Outcome::Succeeded { .. } => format!("poll {polls}: the condition holds"),
+            Outcome::Failed { message, .. } => format!("poll {polls}: not yet: {message}"),
+            Outcome::Unknown { reason } => format!("poll {polls}: no answer: {reason}"),
+        });
+        match answer {
             Outcome::Succeeded { evidence } => {
                 let since = *held_since.get_or_insert(now);
                 if now.duration_since(since) >= stable {

@@ -1,0 +1,311 @@
+//! Step log lines: what executors say while a step runs (agent action progress, SQL Server INFO
+//! messages, probe attempts, wait-step polls), kept in the `step_log` table and published to live
+//! views.
+//!
+//! The channel is a task-local sink: the driver runs each executor call inside [`scope`], and
+//! executor code calls [`line`] wherever it has something to say. Outside a scope (a CLI probe,
+//! a unit test) [`line`] does nothing, so executors need no new parameter and the `Executor`
+//! trait is unchanged. Lines go through a bounded queue to one writer task per call, which
+//! writes them in batches and publishes each written line; the scope waits for the writer, so a
+//! step's lines are durable before its result is applied.
+//!
+//! Bounds, so a chatty host cannot fill the disk: at most [`LINES_PER_STEP`] lines per step
+//! (over all its attempts), each cut to [`MAX_LINE_CHARS`] characters, plus one line saying that
+//! more was dropped — about 200 KiB per step at worst. A line offered while the queue is full is
+//! dropped and counted in that same notice.
+//!
+//! One [`StepLog`] per database file is shared by the driver and the dashboard in a process
+//! ([`StepLog::for_store`]), because both already share the [`Store`] but nothing else.
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::Duration;
+
+use serde::Serialize;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+use tokio::sync::{broadcast, mpsc};
+
+use super::clock::Clock;
+use super::executor::IdempotencyKey;
+use super::machine::Millis;
+use super::store::{Result, Store};
+
+/// Lines kept per step, over all its attempts.
+pub const LINES_PER_STEP: i64 = 200;
+/// Characters kept of one line; the rest is cut and marked with `…`.
+pub const MAX_LINE_CHARS: usize = 1000;
+/// Lines waiting for the writer of one call; more are dropped (and counted).
+const QUEUE: usize = 256;
+/// Text of the line written once a step reaches its bound.
+pub const DROPPED_NOTICE: &str = "… further output dropped: at most 200 lines are kept per step";
+
+/// One stored line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LogLine {
+    pub id: i64,
+    pub run_id: String,
+    pub step_id: String,
+    pub attempt: u32,
+    pub at: Millis,
+    pub text: String,
+}
+
+/// The newest lines of one step and how many it has in all.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StepTail {
+    pub lines: Vec<LogLine>,
+    pub total: i64,
+}
+
+/// The step log of one database: its own small writer connection, the store's readers, and the
+/// channel live views follow.
+pub struct StepLog {
+    writer: SqlitePool,
+    reader: SqlitePool,
+    published: broadcast::Sender<LogLine>,
+}
+
+fn books() -> &'static Mutex<HashMap<PathBuf, Weak<StepLog>>> {
+    static BOOKS: OnceLock<Mutex<HashMap<PathBuf, Weak<StepLog>>>> = OnceLock::new();
+    BOOKS.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+impl StepLog {
+    /// The step log of `store`'s database, shared by everyone in this process that uses it.
+    pub fn for_store(store: &Store) -> Arc<StepLog> {
+        let mut books = books().lock().unwrap_or_else(|p| p.into_inner());
+        let path = store.path().to_path_buf();
+        if let Some(log) = books.get(&path).and_then(Weak::upgrade) {
+            return log;
+        }
+        books.retain(|_, w| w.strong_count() > 0);
+        let options = SqliteConnectOptions::from_str("sqlite://")
+            .map(|o| o.filename(&path))
+            .unwrap_or_else(|_| SqliteConnectOptions::new().filename(&path))
+            .journal_mode(SqliteJournalMode::Wal)
+            // Output lines are worth less than transitions: no fsync per batch.
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10));
+        let log = Arc::new(StepLog {
+            writer: SqlitePoolOptions::new()
+                .max_connections(1)
+                .connect_lazy_with(options),
+            reader: store.pool().clone(),
+            published: broadcast::channel(1024).0,
+        });
+        books.insert(path, Arc::downgrade(&log));
+        log
+    }
+
+    /// Lines as they are written (a slow receiver lags; the table has them all).
+    pub fn subscribe(&self) -> broadcast::Receiver<LogLine> {
+        self.published.subscribe()
+    }
+
+    /// Writes lines of one step (already cut to length), keeping the per-step bound; returns
+    /// what was written, in order. `dropped` counts lines lost before they got here.
+    pub async fn write(
+        &self,
+        key: &IdempotencyKey,
+        lines: &[(Millis, String)],
+        dropped: u64,
+    ) -> Result<Vec<LogLine>> {
+        let mut tx = self.writer.begin().await?;
+        let have: i64 =
+            sqlx::query("SELECT count(*) FROM step_log WHERE run_id = ? AND step_id = ?")
+                .bind(&key.run_id)
+                .bind(&key.step_id)
+                .fetch_one(&mut *tx)
+                .await?
+                .get(0);
+        let room = (LINES_PER_STEP - have).max(0) as usize;
+        let mut keep: Vec<(Millis, String)> = lines.iter().take(room).cloned().collect();
+        let over = lines.len() > room || dropped > 0;
+        if over && have + (keep.len() as i64) <= LINES_PER_STEP {
+            let at = lines.last().map(|l| l.0).unwrap_or_default();
+            keep.push((at, DROPPED_NOTICE.to_string()));
+        }
+        let mut written = Vec::with_capacity(keep.len());
+        for (at, text) in keep {
+            let id: i64 = sqlx::query(
+                "INSERT INTO step_log (run_id, step_id, attempt, at, text, after_event) \
+                 VALUES (?, ?, ?, ?, ?, (SELECT coalesce(max(id), 0) FROM events)) RETURNING id",
+            )
+            .bind(&key.run_id)
+            .bind(&key.step_id)
+            .bind(key.attempt as i64)
+            .bind(at)
+            .bind(&text)
+            .fetch_one(&mut *tx)
+            .await?
+            .get(0);
+            written.push(LogLine {
+                id,
+                run_id: key.run_id.clone(),
+                step_id: key.step_id.clone(),
+                attempt: key.attempt,
+                at,
+                text,
+            });
+        }
+        tx.commit().await?;
+        for l in &written {
+            let _ = self.published.send(l.clone());
+        }
+        Ok(written)
+    }
+
+    /// The newest `per_step` lines of every step of a run that has any.
+    pub async fn tails(&self, run_id: &str, per_step: usize) -> Result<HashMap<String, StepTail>> {
+        let rows = sqlx::query(
+            "SELECT id, step_id, attempt, at, text, rn, total FROM ( \
+               SELECT id, step_id, attempt, at, text, \
+                      row_number() OVER (PARTITION BY step_id ORDER BY id DESC) AS rn, \
+                      count(*) OVER (PARTITION BY step_id) AS total \
+               FROM step_log WHERE run_id = ?) \
+             WHERE rn <= ? ORDER BY id",
+        )
+        .bind(run_id)
+        .bind(per_step as i64)
+        .fetch_all(&self.reader)
+        .await?;
+        let mut out: HashMap<String, StepTail> = HashMap::new();
+        for r in rows {
+            let step_id: String = r.try_get("step_id")?;
+            let tail = out.entry(step_id.clone()).or_default();
+            tail.total = r.try_get("total")?;
+            tail.lines.push(LogLine {
+                id: r.try_get("id")?,
+                run_id: run_id.to_string(),
+                step_id,
+                attempt: r.try_get::<i64, _>("attempt")?.clamp(0, u32::MAX as i64) as u32,
+                at: r.try_get("at")?,
+                text: r.try_get("text")?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Steps of a run with lines written since audit event `after` committed (inclusive: a line
+    /// written right after event N carries N).
+    pub async fn steps_with_lines_since(
+        &self,
+        run_id: &str,
+        after: i64,
+    ) -> Result<HashSet<String>> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT step_id FROM step_log WHERE run_id = ? AND after_event >= ?",
+        )
+        .bind(run_id)
+        .bind(after)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|r| r.try_get::<String, _>(0).map_err(Into::into))
+            .collect()
+    }
+}
+
+struct Sink {
+    queue: mpsc::Sender<(Millis, String)>,
+    clock: Arc<dyn Clock>,
+    dropped: Arc<AtomicU64>,
+}
+
+tokio::task_local! {
+    static SINK: Sink;
+}
+
+/// Says one line on the step whose executor call is running in this task; nothing outside a
+/// [`scope`]. Never waits: when the writer is behind, the line is dropped and counted.
+pub fn line(text: impl Into<String>) {
+    let _ = SINK.try_with(|sink| {
+        let text = cut(text.into());
+        if sink.queue.try_send((sink.clock.now(), text)).is_err() {
+            sink.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    });
+}
+
+fn cut(mut text: String) -> String {
+    // One line per entry: control characters (newlines included) become spaces.
+    if text.chars().any(char::is_control) {
+        text = text
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
+    }
+    if let Some((at, _)) = text.char_indices().nth(MAX_LINE_CHARS) {
+        text.truncate(at);
+        text.push('…');
+    }
+    text
+}
+
+/// Runs `work` (an executor call for the step `key`) with a sink for its lines, and waits until
+/// they are written.
+pub async fn scope<F: Future>(
+    log: Arc<StepLog>,
+    key: IdempotencyKey,
+    clock: Arc<dyn Clock>,
+    work: F,
+) -> F::Output {
+    let (queue, mut rx) = mpsc::channel::<(Millis, String)>(QUEUE);
+    let dropped = Arc::new(AtomicU64::new(0));
+    let counted = dropped.clone();
+    let writer = tokio::spawn(async move {
+        let mut batch = Vec::new();
+        while rx.recv_many(&mut batch, 64).await > 0 {
+            let lost = counted.swap(0, Ordering::Relaxed);
+            if let Err(e) = log.write(&key, &batch, lost).await {
+                tracing::warn!(step = %key, error = %e, "step log lines not written");
+            }
+            batch.clear();
+        }
+        let lost = counted.swap(0, Ordering::Relaxed);
+        if lost > 0 {
+            if let Err(e) = log.write(&key, &[], lost).await {
+                tracing::warn!(step = %key, error = %e, "step log notice not written");
+            }
+        }
+    });
+    let out = SINK
+        .scope(
+            Sink {
+                queue,
+                clock,
+                dropped,
+            },
+            work,
+        )
+        .await;
+    // The sink (and with it the queue's sender) is gone: the writer drains and ends.
+    if let Err(e) = writer.await {
+        tracing::warn!(error = %e, "step log writer ended abnormally");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cut;
+
+    #[test]
+    fn the_dropped_notice_names_the_bound() {
+        assert!(super::DROPPED_NOTICE.contains(&super::LINES_PER_STEP.to_string()));
+    }
+
+    #[test]
+    fn a_line_is_kept_on_one_line_and_cut_at_the_bound() {
+        assert_eq!(cut("a\nb\tc".into()), "a b c");
+        let long = "é".repeat(super::MAX_LINE_CHARS + 5);
+        let kept = cut(long);
+        assert_eq!(kept.chars().count(), super::MAX_LINE_CHARS + 1);
+        assert!(kept.ends_with('…'));
+    }
+}
