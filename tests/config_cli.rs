@@ -187,3 +187,27 @@ fn single_sign_on_settings_are_shown_without_the_secret_and_mistakes_are_named()
         "{stderr}"
     );
 }
+
+#[test]
+fn the_metrics_access_is_shown_and_a_weak_token_is_refused() {
+    let out = lockstep(&["config", "check"], &[]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.contains("metrics.token_file = no token: open to whoever reaches the loopback listener  (default)"),
+        "{stdout}"
+    );
+    let out = lockstep(
+        &["config", "check"],
+        &[("LOCKSTEP_METRICS_TOKEN", "a-long-enough-metrics-token")],
+    );
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("metrics.token_file = bearer token (set)  (env LOCKSTEP_METRICS_TOKEN)"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("a-long-enough"), "{stdout}");
+    let out = lockstep(&["config", "check"], &[("LOCKSTEP_METRICS_TOKEN", "short")]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("LOCKSTEP_METRICS_TOKEN"));
+}

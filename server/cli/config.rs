@@ -166,6 +166,28 @@ pub fn report(file: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> Resu
         }
         None => out.push_str("oidc = (single sign-on off)  (default)\n"),
     }
+    let metrics = crate::web::metrics::MetricsConfig::load(file, env)?;
+    let metrics_source = if env("LOCKSTEP_METRICS_TOKEN").is_some() {
+        "env LOCKSTEP_METRICS_TOKEN".to_string()
+    } else if env("LOCKSTEP_METRICS_TOKEN_FILE").is_some() {
+        "env LOCKSTEP_METRICS_TOKEN_FILE".to_string()
+    } else if table
+        .get("metrics")
+        .and_then(|m| m.as_table())
+        .is_some_and(|m| m.contains_key("token_file"))
+    {
+        "file".to_string()
+    } else {
+        "default".to_string()
+    };
+    let metrics_access = match (&metrics.token, config.listen.ip().is_loopback()) {
+        (Some(_), _) => "bearer token (set)",
+        (None, true) => "no token: open to whoever reaches the loopback listener",
+        (None, false) => "no token on a network listener: /metrics answers 403",
+    };
+    out.push_str(&format!(
+        "metrics.token_file = {metrics_access}  ({metrics_source})\n"
+    ));
     Ok(out)
 }
 

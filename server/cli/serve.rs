@@ -91,6 +91,10 @@ pub async fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let notify_config =
         crate::notify::NotifyConfig::load(args.config.as_deref(), &|k| std::env::var(k).ok())?;
     let oidc = crate::web::auth::oidc::OidcConfig::from_process(args.config.as_deref())?;
+    let metrics = crate::web::metrics::MetricsConfig::load(args.config.as_deref(), &|k| {
+        std::env::var(k).ok()
+    })
+    .map_err(anyhow::Error::msg)?;
     let tls = match (&config.tls, config.tls_self_signed) {
         (Some(files), _) => Some(crate::web::tls::server_config(&files.cert, &files.key)?),
         (None, true) => {
@@ -152,6 +156,13 @@ pub async fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     } else {
         state
     };
+    // Without a token, `/metrics` is open only while the listener is loopback.
+    state
+        .metrics
+        .set_access(crate::web::metrics::MetricsAccess {
+            token: metrics.token,
+            network_listener: !config.listen.ip().is_loopback(),
+        });
     // Single sign-on: the provider is asked on the first sign-in, not now, so the dashboard (and
     // its local accounts) work while the provider is down.
     let state = match oidc {

@@ -12,6 +12,7 @@ pub mod datacenters;
 pub mod db;
 pub mod error;
 pub mod live;
+pub mod metrics;
 pub mod pages;
 pub mod runview;
 pub mod security;
@@ -65,6 +66,8 @@ pub struct AppState {
     pub simulated_site: bool,
     /// Single sign-on through the company's OpenID provider, when `[oidc]` is configured.
     pub sso: Option<Arc<auth::oidc::Sso>>,
+    /// Counters for `/metrics` (and who may read them).
+    pub metrics: Arc<metrics::Metrics>,
 }
 
 impl AppState {
@@ -78,6 +81,7 @@ impl AppState {
     ) -> AppState {
         AppState {
             live: live::Live::start(store.clone(), clock.clone()),
+            metrics: metrics::Metrics::start(&store),
             store,
             pool,
             settings: Arc::new(settings),
@@ -130,6 +134,8 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             auth::extract::identify,
         ))
+        // Outside the session/API-token check: `/metrics` has its own token (see metrics.rs).
+        .route("/metrics", get(metrics::scrape))
         .layer(axum::middleware::from_fn(security::htmx_errors))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
             MAX_FORM_BYTES,
@@ -139,6 +145,10 @@ pub fn router(state: AppState) -> Router {
             security::add_headers,
         ))
         .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
         .with_state(state)
 }
 
