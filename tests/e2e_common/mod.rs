@@ -533,6 +533,52 @@ impl Site {
         read_state(&self.state_file(server)).unwrap()
     }
 
+    /// Approves every open gate (the first approver, then the second where two are needed)
+    /// and performs every waiting manual task, once. True when it did something.
+    pub async fn act_as_people(&self, id: &str, detail: &Value) -> bool {
+        let steps = detail["steps"].as_array().unwrap();
+        let mut acted = false;
+        for s in steps {
+            match s["status"].as_str().unwrap() {
+                "awaiting_approval" if s["state"]["gate_lapsed"] != json!(true) => {
+                    let given = s["state"]["approvals"].as_array().map_or(0, Vec::len);
+                    let token = if given == 0 {
+                        &self.tokens.approver
+                    } else {
+                        &self.tokens.approver2
+                    };
+                    let step = s["id"].as_str().unwrap();
+                    let (status, body) = self
+                        .post(
+                            token,
+                            &format!("/runs/{id}/steps/{step}/approve"),
+                            json!({
+                                "comment": "checked the evidence",
+                                "content_hash": s["content_hash"],
+                            }),
+                        )
+                        .await;
+                    assert_eq!(status, 200, "approve {step}: {body}");
+                    acted = true;
+                }
+                "awaiting_operator" => {
+                    self.perform_manual_task(id, s).await;
+                    acted = true;
+                }
+                _ => {}
+            }
+        }
+        acted
+    }
+
+    /// One round of [`Site::act_as_people`] on the run as it is now.
+    pub async fn approve_open_gates(&self, id: &str) {
+        let detail = self
+            .get(&self.tokens.operator, &format!("/runs/{id}"))
+            .await;
+        self.act_as_people(id, &detail).await;
+    }
+
     /// Approves open gates (first approver, then the second where two are needed) and performs
     /// manual tasks as the operator, until the run ends or stops for a person. Returns the run.
     pub async fn drive(&self, id: &str, within: Duration) -> Value {
@@ -547,37 +593,7 @@ impl Site {
             if ["succeeded", "failed", "aborted", "undone"].contains(&run_status.as_str()) {
                 return detail;
             }
-            let mut acted = false;
-            for s in steps {
-                match s["status"].as_str().unwrap() {
-                    "awaiting_approval" if s["state"]["gate_lapsed"] != json!(true) => {
-                        let given = s["state"]["approvals"].as_array().map_or(0, Vec::len);
-                        let token = if given == 0 {
-                            &self.tokens.approver
-                        } else {
-                            &self.tokens.approver2
-                        };
-                        let step = s["id"].as_str().unwrap();
-                        let (status, body) = self
-                            .post(
-                                token,
-                                &format!("/runs/{id}/steps/{step}/approve"),
-                                json!({
-                                    "comment": "checked the evidence",
-                                    "content_hash": s["content_hash"],
-                                }),
-                            )
-                            .await;
-                        assert_eq!(status, 200, "approve {step}: {body}");
-                        acted = true;
-                    }
-                    "awaiting_operator" => {
-                        self.perform_manual_task(id, s).await;
-                        acted = true;
-                    }
-                    _ => {}
-                }
-            }
+            let acted = self.act_as_people(id, &detail).await;
             let moving = steps.iter().any(|s| {
                 matches!(
                     s["status"].as_str().unwrap(),
@@ -733,14 +749,27 @@ pub fn summary(detail: &Value) -> String {
     out
 }
 
-/// The step where the run stopped (the first failed or in-doubt step).
+/// The step where the run stopped (the first failed or in-doubt step), with its error and
+/// evidence as text.
 pub fn stopped_at(detail: &Value) -> Option<(String, String)> {
     detail["steps"].as_array()?.iter().find_map(|s| {
         matches!(s["status"].as_str()?, "failed" | "outcome_unknown").then(|| {
             (
                 s["id"].as_str().unwrap_or("").to_string(),
-                s["state"]["last_error"].as_str().unwrap_or("").to_string(),
+                format!(
+                    "{} {}",
+                    s["state"]["last_error"].as_str().unwrap_or(""),
+                    s["state"]["evidence"]
+                ),
             )
         })
     })
+}
+
+/// The step `id` of a run's detail.
+pub fn step<'a>(detail: &'a Value, id: &str) -> &'a Value {
+    detail["steps"]
+        .as_array()
+        .and_then(|steps| steps.iter().find(|s| s["id"] == id))
+        .unwrap_or_else(|| panic!("no step {id}"))
 }
