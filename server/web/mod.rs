@@ -14,6 +14,7 @@ pub mod error;
 pub mod live;
 pub mod metrics;
 pub mod pages;
+pub mod request_id;
 pub mod runview;
 pub mod security;
 pub mod tls;
@@ -144,11 +145,21 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             security::add_headers,
         ))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
+        // One span per request carrying its request id (and run id), one INFO line per answer.
+        .layer(
+            tower_http::trace::TraceLayer::new_for_http()
+                .make_span_with(request_id::span)
+                .on_response(
+                    tower_http::trace::DefaultOnResponse::new()
+                        .level(tracing::Level::INFO)
+                        .latency_unit(tower_http::LatencyUnit::Millis),
+                ),
+        )
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::track,
         ))
+        .layer(axum::middleware::from_fn(request_id::assign))
         .with_state(state)
 }
 
