@@ -296,6 +296,20 @@ pub async fn start_site_with(
         c.args(args).arg("--config").arg(&config);
         c
     };
+    // The settings lockstep-sim wrote pass the same check an admin would run.
+    let check = run(
+        "lockstep config check",
+        &mut lockstep(&["config", "check"]),
+        None,
+    );
+    assert!(
+        check.contains("simulated_site = true") && check.contains("sql.servers."),
+        "{check}"
+    );
+    assert!(
+        !check.contains("simulated-Passw0rd"),
+        "no password in: {check}"
+    );
     let orchestrator = run(
         "lockstep agent identity",
         &mut lockstep(&["agent", "identity"]),
