@@ -8,12 +8,16 @@
 //! backoff_max_ms = 300000      # LOCKSTEP_NOTIFY_BACKOFF_MAX_MS (cap)
 //! timeout_secs = 10            # LOCKSTEP_NOTIFY_TIMEOUT_SECS (per attempt)
 //! ca_file = "/etc/ssl/certs/ca-certificates.crt"  # LOCKSTEP_NOTIFY_CA_FILE (roots for https)
+//! ticket_url = "https://itsm.corp.example/change/{ticket}"  # LOCKSTEP_NOTIFY_TICKET_URL: the
+//!                              # change ticket's link in notifications; default: none
 //!
 //! [[notify.webhook]]           # LOCKSTEP_NOTIFY_WEBHOOK_URL/_FORMAT/_SECRET add one more
 //! url = "https://hooks.example/lockstep"
 //! format = "json"              # json (signed) | teams | slack
 //! secret = "shared secret"     # required for json; signs every format when given
 //! events = ["gate_waiting", "step_failed", "needs_operator", "run_finished"]  # default: all
+//!                              # of these four; "run_status" (every run status change, with the
+//!                              # change ticket, for change-management systems) only when listed
 //!
 //! [notify.email]               # plain SMTP to a relay (no TLS, no authentication)
 //! server = "smtp.corp.example:25"
@@ -43,6 +47,8 @@ pub struct NotifyConfig {
     pub ca_file: PathBuf,
     pub webhooks: Vec<Webhook>,
     pub email: Option<Email>,
+    /// Link template for a run's change ticket; `{ticket}` is replaced by the ticket number.
+    pub ticket_url: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,6 +76,7 @@ struct FileNotify {
     backoff_max_ms: Option<u64>,
     timeout_secs: Option<u64>,
     ca_file: Option<PathBuf>,
+    ticket_url: Option<String>,
     #[serde(default)]
     webhook: Vec<FileWebhook>,
     email: Option<FileEmail>,
@@ -118,6 +125,7 @@ impl Default for NotifyConfig {
             ca_file: PathBuf::from(DEFAULT_CA_FILE),
             webhooks: Vec::new(),
             email: None,
+            ticket_url: None,
         }
     }
 }
@@ -243,7 +251,21 @@ impl NotifyConfig {
                 })
             }
         };
+        let ticket_url = env("LOCKSTEP_NOTIFY_TICKET_URL").or(fc.ticket_url);
+        if let Some(t) = &ticket_url {
+            let sample = t.replace("{ticket}", "CHG0000001");
+            let ok = t.contains("{ticket}")
+                && reqwest::Url::parse(&sample)
+                    .is_ok_and(|u| u.scheme() == "https" || u.scheme() == "http");
+            if !ok {
+                return Err(err(
+                    "notify.ticket_url",
+                    format!("`{t}` must be an http(s) URL containing {{ticket}}"),
+                ));
+            }
+        }
         Ok(NotifyConfig {
+            ticket_url,
             email,
             max_attempts: max_attempts as u32,
             backoff_initial_ms,
@@ -300,6 +322,11 @@ impl NotifyConfig {
                 self.ca_file.display().to_string(),
             ),
             ("webhook", "LOCKSTEP_NOTIFY_WEBHOOK_URL", hooks),
+            (
+                "ticket_url",
+                "LOCKSTEP_NOTIFY_TICKET_URL",
+                self.ticket_url.clone().unwrap_or_else(|| "(none)".into()),
+            ),
             (
                 "email",
                 "LOCKSTEP_NOTIFY_EMAIL",
@@ -358,11 +385,28 @@ fn kinds(setting: &str, names: Option<Vec<String>>) -> Result<Vec<NotifyKind>, N
                 NotifyKind::parse(n).ok_or_else(|| {
                     err(
                         format!("{setting}.events"),
-                        format!("`{n}` is not one of gate_waiting, step_failed, needs_operator, run_finished"),
+                        format!("`{n}` is not one of gate_waiting, step_failed, needs_operator, run_finished, run_status"),
                     )
                 })
             })
             .collect(),
+    }
+}
+
+impl NotifyConfig {
+    /// The link for change ticket `number` (percent-encoded into the template), if configured.
+    pub fn ticket_link(&self, number: &str) -> Option<String> {
+        let mut encoded = String::new();
+        for b in number.bytes() {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                encoded.push(b as char);
+            } else {
+                encoded.push_str(&format!("%{b:02X}"));
+            }
+        }
+        self.ticket_url
+            .as_ref()
+            .map(|t| t.replace("{ticket}", &encoded))
     }
 }
 

@@ -131,17 +131,16 @@ pub async fn spawn(
                     continue;
                 }
                 last_id = event.id;
-                let Some(n) = payload::classify(&event) else {
-                    continue;
-                };
-                for (i, hook) in shared.config.webhooks.iter().enumerate() {
-                    if hook.events.contains(&n.kind) {
-                        tokio::spawn(deliver(shared.clone(), Target::Webhook(i), n.clone()));
+                for n in payload::classify_all(&event) {
+                    for (i, hook) in shared.config.webhooks.iter().enumerate() {
+                        if hook.events.contains(&n.kind) {
+                            tokio::spawn(deliver(shared.clone(), Target::Webhook(i), n.clone()));
+                        }
                     }
-                }
-                if let Some(email) = &shared.config.email {
-                    if email.events.contains(&n.kind) {
-                        tokio::spawn(deliver(shared.clone(), Target::Email, n.clone()));
+                    if let Some(email) = &shared.config.email {
+                        if email.events.contains(&n.kind) {
+                            tokio::spawn(deliver(shared.clone(), Target::Email, n.clone()));
+                        }
                     }
                 }
             }
@@ -162,11 +161,23 @@ async fn deliver(shared: Arc<Shared>, target: Target, n: Notification) {
         (Some(r), Some(s)) => shared.store.step(r, s).await.ok().map(|s| s.spec.title),
         _ => None,
     };
+    let ticket = match &n.run_id {
+        Some(r) => shared.store.run(r).await.ok().map(|run| payload::Ticket {
+            url: shared.config.ticket_link(&run.change_ticket),
+            number: run.change_ticket,
+        }),
+        None => None,
+    };
     let text = payload::summary(&n, title.as_deref());
+    // The ticket rides along in every message, so people and change systems can match them up.
+    let text = match &ticket {
+        Some(t) => format!("{text} (change {})", t.number),
+        None => text,
+    };
     let (label, body) = match target {
         Target::Webhook(i) => {
             let hook = &shared.config.webhooks[i];
-            let body = payload::body(hook.format, &n, &delivery_id, &text);
+            let body = payload::body(hook.format, &n, &delivery_id, &text, ticket.as_ref());
             (
                 config::redacted(&hook.url),
                 serde_json::to_vec(&body).unwrap_or_default(),

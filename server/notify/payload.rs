@@ -2,6 +2,9 @@
 //! finished), read from committed audit events, and the bodies sent for it: Lockstep's own JSON,
 //! a Microsoft Teams message (an Adaptive Card, as Teams Workflows incoming webhooks take), or a
 //! Slack incoming-webhook message.
+//!
+//! `run_status` (every change of a run's status, with its change ticket) is for change-management
+//! systems: it goes only to receivers that list it in their `events`.
 
 use serde_json::{json, Value};
 
@@ -13,6 +16,8 @@ pub enum NotifyKind {
     StepFailed,
     NeedsOperator,
     RunFinished,
+    /// Any change of a run's status (for change-management systems; never a default).
+    RunStatus,
 }
 
 impl NotifyKind {
@@ -29,11 +34,16 @@ impl NotifyKind {
             NotifyKind::StepFailed => "step_failed",
             NotifyKind::NeedsOperator => "needs_operator",
             NotifyKind::RunFinished => "run_finished",
+            NotifyKind::RunStatus => "run_status",
         }
     }
 
+    /// `ALL` (the default for a receiver) and `run_status`, which must be asked for.
     pub fn parse(s: &str) -> Option<NotifyKind> {
-        NotifyKind::ALL.into_iter().find(|k| k.as_str() == s)
+        NotifyKind::ALL
+            .into_iter()
+            .chain([NotifyKind::RunStatus])
+            .find(|k| k.as_str() == s)
     }
 }
 
@@ -129,11 +139,53 @@ pub fn summary(n: &Notification, step_title: Option<&str>) -> String {
             )
         }
         NotifyKind::RunFinished => format!("Run {run} finished: {}", n.status),
+        NotifyKind::RunStatus => format!("Run {run} is now {}", n.status.replace('_', " ")),
     }
 }
 
+/// Every notification an audit event calls for: [`classify`]'s, and `run_status` for any change
+/// of a run's status.
+pub fn classify_all(e: &AuditEvent) -> Vec<Notification> {
+    let mut all: Vec<Notification> = classify(e).into_iter().collect();
+    let to = e.payload.get("to").and_then(Value::as_str);
+    let from = e.payload.get("from").and_then(Value::as_str);
+    if let (true, Some(to)) = (e.kind.starts_with("run."), to) {
+        if from != Some(to) {
+            all.push(Notification {
+                kind: NotifyKind::RunStatus,
+                audit_event_id: e.id,
+                run_id: e.run_id.clone(),
+                step_id: None,
+                status: to.to_string(),
+                at: e.at,
+                actor: e.actor.clone(),
+            });
+        }
+    }
+    all
+}
+
+/// The change ticket a run carries, and its link when `notify.ticket_url` is set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ticket {
+    pub number: String,
+    pub url: Option<String>,
+}
+
 /// The request body for `format`.
-pub fn body(format: Format, n: &Notification, delivery_id: &str, text: &str) -> Value {
+pub fn body(
+    format: Format,
+    n: &Notification,
+    delivery_id: &str,
+    text: &str,
+    ticket: Option<&Ticket>,
+) -> Value {
+    let ticket_text = ticket
+        .map(|t| match &t.url {
+            Some(u) => format!("{} ({u})", t.number),
+            None => t.number.clone(),
+        })
+        .unwrap_or_default();
     match format {
         Format::Json => json!({
             "delivery_id": delivery_id,
@@ -145,6 +197,8 @@ pub fn body(format: Format, n: &Notification, delivery_id: &str, text: &str) -> 
             "at_ms": n.at,
             "audit_event_id": n.audit_event_id,
             "summary": text,
+            "change_ticket": ticket.map(|t| t.number.clone()),
+            "change_ticket_url": ticket.and_then(|t| t.url.clone()),
         }),
         Format::Teams => json!({
             "type": "message",
@@ -161,6 +215,7 @@ pub fn body(format: Format, n: &Notification, delivery_id: &str, text: &str) -> 
                             {"title": "Event", "value": n.kind.as_str()},
                             {"title": "Run", "value": n.run_id.clone().unwrap_or_default()},
                             {"title": "Status", "value": n.status},
+                            {"title": "Change ticket", "value": ticket_text},
                         ]},
                     ],
                 },
@@ -235,9 +290,41 @@ mod tests {
         let n = classify(&event("step.finished", "running", "failed", Some("s1"))).unwrap();
         let text = summary(&n, Some("Stop services"));
         assert_eq!(text, "Run r1: step s1 \"Stop services\" failed");
-        let teams = body(Format::Teams, &n, "d", &text);
+        let teams = body(Format::Teams, &n, "d", &text, None);
         assert_eq!(teams["attachments"][0]["content"]["body"][1]["text"], text);
-        let slack = body(Format::Slack, &n, "d", &text);
+        let slack = body(Format::Slack, &n, "d", &text, None);
         assert!(slack["text"].as_str().unwrap().contains(&text));
+    }
+
+    #[test]
+    fn every_run_status_change_is_a_run_status_notification_carrying_the_ticket() {
+        let all = classify_all(&event("run.completed", "running", "succeeded", None));
+        let kinds: Vec<_> = all.iter().map(|n| n.kind).collect();
+        assert_eq!(kinds, vec![NotifyKind::RunFinished, NotifyKind::RunStatus]);
+        let started = classify_all(&event(
+            "run.approve_start",
+            "awaiting_start_approval",
+            "running",
+            None,
+        ));
+        assert_eq!(started.len(), 1);
+        assert_eq!(started[0].status, "running");
+        assert!(classify_all(&event("step.claim", "ready", "dispatched", Some("s"))).is_empty());
+        let ticket = Ticket {
+            number: "CHG0031337".into(),
+            url: Some("https://itsm.example/change/CHG0031337".into()),
+        };
+        let b = body(Format::Json, &started[0], "d", "t", Some(&ticket));
+        assert_eq!(b["event"], "run_status");
+        assert_eq!(b["change_ticket"], "CHG0031337");
+        assert_eq!(
+            b["change_ticket_url"],
+            "https://itsm.example/change/CHG0031337"
+        );
+        assert_eq!(NotifyKind::parse("run_status"), Some(NotifyKind::RunStatus));
+        assert!(
+            !NotifyKind::ALL.contains(&NotifyKind::RunStatus),
+            "never a default"
+        );
     }
 }
