@@ -198,7 +198,7 @@ impl SiteConfig {
                         path: path.display().to_string(),
                         message: e.to_string(),
                     })?;
-                table.retain(|k, _| ["simulated_site", "sql", "probes"].contains(&k.as_ref()));
+                table.retain(|k, _| ["simulated_site", "sql", "probes"].contains(&k));
                 toml::Value::Table(table)
                     .try_into::<SiteFile>()
                     .map_err(|e| ConfigError::Parse {
