@@ -2,13 +2,11 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
-use lockstep::cli::{Cli, Command};
+use lockstep::cli::Command;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = lockstep::cli::help::parse();
     lockstep::cli::init_logging(cli.log_format.as_deref());
     let result = match cli.command {
         Command::Inventory(cmd) => lockstep::cli::inventory::run_inventory(cmd),

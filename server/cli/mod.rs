@@ -8,6 +8,7 @@ pub mod audit;
 pub mod backup;
 pub mod config;
 pub mod demo;
+pub mod help;
 pub mod inventory;
 pub mod runbook;
 pub mod serve;
