@@ -193,3 +193,25 @@ async fn an_agent_that_dies_mid_action_stops_the_run_and_a_retry_after_restart_f
     assert_eq!(detail["run"]["status"], "succeeded", "{}", summary(&detail));
     assert_eq!(site.host("DC1").product_version.as_deref(), Some("8.11"));
 }
+
+#[test]
+fn the_simulator_refuses_a_fault_it_cannot_inject_and_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    for (fault, expected) in [
+        ("DC1", "is not SERVER:KIND"),
+        ("DC1:melt", "unknown kind `melt`"),
+        ("WEB1:checkdb-error", "server WEB1 has no SQL Server"),
+    ] {
+        let out = std::process::Command::new(e2e_common::binary("lockstep-sim"))
+            .arg("--inventory")
+            .arg(mirrored())
+            .arg("--dir")
+            .arg(dir.path())
+            .args(["--first-ip", "240", "--fault", fault])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{fault}: {stderr}");
+        assert!(stderr.contains(expected), "{fault}: {stderr}");
+    }
+}
