@@ -88,7 +88,7 @@ async fn bench_run_page_and_sse_fan_out() {
     for _ in 0..10 {
         let t = Instant::now();
         let header = runview::run_header(&rec, &steps, &v, now, &[]);
-        let phases = runview::phases(&rec, &steps, &v);
+        let phases = runview::phases(&rec, &steps, &v, &Default::default());
         let mut html = askama::Template::render(&header).unwrap();
         for p in &phases {
             for c in &p.cards {

@@ -6,6 +6,8 @@ mod api;
 mod app;
 #[path = "web/auth.rs"]
 mod auth;
+#[path = "web/live.rs"]
+mod live;
 #[path = "web/matrix.rs"]
 mod matrix;
 #[path = "web/pages.rs"]

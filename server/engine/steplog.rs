@@ -62,10 +62,23 @@ pub struct StepTail {
     pub total: i64,
 }
 
+/// Leaves out of `tails` the lines newer than `id` (not yet published to this reader).
+pub fn up_to(tails: &mut HashMap<String, StepTail>, id: i64) {
+    for t in tails.values_mut() {
+        let before = t.lines.len();
+        t.lines.retain(|l| l.id <= id);
+        t.total -= (before - t.lines.len()) as i64;
+    }
+    tails.retain(|_, t| t.total > 0);
+}
+
 /// The step log of one database: its own small writer connection, the store's readers, and the
 /// channel live views follow.
 pub struct StepLog {
     writer: SqlitePool,
+    /// Held from a batch's first insert to its publication, so lines are published in id order
+    /// (live views rely on it to tell which lines they already showed).
+    order: tokio::sync::Mutex<()>,
     reader: SqlitePool,
     published: broadcast::Sender<LogLine>,
 }
@@ -95,6 +108,7 @@ impl StepLog {
             writer: SqlitePoolOptions::new()
                 .max_connections(1)
                 .connect_lazy_with(options),
+            order: tokio::sync::Mutex::new(()),
             reader: store.pool().clone(),
             published: broadcast::channel(1024).0,
         });
@@ -115,7 +129,10 @@ impl StepLog {
         lines: &[(Millis, String)],
         dropped: u64,
     ) -> Result<Vec<LogLine>> {
-        let mut tx = self.writer.begin().await?;
+        let _order = self.order.lock().await;
+        // IMMEDIATE: a deferred read-then-write would fail at once (SQLITE_BUSY) whenever the
+        // engine commits between the count and the insert.
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         let have: i64 =
             sqlx::query("SELECT count(*) FROM step_log WHERE run_id = ? AND step_id = ?")
                 .bind(&key.run_id)
@@ -160,6 +177,14 @@ impl StepLog {
         Ok(written)
     }
 
+    /// The id of the newest line written (0 when there is none).
+    pub async fn newest_id(&self) -> Result<i64> {
+        Ok(sqlx::query("SELECT coalesce(max(id), 0) FROM step_log")
+            .fetch_one(&self.reader)
+            .await?
+            .get(0))
+    }
+
     /// The newest `per_step` lines of every step of a run that has any.
     pub async fn tails(&self, run_id: &str, per_step: usize) -> Result<HashMap<String, StepTail>> {
         let rows = sqlx::query(
@@ -189,6 +214,38 @@ impl StepLog {
             });
         }
         Ok(out)
+    }
+
+    /// The newest `n` lines of one step.
+    pub async fn tail(&self, run_id: &str, step_id: &str, n: usize) -> Result<StepTail> {
+        let rows = sqlx::query(
+            "SELECT id, attempt, at, text FROM step_log WHERE run_id = ? AND step_id = ? \
+             ORDER BY id DESC LIMIT ?",
+        )
+        .bind(run_id)
+        .bind(step_id)
+        .bind(n as i64)
+        .fetch_all(&self.reader)
+        .await?;
+        let total: i64 =
+            sqlx::query("SELECT count(*) FROM step_log WHERE run_id = ? AND step_id = ?")
+                .bind(run_id)
+                .bind(step_id)
+                .fetch_one(&self.reader)
+                .await?
+                .get(0);
+        let mut lines = Vec::with_capacity(rows.len());
+        for r in rows.iter().rev() {
+            lines.push(LogLine {
+                id: r.try_get("id")?,
+                run_id: run_id.to_string(),
+                step_id: step_id.to_string(),
+                attempt: r.try_get::<i64, _>("attempt")?.clamp(0, u32::MAX as i64) as u32,
+                at: r.try_get("at")?,
+                text: r.try_get("text")?,
+            });
+        }
+        Ok(StepTail { lines, total })
     }
 
     /// Steps of a run with lines written since audit event `after` committed (inclusive: a line

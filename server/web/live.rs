@@ -3,14 +3,20 @@
 //! A single hub task follows the engine's committed events. For a run that has watchers it keeps
 //! the run's steps in memory, refreshes what the event touched, renders the changed step card and
 //! the run header once per kind of viewer (role × requester-or-not), and hands the result to every
-//! watcher of that run — so 1,000 watchers cost one render, not 1,000. Each watcher's stream sends
-//! `update` events whose data is those partials marked `hx-swap-oob` (htmx swaps them by id), with
-//! the engine's event id as the SSE id. A watcher that reconnects with `Last-Event-ID` (or the
-//! page's `?after=` for the first connection) first gets the current state of everything touched
-//! since then, read back from the event log. At a terminal state the stream sends `done` and ends.
+//! watcher of that run — so 1,000 watchers cost one render, not 1,000, and no watcher's stream
+//! reads the database after its catch-up. Each watcher's stream sends `update` events whose data
+//! is those partials marked `hx-swap-oob` (htmx swaps them by id), with the engine's event id as
+//! the SSE id. A watcher that reconnects with `Last-Event-ID` (or the page's `?after=` for the
+//! first connection) first gets the current state of everything touched since then, read back
+//! from the event log and the step log. At a terminal state the stream sends `done` and ends.
+//!
+//! Two more kinds of update carry no SSE id (they are not engine events): step log lines, which
+//! the hub follows from [`StepLog`] and renders once as an append to the card's log, and the list
+//! of who is watching, pushed when someone opens or closes the page.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::convert::Infallible;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::extract::{Path, Query, State};
@@ -19,22 +25,45 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::engine::audit::AuditEvent;
+use crate::engine::steplog::{self, StepLog, StepTail};
 use crate::engine::store::{RunRecord, StepRecord};
 use crate::engine::Store;
 use crate::web::auth::{CurrentUser, Role};
 use crate::web::runview::{self, Viewer};
 use crate::web::{AppError, AppState, Clock};
 
+mod hub;
+
 /// One rendering kind: controls differ by role and by whether the viewer requested the run.
 pub type Variant = (Role, bool);
 
-/// What the hub sends to a run's watchers after an engine event.
+/// What the hub sends to a run's watchers.
 #[derive(Debug)]
 pub struct Update {
-    pub id: i64,
+    /// The engine event's id (the SSE id); `None` for log lines and the watcher list.
+    pub id: Option<i64>,
+    /// For log lines: the newest line's id, so a watcher whose catch-up already showed it skips it.
+    pub log_id: Option<i64>,
     pub terminal: bool,
-    pub html: HashMap<Variant, String>,
+    pub html: Html,
+}
+
+/// The rendered partials of an update.
+#[derive(Debug)]
+pub enum Html {
+    /// One rendering per kind of viewer (controls differ).
+    PerVariant(HashMap<Variant, String>),
+    /// The same for everyone.
+    Shared(String),
+}
+
+impl Html {
+    fn for_variant(&self, v: &Variant) -> Option<&str> {
+        match self {
+            Html::PerVariant(m) => m.get(v).map(String::as_str),
+            Html::Shared(s) => Some(s),
+        }
+    }
 }
 
 type UpdateSender = broadcast::Sender<Arc<Update>>;
@@ -48,6 +77,11 @@ struct RunFeed {
 /// Shared between the hub task and the stream handlers.
 pub struct Live {
     store: Store,
+    /// Output lines of running steps (shared with the driver through the database file).
+    log: Arc<StepLog>,
+    /// The newest log line the hub has handled (stored before it sends the append): lines up to
+    /// here reach a new watcher through its catch-up, later ones as appends.
+    lines_seen: AtomicI64,
     clock: Clock,
     feeds: Mutex<HashMap<String, RunFeed>>,
 }
@@ -56,14 +90,22 @@ impl Live {
     /// Creates the hub and starts its task (needs a Tokio runtime).
     pub fn start(store: Store, clock: Clock) -> Arc<Live> {
         let live = Arc::new(Live {
+            log: StepLog::for_store(&store),
+            lines_seen: AtomicI64::new(0),
             store,
             clock,
             feeds: Mutex::new(HashMap::new()),
         });
         let weak = Arc::downgrade(&live);
         let events = live.store.subscribe();
-        tokio::spawn(hub(weak, events));
+        let lines = live.log.subscribe();
+        tokio::spawn(hub::hub(weak, events, lines));
         live
+    }
+
+    /// The step log the hub follows (for pages that show log lines).
+    pub fn step_log(&self) -> &StepLog {
+        &self.log
     }
 
     /// Names of the people with the run open right now.
@@ -81,8 +123,13 @@ impl Live {
             tx: broadcast::channel(256).0,
             watchers: BTreeMap::new(),
         });
-        feed.watchers.entry(user.to_string()).or_insert((role, 0)).1 += 1;
-        feed.tx.subscribe()
+        let rx = feed.tx.subscribe();
+        let w = feed.watchers.entry(user.to_string()).or_insert((role, 0));
+        w.1 += 1;
+        if w.1 == 1 {
+            announce(feed);
+        }
+        rx
     }
 
     fn leave(&self, run_id: &str, user: &str) {
@@ -92,12 +139,18 @@ impl Live {
                 w.1 -= 1;
                 if w.1 == 0 {
                     feed.watchers.remove(user);
+                    announce(feed);
                 }
             }
             if feed.watchers.is_empty() {
                 feeds.remove(run_id);
             }
         }
+    }
+
+    fn watched_runs(&self) -> Vec<String> {
+        let feeds = self.feeds.lock().unwrap_or_else(|p| p.into_inner());
+        feeds.keys().cloned().collect()
     }
 
     fn watched(&self, run_id: &str) -> Option<(UpdateSender, Vec<(String, Role)>)> {
@@ -114,10 +167,31 @@ impl Live {
     }
 }
 
+/// Tells a run's watchers who is watching now (rendered once, sent to all).
+fn announce(feed: &RunFeed) {
+    use askama::Template;
+    let list = runview::Watching {
+        names: feed.watchers.keys().cloned().collect(),
+        oob: true,
+    };
+    match list.render() {
+        Ok(html) => {
+            let _ = feed.tx.send(Arc::new(Update {
+                id: None,
+                log_id: None,
+                terminal: false,
+                html: Html::Shared(html),
+            }));
+        }
+        Err(e) => tracing::warn!(error = %e, "rendering the watcher list failed"),
+    }
+}
+
 /// Renders the header and the named steps' cards as out-of-band partials for one variant.
 pub fn render_update(
     run: &RunRecord,
     steps: &[StepRecord],
+    logs: &HashMap<String, StepTail>,
     touched: &HashSet<String>,
     variant: Variant,
     now_ms: i64,
@@ -133,110 +207,11 @@ pub fn render_update(
     header.oob = true;
     let mut out = header.render()?;
     for step in steps.iter().filter(|s| touched.contains(&s.id)) {
-        let mut card = runview::step_card(run, step, &viewer);
+        let mut card = runview::step_card(run, step, &viewer, logs.get(&step.id));
         card.oob = true;
         out.push_str(&card.render()?);
     }
     Ok(out)
-}
-
-/// Per-run cache the hub keeps while a run has watchers.
-struct Cached {
-    run: RunRecord,
-    steps: Vec<StepRecord>,
-}
-
-async fn hub(live: std::sync::Weak<Live>, mut events: broadcast::Receiver<AuditEvent>) {
-    let mut cache: HashMap<String, Cached> = HashMap::new();
-    let mut last_id = 0i64;
-    loop {
-        let batch: Vec<AuditEvent> = match events.recv().await {
-            Ok(e) => vec![e],
-            Err(broadcast::error::RecvError::Closed) => return,
-            Err(broadcast::error::RecvError::Lagged(_)) => {
-                let Some(live) = live.upgrade() else { return };
-                match live.store.events_after(last_id, None, 100_000).await {
-                    Ok(v) => v,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "live view could not replay missed events");
-                        continue;
-                    }
-                }
-            }
-        };
-        let Some(live) = live.upgrade() else { return };
-        for event in batch {
-            if event.id <= last_id {
-                continue;
-            }
-            last_id = event.id;
-            let Some(run_id) = event.run_id.clone() else {
-                continue;
-            };
-            let Some((tx, watchers)) = live.watched(&run_id) else {
-                cache.remove(&run_id);
-                continue;
-            };
-            if let Err(e) =
-                refresh(&live.store, &mut cache, &run_id, event.step_id.as_deref()).await
-            {
-                tracing::warn!(run = %run_id, error = %e, "live view could not read the run");
-                continue;
-            }
-            let Some(c) = cache.get(&run_id) else {
-                continue;
-            };
-            let mut touched = HashSet::new();
-            if let Some(s) = &event.step_id {
-                touched.insert(s.clone());
-            }
-            let names: Vec<String> = watchers.iter().map(|(u, _)| u.clone()).collect();
-            let variants: HashSet<Variant> = watchers
-                .iter()
-                .map(|(u, r)| (*r, *u == c.run.requester))
-                .collect();
-            let mut html = HashMap::new();
-            let now = live.clock.now_ms();
-            for v in variants {
-                match render_update(&c.run, &c.steps, &touched, v, now, &names) {
-                    Ok(h) => {
-                        html.insert(v, h);
-                    }
-                    Err(e) => tracing::warn!(error = %e, "rendering a live update failed"),
-                }
-            }
-            let _ = tx.send(Arc::new(Update {
-                id: event.id,
-                terminal: c.run.status.is_terminal(),
-                html,
-            }));
-        }
-        cache.retain(|run_id, _| live.watched(run_id).is_some());
-    }
-}
-
-async fn refresh(
-    store: &Store,
-    cache: &mut HashMap<String, Cached>,
-    run_id: &str,
-    step_id: Option<&str>,
-) -> Result<(), crate::engine::EngineError> {
-    match (cache.get_mut(run_id), step_id) {
-        (Some(c), Some(step_id)) => {
-            let fresh = store.step(run_id, step_id).await?;
-            match c.steps.iter_mut().find(|s| s.id == step_id) {
-                Some(slot) => *slot = fresh,
-                None => c.steps = store.steps(run_id).await?,
-            }
-            c.run = store.run(run_id).await?;
-        }
-        _ => {
-            let run = store.run(run_id).await?;
-            let steps = store.steps(run_id).await?;
-            cache.insert(run_id.to_string(), Cached { run, steps });
-        }
-    }
-    Ok(())
 }
 
 #[derive(serde::Deserialize)]
@@ -271,109 +246,152 @@ pub async fn stream(
     let (tx, rx) = mpsc::channel::<Result<Event, Infallible>>(64);
     let user_name = user.name().to_string();
     tokio::spawn(async move {
-        let mut sent = last_seen;
-        // Catch up first: everything the event log holds after what the page shows.
-        match catch_up(&live, &run_id, sent, variant).await {
-            Ok(Some((id, html, terminal))) => {
-                sent = id;
-                if tx
-                    .send(Ok(Event::default()
-                        .id(id.to_string())
-                        .event("update")
-                        .data(html)))
-                    .await
-                    .is_err()
-                {
-                    live.leave(&run_id, &user_name);
-                    return;
-                }
-                if terminal {
-                    let _ = tx
-                        .send(Ok(Event::default().event("done").data("done")))
-                        .await;
-                    live.leave(&run_id, &user_name);
-                    return;
-                }
-            }
-            Ok(None) => {
-                if run.status.is_terminal() {
-                    let _ = tx
-                        .send(Ok(Event::default().event("done").data("done")))
-                        .await;
-                    live.leave(&run_id, &user_name);
-                    return;
-                }
-            }
-            Err(e) => tracing::warn!(run = %run_id, error = %e, "catch-up failed"),
-        }
-        loop {
-            tokio::select! {
-                _ = tx.closed() => break,
-                got = updates.recv() => match got {
-                    Ok(update) => {
-                        if update.id <= sent { continue; }
-                        sent = update.id;
-                        let Some(html) = update.html.get(&variant) else { continue };
-                        let event = Event::default().id(update.id.to_string()).event("update").data(html.as_str());
-                        if tx.send(Ok(event)).await.is_err() { break; }
-                        if update.terminal {
-                            let _ = tx.send(Ok(Event::default().event("done").data("done"))).await;
-                            break;
-                        }
-                    }
-                    Err(broadcast::error::RecvError::Lagged(_)) => {
-                        match catch_up(&live, &run_id, sent, variant).await {
-                            Ok(Some((id, html, _))) => {
-                                sent = id;
-                                if tx.send(Ok(Event::default().id(id.to_string()).event("update").data(html))).await.is_err() { break; }
-                            }
-                            Ok(None) => {}
-                            Err(e) => tracing::warn!(run = %run_id, error = %e, "catch-up failed"),
-                        }
-                    }
-                    Err(broadcast::error::RecvError::Closed) => break,
-                }
-            }
-        }
+        follow(&live, &run_id, variant, last_seen, &mut updates, &tx).await;
         live.leave(&run_id, &user_name);
     });
     Ok(Sse::new(ReceiverStream::new(rx)).keep_alive(KeepAlive::default()))
 }
 
-/// The current header and every card touched by events after `after`, as one update; `None`
-/// when nothing happened since.
+fn done_event() -> Event {
+    Event::default().event("done").data("done")
+}
+
+/// One watcher's stream: the catch-up, then the hub's updates for its kind of viewer, until the
+/// run ends or the browser goes away. No database work after the catch-up (unless the watcher
+/// lagged behind the channel, which it then repairs from the tables).
+async fn follow(
+    live: &Live,
+    run_id: &str,
+    variant: Variant,
+    last_seen: i64,
+    updates: &mut broadcast::Receiver<Arc<Update>>,
+    tx: &mpsc::Sender<Result<Event, Infallible>>,
+) {
+    let mut sent = last_seen;
+    let mut log_seen = 0i64;
+    // Catch up first: everything the event log and the step log hold after what the page shows.
+    match catch_up(live, run_id, sent, variant).await {
+        Ok(c) => {
+            log_seen = c.log_seen;
+            if let Some(html) = c.html {
+                let mut event = Event::default().event("update").data(html);
+                if let Some(id) = c.last_event {
+                    sent = id;
+                    event = event.id(id.to_string());
+                }
+                if tx.send(Ok(event)).await.is_err() {
+                    return;
+                }
+            }
+            if c.terminal {
+                let _ = tx.send(Ok(done_event())).await;
+                return;
+            }
+        }
+        Err(e) => tracing::warn!(run = %run_id, error = %e, "catch-up failed"),
+    }
+    loop {
+        tokio::select! {
+            _ = tx.closed() => return,
+            got = updates.recv() => match got {
+                Ok(update) => {
+                    if let Some(id) = update.id {
+                        if id <= sent { continue; }
+                        sent = id;
+                    }
+                    if let Some(l) = update.log_id {
+                        // Lines the catch-up already showed (read while this stream joined).
+                        if l <= log_seen { continue; }
+                        log_seen = l;
+                    }
+                    let Some(html) = update.html.for_variant(&variant) else { continue };
+                    let mut event = Event::default().event("update").data(html);
+                    if let Some(id) = update.id {
+                        event = event.id(id.to_string());
+                    }
+                    if tx.send(Ok(event)).await.is_err() { return; }
+                    if update.terminal {
+                        let _ = tx.send(Ok(done_event())).await;
+                        return;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    match catch_up(live, run_id, sent, variant).await {
+                        Ok(c) => {
+                            log_seen = log_seen.max(c.log_seen);
+                            if let Some(html) = c.html {
+                                let mut event = Event::default().event("update").data(html);
+                                if let Some(id) = c.last_event {
+                                    sent = id;
+                                    event = event.id(id.to_string());
+                                }
+                                if tx.send(Ok(event)).await.is_err() { return; }
+                            }
+                        }
+                        Err(e) => tracing::warn!(run = %run_id, error = %e, "catch-up failed"),
+                    }
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    }
+}
+
+/// What a watcher is sent before it follows the hub.
+struct CatchUp {
+    /// The newest engine event since `after`, if any (the SSE id).
+    last_event: Option<i64>,
+    /// The newest log line of the run read here.
+    log_seen: i64,
+    /// The header and every card touched since `after` (by events or new log lines).
+    html: Option<String>,
+    terminal: bool,
+}
+
 async fn catch_up(
     live: &Live,
     run_id: &str,
     after: i64,
     variant: Variant,
-) -> Result<Option<(i64, String, bool)>, AppError> {
+) -> Result<CatchUp, AppError> {
+    let e = crate::web::engine_error;
+    // Lines the hub has handled are shown here (it handled them before this watcher joined, or
+    // this watcher skips their append); newer ones reach the watcher as appends.
+    let log_seen = live.lines_seen.load(Ordering::SeqCst);
+    let mut logs = live.log.tails(run_id, runview::LOG_TAIL).await.map_err(e)?;
+    steplog::up_to(&mut logs, log_seen);
     let missed = live
         .store
         .events_after(after, Some(run_id), 1_000_000)
         .await
-        .map_err(crate::web::engine_error)?;
-    let Some(last) = missed.last().map(|e| e.id) else {
-        return Ok(None);
+        .map_err(e)?;
+    let mut touched: HashSet<String> = missed.iter().filter_map(|e| e.step_id.clone()).collect();
+    touched.extend(
+        live.log
+            .steps_with_lines_since(run_id, after)
+            .await
+            .map_err(e)?,
+    );
+    let run = live.store.run(run_id).await.map_err(e)?;
+    let last_event = missed.last().map(|e| e.id);
+    let html = if last_event.is_some() || !touched.is_empty() {
+        let steps = live.store.steps(run_id).await.map_err(e)?;
+        Some(render_update(
+            &run,
+            &steps,
+            &logs,
+            &touched,
+            variant,
+            live.clock.now_ms(),
+            &live.watching(run_id),
+        )?)
+    } else {
+        None
     };
-    let touched: HashSet<String> = missed.iter().filter_map(|e| e.step_id.clone()).collect();
-    let run = live
-        .store
-        .run(run_id)
-        .await
-        .map_err(crate::web::engine_error)?;
-    let steps = live
-        .store
-        .steps(run_id)
-        .await
-        .map_err(crate::web::engine_error)?;
-    let html = render_update(
-        &run,
-        &steps,
-        &touched,
-        variant,
-        live.clock.now_ms(),
-        &live.watching(run_id),
-    )?;
-    Ok(Some((last, html, run.status.is_terminal())))
+    Ok(CatchUp {
+        last_event,
+        log_seen,
+        html,
+        terminal: run.status.is_terminal(),
+    })
 }

@@ -5,7 +5,10 @@
 
 use askama::Template;
 
+use std::collections::HashMap;
+
 use crate::engine::machine::{RunStatus, StepStatus};
+use crate::engine::steplog::{LogLine, StepTail};
 use crate::engine::store::{RunRecord, StepRecord};
 use crate::knowledge::plan::StepKind;
 use crate::web::auth::Role;
@@ -40,7 +43,7 @@ pub struct RunHeader {
     pub window: String,
     pub forecast: String,
     pub reason: String,
-    pub watching: String,
+    pub watching: Watching,
     pub can_approve_start: bool,
     pub can_submit: bool,
     pub can_pause: bool,
@@ -74,6 +77,9 @@ pub struct StepCard {
     pub note: String,
     pub last_error: String,
     pub evidence: String,
+    /// The newest output lines (see [`LOG_TAIL`]) and how many older ones the card leaves out.
+    pub log: Vec<LogRow>,
+    pub log_hidden: i64,
     pub content_hash: String,
     pub can_approve: bool,
     pub can_claim: bool,
@@ -82,6 +88,42 @@ pub struct StepCard {
     pub can_skip: bool,
     pub can_resolve: bool,
     pub csrf: String,
+    pub oob: bool,
+}
+
+/// Lines of output a card shows (the newest; the table keeps up to
+/// [`crate::engine::steplog::LINES_PER_STEP`]).
+pub const LOG_TAIL: usize = 50;
+
+/// One output line as shown: time of day and text (escaped by the template).
+pub struct LogRow {
+    pub at: String,
+    pub text: String,
+}
+
+impl LogRow {
+    pub fn of(line: &LogLine) -> LogRow {
+        let t = line.at.div_euclid(1000).rem_euclid(86_400);
+        LogRow {
+            at: format!("{:02}:{:02}:{:02}", t / 3600, (t % 3600) / 60, t % 60),
+            text: line.text.clone(),
+        }
+    }
+}
+
+/// Lines appended live to a card's log (`hx-swap-oob="beforeend:…"`), the same for every viewer.
+#[derive(Template)]
+#[template(path = "partials/log_lines.html")]
+pub struct LogAppend {
+    pub dom_id: String,
+    pub lines: Vec<LogRow>,
+}
+
+/// Who has the run page open; pushed on its own when someone arrives or leaves.
+#[derive(Template, Clone, Default)]
+#[template(path = "partials/watching.html")]
+pub struct Watching {
+    pub names: Vec<String>,
     pub oob: bool,
 }
 
@@ -174,7 +216,10 @@ pub fn run_header(
         window,
         forecast,
         reason: run.state.reason.clone().unwrap_or_default(),
-        watching: watching.join(", "),
+        watching: Watching {
+            names: watching.to_vec(),
+            oob: false,
+        },
         can_approve_start: st == RunStatus::AwaitingStartApproval
             && viewer.role.allows(Role::Approver)
             && !viewer.is_requester,
@@ -199,7 +244,12 @@ pub fn run_header(
     }
 }
 
-pub fn step_card(run: &RunRecord, step: &StepRecord, viewer: &Viewer) -> StepCard {
+pub fn step_card(
+    run: &RunRecord,
+    step: &StepRecord,
+    viewer: &Viewer,
+    tail: Option<&StepTail>,
+) -> StepCard {
     let s = &step.state;
     let st = step.status;
     let run_open = matches!(
@@ -253,6 +303,15 @@ pub fn step_card(run: &RunRecord, step: &StepRecord, viewer: &Viewer) -> StepCar
         note: s.note.clone().unwrap_or_default(),
         last_error: s.last_error.clone().unwrap_or_default(),
         evidence,
+        log: tail
+            .map(|t| {
+                let skip = t.lines.len().saturating_sub(LOG_TAIL);
+                t.lines[skip..].iter().map(LogRow::of).collect()
+            })
+            .unwrap_or_default(),
+        log_hidden: tail
+            .map(|t| t.total - (t.lines.len().min(LOG_TAIL) as i64))
+            .unwrap_or(0),
         content_hash: step.content_hash.clone(),
         can_approve: run_open
             && st == StepStatus::AwaitingApproval
@@ -287,10 +346,15 @@ pub fn step_card(run: &RunRecord, step: &StepRecord, viewer: &Viewer) -> StepCar
 }
 
 /// Cards grouped by phase in plan order (a phase appears once, where its first step is).
-pub fn phases(run: &RunRecord, steps: &[StepRecord], viewer: &Viewer) -> Vec<Phase> {
+pub fn phases(
+    run: &RunRecord,
+    steps: &[StepRecord],
+    viewer: &Viewer,
+    logs: &HashMap<String, StepTail>,
+) -> Vec<Phase> {
     let mut out: Vec<Phase> = Vec::new();
     for step in steps {
-        let card = step_card(run, step, viewer);
+        let card = step_card(run, step, viewer, logs.get(&step.id));
         match out.iter_mut().find(|p| p.name == step.spec.phase) {
             Some(p) => p.cards.push(card),
             None => out.push(Phase {

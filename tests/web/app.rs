@@ -36,26 +36,36 @@ pub struct Session {
 }
 
 pub async fn spawn_app() -> TestApp {
-    spawn(Clock::manual(1_900_000_000), false).await
+    spawn(Clock::manual(1_900_000_000), false, None).await
 }
 
 /// The app on the system clock with the engine's driver running (steps on an in-memory
 /// journaling executor), for tests where runs must move by themselves.
 pub async fn spawn_app_with_driver() -> TestApp {
-    spawn(Clock::System, true).await
+    spawn(Clock::System, true, None).await
 }
 
-async fn spawn(clock: Clock, driver: bool) -> TestApp {
+/// The app on the system clock with the driver running every step on `executor`.
+pub async fn spawn_app_with_executor(
+    executor: std::sync::Arc<dyn lockstep::engine::executor::Executor>,
+) -> TestApp {
+    spawn(Clock::System, true, Some(executor)).await
+}
+
+async fn spawn(
+    clock: Clock,
+    driver: bool,
+    executor: Option<std::sync::Arc<dyn lockstep::engine::executor::Executor>>,
+) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
     let db = dir.path().join("lockstep.db");
     let store = Store::open(&db).await.expect("store opens");
     let pool = lockstep::web::db::open(&db).await.expect("web pool opens");
-    let engine = lockstep::engine::Engine::new(
-        store.clone(),
-        lockstep::engine::Router::all(std::sync::Arc::new(
-            lockstep::engine::journal::JournalExecutor::in_memory(),
-        )),
-    );
+    let executor = executor.unwrap_or_else(|| {
+        std::sync::Arc::new(lockstep::engine::journal::JournalExecutor::in_memory())
+    });
+    let engine =
+        lockstep::engine::Engine::new(store.clone(), lockstep::engine::Router::all(executor));
     let state = AppState::new(
         store,
         pool,
@@ -243,7 +253,13 @@ impl TestApp {
     }
 }
 
-fn step(id: &str, kind: StepKind, host: &str, deps: &[&str], instructions: &str) -> PlannedStep {
+pub fn step(
+    id: &str,
+    kind: StepKind,
+    host: &str,
+    deps: &[&str],
+    instructions: &str,
+) -> PlannedStep {
     PlannedStep {
         id: id.into(),
         title: format!("Step {id}"),

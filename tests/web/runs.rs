@@ -318,7 +318,7 @@ async fn the_event_stream_has_the_security_headers_and_needs_a_session() {
 }
 
 /// Reads SSE frames until one contains `needle`, or fails after `secs`.
-async fn read_until(resp: reqwest::Response, needle: &str, secs: u64) -> String {
+pub async fn read_until(resp: reqwest::Response, needle: &str, secs: u64) -> String {
     let mut stream = resp.bytes_stream();
     let mut seen = String::new();
     let found = tokio::time::timeout(Duration::from_secs(secs), async {

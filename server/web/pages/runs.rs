@@ -132,10 +132,16 @@ pub async fn page(
     }
     let header = runview::run_header(&run, &steps, &v, state.clock.now_ms(), &watching);
     let (comments, after) = comments(&state, &id).await?;
+    let logs = state
+        .live
+        .step_log()
+        .tails(&id, runview::LOG_TAIL)
+        .await
+        .map_err(engine_error)?;
     html(&RunPage {
         chrome: Chrome::new(&me, "runs"),
         header,
-        phases: runview::phases(&run, &steps, &v),
+        phases: runview::phases(&run, &steps, &v, &logs),
         comments,
         can_comment: me.role().allows(Role::Operator),
         step_ids: steps.iter().map(|s| s.id.clone()).collect(),
@@ -184,7 +190,13 @@ async fn card_or_redirect(
         .step(run_id, step_id)
         .await
         .map_err(engine_error)?;
-    let card: StepCard = runview::step_card(&run, &step, &viewer(me, &run));
+    let tail = state
+        .live
+        .step_log()
+        .tail(run_id, step_id, runview::LOG_TAIL)
+        .await
+        .map_err(engine_error)?;
+    let card: StepCard = runview::step_card(&run, &step, &viewer(me, &run), Some(&tail));
     html(&card)
 }
 
