@@ -38,13 +38,15 @@ pub struct DeliveryAttempt {
     pub outcome: String,
     pub http_status: Option<u16>,
     pub error: Option<String>,
+    /// When the next attempt is due (ms since the epoch), after a `failed` attempt.
+    pub retry_at: Option<i64>,
 }
 
 /// Every delivery attempt for `run_id`, oldest first (for the run page).
 pub async fn deliveries(pool: &SqlitePool, run_id: &str) -> sqlx::Result<Vec<DeliveryAttempt>> {
     let rows = sqlx::query(
         "SELECT delivery_id, run_id, step_id, audit_event_id, notification, target, attempt, at,
-                outcome, http_status, error
+                outcome, http_status, error, retry_at
          FROM notification_attempts WHERE run_id = ? ORDER BY id",
     )
     .bind(run_id)
@@ -64,6 +66,7 @@ pub async fn deliveries(pool: &SqlitePool, run_id: &str) -> sqlx::Result<Vec<Del
             outcome: r.get(8),
             http_status: r.get::<Option<i64>, _>(9).map(|s| s as u16),
             error: r.get(10),
+            retry_at: r.get(11),
         })
         .collect())
 }
@@ -232,26 +235,30 @@ async fn deliver(shared: Arc<Shared>, target: Target, n: Notification) {
             Err((status, e)) if attempt == max => ("gave_up", *status, Some(e.clone())),
             Err((status, e)) => ("failed", *status, Some(e.clone())),
         };
-        record(
-            &shared,
-            &label,
-            &delivery_id,
-            &n,
-            attempt,
-            outcome,
-            status,
-            error,
-        )
-        .await;
-        if result.is_ok() || attempt == max {
-            return;
-        }
         let factor = 1u64 << (attempt - 1).min(30);
         let wait = shared
             .config
             .backoff_initial_ms
             .saturating_mul(factor)
             .min(shared.config.backoff_max_ms);
+        let retry_in = (result.is_err() && attempt < max).then_some(wait);
+        record(
+            &shared,
+            &label,
+            &delivery_id,
+            &n,
+            Try {
+                attempt,
+                outcome,
+                status,
+                error,
+                retry_in,
+            },
+        )
+        .await;
+        if result.is_ok() || attempt == max {
+            return;
+        }
         tokio::time::sleep(Duration::from_millis(wait)).await;
     }
 }
@@ -288,25 +295,33 @@ async fn send(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn record(
-    shared: &Shared,
-    target: &str,
-    delivery_id: &str,
-    n: &Notification,
+/// One attempt's result, as recorded.
+struct Try {
     attempt: u32,
-    outcome: &str,
+    outcome: &'static str,
     status: Option<u16>,
     error: Option<String>,
-) {
+    /// Milliseconds until the next attempt, if there will be one.
+    retry_in: Option<u64>,
+}
+
+async fn record(shared: &Shared, target: &str, delivery_id: &str, n: &Notification, t: Try) {
+    let Try {
+        attempt,
+        outcome,
+        status,
+        error,
+        retry_in,
+    } = t;
     let at = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0);
+    let retry_at = retry_in.map(|w| at.saturating_add(i64::try_from(w).unwrap_or(i64::MAX)));
     let done = sqlx::query(
         "INSERT INTO notification_attempts (delivery_id, run_id, step_id, audit_event_id,
-             notification, target, attempt, at, outcome, http_status, error)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             notification, target, attempt, at, outcome, http_status, error, retry_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(delivery_id)
     .bind(&n.run_id)
@@ -319,6 +334,7 @@ async fn record(
     .bind(outcome)
     .bind(status.map(i64::from))
     .bind(&error)
+    .bind(retry_at)
     .execute(&shared.writer)
     .await;
     if let Err(e) = done {
