@@ -33,11 +33,6 @@ Exit status:
 
 Full documentation: README.md (Quick start, CLI reference, Configuration).";
 
-const DB_EXIT: &str = "\
-Exit status:
-  0  done
-  2  the database cannot be opened or the arguments are wrong";
-
 /// `(command path, sections)`; the path is the subcommand names separated by spaces.
 const SECTIONS: &[(&str, &str)] = &[
     (

@@ -153,10 +153,8 @@ impl Metrics {
         let to = e.payload.get("to").and_then(|v| v.as_str());
         let mut waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
         match to {
-            Some("ready") => {
-                if waiting.len() < MAX_WAITING {
-                    waiting.insert((run.clone(), step.clone()), e.at);
-                }
+            Some("ready") if waiting.len() < MAX_WAITING => {
+                waiting.insert((run.clone(), step.clone()), e.at);
             }
             Some("dispatched") => {
                 if let Some(ready_at) = waiting.remove(&(run.clone(), step.clone())) {
@@ -255,7 +253,8 @@ fn escape(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
-fn allowed(access: &MetricsAccess, headers: &HeaderMap) -> Result<(), Response> {
+/// Why a scrape is refused, as the answer to send; `None`: allowed.
+fn refusal(access: &MetricsAccess, headers: &HeaderMap) -> Option<Response> {
     match &access.token {
         Some(token) => {
             let sent = headers
@@ -264,7 +263,7 @@ fn allowed(access: &MetricsAccess, headers: &HeaderMap) -> Result<(), Response> 
                 .and_then(|v| v.strip_prefix("Bearer "))
                 .map(str::trim);
             if sent.is_some_and(|s| crate::web::auth::extract::same_secret(s, token)) {
-                Ok(())
+                None
             } else {
                 let mut r = (
                     StatusCode::UNAUTHORIZED,
@@ -275,16 +274,18 @@ fn allowed(access: &MetricsAccess, headers: &HeaderMap) -> Result<(), Response> 
                     header::WWW_AUTHENTICATE,
                     HeaderValue::from_static("Bearer realm=\"lockstep-metrics\""),
                 );
-                Err(r)
+                Some(r)
             }
         }
-        None if access.network_listener => Err((
-            StatusCode::FORBIDDEN,
-            "Lockstep listens on a network address, so /metrics needs a token: set [metrics] \
+        None if access.network_listener => Some(
+            (
+                StatusCode::FORBIDDEN,
+                "Lockstep listens on a network address, so /metrics needs a token: set [metrics] \
              token_file or LOCKSTEP_METRICS_TOKEN\n",
-        )
-            .into_response()),
-        None => Ok(()),
+            )
+                .into_response(),
+        ),
+        None => None,
     }
 }
 
@@ -296,7 +297,7 @@ pub async fn scrape(State(state): State<AppState>, headers: HeaderMap) -> Respon
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .clone();
-    if let Err(refused) = allowed(&access, &headers) {
+    if let Some(refused) = refusal(&access, &headers) {
         return refused;
     }
     match render(&state).await {
@@ -535,22 +536,22 @@ mod tests {
     #[test]
     fn without_a_token_only_a_loopback_listener_is_open() {
         let h = HeaderMap::new();
-        assert!(allowed(&MetricsAccess::default(), &h).is_ok());
+        assert!(refusal(&MetricsAccess::default(), &h).is_none());
         let net = MetricsAccess {
             token: None,
             network_listener: true,
         };
-        assert_eq!(allowed(&net, &h).unwrap_err().status(), 403);
+        assert_eq!(refusal(&net, &h).unwrap().status(), 403);
         let tok = MetricsAccess {
             token: Some("0123456789abcdef".into()),
             network_listener: true,
         };
-        assert_eq!(allowed(&tok, &h).unwrap_err().status(), 401);
+        assert_eq!(refusal(&tok, &h).unwrap().status(), 401);
         let mut good = HeaderMap::new();
         good.insert(
             header::AUTHORIZATION,
             HeaderValue::from_static("Bearer 0123456789abcdef"),
         );
-        assert!(allowed(&tok, &good).is_ok());
+        assert!(refusal(&tok, &good).is_none());
     }
 }

@@ -99,7 +99,9 @@ fn b64(part: &str, what: &str) -> Result<Vec<u8>, TokenError> {
 }
 
 /// Header, claims, signing input, signature.
-fn split(token: &str) -> Result<(Header, Map<String, Value>, &str, Vec<u8>), TokenError> {
+type Parts<'t> = (Header, Map<String, Value>, &'t str, Vec<u8>);
+
+fn split(token: &str) -> Result<Parts<'_>, TokenError> {
     let mut parts = token.split('.');
     let (Some(h), Some(p), Some(s), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -250,10 +252,11 @@ pub fn verify(
     if !nonce.is_some_and(|n| crate::web::auth::extract::same_secret(n, want.nonce)) {
         return Err(TokenError::WrongNonce);
     }
-    if !claims
+    let sub = claims
         .get("sub")
-        .is_some_and(|s| s.as_str().is_some_and(|s| !s.is_empty()))
-    {
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if sub.is_empty() {
         return Err(TokenError::MissingClaim("sub"));
     }
     Ok(claims)
