@@ -9,6 +9,7 @@ pub mod backup;
 pub mod config;
 pub mod demo;
 pub mod help;
+pub mod engine;
 pub mod inventory;
 pub mod runbook;
 pub mod serve;
@@ -49,7 +50,7 @@ pub enum Command {
     Restore(backup::RestoreArgs),
     /// Low-level engine commands (driving plans without the dashboard; used by crash tests).
     #[command(subcommand, hide = true)]
-    Engine(audit::EngineCmd),
+    Engine(engine::EngineCmd),
     /// Register and inspect host agents.
     #[command(subcommand)]
     Agent(agent::AgentCmd),
