@@ -12,6 +12,8 @@ mod live;
 mod matrix;
 #[path = "web/pages.rs"]
 mod pages;
+#[path = "web/runpage.rs"]
+mod runpage;
 #[path = "web/runs.rs"]
 mod runs;
 #[path = "web/tls.rs"]

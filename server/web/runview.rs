@@ -5,6 +5,9 @@
 
 use askama::Template;
 
+pub mod deliveries;
+pub mod timeline;
+
 use std::collections::HashMap;
 
 use crate::engine::machine::{RunStatus, StepStatus};

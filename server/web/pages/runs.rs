@@ -78,6 +78,8 @@ pub struct RunPage {
     pub comments: Comments,
     pub can_comment: bool,
     pub step_ids: Vec<String>,
+    pub timeline: runview::timeline::Timeline,
+    pub deliveries: Vec<runview::deliveries::DeliveryRow>,
     /// The newest event the page shows; the live stream starts after it.
     pub after: i64,
 }
@@ -138,6 +140,7 @@ pub async fn page(
         .tails(&id, runview::LOG_TAIL)
         .await
         .map_err(engine_error)?;
+    let deliveries = crate::notify::deliveries(&state.pool, &id).await?;
     html(&RunPage {
         chrome: Chrome::new(&me, "runs"),
         header,
@@ -145,6 +148,8 @@ pub async fn page(
         comments,
         can_comment: me.role().allows(Role::Operator),
         step_ids: steps.iter().map(|s| s.id.clone()).collect(),
+        timeline: runview::timeline::timeline(&steps, state.clock.now_ms()),
+        deliveries: runview::deliveries::rows(&deliveries),
         after,
     })
 }
