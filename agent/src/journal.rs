@@ -1,14 +1,22 @@
 //! The journal: an append-only, fsync'd JSON-lines file recording every action id before it runs.
 //!
 //! Guarantees:
-//! - an id is written and synced to disk *before* its action starts, so after any crash the agent
-//!   knows it may have run;
+//! - an id of an action that changes the host is written and synced to disk *before* the action
+//!   starts, so after any crash the agent knows it may have run; its result is synced before it
+//!   is reported;
+//! - a read (`Action::is_change` false: versions, disk space, service states, probes, …) is
+//!   written before it starts and its result before it is reported, but neither is synced: a
+//!   process crash loses nothing (the operating system has the lines), and a power cut can only
+//!   forget a read — asked again it runs again, which changes nothing — or leave it `unknown`,
+//!   as a power cut during the read would. Two fsyncs per read were most of a remote check's
+//!   time; changes keep both;
 //! - a repeated id returns what is recorded and never runs again;
 //! - on start-up, an id that was accepted but never finished is marked outcome unknown (and that
 //!   mark is journaled too), never re-run.
 //!
-//! A torn last line (the process died mid-write) is ignored: its action cannot have started,
-//! because execution begins only after the write was synced.
+//! A torn last line (the process died mid-write) is ignored: its action cannot have started if it
+//! changes the host, because such an action begins only after the write was synced (a read may
+//! have, which is harmless).
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -167,7 +175,9 @@ impl Journal {
         &self.path
     }
 
-    fn append(&self, rec: &Record) -> anyhow::Result<()> {
+    /// Appends one line; `durable` syncs it to disk before returning (see the module doc for
+    /// which records are).
+    fn append(&self, rec: &Record, durable: bool) -> anyhow::Result<()> {
         let mut line = serde_json::to_vec(rec)?;
         line.push(b'\n');
         let mut f = self
@@ -175,7 +185,9 @@ impl Journal {
             .lock()
             .map_err(|_| anyhow::anyhow!("journal lock poisoned"))?;
         f.write_all(&line)?;
-        f.sync_data()?;
+        if durable {
+            f.sync_data()?;
+        }
         Ok(())
     }
 
@@ -195,12 +207,15 @@ impl Journal {
             });
         }
         let at_ms = now_ms();
-        self.append(&Record::Accepted {
-            id: id.clone(),
-            digest: d.clone(),
-            action: action.clone(),
-            at_ms,
-        })?;
+        self.append(
+            &Record::Accepted {
+                id: id.clone(),
+                digest: d.clone(),
+                action: action.clone(),
+                at_ms,
+            },
+            action.is_change(),
+        )?;
         entries.insert(
             id.clone(),
             Entry {
@@ -221,12 +236,17 @@ impl Journal {
             .lock()
             .map_err(|_| anyhow::anyhow!("journal lock poisoned"))?;
         let log = entries.get(id).map(|e| e.log.clone()).unwrap_or_default();
-        self.append(&Record::Finished {
-            id: id.clone(),
-            state: state.clone(),
-            log,
-            at_ms: now_ms(),
-        })?;
+        // An id the journal does not know (cannot happen through `admit`) is synced to be safe.
+        let durable = entries.get(id).is_none_or(|e| e.action.is_change());
+        self.append(
+            &Record::Finished {
+                id: id.clone(),
+                state: state.clone(),
+                log,
+                at_ms: now_ms(),
+            },
+            durable,
+        )?;
         if let Some(e) = entries.get_mut(id) {
             e.state = state;
         }
@@ -346,6 +366,29 @@ mod tests {
         let j = Journal::open(&p).unwrap();
         assert!(matches!(
             j.admit(&id("midway"), &Action::IisReset {}).unwrap(),
+            Admission::Replay(_)
+        ));
+    }
+
+    #[test]
+    fn a_read_and_its_result_are_journaled_and_found_again_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.jsonl");
+        let j = Journal::open(&path).unwrap();
+        let read = Action::ProductVersion {};
+        assert!(!read.is_change());
+        assert!(matches!(j.admit(&id("r"), &read).unwrap(), Admission::New));
+        let done = ActionState::Succeeded {
+            evidence: lockstep_protocol::Evidence::ProductVersion {
+                version: Some("8.8.6".into()),
+            },
+        };
+        j.finish(&id("r"), done.clone()).unwrap();
+        drop(j);
+        let again = Journal::open(&path).unwrap();
+        assert_eq!(again.get(&id("r")).unwrap().state, done);
+        assert!(matches!(
+            again.admit(&id("r"), &read).unwrap(),
             Admission::Replay(_)
         ));
     }
