@@ -86,6 +86,10 @@ role = "viewer"
 }
 
 async fn spawn_app() -> App {
+    spawn_app_with_clock(Clock::System).await
+}
+
+async fn spawn_app_with_clock(clock: Clock) -> App {
     let dir = tempfile::tempdir().expect("temp dir");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -111,7 +115,7 @@ async fn spawn_app() -> App {
             session_absolute_secs: 12 * 3600,
             tls: false,
         },
-        Clock::System,
+        clock,
         LoginThrottle::new(5, 900),
     )
     .with_sso(Sso::new(config).expect("sso client"));
@@ -491,5 +495,20 @@ async fn single_sign_on_never_takes_over_a_local_account_of_the_same_name() {
         .unwrap()
         .unwrap();
     assert_eq!(alice.role, Role::Viewer, "the local account is unchanged");
+    assert_eq!(session_total(&app).await, 0);
+}
+
+#[tokio::test]
+async fn an_id_token_already_expired_by_lockstep_s_clock_is_refused() {
+    // Lockstep's clock two hours ahead of the provider's: its one-hour ID tokens arrive expired.
+    let ahead = time::OffsetDateTime::now_utc().unix_timestamp() + 2 * 3600;
+    let app = spawn_app_with_clock(Clock::manual(ahead)).await;
+    let mut browser = Browser::new();
+    let callback = browser.sign_in_at_provider(&app, "alice").await;
+    let resp = browser.get(&callback).await;
+    assert_eq!(resp.status(), 401);
+    let page = resp.text().await.unwrap();
+    assert!(page.contains("the ID token expired"), "{page}");
+    assert_eq!(user_count(&app).await, 0);
     assert_eq!(session_total(&app).await, 0);
 }
