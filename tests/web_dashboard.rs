@@ -1,5 +1,7 @@
 //! The dashboard against the real application on port 0 with a fresh database per test.
 
+#[path = "web/agentfacts.rs"]
+mod agentfacts;
 #[path = "web/api.rs"]
 mod api;
 #[path = "web/app.rs"]

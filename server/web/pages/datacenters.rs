@@ -17,6 +17,8 @@ use crate::web::topology::{self, Drawing};
 use crate::web::views::{fmt_time, html, see_other, Chrome};
 use crate::web::{datacenters, AppError, AppState};
 
+mod facts;
+
 pub struct DcRow {
     pub name: String,
     pub topology: String,
@@ -64,6 +66,8 @@ pub struct DataCenterPage {
     pub topology: String,
     pub svg: TopologySvg,
     pub findings: Vec<FindingRow>,
+    /// What each server's agent last reported (see [`facts`]).
+    pub agents: Vec<facts::FactRow>,
     pub toml: String,
     pub uploaded_by: String,
     pub uploaded: String,
@@ -170,6 +174,10 @@ pub async fn show(
     let inv = dc
         .inventory()
         .map_err(|e| AppError::Conflict(format!("the stored inventory no longer parses: {e}")))?;
+    let enrolled = crate::executors::agent::registry::list(&state.pool).await?;
+    let (agents, live_findings) = facts::facts(&inv, &enrolled, state.clock.now());
+    let mut findings = finding_rows(&inv, None, &BTreeMap::new());
+    findings.extend(live_findings);
     html(&DataCenterPage {
         chrome: Chrome::new(&me, "datacenters"),
         topology: inv.topology.to_string(),
@@ -177,7 +185,8 @@ pub async fn show(
             name: inv.name.clone(),
             d: topology::draw(&inv),
         },
-        findings: finding_rows(&inv, None, &BTreeMap::new()),
+        findings,
+        agents,
         name: dc.name,
         toml: dc.toml,
         uploaded_by: dc.uploaded_by,
