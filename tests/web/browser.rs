@@ -219,3 +219,107 @@ async fn a_denial_and_a_manual_task_are_seen_live_by_the_other_browser() {
     a.quit().await;
     b.quit().await;
 }
+
+/// Says one line of output, then holds the step until released.
+struct Talker(std::sync::Arc<tokio::sync::Notify>);
+
+#[async_trait::async_trait]
+impl lockstep::engine::executor::Executor for Talker {
+    async fn execute(
+        &self,
+        _d: &lockstep::engine::executor::Dispatch,
+    ) -> lockstep::engine::executor::Outcome {
+        lockstep::engine::steplog::line("<b>copying</b> the 8.11 kit to DC1");
+        self.0.notified().await;
+        lockstep::engine::executor::Outcome::Succeeded {
+            evidence: serde_json::json!({}),
+        }
+    }
+    async fn status(
+        &self,
+        _key: &lockstep::engine::executor::IdempotencyKey,
+        _host: Option<&str>,
+    ) -> lockstep::engine::executor::ActionStatus {
+        lockstep::engine::executor::ActionStatus::Running
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn who_is_watching_and_a_steps_output_update_live_in_the_other_browser() {
+    let release = std::sync::Arc::new(tokio::sync::Notify::new());
+    let app =
+        crate::app::spawn_app_with_executor(std::sync::Arc::new(Talker(release.clone()))).await;
+    app.add_user("olga", Role::Operator).await;
+    app.add_user("alan", Role::Approver).await;
+    let mut plan = crate::app::small_plan("DC1", "ok");
+    plan.steps = vec![crate::app::step(
+        "copy",
+        lockstep::knowledge::plan::StepKind::Agent,
+        "DC1",
+        &[],
+        "Copy the kit",
+    )];
+    let olga = Actor::new("olga", &["viewer", "operator"]);
+    let store = &app.state.store;
+    let run = store
+        .create_run(
+            lockstep::engine::store::NewRun {
+                change_ticket: "CHG-8".into(),
+                window_start: None,
+                window_end: None,
+                plan,
+            },
+            &olga,
+            app.clock.now_ms(),
+        )
+        .await
+        .unwrap();
+    store
+        .apply_run_event(
+            &run.id,
+            &RunEvent::Submit { actor: olga },
+            app.clock.now_ms(),
+        )
+        .await
+        .unwrap();
+
+    let driver = Driver::start().await;
+    let a = driver.browser().await;
+    let b = driver.browser().await;
+    log_in(&app, &a, "olga").await;
+    log_in(&app, &b, "alan").await;
+    let url = app.url(&format!("/runs/{}", run.id));
+    a.goto(&url).await;
+    wait_live(&a).await;
+
+    // Alan opens the run: Olga's page lists him among the watchers.
+    b.goto(&url).await;
+    wait_live(&b).await;
+    updates_without_reload(&a, "#watching", "alan", Duration::from_secs(2)).await;
+
+    // Alan approves the start; the step's first output line appears on Olga's card, as text.
+    b.type_into("#approve-start-comment", "go").await;
+    b.click("#approve-start").await;
+    let took = updates_without_reload(
+        &a,
+        "#step-0-log",
+        "<b>copying</b> the 8.11 kit",
+        Duration::from_secs(3),
+    )
+    .await;
+    eprintln!("step output → watcher: {took:?}");
+    a.screenshot(&artifact("run-page-step-output.png")).await;
+
+    // Alan closes his browser: Olga's list no longer names him.
+    b.quit().await;
+    let start = Instant::now();
+    while a.text("#watching").await.contains("alan") {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "alan still listed after leaving"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    release.notify_one();
+    a.quit().await;
+}
