@@ -348,6 +348,15 @@ async fn people_in_mapped_groups_sign_in_with_their_role_as_sso_accounts() {
         .expect("carol's account");
     assert_eq!(carol.role, Role::Approver);
 
+    // An admin sees which accounts sign in through the provider.
+    let users = browser.get(&format!("{}/users", app.base)).await;
+    assert_eq!(users.status(), 200);
+    let users = users.text().await.unwrap();
+    assert!(
+        users.contains("<td class=\"sign-in\">single sign-on</td>"),
+        "{users}"
+    );
+
     // Signing in again finds the same account instead of making another.
     let mut again = Browser::new();
     let callback = again.sign_in_at_provider(&app, "alice").await;

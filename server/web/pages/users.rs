@@ -17,6 +17,8 @@ pub struct UserRow {
     pub role: Role,
     pub disabled: bool,
     pub sessions: i64,
+    /// Signs in through single sign-on (no password).
+    pub sso: bool,
 }
 
 #[derive(Template)]
@@ -38,6 +40,9 @@ async fn users_page(
     for u in accounts::list_users(&state.pool).await? {
         users.push(UserRow {
             sessions: accounts::session_count(&state.pool, u.id).await?,
+            sso: accounts::is_sso_user(&state.pool, &u.name)
+                .await?
+                .unwrap_or(false),
             id: u.id,
             name: u.name,
             role: u.role,
