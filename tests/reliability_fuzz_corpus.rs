@@ -252,3 +252,54 @@ fn a_request_issued_at_the_end_of_time_is_refused_as_clock_skew_not_a_panic() {
         entries::agent_protocol(&serde_json::to_vec(&req).expect("encode"));
     }
 }
+
+/// Found by the cargo-fuzz campaign (`fuzz/regressions/agent_protocol/registry-key-multibyte-prefix`):
+/// the allowlist compared a registry key's first bytes with `HKLM\` by slicing the string, which
+/// panicked when that length fell inside a multi-byte character. Such a key is now refused as
+/// outside `HKLM\`, by every registry action, before anything is journaled.
+#[test]
+fn a_registry_key_starting_with_a_multi_byte_character_is_refused_not_a_panic() {
+    use lockstep_agent::config::{AgentConfig, BackendKind};
+    use lockstep_protocol::ErrorCode;
+    let cfg = AgentConfig::new(
+        "127.0.0.1:0".parse().expect("addr"),
+        "state",
+        BackendKind::Simulated,
+    );
+    // Byte 5 (the length of `HKLM\`) or 19 (`HKEY_LOCAL_MACHINE\`) inside a character.
+    for key in [
+        "ߤ\u{c}!ߤ0",
+        "HKLMߤ\\SOFTWARE",
+        "HKEY_LOCAL_MACHINEߤ\\x",
+        "éééé",
+    ] {
+        let err = lockstep_agent::policy::normalize_registry_key(key).expect_err("refused");
+        assert_eq!(err.code, ErrorCode::NotAllowed, "{}", err.message);
+        assert!(
+            err.message.contains("must start with HKLM"),
+            "{}",
+            err.message
+        );
+        for action in [
+            Action::RegistryGet {
+                key: key.into(),
+                name: "Version".into(),
+            },
+            Action::RegistrySet {
+                key: key.into(),
+                name: "Version".into(),
+                value: "8.11".into(),
+            },
+            Action::RegistryDelete {
+                key: key.into(),
+                name: None,
+            },
+        ] {
+            let err = lockstep_agent::policy::check(&cfg, &action).expect_err("refused");
+            assert_eq!(err.code, ErrorCode::NotAllowed, "{}", err.message);
+        }
+    }
+    let saved = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/regressions/agent_protocol/registry-key-multibyte-prefix");
+    entries::agent_protocol(&std::fs::read(saved).expect("the saved crash input"));
+}

@@ -82,8 +82,11 @@ pub fn is_under(child: &str, parent: &str) -> bool {
 }
 
 fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
-    if s.len() >= prefix.len() && s[..prefix.len()].eq_ignore_ascii_case(prefix) {
-        Some(&s[prefix.len()..])
+    // `get`, not indexing: the prefix's length may fall inside a multi-byte character of a
+    // hostile key (found by fuzzing: `ߤ!ߤ0` panicked the request handler).
+    let head = s.get(..prefix.len())?;
+    if head.eq_ignore_ascii_case(prefix) {
+        s.get(prefix.len()..)
     } else {
         None
     }
