@@ -34,7 +34,7 @@ mod queries;
 mod transitions;
 
 pub use claim::{Claimed, DriveLimits};
-pub use queries::{RunRecord, StepRecord};
+pub use queries::{RunRecord, StepRecord, StepStatusRow};
 pub use transitions::{NewRun, StepBatchResult};
 
 /// Everything that can go wrong in the engine, each with a message a person can act on.
