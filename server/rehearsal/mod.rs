@@ -211,16 +211,17 @@ impl Rehearsal {
         let mut quiet_rounds = 0u32;
         loop {
             let run = self.store.run(&self.run_id).await?;
-            let steps = self.store.steps(&self.run_id).await?;
+            // Ids, statuses and errors only; whole records just for the steps people act on.
+            let steps = self.store.step_statuses(&self.run_id).await?;
             for s in &steps {
-                let now = (s.status, s.state.last_error.clone());
+                let now = (s.status, s.last_error.clone());
                 if seen.get(&s.id) != Some(&now) {
                     seen.insert(s.id.clone(), now);
                     progress(&Progress {
                         elapsed: self.started.elapsed(),
                         step: s.id.clone(),
                         status: s.status,
-                        detail: s.state.last_error.clone(),
+                        detail: s.last_error.clone(),
                     });
                 }
             }
@@ -229,7 +230,8 @@ impl Rehearsal {
             }
             let mut acted = false;
             if run.status.is_driving() {
-                for s in &steps {
+                let waiting = [StepStatus::AwaitingApproval, StepStatus::AwaitingOperator];
+                for s in &self.store.steps_in(&self.run_id, &waiting).await? {
                     acted |= self.act_as_people(s).await?;
                 }
             }
