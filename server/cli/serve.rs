@@ -114,6 +114,7 @@ pub async fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .await
         .map_err(|e| anyhow::anyhow!("opening {}: {e}", config.db.display()))?;
     let pool = crate::web::db::open(&config.db).await?;
+    let ticket_url = notify_config.ticket_url.clone();
     // Notifications (webhooks, e-mail) watch committed events in their own tasks.
     let _notifier = crate::notify::spawn(store.clone(), notify_config).await?;
     // The driver moves approved runs forward: agent steps and waits go to the enrolled agents
@@ -149,7 +150,9 @@ pub async fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         "Lockstep dashboard on {scheme}://{addr}/ (database {})",
         config.db.display()
     );
-    let state = state.with_engine(engine.clone());
+    let state = state
+        .with_engine(engine.clone())
+        .with_ticket_url(ticket_url);
     let state = if site.simulated_site {
         eprintln!("simulated_site: drain waits are shortened; never use this for a real site");
         state.with_simulated_site()

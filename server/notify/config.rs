@@ -396,18 +396,21 @@ fn kinds(setting: &str, names: Option<Vec<String>>) -> Result<Vec<NotifyKind>, N
 impl NotifyConfig {
     /// The link for change ticket `number` (percent-encoded into the template), if configured.
     pub fn ticket_link(&self, number: &str) -> Option<String> {
-        let mut encoded = String::new();
-        for b in number.bytes() {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                encoded.push(b as char);
-            } else {
-                encoded.push_str(&format!("%{b:02X}"));
-            }
-        }
-        self.ticket_url
-            .as_ref()
-            .map(|t| t.replace("{ticket}", &encoded))
+        self.ticket_url.as_deref().map(|t| ticket_link(t, number))
     }
+}
+
+/// `template` with `{ticket}` replaced by `number`, percent-encoded.
+pub fn ticket_link(template: &str, number: &str) -> String {
+    let mut encoded = String::new();
+    for b in number.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            encoded.push(b as char);
+        } else {
+            encoded.push_str(&format!("%{b:02X}"));
+        }
+    }
+    template.replace("{ticket}", &encoded)
 }
 
 /// Scheme and host only: Teams and Slack webhook URLs carry their secret in the path.

@@ -69,6 +69,9 @@ pub struct AppState {
     pub sso: Option<Arc<auth::oidc::Sso>>,
     /// Counters for `/metrics` (and who may read them).
     pub metrics: Arc<metrics::Metrics>,
+    /// Link template for change tickets (`notify.ticket_url`, `{ticket}` replaced), so the
+    /// change record links to the ticket.
+    pub ticket_url: Option<Arc<str>>,
 }
 
 impl AppState {
@@ -91,6 +94,7 @@ impl AppState {
             engine: None,
             simulated_site: false,
             sso: None,
+            ticket_url: None,
         }
     }
 
@@ -110,6 +114,19 @@ impl AppState {
     pub fn with_sso(mut self, sso: auth::oidc::Sso) -> AppState {
         self.sso = Some(Arc::new(sso));
         self
+    }
+
+    /// Sets the change-ticket link template (see [`AppState::ticket_url`]).
+    pub fn with_ticket_url(mut self, template: Option<String>) -> AppState {
+        self.ticket_url = template.map(Arc::from);
+        self
+    }
+
+    /// The link for change ticket `number`, when a template is configured.
+    pub fn ticket_link(&self, number: &str) -> Option<String> {
+        self.ticket_url
+            .as_deref()
+            .map(|t| crate::notify::config::ticket_link(t, number))
     }
 
     /// Tells the driver that people changed something.

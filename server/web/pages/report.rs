@@ -52,6 +52,8 @@ pub struct ReportPage {
     pub runbook: String,
     pub inventory: String,
     pub change_ticket: String,
+    /// The ticket's link in the change-management system (`notify.ticket_url`), if configured.
+    pub change_ticket_url: Option<String>,
     pub requester: String,
     pub created: String,
     pub approvals: Vec<Decision>,
@@ -143,6 +145,7 @@ pub async fn page(
         runbook: run.runbook.clone(),
         inventory: run.inventory.clone(),
         change_ticket: run.change_ticket.clone(),
+        change_ticket_url: state.ticket_link(&run.change_ticket),
         requester: run.requester.clone(),
         created: fmt_time(run.created_at.div_euclid(1000)),
         approvals: events
