@@ -251,6 +251,36 @@ impl Browser {
     }
 }
 
+impl Browser {
+    /// Starts a sign-in and presses the provider's Cancel link; returns the callback URL.
+    async fn cancel_at_provider(&mut self, app: &App) -> String {
+        let mut resp = self.get(&format!("{}/login/sso", app.base)).await;
+        let mut cancelled = false;
+        for _ in 0..12 {
+            let here = resp.url().clone();
+            if resp.status().is_redirection() {
+                let location = resp.headers()["location"].to_str().expect("location");
+                let next = here.join(location).expect("absolute location").to_string();
+                if next.starts_with(&format!("{}/login/sso/callback", app.base)) {
+                    assert!(cancelled, "the provider answered before the cancel");
+                    return next;
+                }
+                resp = self.get(&next).await;
+                continue;
+            }
+            let page = resp.text().await.expect("page");
+            let start = page.find("/abort").expect("a Cancel link");
+            let href_start = page[..start].rfind('"').expect("href") + 1;
+            let abort = here
+                .join(&page[href_start..start + "/abort".len()])
+                .unwrap();
+            cancelled = true;
+            resp = self.get(abort.as_str()).await;
+        }
+        panic!("the provider never sent the browser back to Lockstep");
+    }
+}
+
 fn form_action(page: &str) -> Option<String> {
     let start = page.find("action=\"")? + "action=\"".len();
     let end = page[start..].find('"')? + start;
@@ -518,6 +548,23 @@ async fn an_id_token_already_expired_by_lockstep_s_clock_is_refused() {
     assert_eq!(resp.status(), 401);
     let page = resp.text().await.unwrap();
     assert!(page.contains("the ID token expired"), "{page}");
+    assert_eq!(user_count(&app).await, 0);
+    assert_eq!(session_total(&app).await, 0);
+}
+
+#[tokio::test]
+async fn a_sign_in_cancelled_at_the_provider_is_reported_and_changes_nothing() {
+    let app = spawn_app().await;
+    let mut browser = Browser::new();
+    let callback = browser.cancel_at_provider(&app).await;
+    assert_eq!(param(&callback, "error"), "access_denied");
+    let resp = browser.get(&callback).await;
+    assert_eq!(resp.status(), 401);
+    let page = resp.text().await.unwrap();
+    assert!(
+        page.contains("the identity provider refused the sign-in: access_denied"),
+        "{page}"
+    );
     assert_eq!(user_count(&app).await, 0);
     assert_eq!(session_total(&app).await, 0);
 }
