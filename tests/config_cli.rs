@@ -211,3 +211,26 @@ fn the_metrics_access_is_shown_and_a_weak_token_is_refused() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("LOCKSTEP_METRICS_TOKEN"));
 }
+
+#[test]
+fn an_unreadable_oidc_ca_file_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("lockstep.toml");
+    std::fs::write(
+        &file,
+        "[oidc]\nissuer = \"https://login.corp.example\"\nclient_id = \"lockstep\"\n\
+         redirect_url = \"https://lockstep.corp.example/login/sso/callback\"\n\
+         ca_file = \"/nonexistent/ca.pem\"\n",
+    )
+    .unwrap();
+    let out = lockstep(
+        &["config", "check", "--config", file.to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("oidc.ca_file") && stderr.contains("/nonexistent/ca.pem"),
+        "{stderr}"
+    );
+}

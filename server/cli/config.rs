@@ -159,6 +159,8 @@ pub fn report(file: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> Resu
         .unwrap_or_default();
     match crate::web::auth::oidc::OidcConfig::load(file, env).map_err(|e| e.to_string())? {
         Some(oidc) => {
+            // Builds the provider client as serve does (reads oidc.ca_file); no network.
+            crate::web::auth::oidc::Sso::new(oidc.clone()).map_err(|e| e.to_string())?;
             for (key, var, value) in oidc.describe() {
                 let source = source_of(key, var, &oidc_table, env);
                 out.push_str(&format!("oidc.{key} = {value}  ({source})\n"));
