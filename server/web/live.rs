@@ -15,24 +15,23 @@
 //! of who is watching, pushed when someone opens or closes the page.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::convert::Infallible;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
-use axum::response::sse::{Event, KeepAlive, Sse};
-use tokio::sync::{broadcast, mpsc};
-use tokio_stream::wrappers::ReceiverStream;
+use axum::body::Bytes;
+use tokio::sync::broadcast;
 
 use crate::engine::steplog::{self, StepLog, StepTail};
 use crate::engine::store::{RunRecord, StepRecord};
 use crate::engine::Store;
-use crate::web::auth::{CurrentUser, Role};
+use crate::web::auth::Role;
 use crate::web::runview::{self, Viewer};
-use crate::web::{AppError, AppState, Clock};
+use crate::web::{AppError, Clock};
 
 mod hub;
+mod stream;
+
+pub use stream::stream;
 
 /// One rendering kind: controls differ by role and by whether the viewer requested the run.
 pub type Variant = (Role, bool);
@@ -48,19 +47,34 @@ pub struct Update {
     pub html: Html,
 }
 
-/// The rendered partials of an update.
+/// The rendered partials of an update, already encoded as server-sent event frames (id, event
+/// name, data lines): encoded once by the hub, each watcher's stream only clones the bytes.
 #[derive(Debug)]
 pub enum Html {
-    /// One rendering per kind of viewer (controls differ).
-    PerVariant(HashMap<Variant, String>),
-    /// The same for everyone.
-    Shared(String),
+    /// One frame per kind of viewer (controls differ).
+    PerVariant(HashMap<Variant, Bytes>),
+    /// The same frame for everyone.
+    Shared(Bytes),
 }
 
 impl Html {
-    fn for_variant(&self, v: &Variant) -> Option<&str> {
+    /// Frames of per-variant renderings, with the SSE id `id`.
+    pub fn per_variant(id: Option<i64>, html: HashMap<Variant, String>) -> Html {
+        Html::PerVariant(
+            html.into_iter()
+                .map(|(v, h)| (v, stream::frame(id, "update", &h)))
+                .collect(),
+        )
+    }
+
+    /// One frame for everyone, with the SSE id `id`.
+    pub fn shared(id: Option<i64>, html: &str) -> Html {
+        Html::Shared(stream::frame(id, "update", html))
+    }
+
+    fn for_variant(&self, v: &Variant) -> Option<&Bytes> {
         match self {
-            Html::PerVariant(m) => m.get(v).map(String::as_str),
+            Html::PerVariant(m) => m.get(v),
             Html::Shared(s) => Some(s),
         }
     }
@@ -180,7 +194,7 @@ fn announce(feed: &RunFeed) {
                 id: None,
                 log_id: None,
                 terminal: false,
-                html: Html::Shared(html),
+                html: Html::shared(None, &html),
             }));
         }
         Err(e) => tracing::warn!(error = %e, "rendering the watcher list failed"),
@@ -217,124 +231,7 @@ pub fn render_update(
 #[derive(serde::Deserialize)]
 pub struct StreamQuery {
     /// The newest event id the page already shows (used when no `Last-Event-ID` is sent).
-    after: Option<i64>,
-}
-
-/// `GET /runs/{id}/events`: the run's live stream, for anyone who may view the run.
-pub async fn stream(
-    State(state): State<AppState>,
-    user: CurrentUser,
-    Path(run_id): Path<String>,
-    Query(q): Query<StreamQuery>,
-    headers: HeaderMap,
-) -> Result<Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>>, AppError> {
-    user.require(Role::Viewer)?;
-    let run = state
-        .store
-        .run(&run_id)
-        .await
-        .map_err(crate::web::engine_error)?;
-    let last_seen = headers
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<i64>().ok())
-        .or(q.after)
-        .unwrap_or(0);
-    let live = state.live.clone();
-    let variant: Variant = (user.role(), user.name() == run.requester);
-    let mut updates = live.join(&run_id, user.name(), user.role());
-    let (tx, rx) = mpsc::channel::<Result<Event, Infallible>>(64);
-    let user_name = user.name().to_string();
-    tokio::spawn(async move {
-        follow(&live, &run_id, variant, last_seen, &mut updates, &tx).await;
-        live.leave(&run_id, &user_name);
-    });
-    Ok(Sse::new(ReceiverStream::new(rx)).keep_alive(KeepAlive::default()))
-}
-
-fn done_event() -> Event {
-    Event::default().event("done").data("done")
-}
-
-/// One watcher's stream: the catch-up, then the hub's updates for its kind of viewer, until the
-/// run ends or the browser goes away. No database work after the catch-up (unless the watcher
-/// lagged behind the channel, which it then repairs from the tables).
-async fn follow(
-    live: &Live,
-    run_id: &str,
-    variant: Variant,
-    last_seen: i64,
-    updates: &mut broadcast::Receiver<Arc<Update>>,
-    tx: &mpsc::Sender<Result<Event, Infallible>>,
-) {
-    let mut sent = last_seen;
-    let mut log_seen = 0i64;
-    // Catch up first: everything the event log and the step log hold after what the page shows.
-    match catch_up(live, run_id, sent, variant).await {
-        Ok(c) => {
-            log_seen = c.log_seen;
-            if let Some(html) = c.html {
-                let mut event = Event::default().event("update").data(html);
-                if let Some(id) = c.last_event {
-                    sent = id;
-                    event = event.id(id.to_string());
-                }
-                if tx.send(Ok(event)).await.is_err() {
-                    return;
-                }
-            }
-            if c.terminal {
-                let _ = tx.send(Ok(done_event())).await;
-                return;
-            }
-        }
-        Err(e) => tracing::warn!(run = %run_id, error = %e, "catch-up failed"),
-    }
-    loop {
-        tokio::select! {
-            _ = tx.closed() => return,
-            got = updates.recv() => match got {
-                Ok(update) => {
-                    if let Some(id) = update.id {
-                        if id <= sent { continue; }
-                        sent = id;
-                    }
-                    if let Some(l) = update.log_id {
-                        // Lines the catch-up already showed (read while this stream joined).
-                        if l <= log_seen { continue; }
-                        log_seen = l;
-                    }
-                    let Some(html) = update.html.for_variant(&variant) else { continue };
-                    let mut event = Event::default().event("update").data(html);
-                    if let Some(id) = update.id {
-                        event = event.id(id.to_string());
-                    }
-                    if tx.send(Ok(event)).await.is_err() { return; }
-                    if update.terminal {
-                        let _ = tx.send(Ok(done_event())).await;
-                        return;
-                    }
-                }
-                Err(broadcast::error::RecvError::Lagged(_)) => {
-                    match catch_up(live, run_id, sent, variant).await {
-                        Ok(c) => {
-                            log_seen = log_seen.max(c.log_seen);
-                            if let Some(html) = c.html {
-                                let mut event = Event::default().event("update").data(html);
-                                if let Some(id) = c.last_event {
-                                    sent = id;
-                                    event = event.id(id.to_string());
-                                }
-                                if tx.send(Ok(event)).await.is_err() { return; }
-                            }
-                        }
-                        Err(e) => tracing::warn!(run = %run_id, error = %e, "catch-up failed"),
-                    }
-                }
-                Err(broadcast::error::RecvError::Closed) => return,
-            }
-        }
-    }
+    pub after: Option<i64>,
 }
 
 /// What a watcher is sent before it follows the hub.

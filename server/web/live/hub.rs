@@ -106,7 +106,7 @@ async fn on_event(live: &Live, cache: &mut HashMap<String, Cached>, event: &Audi
         id: Some(event.id),
         log_id: None,
         terminal: c.run.status.is_terminal(),
-        html: Html::PerVariant(html),
+        html: Html::per_variant(Some(event.id), html),
     }));
 }
 
@@ -206,7 +206,7 @@ async fn on_lines(live: &Live, cache: &mut HashMap<String, Cached>, batch: Vec<L
             id: None,
             log_id: lines.iter().map(|l| l.id).max(),
             terminal: false,
-            html: Html::Shared(html),
+            html: Html::shared(None, &html),
         }));
     }
 }
@@ -240,7 +240,7 @@ async fn resend_logged_cards(live: &Live, cache: &mut HashMap<String, Cached>) {
             id: None,
             log_id: Some(c.log_seen),
             terminal: c.run.status.is_terminal(),
-            html: Html::PerVariant(html),
+            html: Html::per_variant(None, html),
         }));
     }
 }
