@@ -20,15 +20,9 @@ async fn the_data_center_page_shows_each_agents_facts_and_judges_them_in_preflig
     let thumb = Thumbprint::parse(&"AB".repeat(32)).unwrap();
     // FABDC01: online, answered two minutes ago. FABWEB01: offline, with a hostile error text.
     // FABAPI01: no agent at all.
-    registry::add(
-        pool,
-        "FABDC01",
-        "https://fabdc01:7443",
-        thumb.clone(),
-        now - 3600,
-    )
-    .await
-    .unwrap();
+    registry::add(pool, "FABDC01", "https://fabdc01:7443", thumb, now - 3600)
+        .await
+        .unwrap();
     registry::record_heartbeat(
         pool,
         "FABDC01",

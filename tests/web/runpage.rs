@@ -158,7 +158,16 @@ async fn each_notification_delivery_is_listed_with_attempts_status_and_next_retr
     assert!(none.contains("No notifications were sent for this run."));
     // What the notifier records (server/notify): one row per attempt.
     let at = 1_900_000_000_000i64;
-    let rows: [(&str, i64, &str, Option<i64>, Option<&str>, Option<i64>); 3] = [
+    /// delivery, attempt, outcome, HTTP status, error, next retry
+    type Attempt<'a> = (
+        &'a str,
+        i64,
+        &'a str,
+        Option<i64>,
+        Option<&'a str>,
+        Option<i64>,
+    );
+    let rows: [Attempt; 3] = [
         ("d1", 1, "failed", Some(503), Some("busy"), Some(at + 2_000)),
         ("d1", 2, "delivered", Some(200), None, None),
         (
