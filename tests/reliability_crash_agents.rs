@@ -189,8 +189,6 @@ impl Site {
         ]);
         cmd.arg("--plan-json")
             .arg(self.dir.join("plan.json"))
-            .arg("--journal")
-            .arg(self.dir.join("unused-journal.jsonl"))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         cmd

@@ -26,9 +26,14 @@ pub enum EngineCmd {
         /// Plan JSON (as printed by `lockstep plan --json`).
         #[arg(long, value_name = "FILE")]
         plan_json: PathBuf,
-        /// Journal file of the test executor (appended; fsynced per entry).
-        #[arg(long, value_name = "FILE")]
-        journal: PathBuf,
+        /// Journal file of the test executor (appended; fsynced per entry). Not with --agents.
+        #[arg(
+            long,
+            value_name = "FILE",
+            required_unless_present = "agents",
+            conflicts_with = "agents"
+        )]
+        journal: Option<PathBuf>,
         /// How long each action's side effect takes, in milliseconds.
         #[arg(long, default_value_t = 0)]
         effect_ms: u64,
@@ -63,7 +68,7 @@ pub async fn run_engine(cmd: EngineCmd) -> anyhow::Result<ExitCode> {
                 agents,
                 print_events,
             };
-            run_local(&db.db, &plan_json, &journal, options).await
+            run_local(&db.db, &plan_json, journal.as_deref(), options).await
         }
     }
 }
@@ -77,7 +82,11 @@ struct LocalOptions {
 
 /// The executors for `run-local`: every step on the journaling executor, or agent steps on the
 /// registered agents (the other kinds then fail with "no executor", as in `lockstep serve`).
-async fn executors(db: &Path, journal: &Path, options: &LocalOptions) -> anyhow::Result<Router> {
+async fn executors(
+    db: &Path,
+    journal: Option<&Path>,
+    options: &LocalOptions,
+) -> anyhow::Result<Router> {
     if options.agents {
         let overrides = crate::config::Overrides {
             db: Some(db.to_path_buf()),
@@ -89,6 +98,7 @@ async fn executors(db: &Path, journal: &Path, options: &LocalOptions) -> anyhow:
         let agents = crate::executors::agent::AgentExecutor::from_registry(&pool, identity).await?;
         return Ok(Router::new().route(crate::knowledge::plan::StepKind::Agent, Arc::new(agents)));
     }
+    let journal = journal.context("--journal is needed without --agents")?;
     let journal = JournalExecutor::open(journal)
         .with_context(|| format!("cannot open the journal {}", journal.display()))?
         .with_effect(Duration::from_millis(options.effect_ms));
@@ -99,7 +109,7 @@ async fn executors(db: &Path, journal: &Path, options: &LocalOptions) -> anyhow:
 async fn run_local(
     db: &Path,
     plan_json: &Path,
-    journal: &Path,
+    journal: Option<&Path>,
     options: LocalOptions,
 ) -> anyhow::Result<ExitCode> {
     let plan_text = std::fs::read_to_string(plan_json)
