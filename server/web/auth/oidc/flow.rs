@@ -120,7 +120,11 @@ pub async fn callback(
     let sso = sso_of(&state)?;
     match finish(&state, &sso, &headers, &params).await {
         Ok(r) => Ok(r),
+        // The database failing is ours to log, not the person's to read.
         Err(SsoError::Account(accounts::SsoAccountError::Db(e))) => Err(e.into()),
+        Err(SsoError::Account(accounts::SsoAccountError::Account(
+            e @ (accounts::AccountError::Db(_) | accounts::AccountError::Other(_)),
+        ))) => Err(e.into()),
         Err(e) => refused(&state, e),
     }
 }
