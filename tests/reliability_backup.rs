@@ -4,7 +4,8 @@
 //!   step as those events left it), and `lockstep audit verify` passes on it;
 //! - a truncated, corrupted, tampered or head-less backup is refused with a message saying what
 //!   is wrong, and the database it would have replaced is left byte for byte as it was;
-//! - restore never replaces a database without `--force`, nor one another process has open.
+//! - restore never replaces a database without `--force`, nor one another process has open; a
+//!   damaged one (not readable as a database) it replaces with `--force`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -326,7 +327,7 @@ async fn tamper_with_event_3(db: &Path) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn restore_replaces_a_database_only_with_force_and_never_one_in_use() {
+async fn restore_replaces_a_database_only_with_force_never_one_in_use_and_a_damaged_one_too() {
     let dir = tempfile::tempdir().unwrap();
     let source = finished_database(&dir.path().join("source"), 6);
     let backup = dir.path().join("copy.db");
@@ -379,6 +380,24 @@ async fn restore_replaces_a_database_only_with_force_and_never_one_in_use() {
         .unwrap();
     assert_eq!(steps.len(), 30, "the busy database holds its own run");
     let verify = lockstep(&["audit", "verify", "--db"], &[&busy]);
+    assert!(verify.status.success(), "{}", text(&verify));
+
+    // A damaged database (what a restore is often for) is replaced, with --force.
+    let damaged = dir.path().join("damaged").join("lockstep.db");
+    std::fs::create_dir_all(damaged.parent().unwrap()).unwrap();
+    std::fs::write(&damaged, vec![0x5a; 64 * 1024]).unwrap();
+    let out = lockstep(&["restore", "--force", "--db"], &[&damaged, &backup]);
+    assert!(
+        out.status.success(),
+        "restore over a damaged file: {}",
+        text(&out)
+    );
+    assert!(
+        text(&out).contains("is not a readable database"),
+        "{}",
+        text(&out)
+    );
+    let verify = lockstep(&["audit", "verify", "--db"], &[&damaged]);
     assert!(verify.status.success(), "{}", text(&verify));
 
     // The backup itself is never the target.

@@ -81,7 +81,7 @@ pub async fn run_restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
                 target.display()
             );
         }
-        Some(take_exclusive(target).await?)
+        take_exclusive(target).await?
     } else {
         None
     };
@@ -153,12 +153,21 @@ fn same_file(a: &Path, b: &Path) -> bool {
 /// One connection that is alone on the database and holds it exclusively. Leaving WAL mode
 /// needs every other connection closed, so a running `lockstep serve` (whose engine polls the
 /// database every second) makes this fail instead of having its file replaced underneath it.
-async fn take_exclusive(target: &Path) -> anyhow::Result<sqlx::SqliteConnection> {
+/// A file SQLite cannot read at all (the damaged database a restore is often for) cannot be in
+/// use as a database either: `None`, and it is replaced.
+async fn take_exclusive(target: &Path) -> anyhow::Result<Option<sqlx::SqliteConnection>> {
     let in_use = || {
         anyhow::anyhow!(
             "the database {} is in use by another process (stop `lockstep serve` and other lockstep commands first). Nothing was changed",
             target.display()
         )
+    };
+    let unreadable = |e: sqlx::Error| {
+        eprintln!(
+            "warning: {} is not a readable database ({e}); replacing it",
+            target.display()
+        );
+        Ok(None)
     };
     let mut conn = SqliteConnectOptions::from_str("sqlite://")?
         .filename(target)
@@ -172,16 +181,27 @@ async fn take_exclusive(target: &Path) -> anyhow::Result<sqlx::SqliteConnection>
     {
         Ok(row) => row.get::<String, _>(0),
         Err(e) if is_busy(&e) => return Err(in_use()),
+        Err(e) if is_unreadable(&e) => return unreadable(e),
         Err(e) => return Err(e).context(format!("cannot lock {}", target.display())),
     };
     if !mode.eq_ignore_ascii_case("delete") {
         return Err(in_use());
     }
     match sqlx::query("BEGIN EXCLUSIVE").execute(&mut conn).await {
-        Ok(_) => Ok(conn),
+        Ok(_) => Ok(Some(conn)),
         Err(e) if is_busy(&e) => Err(in_use()),
+        Err(e) if is_unreadable(&e) => unreadable(e),
         Err(e) => Err(e).context(format!("cannot lock {}", target.display())),
     }
+}
+
+/// SQLITE_NOTADB (26) and SQLITE_CORRUPT (11), with their extended codes.
+fn is_unreadable(e: &sqlx::Error) -> bool {
+    let code = e
+        .as_database_error()
+        .and_then(|d| d.code())
+        .and_then(|c| c.parse::<i64>().ok());
+    matches!(code.map(|c| c & 0xff), Some(11) | Some(26))
 }
 
 fn is_busy(e: &sqlx::Error) -> bool {
