@@ -82,10 +82,15 @@ impl Html {
 
 type UpdateSender = broadcast::Sender<Arc<Update>>;
 
+/// How long arrivals and departures are gathered before the watcher list is sent.
+const ANNOUNCE_AFTER: std::time::Duration = std::time::Duration::from_millis(250);
+
 struct RunFeed {
     tx: broadcast::Sender<Arc<Update>>,
     /// user name → (role, open streams)
     watchers: BTreeMap<String, (Role, usize)>,
+    /// A new watcher list is due to be sent (see [`ANNOUNCE_AFTER`]).
+    announcing: bool,
 }
 
 /// Shared between the hub task and the stream handlers.
@@ -131,29 +136,56 @@ impl Live {
             .unwrap_or_default()
     }
 
-    fn join(&self, run_id: &str, user: &str, role: Role) -> broadcast::Receiver<Arc<Update>> {
+    fn join(
+        self: &Arc<Self>,
+        run_id: &str,
+        user: &str,
+        role: Role,
+    ) -> broadcast::Receiver<Arc<Update>> {
         let mut feeds = self.feeds.lock().unwrap_or_else(|p| p.into_inner());
         let feed = feeds.entry(run_id.to_string()).or_insert_with(|| RunFeed {
             tx: broadcast::channel(256).0,
             watchers: BTreeMap::new(),
+            announcing: false,
         });
         let rx = feed.tx.subscribe();
         let w = feed.watchers.entry(user.to_string()).or_insert((role, 0));
         w.1 += 1;
         if w.1 == 1 {
-            announce(feed);
+            self.announce_soon(feed, run_id);
         }
         rx
     }
 
-    fn leave(&self, run_id: &str, user: &str) {
+    /// Sends the watcher list a moment from now, once for every arrival and departure in
+    /// between: a crowd opening the page at once costs one list per moment, not one per person
+    /// to each of the others.
+    fn announce_soon(self: &Arc<Self>, feed: &mut RunFeed, run_id: &str) {
+        if std::mem::replace(&mut feed.announcing, true) {
+            return;
+        }
+        let live = Arc::downgrade(self);
+        let run_id = run_id.to_string();
+        tokio::spawn(async move {
+            tokio::time::sleep(ANNOUNCE_AFTER).await;
+            if let Some(live) = live.upgrade() {
+                let mut feeds = live.feeds.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(feed) = feeds.get_mut(&run_id) {
+                    feed.announcing = false;
+                    announce(feed);
+                }
+            }
+        });
+    }
+
+    fn leave(self: &Arc<Self>, run_id: &str, user: &str) {
         let mut feeds = self.feeds.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(feed) = feeds.get_mut(run_id) {
             if let Some(w) = feed.watchers.get_mut(user) {
                 w.1 -= 1;
                 if w.1 == 0 {
                     feed.watchers.remove(user);
-                    announce(feed);
+                    self.announce_soon(feed, run_id);
                 }
             }
             if feed.watchers.is_empty() {
