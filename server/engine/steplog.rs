@@ -11,8 +11,8 @@
 //!
 //! Bounds, so a chatty host cannot fill the disk: at most [`LINES_PER_STEP`] lines per step
 //! (over all its attempts), each cut to [`MAX_LINE_CHARS`] characters, plus one line saying that
-//! more was dropped — about 200 KiB per step at worst. A line offered while the queue is full is
-//! dropped and counted in that same notice.
+//! more was dropped — 200,000 characters (under 1 MiB of UTF-8) per step at worst. A line
+//! offered while the queue is full is dropped and counted in that same notice.
 //!
 //! One [`StepLog`] per database file is shared by the driver and the dashboard in a process
 //! ([`StepLog::for_store`]), because both already share the [`Store`] but nothing else.
