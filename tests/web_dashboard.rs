@@ -18,5 +18,7 @@ mod pages;
 mod runpage;
 #[path = "web/runs.rs"]
 mod runs;
+#[path = "web/sources.rs"]
+mod sources;
 #[path = "web/tls.rs"]
 mod tls;
