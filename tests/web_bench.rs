@@ -1,7 +1,8 @@
 //! Benchmark of the dashboard (ignored by default; run with
 //! `cargo test --release --test web_bench -- --ignored --nocapture`). Prints:
 //! - run page render time for a 2,000-step run (server-side render alone, and the whole GET);
-//! - SSE fan-out latency from commit to receipt for 1,000 connected watchers (real HTTP streams);
+//! - SSE fan-out latency from commit to receipt for 1,000 connected watchers (real HTTP streams),
+//!   for an engine event and for a step log line;
 //! - memory per watcher (resident set growth of this process, which holds both the server and
 //!   the 1,000 client connections, so an upper bound for the server's share).
 
@@ -140,13 +141,26 @@ async fn bench_run_page_and_sse_fan_out() {
         let tx = tx.clone();
         tasks.push(tokio::spawn(async move {
             let mut s = resp.bytes_stream();
+            let mut partial = String::new();
             while let Some(Ok(chunk)) = s.next().await {
-                let text = String::from_utf8_lossy(&chunk).to_string();
-                for line in text.lines() {
+                partial.push_str(&String::from_utf8_lossy(&chunk));
+                // Whole lines only: a frame may arrive in pieces.
+                let Some(end) = partial.rfind('\n') else {
+                    continue;
+                };
+                let now = Instant::now();
+                for line in partial[..end].lines() {
                     if let Some(id) = line.strip_prefix("id: ") {
-                        let _ = tx.send((i, id.to_string(), Instant::now()));
+                        let _ = tx.send((i, id.to_string(), now));
+                    } else if let Some(at) = line.find("bench-line-") {
+                        let token: String = line[at..]
+                            .chars()
+                            .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+                            .collect();
+                        let _ = tx.send((i, token, now));
                     }
                 }
+                partial.drain(..=end);
             }
         }));
     }
@@ -194,6 +208,44 @@ async fn bench_run_page_and_sse_fan_out() {
         percentile(&latencies, 0.5),
         percentile(&latencies, 0.99),
         latencies.last().unwrap()
+    );
+
+    // Step log lines: written (and committed) through a step-log scope, appended live.
+    let log = lockstep::engine::steplog::StepLog::for_store(&app.state.store);
+    let clock: Arc<dyn lockstep::engine::clock::Clock> =
+        Arc::new(lockstep::engine::clock::TokioClock::new());
+    let mut line_latencies = Vec::new();
+    for round in 0..5 {
+        let key = lockstep::engine::executor::IdempotencyKey {
+            run_id: run.id.clone(),
+            step_id: "s0000".into(),
+            attempt: 1,
+        };
+        let want = format!("bench-line-{round}");
+        let said = want.clone();
+        let t0 = Instant::now();
+        lockstep::engine::steplog::scope(log.clone(), key, clock.clone(), async move {
+            lockstep::engine::steplog::line(said);
+        })
+        .await;
+        let mut got = 0;
+        while got < WATCHERS {
+            let (_, token, at) = tokio::time::timeout(Duration::from_secs(30), rx.recv())
+                .await
+                .expect("all watchers hear the line within 30 s")
+                .unwrap();
+            if token == want {
+                line_latencies.push(at - t0);
+                got += 1;
+            }
+        }
+    }
+    line_latencies.sort();
+    println!(
+        "step log line to {WATCHERS} watchers, write → receipt over 5 lines: p50 {:?}, p99 {:?}, max {:?}",
+        percentile(&line_latencies, 0.5),
+        percentile(&line_latencies, 0.99),
+        line_latencies.last().unwrap()
     );
     println!(
         "memory per watcher: {:.1} KiB (RSS {} → {} KiB for {WATCHERS} streams, server and client sides together)",
