@@ -38,7 +38,9 @@ pub struct Claimed {
 impl Store {
     /// The driver's claim, in one transaction: unblock pending steps whose dependencies are done,
     /// then start ready steps within the concurrency limits and host locks. Returns the steps to
-    /// act on and the earliest time a backed-off step may start.
+    /// act on and the earliest time a backed-off step may start. Which steps to unblock is
+    /// answered from the indexes `steps_claim_scan` and `steps_status_by_id` alone: step rows
+    /// carry kilobytes of spec, and this runs on every pass of the driver.
     pub async fn claim(
         &self,
         run_id: &str,
@@ -54,7 +56,8 @@ impl Store {
         let unblocked: Vec<String> = sqlx::query(
             "SELECT s.id FROM steps s WHERE s.run_id = ? AND s.status = 'pending'
                AND (s.undo_of IS NOT NULL) = ?
-               AND NOT EXISTS (SELECT 1 FROM step_deps d JOIN steps p
+               AND NOT EXISTS (SELECT 1 FROM step_deps d
+                   CROSS JOIN steps p INDEXED BY steps_status_by_id
                      ON p.run_id = d.run_id AND p.id = d.depends_on
                    WHERE d.run_id = s.run_id AND d.step_id = s.id
                      AND p.status NOT IN ('succeeded', 'skipped'))

@@ -233,7 +233,9 @@ impl Store {
     /// into Rust: for loops that watch a long run (a 200-server plan has 1,500 steps).
     pub async fn step_statuses(&self, run_id: &str) -> Result<Vec<StepStatusRow>> {
         let rows = sqlx::query(
-            "SELECT id, status, json_extract(state, '$.last_error') AS last_error
+            // A pending step has never run, so it has no error: its state is not read.
+            "SELECT id, status, CASE WHEN status = 'pending' THEN NULL
+                 ELSE json_extract(state, '$.last_error') END AS last_error
              FROM steps WHERE run_id = ? ORDER BY seq",
         )
         .bind(run_id)
