@@ -159,7 +159,9 @@ async fn a_line_said_while_a_step_runs_reaches_watchers_escaped_and_is_kept_for_
         .text()
         .await
         .unwrap();
-    assert!(page.contains(&format!("<ol id=\"{card}-log\" class=\"log\"><li>")));
+    assert!(page.contains(&format!(
+        "<ol id=\"{card}-log\" class=\"log\" aria-label=\"Output\"><li>"
+    )));
     assert!(page.contains("copying &#60;script&#62;alert("));
     assert!(!page.contains("<script>alert"));
     release.notify_one();
