@@ -91,3 +91,29 @@ fn the_help_table_names_only_commands_that_exist() {
         );
     }
 }
+
+#[test]
+fn every_argument_says_what_it_is_for() {
+    fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+        for arg in cmd.get_arguments() {
+            let id = arg.get_id().as_str();
+            if arg.is_hide_set() || id == "help" || id == "version" {
+                continue;
+            }
+            if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                missing.push(format!("{path} {id}"));
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            if !sub.is_hide_set() && sub.get_name() != "help" {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+    }
+    let mut missing = Vec::new();
+    walk(&lockstep::cli::help::command(), "lockstep", &mut missing);
+    assert!(
+        missing.is_empty(),
+        "arguments without help text: {missing:?}"
+    );
+}

@@ -89,6 +89,7 @@ pub enum RunbookCmd {
     /// List the runbooks.
     #[command(long_about = LIST_ABOUT)]
     List {
+        /// Output format: text for people, json for tools.
         #[arg(long, value_enum, default_value_t = ListFormat::Text)]
         format: ListFormat,
         #[command(flatten)]
@@ -99,6 +100,7 @@ pub enum RunbookCmd {
     Show {
         /// The runbook id, e.g. upgrade-8.11.
         id: String,
+        /// Output format: text for people, json for tools.
         #[arg(long, value_enum, default_value_t = ListFormat::Text)]
         format: ListFormat,
         #[command(flatten)]
@@ -117,6 +119,7 @@ pub struct PlanArgs {
     /// A runbook parameter, e.g. --param target=2016. Repeatable.
     #[arg(long = "param", value_name = "K=V")]
     pub params: Vec<String>,
+    /// Output format: text (the printable runbook), json (for tools) or dot (Graphviz).
     #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
     pub format: PlanFormat,
     #[command(flatten)]

@@ -44,8 +44,10 @@ pub struct UserDb {
 pub enum UserCmd {
     /// Create a local account. The password is asked for, or read from standard input.
     Add {
+        /// The account name: 1 to 64 letters, digits, '.', '_', '-', '@'.
         name: String,
-        /// viewer, operator, approver or admin.
+        /// viewer (reads), operator (runs and tasks), approver (gates, never their own request)
+        /// or admin (accounts and agents); each includes the ones before it.
         #[arg(long)]
         role: String,
         /// Read the password from the first line of standard input instead of prompting.
@@ -56,12 +58,14 @@ pub enum UserCmd {
     },
     /// Disable an account and end its sessions at once.
     Disable {
+        /// The account to disable (local or single sign-on).
         name: String,
         #[command(flatten)]
         db: UserDb,
     },
     /// Create an API token for an account and print it (shown once).
     Token {
+        /// The account the token acts as (with that account's role).
         name: String,
         /// What the token is for (e.g. "ci").
         #[arg(long)]
@@ -69,7 +73,7 @@ pub enum UserCmd {
         #[command(flatten)]
         db: UserDb,
     },
-    /// List accounts: name, role, state.
+    /// List accounts: name, role, state (active or disabled), tab-separated.
     List {
         #[command(flatten)]
         db: UserDb,
