@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 use crate::engine::machine::{Millis, RunStatus, StepAction, StepEvent, StepStatus};
 use crate::engine::store::{Result, StepRecord};
@@ -73,12 +74,18 @@ impl Driver {
         }
         let guard = BusyGuard(self.busy.clone(), key);
         let engine = self.engine.clone();
-        self.tasks.spawn(async move {
-            let _guard = guard;
-            if let Err(e) = engine.carry_out(&run_id, step, work).await {
-                tracing::warn!(run = %run_id, error = %e, "step work failed");
+        // Everything logged while carrying out the step (executors included) names the run and
+        // step, the same `run_id` field the dashboard's request spans use.
+        let span = tracing::info_span!("step", run_id = %run_id, step_id = %step.id);
+        self.tasks.spawn(
+            async move {
+                let _guard = guard;
+                if let Err(e) = engine.carry_out(&run_id, step, work).await {
+                    tracing::warn!(error = %e, "step work failed");
+                }
             }
-        });
+            .instrument(span),
+        );
     }
 
     /// Asks executors about every step in flight or in doubt before anything is dispatched.
@@ -90,7 +97,7 @@ impl Driver {
                 let actions = match step.status {
                     StepStatus::Dispatched | StepStatus::Running => {
                         let status = self.engine.status_of(&run_id, &step).await;
-                        tracing::info!(run = %run_id, step = %step.id, ?status, "reconciled");
+                        tracing::info!(run_id = %run_id, step_id = %step.id, ?status, "reconciled");
                         self.engine
                             .apply(&run_id, &step.id, StepEvent::Reconciled { status })
                             .await?
@@ -208,7 +215,7 @@ impl Driver {
                 .apply(&run_id, &step.id, StepEvent::CancelAnswered { cancelled })
                 .await
             {
-                tracing::info!(run = %run_id, step = %step.id, error = %e, "cancel answer not applied");
+                tracing::info!(run_id = %run_id, step_id = %step.id, error = %e, "cancel answer not applied");
             }
         });
     }

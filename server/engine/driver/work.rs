@@ -123,8 +123,13 @@ impl Engine {
                 }
                 StepAction::CancelInFlight | StepAction::NeedsPeople => continue,
             };
+            let name = event.name();
             let next = match self.apply(run_id, &step.id, event.clone()).await {
-                Ok(next) => next,
+                Ok(next) => {
+                    // Inside the driver's `step` span: the line names the run and the step.
+                    tracing::info!(event = name, "step event applied");
+                    next
+                }
                 Err(EngineError::Refused(_)) => {
                     // The step moved meanwhile (aborted and answered by a cancel): record what
                     // the executor said if the step is in doubt, otherwise keep the answer in logs.
@@ -141,7 +146,7 @@ impl Engine {
                             .await?
                         }
                         (status, event) => {
-                            tracing::info!(run = %run_id, step = %step.id, %status, event = event.name(), "late answer not applied");
+                            tracing::info!(run_id = %run_id, step_id = %step.id, %status, event = event.name(), "late answer not applied");
                             Vec::new()
                         }
                     }
@@ -209,7 +214,7 @@ impl Engine {
                     let status = executor.status(&dispatch.key, dispatch.host.as_deref()).await;
                     if status == ActionStatus::Running {
                         if let Err(e) = self.apply(run_id, &step.id, StepEvent::Heartbeat).await {
-                            tracing::info!(run = %run_id, step = %step.id, error = %e, "heartbeat not recorded");
+                            tracing::info!(run_id = %run_id, step_id = %step.id, error = %e, "heartbeat not recorded");
                         }
                     }
                 }
