@@ -7,7 +7,7 @@ use lockstep::cli::Command;
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = lockstep::cli::help::parse();
-    lockstep::cli::init_logging(cli.log_format.as_deref());
+    lockstep::cli::init_logging(cli.log_format.as_deref(), &cli.command);
     let result = match cli.command {
         Command::Inventory(cmd) => lockstep::cli::inventory::run_inventory(cmd),
         Command::Preflight(args) => lockstep::cli::inventory::run_preflight(args),

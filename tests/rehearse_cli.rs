@@ -7,6 +7,7 @@ use std::process::Command;
 fn rehearse(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_lockstep"))
         .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("RUST_LOG")
         .arg("rehearse")
         .args(args)
         .output()
@@ -30,6 +31,10 @@ fn a_standalone_upgrade_rehearsal_succeeds_and_reports_the_end_state_as_json() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("succeeded"), "progress on stderr: {stderr}");
+    assert!(
+        !stderr.contains("INFO"),
+        "progress only, not per-step log lines, unless RUST_LOG asks: {stderr}"
+    );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
     assert_eq!(report["status"], "succeeded");
     assert_eq!(report["succeeded"], true);

@@ -21,7 +21,8 @@ Examples:
 
 Environment:
   LOCKSTEP_LOG_FORMAT   text (default) or json: the log format on standard error
-  RUST_LOG              log level filter (default info), e.g. RUST_LOG=lockstep=debug
+  RUST_LOG              log level filter (default info; warn for demo and rehearse),
+                        e.g. RUST_LOG=lockstep=debug
   LOCKSTEP_DB           the SQLite database (default lockstep-data/lockstep.db)
   LOCKSTEP_*            every configuration setting (`lockstep config check` lists them)
 

@@ -70,10 +70,16 @@ pub enum Command {
     Completions(config::CompletionsArgs),
 }
 
-/// Structured logs on stderr; `RUST_LOG` filters (default `info`).
-pub fn init_logging(format: Option<&str>) {
+/// Structured logs on stderr; `RUST_LOG` filters. The default is `info`, except for the
+/// interactive `demo` and `rehearse`, which print their own progress and default to `warn` so
+/// their terminal is not buried under per-step and per-request lines.
+pub fn init_logging(format: Option<&str>, command: &Command) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let default = match command {
+        Command::Demo(_) | Command::Rehearse(_) => "warn",
+        _ => "info",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
