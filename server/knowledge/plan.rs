@@ -116,11 +116,15 @@ impl Plan {
         self.steps.iter().find(|s| s.id == id)
     }
 
-    /// Adapts the plan to a simulated Data Center, where nobody is backing up: a wait for backup
-    /// sessions to drain is checked once a second and needs no stable period, instead of the
-    /// minutes a real site needs. Used by rehearsals and the demo; never for a real site.
+    /// Adapts the plan to a simulated Data Center, where nobody is backing up and nothing needs
+    /// time to settle: a wait for backup sessions to drain is checked once a second and needs no
+    /// stable period, and automatic retries keep their number of attempts but wait 1 s (at most
+    /// 2 s) between them instead of the tens of seconds a real IIS or SQL Server is given. Used
+    /// by rehearsals and the demo; never for a real site.
     pub fn for_simulated_site(&mut self) {
         for step in &mut self.steps {
+            step.retry.initial_backoff_secs = step.retry.initial_backoff_secs.min(1);
+            step.retry.max_backoff_secs = step.retry.max_backoff_secs.min(2);
             if let Operation::Wait {
                 condition: super::operation::WaitCondition::BackupSessionsLow { stable_secs, .. },
                 interval_secs,
@@ -226,5 +230,31 @@ mod tests {
         let simulated = drain_waits(&plan);
         assert_eq!(simulated.len(), real.len());
         assert!(simulated.iter().all(|w| *w == (0, 1)), "{simulated:?}");
+    }
+
+    #[test]
+    fn a_simulated_site_keeps_every_retry_but_waits_seconds_between_them() {
+        let text = include_str!("../../examples/mirrored.toml");
+        let inventory = Inventory::from_toml(text, "examples/mirrored.toml").expect("example");
+        let catalog = Catalog::builtin().expect("built-in runbooks");
+        let runbook = catalog.get("upgrade-8.11").expect("upgrade-8.11");
+        let real = expand(runbook, &inventory, &BTreeMap::new()).expect("plan");
+        let mut simulated = real.clone();
+        simulated.for_simulated_site();
+
+        let retried: Vec<_> = real
+            .steps
+            .iter()
+            .filter(|s| s.retry.max_attempts > 1)
+            .collect();
+        assert!(
+            retried.iter().any(|s| s.retry.initial_backoff_secs >= 30),
+            "the probes wait 30 s between attempts on a real site"
+        );
+        for (r, s) in real.steps.iter().zip(&simulated.steps) {
+            assert_eq!(s.retry.max_attempts, r.retry.max_attempts, "{}", s.id);
+            assert!(s.retry.initial_backoff_secs <= 1, "{}", s.id);
+            assert!(s.retry.max_backoff_secs <= 2, "{}", s.id);
+        }
     }
 }
