@@ -169,6 +169,73 @@ async fn a_line_said_while_a_step_runs_reaches_watchers_escaped_and_is_kept_for_
 }
 
 #[tokio::test]
+async fn the_api_gives_a_steps_lines_as_said_and_refuses_unknown_steps() {
+    let release = Arc::new(tokio::sync::Notify::new());
+    let app = spawn_app_with_executor(Arc::new(Talker {
+        first: "copying <script>x</script> \"kit\"".into(),
+        release: release.clone(),
+    }))
+    .await;
+    app.add_user("olga", Role::Operator).await;
+    app.add_user("alan", Role::Approver).await;
+    app.add_user("vera", Role::Viewer).await;
+    let vera = lockstep::web::auth::accounts::find_user(&app.state.pool, "vera")
+        .await
+        .unwrap()
+        .unwrap();
+    let token = lockstep::web::auth::accounts::create_token(
+        &app.state.pool,
+        vera.id,
+        "test",
+        app.clock.now(),
+    )
+    .await
+    .unwrap();
+    let run = started_talking_run(&app).await;
+    approve_start(&app, &run.id).await;
+    release.notify_one();
+    wait_for_lines(&app.state.store, &run.id, "copy", 2).await;
+
+    let get = |path: String, token: Option<String>| {
+        let mut r = app.client.get(app.url(&path));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send()
+    };
+    let path = format!("/api/v1/runs/{}/steps/copy/log", run.id);
+    let r = get(path.clone(), Some(token.clone())).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["total"], 2, "{body}");
+    let texts: Vec<&str> = body["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        texts,
+        [
+            "copying <script>x</script> \"kit\"",
+            "copy finished: 42 files"
+        ],
+        "JSON carries the text as said (escaping is the page's job)"
+    );
+    assert!(body["lines"][0]["id"].as_i64() < body["lines"][1]["id"].as_i64());
+    assert_eq!(body["lines"][0]["step_id"], "copy");
+
+    let unknown = format!("/api/v1/runs/{}/steps/no-such-step/log", run.id);
+    assert_eq!(
+        get(unknown, Some(token.clone())).await.unwrap().status(),
+        404
+    );
+    let no_run = "/api/v1/runs/no-such-run/steps/copy/log".to_string();
+    assert_eq!(get(no_run, Some(token)).await.unwrap().status(), 404);
+    assert_eq!(get(path, None).await.unwrap().status(), 401);
+}
+
+#[tokio::test]
 async fn a_watcher_reconnecting_with_last_event_id_gets_the_lines_it_missed() {
     let release = Arc::new(tokio::sync::Notify::new());
     let app = spawn_app_with_executor(Arc::new(Talker {

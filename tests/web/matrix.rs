@@ -181,6 +181,12 @@ fn routes(run: &str) -> Vec<Route> {
             serde_json::Value::Null,
         ),
         api(
+            "GET",
+            format!("/runs/{run}/steps/gate/log"),
+            Viewer,
+            serde_json::Value::Null,
+        ),
+        api(
             "POST",
             format!("/runs/{run}/comments"),
             Operator,

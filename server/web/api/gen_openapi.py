@@ -64,6 +64,8 @@ schemas = {
      "kind": S("string"), "payload": {}, "prev_hash": S("string"), "hash": S("string")}),
  "ChainReport": S("object", required=["events"], properties={"events": S("integer"), "last": S("object", nullable=True), "problem": S("object", nullable=True)}),
  "AuditPage": S("object", required=["events", "total", "page", "pages", "chain"], properties={"events": S("array", items=ref("Event")), "total": S("integer"), "page": S("integer"), "pages": S("integer"), "chain": ref("ChainReport")}),
+ "LogLine": S("object", required=["id", "run_id", "step_id", "attempt", "at", "text"], properties={"id": S("integer"), "run_id": S("string"), "step_id": S("string"), "attempt": S("integer"), "at": S("integer", description="ms since the epoch"), "text": S("string")}),
+ "StepLog": S("object", required=["total", "lines"], properties={"total": S("integer"), "lines": S("array", items=ref("LogLine"))}),
  "Report": S("object", required=["run", "steps", "events", "audit_chain_intact"], properties={"run": ref("Run"), "steps": S("array", items=ref("Step")), "events": S("array", items=ref("Event")), "audit_chain_intact": S("boolean")}),
 }
 run_id = pp("id", "Run id")
@@ -88,6 +90,7 @@ paths = {
  "/runs/{id}/comments": {"post": op("Comment on a run or one of its steps (operator)", {**resp(201, "the audit event", ref("Event")), **errs("401", "403", "404", "422")}, params=[run_id], body=jbody(ref("Comment")), opid="addComment")},
  "/runs/{id}/{action}": {"post": op("Run control: submit, approve (start; four-eyes), pause, resume, abort, undo", {**resp(200, "the run afterwards", ref("RunDetail")), **errs("401", "403", "404", "409", "422")},
      params=[run_id, {"name": "action", "in": "path", "required": True, "schema": {"type": "string", "enum": ["submit", "approve", "pause", "resume", "abort", "undo"]}}], body=jbody(ref("RunAction"), required=False), opid="runAction")},
+ "/runs/{id}/steps/{step}/log": {"get": op("What the step's executors said (agent actions, SQL Server messages, probe attempts), every attempt, oldest first; at most 200 lines per step", {**resp(200, "the lines", ref("StepLog")), **errs("401", "403", "404")}, params=[run_id, pp("step", "Step id")], opid="getStepLog")},
  "/runs/{id}/steps/{step}/{action}": {"post": op("Step control: approve (or deny), claim, complete, retry, skip, resolve", {**resp(200, "the step afterwards", ref("Step")), **errs("401", "403", "404", "409", "422")},
      params=[run_id, pp("step", "Step id"), {"name": "action", "in": "path", "required": True, "schema": {"type": "string", "enum": ["approve", "deny", "claim", "complete", "retry", "skip", "resolve"]}}], body=jbody(ref("StepAction"), required=False), opid="stepAction")},
  "/audit": {"get": op("Audit events (oldest first) with the chain verification", {**resp(200, "a page of events", ref("AuditPage")), **errs("401", "403", "422")},

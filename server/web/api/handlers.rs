@@ -341,6 +341,36 @@ pub async fn run(
     Ok(Json(run_detail(&state, &id).await?))
 }
 
+/// What a step's executors said while it ran (every attempt), oldest first.
+#[derive(Serialize)]
+pub struct StepLogJson {
+    /// Lines stored for the step; at most [`crate::engine::steplog::LINES_PER_STEP`] plus the
+    /// notice that more was dropped.
+    pub total: i64,
+    pub lines: Vec<crate::engine::steplog::LogLine>,
+}
+
+pub async fn step_log(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    Path((id, step)): Path<(String, String)>,
+) -> ApiResult<StepLogJson> {
+    me.require(Role::Viewer)?;
+    // 404 for an unknown run or step, before anything is read from the log.
+    state.store.step(&id, &step).await.map_err(engine_error)?;
+    let all = crate::engine::steplog::LINES_PER_STEP as usize + 1;
+    let tail = state
+        .live
+        .step_log()
+        .tail(&id, &step, all)
+        .await
+        .map_err(engine_error)?;
+    Ok(Json(StepLogJson {
+        total: tail.total,
+        lines: tail.lines,
+    }))
+}
+
 pub async fn report(
     State(state): State<AppState>,
     me: CurrentUser,

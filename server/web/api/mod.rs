@@ -88,6 +88,7 @@ pub fn routes() -> Router<AppState> {
         .route("/runs/{id}/report", get(h::report))
         .route("/runs/{id}/comments", post(h::comment))
         .route("/runs/{id}/{action}", post(h::run_action))
+        .route("/runs/{id}/steps/{step}/log", get(h::step_log))
         .route("/runs/{id}/steps/{step}/{action}", post(h::step_action))
         .route("/audit", get(h::audit))
         .fallback(api_not_found)
