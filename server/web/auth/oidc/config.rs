@@ -350,15 +350,7 @@ pub(crate) fn secure_or_loopback(url: &reqwest::Url) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
-
-    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let m: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        move |k| m.get(k).cloned()
-    }
+    use crate::config::tests::env_of;
 
     fn load_text(text: &str, env: &[(&str, &str)]) -> Result<Option<OidcConfig>, OidcConfigError> {
         let dir = tempfile::tempdir().unwrap();
