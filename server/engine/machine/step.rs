@@ -610,7 +610,7 @@ fn finish_ok(
     evidence: serde_json::Value,
     actions: &mut Vec<StepAction>,
 ) {
-    next.evidence = Some(evidence);
+    next.evidence = kept_evidence(evidence);
     next.last_error = None;
     if ctx.has_postcondition {
         next.status = StepStatus::Verifying;
@@ -630,7 +630,7 @@ fn apply_outcome(
     match outcome {
         Outcome::Succeeded { evidence } => finish_ok(next, ctx, evidence.clone(), actions),
         Outcome::Failed { message, evidence } => {
-            next.evidence = Some(evidence.clone());
+            next.evidence = kept_evidence(evidence.clone());
             next.last_error = Some(message.clone());
             if next.attempt < ctx.retry.max_attempts {
                 next.status = StepStatus::Ready;
@@ -655,6 +655,13 @@ fn reset_for_retry(next: &mut StepState, actor: &Actor) {
     next.approvals.clear();
     next.gate_lapsed = false;
     next.decided_by = Some(actor.name.clone());
+}
+
+/// Evidence as kept in the state: none rather than a JSON `null`, because the stored state is
+/// JSON and `Some(null)` would read back as `None` — the state on disk must equal the replay of
+/// its logged events.
+fn kept_evidence(evidence: serde_json::Value) -> Option<serde_json::Value> {
+    (!evidence.is_null()).then_some(evidence)
 }
 
 fn merge_evidence(
