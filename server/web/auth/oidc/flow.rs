@@ -11,7 +11,7 @@ use axum::response::{Html, IntoResponse, Response};
 use super::idtoken::{self, Expected, TokenError};
 use super::{Sso, SsoError};
 use crate::web::auth::accounts;
-use crate::web::auth::extract::{session_cookie, session_set_cookie};
+use crate::web::auth::extract::{cookie, session_cookie, session_set_cookie};
 use crate::web::{AppError, AppState};
 
 /// The pre-login cookie. `SameSite=Lax`, not `Strict`: the provider's redirect back to the
@@ -30,14 +30,7 @@ fn prelogin_clear_cookie() -> String {
 }
 
 fn prelogin_cookie(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == PRELOGIN_COOKIE)
-        .map(|(_, v)| v.to_string())
+    cookie(headers, PRELOGIN_COOKIE)
 }
 
 fn sso_of(state: &AppState) -> Result<std::sync::Arc<Sso>, AppError> {
