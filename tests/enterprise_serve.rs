@@ -3,74 +3,18 @@
 //! provider that is not there is reported, while local logins go on), and a metrics token
 //! closes `/metrics` to anyone without it.
 
-use std::io::BufRead;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+mod serve_process;
 
-struct Serve {
-    child: Child,
-    base: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use serve_process::Serve;
 
 /// Starts `lockstep serve` on a free loopback port with `config` as its file.
 fn serve(config: &str, env: &[(&str, &str)]) -> Serve {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("lockstep.toml");
     std::fs::write(&file, config).unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_lockstep"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("LOCKSTEP_") {
-            cmd.env_remove(k);
-        }
-    }
-    let mut child = cmd
-        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
-        .arg(&file)
-        .env("LOCKSTEP_DATA_DIR", dir.path())
-        .envs(env.iter().copied())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("lockstep serve starts");
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let base = loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = rx
-            .recv_timeout(left)
-            .expect("serve announces its address within 30 s");
-        if let Some(rest) = line.split("Lockstep dashboard on ").nth(1) {
-            break rest
-                .split_whitespace()
-                .next()
-                .unwrap()
-                .trim_end_matches('/')
-                .to_string();
-        }
-    };
-    Serve {
-        child,
-        base,
-        _dir: dir,
-    }
+    let mut cmd = serve_process::command(dir.path());
+    cmd.arg("--config").arg(&file).envs(env.iter().copied());
+    serve_process::start(cmd, dir)
 }
 
 fn client() -> reqwest::Client {

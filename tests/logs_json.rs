@@ -2,75 +2,18 @@
 //! request id (a sane incoming `X-Request-Id` is kept, anything else replaced), the response
 //! echoes it, and the request's log lines carry it — and the run id when the route names a run.
 
-use std::io::BufRead;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+mod serve_process;
+
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-
-struct Serve {
-    child: Child,
-    base: String,
-    lines: mpsc::Receiver<String>,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use serve_process::Serve;
 
 fn start_serve() -> Serve {
     let dir = tempfile::tempdir().unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_lockstep"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("LOCKSTEP_") || k == "RUST_LOG" {
-            cmd.env_remove(k);
-        }
-    }
-    let mut child = cmd
-        .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
-        .env("LOCKSTEP_DATA_DIR", dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("lockstep serve starts");
-    let stderr = child.stderr.take().unwrap();
-    let (tx, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let base = loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = lines
-            .recv_timeout(left)
-            .expect("serve announces its address within 30 s");
-        if let Some(rest) = line.split("Lockstep dashboard on ").nth(1) {
-            break rest
-                .split_whitespace()
-                .next()
-                .unwrap()
-                .trim_end_matches('/')
-                .to_string();
-        }
-    };
-    Serve {
-        child,
-        base,
-        lines,
-        _dir: dir,
-    }
+    let mut cmd = serve_process::command(dir.path());
+    cmd.args(["--log-format", "json"]);
+    serve_process::start(cmd, dir)
 }
 
 impl Serve {

@@ -4,10 +4,11 @@
 //! low, 3DES/IDEA or RC4 ciphers — only TLS 1.2/1.3 with strong suites — and an HSTS header.
 //! (The agent's port gets the same check in `agent/tests/testssl.rs`.)
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+mod serve_process;
 
-const BIN: &str = env!("CARGO_BIN_EXE_lockstep");
+use std::process::Command;
+
+use serve_process::Serve;
 
 /// Debian installs the script as `testssl`; upstream calls it `testssl.sh`.
 fn testssl() -> &'static str {
@@ -23,64 +24,30 @@ fn testssl() -> &'static str {
     panic!("testssl.sh is not installed: `apt-get install testssl.sh` (scripts/test installs it)");
 }
 
-/// `lockstep serve` on HTTPS, killed on drop.
-struct Serve {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve_https(dir: &std::path::Path) -> Serve {
+fn serve_https() -> Serve {
+    let dir = tempfile::tempdir().unwrap();
     let certified = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
     std::fs::write(&cert, certified.cert.pem()).unwrap();
     std::fs::write(&key, certified.key_pair.serialize_pem()).unwrap();
-    let mut child = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .arg("--db")
-        .arg(dir.join("data").join("lockstep.db"))
+    let mut cmd = serve_process::command(&dir.path().join("data"));
+    cmd.arg("--db")
+        .arg(dir.path().join("data").join("lockstep.db"))
         .arg("--tls-cert")
         .arg(&cert)
         .arg("--tls-key")
         .arg(&key)
-        .env("LOCKSTEP_DATA_DIR", dir.join("data"))
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start lockstep serve");
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut seen = Vec::new();
-    let addr = loop {
-        match lines.next() {
-            Some(Ok(line)) => {
-                if let Some(rest) = line.strip_prefix("Lockstep dashboard on https://") {
-                    break rest.split('/').next().unwrap_or_default().to_string();
-                }
-                seen.push(line);
-            }
-            _ => panic!(
-                "lockstep serve did not start on HTTPS:\n{}",
-                seen.join("\n")
-            ),
-        }
-    };
-    // Keep draining stderr so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Serve { child, addr }
+        .env("RUST_LOG", "warn");
+    let serve = serve_process::start(cmd, dir);
+    assert!(serve.base.starts_with("https://"), "{}", serve.base);
+    serve
 }
 
 #[test]
 fn testssl_finds_only_tls_1_2_and_1_3_with_strong_ciphers_and_hsts_on_the_dashboard_port() {
     let tool = testssl();
     let dir = tempfile::tempdir().unwrap();
-    let serve = serve_https(dir.path());
+    let serve = serve_https();
     let json = dir.path().join("testssl.json");
     let out = Command::new(tool)
         .args([
@@ -97,7 +64,7 @@ fn testssl_finds_only_tls_1_2_and_1_3_with_strong_ciphers_and_hsts_on_the_dashbo
         ])
         .arg(&json)
         // The sign-in page: an ordinary 200 answer with the headers every page carries.
-        .arg(format!("https://{}/login", serve.addr))
+        .arg(format!("{}/login", serve.base))
         .output()
         .expect("run testssl");
     let text = String::from_utf8_lossy(&out.stdout);
