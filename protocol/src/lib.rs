@@ -9,16 +9,19 @@
 //! - `POST /v1/actions/status` [`StatusQuery`]    → [`StatusResponse`] (long-polls up to `wait_ms`)
 //! - `POST /v1/actions/cancel` [`CancelRequest`]  → [`StatusResponse`]
 //! - `GET  /v1/health`                            → [`Health`]
+//! - `GET  /v1/facts`                             → [`SiteFacts`] (read-only, never journaled)
 //!
 //! Any refusal is an [`ErrorResponse`] with an HTTP status from [`ErrorCode::http_status`].
 
 pub mod action;
 pub mod evidence;
+pub mod facts;
 
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 pub use action::{Action, ActionKind, EventLevel, ServiceSelector, StartupType, TextEdit};
 pub use evidence::Evidence;
+pub use facts::{Component, SiteFacts};
 
 /// The protocol version this build speaks.
 pub const PROTOCOL_VERSION: u32 = 1;
