@@ -99,13 +99,52 @@ pub enum Procedure {
     UpgradeSql(SqlServerVersion),
 }
 
-/// Checks `inv` against every rule that applies to `runbook` with `params`. Deterministic order:
-/// parameter problems, then the runbook's own rules, then the estate rules, each in inventory
-/// order.
+/// Facts the agents reported about their servers, with their age: what lets a rule answer pass or
+/// fail from the site as found instead of "unknown". Built by the caller (from the store's
+/// `agent_facts`); preflight itself stays pure.
+#[derive(Debug, Clone, Default)]
+pub struct LiveFacts {
+    /// By inventory server name.
+    pub servers: BTreeMap<String, ServerFacts>,
+    /// Facts older than this many seconds are not trusted (the rule stays "unknown" and says how
+    /// old the facts are).
+    pub stale_after_secs: i64,
+}
+
+/// One server's latest facts and how old they are.
+#[derive(Debug, Clone)]
+pub struct ServerFacts {
+    pub facts: lockstep_protocol::SiteFacts,
+    pub age_secs: i64,
+}
+
+impl LiveFacts {
+    /// The facts of `server` when they are fresh enough to trust.
+    pub fn fresh(&self, server: &str) -> Option<&ServerFacts> {
+        self.servers
+            .get(server)
+            .filter(|f| f.age_secs <= self.stale_after_secs)
+    }
+}
+
+/// Checks `inv` against every rule that applies to `runbook` with `params`, from the inventory
+/// alone (rules that need live facts answer "unknown"). See [`preflight_live`].
 pub fn preflight(
     inv: &Inventory,
     runbook: Option<&str>,
     params: &BTreeMap<String, String>,
+) -> Vec<Finding> {
+    preflight_live(inv, runbook, params, &LiveFacts::default())
+}
+
+/// Checks `inv` against every rule that applies to `runbook` with `params`, answering from fresh
+/// agent facts where the inventory lacks them. Deterministic order: parameter problems, then the
+/// runbook's own rules, then the estate rules, each in inventory order.
+pub fn preflight_live(
+    inv: &Inventory,
+    runbook: Option<&str>,
+    params: &BTreeMap<String, String>,
+    _live: &LiveFacts,
 ) -> Vec<Finding> {
     let mut out = Findings::default();
     let procedure = procedure(runbook, params, &mut out);

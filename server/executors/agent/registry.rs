@@ -169,3 +169,68 @@ pub async fn record_heartbeat(
     q.execute(pool).await?;
     Ok(())
 }
+
+/// The latest facts an agent reported, with when they arrived (orchestrator clock, unix seconds).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredFacts {
+    pub server: String,
+    pub received_at: i64,
+    pub facts: lockstep_protocol::SiteFacts,
+}
+
+impl StoredFacts {
+    /// Seconds since the facts arrived (never negative).
+    pub fn age_secs(&self, now: i64) -> i64 {
+        now.saturating_sub(self.received_at).max(0)
+    }
+}
+
+/// Replaces the stored facts of `server` (which must be a registered agent).
+pub async fn record_facts(
+    pool: &SqlitePool,
+    server: &str,
+    facts: &lockstep_protocol::SiteFacts,
+    now: i64,
+) -> anyhow::Result<()> {
+    let json = serde_json::to_string(facts)?;
+    sqlx::query(
+        "INSERT INTO agent_facts (server, received_at, collected_at, facts_json) VALUES (?, ?, ?, ?)
+         ON CONFLICT (server) DO UPDATE SET received_at = excluded.received_at,
+           collected_at = excluded.collected_at, facts_json = excluded.facts_json",
+    )
+    .bind(server)
+    .bind(now)
+    .bind(facts.collected_at)
+    .bind(json)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Every server's latest facts, by server name. A row that no longer decodes (written by another
+/// version) is left out with a warning rather than failing the page that asked.
+pub async fn all_facts(
+    pool: &SqlitePool,
+) -> anyhow::Result<std::collections::BTreeMap<String, StoredFacts>> {
+    let rows: Vec<(String, i64, String)> =
+        sqlx::query_as("SELECT server, received_at, facts_json FROM agent_facts ORDER BY server")
+            .fetch_all(pool)
+            .await?;
+    let mut out = std::collections::BTreeMap::new();
+    for (server, received_at, json) in rows {
+        match serde_json::from_str(&json) {
+            Ok(facts) => {
+                out.insert(
+                    server.clone(),
+                    StoredFacts {
+                        server,
+                        received_at,
+                        facts,
+                    },
+                );
+            }
+            Err(e) => tracing::warn!(server = %server, error = %e, "stored facts do not decode; ignored"),
+        }
+    }
+    Ok(out)
+}
