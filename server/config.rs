@@ -13,6 +13,9 @@
 //! tls_cert = "/etc/lockstep/cert.pem"  # LOCKSTEP_TLS_CERT
 //! tls_key = "/etc/lockstep/key.pem"    # LOCKSTEP_TLS_KEY
 //! tls_self_signed = false          # LOCKSTEP_TLS_SELF_SIGNED: make and keep a self-signed cert in data_dir
+//!
+//! [agents]
+//! facts_stale_secs = 180           # LOCKSTEP_FACTS_STALE_SECS: preflight trusts agent facts this young
 //! ```
 //!
 //! The site the dashboard drives — `simulated_site`, the `[sql]` and `[probes]` tables — is read
@@ -39,6 +42,10 @@ pub const DEFAULT_LOGIN_MAX_FAILURES: u32 = 5;
 /// How long failed logins count, and how long an account stays throttled after too many.
 pub const DEFAULT_LOGIN_LOCKOUT_SECS: u64 = 15 * 60;
 
+/// Agent facts older than this are not trusted by preflight: three collection intervals of a
+/// minute, so one missed collection does not turn every finding back to "unknown".
+pub const DEFAULT_FACTS_STALE_SECS: u64 = 180;
+
 /// The resolved settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -51,6 +58,8 @@ pub struct Config {
     pub login_lockout_secs: u64,
     pub tls: Option<TlsFiles>,
     pub tls_self_signed: bool,
+    /// `[agents] facts_stale_secs`: see [`DEFAULT_FACTS_STALE_SECS`].
+    pub facts_stale_secs: u64,
 }
 
 /// A PEM certificate chain and its private key.
@@ -90,6 +99,14 @@ struct FileConfig {
     sql: Option<toml::Value>,
     #[allow(dead_code)]
     probes: Option<toml::Value>,
+    agents: Option<AgentsFile>,
+}
+
+/// The `[agents]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AgentsFile {
+    facts_stale_secs: Option<u64>,
 }
 
 /// Overrides given on the command line (highest precedence).
@@ -206,6 +223,19 @@ impl Config {
             fc.login_lockout_secs,
             DEFAULT_LOGIN_LOCKOUT_SECS,
         )?;
+        let facts_stale_secs = num(
+            "[agents] facts_stale_secs",
+            "LOCKSTEP_FACTS_STALE_SECS",
+            fc.agents.as_ref().and_then(|a| a.facts_stale_secs),
+            DEFAULT_FACTS_STALE_SECS,
+        )?;
+        if facts_stale_secs == 0 {
+            return Err(ConfigError::Invalid {
+                source_name: "[agents] facts_stale_secs".into(),
+                value: "0".into(),
+                message: "must be at least 1 (0 would never trust any facts)".into(),
+            });
+        }
         let cert = overrides
             .tls_cert
             .clone()
@@ -241,6 +271,7 @@ impl Config {
             login_lockout_secs,
             tls,
             tls_self_signed,
+            facts_stale_secs,
         })
     }
 
@@ -338,6 +369,23 @@ pub(crate) mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("LOCKSTEP_LISTEN"), "{err}");
+    }
+
+    #[test]
+    fn facts_stale_secs_defaults_to_180_and_is_read_from_the_agents_table() {
+        let c = Config::load(None, &env_of(&[]), &Overrides::default()).unwrap();
+        assert_eq!(c.facts_stale_secs, DEFAULT_FACTS_STALE_SECS);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[agents]\nfacts_stale_secs = 600\n").unwrap();
+        let c = Config::load(Some(&path), &env_of(&[]), &Overrides::default()).unwrap();
+        assert_eq!(c.facts_stale_secs, 600);
+        let env = env_of(&[("LOCKSTEP_FACTS_STALE_SECS", "soon")]);
+        let err = Config::load(Some(&path), &env, &Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("LOCKSTEP_FACTS_STALE_SECS"), "{err}");
+        std::fs::write(&path, "[agents]\nfacts_stale_secs = 0\n").unwrap();
+        let err = Config::load(Some(&path), &env_of(&[]), &Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("facts_stale_secs"), "{err}");
     }
 
     #[test]

@@ -156,7 +156,8 @@ pub async fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     );
     let state = state
         .with_engine(engine.clone())
-        .with_ticket_url(ticket_url);
+        .with_ticket_url(ticket_url)
+        .with_facts_stale_secs(config.facts_stale_secs);
     let state = if site.simulated_site {
         eprintln!("simulated_site: drain waits are shortened; never use this for a real site");
         state.with_simulated_site()

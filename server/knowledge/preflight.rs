@@ -6,7 +6,13 @@
 //! parameters decide which rules apply: `upgrade-sql-server` with `target=2016` checks the SQL
 //! Server 2016 minimums, `upgrade-windows-server` with `target=2016` the Windows ones.
 //!
-//! Pure: the same inventory, runbook and parameters give the same findings in the same order.
+//! With agent facts ([`preflight_live`]) the rules that lack an inventory fact answer from the
+//! facts a server's agent reported, when they are fresh, and say which fact and how old; stale
+//! facts keep "unknown" and say their age. Some rules exist only with facts (services missing,
+//! certificates as bound in IIS, TLS 1.2 for the Management API).
+//!
+//! Pure: the same inventory, runbook, parameters and facts give the same findings in the same
+//! order.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -17,7 +23,12 @@ use super::inventory::{Inventory, Server, SqlServerVersion, WindowsVersion};
 
 pub mod compat;
 mod estate;
+mod host;
+mod live;
+mod site;
 mod targets;
+
+pub use site::binding_port;
 
 /// How much a finding matters to the change manager.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -138,20 +149,26 @@ pub fn preflight(
 }
 
 /// Checks `inv` against every rule that applies to `runbook` with `params`, answering from fresh
-/// agent facts where the inventory lacks them. Deterministic order: parameter problems, then the
-/// runbook's own rules, then the estate rules, each in inventory order.
+/// agent facts where the inventory lacks them. The releases and Connected versions a fresh agent
+/// reports replace the inventory's (the site as found wins; an `inventory-matches-site` finding
+/// says where they differ). Deterministic order: parameter problems, then where the inventory and
+/// the site disagree, then the runbook's own rules, then the estate rules, each in inventory order.
 pub fn preflight_live(
     inv: &Inventory,
     runbook: Option<&str>,
     params: &BTreeMap<String, String>,
-    _live: &LiveFacts,
+    live: &LiveFacts,
 ) -> Vec<Finding> {
     let mut out = Findings::default();
     let procedure = procedure(runbook, params, &mut out);
+    let found = live::as_found(inv, live, &mut out);
     if let Some(p) = procedure {
-        targets::check(inv, p, params, &mut out);
+        targets::check(&found, p, params, &mut out);
+        if p == Procedure::Upgrade811 {
+            site::direct_upgrade(&found, live, &mut out);
+        }
     }
-    estate::check(inv, procedure.unwrap_or(Procedure::Estate), &mut out);
+    estate::check(&found, procedure.unwrap_or(Procedure::Estate), live, &mut out);
     out.0
 }
 

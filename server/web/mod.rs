@@ -72,6 +72,8 @@ pub struct AppState {
     /// Link template for change tickets (`notify.ticket_url`, `{ticket}` replaced), so the
     /// change record links to the ticket.
     pub ticket_url: Option<Arc<str>>,
+    /// `[agents] facts_stale_secs`: agent facts older than this are not trusted by preflight.
+    pub facts_stale_secs: i64,
 }
 
 impl AppState {
@@ -95,7 +97,26 @@ impl AppState {
             simulated_site: false,
             sso: None,
             ticket_url: None,
+            facts_stale_secs: crate::config::DEFAULT_FACTS_STALE_SECS as i64,
         }
+    }
+
+    /// Sets how old agent facts may be before preflight stops trusting them.
+    pub fn with_facts_stale_secs(mut self, secs: u64) -> AppState {
+        self.facts_stale_secs = i64::try_from(secs).unwrap_or(i64::MAX);
+        self
+    }
+
+    /// The agents' latest facts with their age now, for [`crate::knowledge::preflight::preflight_live`].
+    pub async fn live_facts(
+        &self,
+    ) -> Result<crate::knowledge::preflight::LiveFacts, AppError> {
+        Ok(crate::executors::agent::registry::live_facts(
+            &self.pool,
+            self.clock.now(),
+            self.facts_stale_secs,
+        )
+        .await?)
     }
 
     /// Marks the site as simulated (see [`AppState::simulated_site`]).

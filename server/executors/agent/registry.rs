@@ -234,3 +234,29 @@ pub async fn all_facts(
     }
     Ok(out)
 }
+
+/// Every server's latest facts with their age at `now`, as preflight reads them
+/// ([`crate::knowledge::preflight::preflight_live`]); facts older than `stale_after_secs` are
+/// kept (so preflight can say how old they are) but not trusted.
+pub async fn live_facts(
+    pool: &SqlitePool,
+    now: i64,
+    stale_after_secs: i64,
+) -> anyhow::Result<crate::knowledge::preflight::LiveFacts> {
+    let servers = all_facts(pool)
+        .await?
+        .into_iter()
+        .map(|(server, stored)| {
+            let age_secs = stored.age_secs(now);
+            let facts = crate::knowledge::preflight::ServerFacts {
+                facts: stored.facts,
+                age_secs,
+            };
+            (server, facts)
+        })
+        .collect();
+    Ok(crate::knowledge::preflight::LiveFacts {
+        servers,
+        stale_after_secs,
+    })
+}

@@ -123,6 +123,19 @@ pub fn synchronized_minimum() -> Version {
     Version::new(&[8, 8, 1])
 }
 
+/// The oldest Connected Backup version 8.11 upgrades directly. The seed does not list them ("refer
+/// to the *Connected Backup Release Notes*", Upgrade Connected Backup, step 1); Lockstep assumes
+/// 8.8.1, the version the seed itself requires of every server before any Data Center upgrade
+/// ("Upgrade Requirements"). Written down in docs/SEED-ASSUMPTIONS.md; change it here only.
+pub fn direct_upgrade_from() -> Version {
+    Version::new(&[8, 8, 1])
+}
+
+/// The Connected Backup release this procedure installs.
+pub fn target_release() -> Version {
+    Version::new(&[8, 11])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,17 +1,16 @@
 //! Rules about the estate as it stands: supported combinations, where the APIs may live, their
-//! certificates, the OutflowServices URL, Registry free space, SQL Server service accounts and
-//! TLS. Which of them run depends on the procedure (an uninstall does not check the certificate
-//! of the component it removes).
+//! certificates and ports, the OutflowServices URL, weak ciphers; and, from [`host`] and
+//! [`site`], Registry free space, SQL Server accounts, TLS, services and certificates as found.
+//! Which of them run depends on the procedure (an uninstall does not check the certificate of the
+//! component it removes).
 
-use std::collections::BTreeSet;
-
-use super::compat;
-use super::{names, Findings, Procedure, Rule, Severity};
+use super::{compat, host, site};
+use super::{names, Findings, LiveFacts, Procedure, Rule, Severity};
 use crate::knowledge::inventory::{Inventory, Issuer, Role, Topology};
 
 const GUIDELINES: &str = "Review Upgrade Guidelines and Recommendations";
 
-pub fn check(inv: &Inventory, p: Procedure, out: &mut Findings) {
+pub fn check(inv: &Inventory, p: Procedure, live: &LiveFacts, out: &mut Findings) {
     supported_combinations(inv, out);
     if p != Procedure::UninstallManagementApi {
         one_management_api(inv, out);
@@ -20,20 +19,29 @@ pub fn check(inv: &Inventory, p: Procedure, out: &mut Findings) {
         datatransfer_alone(inv, out);
     }
     if p != Procedure::UninstallManagementApi {
-        management_api_certificate(inv, out);
+        management_api_certificate(inv, live, out);
     }
     if p != Procedure::UninstallDatatransferApi {
         datatransfer_certificate(inv, out);
-        datatransfer_port(inv, out);
+        datatransfer_port(inv, live, out);
         outflow_cn(inv, out);
     }
     if matches!(p, Procedure::Estate | Procedure::Upgrade811) {
-        registry_free_space(inv, out);
-        sql_agent_account(inv, out);
+        host::registry_free_space(inv, live, out);
+        host::sql_agent_account(inv, live, out);
     }
-    tls_same_versions(inv, out);
-    legacy_ssl(inv, out);
+    host::tls_same_versions(inv, live, out);
+    host::legacy_ssl(inv, live, out);
+    host::management_api_tls12(inv, live, out);
     weak_ciphers(inv, out);
+    if !matches!(
+        p,
+        Procedure::UninstallManagementApi | Procedure::UninstallDatatransferApi
+    ) {
+        site::services_missing(inv, live, out);
+    }
+    site::certificates(inv, live, out);
+    site::mixed_versions(inv, live, out);
 }
 
 /// Every server with SQL Server runs a combination the seed supports.
@@ -133,7 +141,7 @@ fn datatransfer_alone(inv: &Inventory, out: &mut Findings) {
 
 /// The Management API requires SSL with a certificate from a third-party trusted CA; a server
 /// with both APIs uses one such certificate on port 443.
-fn management_api_certificate(inv: &Inventory, out: &mut Findings) {
+fn management_api_certificate(inv: &Inventory, live: &LiveFacts, out: &mut Findings) {
     let rule = Rule::new("management-api-certificate", "Install the SSL Certificate");
     for s in inv.with_role(Role::ManagementApi) {
         let both = s.has(Role::DatatransferApi);
@@ -156,11 +164,24 @@ fn management_api_certificate(inv: &Inventory, out: &mut Findings) {
                 Some(s),
                 format!("{}'s certificate is bound on port {}; {what}", s.name, c.port.unwrap_or_default()),
             ),
-            Some(c) if both && c.port.is_none() => out.unknown(
-                &rule,
-                Some(s),
-                format!("{}'s certificate is from a trusted CA; the https port is not in the inventory (both APIs need 443)", s.name),
-            ),
+            Some(c) if both && c.port.is_none() => match site::bound_ports(s, live) {
+                Some((ports, from)) if ports.contains(&443) => out.pass(
+                    &rule,
+                    Some(s),
+                    format!("{} has a trusted-CA certificate ({}) bound on port 443 ({from})", s.name, c.common_name),
+                ),
+                Some((ports, from)) => out.fail(
+                    &rule,
+                    Severity::Error,
+                    Some(s),
+                    format!("{}'s certificates are bound on port {} ({from}); {what}", s.name, join_ports(&ports)),
+                ),
+                None => out.unknown(
+                    &rule,
+                    Some(s),
+                    format!("{}'s certificate is from a trusted CA; the https port is not in the inventory (both APIs need 443){}", s.name, live.stale_note(&s.name)),
+                ),
+            },
             Some(c) => out.pass(
                 &rule,
                 Some(s),
@@ -202,7 +223,7 @@ fn datatransfer_certificate(inv: &Inventory, out: &mut Findings) {
 }
 
 /// "Servers that host the DataTransfer API must use port 443 for SSL connections."
-fn datatransfer_port(inv: &Inventory, out: &mut Findings) {
+fn datatransfer_port(inv: &Inventory, live: &LiveFacts, out: &mut Findings) {
     let rule = Rule::new("datatransfer-api-port-443", "Install the SSL Certificate");
     for s in inv.with_role(Role::DatatransferApi) {
         if s.datatransfer_ssl() != Some(true) {
@@ -217,7 +238,16 @@ fn datatransfer_port(inv: &Inventory, out: &mut Findings) {
                 Some(s),
                 format!("{}'s https binding is on port {p}; a server hosting the DataTransfer API must use 443 for SSL", s.name),
             ),
-            None => out.unknown(&rule, Some(s), format!("the https port of {} is not in the inventory (it must be 443)", s.name)),
+            None => match site::bound_ports(s, live) {
+                Some((ports, from)) if ports.contains(&443) => out.pass(&rule, Some(s), format!("{}'s https binding is on port 443 ({from})", s.name)),
+                Some((ports, from)) => out.fail(
+                    &rule,
+                    Severity::Error,
+                    Some(s),
+                    format!("{}'s https binding is on port {} ({from}); a server hosting the DataTransfer API must use 443 for SSL", s.name, join_ports(&ports)),
+                ),
+                None => out.unknown(&rule, Some(s), format!("the https port of {} is not in the inventory (it must be 443){}", s.name, live.stale_note(&s.name))),
+            },
         }
     }
 }
@@ -251,140 +281,9 @@ fn outflow_cn(inv: &Inventory, out: &mut Findings) {
     }
 }
 
-/// Free space of 10% of Registry.mdf plus 10% of Registry.ldf on each Registry server.
-fn registry_free_space(inv: &Inventory, out: &mut Findings) {
-    let rule = Rule::new("registry-free-space", GUIDELINES);
-    for s in inv.with_role(Role::Registry) {
-        let f = &s.facts;
-        let (Some(free), Some(mdf), Some(ldf)) =
-            (f.free_disk_mb, f.registry_mdf_mb, f.registry_ldf_mb)
-        else {
-            out.unknown(
-                &rule,
-                Some(s),
-                format!("free space on {} needs facts free_disk_mb, registry_mdf_mb and registry_ldf_mb (10% of each file must be free)", s.name),
-            );
-            continue;
-        };
-        // 10% of each file, rounded up, in MB.
-        let needed = mdf.div_ceil(10) + ldf.div_ceil(10);
-        let msg = format!("{} has {free} MB free; 10% of Registry.mdf ({mdf} MB) and Registry.ldf ({ldf} MB) is {needed} MB", s.name);
-        if free >= needed {
-            out.pass(&rule, Some(s), msg);
-        } else {
-            out.fail(
-                &rule,
-                Severity::Error,
-                Some(s),
-                format!("{msg}: do not upgrade without that free space"),
-            );
-        }
-    }
-}
 
-/// "Ensure that the SQL Server service and the SQL Server Agent service run as the same Windows
-/// service account."
-fn sql_agent_account(inv: &Inventory, out: &mut Findings) {
-    let rule = Rule::new("sql-agent-same-account", "Perform the Data Center Upgrade");
-    for s in inv.data_center_servers() {
-        match (&s.facts.sql_service_account, &s.facts.sql_agent_account) {
-            (Some(sql), Some(agent)) if sql.eq_ignore_ascii_case(agent) => {
-                out.pass(&rule, Some(s), format!("SQL Server and SQL Server Agent on {} both run as {sql}", s.name))
-            }
-            (Some(sql), Some(agent)) => out.fail(
-                &rule,
-                Severity::Error,
-                Some(s),
-                format!("on {} SQL Server runs as {sql} but SQL Server Agent as {agent}; they must run as the same Windows account", s.name),
-            ),
-            _ => out.unknown(
-                &rule,
-                Some(s),
-                format!("the SQL Server and SQL Server Agent service accounts of {} are not in the inventory", s.name),
-            ),
-        }
-    }
-}
 
-/// "You must enable the same version across all servers."
-fn tls_same_versions(inv: &Inventory, out: &mut Findings) {
-    let rule = Rule::new("tls-same-versions", "Enable the TLS Protocol");
-    let missing: Vec<_> = inv
-        .servers
-        .iter()
-        .filter(|s| s.facts.tls_versions.is_none())
-        .collect();
-    let sets: BTreeSet<Vec<String>> = inv
-        .servers
-        .iter()
-        .filter_map(|s| s.facts.tls_versions.clone())
-        .collect();
-    if sets.len() > 1 {
-        let listed: Vec<String> = inv
-            .servers
-            .iter()
-            .filter_map(|s| {
-                s.facts
-                    .tls_versions
-                    .as_ref()
-                    .map(|v| format!("{} TLS {}", s.name, v.join("/")))
-            })
-            .collect();
-        out.fail(
-            &rule,
-            Severity::Error,
-            None,
-            format!("servers enable different TLS versions ({}); Connected Backup needs the same versions on all servers", listed.join("; ")),
-        );
-    } else if missing.is_empty() {
-        let v = sets.into_iter().next().unwrap_or_default();
-        out.pass(
-            &rule,
-            None,
-            format!(
-                "every server enables the same TLS versions ({})",
-                v.join(", ")
-            ),
-        );
-    } else {
-        out.unknown(&rule, None, format!("the TLS versions enabled on {} are not in the inventory; all servers must enable the same versions", names(missing)));
-    }
-}
 
-/// "SSL 2.0 and 3.0 must be disabled across all servers."
-fn legacy_ssl(inv: &Inventory, out: &mut Findings) {
-    let rule = Rule::new("legacy-ssl-disabled", "Enable the TLS Protocol");
-    let mut missing = Vec::new();
-    for s in &inv.servers {
-        match s.facts.legacy_ssl_disabled {
-            Some(true) => out.pass(
-                &rule,
-                Some(s),
-                format!("SSL 2.0 and 3.0 are disabled on {}", s.name),
-            ),
-            Some(false) => out.fail(
-                &rule,
-                Severity::Error,
-                Some(s),
-                format!(
-                    "SSL 2.0 or 3.0 is enabled on {}; they must be disabled on every server",
-                    s.name
-                ),
-            ),
-            None => missing.push(s),
-        }
-    }
-    if !missing.is_empty() {
-        out.unknown(
-            &rule,
-            None,
-            format!(
-                "whether SSL 2.0 and 3.0 are disabled on {} is not in the inventory",
-                names(missing)
-            ),
-        );
-    }
-}
 
 /// "Disable any weak and vulnerable cipher having a block size of 64-bits, such as Triple DES, in
 /// a system on which you have installed the AMWS or Support Center."
@@ -410,4 +309,10 @@ fn weak_ciphers(inv: &Inventory, out: &mut Findings) {
     if !missing.is_empty() {
         out.unknown(&rule, None, format!("whether 64-bit-block ciphers (Triple DES) are disabled on {} is not in the inventory", names(missing)));
     }
+}
+
+/// `8443 and 444`.
+fn join_ports(ports: &[u16]) -> String {
+    let v: Vec<String> = ports.iter().map(|p| p.to_string()).collect();
+    v.join(" and ")
 }

@@ -172,7 +172,9 @@ pub async fn upload_datacenter(
         .map_err(AppError::from)?
     {
         Ok(inv) => {
-            let findings = crate::knowledge::preflight::preflight(&inv, None, &BTreeMap::new());
+            let live = state.live_facts().await?;
+            let findings =
+                crate::knowledge::preflight::preflight_live(&inv, None, &BTreeMap::new(), &live);
             Ok((
                 StatusCode::CREATED,
                 Json(DataCenterDetail {
@@ -216,7 +218,9 @@ pub async fn datacenter(
     let inv = dc
         .inventory()
         .map_err(|e| AppError::Conflict(format!("the stored inventory no longer parses: {e}")))?;
-    let findings = crate::knowledge::preflight::preflight(&inv, None, &BTreeMap::new());
+    let live = state.live_facts().await?;
+    let findings =
+        crate::knowledge::preflight::preflight_live(&inv, None, &BTreeMap::new(), &live);
     Ok(Json(DataCenterDetail {
         name: dc.name,
         inventory: inv,

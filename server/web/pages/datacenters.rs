@@ -73,12 +73,14 @@ pub struct DataCenterPage {
     pub uploaded: String,
 }
 
+/// Preflight findings for a page, answered from the agents' facts where they are fresh.
 pub fn finding_rows(
     inv: &Inventory,
     runbook: Option<&str>,
     params: &BTreeMap<String, String>,
+    live: &preflight::LiveFacts,
 ) -> Vec<FindingRow> {
-    preflight::preflight(inv, runbook, params)
+    preflight::preflight_live(inv, runbook, params, live)
         .into_iter()
         .map(|f| FindingRow {
             severity: f.severity.as_str(),
@@ -176,7 +178,8 @@ pub async fn show(
         .map_err(|e| AppError::Conflict(format!("the stored inventory no longer parses: {e}")))?;
     let enrolled = crate::executors::agent::registry::list(&state.pool).await?;
     let (agents, live_findings) = facts::facts(&inv, &enrolled, state.clock.now());
-    let mut findings = finding_rows(&inv, None, &BTreeMap::new());
+    let live = state.live_facts().await?;
+    let mut findings = finding_rows(&inv, None, &BTreeMap::new(), &live);
     findings.extend(live_findings);
     html(&DataCenterPage {
         chrome: Chrome::new(&me, "datacenters"),

@@ -228,7 +228,8 @@ async fn page(
                     }
                     _ => "no complete window given".into(),
                 };
-                out.findings = finding_rows(&inv, Some(&req.runbook), &req.params);
+                let live = state.live_facts().await?;
+                out.findings = finding_rows(&inv, Some(&req.runbook), &req.params, &live);
             }
             Err(e) => out.error = Some(e.to_string()),
         }
