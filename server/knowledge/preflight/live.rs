@@ -119,6 +119,7 @@ pub(super) fn as_found(inv: &Inventory, live: &LiveFacts, out: &mut Findings) ->
         let mut kept = Vec::new();
         correct(s, &sf.facts, &mut differs, &mut kept);
         let from = by(&s.name, sf);
+        let agreed = differs.is_empty() && kept.is_empty();
         for what in kept {
             out.fail(
                 &rule,
@@ -127,7 +128,7 @@ pub(super) fn as_found(inv: &Inventory, live: &LiveFacts, out: &mut Findings) ->
                 format!("{what} ({from}); preflight keeps the inventory's value"),
             );
         }
-        if differs.is_empty() {
+        if agreed {
             out.pass(
                 &rule,
                 Some(&typed),
@@ -138,7 +139,7 @@ pub(super) fn as_found(inv: &Inventory, live: &LiveFacts, out: &mut Findings) ->
                     typed.sql_server.map(|v| format!(", {v}")).unwrap_or_default()
                 ),
             );
-        } else {
+        } else if !differs.is_empty() {
             out.fail(
                 &rule,
                 Severity::Warning,
