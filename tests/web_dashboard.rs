@@ -14,6 +14,8 @@ mod live;
 mod matrix;
 #[path = "web/pages.rs"]
 mod pages;
+#[path = "web/preflightfacts.rs"]
+mod preflightfacts;
 #[path = "web/runpage.rs"]
 mod runpage;
 #[path = "web/runs.rs"]
