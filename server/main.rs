@@ -10,7 +10,7 @@ async fn main() -> ExitCode {
     lockstep::cli::init_logging(cli.log_format.as_deref(), &cli.command);
     let result = match cli.command {
         Command::Inventory(cmd) => lockstep::cli::inventory::run_inventory(cmd),
-        Command::Preflight(args) => lockstep::cli::inventory::run_preflight(args),
+        Command::Preflight(args) => lockstep::cli::inventory::run_preflight(args).await,
         Command::Runbook(cmd) => lockstep::cli::runbook::run_runbook(cmd),
         Command::Plan(args) => lockstep::cli::runbook::run_plan(args),
         Command::Audit(cmd) => lockstep::cli::audit::run_audit(cmd).await,

@@ -522,3 +522,62 @@ fn binding_ports_are_read_from_iis_binding_text() {
     assert_eq!(binding_port("no binding here"), None);
     assert_eq!(binding_port("*:http:"), None);
 }
+
+// --- `lockstep preflight --db`, the real binary ------------------------------------------
+
+fn lockstep(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_lockstep"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("LOCKSTEP_DB")
+        .env_remove("LOCKSTEP_FACTS_STALE_SECS")
+        .output()
+        .expect("the lockstep binary runs")
+}
+
+#[tokio::test]
+async fn the_cli_reads_the_agents_facts_from_the_database_it_is_given() {
+    use lockstep::executors::agent::registry;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("lockstep.db");
+    let pool = lockstep::web::db::open(&db).await.expect("database");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64;
+    let thumb = lockstep_agent::tls::Thumbprint::parse(&"AB".repeat(32)).expect("thumbprint");
+    registry::add(&pool, "FABDC01", "https://fabdc01:7443", thumb, now)
+        .await
+        .expect("agent");
+    let short = with("FABDC01", |f| f.volumes[1].free_mb = 100);
+    registry::record_facts(&pool, "FABDC01", &short["FABDC01"], now)
+        .await
+        .expect("facts");
+    pool.close().await;
+
+    let db_arg = db.to_str().expect("utf-8 path");
+    let out = lockstep(&["preflight", "--inventory", "examples/standalone.toml", "--db", db_arg, "--format", "json"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "the short log volume is an error: {stdout}");
+    let doc: serde_json::Value = serde_json::from_str(&stdout).expect("json");
+    let free = doc["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .find(|f| f["rule"] == "registry-free-space")
+        .expect("free space finding")
+        .clone();
+    assert_eq!(free["result"], "fail", "{free}");
+    assert!(free["message"].as_str().unwrap_or_default().contains("reported by FABDC01's agent"), "{free}");
+
+    // Without --db the inventory's figures answer, as before.
+    let out = lockstep(&["preflight", "--inventory", "examples/standalone.toml", "--format", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+
+    let missing = dir.path().join("nope.db");
+    let out = lockstep(&["preflight", "--inventory", "examples/standalone.toml", "--db", missing.to_str().expect("utf-8")]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no such database"), "{stderr}");
+    assert!(!missing.exists(), "a missing database is not created");
+}

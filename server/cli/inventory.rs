@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use anyhow::{anyhow, bail, Context};
 
 use crate::knowledge::inventory::Inventory;
-use crate::knowledge::preflight::{preflight, Finding, Outcome, Severity};
+use crate::knowledge::preflight::{preflight_live, Finding, LiveFacts, Outcome, Severity};
 use crate::knowledge::runbook::Catalog;
 
 const CHECK_ABOUT: &str = "\
@@ -56,6 +56,12 @@ section of the vendor's guide it comes from.
 upgrade-sql-server, uninstall-management-api, uninstall-datatransfer-api); without it only the \
 rules about the estate run. Windows and SQL Server upgrades need --param target=...
 
+--db FILE (or --config FILE, for the database `lockstep serve` uses) also reads the facts the \
+agents last reported to that dashboard: a rule the inventory cannot answer then answers from fresh \
+facts (naming the fact and its age), and the releases and versions the agents report replace the \
+inventory's. Facts older than [agents] facts_stale_secs (default 180) keep \"unknown\" and say how \
+old they are.
+
 --format json prints {\"findings\":[{\"rule\",\"severity\",\"server\",\"message\",\"section\",\
 \"result\"}]} (server is null for a finding about the whole Data Center).
 
@@ -65,7 +71,8 @@ arguments are invalid.
 Examples:
   lockstep preflight --inventory examples/clustered.toml
   lockstep preflight --inventory examples/mirrored.toml --runbook upgrade-windows-server --param target=2016
-  lockstep preflight --inventory examples/mirrored.toml --runbook upgrade-sql-server --param target=2016 --format json";
+  lockstep preflight --inventory examples/mirrored.toml --runbook upgrade-sql-server --param target=2016 --format json
+  lockstep preflight --inventory dc.toml --runbook upgrade-8.11 --db lockstep-data/lockstep.db";
 
 #[derive(Debug, clap::Subcommand)]
 pub enum InventoryCmd {
@@ -99,6 +106,12 @@ pub struct PreflightArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
+    /// Also read the agents' facts from this Lockstep database (as `lockstep serve` stores them).
+    #[arg(long, value_name = "FILE")]
+    pub db: Option<PathBuf>,
+    /// TOML configuration of `lockstep serve`: its database and `[agents] facts_stale_secs`.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 /// `K=V` → `(K, V)`; the value may contain `=` and spaces (`target=2012 R2`).
@@ -130,7 +143,7 @@ pub fn run_inventory(cmd: InventoryCmd) -> anyhow::Result<ExitCode> {
     }
 }
 
-pub fn run_preflight(args: PreflightArgs) -> anyhow::Result<ExitCode> {
+pub async fn run_preflight(args: PreflightArgs) -> anyhow::Result<ExitCode> {
     let inv = Inventory::load(&args.inventory).map_err(|e| anyhow!("{e}"))?;
     let mut given = BTreeMap::new();
     for (k, v) in &args.params {
@@ -154,7 +167,8 @@ pub fn run_preflight(args: PreflightArgs) -> anyhow::Result<ExitCode> {
                 .context("--param")?
         }
     };
-    let findings = preflight(&inv, args.runbook.as_deref(), &params);
+    let live = live_facts(&args).await?;
+    let findings = preflight_live(&inv, args.runbook.as_deref(), &params, &live);
     match args.format {
         Format::Json => {
             #[derive(serde::Serialize)]
@@ -177,6 +191,31 @@ pub fn run_preflight(args: PreflightArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The agents' facts from the database `--db`/`--config` name; none (inventory only) without
+/// either. A database that does not exist is an error rather than a new empty one.
+async fn live_facts(args: &PreflightArgs) -> anyhow::Result<LiveFacts> {
+    if args.db.is_none() && args.config.is_none() {
+        return Ok(LiveFacts::default());
+    }
+    let overrides = crate::config::Overrides {
+        db: args.db.clone(),
+        ..Default::default()
+    };
+    let cfg = crate::config::Config::from_process(args.config.as_deref(), &overrides)?;
+    if !cfg.db.is_file() {
+        bail!(
+            "--db {}: no such database (give the file `lockstep serve` uses)",
+            cfg.db.display()
+        );
+    }
+    let pool = crate::web::db::open(&cfg.db).await?;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let stale = i64::try_from(cfg.facts_stale_secs).unwrap_or(i64::MAX);
+    crate::executors::agent::registry::live_facts(&pool, now, stale)
+        .await
+        .with_context(|| format!("reading agent facts from {}", cfg.db.display()))
 }
 
 /// `inventory check` output: what the file describes.
