@@ -140,6 +140,21 @@ pub fn report(file: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> Resu
         let source = source_of(s.key, s.var, &table, env);
         out.push_str(&format!("{} = {}  ({source})\n", s.key, (s.show)(&config)));
     }
+    let agents_table = table
+        .get("agents")
+        .and_then(|v| v.as_table())
+        .cloned()
+        .unwrap_or_default();
+    let source = source_of(
+        "facts_stale_secs",
+        "LOCKSTEP_FACTS_STALE_SECS",
+        &agents_table,
+        env,
+    );
+    out.push_str(&format!(
+        "agents.facts_stale_secs = {}  ({source})\n",
+        config.facts_stale_secs
+    ));
     let notify_table = table
         .get("notify")
         .and_then(|v| v.as_table())
