@@ -382,7 +382,10 @@ pub(crate) mod tests {
         assert_eq!(c.facts_stale_secs, 600);
         let env = env_of(&[("LOCKSTEP_FACTS_STALE_SECS", "soon")]);
         let err = Config::load(Some(&path), &env, &Overrides::default()).unwrap_err();
-        assert!(err.to_string().contains("LOCKSTEP_FACTS_STALE_SECS"), "{err}");
+        assert!(
+            err.to_string().contains("LOCKSTEP_FACTS_STALE_SECS"),
+            "{err}"
+        );
         std::fs::write(&path, "[agents]\nfacts_stale_secs = 0\n").unwrap();
         let err = Config::load(Some(&path), &env_of(&[]), &Overrides::default()).unwrap_err();
         assert!(err.to_string().contains("facts_stale_secs"), "{err}");

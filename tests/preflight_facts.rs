@@ -118,7 +118,12 @@ fn healthy(server: &str) -> SiteFacts {
             ];
             f.database_files = vec![
                 file(DatabaseFileKind::Data, r"D:\SQL\Registry.mdf", "D:", 12_288),
-                file(DatabaseFileKind::Log, r"L:\SQL\Registry_log.ldf", "l:\\", 2_048),
+                file(
+                    DatabaseFileKind::Log,
+                    r"L:\SQL\Registry_log.ldf",
+                    "l:\\",
+                    2_048,
+                ),
             ];
             f.sql_accounts = Some(SqlAccountsFact {
                 sql_server: r"FABRIKAM\svc-sql".into(),
@@ -231,7 +236,10 @@ fn fresh_healthy_facts_answer_every_rule_that_lacked_an_inventory_fact() {
         "tls-same-versions",
         "legacy-ssl-disabled",
     ] {
-        assert!(unknown.contains(&rule), "{rule} is unknown without facts: {unknown:?}");
+        assert!(
+            unknown.contains(&rule),
+            "{rule} is unknown without facts: {unknown:?}"
+        );
     }
 
     let findings = check(&inv, Some("upgrade-8.11"), &live(all_healthy(), 40));
@@ -239,28 +247,93 @@ fn fresh_healthy_facts_answer_every_rule_that_lacked_an_inventory_fact() {
         .iter()
         .filter(|f| f.result == Outcome::Unknown && f.rule != "weak-ciphers-disabled")
         .collect();
-    assert!(left.is_empty(), "no unknown left for facts the agents report: {left:#?}");
-    let f = one(&findings, "sql-agent-same-account", Some("FABDC01"), Outcome::Pass, Severity::Info);
-    assert!(f.message.contains("reported by FABDC01's agent 40 s ago"), "{}", f.message);
-    let f = one(&findings, "tls-same-versions", None, Outcome::Pass, Severity::Info);
-    assert!(f.message.contains("1.0, 1.1, 1.2"), "Windows defaults fill unset values: {}", f.message);
-    one(&findings, "legacy-ssl-disabled", Some("FABAPI01"), Outcome::Pass, Severity::Info);
+    assert!(
+        left.is_empty(),
+        "no unknown left for facts the agents report: {left:#?}"
+    );
+    let f = one(
+        &findings,
+        "sql-agent-same-account",
+        Some("FABDC01"),
+        Outcome::Pass,
+        Severity::Info,
+    );
+    assert!(
+        f.message.contains("reported by FABDC01's agent 40 s ago"),
+        "{}",
+        f.message
+    );
+    let f = one(
+        &findings,
+        "tls-same-versions",
+        None,
+        Outcome::Pass,
+        Severity::Info,
+    );
+    assert!(
+        f.message.contains("1.0, 1.1, 1.2"),
+        "Windows defaults fill unset values: {}",
+        f.message
+    );
+    one(
+        &findings,
+        "legacy-ssl-disabled",
+        Some("FABAPI01"),
+        Outcome::Pass,
+        Severity::Info,
+    );
     for f in &findings {
         assert!(is_seed_section(&f.section), "{f:#?}");
     }
     // Weak ciphers are not among the facts an agent reports: that rule alone stays unknown.
-    one(&findings, "weak-ciphers-disabled", None, Outcome::Unknown, Severity::Warning);
+    one(
+        &findings,
+        "weak-ciphers-disabled",
+        None,
+        Outcome::Unknown,
+        Severity::Warning,
+    );
 }
 
 #[test]
 fn stale_facts_keep_unknown_and_say_how_old_they_are() {
     let findings = check(&bare(), Some("upgrade-8.11"), &live(all_healthy(), 1_200));
-    let f = one(&findings, "registry-free-space", Some("FABDC01"), Outcome::Unknown, Severity::Warning);
-    assert!(f.message.contains("FABDC01's agent last reported facts 20 min ago, older than the 180 s preflight trusts"), "{}", f.message);
-    let f = one(&findings, "sql-agent-same-account", Some("FABDC01"), Outcome::Unknown, Severity::Warning);
+    let f = one(
+        &findings,
+        "registry-free-space",
+        Some("FABDC01"),
+        Outcome::Unknown,
+        Severity::Warning,
+    );
+    assert!(
+        f.message.contains(
+            "FABDC01's agent last reported facts 20 min ago, older than the 180 s preflight trusts"
+        ),
+        "{}",
+        f.message
+    );
+    let f = one(
+        &findings,
+        "sql-agent-same-account",
+        Some("FABDC01"),
+        Outcome::Unknown,
+        Severity::Warning,
+    );
     assert!(f.message.contains("20 min ago"), "{}", f.message);
-    one(&findings, "service-missing", Some("FABDC01"), Outcome::Unknown, Severity::Warning);
-    one(&findings, "certificate-as-found", Some("FABAPI01"), Outcome::Unknown, Severity::Warning);
+    one(
+        &findings,
+        "service-missing",
+        Some("FABDC01"),
+        Outcome::Unknown,
+        Severity::Warning,
+    );
+    one(
+        &findings,
+        "certificate-as-found",
+        Some("FABAPI01"),
+        Outcome::Unknown,
+        Severity::Warning,
+    );
     // Stale facts never replace the inventory.
     none_of(&findings, "inventory-matches-site", Some("FABDC01"));
 }
@@ -269,14 +342,38 @@ fn stale_facts_keep_unknown_and_say_how_old_they_are() {
 fn without_facts_the_inventory_answers_and_fact_only_rules_stay_silent() {
     let inv = Inventory::parse(STANDALONE).expect("example");
     let findings = check(&inv, Some("upgrade-8.11"), &LiveFacts::default());
-    let f = one(&findings, "registry-free-space", Some("FABDC01"), Outcome::Pass, Severity::Info);
+    let f = one(
+        &findings,
+        "registry-free-space",
+        Some("FABDC01"),
+        Outcome::Pass,
+        Severity::Info,
+    );
     assert!(!f.message.contains("agent"), "{}", f.message);
-    for rule in ["service-missing", "certificate-as-found", "inventory-matches-site", "management-api-tls12"] {
-        assert!(findings.iter().all(|f| f.rule != rule), "{rule}: {findings:#?}");
+    for rule in [
+        "service-missing",
+        "certificate-as-found",
+        "inventory-matches-site",
+        "management-api-tls12",
+    ] {
+        assert!(
+            findings.iter().all(|f| f.rule != rule),
+            "{rule}: {findings:#?}"
+        );
     }
     // A server whose agent reported nothing at all keeps "unknown" without an age.
-    let findings = check(&bare(), None, &live(with("FABWEB01", |_| {}), 40).only(&["FABWEB01"]));
-    let f = one(&findings, "registry-free-space", Some("FABDC01"), Outcome::Unknown, Severity::Warning);
+    let findings = check(
+        &bare(),
+        None,
+        &live(with("FABWEB01", |_| {}), 40).only(&["FABWEB01"]),
+    );
+    let f = one(
+        &findings,
+        "registry-free-space",
+        Some("FABDC01"),
+        Outcome::Unknown,
+        Severity::Warning,
+    );
     assert!(!f.message.contains("ago"), "{}", f.message);
 }
 
@@ -297,16 +394,48 @@ impl Only for LiveFacts {
 #[test]
 fn registry_free_space_is_checked_on_each_volume_against_the_files_on_it() {
     let findings = check(&bare(), None, &live(all_healthy(), 40));
-    let f = one(&findings, "registry-free-space", Some("FABDC01"), Outcome::Pass, Severity::Info);
-    assert!(f.message.contains("free space reported by FABDC01's agent 40 s ago"), "{}", f.message);
-    assert!(f.message.contains("D: has 5000 MB free, at least 10% of Registry.mdf (12288 MB) = 1229 MB"), "{}", f.message);
-    assert!(f.message.contains("L: has 300 MB free, at least 10% of Registry_log.ldf (2048 MB) = 205 MB"), "{}", f.message);
+    let f = one(
+        &findings,
+        "registry-free-space",
+        Some("FABDC01"),
+        Outcome::Pass,
+        Severity::Info,
+    );
+    assert!(
+        f.message
+            .contains("free space reported by FABDC01's agent 40 s ago"),
+        "{}",
+        f.message
+    );
+    assert!(
+        f.message
+            .contains("D: has 5000 MB free, at least 10% of Registry.mdf (12288 MB) = 1229 MB"),
+        "{}",
+        f.message
+    );
+    assert!(
+        f.message
+            .contains("L: has 300 MB free, at least 10% of Registry_log.ldf (2048 MB) = 205 MB"),
+        "{}",
+        f.message
+    );
 
     // 5 100 MB free in total is plenty for 1 434 MB, but the log's own volume is short.
     let short = with("FABDC01", |f| f.volumes[1].free_mb = 100);
     let findings = check(&bare(), None, &live(short, 40));
-    let f = one(&findings, "registry-free-space", Some("FABDC01"), Outcome::Fail, Severity::Error);
-    assert!(f.message.contains("L: has 100 MB free, LESS than 10% of Registry_log.ldf (2048 MB) = 205 MB"), "{}", f.message);
+    let f = one(
+        &findings,
+        "registry-free-space",
+        Some("FABDC01"),
+        Outcome::Fail,
+        Severity::Error,
+    );
+    assert!(
+        f.message
+            .contains("L: has 100 MB free, LESS than 10% of Registry_log.ldf (2048 MB) = 205 MB"),
+        "{}",
+        f.message
+    );
     assert!(f.message.contains("do not upgrade"), "{}", f.message);
 
     // Both files on one volume add up.
@@ -314,18 +443,46 @@ fn registry_free_space_is_checked_on_each_volume_against_the_files_on_it() {
         f.database_files[1].drive = "D:".into();
         f.volumes[0].free_mb = 1_300;
     });
-    let f = one(&check(&bare(), None, &live(shared, 40)), "registry-free-space", Some("FABDC01"), Outcome::Fail, Severity::Error);
+    let f = one(
+        &check(&bare(), None, &live(shared, 40)),
+        "registry-free-space",
+        Some("FABDC01"),
+        Outcome::Fail,
+        Severity::Error,
+    );
     assert!(f.message.contains("D: has 1300 MB free, LESS than 10% of Registry.mdf (12288 MB) + Registry_log.ldf (2048 MB) = 1434 MB"), "{}", f.message);
 }
 
 #[test]
 fn registry_files_without_their_volume_or_no_files_at_all_stay_unknown_naming_the_fact() {
     let no_volume = with("FABDC01", |f| f.volumes.truncate(1));
-    let f = one(&check(&bare(), None, &live(no_volume, 40)), "registry-free-space", Some("FABDC01"), Outcome::Unknown, Severity::Warning);
-    assert!(f.message.contains("Registry files on L: but not that volume's free space"), "{}", f.message);
+    let f = one(
+        &check(&bare(), None, &live(no_volume, 40)),
+        "registry-free-space",
+        Some("FABDC01"),
+        Outcome::Unknown,
+        Severity::Warning,
+    );
+    assert!(
+        f.message
+            .contains("Registry files on L: but not that volume's free space"),
+        "{}",
+        f.message
+    );
     let no_files = with("FABDC01", |f| f.database_files.clear());
-    let f = one(&check(&bare(), None, &live(no_files, 40)), "registry-free-space", Some("FABDC01"), Outcome::Unknown, Severity::Warning);
-    assert!(f.message.contains("the agent reported no Registry database files"), "{}", f.message);
+    let f = one(
+        &check(&bare(), None, &live(no_files, 40)),
+        "registry-free-space",
+        Some("FABDC01"),
+        Outcome::Unknown,
+        Severity::Warning,
+    );
+    assert!(
+        f.message
+            .contains("the agent reported no Registry database files"),
+        "{}",
+        f.message
+    );
 }
 
 // --- SQL accounts and SCHANNEL --------------------------------------------------------------
@@ -338,35 +495,96 @@ fn sql_server_and_its_agent_under_different_accounts_fail_from_facts() {
             sql_agent: "LocalSystem".into(),
         })
     });
-    let f = one(&check(&bare(), None, &live(differ, 40)), "sql-agent-same-account", Some("FABDC01"), Outcome::Fail, Severity::Error);
-    assert!(f.message.contains("SQL Server Agent as LocalSystem"), "{}", f.message);
+    let f = one(
+        &check(&bare(), None, &live(differ, 40)),
+        "sql-agent-same-account",
+        Some("FABDC01"),
+        Outcome::Fail,
+        Severity::Error,
+    );
+    assert!(
+        f.message.contains("SQL Server Agent as LocalSystem"),
+        "{}",
+        f.message
+    );
     let unread = with("FABDC01", |f| {
         f.sql_accounts = None;
         f.errors = vec!["sql_accounts: access denied".into()];
     });
-    let f = one(&check(&bare(), None, &live(unread, 40)), "sql-agent-same-account", Some("FABDC01"), Outcome::Unknown, Severity::Warning);
-    assert!(f.message.contains("did not report them (sql_accounts: access denied)"), "{}", f.message);
+    let f = one(
+        &check(&bare(), None, &live(unread, 40)),
+        "sql-agent-same-account",
+        Some("FABDC01"),
+        Outcome::Unknown,
+        Severity::Warning,
+    );
+    assert!(
+        f.message
+            .contains("did not report them (sql_accounts: access denied)"),
+        "{}",
+        f.message
+    );
 }
 
 #[test]
 fn tls_1_2_off_on_the_management_api_server_fails_and_the_servers_disagree() {
     let off = with("FABAPI01", |f| f.tls_protocols[4].enabled = Some(false));
     let findings = check(&bare(), None, &live(off, 40));
-    let f = one(&findings, "management-api-tls12", Some("FABAPI01"), Outcome::Fail, Severity::Error);
+    let f = one(
+        &findings,
+        "management-api-tls12",
+        Some("FABAPI01"),
+        Outcome::Fail,
+        Severity::Error,
+    );
     assert!(f.message.contains("enabled: 1.0, 1.1"), "{}", f.message);
-    let f = one(&findings, "tls-same-versions", None, Outcome::Fail, Severity::Error);
-    assert!(f.message.contains("FABAPI01 TLS 1.0/1.1 (reported by FABAPI01's agent 40 s ago)"), "{}", f.message);
+    let f = one(
+        &findings,
+        "tls-same-versions",
+        None,
+        Outcome::Fail,
+        Severity::Error,
+    );
+    assert!(
+        f.message
+            .contains("FABAPI01 TLS 1.0/1.1 (reported by FABAPI01's agent 40 s ago)"),
+        "{}",
+        f.message
+    );
     let pass = check(&bare(), None, &live(all_healthy(), 40));
-    one(&pass, "management-api-tls12", Some("FABAPI01"), Outcome::Pass, Severity::Info);
+    one(
+        &pass,
+        "management-api-tls12",
+        Some("FABAPI01"),
+        Outcome::Pass,
+        Severity::Info,
+    );
 }
 
 #[test]
 fn ssl_3_without_an_explicit_setting_is_not_proof_that_it_is_disabled() {
     let unset = with("FABWEB01", |f| f.tls_protocols[1].enabled = None);
-    let f = one(&check(&bare(), None, &live(unset, 40)), "legacy-ssl-disabled", Some("FABWEB01"), Outcome::Fail, Severity::Error);
-    assert!(f.message.contains("SSL 3.0 is not disabled (no SCHANNEL setting"), "{}", f.message);
+    let f = one(
+        &check(&bare(), None, &live(unset, 40)),
+        "legacy-ssl-disabled",
+        Some("FABWEB01"),
+        Outcome::Fail,
+        Severity::Error,
+    );
+    assert!(
+        f.message
+            .contains("SSL 3.0 is not disabled (no SCHANNEL setting"),
+        "{}",
+        f.message
+    );
     let on = with("FABWEB01", |f| f.tls_protocols[0].enabled = Some(true));
-    let f = one(&check(&bare(), None, &live(on, 40)), "legacy-ssl-disabled", Some("FABWEB01"), Outcome::Fail, Severity::Error);
+    let f = one(
+        &check(&bare(), None, &live(on, 40)),
+        "legacy-ssl-disabled",
+        Some("FABWEB01"),
+        Outcome::Fail,
+        Severity::Error,
+    );
     assert!(f.message.contains("SSL 2.0 is enabled"), "{}", f.message);
 }
 
@@ -375,35 +593,97 @@ fn ssl_3_without_an_explicit_setting_is_not_proof_that_it_is_disabled() {
 #[test]
 fn direct_upgrade_needs_8_8_1_from_the_inventory_and_from_the_agents() {
     let mut inv = bare();
-    let f = one(&check(&inv, Some("upgrade-8.11"), &LiveFacts::default()), "direct-upgrade", None, Outcome::Pass, Severity::Info);
-    assert!(f.message.contains("8.8.1 or later (3 to upgrade)"), "{}", f.message);
+    let f = one(
+        &check(&inv, Some("upgrade-8.11"), &LiveFacts::default()),
+        "direct-upgrade",
+        None,
+        Outcome::Pass,
+        Severity::Info,
+    );
+    assert!(
+        f.message.contains("8.8.1 or later (3 to upgrade)"),
+        "{}",
+        f.message
+    );
     inv.servers[1].connected_version = "8.7".parse().expect("version");
     let findings = check(&inv, Some("upgrade-8.11"), &LiveFacts::default());
-    let f = one(&findings, "direct-upgrade", Some("FABWEB01"), Outcome::Fail, Severity::Error);
+    let f = one(
+        &findings,
+        "direct-upgrade",
+        Some("FABWEB01"),
+        Outcome::Fail,
+        Severity::Error,
+    );
     assert!(f.message.contains("FABWEB01 runs Connected Backup 8.7 (inventory); 8.11 upgrades directly only from 8.8.1"), "{}", f.message);
     none_of(&findings, "direct-upgrade", None);
     // Only the 8.11 upgrade checks it.
-    assert!(check(&inv, None, &LiveFacts::default()).iter().all(|f| f.rule != "direct-upgrade"));
+    assert!(check(&inv, None, &LiveFacts::default())
+        .iter()
+        .all(|f| f.rule != "direct-upgrade"));
 
     // The agent's Data Center record wins over the inventory's 8.8.6.
     let old = with("FABDC01", |f| f.components[0].version = "8.8.0".into());
     let findings = check(&bare(), Some("upgrade-8.11"), &live(old, 40));
-    let f = one(&findings, "direct-upgrade", Some("FABDC01"), Outcome::Fail, Severity::Error);
-    assert!(f.message.contains("runs Connected Backup 8.8.0 (reported by FABDC01's agent 40 s ago)"), "{}", f.message);
-    let f = one(&findings, "inventory-matches-site", Some("FABDC01"), Outcome::Fail, Severity::Warning);
-    assert!(f.message.contains("the inventory says Connected Backup 8.8.6 but the Data Center record says 8.8.0"), "{}", f.message);
-    assert!(f.message.contains("preflight uses what the site reports"), "{}", f.message);
+    let f = one(
+        &findings,
+        "direct-upgrade",
+        Some("FABDC01"),
+        Outcome::Fail,
+        Severity::Error,
+    );
+    assert!(
+        f.message
+            .contains("runs Connected Backup 8.8.0 (reported by FABDC01's agent 40 s ago)"),
+        "{}",
+        f.message
+    );
+    let f = one(
+        &findings,
+        "inventory-matches-site",
+        Some("FABDC01"),
+        Outcome::Fail,
+        Severity::Warning,
+    );
+    assert!(
+        f.message.contains(
+            "the inventory says Connected Backup 8.8.6 but the Data Center record says 8.8.0"
+        ),
+        "{}",
+        f.message
+    );
+    assert!(
+        f.message.contains("preflight uses what the site reports"),
+        "{}",
+        f.message
+    );
 }
 
 #[test]
 fn servers_at_different_connected_versions_are_a_partial_upgrade() {
     let findings = check(&bare(), None, &live(all_healthy(), 40));
-    let f = one(&findings, "mixed-versions", None, Outcome::Pass, Severity::Info);
+    let f = one(
+        &findings,
+        "mixed-versions",
+        None,
+        Outcome::Pass,
+        Severity::Info,
+    );
     assert!(f.message.contains("8.8.6"), "{}", f.message);
     let upgraded = with("FABDC01", |f| f.components[0].version = "8.11".into());
     let findings = check(&bare(), None, &live(upgraded, 40));
-    let f = one(&findings, "mixed-versions", None, Outcome::Fail, Severity::Warning);
-    assert!(f.message.contains("8.11 on FABDC01 (reported by FABDC01's agent 40 s ago); 8.8.6 on FABWEB01"), "{}", f.message);
+    let f = one(
+        &findings,
+        "mixed-versions",
+        None,
+        Outcome::Fail,
+        Severity::Warning,
+    );
+    assert!(
+        f.message
+            .contains("8.11 on FABDC01 (reported by FABDC01's agent 40 s ago); 8.8.6 on FABWEB01"),
+        "{}",
+        f.message
+    );
     assert!(f.message.contains("timely manner"), "{}", f.message);
 }
 
@@ -414,17 +694,66 @@ fn the_releases_the_agent_reports_replace_the_inventorys() {
         f.sql_server = Some("SQL Server 2016".into());
     });
     let findings = check(&bare(), None, &live(newer, 40));
-    let f = one(&findings, "inventory-matches-site", Some("FABDC01"), Outcome::Fail, Severity::Warning);
-    assert!(f.message.contains("the inventory says Windows Server 2012 R2 but the server runs Windows Server 2016"), "{}", f.message);
-    assert!(f.message.contains("the inventory says SQL Server 2014 SP2 but the server runs SQL Server 2016"), "{}", f.message);
-    let f = one(&findings, "supported-windows-sql-combination", Some("FABDC01"), Outcome::Pass, Severity::Info);
-    assert!(f.message.contains("Windows Server 2016 with SQL Server 2016"), "{}", f.message);
-    one(&findings, "inventory-matches-site", Some("FABWEB01"), Outcome::Pass, Severity::Info);
+    let f = one(
+        &findings,
+        "inventory-matches-site",
+        Some("FABDC01"),
+        Outcome::Fail,
+        Severity::Warning,
+    );
+    assert!(
+        f.message.contains(
+            "the inventory says Windows Server 2012 R2 but the server runs Windows Server 2016"
+        ),
+        "{}",
+        f.message
+    );
+    assert!(
+        f.message
+            .contains("the inventory says SQL Server 2014 SP2 but the server runs SQL Server 2016"),
+        "{}",
+        f.message
+    );
+    let f = one(
+        &findings,
+        "supported-windows-sql-combination",
+        Some("FABDC01"),
+        Outcome::Pass,
+        Severity::Info,
+    );
+    assert!(
+        f.message
+            .contains("Windows Server 2016 with SQL Server 2016"),
+        "{}",
+        f.message
+    );
+    one(
+        &findings,
+        "inventory-matches-site",
+        Some("FABWEB01"),
+        Outcome::Pass,
+        Severity::Info,
+    );
 
     let odd = with("FABDC01", |f| f.windows = Some("2025".into()));
-    let f = one(&check(&bare(), None, &live(odd, 40)), "inventory-matches-site", Some("FABDC01"), Outcome::Fail, Severity::Warning);
-    assert!(f.message.contains("Windows \"2025\", a release the guide does not name"), "{}", f.message);
-    assert!(f.message.contains("keeps the inventory's value"), "{}", f.message);
+    let f = one(
+        &check(&bare(), None, &live(odd, 40)),
+        "inventory-matches-site",
+        Some("FABDC01"),
+        Outcome::Fail,
+        Severity::Warning,
+    );
+    assert!(
+        f.message
+            .contains("Windows \"2025\", a release the guide does not name"),
+        "{}",
+        f.message
+    );
+    assert!(
+        f.message.contains("keeps the inventory's value"),
+        "{}",
+        f.message
+    );
 }
 
 // --- services -------------------------------------------------------------------------------
@@ -432,32 +761,108 @@ fn the_releases_the_agent_reports_replace_the_inventorys() {
 #[test]
 fn a_missing_connected_service_is_an_error_and_a_missing_dcalerter_is_left_alone() {
     let findings = check(&bare(), Some("upgrade-8.11"), &live(all_healthy(), 40));
-    let f = one(&findings, "service-missing", Some("FABDC01"), Outcome::Pass, Severity::Info);
-    assert!(f.message.contains("BackupServer, IndexServer, PoolServer, DCAlerter"), "{}", f.message);
+    let f = one(
+        &findings,
+        "service-missing",
+        Some("FABDC01"),
+        Outcome::Pass,
+        Severity::Info,
+    );
+    assert!(
+        f.message
+            .contains("BackupServer, IndexServer, PoolServer, DCAlerter"),
+        "{}",
+        f.message
+    );
     // The web server reports the Data Center services missing, as it should: no finding about them.
-    one(&findings, "service-missing", Some("FABWEB01"), Outcome::Pass, Severity::Info);
+    one(
+        &findings,
+        "service-missing",
+        Some("FABWEB01"),
+        Outcome::Pass,
+        Severity::Info,
+    );
 
     let missing = with("FABDC01", |f| {
-        f.services.retain(|s| s.name != "IndexServer" && s.name != "DCAlerter");
-        f.services_missing = vec!["IndexServer".into(), "DCAlerter".into()];
+        f.services
+            .retain(|s| s.name != "IndexServer" && s.name != "DCAlerter");
+        f.services_missing = ["IndexServer", "DCAlerter", "Compactor", "dctomcat"]
+            .map(String::from)
+            .to_vec();
     });
     let findings = check(&bare(), Some("upgrade-8.11"), &live(missing, 40));
-    let errors: Vec<&Finding> = findings.iter().filter(|f| f.rule == "service-missing" && f.server.as_deref() == Some("FABDC01")).collect();
-    assert_eq!(errors.len(), 2, "{errors:#?}");
-    let f = errors.iter().find(|f| f.result == Outcome::Fail).expect("IndexServer fails");
-    assert_eq!(f.severity, Severity::Error);
-    assert!(f.message.starts_with("IndexServer is not installed on FABDC01 (reported by FABDC01's agent 40 s ago)"), "{}", f.message);
-    assert!(!f.message.contains("DCAlerter"), "{}", f.message);
-    let f = errors.iter().find(|f| f.result == Outcome::Pass).expect("DCAlerter noted");
-    assert_eq!((f.severity, f.section.as_str()), (Severity::Info, "Start the Upgraded Data Center"));
-    assert!(f.message.contains("DCAlerter is not installed on FABDC01"), "{}", f.message);
+    let of: Vec<&Finding> = findings
+        .iter()
+        .filter(|f| f.rule == "service-missing" && f.server.as_deref() == Some("FABDC01"))
+        .collect();
+    assert_eq!(
+        of.len(),
+        3,
+        "IndexServer, DCAlerter and Compactor; dctomcat is not a Data Center server's: {of:#?}"
+    );
+    let f = of
+        .iter()
+        .find(|f| f.severity == Severity::Error)
+        .expect("IndexServer fails");
+    assert_eq!(f.result, Outcome::Fail);
+    assert!(
+        f.message.starts_with(
+            "IndexServer is not installed on FABDC01 (reported by FABDC01's agent 40 s ago)"
+        ),
+        "{}",
+        f.message
+    );
+    let f = of
+        .iter()
+        .find(|f| f.severity == Severity::Warning)
+        .expect("Compactor warns");
+    assert_eq!(f.result, Outcome::Fail);
+    assert!(
+        f.message.starts_with(
+            "Compactor is in the agent's connected_services but not installed on FABDC01"
+        ),
+        "{}",
+        f.message
+    );
+    let f = of
+        .iter()
+        .find(|f| f.result == Outcome::Pass)
+        .expect("DCAlerter noted");
+    assert_eq!(
+        (f.severity, f.section.as_str()),
+        (Severity::Info, "Start the Upgraded Data Center")
+    );
+    assert!(
+        f.message.contains("DCAlerter is not installed on FABDC01"),
+        "{}",
+        f.message
+    );
 
     let no_tomcat = with("FABWEB01", |f| f.services_missing.push("dctomcat".into()));
-    let f = one(&check(&bare(), None, &live(no_tomcat, 40)), "service-missing", Some("FABWEB01"), Outcome::Fail, Severity::Error);
-    assert!(f.message.starts_with("dctomcat is not installed on FABWEB01"), "{}", f.message);
+    let f = one(
+        &check(&bare(), None, &live(no_tomcat, 40)),
+        "service-missing",
+        Some("FABWEB01"),
+        Outcome::Fail,
+        Severity::Error,
+    );
+    assert!(
+        f.message
+            .starts_with("dctomcat is not installed on FABWEB01"),
+        "{}",
+        f.message
+    );
     // An uninstall stops no Connected service.
-    let missing = with("FABDC01", |f| f.services_missing = vec!["IndexServer".into()]);
-    assert!(check(&bare(), Some("uninstall-management-api"), &live(missing, 40)).iter().all(|f| f.rule != "service-missing"));
+    let missing = with("FABDC01", |f| {
+        f.services_missing = vec!["IndexServer".into()]
+    });
+    assert!(check(
+        &bare(),
+        Some("uninstall-management-api"),
+        &live(missing, 40)
+    )
+    .iter()
+    .all(|f| f.rule != "service-missing"));
 }
 
 // --- certificates ----------------------------------------------------------------------------
@@ -465,31 +870,94 @@ fn a_missing_connected_service_is_an_error_and_a_missing_dcalerter_is_left_alone
 #[test]
 fn certificates_as_bound_in_iis_are_checked_for_names_expiry_and_port() {
     let findings = check(&bare(), None, &live(all_healthy(), 40));
-    let f = one(&findings, "certificate-as-found", Some("FABAPI01"), Outcome::Pass, Severity::Info);
-    assert!(f.message.contains("bound to Default Web Site *:443"), "{}", f.message);
+    let f = one(
+        &findings,
+        "certificate-as-found",
+        Some("FABAPI01"),
+        Outcome::Pass,
+        Severity::Info,
+    );
+    assert!(
+        f.message.contains("bound to Default Web Site *:443"),
+        "{}",
+        f.message
+    );
     // The web server's CN is the public name; its SAN names the FQDN.
-    one(&findings, "certificate-as-found", Some("FABWEB01"), Outcome::Pass, Severity::Info);
+    one(
+        &findings,
+        "certificate-as-found",
+        Some("FABWEB01"),
+        Outcome::Pass,
+        Severity::Info,
+    );
 
-    let expired = with("FABAPI01", |f| f.certificates[0].not_after = READ_AT - 2 * DAY);
-    let f = one(&check(&bare(), None, &live(expired, 40)), "certificate-as-found", Some("FABAPI01"), Outcome::Fail, Severity::Error);
-    assert!(f.message.contains("expired 2 days before the agent read it"), "{}", f.message);
+    let expired = with("FABAPI01", |f| {
+        f.certificates[0].not_after = READ_AT - 2 * DAY
+    });
+    let f = one(
+        &check(&bare(), None, &live(expired, 40)),
+        "certificate-as-found",
+        Some("FABAPI01"),
+        Outcome::Fail,
+        Severity::Error,
+    );
+    assert!(
+        f.message
+            .contains("expired 2 days before the agent read it"),
+        "{}",
+        f.message
+    );
 
     let soon = with("FABWEB01", |f| {
         f.certificates[0].not_after = READ_AT + 10 * DAY;
         f.certificates[0].sans.clear();
     });
-    let f = one(&check(&bare(), None, &live(soon, 40)), "certificate-as-found", Some("FABWEB01"), Outcome::Fail, Severity::Warning);
+    let f = one(
+        &check(&bare(), None, &live(soon, 40)),
+        "certificate-as-found",
+        Some("FABWEB01"),
+        Outcome::Fail,
+        Severity::Warning,
+    );
     assert!(f.message.contains("expires in 10 days"), "{}", f.message);
-    assert!(f.message.contains("names neither the FQDN fabweb01.fabrikam.local"), "{}", f.message);
+    assert!(
+        f.message
+            .contains("names neither the FQDN fabweb01.fabrikam.local"),
+        "{}",
+        f.message
+    );
 
-    let renamed = with("FABAPI01", |f| f.certificates[0].subject_cn = "*.fabrikam.local".into());
-    let f = one(&check(&bare(), None, &live(renamed, 40)), "certificate-as-found", Some("FABAPI01"), Outcome::Fail, Severity::Warning);
+    let renamed = with("FABAPI01", |f| {
+        f.certificates[0].subject_cn = "*.fabrikam.local".into()
+    });
+    let f = one(
+        &check(&bare(), None, &live(renamed, 40)),
+        "certificate-as-found",
+        Some("FABAPI01"),
+        Outcome::Fail,
+        Severity::Warning,
+    );
     assert!(f.message.contains("has CN *.fabrikam.local where the inventory says fabapi01.fabrikam.local; the site as found wins"), "{}", f.message);
-    assert!(!f.message.contains("names neither"), "the wildcard covers the FQDN: {}", f.message);
+    assert!(
+        !f.message.contains("names neither"),
+        "the wildcard covers the FQDN: {}",
+        f.message
+    );
 
     let unbound = with("FABAPI01", |f| f.certificates[0].bindings.clear());
-    let f = one(&check(&bare(), None, &live(unbound, 40)), "certificate-as-found", Some("FABAPI01"), Outcome::Fail, Severity::Error);
-    assert!(f.message.contains("no certificate in LocalMachine\\My is bound"), "{}", f.message);
+    let f = one(
+        &check(&bare(), None, &live(unbound, 40)),
+        "certificate-as-found",
+        Some("FABAPI01"),
+        Outcome::Fail,
+        Severity::Error,
+    );
+    assert!(
+        f.message
+            .contains("no certificate in LocalMachine\\My is bound"),
+        "{}",
+        f.message
+    );
 }
 
 #[test]
@@ -501,17 +969,60 @@ fn the_https_port_missing_from_the_inventory_is_read_from_the_bindings() {
         }
     }
     let without = check(&inv, None, &LiveFacts::default());
-    one(&without, "datatransfer-api-port-443", Some("FABAPI01"), Outcome::Unknown, Severity::Warning);
-    one(&without, "management-api-certificate", Some("FABAPI01"), Outcome::Unknown, Severity::Warning);
+    one(
+        &without,
+        "datatransfer-api-port-443",
+        Some("FABAPI01"),
+        Outcome::Unknown,
+        Severity::Warning,
+    );
+    one(
+        &without,
+        "management-api-certificate",
+        Some("FABAPI01"),
+        Outcome::Unknown,
+        Severity::Warning,
+    );
     let findings = check(&inv, None, &live(all_healthy(), 40));
-    let f = one(&findings, "datatransfer-api-port-443", Some("FABAPI01"), Outcome::Pass, Severity::Info);
-    assert!(f.message.contains("port 443 (reported by FABAPI01's agent 40 s ago)"), "{}", f.message);
-    one(&findings, "management-api-certificate", Some("FABAPI01"), Outcome::Pass, Severity::Info);
-    let moved = with("FABAPI01", |f| f.certificates[0].bindings = vec!["Default Web Site *:8443:".into()]);
+    let f = one(
+        &findings,
+        "datatransfer-api-port-443",
+        Some("FABAPI01"),
+        Outcome::Pass,
+        Severity::Info,
+    );
+    assert!(
+        f.message
+            .contains("port 443 (reported by FABAPI01's agent 40 s ago)"),
+        "{}",
+        f.message
+    );
+    one(
+        &findings,
+        "management-api-certificate",
+        Some("FABAPI01"),
+        Outcome::Pass,
+        Severity::Info,
+    );
+    let moved = with("FABAPI01", |f| {
+        f.certificates[0].bindings = vec!["Default Web Site *:8443:".into()]
+    });
     let findings = check(&inv, None, &live(moved, 40));
-    let f = one(&findings, "datatransfer-api-port-443", Some("FABAPI01"), Outcome::Fail, Severity::Error);
+    let f = one(
+        &findings,
+        "datatransfer-api-port-443",
+        Some("FABAPI01"),
+        Outcome::Fail,
+        Severity::Error,
+    );
     assert!(f.message.contains("port 8443"), "{}", f.message);
-    one(&findings, "management-api-certificate", Some("FABAPI01"), Outcome::Fail, Severity::Error);
+    one(
+        &findings,
+        "management-api-certificate",
+        Some("FABAPI01"),
+        Outcome::Fail,
+        Severity::Error,
+    );
 }
 
 #[test]
@@ -556,9 +1067,21 @@ async fn the_cli_reads_the_agents_facts_from_the_database_it_is_given() {
     pool.close().await;
 
     let db_arg = db.to_str().expect("utf-8 path");
-    let out = lockstep(&["preflight", "--inventory", "examples/standalone.toml", "--db", db_arg, "--format", "json"]);
+    let out = lockstep(&[
+        "preflight",
+        "--inventory",
+        "examples/standalone.toml",
+        "--db",
+        db_arg,
+        "--format",
+        "json",
+    ]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "the short log volume is an error: {stdout}");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the short log volume is an error: {stdout}"
+    );
     let doc: serde_json::Value = serde_json::from_str(&stdout).expect("json");
     let free = doc["findings"]
         .as_array()
@@ -568,14 +1091,37 @@ async fn the_cli_reads_the_agents_facts_from_the_database_it_is_given() {
         .expect("free space finding")
         .clone();
     assert_eq!(free["result"], "fail", "{free}");
-    assert!(free["message"].as_str().unwrap_or_default().contains("reported by FABDC01's agent"), "{free}");
+    assert!(
+        free["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("reported by FABDC01's agent"),
+        "{free}"
+    );
 
     // Without --db the inventory's figures answer, as before.
-    let out = lockstep(&["preflight", "--inventory", "examples/standalone.toml", "--format", "json"]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    let out = lockstep(&[
+        "preflight",
+        "--inventory",
+        "examples/standalone.toml",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 
     let missing = dir.path().join("nope.db");
-    let out = lockstep(&["preflight", "--inventory", "examples/standalone.toml", "--db", missing.to_str().expect("utf-8")]);
+    let out = lockstep(&[
+        "preflight",
+        "--inventory",
+        "examples/standalone.toml",
+        "--db",
+        missing.to_str().expect("utf-8"),
+    ]);
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("no such database"), "{stderr}");

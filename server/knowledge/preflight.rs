@@ -168,7 +168,12 @@ pub fn preflight_live(
             site::direct_upgrade(&found, live, &mut out);
         }
     }
-    estate::check(&found, procedure.unwrap_or(Procedure::Estate), live, &mut out);
+    estate::check(
+        &found,
+        procedure.unwrap_or(Procedure::Estate),
+        live,
+        &mut out,
+    );
     out.0
 }
 

@@ -108,9 +108,7 @@ impl AppState {
     }
 
     /// The agents' latest facts with their age now, for [`crate::knowledge::preflight::preflight_live`].
-    pub async fn live_facts(
-        &self,
-    ) -> Result<crate::knowledge::preflight::LiveFacts, AppError> {
+    pub async fn live_facts(&self) -> Result<crate::knowledge::preflight::LiveFacts, AppError> {
         Ok(crate::executors::agent::registry::live_facts(
             &self.pool,
             self.clock.now(),

@@ -81,13 +81,17 @@ async fn report(app: &TestApp, age: i64) {
     let thumb = Thumbprint::parse(&"AB".repeat(32)).expect("thumbprint");
     for server in ["FABDC01", "FABWEB01", "FABAPI01"] {
         let url = format!("https://{}:7443", server.to_ascii_lowercase());
-        registry::add(pool, server, &url, thumb, now - 3600).await.expect("add");
+        registry::add(pool, server, &url, thumb, now - 3600)
+            .await
+            .expect("add");
         let beat = Heartbeat::Online {
             agent_version: "0.4.1".into(),
             backend: "simulated".into(),
             clock_skew: 0,
         };
-        registry::record_heartbeat(pool, server, &beat, now - age).await.expect("beat");
+        registry::record_heartbeat(pool, server, &beat, now - age)
+            .await
+            .expect("beat");
         registry::record_facts(pool, server, &facts(server, now - age), now - age)
             .await
             .expect("facts");
@@ -99,20 +103,37 @@ async fn the_data_center_page_answers_preflight_from_the_agents_facts() {
     let app = spawn_app().await;
     let op = app.login_as("olga", Role::Operator).await;
     let toml = inventory_without_agent_facts();
-    let r = app.post(&op, "/datacenters", &[("toml", toml.as_str())]).await;
+    let r = app
+        .post(&op, "/datacenters", &[("toml", toml.as_str())])
+        .await;
     assert_eq!(r.status(), 303);
-    let location = r.headers()["location"].to_str().expect("location").to_string();
+    let location = r.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_string();
 
     let page = app.get(&op, &location).await.text().await.expect("page");
-    assert!(page.contains("<strong>unknown</strong> registry-free-space on FABDC01"), "without facts the rule cannot answer");
+    assert!(
+        page.contains("<strong>unknown</strong> registry-free-space on FABDC01"),
+        "without facts the rule cannot answer"
+    );
 
     report(&app, 40).await;
     let page = app.get(&op, &location).await.text().await.expect("page");
-    assert!(!page.contains("<strong>unknown</strong>"), "no unknown left for facts the agents report:\n{page}");
+    assert!(
+        !page.contains("<strong>unknown</strong>"),
+        "no unknown left for facts the agents report:\n{page}"
+    );
     assert!(page.contains("<strong>fail</strong> registry-free-space on FABDC01: free space reported by FABDC01&#39;s agent 40 s ago: D: has 5000 MB free, at least 10% of Registry.mdf (12288 MB) = 1229 MB; L: has 100 MB free, LESS than 10% of Registry.ldf (2048 MB) = 205 MB"), "{page}");
     assert!(page.contains("<strong>pass</strong> sql-agent-same-account on FABDC01: SQL Server and SQL Server Agent on FABDC01 both run as FABRIKAM\\svc-sql (reported by FABDC01&#39;s agent 40 s ago)"), "{page}");
-    assert!(page.contains("<strong>pass</strong> legacy-ssl-disabled on FABWEB01"), "{page}");
-    assert!(page.contains("<strong>pass</strong> management-api-tls12 on FABAPI01"), "{page}");
+    assert!(
+        page.contains("<strong>pass</strong> legacy-ssl-disabled on FABWEB01"),
+        "{page}"
+    );
+    assert!(
+        page.contains("<strong>pass</strong> management-api-tls12 on FABAPI01"),
+        "{page}"
+    );
 
     // Ten minutes later the facts are stale (default 180 s): unknown again, saying how old.
     app.clock.advance(600);
@@ -146,7 +167,14 @@ async fn the_api_preflight_of_a_data_center_reads_the_agents_facts() {
     report(&app, 40).await;
     let detail: serde_json::Value = app
         .client
-        .get(app.url(&format!("/api/v1/datacenters/{}", name.replace(' ', "%20").replace('(', "%28").replace(')', "%29"))))
+        .get(
+            app.url(&format!(
+                "/api/v1/datacenters/{}",
+                name.replace(' ', "%20")
+                    .replace('(', "%28")
+                    .replace(')', "%29")
+            )),
+        )
         .bearer_auth(&token)
         .send()
         .await
@@ -155,12 +183,25 @@ async fn the_api_preflight_of_a_data_center_reads_the_agents_facts() {
         .await
         .expect("json");
     let findings = detail["findings"].as_array().expect("findings");
-    let unknown: Vec<&serde_json::Value> = findings.iter().filter(|f| f["result"] == "unknown").collect();
+    let unknown: Vec<&serde_json::Value> = findings
+        .iter()
+        .filter(|f| f["result"] == "unknown")
+        .collect();
     assert!(unknown.is_empty(), "{unknown:#?}");
     let free = findings
         .iter()
         .find(|f| f["rule"] == "registry-free-space" && f["server"] == "FABDC01")
         .expect("free-space finding");
-    assert_eq!((&free["result"], &free["severity"]), (&"fail".into(), &"error".into()), "{free}");
-    assert!(free["message"].as_str().unwrap_or_default().contains("reported by FABDC01's agent 40 s ago"), "{free}");
+    assert_eq!(
+        (&free["result"], &free["severity"]),
+        (&"fail".into(), &"error".into()),
+        "{free}"
+    );
+    assert!(
+        free["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("reported by FABDC01's agent 40 s ago"),
+        "{free}"
+    );
 }

@@ -281,10 +281,6 @@ fn outflow_cn(inv: &Inventory, out: &mut Findings) {
     }
 }
 
-
-
-
-
 /// "Disable any weak and vulnerable cipher having a block size of 64-bits, such as Triple DES, in
 /// a system on which you have installed the AMWS or Support Center."
 fn weak_ciphers(inv: &Inventory, out: &mut Findings) {

@@ -25,11 +25,23 @@ pub fn registry_free_space(inv: &Inventory, live: &LiveFacts, out: &mut Findings
         if let Seen::Fresh(sf) = live.seen(&s.name) {
             match per_volume(&sf.facts) {
                 Ok((true, detail)) => {
-                    out.pass(&rule, Some(s), format!("free space {}: {detail}", by(&s.name, sf)));
+                    out.pass(
+                        &rule,
+                        Some(s),
+                        format!("free space {}: {detail}", by(&s.name, sf)),
+                    );
                     continue;
                 }
                 Ok((false, detail)) => {
-                    out.fail(&rule, Severity::Error, Some(s), format!("free space {}: {detail}: do not upgrade without that free space", by(&s.name, sf)));
+                    out.fail(
+                        &rule,
+                        Severity::Error,
+                        Some(s),
+                        format!(
+                            "free space {}: {detail}: do not upgrade without that free space",
+                            by(&s.name, sf)
+                        ),
+                    );
                     continue;
                 }
                 Err(missing) => note = format!("; {missing} ({})", by(&s.name, sf)),
@@ -81,7 +93,9 @@ fn per_volume(f: &SiteFacts) -> Result<(bool, String), String> {
                 DatabaseFileKind::Data => "Registry.mdf".into(),
                 DatabaseFileKind::Log => "Registry.ldf".into(),
             });
-        on.entry(drive(&file.drive)).or_default().push((name, file.size_mb));
+        on.entry(drive(&file.drive))
+            .or_default()
+            .push((name, file.size_mb));
     }
     if on.is_empty() {
         return Err("the agent reported no Registry database files".into());
@@ -93,9 +107,14 @@ fn per_volume(f: &SiteFacts) -> Result<(bool, String), String> {
             .volumes
             .iter()
             .find(|v| drive(&v.drive) == *d)
-            .ok_or_else(|| format!("the agent reported Registry files on {d} but not that volume's free space"))?;
+            .ok_or_else(|| {
+                format!("the agent reported Registry files on {d} but not that volume's free space")
+            })?;
         let needed: u64 = files.iter().map(|(_, mb)| mb.div_ceil(10)).sum();
-        let of: Vec<String> = files.iter().map(|(n, mb)| format!("{n} ({mb} MB)")).collect();
+        let of: Vec<String> = files
+            .iter()
+            .map(|(n, mb)| format!("{n} ({mb} MB)"))
+            .collect();
         let enough = volume.free_mb >= needed;
         ok &= enough;
         parts.push(format!(
@@ -120,14 +139,23 @@ pub fn sql_agent_account(inv: &Inventory, live: &LiveFacts, out: &mut Findings) 
     for s in inv.data_center_servers() {
         let mut note = live.stale_note(&s.name);
         let mut from = String::new();
-        let mut accounts = (s.facts.sql_service_account.clone(), s.facts.sql_agent_account.clone());
+        let mut accounts = (
+            s.facts.sql_service_account.clone(),
+            s.facts.sql_agent_account.clone(),
+        );
         if let Seen::Fresh(sf) = live.seen(&s.name) {
             match &sf.facts.sql_accounts {
                 Some(a) => {
                     accounts = (Some(a.sql_server.clone()), Some(a.sql_agent.clone()));
                     from = format!(" ({})", by(&s.name, sf));
                 }
-                None => note = format!("; {}'s agent did not report them{}", s.name, reason(&sf.facts, "sql_accounts")),
+                None => {
+                    note = format!(
+                        "; {}'s agent did not report them{}",
+                        s.name,
+                        reason(&sf.facts, "sql_accounts")
+                    )
+                }
             }
         }
         match accounts {
@@ -239,7 +267,10 @@ pub fn tls_same_versions(inv: &Inventory, live: &LiveFacts, out: &mut Findings) 
         out.pass(
             &rule,
             None,
-            format!("every server enables the same TLS versions ({}){from}", v.join(", ")),
+            format!(
+                "every server enables the same TLS versions ({}){from}",
+                v.join(", ")
+            ),
         );
     } else {
         out.unknown(&rule, None, format!("the TLS versions enabled on {} are not in the inventory; all servers must enable the same versions{notes}", names(missing)));
@@ -254,7 +285,10 @@ pub fn legacy_ssl(inv: &Inventory, live: &LiveFacts, out: &mut Findings) {
     let mut missing = Vec::new();
     let mut notes = String::new();
     for s in &inv.servers {
-        if let Some(sf) = live.fresh(&s.name).filter(|sf| !sf.facts.tls_protocols.is_empty()) {
+        if let Some(sf) = live
+            .fresh(&s.name)
+            .filter(|sf| !sf.facts.tls_protocols.is_empty())
+        {
             let not_off: Vec<String> = ["SSL 2.0", "SSL 3.0"]
                 .into_iter()
                 .filter_map(|p| {
@@ -272,7 +306,15 @@ pub fn legacy_ssl(inv: &Inventory, live: &LiveFacts, out: &mut Findings) {
                 })
                 .collect();
             if not_off.is_empty() {
-                out.pass(&rule, Some(s), format!("SSL 2.0 and 3.0 are disabled on {} ({})", s.name, by(&s.name, sf)));
+                out.pass(
+                    &rule,
+                    Some(s),
+                    format!(
+                        "SSL 2.0 and 3.0 are disabled on {} ({})",
+                        s.name,
+                        by(&s.name, sf)
+                    ),
+                );
             } else {
                 out.fail(&rule, Severity::Error, Some(s), format!("on {} {} ({}); set Enabled = 0 under SCHANNEL\\Protocols\\<protocol>\\Server on every server", s.name, not_off.join(" and "), by(&s.name, sf)));
             }

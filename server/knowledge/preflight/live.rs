@@ -136,7 +136,10 @@ pub(super) fn as_found(inv: &Inventory, live: &LiveFacts, out: &mut Findings) ->
                     "the inventory matches what was {from}: Connected Backup {}, {}{}",
                     typed.connected_version,
                     typed.windows,
-                    typed.sql_server.map(|v| format!(", {v}")).unwrap_or_default()
+                    typed
+                        .sql_server
+                        .map(|v| format!(", {v}"))
+                        .unwrap_or_default()
                 ),
             );
         } else if !differs.is_empty() {
@@ -159,7 +162,10 @@ fn correct(s: &mut Server, f: &SiteFacts, differs: &mut Vec<String>, kept: &mut 
     if let Some(text) = &f.windows {
         match parse_windows(text) {
             Some(w) if w != s.windows => {
-                differs.push(format!("the inventory says {} but the server runs {w}", s.windows));
+                differs.push(format!(
+                    "the inventory says {} but the server runs {w}",
+                    s.windows
+                ));
                 s.windows = w;
             }
             Some(_) => {}

@@ -78,8 +78,16 @@ pub fn mixed_versions(inv: &Inventory, live: &LiveFacts, out: &mut Findings) {
     match by_version.len() {
         0 => {}
         1 => {
-            let v = by_version.keys().next().map(|v| v.to_string()).unwrap_or_default();
-            out.pass(&rule, None, format!("every server runs Connected Backup {v}"));
+            let v = by_version
+                .keys()
+                .next()
+                .map(|v| v.to_string())
+                .unwrap_or_default();
+            out.pass(
+                &rule,
+                None,
+                format!("every server runs Connected Backup {v}"),
+            );
         }
         _ => {
             let listed: Vec<String> = by_version
@@ -102,11 +110,16 @@ pub fn mixed_versions(inv: &Inventory, live: &LiveFacts, out: &mut Findings) {
 const OPTIONAL: &str = "DCAlerter";
 /// The Account Management Website's Tomcat service, stopped and started by name where AMWS runs.
 const TOMCAT: &str = "dctomcat";
+/// Services every Data Center server runs: the guide names BackupServer (session restrictions,
+/// the version check, "accepting backups"), and IndexServer is a known service name (issue #15);
+/// the other default names are guesses (SEED-NOTES "What is not public").
+const REQUIRED: [&str; 2] = ["BackupServer", "IndexServer"];
 
-/// A Connected service the agent was configured with but found not installed: on a Data Center
-/// server every one of them is in the group the stop/start steps act on, so it is an error now
-/// rather than a step that times out later — except the DCAlerter, which the guide lets be absent.
-/// `dctomcat` matters where the Account Management Website runs.
+/// A Connected service the agent was configured with but found not installed, as a finding now
+/// rather than a step that times out later. On a Data Center server: BackupServer or IndexServer
+/// missing is an error; the DCAlerter is allowed to be absent (info); any other configured name
+/// is a warning (the steps act on the services installed; the name may be a wrong guess).
+/// `dctomcat` missing is an error where the Account Management Website runs, nothing elsewhere.
 pub fn services_missing(inv: &Inventory, live: &LiveFacts, out: &mut Findings) {
     let rule = Rule::new("service-missing", "Stop Data Center Services");
     let optional = Rule::new("service-missing", "Start the Upgraded Data Center");
@@ -118,26 +131,54 @@ pub fn services_missing(inv: &Inventory, live: &LiveFacts, out: &mut Findings) {
         let sf = match live.seen(&s.name) {
             Seen::Fresh(sf) => sf,
             Seen::Stale(_) => {
-                out.unknown(&rule, Some(s), format!("which Connected services are installed on {} is not known{}", s.name, live.stale_note(&s.name)));
+                out.unknown(
+                    &rule,
+                    Some(s),
+                    format!(
+                        "which Connected services are installed on {} is not known{}",
+                        s.name,
+                        live.stale_note(&s.name)
+                    ),
+                );
                 continue;
             }
             Seen::Absent => continue,
         };
         let from = by(&s.name, sf);
-        let mut needed = Vec::new();
+        let is = |name: &str, known: &str| name.eq_ignore_ascii_case(known);
+        let (mut needed, mut unexpected) = (Vec::new(), Vec::new());
         for name in &sf.facts.services_missing {
-            if name.eq_ignore_ascii_case(OPTIONAL) {
+            let name = name.as_str();
+            if amws && is(name, TOMCAT) {
+                needed.push(name);
+            } else if !s.has_database() || is(name, TOMCAT) {
+                // Not a service of this server's roles.
+            } else if is(name, OPTIONAL) {
                 out.pass(&optional, Some(s), format!("{OPTIONAL} is not installed on {} ({from}); the guide lets a Data Center run without it, so the start steps leave it alone", s.name));
-            } else if s.has_database() || (amws && name.eq_ignore_ascii_case(TOMCAT)) {
-                needed.push(name.as_str());
+            } else if REQUIRED.iter().any(|r| is(name, r)) {
+                needed.push(name);
+            } else {
+                unexpected.push(name);
             }
         }
-        if needed.is_empty() {
+        let plural = |v: &[&str]| {
+            if v.len() == 1 {
+                ("is", "it")
+            } else {
+                ("are", "them")
+            }
+        };
+        if !needed.is_empty() {
+            let (verb, them) = plural(&needed);
+            out.fail(&rule, Severity::Error, Some(s), format!("{} {verb} not installed on {} ({from}); the steps stop, start and verify {them} on this server: install {them}, or correct the inventory's roles", needed.join(", "), s.name));
+        }
+        if !unexpected.is_empty() {
+            let (verb, them) = plural(&unexpected);
+            out.fail(&rule, Severity::Warning, Some(s), format!("{} {verb} in the agent's connected_services but not installed on {} ({from}); the stop and start steps leave {them} out — check that the configuration names this site's services", unexpected.join(", "), s.name));
+        }
+        if needed.is_empty() && unexpected.is_empty() {
             let installed: Vec<&str> = sf.facts.services.iter().map(|x| x.name.as_str()).collect();
             out.pass(&rule, Some(s), format!("the Connected services the steps stop and start on {} are installed ({}; {from})", s.name, if installed.is_empty() { "none reported".into() } else { installed.join(", ") }));
-        } else {
-            let (verb, them) = if needed.len() == 1 { ("is", "it") } else { ("are", "them") };
-            out.fail(&rule, Severity::Error, Some(s), format!("{} {verb} not installed on {} ({from}); the stop and start steps act on every configured Connected service: install {them}, or remove {them} from the agent's connected_services if this site does not use {them}", needed.join(", "), s.name));
         }
     }
 }
@@ -193,13 +234,26 @@ pub fn certificates(inv: &Inventory, live: &LiveFacts, out: &mut Findings) {
         let sf = match live.seen(&s.name) {
             Seen::Fresh(sf) => sf,
             Seen::Stale(_) => {
-                out.unknown(&rule, Some(s), format!("the certificates bound on {} are not known{}", s.name, live.stale_note(&s.name)));
+                out.unknown(
+                    &rule,
+                    Some(s),
+                    format!(
+                        "the certificates bound on {} are not known{}",
+                        s.name,
+                        live.stale_note(&s.name)
+                    ),
+                );
                 continue;
             }
             Seen::Absent => continue,
         };
         let from = by(&s.name, sf);
-        let bound: Vec<&CertificateFact> = sf.facts.certificates.iter().filter(|c| !c.bindings.is_empty()).collect();
+        let bound: Vec<&CertificateFact> = sf
+            .facts
+            .certificates
+            .iter()
+            .filter(|c| !c.bindings.is_empty())
+            .collect();
         if bound.is_empty() {
             out.fail(&rule, Severity::Error, Some(s), format!("no certificate in LocalMachine\\My is bound to an IIS https binding on {} ({from}); the Management API and an SSL DataTransfer API need one", s.name));
             continue;
@@ -215,20 +269,43 @@ pub fn certificates(inv: &Inventory, live: &LiveFacts, out: &mut Findings) {
                 warnings.push(format!("expires in {}", ago(left)));
             }
             if !names_of(c).any(|n| covers(n, &s.fqdn)) {
-                warnings.push(format!("names neither the FQDN {} in its CN nor in its SANs", s.fqdn));
+                warnings.push(format!(
+                    "names neither the FQDN {} in its CN nor in its SANs",
+                    s.fqdn
+                ));
             }
             if let Some(typed) = &s.certificate {
                 if !c.subject_cn.eq_ignore_ascii_case(&typed.common_name) {
                     warnings.push(format!("has CN {} where the inventory says {}; the site as found wins — update the inventory", c.subject_cn, typed.common_name));
                 }
             }
-            let what = format!("the certificate CN={} ({}) bound to {} on {} ({from})", c.subject_cn, c.thumbprint, c.bindings.join(", "), s.name);
+            let what = format!(
+                "the certificate CN={} ({}) bound to {} on {} ({from})",
+                c.subject_cn,
+                c.thumbprint,
+                c.bindings.join(", "),
+                s.name
+            );
             match (errors.is_empty(), warnings.is_empty()) {
-                (true, true) => out.pass(&rule, Some(s), format!("{what} names {} and is valid for {}", s.fqdn, ago(left))),
-                (true, false) => out.fail(&rule, Severity::Warning, Some(s), format!("{what} {}", warnings.join("; "))),
+                (true, true) => out.pass(
+                    &rule,
+                    Some(s),
+                    format!("{what} names {} and is valid for {}", s.fqdn, ago(left)),
+                ),
+                (true, false) => out.fail(
+                    &rule,
+                    Severity::Warning,
+                    Some(s),
+                    format!("{what} {}", warnings.join("; ")),
+                ),
                 (false, _) => {
                     errors.extend(warnings);
-                    out.fail(&rule, Severity::Error, Some(s), format!("{what} {}", errors.join("; ")))
+                    out.fail(
+                        &rule,
+                        Severity::Error,
+                        Some(s),
+                        format!("{what} {}", errors.join("; ")),
+                    )
                 }
             }
         }

@@ -219,8 +219,7 @@ pub async fn datacenter(
         .inventory()
         .map_err(|e| AppError::Conflict(format!("the stored inventory no longer parses: {e}")))?;
     let live = state.live_facts().await?;
-    let findings =
-        crate::knowledge::preflight::preflight_live(&inv, None, &BTreeMap::new(), &live);
+    let findings = crate::knowledge::preflight::preflight_live(&inv, None, &BTreeMap::new(), &live);
     Ok(Json(DataCenterDetail {
         name: dc.name,
         inventory: inv,
