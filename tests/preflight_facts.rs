@@ -263,6 +263,18 @@ fn fresh_healthy_facts_answer_every_rule_that_lacked_an_inventory_fact() {
         "{}",
         f.message
     );
+    // An agent enrolled as `fabdc01` answers for the inventory's FABDC01.
+    let mut lower = all_healthy();
+    let dc = lower.remove("FABDC01").expect("dc");
+    lower.insert("fabdc01".into(), dc);
+    let again = check(&inv, Some("upgrade-8.11"), &live(lower, 40));
+    one(
+        &again,
+        "sql-agent-same-account",
+        Some("FABDC01"),
+        Outcome::Pass,
+        Severity::Info,
+    );
     let f = one(
         &findings,
         "tls-same-versions",

@@ -132,9 +132,19 @@ pub struct ServerFacts {
 impl LiveFacts {
     /// The facts of `server` when they are fresh enough to trust.
     pub fn fresh(&self, server: &str) -> Option<&ServerFacts> {
-        self.servers
-            .get(server)
+        self.get(server)
             .filter(|f| f.age_secs <= self.stale_after_secs)
+    }
+
+    /// The facts of `server`, fresh or not. Agents are enrolled under the name a person typed,
+    /// so `fabdc01` finds the inventory's `FABDC01` (as the Data Center page matches them).
+    pub fn get(&self, server: &str) -> Option<&ServerFacts> {
+        self.servers.get(server).or_else(|| {
+            self.servers
+                .iter()
+                .find(|(name, _)| name.eq_ignore_ascii_case(server))
+                .map(|(_, f)| f)
+        })
     }
 }
 

@@ -167,14 +167,12 @@ async fn the_api_preflight_of_a_data_center_reads_the_agents_facts() {
     report(&app, 40).await;
     let detail: serde_json::Value = app
         .client
-        .get(
-            app.url(&format!(
+        .get(app.url(&format!(
                 "/api/v1/datacenters/{}",
                 name.replace(' ', "%20")
                     .replace('(', "%28")
                     .replace(')', "%29")
-            )),
-        )
+            )))
         .bearer_auth(&token)
         .send()
         .await

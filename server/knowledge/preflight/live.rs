@@ -24,7 +24,7 @@ pub(super) enum Seen<'a> {
 impl LiveFacts {
     /// Whether (and how freshly) the agent of `server` reported facts.
     pub(super) fn seen(&self, server: &str) -> Seen<'_> {
-        match (self.fresh(server), self.servers.get(server)) {
+        match (self.fresh(server), self.get(server)) {
             (Some(f), _) => Seen::Fresh(f),
             (None, Some(f)) => Seen::Stale(f.age_secs),
             (None, None) => Seen::Absent,
