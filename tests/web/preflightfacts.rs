@@ -135,6 +135,18 @@ async fn the_data_center_page_answers_preflight_from_the_agents_facts() {
         "{page}"
     );
 
+    // The new-run preview judges the runbook's rules from the same facts.
+    let fields = [
+        ("datacenter", "Fabrikam backup (stand-alone)"),
+        ("runbook", "upgrade-8.11"),
+    ];
+    let preview = app.post(&op, "/runs/preview", &fields).await;
+    assert_eq!(preview.status(), 200);
+    let page = preview.text().await.expect("preview");
+    assert!(page.contains("<strong>pass</strong> direct-upgrade: every server below 8.11 runs 8.8.1 or later (3 to upgrade)"), "{page}");
+    assert!(page.contains("<strong>fail</strong> registry-free-space on FABDC01: free space reported by FABDC01&#39;s agent 40 s ago"), "{page}");
+    assert!(!page.contains("<strong>unknown</strong>"), "{page}");
+
     // Ten minutes later the facts are stale (default 180 s): unknown again, saying how old.
     app.clock.advance(600);
     let page = app.get(&op, &location).await.text().await.expect("page");
