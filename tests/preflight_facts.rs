@@ -1139,3 +1139,34 @@ async fn the_cli_reads_the_agents_facts_from_the_database_it_is_given() {
     assert!(stderr.contains("no such database"), "{stderr}");
     assert!(!missing.exists(), "a missing database is not created");
 }
+
+#[test]
+fn facts_without_schannel_settings_leave_tls_unknown_and_say_so() {
+    let none = with("FABWEB01", |f| {
+        f.tls_protocols.clear();
+        f.errors = vec!["tls_protocols: registry unreadable".into()];
+    });
+    let findings = check(&bare(), None, &live(none, 40));
+    let f = one(
+        &findings,
+        "legacy-ssl-disabled",
+        None,
+        Outcome::Unknown,
+        Severity::Warning,
+    );
+    assert!(f.message.contains("FABWEB01's agent reported no SCHANNEL protocol settings (tls_protocols: registry unreadable)"), "{}", f.message);
+    one(
+        &findings,
+        "tls-same-versions",
+        None,
+        Outcome::Unknown,
+        Severity::Warning,
+    );
+    one(
+        &findings,
+        "legacy-ssl-disabled",
+        Some("FABDC01"),
+        Outcome::Pass,
+        Severity::Info,
+    );
+}

@@ -226,7 +226,19 @@ fn tls_of(s: &Server, live: &LiveFacts) -> Result<(Vec<String>, String), String>
     }
     match &s.facts.tls_versions {
         Some(v) => Ok((v.clone(), String::new())),
-        None => Err(live.stale_note(&s.name)),
+        None => Err(schannel_note(s, live)),
+    }
+}
+
+/// Why the agent's facts did not answer a SCHANNEL rule: stale, or no protocols reported.
+fn schannel_note(s: &Server, live: &LiveFacts) -> String {
+    match live.fresh(&s.name) {
+        Some(sf) => format!(
+            "; {}'s agent reported no SCHANNEL protocol settings{}",
+            s.name,
+            reason(&sf.facts, "tls_protocols")
+        ),
+        None => live.stale_note(&s.name),
     }
 }
 
@@ -336,7 +348,7 @@ pub fn legacy_ssl(inv: &Inventory, live: &LiveFacts, out: &mut Findings) {
                 ),
             ),
             None => {
-                notes.push_str(&live.stale_note(&s.name));
+                notes.push_str(&schannel_note(s, live));
                 missing.push(s)
             }
         }
