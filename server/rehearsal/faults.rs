@@ -2,8 +2,10 @@
 //! say them (`--fault SERVER:KIND`). Each maps onto the simulator's or the simulated agent's own
 //! fault injection; nothing here pretends a fault happened.
 
-use lockstep_agent::backend::simulated::SimulatedHost;
-use lockstep_protocol::ActionKind;
+use lockstep_agent::backend::select::DCALERTER;
+use lockstep_agent::backend::simulated::{SimService, SimulatedHost};
+use lockstep_protocol::evidence::ServiceRunState;
+use lockstep_protocol::{ActionKind, Component, StartupType};
 use lockstep_simulator::iis::WebFaults;
 use lockstep_simulator::sql::SqlFaults;
 use lockstep_simulator::SimulatedDataCenter;
@@ -38,7 +40,27 @@ pub const KINDS: &[(&str, &str)] = &[
         "setup-wrong-version",
         "Setup leaves version 8.10 installed instead of the target",
     ),
+    (
+        "dcalerter-disabled",
+        "DCAlerter is not enabled here (startup type disabled, stopped): it is left alone",
+    ),
+    (
+        "mapi-setup-fails",
+        "the Management API's installer fails: it stays at the old version",
+    ),
+    (
+        "no-session-counters",
+        "the server publishes no backup-session counters: a person watches the drain",
+    ),
+    (
+        "service-missing",
+        "a Connected service the guide names (ReplicationServer) is not installed",
+    ),
 ];
+
+/// The service the `service-missing` fault uninstalls: one of the guessed names (SEED-NOTES
+/// "What is not public"), so a site without it is the likely case.
+pub const MISSING_SERVICE: &str = "ReplicationServer";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fault {
@@ -133,6 +155,13 @@ impl Fault {
                 }
                 web.set_faults(f);
             }
+            "mapi-setup-fails" => {
+                let host = dc.host(name).ok_or_else(|| missing("host"))?;
+                if !host.read()?.components.contains_key(&Component::ManagementApi) {
+                    return Err(missing("Management API"));
+                }
+                set_host_fault(host, &self.kind, on)?;
+            }
             _ => {
                 let host = dc.host(name).ok_or_else(|| missing("host"))?;
                 set_host_fault(host, &self.kind, on)?;
@@ -163,6 +192,34 @@ fn set_host_fault(host: &SimulatedHost, kind: &str, on: bool) -> anyhow::Result<
             }
             "setup-wrong-version" => {
                 f.version_after_setup = on.then(|| "8.10".to_string());
+            }
+            "mapi-setup-fails" if on => {
+                f.component_setup_fails.insert(Component::ManagementApi);
+            }
+            "mapi-setup-fails" => {
+                f.component_setup_fails.remove(&Component::ManagementApi);
+            }
+            // The site as it is, not an injected failure: the host's own state changes.
+            "dcalerter-disabled" => {
+                let (state, startup) = if on {
+                    (ServiceRunState::Stopped, StartupType::Disabled)
+                } else {
+                    (ServiceRunState::Running, StartupType::Automatic)
+                };
+                s.services.insert(DCALERTER.into(), SimService { state, startup });
+            }
+            "no-session-counters" => s.session_counters = !on,
+            "service-missing" if on => {
+                s.services.remove(MISSING_SERVICE);
+            }
+            "service-missing" => {
+                s.services.insert(
+                    MISSING_SERVICE.into(),
+                    SimService {
+                        state: ServiceRunState::Running,
+                        startup: StartupType::Automatic,
+                    },
+                );
             }
             _ => {}
         }
