@@ -381,6 +381,7 @@ mod tests {
         let done = ActionState::Succeeded {
             evidence: lockstep_protocol::Evidence::ProductVersion {
                 version: Some("8.8.6".into()),
+                component: None,
             },
         };
         j.finish(&id("r"), done.clone()).unwrap();

@@ -251,7 +251,8 @@ async fn injected_failures_hangs_and_a_wrong_version_after_setup_are_reported_as
         v.state,
         ActionState::Succeeded {
             evidence: Evidence::ProductVersion {
-                version: Some("8.8.6".into())
+                version: Some("8.8.6".into()),
+                component: None,
             }
         }
     );
