@@ -118,6 +118,23 @@ impl Fault {
         self.set(dc, true)
     }
 
+    /// Injects a fault that lives in the simulated host's own state (service, version, counter
+    /// and host-action faults) into one host's state, e.g. a state file an agent process drives.
+    /// Fails for the kinds that live in the simulator's SQL or web endpoints.
+    pub fn inject_into_host(&self, host: &SimulatedHost) -> anyhow::Result<()> {
+        if matches!(
+            self.kind.as_str(),
+            "checkdb-error" | "tds-drop" | "probe-old-version" | "status-not-xml"
+        ) {
+            anyhow::bail!(
+                "--fault {}:{} lives in the simulator's endpoints, not in the host's state",
+                self.server,
+                self.kind
+            );
+        }
+        set_host_fault(host, &self.kind, true)
+    }
+
     /// Clears the fault (the site fixed the problem).
     pub fn clear(&self, dc: &SimulatedDataCenter) -> anyhow::Result<()> {
         self.set(dc, false)
