@@ -219,3 +219,36 @@ async fn a_service_that_never_starts_ends_the_rehearsal_as_failed_in_seconds() {
     assert!(took < Duration::from_secs(90), "took {took:?}");
     r.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn web_services_and_the_management_api_are_checked_by_their_own_version_records() {
+    let (o, _dir) = options("mirrored", &[]);
+    let r = Rehearsal::start(o).await.unwrap();
+    r.drive(&mut |_| {}).await.unwrap();
+    let report = r.report().await.unwrap();
+    assert!(report.succeeded, "{}", report.text());
+    for (step, component) in [
+        ("web-setup@WEB1", "support_center"),
+        ("web-setup@DT1", "datatransfer_api"),
+        ("mapi-install@WEB1", "management_api"),
+    ] {
+        let s = r.store.step(&r.run_id, step).await.unwrap();
+        assert_eq!(
+            s.spec.postcondition.as_ref().map(|p| serde_json::to_value(p).unwrap()["component"].clone()),
+            Some(serde_json::json!(component)),
+            "{step}"
+        );
+        let ev = evidence(&r, step).await;
+        assert_eq!(ev["postcondition"]["component"], component, "{step}: {ev}");
+        assert_eq!(ev["postcondition"]["version"], "8.11", "{step}: {ev}");
+    }
+    let web1 = host(&r, "WEB1");
+    for c in [
+        Component::SupportCenter,
+        Component::AccountManagementWebsite,
+        Component::ManagementApi,
+    ] {
+        assert_eq!(web1.components.get(&c).map(String::as_str), Some("8.11"), "{c:?}");
+    }
+    r.stop().await.unwrap();
+}

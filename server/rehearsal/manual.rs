@@ -25,9 +25,9 @@ pub fn perform(host: &SimulatedHost, step: &PlannedStep) -> anyhow::Result<Strin
     host.update(|s| match post {
         Operation::ProductVersion {
             expect,
-            component: Some(c),
-        } if *c != Component::DataCenter => {
-            // The component's own installer (the Management API's, for instance).
+            component: Some(c @ Component::ManagementApi),
+        } => {
+            // The Management API has its own installer; Data Center Setup does the rest.
             if s.faults.component_setup_fails.contains(c) {
                 let was = s.components.get(c).cloned().unwrap_or_else(|| "none".into());
                 format!(
@@ -42,7 +42,8 @@ pub fn perform(host: &SimulatedHost, step: &PlannedStep) -> anyhow::Result<Strin
             }
         }
         Operation::ProductVersion { expect, .. } => {
-            // The Setup wizard; a "wrong version after Setup" fault leaves another version.
+            // The Setup wizard (the Data Center's, which also upgrades the Web Services
+            // applications); a "wrong version after Setup" fault leaves another version.
             let installed = s
                 .faults
                 .version_after_setup
