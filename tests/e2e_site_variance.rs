@@ -98,7 +98,10 @@ async fn a_failed_management_api_installer_stops_at_the_management_api_check() {
     assert!(why.contains("Management API version is 8.8.6"), "{why}");
     assert_eq!(site.host("DC1").product_version.as_deref(), Some("8.11"));
     assert_eq!(
-        site.host("WEB1").components.get(&Component::ManagementApi).map(String::as_str),
+        site.host("WEB1")
+            .components
+            .get(&Component::ManagementApi)
+            .map(String::as_str),
         Some("8.8.6")
     );
 }

@@ -306,7 +306,10 @@ fn a_step_handed_to_a_person_waits_for_an_operator_and_keeps_what_was_found() {
     assert_eq!(done.status, StepStatus::Succeeded);
     let ev = done.evidence.unwrap();
     assert_eq!(ev["note"], "3 sessions, steady for 10 minutes");
-    assert_eq!(ev["handed_over"]["found"]["counters"], "unavailable", "{ev}");
+    assert_eq!(
+        ev["handed_over"]["found"]["counters"], "unavailable",
+        "{ev}"
+    );
     assert!(ev["handed_over"]["handed_to_person"]
         .as_str()
         .unwrap()

@@ -29,7 +29,11 @@ fn description(topology: &str) -> Description {
 }
 
 fn primary(topology: &str) -> String {
-    description(topology).primary_registry().unwrap().name.clone()
+    description(topology)
+        .primary_registry()
+        .unwrap()
+        .name
+        .clone()
 }
 
 fn options(topology: &str, faults: &[String]) -> (Options, tempfile::TempDir) {
@@ -97,16 +101,22 @@ async fn a_disabled_dcalerter_is_left_alone_with_a_note_and_the_run_succeeds() {
 async fn a_failed_management_api_setup_stops_the_run_at_the_management_api_check() {
     for topology in TOPOLOGIES {
         let d = description(topology);
-        let mapi = d
-            .servers
-            .iter()
-            .find(|s| s.has("management-api"))
-            .unwrap();
+        let mapi = d.servers.iter().find(|s| s.has("management-api")).unwrap();
         let (server, old) = (mapi.name.clone(), mapi.connected_version.clone());
         let (r, report, _dir) = rehearse(topology, format!("{server}:mapi-setup-fails")).await;
-        assert_eq!(report.status, RunStatus::Failed, "{topology}: {}", report.text());
+        assert_eq!(
+            report.status,
+            RunStatus::Failed,
+            "{topology}: {}",
+            report.text()
+        );
         let stopped = report.stopped_at.clone().unwrap();
-        assert_eq!(stopped.step, format!("mapi-install@{server}"), "{}", report.text());
+        assert_eq!(
+            stopped.step,
+            format!("mapi-install@{server}"),
+            "{}",
+            report.text()
+        );
         let step = r.store.step(&r.run_id, &stopped.step).await.unwrap();
         let why = step.state.evidence.unwrap_or_default().to_string();
         assert!(
@@ -133,10 +143,7 @@ async fn without_session_counters_the_drain_is_confirmed_by_the_rehearsal_stand_
         let (r, report, _dir) = rehearse(topology, format!("{server}:no-session-counters")).await;
         assert!(report.succeeded, "{topology}: {}", report.text());
         assert!(!host(&r, &server).session_counters, "{topology}");
-        assert_eq!(
-            host(&r, &server).product_version.as_deref(),
-            Some("8.11")
-        );
+        assert_eq!(host(&r, &server).product_version.as_deref(), Some("8.11"));
         let id = format!("drain-sessions@{server}");
         let step = r.store.step(&r.run_id, &id).await.unwrap();
         assert_eq!(step.status, StepStatus::Succeeded, "{topology}");
@@ -174,22 +181,35 @@ async fn a_missing_connected_service_is_left_out_and_the_rest_is_stopped_and_sta
         let st = host(&r, &server);
         assert!(!st.services.contains_key(missing), "{topology}");
         assert_eq!(st.product_version.as_deref(), Some("8.11"));
-        assert!(st.services.values().all(|s| s.state == ServiceRunState::Running));
-        for step in [format!("stop-services@{server}"), format!("start-services@{server}")] {
+        assert!(st
+            .services
+            .values()
+            .all(|s| s.state == ServiceRunState::Running));
+        for step in [
+            format!("stop-services@{server}"),
+            format!("start-services@{server}"),
+        ] {
             let ev = evidence(&r, &step).await;
             let agent = if ev.get("action").is_some() {
                 ev["action"].clone()
             } else {
                 ev.clone()
             };
-            assert_eq!(agent["absent"], serde_json::json!([missing]), "{step}: {ev}");
+            assert_eq!(
+                agent["absent"],
+                serde_json::json!([missing]),
+                "{step}: {ev}"
+            );
             let acted: Vec<&str> = agent["services"]
                 .as_array()
                 .unwrap()
                 .iter()
                 .filter_map(|s| s["name"].as_str())
                 .collect();
-            assert!(acted.contains(&"BackupServer") && !acted.contains(&missing), "{acted:?}");
+            assert!(
+                acted.contains(&"BackupServer") && !acted.contains(&missing),
+                "{acted:?}"
+            );
         }
         r.stop().await.unwrap();
     }
@@ -199,15 +219,25 @@ async fn a_missing_connected_service_is_left_out_and_the_rest_is_stopped_and_sta
 async fn a_service_that_never_starts_ends_the_rehearsal_as_failed_in_seconds() {
     let server = primary("standalone");
     let started = Instant::now();
-    let (r, report, _dir) = rehearse("standalone", format!("{server}:service-fails-to-start")).await;
+    let (r, report, _dir) =
+        rehearse("standalone", format!("{server}:service-fails-to-start")).await;
     let took = started.elapsed();
     assert_eq!(report.status, RunStatus::Failed, "{}", report.text());
     let stopped = report.stopped_at.clone().unwrap();
-    assert_eq!(stopped.step, format!("start-services@{server}"), "{}", report.text());
+    assert_eq!(
+        stopped.step,
+        format!("start-services@{server}"),
+        "{}",
+        report.text()
+    );
     let step = r.store.step(&r.run_id, &stopped.step).await.unwrap();
     assert_eq!(step.attempt, 3, "every automatic retry was still made");
     assert!(
-        step.state.last_error.as_deref().unwrap_or("").contains("BackupServer"),
+        step.state
+            .last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("BackupServer"),
         "{:?}",
         step.state.last_error
     );
@@ -234,7 +264,10 @@ async fn web_services_and_the_management_api_are_checked_by_their_own_version_re
     ] {
         let s = r.store.step(&r.run_id, step).await.unwrap();
         assert_eq!(
-            s.spec.postcondition.as_ref().map(|p| serde_json::to_value(p).unwrap()["component"].clone()),
+            s.spec
+                .postcondition
+                .as_ref()
+                .map(|p| serde_json::to_value(p).unwrap()["component"].clone()),
             Some(serde_json::json!(component)),
             "{step}"
         );
@@ -248,7 +281,11 @@ async fn web_services_and_the_management_api_are_checked_by_their_own_version_re
         Component::AccountManagementWebsite,
         Component::ManagementApi,
     ] {
-        assert_eq!(web1.components.get(&c).map(String::as_str), Some("8.11"), "{c:?}");
+        assert_eq!(
+            web1.components.get(&c).map(String::as_str),
+            Some("8.11"),
+            "{c:?}"
+        );
     }
     r.stop().await.unwrap();
 }

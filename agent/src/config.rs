@@ -98,12 +98,15 @@ pub fn default_connected_services() -> Vec<String> {
     .collect()
 }
 
-pub fn default_component_programs() -> std::collections::BTreeMap<lockstep_protocol::Component, String>
-{
+pub fn default_component_programs(
+) -> std::collections::BTreeMap<lockstep_protocol::Component, String> {
     use lockstep_protocol::Component;
     [
         (Component::SupportCenter, "*Connected*Support Center*"),
-        (Component::AccountManagementWebsite, "*Connected*Account Management*"),
+        (
+            Component::AccountManagementWebsite,
+            "*Connected*Account Management*",
+        ),
         (Component::DatatransferApi, "*Connected*DataTransfer*"),
         (Component::ManagementApi, "*Connected*Management API*"),
     ]

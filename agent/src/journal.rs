@@ -331,7 +331,8 @@ mod tests {
             Admission::Replay(_)
         ));
         assert!(matches!(
-            j.admit(&id("a"), &Action::ProductVersion { component: None }).unwrap(),
+            j.admit(&id("a"), &Action::ProductVersion { component: None })
+                .unwrap(),
             Admission::Conflict
         ));
     }

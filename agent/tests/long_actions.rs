@@ -283,7 +283,10 @@ async fn injected_failures_hangs_and_a_wrong_version_after_setup_are_reported_as
 #[tokio::test]
 async fn a_quick_action_answers_its_result_on_the_start_and_a_replay_answers_at_once() {
     let (_d, _agent, _host, client) = agent(seed()).await;
-    let req = request("run/version@dc1/1", Action::ProductVersion { component: None });
+    let req = request(
+        "run/version@dc1/1",
+        Action::ProductVersion { component: None },
+    );
     let started = client.start(&req).await.unwrap();
     let ActionState::Succeeded { evidence } = &started.state else {
         panic!("a read of the product version was not finished on the start's answer: {started:?}")

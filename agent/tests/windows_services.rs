@@ -94,8 +94,10 @@ async fn the_connected_group_is_what_is_installed_and_a_refused_start_fails_at_o
     else {
         panic!("not service evidence: {ev:?}");
     };
-    let acted: Vec<(&str, ServiceRunState)> =
-        services.iter().map(|s| (s.name.as_str(), s.state)).collect();
+    let acted: Vec<(&str, ServiceRunState)> = services
+        .iter()
+        .map(|s| (s.name.as_str(), s.state))
+        .collect();
     assert_eq!(
         acted,
         [
@@ -126,7 +128,11 @@ async fn the_connected_group_is_what_is_installed_and_a_refused_start_fails_at_o
     };
     let began = Instant::now();
     let err = b.run(&start, &ActionCtx::detached("t2")).await.unwrap_err();
-    assert!(began.elapsed() < Duration::from_secs(20), "{:?}", began.elapsed());
+    assert!(
+        began.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        began.elapsed()
+    );
     let Failure::Failed { message, evidence } = err else {
         panic!("not a failure: {err:?}");
     };

@@ -174,7 +174,11 @@ impl Fault {
             }
             "mapi-setup-fails" => {
                 let host = dc.host(name).ok_or_else(|| missing("host"))?;
-                if !host.read()?.components.contains_key(&Component::ManagementApi) {
+                if !host
+                    .read()?
+                    .components
+                    .contains_key(&Component::ManagementApi)
+                {
                     return Err(missing("Management API"));
                 }
                 set_host_fault(host, &self.kind, on)?;
@@ -223,7 +227,8 @@ fn set_host_fault(host: &SimulatedHost, kind: &str, on: bool) -> anyhow::Result<
                 } else {
                     (ServiceRunState::Running, StartupType::Automatic)
                 };
-                s.services.insert(DCALERTER.into(), SimService { state, startup });
+                s.services
+                    .insert(DCALERTER.into(), SimService { state, startup });
             }
             "no-session-counters" => s.session_counters = !on,
             "service-missing" if on => {

@@ -29,7 +29,11 @@ pub fn perform(host: &SimulatedHost, step: &PlannedStep) -> anyhow::Result<Strin
         } => {
             // The Management API has its own installer; Data Center Setup does the rest.
             if s.faults.component_setup_fails.contains(c) {
-                let was = s.components.get(c).cloned().unwrap_or_else(|| "none".into());
+                let was = s
+                    .components
+                    .get(c)
+                    .cloned()
+                    .unwrap_or_else(|| "none".into());
                 format!(
                     "ran the {} installer on the simulated host: it failed (simulated fault), \
                      the {} stays at {was}",
@@ -38,7 +42,10 @@ pub fn perform(host: &SimulatedHost, step: &PlannedStep) -> anyhow::Result<Strin
                 )
             } else {
                 s.components.insert(*c, expect.clone());
-                format!("ran the {} installer on the simulated host: version {expect} installed", c.label())
+                format!(
+                    "ran the {} installer on the simulated host: version {expect} installed",
+                    c.label()
+                )
             }
         }
         Operation::ProductVersion { expect, .. } => {

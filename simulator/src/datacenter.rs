@@ -133,7 +133,10 @@ fn seed_state(s: &ServerDescription, registry: &str) -> SimState {
     // (the Management API may lag behind the Data Center when its installer fails).
     for (role, component) in [
         ("support-center", Component::SupportCenter),
-        ("account-management-website", Component::AccountManagementWebsite),
+        (
+            "account-management-website",
+            Component::AccountManagementWebsite,
+        ),
         ("datatransfer-api", Component::DatatransferApi),
         ("management-api", Component::ManagementApi),
     ] {

@@ -66,9 +66,17 @@ mod tests {
     #[test]
     fn installed_services_are_chosen_in_order_and_missing_ones_listed_as_absent() {
         let found = [
-            svc("BackupServer", ServiceRunState::Running, Some(StartupType::Automatic)),
+            svc(
+                "BackupServer",
+                ServiceRunState::Running,
+                Some(StartupType::Automatic),
+            ),
             svc("PoolServer", ServiceRunState::NotInstalled, None),
-            svc("IndexServer", ServiceRunState::Stopped, Some(StartupType::Manual)),
+            svc(
+                "IndexServer",
+                ServiceRunState::Stopped,
+                Some(StartupType::Manual),
+            ),
         ];
         let s = connected(&found, false);
         assert_eq!(s.act, ["BackupServer", "IndexServer"]);
@@ -79,13 +87,25 @@ mod tests {
     #[test]
     fn a_disabled_dcalerter_is_left_alone_with_a_note_when_starting() {
         let found = [
-            svc("BackupServer", ServiceRunState::Stopped, Some(StartupType::Automatic)),
-            svc("DCAlerter", ServiceRunState::Stopped, Some(StartupType::Disabled)),
+            svc(
+                "BackupServer",
+                ServiceRunState::Stopped,
+                Some(StartupType::Automatic),
+            ),
+            svc(
+                "DCAlerter",
+                ServiceRunState::Stopped,
+                Some(StartupType::Disabled),
+            ),
         ];
         let s = connected(&found, true);
         assert_eq!(s.act, ["BackupServer"]);
         assert_eq!(s.notes.len(), 1);
-        assert!(s.notes[0].contains("DCAlerter is disabled"), "{:?}", s.notes);
+        assert!(
+            s.notes[0].contains("DCAlerter is disabled"),
+            "{:?}",
+            s.notes
+        );
         // Stopped and disabled: nothing to stop either.
         assert_eq!(connected(&found, false).act, ["BackupServer"]);
     }
@@ -93,12 +113,24 @@ mod tests {
     #[test]
     fn an_enabled_dcalerter_and_other_disabled_services_are_still_acted_on() {
         let found = [
-            svc("DCAlerter", ServiceRunState::Stopped, Some(StartupType::Automatic)),
-            svc("Compactor", ServiceRunState::Stopped, Some(StartupType::Disabled)),
+            svc(
+                "DCAlerter",
+                ServiceRunState::Stopped,
+                Some(StartupType::Automatic),
+            ),
+            svc(
+                "Compactor",
+                ServiceRunState::Stopped,
+                Some(StartupType::Disabled),
+            ),
         ];
         assert_eq!(connected(&found, true).act, ["DCAlerter", "Compactor"]);
         // A disabled DCAlerter that somehow runs is still stopped.
-        let running = [svc("DCAlerter", ServiceRunState::Running, Some(StartupType::Disabled))];
+        let running = [svc(
+            "DCAlerter",
+            ServiceRunState::Running,
+            Some(StartupType::Disabled),
+        )];
         assert_eq!(connected(&running, false).act, ["DCAlerter"]);
     }
 }

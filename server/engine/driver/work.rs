@@ -293,7 +293,9 @@ pub async fn poll_until(executor: &dyn Executor, dispatch: &Dispatch) -> Outcome
             Outcome::Succeeded { .. } => format!("poll {polls}: the condition holds"),
             Outcome::Failed { message, .. } => format!("poll {polls}: not yet: {message}"),
             Outcome::Unknown { reason } => format!("poll {polls}: no answer: {reason}"),
-            Outcome::NeedsPerson { reason, .. } => format!("poll {polls}: handed to a person: {reason}"),
+            Outcome::NeedsPerson { reason, .. } => {
+                format!("poll {polls}: handed to a person: {reason}")
+            }
         });
         match answer {
             // The condition cannot be read here at all; polling again would only time out.

@@ -102,13 +102,17 @@ pub fn version_is(ev: &Evidence, expect: &str) -> Result<(), String> {
     let want: Version = expect.parse()?;
     // Name the component whose record was read, so a Management API left behind is not
     // mistaken for the Data Center (and the other way round).
-    let whose = component.map(|c| format!("{} ", c.label())).unwrap_or_default();
+    let whose = component
+        .map(|c| format!("{} ", c.label()))
+        .unwrap_or_default();
     match version {
         None if whose.is_empty() => Err("no Connected Backup version is installed".into()),
         None => Err(format!("no {whose}is installed on this server")),
         Some(v) => match v.parse::<Version>() {
             Ok(got) if got.cmp(&want) == std::cmp::Ordering::Equal => Ok(()),
-            Ok(_) => Err(format!("installed {whose}version is {v}, expected {expect}")),
+            Ok(_) => Err(format!(
+                "installed {whose}version is {v}, expected {expect}"
+            )),
             Err(e) => Err(format!("the installed {whose}version reads `{v}`: {e}")),
         },
     }

@@ -66,7 +66,10 @@ impl SimulatedBackend {
         match sel {
             ServiceSelector::Connected => {
                 let s = self.read()?;
-                Ok(select::connected(&Self::service_infos(&s, &self.connected), starting))
+                Ok(select::connected(
+                    &Self::service_infos(&s, &self.connected),
+                    starting,
+                ))
             }
             ServiceSelector::Named { names } => Ok(Selection {
                 act: names.clone(),

@@ -466,7 +466,10 @@ mod program_tests {
     #[test]
     fn one_program_or_an_array_gives_its_version_and_none_gives_none() {
         let one = r#"{"name":"Connected Management API","version":"8.11.0.12"}"#;
-        assert_eq!(program_version(one, "*").unwrap().as_deref(), Some("8.11.0.12"));
+        assert_eq!(
+            program_version(one, "*").unwrap().as_deref(),
+            Some("8.11.0.12")
+        );
         let arr = r#"[{"name":"Connected Management API","version":"8.8.6"},{"name":"Connected Management API (x64)","version":"8.8.6"}]"#;
         assert_eq!(program_version(arr, "*").unwrap().as_deref(), Some("8.8.6"));
         assert_eq!(program_version("", "*").unwrap(), None);
@@ -477,7 +480,10 @@ mod program_tests {
     fn conflicting_versions_and_garbage_are_clear_errors() {
         let two = r#"[{"name":"A","version":"8.8.6"},{"name":"B","version":"8.11"}]"#;
         let e = program_version(two, "*Connected*").unwrap_err();
-        assert!(e.contains("several") && e.contains("8.8.6") && e.contains("8.11"), "{e}");
+        assert!(
+            e.contains("several") && e.contains("8.8.6") && e.contains("8.11"),
+            "{e}"
+        );
         let e = program_version("Zugriff verweigert", "*").unwrap_err();
         assert!(e.contains("installed programs output"), "{e}");
     }
