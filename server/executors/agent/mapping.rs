@@ -183,6 +183,16 @@ pub fn sessions_at_most(ev: &Evidence, max: u32) -> Result<u32, String> {
     }
 }
 
+/// Whether a failed action's evidence says the backup-session counters cannot be read here
+/// (the drain wait then hands over to a person instead of failing).
+pub fn counters_unavailable(evidence: &serde_json::Value) -> Option<String> {
+    let inner = evidence.get("evidence")?;
+    match serde_json::from_value::<Evidence>(inner.clone()).ok()? {
+        Evidence::SessionCountersUnavailable { reason } => Some(reason),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -268,15 +278,5 @@ mod tests {
         assert!(release_matches("2016 SP1", "2016"));
         assert!(!release_matches("2012 R2", "2012"));
         assert!(release_matches("2012 R2", "2012 R2"));
-    }
-}
-
-/// Whether a failed action's evidence says the backup-session counters cannot be read here
-/// (the drain wait then hands over to a person instead of failing).
-pub fn counters_unavailable(evidence: &serde_json::Value) -> Option<String> {
-    let inner = evidence.get("evidence")?;
-    match serde_json::from_value::<Evidence>(inner.clone()).ok()? {
-        Evidence::SessionCountersUnavailable { reason } => Some(reason),
-        _ => None,
     }
 }
