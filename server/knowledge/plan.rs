@@ -268,7 +268,27 @@ mod tests {
             retried.iter().any(|s| s.retry.initial_backoff_secs >= 30),
             "the probes wait 30 s between attempts on a real site"
         );
+        let start = real
+            .steps
+            .iter()
+            .find(|s| s.id.starts_with("start-services@"))
+            .expect("a start step");
+        assert!(start.timeout_secs >= 600, "a real service gets minutes");
         for (r, s) in real.steps.iter().zip(&simulated.steps) {
+            match s.kind {
+                super::StepKind::Manual | super::StepKind::Approval => {
+                    assert_eq!(
+                        s.timeout_secs, r.timeout_secs,
+                        "people keep their time: {}",
+                        s.id
+                    )
+                }
+                _ => assert!(
+                    s.timeout_secs <= super::SIMULATED_STEP_TIMEOUT_SECS,
+                    "{}",
+                    s.id
+                ),
+            }
             assert_eq!(s.retry.max_attempts, r.retry.max_attempts, "{}", s.id);
             assert!(s.retry.initial_backoff_secs <= 1, "{}", s.id);
             assert!(s.retry.max_backoff_secs <= 2, "{}", s.id);

@@ -273,6 +273,44 @@ mod tests {
     }
 
     #[test]
+    fn a_site_variance_fault_changes_the_host_state_itself_and_clears_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let seed = lockstep_agent::backend::simulated::SimState::data_center_server("DC1", "8.8.6");
+        let host = SimulatedHost::create(dir.path().join("dc1.json"), &seed).unwrap();
+        for kind in [
+            "dcalerter-disabled",
+            "no-session-counters",
+            "service-missing",
+        ] {
+            let f: Fault = format!("DC1:{kind}").parse().unwrap();
+            f.inject_into_host(&host).unwrap();
+        }
+        let s = host.read().unwrap();
+        assert_eq!(s.services[DCALERTER].startup, StartupType::Disabled);
+        assert_eq!(s.services[DCALERTER].state, ServiceRunState::Stopped);
+        assert!(!s.session_counters);
+        assert!(!s.services.contains_key(MISSING_SERVICE));
+        for kind in [
+            "dcalerter-disabled",
+            "no-session-counters",
+            "service-missing",
+        ] {
+            set_host_fault(&host, kind, false).unwrap();
+        }
+        let s = host.read().unwrap();
+        assert_eq!(s.services[DCALERTER].startup, StartupType::Automatic);
+        assert!(s.session_counters);
+        assert!(s.services.contains_key(MISSING_SERVICE));
+        // Endpoint faults do not live in a host's state.
+        let e = "DC1:tds-drop"
+            .parse::<Fault>()
+            .unwrap()
+            .inject_into_host(&host)
+            .unwrap_err();
+        assert!(e.to_string().contains("simulator's endpoints"), "{e}");
+    }
+
+    #[test]
     fn an_agent_crash_is_refused_in_process_with_the_reason() {
         let e = "DC1:agent-crash".parse::<Fault>().unwrap_err();
         assert!(e.contains("inside this process"), "{e}");
