@@ -53,6 +53,7 @@ fn plan(hosts: &[String], n: usize) -> lockstep::knowledge::plan::Plan {
             let mut s = agent_step(&format!("{h}-s{k:04}"), Some(h));
             s.operation = Operation::ProductVersion {
                 expect: "8.8.6".into(),
+                component: None,
             };
             if k > 0 {
                 s.depends_on = vec![format!("{h}-s{:04}", k - 1)];

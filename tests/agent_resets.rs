@@ -96,6 +96,7 @@ async fn steps_behind_a_resetting_proxy_end_succeeded_or_unknown_and_never_run_t
         match &out {
             Outcome::Succeeded { .. } | Outcome::Unknown { .. } => {}
             Outcome::Failed { message, .. } => panic!("step{i} failed under resets: {message}"),
+            Outcome::NeedsPerson { reason, .. } => panic!("step{i} handed to a person: {reason}"),
         }
         told.push((d, out));
     }

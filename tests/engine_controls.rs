@@ -305,6 +305,7 @@ async fn a_manual_task_whose_postcondition_does_not_hold_fails() {
     let mut task = manual("setup");
     task.postcondition = Some(Operation::ProductVersion {
         expect: "8.11".into(),
+        component: None,
     });
     h.journal.script_checks("setup", vec![false]);
     h.start();

@@ -257,6 +257,65 @@ fn a_failure_of_a_retryable_step_backs_off_exponentially_up_to_the_cap() {
     assert_eq!((state.status, state.attempt), (StepStatus::Failed, 4));
 }
 
+#[test]
+fn a_step_handed_to_a_person_waits_for_an_operator_and_keeps_what_was_found() {
+    let mut ctx = gated_ctx();
+    ctx.gate = None;
+    ctx.kind = StepKind::Wait;
+    ctx.has_postcondition = false;
+    let running = StepState {
+        status: StepStatus::Running,
+        attempt: 1,
+        ..StepState::default()
+    };
+    let handed = StepEvent::Finished {
+        outcome: Outcome::NeedsPerson {
+            reason: "counters unavailable: watch the sessions".into(),
+            evidence: serde_json::json!({ "counters": "unavailable" }),
+        },
+    };
+    let (next, actions) = step::apply(&running, &ctx, &handed, 0).unwrap();
+    assert_eq!(next.status, StepStatus::AwaitingOperator);
+    assert_eq!(next.attempt, 1, "handing over is not a retry");
+    assert_eq!(actions, [StepAction::NeedsPeople]);
+    // The same claim-and-complete path as a manual task: a note is required.
+    let a = boss();
+    let (claimed, _) = step::apply(&next, &ctx, &StepEvent::Claim { actor: a.clone() }, 1).unwrap();
+    assert!(matches!(
+        step::apply(
+            &claimed,
+            &ctx,
+            &StepEvent::Complete {
+                actor: a.clone(),
+                note: " ".into()
+            },
+            2
+        ),
+        Err(Refusal::NoteRequired)
+    ));
+    let (done, _) = step::apply(
+        &claimed,
+        &ctx,
+        &StepEvent::Complete {
+            actor: a,
+            note: "3 sessions, steady for 10 minutes".into(),
+        },
+        2,
+    )
+    .unwrap();
+    assert_eq!(done.status, StepStatus::Succeeded);
+    let ev = done.evidence.unwrap();
+    assert_eq!(ev["note"], "3 sessions, steady for 10 minutes");
+    assert_eq!(
+        ev["handed_over"]["found"]["counters"], "unavailable",
+        "{ev}"
+    );
+    assert!(ev["handed_over"]["handed_to_person"]
+        .as_str()
+        .unwrap()
+        .contains("watch the sessions"));
+}
+
 fn run_events() -> Vec<RunEvent> {
     let a = boss();
     vec![
@@ -357,6 +416,10 @@ fn any_outcome() -> impl Strategy<Value = Outcome> {
         }),
         Just(Outcome::Unknown {
             reason: "lost".into()
+        }),
+        Just(Outcome::NeedsPerson {
+            reason: "no counters".into(),
+            evidence: serde_json::json!({ "counters": "unavailable" }),
         }),
     ]
 }

@@ -75,6 +75,7 @@ fn evidence(o: &Outcome) -> &Value {
     match o {
         Outcome::Succeeded { evidence } | Outcome::Failed { evidence, .. } => evidence,
         Outcome::Unknown { reason } => panic!("unknown outcome: {reason}"),
+        Outcome::NeedsPerson { reason, .. } => panic!("handed to a person: {reason}"),
     }
 }
 

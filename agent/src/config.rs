@@ -43,6 +43,12 @@ pub struct AgentConfig {
     pub product_version_key: String,
     #[serde(default = "default_product_version_value")]
     pub product_version_value: String,
+    /// How each Connected component other than the Data Center is found among the installed
+    /// programs (Windows backend): a `-like` pattern on the uninstall record's DisplayName, whose
+    /// DisplayVersion is the component's own version. Defaults are assumptions (the product
+    /// names are not in the guide; docs/SEED-ASSUMPTIONS.md); a site overrides them here.
+    #[serde(default = "default_component_programs")]
+    pub component_programs: std::collections::BTreeMap<lockstep_protocol::Component, String>,
     /// Performance counters summed for "current backup sessions" (Windows backend), if the site
     /// has them; without any, the backup-sessions action fails with a clear message.
     #[serde(default)]
@@ -89,6 +95,23 @@ pub fn default_connected_services() -> Vec<String> {
     ]
     .iter()
     .map(|s| s.to_string())
+    .collect()
+}
+
+pub fn default_component_programs(
+) -> std::collections::BTreeMap<lockstep_protocol::Component, String> {
+    use lockstep_protocol::Component;
+    [
+        (Component::SupportCenter, "*Connected*Support Center*"),
+        (
+            Component::AccountManagementWebsite,
+            "*Connected*Account Management*",
+        ),
+        (Component::DatatransferApi, "*Connected*DataTransfer*"),
+        (Component::ManagementApi, "*Connected*Management API*"),
+    ]
+    .into_iter()
+    .map(|(c, p)| (c, p.to_string()))
     .collect()
 }
 
@@ -148,6 +171,7 @@ impl AgentConfig {
             data_center_dir: default_data_center_dir(),
             product_version_key: default_product_version_key(),
             product_version_value: default_product_version_value(),
+            component_programs: default_component_programs(),
             backup_session_counters: Vec::new(),
             allow: Allowlists::default(),
         }

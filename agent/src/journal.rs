@@ -331,7 +331,8 @@ mod tests {
             Admission::Replay(_)
         ));
         assert!(matches!(
-            j.admit(&id("a"), &Action::ProductVersion {}).unwrap(),
+            j.admit(&id("a"), &Action::ProductVersion { component: None })
+                .unwrap(),
             Admission::Conflict
         ));
     }
@@ -375,12 +376,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("j.jsonl");
         let j = Journal::open(&path).unwrap();
-        let read = Action::ProductVersion {};
+        let read = Action::ProductVersion { component: None };
         assert!(!read.is_change());
         assert!(matches!(j.admit(&id("r"), &read).unwrap(), Admission::New));
         let done = ActionState::Succeeded {
             evidence: lockstep_protocol::Evidence::ProductVersion {
                 version: Some("8.8.6".into()),
+                component: None,
             },
         };
         j.finish(&id("r"), done.clone()).unwrap();

@@ -289,7 +289,7 @@ pub fn check(cfg: &AgentConfig, action: &Action) -> Result<(), ErrorResponse> {
                 )))
             }
         }
-        Action::ProductVersion {}
+        Action::ProductVersion { .. }
         | Action::OsVersion {}
         | Action::BackupSessions {}
         | Action::IisReset {}

@@ -240,7 +240,7 @@ async fn injected_failures_hangs_and_a_wrong_version_after_setup_are_reported_as
     );
     let Driven::Finished(v) = client
         .drive(
-            &request("run/ver@dc1/1", Action::ProductVersion {}),
+            &request("run/ver@dc1/1", Action::ProductVersion { component: None }),
             Duration::from_secs(5),
         )
         .await
@@ -251,7 +251,8 @@ async fn injected_failures_hangs_and_a_wrong_version_after_setup_are_reported_as
         v.state,
         ActionState::Succeeded {
             evidence: Evidence::ProductVersion {
-                version: Some("8.8.6".into())
+                version: Some("8.8.6".into()),
+                component: None,
             }
         }
     );
@@ -282,7 +283,10 @@ async fn injected_failures_hangs_and_a_wrong_version_after_setup_are_reported_as
 #[tokio::test]
 async fn a_quick_action_answers_its_result_on_the_start_and_a_replay_answers_at_once() {
     let (_d, _agent, _host, client) = agent(seed()).await;
-    let req = request("run/version@dc1/1", Action::ProductVersion {});
+    let req = request(
+        "run/version@dc1/1",
+        Action::ProductVersion { component: None },
+    );
     let started = client.start(&req).await.unwrap();
     let ActionState::Succeeded { evidence } = &started.state else {
         panic!("a read of the product version was not finished on the start's answer: {started:?}")

@@ -149,8 +149,12 @@ pub enum Action {
     DiskFree {
         drive: String,
     },
-    /// The installed Connected Backup Data Center version.
-    ProductVersion {},
+    /// The installed version of a Connected component, read from that component's own record;
+    /// without `component` (older orchestrators), the Data Center's.
+    ProductVersion {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        component: Option<crate::facts::Component>,
+    },
     /// Windows and SQL Server releases installed.
     OsVersion {},
     /// Backup and restore sessions currently open on this Data Center server.
@@ -229,7 +233,7 @@ impl Action {
             Action::ScheduledTaskRun { .. } => ActionKind::ScheduledTaskRun,
             Action::InstallerRun { .. } => ActionKind::InstallerRun,
             Action::DiskFree { .. } => ActionKind::DiskFree,
-            Action::ProductVersion {} => ActionKind::ProductVersion,
+            Action::ProductVersion { .. } => ActionKind::ProductVersion,
             Action::OsVersion {} => ActionKind::OsVersion,
             Action::BackupSessions {} => ActionKind::BackupSessions,
             Action::EventLogQuery { .. } => ActionKind::EventLogQuery,

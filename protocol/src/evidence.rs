@@ -70,6 +70,13 @@ pub struct CertificateInfo {
 pub enum Evidence {
     Services {
         services: Vec<ServiceInfo>,
+        /// Services of the Connected group that are not installed on this server (left out of
+        /// the action: the agent acts on what is there).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        absent: Vec<String>,
+        /// Why a service was left alone (e.g. a disabled DCAlerter, which the guide allows).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        notes: Vec<String>,
     },
     StartupChanged {
         service: String,
@@ -120,6 +127,9 @@ pub enum Evidence {
     },
     ProductVersion {
         version: Option<String>,
+        /// Whose version it is (absent: the Data Center's, as older agents answer).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        component: Option<crate::facts::Component>,
     },
     OsVersion {
         /// e.g. "2016".
@@ -130,6 +140,12 @@ pub enum Evidence {
     BackupSessions {
         backups: u32,
         restores: u32,
+    },
+    /// The backup-session counters cannot be read on this server (none configured, or the
+    /// counters are missing): a person must watch the sessions instead (the drain falls back to
+    /// a manual confirmation).
+    SessionCountersUnavailable {
+        reason: String,
     },
     Events {
         log: String,

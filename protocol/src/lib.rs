@@ -347,7 +347,7 @@ mod tests {
     fn a_request_of_this_version_parses() {
         let r: ActionRequest = parse(request_json("1").as_bytes()).unwrap();
         assert_eq!(r.id.as_str(), "run1/stop@dc1/1");
-        assert_eq!(r.action, Action::ProductVersion {});
+        assert_eq!(r.action, Action::ProductVersion { component: None });
     }
 
     #[test]
@@ -379,7 +379,7 @@ mod tests {
     #[test]
     fn time_checks_refuse_skew_expiry_and_absurd_lifetimes() {
         let id = ActionId::new("x").unwrap();
-        let r = ActionRequest::new(id, Action::ProductVersion {}, 1_000, 60);
+        let r = ActionRequest::new(id, Action::ProductVersion { component: None }, 1_000, 60);
         assert!(r.check_time(1_000).is_ok());
         assert!(r.check_time(1_000 + MAX_CLOCK_SKEW_SECS).is_err());
         assert_eq!(

@@ -56,6 +56,14 @@ pub enum Outcome {
     Unknown {
         reason: String,
     },
+    /// The executor cannot establish the result, but a person can (e.g. no session counters
+    /// on the server: someone watches the sessions in the DCMC). The step becomes a manual task:
+    /// it waits for an operator to claim it and confirm with a note, like any manual step.
+    NeedsPerson {
+        /// What the person is asked to confirm, and why the executor could not.
+        reason: String,
+        evidence: serde_json::Value,
+    },
 }
 
 /// The executor's knowledge of an action, asked for by key after doubt.

@@ -365,6 +365,7 @@ fn attempt_line(op: &ProbeOperation, outcome: &Outcome) -> String {
         Outcome::Succeeded { .. } => format!("probe {url}: as expected"),
         Outcome::Failed { message, .. } => format!("probe {url}: {message}"),
         Outcome::Unknown { reason } => format!("probe {url}: no answer: {reason}"),
+        Outcome::NeedsPerson { reason, .. } => format!("probe {url}: handed to a person: {reason}"),
     }
 }
 

@@ -133,9 +133,13 @@ pub enum Operation {
         port: u16,
         common_name: String,
     },
-    /// Installed Connected Backup version equals `expect`.
+    /// The installed version of a Connected component equals `expect`, read from that
+    /// component's own record; without `component`, the Data Center's (the field is left out of
+    /// the serialized form then, so plans and content hashes made before it read the same).
     ProductVersion {
         expect: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        component: Option<lockstep_protocol::Component>,
     },
     /// No warning or error in the Application event log since the step began.
     EventLogClean,

@@ -98,6 +98,9 @@ pub struct PlannedStep {
     pub estimate_secs: u64,
 }
 
+/// The longest an automatic step of a simulated site may take (see [`Plan::for_simulated_site`]).
+pub const SIMULATED_STEP_TIMEOUT_SECS: u64 = 30;
+
 /// A runbook expanded for one inventory.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
@@ -121,10 +124,24 @@ impl Plan {
     /// stable period, and automatic retries keep their number of attempts but wait 1 s (at most
     /// 2 s) between them instead of the tens of seconds a real IIS or SQL Server is given. Used
     /// by rehearsals and the demo; never for a real site.
+    ///
+    /// Automatic steps (agent, SQL, probe, wait) also get at most [`SIMULATED_STEP_TIMEOUT_SECS`]:
+    /// a real service may take minutes to start, a simulated one takes milliseconds, so a step
+    /// that would wait out a real timeout (three attempts of 15 minutes for a service that never
+    /// starts) ends in seconds. Manual tasks and gates keep theirs: people act on them in the demo.
     pub fn for_simulated_site(&mut self) {
         for step in &mut self.steps {
             step.retry.initial_backoff_secs = step.retry.initial_backoff_secs.min(1);
             step.retry.max_backoff_secs = step.retry.max_backoff_secs.min(2);
+            if matches!(
+                step.kind,
+                StepKind::Agent | StepKind::Sql | StepKind::Probe | StepKind::Wait
+            ) {
+                step.timeout_secs = step.timeout_secs.min(SIMULATED_STEP_TIMEOUT_SECS);
+            }
+            if let Operation::Wait { timeout_secs, .. } = &mut step.operation {
+                *timeout_secs = (*timeout_secs).min(SIMULATED_STEP_TIMEOUT_SECS);
+            }
             if let Operation::Wait {
                 condition: super::operation::WaitCondition::BackupSessionsLow { stable_secs, .. },
                 interval_secs,
@@ -251,7 +268,27 @@ mod tests {
             retried.iter().any(|s| s.retry.initial_backoff_secs >= 30),
             "the probes wait 30 s between attempts on a real site"
         );
+        let start = real
+            .steps
+            .iter()
+            .find(|s| s.id.starts_with("start-services@"))
+            .expect("a start step");
+        assert!(start.timeout_secs >= 600, "a real service gets minutes");
         for (r, s) in real.steps.iter().zip(&simulated.steps) {
+            match s.kind {
+                super::StepKind::Manual | super::StepKind::Approval => {
+                    assert_eq!(
+                        s.timeout_secs, r.timeout_secs,
+                        "people keep their time: {}",
+                        s.id
+                    )
+                }
+                _ => assert!(
+                    s.timeout_secs <= super::SIMULATED_STEP_TIMEOUT_SECS,
+                    "{}",
+                    s.id
+                ),
+            }
             assert_eq!(s.retry.max_attempts, r.retry.max_attempts, "{}", s.id);
             assert!(s.retry.initial_backoff_secs <= 1, "{}", s.id);
             assert!(s.retry.max_backoff_secs <= 2, "{}", s.id);

@@ -2,8 +2,10 @@
 //! say them (`--fault SERVER:KIND`). Each maps onto the simulator's or the simulated agent's own
 //! fault injection; nothing here pretends a fault happened.
 
-use lockstep_agent::backend::simulated::SimulatedHost;
-use lockstep_protocol::ActionKind;
+use lockstep_agent::backend::select::DCALERTER;
+use lockstep_agent::backend::simulated::{SimService, SimulatedHost};
+use lockstep_protocol::evidence::ServiceRunState;
+use lockstep_protocol::{ActionKind, Component, StartupType};
 use lockstep_simulator::iis::WebFaults;
 use lockstep_simulator::sql::SqlFaults;
 use lockstep_simulator::SimulatedDataCenter;
@@ -38,7 +40,27 @@ pub const KINDS: &[(&str, &str)] = &[
         "setup-wrong-version",
         "Setup leaves version 8.10 installed instead of the target",
     ),
+    (
+        "dcalerter-disabled",
+        "DCAlerter is not enabled here (startup type disabled, stopped): it is left alone",
+    ),
+    (
+        "mapi-setup-fails",
+        "the Management API's installer fails: it stays at the old version",
+    ),
+    (
+        "no-session-counters",
+        "the server publishes no backup-session counters: a person watches the drain",
+    ),
+    (
+        "service-missing",
+        "a Connected service the guide names (ReplicationServer) is not installed",
+    ),
 ];
+
+/// The service the `service-missing` fault uninstalls: one of the guessed names (SEED-NOTES
+/// "What is not public"), so a site without it is the likely case.
+pub const MISSING_SERVICE: &str = "ReplicationServer";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fault {
@@ -96,6 +118,23 @@ impl Fault {
         self.set(dc, true)
     }
 
+    /// Injects a fault that lives in the simulated host's own state (service, version, counter
+    /// and host-action faults) into one host's state, e.g. a state file an agent process drives.
+    /// Fails for the kinds that live in the simulator's SQL or web endpoints.
+    pub fn inject_into_host(&self, host: &SimulatedHost) -> anyhow::Result<()> {
+        if matches!(
+            self.kind.as_str(),
+            "checkdb-error" | "tds-drop" | "probe-old-version" | "status-not-xml"
+        ) {
+            anyhow::bail!(
+                "--fault {}:{} lives in the simulator's endpoints, not in the host's state",
+                self.server,
+                self.kind
+            );
+        }
+        set_host_fault(host, &self.kind, true)
+    }
+
     /// Clears the fault (the site fixed the problem).
     pub fn clear(&self, dc: &SimulatedDataCenter) -> anyhow::Result<()> {
         self.set(dc, false)
@@ -133,6 +172,17 @@ impl Fault {
                 }
                 web.set_faults(f);
             }
+            "mapi-setup-fails" => {
+                let host = dc.host(name).ok_or_else(|| missing("host"))?;
+                if !host
+                    .read()?
+                    .components
+                    .contains_key(&Component::ManagementApi)
+                {
+                    return Err(missing("Management API"));
+                }
+                set_host_fault(host, &self.kind, on)?;
+            }
             _ => {
                 let host = dc.host(name).ok_or_else(|| missing("host"))?;
                 set_host_fault(host, &self.kind, on)?;
@@ -164,6 +214,35 @@ fn set_host_fault(host: &SimulatedHost, kind: &str, on: bool) -> anyhow::Result<
             "setup-wrong-version" => {
                 f.version_after_setup = on.then(|| "8.10".to_string());
             }
+            "mapi-setup-fails" if on => {
+                f.component_setup_fails.insert(Component::ManagementApi);
+            }
+            "mapi-setup-fails" => {
+                f.component_setup_fails.remove(&Component::ManagementApi);
+            }
+            // The site as it is, not an injected failure: the host's own state changes.
+            "dcalerter-disabled" => {
+                let (state, startup) = if on {
+                    (ServiceRunState::Stopped, StartupType::Disabled)
+                } else {
+                    (ServiceRunState::Running, StartupType::Automatic)
+                };
+                s.services
+                    .insert(DCALERTER.into(), SimService { state, startup });
+            }
+            "no-session-counters" => s.session_counters = !on,
+            "service-missing" if on => {
+                s.services.remove(MISSING_SERVICE);
+            }
+            "service-missing" => {
+                s.services.insert(
+                    MISSING_SERVICE.into(),
+                    SimService {
+                        state: ServiceRunState::Running,
+                        startup: StartupType::Automatic,
+                    },
+                );
+            }
             _ => {}
         }
     })
@@ -191,6 +270,44 @@ mod tests {
         );
         let e = ":tds-drop".parse::<Fault>().unwrap_err();
         assert!(e.contains("names no server"), "{e}");
+    }
+
+    #[test]
+    fn a_site_variance_fault_changes_the_host_state_itself_and_clears_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let seed = lockstep_agent::backend::simulated::SimState::data_center_server("DC1", "8.8.6");
+        let host = SimulatedHost::create(dir.path().join("dc1.json"), &seed).unwrap();
+        for kind in [
+            "dcalerter-disabled",
+            "no-session-counters",
+            "service-missing",
+        ] {
+            let f: Fault = format!("DC1:{kind}").parse().unwrap();
+            f.inject_into_host(&host).unwrap();
+        }
+        let s = host.read().unwrap();
+        assert_eq!(s.services[DCALERTER].startup, StartupType::Disabled);
+        assert_eq!(s.services[DCALERTER].state, ServiceRunState::Stopped);
+        assert!(!s.session_counters);
+        assert!(!s.services.contains_key(MISSING_SERVICE));
+        for kind in [
+            "dcalerter-disabled",
+            "no-session-counters",
+            "service-missing",
+        ] {
+            set_host_fault(&host, kind, false).unwrap();
+        }
+        let s = host.read().unwrap();
+        assert_eq!(s.services[DCALERTER].startup, StartupType::Automatic);
+        assert!(s.session_counters);
+        assert!(s.services.contains_key(MISSING_SERVICE));
+        // Endpoint faults do not live in a host's state.
+        let e = "DC1:tds-drop"
+            .parse::<Fault>()
+            .unwrap()
+            .inject_into_host(&host)
+            .unwrap_err();
+        assert!(e.to_string().contains("simulator's endpoints"), "{e}");
     }
 
     #[test]

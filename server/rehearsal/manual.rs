@@ -7,17 +7,50 @@
 
 use lockstep_agent::backend::simulated::SimulatedHost;
 
-use crate::knowledge::operation::Operation;
-use crate::knowledge::plan::PlannedStep;
+use lockstep_protocol::Component;
+
+use crate::knowledge::operation::{Operation, WaitCondition};
+use crate::knowledge::plan::{PlannedStep, StepKind};
 
 /// What performing a manual task changed on the simulated host, in words for the step's note.
+/// An automated step handed to a person (e.g. a drain wait without session counters) is
+/// confirmed from what the simulated host shows, labelled as the stand-in's confirmation.
 pub fn perform(host: &SimulatedHost, step: &PlannedStep) -> anyhow::Result<String> {
+    if step.kind != StepKind::Manual {
+        return confirm_handed_over(host, step);
+    }
     let Some(post) = &step.postcondition else {
         return Ok("performed on the simulated Data Center (nothing on the host to change)".into());
     };
     host.update(|s| match post {
-        Operation::ProductVersion { expect } => {
-            // The Setup wizard; a "wrong version after Setup" fault leaves another version.
+        Operation::ProductVersion {
+            expect,
+            component: Some(c @ Component::ManagementApi),
+        } => {
+            // The Management API has its own installer; Data Center Setup does the rest.
+            if s.faults.component_setup_fails.contains(c) {
+                let was = s
+                    .components
+                    .get(c)
+                    .cloned()
+                    .unwrap_or_else(|| "none".into());
+                format!(
+                    "ran the {} installer on the simulated host: it failed (simulated fault), \
+                     the {} stays at {was}",
+                    c.label(),
+                    c.label()
+                )
+            } else {
+                s.components.insert(*c, expect.clone());
+                format!(
+                    "ran the {} installer on the simulated host: version {expect} installed",
+                    c.label()
+                )
+            }
+        }
+        Operation::ProductVersion { expect, .. } => {
+            // The Setup wizard (the Data Center's, which also upgrades the Web Services
+            // applications); a "wrong version after Setup" fault leaves another version.
             let installed = s
                 .faults
                 .version_after_setup
@@ -29,6 +62,13 @@ pub fn perform(host: &SimulatedHost, step: &PlannedStep) -> anyhow::Result<Strin
                 "Version",
                 &installed,
             );
+            // Setup also upgrades the Web Services applications installed here; the Management
+            // API has its own installer (its own step).
+            for (c, v) in s.components.iter_mut() {
+                if *c != Component::ManagementApi {
+                    *v = installed.clone();
+                }
+            }
             format!("ran Setup on the simulated host: version {installed} installed")
         }
         Operation::OsVersion {
@@ -47,5 +87,26 @@ pub fn perform(host: &SimulatedHost, step: &PlannedStep) -> anyhow::Result<Strin
             format!("upgraded the simulated host to {}", done.join(" and "))
         }
         _ => "performed on the simulated Data Center".to_string(),
+    })
+}
+
+/// The stand-in's confirmation of a step its executor handed to a person, from the simulated
+/// host's own state (what a person would see in the DCMC).
+fn confirm_handed_over(host: &SimulatedHost, step: &PlannedStep) -> anyhow::Result<String> {
+    let s = host.read()?;
+    Ok(match &step.operation {
+        Operation::Wait {
+            condition: WaitCondition::BackupSessionsLow { max, .. },
+            ..
+        } => {
+            let open = s.backup_sessions + s.restore_sessions;
+            format!(
+                "stand-in for the person watching sessions (no counters for the agent): {open} \
+                 session(s) open on the simulated host ({} backups, {} restores), at most {max} \
+                 wanted; confirmed",
+                s.backup_sessions, s.restore_sessions
+            )
+        }
+        _ => "stand-in confirmed the step handed to a person on the simulated Data Center".into(),
     })
 }

@@ -14,6 +14,7 @@ use lockstep_agent::server::RunningAgent;
 use lockstep_agent::simulated_agent::start_simulated_agent;
 use lockstep_agent::tls::Thumbprint;
 use lockstep_protocol::evidence::{CertificateInfo, ServiceRunState};
+use lockstep_protocol::Component;
 use serde::Serialize;
 use tokio::net::TcpListener;
 
@@ -127,6 +128,21 @@ fn seed_state(s: &ServerDescription, registry: &str) -> SimState {
             "DB_PreferedRegistry",
             registry,
         );
+    }
+    // Each Web Services application and the Management API keeps its own installed version
+    // (the Management API may lag behind the Data Center when its installer fails).
+    for (role, component) in [
+        ("support-center", Component::SupportCenter),
+        (
+            "account-management-website",
+            Component::AccountManagementWebsite,
+        ),
+        ("datatransfer-api", Component::DatatransferApi),
+        ("management-api", Component::ManagementApi),
+    ] {
+        if s.has(role) {
+            st.components.insert(component, s.connected_version.clone());
+        }
     }
     for (path, text) in crate::scripts::SITE_SCRIPTS {
         st.files

@@ -7,6 +7,7 @@
 //! edit used by both backends, and the HTTP probe (which is the same on any host).
 
 pub mod edit;
+pub mod select;
 pub mod simulated;
 pub mod windows;
 

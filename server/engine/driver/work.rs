@@ -249,10 +249,12 @@ impl Engine {
                 ok: false,
                 evidence: serde_json::json!({ "message": message, "evidence": evidence }),
             },
-            Ok(Outcome::Unknown { reason }) => StepEvent::Verified {
-                ok: false,
-                evidence: serde_json::json!({ "message": reason }),
-            },
+            Ok(Outcome::Unknown { reason }) | Ok(Outcome::NeedsPerson { reason, .. }) => {
+                StepEvent::Verified {
+                    ok: false,
+                    evidence: serde_json::json!({ "message": reason }),
+                }
+            }
             Err(_) => StepEvent::Verified {
                 ok: false,
                 evidence: serde_json::json!({ "message": format!("the check gave no answer within {} s", limit.as_secs()) }),
@@ -291,8 +293,13 @@ pub async fn poll_until(executor: &dyn Executor, dispatch: &Dispatch) -> Outcome
             Outcome::Succeeded { .. } => format!("poll {polls}: the condition holds"),
             Outcome::Failed { message, .. } => format!("poll {polls}: not yet: {message}"),
             Outcome::Unknown { reason } => format!("poll {polls}: no answer: {reason}"),
+            Outcome::NeedsPerson { reason, .. } => {
+                format!("poll {polls}: handed to a person: {reason}")
+            }
         });
         match answer {
+            // The condition cannot be read here at all; polling again would only time out.
+            Outcome::NeedsPerson { .. } => return answer,
             Outcome::Succeeded { evidence } => {
                 let since = *held_since.get_or_insert(now);
                 if now.duration_since(since) >= stable {

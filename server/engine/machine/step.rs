@@ -444,12 +444,13 @@ pub fn apply(
             require_text(note, Refusal::NoteRequired)?;
             next.note = Some(note.clone());
             next.decided_by = Some(actor.name.clone());
-            finish_ok(
-                &mut next,
-                ctx,
-                serde_json::json!({ "note": note }),
-                &mut actions,
-            );
+            // An automated step handed to a person keeps what its executor found beside the
+            // person's confirmation; a manual task's evidence is the note alone.
+            let evidence = match (ctx.kind, &state.evidence) {
+                (StepKind::Manual, _) | (_, None) => serde_json::json!({ "note": note }),
+                (_, Some(found)) => serde_json::json!({ "note": note, "handed_over": found }),
+            };
+            finish_ok(&mut next, ctx, evidence, &mut actions);
         }
         (Dispatched | Running, StepEvent::Heartbeat) => {
             next.status = Running;
@@ -643,6 +644,18 @@ fn apply_outcome(
             next.status = StepStatus::OutcomeUnknown;
             next.last_error = Some(reason.clone());
             actions.push(StepAction::QueryStatus);
+        }
+        Outcome::NeedsPerson { reason, evidence } => {
+            // Handed to a person: the same claim-and-complete path as a manual step, with
+            // what the executor found kept as the evidence the person completes.
+            next.status = StepStatus::AwaitingOperator;
+            next.claimed_by = None;
+            next.last_error = None;
+            next.evidence = Some(serde_json::json!({
+                "handed_to_person": reason,
+                "found": evidence,
+            }));
+            actions.push(StepAction::NeedsPeople);
         }
     }
 }

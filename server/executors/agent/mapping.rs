@@ -79,7 +79,7 @@ pub fn redirected(value: RedirectValue, old: &str, to_server: &str) -> Result<St
 
 /// Whether every service is running; the message names those that are not.
 pub fn all_running(ev: &Evidence) -> Result<(), String> {
-    let Evidence::Services { services } = ev else {
+    let Evidence::Services { services, .. } = ev else {
         return Err("the agent returned no service states".into());
     };
     let bad: Vec<String> = services
@@ -96,16 +96,24 @@ pub fn all_running(ev: &Evidence) -> Result<(), String> {
 
 /// Installed version equals `expect`, compared numerically (8.11 = 8.11.0.0).
 pub fn version_is(ev: &Evidence, expect: &str) -> Result<(), String> {
-    let Evidence::ProductVersion { version } = ev else {
+    let Evidence::ProductVersion { version, component } = ev else {
         return Err("the agent returned no product version".into());
     };
     let want: Version = expect.parse()?;
+    // Name the component whose record was read, so a Management API left behind is not
+    // mistaken for the Data Center (and the other way round).
+    let whose = component
+        .map(|c| format!("{} ", c.label()))
+        .unwrap_or_default();
     match version {
-        None => Err("no Connected Backup version is installed".into()),
+        None if whose.is_empty() => Err("no Connected Backup version is installed".into()),
+        None => Err(format!("no {whose}is installed on this server")),
         Some(v) => match v.parse::<Version>() {
             Ok(got) if got.cmp(&want) == std::cmp::Ordering::Equal => Ok(()),
-            Ok(_) => Err(format!("installed version is {v}, expected {expect}")),
-            Err(e) => Err(format!("the installed version reads `{v}`: {e}")),
+            Ok(_) => Err(format!(
+                "installed {whose}version is {v}, expected {expect}"
+            )),
+            Err(e) => Err(format!("the installed {whose}version reads `{v}`: {e}")),
         },
     }
 }
@@ -172,6 +180,16 @@ pub fn sessions_at_most(ev: &Evidence, max: u32) -> Result<u32, String> {
         Ok(n)
     } else {
         Err(format!("{n} sessions open (at most {max} wanted)"))
+    }
+}
+
+/// Whether a failed action's evidence says the backup-session counters cannot be read here
+/// (the drain wait then hands over to a person instead of failing).
+pub fn counters_unavailable(evidence: &serde_json::Value) -> Option<String> {
+    let inner = evidence.get("evidence")?;
+    match serde_json::from_value::<Evidence>(inner.clone()).ok()? {
+        Evidence::SessionCountersUnavailable { reason } => Some(reason),
+        _ => None,
     }
 }
 
@@ -245,11 +263,18 @@ mod tests {
     fn versions_compare_numerically_and_releases_by_word() {
         let ev = Evidence::ProductVersion {
             version: Some("8.11.0".into()),
+            component: None,
         };
         assert!(version_is(&ev, "8.11").is_ok());
         assert!(version_is(&ev, "8.8.6")
             .unwrap_err()
             .contains("expected 8.8.6"));
+        let mapi = Evidence::ProductVersion {
+            version: Some("8.8.6".into()),
+            component: Some(lockstep_protocol::Component::ManagementApi),
+        };
+        let e = version_is(&mapi, "8.11").unwrap_err();
+        assert!(e.contains("Management API version is 8.8.6"), "{e}");
         assert!(release_matches("2016 SP1", "2016"));
         assert!(!release_matches("2012 R2", "2012"));
         assert!(release_matches("2012 R2", "2012 R2"));

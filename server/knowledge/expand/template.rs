@@ -9,6 +9,7 @@
 //! | `{host.web_url}` | `https://CN` with a certificate, else `http://FQDN` |
 //! | `{host.dt_url}` | the DataTransfer API base: `https://CN` with SSL, else `http://FQDN` |
 //! | `{host.https_port}` | the port of its HTTPS binding (inventory `certificate.port`, else 443; SEED-NOTES 11) |
+//! | `{host.web_component}` | the Web Services application whose own version record proves the server's Web Services upgrade: `support_center`, else `account_management_website`, else `datatransfer_api` |
 //! | `{host.databases}` | (whole value only) the databases on it: master, model, msdb, then Directory and Registry where it holds them (SEED-NOTES 9) |
 //! | `{registry.primary}` `{registry.secondary}` | the Registry server (Registration Master) of that side |
 //! | `{registry.other}` | the Registry server of the side the server is not on |
@@ -88,6 +89,7 @@ fn resolve(name: &str, scope: &Scope) -> Result<Resolved, String> {
         "host.dt_url",
         "host.databases",
         "host.https_port",
+        "host.web_component",
         "registry.primary",
         "registry.secondary",
         "registry.other",
@@ -105,6 +107,7 @@ fn resolve(name: &str, scope: &Scope) -> Result<Resolved, String> {
                 "host.databases" => Resolved::List(vec!["master".into()]),
                 "tools_folder" => Resolved::Text("130".into()),
                 "host.https_port" => Resolved::Number(443),
+                "host.web_component" => Resolved::Text("support_center".into()),
                 _ => Resolved::Text("X".into()),
             })
         }
@@ -154,6 +157,25 @@ fn resolve(name: &str, scope: &Scope) -> Result<Resolved, String> {
             } else {
                 format!("http://{}", h.fqdn)
             })
+        }
+        "host.web_component" => {
+            let h = need_host()?;
+            // One record per server is enough: Setup upgrades every application on it at once.
+            let component = [
+                (Role::SupportCenter, "support_center"),
+                (Role::AccountManagementWebsite, "account_management_website"),
+                (Role::DatatransferApi, "datatransfer_api"),
+            ]
+            .into_iter()
+            .find(|(r, _)| h.has(*r))
+            .map(|(_, c)| c)
+            .ok_or_else(|| {
+                format!(
+                    "`{{{name}}}`: server {} runs no Web Services application",
+                    h.name
+                )
+            })?;
+            Resolved::Text(component.into())
         }
         "host.databases" => {
             let h = need_host()?;

@@ -201,7 +201,8 @@ pub fn describe(op: &Operation) -> String {
         Operation::IisHttpsBinding { port, common_name } => {
             format!("Default Web Site has an https binding on port {port} with the certificate for {common_name}")
         }
-        Operation::ProductVersion { expect } => format!("installed Connected Backup version is {expect}"),
+        Operation::ProductVersion { expect, component: None } => format!("installed Connected Backup version is {expect}"),
+        Operation::ProductVersion { expect, component: Some(c) } => format!("installed {} version is {expect}", c.label()),
         Operation::EventLogClean => "no warning or error in the Application event log".into(),
         Operation::OsVersion { windows, sql_server } => {
             let mut parts = Vec::new();

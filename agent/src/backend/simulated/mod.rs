@@ -12,13 +12,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lockstep_protocol::evidence::{Binding, RegistryValue, ServiceInfo, ServiceRunState};
-use lockstep_protocol::{Action, Evidence, ServiceSelector};
+use lockstep_protocol::{Action, Component, Evidence, ServiceSelector};
 
 pub use state::{
     read_state, SimDisk, SimEvent, SimExecution, SimFaults, SimInstaller, SimService, SimState,
     SimTask, SimulatedHost, DATA_CENTER_DIR,
 };
 
+use super::select::{self, Selection};
 use super::{edit, http_probe, ActionCtx, Backend, Failure};
 use crate::config::AgentConfig;
 use crate::journal::now_ms;
@@ -59,10 +60,29 @@ impl SimulatedBackend {
             .map_err(|e| Failure::msg(format!("simulated host state: {e}")))
     }
 
-    fn names(&self, sel: &ServiceSelector) -> Vec<String> {
+    /// The services an action acts on: named ones as given; of the Connected group, the ones
+    /// installed here ([`select::connected`]), with what was left out and why.
+    fn choose(&self, sel: &ServiceSelector, starting: bool) -> Result<Selection, Failure> {
         match sel {
-            ServiceSelector::Connected => self.connected.clone(),
-            ServiceSelector::Named { names } => names.clone(),
+            ServiceSelector::Connected => {
+                let s = self.read()?;
+                Ok(select::connected(
+                    &Self::service_infos(&s, &self.connected),
+                    starting,
+                ))
+            }
+            ServiceSelector::Named { names } => Ok(Selection {
+                act: names.clone(),
+                ..Selection::default()
+            }),
+        }
+    }
+
+    fn services_evidence(services: Vec<ServiceInfo>, chosen: &Selection) -> Evidence {
+        Evidence::Services {
+            services,
+            absent: chosen.absent.clone(),
+            notes: chosen.notes.clone(),
         }
     }
 
@@ -103,7 +123,8 @@ impl SimulatedBackend {
         timeout_secs: u64,
         ctx: &ActionCtx,
     ) -> Result<Evidence, Failure> {
-        let names = self.names(sel);
+        let chosen = self.choose(sel, start)?;
+        let names = chosen.act.clone();
         let (pending, target) = if start {
             (ServiceRunState::StartPending, ServiceRunState::Running)
         } else {
@@ -131,30 +152,43 @@ impl SimulatedBackend {
             names.join(", ")
         ));
         ctx.pause(Duration::from_millis(transition)).await?;
-        let evidence = self.update(|s| {
+        let (evidence, refused) = self.update(|s| {
+            let mut refused = Vec::new();
             for n in &names {
                 let fails = start
                     && s.faults
                         .services_fail_to_start
                         .iter()
                         .any(|f| f.eq_ignore_ascii_case(n));
-                if let Some((_, svc)) = s
+                if let Some((k, svc)) = s
                     .services
                     .iter_mut()
                     .find(|(k, _)| k.eq_ignore_ascii_case(n))
                 {
                     svc.state = if fails {
+                        refused.push(k.clone());
                         ServiceRunState::Stopped
                     } else {
                         target
                     };
                 }
             }
-            Self::service_infos(s, &names)
+            (Self::service_infos(s, &names), refused)
         })?;
+        // As on Windows: a start that was refused leaves the service stopped, and waiting for
+        // it until the timeout would only delay the failure.
+        if !refused.is_empty() {
+            return Err(Failure::Failed {
+                message: format!(
+                    "did not start and stays stopped: {} (the service refused to start)",
+                    refused.join(", ")
+                ),
+                evidence: Some(Self::services_evidence(evidence, &chosen)),
+            });
+        }
         let missing: Vec<&ServiceInfo> = evidence.iter().filter(|i| i.state != target).collect();
         if missing.is_empty() {
-            return Ok(Evidence::Services { services: evidence });
+            return Ok(Self::services_evidence(evidence, &chosen));
         }
         // Wait for the rest the way the Windows backend polls, until the timeout.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout_secs);
@@ -162,7 +196,7 @@ impl SimulatedBackend {
             let now = self.read()?;
             let infos = Self::service_infos(&now, &names);
             if infos.iter().all(|i| i.state == target) {
-                return Ok(Evidence::Services { services: infos });
+                return Ok(Self::services_evidence(infos, &chosen));
             }
             if tokio::time::Instant::now() >= deadline {
                 let late: Vec<String> = infos
@@ -176,7 +210,7 @@ impl SimulatedBackend {
                         target,
                         late.join(", ")
                     ),
-                    evidence: Some(Evidence::Services { services: infos }),
+                    evidence: Some(Self::services_evidence(infos, &chosen)),
                 });
             }
             ctx.pause(Duration::from_millis(500)).await?;
@@ -186,8 +220,9 @@ impl SimulatedBackend {
     async fn perform(&self, action: &Action, ctx: &ActionCtx) -> Result<Evidence, Failure> {
         match action {
             Action::ServicesStatus { services } => {
+                let chosen = self.choose(services, true)?;
                 let s = self.read()?;
-                Ok(Evidence::Services { services: Self::service_infos(&s, &self.names(services)) })
+                Ok(Self::services_evidence(Self::service_infos(&s, &chosen.act), &chosen))
             }
             Action::ServicesStop { services, timeout_secs } => {
                 self.services_to(action, services, false, *timeout_secs, ctx).await
@@ -387,11 +422,26 @@ impl SimulatedBackend {
                     None => Err(Failure::msg(format!("drive {drive} does not exist"))),
                 }
             }
-            Action::ProductVersion {} => Ok(Evidence::ProductVersion { version: self.read()?.product_version }),
+            Action::ProductVersion { component } => {
+                let s = self.read()?;
+                // The Data Center's own record is `product_version`; every other component
+                // keeps its own (absent: not installed on this host).
+                let version = match component {
+                    None | Some(Component::DataCenter) => s.product_version,
+                    Some(c) => s.components.get(c).cloned(),
+                };
+                Ok(Evidence::ProductVersion { version, component: *component })
+            }
             Action::OsVersion {} => {
                 let s = self.read()?;
                 Ok(Evidence::OsVersion { windows: s.windows, sql_server: s.sql_server })
             }
+            Action::BackupSessions {} if !self.read()?.session_counters => Err(Failure::Failed {
+                message: "backup-session counters unavailable on this server: a person must watch the sessions in the DCMC".into(),
+                evidence: Some(Evidence::SessionCountersUnavailable {
+                    reason: "the simulated server publishes no backup-session counters".into(),
+                }),
+            }),
             Action::BackupSessions {} => self.update(|s| {
                 let ev = Evidence::BackupSessions { backups: s.backup_sessions, restores: s.restore_sessions };
                 s.backup_sessions = s.backup_sessions.saturating_sub(s.sessions_drain_per_query);

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use lockstep_protocol::evidence::{Binding, CertificateInfo, EventRecord, ServiceRunState};
-use lockstep_protocol::{ActionKind, StartupType};
+use lockstep_protocol::{ActionKind, Component, StartupType};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,6 +81,9 @@ pub struct SimFaults {
     /// After an installer runs, this version is installed instead of the installer's own
     /// ("wrong version after Setup").
     pub version_after_setup: Option<String>,
+    /// Components whose installer (a person's manual task in the simulator) fails: they stay
+    /// at the version they had ("the Management API's Setup fails").
+    pub component_setup_fails: BTreeSet<Component>,
 }
 
 /// A Data Center server as the simulated backend sees it.
@@ -106,6 +109,12 @@ pub struct SimState {
     pub certificates: Vec<CertificateInfo>,
     pub backup_sessions: u32,
     pub restore_sessions: u32,
+    /// Whether the site publishes backup-session counters the agent can read (a site that
+    /// configured none makes the drain wait fall back to a person).
+    pub session_counters: bool,
+    /// Installed versions of the Connected components other than the Data Center (whose
+    /// version is `product_version`), each from its own record; absent when not installed.
+    pub components: BTreeMap<Component, String>,
     /// Each backup-sessions query lowers open backup sessions by this much (sessions draining).
     pub sessions_drain_per_query: u32,
     pub scheduled_tasks: BTreeMap<String, SimTask>,
@@ -134,6 +143,8 @@ impl Default for SimState {
             certificates: Vec::new(),
             backup_sessions: 0,
             restore_sessions: 0,
+            session_counters: true,
+            components: BTreeMap::new(),
             sessions_drain_per_query: 0,
             scheduled_tasks: BTreeMap::new(),
             installers: BTreeMap::new(),

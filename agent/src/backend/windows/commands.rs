@@ -146,6 +146,14 @@ Write-Output $cert.Thumbprint";
 pub const PS_CERTIFICATES: &str = "ConvertTo-Json -Compress -InputObject @(Get-ChildItem Cert:\\LocalMachine\\My | ForEach-Object { \
 @{ thumbprint = $_.Thumbprint; subject = $_.Subject; issuer = $_.Issuer; not_after = ([DateTimeOffset]$_.NotAfter).ToUnixTimeSeconds() } })";
 
+/// Installed programs whose uninstall record's DisplayName is `-like` LOCKSTEP_PROGRAM, from the
+/// 64-bit and the 32-bit (Wow6432Node) Uninstall keys: the record Windows Installer writes for
+/// every product, so a component's version comes from its own installation, not the Data
+/// Center's value.
+pub const PS_PROGRAM_VERSION: &str = "$keys = 'HKLM:\\SOFTWARE\\Microsoft\\Windows\\CurrentVersion\\Uninstall\\*', 'HKLM:\\SOFTWARE\\Wow6432Node\\Microsoft\\Windows\\CurrentVersion\\Uninstall\\*'; \
+$p = Get-ItemProperty -Path $keys -ErrorAction SilentlyContinue | Where-Object { $_.DisplayName -like $env:LOCKSTEP_PROGRAM }; \
+ConvertTo-Json -Compress -InputObject @($p | ForEach-Object { @{ name = [string]$_.DisplayName; version = [string]$_.DisplayVersion } })";
+
 pub const PS_COUNTERS: &str = "$s = Get-Counter -Counter ($env:LOCKSTEP_COUNTERS -split ';') -ErrorAction Stop; \
 ConvertTo-Json -Compress -InputObject @($s.CounterSamples | ForEach-Object { @{ path = $_.Path; value = $_.CookedValue } })";
 
@@ -292,6 +300,7 @@ mod tests {
             PS_BINDING_ENSURE,
             PS_CERTIFICATES,
             PS_COUNTERS,
+            PS_PROGRAM_VERSION,
         ] {
             assert!(
                 !script.contains('\n'),

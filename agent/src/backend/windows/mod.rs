@@ -8,10 +8,11 @@ pub mod parse;
 use std::time::{Duration, Instant};
 
 use lockstep_protocol::evidence::{RegistryValue, ServiceInfo, ServiceRunState};
-use lockstep_protocol::{Action, Evidence, ServiceSelector};
+use lockstep_protocol::{Action, Component, Evidence, ServiceSelector};
 use sha2::{Digest, Sha256};
 
 use self::commands::Cmd;
+use super::select::{self, Selection};
 use super::{edit, http_probe, ActionCtx, Backend, Failure};
 use crate::config::AgentConfig;
 use crate::policy::{normalize_path, normalize_registry_key, resolve_path};
@@ -76,10 +77,25 @@ impl WindowsBackend {
         Ok(o.stdout)
     }
 
-    fn names(&self, sel: &ServiceSelector) -> Vec<String> {
+    /// Named services as given; of the Connected group, the ones installed here
+    /// ([`select::connected`]), read with `sc query`/`sc qc` first.
+    async fn choose(
+        &self,
+        sel: &ServiceSelector,
+        starting: bool,
+        ctx: &ActionCtx,
+    ) -> Result<Selection, Failure> {
         match sel {
-            ServiceSelector::Connected => self.config.connected_services.clone(),
-            ServiceSelector::Named { names } => names.clone(),
+            ServiceSelector::Connected => {
+                let found = self
+                    .service_infos(&self.config.connected_services, ctx)
+                    .await?;
+                Ok(select::connected(&found, starting))
+            }
+            ServiceSelector::Named { names } => Ok(Selection {
+                act: names.clone(),
+                ..Selection::default()
+            }),
         }
     }
 
@@ -118,12 +134,20 @@ impl WindowsBackend {
         timeout_secs: u64,
         ctx: &ActionCtx,
     ) -> Result<Evidence, Failure> {
-        let names = self.names(sel);
+        let chosen = self.choose(sel, start, ctx).await?;
+        let names = chosen.act.clone();
+        let evidence = |services: Vec<ServiceInfo>| Evidence::Services {
+            services,
+            absent: chosen.absent.clone(),
+            notes: chosen.notes.clone(),
+        };
         let target = if start {
             ServiceRunState::Running
         } else {
             ServiceRunState::Stopped
         };
+        // Services whose start command was refused (e.g. 1053, 1058 disabled, 1069 logon).
+        let mut refused: Vec<(String, i32)> = Vec::new();
         for n in &names {
             let c = if start {
                 commands::sc_start(n)
@@ -139,13 +163,34 @@ impl WindowsBackend {
                     o.code,
                     o.stdout.trim()
                 ));
+                if start {
+                    refused.push((n.clone(), o.code));
+                }
             }
         }
         let deadline = Instant::now() + Duration::from_secs(timeout_secs);
         loop {
             let infos = self.service_infos(&names, ctx).await?;
             if infos.iter().all(|i| i.state == target) {
-                return Ok(Evidence::Services { services: infos });
+                return Ok(evidence(infos));
+            }
+            // A service whose start was refused and that is stopped (not start-pending) will not
+            // come up by waiting: fail now rather than at the timeout.
+            let dead: Vec<String> = infos
+                .iter()
+                .filter(|i| i.state == ServiceRunState::Stopped)
+                .filter_map(|i| {
+                    refused
+                        .iter()
+                        .find(|(n, _)| n.eq_ignore_ascii_case(&i.name))
+                        .map(|(n, code)| format!("{n} (sc start exit {code})"))
+                })
+                .collect();
+            if !dead.is_empty() {
+                return Err(Failure::Failed {
+                    message: format!("did not start and stays stopped: {}", dead.join(", ")),
+                    evidence: Some(evidence(infos)),
+                });
             }
             if Instant::now() >= deadline {
                 let late: Vec<String> = infos
@@ -158,7 +203,7 @@ impl WindowsBackend {
                         "not {target:?} within {timeout_secs} s: {}",
                         late.join(", ")
                     ),
-                    evidence: Some(Evidence::Services { services: infos }),
+                    evidence: Some(evidence(infos)),
                 });
             }
             ctx.pause(Duration::from_secs(2)).await?;
@@ -257,9 +302,14 @@ impl Backend for WindowsBackend {
 
     async fn run(&self, action: &Action, ctx: &ActionCtx) -> Result<Evidence, Failure> {
         match action {
-            Action::ServicesStatus { services } => Ok(Evidence::Services {
-                services: self.service_infos(&self.names(services), ctx).await?,
-            }),
+            Action::ServicesStatus { services } => {
+                let chosen = self.choose(services, true, ctx).await?;
+                Ok(Evidence::Services {
+                    services: self.service_infos(&chosen.act, ctx).await?,
+                    absent: chosen.absent,
+                    notes: chosen.notes,
+                })
+            }
             Action::ServicesStop {
                 services,
                 timeout_secs,
@@ -460,9 +510,31 @@ impl Backend for WindowsBackend {
                     total_mb,
                 })
             }
-            Action::ProductVersion {} => Ok(Evidence::ProductVersion {
-                version: self.product_version(ctx).await?,
-            }),
+            Action::ProductVersion { component } => {
+                let version = match component {
+                    None | Some(Component::DataCenter) => self.product_version(ctx).await?,
+                    Some(c) => {
+                        let Some(pattern) = self.config.component_programs.get(c) else {
+                            return Err(Failure::msg(format!(
+                                "no component_programs entry for the {} in the agent configuration",
+                                c.label()
+                            )));
+                        };
+                        let out = self
+                            .powershell(
+                                commands::PS_PROGRAM_VERSION,
+                                &[("LOCKSTEP_PROGRAM", pattern)],
+                                ctx,
+                            )
+                            .await?;
+                        parse::program_version(&out, pattern).map_err(Failure::msg)?
+                    }
+                };
+                Ok(Evidence::ProductVersion {
+                    version,
+                    component: *component,
+                })
+            }
             Action::OsVersion {} => {
                 let out = self.powershell(commands::PS_OS_VERSION, &[], ctx).await?;
                 let (windows, sql_server) = parse::os_version(&out).map_err(Failure::msg)?;
@@ -473,16 +545,33 @@ impl Backend for WindowsBackend {
             }
             Action::BackupSessions {} => {
                 if self.config.backup_session_counters.is_empty() {
-                    return Err(Failure::msg("no backup_session_counters configured for this agent; the Data Center does not publish a documented session count"));
+                    let reason = "no backup_session_counters configured for this agent; the Data Center does not publish a documented session count";
+                    return Err(Failure::Failed {
+                        message: format!("backup-session counters unavailable: {reason}"),
+                        evidence: Some(Evidence::SessionCountersUnavailable {
+                            reason: reason.into(),
+                        }),
+                    });
                 }
                 let joined = self.config.backup_session_counters.join(";");
+                // A configured counter the server does not publish (Get-Counter fails) is as
+                // unavailable as none configured: a person watches the sessions instead.
                 let out = self
                     .powershell(
                         commands::PS_COUNTERS,
                         &[("LOCKSTEP_COUNTERS", &joined)],
                         ctx,
                     )
-                    .await?;
+                    .await
+                    .map_err(|f| match f {
+                        Failure::Failed { message, .. } => Failure::Failed {
+                            message: format!("backup-session counters unavailable: {message}"),
+                            evidence: Some(Evidence::SessionCountersUnavailable {
+                                reason: message,
+                            }),
+                        },
+                        other => other,
+                    })?;
                 Ok(Evidence::BackupSessions {
                     backups: parse::counters_sum(&out).map_err(Failure::msg)?,
                     restores: 0,

@@ -421,3 +421,70 @@ mod tests {
         assert!(disk_free("Get-CimInstance : Access denied").is_err());
     }
 }
+
+#[derive(Deserialize)]
+struct Program {
+    name: String,
+    version: String,
+}
+
+/// The version of the one installed program `PS_PROGRAM_VERSION` found: `None` when none is
+/// installed; an error when several with different versions match (refusing to guess).
+pub fn program_version(out: &str, pattern: &str) -> Result<Option<String>, String> {
+    let text = out.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    // PowerShell 5 writes a one-element array as the object itself.
+    let programs: Vec<Program> = match serde_json::from_str(text) {
+        Ok(v) => v,
+        Err(_) => vec![serde_json::from_str::<Program>(text)
+            .map_err(|e| format!("installed programs output: {e}"))?],
+    };
+    let mut versions: Vec<&str> = programs
+        .iter()
+        .map(|p| p.version.trim())
+        .filter(|v| !v.is_empty())
+        .collect();
+    versions.sort_unstable();
+    versions.dedup();
+    match versions.as_slice() {
+        [] => Ok(None),
+        [one] => Ok(Some(one.to_string())),
+        many => Err(format!(
+            "several installed programs match `{pattern}` with different versions ({}: {}); set component_programs in the agent configuration",
+            programs.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", "),
+            many.join(", ")
+        )),
+    }
+}
+
+#[cfg(test)]
+mod program_tests {
+    use super::program_version;
+
+    #[test]
+    fn one_program_or_an_array_gives_its_version_and_none_gives_none() {
+        let one = r#"{"name":"Connected Management API","version":"8.11.0.12"}"#;
+        assert_eq!(
+            program_version(one, "*").unwrap().as_deref(),
+            Some("8.11.0.12")
+        );
+        let arr = r#"[{"name":"Connected Management API","version":"8.8.6"},{"name":"Connected Management API (x64)","version":"8.8.6"}]"#;
+        assert_eq!(program_version(arr, "*").unwrap().as_deref(), Some("8.8.6"));
+        assert_eq!(program_version("", "*").unwrap(), None);
+        assert_eq!(program_version("[]", "*").unwrap(), None);
+    }
+
+    #[test]
+    fn conflicting_versions_and_garbage_are_clear_errors() {
+        let two = r#"[{"name":"A","version":"8.8.6"},{"name":"B","version":"8.11"}]"#;
+        let e = program_version(two, "*Connected*").unwrap_err();
+        assert!(
+            e.contains("several") && e.contains("8.8.6") && e.contains("8.11"),
+            "{e}"
+        );
+        let e = program_version("Zugriff verweigert", "*").unwrap_err();
+        assert!(e.contains("installed programs output"), "{e}");
+    }
+}
