@@ -11,6 +11,7 @@ pub mod clock;
 pub mod datacenters;
 pub mod db;
 pub mod error;
+pub mod estate;
 pub mod live;
 pub mod metrics;
 pub mod pages;
@@ -72,6 +73,11 @@ pub struct AppState {
     /// Link template for change tickets (`notify.ticket_url`, `{ticket}` replaced), so the
     /// change record links to the ticket.
     pub ticket_url: Option<Arc<str>>,
+    /// The agents' heartbeat and facts collector, when one runs in this process (`serve`, the
+    /// demo): "Refresh facts" and `POST /api/v1/agents/refresh` ask it to collect now.
+    pub collector: Option<Arc<crate::executors::agent::collector::Collector>>,
+    /// Facts older than this (seconds) are shown as stale and not trusted by preflight.
+    pub facts_stale_secs: i64,
 }
 
 impl AppState {
@@ -95,7 +101,20 @@ impl AppState {
             simulated_site: false,
             sso: None,
             ticket_url: None,
+            collector: None,
+            facts_stale_secs: (3 * crate::config::DEFAULT_FACTS_INTERVAL_SECS) as i64,
         }
+    }
+
+    /// Attaches the facts collector (see [`AppState::collector`]) and the staleness limit.
+    pub fn with_collector(
+        mut self,
+        collector: Arc<crate::executors::agent::collector::Collector>,
+        stale_secs: u64,
+    ) -> AppState {
+        self.collector = Some(collector);
+        self.facts_stale_secs = i64::try_from(stale_secs).unwrap_or(i64::MAX);
+        self
     }
 
     /// Marks the site as simulated (see [`AppState::simulated_site`]).
