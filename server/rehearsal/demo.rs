@@ -85,8 +85,13 @@ pub async fn run(data_dir: &Path, listen: &str, inventory_text: &str) -> anyhow:
         .map_err(|e| anyhow!("opening {}: {e}", db.display()))?;
     let pool = crate::web::db::open(&db).await?;
     let identity = crate::executors::agent::orchestrator_identity(data_dir)?;
-    let (dc, router) =
-        super::site::start(&inventory_path, &data_dir.join("simulated"), identity, 30).await?;
+    let (dc, router) = super::site::start(
+        &inventory_path,
+        &data_dir.join("simulated"),
+        identity,
+        30,
+    )
+    .await?;
     for (server, a) in &dc.endpoints().agents {
         let thumbprint = Thumbprint::parse(&a.thumbprint).map_err(|e| anyhow!("{e}"))?;
         crate::executors::agent::registry::add(&pool, server, &a.url, thumbprint, now()).await?;
@@ -167,12 +172,22 @@ pub async fn run(data_dir: &Path, listen: &str, inventory_text: &str) -> anyhow:
     }));
     let dc = std::sync::Arc::new(dc);
     let hook = tokio::spawn(manual_task_hook(store, dc.clone(), stop_rx.clone()));
+    let (state, facts_tasks) = crate::web::estate::start(
+        state,
+        crate::executors::agent::orchestrator_identity(data_dir)?,
+        config.facts_interval_secs,
+        config.facts_stale_secs,
+        stop_rx.clone(),
+    );
     let shutdown = async move {
         let _ = tokio::signal::ctrl_c().await;
         let _ = stop_tx.send(true);
     };
     crate::web::serve(listener, crate::web::router(state), None, shutdown).await?;
     let _ = hook.await;
+    for t in facts_tasks {
+        let _ = t.await;
+    }
     match driver.await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => eprintln!("the engine stopped with an error: {e}"),
