@@ -16,6 +16,8 @@ mod matrix;
 mod pages;
 #[path = "web/runpage.rs"]
 mod runpage;
+#[path = "web/sitefacts.rs"]
+mod sitefacts;
 #[path = "web/runs.rs"]
 mod runs;
 #[path = "web/sources.rs"]

@@ -111,11 +111,18 @@ pub fn set_server_field(toml: &str, server: &str, field: &str, value: &str) -> O
         };
         let k = k.trim();
         if k == "name" {
-            b.0 = v.trim().parse::<toml::Value>().ok().and_then(|v| v.as_str().map(str::to_string));
+            // The value as TOML reads it (quotes, escapes), through a one-key document.
+            b.0 = toml::from_str::<toml::Table>(&format!("v = {}", v.trim()))
+                .ok()
+                .and_then(|t| t.get("v").and_then(|v| v.as_str()).map(str::to_string));
             b.1 = Some(i);
         } else if k == field {
             b.2 = Some(i);
         }
+    }
+    // Values come from remote agents: one line of printable text, or nothing is changed.
+    if value.chars().any(char::is_control) {
+        return None;
     }
     let (_, name_at, field_at) = blocks.into_iter().find(|b| b.0.as_deref() == Some(server))?;
     let line = format!("{field} = {}", toml::Value::String(value.to_string()));
@@ -274,8 +281,12 @@ mod tests {
         assert!(t.contains("name = \"DC1\"\nsql_server = \"2016\"\nconnected_version"));
         assert_eq!(set_server_field(TOML, "not a server", "windows", "2016"), None);
         assert_eq!(set_server_field(TOML, "DC9", "windows", "2016"), None);
-        // A value from a remote agent cannot break out of its string.
-        let t = set_server_field(TOML, "DC1", "windows", "2016\"\nagent = \"x").unwrap();
-        assert!(t.contains(r#"windows = "2016\"\nagent = \"x""#), "{t}");
+        // A value from a remote agent cannot break out of its string or its line.
+        assert_eq!(set_server_field(TOML, "DC1", "windows", "2016\nagent = \"x\""), None);
+        let t = set_server_field(TOML, "DC1", "windows", "2016\" agent = \"x").unwrap();
+        let doc: toml::Table = toml::from_str(&t).unwrap();
+        let dc1 = &doc["servers"].as_array().unwrap()[0];
+        assert_eq!(dc1["windows"].as_str(), Some("2016\" agent = \"x"));
+        assert!(dc1.get("agent").is_none());
     }
 }
