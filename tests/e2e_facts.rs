@@ -15,7 +15,12 @@ use serde_json::Value;
 const INTERVAL_SECS: u64 = 2;
 
 /// Polls `GET /api/v1/agents` until `ok` holds for the answer, or panics after `within`.
-async fn agents_until(site: &Site, within: Duration, what: &str, ok: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+async fn agents_until(
+    site: &Site,
+    within: Duration,
+    what: &str,
+    ok: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
     let deadline = Instant::now() + within;
     loop {
         let agents = site.get(&site.tokens.operator, "/agents").await;
@@ -23,7 +28,10 @@ async fn agents_until(site: &Site, within: Duration, what: &str, ok: impl Fn(&[V
         if ok(&agents) {
             return agents;
         }
-        assert!(Instant::now() < deadline, "{what} within {within:?}: {agents:#?}");
+        assert!(
+            Instant::now() < deadline,
+            "{what} within {within:?}: {agents:#?}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -45,7 +53,10 @@ fn service<'a>(a: &'a Value, name: &str) -> Option<&'a Value> {
 #[tokio::test]
 async fn serve_records_every_agents_heartbeat_and_facts_within_one_interval_and_on_demand() {
     // `lockstep serve` inherits this process's environment (it is the only test in this binary).
-    std::env::set_var("LOCKSTEP_AGENTS_FACTS_INTERVAL_SECS", INTERVAL_SECS.to_string());
+    std::env::set_var(
+        "LOCKSTEP_AGENTS_FACTS_INTERVAL_SECS",
+        INTERVAL_SECS.to_string(),
+    );
     let started = Instant::now();
     let site = start_site("mirrored", 240).await;
     let servers: Vec<String> = site.agents.iter().map(|a| a.server.clone()).collect();
@@ -57,11 +68,16 @@ async fn serve_records_every_agents_heartbeat_and_facts_within_one_interval_and_
         "every agent online with facts",
         |all| {
             all.len() == servers.len()
-                && all.iter().all(|a| a["status"] == "online" && a["facts"].is_object())
+                && all
+                    .iter()
+                    .all(|a| a["status"] == "online" && a["facts"].is_object())
         },
     )
     .await;
-    eprintln!("all facts in {:?} after the site started", started.elapsed());
+    eprintln!(
+        "all facts in {:?} after the site started",
+        started.elapsed()
+    );
     for server in &servers {
         let a = agent(&agents, server);
         let host = site.host(server);
@@ -116,13 +132,19 @@ async fn serve_records_every_agents_heartbeat_and_facts_within_one_interval_and_
         s.session_counters = false;
     });
     let (status, body) = site
-        .post(&site.tokens.operator, "/agents/refresh", serde_json::json!({}))
+        .post(
+            &site.tokens.operator,
+            "/agents/refresh",
+            serde_json::json!({}),
+        )
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["online"], 4);
     assert_eq!(body["facts"], 4);
     let dc1 = agent(body["agents"].as_array().unwrap(), "DC1");
-    assert_eq!(dc1["facts"]["services_missing"], serde_json::json!(["Compactor"]));
+    assert_eq!(
+        dc1["facts"]["services_missing"],
+        serde_json::json!(["Compactor"])
+    );
     assert_eq!(dc1["facts"]["session_counters"], false);
-
 }

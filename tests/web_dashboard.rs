@@ -16,10 +16,10 @@ mod matrix;
 mod pages;
 #[path = "web/runpage.rs"]
 mod runpage;
-#[path = "web/sitefacts.rs"]
-mod sitefacts;
 #[path = "web/runs.rs"]
 mod runs;
+#[path = "web/sitefacts.rs"]
+mod sitefacts;
 #[path = "web/sources.rs"]
 mod sources;
 #[path = "web/tls.rs"]

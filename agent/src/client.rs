@@ -5,11 +5,11 @@
 
 use std::time::Duration;
 
+use lockstep_protocol::facts::MAX_FACTS_BYTES;
 use lockstep_protocol::{
     parse, ActionId, ActionRequest, CancelRequest, ErrorResponse, Health, SiteFacts, StatusQuery,
     StatusResponse, PROTOCOL_VERSION,
 };
-use lockstep_protocol::facts::MAX_FACTS_BYTES;
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::tls::{client_config, Identity, Thumbprint};

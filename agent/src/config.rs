@@ -198,10 +198,26 @@ impl AgentConfig {
                 self.product_version_key.clone(),
                 self.product_version_value.clone(),
             ),
-            (C::SupportCenter, format!(r"{connected}\SupportCenter"), "Version".into()),
-            (C::AccountManagementWebsite, format!(r"{connected}\SSWS"), "Version".into()),
-            (C::DatatransferApi, format!(r"{connected}\DataTransferAPI"), "Version".into()),
-            (C::ManagementApi, format!(r"{connected}\MAPI"), "Version".into()),
+            (
+                C::SupportCenter,
+                format!(r"{connected}\SupportCenter"),
+                "Version".into(),
+            ),
+            (
+                C::AccountManagementWebsite,
+                format!(r"{connected}\SSWS"),
+                "Version".into(),
+            ),
+            (
+                C::DatatransferApi,
+                format!(r"{connected}\DataTransferAPI"),
+                "Version".into(),
+            ),
+            (
+                C::ManagementApi,
+                format!(r"{connected}\MAPI"),
+                "Version".into(),
+            ),
         ]
     }
 

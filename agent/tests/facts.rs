@@ -55,7 +55,10 @@ async fn a_pinned_orchestrator_reads_the_hosts_facts_as_they_are_now_and_nothing
     assert_eq!(f.services_missing, vec!["dctomcat".to_string()]);
     assert_eq!(f.version_of(Component::DataCenter), Some("8.11"));
     assert_eq!(f.version_of(Component::ManagementApi), Some("8.8.6"));
-    assert!(agent.journal_bytes().is_empty(), "facts are never journaled");
+    assert!(
+        agent.journal_bytes().is_empty(),
+        "facts are never journaled"
+    );
 
     // An orchestrator the agent has not pinned gets nothing.
     let stranger = Identity::generate("orchestrator").unwrap();
@@ -108,7 +111,10 @@ async fn the_client_refuses_a_facts_answer_larger_than_the_limit() {
     .unwrap();
     match client.facts().await {
         Err(ClientError::BadAnswer(m)) => {
-            assert!(m.contains(&format!("larger than {MAX_FACTS_BYTES} bytes")), "{m}")
+            assert!(
+                m.contains(&format!("larger than {MAX_FACTS_BYTES} bytes")),
+                "{m}"
+            )
         }
         other => panic!("expected a refusal of the oversize answer, got {other:?}"),
     }

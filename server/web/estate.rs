@@ -50,7 +50,12 @@ pub struct Change {
 }
 
 /// What the fresh facts say differs from `inv` (servers without fresh facts are left alone).
-pub fn changes(inv: &Inventory, facts: &BTreeMap<String, StoredFacts>, now: i64, stale_secs: i64) -> Vec<Change> {
+pub fn changes(
+    inv: &Inventory,
+    facts: &BTreeMap<String, StoredFacts>,
+    now: i64,
+    stale_secs: i64,
+) -> Vec<Change> {
     let mut out = Vec::new();
     for s in &inv.servers {
         let Some(f) = facts
@@ -124,7 +129,9 @@ pub fn set_server_field(toml: &str, server: &str, field: &str, value: &str) -> O
     if value.chars().any(char::is_control) {
         return None;
     }
-    let (_, name_at, field_at) = blocks.into_iter().find(|b| b.0.as_deref() == Some(server))?;
+    let (_, name_at, field_at) = blocks
+        .into_iter()
+        .find(|b| b.0.as_deref() == Some(server))?;
     let line = format!("{field} = {}", toml::Value::String(value.to_string()));
     let mut out: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
     match (field_at, name_at) {
@@ -141,7 +148,12 @@ pub fn set_server_field(toml: &str, server: &str, field: &str, value: &str) -> O
 
 /// The Data Center's servers by the Connected version they report (fresh facts) or, without
 /// them, the version on record. More than one key: a mixed Data Center.
-pub fn versions_in_use(inv: &Inventory, facts: &BTreeMap<String, StoredFacts>, now: i64, stale_secs: i64) -> BTreeMap<String, Vec<String>> {
+pub fn versions_in_use(
+    inv: &Inventory,
+    facts: &BTreeMap<String, StoredFacts>,
+    now: i64,
+    stale_secs: i64,
+) -> BTreeMap<String, Vec<String>> {
     let mut by_version: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for s in &inv.servers {
         let reported = facts
@@ -152,7 +164,10 @@ pub fn versions_in_use(inv: &Inventory, facts: &BTreeMap<String, StoredFacts>, n
             .and_then(|f| connected_version(&f.facts))
             .and_then(|v| v.parse::<Version>().ok());
         let v = reported.unwrap_or_else(|| s.connected_version.clone());
-        by_version.entry(v.to_string()).or_default().push(s.name.clone());
+        by_version
+            .entry(v.to_string())
+            .or_default()
+            .push(s.name.clone());
     }
     by_version
 }
@@ -164,7 +179,9 @@ pub async fn follow_run(state: &AppState, run_id: &str) -> anyhow::Result<Vec<Ch
     let Some(dc) = datacenters::current(&state.pool, &run.inventory).await? else {
         return Ok(Vec::new());
     };
-    let inv = dc.inventory().map_err(|e| anyhow::anyhow!("{}: {e}", dc.name))?;
+    let inv = dc
+        .inventory()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", dc.name))?;
     if let Some(c) = &state.collector {
         let names: Vec<String> = inv.servers.iter().map(|s| s.name.clone()).collect();
         c.collect(Some(&names)).await?;
@@ -193,7 +210,8 @@ pub async fn follow_run(state: &AppState, run_id: &str) -> anyhow::Result<Vec<Ch
             .await?
             .map_err(|e| anyhow::anyhow!("{}: the updated inventory: {e}", dc.name))?;
     }
-    let item = |c: &Change| json!({ "server": c.server, "field": c.field, "old": c.old, "new": c.new });
+    let item =
+        |c: &Change| json!({ "server": c.server, "field": c.field, "old": c.old, "new": c.new });
     state
         .store
         .record_note(
@@ -259,9 +277,13 @@ async fn follow(state: AppState, mut shutdown: watch::Receiver<bool>) {
             continue;
         };
         match follow_run(&state, &run_id).await {
-            Ok(c) if !c.is_empty() => tracing::info!(run = %run_id, changes = c.len(), "recorded versions updated from facts"),
+            Ok(c) if !c.is_empty() => {
+                tracing::info!(run = %run_id, changes = c.len(), "recorded versions updated from facts")
+            }
             Ok(_) => {}
-            Err(e) => tracing::warn!(run = %run_id, error = %e, "updating recorded versions failed"),
+            Err(e) => {
+                tracing::warn!(run = %run_id, error = %e, "updating recorded versions failed")
+            }
         }
     }
 }
@@ -279,10 +301,16 @@ mod tests {
         assert!(t.contains("name = \"WEB1\"\nconnected_version = \"8.11\"\n"));
         let t = set_server_field(TOML, "DC1", "sql_server", "2016").unwrap();
         assert!(t.contains("name = \"DC1\"\nsql_server = \"2016\"\nconnected_version"));
-        assert_eq!(set_server_field(TOML, "not a server", "windows", "2016"), None);
+        assert_eq!(
+            set_server_field(TOML, "not a server", "windows", "2016"),
+            None
+        );
         assert_eq!(set_server_field(TOML, "DC9", "windows", "2016"), None);
         // A value from a remote agent cannot break out of its string or its line.
-        assert_eq!(set_server_field(TOML, "DC1", "windows", "2016\nagent = \"x\""), None);
+        assert_eq!(
+            set_server_field(TOML, "DC1", "windows", "2016\nagent = \"x\""),
+            None
+        );
         let t = set_server_field(TOML, "DC1", "windows", "2016\" agent = \"x").unwrap();
         let doc: toml::Table = toml::from_str(&t).unwrap();
         let dc1 = &doc["servers"].as_array().unwrap()[0];

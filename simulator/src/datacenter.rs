@@ -137,7 +137,10 @@ fn seed_state(s: &ServerDescription, registry: &str) -> SimState {
     // Each Web Services application and the Management API keep their own version record.
     for (role, component) in [
         ("support-center", Component::SupportCenter),
-        ("account-management-website", Component::AccountManagementWebsite),
+        (
+            "account-management-website",
+            Component::AccountManagementWebsite,
+        ),
         ("datatransfer-api", Component::DatatransferApi),
         ("management-api", Component::ManagementApi),
     ] {
@@ -155,12 +158,24 @@ fn seed_state(s: &ServerDescription, registry: &str) -> SimState {
         size_mb,
     };
     if s.has("registry") {
-        st.database_files.push(file("Registry", DatabaseFileKind::Data, "mdf", facts.registry_mdf_mb.unwrap_or(2048)));
-        st.database_files.push(file("Registry", DatabaseFileKind::Log, "ldf", facts.registry_ldf_mb.unwrap_or(512)));
+        st.database_files.push(file(
+            "Registry",
+            DatabaseFileKind::Data,
+            "mdf",
+            facts.registry_mdf_mb.unwrap_or(2048),
+        ));
+        st.database_files.push(file(
+            "Registry",
+            DatabaseFileKind::Log,
+            "ldf",
+            facts.registry_ldf_mb.unwrap_or(512),
+        ));
     }
     if s.has("directory") {
-        st.database_files.push(file("Directory", DatabaseFileKind::Data, "mdf", 1024));
-        st.database_files.push(file("Directory", DatabaseFileKind::Log, "ldf", 256));
+        st.database_files
+            .push(file("Directory", DatabaseFileKind::Data, "mdf", 1024));
+        st.database_files
+            .push(file("Directory", DatabaseFileKind::Log, "ldf", 256));
     }
     if !s.has_database() {
         st.sql_accounts = None;

@@ -200,7 +200,12 @@ fn routes(run: &str) -> Vec<Route> {
         ),
         api("GET", s("/audit"), Viewer, serde_json::Value::Null),
         api("GET", s("/agents"), Viewer, serde_json::Value::Null),
-        api("POST", s("/agents/refresh"), Operator, serde_json::json!({})),
+        api(
+            "POST",
+            s("/agents/refresh"),
+            Operator,
+            serde_json::json!({}),
+        ),
     ];
     for action in ["submit", "pause", "resume", "abort", "undo"] {
         r.push(api(

@@ -78,9 +78,15 @@ fn facts(host: &str, version: &str) -> SiteFacts {
 async fn enrol(app: &TestApp, server: &str, f: &SiteFacts, at: i64) {
     let pool = &app.state.pool;
     let thumb = Thumbprint::parse(&"AB".repeat(32)).unwrap();
-    registry::add(pool, server, &format!("https://{server}:7443"), thumb, at - 10)
-        .await
-        .unwrap();
+    registry::add(
+        pool,
+        server,
+        &format!("https://{server}:7443"),
+        thumb,
+        at - 10,
+    )
+    .await
+    .unwrap();
     registry::record_heartbeat(
         pool,
         server,
@@ -97,7 +103,8 @@ async fn enrol(app: &TestApp, server: &str, f: &SiteFacts, at: i64) {
 }
 
 #[tokio::test]
-async fn the_data_center_and_agents_pages_show_each_servers_facts_escaped_and_flag_mixed_versions() {
+async fn the_data_center_and_agents_pages_show_each_servers_facts_escaped_and_flag_mixed_versions()
+{
     let app = spawn_app().await;
     let op = app.login_as("olga", Role::Operator).await;
     let r = app.post(&op, "/datacenters", &[("toml", INVENTORY)]).await;
@@ -108,21 +115,31 @@ async fn the_data_center_and_agents_pages_show_each_servers_facts_escaped_and_fl
     enrol(&app, "FABWEB01", &facts("fabweb01", "8.8.6"), now - 30).await;
 
     let page = app.get(&op, &location).await.text().await.unwrap();
-    assert!(page.contains("<h3>FABDC01 <span class=\"muted\">facts 30s old</span></h3>"), "{page}");
+    assert!(
+        page.contains("<h3>FABDC01 <span class=\"muted\">facts 30s old</span></h3>"),
+        "{page}"
+    );
     assert!(page.contains("<tr><th scope=\"row\">Data Center</th><td>8.11</td></tr>"));
     assert!(page.contains("<tr><th scope=\"row\">Management API</th><td>8.8.6</td></tr>"));
     assert!(page.contains("<tr><td>DCAlerter</td><td>Stopped</td><td>disabled</td></tr>"));
     assert!(page.contains("not installed: Compactor"));
-    assert!(page.contains("<tr><td>E:</td><td>5120 MB</td><td>50.0 GB</td><td>Registry log 2048 MB</td></tr>"));
+    assert!(page.contains(
+        "<tr><td>E:</td><td>5120 MB</td><td>50.0 GB</td><td>Registry log 2048 MB</td></tr>"
+    ));
     assert!(page.contains(r"SQL Server FABRIKAM\svc-sql · SQL Server Agent FABRIKAM\svc-sqlagent"));
-    assert!(page.contains("<tr><th scope=\"row\">TLS 1.0</th><td>not set (Windows default)</td></tr>"));
+    assert!(
+        page.contains("<tr><th scope=\"row\">TLS 1.0</th><td>not set (Windows default)</td></tr>")
+    );
     assert!(page.contains("<td>backup.fabrikam.com, fabweb01</td><td>CN=Fabrikam CA</td><td>2030-03-17 17:46:40Z</td><td>Default Web Site *:443:</td>"));
     assert!(!page.contains("<script>alert(1)"), "agent text is escaped");
     assert!(page.contains("backup.fabrikam.com&#60;script&#62;"));
     assert!(page.contains("could not read database_files: Login failed &#60;b&#62;"));
     // Two servers at 8.11 and 8.8.6 (and FABAPI01 without facts, on record at 8.8.6).
     assert!(page.contains("<strong>Mixed Connected versions:</strong> 8.11 on FABDC01; 8.8.6 on FABWEB01, FABAPI01."), "{page}");
-    assert!(page.contains("action=\"/agents/refresh\""), "operators can refresh");
+    assert!(
+        page.contains("action=\"/agents/refresh\""),
+        "operators can refresh"
+    );
 
     // Facts older than the staleness limit are marked and no longer count for the flag.
     app.clock.advance(app.state.facts_stale_secs + 1);
@@ -136,7 +153,9 @@ async fn the_data_center_and_agents_pages_show_each_servers_facts_escaped_and_fl
     assert!(page.contains("<tr><td>BackupServer</td><td>Running</td><td>automatic</td></tr>"));
 
     // Without a collector in this process, a refresh says so and changes nothing.
-    let r = app.post(&op, "/agents/refresh", &[("back", "/agents")]).await;
+    let r = app
+        .post(&op, "/agents/refresh", &[("back", "/agents")])
+        .await;
     assert_eq!(r.status(), 409);
 }
 
@@ -148,14 +167,22 @@ async fn after_a_run_succeeds_the_recorded_versions_follow_the_fresh_facts_with_
         "name = \"Fabrikam backup (stand-alone)\"",
         "name = \"Test DC\"",
     );
-    let r = app.post(&op, "/datacenters", &[("toml", toml.as_str())]).await;
+    let r = app
+        .post(&op, "/datacenters", &[("toml", toml.as_str())])
+        .await;
     assert_eq!(r.status(), 303);
     let now = app.clock.now();
     let mut dc = facts("fabdc01", "8.11");
     dc.windows = Some("2016".into());
     enrol(&app, "FABDC01", &dc, now).await;
     // FABWEB01's facts are stale: its record stays as it is.
-    enrol(&app, "FABWEB01", &facts("fabweb01", "8.11"), now - app.state.facts_stale_secs - 5).await;
+    enrol(
+        &app,
+        "FABWEB01",
+        &facts("fabweb01", "8.11"),
+        now - app.state.facts_stale_secs - 5,
+    )
+    .await;
     let run = app.create_run("olga", "FABDC01", "ok").await;
 
     let changes = lockstep::web::estate::follow_run(&app.state, &run.id)
@@ -172,7 +199,10 @@ async fn after_a_run_succeeds_the_recorded_versions_follow_the_fresh_facts_with_
     assert_eq!(server("FABDC01").connected_version.to_string(), "8.11");
     assert_eq!(server("FABDC01").windows.as_str(), "2016");
     assert_eq!(server("FABWEB01").connected_version.to_string(), "8.8.6");
-    assert!(stored.toml.contains("# A stand-alone Data Center"), "comments kept");
+    assert!(
+        stored.toml.contains("# A stand-alone Data Center"),
+        "comments kept"
+    );
 
     let events = app.state.store.events_after(0, None, 1000).await.unwrap();
     let e = events

@@ -309,7 +309,8 @@ impl Store {
     ) -> Result<AuditEvent> {
         let mut w = self.begin().await?;
         queries::load_run(&mut w.tx, run_id).await?;
-        w.append(Some(run_id), None, actor, now, kind, payload).await?;
+        w.append(Some(run_id), None, actor, now, kind, payload)
+            .await?;
         let mut events = self.commit(w).await?;
         events
             .pop()

@@ -114,9 +114,7 @@ impl Collector {
         let agents: Vec<AgentRecord> = registry::list(&self.pool)
             .await?
             .into_iter()
-            .filter(|a| {
-                servers.is_none_or(|s| s.iter().any(|n| n.eq_ignore_ascii_case(&a.server)))
-            })
+            .filter(|a| servers.is_none_or(|s| s.iter().any(|n| n.eq_ignore_ascii_case(&a.server))))
             .collect();
         let answers: Vec<Answer> = stream::iter(agents)
             .map(|a| self.ask(a))

@@ -73,7 +73,9 @@ pub async fn list(State(state): State<AppState>, me: CurrentUser) -> ApiResult<V
 pub async fn refresh(State(state): State<AppState>, me: CurrentUser) -> ApiResult<Refreshed> {
     me.require(Role::Operator)?;
     let collector = state.collector.clone().ok_or_else(|| {
-        AppError::Conflict("no facts collector runs in this process (start `lockstep serve`)".into())
+        AppError::Conflict(
+            "no facts collector runs in this process (start `lockstep serve`)".into(),
+        )
     })?;
     let c = collector.collect(None).await?;
     tracing::info!(actor = %me.name(), online = c.online, offline = c.offline, facts = c.facts, "facts refreshed");

@@ -72,7 +72,8 @@ pub struct RefreshForm {
 
 /// Where "Refresh facts" may send the browser back to (never another site).
 fn back_to(back: &str) -> &str {
-    let local = back.starts_with('/') && !back.starts_with("//") && !back.contains(['\\', '\r', '\n']);
+    let local =
+        back.starts_with('/') && !back.starts_with("//") && !back.contains(['\\', '\r', '\n']);
     if local && (back == "/agents" || back.starts_with("/datacenters/")) {
         back
     } else {
@@ -88,7 +89,9 @@ pub async fn refresh(
 ) -> Result<Response, AppError> {
     me.require(Role::Operator)?;
     let collector = state.collector.clone().ok_or_else(|| {
-        AppError::Conflict("no facts collector runs in this process (start `lockstep serve`)".into())
+        AppError::Conflict(
+            "no facts collector runs in this process (start `lockstep serve`)".into(),
+        )
     })?;
     let c = collector.collect(None).await?;
     tracing::info!(actor = %me.name(), online = c.online, offline = c.offline, facts = c.facts, "facts refreshed");
@@ -99,9 +102,18 @@ pub async fn refresh(
 mod tests {
     #[test]
     fn refresh_goes_back_only_to_this_sites_agent_and_data_center_pages() {
-        assert_eq!(super::back_to("/datacenters/Contoso%20production"), "/datacenters/Contoso%20production");
+        assert_eq!(
+            super::back_to("/datacenters/Contoso%20production"),
+            "/datacenters/Contoso%20production"
+        );
         assert_eq!(super::back_to("/agents"), "/agents");
-        for evil in ["//evil.example/x", "https://evil.example", "/datacenters/x\r\nSet-Cookie: a=b", "/logout", ""] {
+        for evil in [
+            "//evil.example/x",
+            "https://evil.example",
+            "/datacenters/x\r\nSet-Cookie: a=b",
+            "/logout",
+            "",
+        ] {
             assert_eq!(super::back_to(evil), "/agents", "{evil:?}");
         }
     }

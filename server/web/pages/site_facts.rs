@@ -111,7 +111,10 @@ fn view(s: &StoredFacts, now: i64, stale_secs: i64) -> ServerFacts {
             })
             .collect(),
         windows: f.windows.clone().unwrap_or_else(|| "unknown".into()),
-        sql_server: f.sql_server.clone().unwrap_or_else(|| "not installed".into()),
+        sql_server: f
+            .sql_server
+            .clone()
+            .unwrap_or_else(|| "not installed".into()),
         services: f
             .services
             .iter()
@@ -129,7 +132,12 @@ fn view(s: &StoredFacts, now: i64, stale_secs: i64) -> ServerFacts {
         sql_accounts: f
             .sql_accounts
             .as_ref()
-            .map(|a| format!("SQL Server {} · SQL Server Agent {}", a.sql_server, a.sql_agent))
+            .map(|a| {
+                format!(
+                    "SQL Server {} · SQL Server Agent {}",
+                    a.sql_server, a.sql_agent
+                )
+            })
             .unwrap_or_else(|| "unknown".into()),
         tls: f
             .tls_protocols

@@ -17,7 +17,11 @@ pub fn facts_of(s: &SimState, connected: &[String], now: i64) -> SiteFacts {
     let mut services = Vec::new();
     let mut services_missing = Vec::new();
     for name in connected {
-        match s.services.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)) {
+        match s
+            .services
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        {
             Some((k, svc)) if svc.state != ServiceRunState::NotInstalled => {
                 services.push(ServiceFact {
                     name: k.clone(),
@@ -119,7 +123,8 @@ mod tests {
     #[test]
     fn a_seeded_server_reports_its_services_versions_and_sql_server() {
         let mut st = SimState::data_center_server("DC1", "8.8.6");
-        st.components.insert(Component::ManagementApi, "8.8.6".into());
+        st.components
+            .insert(Component::ManagementApi, "8.8.6".into());
         let f = facts_of(&st, &default_connected_services(), 1_000);
         assert_eq!(f.hostname, "DC1");
         assert_eq!(f.collected_at, 1_000);
@@ -138,12 +143,17 @@ mod tests {
     async fn facts_follow_the_changes_actions_and_faults_make_to_the_host() {
         let dir = tempfile::tempdir().unwrap();
         let mut st = SimState::data_center_server("DC1", "8.8.6");
-        st.components.insert(Component::ManagementApi, "8.8.6".into());
+        st.components
+            .insert(Component::ManagementApi, "8.8.6".into());
         let b = backend(dir.path(), &st);
         // A context whose cancel sender stays alive (a detached one cannot pause).
         let (_cancel, rx) = tokio::sync::watch::channel(false);
         let ctx = |id: &str| {
-            ActionCtx::new(lockstep_protocol::ActionId::new(id).unwrap(), None, rx.clone())
+            ActionCtx::new(
+                lockstep_protocol::ActionId::new(id).unwrap(),
+                None,
+                rx.clone(),
+            )
         };
         let before = b.facts().await;
         assert_eq!(
@@ -198,12 +208,13 @@ mod tests {
     #[test]
     fn certificates_carry_their_sans_and_the_bindings_that_use_them() {
         let mut st = SimState::data_center_server("WEB1", "8.8.6");
-        st.certificates.push(lockstep_protocol::evidence::CertificateInfo {
-            thumbprint: "AB12".into(),
-            subject: "CN=web1.contoso.local, O=Contoso".into(),
-            issuer: "CN=Contoso Issuing CA".into(),
-            not_after: 2_000_000_000,
-        });
+        st.certificates
+            .push(lockstep_protocol::evidence::CertificateInfo {
+                thumbprint: "AB12".into(),
+                subject: "CN=web1.contoso.local, O=Contoso".into(),
+                issuer: "CN=Contoso Issuing CA".into(),
+                not_after: 2_000_000_000,
+            });
         st.certificate_sans
             .insert("AB12".into(), vec!["web1.contoso.local".into()]);
         st.iis_sites.insert(

@@ -247,11 +247,13 @@ pub fn parse_facts(out: &str, connected: &[String], now: i64) -> SiteFacts {
     let doc: Value = match serde_json::from_str(out.trim()) {
         Ok(v @ Value::Object(_)) => v,
         Ok(_) => {
-            f.errors.push("facts: the script did not write a JSON object".into());
+            f.errors
+                .push("facts: the script did not write a JSON object".into());
             return f;
         }
         Err(e) => {
-            f.errors.push(format!("facts: the script's output is not JSON ({e})"));
+            f.errors
+                .push(format!("facts: the script's output is not JSON ({e})"));
             return f;
         }
     };
@@ -289,7 +291,9 @@ pub fn parse_facts(out: &str, connected: &[String], now: i64) -> SiteFacts {
                 .find(|s| s.name.eq_ignore_ascii_case(n))
                 .and_then(|s| s.start_name.clone())
         };
-        if let (Some(sql_server), Some(sql_agent)) = (account(SQL_SERVICES[0]), account(SQL_SERVICES[1])) {
+        if let (Some(sql_server), Some(sql_agent)) =
+            (account(SQL_SERVICES[0]), account(SQL_SERVICES[1]))
+        {
             f.sql_accounts = Some(SqlAccountsFact {
                 sql_server,
                 sql_agent,
@@ -361,7 +365,10 @@ pub fn parse_facts(out: &str, connected: &[String], now: i64) -> SiteFacts {
     if let Some(sql) = section::<RawSql>(&doc, "sql", errors) {
         f.sql_server = sql_release(&sql.version, sql.sp);
         if f.sql_server.is_none() {
-            errors.push(format!("sql_server: unknown SQL Server version {}", sql.version));
+            errors.push(format!(
+                "sql_server: unknown SQL Server version {}",
+                sql.version
+            ));
         }
     }
 
@@ -391,7 +398,10 @@ pub fn parse_facts(out: &str, connected: &[String], now: i64) -> SiteFacts {
         });
     }
 
-    f.session_counters = doc.get("counters").and_then(Value::as_bool).unwrap_or(false);
+    f.session_counters = doc
+        .get("counters")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     f
 }
 
@@ -412,7 +422,14 @@ mod tests {
         let names: Vec<&str> = f.services.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(
             names,
-            ["BackupServer", "IndexServer", "PoolServer", "ReplicationServer", "Compactor", "DCAlerter"],
+            [
+                "BackupServer",
+                "IndexServer",
+                "PoolServer",
+                "ReplicationServer",
+                "Compactor",
+                "DCAlerter"
+            ],
             "the guide's order, not CIM's"
         );
         assert_eq!(f.services_missing, vec!["dctomcat".to_string()]);
@@ -429,8 +446,16 @@ mod tests {
         assert_eq!(
             f.volumes,
             vec![
-                VolumeFact { drive: "C:".into(), free_mb: 40_960, total_mb: 102_400 },
-                VolumeFact { drive: "E:".into(), free_mb: 5_120, total_mb: 512_000 },
+                VolumeFact {
+                    drive: "C:".into(),
+                    free_mb: 40_960,
+                    total_mb: 102_400
+                },
+                VolumeFact {
+                    drive: "E:".into(),
+                    free_mb: 5_120,
+                    total_mb: 512_000
+                },
             ]
         );
         assert_eq!(
@@ -457,7 +482,11 @@ mod tests {
                 .iter()
                 .map(|t| (t.protocol.as_str(), t.enabled))
                 .collect::<Vec<_>>(),
-            [("SSL 3.0", Some(false)), ("TLS 1.0", None), ("TLS 1.2", Some(true))]
+            [
+                ("SSL 3.0", Some(false)),
+                ("TLS 1.0", None),
+                ("TLS 1.2", Some(true))
+            ]
         );
         let c = &f.certificates[0];
         assert_eq!(c.subject_cn, "dc1.contoso.local");
@@ -494,21 +523,30 @@ mod tests {
     fn a_failed_source_is_an_error_for_that_fact_only() {
         let f = parse_facts(PARTIAL, &default_connected_services(), 0);
         assert!(
-            f.errors.iter().any(|e| e.starts_with("database_files: Login failed")),
+            f.errors
+                .iter()
+                .any(|e| e.starts_with("database_files: Login failed")),
             "{:?}",
             f.errors
         );
         assert!(
-            f.errors.iter().any(|e| e.starts_with("volumes: unreadable")),
+            f.errors
+                .iter()
+                .any(|e| e.starts_with("volumes: unreadable")),
             "{:?}",
             f.errors
         );
         assert!(
-            f.errors.iter().any(|e| e.contains("unknown state `Unknown`")),
+            f.errors
+                .iter()
+                .any(|e| e.contains("unknown state `Unknown`")),
             "{:?}",
             f.errors
         );
-        assert!(f.errors.iter().any(|e| e.starts_with("windows: build 99999")));
+        assert!(f
+            .errors
+            .iter()
+            .any(|e| e.starts_with("windows: build 99999")));
         // The rest is still read.
         assert_eq!(f.version_of(Component::DataCenter), Some("8.11"));
         assert_eq!(f.services.len(), 1);
@@ -531,12 +569,19 @@ mod tests {
         assert!(!PS_FACTS.contains('\n'));
         let env = facts_env(
             &["BackupServer".into(), "DCAlerter".into()],
-            &[(Component::ManagementApi, r"HKLM\SOFTWARE\Wow6432Node\Connected\MAPI".into(), "Version".into())],
+            &[(
+                Component::ManagementApi,
+                r"HKLM\SOFTWARE\Wow6432Node\Connected\MAPI".into(),
+                "Version".into(),
+            )],
             &[],
         );
         assert_eq!(
             env[0],
-            ("LOCKSTEP_SERVICES", "BackupServer;DCAlerter;MSSQLSERVER;SQLSERVERAGENT".into())
+            (
+                "LOCKSTEP_SERVICES",
+                "BackupServer;DCAlerter;MSSQLSERVER;SQLSERVERAGENT".into()
+            )
         );
         assert_eq!(
             env[1].1,

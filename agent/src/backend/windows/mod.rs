@@ -273,10 +273,16 @@ impl Backend for WindowsBackend {
             )
             .await
         {
-            Ok(o) if o.code == 0 => facts::parse_facts(&o.stdout, &self.config.connected_services, now),
+            Ok(o) if o.code == 0 => {
+                facts::parse_facts(&o.stdout, &self.config.connected_services, now)
+            }
             Ok(o) => {
                 let mut f = SiteFacts::empty("unknown", now);
-                f.errors.push(format!("facts: powershell exited {}: {}", o.code, o.stderr.trim()));
+                f.errors.push(format!(
+                    "facts: powershell exited {}: {}",
+                    o.code,
+                    o.stderr.trim()
+                ));
                 f
             }
             Err(Failure::Failed { message, .. } | Failure::Cancelled(message)) => {
