@@ -113,13 +113,18 @@ async fn assert_recorded_versions_follow(site: &Site) {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let audit = site
-        .get(&site.tokens.operator, "/audit?kind=datacenter.versions_updated")
+        .get(
+            &site.tokens.operator,
+            "/audit?kind=datacenter.versions_updated",
+        )
         .await;
     let changes = &audit["events"][0]["payload"]["changes"];
     assert!(
         changes
             .as_array()
-            .is_some_and(|c| c.iter().any(|c| c["old"] == "8.8.6" && c["new"] == "8.11")),
+            .is_some_and(|c| c.iter().any(|c| c["field"] == "connected_version"
+                && c["old"].as_str().is_some_and(|v| v.starts_with("8.8."))
+                && c["new"] == "8.11")),
         "{audit:#}"
     );
 }

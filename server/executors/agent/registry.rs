@@ -229,7 +229,9 @@ pub async fn all_facts(
                     },
                 );
             }
-            Err(e) => tracing::warn!(server = %server, error = %e, "stored facts do not decode; ignored"),
+            Err(e) => {
+                tracing::warn!(server = %server, error = %e, "stored facts do not decode; ignored")
+            }
         }
     }
     Ok(out)
