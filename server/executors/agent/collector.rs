@@ -24,6 +24,31 @@ pub const CONCURRENCY: usize = 8;
 /// How long one request to an agent may take (facts read CIM, the registry and SQL Server).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The stored facts as preflight takes them (`preflight_live`): each server's facts with their
+/// age at `now` (orchestrator clock) and the staleness limit (`[agents] facts_stale_secs`).
+pub fn live_facts(
+    stored: std::collections::BTreeMap<String, registry::StoredFacts>,
+    now: i64,
+    stale_after_secs: i64,
+) -> crate::knowledge::preflight::LiveFacts {
+    crate::knowledge::preflight::LiveFacts {
+        servers: stored
+            .into_values()
+            .map(|s| {
+                let age_secs = s.age_secs(now);
+                (
+                    s.server,
+                    crate::knowledge::preflight::ServerFacts {
+                        facts: s.facts,
+                        age_secs,
+                    },
+                )
+            })
+            .collect(),
+        stale_after_secs,
+    }
+}
+
 /// What one collection found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Collected {
@@ -177,5 +202,63 @@ impl Collector {
                 }
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn live_facts_carry_each_servers_age_and_only_fresh_ones_are_trusted() {
+        let stored = |server: &str, received_at| registry::StoredFacts {
+            server: server.into(),
+            received_at,
+            facts: SiteFacts::empty(server, received_at),
+        };
+        let all = [stored("DC1", 1_000), stored("DC2", 500)]
+            .into_iter()
+            .map(|s| (s.server.clone(), s))
+            .collect();
+        let live = live_facts(all, 1_100, 180);
+        assert_eq!(live.servers["DC1"].age_secs, 100);
+        assert_eq!(live.servers["DC2"].age_secs, 600);
+        assert!(live.fresh("DC1").is_some());
+        assert!(live.fresh("DC2").is_none(), "stale");
+    }
+
+    #[tokio::test]
+    async fn an_agent_that_does_not_answer_is_recorded_offline_with_the_reason_and_no_facts() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = crate::web::db::open(&dir.path().join("l.db"))
+            .await
+            .unwrap();
+        // A port nothing listens on: the connection is refused at once.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let thumb = lockstep_agent::tls::Thumbprint([7; 32]);
+        registry::add(
+            &pool,
+            "DC1",
+            &format!("https://127.0.0.1:{port}"),
+            thumb,
+            10,
+        )
+        .await
+        .unwrap();
+        let identity = Identity::generate("orchestrator").unwrap();
+        let c = Collector::new(pool.clone(), identity, Arc::new(|| 1_000))
+            .with_timeout(Duration::from_secs(2));
+        let got = c.collect(None).await.unwrap();
+        assert_eq!((got.online, got.offline, got.facts), (0, 1, 0));
+        assert!(got.problems[0].starts_with("DC1: "), "{:?}", got.problems);
+        let a = registry::get(&pool, "DC1").await.unwrap().unwrap();
+        assert_eq!(a.status, "offline");
+        assert_eq!(a.checked_at, Some(1_000), "checked, no longer 'never'");
+        assert!(a.last_error.is_some());
+        assert!(registry::all_facts(&pool).await.unwrap().is_empty());
     }
 }
