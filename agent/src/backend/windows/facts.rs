@@ -6,6 +6,9 @@
 //! instead of losing the rest. [`parse_facts`] decodes each section on its own for the same
 //! reason.
 //!
+//! A server without IIS reports no bindings (not an error); one without SQL Server reports no
+//! database files.
+//!
 //! Nothing here depends on the display language except the certificate SAN text
 //! (`X509Extension.Format`), whose labels Windows translates ("DNS Name", "DNS-Name", "Nom
 //! DNS"); [`sans`] reads the value after the label whatever the label says.
@@ -48,8 +51,9 @@ try { $r.certificates = @(Get-ChildItem Cert:\\LocalMachine\\My | ForEach-Object
 @{ thumbprint = $_.Thumbprint; subject = $_.Subject; issuer = $_.Issuer; not_after = ([DateTimeOffset]$_.NotAfter).ToUnixTimeSeconds(); \
 san = $(if ($san) { $san.Format($false) } else { '' }) } }) } \
 catch { $r.errors += 'certificates: ' + $_.Exception.Message }; \
-try { Import-Module WebAdministration; $r.bindings = @(Get-Website | ForEach-Object { $site = $_.Name; $_.bindings.Collection | ForEach-Object { \
-@{ site = [string]$site; binding_information = [string]$_.bindingInformation; certificate_hash = [string]$_.certificateHash } } }) } \
+try { if (Get-Module -ListAvailable -Name WebAdministration) { Import-Module WebAdministration; \
+$r.bindings = @(Get-Website | ForEach-Object { $site = $_.Name; $_.bindings.Collection | ForEach-Object { \
+@{ site = [string]$site; binding_information = [string]$_.bindingInformation; certificate_hash = [string]$_.certificateHash } } }) } } \
 catch { $r.errors += 'bindings: ' + $_.Exception.Message }; \
 try { $os = Get-CimInstance Win32_OperatingSystem; $r.os = @{ build = [string]$os.BuildNumber; caption = [string]$os.Caption } } \
 catch { $r.errors += 'windows: ' + $_.Exception.Message }; \
