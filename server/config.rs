@@ -15,8 +15,8 @@
 //! tls_self_signed = false          # LOCKSTEP_TLS_SELF_SIGNED: make and keep a self-signed cert in data_dir
 //!
 //! [agents]
-//! facts_interval_secs = 60         # LOCKSTEP_AGENTS_FACTS_INTERVAL_SECS: heartbeat + facts of every agent
-//! facts_stale_secs = 180           # LOCKSTEP_AGENTS_FACTS_STALE_SECS (default 3 × the interval)
+//! facts_interval_secs = 60         # LOCKSTEP_FACTS_INTERVAL_SECS: heartbeat + facts of every agent
+//! facts_stale_secs = 180           # LOCKSTEP_FACTS_STALE_SECS (default 3 × the interval)
 //! ```
 //!
 //! The site the dashboard drives — `simulated_site`, the `[sql]` and `[probes]` tables — is read
@@ -230,13 +230,13 @@ impl Config {
         let agents = fc.agents.unwrap_or_default();
         let facts_interval_secs = num(
             "facts_interval_secs",
-            "LOCKSTEP_AGENTS_FACTS_INTERVAL_SECS",
+            "LOCKSTEP_FACTS_INTERVAL_SECS",
             agents.facts_interval_secs,
             DEFAULT_FACTS_INTERVAL_SECS,
         )?;
         let facts_stale_secs = num(
             "facts_stale_secs",
-            "LOCKSTEP_AGENTS_FACTS_STALE_SECS",
+            "LOCKSTEP_FACTS_STALE_SECS",
             agents.facts_stale_secs,
             facts_interval_secs.saturating_mul(3),
         )?;
@@ -402,10 +402,10 @@ pub(crate) mod tests {
         std::fs::write(&path, "[agents]\nfacts_interval_secs = 10\n").unwrap();
         let c = Config::load(Some(&path), &env_of(&[]), &Overrides::default()).unwrap();
         assert_eq!((c.facts_interval_secs, c.facts_stale_secs), (10, 30));
-        let env = env_of(&[("LOCKSTEP_AGENTS_FACTS_STALE_SECS", "45")]);
+        let env = env_of(&[("LOCKSTEP_FACTS_STALE_SECS", "45")]);
         let c = Config::load(Some(&path), &env, &Overrides::default()).unwrap();
         assert_eq!((c.facts_interval_secs, c.facts_stale_secs), (10, 45));
-        let env = env_of(&[("LOCKSTEP_AGENTS_FACTS_INTERVAL_SECS", "0")]);
+        let env = env_of(&[("LOCKSTEP_FACTS_INTERVAL_SECS", "0")]);
         assert_eq!(
             Config::load(None, &env, &Overrides::default()).unwrap_err(),
             ConfigError::FactsTimes

@@ -53,10 +53,7 @@ fn service<'a>(a: &'a Value, name: &str) -> Option<&'a Value> {
 #[tokio::test]
 async fn serve_records_every_agents_heartbeat_and_facts_within_one_interval_and_on_demand() {
     // `lockstep serve` inherits this process's environment (it is the only test in this binary).
-    std::env::set_var(
-        "LOCKSTEP_AGENTS_FACTS_INTERVAL_SECS",
-        INTERVAL_SECS.to_string(),
-    );
+    std::env::set_var("LOCKSTEP_FACTS_INTERVAL_SECS", INTERVAL_SECS.to_string());
     let started = Instant::now();
     let site = start_site("mirrored", 240).await;
     let servers: Vec<String> = site.agents.iter().map(|a| a.server.clone()).collect();

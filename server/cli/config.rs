@@ -98,12 +98,12 @@ const SETTINGS: &[Setting] = &[
     },
     Setting {
         key: "agents.facts_interval_secs",
-        var: "LOCKSTEP_AGENTS_FACTS_INTERVAL_SECS",
+        var: "LOCKSTEP_FACTS_INTERVAL_SECS",
         show: |c| c.facts_interval_secs.to_string(),
     },
     Setting {
         key: "agents.facts_stale_secs",
-        var: "LOCKSTEP_AGENTS_FACTS_STALE_SECS",
+        var: "LOCKSTEP_FACTS_STALE_SECS",
         show: |c| c.facts_stale_secs.to_string(),
     },
 ];
