@@ -15,7 +15,8 @@
 //! tls_self_signed = false          # LOCKSTEP_TLS_SELF_SIGNED: make and keep a self-signed cert in data_dir
 //!
 //! [agents]
-//! facts_stale_secs = 180           # LOCKSTEP_FACTS_STALE_SECS: preflight trusts agent facts this young
+//! facts_interval_secs = 60         # LOCKSTEP_FACTS_INTERVAL_SECS: heartbeat + facts of every agent
+//! facts_stale_secs = 180           # LOCKSTEP_FACTS_STALE_SECS (default 3 × the interval)
 //! ```
 //!
 //! The site the dashboard drives — `simulated_site`, the `[sql]` and `[probes]` tables — is read
@@ -41,6 +42,8 @@ pub const DEFAULT_SESSION_ABSOLUTE_SECS: u64 = 12 * 60 * 60;
 pub const DEFAULT_LOGIN_MAX_FAILURES: u32 = 5;
 /// How long failed logins count, and how long an account stays throttled after too many.
 pub const DEFAULT_LOGIN_LOCKOUT_SECS: u64 = 15 * 60;
+/// How often `lockstep serve` asks every agent for a heartbeat and its facts.
+pub const DEFAULT_FACTS_INTERVAL_SECS: u64 = 60;
 
 /// Agent facts older than this are not trusted by preflight: three collection intervals of a
 /// minute, so one missed collection does not turn every finding back to "unknown".
@@ -58,7 +61,9 @@ pub struct Config {
     pub login_lockout_secs: u64,
     pub tls: Option<TlsFiles>,
     pub tls_self_signed: bool,
-    /// `[agents] facts_stale_secs`: see [`DEFAULT_FACTS_STALE_SECS`].
+    /// Seconds between two collections of every agent's heartbeat and facts (`[agents]`).
+    pub facts_interval_secs: u64,
+    /// Facts older than this are not trusted by preflight (default 3 × the interval).
     pub facts_stale_secs: u64,
 }
 
@@ -106,6 +111,7 @@ struct FileConfig {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct AgentsFile {
+    facts_interval_secs: Option<u64>,
     facts_stale_secs: Option<u64>,
 }
 
@@ -137,6 +143,8 @@ pub enum ConfigError {
     HalfTls { given: &'static str },
     #[error("session_idle_secs and session_absolute_secs must be at least 60, and idle no longer than absolute")]
     SessionTimes,
+    #[error("[agents] facts_interval_secs must be 1 to 86400, and facts_stale_secs at least the interval")]
+    FactsTimes,
 }
 
 impl Config {
@@ -223,18 +231,21 @@ impl Config {
             fc.login_lockout_secs,
             DEFAULT_LOGIN_LOCKOUT_SECS,
         )?;
-        let facts_stale_secs = num(
-            "[agents] facts_stale_secs",
-            "LOCKSTEP_FACTS_STALE_SECS",
-            fc.agents.as_ref().and_then(|a| a.facts_stale_secs),
-            DEFAULT_FACTS_STALE_SECS,
+        let agents = fc.agents.unwrap_or_default();
+        let facts_interval_secs = num(
+            "facts_interval_secs",
+            "LOCKSTEP_FACTS_INTERVAL_SECS",
+            agents.facts_interval_secs,
+            DEFAULT_FACTS_INTERVAL_SECS,
         )?;
-        if facts_stale_secs == 0 {
-            return Err(ConfigError::Invalid {
-                source_name: "[agents] facts_stale_secs".into(),
-                value: "0".into(),
-                message: "must be at least 1 (0 would never trust any facts)".into(),
-            });
+        let facts_stale_secs = num(
+            "facts_stale_secs",
+            "LOCKSTEP_FACTS_STALE_SECS",
+            agents.facts_stale_secs,
+            facts_interval_secs.saturating_mul(3),
+        )?;
+        if !(1..=86_400).contains(&facts_interval_secs) || facts_stale_secs < facts_interval_secs {
+            return Err(ConfigError::FactsTimes);
         }
         let cert = overrides
             .tls_cert
@@ -271,6 +282,7 @@ impl Config {
             login_lockout_secs,
             tls,
             tls_self_signed,
+            facts_interval_secs,
             facts_stale_secs,
         })
     }
@@ -403,5 +415,27 @@ pub(crate) mod tests {
                 given: "certificate"
             }
         );
+    }
+
+    #[test]
+    fn facts_collection_defaults_to_a_minute_stale_after_three_and_the_environment_overrides_it() {
+        let c = Config::load(None, &env_of(&[]), &Overrides::default()).unwrap();
+        assert_eq!((c.facts_interval_secs, c.facts_stale_secs), (60, 180));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[agents]\nfacts_interval_secs = 10\n").unwrap();
+        let c = Config::load(Some(&path), &env_of(&[]), &Overrides::default()).unwrap();
+        assert_eq!((c.facts_interval_secs, c.facts_stale_secs), (10, 30));
+        let env = env_of(&[("LOCKSTEP_FACTS_STALE_SECS", "45")]);
+        let c = Config::load(Some(&path), &env, &Overrides::default()).unwrap();
+        assert_eq!((c.facts_interval_secs, c.facts_stale_secs), (10, 45));
+        let env = env_of(&[("LOCKSTEP_FACTS_INTERVAL_SECS", "0")]);
+        assert_eq!(
+            Config::load(None, &env, &Overrides::default()).unwrap_err(),
+            ConfigError::FactsTimes
+        );
+        std::fs::write(&path, "[agents]\nfacts_every = 10\n").unwrap();
+        let err = Config::load(Some(&path), &env_of(&[]), &Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("facts_every"), "{err}");
     }
 }

@@ -231,6 +231,24 @@ async fn a_run_started_and_approved_through_the_api_by_two_people_succeeds_on_th
         &password_of(&demo.out, "approver").unwrap(),
     )
     .await;
+    // The demo collects every agent's heartbeat and facts at start-up (no "checked never").
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let agents = api(&url, &op, "/agents", None).await;
+        let agents = agents.as_array().cloned().unwrap_or_default();
+        if agents.len() == 4
+            && agents
+                .iter()
+                .all(|a| a["status"] == "online" && a["facts"]["components"].is_array())
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "agents without heartbeat or facts 30 s after start: {agents:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
     let run = api(
         &url,
         &op,

@@ -87,6 +87,46 @@ async fn upgrade(topology: &str, first_ip: u8) {
     let id = site.create_run("upgrade-8.11", &[]).await;
     let detail = site.drive(&id, Duration::from_secs(300)).await;
     assert_upgraded(&site, &detail).await;
+    assert_recorded_versions_follow(&site).await;
+}
+
+/// The estate follows the change: `serve` updates the Data Center's recorded versions from the
+/// agents' fresh facts after the run succeeded (a new inventory version, audited).
+async fn assert_recorded_versions_follow(site: &Site) {
+    let path = format!("/datacenters/{}", site.inventory_name.replace(' ', "%20"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let dc = site.get(&site.tokens.operator, &path).await;
+        let versions: Vec<&str> = dc["inventory"]["servers"]
+            .as_array()
+            .expect("servers")
+            .iter()
+            .map(|s| s["connected_version"].as_str().unwrap_or(""))
+            .collect();
+        if versions.iter().all(|v| *v == "8.11") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "recorded versions still {versions:?} 60 s after the run succeeded"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let audit = site
+        .get(
+            &site.tokens.operator,
+            "/audit?kind=datacenter.versions_updated",
+        )
+        .await;
+    let changes = &audit["events"][0]["payload"]["changes"];
+    assert!(
+        changes
+            .as_array()
+            .is_some_and(|c| c.iter().any(|c| c["field"] == "connected_version"
+                && c["old"].as_str().is_some_and(|v| v.starts_with("8.8."))
+                && c["new"] == "8.11")),
+        "{audit:#}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -20,6 +20,8 @@ mod preflightfacts;
 mod runpage;
 #[path = "web/runs.rs"]
 mod runs;
+#[path = "web/sitefacts.rs"]
+mod sitefacts;
 #[path = "web/sources.rs"]
 mod sources;
 #[path = "web/tls.rs"]

@@ -5,8 +5,9 @@
 
 use std::time::Duration;
 
+use lockstep_protocol::facts::MAX_FACTS_BYTES;
 use lockstep_protocol::{
-    parse, ActionId, ActionRequest, CancelRequest, ErrorResponse, Health, StatusQuery,
+    parse, ActionId, ActionRequest, CancelRequest, ErrorResponse, Health, SiteFacts, StatusQuery,
     StatusResponse, PROTOCOL_VERSION,
 };
 use serde::{de::DeserializeOwned, Serialize};
@@ -125,6 +126,55 @@ impl AgentClient {
             .await
             .map_err(|e| ClientError::Transport(chain(&e)))?;
         decode(resp).await
+    }
+}
+
+impl AgentClient {
+    /// The server's facts (`GET /v1/facts`). The body is read up to [`MAX_FACTS_BYTES`]: a
+    /// larger answer is refused without reading the rest, and one that is not a facts document
+    /// is a [`ClientError::BadAnswer`] naming what is wrong.
+    pub async fn facts(&self) -> Result<SiteFacts, ClientError> {
+        let mut resp = self
+            .http
+            .get(format!("{}/v1/facts", self.base))
+            .timeout(self.timeout)
+            .send()
+            .await
+            .map_err(|e| ClientError::Transport(chain(&e)))?;
+        let too_big = || {
+            ClientError::BadAnswer(format!(
+                "the facts answer is larger than {MAX_FACTS_BYTES} bytes; not read"
+            ))
+        };
+        if resp
+            .content_length()
+            .is_some_and(|n| n > MAX_FACTS_BYTES as u64)
+        {
+            return Err(too_big());
+        }
+        let code = resp.status();
+        let mut body = Vec::new();
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| ClientError::Transport(chain(&e)))?
+        {
+            if body.len() + chunk.len() > MAX_FACTS_BYTES {
+                return Err(too_big());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        if !code.is_success() {
+            return match parse::<ErrorResponse>(&body) {
+                Ok(e) => Err(ClientError::Refused(e)),
+                Err(_) => Err(ClientError::BadAnswer(format!(
+                    "HTTP {code}: {}",
+                    String::from_utf8_lossy(&body[..body.len().min(200)])
+                ))),
+            };
+        }
+        parse::<SiteFacts>(&body)
+            .map_err(|e| ClientError::BadAnswer(format!("facts: {}", e.message)))
     }
 }
 

@@ -210,6 +210,41 @@ impl AgentConfig {
             .unwrap_or_else(|| self.state_dir.join("simulated.json"))
     }
 
+    /// Where each Connected component records its own installed version (registry key, value
+    /// name). The Data Center's is the configured product version; the others are assumptions
+    /// written down in `docs/SEED-ASSUMPTIONS.md` (the guide names no version record for them).
+    pub fn component_version_records(&self) -> Vec<(lockstep_protocol::Component, String, String)> {
+        use lockstep_protocol::Component as C;
+        let connected = r"HKLM\SOFTWARE\Wow6432Node\Connected";
+        vec![
+            (
+                C::DataCenter,
+                self.product_version_key.clone(),
+                self.product_version_value.clone(),
+            ),
+            (
+                C::SupportCenter,
+                format!(r"{connected}\SupportCenter"),
+                "Version".into(),
+            ),
+            (
+                C::AccountManagementWebsite,
+                format!(r"{connected}\SSWS"),
+                "Version".into(),
+            ),
+            (
+                C::DatatransferApi,
+                format!(r"{connected}\DataTransferAPI"),
+                "Version".into(),
+            ),
+            (
+                C::ManagementApi,
+                format!(r"{connected}\MAPI"),
+                "Version".into(),
+            ),
+        ]
+    }
+
     pub fn journal_path(&self) -> PathBuf {
         self.state_dir.join("journal.jsonl")
     }

@@ -230,6 +230,11 @@ impl AgentCore {
         Ok(self.response(&req.id, false, 0))
     }
 
+    /// What the backend finds on this server now. Read-only: nothing is journaled.
+    pub async fn facts(&self) -> lockstep_protocol::SiteFacts {
+        self.backend.facts().await
+    }
+
     pub fn health(&self) -> Health {
         Health {
             protocol: PROTOCOL_VERSION,

@@ -140,12 +140,18 @@ async fn health(State(core): State<Arc<AgentCore>>) -> Response {
     Json(core.health()).into_response()
 }
 
+/// The server's facts (read-only, never journaled; same mutual TLS and pins as every route).
+async fn facts(State(core): State<Arc<AgentCore>>) -> Response {
+    Json(core.facts().await).into_response()
+}
+
 pub fn router(core: Arc<AgentCore>) -> Router {
     Router::new()
         .route("/v1/actions", post(start))
         .route("/v1/actions/status", post(status))
         .route("/v1/actions/cancel", post(cancel))
         .route("/v1/health", get(health))
+        .route("/v1/facts", get(facts))
         .layer(DefaultBodyLimit::max(1 << 20))
         .with_state(core)
 }

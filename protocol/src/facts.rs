@@ -172,6 +172,28 @@ pub struct SiteFacts {
 }
 
 impl SiteFacts {
+    /// Facts with nothing read yet (a backend fills in what it can and lists the rest in
+    /// `errors`).
+    pub fn empty(hostname: impl Into<String>, collected_at: i64) -> SiteFacts {
+        SiteFacts {
+            protocol: crate::PROTOCOL_VERSION,
+            hostname: hostname.into(),
+            collected_at,
+            services: Vec::new(),
+            services_missing: Vec::new(),
+            components: Vec::new(),
+            volumes: Vec::new(),
+            database_files: Vec::new(),
+            sql_accounts: None,
+            tls_protocols: Vec::new(),
+            certificates: Vec::new(),
+            windows: None,
+            sql_server: None,
+            session_counters: false,
+            errors: Vec::new(),
+        }
+    }
+
     /// The installed version of `component`, from its own record.
     pub fn version_of(&self, component: Component) -> Option<&str> {
         self.components

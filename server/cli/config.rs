@@ -96,6 +96,16 @@ const SETTINGS: &[Setting] = &[
         var: "LOCKSTEP_TLS_SELF_SIGNED",
         show: |c| c.tls_self_signed.to_string(),
     },
+    Setting {
+        key: "agents.facts_interval_secs",
+        var: "LOCKSTEP_FACTS_INTERVAL_SECS",
+        show: |c| c.facts_interval_secs.to_string(),
+    },
+    Setting {
+        key: "agents.facts_stale_secs",
+        var: "LOCKSTEP_FACTS_STALE_SECS",
+        show: |c| c.facts_stale_secs.to_string(),
+    },
 ];
 
 pub fn run_config(cmd: ConfigCmd) -> anyhow::Result<ExitCode> {
@@ -216,10 +226,21 @@ fn source_of(
 ) -> String {
     if env(var).is_some() {
         format!("env {var}")
-    } else if table.contains_key(key) {
+    } else if in_table(table, key) {
         "file".to_string()
     } else {
         "default".to_string()
+    }
+}
+
+/// Whether the file sets `key` (`table.key` for a key in a table, e.g. `agents.facts_stale_secs`).
+fn in_table(table: &toml::Table, key: &str) -> bool {
+    match key.split_once('.') {
+        Some((t, k)) => table
+            .get(t)
+            .and_then(toml::Value::as_table)
+            .is_some_and(|t| t.contains_key(k)),
+        None => table.contains_key(key),
     }
 }
 

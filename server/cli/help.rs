@@ -187,7 +187,9 @@ Examples:
         "\
 Plain HTTP is allowed only on a loopback address; anywhere else give a certificate (--tls-cert
 and --tls-key) or --tls-self-signed. The notifier, the engine's driver and single sign-on start
-with it when configured. Stop it with Ctrl-C (SIGINT).
+with it when configured, and so does the facts collector: every registered agent's heartbeat and
+facts at start-up and then every [agents] facts_interval_secs (60 by default). Stop it with
+Ctrl-C (SIGINT).
 
 Examples:
   lockstep serve                                        # http://127.0.0.1:8080/
@@ -199,7 +201,8 @@ Environment (each overrides the configuration file; flags override both):
   LOCKSTEP_LISTEN, LOCKSTEP_DATA_DIR, LOCKSTEP_DB, LOCKSTEP_TLS_CERT, LOCKSTEP_TLS_KEY,
   LOCKSTEP_TLS_SELF_SIGNED, LOCKSTEP_SESSION_IDLE_SECS, LOCKSTEP_SESSION_ABSOLUTE_SECS,
   LOCKSTEP_LOGIN_MAX_FAILURES, LOCKSTEP_LOGIN_LOCKOUT_SECS, LOCKSTEP_NOTIFY_*, LOCKSTEP_SQL_*,
-  LOCKSTEP_PROBES_*, LOCKSTEP_OIDC_*, LOCKSTEP_METRICS_TOKEN(_FILE), LOCKSTEP_LOG_FORMAT.
+  LOCKSTEP_PROBES_*, LOCKSTEP_OIDC_*, LOCKSTEP_METRICS_TOKEN(_FILE), LOCKSTEP_LOG_FORMAT,
+  LOCKSTEP_FACTS_INTERVAL_SECS, LOCKSTEP_FACTS_STALE_SECS.
   `lockstep config check` shows the effective value of each and where it came from.
 
 Exit status:

@@ -185,11 +185,23 @@ pub async fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let driver = tokio::spawn(engine.drive(async move {
         let _ = driver_stop.changed().await;
     }));
+    // Heartbeats and facts of every agent, at once and then every interval; a succeeded run
+    // updates its Data Center's recorded versions from them.
+    let (state, facts_tasks) = crate::web::estate::start(
+        state,
+        crate::executors::agent::orchestrator_identity(&config.data_dir)?,
+        config.facts_interval_secs,
+        config.facts_stale_secs,
+        stop_rx.clone(),
+    );
     let shutdown = async move {
         let _ = tokio::signal::ctrl_c().await;
         let _ = stop_tx.send(true);
     };
     crate::web::serve(listener, crate::web::router(state), tls, shutdown).await?;
+    for t in facts_tasks {
+        let _ = t.await;
+    }
     match driver.await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => eprintln!("the engine stopped with an error: {e}"),

@@ -9,6 +9,7 @@
 //! ([`lockstep_agent::client::AgentClient::drive`]). An unreachable agent makes the step wait
 //! until its timeout, then report outcome unknown — nothing was sent, so status reads not-found.
 
+pub mod collector;
 pub mod mapping;
 pub mod registry;
 

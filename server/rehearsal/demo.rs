@@ -167,12 +167,22 @@ pub async fn run(data_dir: &Path, listen: &str, inventory_text: &str) -> anyhow:
     }));
     let dc = std::sync::Arc::new(dc);
     let hook = tokio::spawn(manual_task_hook(store, dc.clone(), stop_rx.clone()));
+    let (state, facts_tasks) = crate::web::estate::start(
+        state,
+        crate::executors::agent::orchestrator_identity(data_dir)?,
+        config.facts_interval_secs,
+        config.facts_stale_secs,
+        stop_rx.clone(),
+    );
     let shutdown = async move {
         let _ = tokio::signal::ctrl_c().await;
         let _ = stop_tx.send(true);
     };
     crate::web::serve(listener, crate::web::router(state), None, shutdown).await?;
     let _ = hook.await;
+    for t in facts_tasks {
+        let _ = t.await;
+    }
     match driver.await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => eprintln!("the engine stopped with an error: {e}"),

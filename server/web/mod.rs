@@ -11,6 +11,7 @@ pub mod clock;
 pub mod datacenters;
 pub mod db;
 pub mod error;
+pub mod estate;
 pub mod live;
 pub mod metrics;
 pub mod pages;
@@ -72,7 +73,10 @@ pub struct AppState {
     /// Link template for change tickets (`notify.ticket_url`, `{ticket}` replaced), so the
     /// change record links to the ticket.
     pub ticket_url: Option<Arc<str>>,
-    /// `[agents] facts_stale_secs`: agent facts older than this are not trusted by preflight.
+    /// The agents' heartbeat and facts collector, when one runs in this process (`serve`, the
+    /// demo): "Refresh facts" and `POST /api/v1/agents/refresh` ask it to collect now.
+    pub collector: Option<Arc<crate::executors::agent::collector::Collector>>,
+    /// Facts older than this (seconds) are shown as stale and not trusted by preflight.
     pub facts_stale_secs: i64,
 }
 
@@ -97,6 +101,7 @@ impl AppState {
             simulated_site: false,
             sso: None,
             ticket_url: None,
+            collector: None,
             facts_stale_secs: crate::config::DEFAULT_FACTS_STALE_SECS as i64,
         }
     }
@@ -115,6 +120,17 @@ impl AppState {
             self.facts_stale_secs,
         )
         .await?)
+    }
+
+    /// Attaches the facts collector (see [`AppState::collector`]) and the staleness limit.
+    pub fn with_collector(
+        mut self,
+        collector: Arc<crate::executors::agent::collector::Collector>,
+        stale_secs: u64,
+    ) -> AppState {
+        self.collector = Some(collector);
+        self.facts_stale_secs = i64::try_from(stale_secs).unwrap_or(i64::MAX);
+        self
     }
 
     /// Marks the site as simulated (see [`AppState::simulated_site`]).

@@ -14,6 +14,7 @@ use lockstep_agent::server::RunningAgent;
 use lockstep_agent::simulated_agent::start_simulated_agent;
 use lockstep_agent::tls::Thumbprint;
 use lockstep_protocol::evidence::{CertificateInfo, ServiceRunState};
+use lockstep_protocol::facts::{DatabaseFileFact, DatabaseFileKind};
 use lockstep_protocol::Component;
 use serde::Serialize;
 use tokio::net::TcpListener;
@@ -147,6 +148,38 @@ fn seed_state(s: &ServerDescription, registry: &str) -> SimState {
     for (path, text) in crate::scripts::SITE_SCRIPTS {
         st.files
             .insert(format!(r"{DATA_CENTER_DIR}\{path}"), text.to_string());
+    }
+    // The databases' files, the sizes the TDS endpoint reports too (all on C:, as seeded).
+    let facts = s.facts.clone().unwrap_or_default();
+    let file = |database: &str, kind: DatabaseFileKind, ext: &str, size_mb: u64| DatabaseFileFact {
+        database: database.into(),
+        kind,
+        path: format!(r"C:\Program Files\Microsoft SQL Server\MSSQL\DATA\{database}.{ext}"),
+        drive: "C:".into(),
+        size_mb,
+    };
+    if s.has("registry") {
+        st.database_files.push(file(
+            "Registry",
+            DatabaseFileKind::Data,
+            "mdf",
+            facts.registry_mdf_mb.unwrap_or(2048),
+        ));
+        st.database_files.push(file(
+            "Registry",
+            DatabaseFileKind::Log,
+            "ldf",
+            facts.registry_ldf_mb.unwrap_or(512),
+        ));
+    }
+    if s.has("directory") {
+        st.database_files
+            .push(file("Directory", DatabaseFileKind::Data, "mdf", 1024));
+        st.database_files
+            .push(file("Directory", DatabaseFileKind::Log, "ldf", 256));
+    }
+    if !s.has_database() {
+        st.sql_accounts = None;
     }
     st
 }
@@ -290,7 +323,12 @@ impl SimulatedDataCenter {
                         not_after: (time::OffsetDateTime::now_utc() + time::Duration::days(365))
                             .unix_timestamp(),
                     };
-                    host.update(|st| st.certificates.push(info))?;
+                    // rcgen puts the CN in the SAN extension too (certs::leaf_params).
+                    let sans = vec![c.common_name.clone()];
+                    host.update(|st| {
+                        st.certificate_sans.insert(info.thumbprint.clone(), sans);
+                        st.certificates.push(info);
+                    })?;
                 }
                 Some(ep)
             } else {

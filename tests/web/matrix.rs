@@ -111,6 +111,12 @@ fn routes(run: &str) -> Vec<Route> {
         page("GET", s("/agents"), Admin, vec![]),
         page(
             "POST",
+            s("/agents/refresh"),
+            Operator,
+            vec![("back", s("/agents"))],
+        ),
+        page(
+            "POST",
             s("/users"),
             Admin,
             vec![
@@ -193,6 +199,13 @@ fn routes(run: &str) -> Vec<Route> {
             serde_json::json!({"text": "hi"}),
         ),
         api("GET", s("/audit"), Viewer, serde_json::Value::Null),
+        api("GET", s("/agents"), Viewer, serde_json::Value::Null),
+        api(
+            "POST",
+            s("/agents/refresh"),
+            Operator,
+            serde_json::json!({}),
+        ),
     ];
     for action in ["submit", "pause", "resume", "abort", "undo"] {
         r.push(api(

@@ -14,7 +14,7 @@ pub mod windows;
 use std::sync::Arc;
 use std::time::Duration;
 
-use lockstep_protocol::{Action, ActionId, Evidence};
+use lockstep_protocol::{Action, ActionId, Evidence, SiteFacts};
 use tokio::sync::watch;
 
 use crate::journal::Journal;
@@ -98,6 +98,9 @@ pub trait Backend: Send + Sync + 'static {
     /// "windows" or "simulated".
     fn name(&self) -> &'static str;
     async fn run(&self, action: &Action, ctx: &ActionCtx) -> Result<Evidence, Failure>;
+    /// What this server looks like now (`GET /v1/facts`). Read-only and never journaled; a fact
+    /// that cannot be read is left out and named in [`SiteFacts::errors`], never failing the rest.
+    async fn facts(&self) -> SiteFacts;
 }
 
 /// GET a URL from this host. Certificates are not verified (self-signed DataTransfer nodes are

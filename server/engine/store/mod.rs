@@ -296,6 +296,28 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Appends a system note about a run (e.g. the estate's recorded versions updated after it
+    /// succeeded) as an audit event of `kind`. Changes no run or step state.
+    pub async fn record_note(
+        &self,
+        run_id: &str,
+        actor: &str,
+        kind: &str,
+        payload: serde_json::Value,
+        now: Millis,
+    ) -> Result<AuditEvent> {
+        let mut w = self.begin().await?;
+        queries::load_run(&mut w.tx, run_id).await?;
+        w.append(Some(run_id), None, actor, now, kind, payload)
+            .await?;
+        let mut events = self.commit(w).await?;
+        events
+            .pop()
+            .ok_or_else(|| EngineError::Audit(format!("the {kind} event was not recorded")))
+    }
+}
+
 /// One write transaction and the audit events it appends.
 struct WriteTx {
     tx: Transaction<'static, Sqlite>,

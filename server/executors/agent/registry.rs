@@ -245,20 +245,9 @@ pub async fn live_facts(
     now: i64,
     stale_after_secs: i64,
 ) -> anyhow::Result<crate::knowledge::preflight::LiveFacts> {
-    let servers = all_facts(pool)
-        .await?
-        .into_iter()
-        .map(|(server, stored)| {
-            let age_secs = stored.age_secs(now);
-            let facts = crate::knowledge::preflight::ServerFacts {
-                facts: stored.facts,
-                age_secs,
-            };
-            (server, facts)
-        })
-        .collect();
-    Ok(crate::knowledge::preflight::LiveFacts {
-        servers,
+    Ok(super::collector::live_facts(
+        all_facts(pool).await?,
+        now,
         stale_after_secs,
-    })
+    ))
 }

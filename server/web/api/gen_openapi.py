@@ -66,6 +66,12 @@ schemas = {
  "AuditPage": S("object", required=["events", "total", "page", "pages", "chain"], properties={"events": S("array", items=ref("Event")), "total": S("integer"), "page": S("integer"), "pages": S("integer"), "chain": ref("ChainReport")}),
  "LogLine": S("object", required=["id", "run_id", "step_id", "attempt", "at", "text"], properties={"id": S("integer"), "run_id": S("string"), "step_id": S("string"), "attempt": S("integer"), "at": S("integer", description="ms since the epoch"), "text": S("string")}),
  "StepLog": S("object", required=["total", "lines"], properties={"total": S("integer"), "lines": S("array", items=ref("LogLine"))}),
+ "AgentFacts": S("object", required=["server", "url", "status"], properties={
+     "server": S("string"), "url": S("string"), "status": S("string", enum=["unknown", "online", "offline"]), "checked_at": S("integer", nullable=True),
+     "agent_version": S("string", nullable=True), "backend": S("string", nullable=True), "clock_skew": S("integer", nullable=True), "last_error": S("string", nullable=True),
+     "facts_received_at": S("integer", nullable=True), "facts_age_secs": S("integer", nullable=True), "facts_stale": S("boolean", nullable=True),
+     "facts": S("object", nullable=True, description="lockstep_protocol::SiteFacts: services, services_missing, components, volumes, database_files, sql_accounts, tls_protocols, certificates, windows, sql_server, session_counters, errors")}),
+ "Refreshed": S("object", required=["online", "offline", "facts", "problems", "agents"], properties={"online": S("integer"), "offline": S("integer"), "facts": S("integer"), "problems": S("array", items=S("string")), "agents": S("array", items=ref("AgentFacts"))}),
  "Report": S("object", required=["run", "steps", "events", "audit_chain_intact"], properties={"run": ref("Run"), "steps": S("array", items=ref("Step")), "events": S("array", items=ref("Event")), "audit_chain_intact": S("boolean")}),
 }
 run_id = pp("id", "Run id")
@@ -93,6 +99,8 @@ paths = {
  "/runs/{id}/steps/{step}/log": {"get": op("What the step's executors said (agent actions, SQL Server messages, probe attempts), every attempt, oldest first; at most 200 lines per step", {**resp(200, "the lines", ref("StepLog")), **errs("401", "403", "404")}, params=[run_id, pp("step", "Step id")], opid="getStepLog")},
  "/runs/{id}/steps/{step}/{action}": {"post": op("Step control: approve (or deny), claim, complete, retry, skip, resolve", {**resp(200, "the step afterwards", ref("Step")), **errs("401", "403", "404", "409", "422")},
      params=[run_id, pp("step", "Step id"), {"name": "action", "in": "path", "required": True, "schema": {"type": "string", "enum": ["approve", "deny", "claim", "complete", "retry", "skip", "resolve"]}}], body=jbody(ref("StepAction"), required=False), opid="stepAction")},
+ "/agents": {"get": op("Every registered agent with its last heartbeat and the facts it last reported, with their age", {**resp(200, "agents", S("array", items=ref("AgentFacts"))), **errs("401", "403")}, opid="listAgents")},
+ "/agents/refresh": {"post": op("Ask every agent for a heartbeat and its facts now (operator)", {**resp(200, "what the collection found", ref("Refreshed")), **errs("401", "403", "409")}, opid="refreshAgents")},
  "/audit": {"get": op("Audit events (oldest first) with the chain verification", {**resp(200, "a page of events", ref("AuditPage")), **errs("401", "403", "422")},
      params=[qp("run", "Run id"), qp("person", "Actor name"), qp("kind", "Kind prefix"), dq("from", "YYYY-MM-DD (UTC)"), dq("to", "YYYY-MM-DD (UTC), inclusive"), qp("page", "Page (50 events each)", "integer")], opid="audit")},
 }

@@ -3,6 +3,7 @@
 //! hand-written OpenAPI 3 description at `/api/v1/openapi.json` kept in step with these routes
 //! by the tests.
 
+mod agents;
 mod handlers;
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
@@ -91,6 +92,8 @@ pub fn routes() -> Router<AppState> {
         .route("/runs/{id}/steps/{step}/log", get(h::step_log))
         .route("/runs/{id}/steps/{step}/{action}", post(h::step_action))
         .route("/audit", get(h::audit))
+        .route("/agents", get(agents::list))
+        .route("/agents/refresh", post(agents::refresh))
         .fallback(api_not_found)
 }
 

@@ -1,13 +1,18 @@
-//! Agents (admin): every registered host agent with its last heartbeat. Agents are registered
-//! with `lockstep agent add`; this page shows what the registry knows.
+//! Agents (admin): every registered host agent with its last heartbeat and the facts it last
+//! reported about its server. Agents are registered with `lockstep agent add`; this page shows
+//! what the registry knows. "Refresh facts" (operator, on this page and the Data Center page)
+//! asks the collector for a heartbeat and facts from every agent now.
 
 use askama::Template;
 use axum::extract::State;
 use axum::response::Response;
+use axum::Form;
+use serde::Deserialize;
 
 use crate::executors::agent::registry;
 use crate::web::auth::{CurrentUser, Role};
-use crate::web::views::{fmt_time, html, Chrome};
+use crate::web::pages::site_facts::{self, SiteFactsPartial};
+use crate::web::views::{fmt_time, html, see_other, Chrome};
 use crate::web::{AppError, AppState};
 
 pub struct AgentRow {
@@ -26,6 +31,7 @@ pub struct AgentRow {
 pub struct AgentsPage {
     pub chrome: Chrome,
     pub agents: Vec<AgentRow>,
+    pub facts: SiteFactsPartial,
 }
 
 pub async fn rows(state: &AppState) -> Result<Vec<AgentRow>, AppError> {
@@ -47,8 +53,68 @@ pub async fn rows(state: &AppState) -> Result<Vec<AgentRow>, AppError> {
 
 pub async fn page(State(state): State<AppState>, me: CurrentUser) -> Result<Response, AppError> {
     me.require(Role::Admin)?;
+    let agents = rows(&state).await?;
+    let names: Vec<String> = agents.iter().map(|a| a.server.clone()).collect();
+    let all = registry::all_facts(&state.pool).await?;
     html(&AgentsPage {
         chrome: Chrome::new(&me, "agents"),
-        agents: rows(&state).await?,
+        facts: site_facts::partial(&names, &all, state.clock.now(), state.facts_stale_secs),
+        agents,
     })
+}
+
+#[derive(Deserialize)]
+pub struct RefreshForm {
+    /// The page to go back to: `/agents` or a Data Center's page.
+    #[serde(default)]
+    back: String,
+}
+
+/// Where "Refresh facts" may send the browser back to (never another site).
+fn back_to(back: &str) -> &str {
+    let local =
+        back.starts_with('/') && !back.starts_with("//") && !back.contains(['\\', '\r', '\n']);
+    if local && (back == "/agents" || back.starts_with("/datacenters/")) {
+        back
+    } else {
+        "/agents"
+    }
+}
+
+/// Collects every agent's heartbeat and facts now (operator), then shows the page again.
+pub async fn refresh(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    Form(f): Form<RefreshForm>,
+) -> Result<Response, AppError> {
+    me.require(Role::Operator)?;
+    let collector = state.collector.clone().ok_or_else(|| {
+        AppError::Conflict(
+            "no facts collector runs in this process (start `lockstep serve`)".into(),
+        )
+    })?;
+    let c = collector.collect(None).await?;
+    tracing::info!(actor = %me.name(), online = c.online, offline = c.offline, facts = c.facts, "facts refreshed");
+    Ok(see_other(back_to(&f.back)))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn refresh_goes_back_only_to_this_sites_agent_and_data_center_pages() {
+        assert_eq!(
+            super::back_to("/datacenters/Contoso%20production"),
+            "/datacenters/Contoso%20production"
+        );
+        assert_eq!(super::back_to("/agents"), "/agents");
+        for evil in [
+            "//evil.example/x",
+            "https://evil.example",
+            "/datacenters/x\r\nSet-Cookie: a=b",
+            "/logout",
+            "",
+        ] {
+            assert_eq!(super::back_to(evil), "/agents", "{evil:?}");
+        }
+    }
 }

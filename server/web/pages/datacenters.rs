@@ -68,6 +68,10 @@ pub struct DataCenterPage {
     pub findings: Vec<FindingRow>,
     /// What each server's agent last reported (see [`facts`]).
     pub agents: Vec<facts::FactRow>,
+    /// The facts each server's agent reported (see [`crate::web::pages::site_facts`]).
+    pub site_facts: crate::web::pages::site_facts::SiteFactsPartial,
+    /// "8.11 on DC1; 8.8.6 on DC2" when the servers run different Connected versions.
+    pub mixed: Option<String>,
     pub toml: String,
     pub uploaded_by: String,
     pub uploaded: String,
@@ -181,6 +185,19 @@ pub async fn show(
     let live = state.live_facts().await?;
     let mut findings = finding_rows(&inv, None, &BTreeMap::new(), &live);
     findings.extend(live_findings);
+    let now = state.clock.now();
+    let stored = crate::executors::agent::registry::all_facts(&state.pool).await?;
+    let names: Vec<String> = inv.servers.iter().map(|s| s.name.clone()).collect();
+    let site_facts =
+        crate::web::pages::site_facts::partial(&names, &stored, now, state.facts_stale_secs);
+    let versions = crate::web::estate::versions_in_use(&inv, &stored, now, state.facts_stale_secs);
+    let mixed = (versions.len() > 1).then(|| {
+        versions
+            .iter()
+            .map(|(v, servers)| format!("{v} on {}", servers.join(", ")))
+            .collect::<Vec<_>>()
+            .join("; ")
+    });
     html(&DataCenterPage {
         chrome: Chrome::new(&me, "datacenters"),
         topology: inv.topology.to_string(),
@@ -190,6 +207,8 @@ pub async fn show(
         },
         findings,
         agents,
+        site_facts,
+        mixed,
         name: dc.name,
         toml: dc.toml,
         uploaded_by: dc.uploaded_by,

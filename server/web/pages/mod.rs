@@ -10,6 +10,7 @@ pub mod overview;
 pub mod report;
 pub mod runbooks;
 pub mod runs;
+pub mod site_facts;
 pub mod users;
 
 use axum::routing::{get, post};
@@ -34,6 +35,7 @@ pub fn routes() -> Router<AppState> {
         .route("/runbooks", get(runbooks::list))
         .route("/runbooks/{id}", get(runbooks::show))
         .route("/agents", get(agents::page))
+        .route("/agents/refresh", post(agents::refresh))
         .route("/audit", get(audit::page))
         .route("/audit/export.csv", get(audit::export_csv))
         .route("/audit/export.jsonl", get(audit::export_jsonl))

@@ -6,13 +6,14 @@
 //! scheduled tasks take time and record their result, installers are hashed before they run and
 //! change the product version, and each change is recorded in the state's `history`.
 
+pub mod facts;
 pub mod state;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use lockstep_protocol::evidence::{Binding, RegistryValue, ServiceInfo, ServiceRunState};
-use lockstep_protocol::{Action, Component, Evidence, ServiceSelector};
+use lockstep_protocol::{Action, Component, Evidence, ServiceSelector, SiteFacts};
 
 pub use state::{
     read_state, SimDisk, SimEvent, SimExecution, SimFaults, SimInstaller, SimService, SimState,
@@ -443,10 +444,13 @@ impl SimulatedBackend {
                 }),
             }),
             Action::BackupSessions {} => self.update(|s| {
+                if !s.session_counters {
+                    return Err(Failure::msg("backup-session counters are unavailable on this host"));
+                }
                 let ev = Evidence::BackupSessions { backups: s.backup_sessions, restores: s.restore_sessions };
                 s.backup_sessions = s.backup_sessions.saturating_sub(s.sessions_drain_per_query);
-                ev
-            }),
+                Ok(ev)
+            })?,
             Action::EventLogQuery { log, min_level, since } => {
                 let s = self.read()?;
                 let events = s
@@ -567,5 +571,17 @@ impl Backend for SimulatedBackend {
             return Err(Failure::msg(format!("{message} (fault injection)")));
         }
         self.perform(action, ctx).await
+    }
+
+    async fn facts(&self) -> SiteFacts {
+        let now = crate::core::unix_now();
+        match self.host.read() {
+            Ok(s) => facts::facts_of(&s, &self.connected, now),
+            Err(e) => {
+                let mut f = SiteFacts::empty("unknown", now);
+                f.errors.push(format!("simulated host state: {e}"));
+                f
+            }
+        }
     }
 }

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use lockstep_protocol::evidence::{Binding, CertificateInfo, EventRecord, ServiceRunState};
+use lockstep_protocol::facts::{DatabaseFileFact, SqlAccountsFact};
 use lockstep_protocol::{ActionKind, Component, StartupType};
 use serde::{Deserialize, Serialize};
 
@@ -109,12 +110,6 @@ pub struct SimState {
     pub certificates: Vec<CertificateInfo>,
     pub backup_sessions: u32,
     pub restore_sessions: u32,
-    /// Whether the site publishes backup-session counters the agent can read (a site that
-    /// configured none makes the drain wait fall back to a person).
-    pub session_counters: bool,
-    /// Installed versions of the Connected components other than the Data Center (whose
-    /// version is `product_version`), each from its own record; absent when not installed.
-    pub components: BTreeMap<Component, String>,
     /// Each backup-sessions query lowers open backup sessions by this much (sessions draining).
     pub sessions_drain_per_query: u32,
     pub scheduled_tasks: BTreeMap<String, SimTask>,
@@ -124,6 +119,20 @@ pub struct SimState {
     pub service_transition_ms: u64,
     pub faults: SimFaults,
     pub history: Vec<SimExecution>,
+    /// Installed versions of the components other than the Data Center, each from its own record
+    /// (the Management API and the Web Services applications have their own installers). The
+    /// Data Center's own version is `product_version`, which Setup changes.
+    pub components: BTreeMap<Component, String>,
+    /// SQL Server data and log files on this host (Registry, Directory), with their volume.
+    pub database_files: Vec<DatabaseFileFact>,
+    /// The accounts SQL Server and SQL Server Agent run under; `None` without SQL Server.
+    pub sql_accounts: Option<SqlAccountsFact>,
+    /// SCHANNEL `Protocols\<name>\Server` `Enabled` settings; a protocol not listed is not set.
+    pub schannel: BTreeMap<String, bool>,
+    /// Subject alternative names of the certificates in `certificates`, by thumbprint.
+    pub certificate_sans: BTreeMap<String, Vec<String>>,
+    /// Whether the backup-session counters can be read on this host (the drain wait needs them).
+    pub session_counters: bool,
 }
 
 impl Default for SimState {
@@ -143,14 +152,18 @@ impl Default for SimState {
             certificates: Vec::new(),
             backup_sessions: 0,
             restore_sessions: 0,
-            session_counters: true,
-            components: BTreeMap::new(),
             sessions_drain_per_query: 0,
             scheduled_tasks: BTreeMap::new(),
             installers: BTreeMap::new(),
             service_transition_ms: 0,
             faults: SimFaults::default(),
             history: Vec::new(),
+            components: BTreeMap::new(),
+            database_files: Vec::new(),
+            sql_accounts: None,
+            schannel: BTreeMap::new(),
+            certificate_sans: BTreeMap::new(),
+            session_counters: true,
         }
     }
 }
@@ -167,6 +180,14 @@ impl SimState {
             hostname: hostname.to_string(),
             product_version: Some(version.to_string()),
             sql_server: Some("2008 R2 SP3".into()),
+            sql_accounts: Some(SqlAccountsFact {
+                sql_server: r"CONTOSO\svc-sql".into(),
+                sql_agent: r"CONTOSO\svc-sql".into(),
+            }),
+            schannel: BTreeMap::from([
+                ("SSL 3.0".to_string(), false),
+                ("TLS 1.2".to_string(), true),
+            ]),
             ..SimState::default()
         };
         for name in crate::config::default_connected_services() {
@@ -248,6 +269,15 @@ impl SimState {
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v)
+    }
+
+    /// The installed version of `component` as its own record says: the Data Center's is the
+    /// product version Setup writes; the others are kept per component.
+    pub fn component_version(&self, component: Component) -> Option<&str> {
+        match component {
+            Component::DataCenter => self.product_version.as_deref(),
+            c => self.components.get(&c).map(String::as_str),
+        }
     }
 
     /// How many times an action id changed this host (the at-most-once check).

@@ -3,12 +3,13 @@
 //! itself only works on a Windows server.
 
 pub mod commands;
+pub mod facts;
 pub mod parse;
 
 use std::time::{Duration, Instant};
 
 use lockstep_protocol::evidence::{RegistryValue, ServiceInfo, ServiceRunState};
-use lockstep_protocol::{Action, Component, Evidence, ServiceSelector};
+use lockstep_protocol::{Action, Component, Evidence, ServiceSelector, SiteFacts};
 use sha2::{Digest, Sha256};
 
 use self::commands::Cmd;
@@ -298,6 +299,43 @@ fn encode(text: &str, utf8: bool) -> Vec<u8> {
 impl Backend for WindowsBackend {
     fn name(&self) -> &'static str {
         "windows"
+    }
+
+    async fn facts(&self) -> SiteFacts {
+        let now = crate::core::unix_now();
+        let env = facts::facts_env(
+            &self.config.connected_services,
+            &self.config.component_version_records(),
+            &self.config.backup_session_counters,
+        );
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let ctx = ActionCtx::detached("facts");
+        match self
+            .exec(
+                &commands::powershell(facts::PS_FACTS, &env),
+                Duration::from_secs(120),
+                &ctx,
+            )
+            .await
+        {
+            Ok(o) if o.code == 0 => {
+                facts::parse_facts(&o.stdout, &self.config.connected_services, now)
+            }
+            Ok(o) => {
+                let mut f = SiteFacts::empty("unknown", now);
+                f.errors.push(format!(
+                    "facts: powershell exited {}: {}",
+                    o.code,
+                    o.stderr.trim()
+                ));
+                f
+            }
+            Err(Failure::Failed { message, .. } | Failure::Cancelled(message)) => {
+                let mut f = SiteFacts::empty("unknown", now);
+                f.errors.push(format!("facts: {message}"));
+                f
+            }
+        }
     }
 
     async fn run(&self, action: &Action, ctx: &ActionCtx) -> Result<Evidence, Failure> {
