@@ -50,6 +50,13 @@ pub enum SqlOperation {
     SecureFlagOff { host: Option<String> },
     /// Read OutflowServices (evidence only).
     OutflowRead,
+    /// `BACKUP DATABASE … WITH CHECKSUM, INIT` into `folder`, then `RESTORE VERIFYONLY … WITH
+    /// CHECKSUM`, for each named database that exists on the server; every backup is recorded
+    /// (database, server, file, size, time, verified) so a recovery run can find it.
+    BackupVerify { databases: Vec<String>, folder: String },
+    /// `RESTORE DATABASE … WITH REPLACE` from the verified backups of run `from_run` (read
+    /// from the store when the step is planned), for the databases on the step's server.
+    RestoreFromRun { from_run: String },
 }
 
 /// A verification probe of a web component.

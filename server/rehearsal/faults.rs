@@ -38,6 +38,10 @@ pub const KINDS: &[(&str, &str)] = &[
         "setup-wrong-version",
         "Setup leaves version 8.10 installed instead of the target",
     ),
+    (
+        "backup-unrestorable",
+        "the SQL Server writes damaged backup files: RESTORE VERIFYONLY fails",
+    ),
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,13 +115,13 @@ impl Fault {
             )
         };
         match self.kind.as_str() {
-            "checkdb-error" | "tds-drop" => {
+            "checkdb-error" | "tds-drop" | "backup-unrestorable" => {
                 let sql = dc.sql(name).ok_or_else(|| missing("SQL Server database"))?;
                 let mut f: SqlFaults = sql.faults();
-                if self.kind == "tds-drop" {
-                    f.drop_connection = on;
-                } else {
-                    f.checkdb_error_in = on.then(|| "Registry".to_string());
+                match self.kind.as_str() {
+                    "tds-drop" => f.drop_connection = on,
+                    "backup-unrestorable" => f.backup_unrestorable = on,
+                    _ => f.checkdb_error_in = on.then(|| "Registry".to_string()),
                 }
                 sql.set_faults(f);
             }

@@ -1,0 +1,156 @@
+//! Backups you can restore, rehearsed in process on the three example Data Centers: before
+//! anything stops, every Registry and Directory database of both sides is backed up and proved
+//! with RESTORE VERIFYONLY over TDS; the simulator's own backup history and the run's evidence
+//! agree; a backup that does not verify stops the run before any service stops.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use lockstep::engine::machine::RunStatus;
+use lockstep::executors::sql::BackupRecord;
+use lockstep::rehearsal::{Fault, Options, Rehearsal, Report};
+use lockstep_protocol::evidence::ServiceRunState;
+
+fn options(topology: &str, runbook: &str, faults: &[&str]) -> (Options, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let o = Options {
+        inventory: PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("examples")
+            .join(format!("{topology}.toml")),
+        runbook: runbook.into(),
+        params: BTreeMap::new(),
+        faults: faults.iter().map(|f| f.parse::<Fault>().unwrap()).collect(),
+        db: dir.path().join("rehearsal.db"),
+        sim_dir: dir.path().join("sim"),
+        runbooks_dir: None,
+    };
+    (o, dir)
+}
+
+async fn rehearse(o: Options) -> (Rehearsal, Report) {
+    let r = Rehearsal::start(o).await.unwrap();
+    r.drive(&mut |_| {}).await.unwrap();
+    let report = r.report().await.unwrap();
+    (r, report)
+}
+
+/// The backups a run's `backup-verified` steps recorded, by server.
+async fn recorded_backups(r: &Rehearsal) -> BTreeMap<String, Vec<BackupRecord>> {
+    let mut out = BTreeMap::new();
+    for s in r.store.steps(&r.run_id).await.unwrap() {
+        if !s.id.starts_with("backup-verified@") {
+            continue;
+        }
+        let list = s
+            .state
+            .evidence
+            .as_ref()
+            .and_then(|e| e.get("backups"))
+            .cloned()
+            .unwrap_or_default();
+        let list: Vec<BackupRecord> = serde_json::from_value(list).unwrap_or_default();
+        out.insert(s.spec.host.clone().unwrap_or_default(), list);
+    }
+    out
+}
+
+/// Every database server of the example, both sides.
+fn database_servers(r: &Rehearsal) -> Vec<String> {
+    r.dc.servers
+        .iter()
+        .filter(|s| s.description.has("registry") || s.description.has("directory"))
+        .map(|s| s.description.name.clone())
+        .collect()
+}
+
+async fn every_database_of_both_sides_is_backed_up_and_verified(topology: &str) {
+    let (o, _dir) = options(topology, "upgrade-8.11", &[]);
+    let (r, report) = rehearse(o).await;
+    assert!(report.succeeded, "{}", report.text());
+    let recorded = recorded_backups(&r).await;
+    let servers = database_servers(&r);
+    assert!(!servers.is_empty());
+    for name in &servers {
+        let d = &r.dc.servers.iter().find(|s| &s.description.name == name).unwrap().description;
+        let want: Vec<&str> = [("registry", "Registry"), ("directory", "Directory")]
+            .iter()
+            .filter(|(role, _)| d.has(role))
+            .map(|(_, db)| *db)
+            .collect();
+        let got = recorded.get(name).unwrap_or_else(|| panic!("no backup step for {name}"));
+        let dbs: Vec<&str> = got.iter().map(|b| b.database.as_str()).collect();
+        assert_eq!(dbs, want, "{name}");
+        for b in got {
+            assert!(b.verified, "{b:?}");
+            assert!(b.size_bytes.unwrap_or(0) > 0, "{b:?}");
+            assert!(b.file.ends_with(&format!("{}-{}.bak", b.database, r.run_id)), "{b:?}");
+            assert!(!b.finished_at.is_empty(), "{b:?}");
+        }
+        // The simulated SQL Server's own history (msdb) holds the same backups.
+        let history = r.dc.sql(name).unwrap().backups();
+        for db in &want {
+            assert!(history.iter().any(|h| h == db), "{name}: {history:?}");
+        }
+    }
+    r.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standalone_backs_up_and_verifies_every_database_before_the_change() {
+    every_database_of_both_sides_is_backed_up_and_verified("standalone").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mirrored_backs_up_and_verifies_both_sides_before_the_change() {
+    every_database_of_both_sides_is_backed_up_and_verified("mirrored").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clustered_backs_up_and_verifies_every_database_server_before_the_change() {
+    every_database_of_both_sides_is_backed_up_and_verified("clustered").await;
+}
+
+async fn an_unrestorable_backup_stops_the_run_before_anything_stops(topology: &str, server: &str) {
+    let fault = format!("{server}:backup-unrestorable");
+    let (o, _dir) = options(topology, "upgrade-8.11", &[&fault]);
+    let (r, report) = rehearse(o).await;
+    assert_eq!(report.status, RunStatus::Failed, "{}", report.text());
+    let stopped = report.stopped_at.clone().unwrap();
+    assert_eq!(stopped.step, format!("backup-verified@{server}"), "{}", report.text());
+    assert!(stopped.why.contains("Damage to the backup set"), "{}", stopped.why);
+    // Nothing stopped and nothing changed: every service still runs, every version is the old one.
+    for s in &r.dc.servers {
+        let st = s.host.read().unwrap();
+        assert_eq!(st.product_version.as_deref(), Some("8.8.6"), "{}", s.description.name);
+        for (svc, state) in &st.services {
+            assert_eq!(state.state, ServiceRunState::Running, "{} {svc}", s.description.name);
+        }
+    }
+    let steps = r.store.steps(&r.run_id).await.unwrap();
+    let started: Vec<&str> = steps
+        .iter()
+        .filter(|s| s.id.starts_with("stop-services") || s.id.starts_with("restrict-sessions"))
+        .filter(|s| s.attempt > 0)
+        .map(|s| s.id.as_str())
+        .collect();
+    assert!(started.is_empty(), "{started:?}");
+    let recorded = recorded_backups(&r).await;
+    let bad = recorded.get(server).cloned().unwrap_or_default();
+    assert!(bad.iter().any(|b| !b.verified), "{bad:?}");
+    r.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standalone_an_unrestorable_backup_stops_before_anything_stops() {
+    an_unrestorable_backup_stops_the_run_before_anything_stops("standalone", "FABDC01").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mirrored_an_unrestorable_backup_on_the_secondary_stops_before_anything_stops() {
+    an_unrestorable_backup_stops_the_run_before_anything_stops("mirrored", "DC2").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clustered_an_unrestorable_backup_on_a_directory_server_stops_before_anything_stops() {
+    an_unrestorable_backup_stops_the_run_before_anything_stops("clustered", "NWDIR1B").await;
+}
