@@ -1,7 +1,9 @@
 //! Backups you can restore, rehearsed in process on the three example Data Centers: before
 //! anything stops, every Registry and Directory database of both sides is backed up and proved
 //! with RESTORE VERIFYONLY over TDS; the simulator's own backup history and the run's evidence
-//! agree; a backup that does not verify stops the run before any service stops.
+//! agree; a backup that does not verify stops the run before any service stops; and when Setup
+//! stops half-way, `recover-failed-upgrade` puts the site back as it was — read back from the
+//! simulator (hosts and SQL Servers), not from Lockstep.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -158,4 +160,119 @@ async fn mirrored_an_unrestorable_backup_on_the_secondary_stops_before_anything_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clustered_an_unrestorable_backup_on_a_directory_server_stops_before_anything_stops() {
     an_unrestorable_backup_stops_the_run_before_anything_stops("clustered", "NWDIR1B").await;
+}
+
+/// What a person would check to say "the site is as it was": per server the installed version,
+/// every registry value and every service's state; per SQL Server the Registry's OutflowServices
+/// rows. Read from the simulator.
+#[derive(Debug, PartialEq)]
+struct SiteAsFound {
+    hosts: BTreeMap<String, String>,
+    registry: BTreeMap<String, String>,
+    outflow: BTreeMap<String, String>,
+}
+
+fn site_as_found(r: &Rehearsal) -> SiteAsFound {
+    let mut hosts = BTreeMap::new();
+    let mut registry = BTreeMap::new();
+    let mut outflow = BTreeMap::new();
+    for s in &r.dc.servers {
+        let name = s.description.name.clone();
+        let st = s.host.read().unwrap();
+        let services: Vec<String> = st
+            .services
+            .iter()
+            .map(|(n, v)| format!("{n}={:?}", v.state))
+            .collect();
+        hosts.insert(
+            name.clone(),
+            format!("{:?} {}", st.product_version, services.join(",")),
+        );
+        registry.insert(name.clone(), format!("{:?}", st.registry));
+        drop(st);
+        if let Some(sql) = r.dc.sql(&name) {
+            outflow.insert(name, format!("{:?}", sql.outflow_rows()));
+        }
+    }
+    SiteAsFound {
+        hosts,
+        registry,
+        outflow,
+    }
+}
+
+async fn setup_failing_half_way_then_recovery_puts_the_site_back(topology: &str) {
+    let (o, _dir) = options(topology, "upgrade-8.11", &[]);
+    let rm = {
+        let inv = std::fs::read_to_string(&o.inventory).unwrap();
+        lockstep_simulator::Description::parse(&inv)
+            .unwrap()
+            .primary_registry()
+            .unwrap()
+            .name
+            .clone()
+    };
+    let mut o = o;
+    o.faults = vec![format!("{rm}:setup-fails-midway").parse().unwrap()];
+    let mut r = Rehearsal::start(o).await.unwrap();
+    let before = site_as_found(&r);
+    r.drive(&mut |_| {}).await.unwrap();
+    let report = r.report().await.unwrap();
+    assert_eq!(report.status, RunStatus::Failed, "{}", report.text());
+    let stopped = report.stopped_at.clone().unwrap();
+    assert_eq!(stopped.step, format!("setup-registry@{rm}"), "{}", report.text());
+    // Setup really left the site half-changed: no version, the Registry database rewritten.
+    let broken = site_as_found(&r);
+    assert_ne!(broken.hosts[&rm], before.hosts[&rm]);
+    assert_ne!(broken.outflow[&rm], before.outflow[&rm]);
+    assert!(broken.outflow[&rm].contains("setup-8.11-incomplete"), "{}", broken.outflow[&rm]);
+
+    let failed = r.run_id.clone();
+    let params = BTreeMap::from([("failed-run".to_string(), failed.clone())]);
+    r.follow_with("recover-failed-upgrade", params).await.unwrap();
+    assert_ne!(r.run_id, failed);
+    r.drive(&mut |_| {}).await.unwrap();
+    let report = r.report().await.unwrap();
+    assert!(report.succeeded, "{}", report.text());
+    let after = site_as_found(&r);
+    assert_eq!(after.outflow, before.outflow);
+    assert_eq!(after.hosts, before.hosts);
+    assert_eq!(after.registry, before.registry);
+    // The restore used the failed run's recorded files.
+    let restored = r.store.step(&r.run_id, &format!("restore-databases@{rm}")).await.unwrap();
+    let ev = restored.state.evidence.unwrap_or_default().to_string();
+    assert!(ev.contains(&format!("Registry-{failed}.bak")), "{ev}");
+    r.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standalone_setup_failing_half_way_is_recovered_to_the_site_as_it_was() {
+    setup_failing_half_way_then_recovery_puts_the_site_back("standalone").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mirrored_setup_failing_half_way_is_recovered_to_the_site_as_it_was() {
+    setup_failing_half_way_then_recovery_puts_the_site_back("mirrored").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clustered_setup_failing_half_way_is_recovered_to_the_site_as_it_was() {
+    setup_failing_half_way_then_recovery_puts_the_site_back("clustered").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recovery_from_a_run_that_did_not_fail_is_refused_at_the_restore() {
+    let (o, _dir) = options("standalone", "upgrade-8.11", &[]);
+    let (mut r, report) = rehearse(o).await;
+    assert!(report.succeeded, "{}", report.text());
+    let done = r.run_id.clone();
+    let params = BTreeMap::from([("failed-run".to_string(), done.clone())]);
+    r.follow_with("recover-failed-upgrade", params).await.unwrap();
+    r.drive(&mut |_| {}).await.unwrap();
+    let report = r.report().await.unwrap();
+    assert_eq!(report.status, RunStatus::Failed, "{}", report.text());
+    let stopped = report.stopped_at.clone().unwrap();
+    assert!(stopped.step.starts_with("restore-databases@"), "{}", report.text());
+    assert!(stopped.why.contains("not failed"), "{}", stopped.why);
+    r.stop().await.unwrap();
 }

@@ -11,6 +11,7 @@
 //!   the middle of a change makes the outcome Unknown (it may have taken effect).
 
 mod backup;
+pub mod catalog;
 pub mod connect;
 mod outflow;
 pub mod script;
@@ -80,6 +81,8 @@ impl FixedScripts {
 pub struct SqlExecutor {
     config: SqlConfig,
     scripts: Arc<dyn ScriptSource>,
+    /// Where a restore finds a run's verified backups (the store); none: restores are refused.
+    backups: Option<Arc<dyn catalog::BackupCatalog>>,
     done: Mutex<HashMap<String, Outcome>>,
     running: Mutex<HashMap<String, ()>>,
 }
@@ -126,9 +129,16 @@ impl SqlExecutor {
         SqlExecutor {
             config,
             scripts,
+            backups: None,
             done: Mutex::new(HashMap::new()),
             running: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Restores read the backups to restore from `catalog` (the store).
+    pub fn with_backups(mut self, catalog: Arc<dyn catalog::BackupCatalog>) -> SqlExecutor {
+        self.backups = Some(catalog);
+        self
     }
 
     fn target(&self, server: &str) -> Result<&SqlTarget, SqlError> {
@@ -300,6 +310,45 @@ impl SqlExecutor {
                         },
                         other => other,
                     })?;
+                }
+                Ok(())
+            }
+            SqlOperation::RestoreFromRun { from_run } => {
+                let catalog = self.backups.as_ref().ok_or_else(|| {
+                    SqlError::Config("this executor has no store to read backups from".into())
+                })?;
+                let all = catalog
+                    .verified_backups(from_run)
+                    .await
+                    .map_err(SqlError::Refused)?;
+                let mine: Vec<BackupRecord> = all
+                    .into_iter()
+                    .filter(|b| b.server.eq_ignore_ascii_case(server))
+                    .collect();
+                if mine.is_empty() {
+                    return Err(SqlError::Refused(format!(
+                        "run {from_run} recorded no verified backup on {server}"
+                    )));
+                }
+                for b in mine {
+                    ev.databases.push(b.database.clone());
+                    backup::restore(&mut c, &b.database, &b.file, &mut ev.messages)
+                        .await
+                        .map_err(|e| match e {
+                            SqlError::Server {
+                                code,
+                                class,
+                                line,
+                                message,
+                            } => SqlError::Server {
+                                code,
+                                class,
+                                line,
+                                message: format!("restore of {} from {}: {message}", b.database, b.file),
+                            },
+                            other => other,
+                        })?;
+                    ev.backups.push(b);
                 }
                 Ok(())
             }

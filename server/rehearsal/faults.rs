@@ -42,6 +42,10 @@ pub const KINDS: &[(&str, &str)] = &[
         "backup-unrestorable",
         "the SQL Server writes damaged backup files: RESTORE VERIFYONLY fails",
     ),
+    (
+        "setup-fails-midway",
+        "Setup stops half-way: no version installed, the Version value and the Registry database half-changed",
+    ),
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -167,6 +171,9 @@ fn set_host_fault(host: &SimulatedHost, kind: &str, on: bool) -> anyhow::Result<
             }
             "setup-wrong-version" => {
                 f.version_after_setup = on.then(|| "8.10".to_string());
+            }
+            "setup-fails-midway" => {
+                f.setup_fails_midway = on;
             }
             _ => {}
         }

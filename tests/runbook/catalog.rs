@@ -37,6 +37,7 @@ fn every_procedure_of_the_seed_has_a_built_in_runbook() {
     assert_eq!(
         ids,
         [
+            "recover-failed-upgrade",
             "uninstall-datatransfer-api",
             "uninstall-management-api",
             "upgrade-8.11",

@@ -81,6 +81,10 @@ pub struct SimFaults {
     /// After an installer runs, this version is installed instead of the installer's own
     /// ("wrong version after Setup").
     pub version_after_setup: Option<String>,
+    /// The next Setup stops half-way: the old version is gone, the new one is not installed,
+    /// and the Version value already names the new one. Once only: the reinstall that follows
+    /// works.
+    pub setup_fails_midway: bool,
 }
 
 /// A Data Center server as the simulated backend sees it.
