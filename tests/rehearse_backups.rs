@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use lockstep::engine::machine::RunStatus;
+use lockstep::engine::machine::{RunEvent, RunStatus};
 use lockstep::executors::sql::BackupRecord;
 use lockstep::rehearsal::{Fault, Options, Rehearsal, Report};
 use lockstep_protocol::evidence::ServiceRunState;
@@ -228,6 +228,17 @@ async fn setup_failing_half_way_then_recovery_puts_the_site_back(topology: &str)
     assert!(broken.outflow[&rm].contains("setup-8.11-incomplete"), "{}", broken.outflow[&rm]);
 
     let failed = r.run_id.clone();
+    // The failed run holds its servers until it is aborted, as an operator would before recovering.
+    r.engine
+        .run_event(
+            &failed,
+            RunEvent::Abort {
+                actor: lockstep::rehearsal::operator(),
+                reason: "Setup failed half-way; recovering with recover-failed-upgrade".into(),
+            },
+        )
+        .await
+        .unwrap();
     let params = BTreeMap::from([("failed-run".to_string(), failed.clone())]);
     r.follow_with("recover-failed-upgrade", params).await.unwrap();
     assert_ne!(r.run_id, failed);
@@ -261,7 +272,7 @@ async fn clustered_setup_failing_half_way_is_recovered_to_the_site_as_it_was() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_recovery_from_a_run_that_did_not_fail_is_refused_at_the_restore() {
+async fn a_recovery_from_a_run_that_did_not_fail_is_refused_before_anything_stops() {
     let (o, _dir) = options("standalone", "upgrade-8.11", &[]);
     let (mut r, report) = rehearse(o).await;
     assert!(report.succeeded, "{}", report.text());
@@ -272,7 +283,12 @@ async fn a_recovery_from_a_run_that_did_not_fail_is_refused_at_the_restore() {
     let report = r.report().await.unwrap();
     assert_eq!(report.status, RunStatus::Failed, "{}", report.text());
     let stopped = report.stopped_at.clone().unwrap();
-    assert!(stopped.step.starts_with("restore-databases@"), "{}", report.text());
+    assert!(stopped.step.starts_with("check-backups@"), "{}", report.text());
     assert!(stopped.why.contains("not failed"), "{}", stopped.why);
+    let steps = r.store.steps(&r.run_id).await.unwrap();
+    assert!(steps
+        .iter()
+        .filter(|s| s.id.starts_with("stop-services"))
+        .all(|s| s.attempt == 0));
     r.stop().await.unwrap();
 }

@@ -313,7 +313,10 @@ impl SqlExecutor {
                 }
                 Ok(())
             }
-            SqlOperation::RestoreFromRun { from_run } => {
+            SqlOperation::RestoreFromRun {
+                from_run,
+                verify_only,
+            } => {
                 let catalog = self.backups.as_ref().ok_or_else(|| {
                     SqlError::Config("this executor has no store to read backups from".into())
                 })?;
@@ -332,7 +335,7 @@ impl SqlExecutor {
                 }
                 for b in mine {
                     ev.databases.push(b.database.clone());
-                    backup::restore(&mut c, &b.database, &b.file, &mut ev.messages)
+                    backup::restore(&mut c, &b.database, &b.file, *verify_only, &mut ev.messages)
                         .await
                         .map_err(|e| match e {
                             SqlError::Server {
@@ -481,6 +484,10 @@ fn mutates(op: &SqlOperation) -> bool {
         SqlOperation::OutflowRead
             | SqlOperation::CheckDb { .. }
             | SqlOperation::BackupVerify { .. }
+            | SqlOperation::RestoreFromRun {
+                verify_only: true,
+                ..
+            }
     )
 }
 

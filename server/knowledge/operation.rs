@@ -55,8 +55,13 @@ pub enum SqlOperation {
     /// (database, server, file, size, time, verified) so a recovery run can find it.
     BackupVerify { databases: Vec<String>, folder: String },
     /// `RESTORE DATABASE … WITH REPLACE` from the verified backups of run `from_run` (read
-    /// from the store when the step is planned), for the databases on the step's server.
-    RestoreFromRun { from_run: String },
+    /// from the store when the step runs), for the databases on the step's server; with
+    /// `verify_only`, only `RESTORE VERIFYONLY` (proves the way back before anything stops).
+    RestoreFromRun {
+        from_run: String,
+        #[serde(default)]
+        verify_only: bool,
+    },
 }
 
 /// A verification probe of a web component.

@@ -101,14 +101,19 @@ pub async fn backup_and_verify(
     (rec, r)
 }
 
-/// Restores `db` from `path` over the database as it is now.
+/// Verifies the file again and, unless `verify_only`, restores `db` from `path` over the
+/// database as it is now.
 pub async fn restore(
     c: &mut SqlClient,
     db: &str,
     path: &str,
+    verify_only: bool,
     messages: &mut Vec<Message>,
 ) -> Result<(), SqlError> {
     exec(c, "RESTORE VERIFYONLY FROM DISK = @P1 WITH CHECKSUM", path, messages).await?;
+    if verify_only {
+        return Ok(());
+    }
     let sql = format!(
         "RESTORE DATABASE {} FROM DISK = @P1 WITH REPLACE",
         quote_name(db)

@@ -21,12 +21,12 @@ impl BackupCatalog for Store {
             .run(run_id)
             .await
             .map_err(|e| format!("run {run_id}: {e}"))?;
-        // A way back is for a run that failed; restoring under a live or finished run would
-        // throw away the work it did.
-        if run.status != RunStatus::Failed {
+        // A way back is for a run that failed (and was then aborted, which releases its
+        // servers); restoring under a live or finished run would throw away the work it did.
+        if !matches!(run.status, RunStatus::Failed | RunStatus::Aborted) {
             return Err(format!(
-                "run {run_id} is {:?}, not failed: only a failed run's backups are restored",
-                run.status
+                "run {run_id} is {}, not failed or aborted: only a failed run's backups are restored",
+                run.status.as_str()
             ));
         }
         let steps = self

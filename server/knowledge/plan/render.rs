@@ -229,7 +229,10 @@ pub fn describe(op: &Operation) -> String {
                 "BACKUP DATABASE … WITH CHECKSUM of {} into {folder}, each proved by RESTORE VERIFYONLY",
                 databases.join(", ")
             ),
-            SqlOperation::RestoreFromRun { from_run } => format!(
+            SqlOperation::RestoreFromRun { from_run, verify_only: true } => format!(
+                "the verified backups of run {from_run} on this server pass RESTORE VERIFYONLY again"
+            ),
+            SqlOperation::RestoreFromRun { from_run, .. } => format!(
                 "RESTORE DATABASE … WITH REPLACE from the verified backups of run {from_run}"
             ),
         },
