@@ -644,7 +644,7 @@ impl Site {
         let note = match &spec.host {
             Some(h) => {
                 let host = SimulatedHost::open(self.state_file(h)).unwrap();
-                lockstep::rehearsal::manual::perform(&host, &spec).unwrap()
+                lockstep::rehearsal::manual::perform(&host, None, &spec).unwrap()
             }
             None => "done at the console".to_string(),
         };

@@ -88,6 +88,9 @@ fn every_runbook_expands_for_every_example_data_center() {
                         .expect("every example has a DataTransfer node");
                     params.insert("server".to_string(), dt.name.clone());
                 }
+                "recover-failed-upgrade" => {
+                    params.insert("failed-run".to_string(), "run-1".to_string());
+                }
                 _ => {}
             }
             let plan = expand(rb, &inventory, &params)
