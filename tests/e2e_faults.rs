@@ -52,6 +52,23 @@ async fn a_checkdb_error_stops_the_run_at_the_integrity_check_before_anything_ch
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unrestorable_backup_on_the_secondary_stops_the_run_before_anything_stops() {
+    let site = start_site_with(&mirrored(), 250, &["DC2:backup-unrestorable"], |_, _| {}).await;
+    let id = site.create_run("upgrade-8.11", &[]).await;
+    let detail = site.drive(&id, Duration::from_secs(300)).await;
+    let (step, why) = stopped_at(&detail).unwrap_or_else(|| panic!("{}", summary(&detail)));
+    assert_eq!(step, "backup-verified@DC2", "{}", summary(&detail));
+    assert!(why.contains("Damage to the backup set"), "{why}");
+    for server in ["DC1", "DC2"] {
+        let st = site.host(server);
+        assert_eq!(st.product_version.as_deref(), Some("8.8.6"), "{server}");
+        for (name, svc) in &st.services {
+            assert_eq!(svc.state, ServiceRunState::Running, "{server} {name}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn undo_after_setup_left_the_wrong_version_restores_the_captured_registry_values() {
     let site = start_site_with(&mirrored(), 200, &[], |server, state| {
         if server == "DC1" {
