@@ -73,19 +73,31 @@ async fn every_database_of_both_sides_is_backed_up_and_verified(topology: &str) 
     let servers = database_servers(&r);
     assert!(!servers.is_empty());
     for name in &servers {
-        let d = &r.dc.servers.iter().find(|s| &s.description.name == name).unwrap().description;
+        let d = &r
+            .dc
+            .servers
+            .iter()
+            .find(|s| &s.description.name == name)
+            .unwrap()
+            .description;
         let want: Vec<&str> = [("registry", "Registry"), ("directory", "Directory")]
             .iter()
             .filter(|(role, _)| d.has(role))
             .map(|(_, db)| *db)
             .collect();
-        let got = recorded.get(name).unwrap_or_else(|| panic!("no backup step for {name}"));
+        let got = recorded
+            .get(name)
+            .unwrap_or_else(|| panic!("no backup step for {name}"));
         let dbs: Vec<&str> = got.iter().map(|b| b.database.as_str()).collect();
         assert_eq!(dbs, want, "{name}");
         for b in got {
             assert!(b.verified, "{b:?}");
             assert!(b.size_bytes.unwrap_or(0) > 0, "{b:?}");
-            assert!(b.file.ends_with(&format!("{}-{}.bak", b.database, r.run_id)), "{b:?}");
+            assert!(
+                b.file
+                    .ends_with(&format!("{}-{}.bak", b.database, r.run_id)),
+                "{b:?}"
+            );
             assert!(!b.finished_at.is_empty(), "{b:?}");
         }
         // The simulated SQL Server's own history (msdb) holds the same backups.
@@ -118,8 +130,17 @@ async fn an_unrestorable_backup_stops_the_run_before_anything_stops(topology: &s
     let (r, report) = rehearse(o).await;
     assert_eq!(report.status, RunStatus::Failed, "{}", report.text());
     let stopped = report.stopped_at.clone().unwrap();
-    assert_eq!(stopped.step, format!("backup-verified@{server}"), "{}", report.text());
-    assert!(stopped.why.contains("Damage to the backup set"), "{}", stopped.why);
+    assert_eq!(
+        stopped.step,
+        format!("backup-verified@{server}"),
+        "{}",
+        report.text()
+    );
+    assert!(
+        stopped.why.contains("Damage to the backup set"),
+        "{}",
+        stopped.why
+    );
     // Nothing stopped and nothing changed: every service still runs, every version is the old one.
     for s in &r.dc.servers {
         let st = s.host.read().unwrap();
@@ -130,7 +151,12 @@ async fn an_unrestorable_backup_stops_the_run_before_anything_stops(topology: &s
             s.description.name
         );
         for (svc, state) in &st.services {
-            assert_eq!(state.state, ServiceRunState::Running, "{} {svc}", s.description.name);
+            assert_eq!(
+                state.state,
+                ServiceRunState::Running,
+                "{} {svc}",
+                s.description.name
+            );
         }
     }
     let steps = r.store.steps(&r.run_id).await.unwrap();
@@ -220,12 +246,21 @@ async fn setup_failing_half_way_then_recovery_puts_the_site_back(topology: &str)
     let report = r.report().await.unwrap();
     assert_eq!(report.status, RunStatus::Failed, "{}", report.text());
     let stopped = report.stopped_at.clone().unwrap();
-    assert_eq!(stopped.step, format!("setup-registry@{rm}"), "{}", report.text());
+    assert_eq!(
+        stopped.step,
+        format!("setup-registry@{rm}"),
+        "{}",
+        report.text()
+    );
     // Setup really left the site half-changed: no version, the Registry database rewritten.
     let broken = site_as_found(&r);
     assert_ne!(broken.hosts[&rm], before.hosts[&rm]);
     assert_ne!(broken.outflow[&rm], before.outflow[&rm]);
-    assert!(broken.outflow[&rm].contains("setup-8.11-incomplete"), "{}", broken.outflow[&rm]);
+    assert!(
+        broken.outflow[&rm].contains("setup-8.11-incomplete"),
+        "{}",
+        broken.outflow[&rm]
+    );
 
     let failed = r.run_id.clone();
     // The failed run holds its servers until it is aborted, as an operator would before recovering.
@@ -240,7 +275,9 @@ async fn setup_failing_half_way_then_recovery_puts_the_site_back(topology: &str)
         .await
         .unwrap();
     let params = BTreeMap::from([("failed-run".to_string(), failed.clone())]);
-    r.follow_with("recover-failed-upgrade", params).await.unwrap();
+    r.follow_with("recover-failed-upgrade", params)
+        .await
+        .unwrap();
     assert_ne!(r.run_id, failed);
     r.drive(&mut |_| {}).await.unwrap();
     let report = r.report().await.unwrap();
@@ -250,7 +287,11 @@ async fn setup_failing_half_way_then_recovery_puts_the_site_back(topology: &str)
     assert_eq!(after.hosts, before.hosts);
     assert_eq!(after.registry, before.registry);
     // The restore used the failed run's recorded files.
-    let restored = r.store.step(&r.run_id, &format!("restore-databases@{rm}")).await.unwrap();
+    let restored = r
+        .store
+        .step(&r.run_id, &format!("restore-databases@{rm}"))
+        .await
+        .unwrap();
     let ev = restored.state.evidence.unwrap_or_default().to_string();
     assert!(ev.contains(&format!("Registry-{failed}.bak")), "{ev}");
     r.stop().await.unwrap();
@@ -278,12 +319,18 @@ async fn a_recovery_from_a_run_that_did_not_fail_is_refused_before_anything_stop
     assert!(report.succeeded, "{}", report.text());
     let done = r.run_id.clone();
     let params = BTreeMap::from([("failed-run".to_string(), done.clone())]);
-    r.follow_with("recover-failed-upgrade", params).await.unwrap();
+    r.follow_with("recover-failed-upgrade", params)
+        .await
+        .unwrap();
     r.drive(&mut |_| {}).await.unwrap();
     let report = r.report().await.unwrap();
     assert_eq!(report.status, RunStatus::Failed, "{}", report.text());
     let stopped = report.stopped_at.clone().unwrap();
-    assert!(stopped.step.starts_with("check-backups@"), "{}", report.text());
+    assert!(
+        stopped.step.starts_with("check-backups@"),
+        "{}",
+        report.text()
+    );
     assert!(stopped.why.contains("not failed"), "{}", stopped.why);
     let steps = r.store.steps(&r.run_id).await.unwrap();
     assert!(steps

@@ -23,10 +23,10 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::{json, Value};
 
+pub use backup::{backup_file, BackupRecord};
 use connect::{capture, classify, connect, Message, SqlClient};
 pub use connect::{SqlEncryption, SqlError, SqlTarget};
 use outflow::outflow;
-pub use backup::{backup_file, BackupRecord};
 pub use outflow::OutflowRow;
 pub use script::{DirScripts, FixedScripts, ScriptSource};
 
@@ -347,7 +347,10 @@ impl SqlExecutor {
                                 code,
                                 class,
                                 line,
-                                message: format!("restore of {} from {}: {message}", b.database, b.file),
+                                message: format!(
+                                    "restore of {} from {}: {message}",
+                                    b.database, b.file
+                                ),
                             },
                             other => other,
                         })?;
@@ -516,7 +519,7 @@ impl Executor for SqlExecutor {
             within,
             self.run_for(&dispatch.key.run_id, dispatch.host.as_deref(), op),
         )
-            .await
+        .await
         {
             Err(_) if mutates(op) => Outcome::Unknown {
                 reason: format!("no answer within {within:?}; the change may have taken effect"),

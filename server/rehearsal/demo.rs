@@ -85,9 +85,14 @@ pub async fn run(data_dir: &Path, listen: &str, inventory_text: &str) -> anyhow:
         .map_err(|e| anyhow!("opening {}: {e}", db.display()))?;
     let pool = crate::web::db::open(&db).await?;
     let identity = crate::executors::agent::orchestrator_identity(data_dir)?;
-    let (dc, router) =
-        super::site::start(&inventory_path, &data_dir.join("simulated"), identity, 30, &store)
-            .await?;
+    let (dc, router) = super::site::start(
+        &inventory_path,
+        &data_dir.join("simulated"),
+        identity,
+        30,
+        &store,
+    )
+    .await?;
     for (server, a) in &dc.endpoints().agents {
         let thumbprint = Thumbprint::parse(&a.thumbprint).map_err(|e| anyhow!("{e}"))?;
         crate::executors::agent::registry::add(&pool, server, &a.url, thumbprint, now()).await?;

@@ -76,7 +76,9 @@ pub fn perform(
         if let Some(sql) = sql.filter(|q| q.database("Registry").is_some()) {
             sql.run_as_setup(HALF_RUN_SETUP_SQL)
                 .map_err(|e| anyhow::anyhow!("the half-run Setup could not alter Registry: {e}"))?;
-            return Ok(format!("{note}; the Registry database was left half-upgraded"));
+            return Ok(format!(
+                "{note}; the Registry database was left half-upgraded"
+            ));
         }
     }
     Ok(note)

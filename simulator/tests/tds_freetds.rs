@@ -126,7 +126,10 @@ async fn tsql_backs_up_changes_and_restores_the_registry() {
     .await;
     let all = format!("{out}{err}");
     assert!(all.contains("The backup set on file 1 is valid."), "{all}");
-    assert!(all.contains("RESTORE DATABASE successfully processed"), "{all}");
+    assert!(
+        all.contains("RESTORE DATABASE successfully processed"),
+        "{all}"
+    );
     assert_eq!(
         inst.outflow_rows()[0].url,
         "dc2.contoso.local/ose/OutflowServiceExtension.dll",

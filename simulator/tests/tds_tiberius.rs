@@ -296,11 +296,19 @@ async fn a_verified_backup_restores_the_rows_a_later_change_removed() {
         .and_then(|r| r.get::<i64, _>(0));
     assert!(size.unwrap_or(0) > 8192, "{size:?}");
 
-    batch(&mut c, "DELETE FROM Registry.dbo.OutflowServices WHERE ServerId = 2").await.unwrap();
+    batch(
+        &mut c,
+        "DELETE FROM Registry.dbo.OutflowServices WHERE ServerId = 2",
+    )
+    .await
+    .unwrap();
     assert_eq!(outflow_urls(&mut c).await.len(), 1);
-    c.execute("RESTORE DATABASE [Registry] FROM DISK = @P1 WITH REPLACE", &[&path])
-        .await
-        .unwrap();
+    c.execute(
+        "RESTORE DATABASE [Registry] FROM DISK = @P1 WITH REPLACE",
+        &[&path],
+    )
+    .await
+    .unwrap();
     assert_eq!(outflow_urls(&mut c).await, before);
 }
 
@@ -312,12 +320,18 @@ async fn a_restore_without_replace_or_from_a_missing_file_is_refused() {
         .await
         .unwrap_err();
     assert!(e.to_string().contains("Cannot open backup device"), "{e}");
-    batch(&mut c, "BACKUP DATABASE Directory TO DISK = N'D:\\d.bak' WITH INIT")
-        .await
-        .unwrap();
-    let e = batch(&mut c, "RESTORE DATABASE Directory FROM DISK = N'D:\\d.bak'")
-        .await
-        .unwrap_err();
+    batch(
+        &mut c,
+        "BACKUP DATABASE Directory TO DISK = N'D:\\d.bak' WITH INIT",
+    )
+    .await
+    .unwrap();
+    let e = batch(
+        &mut c,
+        "RESTORE DATABASE Directory FROM DISK = N'D:\\d.bak'",
+    )
+    .await
+    .unwrap_err();
     assert!(e.to_string().contains("has not been backed up"), "{e}");
 }
 
@@ -329,15 +343,24 @@ async fn the_backup_unrestorable_fault_fails_verifyonly_and_restore() {
         ..Default::default()
     });
     let mut c = connect(&h, "s3cret!").await.unwrap();
-    batch(&mut c, "BACKUP DATABASE Registry TO DISK = N'D:\\r.bak' WITH CHECKSUM, INIT")
-        .await
-        .unwrap();
-    let e = batch(&mut c, "RESTORE VERIFYONLY FROM DISK = N'D:\\r.bak' WITH CHECKSUM")
-        .await
-        .unwrap_err();
+    batch(
+        &mut c,
+        "BACKUP DATABASE Registry TO DISK = N'D:\\r.bak' WITH CHECKSUM, INIT",
+    )
+    .await
+    .unwrap();
+    let e = batch(
+        &mut c,
+        "RESTORE VERIFYONLY FROM DISK = N'D:\\r.bak' WITH CHECKSUM",
+    )
+    .await
+    .unwrap_err();
     assert!(e.to_string().contains("Damage to the backup set"), "{e}");
-    let e = batch(&mut c, "RESTORE DATABASE Registry FROM DISK = N'D:\\r.bak' WITH REPLACE")
-        .await
-        .unwrap_err();
+    let e = batch(
+        &mut c,
+        "RESTORE DATABASE Registry FROM DISK = N'D:\\r.bak' WITH REPLACE",
+    )
+    .await
+    .unwrap_err();
     assert!(e.to_string().contains("Damage to the backup set"), "{e}");
 }

@@ -34,7 +34,11 @@ pub fn backup_file(folder: &str, db: &str, run_id: &str) -> Result<String, SqlEr
         return Err(SqlError::Config("the backup folder is empty".into()));
     }
     // The run id becomes part of a file name: keep it to what a file name can hold.
-    if run_id.is_empty() || !run_id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+    if run_id.is_empty()
+        || !run_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-')
+    {
         return Err(SqlError::Config(format!(
             "run id `{run_id}` cannot name a backup file"
         )));
@@ -110,7 +114,13 @@ pub async fn restore(
     verify_only: bool,
     messages: &mut Vec<Message>,
 ) -> Result<(), SqlError> {
-    exec(c, "RESTORE VERIFYONLY FROM DISK = @P1 WITH CHECKSUM", path, messages).await?;
+    exec(
+        c,
+        "RESTORE VERIFYONLY FROM DISK = @P1 WITH CHECKSUM",
+        path,
+        messages,
+    )
+    .await?;
     if verify_only {
         return Ok(());
     }

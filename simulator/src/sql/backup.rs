@@ -100,7 +100,11 @@ impl BackupFile {
             for row in &t.rows {
                 let marks = vec!["?"; row.len()].join(", ");
                 tx.execute(
-                    &format!("INSERT INTO {}.{} VALUES ({marks})", quote(db), quote(&t.name)),
+                    &format!(
+                        "INSERT INTO {}.{} VALUES ({marks})",
+                        quote(db),
+                        quote(&t.name)
+                    ),
                     rusqlite::params_from_iter(row.iter()),
                 )?;
             }

@@ -7,8 +7,8 @@ use std::time::Duration;
 use rusqlite::types::ValueRef;
 use rusqlite::Connection;
 
-use super::lexer::tokenize;
 use super::backup::{BackupFile, BackupFiles};
+use super::lexer::tokenize;
 use super::parse::{parse_batch, ParseError, Stmt, TextArg};
 use super::translate::to_sqlite;
 use super::{
@@ -425,7 +425,8 @@ impl Engine {
                 line,
             )));
         }
-        let file = match BackupFile::capture(&self.conn, &canon, total, faults.backup_unrestorable) {
+        let file = match BackupFile::capture(&self.conn, &canon, total, faults.backup_unrestorable)
+        {
             Ok(f) => f,
             Err(e) => {
                 let (n, m) = map_sqlite(&e);
@@ -461,8 +462,15 @@ impl Engine {
     fn verify(&mut self, disk: &str, line: i32, ev: &mut Vec<Event>) {
         match self.files.read(disk) {
             Ok(_) => {
-                ev.push(Event::Info(ServerMessage::info(3262, "The backup set on file 1 is valid.", line)));
-                ev.push(Event::Done { count: None, error: false });
+                ev.push(Event::Info(ServerMessage::info(
+                    3262,
+                    "The backup set on file 1 is valid.",
+                    line,
+                )));
+                ev.push(Event::Done {
+                    count: None,
+                    error: false,
+                });
             }
             Err((n, m)) => self.restore_failed(ev, n, m, "VERIFY DATABASE", line),
         }
@@ -490,13 +498,27 @@ impl Engine {
             return self.restore_failed(ev, n, m, "RESTORE DATABASE", line);
         }
         let pages = file.pages();
-        ev.push(Event::Info(ServerMessage::info(4035, format!("Processed {pages} pages for database '{canon}', file '{canon}' on file 1."), line)));
+        ev.push(Event::Info(ServerMessage::info(
+            4035,
+            format!("Processed {pages} pages for database '{canon}', file '{canon}' on file 1."),
+            line,
+        )));
         ev.push(Event::Info(ServerMessage::info(3014, format!("RESTORE DATABASE successfully processed {pages} pages in 0.050 seconds ({:.3} MB/sec).", pages as f64 / 128.0 / 0.05), line)));
-        ev.push(Event::Done { count: None, error: false });
+        ev.push(Event::Done {
+            count: None,
+            error: false,
+        });
     }
 
     /// The error SQL Server sends, then its "terminating abnormally" 3013.
-    fn restore_failed(&self, ev: &mut Vec<Event>, number: i32, text: String, what: &str, line: i32) {
+    fn restore_failed(
+        &self,
+        ev: &mut Vec<Event>,
+        number: i32,
+        text: String,
+        what: &str,
+        line: i32,
+    ) {
         ev.push(Event::Error(ServerMessage::error(number, 16, text, line)));
         Self::fail(ev, 3013, format!("{what} is terminating abnormally."), line);
     }
@@ -573,7 +595,9 @@ fn arg(a: &TextArg, params: &[(String, Value)]) -> Result<String, String> {
         TextArg::Literal(s) => Ok(s.clone()),
         TextArg::Param(name) => match params.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)) {
             Some((_, Value::Text(s))) => Ok(s.clone()),
-            Some(_) => Err(format!("The backup device {name} must be a character string.")),
+            Some(_) => Err(format!(
+                "The backup device {name} must be a character string."
+            )),
             None => Err(format!("Must declare the scalar variable \"{name}\".")),
         },
     }

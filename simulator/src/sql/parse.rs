@@ -82,8 +82,8 @@ pub struct ParseError {
 }
 
 const STARTS: [&str; 16] = [
-    "USE", "DBCC", "EXEC", "EXECUTE", "BACKUP", "RESTORE", "IF", "BEGIN", "END", "SET", "PRINT", "SELECT",
-    "UPDATE", "INSERT", "DELETE", "DECLARE",
+    "USE", "DBCC", "EXEC", "EXECUTE", "BACKUP", "RESTORE", "IF", "BEGIN", "END", "SET", "PRINT",
+    "SELECT", "UPDATE", "INSERT", "DELETE", "DECLARE",
 ];
 
 pub fn parse_batch(tokens: &[Token]) -> Result<Vec<Stmt>, ParseError> {
@@ -487,11 +487,18 @@ mod tests {
         let s = parse("BACKUP DATABASE [Registry] TO DISK = @P1 WITH CHECKSUM, INIT\nRESTORE VERIFYONLY FROM DISK = N'D:\\b.bak' WITH CHECKSUM\nRESTORE DATABASE Registry FROM DISK = @P1 WITH REPLACE").unwrap();
         assert_eq!(
             s[0],
-            Stmt::Backup { db: "Registry".into(), disk: TextArg::Param("@P1".into()), line: 1 }
+            Stmt::Backup {
+                db: "Registry".into(),
+                disk: TextArg::Param("@P1".into()),
+                line: 1
+            }
         );
         assert_eq!(
             s[1],
-            Stmt::RestoreVerify { disk: TextArg::Literal("D:\\b.bak".into()), line: 2 }
+            Stmt::RestoreVerify {
+                disk: TextArg::Literal("D:\\b.bak".into()),
+                line: 2
+            }
         );
         assert!(matches!(&s[2], Stmt::Restore { replace: true, .. }));
         let e = parse("RESTORE DATABASE Registry FROM TAPE = 'x'").unwrap_err();
