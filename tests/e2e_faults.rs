@@ -52,6 +52,94 @@ async fn a_checkdb_error_stops_the_run_at_the_integrity_check_before_anything_ch
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unrestorable_backup_on_the_secondary_stops_the_run_before_anything_stops() {
+    let site = start_site_with(&mirrored(), 250, &["DC2:backup-unrestorable"], |_, _| {}).await;
+    let id = site.create_run("upgrade-8.11", &[]).await;
+    let detail = site.drive(&id, Duration::from_secs(300)).await;
+    let (step, why) = stopped_at(&detail).unwrap_or_else(|| panic!("{}", summary(&detail)));
+    assert_eq!(step, "backup-verified@DC2", "{}", summary(&detail));
+    assert!(why.contains("Damage to the backup set"), "{why}");
+    for server in ["DC1", "DC2"] {
+        let st = site.host(server);
+        assert_eq!(st.product_version.as_deref(), Some("8.8.6"), "{server}");
+        for (name, svc) in &st.services {
+            assert_eq!(svc.state, ServiceRunState::Running, "{server} {name}");
+        }
+    }
+}
+
+/// Versions, services and registry values of every host, as the simulator's state files hold them.
+fn hosts_as_found(site: &Site) -> Vec<String> {
+    ["DC1", "DC2", "WEB1", "DT1"]
+        .iter()
+        .filter(|s| site.state_file(s).exists())
+        .map(|s| {
+            let st = site.host(s);
+            let services: Vec<String> = st
+                .services
+                .iter()
+                .map(|(n, v)| format!("{n}={:?}", v.state))
+                .collect();
+            format!(
+                "{s} {:?} {} {:?}",
+                st.product_version,
+                services.join(","),
+                st.registry
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn setup_failing_half_way_then_recovery_puts_the_mirrored_site_back() {
+    let site = start_site_with(&mirrored(), 30, &[], |server, state| {
+        if server == "DC1" {
+            update(state, |s| s.faults.setup_fails_midway = true);
+        }
+    })
+    .await;
+    let hosts_before = hosts_as_found(&site);
+    let rows_before = (
+        site.outflow_rows("DC1").await,
+        site.outflow_rows("DC2").await,
+    );
+    let id = site.create_run("upgrade-8.11", &[]).await;
+    let detail = site.drive(&id, Duration::from_secs(300)).await;
+    let (step, _) = stopped_at(&detail).unwrap_or_else(|| panic!("{}", summary(&detail)));
+    assert_eq!(step, "setup-registry@DC1", "{}", summary(&detail));
+    assert_eq!(site.host("DC1").product_version, None);
+    // What the half-run Setup's schema scripts did to the Registry before they stopped (the
+    // simulator process holds the database, so the test does it over TDS as Setup would).
+    site.sql_batch("DC1", "DELETE FROM Registry.dbo.OutflowServices")
+        .await;
+    assert!(site.outflow_rows("DC1").await.is_empty());
+    assert_ne!(hosts_as_found(&site), hosts_before);
+
+    let (status, body) = site
+        .post(
+            &site.tokens.operator,
+            &format!("/runs/{id}/abort"),
+            serde_json::json!({ "reason": "Setup failed half-way; recovering" }),
+        )
+        .await;
+    assert_eq!(status, 200, "abort: {body}");
+    let recovery = site
+        .create_run("recover-failed-upgrade", &[("failed-run", id.as_str())])
+        .await;
+    let detail = site.drive(&recovery, Duration::from_secs(300)).await;
+    assert_eq!(detail["run"]["status"], "succeeded", "{}", summary(&detail));
+    site.assert_four_eyes(&detail);
+    assert_eq!(
+        (
+            site.outflow_rows("DC1").await,
+            site.outflow_rows("DC2").await
+        ),
+        rows_before
+    );
+    assert_eq!(hosts_as_found(&site), hosts_before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn undo_after_setup_left_the_wrong_version_restores_the_captured_registry_values() {
     let site = start_site_with(&mirrored(), 200, &[], |server, state| {
         if server == "DC1" {

@@ -475,3 +475,105 @@ async fn messages_are_kept_even_when_the_process_logs_only_warnings() {
         "{ev:#}"
     );
 }
+
+/// A catalog standing in for the store: the backups a failed run recorded.
+struct Recorded(Vec<lockstep::executors::sql::BackupRecord>);
+
+#[async_trait::async_trait]
+impl lockstep::executors::sql::catalog::BackupCatalog for Recorded {
+    async fn verified_backups(
+        &self,
+        _run_id: &str,
+    ) -> Result<Vec<lockstep::executors::sql::BackupRecord>, String> {
+        Ok(self.0.clone())
+    }
+}
+
+#[tokio::test]
+async fn verified_backups_are_recorded_and_a_restore_from_them_brings_the_rows_back() {
+    let dc = server("DC1", true, true).await;
+    let x = executor(&[("DC1", &dc)], &[]);
+    let backup = SqlOperation::BackupVerify {
+        databases: vec!["Registry".into(), "Directory".into(), "Nowhere".into()],
+        folder: "D:\\Backup\\".into(),
+    };
+    let ev = succeeded(
+        x.execute(&dispatch("backup-verified@DC1", Some("DC1"), backup))
+            .await,
+    );
+    let records: Vec<lockstep::executors::sql::BackupRecord> =
+        serde_json::from_value(ev["backups"].clone()).unwrap();
+    assert_eq!(records.len(), 2, "{ev}");
+    assert_eq!(records[0].file, "D:\\Backup\\Registry-run-1.bak");
+    assert!(
+        records
+            .iter()
+            .all(|b| b.verified && b.size_bytes.unwrap_or(0) > 0),
+        "{ev}"
+    );
+    assert_eq!(ev["not_on_server"], serde_json::json!(["Nowhere"]));
+    assert!(texts(&ev)
+        .iter()
+        .any(|t| t.contains("The backup set on file 1 is valid.")));
+
+    // Setup rewrites the Registry; the restore from the recorded files puts it back.
+    dc.inst
+        .run_as_setup("DELETE FROM Registry.dbo.OutflowServices")
+        .unwrap();
+    assert!(dc.inst.outflow_rows().is_empty());
+    let x = executor(&[("DC1", &dc)], &[]).with_backups(Arc::new(Recorded(records)));
+    let restore = SqlOperation::RestoreFromRun {
+        from_run: "run-1".into(),
+        verify_only: false,
+    };
+    succeeded(
+        x.execute(&dispatch("restore-databases@DC1", Some("DC1"), restore))
+            .await,
+    );
+    assert_eq!(dc.inst.outflow_rows(), rows());
+}
+
+#[tokio::test]
+async fn a_backup_that_does_not_verify_fails_with_the_servers_message_and_the_record() {
+    let dc = server("DC1", true, false).await;
+    dc.inst.set_faults(SqlFaults {
+        backup_unrestorable: true,
+        ..Default::default()
+    });
+    let x = executor(&[("DC1", &dc)], &[]);
+    let backup = SqlOperation::BackupVerify {
+        databases: vec!["Registry".into()],
+        folder: "D:\\Backup".into(),
+    };
+    let (message, ev) = failed(
+        x.execute(&dispatch("backup-verified@DC1", Some("DC1"), backup))
+            .await,
+    );
+    assert!(message.contains("Damage to the backup set"), "{message}");
+    assert_eq!(
+        ev["backups"][0]["verified"],
+        serde_json::json!(false),
+        "{ev}"
+    );
+}
+
+#[tokio::test]
+async fn a_restore_without_a_store_or_without_backups_on_the_server_is_refused() {
+    let dc = server("DC1", true, false).await;
+    let restore = SqlOperation::RestoreFromRun {
+        from_run: "run-1".into(),
+        verify_only: true,
+    };
+    let x = executor(&[("DC1", &dc)], &[]);
+    let (message, _) = failed(
+        x.execute(&dispatch("check-backups@DC1", Some("DC1"), restore.clone()))
+            .await,
+    );
+    assert!(message.contains("no store"), "{message}");
+    let x = executor(&[("DC1", &dc)], &[]).with_backups(Arc::new(Recorded(vec![])));
+    let (message, _) = failed(
+        x.execute(&dispatch("check-backups@DC1", Some("DC1"), restore))
+            .await,
+    );
+    assert!(message.contains("no verified backup on DC1"), "{message}");
+}

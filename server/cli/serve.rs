@@ -129,7 +129,7 @@ pub async fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let agents = std::sync::Arc::new(
         crate::executors::agent::AgentExecutor::from_registry(&pool, identity).await?,
     );
-    let executors = site_router(&site, agents)?;
+    let executors = site_router(&site, agents, &store)?;
     let engine = crate::engine::Engine::new(store.clone(), executors);
     let state = crate::web::AppState::new(
         store,
@@ -214,6 +214,7 @@ pub async fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
 pub fn site_router(
     site: &SiteConfig,
     agents: std::sync::Arc<crate::executors::agent::AgentExecutor>,
+    store: &crate::engine::Store,
 ) -> anyhow::Result<crate::engine::Router> {
     use crate::executors::probe::ProbeExecutor;
     use crate::executors::sql::{DirScripts, SqlExecutor};
@@ -221,7 +222,8 @@ pub fn site_router(
     let sql = SqlExecutor::new(
         site.sql.clone(),
         std::sync::Arc::new(DirScripts(site.scripts_dir.clone())),
-    );
+    )
+    .with_backups(std::sync::Arc::new(store.clone()));
     let probes = ProbeExecutor::new(site.probes.clone())?;
     Ok(crate::engine::Router::new()
         .route(StepKind::Agent, agents.clone())

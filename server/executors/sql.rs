@@ -10,6 +10,8 @@
 //! - Every INFO and ERROR message is evidence; any error fails the step. A connection lost in
 //!   the middle of a change makes the outcome Unknown (it may have taken effect).
 
+mod backup;
+pub mod catalog;
 pub mod connect;
 mod outflow;
 pub mod script;
@@ -21,6 +23,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::{json, Value};
 
+pub use backup::{backup_file, BackupRecord};
 use connect::{capture, classify, connect, Message, SqlClient};
 pub use connect::{SqlEncryption, SqlError, SqlTarget};
 use outflow::outflow;
@@ -78,6 +81,8 @@ impl FixedScripts {
 pub struct SqlExecutor {
     config: SqlConfig,
     scripts: Arc<dyn ScriptSource>,
+    /// Where a restore finds a run's verified backups (the store); none: restores are refused.
+    backups: Option<Arc<dyn catalog::BackupCatalog>>,
     done: Mutex<HashMap<String, Outcome>>,
     running: Mutex<HashMap<String, ()>>,
 }
@@ -106,12 +111,16 @@ struct ServerEvidence {
     rows_changed: Option<u64>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     batches: Vec<Value>,
+    /// Backups written (and verified, or not) by this step: the change record shows them and
+    /// a recovery run reads them back.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    backups: Vec<BackupRecord>,
     messages: Vec<Message>,
     #[serde(skip_serializing_if = "Option::is_none")]
     note: Option<String>,
 }
 
-fn quote_name(db: &str) -> String {
+pub(crate) fn quote_name(db: &str) -> String {
     format!("[{}]", db.replace(']', "]]"))
 }
 
@@ -120,9 +129,16 @@ impl SqlExecutor {
         SqlExecutor {
             config,
             scripts,
+            backups: None,
             done: Mutex::new(HashMap::new()),
             running: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Restores read the backups to restore from `catalog` (the store).
+    pub fn with_backups(mut self, catalog: Arc<dyn catalog::BackupCatalog>) -> SqlExecutor {
+        self.backups = Some(catalog);
+        self
     }
 
     fn target(&self, server: &str) -> Result<&SqlTarget, SqlError> {
@@ -142,6 +158,16 @@ impl SqlExecutor {
         host: Option<&str>,
         op: &SqlOperation,
     ) -> Result<Value, (SqlError, Value)> {
+        self.run_for("adhoc", host, op).await
+    }
+
+    /// Runs one operation of run `run_id` (backup files are named by it).
+    pub async fn run_for(
+        &self,
+        run_id: &str,
+        host: Option<&str>,
+        op: &SqlOperation,
+    ) -> Result<Value, (SqlError, Value)> {
         match op {
             SqlOperation::OutflowRead
             | SqlOperation::OutflowUrlHost { .. }
@@ -157,7 +183,7 @@ impl SqlExecutor {
                     server: host.to_string(),
                     ..Default::default()
                 };
-                let r = self.on_server(host, op, &mut ev).await;
+                let r = self.on_server(run_id, host, op, &mut ev).await;
                 let v = serde_json::to_value(&ev).unwrap_or(Value::Null);
                 r.map(|_| v.clone()).map_err(|e| (e, v))
             }
@@ -175,6 +201,7 @@ impl SqlExecutor {
 
     async fn on_server(
         &self,
+        run_id: &str,
         server: &str,
         op: &SqlOperation,
         ev: &mut ServerEvidence,
@@ -246,6 +273,88 @@ impl SqlExecutor {
                             other => other,
                         });
                     }
+                }
+                Ok(())
+            }
+            SqlOperation::BackupVerify { databases, folder } => {
+                let present = existing(&mut c, ev).await?;
+                for want in databases {
+                    match present.iter().find(|p| p.eq_ignore_ascii_case(want)) {
+                        Some(db) => ev.databases.push(db.clone()),
+                        None => ev.not_on_server.push(want.clone()),
+                    }
+                }
+                if ev.databases.is_empty() {
+                    return Err(SqlError::Refused(format!(
+                        "none of {} exists on {server}",
+                        databases.join(", ")
+                    )));
+                }
+                for db in ev.databases.clone() {
+                    let path = backup::backup_file(folder, &db, run_id)?;
+                    let (rec, r) =
+                        backup::backup_and_verify(&mut c, server, &db, &path, &mut ev.messages)
+                            .await;
+                    ev.backups.push(rec);
+                    r.map_err(|e| match e {
+                        SqlError::Server {
+                            code,
+                            class,
+                            line,
+                            message,
+                        } => SqlError::Server {
+                            code,
+                            class,
+                            line,
+                            message: format!("backup of {db} to {path}: {message}"),
+                        },
+                        other => other,
+                    })?;
+                }
+                Ok(())
+            }
+            SqlOperation::RestoreFromRun {
+                from_run,
+                verify_only,
+            } => {
+                let catalog = self.backups.as_ref().ok_or_else(|| {
+                    SqlError::Config("this executor has no store to read backups from".into())
+                })?;
+                let all = catalog
+                    .verified_backups(from_run)
+                    .await
+                    .map_err(SqlError::Refused)?;
+                let mine: Vec<BackupRecord> = all
+                    .into_iter()
+                    .filter(|b| b.server.eq_ignore_ascii_case(server))
+                    .collect();
+                if mine.is_empty() {
+                    return Err(SqlError::Refused(format!(
+                        "run {from_run} recorded no verified backup on {server}"
+                    )));
+                }
+                for b in mine {
+                    ev.databases.push(b.database.clone());
+                    backup::restore(&mut c, &b.database, &b.file, *verify_only, &mut ev.messages)
+                        .await
+                        .map_err(|e| match e {
+                            SqlError::Server {
+                                code,
+                                class,
+                                line,
+                                message,
+                            } => SqlError::Server {
+                                code,
+                                class,
+                                line,
+                                message: format!(
+                                    "restore of {} from {}: {message}",
+                                    b.database, b.file
+                                ),
+                            },
+                            other => other,
+                        })?;
+                    ev.backups.push(b);
                 }
                 Ok(())
             }
@@ -373,7 +482,16 @@ async fn existing(c: &mut SqlClient, ev: &mut ServerEvidence) -> Result<Vec<Stri
 }
 
 fn mutates(op: &SqlOperation) -> bool {
-    !matches!(op, SqlOperation::OutflowRead | SqlOperation::CheckDb { .. })
+    !matches!(
+        op,
+        SqlOperation::OutflowRead
+            | SqlOperation::CheckDb { .. }
+            | SqlOperation::BackupVerify { .. }
+            | SqlOperation::RestoreFromRun {
+                verify_only: true,
+                ..
+            }
+    )
 }
 
 #[async_trait::async_trait]
@@ -397,8 +515,11 @@ impl Executor for SqlExecutor {
             }
         }
         let within = Duration::from_secs(dispatch.timeout_secs.max(1));
-        let outcome = match tokio::time::timeout(within, self.run(dispatch.host.as_deref(), op))
-            .await
+        let outcome = match tokio::time::timeout(
+            within,
+            self.run_for(&dispatch.key.run_id, dispatch.host.as_deref(), op),
+        )
+        .await
         {
             Err(_) if mutates(op) => Outcome::Unknown {
                 reason: format!("no answer within {within:?}; the change may have taken effect"),

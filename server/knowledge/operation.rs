@@ -50,6 +50,21 @@ pub enum SqlOperation {
     SecureFlagOff { host: Option<String> },
     /// Read OutflowServices (evidence only).
     OutflowRead,
+    /// `BACKUP DATABASE … WITH CHECKSUM, INIT` into `folder`, then `RESTORE VERIFYONLY … WITH
+    /// CHECKSUM`, for each named database that exists on the server; every backup is recorded
+    /// (database, server, file, size, time, verified) so a recovery run can find it.
+    BackupVerify {
+        databases: Vec<String>,
+        folder: String,
+    },
+    /// `RESTORE DATABASE … WITH REPLACE` from the verified backups of run `from_run` (read
+    /// from the store when the step runs), for the databases on the step's server; with
+    /// `verify_only`, only `RESTORE VERIFYONLY` (proves the way back before anything stops).
+    RestoreFromRun {
+        from_run: String,
+        #[serde(default)]
+        verify_only: bool,
+    },
 }
 
 /// A verification probe of a web component.

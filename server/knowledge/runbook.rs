@@ -46,6 +46,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
         "upgrade-sql-server.toml",
         include_str!("../../runbooks/upgrade-sql-server.toml"),
     ),
+    (
+        "recover-failed-upgrade.toml",
+        include_str!("../../runbooks/recover-failed-upgrade.toml"),
+    ),
 ];
 
 /// A validated runbook.

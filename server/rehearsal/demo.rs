@@ -85,8 +85,14 @@ pub async fn run(data_dir: &Path, listen: &str, inventory_text: &str) -> anyhow:
         .map_err(|e| anyhow!("opening {}: {e}", db.display()))?;
     let pool = crate::web::db::open(&db).await?;
     let identity = crate::executors::agent::orchestrator_identity(data_dir)?;
-    let (dc, router) =
-        super::site::start(&inventory_path, &data_dir.join("simulated"), identity, 30).await?;
+    let (dc, router) = super::site::start(
+        &inventory_path,
+        &data_dir.join("simulated"),
+        identity,
+        30,
+        &store,
+    )
+    .await?;
     for (server, a) in &dc.endpoints().agents {
         let thumbprint = Thumbprint::parse(&a.thumbprint).map_err(|e| anyhow!("{e}"))?;
         crate::executors::agent::registry::add(&pool, server, &a.url, thumbprint, now()).await?;
@@ -232,7 +238,8 @@ async fn manual_task_hook(
         let Some(host) = s.spec.host.as_deref().and_then(|h| dc.host(h)) else {
             continue;
         };
-        match super::manual::perform(host, &s.spec) {
+        let sql = s.spec.host.as_deref().and_then(|h| dc.sql(h));
+        match super::manual::perform(host, sql, &s.spec) {
             Ok(what) => eprintln!("demo: {step}: {what}"),
             Err(e) => eprintln!("demo: {step}: the simulated host could not do the task: {e}"),
         }

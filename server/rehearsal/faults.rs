@@ -56,6 +56,14 @@ pub const KINDS: &[(&str, &str)] = &[
         "service-missing",
         "a Connected service the guide names (ReplicationServer) is not installed",
     ),
+    (
+        "backup-unrestorable",
+        "the SQL Server writes damaged backup files: RESTORE VERIFYONLY fails",
+    ),
+    (
+        "setup-fails-midway",
+        "Setup stops half-way: no version installed, the Version value and the Registry database half-changed",
+    ),
 ];
 
 /// The service the `service-missing` fault uninstalls: one of the guessed names (SEED-NOTES
@@ -150,13 +158,13 @@ impl Fault {
             )
         };
         match self.kind.as_str() {
-            "checkdb-error" | "tds-drop" => {
+            "checkdb-error" | "tds-drop" | "backup-unrestorable" => {
                 let sql = dc.sql(name).ok_or_else(|| missing("SQL Server database"))?;
                 let mut f: SqlFaults = sql.faults();
-                if self.kind == "tds-drop" {
-                    f.drop_connection = on;
-                } else {
-                    f.checkdb_error_in = on.then(|| "Registry".to_string());
+                match self.kind.as_str() {
+                    "tds-drop" => f.drop_connection = on,
+                    "backup-unrestorable" => f.backup_unrestorable = on,
+                    _ => f.checkdb_error_in = on.then(|| "Registry".to_string()),
                 }
                 sql.set_faults(f);
             }
@@ -242,6 +250,9 @@ fn set_host_fault(host: &SimulatedHost, kind: &str, on: bool) -> anyhow::Result<
                         startup: StartupType::Automatic,
                     },
                 );
+            }
+            "setup-fails-midway" => {
+                f.setup_fails_midway = on;
             }
             _ => {}
         }

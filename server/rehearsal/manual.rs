@@ -6,23 +6,36 @@
 //! the browser, and the simulated host does the work).
 
 use lockstep_agent::backend::simulated::SimulatedHost;
+use lockstep_simulator::sql::SqlInstance;
 
 use lockstep_protocol::Component;
 
 use crate::knowledge::operation::{Operation, WaitCondition};
 use crate::knowledge::plan::{PlannedStep, StepKind};
 
+/// What a Setup that stops half-way did to the Registry database before it stopped (its
+/// schema-upgrade scripts had rewritten the DataTransfer nodes), so a restore has something
+/// real to put back.
+const HALF_RUN_SETUP_SQL: &str = "DELETE FROM Registry.dbo.OutflowServices
+INSERT INTO Registry.dbo.OutflowServices (ServerId, Url, secureFlag) VALUES (9999, N'setup-8.11-incomplete', 0)";
+
 /// What performing a manual task changed on the simulated host, in words for the step's note.
 /// An automated step handed to a person (e.g. a drain wait without session counters) is
 /// confirmed from what the simulated host shows, labelled as the stand-in's confirmation.
-pub fn perform(host: &SimulatedHost, step: &PlannedStep) -> anyhow::Result<String> {
+/// `sql` is the server's simulated SQL Server, if it has one (a half-run Setup alters it).
+pub fn perform(
+    host: &SimulatedHost,
+    sql: Option<&SqlInstance>,
+    step: &PlannedStep,
+) -> anyhow::Result<String> {
     if step.kind != StepKind::Manual {
         return confirm_handed_over(host, step);
     }
     let Some(post) = &step.postcondition else {
         return Ok("performed on the simulated Data Center (nothing on the host to change)".into());
     };
-    host.update(|s| match post {
+    let mut half_run = false;
+    let note = host.update(|s| match post {
         Operation::ProductVersion {
             expect,
             component: Some(c @ Component::ManagementApi),
@@ -47,6 +60,17 @@ pub fn perform(host: &SimulatedHost, step: &PlannedStep) -> anyhow::Result<Strin
                     c.label()
                 )
             }
+        }
+        Operation::ProductVersion { expect, .. } if s.faults.setup_fails_midway => {
+            s.faults.setup_fails_midway = false;
+            half_run = true;
+            s.product_version = None;
+            s.set_registry(
+                r"HKLM\SOFTWARE\Wow6432Node\Connected\DataCenter",
+                "Version",
+                expect,
+            );
+            format!("Setup stopped half-way on the simulated host: no version installed, the Version value already reads {expect}")
         }
         Operation::ProductVersion { expect, .. } => {
             // The Setup wizard (the Data Center's, which also upgrades the Web Services
@@ -87,7 +111,17 @@ pub fn perform(host: &SimulatedHost, step: &PlannedStep) -> anyhow::Result<Strin
             format!("upgraded the simulated host to {}", done.join(" and "))
         }
         _ => "performed on the simulated Data Center".to_string(),
-    })
+    })?;
+    if half_run {
+        if let Some(sql) = sql.filter(|q| q.database("Registry").is_some()) {
+            sql.run_as_setup(HALF_RUN_SETUP_SQL)
+                .map_err(|e| anyhow::anyhow!("the half-run Setup could not alter Registry: {e}"))?;
+            return Ok(format!(
+                "{note}; the Registry database was left half-upgraded"
+            ));
+        }
+    }
+    Ok(note)
 }
 
 /// The stand-in's confirmation of a step its executor handed to a person, from the simulated

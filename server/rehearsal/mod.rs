@@ -125,7 +125,57 @@ pub fn plan_for(options: &Options) -> anyhow::Result<Plan> {
     Ok(plan)
 }
 
+/// Creates a run of `plan`, submits it and approves its start as the rehearsal identities.
+async fn create_and_approve(
+    engine: &Engine,
+    runbook: &str,
+    plan: &Plan,
+) -> anyhow::Result<crate::engine::store::RunRecord> {
+    let new = NewRun {
+        change_ticket: format!("REHEARSAL of {runbook}"),
+        window_start: None,
+        window_end: None,
+        plan: plan.clone(),
+    };
+    let run = engine.create_run(new, &operator()).await?;
+    engine
+        .run_event(&run.id, RunEvent::Submit { actor: operator() })
+        .await?;
+    engine
+        .run_event(
+            &run.id,
+            RunEvent::ApproveStart {
+                actor: approver(0),
+                comment: "Rehearsal: start approved by the rehearsal identity, not by a person"
+                    .into(),
+            },
+        )
+        .await?;
+    Ok(run)
+}
+
 impl Rehearsal {
+    /// Starts a second run on the same simulated Data Center and store — e.g.
+    /// `recover-failed-upgrade` after a failed upgrade — and makes it the run this rehearsal
+    /// drives and reports on. Faults stay as they are; clear them first if the site was fixed.
+    pub async fn follow_with(
+        &mut self,
+        runbook: &str,
+        params: BTreeMap<String, String>,
+    ) -> anyhow::Result<()> {
+        let options = Options {
+            runbook: runbook.to_string(),
+            params,
+            ..self.options.clone()
+        };
+        let plan = plan_for(&options)?;
+        let run = create_and_approve(&self.engine, runbook, &plan).await?;
+        self.run_id = run.id;
+        self.plan = plan;
+        self.options = options;
+        Ok(())
+    }
+
     /// Plans, starts the simulated Data Center, injects the faults, creates the run (requested by
     /// the rehearsal operator, start approved by the rehearsal approver) and starts the driver.
     pub async fn start(options: Options) -> anyhow::Result<Rehearsal> {
@@ -146,16 +196,17 @@ impl Rehearsal {
             }
         }
         let identity = Identity::generate("lockstep-rehearsal")?;
-        let (dc, router) = site::start(&options.inventory, &options.sim_dir, identity, 10).await?;
-        for f in &options.faults {
-            f.inject(&dc)?;
-        }
         if let Some(parent) = options.db.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent)?;
         }
         let store = Store::open(&options.db)
             .await
             .map_err(|e| anyhow!("opening {}: {e}", options.db.display()))?;
+        let (dc, router) =
+            site::start(&options.inventory, &options.sim_dir, identity, 10, &store).await?;
+        for f in &options.faults {
+            f.inject(&dc)?;
+        }
         let config = EngineConfig {
             idle_tick: Duration::from_millis(200),
             ..EngineConfig::default()
@@ -165,26 +216,7 @@ impl Rehearsal {
         for s in &dc.servers {
             registry_before.insert(s.description.name.clone(), s.host.read()?.registry);
         }
-        let new = NewRun {
-            change_ticket: format!("REHEARSAL of {}", options.runbook),
-            window_start: None,
-            window_end: None,
-            plan: plan.clone(),
-        };
-        let run = engine.create_run(new, &operator()).await?;
-        engine
-            .run_event(&run.id, RunEvent::Submit { actor: operator() })
-            .await?;
-        engine
-            .run_event(
-                &run.id,
-                RunEvent::ApproveStart {
-                    actor: approver(0),
-                    comment: "Rehearsal: start approved by the rehearsal identity, not by a person"
-                        .into(),
-                },
-            )
-            .await?;
+        let run = create_and_approve(&engine, &options.runbook, &plan).await?;
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let driver = tokio::spawn(engine.clone().drive(async {
             let _ = stop_rx.await;
@@ -286,7 +318,7 @@ impl Rehearsal {
             StepStatus::AwaitingOperator => {
                 let note = match s.spec.host.as_deref() {
                     Some(h) => match self.dc.host(h) {
-                        Some(host) => manual::perform(host, &s.spec)?,
+                        Some(host) => manual::perform(host, self.dc.sql(h), &s.spec)?,
                         None => format!("{h} is not part of the simulated Data Center"),
                     },
                     None => "confirmed by the rehearsal operator".into(),

@@ -22,6 +22,7 @@ pub async fn start(
     sim_dir: &Path,
     orchestrator: Identity,
     first_ip: u8,
+    store: &crate::engine::Store,
 ) -> anyhow::Result<(SimulatedDataCenter, Router)> {
     std::fs::create_dir_all(sim_dir)
         .with_context(|| format!("cannot create {}", sim_dir.display()))?;
@@ -47,7 +48,8 @@ pub async fn start(
     let sql = SqlExecutor::new(
         SqlConfig::from_simulator(&endpoints),
         Arc::new(FixedScripts::simulated()),
-    );
+    )
+    .with_backups(Arc::new(store.clone()));
     let probes = ProbeExecutor::new(ProbeConfig::from_simulator(&endpoints, true))?;
     let router = Router::new()
         .route(StepKind::Agent, agents.clone())

@@ -53,6 +53,9 @@ pub struct RunHeader {
     pub can_resume: bool,
     pub can_abort: bool,
     pub can_undo: bool,
+    /// A failed (or failed then aborted) upgrade-8.11 run offers the way back: the new-run form for
+    /// recover-failed-upgrade, prefilled with this run's id and Data Center.
+    pub can_recover: bool,
     pub terminal: bool,
     pub csrf: String,
     pub oob: bool,
@@ -237,6 +240,9 @@ pub fn run_header(
                 | RunStatus::Paused
                 | RunStatus::Failed
         ) && is_op,
+        can_recover: matches!(st, RunStatus::Failed | RunStatus::Aborted)
+            && run.runbook == "upgrade-8.11"
+            && is_op,
         can_undo: matches!(
             st,
             RunStatus::Succeeded | RunStatus::Failed | RunStatus::Aborted

@@ -37,7 +37,8 @@ struct Args {
     /// Inject a fault into the simulator's own endpoints, SERVER:KIND. Repeatable. Kinds:
     /// checkdb-error (DBCC CHECKDB reports corruption in Registry), tds-drop (the SQL Server
     /// drops every connection), probe-old-version (Support Center keeps showing the old
-    /// version), status-not-xml (the DataTransfer status page is truncated). Host faults
+    /// version), status-not-xml (the DataTransfer status page is truncated),
+    /// backup-unrestorable (the SQL Server writes damaged backup files). Host faults
     /// (services, Setup) live in each host's state file.
     #[arg(long = "fault", value_name = "SERVER:KIND")]
     faults: Vec<String>,
@@ -50,13 +51,13 @@ fn inject(dc: &SimulatedDataCenter, spec: &str) -> anyhow::Result<()> {
         .ok_or_else(|| anyhow::anyhow!("--fault `{spec}` is not SERVER:KIND"))?;
     let missing = |part: &str| anyhow::anyhow!("--fault {spec}: server {server} has no {part}");
     match kind {
-        "checkdb-error" | "tds-drop" => {
+        "checkdb-error" | "tds-drop" | "backup-unrestorable" => {
             let sql = dc.sql(server).ok_or_else(|| missing("SQL Server"))?;
             let mut f = sql.faults();
-            if kind == "tds-drop" {
-                f.drop_connection = true;
-            } else {
-                f.checkdb_error_in = Some("Registry".into());
+            match kind {
+                "tds-drop" => f.drop_connection = true,
+                "backup-unrestorable" => f.backup_unrestorable = true,
+                _ => f.checkdb_error_in = Some("Registry".into()),
             }
             sql.set_faults(f);
         }
@@ -72,7 +73,7 @@ fn inject(dc: &SimulatedDataCenter, spec: &str) -> anyhow::Result<()> {
             web.set_faults(f);
         }
         _ => anyhow::bail!(
-            "--fault {spec}: unknown kind `{kind}` (checkdb-error, tds-drop, probe-old-version, status-not-xml)"
+            "--fault {spec}: unknown kind `{kind}` (checkdb-error, tds-drop, backup-unrestorable, probe-old-version, status-not-xml)"
         ),
     }
     Ok(())

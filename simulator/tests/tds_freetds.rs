@@ -113,3 +113,26 @@ async fn tsql_sees_the_error_for_an_unknown_database() {
     );
     assert!(all.contains("Msg 911"), "stdout: {out}\nstderr: {err}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tsql_backs_up_changes_and_restores_the_registry() {
+    let (inst, out, err) = tsql(
+        "Pa55word",
+        "BACKUP DATABASE [Registry] TO DISK = N'D:\\Backup\\Registry.bak' WITH CHECKSUM, INIT\ngo\n\
+         RESTORE VERIFYONLY FROM DISK = N'D:\\Backup\\Registry.bak' WITH CHECKSUM\ngo\n\
+         UPDATE Registry.dbo.OutflowServices SET Url = N'changed' WHERE ServerId = 7\ngo\n\
+         RESTORE DATABASE [Registry] FROM DISK = N'D:\\Backup\\Registry.bak' WITH REPLACE\ngo\nexit\n",
+    )
+    .await;
+    let all = format!("{out}{err}");
+    assert!(all.contains("The backup set on file 1 is valid."), "{all}");
+    assert!(
+        all.contains("RESTORE DATABASE successfully processed"),
+        "{all}"
+    );
+    assert_eq!(
+        inst.outflow_rows()[0].url,
+        "dc2.contoso.local/ose/OutflowServiceExtension.dll",
+        "{all}"
+    );
+}

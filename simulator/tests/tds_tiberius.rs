@@ -252,3 +252,115 @@ async fn garbage_bytes_close_the_connection_and_the_server_keeps_serving() {
     let _ = raw.read_to_end(&mut buf).await;
     assert!(connect(&h, "s3cret!").await.is_ok());
 }
+
+async fn outflow_urls(c: &mut Client<Compat<TcpStream>>) -> Vec<String> {
+    c.query(
+        "SELECT Url FROM Registry.dbo.OutflowServices ORDER BY ServerId",
+        &[],
+    )
+    .await
+    .unwrap()
+    .into_first_result()
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| r.get::<&str, _>(0).unwrap_or("").to_string())
+    .collect()
+}
+
+#[tokio::test]
+async fn a_verified_backup_restores_the_rows_a_later_change_removed() {
+    let (_i, h) = start().await;
+    let mut c = connect(&h, "s3cret!").await.unwrap();
+    let path = "D:\\Backup\\lockstep-Registry.bak";
+    let before = outflow_urls(&mut c).await;
+    c.execute(
+        "BACKUP DATABASE [Registry] TO DISK = @P1 WITH CHECKSUM, INIT",
+        &[&path],
+    )
+    .await
+    .unwrap();
+    c.execute("RESTORE VERIFYONLY FROM DISK = @P1 WITH CHECKSUM", &[&path])
+        .await
+        .unwrap();
+    let size = c
+        .query(
+            "SELECT TOP 1 b.backup_size FROM msdb.dbo.backupset b JOIN msdb.dbo.backupmediafamily m ON m.media_set_id = b.media_set_id WHERE m.physical_device_name = @P1 AND b.database_name = @P2 ORDER BY b.backup_set_id DESC",
+            &[&path, &"Registry"],
+        )
+        .await
+        .unwrap()
+        .into_row()
+        .await
+        .unwrap()
+        .and_then(|r| r.get::<i64, _>(0));
+    assert!(size.unwrap_or(0) > 8192, "{size:?}");
+
+    batch(
+        &mut c,
+        "DELETE FROM Registry.dbo.OutflowServices WHERE ServerId = 2",
+    )
+    .await
+    .unwrap();
+    assert_eq!(outflow_urls(&mut c).await.len(), 1);
+    c.execute(
+        "RESTORE DATABASE [Registry] FROM DISK = @P1 WITH REPLACE",
+        &[&path],
+    )
+    .await
+    .unwrap();
+    assert_eq!(outflow_urls(&mut c).await, before);
+}
+
+#[tokio::test]
+async fn a_restore_without_replace_or_from_a_missing_file_is_refused() {
+    let (_i, h) = start().await;
+    let mut c = connect(&h, "s3cret!").await.unwrap();
+    let e = batch(&mut c, "RESTORE VERIFYONLY FROM DISK = N'D:\\nothing.bak'")
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("Cannot open backup device"), "{e}");
+    batch(
+        &mut c,
+        "BACKUP DATABASE Directory TO DISK = N'D:\\d.bak' WITH INIT",
+    )
+    .await
+    .unwrap();
+    let e = batch(
+        &mut c,
+        "RESTORE DATABASE Directory FROM DISK = N'D:\\d.bak'",
+    )
+    .await
+    .unwrap_err();
+    assert!(e.to_string().contains("has not been backed up"), "{e}");
+}
+
+#[tokio::test]
+async fn the_backup_unrestorable_fault_fails_verifyonly_and_restore() {
+    let (inst, h) = start().await;
+    inst.set_faults(SqlFaults {
+        backup_unrestorable: true,
+        ..Default::default()
+    });
+    let mut c = connect(&h, "s3cret!").await.unwrap();
+    batch(
+        &mut c,
+        "BACKUP DATABASE Registry TO DISK = N'D:\\r.bak' WITH CHECKSUM, INIT",
+    )
+    .await
+    .unwrap();
+    let e = batch(
+        &mut c,
+        "RESTORE VERIFYONLY FROM DISK = N'D:\\r.bak' WITH CHECKSUM",
+    )
+    .await
+    .unwrap_err();
+    assert!(e.to_string().contains("Damage to the backup set"), "{e}");
+    let e = batch(
+        &mut c,
+        "RESTORE DATABASE Registry FROM DISK = N'D:\\r.bak' WITH REPLACE",
+    )
+    .await
+    .unwrap_err();
+    assert!(e.to_string().contains("Damage to the backup set"), "{e}");
+}

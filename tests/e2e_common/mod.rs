@@ -644,7 +644,7 @@ impl Site {
         let note = match &spec.host {
             Some(h) => {
                 let host = SimulatedHost::open(self.state_file(h)).unwrap();
-                lockstep::rehearsal::manual::perform(&host, &spec).unwrap()
+                lockstep::rehearsal::manual::perform(&host, None, &spec).unwrap()
             }
             None => "done at the console".to_string(),
         };
@@ -687,6 +687,35 @@ impl Site {
             approvals += actors.len();
         }
         assert!(approvals > 0, "the run had gates and they were approved");
+    }
+
+    /// Runs one T-SQL batch on a server's simulated SQL Server over TDS (a site's own hand,
+    /// e.g. what a half-run Setup did to the Registry database).
+    pub async fn sql_batch(&self, server: &str, sql: &str) {
+        use tokio_util::compat::TokioAsyncWriteCompatExt;
+        let addr = self.endpoints["sql"][server]
+            .as_str()
+            .unwrap_or_else(|| panic!("{server} has no SQL Server"));
+        let mut cfg = tiberius::Config::new();
+        let (host, port) = addr.rsplit_once(':').unwrap();
+        cfg.host(host);
+        cfg.port(port.parse().unwrap());
+        cfg.authentication(tiberius::AuthMethod::sql_server(
+            self.endpoints["sql_user"].as_str().unwrap(),
+            self.endpoints["sql_password"].as_str().unwrap(),
+        ));
+        cfg.encryption(tiberius::EncryptionLevel::NotSupported);
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut client = tiberius::Client::connect(cfg, tcp.compat_write())
+            .await
+            .unwrap();
+        client
+            .simple_query(sql)
+            .await
+            .unwrap()
+            .into_results()
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
     }
 
     /// The Registry database's OutflowServices rows, read over TDS with tiberius.

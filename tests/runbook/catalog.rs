@@ -37,6 +37,7 @@ fn every_procedure_of_the_seed_has_a_built_in_runbook() {
     assert_eq!(
         ids,
         [
+            "recover-failed-upgrade",
             "uninstall-datatransfer-api",
             "uninstall-management-api",
             "upgrade-8.11",
@@ -86,6 +87,9 @@ fn every_runbook_expands_for_every_example_data_center() {
                         .find(|s| s.has(lockstep::knowledge::inventory::Role::DatatransferApi))
                         .expect("every example has a DataTransfer node");
                     params.insert("server".to_string(), dt.name.clone());
+                }
+                "recover-failed-upgrade" => {
+                    params.insert("failed-run".to_string(), "run-1".to_string());
                 }
                 _ => {}
             }

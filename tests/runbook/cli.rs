@@ -174,7 +174,7 @@ fn runbook_list_names_every_runbook() {
         .iter()
         .map(|r| r["id"].as_str().unwrap())
         .collect();
-    assert_eq!(ids.len(), 5, "{ids:?}");
+    assert_eq!(ids.len(), 6, "{ids:?}");
 }
 
 #[test]

@@ -411,7 +411,7 @@ fn a_site_runbook_directory_adds_its_runbooks() {
     let mut c = Catalog::builtin().expect("built-ins are valid");
     c.load_dir(dir.path()).unwrap_or_else(|e| panic!("{e:?}"));
     assert!(c.get("demo").is_some());
-    assert_eq!(c.all().len(), 6);
+    assert_eq!(c.all().len(), 7);
 }
 
 #[test]

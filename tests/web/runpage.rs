@@ -218,3 +218,79 @@ async fn each_notification_delivery_is_listed_with_attempts_status_and_next_retr
         &page[page.find("id=\"deliveries\"").unwrap()..]
     );
 }
+
+struct Failing;
+
+#[async_trait::async_trait]
+impl Executor for Failing {
+    async fn execute(&self, _d: &Dispatch) -> Outcome {
+        Outcome::Failed {
+            message: "Setup stopped half-way".into(),
+            evidence: serde_json::json!({}),
+        }
+    }
+    async fn status(&self, _key: &IdempotencyKey, _host: Option<&str>) -> ActionStatus {
+        ActionStatus::NotFound
+    }
+}
+
+#[tokio::test]
+async fn a_failed_upgrade_offers_the_recovery_run_prefilled_with_its_id() {
+    let app = spawn_app_with_executor(Arc::new(Failing)).await;
+    let olga = app.login_as("olga", Role::Operator).await;
+    app.add_user("alan", Role::Approver).await;
+    let mut plan = small_plan("DC1", "ok");
+    plan.runbook = "upgrade-8.11".into();
+    plan.steps = vec![step("one", StepKind::Agent, "DC1", &[], "first")];
+    let run = run_of(&app, plan).await;
+    let store = &app.state.store;
+    let page = app
+        .get(&olga, &format!("/runs/{run}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !page.contains("recover-failed-upgrade"),
+        "offered before the run failed"
+    );
+    for event in [
+        RunEvent::Submit {
+            actor: Actor::new("olga", &["viewer", "operator"]),
+        },
+        RunEvent::ApproveStart {
+            actor: Actor::new("alan", &["viewer", "operator", "approver"]),
+            comment: "go".into(),
+        },
+    ] {
+        store
+            .apply_run_event(&run, &event, app.clock.now_ms())
+            .await
+            .unwrap();
+    }
+    app.state.wake();
+    for _ in 0..200 {
+        if store.run(&run).await.unwrap().status == lockstep::engine::machine::RunStatus::Failed {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let page = app
+        .get(&olga, &format!("/runs/{run}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("<form method=\"get\" action=\"/runs/new\""),
+        "{page}"
+    );
+    assert!(
+        page.contains("name=\"runbook\" value=\"recover-failed-upgrade\""),
+        "{page}"
+    );
+    assert!(
+        page.contains(&format!("name=\"param.failed-run\" value=\"{run}\"")),
+        "{page}"
+    );
+}

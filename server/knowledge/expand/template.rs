@@ -5,6 +5,7 @@
 //! | --- | --- |
 //! | `{host}` `{host.fqdn}` `{host.side}` | the server's name, FQDN, side (stand-alone: primary) |
 //! | `{host.cn}` | its certificate's common name (its FQDN when it has no certificate) |
+//! | `{host.version}` | the Connected version the inventory records for it (what is installed before a change) |
 //! | `{host.cert_trusted}` | `true` for a trusted-CA certificate, else `false` |
 //! | `{host.web_url}` | `https://CN` with a certificate, else `http://FQDN` |
 //! | `{host.dt_url}` | the DataTransfer API base: `https://CN` with SSL, else `http://FQDN` |
@@ -84,6 +85,7 @@ fn resolve(name: &str, scope: &Scope) -> Result<Resolved, String> {
         "host.fqdn",
         "host.side",
         "host.cn",
+        "host.version",
         "host.cert_trusted",
         "host.web_url",
         "host.dt_url",
@@ -108,6 +110,7 @@ fn resolve(name: &str, scope: &Scope) -> Result<Resolved, String> {
                 "tools_folder" => Resolved::Text("130".into()),
                 "host.https_port" => Resolved::Number(443),
                 "host.web_component" => Resolved::Text("support_center".into()),
+                "host.version" => Resolved::Text("8.8.6".into()),
                 _ => Resolved::Text("X".into()),
             })
         }
@@ -139,6 +142,7 @@ fn resolve(name: &str, scope: &Scope) -> Result<Resolved, String> {
         "host.fqdn" => Resolved::Text(need_host()?.fqdn.clone()),
         "host.side" => Resolved::Text(side_of(need_host()?).as_str().into()),
         "host.cn" => Resolved::Text(common_name(need_host()?).into()),
+        "host.version" => Resolved::Text(need_host()?.connected_version.to_string()),
         "host.cert_trusted" => Resolved::Text(
             (need_host()?.certificate.as_ref().map(|c| c.issuer) == Some(Issuer::TrustedCa))
                 .to_string(),

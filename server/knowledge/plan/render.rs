@@ -226,6 +226,16 @@ pub fn describe(op: &Operation) -> String {
                 None => "in every Registry database, secureFlag = 0 for every node".into(),
             },
             SqlOperation::OutflowRead => "OutflowServices rows read and recorded".into(),
+            SqlOperation::BackupVerify { databases, folder } => format!(
+                "BACKUP DATABASE … WITH CHECKSUM of {} into {folder}, each proved by RESTORE VERIFYONLY",
+                databases.join(", ")
+            ),
+            SqlOperation::RestoreFromRun { from_run, verify_only: true } => format!(
+                "the verified backups of run {from_run} on this server pass RESTORE VERIFYONLY again"
+            ),
+            SqlOperation::RestoreFromRun { from_run, .. } => format!(
+                "RESTORE DATABASE … WITH REPLACE from the verified backups of run {from_run}"
+            ),
         },
         Operation::Probe(p) => match p {
             ProbeOperation::SupportCenter { url, expect_version } => {

@@ -7,8 +7,9 @@ use std::time::Duration;
 use rusqlite::types::ValueRef;
 use rusqlite::Connection;
 
+use super::backup::{BackupFile, BackupFiles};
 use super::lexer::tokenize;
-use super::parse::{parse_batch, ParseError, Stmt};
+use super::parse::{parse_batch, ParseError, Stmt, TextArg};
 use super::translate::to_sqlite;
 use super::{
     Column, Event, InstanceSpec, OutflowRow, ResultSet, ServerMessage, SqlFaults, SqlType, Value,
@@ -33,6 +34,8 @@ pub(super) struct Engine {
     /// Databases in `sys.databases` order.
     dbs: Vec<String>,
     server_name: String,
+    /// Backup files written by BACKUP DATABASE, by path: the instance's "disk".
+    files: BackupFiles,
 }
 
 /// Tables each database starts with. The Directory table is a stand-in: the procedure never
@@ -52,7 +55,12 @@ const CATALOG_SCHEMA: &str = "CREATE TABLE main.sys_databases (
     name NVARCHAR(128) COLLATE NOCASE NOT NULL, physical_name NVARCHAR(260) NOT NULL, size INT NOT NULL);
   CREATE TABLE msdb.backupset (
     backup_set_id INTEGER PRIMARY KEY, database_name NVARCHAR(128) NOT NULL,
-    physical_device_name NVARCHAR(260) NOT NULL, type NVARCHAR(1) NOT NULL);";
+    physical_device_name NVARCHAR(260) NOT NULL, type NVARCHAR(1) NOT NULL,
+    media_set_id INT NOT NULL DEFAULT 0, backup_size BIGINT NOT NULL DEFAULT 0,
+    has_backup_checksums BIT NOT NULL DEFAULT 0);
+  CREATE TABLE msdb.backupmediafamily (
+    media_set_id INT NOT NULL, family_sequence_number INT NOT NULL DEFAULT 1,
+    physical_device_name NVARCHAR(260) NOT NULL);";
 
 impl Engine {
     pub(super) fn create(spec: &InstanceSpec) -> rusqlite::Result<Engine> {
@@ -117,6 +125,7 @@ impl Engine {
             conn,
             dbs,
             server_name: spec.server_name.clone(),
+            files: BackupFiles::default(),
         })
     }
 
@@ -142,6 +151,10 @@ impl Engine {
         })
         .map(|rows| rows.filter_map(Result::ok).collect())
         .unwrap_or_default()
+    }
+
+    pub(super) fn damage_backup(&mut self, path: &str) -> bool {
+        self.files.damage(path)
     }
 
     pub(super) fn backups(&self) -> Vec<String> {
@@ -225,7 +238,18 @@ impl Engine {
             },
             Stmt::CheckDb { db, no_infomsgs, line } => self.checkdb(db.as_deref(), *no_infomsgs, *line, session, faults, ev),
             Stmt::UpdateStats { line } => self.update_stats(&session.database, *line, ev),
-            Stmt::Backup { db, disk, line } => self.backup(db, disk, *line, faults, ev),
+            Stmt::Backup { db, disk, line } => match arg(disk, params) {
+                Ok(disk) => self.backup(db, &disk, *line, faults, ev),
+                Err(m) => Self::fail(ev, 137, m, *line),
+            },
+            Stmt::RestoreVerify { disk, line } => match arg(disk, params) {
+                Ok(disk) => self.verify(&disk, *line, ev),
+                Err(m) => Self::fail(ev, 137, m, *line),
+            },
+            Stmt::Restore { db, disk, replace, line } => match arg(disk, params) {
+                Ok(disk) => self.restore(db, &disk, *replace, *line, ev),
+                Err(m) => Self::fail(ev, 137, m, *line),
+            },
             Stmt::If { negated, query, then, line } => {
                 let exists = to_sqlite(query, &session.database, &self.server_name)
                     .map_err(|e| (e.number, e.message))
@@ -389,24 +413,39 @@ impl Engine {
             .prepare("SELECT f.name, f.size FROM main.sys_master_files f JOIN main.sys_databases d ON d.database_id = f.database_id WHERE d.name = ?1 ORDER BY f.file_id")
             .and_then(|mut st| st.query_map([&canon], |r| Ok((r.get(0)?, r.get(1)?))).map(|r| r.filter_map(Result::ok).collect()))
             .unwrap_or_default();
-        if let Err(e) = self.conn.execute(
-            "INSERT INTO msdb.backupset (database_name, physical_device_name, type) VALUES (?1, ?2, 'D')",
-            [&canon, disk],
-        ) {
-            let (n, m) = map_sqlite(&e);
-            return Self::fail(ev, n, m, line);
-        }
         let mut total = 0;
+        let mut processed = Vec::new();
         for (file, pages) in &sizes {
             // A full backup copies the used pages; the simulator treats a tenth as used.
             let used = (pages / 10).max(2);
             total += used;
-            ev.push(Event::Info(ServerMessage::info(
+            processed.push(Event::Info(ServerMessage::info(
                 4035,
                 format!("Processed {used} pages for database '{canon}', file '{file}' on file 1."),
                 line,
             )));
         }
+        let file = match BackupFile::capture(&self.conn, &canon, total, faults.backup_unrestorable)
+        {
+            Ok(f) => f,
+            Err(e) => {
+                let (n, m) = map_sqlite(&e);
+                return Self::fail(ev, n, m, line);
+            }
+        };
+        let recorded = self.conn.execute(
+            "INSERT INTO msdb.backupset (database_name, physical_device_name, type, media_set_id, backup_size, has_backup_checksums) VALUES (?1, ?2, 'D', (SELECT COUNT(*) + 1 FROM msdb.backupset), ?3, 1)",
+            rusqlite::params![&canon, disk, file.size_bytes()],
+        ).and_then(|_| self.conn.execute(
+            "INSERT INTO msdb.backupmediafamily (media_set_id, physical_device_name) VALUES ((SELECT MAX(media_set_id) FROM msdb.backupset), ?1)",
+            [disk],
+        ));
+        if let Err(e) = recorded {
+            let (n, m) = map_sqlite(&e);
+            return Self::fail(ev, n, m, line);
+        }
+        self.files.write(disk, file);
+        ev.append(&mut processed);
         let secs = 0.05 + faults.backup_delay_secs as f64;
         ev.push(Event::Info(ServerMessage::info(
             3014,
@@ -417,6 +456,71 @@ impl Engine {
             count: None,
             error: false,
         });
+    }
+
+    /// RESTORE VERIFYONLY: the file exists and its checksum holds.
+    fn verify(&mut self, disk: &str, line: i32, ev: &mut Vec<Event>) {
+        match self.files.read(disk) {
+            Ok(_) => {
+                ev.push(Event::Info(ServerMessage::info(
+                    3262,
+                    "The backup set on file 1 is valid.",
+                    line,
+                )));
+                ev.push(Event::Done {
+                    count: None,
+                    error: false,
+                });
+            }
+            Err((n, m)) => self.restore_failed(ev, n, m, "VERIFY DATABASE", line),
+        }
+    }
+
+    /// RESTORE DATABASE: puts the file's tables back in place of the database's.
+    fn restore(&mut self, db: &str, disk: &str, replace: bool, line: i32, ev: &mut Vec<Event>) {
+        let file = match self.files.read(disk) {
+            Ok(f) => f.clone(),
+            Err((n, m)) => return self.restore_failed(ev, n, m, "RESTORE DATABASE", line),
+        };
+        let Some(canon) = self.database(db) else {
+            return self.restore_failed(ev, 911, format!("Database '{db}' does not exist. The simulated server restores only over a database it holds."), "RESTORE DATABASE", line);
+        };
+        if !file.database().eq_ignore_ascii_case(&canon) && !replace {
+            let m = format!("The backup set holds a backup of a database other than the existing '{canon}' database.");
+            return self.restore_failed(ev, 3154, m, "RESTORE DATABASE", line);
+        }
+        if !replace {
+            let m = format!("The tail of the log for the database \"{canon}\" has not been backed up. Use BACKUP LOG WITH NORECOVERY to backup the log if it contains work you do not want to lose. Use the WITH REPLACE or WITH STOPAT clause of the RESTORE statement to just overwrite the contents of the log.");
+            return self.restore_failed(ev, 3159, m, "RESTORE DATABASE", line);
+        }
+        if let Err(e) = file.put_back(&self.conn, &canon) {
+            let (n, m) = map_sqlite(&e);
+            return self.restore_failed(ev, n, m, "RESTORE DATABASE", line);
+        }
+        let pages = file.pages();
+        ev.push(Event::Info(ServerMessage::info(
+            4035,
+            format!("Processed {pages} pages for database '{canon}', file '{canon}' on file 1."),
+            line,
+        )));
+        ev.push(Event::Info(ServerMessage::info(3014, format!("RESTORE DATABASE successfully processed {pages} pages in 0.050 seconds ({:.3} MB/sec).", pages as f64 / 128.0 / 0.05), line)));
+        ev.push(Event::Done {
+            count: None,
+            error: false,
+        });
+    }
+
+    /// The error SQL Server sends, then its "terminating abnormally" 3013.
+    fn restore_failed(
+        &self,
+        ev: &mut Vec<Event>,
+        number: i32,
+        text: String,
+        what: &str,
+        line: i32,
+    ) {
+        ev.push(Event::Error(ServerMessage::error(number, 16, text, line)));
+        Self::fail(ev, 3013, format!("{what} is terminating abnormally."), line);
     }
 
     fn data(&mut self, sql: &str, params: &[(String, Value)]) -> Result<Vec<Event>, (i32, String)> {
@@ -485,6 +589,20 @@ impl Engine {
 
 /// The declared type decides; values that do not fit it (SQLite is loosely typed) make the
 /// column NVARCHAR so nothing is lost.
+/// The value of a device argument: a literal, or a text parameter the client sent.
+fn arg(a: &TextArg, params: &[(String, Value)]) -> Result<String, String> {
+    match a {
+        TextArg::Literal(s) => Ok(s.clone()),
+        TextArg::Param(name) => match params.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)) {
+            Some((_, Value::Text(s))) => Ok(s.clone()),
+            Some(_) => Err(format!(
+                "The backup device {name} must be a character string."
+            )),
+            None => Err(format!("Must declare the scalar variable \"{name}\".")),
+        },
+    }
+}
+
 fn column_type<'a>(decl: Option<&str>, values: impl Iterator<Item = &'a Value> + Clone) -> SqlType {
     let d = decl.unwrap_or("").to_ascii_uppercase();
     let wanted = if d.contains("BIGINT") {

@@ -4,6 +4,7 @@
 //! Statements arrive as T-SQL text (a batch, or `sp_executesql` with parameters) and answer a
 //! list of [`Event`]s that the TDS layer encodes as tokens. See [`parse`] for what is understood.
 
+mod backup;
 mod exec;
 pub mod lexer;
 pub mod parse;
@@ -141,6 +142,10 @@ pub struct SqlFaults {
     pub backup_delay_secs: u64,
     /// The TDS connection is dropped after a request arrives, before any answer.
     pub drop_connection: bool,
+    /// Every backup file written while this is on is damaged: RESTORE VERIFYONLY and RESTORE
+    /// DATABASE refuse it (error 3189), as with a bad disk.
+    #[serde(default)]
+    pub backup_unrestorable: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -220,6 +225,28 @@ impl SqlInstance {
             .lock()
             .map(|e| e.outflow_rows())
             .unwrap_or_default()
+    }
+
+    /// Runs one batch on a fresh session (the simulator's own hand, e.g. a half-run Setup
+    /// altering the Registry database); answers the server's first error message.
+    pub fn run_as_setup(&self, text: &str) -> Result<(), String> {
+        let mut session = Session::default();
+        let events = self.execute(&mut session, text, &[]);
+        match events.iter().find_map(|e| match e {
+            Event::Error(m) => Some(m.text.clone()),
+            _ => None,
+        }) {
+            Some(m) => Err(m),
+            None => Ok(()),
+        }
+    }
+
+    /// Damages the backup file at `path`; false when no such file exists.
+    pub fn damage_backup(&self, path: &str) -> bool {
+        self.inner
+            .lock()
+            .map(|mut e| e.damage_backup(path))
+            .unwrap_or(false)
     }
 
     /// Names of databases backed up so far (msdb.dbo.backupset), oldest first.

@@ -25,7 +25,19 @@ pub enum Stmt {
     },
     Backup {
         db: String,
-        disk: String,
+        disk: TextArg,
+        line: i32,
+    },
+    /// `RESTORE VERIFYONLY FROM DISK = …`: is the backup file there and intact?
+    RestoreVerify {
+        disk: TextArg,
+        line: i32,
+    },
+    /// `RESTORE DATABASE x FROM DISK = … [WITH REPLACE]`.
+    Restore {
+        db: String,
+        disk: TextArg,
+        replace: bool,
         line: i32,
     },
     If {
@@ -53,6 +65,15 @@ pub enum Stmt {
     },
 }
 
+/// A text argument as written: a string literal, or an `@P1` parameter of `sp_executesql`
+/// (BACKUP and RESTORE accept a variable for the device, which is how a careful client passes
+/// a path without building SQL text from it).
+#[derive(Debug, Clone, PartialEq)]
+pub enum TextArg {
+    Literal(String),
+    Param(String),
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct ParseError {
     pub number: i32,
@@ -60,9 +81,9 @@ pub struct ParseError {
     pub message: String,
 }
 
-const STARTS: [&str; 15] = [
-    "USE", "DBCC", "EXEC", "EXECUTE", "BACKUP", "IF", "BEGIN", "END", "SET", "PRINT", "SELECT",
-    "UPDATE", "INSERT", "DELETE", "DECLARE",
+const STARTS: [&str; 16] = [
+    "USE", "DBCC", "EXEC", "EXECUTE", "BACKUP", "RESTORE", "IF", "BEGIN", "END", "SET", "PRINT",
+    "SELECT", "UPDATE", "INSERT", "DELETE", "DECLARE",
 ];
 
 pub fn parse_batch(tokens: &[Token]) -> Result<Vec<Stmt>, ParseError> {
@@ -236,27 +257,31 @@ impl<'a> Parser<'a> {
             "SP_UPDATESTATS" if first => Ok(Stmt::UpdateStats { line }),
             "BACKUP" => {
                 self.expect_word("DATABASE")?;
-                let db = self
-                    .next()
-                    .and_then(|t| t.ident())
-                    .ok_or_else(|| self.err_prev())?
-                    .to_string();
+                let db = self.ident()?;
                 self.expect_word("TO")?;
-                self.expect_word("DISK")?;
-                if !matches!(self.next(), Some(t) if t.is_punct('=')) {
-                    return Err(self.err_prev());
-                }
-                let disk = match self.next() {
-                    Some(Token {
-                        tok: Tok::Str(s), ..
-                    }) => s.clone(),
-                    _ => return Err(self.err_prev()),
-                };
-                if matches!(self.peek(), Some(t) if t.is("WITH")) {
-                    self.pos += 1;
-                    self.skip_clause();
-                }
+                let disk = self.disk()?;
+                self.with_options();
                 Ok(Stmt::Backup { db, disk, line })
+            }
+            "RESTORE" => {
+                if matches!(self.peek(), Some(t) if t.is("VERIFYONLY")) {
+                    self.pos += 1;
+                    self.expect_word("FROM")?;
+                    let disk = self.disk()?;
+                    self.with_options();
+                    return Ok(Stmt::RestoreVerify { disk, line });
+                }
+                self.expect_word("DATABASE")?;
+                let db = self.ident()?;
+                self.expect_word("FROM")?;
+                let disk = self.disk()?;
+                let replace = self.with_options().iter().any(|o| o == "REPLACE");
+                Ok(Stmt::Restore {
+                    db,
+                    disk,
+                    replace,
+                    line,
+                })
             }
             "IF" => {
                 let negated = matches!(self.peek(), Some(t) if t.is("NOT"));
@@ -309,6 +334,47 @@ impl<'a> Parser<'a> {
             }
             _ => Err(syntax(Some(t), line)),
         }
+    }
+
+    fn ident(&mut self) -> Result<String, ParseError> {
+        self.next()
+            .and_then(|t| t.ident())
+            .map(str::to_string)
+            .ok_or_else(|| self.err_prev())
+    }
+
+    /// `DISK = 'path'` or `DISK = @P1`.
+    fn disk(&mut self) -> Result<TextArg, ParseError> {
+        self.expect_word("DISK")?;
+        if !matches!(self.next(), Some(t) if t.is_punct('=')) {
+            return Err(self.err_prev());
+        }
+        match self.next() {
+            Some(Token {
+                tok: Tok::Str(s), ..
+            }) => Ok(TextArg::Literal(s.clone())),
+            Some(Token {
+                tok: Tok::Var(v), ..
+            }) if !v.starts_with("@@") => Ok(TextArg::Param(v.clone())),
+            _ => Err(self.err_prev()),
+        }
+    }
+
+    /// `WITH A, B = x, …` up to the next statement; answers the bare option words, upper case.
+    fn with_options(&mut self) -> Vec<String> {
+        let mut words = Vec::new();
+        if !matches!(self.peek(), Some(t) if t.is("WITH")) {
+            return words;
+        }
+        self.pos += 1;
+        let start = self.pos;
+        self.skip_clause();
+        for t in &self.t[start..self.pos] {
+            if let Tok::Word(w) = &t.tok {
+                words.push(w.to_ascii_uppercase());
+            }
+        }
+        words
     }
 
     fn err_prev(&self) -> ParseError {
@@ -414,6 +480,29 @@ mod tests {
             } => assert_eq!(then.len(), 2),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn backup_and_restore_take_a_literal_or_a_parameter_as_the_device() {
+        let s = parse("BACKUP DATABASE [Registry] TO DISK = @P1 WITH CHECKSUM, INIT\nRESTORE VERIFYONLY FROM DISK = N'D:\\b.bak' WITH CHECKSUM\nRESTORE DATABASE Registry FROM DISK = @P1 WITH REPLACE").unwrap();
+        assert_eq!(
+            s[0],
+            Stmt::Backup {
+                db: "Registry".into(),
+                disk: TextArg::Param("@P1".into()),
+                line: 1
+            }
+        );
+        assert_eq!(
+            s[1],
+            Stmt::RestoreVerify {
+                disk: TextArg::Literal("D:\\b.bak".into()),
+                line: 2
+            }
+        );
+        assert!(matches!(&s[2], Stmt::Restore { replace: true, .. }));
+        let e = parse("RESTORE DATABASE Registry FROM TAPE = 'x'").unwrap_err();
+        assert_eq!(e.message, "Incorrect syntax near 'TAPE'.");
     }
 
     #[test]

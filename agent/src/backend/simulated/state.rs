@@ -85,6 +85,10 @@ pub struct SimFaults {
     /// Components whose installer (a person's manual task in the simulator) fails: they stay
     /// at the version they had ("the Management API's Setup fails").
     pub component_setup_fails: BTreeSet<Component>,
+    /// The next Setup stops half-way: the old version is gone, the new one is not installed,
+    /// and the Version value already names the new one. Once only: the reinstall that follows
+    /// works.
+    pub setup_fails_midway: bool,
 }
 
 /// A Data Center server as the simulated backend sees it.
