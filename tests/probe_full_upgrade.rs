@@ -26,7 +26,8 @@ use lockstep_simulator::iis::{registry_server, REGISTRY_CONNECT_KEYS};
 use lockstep_simulator::{SimOptions, SimulatedDataCenter};
 
 /// What the operator does for a manual task before completing it: the Setup wizards leave
-/// 8.11 installed on the server.
+/// 8.11 installed on the server — the Data Center and every other component installed there
+/// (Web Services applications, the Management API), each of which has its own version record.
 fn perform(step: &StepRecord, dc: &SimulatedDataCenter) {
     let id = &step.spec.id;
     if !(id.contains("setup") || id.contains("mapi-install")) {
@@ -37,6 +38,9 @@ fn perform(step: &StepRecord, dc: &SimulatedDataCenter) {
     };
     host.update(|s| {
         s.product_version = Some("8.11".into());
+        for v in s.components.values_mut() {
+            *v = "8.11".into();
+        }
         s.set_registry(
             r"HKLM\SOFTWARE\Wow6432Node\Connected\DataCenter",
             "Version",
