@@ -254,6 +254,18 @@ impl AgentConfig {
     }
 }
 
+/// Creates `dir` if needed and makes it private to the agent's account (0700 on Unix): it holds
+/// the key, the pins and the journal (old and new registry values).
+pub fn ensure_private_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
 pub fn pins_path(state_dir: &Path) -> PathBuf {
     state_dir.join("trusted.txt")
 }
