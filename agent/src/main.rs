@@ -62,7 +62,14 @@ fn print_journal(path: &std::path::Path) -> anyhow::Result<()> {
     let seen = lockstep_agent::journal::inspect(path)?;
     let mut last = std::collections::BTreeMap::new();
     for (id, state) in seen.records {
-        last.insert(id, if state == "accepted" { "running" } else { state });
+        last.insert(
+            id,
+            if state == "accepted" {
+                "running"
+            } else {
+                state
+            },
+        );
     }
     for (id, state) in last {
         println!("{id}\t{state}");

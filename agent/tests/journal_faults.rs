@@ -95,7 +95,10 @@ async fn a_full_journal_disk_never_runs_an_action_twice_and_refuses_new_ones_wit
     // Five changes accepted and running when the disk runs full under them.
     let running: Vec<String> = (0..5).map(|i| format!("disk/running/{i}")).collect();
     for id in &running {
-        let r = client.start(&request(id, Action::IisReset {})).await.unwrap();
+        let r = client
+            .start(&request(id, Action::IisReset {}))
+            .await
+            .unwrap();
         assert_eq!(r.state, ActionState::Running, "{id}");
     }
     let ballast = fill(&dir.path().join("state"));
@@ -122,7 +125,20 @@ async fn a_full_journal_disk_never_runs_an_action_twice_and_refuses_new_ones_wit
         match client.start(&request(&id, set_action(i))).await {
             Ok(r) => {
                 assert!(refused.is_empty(), "{id} accepted after a refusal");
-                assert!(matches!(r.state, ActionState::Succeeded { .. }), "{id}: {:?}", r.state);
+                let r = if r.state == ActionState::Running {
+                    let id = ActionId::new(id.clone()).unwrap();
+                    client
+                        .status(&id, Duration::from_secs(10), 0)
+                        .await
+                        .unwrap()
+                } else {
+                    r
+                };
+                assert!(
+                    matches!(r.state, ActionState::Succeeded { .. }),
+                    "{id}: {:?}",
+                    r.state
+                );
                 accepted_on_full.push(id);
             }
             Err(ClientError::Refused(e)) => {
@@ -142,7 +158,10 @@ async fn a_full_journal_disk_never_runs_an_action_twice_and_refuses_new_ones_wit
     std::fs::remove_file(&ballast).unwrap();
     let after = "disk/after/1";
     let r = client
-        .drive(&request(after, Action::IisReset {}), Duration::from_secs(15))
+        .drive(
+            &request(after, Action::IisReset {}),
+            Duration::from_secs(15),
+        )
         .await;
     assert!(
         matches!(&r, Driven::Finished(s) if matches!(s.state, ActionState::Succeeded { .. })),
@@ -155,7 +174,10 @@ async fn a_full_journal_disk_never_runs_an_action_twice_and_refuses_new_ones_wit
     let agent = AgentProcess::run(dir.path(), &config);
     let client = agent.client(&me);
     for id in running.iter().map(String::as_str).chain([after]) {
-        let r = client.start(&request(id, Action::IisReset {})).await.unwrap();
+        let r = client
+            .start(&request(id, Action::IisReset {}))
+            .await
+            .unwrap();
         assert!(r.replayed, "{id} was not replayed");
         assert!(
             matches!(r.state, ActionState::Succeeded { .. }),
@@ -166,7 +188,10 @@ async fn a_full_journal_disk_never_runs_an_action_twice_and_refuses_new_ones_wit
     let host = agent.sim();
     for (i, id) in accepted_on_full.iter().enumerate() {
         let r = client.start(&request(id, set_action(i))).await.unwrap();
-        assert!(r.replayed && matches!(r.state, ActionState::Succeeded { .. }), "{id}: {r:?}");
+        assert!(
+            r.replayed && matches!(r.state, ActionState::Succeeded { .. }),
+            "{id}: {r:?}"
+        );
     }
     for id in running
         .iter()
@@ -174,7 +199,12 @@ async fn a_full_journal_disk_never_runs_an_action_twice_and_refuses_new_ones_wit
         .map(String::as_str)
         .chain([after])
     {
-        assert_eq!(host.executions_of(id), 1, "{id} ran {} times", host.executions_of(id));
+        assert_eq!(
+            host.executions_of(id),
+            1,
+            "{id} ran {} times",
+            host.executions_of(id)
+        );
     }
     for id in &refused {
         assert_eq!(host.executions_of(id), 0, "{id} was refused but ran");
@@ -206,7 +236,11 @@ fn refused_start(config: &Path) -> String {
 async fn a_damaged_journal_stops_the_agent_says_where_and_never_runs_an_action_twice() {
     let dir = tempfile::tempdir().unwrap();
     let me = Identity::generate("orchestrator").unwrap();
-    let agent = AgentProcess::start(dir.path(), Some(&SimState::data_center_server("dc1", "8.8.6")), &me);
+    let agent = AgentProcess::start(
+        dir.path(),
+        Some(&SimState::data_center_server("dc1", "8.8.6")),
+        &me,
+    );
     let client = agent.client(&me);
     for id in ["dmg/first/1", "dmg/second/1"] {
         let r = client

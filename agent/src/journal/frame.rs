@@ -71,7 +71,8 @@ pub struct Scan {
 }
 
 fn is_hex(b: &[u8]) -> bool {
-    b.iter().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c))
+    b.iter()
+        .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c))
 }
 
 /// Checks one complete line (without its `\n`); `Ok(payload, legacy)` or why it is damaged.

@@ -311,13 +311,16 @@ impl Journal {
             return Err(std::io::Error::other(why.clone()));
         }
         let start = t.len;
-        let written = t.file.write_all(bytes).and_then(|()| {
-            if durable {
-                t.file.sync_data()
-            } else {
-                Ok(())
-            }
-        });
+        let written =
+            t.file.write_all(bytes).and_then(
+                |()| {
+                    if durable {
+                        t.file.sync_data()
+                    } else {
+                        Ok(())
+                    }
+                },
+            );
         match written {
             Ok(()) => {
                 t.len += bytes.len() as u64;
@@ -516,7 +519,8 @@ pub struct Inspection {
 /// Reads a journal file without opening it for writing. Never fails on damage (any bytes,
 /// including ones that are not UTF-8): it reports where.
 pub fn inspect(path: &Path) -> anyhow::Result<Inspection> {
-    let bytes = std::fs::read(path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+    let bytes =
+        std::fs::read(path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
     let scan = frame::scan(&bytes);
     let mut damage = scan.damage.clone();
     let mut records = Vec::new();
@@ -767,8 +771,13 @@ mod tests {
             .write_all(b"0000002a 0123")
             .unwrap();
         j.tail.lock().unwrap().file.set_len(len).unwrap();
-        j.finish(&id("a"), ActionState::Cancelled { message: "x".into() })
-            .unwrap();
+        j.finish(
+            &id("a"),
+            ActionState::Cancelled {
+                message: "x".into(),
+            },
+        )
+        .unwrap();
         drop(j);
         assert!(inspect(&p).unwrap().damage.is_empty());
         assert!(matches!(
