@@ -36,6 +36,9 @@ enum Cmd {
         thumbprint: String,
         #[arg(long)]
         state_dir: PathBuf,
+        /// Allow dropping the oldest pin when two are pinned already.
+        #[arg(long)]
+        replace: bool,
     },
     /// Serve HTTPS with mutual TLS.
     Run {
@@ -107,15 +110,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 return Ok(());
             }
             let id = Identity::generate(&name.unwrap_or_else(host_name))?;
+            // The folder holds the key, the pins and the journal: the agent's account only.
+            lockstep_agent::config::ensure_private_dir(&state_dir)?;
             id.save(&state_dir, "agent")?;
             println!("{}", id.thumbprint());
         }
         Cmd::Trust {
             thumbprint,
             state_dir,
+            replace,
         } => {
             let t = Thumbprint::parse(&thumbprint).map_err(|e| anyhow::anyhow!(e))?;
-            let pins = lockstep_agent::server::trust(&state_dir, t)?;
+            let pins = lockstep_agent::server::trust(&state_dir, t, replace)?;
             for p in pins {
                 println!("trusted {p}");
             }

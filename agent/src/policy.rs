@@ -13,8 +13,27 @@ fn refuse(msg: impl Into<String>) -> ErrorResponse {
     ErrorResponse::new(ErrorCode::NotAllowed, msg)
 }
 
+/// The longest registry key accepted, in bytes.
+pub const MAX_REGISTRY_KEY_LEN: usize = 512;
+/// The most levels a registry key may have (`HKLM` counts as one).
+pub const MAX_REGISTRY_KEY_DEPTH: usize = 16;
+
 /// Canonical registry key: `HKLM\` root, backslashes, no empty or dot segments.
 pub fn normalize_registry_key(key: &str) -> Result<String, ErrorResponse> {
+    // Bounded before anything else looks at it: the guide's keys are under 100 characters and 8
+    // levels deep (Windows itself allows 255 characters per name and 512 levels).
+    if key.len() > MAX_REGISTRY_KEY_LEN {
+        return Err(refuse(format!(
+            "registry key of {} bytes is longer than the {MAX_REGISTRY_KEY_LEN} allowed",
+            key.len()
+        )));
+    }
+    let depth = key.matches('\\').count() + 1;
+    if depth > MAX_REGISTRY_KEY_DEPTH {
+        return Err(refuse(format!(
+            "registry key with {depth} levels is deeper than the {MAX_REGISTRY_KEY_DEPTH} allowed"
+        )));
+    }
     let k = key.trim();
     let rest = strip_prefix_ci(k, r"HKEY_LOCAL_MACHINE\")
         .or_else(|| strip_prefix_ci(k, r"HKLM\"))
@@ -534,5 +553,23 @@ mod tests {
             timeout_secs: 60,
         };
         assert!(check(&cfg(), &a).is_ok());
+    }
+
+    #[test]
+    fn registry_keys_too_long_or_too_deep_are_refused() {
+        let long = format!(r"HKLM\SOFTWARE\{}", "a".repeat(100_000));
+        let e = normalize_registry_key(&long).unwrap_err();
+        assert!(e.message.contains("longer than"), "{}", e.message);
+        let deep = format!(r"HKLM\SOFTWARE{}", r"\a".repeat(20_000));
+        let e = normalize_registry_key(&deep).unwrap_err();
+        assert!(
+            e.message.contains("longer than") || e.message.contains("deeper"),
+            "{}",
+            e.message
+        );
+        let deep = format!(r"HKLM\SOFTWARE{}", r"\a".repeat(20));
+        let e = normalize_registry_key(&deep).unwrap_err();
+        assert!(e.message.contains("deeper than"), "{}", e.message);
+        assert!(normalize_registry_key(r"HKLM\SOFTWARE\Wow6432Node\SupportCenter").is_ok());
     }
 }
