@@ -202,6 +202,54 @@ fn services(cfg: &AgentConfig, sel: &ServiceSelector) -> Result<(), ErrorRespons
     }
 }
 
+/// A probe reaches only a `host:port` named in `allow.probe_targets` (loopback included: it is
+/// refused unless named there), so a compromised orchestrator cannot use the agent to reach
+/// services bound to this host or to the network behind it.
+fn probe_target(cfg: &AgentConfig, url: &str) -> Result<(), ErrorResponse> {
+    let u = reqwest::Url::parse(url)
+        .ok()
+        .filter(|u| (u.scheme() == "http" || u.scheme() == "https") && u.host().is_some())
+        .ok_or_else(|| {
+            refuse(format!(
+                "probe URL `{}` must be an http(s) URL",
+                url.escape_debug()
+            ))
+        })?;
+    let host = u.host_str().unwrap_or_default().trim_end_matches('.');
+    let port = u.port_or_known_default().unwrap_or(0);
+    let target = format!("{host}:{port}");
+    if cfg
+        .allow
+        .probe_targets
+        .iter()
+        .any(|t| t.trim_end_matches('.').eq_ignore_ascii_case(&target))
+    {
+        Ok(())
+    } else {
+        Err(refuse(format!(
+            "probe target `{}` is not in the agent's probe_targets",
+            target.escape_debug()
+        )))
+    }
+}
+
+/// The catalog entry of a SQL script: only scripts listed with their SHA-256 may run (the hash
+/// is checked against the file on disk right before it runs, in the backend).
+pub fn script_in_catalog<'a>(
+    cfg: &'a AgentConfig,
+    path: &str,
+) -> Result<&'a crate::config::HashedFile, ErrorResponse> {
+    cfg.allow
+        .sql_scripts
+        .iter()
+        .find(|e| {
+            resolve_path(cfg, &e.path)
+                .map(|x| x.eq_ignore_ascii_case(path))
+                .unwrap_or(false)
+        })
+        .ok_or_else(|| refuse(format!("SQL script `{path}` is not in the agent's catalog")))
+}
+
 /// Checks an action against the configuration. `Ok` means it may be journaled and run.
 pub fn check(cfg: &AgentConfig, action: &Action) -> Result<(), ErrorResponse> {
     match action {
@@ -253,14 +301,6 @@ pub fn check(cfg: &AgentConfig, action: &Action) -> Result<(), ErrorResponse> {
                             "SQL Server tools folder `{}` must be three digits (e.g. 130)",
                             folder.escape_debug()
                         )));
-                    }
-                    Ok(())
-                }
-                TextEdit::Literal { find, replace } => {
-                    if find.is_empty() || find.len() > 4096 || replace.len() > 4096 {
-                        return Err(refuse(
-                            "literal edit needs 1 to 4096 bytes to find and at most 4096 to put",
-                        ));
                     }
                     Ok(())
                 }
@@ -339,15 +379,7 @@ pub fn check(cfg: &AgentConfig, action: &Action) -> Result<(), ErrorResponse> {
         Action::IisBindingList { site } => in_list("IIS site", site, &cfg.allow.iis_sites),
         Action::HttpProbe { url, timeout_secs } => {
             timeout(*timeout_secs)?;
-            match reqwest::Url::parse(url) {
-                Ok(u) if (u.scheme() == "http" || u.scheme() == "https") && u.host().is_some() => {
-                    Ok(())
-                }
-                _ => Err(refuse(format!(
-                    "probe URL `{}` must be an http(s) URL",
-                    url.escape_debug()
-                ))),
-            }
+            probe_target(cfg, url)
         }
         Action::SqlScript {
             path,
@@ -359,6 +391,7 @@ pub fn check(cfg: &AgentConfig, action: &Action) -> Result<(), ErrorResponse> {
             if !p.to_ascii_lowercase().ends_with(".sql") {
                 return Err(refuse(format!("`{p}` is not a .sql file")));
             }
+            script_in_catalog(cfg, &p)?;
             if let Some(db) = database {
                 if db.is_empty() || !db.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                     return Err(refuse(format!(
@@ -459,9 +492,8 @@ mod tests {
         assert!(m.contains(".."), "{m}");
         refused(Action::FileReplace {
             path: r"C:\Windows\System32\drivers\etc\hosts".into(),
-            edit: TextEdit::Literal {
-                find: "a".into(),
-                replace: "b".into(),
+            edit: TextEdit::OsqlToolsFolder {
+                folder: "130".into(),
             },
         });
         let bare = Action::FileReplace {
