@@ -291,6 +291,33 @@ pub async fn serve_core(
     // later handshakes use what it says. Connections already open keep their peer.
     let pins_file = crate::config::pins_path(&setup.config.state_dir);
     let mut pins_seen = pins_stamp(&pins_file);
+    // The pins in force, watched by every open connection: a connection whose client's pin is
+    // removed is closed at once rather than kept until it goes idle. Also looked at every
+    // second, so a removal takes effect without waiting for the next handshake.
+    let (pins_tx, pins_rx) = tokio::sync::watch::channel(setup.client_pins.clone());
+    let pins_tx = Arc::new(pins_tx);
+    let watcher = {
+        let (tx, dir, file) = (
+            pins_tx.clone(),
+            setup.config.state_dir.clone(),
+            pins_file.clone(),
+        );
+        tokio::spawn(async move {
+            let mut seen = pins_stamp(&file);
+            loop {
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                let stamp = pins_stamp(&file);
+                if stamp != seen {
+                    seen = stamp;
+                    if let Ok(pins) = load_pins(&dir) {
+                        if !pins.is_empty() {
+                            tx.send_replace(pins);
+                        }
+                    }
+                }
+            }
+        })
+    };
     let app = router(core);
     let mut accept_errors = AcceptErrors::default();
     tracing::info!(addr = %listener.local_addr()?, thumbprint = %setup.identity.thumbprint(), "agent listening");
@@ -318,6 +345,9 @@ pub async fn serve_core(
             match reload_acceptor(setup) {
                 Ok(Some(a)) => {
                     acceptor = a;
+                    if let Ok(pins) = load_pins(&setup.config.state_dir) {
+                        pins_tx.send_replace(pins);
+                    }
                     tracing::info!(file = %pins_file.display(), "orchestrator pins reloaded");
                 }
                 Ok(None) => tracing::warn!(
@@ -331,6 +361,7 @@ pub async fn serve_core(
         }
         let acceptor = acceptor.clone();
         let app = app.clone();
+        let mut pins_rx = pins_rx.clone();
         tokio::spawn(async move {
             let tls = match tokio::time::timeout(
                 std::time::Duration::from_secs(10),
@@ -348,18 +379,28 @@ pub async fn serve_core(
                     return;
                 }
             };
+            let client = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .map(|c| Thumbprint::of(c.as_ref()));
             let svc = TowerToHyperService::new(app);
             // A peer that opens a connection and dribbles its headers is cut off.
-            if let Err(e) = hyper::server::conn::http1::Builder::new()
+            let conn = hyper::server::conn::http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(std::time::Duration::from_secs(15))
-                .serve_connection(TokioIo::new(tls), svc)
-                .await
-            {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
+                .serve_connection(TokioIo::new(tls), svc);
+            let unpinned = pins_rx.wait_for(|pins| client.is_none_or(|c| !pins.contains(&c)));
+            tokio::select! {
+                r = conn => if let Err(e) = r {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                },
+                _ = unpinned => tracing::info!(%peer, "client's pin was removed; connection closed"),
             }
         });
     }
+    watcher.abort();
     Ok(())
 }
 
