@@ -255,15 +255,12 @@ fn executions(site: &Site) -> HashMap<String, usize> {
 fn accepted(site: &Site) -> HashMap<String, usize> {
     let mut n = HashMap::new();
     for a in &site.agents {
-        let text = std::fs::read_to_string(a.state_dir.join("journal.jsonl")).unwrap_or_default();
-        for line in text.lines() {
-            // A torn last line is the agent's own concern (it ignores it); ours are whole.
-            let Ok(record) = serde_json::from_str::<serde_json::Value>(line) else {
-                continue;
-            };
-            if record["record"] == "accepted" {
-                let id = record["id"].as_str().unwrap_or_default().to_string();
-                *n.entry(id).or_default() += 1;
+        // The agent's own reader: it verifies each frame (a torn last write is not a record).
+        let records = lockstep_agent::journal::read_records(&a.state_dir.join("journal.jsonl"))
+            .unwrap_or_default();
+        for (id, kind) in records {
+            if kind == "accepted" {
+                *n.entry(id.as_str().to_string()).or_default() += 1;
             }
         }
     }

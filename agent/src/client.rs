@@ -2,13 +2,19 @@
 //! pinned certificate (no public roots). It distinguishes a refusal (the agent answered: nothing
 //! ran) from a transport failure (no answer: a start's outcome is unknown and must be asked for
 //! by id, never re-sent blindly).
+//!
+//! Every answer is bound to its question: a status must name the id asked about, and a final
+//! state's evidence must be of a kind the action produces ([`evidence_for`]); anything else is a
+//! [`ClientError::Violation`] (logged as a protocol violation), which [`AgentClient::drive`]
+//! reports as outcome unknown — never as succeeded. Bodies are read up to [`MAX_ANSWER_BYTES`].
 
 use std::time::Duration;
 
+use lockstep_protocol::evidence::evidence_for;
 use lockstep_protocol::facts::MAX_FACTS_BYTES;
 use lockstep_protocol::{
-    parse, ActionId, ActionRequest, CancelRequest, ErrorResponse, Health, SiteFacts, StatusQuery,
-    StatusResponse, PROTOCOL_VERSION,
+    parse, ActionId, ActionKind, ActionRequest, ActionState, CancelRequest, ErrorResponse, Health,
+    SiteFacts, StatusQuery, StatusResponse, PROTOCOL_VERSION,
 };
 use serde::{de::DeserializeOwned, Serialize};
 
@@ -25,6 +31,50 @@ pub enum ClientError {
     /// An answer that is not this protocol.
     #[error("unexpected answer from the agent: {0}")]
     BadAnswer(String),
+    /// A well-formed answer to another question (another id, evidence another action makes):
+    /// whatever it says about our action cannot be believed.
+    #[error("protocol violation by the agent: {0}")]
+    Violation(String),
+}
+
+/// The largest answer read from an agent (a status with its log and evidence is a few KiB;
+/// the journal caps a result at 32 KiB). A larger one is refused without reading the rest.
+pub const MAX_ANSWER_BYTES: usize = 1 << 20;
+
+/// Checks that `r` answers the question asked: about `asked`, and (for a final state with
+/// evidence) with evidence of a kind `kind` produces.
+pub fn check_answer(
+    asked: &ActionId,
+    kind: Option<ActionKind>,
+    r: &StatusResponse,
+) -> Result<(), ClientError> {
+    let violation = |why: String| {
+        tracing::warn!(target: "protocol_violation", id = %asked, "{why}");
+        Err(ClientError::Violation(why))
+    };
+    if r.id != *asked {
+        return violation(format!(
+            "asked about action {asked}, the agent answered about {}",
+            r.id
+        ));
+    }
+    let evidence = match &r.state {
+        ActionState::Succeeded { evidence } => Some(evidence),
+        ActionState::Failed { evidence, .. } => evidence.as_ref(),
+        _ => None,
+    };
+    if let (Some(kind), Some(ev)) = (kind, evidence) {
+        let allowed = evidence_for(kind);
+        if !allowed.contains(&ev.name()) {
+            return violation(format!(
+                "action {asked} is a {} action, which produces {} evidence; the agent answered with {} evidence",
+                kind.as_str(),
+                allowed.join(" or "),
+                ev.name()
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[derive(Clone)]
@@ -89,7 +139,9 @@ impl AgentClient {
     }
 
     pub async fn start(&self, req: &ActionRequest) -> Result<StatusResponse, ClientError> {
-        self.post("/v1/actions", req, self.timeout).await
+        let r = self.post("/v1/actions", req, self.timeout).await?;
+        check_answer(&req.id, Some(req.action.kind()), &r)?;
+        Ok(r)
     }
 
     /// Asks for an action's state, waiting up to `wait` on the agent for it to finish.
@@ -99,14 +151,28 @@ impl AgentClient {
         wait: Duration,
         log_from: usize,
     ) -> Result<StatusResponse, ClientError> {
+        self.status_of(id, None, wait, log_from).await
+    }
+
+    /// [`AgentClient::status`], also checking the evidence against `kind` when it is known.
+    async fn status_of(
+        &self,
+        id: &ActionId,
+        kind: Option<ActionKind>,
+        wait: Duration,
+        log_from: usize,
+    ) -> Result<StatusResponse, ClientError> {
         let q = StatusQuery {
             protocol: PROTOCOL_VERSION,
             id: id.clone(),
             wait_ms: wait.as_millis() as u64,
             log_from,
         };
-        self.post("/v1/actions/status", &q, self.timeout + wait)
-            .await
+        let r = self
+            .post("/v1/actions/status", &q, self.timeout + wait)
+            .await?;
+        check_answer(id, kind, &r)?;
+        Ok(r)
     }
 
     pub async fn cancel(&self, id: &ActionId) -> Result<StatusResponse, ClientError> {
@@ -114,7 +180,9 @@ impl AgentClient {
             protocol: PROTOCOL_VERSION,
             id: id.clone(),
         };
-        self.post("/v1/actions/cancel", &r, self.timeout).await
+        let answer = self.post("/v1/actions/cancel", &r, self.timeout).await?;
+        check_answer(id, None, &answer)?;
+        Ok(answer)
     }
 
     pub async fn health(&self) -> Result<Health, ClientError> {
@@ -197,10 +265,12 @@ impl AgentClient {
     /// journal would turn a duplicate into a replay anyway.
     pub async fn drive(&self, req: &ActionRequest, deadline: Duration) -> Driven {
         let until = tokio::time::Instant::now() + deadline;
+        let kind = Some(req.action.kind());
         let mut doubt = match self.start(req).await {
             Ok(r) if r.state.is_terminal() => return Driven::Finished(r),
             Ok(_) => None,
             Err(ClientError::Refused(e)) => return Driven::Refused(e),
+            Err(e @ ClientError::Violation(_)) => return unknown(e),
             Err(e) => Some(e.to_string()),
         };
         let mut backoff = Duration::from_millis(20);
@@ -213,7 +283,7 @@ impl AgentClient {
                 };
             }
             match self
-                .status(&req.id, left.min(Duration::from_secs(10)), 0)
+                .status_of(&req.id, kind, left.min(Duration::from_secs(10)), 0)
                 .await
             {
                 Ok(r) if r.state.is_terminal() => return Driven::Finished(r),
@@ -223,11 +293,13 @@ impl AgentClient {
                         Ok(r) if r.state.is_terminal() => return Driven::Finished(r),
                         Ok(_) => doubt = None,
                         Err(ClientError::Refused(e)) => return Driven::Refused(e),
+                        Err(e @ ClientError::Violation(_)) => return unknown(e),
                         Err(e) => doubt = Some(e.to_string()),
                     }
                 }
                 Ok(_) => {}
                 Err(ClientError::Refused(e)) => return Driven::Refused(e),
+                Err(e @ ClientError::Violation(_)) => return unknown(e),
                 Err(e) => {
                     doubt = Some(e.to_string());
                     tokio::time::sleep(backoff.min(left)).await;
@@ -238,13 +310,42 @@ impl AgentClient {
     }
 }
 
+/// An answer that cannot be believed ends the drive as unknown at once: asking again would only
+/// ask the same agent that just answered another question.
+fn unknown(e: ClientError) -> Driven {
+    Driven::Unknown {
+        reason: e.to_string(),
+    }
+}
+
+/// Reads a body of at most `limit` bytes; a larger one is refused without reading the rest.
+async fn read_limited(mut resp: reqwest::Response, limit: usize) -> Result<Vec<u8>, ClientError> {
+    let too_big = || {
+        ClientError::BadAnswer(format!(
+            "the agent's answer is larger than {limit} bytes; not read"
+        ))
+    };
+    if resp.content_length().is_some_and(|n| n > limit as u64) {
+        return Err(too_big());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| ClientError::Transport(chain(&e)))?
+    {
+        if body.len() + chunk.len() > limit {
+            return Err(too_big());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 async fn decode<R: DeserializeOwned>(resp: reqwest::Response) -> Result<R, ClientError> {
     let ok = resp.status().is_success();
     let code = resp.status();
-    let bytes = resp
-        .bytes()
-        .await
-        .map_err(|e| ClientError::Transport(chain(&e)))?;
+    let bytes = read_limited(resp, MAX_ANSWER_BYTES).await?;
     if ok {
         return parse::<R>(&bytes).map_err(|e| ClientError::BadAnswer(e.message));
     }

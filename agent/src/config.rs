@@ -71,6 +71,19 @@ pub struct Allowlists {
     pub event_logs: Vec<String>,
     pub iis_sites: Vec<String>,
     pub installers: Vec<InstallerEntry>,
+    /// SQL scripts that may run (the vendor's `DBMaint.sql`, …), each with the SHA-256 of the
+    /// file as shipped: a script edited since is refused.
+    pub sql_scripts: Vec<HashedFile>,
+    /// `host:port` pairs the HTTP probe may reach; nothing else (loopback included).
+    pub probe_targets: Vec<String>,
+}
+
+/// A file the agent may use as it is: its path and SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HashedFile {
+    pub path: String,
+    pub sha256: String,
 }
 
 /// An installer the agent may run: the exact file, its SHA-256 and its fixed arguments.
@@ -155,6 +168,8 @@ impl Default for Allowlists {
             event_logs: s(&["Application", "System"]),
             iis_sites: s(&["Default Web Site"]),
             installers: Vec::new(),
+            sql_scripts: Vec::new(),
+            probe_targets: Vec::new(),
         }
     }
 }
@@ -252,6 +267,18 @@ impl AgentConfig {
     pub fn pins_path(&self) -> PathBuf {
         pins_path(&self.state_dir)
     }
+}
+
+/// Creates `dir` if needed and makes it private to the agent's account (0700 on Unix): it holds
+/// the key, the pins and the journal (old and new registry values).
+pub fn ensure_private_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
 }
 
 pub fn pins_path(state_dir: &Path) -> PathBuf {

@@ -118,6 +118,10 @@ impl AgentCore {
                     ),
                 ))
             }
+            Admission::Unavailable(why) => {
+                tracing::warn!(id = %req.id, %why, "action refused: the journal cannot take it");
+                return Err(ErrorResponse::new(ErrorCode::Unavailable, why));
+            }
             Admission::New => {}
         }
         let (tx, rx) = watch::channel(false);

@@ -36,6 +36,9 @@ enum Cmd {
         thumbprint: String,
         #[arg(long)]
         state_dir: PathBuf,
+        /// Allow dropping the oldest pin when two are pinned already.
+        #[arg(long)]
+        replace: bool,
     },
     /// Serve HTTPS with mutual TLS.
     Run {
@@ -55,6 +58,41 @@ fn host_name() -> String {
         .unwrap_or_else(|_| "lockstep-agent".into())
 }
 
+/// `lockstep-agent journal`: every id with its last state, then every damaged place. Read-only
+/// (opening the journal for writing would mark running actions unknown) and never stopped by
+/// damage or bytes that are not UTF-8: it says where they are, and exits non-zero.
+fn print_journal(path: &std::path::Path) -> anyhow::Result<()> {
+    let seen = lockstep_agent::journal::inspect(path)?;
+    let mut last = std::collections::BTreeMap::new();
+    for (id, state) in seen.records {
+        last.insert(
+            id,
+            if state == "accepted" {
+                "running"
+            } else {
+                state
+            },
+        );
+    }
+    for (id, state) in last {
+        println!("{id}\t{state}");
+    }
+    if let Some(at) = seen.torn_at {
+        println!("# torn: the last write (from byte {at}) never finished; the agent cuts it off");
+    }
+    for d in &seen.damage {
+        println!("# damaged: {d}");
+    }
+    if !seen.damage.is_empty() {
+        anyhow::bail!(
+            "the journal {} is damaged in {} place(s) (listed above); the agent will not start on it",
+            path.display(),
+            seen.damage.len()
+        );
+    }
+    Ok(())
+}
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Cmd::Init {
@@ -72,15 +110,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 return Ok(());
             }
             let id = Identity::generate(&name.unwrap_or_else(host_name))?;
+            // The folder holds the key, the pins and the journal: the agent's account only.
+            lockstep_agent::config::ensure_private_dir(&state_dir)?;
             id.save(&state_dir, "agent")?;
             println!("{}", id.thumbprint());
         }
         Cmd::Trust {
             thumbprint,
             state_dir,
+            replace,
         } => {
             let t = Thumbprint::parse(&thumbprint).map_err(|e| anyhow::anyhow!(e))?;
-            let pins = lockstep_agent::server::trust(&state_dir, t)?;
+            let pins = lockstep_agent::server::trust(&state_dir, t, replace)?;
             for p in pins {
                 println!("trusted {p}");
             }
@@ -103,21 +144,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Cmd::Journal { config } => {
             let cfg = AgentConfig::load(&config)?;
-            // Read-only: opening the journal for writing would mark running actions unknown.
-            let mut last = std::collections::BTreeMap::new();
-            for (id, state) in lockstep_agent::journal::read_records(&cfg.journal_path())? {
-                last.insert(
-                    id,
-                    if state == "accepted" {
-                        "running"
-                    } else {
-                        state
-                    },
-                );
-            }
-            for (id, state) in last {
-                println!("{id}\t{state}");
-            }
+            return print_journal(&cfg.journal_path());
         }
     }
     Ok(())

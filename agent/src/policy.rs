@@ -13,8 +13,27 @@ fn refuse(msg: impl Into<String>) -> ErrorResponse {
     ErrorResponse::new(ErrorCode::NotAllowed, msg)
 }
 
+/// The longest registry key accepted, in bytes.
+pub const MAX_REGISTRY_KEY_LEN: usize = 512;
+/// The most levels a registry key may have (`HKLM` counts as one).
+pub const MAX_REGISTRY_KEY_DEPTH: usize = 16;
+
 /// Canonical registry key: `HKLM\` root, backslashes, no empty or dot segments.
 pub fn normalize_registry_key(key: &str) -> Result<String, ErrorResponse> {
+    // Bounded before anything else looks at it: the guide's keys are under 100 characters and 8
+    // levels deep (Windows itself allows 255 characters per name and 512 levels).
+    if key.len() > MAX_REGISTRY_KEY_LEN {
+        return Err(refuse(format!(
+            "registry key of {} bytes is longer than the {MAX_REGISTRY_KEY_LEN} allowed",
+            key.len()
+        )));
+    }
+    let depth = key.matches('\\').count() + 1;
+    if depth > MAX_REGISTRY_KEY_DEPTH {
+        return Err(refuse(format!(
+            "registry key with {depth} levels is deeper than the {MAX_REGISTRY_KEY_DEPTH} allowed"
+        )));
+    }
     let k = key.trim();
     let rest = strip_prefix_ci(k, r"HKEY_LOCAL_MACHINE\")
         .or_else(|| strip_prefix_ci(k, r"HKLM\"))
@@ -183,6 +202,54 @@ fn services(cfg: &AgentConfig, sel: &ServiceSelector) -> Result<(), ErrorRespons
     }
 }
 
+/// A probe reaches only a `host:port` named in `allow.probe_targets` (loopback included: it is
+/// refused unless named there), so a compromised orchestrator cannot use the agent to reach
+/// services bound to this host or to the network behind it.
+fn probe_target(cfg: &AgentConfig, url: &str) -> Result<(), ErrorResponse> {
+    let u = reqwest::Url::parse(url)
+        .ok()
+        .filter(|u| (u.scheme() == "http" || u.scheme() == "https") && u.host().is_some())
+        .ok_or_else(|| {
+            refuse(format!(
+                "probe URL `{}` must be an http(s) URL",
+                url.escape_debug()
+            ))
+        })?;
+    let host = u.host_str().unwrap_or_default().trim_end_matches('.');
+    let port = u.port_or_known_default().unwrap_or(0);
+    let target = format!("{host}:{port}");
+    if cfg
+        .allow
+        .probe_targets
+        .iter()
+        .any(|t| t.trim_end_matches('.').eq_ignore_ascii_case(&target))
+    {
+        Ok(())
+    } else {
+        Err(refuse(format!(
+            "probe target `{}` is not in the agent's probe_targets",
+            target.escape_debug()
+        )))
+    }
+}
+
+/// The catalog entry of a SQL script: only scripts listed with their SHA-256 may run (the hash
+/// is checked against the file on disk right before it runs, in the backend).
+pub fn script_in_catalog<'a>(
+    cfg: &'a AgentConfig,
+    path: &str,
+) -> Result<&'a crate::config::HashedFile, ErrorResponse> {
+    cfg.allow
+        .sql_scripts
+        .iter()
+        .find(|e| {
+            resolve_path(cfg, &e.path)
+                .map(|x| x.eq_ignore_ascii_case(path))
+                .unwrap_or(false)
+        })
+        .ok_or_else(|| refuse(format!("SQL script `{path}` is not in the agent's catalog")))
+}
+
 /// Checks an action against the configuration. `Ok` means it may be journaled and run.
 pub fn check(cfg: &AgentConfig, action: &Action) -> Result<(), ErrorResponse> {
     match action {
@@ -234,14 +301,6 @@ pub fn check(cfg: &AgentConfig, action: &Action) -> Result<(), ErrorResponse> {
                             "SQL Server tools folder `{}` must be three digits (e.g. 130)",
                             folder.escape_debug()
                         )));
-                    }
-                    Ok(())
-                }
-                TextEdit::Literal { find, replace } => {
-                    if find.is_empty() || find.len() > 4096 || replace.len() > 4096 {
-                        return Err(refuse(
-                            "literal edit needs 1 to 4096 bytes to find and at most 4096 to put",
-                        ));
                     }
                     Ok(())
                 }
@@ -320,15 +379,7 @@ pub fn check(cfg: &AgentConfig, action: &Action) -> Result<(), ErrorResponse> {
         Action::IisBindingList { site } => in_list("IIS site", site, &cfg.allow.iis_sites),
         Action::HttpProbe { url, timeout_secs } => {
             timeout(*timeout_secs)?;
-            match reqwest::Url::parse(url) {
-                Ok(u) if (u.scheme() == "http" || u.scheme() == "https") && u.host().is_some() => {
-                    Ok(())
-                }
-                _ => Err(refuse(format!(
-                    "probe URL `{}` must be an http(s) URL",
-                    url.escape_debug()
-                ))),
-            }
+            probe_target(cfg, url)
         }
         Action::SqlScript {
             path,
@@ -340,6 +391,7 @@ pub fn check(cfg: &AgentConfig, action: &Action) -> Result<(), ErrorResponse> {
             if !p.to_ascii_lowercase().ends_with(".sql") {
                 return Err(refuse(format!("`{p}` is not a .sql file")));
             }
+            script_in_catalog(cfg, &p)?;
             if let Some(db) = database {
                 if db.is_empty() || !db.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                     return Err(refuse(format!(
@@ -440,9 +492,8 @@ mod tests {
         assert!(m.contains(".."), "{m}");
         refused(Action::FileReplace {
             path: r"C:\Windows\System32\drivers\etc\hosts".into(),
-            edit: TextEdit::Literal {
-                find: "a".into(),
-                replace: "b".into(),
+            edit: TextEdit::OsqlToolsFolder {
+                folder: "130".into(),
             },
         });
         let bare = Action::FileReplace {
@@ -534,5 +585,23 @@ mod tests {
             timeout_secs: 60,
         };
         assert!(check(&cfg(), &a).is_ok());
+    }
+
+    #[test]
+    fn registry_keys_too_long_or_too_deep_are_refused() {
+        let long = format!(r"HKLM\SOFTWARE\{}", "a".repeat(100_000));
+        let e = normalize_registry_key(&long).unwrap_err();
+        assert!(e.message.contains("longer than"), "{}", e.message);
+        let deep = format!(r"HKLM\SOFTWARE{}", r"\a".repeat(20_000));
+        let e = normalize_registry_key(&deep).unwrap_err();
+        assert!(
+            e.message.contains("longer than") || e.message.contains("deeper"),
+            "{}",
+            e.message
+        );
+        let deep = format!(r"HKLM\SOFTWARE{}", r"\a".repeat(20));
+        let e = normalize_registry_key(&deep).unwrap_err();
+        assert!(e.message.contains("deeper than"), "{}", e.message);
+        assert!(normalize_registry_key(r"HKLM\SOFTWARE\Wow6432Node\SupportCenter").is_ok());
     }
 }

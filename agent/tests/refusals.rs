@@ -109,9 +109,8 @@ async fn expired_skewed_out_of_allowlist_and_other_version_requests_are_refused_
             "run/s3/1",
             Action::FileReplace {
                 path: r"C:\Program Files\Connected\DataCenter\..\..\..\Windows\win.ini".into(),
-                edit: lockstep_protocol::TextEdit::Literal {
-                    find: "a".into(),
-                    replace: "b".into(),
+                edit: lockstep_protocol::TextEdit::OsqlToolsFolder {
+                    folder: "130".into(),
                 },
             },
         ),

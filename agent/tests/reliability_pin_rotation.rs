@@ -70,3 +70,34 @@ async fn a_second_pin_added_while_an_action_runs_lets_the_new_certificate_finish
         .expect("the old certificate still works during rotation");
     assert_eq!(agent.sim().executions_of("run/weekly@dc1/1"), 1);
 }
+
+/// Rotating the old certificate out (its pin removed from `trusted.txt`) closes the connections
+/// it has open at once: a kept-alive connection does not outlive the trust it was opened under.
+#[tokio::test]
+async fn removing_a_pin_closes_the_connections_open_under_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = Identity::generate("orchestrator").unwrap();
+    let new = Identity::generate("orchestrator").unwrap();
+    let agent = AgentProcess::start(
+        dir.path(),
+        Some(&SimState::data_center_server("dc1", "8.8.6")),
+        &old,
+    );
+    let timeout = Duration::from_secs(5);
+    // Pooled: the second request rides on the first one's connection.
+    let old_client = AgentClient::new(&agent.url(), &old, agent.thumbprint, timeout).unwrap();
+    old_client.health().await.unwrap();
+    old_client.health().await.unwrap();
+
+    std::fs::write(
+        dir.path().join("state").join("trusted.txt"),
+        format!("{}\n", new.thumbprint()),
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+
+    let r = old_client.health().await;
+    assert!(r.is_err(), "the removed pin still works: {r:?}");
+    let new_client = AgentClient::new(&agent.url(), &new, agent.thumbprint, timeout).unwrap();
+    new_client.health().await.expect("the remaining pin works");
+}

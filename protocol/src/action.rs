@@ -48,15 +48,16 @@ impl StartupType {
     }
 }
 
-/// A text edit on an allowlisted file.
+/// A text edit on an allowlisted file: a typed operation of the guide, never free text.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "edit", rename_all = "snake_case")]
 pub enum TextEdit {
     /// Replace every `Microsoft SQL Server\NNN\Tools\BINN\OSQL.EXE` (any NNN, any case) with the
     /// given tools folder, e.g. `130` (SEED-NOTES 8).
     OsqlToolsFolder { folder: String },
-    /// Replace every occurrence of `find` with `replace` (exact text).
-    Literal { find: String, replace: String },
+    // No free-text edit: the agent builds every new content itself from a typed operation the
+    // guide needs, so a compromised orchestrator cannot write a line of its own into a script
+    // that an allowlisted task later runs (issue #20).
 }
 
 /// Event levels, most severe first.

@@ -177,3 +177,73 @@ pub enum Evidence {
         output: String,
     },
 }
+
+impl Evidence {
+    /// The variant's name as on the wire (`evidence` tag).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Evidence::Services { .. } => "services",
+            Evidence::StartupChanged { .. } => "startup_changed",
+            Evidence::Registry { .. } => "registry",
+            Evidence::RegistryChanged { .. } => "registry_changed",
+            Evidence::RegistryDeleted { .. } => "registry_deleted",
+            Evidence::FileEdited { .. } => "file_edited",
+            Evidence::TaskRun { .. } => "task_run",
+            Evidence::Installed { .. } => "installed",
+            Evidence::DiskFree { .. } => "disk_free",
+            Evidence::ProductVersion { .. } => "product_version",
+            Evidence::OsVersion { .. } => "os_version",
+            Evidence::BackupSessions { .. } => "backup_sessions",
+            Evidence::SessionCountersUnavailable { .. } => "session_counters_unavailable",
+            Evidence::Events { .. } => "events",
+            Evidence::IisReset { .. } => "iis_reset",
+            Evidence::Bindings { .. } => "bindings",
+            Evidence::Certificates { .. } => "certificates",
+            Evidence::HttpProbe { .. } => "http_probe",
+            Evidence::SqlScript { .. } => "sql_script",
+        }
+    }
+}
+
+/// The one table of which evidence each action produces. The orchestrator believes an answer
+/// only when its evidence is of a kind listed here for the action it asked for: a services stop
+/// answered with a product version is an answer to some other question.
+pub fn evidence_for(kind: crate::ActionKind) -> &'static [&'static str] {
+    use crate::ActionKind as K;
+    match kind {
+        K::ServicesStatus | K::ServicesStop | K::ServicesStart => &["services"],
+        K::ServiceSetStartup => &["startup_changed"],
+        K::RegistryGet => &["registry"],
+        K::RegistrySet => &["registry_changed"],
+        K::RegistryDelete => &["registry_deleted"],
+        K::FileReplace => &["file_edited"],
+        K::ScheduledTaskRun => &["task_run"],
+        K::InstallerRun => &["installed"],
+        K::DiskFree => &["disk_free"],
+        K::ProductVersion => &["product_version"],
+        K::OsVersion => &["os_version"],
+        K::BackupSessions => &["backup_sessions", "session_counters_unavailable"],
+        K::EventLogQuery => &["events"],
+        K::IisReset => &["iis_reset"],
+        K::IisHttpsBindingEnsure | K::IisBindingList => &["bindings"],
+        K::CertificateList => &["certificates"],
+        K::HttpProbe => &["http_probe"],
+        K::SqlScript => &["sql_script"],
+    }
+}
+
+#[cfg(test)]
+mod binding_tests {
+    use super::*;
+
+    #[test]
+    fn every_evidence_name_is_its_wire_tag() {
+        let e = Evidence::IisReset {
+            output: "ok".into(),
+        };
+        let v = serde_json::to_value(&e).unwrap();
+        assert_eq!(v["evidence"], e.name());
+        assert!(evidence_for(crate::ActionKind::IisReset).contains(&e.name()));
+        assert!(!evidence_for(crate::ActionKind::ServicesStop).contains(&"product_version"));
+    }
+}

@@ -265,6 +265,9 @@ pub enum ErrorCode {
     NotFound,
     /// The agent failed in a way that is not the action's fault (e.g. journal write failed).
     Internal,
+    /// The agent cannot take an action now (its journal's disk is full, too many running):
+    /// nothing was recorded and nothing ran; the same request may be sent again later.
+    Unavailable,
 }
 
 impl ErrorCode {
@@ -276,6 +279,7 @@ impl ErrorCode {
             ErrorCode::IdConflict | ErrorCode::NotCancellable => 409,
             ErrorCode::Expired | ErrorCode::ClockSkew => 422,
             ErrorCode::Internal => 500,
+            ErrorCode::Unavailable => 503,
         }
     }
 }

@@ -112,11 +112,7 @@ pub async fn run_agent(cmd: AgentCmd) -> anyhow::Result<ExitCode> {
                             error: e.to_string(),
                         },
                         Ok(c) => match c.health().await {
-                            Ok(h) => registry::Heartbeat::Online {
-                                agent_version: h.agent_version,
-                                backend: h.backend,
-                                clock_skew: h.now - now(),
-                            },
+                            Ok(h) => registry::Heartbeat::from_health(h, now()),
                             Err(e) => registry::Heartbeat::Offline {
                                 error: e.to_string(),
                             },

@@ -49,10 +49,6 @@ fn osql(text: &str, folder: &str) -> (String, u32) {
 pub fn apply(text: &str, edit: &TextEdit) -> Edited {
     let (new, replacements) = match edit {
         TextEdit::OsqlToolsFolder { folder } => osql(text, folder),
-        TextEdit::Literal { find, replace } => {
-            let n = text.matches(find.as_str()).count() as u32;
-            (text.replace(find.as_str(), replace), n)
-        }
     };
     Edited {
         diff: line_diff(text, &new),

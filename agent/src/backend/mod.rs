@@ -103,6 +103,25 @@ pub trait Backend: Send + Sync + 'static {
     async fn facts(&self) -> SiteFacts;
 }
 
+/// Refuses to run a SQL script whose bytes on disk are not the catalogued ones (`path` is
+/// resolved; the catalog entry was found by the policy check before the action was journaled).
+pub fn check_script_hash(
+    cfg: &crate::config::AgentConfig,
+    path: &str,
+    bytes: &[u8],
+) -> Result<(), Failure> {
+    use sha2::Digest;
+    let entry = crate::policy::script_in_catalog(cfg, path).map_err(|e| Failure::msg(e.message))?;
+    let found = hex::encode(sha2::Sha256::digest(bytes));
+    if !found.eq_ignore_ascii_case(&entry.sha256) {
+        return Err(Failure::msg(format!(
+            "SQL script `{path}` has SHA-256 {found}, not the catalogued {}: it was changed since it was shipped; not run",
+            entry.sha256
+        )));
+    }
+    Ok(())
+}
+
 /// GET a URL from this host. Certificates are not verified (self-signed DataTransfer nodes are
 /// allowed by the guide); the evidence says so.
 pub async fn http_probe(
@@ -112,6 +131,9 @@ pub async fn http_probe(
 ) -> Result<Evidence, Failure> {
     let client = reqwest::Client::builder()
         .danger_accept_invalid_certs(true)
+        // A listed target must not bounce the agent to one that is not (the allowlist names
+        // where the agent may go; a redirect is reported as the answer, not followed).
+        .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(timeout_secs))
         .build()
         .map_err(|e| Failure::msg(format!("building the HTTP client: {e}")))?;

@@ -112,11 +112,7 @@ impl Collector {
             }
         };
         let beat = match client.health().await {
-            Ok(h) => Heartbeat::Online {
-                agent_version: h.agent_version,
-                backend: h.backend,
-                clock_skew: h.now - (self.now)(),
-            },
+            Ok(h) => Heartbeat::from_health(h, (self.now)()),
             Err(e) => Heartbeat::Offline {
                 error: e.to_string(),
             },

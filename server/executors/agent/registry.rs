@@ -139,6 +139,30 @@ pub enum Heartbeat {
     },
 }
 
+impl Heartbeat {
+    /// What a health answer read at `now` (Unix seconds, the orchestrator's clock) says. The skew
+    /// is computed without overflow (a hostile or broken `now` such as `i64::MIN` cannot wrap to
+    /// a small number), and a clock further off than an agent accepts requests
+    /// ([`MAX_CLOCK_SKEW_SECS`](lockstep_protocol::MAX_CLOCK_SKEW_SECS)) reads offline: every action sent
+    /// to it would be refused.
+    pub fn from_health(h: lockstep_protocol::Health, now: i64) -> Heartbeat {
+        let limit = lockstep_protocol::MAX_CLOCK_SKEW_SECS;
+        match h.now.checked_sub(now) {
+            Some(skew) if skew.unsigned_abs() <= limit.unsigned_abs() => Heartbeat::Online {
+                agent_version: h.agent_version,
+                backend: h.backend,
+                clock_skew: skew,
+            },
+            _ => Heartbeat::Offline {
+                error: format!(
+                    "the agent's clock reads {} but ours reads {now}: more than {limit} s apart, so it would refuse every action; fix the clocks",
+                    h.now
+                ),
+            },
+        }
+    }
+}
+
 pub async fn record_heartbeat(
     pool: &SqlitePool,
     server: &str,
@@ -250,4 +274,35 @@ pub async fn live_facts(
         now,
         stale_after_secs,
     ))
+}
+
+#[cfg(test)]
+mod heartbeat_tests {
+    use super::*;
+
+    fn health(now: i64) -> lockstep_protocol::Health {
+        lockstep_protocol::Health {
+            protocol: lockstep_protocol::PROTOCOL_VERSION,
+            agent_version: "0.1.0".into(),
+            backend: "simulated".into(),
+            hostname: "dc1".into(),
+            now,
+            running_actions: 0,
+        }
+    }
+
+    #[test]
+    fn a_wrapped_or_large_clock_skew_reads_offline() {
+        let now = 1_800_000_000;
+        assert!(matches!(
+            Heartbeat::from_health(health(now + 3), now),
+            Heartbeat::Online { clock_skew: 3, .. }
+        ));
+        for agent_now in [i64::MIN, i64::MAX, now - 301, now + 301] {
+            assert!(
+                matches!(Heartbeat::from_health(health(agent_now), now), Heartbeat::Offline { .. }),
+                "{agent_now}"
+            );
+        }
+    }
 }

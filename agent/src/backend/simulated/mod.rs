@@ -524,10 +524,12 @@ impl SimulatedBackend {
             Action::HttpProbe { url, timeout_secs } => http_probe(url, *timeout_secs, ctx).await,
             Action::SqlScript { path, .. } => {
                 let p = resolve_path(&self.config, path).map_err(|e| Failure::msg(e.message))?;
+                let config = &self.config;
                 self.update(|s| {
-                    if !s.files.keys().any(|k| k.eq_ignore_ascii_case(&p)) {
+                    let Some(text) = s.files.iter().find(|(k, _)| k.eq_ignore_ascii_case(&p)).map(|(_, v)| v.clone()) else {
                         return Err(Failure::msg(format!("script `{p}` does not exist")));
-                    }
+                    };
+                    super::check_script_hash(config, &p, text.as_bytes())?;
                     Self::record(s, ctx, action);
                     Ok(Evidence::SqlScript { path: p.clone(), exit_code: 0, output: "(simulated) script ran".into() })
                 })?

@@ -709,6 +709,9 @@ impl Backend for WindowsBackend {
                 timeout_secs,
             } => {
                 let p = resolve_path(&self.config, path).map_err(|e| Failure::msg(e.message))?;
+                let bytes = std::fs::read(&p)
+                    .map_err(|e| Failure::msg(format!("reading SQL script `{p}`: {e}")))?;
+                super::check_script_hash(&self.config, &p, &bytes)?;
                 let o = self
                     .exec(
                         &commands::sqlcmd(&p, database.as_deref()),
