@@ -45,17 +45,22 @@ impl Engine {
         step_id: &str,
         event: StepEvent,
     ) -> Result<Vec<StepAction>> {
-        let (_, actions) = self
-            .inner
-            .store
-            .apply_driver_event_and_claim(
-                run_id,
-                step_id,
-                &event,
-                self.now(),
-                self.inner.config.limits,
-            )
-            .await?;
+        let store = &self.inner.store;
+        let (_, actions) = if self.inner.config.claim_in_commit {
+            store
+                .apply_driver_event_and_claim(
+                    run_id,
+                    step_id,
+                    &event,
+                    self.now(),
+                    self.inner.config.limits,
+                )
+                .await?
+        } else {
+            store
+                .apply_driver_event(run_id, step_id, &event, self.now())
+                .await?
+        };
         Ok(actions)
     }
 
