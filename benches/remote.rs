@@ -1,18 +1,24 @@
 //! Remote step overhead benchmark (not a test): `cargo bench --bench remote`, or
-//! `scripts/bench-remote`, which also installs Ansible and runs the same work through it.
+//! `scripts/bench-remote`, which also installs Ansible and Prefect and runs the same work through
+//! them in the same invocation.
 //!
 //! M simulated agents listen on their own loopback addresses (127.0.0.2, .3, ...) behind pinned
 //! mutual TLS. A plan of N no-op allowlisted queries per host (the agent's product-version
 //! query, read-only) is driven by the real engine on a real SQLite database (WAL, FULL sync):
-//! claim → commit dispatched → agent journals (fsync) → result → commit succeeded → event
-//! published. Each host's steps form a chain, hosts run side by side, one step per host at a
-//! time. The per step × host figure is the time between two consecutive `succeeded` events of
-//! one host as a subscriber receives them, so it covers the whole path of one step.
+//! claim → commit dispatched → agent journals → result → commit succeeded (with the claim of the
+//! host's next step) → event published. Each host's steps form a chain, hosts run side by side,
+//! one step per host at a time. The per step × host figure is the time between two consecutive
+//! `succeeded` events of one host as a subscriber receives them, so it covers the whole path of
+//! one step.
 //!
-//! When `LOCKSTEP_BENCH_ANSIBLE` names an `ansible-playbook`, the same N tasks over M hosts
-//! (`ansible_connection=local`, forks = M, no fact gathering, `df -P /` per task) run in the
-//! same invocation and the ratio is printed. Sizes: LOCKSTEP_BENCH_STEPS (N, default 20),
-//! LOCKSTEP_BENCH_HOSTS (M, default 20). Lines starting `RESULT` are read by `scripts/bench-all`.
+//! Two shapes, each measured on every side: one host × LOCKSTEP_BENCH_SINGLE_STEPS (default 200)
+//! and LOCKSTEP_BENCH_HOSTS (M, default 20) × LOCKSTEP_BENCH_STEPS (N, default 20).
+//! When `LOCKSTEP_BENCH_ANSIBLE` names an `ansible-playbook`, the same tasks run through it
+//! (`ansible_connection=local`, forks = M, no fact gathering, `df -P /` per task). When
+//! `LOCKSTEP_BENCH_PREFECT` names a Python with Prefect 3, `scripts/bench-prefect` runs the same
+//! shapes as flows of no-op tasks against a `prefect server` on loopback, timed until every task
+//! run is COMPLETED in its API. Ratios are per task as one host sees it, same shape. Lines
+//! starting `RESULT` are read by `scripts/bench-all`.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -96,6 +102,9 @@ async fn lockstep_side(dir: &Path, n: usize, m: usize) -> (Vec<Duration>, Durati
             per_run: m.max(1),
             per_host: 1,
         },
+        // LOCKSTEP_BENCH_CLAIM_IN_COMMIT=0: the driver claims in a commit of its own (the
+        // engine before issue 19), to measure both in one invocation.
+        claim_in_commit: std::env::var("LOCKSTEP_BENCH_CLAIM_IN_COMMIT").as_deref() != Ok("0"),
         ..EngineConfig::default()
     };
     let engine = Engine::with(
@@ -216,61 +225,128 @@ fn ansible_side(playbook_bin: &str, dir: &Path, n: usize, m: usize) -> Result<Du
     Ok(wall)
 }
 
+/// Prefect's figures per shape (hosts, steps) → ms per task as a host sees it, from one
+/// `scripts/bench-prefect` call (one server start for every shape).
+fn prefect_side(python: &str, shapes: &[(usize, usize)]) -> Result<HashMap<(usize, usize), f64>, String> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/bench-prefect");
+    let out = std::process::Command::new(python)
+        .arg(&script)
+        .args(shapes.iter().map(|(m, n)| format!("{m}x{n}")))
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| format!("running {} {}: {e}", python, script.display()))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut figures = HashMap::new();
+    for line in text.lines() {
+        match line.strip_prefix("PREFECT ") {
+            Some(json) => {
+                let v: serde_json::Value =
+                    serde_json::from_str(json).map_err(|e| format!("bench-prefect printed {json:?}: {e}"))?;
+                let field = |k: &str| v[k].as_f64().ok_or_else(|| format!("bench-prefect: no {k} in {json}"));
+                figures.insert(
+                    (field("hosts")? as usize, field("steps")? as usize),
+                    field("per_task_ms")?,
+                );
+            }
+            None => println!("{line}"),
+        }
+    }
+    if !out.status.success() {
+        return Err(format!("bench-prefect exited {}", out.status));
+    }
+    Ok(figures)
+}
+
 fn main() {
+    let single = env_usize("LOCKSTEP_BENCH_SINGLE_STEPS", 200);
     let n = env_usize("LOCKSTEP_BENCH_STEPS", 20);
     let m = env_usize("LOCKSTEP_BENCH_HOSTS", 20);
+    let shapes = [(1, single), (m, n)];
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("runtime");
-    let dir = tempfile::tempdir().expect("temp dir");
-    println!(
-        "remote step overhead: {n} steps x {m} hosts, simulated agents over mutual TLS on loopback"
-    );
-    let (per_step, wall) = rt.block_on(lockstep_side(dir.path(), n, m));
-    let p50 = percentile(&per_step, 0.50);
-    let p99 = percentile(&per_step, 0.99);
-    let amortized = wall / (n * m) as u32;
-    println!(
-        "lockstep: per step x host p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; wall {:.2?} for {} steps ({:.2} ms per step x host amortized)",
-        ms(p50),
-        ms(p99),
-        ms(*per_step.last().expect("steps")),
-        wall,
-        n * m,
-        ms(amortized)
-    );
-    println!("RESULT remote_p50_ms={:.3}", ms(p50));
-    println!("RESULT remote_p99_ms={:.3}", ms(p99));
-    println!("RESULT remote_wall_s={:.3}", wall.as_secs_f64());
-    match std::env::var("LOCKSTEP_BENCH_ANSIBLE") {
-        Ok(bin) => {
-            let adir = dir.path().join("ansible");
-            std::fs::create_dir_all(&adir).expect("ansible dir");
-            match ansible_side(&bin, &adir, n, m) {
-                Ok(awall) => {
-                    // Each host runs its N tasks one after another, hosts side by side (forks = M):
-                    // the per task x host figure comparable to Lockstep's is wall / N.
-                    let per_task = awall / n as u32;
-                    println!(
-                        "ansible:  wall {awall:.2?} for {} tasks ({:.1} ms per task x host as a host sees it, {:.2} ms amortized)",
-                        n * m,
-                        ms(per_task),
-                        ms(awall / (n * m) as u32)
-                    );
-                    println!(
-                        "ratio: Ansible per task x host / Lockstep p50 = {:.0}x; wall-time ratio = {:.1}x",
-                        ms(per_task) / ms(p50),
-                        awall.as_secs_f64() / wall.as_secs_f64()
-                    );
-                    println!("RESULT ansible_per_task_ms={:.3}", ms(per_task));
-                    println!("RESULT ansible_ratio={:.1}", ms(per_task) / ms(p50));
-                }
-                Err(e) => println!("ansible: not measured: {e}"),
+    let prefect = match std::env::var("LOCKSTEP_BENCH_PREFECT") {
+        Ok(python) => match prefect_side(&python, &shapes) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                println!("prefect: not measured: {e}");
+                None
             }
+        },
+        Err(_) => {
+            println!("prefect: not run (scripts/bench-remote installs it and sets LOCKSTEP_BENCH_PREFECT)");
+            None
         }
-        Err(_) => println!(
-            "ansible: not run (scripts/bench-remote installs it and sets LOCKSTEP_BENCH_ANSIBLE)"
-        ),
+    };
+    for (m, n) in shapes {
+        // Keys: `remote_1_…` for one host, `remote_m_…` for the many-host shape.
+        let tag = if m == 1 { "1" } else { "m" };
+        let dir = tempfile::tempdir().expect("temp dir");
+        println!(
+            "\nremote step overhead: {n} steps x {m} hosts, simulated agents over mutual TLS on loopback"
+        );
+        let (per_step, wall) = rt.block_on(lockstep_side(dir.path(), n, m));
+        let p50 = percentile(&per_step, 0.50);
+        let p99 = percentile(&per_step, 0.99);
+        let amortized = wall / (n * m) as u32;
+        let per_host = ms(wall) / n as f64;
+        println!(
+            "lockstep: per step x host p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; wall {:.2?} for {} steps ({:.2} ms per step as a host sees it, {:.2} ms amortized)",
+            ms(p50),
+            ms(p99),
+            ms(*per_step.last().expect("steps")),
+            wall,
+            n * m,
+            per_host,
+            ms(amortized)
+        );
+        println!("RESULT remote_{tag}_hosts={m}");
+        println!("RESULT remote_{tag}_steps={n}");
+        println!("RESULT remote_{tag}_p50_ms={:.3}", ms(p50));
+        println!("RESULT remote_{tag}_p99_ms={:.3}", ms(p99));
+        println!("RESULT remote_{tag}_wall_s={:.3}", wall.as_secs_f64());
+        if let Some(per_task) = prefect.as_ref().and_then(|f| f.get(&(m, n))) {
+            println!(
+                "prefect:  {per_task:.1} ms per task as a host sees it (until COMPLETED in its API)"
+            );
+            println!(
+                "ratio: Prefect per task / Lockstep p50 = {:.1}x; / Lockstep wall per step as a host sees it = {:.1}x",
+                per_task / ms(p50),
+                per_task / per_host
+            );
+            println!("RESULT prefect_{tag}_per_task_ms={per_task:.3}");
+            println!("RESULT prefect_{tag}_ratio={:.2}", per_task / ms(p50));
+        }
+        match std::env::var("LOCKSTEP_BENCH_ANSIBLE") {
+            Ok(bin) => {
+                let adir = dir.path().join("ansible");
+                std::fs::create_dir_all(&adir).expect("ansible dir");
+                match ansible_side(&bin, &adir, n, m) {
+                    Ok(awall) => {
+                        // Each host runs its N tasks one after another, hosts side by side
+                        // (forks = M): the per task x host figure comparable to Lockstep's is wall / N.
+                        let per_task = awall / n as u32;
+                        println!(
+                            "ansible:  wall {awall:.2?} for {} tasks ({:.1} ms per task x host as a host sees it, {:.2} ms amortized)",
+                            n * m,
+                            ms(per_task),
+                            ms(awall / (n * m) as u32)
+                        );
+                        println!(
+                            "ratio: Ansible per task x host / Lockstep p50 = {:.0}x; wall-time ratio = {:.1}x",
+                            ms(per_task) / ms(p50),
+                            awall.as_secs_f64() / wall.as_secs_f64()
+                        );
+                        println!("RESULT ansible_{tag}_per_task_ms={:.3}", ms(per_task));
+                        println!("RESULT ansible_{tag}_ratio={:.1}", ms(per_task) / ms(p50));
+                    }
+                    Err(e) => println!("ansible: not measured: {e}"),
+                }
+            }
+            Err(_) => println!(
+                "ansible: not run (scripts/bench-remote installs it and sets LOCKSTEP_BENCH_ANSIBLE)"
+            ),
+        }
     }
 }

@@ -11,6 +11,7 @@
 
 pub mod demo;
 pub mod faults;
+mod follow;
 pub mod manual;
 pub mod report;
 pub mod site;
@@ -238,51 +239,45 @@ impl Rehearsal {
     /// Stands in for people until the run finishes or stops where only a person could go on
     /// (a failed step, an outcome in doubt). Returns the run's status.
     pub async fn drive(&self, progress: &mut dyn FnMut(&Progress)) -> anyhow::Result<RunStatus> {
-        let mut seen: BTreeMap<String, (StepStatus, Option<String>)> = BTreeMap::new();
+        // Subscribe before the first read: nothing committed after it is missed (see follow.rs).
         let mut events = self.store.subscribe();
+        let mut view = follow::StepView::default();
+        let mut changes = view.reload(&self.store, &self.run_id).await?;
         let mut quiet_rounds = 0u32;
         loop {
-            let run = self.store.run(&self.run_id).await?;
-            // Ids, statuses and errors only; whole records just for the steps people act on.
-            let steps = self.store.step_statuses(&self.run_id).await?;
-            for s in &steps {
-                let now = (s.status, s.last_error.clone());
-                if seen.get(&s.id) != Some(&now) {
-                    seen.insert(s.id.clone(), now);
-                    progress(&Progress {
-                        elapsed: self.started.elapsed(),
-                        step: s.id.clone(),
-                        status: s.status,
-                        detail: s.last_error.clone(),
-                    });
-                }
+            for c in changes.drain(..) {
+                progress(&Progress {
+                    elapsed: self.started.elapsed(),
+                    step: c.step,
+                    status: c.status,
+                    detail: c.detail,
+                });
             }
+            let run = self.store.run(&self.run_id).await?;
             if run.status.is_terminal() {
                 return Ok(run.status);
             }
             let mut acted = false;
             if run.status.is_driving() {
-                let waiting = [StepStatus::AwaitingApproval, StepStatus::AwaitingOperator];
-                for s in &self.store.steps_in(&self.run_id, &waiting).await? {
-                    acted |= self.act_as_people(s).await?;
+                for id in view.waiting.clone() {
+                    let s = self.store.step(&self.run_id, &id).await?;
+                    acted |= self.act_as_people(&s).await?;
                 }
             }
             // Steps waiting for people only move while the run is driven (we act on them).
-            let moving = steps.iter().any(|s| {
-                s.status.is_in_flight()
-                    || (run.status.is_driving()
-                        && matches!(
-                            s.status,
-                            StepStatus::Ready
-                                | StepStatus::AwaitingApproval
-                                | StepStatus::AwaitingOperator
-                        ))
-            });
+            let moving = view.any(&[
+                StepStatus::Dispatched,
+                StepStatus::Running,
+                StepStatus::Verifying,
+            ]) || (run.status.is_driving()
+                && view.any(&[
+                    StepStatus::Ready,
+                    StepStatus::AwaitingApproval,
+                    StepStatus::AwaitingOperator,
+                ]));
             let runnable = run.status.is_driving()
-                && steps.iter().any(|s| s.status == StepStatus::Pending)
-                && !steps
-                    .iter()
-                    .any(|s| matches!(s.status, StepStatus::Failed | StepStatus::OutcomeUnknown));
+                && view.any(&[StepStatus::Pending])
+                && !view.any(&[StepStatus::Failed, StepStatus::OutcomeUnknown]);
             if !acted && !moving && !runnable {
                 quiet_rounds += 1;
                 if run.status == RunStatus::Failed || quiet_rounds >= 10 {
@@ -291,10 +286,33 @@ impl Rehearsal {
             } else {
                 quiet_rounds = 0;
             }
-            let _ = tokio::time::timeout(Duration::from_millis(200), events.recv()).await;
-            // One look at the run per burst of commits, not one per event: a 200-server plan
-            // has 1,500 steps to read each time.
-            while events.try_recv().is_ok() {}
+            // Every event of the burst moves the picture; the run is looked at once per burst.
+            let first = tokio::time::timeout(Duration::from_millis(200), events.recv()).await;
+            let mut next = match first {
+                Ok(r) => Some(r),
+                Err(_) => None,
+            };
+            while let Some(received) = next.take() {
+                match received {
+                    Ok(ev) => {
+                        if let Some(c) = view.apply(&self.store, &self.run_id, &ev).await? {
+                            changes.push(c);
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => view.stale = true,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                }
+                next = match events.try_recv() {
+                    Ok(ev) => Some(Ok(ev)),
+                    Err(tokio::sync::broadcast::error::TryRecvError::Lagged(k)) => {
+                        Some(Err(tokio::sync::broadcast::error::RecvError::Lagged(k)))
+                    }
+                    Err(_) => None,
+                };
+            }
+            if view.stale {
+                changes.extend(view.reload(&self.store, &self.run_id).await?);
+            }
         }
     }
 

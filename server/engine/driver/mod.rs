@@ -39,6 +39,10 @@ pub struct EngineConfig {
     /// While an action runs, how often the executor is asked for its status; a `running` answer
     /// is recorded as a heartbeat (dispatched → running).
     pub heartbeat: Duration,
+    /// A step leaving flight claims its run's next steps in the same commit (one fsync per step;
+    /// see `store/group.rs`). Off, the driver's pass claims in a commit of its own, as before
+    /// issue 19: kept only so a benchmark can measure both in one invocation.
+    pub claim_in_commit: bool,
 }
 
 impl Default for EngineConfig {
@@ -48,6 +52,7 @@ impl Default for EngineConfig {
             grace: Duration::from_secs(10),
             idle_tick: Duration::from_secs(1),
             heartbeat: Duration::from_secs(15),
+            claim_in_commit: true,
         }
     }
 }

@@ -117,6 +117,11 @@ impl Driver {
         let limits = self.engine.inner.config.limits;
         let mut next_wake: Option<Millis> = None;
         let earliest = |t: Millis, w: &mut Option<Millis>| *w = Some(w.map_or(t, |x| x.min(t)));
+        // Steps a finished step's commit already started (the claim folded into that commit):
+        // carried out first, before this pass reads them as dispatched-but-idle.
+        for (run_id, c) in store.take_claimed() {
+            self.spawn(run_id, c.step, c.actions);
+        }
         for run_id in store.active_run_ids().await? {
             let now = self.engine.now();
             let (claimed, wake_at) = store.claim(&run_id, limits, now).await?;

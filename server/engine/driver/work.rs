@@ -36,18 +36,31 @@ impl Engine {
     }
 
     /// Applies a driver event; returns the follow-up actions. Events of steps finishing at the
-    /// same moment share one commit (see [`crate::engine::store::Store::apply_driver_event`]).
+    /// same moment share one commit, and a step leaving flight claims the run's next steps in
+    /// that commit (see [`crate::engine::store::Store::apply_driver_event_and_claim`]); the
+    /// driver picks those up on the pass the commit wakes it for.
     pub(super) async fn apply(
         &self,
         run_id: &str,
         step_id: &str,
         event: StepEvent,
     ) -> Result<Vec<StepAction>> {
-        let (_, actions) = self
-            .inner
-            .store
-            .apply_driver_event(run_id, step_id, &event, self.now())
-            .await?;
+        let store = &self.inner.store;
+        let (_, actions) = if self.inner.config.claim_in_commit {
+            store
+                .apply_driver_event_and_claim(
+                    run_id,
+                    step_id,
+                    &event,
+                    self.now(),
+                    self.inner.config.limits,
+                )
+                .await?
+        } else {
+            store
+                .apply_driver_event(run_id, step_id, &event, self.now())
+                .await?
+        };
         Ok(actions)
     }
 

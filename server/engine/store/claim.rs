@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use sqlx::Row;
 
-use super::queries::{load_run, load_step, load_steps, load_steps_in, StepRecord};
+use super::queries::{load_run, load_step, load_steps, load_steps_in, RunRecord, StepRecord};
 use super::{Result, Store, WriteTx};
 use crate::engine::audit::AuditEvent;
 use crate::engine::machine::{Millis, RunEvent, RunStatus, StepAction, StepEvent, StepStatus};
@@ -52,6 +52,24 @@ impl Store {
         if !run.status.is_driving() {
             return Ok((Vec::new(), None));
         }
+        let found = w.claim_ready(&run, limits, now).await?;
+        self.commit(w).await?;
+        Ok(found)
+    }
+}
+
+impl WriteTx {
+    /// The claim inside a transaction already open: the driver's pass opens its own, and the
+    /// commit of a finished step runs it too (see `group.rs`), so the step's result and the start
+    /// of the steps it releases become durable in one fsync.
+    pub(super) async fn claim_ready(
+        &mut self,
+        run: &RunRecord,
+        limits: DriveLimits,
+        now: Millis,
+    ) -> Result<(Vec<Claimed>, Option<Millis>)> {
+        let w = self;
+        let run_id = run.id.as_str();
         let undoing = run.status == RunStatus::Undoing;
         let unblocked: Vec<String> = sqlx::query(
             "SELECT s.id FROM steps s WHERE s.run_id = ? AND s.status = 'pending'
@@ -138,10 +156,11 @@ impl Store {
             step.state = state;
             claimed.push(Claimed { step, actions });
         }
-        self.commit(w).await?;
         Ok((claimed, next_wake))
     }
+}
 
+impl Store {
     /// The driver's end-of-run check: completes a run whose steps are all done, fails one that a
     /// failed step has stopped, and reports the earliest gate expiry to wake for.
     pub async fn settle(&self, run_id: &str, now: Millis) -> Result<Option<RunStatus>> {

@@ -9,11 +9,20 @@
 //! audit event; a refusal or conflict is answered to its caller alone and writes nothing. If the
 //! transaction as a whole fails (disk full, I/O error) nothing of it was written, and each event
 //! is applied again in a transaction of its own so one bad item cannot fail the others.
+//!
+//! The driver's events also carry its concurrency limits: when a step leaves flight (succeeded,
+//! failed, skipped), the same transaction claims the run's next ready steps (unblock, start within
+//! the limits and host locks), so a step costs one durable commit instead of two. The steps so
+//! started are handed to the driver through [`Store::take_claimed`] *before* the commit's events
+//! are published: the driver wakes on those events and finds them waiting, and never mistakes a
+//! freshly dispatched step for one left behind. A crash between that commit and the dispatch
+//! leaves a dispatched step that the next start reconciles, exactly as after the driver's own claim.
 
 use std::sync::Mutex;
 
 use tokio::sync::oneshot;
 
+use super::claim::{Claimed, DriveLimits};
 use super::queries::{load_run, load_step};
 use super::{EngineError, Result, Store};
 use crate::engine::machine::{Millis, StepAction, StepEvent, StepState};
@@ -24,6 +33,8 @@ pub(super) struct Group {
     queue: Mutex<Vec<Pending>>,
     /// Held by the caller committing a batch (tokio's mutex is fair: callers commit in order).
     turn: tokio::sync::Mutex<()>,
+    /// Steps started by the claim folded into a batch, waiting for the driver to carry them out.
+    claimed: Mutex<Vec<(String, Claimed)>>,
     /// Transactions this path has begun (tests check that events shared one).
     #[cfg(test)]
     batches: std::sync::atomic::AtomicU64,
@@ -34,6 +45,8 @@ struct Pending {
     step_id: String,
     event: StepEvent,
     now: Millis,
+    /// The driver's limits: claim the run's next steps in the same commit.
+    claim: Option<DriveLimits>,
     reply: oneshot::Sender<ItemResult>,
 }
 
@@ -48,6 +61,37 @@ impl Store {
         event: &StepEvent,
         now: Millis,
     ) -> Result<(StepState, Vec<StepAction>)> {
+        self.grouped(run_id, step_id, event, now, None).await
+    }
+
+    /// [`Store::apply_driver_event`], and when the step leaves flight, the claim of the run's next
+    /// ready steps within `limits` in the same commit; the steps it starts wait in
+    /// [`Store::take_claimed`] for the driver.
+    pub async fn apply_driver_event_and_claim(
+        &self,
+        run_id: &str,
+        step_id: &str,
+        event: &StepEvent,
+        now: Millis,
+        limits: DriveLimits,
+    ) -> Result<(StepState, Vec<StepAction>)> {
+        self.grouped(run_id, step_id, event, now, Some(limits)).await
+    }
+
+    /// Steps started by a claim folded into a step's commit, not yet carried out (the driver takes
+    /// them at the start of each pass).
+    pub fn take_claimed(&self) -> Vec<(String, Claimed)> {
+        std::mem::take(&mut *self.group.claimed.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    async fn grouped(
+        &self,
+        run_id: &str,
+        step_id: &str,
+        event: &StepEvent,
+        now: Millis,
+        claim: Option<DriveLimits>,
+    ) -> Result<(StepState, Vec<StepAction>)> {
         if event.actor().is_some() {
             return self.apply_step_event(run_id, step_id, event, now).await;
         }
@@ -61,6 +105,7 @@ impl Store {
                 step_id: step_id.to_string(),
                 event: event.clone(),
                 now,
+                claim,
                 reply,
             });
         let turn = self.group.turn.lock().await;
@@ -119,6 +164,8 @@ impl Store {
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let mut w = self.begin().await?;
         let mut results = Vec::with_capacity(batch.len());
+        // Runs with a step that left flight, and the limits to claim their next steps within.
+        let mut to_claim: Vec<(&str, DriveLimits)> = Vec::new();
         for p in batch {
             let item = async {
                 let run = load_run(&mut w.tx, &p.run_id).await?;
@@ -128,7 +175,14 @@ impl Store {
             }
             .await;
             match item {
-                Ok(r) => results.push(Ok(r)),
+                Ok(r) => {
+                    if let Some(limits) = p.claim.filter(|_| !r.0.status.is_in_flight()) {
+                        if !to_claim.iter().any(|(run, _)| *run == p.run_id) {
+                            to_claim.push((&p.run_id, limits));
+                        }
+                    }
+                    results.push(Ok(r))
+                }
                 // Refused, lost the compare-and-set, or no such step: nothing was written for
                 // it, and the answer is this caller's alone.
                 Err(
@@ -139,8 +193,26 @@ impl Store {
                 Err(e) => return Err(e),
             }
         }
+        let now = batch.iter().map(|p| p.now).max().unwrap_or_default();
+        let mut claimed = Vec::new();
+        for (run_id, limits) in to_claim {
+            let run = load_run(&mut w.tx, run_id).await?;
+            if run.status.is_driving() {
+                // An error here fails the batch; each event is then applied on its own, unclaimed,
+                // and the driver's next pass claims instead.
+                let (started, _) = w.claim_ready(&run, limits, now).await?;
+                claimed.extend(started.into_iter().map(|c| (run_id.to_string(), c)));
+            }
+        }
         let super::WriteTx { tx, appended, .. } = w;
         tx.commit().await?;
+        if !claimed.is_empty() {
+            self.group
+                .claimed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend(claimed);
+        }
         Ok(self
             .committed(appended)
             .map(|_| results)

@@ -165,7 +165,7 @@ pub(super) async fn load_steps(
 }
 
 /// The run's steps in one of `statuses`, in plan order: the driver's passes look only at the
-/// steps that can need it, not at every step of a long plan (index `steps_by_status`).
+/// steps that can need it, not at every step of a long plan (index `steps_claim_scan`).
 pub(super) async fn load_steps_in(
     conn: &mut SqliteConnection,
     run_id: &str,
