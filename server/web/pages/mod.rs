@@ -39,6 +39,7 @@ pub fn routes() -> Router<AppState> {
         .route("/audit", get(audit::page))
         .route("/audit/export.csv", get(audit::export_csv))
         .route("/audit/export.jsonl", get(audit::export_jsonl))
+        .route("/audit/export.bundle.json", get(audit::export_bundle))
         .route("/runs", get(runs::list).post(newrun::create))
         .route("/runs/new", get(newrun::form))
         .route("/runs/preview", post(newrun::preview))
