@@ -157,7 +157,7 @@ async fn the_audit_page_filters_exports_and_shows_the_chain_result() {
         .text()
         .await
         .unwrap();
-    assert!(csv.starts_with("id,at_ms,run_id"));
+    assert!(csv.starts_with("id,at_ms,at_utc,run_id"));
     assert_eq!(csv.lines().count(), 1 + 3);
     let jsonl = app
         .get(&v, &format!("/audit/export.jsonl?run={}", run.id))
