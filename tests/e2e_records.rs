@@ -108,6 +108,21 @@ fn printed_text(file: &Path, dir: &Path) -> String {
         .join(" ")
 }
 
+/// Screenshots of `file` at 1400 and 400 px into `test-artifacts/` (the README's pictures in
+/// `docs/` are copies of these).
+fn screenshots(file: &Path, name: &str) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("test-artifacts");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (w, h) in [(1400, 2200), (400, 2200)] {
+        chromium(&[
+            format!("--window-size={w},{h}"),
+            "--hide-scrollbars".into(),
+            format!("--screenshot={}", dir.join(format!("{name}-{w}.png")).display()),
+            format!("file://{}", file.display()),
+        ]);
+    }
+}
+
 fn words(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
@@ -181,6 +196,7 @@ async fn the_records_of_a_finished_clustered_run_read_print_and_verify() {
     let file = offline_copy(&html, dir.path(), "record.html");
     let width = laid_out_width(&file, 1400);
     assert!(width <= 1400, "the change record is {width} px wide at 1400 px");
+    screenshots(&file, "change-record");
     let text = printed_text(&file, dir.path());
     if let Some(p) = looks_like_json(&text) {
         panic!("raw JSON (`{p}`) in the printed change record: {text}");
@@ -199,21 +215,27 @@ async fn the_records_of_a_finished_clustered_run_read_print_and_verify() {
     ] {
         assert!(text.contains(want), "`{want}` is not in the printed record: {text}");
     }
+    // `<q>` prints its text between quotation marks.
     for a in approvals {
-        let comment = words(a["comment"].as_str().unwrap());
-        assert!(!comment.is_empty(), "{a}");
-        let row = format!("{} {}", a["actor"].as_str().unwrap(), a["verdict"].as_str().unwrap());
-        assert!(text.contains(&row), "`{row}` is not in the printed record");
-        assert!(text.contains(&comment), "the comment `{comment}` is not whole in the printed record");
+        let row = words(&format!(
+            "{} {} {}: “{}”",
+            a["actor"].as_str().unwrap(),
+            a["verdict"].as_str().unwrap(),
+            a["subject"].as_str().unwrap(),
+            a["comment"].as_str().unwrap()
+        ));
+        assert!(text.contains(&row), "the approval `{row}` is not whole in the printed record: {text}");
     }
     for t in tasks {
         let row = words(&format!(
-            "{} {} {}",
+            "{} on {}: performed by {}",
             t["title"].as_str().unwrap(),
             t["server"].as_str().unwrap(),
             t["performed_by"].as_str().unwrap()
         ));
         assert!(text.contains(&row), "the manual task `{row}` is not in the printed record: {text}");
+        let recorded = words(t["recorded"].as_str().unwrap());
+        assert!(text.contains(&recorded), "what was recorded, `{recorded}`, is not in the printed record");
     }
 
     // The Audit page of the run: fits 1400 px, sentences instead of JSON, the run named; and
@@ -229,6 +251,9 @@ async fn the_records_of_a_finished_clustered_run_read_print_and_verify() {
         let file = offline_copy(&html, dir.path(), name);
         let width = laid_out_width(&file, 1400);
         assert!(width <= 1400, "{path} is {width} px wide at 1400 px");
+        if name == "audit.html" {
+            screenshots(&file, "audit");
+        }
         let text = printed_text(&file, dir.path());
         if let Some(p) = looks_like_json(&text) {
             panic!("raw JSON (`{p}`) on {path}: {text}");
@@ -245,6 +270,31 @@ async fn the_records_of_a_finished_clustered_run_read_print_and_verify() {
             );
         }
     }
+
+    // The Data Center drawing: after the run every server reads 8.11 (from the agents' facts,
+    // collected after the run, or the recorded versions serve updated from them).
+    let dc_path = format!("/datacenters/{}", site.inventory_name.replace(' ', "%20"));
+    let servers = site.agents.len();
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let drawing = page(&site, viewer, &format!("{dc_path}/drawing")).await;
+        let upgraded = drawing.matches("<text class=\"version\" ").count();
+        let at_8_11 = drawing.matches(">Connected 8.11<").count();
+        if at_8_11 == servers {
+            assert!(upgraded >= servers, "{drawing}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{at_8_11} of {servers} servers read Connected 8.11 90 s after the run: {drawing}"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let html = page(&site, viewer, &dc_path).await;
+    let file = offline_copy(&html, dir.path(), "datacenter.html");
+    let width = laid_out_width(&file, 1400);
+    assert!(width <= 1400, "the Data Center page is {width} px wide at 1400 px");
+    screenshots(&file, "datacenter");
 
     // The CSV gives ISO 8601 UTC times beside the milliseconds.
     let csv = page(&site, viewer, &format!("/audit/export.csv?run={id}")).await;

@@ -261,7 +261,7 @@ mod tests {
     #[test]
     fn every_line_stays_inside_its_box_whatever_the_number_of_roles() {
         let mut inv = example("clustered.toml");
-        // Give one server every role another server has, several times over.
+        // Give one server every role any server has.
         let all: Vec<_> = inv.servers.iter().flat_map(|s| s.roles.clone()).collect();
         inv.servers[0].roles = all.iter().cycle().take(12).cloned().collect();
         let mut detail = BTreeMap::new();
@@ -283,7 +283,9 @@ mod tests {
             }
         }
         let first = &d.servers.iter().find(|b| b.name == inv.servers[0].name).unwrap();
-        assert!(first.lines.iter().filter(|l| l.class == "roles").count() == 12);
+        let roles = inv.servers[0].roles.len();
+        assert!(roles >= 3, "the test gives one server several roles");
+        assert_eq!(first.lines.iter().filter(|l| l.class == "roles").count(), roles);
         let second = &d.servers.iter().find(|b| b.name == inv.servers[1].name).unwrap();
         assert_eq!(second.health, "online");
         assert!(second.lines.iter().any(|l| l.text == "SQL Server 2016"));

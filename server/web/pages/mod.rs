@@ -8,6 +8,7 @@ pub mod login;
 pub mod newrun;
 pub mod overview;
 pub mod report;
+pub mod run_history;
 pub mod runbooks;
 pub mod runs;
 pub mod site_facts;
@@ -21,6 +22,7 @@ use super::AppState;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/", get(overview::page))
+        .route("/overview/run-history", get(run_history::partial))
         .route("/login", get(login::form).post(login::submit))
         .route("/logout", post(login::logout))
         .route("/users", get(users::list).post(users::add))
