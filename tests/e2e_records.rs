@@ -101,7 +101,11 @@ fn printed_text(file: &Path, dir: &Path) -> String {
         .arg("-")
         .output()
         .expect("pdftotext runs (Debian package `poppler-utils`; scripts/test installs it)");
-    assert!(out.status.success(), "pdftotext failed on {}", pdf.display());
+    assert!(
+        out.status.success(),
+        "pdftotext failed on {}",
+        pdf.display()
+    );
     String::from_utf8_lossy(&out.stdout)
         .split_whitespace()
         .collect::<Vec<_>>()
@@ -117,7 +121,10 @@ fn screenshots(file: &Path, name: &str) {
         chromium(&[
             format!("--window-size={w},{h}"),
             "--hide-scrollbars".into(),
-            format!("--screenshot={}", dir.join(format!("{name}-{w}.png")).display()),
+            format!(
+                "--screenshot={}",
+                dir.join(format!("{name}-{w}.png")).display()
+            ),
             format!("file://{}", file.display()),
         ]);
     }
@@ -185,13 +192,17 @@ async fn the_records_of_a_finished_clustered_run_read_print_and_verify() {
         .iter()
         .filter(|t| t["status"] == "succeeded")
         .collect();
-    assert!(!tasks.is_empty(), "upgrade-8.11 has manual tasks: {all_tasks:?}");
+    assert!(
+        !tasks.is_empty(),
+        "upgrade-8.11 has manual tasks: {all_tasks:?}"
+    );
     for t in &tasks {
         assert_eq!(t["performed_by"], "operator", "{t}");
     }
     assert!(
-        r["backups"].as_array().is_some_and(|b| !b.is_empty()
-            && b.iter().all(|b| b["verified"] == true)),
+        r["backups"]
+            .as_array()
+            .is_some_and(|b| !b.is_empty() && b.iter().all(|b| b["verified"] == true)),
         "the upgrade's verified backups: {}",
         r["backups"]
     );
@@ -200,7 +211,10 @@ async fn the_records_of_a_finished_clustered_run_read_print_and_verify() {
     let html = page(&site, viewer, &format!("/runs/{id}/report")).await;
     let file = offline_copy(&html, dir.path(), "record.html");
     let width = laid_out_width(&file, 1400);
-    assert!(width <= 1400, "the change record is {width} px wide at 1400 px");
+    assert!(
+        width <= 1400,
+        "the change record is {width} px wide at 1400 px"
+    );
     screenshots(&file, "change-record");
     let text = printed_text(&file, dir.path());
     if let Some(p) = looks_like_json(&text) {
@@ -218,7 +232,10 @@ async fn the_records_of_a_finished_clustered_run_read_print_and_verify() {
         "Outcome",
         "DBCC CHECKDB",
     ] {
-        assert!(text.contains(want), "`{want}` is not in the printed record: {text}");
+        assert!(
+            text.contains(want),
+            "`{want}` is not in the printed record: {text}"
+        );
     }
     // `<q>` prints its text between quotation marks.
     for a in approvals {
@@ -229,7 +246,10 @@ async fn the_records_of_a_finished_clustered_run_read_print_and_verify() {
             a["subject"].as_str().unwrap(),
             a["comment"].as_str().unwrap()
         ));
-        assert!(text.contains(&row), "the approval `{row}` is not whole in the printed record: {text}");
+        assert!(
+            text.contains(&row),
+            "the approval `{row}` is not whole in the printed record: {text}"
+        );
     }
     for t in &tasks {
         let row = words(&format!(
@@ -238,9 +258,15 @@ async fn the_records_of_a_finished_clustered_run_read_print_and_verify() {
             t["server"].as_str().unwrap(),
             t["performed_by"].as_str().unwrap()
         ));
-        assert!(text.contains(&row), "the manual task `{row}` is not in the printed record: {text}");
+        assert!(
+            text.contains(&row),
+            "the manual task `{row}` is not in the printed record: {text}"
+        );
         let recorded = words(t["recorded"].as_str().unwrap());
-        assert!(text.contains(&recorded), "what was recorded, `{recorded}`, is not in the printed record");
+        assert!(
+            text.contains(&recorded),
+            "what was recorded, `{recorded}`, is not in the printed record"
+        );
     }
 
     // The Audit page of the run: fits 1400 px, sentences instead of JSON, the run named; and
@@ -298,7 +324,10 @@ async fn the_records_of_a_finished_clustered_run_read_print_and_verify() {
     let html = page(&site, viewer, &dc_path).await;
     let file = offline_copy(&html, dir.path(), "datacenter.html");
     let width = laid_out_width(&file, 1400);
-    assert!(width <= 1400, "the Data Center page is {width} px wide at 1400 px");
+    assert!(
+        width <= 1400,
+        "the Data Center page is {width} px wide at 1400 px"
+    );
     screenshots(&file, "datacenter");
 
     // The CSV gives ISO 8601 UTC times beside the milliseconds.

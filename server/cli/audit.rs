@@ -124,8 +124,8 @@ fn verify_export(file: &std::path::Path) -> anyhow::Result<ExitCode> {
             audit_bundle::MAX_BYTES
         );
     }
-    let text = std::fs::read_to_string(file)
-        .with_context(|| format!("cannot read {}", file.display()))?;
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     let bundle = Bundle::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
     let verdict = audit_bundle::verify(&bundle);
     println!("{}", verdict.line());

@@ -62,8 +62,7 @@ impl ExportFormat {
 
 /// The CSV header row (without the line break).
 /// `at_utc` is the same instant as `at_ms`, as ISO 8601 in UTC with milliseconds, for people.
-pub const CSV_HEADER: &str =
-    "id,at_ms,at_utc,run_id,step_id,actor,kind,payload,prev_hash,hash";
+pub const CSV_HEADER: &str = "id,at_ms,at_utc,run_id,step_id,actor,kind,payload,prev_hash,hash";
 
 /// Milliseconds since the epoch as ISO 8601 in UTC (`2026-12-06T10:15:00.123Z`).
 pub fn iso_utc(ms: Millis) -> String {

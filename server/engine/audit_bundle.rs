@@ -79,8 +79,8 @@ impl Bundle {
 
     /// Reads a bundle; the error says what is wrong with the file, never panics.
     pub fn parse(text: &str) -> Result<Bundle, String> {
-        let v: serde_json::Value = serde_json::from_str(text)
-            .map_err(|e| format!("the file is not JSON: {e}"))?;
+        let v: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| format!("the file is not JSON: {e}"))?;
         match v.get("format").and_then(|f| f.as_str()) {
             Some(FORMAT) => {}
             Some(other) => {
@@ -112,10 +112,7 @@ impl Verdict {
     /// One line for people.
     pub fn line(&self) -> String {
         match (&self.problem, &self.head) {
-            (Some(p), _) => format!(
-                "audit export BROKEN at event {}: {}",
-                p.event_id, p.what
-            ),
+            (Some(p), _) => format!("audit export BROKEN at event {}: {}", p.event_id, p.what),
             (None, Some(h)) => {
                 let sigs = if self.signed == self.events {
                     format!("all {} signatures valid", self.signed)
@@ -224,7 +221,10 @@ fn signatures(b: &Bundle) -> Result<u64, audit::ChainProblem> {
     if key.algorithm != "ed25519" {
         return Err(bad(
             signed[0].event.id,
-            format!("signing_key.algorithm is `{}`; only ed25519 is known", key.algorithm),
+            format!(
+                "signing_key.algorithm is `{}`; only ed25519 is known",
+                key.algorithm
+            ),
         ));
     }
     let public = hex::decode(&key.public_key)
@@ -347,8 +347,12 @@ mod tests {
 
     #[test]
     fn files_that_are_not_bundles_are_refused_with_a_reason() {
-        assert!(Bundle::parse("{\"id\":1}").unwrap_err().contains("no `format`"));
+        assert!(Bundle::parse("{\"id\":1}")
+            .unwrap_err()
+            .contains("no `format`"));
         assert!(Bundle::parse("not json").unwrap_err().contains("not JSON"));
-        assert!(Bundle::parse("{\"format\":\"x\"}").unwrap_err().contains("`x`"));
+        assert!(Bundle::parse("{\"format\":\"x\"}")
+            .unwrap_err()
+            .contains("`x`"));
     }
 }

@@ -87,7 +87,10 @@ pub fn draw(inv: &Inventory) -> Drawing {
     draw_with(inv, &BTreeMap::new())
 }
 
-fn lines_of(s: &crate::knowledge::inventory::Server, detail: Option<&ServerDetail>) -> Vec<(String, &'static str)> {
+fn lines_of(
+    s: &crate::knowledge::inventory::Server,
+    detail: Option<&ServerDetail>,
+) -> Vec<(String, &'static str)> {
     let mut lines: Vec<(String, &'static str)> = s
         .roles
         .iter()
@@ -268,32 +271,64 @@ mod tests {
         detail.insert(
             inv.servers[1].name.clone(),
             ServerDetail {
-                versions: vec!["Connected 8.11".into(), "Windows Server 2016".into(), "SQL Server 2016".into()],
+                versions: vec![
+                    "Connected 8.11".into(),
+                    "Windows Server 2016".into(),
+                    "SQL Server 2016".into(),
+                ],
                 health: "online".into(),
-                step: Some("Upgrade the Registration Master with Data Center Setup — awaiting operator".into()),
+                step: Some(
+                    "Upgrade the Registration Master with Data Center Setup — awaiting operator"
+                        .into(),
+                ),
             },
         );
         let d = draw_with(&inv, &detail);
         for b in &d.servers {
             assert!(b.y + b.h <= d.height, "{} is inside the drawing", b.name);
             for l in &b.lines {
-                assert!(l.y > b.y && l.y + 4 <= b.y + b.h, "`{}` of {} is inside its box", l.text, b.name);
+                assert!(
+                    l.y > b.y && l.y + 4 <= b.y + b.h,
+                    "`{}` of {} is inside its box",
+                    l.text,
+                    b.name
+                );
                 // 10 px text is at most about 6 px a character.
-                assert!(l.text.chars().count() * 6 <= (b.w - 16) as usize, "`{}` fits across", l.text);
+                assert!(
+                    l.text.chars().count() * 6 <= (b.w - 16) as usize,
+                    "`{}` fits across",
+                    l.text
+                );
             }
         }
-        let first = &d.servers.iter().find(|b| b.name == inv.servers[0].name).unwrap();
+        let first = &d
+            .servers
+            .iter()
+            .find(|b| b.name == inv.servers[0].name)
+            .unwrap();
         let roles = inv.servers[0].roles.len();
         assert!(roles >= 3, "the test gives one server several roles");
-        assert_eq!(first.lines.iter().filter(|l| l.class == "roles").count(), roles);
-        let second = &d.servers.iter().find(|b| b.name == inv.servers[1].name).unwrap();
+        assert_eq!(
+            first.lines.iter().filter(|l| l.class == "roles").count(),
+            roles
+        );
+        let second = &d
+            .servers
+            .iter()
+            .find(|b| b.name == inv.servers[1].name)
+            .unwrap();
         assert_eq!(second.health, "online");
         assert!(second.lines.iter().any(|l| l.text == "SQL Server 2016"));
         // Boxes of one side never overlap.
         for a in &d.servers {
             for b in &d.servers {
                 if a.name != b.name && a.x == b.x {
-                    assert!(a.y + a.h <= b.y || b.y + b.h <= a.y, "{} and {} overlap", a.name, b.name);
+                    assert!(
+                        a.y + a.h <= b.y || b.y + b.h <= a.y,
+                        "{} and {} overlap",
+                        a.name,
+                        b.name
+                    );
                 }
             }
         }

@@ -158,7 +158,12 @@ pub async fn page(
     let runs = state.store.runs().await.map_err(engine_error)?;
     let names: HashMap<String, String> = runs
         .iter()
-        .map(|r| (r.id.clone(), format!("{} · {}", r.change_ticket, r.inventory)))
+        .map(|r| {
+            (
+                r.id.clone(),
+                format!("{} · {}", r.change_ticket, r.inventory),
+            )
+        })
         .collect();
     let shown: Vec<&AuditEvent> = events
         .iter()

@@ -34,7 +34,10 @@ pub fn routes() -> Router<AppState> {
             get(datacenters::list).post(datacenters::upload),
         )
         .route("/datacenters/{name}", get(datacenters::show))
-        .route("/datacenters/{name}/drawing", get(datacenters::drawing::live))
+        .route(
+            "/datacenters/{name}/drawing",
+            get(datacenters::drawing::live),
+        )
         .route("/runbooks", get(runbooks::list))
         .route("/runbooks/{id}", get(runbooks::show))
         .route("/agents", get(agents::page))

@@ -65,9 +65,10 @@ pub async fn partial(State(state): State<AppState>, me: CurrentUser) -> Result<R
     runs.sort_by_key(|r| std::cmp::Reverse(r.updated_at));
     let mut dcs: Vec<DcHistory> = Vec::new();
     let mut raw: Vec<(String, String, String, String, i64, i64)> = Vec::new();
-    for r in runs.iter().filter(|r| {
-        r.status.is_terminal() || r.status.as_str() == "failed"
-    }) {
+    for r in runs
+        .iter()
+        .filter(|r| r.status.is_terminal() || r.status.as_str() == "failed")
+    {
         let shown = raw.iter().filter(|x| x.0 == r.inventory).count();
         if shown >= PER_DC {
             continue;

@@ -117,7 +117,10 @@ fn walk(title: &str, v: &Value, depth: usize, out: &mut Vec<Block>) {
         Value::Object(map) => object(title, map, depth, out),
         Value::Array(items) if items.iter().all(Value::is_object) && !items.is_empty() => {
             // One server's evidence each (SQL steps), or rows of a table.
-            if items.iter().all(|i| i.get("server").is_some() && depth < MAX_DEPTH) {
+            if items
+                .iter()
+                .all(|i| i.get("server").is_some() && depth < MAX_DEPTH)
+            {
                 for item in items {
                     let name = item.get("server").map(text).unwrap_or_default();
                     walk(&format!("{title} — {name}"), item, depth + 1, out);
@@ -185,7 +188,9 @@ fn object(title: &str, map: &Map<String, Value>, depth: usize, out: &mut Vec<Blo
 fn is_flat(v: &Value) -> bool {
     match v {
         Value::Array(items) => items.iter().all(|i| !i.is_object() && !i.is_array()),
-        Value::Object(map) => map.len() <= 3 && map.values().all(|i| !i.is_object() && !i.is_array()),
+        Value::Object(map) => {
+            map.len() <= 3 && map.values().all(|i| !i.is_object() && !i.is_array())
+        }
         _ => true,
     }
 }
@@ -336,17 +341,23 @@ mod tests {
     #[test]
     fn checkdb_messages_become_one_row_per_database() {
         let ev = json!({"servers": [{"server": "DC1", "encryption": "required",
-            "databases": ["Registry", "Directory"],
-            "messages": [
-              {"kind": "info", "code": 8989, "text": "CHECKDB found 0 allocation errors and 0 consistency errors in database 'Registry'."},
-              {"kind": "info", "code": 8989, "text": "CHECKDB found 0 allocation errors and 2 consistency errors in database 'Directory'."}
-            ]}]});
+        "databases": ["Registry", "Directory"],
+        "messages": [
+          {"kind": "info", "code": 8989, "text": "CHECKDB found 0 allocation errors and 0 consistency errors in database 'Registry'."},
+          {"kind": "info", "code": 8989, "text": "CHECKDB found 0 allocation errors and 2 consistency errors in database 'Directory'."}
+        ]}]});
         let b = blocks(&ev);
-        let t = b.iter().find(|b| b.title == "DBCC CHECKDB").expect("a CHECKDB table");
-        assert_eq!(t.rows, vec![
-            vec!["Registry".to_string(), "0".into(), "0".into()],
-            vec!["Directory".to_string(), "0".into(), "2".into()],
-        ]);
+        let t = b
+            .iter()
+            .find(|b| b.title == "DBCC CHECKDB")
+            .expect("a CHECKDB table");
+        assert_eq!(
+            t.rows,
+            vec![
+                vec!["Registry".to_string(), "0".into(), "0".into()],
+                vec!["Directory".to_string(), "0".into(), "2".into()],
+            ]
+        );
         assert!(!all_text(&b).contains('{'), "{}", all_text(&b));
     }
 
@@ -357,8 +368,12 @@ mod tests {
             "tls": {"protocol": "TLSv1.2", "certificate_cn": "web1", "issuer": "Lab CA",
                     "not_after": "2027-01-01", "trusted": true}});
         let text = all_text(&blocks(&ev));
-        for want in ["URL: https://web1/supportcenter/", "Status: 200", "Version found: 8.11 (expected 8.11)",
-                     "Certificate: CN web1, issued by Lab CA, valid until 2027-01-01 (trusted, TLSv1.2)"] {
+        for want in [
+            "URL: https://web1/supportcenter/",
+            "Status: 200",
+            "Version found: 8.11 (expected 8.11)",
+            "Certificate: CN web1, issued by Lab CA, valid until 2027-01-01 (trusted, TLSv1.2)",
+        ] {
             assert!(text.contains(want), "{want} in {text}");
         }
     }
@@ -370,7 +385,12 @@ mod tests {
              "size_bytes": 3_145_728u64, "finished_at": "2026-12-06T10:00:00Z", "verified": true}],
             "messages": []}]});
         let text = all_text(&blocks(&ev));
-        assert!(text.contains("Registry | DC1 | D:\\b\\Registry-r.bak | 3.0 MB | yes (RESTORE VERIFYONLY)"), "{text}");
+        assert!(
+            text.contains(
+                "Registry | DC1 | D:\\b\\Registry-r.bak | 3.0 MB | yes (RESTORE VERIFYONLY)"
+            ),
+            "{text}"
+        );
     }
 
     #[test]
@@ -379,6 +399,9 @@ mod tests {
             "detail": {"pid": 5, "names": ["a", "b"], "deep": {"x": {"y": 1}}}}});
         let text = all_text(&blocks(&ev));
         assert!(!text.contains('{') && !text.contains('"'), "{text}");
-        assert!(text.contains("Polls: 3") && text.contains("BackupServer"), "{text}");
+        assert!(
+            text.contains("Polls: 3") && text.contains("BackupServer"),
+            "{text}"
+        );
     }
 }

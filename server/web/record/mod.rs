@@ -206,8 +206,11 @@ pub fn build(i: Inputs<'_>) -> ChangeRecord {
             .find(|s| s.id == id)
             .map(|s| s.spec.title.clone())
     };
-    let person_events: Vec<&AuditEvent> =
-        i.events.iter().filter(|e| audit_words::by_person(e)).collect();
+    let person_events: Vec<&AuditEvent> = i
+        .events
+        .iter()
+        .filter(|e| audit_words::by_person(e))
+        .collect();
 
     let decision = |e: &AuditEvent, verdict: String| Decision {
         at: at(e.at),
@@ -298,7 +301,10 @@ pub fn build(i: Inputs<'_>) -> ChangeRecord {
 
     let counts = Counts {
         steps: plan.len(),
-        manual_tasks: plan.iter().filter(|s| s.spec.kind == StepKind::Manual).count(),
+        manual_tasks: plan
+            .iter()
+            .filter(|s| s.spec.kind == StepKind::Manual)
+            .count(),
         gates: plan
             .iter()
             .filter(|s| s.spec.kind == StepKind::Approval || s.spec.gate.is_some())
@@ -308,7 +314,10 @@ pub fn build(i: Inputs<'_>) -> ChangeRecord {
             .iter()
             .map(|s| u64::from(s.attempt.saturating_sub(1)))
             .sum(),
-        skipped: plan.iter().filter(|s| s.status == StepStatus::Skipped).count(),
+        skipped: plan
+            .iter()
+            .filter(|s| s.status == StepStatus::Skipped)
+            .count(),
     };
 
     let steps = i.steps.iter().map(|s| step_line(s, i.now_ms)).collect();
@@ -328,9 +337,7 @@ pub fn build(i: Inputs<'_>) -> ChangeRecord {
         start_approved_by,
         window,
         started: started_ms.map(at).unwrap_or_else(|| "not started".into()),
-        finished: finished_ms
-            .map(at)
-            .unwrap_or_else(|| "not finished".into()),
+        finished: finished_ms.map(at).unwrap_or_else(|| "not finished".into()),
         duration,
         planned_duration: fmt_duration(critical_path_secs(&plan) as i64),
         counts,
@@ -440,13 +447,7 @@ fn servers(plan: &[&StepRecord], versions: &BTreeMap<String, String>) -> Vec<Ser
                 .iter()
                 .filter(|s| s.state.dispatched_at.is_some())
                 .max_by_key(|s| (s.updated_at, s.seq))
-                .map(|s| {
-                    format!(
-                        "{} — {}",
-                        s.spec.title,
-                        s.status.as_str().replace('_', " ")
-                    )
-                })
+                .map(|s| format!("{} — {}", s.spec.title, s.status.as_str().replace('_', " ")))
                 .unwrap_or_else(|| "nothing ran here".into());
             ServerState {
                 steps: format!("{ok} of {} steps succeeded", on.len()),

@@ -141,8 +141,6 @@ pub async fn live(
     let (agents, _) = facts::facts(&inv, &enrolled, state.clock.now());
     let stored = crate::executors::agent::registry::all_facts(&state.pool).await?;
     let partial = build(&state, &inv, &dc.name, &agents, &stored).await?;
-    let body = partial
-        .render()
-        .map_err(|e| AppError::Internal(e.into()))?;
+    let body = partial.render().map_err(|e| AppError::Internal(e.into()))?;
     Ok(Html(body).into_response())
 }
