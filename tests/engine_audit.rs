@@ -287,7 +287,7 @@ async fn export_writes_every_event_as_jsonl_and_csv_and_a_backup_verifies_on_its
         .output()
         .unwrap();
     let csv = String::from_utf8(csv.stdout).unwrap();
-    assert!(csv.starts_with("id,at_ms,run_id,step_id,actor,kind,payload,prev_hash,hash\n"));
+    assert!(csv.starts_with("id,at_ms,at_utc,run_id,step_id,actor,kind,payload,prev_hash,hash\n"));
     assert_eq!(csv.lines().count(), 21);
     let bad = Command::new(bin)
         .args(["audit", "export", "--format", "xml", "--db"])

@@ -27,13 +27,19 @@ pub struct DbArg {
 pub enum AuditCmd {
     /// Verify the audit chain and its head file; names the first bad event and exits 1 if any.
     Verify {
+        /// Verify this export (`audit export --format bundle`, or the Audit page's verifiable
+        /// export) offline instead of the database: the chain, its head and any signatures.
+        #[arg(long, value_name = "FILE")]
+        export: Option<PathBuf>,
         #[command(flatten)]
         db: DbArg,
     },
     /// Write the audit log to standard output (or --out), oldest event first.
     Export {
-        /// jsonl (one event object per line, exactly as stored) or csv (header row, then one
-        /// row per event; every cell quoted, leading `= + - @` neutralised for spreadsheets).
+        /// jsonl (one event object per line, exactly as stored), csv (header row, then one
+        /// row per event with ISO 8601 UTC times; every cell quoted, leading `= + - @`
+        /// neutralised for spreadsheets) or bundle (the whole chain with its head, one JSON
+        /// document that `audit verify --export` checks offline).
         #[arg(long, value_name = "FORMAT", value_parser = audit::ExportFormat::parse)]
         format: audit::ExportFormat,
         /// Only this run's events.
@@ -49,7 +55,10 @@ pub enum AuditCmd {
 
 pub async fn run_audit(cmd: AuditCmd) -> anyhow::Result<ExitCode> {
     match cmd {
-        AuditCmd::Verify { db } => {
+        AuditCmd::Verify {
+            export: Some(file), ..
+        } => verify_export(&file),
+        AuditCmd::Verify { export: None, db } => {
             let store = Store::open_read_only(&db.db).await?;
             store.integrity_check().await?;
             let report = store.verify_audit().await?;
@@ -77,6 +86,11 @@ pub async fn run_audit(cmd: AuditCmd) -> anyhow::Result<ExitCode> {
             out,
             db,
         } => {
+            if format == audit::ExportFormat::Bundle && run.is_some() {
+                anyhow::bail!(
+                    "--run cannot be used with --format bundle: only the whole chain, from its first event, can be verified"
+                );
+            }
             let store = Store::open_read_only(&db.db).await?;
             let events = match &run {
                 Some(r) => store.events_after(0, Some(r), u32::MAX).await?,
@@ -94,4 +108,30 @@ pub async fn run_audit(cmd: AuditCmd) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `audit verify --export FILE`: exit 0 when the export verifies, 1 naming the first bad event,
+/// 2 (an error) when the file cannot be read or is not an export.
+fn verify_export(file: &std::path::Path) -> anyhow::Result<ExitCode> {
+    use crate::engine::audit_bundle::{self, Bundle};
+    let size = std::fs::metadata(file)
+        .with_context(|| format!("cannot read {}", file.display()))?
+        .len();
+    if size > audit_bundle::MAX_BYTES {
+        anyhow::bail!(
+            "{} is {size} bytes, more than the {} an export may be",
+            file.display(),
+            audit_bundle::MAX_BYTES
+        );
+    }
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let bundle = Bundle::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    let verdict = audit_bundle::verify(&bundle);
+    println!("{}", verdict.line());
+    Ok(if verdict.problem.is_none() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

@@ -70,9 +70,14 @@ Examples:
 Checks every event's hash against the one before it, and the last one against the head file
 kept beside the database, so an event changed, removed or appended by hand is found.
 
+With --export FILE, checks an export written by `lockstep audit export --format bundle` (or the
+Audit page's verifiable export) without any database: the chain from its first event, the head
+recorded at export (so an appended or removed last event is found), and every signature present.
+
 Examples:
   lockstep audit verify
   lockstep audit verify --db /var/lib/lockstep/lockstep.db
+  lockstep audit verify --export change-2041-audit.json
 
 Environment:
   LOCKSTEP_DB  the database (default lockstep-data/lockstep.db)
@@ -80,7 +85,7 @@ Environment:
 Exit status:
   0  the chain is intact (prints the number of events and the last hash)
   1  it is broken (prints the first bad event and what is wrong)
-  2  the database cannot be opened",
+  2  the database cannot be opened, or the export cannot be read or is not an export",
     ),
     (
         "audit export",
@@ -88,6 +93,7 @@ Exit status:
 Examples:
   lockstep audit export --format jsonl > audit.jsonl
   lockstep audit export --format csv --run 3f2a… --out change-1234-audit.csv
+  lockstep audit export --format bundle --out audit-bundle.json
 
 Environment:
   LOCKSTEP_DB  the database (default lockstep-data/lockstep.db)

@@ -43,6 +43,9 @@ pub enum ExportFormat {
     Jsonl,
     /// A header row, then one row per event; for spreadsheets (see [`csv_cell`]).
     Csv,
+    /// One JSON document holding the whole chain and its head, verifiable offline
+    /// (`lockstep audit verify --export FILE`, see [`super::audit_bundle`]).
+    Bundle,
 }
 
 impl ExportFormat {
@@ -51,13 +54,33 @@ impl ExportFormat {
         match name {
             "jsonl" => Ok(Self::Jsonl),
             "csv" => Ok(Self::Csv),
-            other => Err(format!("`{other}` is not one of jsonl, csv")),
+            "bundle" => Ok(Self::Bundle),
+            other => Err(format!("`{other}` is not one of jsonl, csv, bundle")),
         }
     }
 }
 
 /// The CSV header row (without the line break).
-pub const CSV_HEADER: &str = "id,at_ms,run_id,step_id,actor,kind,payload,prev_hash,hash";
+/// `at_utc` is the same instant as `at_ms`, as ISO 8601 in UTC with milliseconds, for people.
+pub const CSV_HEADER: &str = "id,at_ms,at_utc,run_id,step_id,actor,kind,payload,prev_hash,hash";
+
+/// Milliseconds since the epoch as ISO 8601 in UTC (`2026-12-06T10:15:00.123Z`).
+pub fn iso_utc(ms: Millis) -> String {
+    let secs = ms.div_euclid(1000);
+    match time::OffsetDateTime::from_unix_timestamp(secs) {
+        Ok(t) => format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+            t.year(),
+            t.month() as u8,
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second(),
+            ms.rem_euclid(1000)
+        ),
+        Err(_) => String::new(),
+    }
+}
 
 /// One CSV cell: always quoted, quotes doubled, and a leading `= + - @`, tab or carriage return
 /// prefixed with `'` so a spreadsheet never evaluates text from the log (a server name or a
@@ -90,6 +113,7 @@ pub fn export(
                 let cells = [
                     e.id.to_string(),
                     e.at.to_string(),
+                    iso_utc(e.at),
                     e.run_id.clone().unwrap_or_default(),
                     e.step_id.clone().unwrap_or_default(),
                     e.actor.clone(),
@@ -101,6 +125,15 @@ pub fn export(
                 let row: Vec<String> = cells.iter().map(|c| csv_cell(c)).collect();
                 writeln!(out, "{}", row.join(","))?;
             }
+        }
+        ExportFormat::Bundle => {
+            let bundle = super::audit_bundle::Bundle::new(
+                events.to_vec(),
+                iso_utc(time::OffsetDateTime::now_utc().unix_timestamp() * 1000),
+                "lockstep audit export",
+            );
+            serde_json::to_writer_pretty(&mut *out, &bundle)?;
+            out.write_all(b"\n")?;
         }
     }
     Ok(())
@@ -422,6 +455,8 @@ mod tests {
     #[test]
     fn an_unknown_export_format_is_refused_naming_the_choices() {
         assert_eq!(ExportFormat::parse("csv"), Ok(ExportFormat::Csv));
+        assert_eq!(ExportFormat::parse("bundle"), Ok(ExportFormat::Bundle));
+        assert_eq!(iso_utc(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
         let err = ExportFormat::parse("xml").unwrap_err();
         assert!(err.contains("xml") && err.contains("jsonl, csv"), "{err}");
     }

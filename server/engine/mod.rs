@@ -5,6 +5,7 @@
 //! [`Store`] for reading runs, steps and events and for `subscribe()` to live events.
 
 pub mod audit;
+pub mod audit_bundle;
 pub mod clock;
 pub mod driver;
 pub mod executor;

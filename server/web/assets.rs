@@ -15,6 +15,16 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
         include_bytes!("../../static/app.css"),
     ),
     (
+        "records.css",
+        "text/css; charset=utf-8",
+        include_bytes!("../../static/records.css"),
+    ),
+    (
+        "records.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../static/records.js"),
+    ),
+    (
         "app.js",
         "text/javascript; charset=utf-8",
         include_bytes!("../../static/app.js"),

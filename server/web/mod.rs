@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod assets;
+pub mod audit_words;
 pub mod auth;
 pub mod clock;
 pub mod datacenters;
@@ -15,6 +16,7 @@ pub mod estate;
 pub mod live;
 pub mod metrics;
 pub mod pages;
+pub mod record;
 pub mod request_id;
 pub mod runview;
 pub mod security;

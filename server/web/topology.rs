@@ -1,6 +1,11 @@
 //! A drawing of a Data Center's topology — sides, servers with their roles, directory pairs
 //! across the sides — computed here as plain coordinates; `templates/partials/topology.html`
 //! turns them into SVG (askama escapes every name).
+//!
+//! Every role and every version gets its own line and a box is as tall as its lines, so no text
+//! runs out of its box whatever the number of roles; the side boxes grow with their servers.
+
+use std::collections::BTreeMap;
 
 use crate::knowledge::inventory::{Inventory, Side};
 
@@ -26,8 +31,35 @@ pub struct ServerBox {
     pub w: u32,
     pub h: u32,
     pub name: String,
-    pub roles: String,
-    pub version: String,
+    /// The roles, then the versions, one text line each.
+    pub lines: Vec<Line>,
+    /// The agent's health (`online`, `offline`, `unknown`, `not enrolled`), a CSS class too.
+    pub health: String,
+    /// [`ServerBox::health`] as a CSS class (`agent-not-enrolled`).
+    pub health_class: String,
+    /// Whether a run's step is moving or waiting on this server now.
+    pub busy: bool,
+}
+
+/// One line of text inside a server box, at its baseline `y`.
+pub struct Line {
+    pub y: u32,
+    pub text: String,
+    /// `roles`, `version` or `step`.
+    pub class: &'static str,
+}
+
+/// What the drawing shows of a server beyond the inventory: versions from the agent's latest
+/// facts and the agent's health.
+#[derive(Debug, Clone, Default)]
+pub struct ServerDetail {
+    /// "Connected 8.11", "Windows Server 2016", "SQL Server 2016" (from facts); empty to use
+    /// the inventory's recorded versions.
+    pub versions: Vec<String>,
+    pub health: String,
+    /// While a run is active: the step on this server that is moving or waiting for people,
+    /// in words ("Stop Data Center services — running").
+    pub step: Option<String>,
 }
 
 /// A dashed line joining the two members of a pair.
@@ -40,13 +72,58 @@ pub struct Link {
 }
 
 const BOX_W: u32 = 240;
-const BOX_H: u32 = 56;
+/// Name line plus padding; each further line adds [`LINE_H`].
+const BOX_BASE_H: u32 = 28;
+const LINE_H: u32 = 14;
+/// Characters of a step's words that fit across a box at 10 px.
+const STEP_CHARS: usize = 36;
 const GAP: u32 = 14;
 const COL_GAP: u32 = 120;
 const PAD: u32 = 20;
 const HEAD: u32 = 28;
 
+/// The drawing from the inventory alone.
 pub fn draw(inv: &Inventory) -> Drawing {
+    draw_with(inv, &BTreeMap::new())
+}
+
+fn lines_of(
+    s: &crate::knowledge::inventory::Server,
+    detail: Option<&ServerDetail>,
+) -> Vec<(String, &'static str)> {
+    let mut lines: Vec<(String, &'static str)> = s
+        .roles
+        .iter()
+        .map(|r| (r.as_str().replace('_', " "), "roles"))
+        .collect();
+    match detail.filter(|d| !d.versions.is_empty()) {
+        Some(d) => lines.extend(d.versions.iter().map(|v| (v.clone(), "version"))),
+        None => {
+            lines.push((format!("Connected {}", s.connected_version), "version"));
+            lines.push((format!("Windows {}", s.windows.as_str()), "version"));
+        }
+    }
+    if let Some(step) = detail.and_then(|d| d.step.as_ref()) {
+        // A step title can be long: cut it to the box (the title element has it whole).
+        let short: String = if step.chars().count() > STEP_CHARS {
+            let mut t: String = step.chars().take(STEP_CHARS - 1).collect();
+            t.push('…');
+            t
+        } else {
+            step.clone()
+        };
+        lines.push((short, "step"));
+    }
+    lines
+}
+
+fn box_h(lines: usize) -> u32 {
+    BOX_BASE_H + lines as u32 * LINE_H
+}
+
+/// The drawing with each server's versions from facts and its agent's health (`detail` by
+/// server name; servers missing from it show the inventory's versions).
+pub fn draw_with(inv: &Inventory, detail: &BTreeMap<String, ServerDetail>) -> Drawing {
     let columns: Vec<(String, Vec<&crate::knowledge::inventory::Server>)> = match inv.topology {
         crate::knowledge::inventory::Topology::Standalone => {
             vec![("Data Center".to_string(), inv.servers.iter().collect())]
@@ -64,13 +141,18 @@ pub fn draw(inv: &Inventory) -> Drawing {
             })
             .collect(),
     };
-    let rows = columns
+    let col_h = columns
         .iter()
-        .map(|(_, v)| v.len())
+        .map(|(_, v)| {
+            v.iter()
+                .map(|s| box_h(lines_of(s, detail.get(&s.name)).len()) + GAP)
+                .sum::<u32>()
+        })
         .max()
         .unwrap_or(0)
-        .max(1) as u32;
-    let col_h = HEAD + rows * (BOX_H + GAP) + GAP;
+        .max(box_h(2) + GAP)
+        + HEAD
+        + GAP;
     let mut drawing = Drawing {
         width: PAD * 2
             + columns.len() as u32 * (BOX_W + 2 * GAP)
@@ -90,20 +172,39 @@ pub fn draw(inv: &Inventory) -> Drawing {
             h: col_h,
             label: label.clone(),
         });
-        for (ri, s) in servers.iter().enumerate() {
+        let mut by = PAD + HEAD;
+        for s in servers.iter() {
             let bx = x + GAP;
-            let by = PAD + HEAD + ri as u32 * (BOX_H + GAP);
-            let roles: Vec<&str> = s.roles.iter().map(|r| r.as_str()).collect();
+            let d = detail.get(&s.name);
+            let lines = lines_of(s, d);
+            let h = box_h(lines.len());
             drawing.servers.push(ServerBox {
                 x: bx,
                 y: by,
                 w: BOX_W,
-                h: BOX_H,
+                h,
                 name: s.name.clone(),
-                roles: roles.join(", "),
-                version: format!("{} · Windows {}", s.connected_version, s.windows.as_str()),
+                lines: lines
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, (text, class))| Line {
+                        y: by + 18 + (i as u32 + 1) * LINE_H,
+                        text,
+                        class,
+                    })
+                    .collect(),
+                health: d
+                    .map(|d| d.health.clone())
+                    .filter(|h| !h.is_empty())
+                    .unwrap_or_else(|| "unknown".into()),
+                health_class: String::new(),
+                busy: d.is_some_and(|d| d.step.is_some()),
             });
-            placed.push((s.name.clone(), s.pair.clone(), bx, by, ci));
+            if let Some(b) = drawing.servers.last_mut() {
+                b.health_class = format!("agent-{}", b.health.replace(' ', "-"));
+            }
+            placed.push((s.name.clone(), s.pair.clone(), bx, by + h / 2, ci));
+            by += h + GAP;
         }
     }
     for (i, a) in placed.iter().enumerate() {
@@ -111,9 +212,9 @@ pub fn draw(inv: &Inventory) -> Drawing {
             if a.1.is_some() && a.1 == b.1 && a.4 != b.4 {
                 drawing.links.push(Link {
                     x1: a.2 + BOX_W,
-                    y1: a.3 + BOX_H / 2,
+                    y1: a.3,
                     x2: b.2,
-                    y2: b.3 + BOX_H / 2,
+                    y2: b.3,
                     label: a.1.clone().unwrap_or_default(),
                 });
             }
@@ -157,6 +258,79 @@ mod tests {
                 "{} is inside the drawing",
                 b.name
             );
+        }
+    }
+
+    #[test]
+    fn every_line_stays_inside_its_box_whatever_the_number_of_roles() {
+        let mut inv = example("clustered.toml");
+        // Give one server every role any server has.
+        let all: Vec<_> = inv.servers.iter().flat_map(|s| s.roles.clone()).collect();
+        inv.servers[0].roles = all.iter().cycle().take(12).cloned().collect();
+        let mut detail = BTreeMap::new();
+        detail.insert(
+            inv.servers[1].name.clone(),
+            ServerDetail {
+                versions: vec![
+                    "Connected 8.11".into(),
+                    "Windows Server 2016".into(),
+                    "SQL Server 2016".into(),
+                ],
+                health: "online".into(),
+                step: Some(
+                    "Upgrade the Registration Master with Data Center Setup — awaiting operator"
+                        .into(),
+                ),
+            },
+        );
+        let d = draw_with(&inv, &detail);
+        for b in &d.servers {
+            assert!(b.y + b.h <= d.height, "{} is inside the drawing", b.name);
+            for l in &b.lines {
+                assert!(
+                    l.y > b.y && l.y + 4 <= b.y + b.h,
+                    "`{}` of {} is inside its box",
+                    l.text,
+                    b.name
+                );
+                // 10 px text is at most about 6 px a character.
+                assert!(
+                    l.text.chars().count() * 6 <= (b.w - 16) as usize,
+                    "`{}` fits across",
+                    l.text
+                );
+            }
+        }
+        let first = &d
+            .servers
+            .iter()
+            .find(|b| b.name == inv.servers[0].name)
+            .unwrap();
+        let roles = inv.servers[0].roles.len();
+        assert!(roles >= 3, "the test gives one server several roles");
+        assert_eq!(
+            first.lines.iter().filter(|l| l.class == "roles").count(),
+            roles
+        );
+        let second = &d
+            .servers
+            .iter()
+            .find(|b| b.name == inv.servers[1].name)
+            .unwrap();
+        assert_eq!(second.health, "online");
+        assert!(second.lines.iter().any(|l| l.text == "SQL Server 2016"));
+        // Boxes of one side never overlap.
+        for a in &d.servers {
+            for b in &d.servers {
+                if a.name != b.name && a.x == b.x {
+                    assert!(
+                        a.y + a.h <= b.y || b.y + b.h <= a.y,
+                        "{} and {} overlap",
+                        a.name,
+                        b.name
+                    );
+                }
+            }
         }
     }
 

@@ -107,6 +107,8 @@ fn routes(run: &str) -> Vec<Route> {
         page("GET", s("/audit"), Viewer, vec![]),
         page("GET", s("/audit/export.csv"), Viewer, vec![]),
         page("GET", s("/audit/export.jsonl"), Viewer, vec![]),
+        page("GET", s("/audit/export.bundle.json"), Viewer, vec![]),
+        page("GET", s("/overview/run-history"), Viewer, vec![]),
         page("GET", s("/users"), Admin, vec![]),
         page("GET", s("/agents"), Admin, vec![]),
         page(

@@ -157,7 +157,7 @@ async fn the_audit_page_filters_exports_and_shows_the_chain_result() {
         .text()
         .await
         .unwrap();
-    assert!(csv.starts_with("id,at_ms,run_id"));
+    assert!(csv.starts_with("id,at_ms,at_utc,run_id"));
     assert_eq!(csv.lines().count(), 1 + 3);
     let jsonl = app
         .get(&v, &format!("/audit/export.jsonl?run={}", run.id))
@@ -204,4 +204,72 @@ async fn the_report_names_requester_and_approver_and_is_also_json() {
         .unwrap();
     assert_eq!(json["run"]["requester"], "olga");
     assert_eq!(json["audit_chain_intact"], true);
+}
+
+#[tokio::test]
+async fn audit_events_read_as_sentences_with_the_run_named_and_comments_searchable() {
+    let app = spawn_app().await;
+    let v = app.login_as("vera", Role::Viewer).await;
+    app.login_as("olga", Role::Operator).await;
+    let boss = app.login_as("alan", Role::Approver).await;
+    let run = app.submitted_run("olga").await;
+    let comment = "CAB approved CHG-1001 for tonight's window, provided the backups verify first";
+    app.post(
+        &boss,
+        &format!("/runs/{}/approve", run.id),
+        &[("comment", comment)],
+    )
+    .await;
+    let escaped = comment.replace('\'', "&#39;");
+
+    let page = app
+        .get(&v, "/audit?q=backups%20VERIFY")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("1 events"), "{page}");
+    assert!(
+        page.contains(&format!(
+            "alan approved the start of the run: &#39;{escaped}&#39;"
+        )),
+        "{page}"
+    );
+    assert!(
+        page.contains("CHG-1001 · Test DC"),
+        "the run is named: {page}"
+    );
+    assert!(!page.contains("{&quot;"), "no raw JSON: {page}");
+    let none = app.get(&v, "/audit?q=nothing%20like%20this").await;
+    assert!(none.text().await.unwrap().contains("0 events"));
+    let long = format!("/audit?q={}", "x".repeat(201));
+    assert_eq!(app.get(&v, &long).await.status(), 422);
+
+    // The change record keeps the whole comment.
+    let record = app
+        .get(&v, &format!("/runs/{}/report", run.id))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        record.contains(&format!(
+            "<strong>alan</strong> approved the start of the run: <q>{escaped}</q>"
+        )),
+        "{record}"
+    );
+
+    // The verifiable export holds the whole chain and verifies as exported.
+    let text = app
+        .get(&v, "/audit/export.bundle.json?run=ignored")
+        .await
+        .text()
+        .await
+        .unwrap();
+    let bundle = lockstep::engine::audit_bundle::Bundle::parse(&text).unwrap();
+    let all = app.state.store.all_events().await.unwrap();
+    assert_eq!(bundle.events.len(), all.len());
+    assert_eq!(bundle.exported_by, "vera");
+    let verdict = lockstep::engine::audit_bundle::verify(&bundle);
+    assert_eq!(verdict.problem, None, "{}", verdict.line());
 }

@@ -72,7 +72,21 @@ schemas = {
      "facts_received_at": S("integer", nullable=True), "facts_age_secs": S("integer", nullable=True), "facts_stale": S("boolean", nullable=True),
      "facts": S("object", nullable=True, description="lockstep_protocol::SiteFacts: services, services_missing, components, volumes, database_files, sql_accounts, tls_protocols, certificates, windows, sql_server, session_counters, errors")}),
  "Refreshed": S("object", required=["online", "offline", "facts", "problems", "agents"], properties={"online": S("integer"), "offline": S("integer"), "facts": S("integer"), "problems": S("array", items=S("string")), "agents": S("array", items=ref("AgentFacts"))}),
- "Report": S("object", required=["run", "steps", "events", "audit_chain_intact"], properties={"run": ref("Run"), "steps": S("array", items=ref("Step")), "events": S("array", items=ref("Event")), "audit_chain_intact": S("boolean")}),
+ "Decision": S("object", required=["at", "actor", "verdict", "subject", "comment", "sentence"], properties={k: S("string") for k in ["at", "actor", "verdict", "subject", "comment", "sentence"]}),
+ "EvidenceBlock": S("object", required=["title", "facts", "headers", "rows"], properties={"title": S("string"), "facts": S("array", items=S("array", items=S("string"))), "headers": S("array", items=S("string")), "rows": S("array", items=S("array", items=S("string")))}),
+ "ChangeRecord": S("object", required=["run_id", "status", "outcome", "change_ticket", "datacenter", "runbook", "seed_chapter", "requested_by", "requested_at", "start_approved_by", "window", "started", "finished", "duration", "planned_duration", "counts", "approvals", "overrides", "manual_tasks", "backups", "steps", "servers", "chain_ok", "chain"], properties={
+     **{k: S("string") for k in ["run_id", "status", "outcome", "change_ticket", "datacenter", "runbook", "seed_chapter", "requested_by", "requested_at", "window", "started", "finished", "duration", "planned_duration", "chain"]},
+     "change_ticket_url": S("string", nullable=True),
+     "start_approved_by": S("array", items=S("string")),
+     "counts": S("object", properties={k: S("integer") for k in ["steps", "manual_tasks", "gates", "overrides", "retries", "skipped"]}),
+     "approvals": S("array", items=ref("Decision")),
+     "overrides": S("array", items=ref("Decision")),
+     "manual_tasks": S("array", items=S("object", properties={k: S("string") for k in ["title", "server", "status", "claimed_by", "performed_by", "completed_at", "recorded"]})),
+     "backups": S("array", items=S("object", properties={**{k: S("string") for k in ["database", "server", "file", "size", "finished_at"]}, "verified": S("boolean")})),
+     "steps": S("array", items=S("object", properties={**{k: S("string") for k in ["id", "title", "server", "section", "phase", "status", "started", "ended", "planned", "actual", "note", "error"]}, "attempts": S("integer"), "evidence": S("array", items=ref("EvidenceBlock"))})),
+     "servers": S("array", items=S("object", properties={k: S("string") for k in ["server", "steps", "last_step", "versions"]})),
+     "chain_ok": S("boolean")}),
+ "Report": S("object", required=["record", "run", "steps", "events", "audit_chain_intact"], properties={"record": ref("ChangeRecord"), "run": ref("Run"), "steps": S("array", items=ref("Step")), "events": S("array", items=ref("Event")), "audit_chain_intact": S("boolean")}),
 }
 run_id = pp("id", "Run id")
 paths = {
@@ -92,7 +106,7 @@ paths = {
    "get": op("Every run, newest first", {**resp(200, "runs", S("array", items=ref("Run"))), **errs("401", "403")}, opid="listRuns"),
    "post": op("Create a run and submit it for start approval (operator)", {**resp(201, "created", ref("RunDetail")), **errs("401", "403", "409", "422")}, body=jbody(ref("CreateRun")), opid="createRun")},
  "/runs/{id}": {"get": op("A run with its steps", {**resp(200, "the run", ref("RunDetail")), **errs("401", "403", "404")}, params=[run_id], opid="getRun")},
- "/runs/{id}/report": {"get": op("The change record", {**resp(200, "report", ref("Report")), **errs("401", "403", "404")}, params=[run_id], opid="getReport")},
+ "/runs/{id}/report": {"get": op("The change record: summary, approvals, overrides, manual tasks, backups, steps with evidence as tables, servers (`record`), and the raw run, steps and events", {**resp(200, "report", ref("Report")), **errs("401", "403", "404")}, params=[run_id], opid="getReport")},
  "/runs/{id}/comments": {"post": op("Comment on a run or one of its steps (operator)", {**resp(201, "the audit event", ref("Event")), **errs("401", "403", "404", "422")}, params=[run_id], body=jbody(ref("Comment")), opid="addComment")},
  "/runs/{id}/{action}": {"post": op("Run control: submit, approve (start; four-eyes), pause, resume, abort, undo", {**resp(200, "the run afterwards", ref("RunDetail")), **errs("401", "403", "404", "409", "422")},
      params=[run_id, {"name": "action", "in": "path", "required": True, "schema": {"type": "string", "enum": ["submit", "approve", "pause", "resume", "abort", "undo"]}}], body=jbody(ref("RunAction"), required=False), opid="runAction")},

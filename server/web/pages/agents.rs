@@ -24,6 +24,15 @@ pub struct AgentRow {
     pub backend: String,
     pub skew: String,
     pub error: String,
+    /// How long ago the last heartbeat answered ("12 s ago", "never").
+    pub heartbeat_age: String,
+    /// How old the agent's latest facts are (filled by the Agents page).
+    pub facts_age: String,
+}
+
+/// `secs` ago in words.
+fn ago(secs: i64) -> String {
+    format!("{} ago", crate::web::views::fmt_duration(secs.max(0)))
 }
 
 #[derive(Template)]
@@ -35,6 +44,7 @@ pub struct AgentsPage {
 }
 
 pub async fn rows(state: &AppState) -> Result<Vec<AgentRow>, AppError> {
+    let now = state.clock.now();
     Ok(registry::list(&state.pool)
         .await?
         .into_iter()
@@ -47,15 +57,26 @@ pub async fn rows(state: &AppState) -> Result<Vec<AgentRow>, AppError> {
             backend: a.backend.unwrap_or_default(),
             skew: a.clock_skew.map(|s| format!("{s}s")).unwrap_or_default(),
             error: a.last_error.unwrap_or_default(),
+            heartbeat_age: a
+                .checked_at
+                .map(|t| ago(now - t))
+                .unwrap_or_else(|| "never".into()),
+            facts_age: String::new(),
         })
         .collect())
 }
 
 pub async fn page(State(state): State<AppState>, me: CurrentUser) -> Result<Response, AppError> {
     me.require(Role::Admin)?;
-    let agents = rows(&state).await?;
+    let mut agents = rows(&state).await?;
     let names: Vec<String> = agents.iter().map(|a| a.server.clone()).collect();
     let all = registry::all_facts(&state.pool).await?;
+    for a in &mut agents {
+        a.facts_age = all
+            .get(&a.server)
+            .map(|f| ago(f.age_secs(state.clock.now())))
+            .unwrap_or_else(|| "no facts yet".into());
+    }
     html(&AgentsPage {
         chrome: Chrome::new(&me, "agents"),
         facts: site_facts::partial(&names, &all, state.clock.now(), state.facts_stale_secs),

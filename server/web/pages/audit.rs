@@ -1,5 +1,10 @@
-//! Audit: every event of the hash-chained log, filtered by run, person, kind and date,
-//! paginated, exportable as CSV or JSON Lines, with the chain verification result.
+//! Audit: every event of the hash-chained log in plain words (see [`crate::web::audit_words`]),
+//! the run named by its change ticket and Data Center, filtered by run, person, kind, date and
+//! words in comments and justifications, paginated, exportable as CSV, JSON Lines or a
+//! verifiable bundle (the whole chain, checked offline by `lockstep audit verify --export`),
+//! with the chain verification result.
+
+use std::collections::HashMap;
 
 use askama::Template;
 use axum::extract::{Query, State};
@@ -27,9 +32,15 @@ pub struct AuditFilter {
     pub from: String,
     #[serde(default)]
     pub to: String,
+    /// Words to find in comments, justifications, reasons and notes (case-insensitive).
+    #[serde(default)]
+    pub q: String,
     #[serde(default)]
     pub page: Option<usize>,
 }
+
+/// The longest search text accepted (a person types it; it is matched against every event).
+pub const MAX_SEARCH_CHARS: usize = 200;
 
 fn day_start_ms(field: &str, text: &str) -> Result<Option<i64>, AppError> {
     if text.trim().is_empty() {
@@ -50,6 +61,12 @@ impl AuditFilter {
                 "page: pages are numbered from 1".into(),
             ));
         }
+        if self.q.chars().count() > MAX_SEARCH_CHARS {
+            return Err(AppError::BadRequest(format!(
+                "q: the search text is longer than {MAX_SEARCH_CHARS} characters"
+            )));
+        }
+        let q = self.q.trim().to_lowercase();
         let from = day_start_ms("from", &self.from)?;
         let to = day_start_ms("to", &self.to)?.map(|t| t + 86_400_000);
         Ok(events
@@ -59,18 +76,24 @@ impl AuditFilter {
             .filter(|e| self.kind.is_empty() || e.kind.starts_with(self.kind.trim()))
             .filter(|e| from.is_none_or(|f| e.at >= f))
             .filter(|e| to.is_none_or(|t| e.at < t))
+            .filter(|e| {
+                q.is_empty()
+                    || crate::web::audit_words::person_text(&e.payload)
+                        .is_some_and(|t| t.to_lowercase().contains(&q))
+            })
             .collect())
     }
 
     fn query(&self) -> String {
         let enc = crate::web::pages::datacenters::urlencode;
         format!(
-            "run={}&person={}&kind={}&from={}&to={}",
+            "run={}&person={}&kind={}&from={}&to={}&q={}",
             enc(&self.run),
             enc(&self.person),
             enc(&self.kind),
             enc(&self.from),
-            enc(&self.to)
+            enc(&self.to),
+            enc(&self.q)
         )
     }
 }
@@ -79,10 +102,18 @@ pub struct EventRow {
     pub id: i64,
     pub at: String,
     pub run: String,
-    pub step: String,
+    /// The run as people name it: "CHG-2041 · Fabrikam clustered".
+    pub run_name: String,
     pub actor: String,
     pub kind: String,
-    pub payload: String,
+    /// What happened, in one sentence.
+    pub sentence: String,
+}
+
+/// A run people can pick in the filter.
+pub struct RunChoice {
+    pub id: String,
+    pub name: String,
 }
 
 #[derive(Template)]
@@ -97,6 +128,7 @@ pub struct AuditPage {
     pub query: String,
     pub chain_ok: bool,
     pub chain: String,
+    pub runs: Vec<RunChoice>,
 }
 
 pub async fn page(
@@ -123,19 +155,51 @@ pub async fn page(
     let total = events.len();
     let pages = total.div_ceil(PAGE_SIZE).max(1);
     let page = f.page.unwrap_or(1).clamp(1, pages);
-    let rows = events
+    let runs = state.store.runs().await.map_err(engine_error)?;
+    let names: HashMap<String, String> = runs
+        .iter()
+        .map(|r| {
+            (
+                r.id.clone(),
+                format!("{} · {}", r.change_ticket, r.inventory),
+            )
+        })
+        .collect();
+    let shown: Vec<&AuditEvent> = events
         .iter()
         .rev()
         .skip((page - 1) * PAGE_SIZE)
         .take(PAGE_SIZE)
-        .map(|e| EventRow {
-            id: e.id,
-            at: fmt_time(e.at.div_euclid(1000)),
-            run: e.run_id.clone().unwrap_or_default(),
-            step: e.step_id.clone().unwrap_or_default(),
-            actor: e.actor.clone(),
-            kind: e.kind.clone(),
-            payload: e.payload.to_string(),
+        .collect();
+    // Step titles of the runs on this page only (at most PAGE_SIZE runs' steps are read).
+    let mut titles: HashMap<(String, String), String> = HashMap::new();
+    let mut loaded: Vec<&str> = Vec::new();
+    for e in &shown {
+        if let Some(run) = e.run_id.as_deref() {
+            if e.step_id.is_some() && !loaded.contains(&run) {
+                loaded.push(run);
+                if let Ok(steps) = state.store.steps(run).await {
+                    for s in steps {
+                        titles.insert((run.to_string(), s.id), s.spec.title);
+                    }
+                }
+            }
+        }
+    }
+    let rows = shown
+        .iter()
+        .map(|e| {
+            let run = e.run_id.clone().unwrap_or_default();
+            let title_of = |id: &str| titles.get(&(run.clone(), id.to_string())).cloned();
+            EventRow {
+                id: e.id,
+                at: fmt_time(e.at.div_euclid(1000)),
+                run_name: names.get(&run).cloned().unwrap_or_else(|| run.clone()),
+                actor: e.actor.clone(),
+                kind: e.kind.clone(),
+                sentence: crate::web::audit_words::describe(e, &title_of),
+                run,
+            }
         })
         .collect();
     html(&AuditPage {
@@ -148,6 +212,14 @@ pub async fn page(
         pages,
         chain_ok,
         chain,
+        runs: runs
+            .into_iter()
+            .rev()
+            .map(|r| RunChoice {
+                name: format!("{} · {} · {}", r.change_ticket, r.inventory, r.runbook),
+                id: r.id,
+            })
+            .collect(),
     })
 }
 
@@ -165,6 +237,33 @@ pub async fn export_jsonl(
     f: Query<AuditFilter>,
 ) -> Result<Response, AppError> {
     export(state, me, f, audit::ExportFormat::Jsonl).await
+}
+
+/// The whole chain as one verifiable document (filters do not apply: only a chain from its
+/// first event can be checked), named by who exported it.
+pub async fn export_bundle(
+    State(state): State<AppState>,
+    me: CurrentUser,
+) -> Result<Response, AppError> {
+    me.require(Role::Viewer)?;
+    let events = state.store.all_events().await.map_err(engine_error)?;
+    let bundle = crate::engine::audit_bundle::Bundle::new(
+        events,
+        audit::iso_utc(state.clock.now_ms()),
+        &me.user.name,
+    );
+    let body = serde_json::to_vec_pretty(&bundle).map_err(|e| AppError::Internal(e.into()))?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"lockstep-audit-export.json\"",
+            ),
+        ],
+        body,
+    )
+        .into_response())
 }
 
 /// The filtered events as a download, written by the same exporter as `lockstep audit export`.
@@ -186,6 +285,10 @@ async fn export(
         audit::ExportFormat::Jsonl => (
             "application/x-ndjson",
             "attachment; filename=\"lockstep-audit.jsonl\"",
+        ),
+        audit::ExportFormat::Bundle => (
+            "application/json",
+            "attachment; filename=\"lockstep-audit-export.json\"",
         ),
     };
     Ok((

@@ -13,10 +13,11 @@ use serde::Deserialize;
 use crate::knowledge::inventory::Inventory;
 use crate::knowledge::preflight;
 use crate::web::auth::{CurrentUser, Role};
-use crate::web::topology::{self, Drawing};
+use crate::web::topology::Drawing;
 use crate::web::views::{fmt_time, html, see_other, Chrome};
 use crate::web::{datacenters, AppError, AppState};
 
+pub mod drawing;
 mod facts;
 
 pub struct DcRow {
@@ -64,7 +65,8 @@ pub struct DataCenterPage {
     pub chrome: Chrome,
     pub name: String,
     pub topology: String,
-    pub svg: TopologySvg,
+    /// The live drawing (see [`drawing`]).
+    pub svg: drawing::DrawingPartial,
     pub findings: Vec<FindingRow>,
     /// What each server's agent last reported (see [`facts`]).
     pub agents: Vec<facts::FactRow>,
@@ -201,10 +203,7 @@ pub async fn show(
     html(&DataCenterPage {
         chrome: Chrome::new(&me, "datacenters"),
         topology: inv.topology.to_string(),
-        svg: TopologySvg {
-            name: inv.name.clone(),
-            d: topology::draw(&inv),
-        },
+        svg: drawing::build(&state, &inv, &dc.name, &agents, &stored).await?,
         findings,
         agents,
         site_facts,

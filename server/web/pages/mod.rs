@@ -8,6 +8,7 @@ pub mod login;
 pub mod newrun;
 pub mod overview;
 pub mod report;
+pub mod run_history;
 pub mod runbooks;
 pub mod runs;
 pub mod site_facts;
@@ -21,6 +22,7 @@ use super::AppState;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/", get(overview::page))
+        .route("/overview/run-history", get(run_history::partial))
         .route("/login", get(login::form).post(login::submit))
         .route("/logout", post(login::logout))
         .route("/users", get(users::list).post(users::add))
@@ -32,6 +34,10 @@ pub fn routes() -> Router<AppState> {
             get(datacenters::list).post(datacenters::upload),
         )
         .route("/datacenters/{name}", get(datacenters::show))
+        .route(
+            "/datacenters/{name}/drawing",
+            get(datacenters::drawing::live),
+        )
         .route("/runbooks", get(runbooks::list))
         .route("/runbooks/{id}", get(runbooks::show))
         .route("/agents", get(agents::page))
@@ -39,6 +45,7 @@ pub fn routes() -> Router<AppState> {
         .route("/audit", get(audit::page))
         .route("/audit/export.csv", get(audit::export_csv))
         .route("/audit/export.jsonl", get(audit::export_jsonl))
+        .route("/audit/export.bundle.json", get(audit::export_bundle))
         .route("/runs", get(runs::list).post(newrun::create))
         .route("/runs/new", get(newrun::form))
         .route("/runs/preview", post(newrun::preview))

@@ -1,5 +1,8 @@
-//! The run report: a printable change record — who requested, who approved what and when, every
-//! override with its justification, evidence and timings — and the same as JSON.
+//! The change record page (`/runs/ID/report`), print-ready, and the same content as JSON
+//! (`/runs/ID/report.json`, `/api/v1/runs/ID/report`). The record itself is built by
+//! [`crate::web::record::build`]; this module loads what it needs and renders it.
+
+use std::collections::BTreeMap;
 
 use askama::Template;
 use axum::extract::{Path, State};
@@ -9,105 +12,18 @@ use axum::Json;
 use crate::engine::audit::AuditEvent;
 use crate::engine::store::{RunRecord, StepRecord};
 use crate::web::auth::{CurrentUser, Role};
-use crate::web::views::{fmt_time, html, Chrome};
+use crate::web::record::{self, ChangeRecord};
+use crate::web::runview::timeline;
+use crate::web::views::{html, Chrome};
 use crate::web::{engine_error, AppError, AppState};
-
-/// Event kinds a person caused that change what the plan would have done on its own.
-const OVERRIDES: &[&str] = &[
-    "skip",
-    "retry",
-    "mark_done",
-    "mark_failed",
-    "reopen_gate",
-    "abort",
-    "pause",
-    "undo",
-];
-
-pub struct Decision {
-    pub at: String,
-    pub actor: String,
-    pub what: String,
-    pub detail: String,
-}
-
-pub struct StepLine {
-    pub id: String,
-    pub title: String,
-    pub host: String,
-    pub status: &'static str,
-    pub attempt: u32,
-    pub started: String,
-    pub ended: String,
-    pub evidence: String,
-    pub note: String,
-}
 
 #[derive(Template)]
 #[template(path = "report.html")]
 pub struct ReportPage {
     pub chrome: Chrome,
-    pub run_id: String,
-    pub status: &'static str,
-    pub runbook: String,
-    pub inventory: String,
-    pub change_ticket: String,
-    /// The ticket's link in the change-management system (`notify.ticket_url`), if configured.
-    pub change_ticket_url: Option<String>,
-    pub requester: String,
-    pub created: String,
-    pub approvals: Vec<Decision>,
-    pub overrides: Vec<Decision>,
-    pub steps: Vec<StepLine>,
-    pub chain: String,
-}
-
-fn detail(e: &AuditEvent) -> String {
-    let p = &e.payload;
-    for key in [
-        "comment",
-        "justification",
-        "reason",
-        "note",
-        "evidence",
-        "text",
-    ] {
-        if let Some(v) = p.get(key).and_then(|v| v.as_str()) {
-            return v.to_string();
-        }
-        if let Some(v) = p
-            .get("event")
-            .and_then(|ev| ev.get(key))
-            .and_then(|v| v.as_str())
-        {
-            return v.to_string();
-        }
-    }
-    String::new()
-}
-
-fn decision(e: &AuditEvent) -> Decision {
-    Decision {
-        at: fmt_time(e.at.div_euclid(1000)),
-        actor: e.actor.clone(),
-        what: format!(
-            "{}{}",
-            e.kind,
-            e.step_id
-                .as_ref()
-                .map(|s| format!(" ({s})"))
-                .unwrap_or_default()
-        ),
-        detail: detail(e),
-    }
-}
-
-fn is_approval(kind: &str) -> bool {
-    kind.ends_with("approve_start") || kind.ends_with("approve") || kind.ends_with("reject")
-}
-
-fn is_override(kind: &str) -> bool {
-    OVERRIDES.iter().any(|o| kind.ends_with(o))
+    pub r: ChangeRecord,
+    /// The planned-vs-actual chart (our own template, rendered to SVG markup).
+    pub timeline: String,
 }
 
 async fn load(
@@ -120,6 +36,72 @@ async fn load(
     Ok((run, steps, events))
 }
 
+/// Versions per server from the agents' latest facts, in words.
+async fn versions(state: &AppState) -> BTreeMap<String, String> {
+    // A record must render even when facts cannot be read: the servers then say so.
+    let Ok(all) = crate::executors::agent::registry::all_facts(&state.pool).await else {
+        return BTreeMap::new();
+    };
+    all.into_iter()
+        .map(|(server, f)| {
+            let mut parts: Vec<String> = f
+                .facts
+                .components
+                .iter()
+                .map(|c| format!("{} {}", c.component.label(), c.version))
+                .collect();
+            if let Some(w) = &f.facts.windows {
+                parts.push(w.clone());
+            }
+            if let Some(s) = &f.facts.sql_server {
+                parts.push(s.clone());
+            }
+            (server, parts.join("; "))
+        })
+        .collect()
+}
+
+/// The change record of run `id`.
+pub async fn build_record(state: &AppState, id: &str) -> Result<ChangeRecord, AppError> {
+    let (run, steps, events) = load(state, id).await?;
+    Ok(record_of(state, &run, &steps, &events).await?)
+}
+
+async fn record_of(
+    state: &AppState,
+    run: &RunRecord,
+    steps: &[StepRecord],
+    events: &[AuditEvent],
+) -> Result<ChangeRecord, AppError> {
+    let report = state.store.verify_audit().await.map_err(engine_error)?;
+    let (chain_ok, chain) = match report.problem {
+        None => (
+            true,
+            format!(
+                "The audit chain verifies ({} events in the log).",
+                report.events
+            ),
+        ),
+        Some(p) => (
+            false,
+            format!(
+                "The audit chain does NOT verify: event {} — {}.",
+                p.event_id, p.what
+            ),
+        ),
+    };
+    Ok(record::build(record::Inputs {
+        run,
+        steps,
+        events,
+        ticket_url: state.ticket_link(&run.change_ticket),
+        versions: versions(state).await,
+        chain_ok,
+        chain,
+        now_ms: state.clock.now_ms(),
+    }))
+}
+
 pub async fn page(
     State(state): State<AppState>,
     me: CurrentUser,
@@ -127,70 +109,21 @@ pub async fn page(
 ) -> Result<Response, AppError> {
     me.require(Role::Viewer)?;
     let (run, steps, events) = load(&state, &id).await?;
-    let report = state.store.verify_audit().await.map_err(engine_error)?;
-    let chain = match report.problem {
-        None => format!(
-            "The audit chain verifies ({} events in the log).",
-            report.events
-        ),
-        Some(p) => format!(
-            "The audit chain does NOT verify: event {} — {}.",
-            p.event_id, p.what
-        ),
-    };
+    let r = record_of(&state, &run, &steps, &events).await?;
+    let timeline = timeline::timeline(&steps, state.clock.now_ms())
+        .render()
+        .map_err(|e| AppError::Internal(e.into()))?;
     html(&ReportPage {
         chrome: Chrome::new(&me, "runs"),
-        run_id: run.id.clone(),
-        status: run.status.as_str(),
-        runbook: run.runbook.clone(),
-        inventory: run.inventory.clone(),
-        change_ticket: run.change_ticket.clone(),
-        change_ticket_url: state.ticket_link(&run.change_ticket),
-        requester: run.requester.clone(),
-        created: fmt_time(run.created_at.div_euclid(1000)),
-        approvals: events
-            .iter()
-            .filter(|e| e.actor != "lockstep" && is_approval(&e.kind))
-            .map(decision)
-            .collect(),
-        overrides: events
-            .iter()
-            .filter(|e| e.actor != "lockstep" && is_override(&e.kind))
-            .map(decision)
-            .collect(),
-        steps: steps
-            .iter()
-            .map(|s| StepLine {
-                id: s.id.clone(),
-                title: s.spec.title.clone(),
-                host: s.spec.host.clone().unwrap_or_default(),
-                status: s.status.as_str(),
-                attempt: s.attempt,
-                started: s
-                    .state
-                    .dispatched_at
-                    .map(|d| fmt_time(d.div_euclid(1000)))
-                    .unwrap_or_default(),
-                ended: if s.status.is_terminal() {
-                    fmt_time(s.updated_at.div_euclid(1000))
-                } else {
-                    String::new()
-                },
-                evidence: s
-                    .state
-                    .evidence
-                    .as_ref()
-                    .map(|e| e.to_string())
-                    .unwrap_or_default(),
-                note: s.state.note.clone().unwrap_or_default(),
-            })
-            .collect(),
-        chain,
+        r,
+        timeline,
     })
 }
 
+/// The JSON form: the change record, plus the raw records it was built from (for tools).
 #[derive(serde::Serialize)]
 pub struct ReportJson {
+    pub record: ChangeRecord,
     pub run: RunRecord,
     pub steps: Vec<StepRecord>,
     pub events: Vec<AuditEvent>,
@@ -199,12 +132,13 @@ pub struct ReportJson {
 
 pub async fn build_json(state: &AppState, id: &str) -> Result<ReportJson, AppError> {
     let (run, steps, events) = load(state, id).await?;
-    let report = state.store.verify_audit().await.map_err(engine_error)?;
+    let record = record_of(state, &run, &steps, &events).await?;
     Ok(ReportJson {
+        audit_chain_intact: record.chain_ok,
+        record,
         run,
         steps,
         events,
-        audit_chain_intact: report.problem.is_none(),
     })
 }
 

@@ -1,0 +1,266 @@
+//! Audit events in plain words: one sentence per event kind and payload, for the Audit page and
+//! the change record ("approver2 approved the gate 'Approve stopping production services': 'CAB
+//! approved CHG-2041'").
+//!
+//! The audit log stores what the engine serialised (`run.approve_start` with `{event: {actor,
+//! comment}, from, to}`); people should never have to read that. Kinds this module does not know
+//! (new ones from other parts of the product) still get a sentence: the kind's words, the person,
+//! and any comment, justification or reason the payload carries — never the raw JSON.
+
+use serde_json::Value;
+
+use crate::engine::audit::AuditEvent;
+
+/// The free text a person attached to an event (comment, justification, reason, note, evidence),
+/// whole: change records must never cut a comment mid-word.
+pub fn person_text(payload: &Value) -> Option<String> {
+    for key in [
+        "comment",
+        "justification",
+        "reason",
+        "note",
+        "evidence",
+        "text",
+    ] {
+        for at in [Some(payload), payload.get("event")] {
+            if let Some(v) = at.and_then(|p| p.get(key)).and_then(Value::as_str) {
+                if !v.trim().is_empty() {
+                    return Some(v.to_string());
+                }
+            }
+        }
+    }
+    None
+}
+
+/// The state an event moved its run or step into, when it is a transition.
+pub fn new_state(payload: &Value) -> Option<&str> {
+    payload.get("to").and_then(Value::as_str)
+}
+
+/// Internal state names in words (`awaiting_approval` → "awaiting approval").
+pub fn state_words(state: &str) -> String {
+    state.replace('_', " ")
+}
+
+fn quoted(text: &str) -> String {
+    format!("'{text}'")
+}
+
+/// `: 'text'` when the event carries a person's text, else nothing.
+fn with_text(payload: &Value) -> String {
+    person_text(payload)
+        .map(|t| format!(": {}", quoted(&t)))
+        .unwrap_or_default()
+}
+
+/// The event kind without its `run.`/`step.` prefix, in words (`reopen_gate` → "reopen gate").
+pub fn kind_words(kind: &str) -> String {
+    let tail = kind.rsplit('.').next().unwrap_or(kind);
+    state_words(tail)
+}
+
+/// One sentence for `e`. `step_title` names a step by its title (falls back to its id).
+pub fn describe(e: &AuditEvent, step_title: &dyn Fn(&str) -> Option<String>) -> String {
+    let who = e.actor.as_str();
+    let p = &e.payload;
+    let step = e
+        .step_id
+        .as_deref()
+        .map(|id| quoted(&step_title(id).unwrap_or_else(|| id.to_string())))
+        .unwrap_or_else(|| "a step".to_string());
+    let to = new_state(p).map(state_words).unwrap_or_default();
+    match e.kind.as_str() {
+        "run.created" => {
+            let ticket = p
+                .get("change_ticket")
+                .and_then(Value::as_str)
+                .filter(|t| !t.is_empty())
+                .map(|t| format!(" for change {t}"))
+                .unwrap_or_default();
+            format!("{who} created the run{ticket}")
+        }
+        "run.submit" => format!("{who} asked for approval to start the run"),
+        "run.approve_start" => format!("{who} approved the start of the run{}", with_text(p)),
+        "run.pause" => format!("{who} paused the run{}", with_text(p)),
+        "run.resume" => format!("{who} resumed the run"),
+        "run.abort" => format!("{who} aborted the run{}", with_text(p)),
+        "run.completed" => format!("The run finished: {to}"),
+        "run.stalled" => {
+            let at = p
+                .get("event")
+                .and_then(|ev| ev.get("step_id"))
+                .and_then(Value::as_str)
+                .map(|id| format!(" at {}", quoted(&step_title(id).unwrap_or(id.to_string()))))
+                .unwrap_or_default();
+            format!("The run stopped{at} and waits for a person")
+        }
+        "run.reopen" => format!("{who} reopened the failed run"),
+        "run.undo" => format!("{who} asked to undo the run's changes{}", with_text(p)),
+        "step.unblock" => format!("Step {step} became ready"),
+        "step.start" => match new_state(p) {
+            Some("awaiting_approval") => format!("The gate {step} opened for approval"),
+            Some("awaiting_operator") => format!("The manual task {step} waits for an operator"),
+            _ => format!("Step {step} started"),
+        },
+        "step.approve" => format!("{who} approved the gate {step}{}", with_text(p)),
+        "step.reject" => format!("{who} denied the gate {step}{}", with_text(p)),
+        "step.lapse" => format!("The approvals of the gate {step} lapsed (the gate expired)"),
+        "step.reopen_gate" => format!("{who} reopened the gate {step}"),
+        "step.content_changed" => {
+            format!("Step {step} changed after approval; its approvals no longer count")
+        }
+        "step.claim" => format!("{who} claimed the manual task {step}"),
+        "step.complete" => format!(
+            "{who} completed the manual task {step}{}",
+            person_text(p)
+                .map(|t| format!(" and recorded: {}", quoted(&t)))
+                .unwrap_or_default()
+        ),
+        "step.heartbeat" => format!("Step {step} is still running"),
+        "step.finished" => format!("Step {step} answered: {to}"),
+        "step.verified" => {
+            let ok = p
+                .get("event")
+                .and_then(|ev| ev.get("ok"))
+                .and_then(Value::as_bool);
+            match ok {
+                Some(true) => format!("Step {step} was verified"),
+                Some(false) => format!("Step {step} did NOT verify: {to}"),
+                None => format!("Step {step} was checked: {to}"),
+            }
+        }
+        "step.reconciled" => format!("Step {step} was reconciled with its executor: {to}"),
+        "step.retry" => format!("{who} retried step {step}"),
+        "step.skip" => format!("{who} skipped step {step}{}", with_text(p)),
+        "step.mark_done" => format!("{who} marked step {step} done{}", with_text(p)),
+        "step.mark_failed" => format!("{who} marked step {step} failed{}", with_text(p)),
+        "step.cancel" => format!("Step {step} was cancelled"),
+        "step.cancel_answered" => format!("Step {step}'s cancellation was answered: {to}"),
+        "step.amended" => format!("{who} amended step {step} (its content changed)"),
+        "comment" => match &e.step_id {
+            Some(_) => format!("{who} commented on step {step}{}", with_text(p)),
+            None => format!("{who} commented{}", with_text(p)),
+        },
+        "datacenter.versions_updated" => {
+            let n = p
+                .get("changes")
+                .and_then(Value::as_array)
+                .map(|c| c.len())
+                .unwrap_or(0);
+            format!("{who} updated the Data Center's recorded versions from the agents' facts ({n} changes)")
+        }
+        other => generic(who, other, &step, e.step_id.is_some(), p),
+    }
+}
+
+/// Kinds this module does not name (e.g. policy overrides added by other parts): the kind's
+/// words, the person, the step, any state entered and the person's text.
+fn generic(who: &str, kind: &str, step: &str, has_step: bool, p: &Value) -> String {
+    let words = kind.replace(['.', '_'], " ");
+    let on = if has_step {
+        format!(" on step {step}")
+    } else {
+        String::new()
+    };
+    let to = new_state(p)
+        .map(|s| format!(" (now {})", state_words(s)))
+        .unwrap_or_default();
+    format!("{who}: {words}{on}{to}{}", with_text(p))
+}
+
+/// Whether a person (not the engine) made this decision.
+pub fn by_person(e: &AuditEvent) -> bool {
+    e.actor != "lockstep"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ev(kind: &str, step: Option<&str>, actor: &str, payload: Value) -> AuditEvent {
+        AuditEvent {
+            id: 1,
+            run_id: Some("r".into()),
+            step_id: step.map(String::from),
+            actor: actor.into(),
+            at: 0,
+            kind: kind.into(),
+            payload,
+            prev_hash: String::new(),
+            hash: String::new(),
+        }
+    }
+
+    fn titles(id: &str) -> Option<String> {
+        (id == "approve-stop").then(|| "Approve stopping production services".to_string())
+    }
+
+    #[test]
+    fn a_gate_approval_reads_as_a_sentence_with_the_whole_comment() {
+        let e = ev(
+            "step.approve",
+            Some("approve-stop"),
+            "approver2",
+            json!({"event": {"event": "approve", "actor": {"name": "approver2", "roles": []},
+                   "comment": "CAB approved CHG-2041", "content_hash": "ab"},
+                   "from": "awaiting_approval", "to": "ready", "attempt": 0}),
+        );
+        assert_eq!(
+            describe(&e, &titles),
+            "approver2 approved the gate 'Approve stopping production services': 'CAB approved CHG-2041'"
+        );
+    }
+
+    #[test]
+    fn a_manual_task_names_who_did_it_and_what_they_recorded() {
+        let e = ev(
+            "step.complete",
+            Some("setup@DC1"),
+            "operator",
+            json!({"event": {"event": "complete", "note": "Setup finished, no warnings"}}),
+        );
+        assert_eq!(
+            describe(&e, &titles),
+            "operator completed the manual task 'setup@DC1' and recorded: 'Setup finished, no warnings'"
+        );
+    }
+
+    #[test]
+    fn an_unknown_override_kind_still_reads_in_words_with_its_justification() {
+        let e = ev(
+            "policy.preflight_override",
+            None,
+            "carol",
+            json!({"justification": "disk checked by hand", "findings": [1, 2]}),
+        );
+        let s = describe(&e, &titles);
+        assert_eq!(
+            s,
+            "carol: policy preflight override: 'disk checked by hand'"
+        );
+        assert!(!s.contains('{'));
+    }
+
+    #[test]
+    fn the_engines_own_transitions_name_the_state_in_words() {
+        let e = ev(
+            "run.completed",
+            None,
+            "lockstep",
+            json!({"event": {"event": "completed"}, "from": "running", "to": "succeeded"}),
+        );
+        assert_eq!(describe(&e, &titles), "The run finished: succeeded");
+        let e = ev(
+            "step.start",
+            Some("approve-stop"),
+            "lockstep",
+            json!({"to": "awaiting_approval"}),
+        );
+        assert_eq!(
+            describe(&e, &titles),
+            "The gate 'Approve stopping production services' opened for approval"
+        );
+    }
+}
