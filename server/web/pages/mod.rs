@@ -3,6 +3,7 @@
 
 pub mod agents;
 pub mod audit;
+pub mod confirm;
 pub mod datacenters;
 pub mod login;
 pub mod newrun;
@@ -21,6 +22,7 @@ use super::AppState;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/", get(overview::page))
+        .route("/overview/events", get(overview::events))
         .route("/login", get(login::form).post(login::submit))
         .route("/logout", post(login::logout))
         .route("/users", get(users::list).post(users::add))
@@ -47,6 +49,13 @@ pub fn routes() -> Router<AppState> {
         .route("/runs/{id}/report.json", get(report::json))
         .route("/runs/{id}/events", get(crate::web::live::stream))
         .route("/runs/{id}/comments", post(runs::add_comment))
-        .route("/runs/{id}/{action}", post(runs::control))
-        .route("/runs/{id}/steps/{step}/{action}", post(runs::step_control))
+        // GET of a dangerous control's address is its confirmation page (see confirm.rs).
+        .route(
+            "/runs/{id}/{action}",
+            get(confirm::run_control).post(runs::control),
+        )
+        .route(
+            "/runs/{id}/steps/{step}/{action}",
+            get(confirm::step_control).post(runs::step_control),
+        )
 }
