@@ -1,0 +1,165 @@
+//! The cockpit's pages without a browser: the attention strip's contents per viewer, the
+//! confirmation pages of the dangerous controls, the step filter, the favicon, and the
+//! Overview's live stream.
+
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use lockstep::engine::machine::{RunEvent, StepStatus};
+use lockstep::engine::Actor;
+use lockstep::web::auth::Role;
+
+use crate::app::{spawn_app, spawn_app_with_driver, TestApp};
+
+/// A run at its first gate (approved to start by someone else; the driver opened the gate).
+async fn at_gate(app: &TestApp) -> String {
+    let run = app.submitted_run("olga").await;
+    app.state
+        .store
+        .apply_run_event(
+            &run.id,
+            &RunEvent::ApproveStart {
+                actor: Actor::new("boss", &["approver"]),
+                comment: "go".into(),
+            },
+            app.clock.now_ms(),
+        )
+        .await
+        .unwrap();
+    app.state.wake();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while app.state.store.step(&run.id, "gate").await.unwrap().status
+        != StepStatus::AwaitingApproval
+    {
+        assert!(Instant::now() < deadline, "the driver never opened the gate");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    run.id
+}
+
+fn section<'a>(page: &'a str, id: &str) -> &'a str {
+    let start = page
+        .find(&format!("id=\"{id}\""))
+        .unwrap_or_else(|| panic!("no #{id}"));
+    let end = page[start..].find("</section>").map_or(page.len(), |e| start + e);
+    &page[start..end]
+}
+
+#[tokio::test]
+async fn the_attention_strip_offers_the_gate_to_an_approver_but_not_to_the_requester() {
+    let app = spawn_app_with_driver().await;
+    let olga = app.login_as("olga", Role::Operator).await;
+    let alan = app.login_as("alan", Role::Approver).await;
+    let run = at_gate(&app).await;
+
+    let page = app.get(&alan, &format!("/runs/{run}")).await.text().await.unwrap();
+    let strip = section(&page, "attention");
+    assert!(strip.contains("data-mine=\"1\""), "{strip}");
+    assert!(strip.contains("Approval gate:"));
+    assert!(strip.contains("Who may act: an approver other than olga"));
+    assert!(strip.contains(&format!("action=\"/runs/{run}/steps/gate/approve\"")));
+    assert!(page.contains("<title>(1) CHG-1001 · upgrade-8.11 · Test DC · Lockstep</title>"));
+    assert!(section(&page, "run-header").contains("waiting for approval: Step gate"));
+
+    let page = app.get(&olga, &format!("/runs/{run}")).await.text().await.unwrap();
+    let strip = section(&page, "attention");
+    assert!(strip.contains("data-mine=\"0\""), "{strip}");
+    assert!(strip.contains("Step gate"), "the requester sees it waiting");
+    assert!(!strip.contains("/steps/gate/approve"), "but gets no approve form");
+
+    // The approver's Overview lists it; the requester's does not.
+    let home = app.get(&alan, "/").await.text().await.unwrap();
+    assert!(home.contains("Approval gate:</strong>"), "{home}");
+    assert!(home.contains(&format!("/runs/{run}#step-0")));
+    let home = app.get(&olga, "/").await.text().await.unwrap();
+    assert!(home.contains("Nothing awaits you."));
+}
+
+#[tokio::test]
+async fn dangerous_controls_link_to_a_page_that_says_what_will_happen() {
+    let app = spawn_app_with_driver().await;
+    let olga = app.login_as("olga", Role::Operator).await;
+    let vic = app.login_as("vic", Role::Viewer).await;
+    let run = at_gate(&app).await;
+    let page = app.get(&olga, &format!("/runs/{run}")).await.text().await.unwrap();
+    assert!(page.contains(&format!("href=\"/runs/{run}/abort\"")));
+    assert!(page.contains(&format!("href=\"/runs/{run}/pause\"")));
+    assert!(
+        !page.contains(&format!("action=\"/runs/{run}/abort\"")),
+        "no one-click abort on the run page"
+    );
+    let confirm = app.get(&olga, &format!("/runs/{run}/abort")).await;
+    assert_eq!(confirm.status(), 200);
+    let confirm = confirm.text().await.unwrap();
+    assert!(confirm.contains("Abort this run?"));
+    assert!(confirm.contains("cannot be resumed"));
+    assert!(confirm.contains(&format!("action=\"/runs/{run}/abort\"")));
+    assert!(confirm.contains("name=\"reason\" required"));
+    // Viewers may not, unknown controls do not exist, and the run is untouched by looking.
+    assert_eq!(app.get(&vic, &format!("/runs/{run}/abort")).await.status(), 403);
+    assert_eq!(app.get(&olga, &format!("/runs/{run}/explode")).await.status(), 404);
+    assert_eq!(
+        app.get(&olga, &format!("/runs/{run}/steps/gate/approve")).await.status(),
+        404
+    );
+    let resume = app.get(&olga, &format!("/runs/{run}/undo")).await.text().await.unwrap();
+    assert!(resume.contains("this control does not apply now"), "undo of a running run");
+    assert_eq!(
+        app.state.store.run(&run).await.unwrap().status.as_str(),
+        "running"
+    );
+}
+
+#[tokio::test]
+async fn the_step_filter_keeps_what_waits_and_names_a_bad_choice() {
+    let app = spawn_app_with_driver().await;
+    let olga = app.login_as("olga", Role::Operator).await;
+    let run = at_gate(&app).await;
+    let page = app
+        .get(&olga, &format!("/runs/{run}?show=waiting"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let phases = &page[page.find("id=\"phases\"").unwrap()..];
+    assert!(phases.contains("id=\"step-0\""));
+    assert!(!phases.contains("id=\"step-1\""), "the pending task is filtered out");
+    assert!(phases.contains("2 steps hidden by the filter."));
+    let bad = app.get(&olga, &format!("/runs/{run}?show=everything")).await;
+    assert_eq!(bad.status(), 422, "a bad filter is a refused input");
+    assert!(bad.text().await.unwrap().contains("show: `everything` is not a filter"));
+}
+
+#[tokio::test]
+async fn the_favicon_is_an_icon_not_a_404() {
+    let app = spawn_app().await;
+    let r = reqwest::get(app.url("/favicon.ico")).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "image/x-icon");
+    let bytes = r.bytes().await.unwrap();
+    assert_eq!(&bytes[..4], &[0, 0, 1, 0], "an ICO header");
+}
+
+#[tokio::test]
+async fn the_overview_stream_sends_a_gate_as_it_starts_waiting() {
+    let app = spawn_app_with_driver().await;
+    let alan = app.login_as("alan", Role::Approver).await;
+    app.add_user("olga", Role::Operator).await;
+    let resp = app.get(&alan, "/overview/events").await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let mut body = resp.bytes_stream();
+    let run = at_gate(&app).await;
+    let mut seen = String::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !seen.contains("Step gate") {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, body.next()).await {
+            Ok(Some(Ok(chunk))) => seen.push_str(&String::from_utf8_lossy(&chunk)),
+            other => panic!("the stream ended or stalled ({other:?}); got: {seen}"),
+        }
+    }
+    assert!(seen.contains("event: update"));
+    assert!(seen.contains("hx-swap-oob=\"true\""));
+    assert!(seen.contains(&format!("/runs/{run}#step-0")));
+}
