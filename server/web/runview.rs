@@ -229,7 +229,14 @@ pub fn run_header(
         .filter(|s| !s.status.is_terminal())
         .map(|s| s.spec.estimate_secs as i64)
         .sum();
-    let started = steps.iter().filter_map(|s| s.state.dispatched_at).min();
+    // A run starts with its first dispatch or its first gate opening (a gate is never dispatched).
+    let started = steps
+        .iter()
+        .filter_map(|s| match (s.state.dispatched_at, s.state.gate_opened_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        })
+        .min();
     let terminal = run.status.is_terminal();
     let end = if terminal { run.updated_at } else { now_ms };
     let elapsed = started
