@@ -191,3 +191,58 @@ async fn the_readme_walkthrough_names_what_the_pages_really_show() {
     assert!(nav.contains("href=\"/runs/new\""));
     assert_eq!(app.get(&olga, "/runs/new").await.status(), 200);
 }
+
+#[tokio::test]
+async fn a_step_page_shows_its_whole_output_searchable_and_as_a_text_download() {
+    let app = spawn_app().await;
+    let vic = app.login_as("vic", Role::Viewer).await;
+    let run = app.create_run("olga", "DC1", "ok").await;
+    let key = lockstep::engine::executor::IdempotencyKey {
+        run_id: run.id.clone(),
+        step_id: "wizard".into(),
+        attempt: 1,
+    };
+    let now = app.clock.now_ms();
+    app.state
+        .live
+        .step_log()
+        .write(
+            &key,
+            &[
+                (now, "Stopped BackupServer (was Running) in 2.1 s".to_string()),
+                (now, "Stopped <IndexServer> (was Running) in 1.4 s".to_string()),
+            ],
+            0,
+        )
+        .await
+        .unwrap();
+    let page = app
+        .get(&vic, &format!("/runs/{}/steps/wizard?q=backupserver", run.id))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("Stopped BackupServer (was Running) in 2.1 s"));
+    assert!(!page.contains("IndexServer"), "the search keeps only matching lines");
+    assert!(page.contains("1 of 2 lines contain"));
+    let all = app
+        .get(&vic, &format!("/runs/{}/steps/wizard", run.id))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(all.contains("Stopped &#60;IndexServer&#62;"), "escaped");
+    let txt = app.get(&vic, &format!("/runs/{}/steps/wizard/log.txt", run.id)).await;
+    assert_eq!(txt.status(), 200);
+    assert!(txt.headers()["content-disposition"]
+        .to_str()
+        .unwrap()
+        .contains("wizard.log.txt"));
+    let body = txt.text().await.unwrap();
+    assert_eq!(body.lines().count(), 3, "{body}");
+    assert!(body.contains("attempt 1 Stopped <IndexServer> (was Running) in 1.4 s"));
+    assert_eq!(
+        app.get(&vic, &format!("/runs/{}/steps/nosuch", run.id)).await.status(),
+        404
+    );
+}

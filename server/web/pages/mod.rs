@@ -12,6 +12,7 @@ pub mod report;
 pub mod runbooks;
 pub mod runs;
 pub mod site_facts;
+pub mod step;
 pub mod users;
 
 use axum::routing::{get, post};
@@ -49,6 +50,8 @@ pub fn routes() -> Router<AppState> {
         .route("/runs/{id}/report.json", get(report::json))
         .route("/runs/{id}/events", get(crate::web::live::stream))
         .route("/runs/{id}/comments", post(runs::add_comment))
+        .route("/runs/{id}/steps/{step}", get(step::page))
+        .route("/runs/{id}/steps/{step}/log.txt", get(step::log_text))
         // GET of a dangerous control's address is its confirmation page (see confirm.rs).
         .route(
             "/runs/{id}/{action}",
