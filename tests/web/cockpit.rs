@@ -178,3 +178,99 @@ async fn at_400_px_nothing_overflows_and_abort_asks_for_confirmation_first() {
     }
     b.quit().await;
 }
+
+/// axe-core, pinned and vendored for the tests only (see tests/web/vendor/axe-core-4.10.3/README).
+const AXE: &str = include_str!("vendor/axe-core-4.10.3/axe.min.js");
+
+/// The serious and critical accessibility violations axe-core finds on the current page.
+async fn axe_violations(b: &Browser) -> Vec<String> {
+    b.script(&format!("{AXE}\n;window.__axe = axe; return true;"))
+        .await;
+    let found = b
+        .script_async(
+            "var done = arguments[arguments.length - 1];
+             window.__axe.run(document, {resultTypes: ['violations']}).then(function (r) {
+               done(r.violations
+                 .filter(function (v) { return v.impact === 'serious' || v.impact === 'critical'; })
+                 .map(function (v) {
+                   return v.impact + ' ' + v.id + ' (' + v.nodes.length + '): ' + v.help + ' at '
+                     + v.nodes.slice(0, 3).map(function (n) { return n.target.join(' '); }).join(' | ');
+                 }));
+             }, function (e) { done(['axe failed: ' + e]); });",
+        )
+        .await;
+    found
+        .as_array()
+        .map(|a| a.iter().map(|v| v.as_str().unwrap_or("").to_string()).collect())
+        .unwrap_or_else(|| vec![format!("axe answered {found}")])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn axe_core_finds_no_serious_or_critical_violation_on_any_page() {
+    let app = spawn_app_with_driver().await;
+    app.add_user("olga", Role::Operator).await;
+    app.add_user("root", Role::Admin).await;
+    lockstep::web::datacenters::save(
+        &app.state.pool,
+        include_str!("../../examples/mirrored.toml"),
+        "olga",
+        app.clock.now(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let dc = lockstep::web::datacenters::list(&app.state.pool).await.unwrap()[0]
+        .name
+        .clone();
+    let run = run_at_first_gate(&app).await;
+    let driver = Driver::start().await;
+    let b = driver.browser().await;
+    b.goto(&app.url("/login")).await;
+    let mut problems = axe_violations(&b)
+        .await
+        .into_iter()
+        .map(|v| format!("/login: {v}"))
+        .collect::<Vec<_>>();
+    log_in(&app, &b, "root").await;
+    let pages = [
+        "/".to_string(),
+        "/runs".into(),
+        "/runs/new".into(),
+        format!("/runs/{run}"),
+        format!("/runs/{run}?show=waiting"),
+        format!("/runs/{run}/abort"),
+        format!("/runs/{run}/steps/gate/skip"),
+        format!("/runs/{run}/steps/wizard"),
+        format!("/runs/{run}/report"),
+        "/datacenters".into(),
+        format!("/datacenters/{}", dc.replace(' ', "%20")),
+        "/runbooks".into(),
+        "/runbooks/upgrade-8.11".into(),
+        "/audit".into(),
+        "/agents".into(),
+        "/users".into(),
+        "/account".into(),
+    ];
+    for path in &pages {
+        b.goto(&app.url(path)).await;
+        b.wait_for("main", 5).await;
+        for v in axe_violations(&b).await {
+            problems.push(format!("{path}: {v}"));
+        }
+    }
+    // The check can fail: an image without a text alternative is a critical violation.
+    b.goto(&app.url("/runs")).await;
+    b.script("var i = document.createElement('img'); i.src = '/favicon.ico'; document.querySelector('main').appendChild(i); return true;")
+        .await;
+    let planted = axe_violations(&b).await;
+    assert!(
+        planted.iter().any(|v| v.contains("image-alt")),
+        "axe did not see a planted violation: {planted:?}"
+    );
+    b.quit().await;
+    assert!(
+        problems.is_empty(),
+        "axe-core found serious or critical violations:\n{}",
+        problems.join("\n")
+    );
+}

@@ -289,6 +289,17 @@ impl Browser {
         .unwrap_or_else(|e| panic!("script failed: {e}"))
     }
 
+    /// Runs `js` asynchronously: it calls `arguments[arguments.length - 1](value)` when done.
+    pub async fn script_async(&self, js: &str) -> Value {
+        self.try_cmd(
+            reqwest::Method::POST,
+            "/execute/async",
+            Some(json!({"script": js, "args": []})),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("async script failed: {e}"))
+    }
+
     pub async fn quit(self) {
         let _ = self.http.delete(&self.base).send().await;
     }
