@@ -21,4 +21,33 @@
     var el = document.getElementById("live-state");
     if (el) { el.textContent = "reconnecting…"; el.className = "live off"; }
   });
+  // The tab title counts what waits for me (the attention strip's data-mine, or the Overview's
+  // list); when the count grows, an opt-in browser notification says so.
+  var lastMine = null;
+  function mineNow() {
+    var strip = document.getElementById("attention");
+    if (strip) return parseInt(strip.getAttribute("data-mine") || "0", 10) || 0;
+    var list = document.querySelectorAll("#awaiting li.wait");
+    return document.getElementById("awaiting") ? list.length : null;
+  }
+  function followAttention() {
+    var n = mineNow();
+    if (n === null) return;
+    var base = document.title.replace(/^\(\d+\) /, "");
+    document.title = (n > 0 ? "(" + n + ") " : "") + base;
+    if (lastMine !== null && n > lastMine && window.Notification && Notification.permission === "granted") {
+      new Notification("Lockstep: something waits for you", { body: base, tag: "lockstep-waiting" });
+    }
+    lastMine = n;
+    var opt = document.querySelector(".notify-opt");
+    if (opt && window.Notification && Notification.permission === "default") opt.hidden = false;
+  }
+  document.addEventListener("DOMContentLoaded", followAttention);
+  document.addEventListener("htmx:oobAfterSwap", followAttention);
+  document.addEventListener("htmx:afterSettle", followAttention);
+  document.addEventListener("click", function (ev) {
+    var t = ev.target;
+    if (!(t instanceof HTMLElement) || t.id !== "notify-me" || !window.Notification) return;
+    Notification.requestPermission().then(function () { followAttention(); });
+  });
 })();

@@ -4,5 +4,7 @@
 mod app;
 #[path = "web/browser.rs"]
 mod browser;
+#[path = "web/cockpit.rs"]
+mod cockpit;
 #[path = "web/webdriver.rs"]
 mod webdriver;

@@ -8,6 +8,8 @@ mod api;
 mod app;
 #[path = "web/auth.rs"]
 mod auth;
+#[path = "web/cockpit_pages.rs"]
+mod cockpit_pages;
 #[path = "web/live.rs"]
 mod live;
 #[path = "web/matrix.rs"]

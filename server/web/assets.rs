@@ -50,6 +50,11 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
         include_bytes!("../../static/vendor/htmx-ext-sse.LICENSE"),
     ),
     (
+        "favicon.ico",
+        "image/x-icon",
+        include_bytes!("../../static/favicon.ico"),
+    ),
+    (
         "vendor/README",
         "text/plain; charset=utf-8",
         include_bytes!("../../static/vendor/README"),
@@ -69,4 +74,9 @@ pub async fn asset(Path(path): Path<String>) -> Result<Response, AppError> {
         *bytes,
     )
         .into_response())
+}
+
+/// `/favicon.ico`: browsers ask for it on every page whatever the `<link rel="icon">` says.
+pub async fn favicon() -> Result<Response, AppError> {
+    asset(Path("favicon.ico".to_string())).await
 }

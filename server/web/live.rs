@@ -33,6 +33,11 @@ mod stream;
 
 pub use stream::stream;
 
+/// One server-sent event frame without an id (for streams that are not engine events).
+pub fn frame(event: &str, data: &str) -> Bytes {
+    stream::frame(None, event, data)
+}
+
 /// One rendering kind: controls differ by role and by whether the viewer requested the run.
 pub type Variant = (Role, bool);
 
@@ -252,6 +257,10 @@ pub fn render_update(
     let mut header = runview::run_header(run, steps, &viewer, now_ms, watching);
     header.oob = true;
     let mut out = header.render()?;
+    // The attention strip follows every change: a gate opening, a claim, a failure.
+    let mut attention = runview::attention::attention(run, steps, &viewer, now_ms);
+    attention.oob = true;
+    out.push_str(&attention.render()?);
     for step in steps.iter().filter(|s| touched.contains(&s.id)) {
         let mut card = runview::step_card(run, step, &viewer, logs.get(&step.id));
         card.oob = true;

@@ -23,6 +23,7 @@ pub mod security;
 pub mod tls;
 pub mod topology;
 pub mod views;
+pub mod words;
 
 use std::sync::Arc;
 
@@ -182,6 +183,7 @@ pub fn router(state: AppState) -> Router {
         .merge(auth::oidc::flow::routes())
         .nest("/api/v1", api::routes())
         .route("/healthz", get(healthz))
+        .route("/favicon.ico", get(assets::favicon))
         .route("/readyz", get(readyz))
         .route("/static/{*path}", get(assets::asset))
         .fallback(not_found)

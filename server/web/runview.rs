@@ -5,6 +5,7 @@
 
 use askama::Template;
 
+pub mod attention;
 pub mod deliveries;
 pub mod timeline;
 
@@ -16,6 +17,7 @@ use crate::engine::store::{RunRecord, StepRecord};
 use crate::knowledge::plan::StepKind;
 use crate::web::auth::Role;
 use crate::web::views::{fmt_duration, fmt_time};
+use crate::web::words;
 
 /// Who is looking, as far as rendering cares: controls depend on the role and on whether the
 /// viewer requested the run (four-eyes: a requester is never offered an approval).
@@ -32,7 +34,18 @@ pub struct Viewer {
 #[template(path = "partials/run_header.html")]
 pub struct RunHeader {
     pub id: String,
+    /// The run as people name it: change ticket · runbook · Data Center.
+    pub name: String,
     pub status: &'static str,
+    pub status_words: &'static str,
+    /// What the run waits for, with how long (see [`attention::blocked_on`]); empty if nothing.
+    pub blocked_on: String,
+    /// Whether the steps have started at all (the elapsed/forecast line reads differently).
+    pub started: bool,
+    /// The window's opening is still ahead: "opens in 2 h 10 min".
+    pub opens_in: String,
+    /// The forecast finish passes the window's end (a warning, not a footnote).
+    pub late: bool,
     pub requester: String,
     pub approved_by: String,
     pub change_ticket: String,
@@ -73,7 +86,10 @@ pub struct StepCard {
     pub kind: &'static str,
     pub host: String,
     pub status: &'static str,
+    pub status_words: &'static str,
     pub attempt: u32,
+    /// "attempt 2" once a step has been tried more than once; empty otherwise.
+    pub attempt_note: String,
     pub started: String,
     pub duration: String,
     pub estimate: String,
@@ -139,10 +155,50 @@ pub struct Phase {
     pub cards: Vec<StepCard>,
 }
 
+impl Phase {
+    /// Every step of the phase is over (done, skipped or cancelled): the page folds it away.
+    pub fn finished(&self) -> bool {
+        self.cards
+            .iter()
+            .all(|c| matches!(c.status, "succeeded" | "skipped" | "cancelled"))
+    }
+
+    /// How many of its steps are done, for the folded phase's summary.
+    pub fn done(&self) -> usize {
+        self.cards
+            .iter()
+            .filter(|c| matches!(c.status, "succeeded" | "skipped"))
+            .count()
+    }
+}
+
+impl StepCard {
+    /// The viewer can act on this step now.
+    pub fn is_actionable(&self) -> bool {
+        self.can_approve || self.can_claim || self.can_complete || self.can_retry || self.can_resolve
+    }
+}
+
 /// DOM id of a step card: by plan position, since step ids hold characters (`@`, `.`) that
 /// would need escaping in CSS selectors.
 pub fn step_dom_id(step: &StepRecord) -> String {
     format!("step-{}", step.seq)
+}
+
+/// The run as people name it: "CHG-2026-1127 · upgrade-8.11 · Northwind" (ticket first, since
+/// that is what the change board calls it); the id only when there is no ticket.
+pub fn run_name(run: &RunRecord) -> String {
+    let ticket = run.change_ticket.trim();
+    if ticket.is_empty() {
+        format!("{} · {} · run {}", run.runbook, run.inventory, short_id(&run.id))
+    } else {
+        format!("{ticket} · {} · {}", run.runbook, run.inventory)
+    }
+}
+
+/// The first block of a UUID, enough to tell runs apart by eye.
+pub fn short_id(id: &str) -> &str {
+    id.split('-').next().unwrap_or(id)
 }
 
 fn ms_to_secs(ms: i64) -> i64 {
@@ -173,7 +229,14 @@ pub fn run_header(
         .filter(|s| !s.status.is_terminal())
         .map(|s| s.spec.estimate_secs as i64)
         .sum();
-    let started = steps.iter().filter_map(|s| s.state.dispatched_at).min();
+    // A run starts with its first dispatch or its first gate opening (a gate is never dispatched).
+    let started = steps
+        .iter()
+        .filter_map(|s| match (s.state.dispatched_at, s.state.gate_opened_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        })
+        .min();
     let terminal = run.status.is_terminal();
     let end = if terminal { run.updated_at } else { now_ms };
     let elapsed = started
@@ -189,26 +252,51 @@ pub fn run_header(
         (Some(a), Some(b)) => format!("{} – {}", fmt_time(ms_to_secs(a)), fmt_time(ms_to_secs(b))),
         _ => "none given".into(),
     };
-    let forecast_ms = now_ms + remaining * 1000;
-    let forecast = if terminal {
-        "-".into()
+    // The pace so far: finished steps' actual time against their estimates (clamped, so one
+    // odd step cannot swing the forecast wildly) scales what remains.
+    let (actual, estimated) = steps
+        .iter()
+        .filter(|s| s.undo_of.is_none() && s.status == StepStatus::Succeeded)
+        .filter_map(|s| {
+            s.state
+                .dispatched_at
+                .map(|d| ((s.updated_at - d).max(0), s.spec.estimate_secs as i64 * 1000))
+        })
+        .fold((0i64, 0i64), |(a, e), (x, y)| (a + x, e + y));
+    let pace = if estimated > 0 {
+        (actual as f64 / estimated as f64).clamp(0.25, 4.0)
     } else {
-        let late = run.window_end.is_some_and(|e| forecast_ms > e);
+        1.0
+    };
+    let forecast_ms = now_ms + (remaining as f64 * pace * 1000.0) as i64;
+    let late = !terminal && run.window_end.is_some_and(|e| forecast_ms > e);
+    let forecast = if terminal {
+        String::new()
+    } else if late {
         format!(
-            "{}{}",
+            "{} — {} after the window closes",
             fmt_time(ms_to_secs(forecast_ms)),
-            if late {
-                " (after the window closes)"
-            } else {
-                ""
-            }
+            fmt_duration(ms_to_secs(forecast_ms - run.window_end.unwrap_or(forecast_ms)))
         )
+    } else {
+        fmt_time(ms_to_secs(forecast_ms))
+    };
+    let opens_in = match run.window_start {
+        Some(a) if a > now_ms && !terminal => words::waited(ms_to_secs(a - now_ms))
+            .replace("under a minute", "less than a minute"),
+        _ => String::new(),
     };
     let st = run.status;
     let is_op = viewer.role.allows(Role::Operator);
     RunHeader {
         id: run.id.clone(),
+        name: run_name(run),
         status: st.as_str(),
+        status_words: words::run_status(st),
+        blocked_on: attention::blocked_on(run, steps, now_ms),
+        started: started.is_some(),
+        opens_in,
+        late,
         requester: run.requester.clone(),
         approved_by: run.state.approved_by.clone().unwrap_or_default(),
         change_ticket: run.change_ticket.clone(),
@@ -269,8 +357,8 @@ pub fn step_card(
     let is_approver = viewer.role.allows(Role::Approver);
     let finished = st.is_terminal();
     let duration = match s.dispatched_at {
-        Some(d) if finished => fmt_duration(ms_to_secs(step.updated_at - d)),
-        Some(_) => "running".into(),
+        Some(d) if finished => format!("took {}", fmt_duration(ms_to_secs(step.updated_at - d))),
+        Some(_) => "in progress".into(),
         None => String::new(),
     };
     let evidence = s
@@ -288,7 +376,13 @@ pub fn step_card(
         kind: step.spec.kind.as_str(),
         host: step.spec.host.clone().unwrap_or_default(),
         status: st.as_str(),
+        status_words: words::step_status(st),
         attempt: step.attempt,
+        attempt_note: if step.attempt > 1 {
+            format!("attempt {}", step.attempt)
+        } else {
+            String::new()
+        },
         started: s
             .dispatched_at
             .map(|d| fmt_time(ms_to_secs(d)))

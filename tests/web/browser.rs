@@ -11,13 +11,13 @@ use lockstep::web::auth::Role;
 use crate::app::{spawn_app_with_driver, TestApp, PASSWORD};
 use crate::webdriver::{Browser, Driver};
 
-fn artifact(name: &str) -> PathBuf {
+pub fn artifact(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("test-artifacts")
         .join(name)
 }
 
-async fn log_in(app: &TestApp, b: &Browser, name: &str) {
+pub async fn log_in(app: &TestApp, b: &Browser, name: &str) {
     b.goto(&app.url("/login")).await;
     b.type_into("input[name=name]", name).await;
     b.type_into("input[name=password]", PASSWORD).await;
@@ -26,7 +26,7 @@ async fn log_in(app: &TestApp, b: &Browser, name: &str) {
 }
 
 /// Waits until the page says the live stream is connected.
-async fn wait_live(b: &Browser) {
+pub async fn wait_live(b: &Browser) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while b.text("#live-state").await != "live" {
         assert!(Instant::now() < deadline, "the live stream never connected");
@@ -94,7 +94,7 @@ async fn an_approval_in_one_browser_updates_the_other_within_two_seconds() {
     assert!(a
         .text("#run-header .status")
         .await
-        .contains("awaiting_start_approval"));
+        .contains("waiting for start approval"));
     wait_live(&a).await;
     let header = a.find("#live").await.unwrap();
     let run_url = a.current_url().await;
@@ -130,7 +130,7 @@ async fn an_approval_in_one_browser_updates_the_other_within_two_seconds() {
 
 /// A run on the test plan (gate → manual task → gate), approved to start, with the first gate
 /// opened by the driver.
-async fn run_at_first_gate(app: &TestApp) -> String {
+pub async fn run_at_first_gate(app: &TestApp) -> String {
     let run = app
         .create_run("olga", "DC1", "Run the Setup wizard on DC1")
         .await;
@@ -202,7 +202,7 @@ async fn a_denial_and_a_manual_task_are_seen_live_by_the_other_browser() {
     updates_without_reload(
         &a,
         "#step-1 .status",
-        "awaiting_operator",
+        "waiting for a person",
         Duration::from_secs(3),
     )
     .await;
@@ -214,7 +214,7 @@ async fn a_denial_and_a_manual_task_are_seen_live_by_the_other_browser() {
     )
     .await;
     a.click("#step-1 form[action$='/complete'] button").await;
-    updates_without_reload(&b, "#step-1 .status", "succeeded", Duration::from_secs(3)).await;
+    updates_without_reload(&b, "#step-1 .status", "done", Duration::from_secs(3)).await;
     a.screenshot(&artifact("run-page-manual-task.png")).await;
     a.quit().await;
     b.quit().await;

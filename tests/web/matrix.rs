@@ -83,6 +83,14 @@ fn routes(run: &str) -> Vec<Route> {
             vec![("reason", s("r"))],
         ),
         page("POST", format!("/runs/{run}/resume"), Operator, vec![]),
+        // The confirmation pages of the dangerous controls (GET of the control's address).
+        page("GET", format!("/runs/{run}/pause"), Operator, vec![]),
+        page("GET", format!("/runs/{run}/abort"), Operator, vec![]),
+        page("GET", format!("/runs/{run}/undo"), Operator, vec![]),
+        page("GET", format!("/runs/{run}/steps/gate/skip"), Approver, vec![]),
+        page("GET", s("/overview/events"), Viewer, vec![]),
+        page("GET", format!("/runs/{run}/steps/gate"), Viewer, vec![]),
+        page("GET", format!("/runs/{run}/steps/gate/log.txt"), Viewer, vec![]),
         page(
             "POST",
             format!("/runs/{run}/abort"),

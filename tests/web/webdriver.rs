@@ -267,6 +267,39 @@ impl Browser {
         std::fs::write(path, png).expect("screenshot written");
     }
 
+    /// Resizes the browser window (the page's layout viewport follows).
+    pub async fn set_window(&self, width: u32, height: u32) {
+        self.try_cmd(
+            reqwest::Method::POST,
+            "/window/rect",
+            Some(json!({"width": width, "height": height})),
+        )
+        .await
+        .expect("window resized");
+    }
+
+    /// Runs `js` (a function body; `return` gives the value) in the page.
+    pub async fn script(&self, js: &str) -> Value {
+        self.try_cmd(
+            reqwest::Method::POST,
+            "/execute/sync",
+            Some(json!({"script": js, "args": []})),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("script failed: {e}"))
+    }
+
+    /// Runs `js` asynchronously: it calls `arguments[arguments.length - 1](value)` when done.
+    pub async fn script_async(&self, js: &str) -> Value {
+        self.try_cmd(
+            reqwest::Method::POST,
+            "/execute/async",
+            Some(json!({"script": js, "args": []})),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("async script failed: {e}"))
+    }
+
     pub async fn quit(self) {
         let _ = self.http.delete(&self.base).send().await;
     }

@@ -3,6 +3,7 @@
 
 pub mod agents;
 pub mod audit;
+pub mod confirm;
 pub mod datacenters;
 pub mod login;
 pub mod newrun;
@@ -12,6 +13,7 @@ pub mod run_history;
 pub mod runbooks;
 pub mod runs;
 pub mod site_facts;
+pub mod step;
 pub mod users;
 
 use axum::routing::{get, post};
@@ -23,6 +25,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/", get(overview::page))
         .route("/overview/run-history", get(run_history::partial))
+        .route("/overview/events", get(overview::events))
         .route("/login", get(login::form).post(login::submit))
         .route("/logout", post(login::logout))
         .route("/users", get(users::list).post(users::add))
@@ -54,6 +57,15 @@ pub fn routes() -> Router<AppState> {
         .route("/runs/{id}/report.json", get(report::json))
         .route("/runs/{id}/events", get(crate::web::live::stream))
         .route("/runs/{id}/comments", post(runs::add_comment))
-        .route("/runs/{id}/{action}", post(runs::control))
-        .route("/runs/{id}/steps/{step}/{action}", post(runs::step_control))
+        .route("/runs/{id}/steps/{step}", get(step::page))
+        .route("/runs/{id}/steps/{step}/log.txt", get(step::log_text))
+        // GET of a dangerous control's address is its confirmation page (see confirm.rs).
+        .route(
+            "/runs/{id}/{action}",
+            get(confirm::run_control).post(runs::control),
+        )
+        .route(
+            "/runs/{id}/steps/{step}/{action}",
+            get(confirm::step_control).post(runs::step_control),
+        )
 }

@@ -174,7 +174,7 @@ async fn page(
         Err(_) => Vec::new(),
     };
     let mut out = NewRunPage {
-        chrome: Chrome::new(me, "runs"),
+        chrome: Chrome::new(me, "newrun"),
         datacenters: dcs,
         runbooks,
         req: req.clone(),

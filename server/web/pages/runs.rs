@@ -19,7 +19,9 @@ use crate::web::{engine_error, AppError, AppState};
 
 pub struct RunRow {
     pub id: String,
+    pub name: String,
     pub status: &'static str,
+    pub status_words: &'static str,
     pub runbook: String,
     pub inventory: String,
     pub change_ticket: String,
@@ -37,7 +39,9 @@ pub struct RunsPage {
 pub fn run_row(r: &RunRecord) -> RunRow {
     RunRow {
         id: r.id.clone(),
+        name: runview::run_name(r),
         status: r.status.as_str(),
+        status_words: crate::web::words::run_status(r.status),
         runbook: r.runbook.clone(),
         inventory: r.inventory.clone(),
         change_ticket: r.change_ticket.clone(),
@@ -74,10 +78,18 @@ pub struct Comments {
 pub struct RunPage {
     pub chrome: Chrome,
     pub header: RunHeader,
+    pub attention: runview::attention::Attention,
+    /// The filter the page shows (from the query string) and the choices for its form.
+    pub filter: RunFilter,
+    pub hosts: Vec<String>,
+    pub phase_names: Vec<String>,
+    /// Cards left out by the filter.
+    pub hidden: usize,
     pub phases: Vec<Phase>,
     pub comments: Comments,
     pub can_comment: bool,
-    pub step_ids: Vec<String>,
+    /// (step id, what a person reads: title on host) for the comment form's step choice.
+    pub step_ids: Vec<(String, String)>,
     pub timeline: runview::timeline::Timeline,
     pub deliveries: Vec<runview::deliveries::DeliveryRow>,
     /// The newest event the page shows; the live stream starts after it.
@@ -119,11 +131,54 @@ async fn comments(state: &AppState, run_id: &str) -> Result<(Comments, i64), App
     ))
 }
 
+/// The run page's filter, from its query string (so it works without JavaScript and links can
+/// be shared): `show` = mine | waiting | running | failed, `host`, `phase`.
+#[derive(Deserialize, Default, Clone)]
+pub struct RunFilter {
+    #[serde(default)]
+    pub show: String,
+    #[serde(default)]
+    pub host: String,
+    #[serde(default)]
+    pub phase: String,
+}
+
+impl RunFilter {
+    fn check(&self) -> Result<(), AppError> {
+        match self.show.as_str() {
+            "" | "all" | "mine" | "waiting" | "running" | "failed" => Ok(()),
+            other => Err(AppError::BadRequest(format!(
+                "show: `{}` is not a filter; choose all, mine, waiting, running or failed",
+                other.chars().take(40).collect::<String>()
+            ))),
+        }
+    }
+
+    pub fn is_set(&self) -> bool {
+        !matches!(self.show.as_str(), "" | "all") || !self.host.is_empty() || !self.phase.is_empty()
+    }
+
+    fn keeps(&self, card: &StepCard, me: &str) -> bool {
+        let shown = match self.show.as_str() {
+            "mine" => card.is_actionable() || card.claimed_by == me,
+            "waiting" => matches!(card.status, "awaiting_approval" | "awaiting_operator"),
+            "running" => matches!(card.status, "dispatched" | "running" | "verifying"),
+            "failed" => matches!(card.status, "failed" | "outcome_unknown"),
+            _ => true,
+        };
+        shown
+            && (self.host.is_empty() || card.host == self.host)
+            && (self.phase.is_empty() || card.phase == self.phase)
+    }
+}
+
 pub async fn page(
     State(state): State<AppState>,
     me: CurrentUser,
     Path(id): Path<String>,
+    axum::extract::Query(filter): axum::extract::Query<RunFilter>,
 ) -> Result<Response, AppError> {
+    filter.check()?;
     me.require(Role::Viewer)?;
     let run = state.store.run(&id).await.map_err(engine_error)?;
     let steps = state.store.steps(&id).await.map_err(engine_error)?;
@@ -141,13 +196,39 @@ pub async fn page(
         .await
         .map_err(engine_error)?;
     let deliveries = crate::notify::deliveries(&state.pool, &id).await?;
+    let attention = runview::attention::attention(&run, &steps, &v, state.clock.now_ms());
+    let mut phases = runview::phases(&run, &steps, &v, &logs);
+    let phase_names: Vec<String> = phases.iter().map(|p| p.name.clone()).collect();
+    let mut hosts: Vec<String> = steps.iter().filter_map(|s| s.spec.host.clone()).collect();
+    hosts.sort();
+    hosts.dedup();
+    let mut hidden = 0;
+    if filter.is_set() {
+        for p in &mut phases {
+            let before = p.cards.len();
+            p.cards.retain(|c| filter.keeps(c, me.name()));
+            hidden += before - p.cards.len();
+        }
+        phases.retain(|p| !p.cards.is_empty());
+    }
     html(&RunPage {
         chrome: Chrome::new(&me, "runs"),
         header,
-        phases: runview::phases(&run, &steps, &v, &logs),
+        attention,
+        filter,
+        hosts,
+        phase_names,
+        hidden,
+        phases,
         comments,
         can_comment: me.role().allows(Role::Operator),
-        step_ids: steps.iter().map(|s| s.id.clone()).collect(),
+        step_ids: steps
+            .iter()
+            .map(|s| {
+                let on = s.spec.host.as_deref().map(|h| format!(" on {h}")).unwrap_or_default();
+                (s.id.clone(), format!("{}{on}", s.spec.title))
+            })
+            .collect(),
         timeline: runview::timeline::timeline(&steps, state.clock.now_ms()),
         deliveries: runview::deliveries::rows(&deliveries),
         after,
@@ -157,6 +238,7 @@ pub async fn page(
 fn is_htmx(headers: &HeaderMap) -> bool {
     headers.contains_key("hx-request")
 }
+
 
 async fn header_or_redirect(
     state: &AppState,

@@ -1,0 +1,193 @@
+//! A step's own page: what it is, its instructions, its evidence as tables a person can read,
+//! and its whole output — searchable (`?q=`, works without JavaScript) and downloadable as text
+//! (`/runs/ID/steps/STEP/log.txt`). The run page's cards show only the newest lines.
+
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use crate::engine::steplog::{LogLine, LINES_PER_STEP};
+use crate::engine::store::StepRecord;
+use crate::web::auth::{CurrentUser, Role};
+use crate::web::runview::run_name;
+use crate::web::views::{fmt_time, html, Chrome};
+use crate::web::{engine_error, words, AppError, AppState};
+
+/// One row of evidence: a field and its value as text (nested values as compact JSON).
+pub struct EvidenceRow {
+    pub field: String,
+    pub value: String,
+}
+
+pub struct LogRow {
+    pub at: String,
+    pub attempt: u32,
+    pub text: String,
+}
+
+#[derive(Template)]
+#[template(path = "step.html")]
+pub struct StepPage {
+    pub chrome: Chrome,
+    pub run_id: String,
+    pub run_name: String,
+    pub step_id: String,
+    pub title: String,
+    pub host: String,
+    pub status: &'static str,
+    pub status_words: &'static str,
+    pub section: String,
+    pub instructions: String,
+    pub last_error: String,
+    pub evidence: Vec<EvidenceRow>,
+    pub q: String,
+    pub lines: Vec<LogRow>,
+    pub total: i64,
+}
+
+#[derive(Deserialize, Default)]
+pub struct LogQuery {
+    #[serde(default)]
+    q: String,
+}
+
+/// Evidence as (field, value) rows: an object's fields one per row (dotted paths one level
+/// down), anything else as one row.
+pub fn evidence_rows(v: &serde_json::Value) -> Vec<EvidenceRow> {
+    fn text(v: &serde_json::Value) -> String {
+        match v {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Null => "—".into(),
+            other => other.to_string(),
+        }
+    }
+    let mut rows = Vec::new();
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, val) in m {
+                match val {
+                    serde_json::Value::Object(inner) if !inner.is_empty() => {
+                        for (k2, v2) in inner {
+                            rows.push(EvidenceRow {
+                                field: format!("{k}.{k2}"),
+                                value: text(v2),
+                            });
+                        }
+                    }
+                    other => rows.push(EvidenceRow {
+                        field: k.clone(),
+                        value: text(other),
+                    }),
+                }
+            }
+        }
+        serde_json::Value::Null => {}
+        other => rows.push(EvidenceRow {
+            field: "evidence".into(),
+            value: text(other),
+        }),
+    }
+    rows
+}
+
+async fn all_lines(
+    state: &AppState,
+    run_id: &str,
+    step_id: &str,
+) -> Result<(StepRecord, Vec<LogLine>, i64), AppError> {
+    let step = state.store.step(run_id, step_id).await.map_err(engine_error)?;
+    let tail = state
+        .live
+        .step_log()
+        .tail(run_id, step_id, LINES_PER_STEP as usize + 1)
+        .await
+        .map_err(engine_error)?;
+    Ok((step, tail.lines, tail.total))
+}
+
+/// `GET /runs/{id}/steps/{step}`.
+pub async fn page(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    Path((id, step_id)): Path<(String, String)>,
+    Query(q): Query<LogQuery>,
+) -> Result<Response, AppError> {
+    me.require(Role::Viewer)?;
+    let run = state.store.run(&id).await.map_err(engine_error)?;
+    let (step, lines, total) = all_lines(&state, &id, &step_id).await?;
+    let needle = q.q.trim().to_lowercase();
+    if needle.chars().count() > 200 {
+        return Err(AppError::BadRequest("q: search for at most 200 characters".into()));
+    }
+    html(&StepPage {
+        chrome: Chrome::new(&me, "runs"),
+        run_name: run_name(&run),
+        run_id: id,
+        step_id: step.id.clone(),
+        title: step.spec.title.clone(),
+        host: step.spec.host.clone().unwrap_or_default(),
+        status: step.status.as_str(),
+        status_words: words::step_status(step.status),
+        section: step.spec.section.clone(),
+        instructions: step.spec.instructions.clone(),
+        last_error: step.state.last_error.clone().unwrap_or_default(),
+        evidence: step
+            .state
+            .evidence
+            .as_ref()
+            .map(evidence_rows)
+            .unwrap_or_default(),
+        q: q.q.trim().to_string(),
+        lines: lines
+            .iter()
+            .filter(|l| needle.is_empty() || l.text.to_lowercase().contains(&needle))
+            .map(|l| LogRow {
+                at: fmt_time(l.at.div_euclid(1000)),
+                attempt: l.attempt,
+                text: l.text.clone(),
+            })
+            .collect(),
+        total,
+    })
+}
+
+/// `GET /runs/{id}/steps/{step}/log.txt`: the whole output as plain text, one line each.
+pub async fn log_text(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    Path((id, step_id)): Path<(String, String)>,
+) -> Result<Response, AppError> {
+    me.require(Role::Viewer)?;
+    let (step, lines, _) = all_lines(&state, &id, &step_id).await?;
+    let mut out = format!(
+        "# {} ({}) — run {id}\n",
+        step.spec.title,
+        step.spec.host.as_deref().unwrap_or("no host")
+    );
+    for l in &lines {
+        out.push_str(&format!(
+            "{} attempt {} {}\n",
+            fmt_time(l.at.div_euclid(1000)),
+            l.attempt,
+            l.text
+        ));
+    }
+    // The step id goes into the file name only as safe characters.
+    let name: String = step_id
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+        .collect();
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}.log.txt\""),
+            ),
+        ],
+        out,
+    )
+        .into_response())
+}

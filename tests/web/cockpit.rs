@@ -1,0 +1,276 @@
+//! The run page as a change-window cockpit, in headless Chromium: what waits for a person shows
+//! up live in the approver's attention strip and on their Overview, the pages fit a 400 px
+//! screen, and the dangerous controls ask first.
+
+use std::time::{Duration, Instant};
+
+use lockstep::engine::machine::{RunEvent, RunStatus, StepStatus};
+use lockstep::engine::Actor;
+use lockstep::web::auth::Role;
+
+use crate::app::{spawn_app_with_driver, TestApp};
+use crate::browser::{artifact, log_in, run_at_first_gate, wait_live};
+use crate::webdriver::{Browser, Driver};
+
+/// Polls `css`'s text until it contains `want`; fails after `limit`.
+async fn shows_within(b: &Browser, css: &str, want: &str, limit: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        let text = match b.find(css).await {
+            Ok(el) => b.text_of(&el).await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        if text.contains(want) {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < limit,
+            "`{css}` did not show `{want}` within {limit:?}; it shows `{text}`"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// A submitted run of the test plan (gate → manual task → gate) waiting for start approval.
+async fn submitted(app: &TestApp) -> String {
+    let run = app
+        .create_run("olga", "DC1", "Run the Setup wizard on DC1")
+        .await;
+    app.state
+        .store
+        .apply_run_event(
+            &run.id,
+            &RunEvent::Submit {
+                actor: Actor::new("olga", &["viewer", "operator"]),
+            },
+            app.clock.now_ms(),
+        )
+        .await
+        .unwrap();
+    run.id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gate_that_starts_waiting_reaches_the_approvers_strip_and_overview_within_two_seconds() {
+    let app = spawn_app_with_driver().await;
+    app.add_user("olga", Role::Operator).await;
+    app.add_user("alan", Role::Approver).await;
+    let run = submitted(&app).await;
+    let driver = Driver::start().await;
+    let page = driver.browser().await;
+    let overview = driver.browser().await;
+    log_in(&app, &page, "alan").await;
+    log_in(&app, &overview, "alan").await;
+    page.goto(&app.url(&format!("/runs/{run}"))).await;
+    wait_live(&page).await;
+    overview.goto(&app.url("/")).await;
+    wait_live(&overview).await;
+    // Before: the start approval is Alan's; no gate is open yet.
+    assert!(page.text("#attention").await.contains("Start of the run"));
+    assert!(overview.text("#awaiting").await.contains("Start approval"));
+    assert!(!page.text("#attention").await.contains("Step gate"));
+
+    // Someone else approves the start; the driver opens the first gate.
+    app.state
+        .store
+        .apply_run_event(
+            &run,
+            &RunEvent::ApproveStart {
+                actor: Actor::new("boss", &["approver"]),
+                comment: "go".into(),
+            },
+            app.clock.now_ms(),
+        )
+        .await
+        .unwrap();
+    app.state.wake();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while app.state.store.step(&run, "gate").await.unwrap().status != StepStatus::AwaitingApproval
+    {
+        assert!(Instant::now() < deadline, "the driver never opened the gate");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let limit = Duration::from_secs(2);
+    let on_page = shows_within(&page, "#attention", "Step gate", limit).await;
+    let on_overview = shows_within(&overview, "#awaiting", "Step gate", limit).await;
+    eprintln!("gate opened → approver's strip {on_page:?}, Overview {on_overview:?}");
+    // Who may act and how long it waited, in words; the run says what it waits for.
+    let strip = page.text("#attention").await;
+    assert!(strip.contains("Who may act: an approver other than olga"), "{strip}");
+    assert!(strip.contains("waited under a minute"), "{strip}");
+    let header = page.text("#run-header").await;
+    assert!(
+        header.contains("waiting for approval: Step gate"),
+        "{header}"
+    );
+    // The tab title counts what waits for Alan.
+    let title = page.script("return document.title").await;
+    assert_eq!(title.as_str().unwrap_or(""), "(1) CHG-1001 · upgrade-8.11 · Test DC · Lockstep");
+
+    // Alan approves right there in the strip; the gate leaves it.
+    page.type_into("#attention input[name=comment]", "Backups verified")
+        .await;
+    page.click("#attention button[value=approve]").await;
+    shows_within(&page, "#attention", "Manual task", Duration::from_secs(3)).await;
+    assert!(!page.text("#attention").await.contains("Approval gate"));
+    page.screenshot(&artifact("cockpit-approver.png")).await;
+    page.quit().await;
+    overview.quit().await;
+}
+
+/// The page is no wider than the window: nothing overflows sideways.
+async fn assert_fits(b: &Browser, what: &str) {
+    let w = b
+        .script("return [document.documentElement.scrollWidth, window.innerWidth]")
+        .await;
+    let (scroll, inner) = (w[0].as_i64().unwrap_or(0), w[1].as_i64().unwrap_or(0));
+    assert!(inner > 0 && inner <= 420, "{what}: window is {inner} px wide");
+    assert!(
+        scroll <= inner,
+        "{what}: the page is {scroll} px wide in a {inner} px window"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_400_px_nothing_overflows_and_abort_asks_for_confirmation_first() {
+    let app = spawn_app_with_driver().await;
+    app.add_user("olga", Role::Operator).await;
+    let run = run_at_first_gate(&app).await;
+    let driver = Driver::start().await;
+    let b = driver.browser().await;
+    b.set_window(400, 900).await;
+    log_in(&app, &b, "olga").await;
+    for (path, what) in [
+        ("/".to_string(), "Overview"),
+        ("/runs".to_string(), "Runs"),
+        (format!("/runs/{run}"), "run page"),
+        (format!("/runs/{run}/abort"), "abort confirmation"),
+        ("/runs/new".to_string(), "New run"),
+    ] {
+        b.goto(&app.url(&path)).await;
+        b.wait_for("main", 5).await;
+        assert_fits(&b, what).await;
+    }
+    // The menu wrapped instead of pushing "Log out" off-screen.
+    let logout = b
+        .script("var r = document.querySelector('.who button').getBoundingClientRect(); return r.right")
+        .await;
+    assert!(logout.as_f64().unwrap_or(1e9) <= 400.0, "Log out at {logout}");
+
+    // Abort is a link to a page saying what will happen; nothing is aborted until confirmed.
+    b.goto(&app.url(&format!("/runs/{run}"))).await;
+    b.screenshot(&artifact("cockpit-400px.png")).await;
+    b.click("#abort-link").await;
+    let effects = b.text("#effects").await;
+    assert!(effects.contains("cannot be resumed"), "{effects}");
+    assert_eq!(
+        app.state.store.run(&run).await.unwrap().status,
+        RunStatus::Running,
+        "following the link aborted nothing"
+    );
+    b.type_into("#confirm-form input[name=reason]", "Change board withdrew the window")
+        .await;
+    b.click("#confirm").await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while app.state.store.run(&run).await.unwrap().status != RunStatus::Aborted {
+        assert!(Instant::now() < deadline, "the confirmed abort never happened");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    b.quit().await;
+}
+
+/// axe-core, pinned and vendored for the tests only (see tests/web/vendor/axe-core-4.10.3/README).
+const AXE: &str = include_str!("vendor/axe-core-4.10.3/axe.min.js");
+
+/// The serious and critical accessibility violations axe-core finds on the current page.
+async fn axe_violations(b: &Browser) -> Vec<String> {
+    b.script(&format!("{AXE}\n;window.__axe = axe; return true;"))
+        .await;
+    let found = b
+        .script_async(
+            "var done = arguments[arguments.length - 1];
+             window.__axe.run(document, {resultTypes: ['violations']}).then(function (r) {
+               done(r.violations
+                 .filter(function (v) { return v.impact === 'serious' || v.impact === 'critical'; })
+                 .map(function (v) {
+                   return v.impact + ' ' + v.id + ' (' + v.nodes.length + '): ' + v.help + ' at '
+                     + v.nodes.slice(0, 3).map(function (n) { return n.target.join(' '); }).join(' | ');
+                 }));
+             }, function (e) { done(['axe failed: ' + e]); });",
+        )
+        .await;
+    found
+        .as_array()
+        .map(|a| a.iter().map(|v| v.as_str().unwrap_or("").to_string()).collect())
+        .unwrap_or_else(|| vec![format!("axe answered {found}")])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn axe_core_finds_no_serious_or_critical_violation_on_any_page() {
+    let app = spawn_app_with_driver().await;
+    app.add_user("olga", Role::Operator).await;
+    app.add_user("root", Role::Admin).await;
+    lockstep::web::datacenters::save(
+        &app.state.pool,
+        include_str!("../../examples/mirrored.toml"),
+        "olga",
+        app.clock.now(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let dc = lockstep::web::datacenters::list(&app.state.pool).await.unwrap()[0]
+        .name
+        .clone();
+    let run = run_at_first_gate(&app).await;
+    let driver = Driver::start().await;
+    let b = driver.browser().await;
+    b.goto(&app.url("/login")).await;
+    let mut problems = axe_violations(&b)
+        .await
+        .into_iter()
+        .map(|v| format!("/login: {v}"))
+        .collect::<Vec<_>>();
+    log_in(&app, &b, "root").await;
+    let pages = [
+        "/".to_string(),
+        "/runs".into(),
+        "/runs/new".into(),
+        format!("/runs/{run}"),
+        format!("/runs/{run}?show=waiting"),
+        format!("/runs/{run}/abort"),
+        format!("/runs/{run}/steps/gate/skip"),
+        format!("/runs/{run}/steps/wizard"),
+        format!("/runs/{run}/report"),
+        "/datacenters".into(),
+        format!("/datacenters/{}", dc.replace(' ', "%20")),
+        "/runbooks".into(),
+        "/runbooks/upgrade-8.11".into(),
+        "/audit".into(),
+        "/agents".into(),
+        "/users".into(),
+        "/account".into(),
+    ];
+    for path in &pages {
+        b.goto(&app.url(path)).await;
+        b.wait_for("main", 5).await;
+        for v in axe_violations(&b).await {
+            problems.push(format!("{path}: {v}"));
+        }
+    }
+    // The check can fail: an image without a text alternative is a critical violation.
+    b.goto(&app.url("/runs")).await;
+    b.script("var i = document.createElement('img'); i.src = '/favicon.ico'; document.querySelector('main').appendChild(i); return true;")
+        .await;
+    let planted = axe_violations(&b).await;
+    assert!(
+        planted.iter().any(|v| v.contains("image-alt")),
+        "axe did not see a planted violation: {planted:?}"
+    );
+    b.quit().await;
+    assert!(
+        problems.is_empty(),
+        "axe-core found serious or critical violations:\n{}",
+        problems.join("\n")
+    );
+}

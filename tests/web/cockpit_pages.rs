@@ -1,0 +1,248 @@
+//! The cockpit's pages without a browser: the attention strip's contents per viewer, the
+//! confirmation pages of the dangerous controls, the step filter, the favicon, and the
+//! Overview's live stream.
+
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use lockstep::engine::machine::{RunEvent, StepStatus};
+use lockstep::engine::Actor;
+use lockstep::web::auth::Role;
+
+use crate::app::{spawn_app, spawn_app_with_driver, TestApp};
+
+/// A run at its first gate (approved to start by someone else; the driver opened the gate).
+async fn at_gate(app: &TestApp) -> String {
+    let run = app.submitted_run("olga").await;
+    app.state
+        .store
+        .apply_run_event(
+            &run.id,
+            &RunEvent::ApproveStart {
+                actor: Actor::new("boss", &["approver"]),
+                comment: "go".into(),
+            },
+            app.clock.now_ms(),
+        )
+        .await
+        .unwrap();
+    app.state.wake();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while app.state.store.step(&run.id, "gate").await.unwrap().status
+        != StepStatus::AwaitingApproval
+    {
+        assert!(Instant::now() < deadline, "the driver never opened the gate");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    run.id
+}
+
+fn section<'a>(page: &'a str, id: &str) -> &'a str {
+    let start = page
+        .find(&format!("id=\"{id}\""))
+        .unwrap_or_else(|| panic!("no #{id}"));
+    let end = page[start..].find("</section>").map_or(page.len(), |e| start + e);
+    &page[start..end]
+}
+
+#[tokio::test]
+async fn the_attention_strip_offers_the_gate_to_an_approver_but_not_to_the_requester() {
+    let app = spawn_app_with_driver().await;
+    let olga = app.login_as("olga", Role::Operator).await;
+    let alan = app.login_as("alan", Role::Approver).await;
+    let run = at_gate(&app).await;
+
+    let page = app.get(&alan, &format!("/runs/{run}")).await.text().await.unwrap();
+    let strip = section(&page, "attention");
+    assert!(strip.contains("data-mine=\"1\""), "{strip}");
+    assert!(strip.contains("Approval gate:"));
+    assert!(strip.contains("Who may act: an approver other than olga"));
+    assert!(strip.contains(&format!("action=\"/runs/{run}/steps/gate/approve\"")));
+    assert!(page.contains("<title>(1) CHG-1001 · upgrade-8.11 · Test DC · Lockstep</title>"));
+    assert!(section(&page, "run-header").contains("waiting for approval: Step gate"));
+
+    let page = app.get(&olga, &format!("/runs/{run}")).await.text().await.unwrap();
+    let strip = section(&page, "attention");
+    assert!(strip.contains("data-mine=\"0\""), "{strip}");
+    assert!(strip.contains("Step gate"), "the requester sees it waiting");
+    assert!(!strip.contains("/steps/gate/approve"), "but gets no approve form");
+
+    // The approver's Overview lists it; the requester's does not.
+    let home = app.get(&alan, "/").await.text().await.unwrap();
+    assert!(home.contains("Approval gate:</strong>"), "{home}");
+    assert!(home.contains(&format!("/runs/{run}#step-0")));
+    let home = app.get(&olga, "/").await.text().await.unwrap();
+    assert!(home.contains("Nothing awaits you."));
+}
+
+#[tokio::test]
+async fn dangerous_controls_link_to_a_page_that_says_what_will_happen() {
+    let app = spawn_app_with_driver().await;
+    let olga = app.login_as("olga", Role::Operator).await;
+    let vic = app.login_as("vic", Role::Viewer).await;
+    let run = at_gate(&app).await;
+    let page = app.get(&olga, &format!("/runs/{run}")).await.text().await.unwrap();
+    assert!(page.contains(&format!("href=\"/runs/{run}/abort\"")));
+    assert!(page.contains(&format!("href=\"/runs/{run}/pause\"")));
+    assert!(
+        !page.contains(&format!("action=\"/runs/{run}/abort\"")),
+        "no one-click abort on the run page"
+    );
+    let confirm = app.get(&olga, &format!("/runs/{run}/abort")).await;
+    assert_eq!(confirm.status(), 200);
+    let confirm = confirm.text().await.unwrap();
+    assert!(confirm.contains("Abort this run?"));
+    assert!(confirm.contains("cannot be resumed"));
+    assert!(confirm.contains(&format!("action=\"/runs/{run}/abort\"")));
+    assert!(confirm.contains("name=\"reason\" required"));
+    // Viewers may not, unknown controls do not exist, and the run is untouched by looking.
+    assert_eq!(app.get(&vic, &format!("/runs/{run}/abort")).await.status(), 403);
+    assert_eq!(app.get(&olga, &format!("/runs/{run}/explode")).await.status(), 404);
+    assert_eq!(
+        app.get(&olga, &format!("/runs/{run}/steps/gate/approve")).await.status(),
+        404
+    );
+    let resume = app.get(&olga, &format!("/runs/{run}/undo")).await.text().await.unwrap();
+    assert!(resume.contains("this control does not apply now"), "undo of a running run");
+    assert_eq!(
+        app.state.store.run(&run).await.unwrap().status.as_str(),
+        "running"
+    );
+}
+
+#[tokio::test]
+async fn the_step_filter_keeps_what_waits_and_names_a_bad_choice() {
+    let app = spawn_app_with_driver().await;
+    let olga = app.login_as("olga", Role::Operator).await;
+    let run = at_gate(&app).await;
+    let page = app
+        .get(&olga, &format!("/runs/{run}?show=waiting"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let phases = &page[page.find("id=\"phases\"").unwrap()..];
+    assert!(phases.contains("id=\"step-0\""));
+    assert!(!phases.contains("id=\"step-1\""), "the pending task is filtered out");
+    assert!(phases.contains("2 steps hidden by the filter."));
+    let bad = app.get(&olga, &format!("/runs/{run}?show=everything")).await;
+    assert_eq!(bad.status(), 422, "a bad filter is a refused input");
+    assert!(bad.text().await.unwrap().contains("show: `everything` is not a filter"));
+}
+
+#[tokio::test]
+async fn the_favicon_is_an_icon_not_a_404() {
+    let app = spawn_app().await;
+    let r = reqwest::get(app.url("/favicon.ico")).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "image/x-icon");
+    let bytes = r.bytes().await.unwrap();
+    assert_eq!(&bytes[..4], &[0, 0, 1, 0], "an ICO header");
+}
+
+#[tokio::test]
+async fn the_overview_stream_sends_a_gate_as_it_starts_waiting() {
+    let app = spawn_app_with_driver().await;
+    let alan = app.login_as("alan", Role::Approver).await;
+    app.add_user("olga", Role::Operator).await;
+    let resp = app.get(&alan, "/overview/events").await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let mut body = resp.bytes_stream();
+    let run = at_gate(&app).await;
+    let mut seen = String::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !seen.contains("Step gate") {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, body.next()).await {
+            Ok(Some(Ok(chunk))) => seen.push_str(&String::from_utf8_lossy(&chunk)),
+            other => panic!("the stream ended or stalled ({other:?}); got: {seen}"),
+        }
+    }
+    assert!(seen.contains("event: update"));
+    assert!(seen.contains("hx-swap-oob=\"true\""));
+    assert!(seen.contains(&format!("/runs/{run}#step-0")));
+}
+
+/// The README's "What to try first" names the pages and boxes a new user will look for in bold:
+/// each must be a menu item an operator sees or a heading on the run page at a gate.
+#[tokio::test]
+async fn the_readme_walkthrough_names_what_the_pages_really_show() {
+    let readme = include_str!("../../README.md");
+    let start = readme.find("What to try first:").expect("the walkthrough");
+    let end = start + readme[start..].find("\n\n![").expect("its end");
+    let walkthrough = &readme[start..end];
+    let named: Vec<&str> = walkthrough.split("**").skip(1).step_by(2).collect();
+    assert!(named.contains(&"New run"), "{named:?}");
+
+    let app = spawn_app_with_driver().await;
+    let olga = app.login_as("olga", Role::Operator).await;
+    let alan = app.login_as("alan", Role::Approver).await;
+    let run = at_gate(&app).await;
+    let home = app.get(&olga, "/").await.text().await.unwrap();
+    let nav = &home[home.find("<nav").unwrap()..home.find("</nav>").unwrap()];
+    let page = app.get(&alan, &format!("/runs/{run}")).await.text().await.unwrap();
+    for name in named {
+        let in_menu = nav.contains(&format!(">{name}</a>"));
+        let on_page = page.contains(&format!(">{name}<")) || page.contains(&format!(">{name} <"));
+        assert!(in_menu || on_page, "the README names **{name}**, which no menu or page shows");
+    }
+    // "open New run in the menu" leads to the form.
+    assert!(nav.contains("href=\"/runs/new\""));
+    assert_eq!(app.get(&olga, "/runs/new").await.status(), 200);
+}
+
+#[tokio::test]
+async fn a_step_page_shows_its_whole_output_searchable_and_as_a_text_download() {
+    let app = spawn_app().await;
+    let vic = app.login_as("vic", Role::Viewer).await;
+    let run = app.create_run("olga", "DC1", "ok").await;
+    let key = lockstep::engine::executor::IdempotencyKey {
+        run_id: run.id.clone(),
+        step_id: "wizard".into(),
+        attempt: 1,
+    };
+    let now = app.clock.now_ms();
+    app.state
+        .live
+        .step_log()
+        .write(
+            &key,
+            &[
+                (now, "Stopped BackupServer (was Running) in 2.1 s".to_string()),
+                (now, "Stopped <IndexServer> (was Running) in 1.4 s".to_string()),
+            ],
+            0,
+        )
+        .await
+        .unwrap();
+    let page = app
+        .get(&vic, &format!("/runs/{}/steps/wizard?q=backupserver", run.id))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("Stopped BackupServer (was Running) in 2.1 s"));
+    assert!(!page.contains("IndexServer"), "the search keeps only matching lines");
+    assert!(page.contains("1 of 2 lines contain"));
+    let all = app
+        .get(&vic, &format!("/runs/{}/steps/wizard", run.id))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(all.contains("Stopped &#60;IndexServer&#62;"), "escaped");
+    let txt = app.get(&vic, &format!("/runs/{}/steps/wizard/log.txt", run.id)).await;
+    assert_eq!(txt.status(), 200);
+    assert!(txt.headers()["content-disposition"]
+        .to_str()
+        .unwrap()
+        .contains("wizard.log.txt"));
+    let body = txt.text().await.unwrap();
+    assert_eq!(body.lines().count(), 3, "{body}");
+    assert!(body.contains("attempt 1 Stopped <IndexServer> (was Running) in 1.4 s"));
+    assert_eq!(
+        app.get(&vic, &format!("/runs/{}/steps/nosuch", run.id)).await.status(),
+        404
+    );
+}
