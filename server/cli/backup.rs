@@ -60,7 +60,8 @@ pub async fn run_backup(args: BackupArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub async fn run_restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
-    let head = verify_backup(&args.file).await.with_context(|| {
+    let key = restore_key(&args.file, &args.db.db);
+    let head = verify_backup(&args.file, &key).await.with_context(|| {
         format!(
             "the backup {} cannot be restored; nothing was changed",
             args.file.display()
@@ -87,15 +88,13 @@ pub async fn run_restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
     };
     install(&args.file, target, &head)?;
     // The restored file must verify where it now lives, exactly as `audit verify` will.
-    let restored = Store::open_read_only(target).await?;
+    let restored = Store::open_read_only_with_key(target, &key).await?;
     restored.integrity_check().await?;
     let report = restored.verify_audit().await?;
     if let Some(p) = report.problem {
         bail!(
-            "the restored database {} does not verify at event {}: {}",
+            "the restored database {} does not verify: {p}",
             target.display(),
-            p.event_id,
-            p.what
         );
     }
     println!(
@@ -110,7 +109,7 @@ pub async fn run_restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
 
 /// The backup's own checks: a readable SQLite file, `integrity_check` ok, and an audit chain that
 /// is whole and ends where its head file says. Returns that head.
-async fn verify_backup(file: &Path) -> anyhow::Result<ChainHead> {
+async fn verify_backup(file: &Path, key: &Path) -> anyhow::Result<ChainHead> {
     if !file.is_file() {
         bail!("{} does not exist or is not a file", file.display());
     }
@@ -121,7 +120,7 @@ async fn verify_backup(file: &Path) -> anyhow::Result<ChainHead> {
             head_file.display()
         );
     }
-    let copy = Store::open_read_only(file).await?;
+    let copy = Store::open_read_only_with_key(file, key).await?;
     copy.integrity_check()
         .await
         .map_err(|e| anyhow::anyhow!("it is damaged: {e}"))?;
@@ -130,17 +129,26 @@ async fn verify_backup(file: &Path) -> anyhow::Result<ChainHead> {
         .await
         .map_err(|e| anyhow::anyhow!("it is not a readable Lockstep database: {e}"))?;
     if let Some(p) = report.problem {
-        bail!(
-            "its audit log is broken at event {}: {}",
-            p.event_id,
-            p.what
-        );
+        bail!("its audit log is broken: {p}");
     }
     copy.pool().close().await;
-    Ok(report.last.unwrap_or(ChainHead {
+    // The backup's own signed head is what the restored database keeps.
+    Ok(audit::read_head(&head_file)?.unwrap_or(ChainHead {
         id: 0,
         hash: audit::GENESIS_HASH.into(),
+        sig: None,
     }))
+}
+
+/// The signing key that checks a backup: the one of the database it restores to (the key
+/// never travels with backups), else the one beside the backup.
+fn restore_key(backup: &Path, target: &Path) -> PathBuf {
+    let of_target = audit::signing::key_path_for(target);
+    if of_target.exists() || audit::signing::public_path(&of_target).exists() {
+        of_target
+    } else {
+        audit::signing::key_path_for(backup)
+    }
 }
 
 fn same_file(a: &Path, b: &Path) -> bool {
