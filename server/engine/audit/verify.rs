@@ -215,7 +215,7 @@ pub fn check_head(
         return Some(ChainProblem::new(
             last_id + 1,
             "truncated",
-            format!("the log ends at event {last_id} but the signed head records event {} (the newest events were deleted)", h.id),
+            format!("the log ends at event {last_id} but the signed head records event {} (the log was truncated: the newest events were deleted)", h.id),
         ));
     }
     match at_head {
