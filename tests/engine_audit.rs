@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use lockstep::engine::audit::{self, AuditEvent};
+use lockstep::engine::audit::{self, AuditEvent, ChainProblem};
 use lockstep::engine::machine::RunEvent;
 use lockstep::engine::store::NewRun;
 use lockstep::engine::testkit::{approver, noop_plan, operator};
@@ -320,4 +320,363 @@ async fn export_writes_every_event_as_jsonl_and_csv_and_a_backup_verifies_on_its
         .output()
         .unwrap();
     assert!(!again.status.success(), "a backup never overwrites");
+}
+
+// ---- The signed chain (issue #14): what someone holding the database but not the key can try.
+
+/// Appends an event after the newest one, correctly chained, as someone with only the database
+/// file could: `sig` is written as given (`None`: unsigned).
+async fn append_forged(db: &Path, sig: Option<&str>) -> i64 {
+    let store = Store::open_read_only(db).await.unwrap();
+    let last = store.all_events().await.unwrap().pop().unwrap();
+    drop(store);
+    let mut e = last.clone();
+    e.id = last.id + 1;
+    e.actor = "mallory".into();
+    e.kind = "comment".into();
+    e.payload = serde_json::json!({"text": "all fine here"});
+    e.prev_hash = last.hash.clone();
+    e.hash = audit::event_hash(&e);
+    insert(db, &e, sig).await;
+    e.id
+}
+
+async fn insert(db: &Path, e: &AuditEvent, sig: Option<&str>) {
+    let url = format!("sqlite://{}", db.display());
+    let mut conn = SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query("INSERT INTO events (id, run_id, step_id, actor, at, kind, payload, prev_hash, hash, sig) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+        .bind(e.id).bind(&e.run_id).bind(&e.step_id).bind(&e.actor).bind(e.at).bind(&e.kind)
+        .bind(audit::canonical_json(&e.payload)).bind(&e.prev_hash).bind(&e.hash).bind(sig)
+        .execute(&mut conn).await.unwrap();
+}
+
+async fn problems(db: &Path) -> Vec<ChainProblem> {
+    Store::open_read_only(db)
+        .await
+        .unwrap()
+        .verify_audit()
+        .await
+        .unwrap()
+        .problems
+}
+
+fn names(problems: &[ChainProblem], id: i64, kind: &str) -> bool {
+    problems.iter().any(|p| p.event_id == id && p.kind == kind)
+}
+
+#[tokio::test]
+async fn an_appended_event_correctly_chained_but_unsigned_is_named() {
+    let (_dir, db, _) = recorded().await;
+    let id = append_forged(&db, None).await;
+    assert_eq!(id, 21);
+    let found = problems(&db).await;
+    assert!(names(&found, 21, "unsigned"), "{found:?}");
+    assert_eq!(found[0].event_id, 21, "{found:?}");
+}
+
+#[tokio::test]
+async fn an_appended_event_with_a_made_up_or_copied_signature_is_named() {
+    let (_dir, db, _) = recorded().await;
+    let store = Store::open_read_only(&db).await.unwrap();
+    let copied = store.all_events().await.unwrap()[3].sig.clone().unwrap();
+    drop(store);
+    append_forged(&db, Some(&copied)).await;
+    let found = problems(&db).await;
+    assert!(names(&found, 21, "signature"), "{found:?}");
+}
+
+#[tokio::test]
+async fn truncating_the_newest_events_and_deleting_the_head_is_named_and_blocks_writes() {
+    let (_dir, db, run_id) = recorded().await;
+    let mut conn = tamper(&db).await;
+    sqlx::query("DELETE FROM events WHERE id >= 18")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    drop(conn);
+    std::fs::remove_file(audit::head_path(&db)).unwrap();
+    let found = problems(&db).await;
+    assert!(names(&found, 17, "head_missing"), "{found:?}");
+    // The write that used to hide the truncation (a new head for the shortened log) is refused.
+    let store = Store::open(&db).await.unwrap();
+    let report = store.enforce_chain().await.unwrap();
+    assert!(report.problem.is_some());
+    let err = store
+        .comment(&run_id, None, &operator("olga"), "hide it", 99)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, EngineError::ChainBroken(_)), "{err}");
+    assert!(err.to_string().contains("head_missing"), "{err}");
+    assert!(!audit::head_path(&db).exists(), "nothing was written");
+    let found = problems(&db).await;
+    assert!(names(&found, 17, "head_missing"), "{found:?}");
+}
+
+#[tokio::test]
+async fn a_forged_unsigned_head_for_a_truncated_log_is_named() {
+    let (_dir, db, _) = recorded().await;
+    let store = Store::open_read_only(&db).await.unwrap();
+    let events = store.all_events().await.unwrap();
+    drop(store);
+    let mut conn = tamper(&db).await;
+    sqlx::query("DELETE FROM events WHERE id >= 18")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let head = audit::ChainHead {
+        id: 17,
+        hash: events[16].hash.clone(),
+        sig: None,
+    };
+    std::fs::remove_file(audit::head_path(&db)).unwrap();
+    audit::write_head(&audit::head_path(&db), &head).unwrap();
+    let found = problems(&db).await;
+    assert!(names(&found, 17, "head_unsigned"), "{found:?}");
+    // An event's own signature passed off as the head's is no head signature.
+    let head = audit::ChainHead {
+        sig: events[16].sig.clone(),
+        ..head
+    };
+    std::fs::remove_file(audit::head_path(&db)).unwrap();
+    audit::write_head(&audit::head_path(&db), &head).unwrap();
+    let found = problems(&db).await;
+    assert!(names(&found, 17, "head_signature"), "{found:?}");
+}
+
+#[tokio::test]
+async fn a_whole_chain_rebuilt_with_fresh_hashes_is_named() {
+    let (_dir, db, _) = recorded().await;
+    let store = Store::open_read_only(&db).await.unwrap();
+    let mut events = store.all_events().await.unwrap();
+    drop(store);
+    let mut prev = audit::GENESIS_HASH.to_string();
+    for e in events.iter_mut() {
+        e.actor = "mallory".into();
+        e.prev_hash = prev.clone();
+        e.hash = audit::event_hash(e);
+        prev = e.hash.clone();
+    }
+    let mut conn = tamper(&db).await;
+    sqlx::query("DELETE FROM events")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    drop(conn);
+    for e in &events {
+        insert(&db, e, None).await;
+    }
+    let found = problems(&db).await;
+    assert!(names(&found, 20, "rebuilt"), "{found:?}");
+    std::fs::remove_file(audit::head_path(&db)).unwrap();
+    let found = problems(&db).await;
+    assert!(names(&found, 20, "head_missing"), "{found:?}");
+}
+
+#[tokio::test]
+async fn a_dropped_guard_trigger_is_named_and_blocks_writes() {
+    let (_dir, db, run_id) = recorded().await;
+    let url = format!("sqlite://{}", db.display());
+    let mut conn = SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query("DROP TRIGGER events_no_delete")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    drop(conn);
+    let found = problems(&db).await;
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].kind, "guard_dropped");
+    assert!(found[0].what.contains("events_no_delete"), "{found:?}");
+    let store = Store::open(&db).await.unwrap();
+    store.enforce_chain().await.unwrap();
+    let err = store
+        .comment(&run_id, None, &operator("olga"), "x", 99)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, EngineError::ChainBroken(_)), "{err}");
+    // The acknowledgement puts the guard back and lets writes through again.
+    store
+        .acknowledge_break("ada", "trigger dropped during maintenance; restored", 100)
+        .await
+        .unwrap();
+    store
+        .comment(&run_id, None, &operator("olga"), "x", 101)
+        .await
+        .unwrap();
+    let report = store.verify_audit().await.unwrap();
+    assert_eq!(report.problem, None, "{:?}", report.problems);
+    assert_eq!(report.acknowledged.len(), 1);
+    assert_eq!(report.acknowledged[0].problem.kind, "guard_dropped");
+}
+
+#[tokio::test]
+async fn an_event_appended_behind_a_running_store_is_caught_before_the_next_write() {
+    let (_dir, db, run_id) = recorded().await;
+    let store = Store::open(&db).await.unwrap();
+    assert_eq!(store.enforce_chain().await.unwrap().problem, None);
+    store
+        .comment(&run_id, None, &operator("olga"), "fine", 50)
+        .await
+        .unwrap();
+    let forged = append_forged(&db, None).await;
+    let err = store
+        .comment(&run_id, None, &operator("olga"), "after", 51)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains(&format!("event {forged} [unsigned]")),
+        "{err}"
+    );
+    assert!(store.chain_break().is_some());
+}
+
+#[tokio::test]
+async fn an_acknowledged_break_starts_a_new_signed_segment_and_stays_listed() {
+    let (_dir, db, run_id) = recorded().await;
+    let forged = append_forged(&db, None).await;
+    let store = Store::open(&db).await.unwrap();
+    store.enforce_chain().await.unwrap();
+    let refused = store.acknowledge_break("ada", "  ", 60).await.unwrap_err();
+    assert!(refused.to_string().contains("reason"), "{refused}");
+    let ack = store
+        .acknowledge_break("ada", "mallory's note removed from trust; investigated", 60)
+        .await
+        .unwrap();
+    assert_eq!(ack.id, forged + 1);
+    assert!(ack.sig.is_some());
+    store
+        .comment(&run_id, None, &operator("olga"), "back to work", 61)
+        .await
+        .unwrap();
+    let report = store.verify_audit().await.unwrap();
+    assert_eq!(report.problem, None, "{:?}", report.problems);
+    assert_eq!(report.acknowledged.len(), 1);
+    let a = &report.acknowledged[0];
+    assert_eq!((a.problem.event_id, a.problem.kind.as_str()), (forged, "unsigned"));
+    assert_eq!((a.ack_event, a.by.as_str()), (ack.id, "ada"));
+    let again = store.acknowledge_break("ada", "again", 62).await.unwrap_err();
+    assert!(again.to_string().contains("no break"), "{again}");
+    // The CLI shows the acknowledged break and exits 0.
+    drop(store);
+    let out = Command::new(env!("CARGO_BIN_EXE_lockstep"))
+        .args(["audit", "verify", "--db"])
+        .arg(&db)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains(&format!("acknowledged break: event {forged} [unsigned]")),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn the_cli_names_each_kind_of_tampering() {
+    let (_dir, db, _) = recorded().await;
+    append_forged(&db, None).await;
+    let url = format!("sqlite://{}", db.display());
+    let mut conn = SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query("DROP TRIGGER events_no_update")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    drop(conn);
+    let out = Command::new(env!("CARGO_BIN_EXE_lockstep"))
+        .args(["audit", "verify", "--db"])
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("BROKEN at event 21"), "{text}");
+    assert!(text.contains("event 21 [unsigned]"), "{text}");
+    assert!(text.contains("[guard_dropped]") && text.contains("events_no_update"), "{text}");
+    // Without the key nothing can be checked, and that is said plainly.
+    let out = Command::new(env!("CARGO_BIN_EXE_lockstep"))
+        .args(["audit", "verify", "--key", "/nonexistent/k", "--db"])
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no audit signing key"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn checkpoints_held_elsewhere_catch_a_log_rewritten_with_the_key() {
+    let (dir, db, _) = recorded().await;
+    let store = Store::open(&db).await.unwrap();
+    let outside = dir.path().join("elsewhere.jsonl");
+    assert_eq!(
+        store.write_checkpoint(&outside, None, 1).await.unwrap(),
+        Some(20)
+    );
+    assert_eq!(store.write_checkpoint(&outside, Some(20), 2).await.unwrap(), None, "unchanged head");
+    drop(store);
+    // Someone holding the whole folder, key included, rewrites event 12 on and re-signs all.
+    let key_file = audit::signing::default_key_path(&db);
+    let (key, created) = audit::SigningKey::load_or_create(&key_file).unwrap();
+    assert!(!created);
+    let store = Store::open_read_only(&db).await.unwrap();
+    let mut events = store.all_events().await.unwrap();
+    drop(store);
+    let mut prev = events[10].hash.clone();
+    for e in events.iter_mut().skip(11) {
+        e.actor = "mallory".into();
+        e.prev_hash = prev.clone();
+        e.hash = audit::event_hash(e);
+        e.sig = Some(key.sign_event(&e.hash));
+        prev = e.hash.clone();
+    }
+    let mut conn = tamper(&db).await;
+    sqlx::query("DELETE FROM events WHERE id >= 12")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    for (name, on) in audit::verify::GUARDS {
+        sqlx::query(&format!("CREATE TRIGGER {name} {on} BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END"))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    drop(conn);
+    for e in events.iter().skip(11) {
+        insert(&db, e, e.sig.as_deref()).await;
+    }
+    let last = events.last().unwrap();
+    let head = audit::ChainHead {
+        id: last.id,
+        hash: last.hash.clone(),
+        sig: Some(key.sign_head(last.id, &last.hash)),
+    };
+    std::fs::remove_file(audit::head_path(&db)).unwrap();
+    audit::write_head(&audit::head_path(&db), &head).unwrap();
+    assert_eq!(problems(&db).await, vec![], "the folder alone cannot tell");
+    let out = Command::new(env!("CARGO_BIN_EXE_lockstep"))
+        .args(["audit", "verify", "--checkpoints"])
+        .arg(&outside)
+        .arg("--db")
+        .arg(&db)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("event 20 [checkpoint]") && text.contains("rewritten"), "{text}");
+}
+
+#[tokio::test]
+async fn the_key_head_and_database_are_private_files() {
+    use std::os::unix::fs::PermissionsExt;
+    let (_dir, db, _) = recorded().await;
+    for f in [
+        db.clone(),
+        audit::head_path(&db),
+        audit::signing::default_key_path(&db),
+    ] {
+        let mode = std::fs::metadata(&f).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", f.display());
+    }
 }

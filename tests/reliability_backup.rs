@@ -148,7 +148,12 @@ async fn an_online_backup_restores_the_state_at_the_backup_point_while_writes_go
 
     // Restore into a data folder that does not exist yet.
     let restored = dir.path().join("fresh").join("data").join("lockstep.db");
-    let out = lockstep(&["restore", "--db"], &[&restored, &backup]);
+    // The signing key never travels with a backup: the restore is given it (issue #14).
+    let key = source.parent().unwrap().join("audit-signing.key");
+    let out = lockstep(
+        &["restore", "--key", key.to_str().unwrap(), "--db"],
+        &[&restored, &backup],
+    );
     assert!(out.status.success(), "restore: {}", text(&out));
     let out = lockstep(&["audit", "verify", "--db"], &[&restored]);
     assert!(out.status.success(), "audit verify: {}", text(&out));
@@ -231,6 +236,13 @@ async fn an_online_backup_restores_the_state_at_the_backup_point_while_writes_go
 async fn a_truncated_corrupted_or_tampered_backup_is_refused_and_nothing_changes() {
     let dir = tempfile::tempdir().unwrap();
     let source = finished_database(&dir.path().join("source"), 12);
+    // The signing key never travels with a backup: restores are given it (issue #14).
+    let source_key = source
+        .parent()
+        .unwrap()
+        .join("audit-signing.key")
+        .to_string_lossy()
+        .into_owned();
     let backup = dir.path().join("copy.db");
     let out = lockstep(&["backup", "--db"], &[&source, &backup]);
     assert!(out.status.success(), "backup: {}", text(&out));
@@ -272,7 +284,7 @@ async fn a_truncated_corrupted_or_tampered_backup_is_refused_and_nothing_changes
         ("missing", dir.path().join("nowhere.db"), "does not exist"),
     ];
     for (what, file, says) in cases {
-        let out = lockstep(&["restore", "--force", "--db"], &[&target, &file]);
+        let out = lockstep(&["restore", "--force", "--key", &source_key, "--db"], &[&target, &file]);
         let said = text(&out);
         assert_eq!(
             out.status.code(),
@@ -297,7 +309,7 @@ async fn a_truncated_corrupted_or_tampered_backup_is_refused_and_nothing_changes
         assert!(verify.status.success(), "{}", text(&verify));
     }
     // The good copy still restores over it, with --force.
-    let out = lockstep(&["restore", "--force", "--db"], &[&target, &backup]);
+    let out = lockstep(&["restore", "--force", "--key", &source_key, "--db"], &[&target, &backup]);
     assert!(out.status.success(), "restore: {}", text(&out));
     let verify = lockstep(&["audit", "verify", "--db"], &[&target]);
     assert!(verify.status.success(), "{}", text(&verify));
@@ -330,13 +342,20 @@ async fn tamper_with_event_3(db: &Path) {
 async fn restore_replaces_a_database_only_with_force_never_one_in_use_and_a_damaged_one_too() {
     let dir = tempfile::tempdir().unwrap();
     let source = finished_database(&dir.path().join("source"), 6);
+    // The signing key never travels with a backup: restores are given it (issue #14).
+    let source_key = source
+        .parent()
+        .unwrap()
+        .join("audit-signing.key")
+        .to_string_lossy()
+        .into_owned();
     let backup = dir.path().join("copy.db");
     let out = lockstep(&["backup", "--db"], &[&source, &backup]);
     assert!(out.status.success(), "backup: {}", text(&out));
     let target = finished_database(&dir.path().join("target"), 2);
 
     let before = snapshot(&target);
-    let out = lockstep(&["restore", "--db"], &[&target, &backup]);
+    let out = lockstep(&["restore", "--key", &source_key, "--db"], &[&target, &backup]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
         text(&out).contains("already exists; add --force"),
@@ -359,7 +378,7 @@ async fn restore_replaces_a_database_only_with_force_never_one_in_use_and_a_dama
         assert!(Instant::now() < deadline, "the run did not get going");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let out = lockstep(&["restore", "--force", "--db"], &[&busy, &backup]);
+    let out = lockstep(&["restore", "--force", "--key", &source_key, "--db"], &[&busy, &backup]);
     assert!(
         engine.try_wait().unwrap().is_none(),
         "the run ended before the restore was tried; slow it down"
@@ -386,7 +405,7 @@ async fn restore_replaces_a_database_only_with_force_never_one_in_use_and_a_dama
     let damaged = dir.path().join("damaged").join("lockstep.db");
     std::fs::create_dir_all(damaged.parent().unwrap()).unwrap();
     std::fs::write(&damaged, vec![0x5a; 64 * 1024]).unwrap();
-    let out = lockstep(&["restore", "--force", "--db"], &[&damaged, &backup]);
+    let out = lockstep(&["restore", "--force", "--key", &source_key, "--db"], &[&damaged, &backup]);
     assert!(
         out.status.success(),
         "restore over a damaged file: {}",
@@ -401,7 +420,7 @@ async fn restore_replaces_a_database_only_with_force_never_one_in_use_and_a_dama
     assert!(verify.status.success(), "{}", text(&verify));
 
     // The backup itself is never the target.
-    let out = lockstep(&["restore", "--force", "--db"], &[&backup, &backup]);
+    let out = lockstep(&["restore", "--force", "--key", &source_key, "--db"], &[&backup, &backup]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
         text(&out).contains("is the database itself"),

@@ -1,5 +1,5 @@
-//! `lockstep audit verify|export` (backup and restore: `backup.rs`; the hidden engine commands:
-//! `engine.rs`).
+//! `lockstep audit verify|export|acknowledge` (backup and restore: `backup.rs`; the hidden
+//! engine commands: `engine.rs`).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -25,12 +25,33 @@ pub struct DbArg {
 
 #[derive(Debug, clap::Subcommand)]
 pub enum AuditCmd {
-    /// Verify the audit chain and its head file; names the first bad event and exits 1 if any.
+    /// Verify the audit chain: each event's hash and Ed25519 signature, the signed head file
+    /// and the append-only guard triggers. Names every break (event and kind) and exits 1 if any.
     Verify {
         /// Verify this export (`audit export --format bundle`, or the Audit page's verifiable
         /// export) offline instead of the database: the chain, its head and any signatures.
         #[arg(long, value_name = "FILE")]
         export: Option<PathBuf>,
+        #[command(flatten)]
+        db: DbArg,
+        /// The signing key, or its `.pub` file (default: LOCKSTEP_AUDIT_KEY, else
+        /// audit-signing.key in the database's folder).
+        #[arg(long, value_name = "FILE")]
+        key: Option<PathBuf>,
+        /// Also check signed checkpoints held elsewhere (the `audit-checkpoints.jsonl` that
+        /// serve writes): catches a log rewritten even by someone holding the key.
+        #[arg(long, value_name = "FILE")]
+        checkpoints: Option<PathBuf>,
+    },
+    /// Acknowledge a broken chain (admin): records the break in a new signed event that starts
+    /// a new segment, so the dashboard accepts changes again. The break stays listed by verify.
+    Acknowledge {
+        /// Who acknowledges (recorded as the event's actor).
+        #[arg(long)]
+        by: String,
+        /// Why it is safe to continue (what was found and done).
+        #[arg(long)]
+        reason: String,
         #[command(flatten)]
         db: DbArg,
     },
@@ -58,15 +79,37 @@ pub async fn run_audit(cmd: AuditCmd) -> anyhow::Result<ExitCode> {
         AuditCmd::Verify {
             export: Some(file), ..
         } => verify_export(&file),
-        AuditCmd::Verify { export: None, db } => {
-            let store = Store::open_read_only(&db.db).await?;
+        AuditCmd::Verify {
+            export: None,
+            db,
+            key,
+            checkpoints,
+        } => {
+            let key = key.unwrap_or_else(|| audit::signing::key_path_for(&db.db));
+            let store = Store::open_read_only_with_key(&db.db, &key).await?;
             store.integrity_check().await?;
-            let report = store.verify_audit().await?;
+            let mut report = store.verify_audit().await?;
+            if let Some(file) = &checkpoints {
+                let text = std::fs::read_to_string(file)
+                    .with_context(|| format!("cannot read the checkpoints {}", file.display()))?;
+                for p in store.verify_checkpoints(&text).await? {
+                    report.set(p);
+                }
+            }
+            for a in &report.acknowledged {
+                println!(
+                    "acknowledged break: {} — acknowledged by {} at event {}: {}",
+                    a.problem, a.by, a.ack_event, a.reason
+                );
+            }
             match (&report.problem, &report.last) {
                 (None, Some(last)) => {
                     println!(
-                        "audit log ok: {} events, head #{} {}",
-                        report.events, last.id, last.hash
+                        "audit log ok: {} events, head #{} {}, signed by key {}",
+                        report.events,
+                        last.id,
+                        last.hash,
+                        report.key_id.as_deref().unwrap_or("-")
                     );
                     Ok(ExitCode::SUCCESS)
                 }
@@ -75,10 +118,27 @@ pub async fn run_audit(cmd: AuditCmd) -> anyhow::Result<ExitCode> {
                     Ok(ExitCode::SUCCESS)
                 }
                 (Some(p), _) => {
-                    println!("audit log BROKEN at event {}: {}", p.event_id, p.what);
+                    if p.event_id > 0 {
+                        println!("audit log BROKEN at event {}: {}", p.event_id, p.what);
+                    } else {
+                        println!("audit log BROKEN: {}", p.what);
+                    }
+                    for p in &report.problems {
+                        println!("  {p}");
+                    }
                     Ok(ExitCode::from(1))
                 }
             }
+        }
+        AuditCmd::Acknowledge { by, reason, db } => {
+            let store = Store::open(&db.db).await?;
+            let now = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
+            let event = store.acknowledge_break(&by, &reason, now).await?;
+            println!(
+                "break acknowledged by {by} in event {}; a new signed segment starts there",
+                event.id
+            );
+            Ok(ExitCode::SUCCESS)
         }
         AuditCmd::Export {
             format,

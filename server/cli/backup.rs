@@ -36,6 +36,11 @@ pub struct RestoreArgs {
     /// Replace the existing database. Its current content is lost.
     #[arg(long)]
     pub force: bool,
+    /// The audit signing key the backup was signed with (default: the target's, else the one
+    /// beside the backup). Keys never travel with backups; this one is installed beside the
+    /// restored database if it has none or another.
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
     #[command(flatten)]
     pub db: DbArg,
 }
@@ -60,7 +65,13 @@ pub async fn run_backup(args: BackupArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub async fn run_restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
-    let head = verify_backup(&args.file).await.with_context(|| {
+    let key = restore_key(&args.file, &args.db.db, args.key.as_deref()).with_context(|| {
+        format!(
+            "the backup {} cannot be restored; nothing was changed",
+            args.file.display()
+        )
+    })?;
+    let head = verify_backup(&args.file, &key).await.with_context(|| {
         format!(
             "the backup {} cannot be restored; nothing was changed",
             args.file.display()
@@ -86,16 +97,15 @@ pub async fn run_restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
         None
     };
     install(&args.file, target, &head)?;
+    let key = install_key(&key, target)?;
     // The restored file must verify where it now lives, exactly as `audit verify` will.
-    let restored = Store::open_read_only(target).await?;
+    let restored = Store::open_read_only_with_key(target, &key).await?;
     restored.integrity_check().await?;
     let report = restored.verify_audit().await?;
     if let Some(p) = report.problem {
         bail!(
-            "the restored database {} does not verify at event {}: {}",
+            "the restored database {} does not verify: {p}",
             target.display(),
-            p.event_id,
-            p.what
         );
     }
     println!(
@@ -110,7 +120,7 @@ pub async fn run_restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
 
 /// The backup's own checks: a readable SQLite file, `integrity_check` ok, and an audit chain that
 /// is whole and ends where its head file says. Returns that head.
-async fn verify_backup(file: &Path) -> anyhow::Result<ChainHead> {
+async fn verify_backup(file: &Path, key: &Path) -> anyhow::Result<ChainHead> {
     if !file.is_file() {
         bail!("{} does not exist or is not a file", file.display());
     }
@@ -121,7 +131,7 @@ async fn verify_backup(file: &Path) -> anyhow::Result<ChainHead> {
             head_file.display()
         );
     }
-    let copy = Store::open_read_only(file).await?;
+    let copy = Store::open_read_only_with_key(file, key).await?;
     copy.integrity_check()
         .await
         .map_err(|e| anyhow::anyhow!("it is damaged: {e}"))?;
@@ -131,16 +141,85 @@ async fn verify_backup(file: &Path) -> anyhow::Result<ChainHead> {
         .map_err(|e| anyhow::anyhow!("it is not a readable Lockstep database: {e}"))?;
     if let Some(p) = report.problem {
         bail!(
-            "its audit log is broken at event {}: {}",
+            "its audit log is broken at event {} [{}]: {}",
             p.event_id,
+            p.kind,
             p.what
         );
     }
     copy.pool().close().await;
-    Ok(report.last.unwrap_or(ChainHead {
+    // The backup's own signed head is what the restored database keeps.
+    Ok(audit::read_head(&head_file)?.unwrap_or(ChainHead {
         id: 0,
         hash: audit::GENESIS_HASH.into(),
+        sig: None,
     }))
+}
+
+/// The signing key that checks a backup (keys never travel with backups): `--key`, else the
+/// one of the database it restores to, else the one beside the backup — the first whose id is
+/// the one that signed the backup's head.
+fn restore_key(backup: &Path, target: &Path, given: Option<&Path>) -> anyhow::Result<PathBuf> {
+    let signed_by = audit::read_head(&audit::head_path(backup))
+        .ok()
+        .flatten()
+        .and_then(|h| h.sig)
+        .and_then(|s| s.split(':').nth(1).map(str::to_string));
+    let candidates: Vec<PathBuf> = match given {
+        Some(k) => vec![k.to_path_buf()],
+        None => vec![
+            audit::signing::key_path_for(target),
+            audit::signing::key_path_for(backup),
+        ],
+    };
+    for k in &candidates {
+        if let Ok(v) = audit::VerifyingKey::load(k) {
+            if signed_by.as_deref().is_none_or(|id| id == v.key_id) {
+                return Ok(k.clone());
+            }
+        }
+    }
+    match signed_by {
+        Some(id) => bail!(
+            "it was signed by audit key {id}, which is not at {}; give that key with --key",
+            candidates
+                .iter()
+                .map(|c| c.display().to_string())
+                .collect::<Vec<_>>()
+                .join(" or ")
+        ),
+        None => Ok(candidates[0].clone()),
+    }
+}
+
+/// Puts the key that verified the backup beside the restored database (its own key, moved
+/// aside as `.replaced` if it was another), so the restored database verifies and is signed
+/// with the same key from now on. Returns where the key now is.
+fn install_key(key: &Path, target: &Path) -> anyhow::Result<PathBuf> {
+    let dest = audit::signing::key_path_for(target);
+    if same_file(key, &dest) || !key.is_file() {
+        return Ok(key.to_path_buf());
+    }
+    let text = std::fs::read_to_string(key)
+        .with_context(|| format!("cannot read {}", key.display()))?;
+    if audit::SigningKey::load_or_create(key).is_err() {
+        // A `.pub` file: verification only; the restored database keeps what it has.
+        return Ok(key.to_path_buf());
+    }
+    if dest.exists() {
+        let mut aside = dest.as_os_str().to_owned();
+        aside.push(".replaced");
+        std::fs::rename(&dest, PathBuf::from(&aside))
+            .with_context(|| format!("cannot move {} aside", dest.display()))?;
+        let _ = std::fs::remove_file(audit::signing::public_path(&dest));
+    }
+    audit::signing::create_private(&dest, &text)
+        .with_context(|| format!("cannot write {}", dest.display()))?;
+    let public = audit::signing::public_path(key);
+    if let Ok(p) = std::fs::read_to_string(&public) {
+        let _ = audit::signing::create_private(&audit::signing::public_path(&dest), &p);
+    }
+    Ok(dest)
 }
 
 fn same_file(a: &Path, b: &Path) -> bool {

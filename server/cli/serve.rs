@@ -117,6 +117,15 @@ pub async fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let store = crate::engine::Store::open(&config.db)
         .await
         .map_err(|e| anyhow::anyhow!("opening {}: {e}", config.db.display()))?;
+    // The whole chain is verified once at start; a broken one keeps the dashboard readable but
+    // refuses every state change until an admin acknowledges the break.
+    let chain = store.enforce_chain().await.map_err(|e| {
+        anyhow::anyhow!("verifying the audit chain of {}: {e}", config.db.display())
+    })?;
+    if let Some(p) = &chain.problem {
+        eprintln!("WARNING: the audit chain is BROKEN ({p}); every state change is refused until an admin acknowledges the break");
+    }
+    let checkpoints = audit_checkpoints(&config.data_dir)?;
     let pool = crate::web::db::open(&config.db).await?;
     let ticket_url = notify_config.ticket_url.clone();
     // Notifications (webhooks, e-mail) watch committed events in their own tasks.
@@ -181,6 +190,13 @@ pub async fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         None => state,
     };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    // Re-verifies what was added (and the head file, the guard triggers) and sends out signed
+    // checkpoints, every interval.
+    let chain_watch = tokio::spawn(state.store.clone().watch_chain(
+        checkpoints.0,
+        checkpoints.1,
+        stop_rx.clone(),
+    ));
     let mut driver_stop = stop_rx.clone();
     let driver = tokio::spawn(engine.drive(async move {
         let _ = driver_stop.changed().await;
@@ -202,12 +218,39 @@ pub async fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     for t in facts_tasks {
         let _ = t.await;
     }
+    let _ = chain_watch.await;
     match driver.await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => eprintln!("the engine stopped with an error: {e}"),
         Err(e) => eprintln!("the engine task failed: {e}"),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where serve sends signed checkpoints (`LOCKSTEP_AUDIT_CHECKPOINTS`: a file, default
+/// `<data_dir>/audit-checkpoints.jsonl`, `off` for none) and how often
+/// (`LOCKSTEP_AUDIT_CHECKPOINT_SECS`, default 60; also how often the chain is re-verified).
+fn audit_checkpoints(
+    data_dir: &std::path::Path,
+) -> anyhow::Result<(Option<PathBuf>, std::time::Duration)> {
+    let file = match std::env::var("LOCKSTEP_AUDIT_CHECKPOINTS") {
+        Ok(v) if v == "off" => None,
+        Ok(v) if !v.is_empty() => Some(PathBuf::from(v)),
+        _ => Some(data_dir.join("audit-checkpoints.jsonl")),
+    };
+    let secs = match std::env::var("LOCKSTEP_AUDIT_CHECKPOINT_SECS") {
+        Ok(v) => v
+            .parse::<u64>()
+            .ok()
+            .filter(|s| (1..=86_400).contains(s))
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "LOCKSTEP_AUDIT_CHECKPOINT_SECS: `{v}` is not a number of seconds from 1 to 86400"
+                )
+            })?,
+        Err(_) => 60,
+    };
+    Ok((file, std::time::Duration::from_secs(secs)))
 }
 
 /// The executors of a site: agents (and their waits), SQL and probes by step kind.

@@ -18,6 +18,11 @@ use sha2::{Digest, Sha256};
 
 use super::machine::Millis;
 
+pub mod signing;
+pub mod verify;
+
+pub use signing::{SigningKey, VerifyingKey};
+
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// One row of the audit log, as stored and as published to live views.
@@ -33,6 +38,10 @@ pub struct AuditEvent {
     pub payload: serde_json::Value,
     pub prev_hash: String,
     pub hash: String,
+    /// `ed25519:<key id>:<base64>` over the hash, by the signing key kept outside the database
+    /// (see `audit/signing.rs`); `None` only for events recorded before signing began.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sig: Option<String>,
 }
 
 /// The audit export formats, written the same way by `lockstep audit export` and the dashboard's
@@ -235,6 +244,9 @@ pub fn content_hash(step: &crate::knowledge::plan::PlannedStep) -> String {
 pub struct ChainHead {
     pub id: i64,
     pub hash: String,
+    /// The signing key's signature over `(id, hash)` (a head message, never an event's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sig: Option<String>,
 }
 
 /// Where the head file of a database lives.
@@ -274,19 +286,58 @@ pub fn write_head(path: &Path, head: &ChainHead) -> std::io::Result<()> {
 }
 
 /// What verification found.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
 pub struct VerifyReport {
     pub events: u64,
     pub last: Option<ChainHead>,
+    /// The first of [`VerifyReport::problems`]: `None` means the record verifies.
     pub problem: Option<ChainProblem>,
+    /// Everything found wrong: the first break in the chain, the head file, each guard trigger.
+    #[serde(default)]
+    pub problems: Vec<ChainProblem>,
+    /// Breaks an admin acknowledged, each starting a new signed segment (they stay listed).
+    #[serde(default)]
+    pub acknowledged: Vec<verify::Acknowledged>,
+    /// The first signed event (events before it were recorded before signing began).
+    #[serde(default)]
+    pub signed_from: Option<i64>,
+    /// The id of the key the signatures were checked with.
+    #[serde(default)]
+    pub key_id: Option<String>,
 }
 
 /// The first place the record stops being trustworthy.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChainProblem {
-    /// The first bad event (for a truncated log: the first missing one).
+    /// The first bad event (for a truncated log: the first missing one); 0 for a problem that
+    /// is not tied to one event (a dropped guard trigger).
     pub event_id: i64,
+    /// What kind of break: `missing`, `link`, `altered`, `unsigned`, `signature`, `other_key`,
+    /// `head_missing`, `head_unsigned`, `head_signature`, `truncated`, `rebuilt`,
+    /// `guard_dropped`, `guard_altered`, `checkpoint`.
+    #[serde(default)]
+    pub kind: String,
     pub what: String,
+}
+
+impl ChainProblem {
+    pub fn new(event_id: i64, kind: &str, what: impl Into<String>) -> ChainProblem {
+        ChainProblem {
+            event_id,
+            kind: kind.to_string(),
+            what: what.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for ChainProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.event_id > 0 {
+            write!(f, "event {} [{}]: {}", self.event_id, self.kind, self.what)
+        } else {
+            write!(f, "[{}]: {}", self.kind, self.what)
+        }
+    }
 }
 
 /// Checks a log (in id order) against itself and against the head file's record.
@@ -298,27 +349,25 @@ pub fn verify_chain(events: &[AuditEvent], head: Option<&ChainHead>) -> VerifyRe
         last: events.last().map(|e| ChainHead {
             id: e.id,
             hash: e.hash.clone(),
+            sig: None,
         }),
-        problem: None,
+        ..VerifyReport::default()
     };
     for e in events {
         let problem = if e.id != expected_id {
-            Some(format!(
+            Some(("missing", format!(
                 "expected event {expected_id} here but found event {} (events missing or moved)",
                 e.id
-            ))
+            )))
         } else if e.prev_hash != prev_hash {
-            Some("its previous-hash does not match the event before it (an event was removed, moved or altered)".to_string())
+            Some(("link", "its previous-hash does not match the event before it (an event was removed, moved or altered)".to_string()))
         } else if event_hash(e) != e.hash {
-            Some("its content does not match its hash (the event was altered)".to_string())
+            Some(("altered", "its content does not match its hash (the event was altered)".to_string()))
         } else {
             None
         };
-        if let Some(what) = problem {
-            report.problem = Some(ChainProblem {
-                event_id: expected_id.min(e.id),
-                what,
-            });
+        if let Some((kind, what)) = problem {
+            report.set(ChainProblem::new(expected_id.min(e.id), kind, what));
             return report;
         }
         prev_hash = e.hash.clone();
@@ -326,31 +375,40 @@ pub fn verify_chain(events: &[AuditEvent], head: Option<&ChainHead>) -> VerifyRe
     }
     let last_id = expected_id - 1;
     match head {
-        None if last_id > 0 => {
-            report.problem = Some(ChainProblem {
-                event_id: 1,
-                what: "the audit head file is missing; the log cannot be shown to be complete".into(),
-            })
-        }
+        None if last_id > 0 => report.set(ChainProblem::new(
+            1,
+            "head_missing",
+            "the audit head file is missing; the log cannot be shown to be complete",
+        )),
         None => {}
-        Some(h) if h.id > last_id => {
-            report.problem = Some(ChainProblem {
-                event_id: last_id + 1,
-                what: format!("the log ends at event {last_id} but the head file records event {} (the log was truncated)", h.id),
-            })
-        }
+        Some(h) if h.id > last_id => report.set(ChainProblem::new(
+            last_id + 1,
+            "truncated",
+            format!("the log ends at event {last_id} but the head file records event {} (the log was truncated)", h.id),
+        )),
         Some(h) if h.id < 1 => {}
         Some(h) => {
             let at = &events[(h.id - 1) as usize];
             if at.hash != h.hash {
-                report.problem = Some(ChainProblem {
-                    event_id: h.id,
-                    what: "the event's hash differs from the one in the head file (the log was rebuilt)".into(),
-                });
+                report.set(ChainProblem::new(
+                    h.id,
+                    "rebuilt",
+                    "the event's hash differs from the one in the head file (the log was rebuilt)",
+                ));
             }
         }
     }
     report
+}
+
+impl VerifyReport {
+    /// Records a problem (the first one recorded stays [`VerifyReport::problem`]).
+    pub fn set(&mut self, p: ChainProblem) {
+        if self.problem.is_none() {
+            self.problem = Some(p.clone());
+        }
+        self.problems.push(p);
+    }
 }
 
 #[cfg(test)]
@@ -368,6 +426,7 @@ mod tests {
             payload,
             prev_hash: GENESIS_HASH.into(),
             hash: "ab".repeat(32),
+            sig: None,
         }
     }
 

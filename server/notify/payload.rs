@@ -246,6 +246,7 @@ mod tests {
             payload: json!({"from": from, "to": to}),
             prev_hash: String::new(),
             hash: String::new(),
+            sig: None,
         }
     }
 

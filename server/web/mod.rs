@@ -8,6 +8,7 @@ pub mod api;
 pub mod assets;
 pub mod audit_words;
 pub mod auth;
+pub mod chain;
 pub mod clock;
 pub mod datacenters;
 pub mod db;
@@ -186,7 +187,16 @@ pub fn router(state: AppState) -> Router {
         .route("/favicon.ico", get(assets::favicon))
         .route("/readyz", get(readyz))
         .route("/static/{*path}", get(assets::asset))
+        .route(
+            "/audit/acknowledge",
+            axum::routing::post(chain::acknowledge_page),
+        )
         .fallback(not_found)
+        // Inside `identify`: the banner's form needs the signed-in admin's CSRF token.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            chain::banner,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::extract::identify,
@@ -255,7 +265,7 @@ pub fn engine_error(e: EngineError) -> AppError {
             | Refusal::ReasonRequired => AppError::BadRequest(r.to_string()),
             other => AppError::Conflict(other.to_string()),
         },
-        EngineError::Conflict(_) => AppError::Conflict(e.to_string()),
+        EngineError::Conflict(_) | EngineError::ChainBroken(_) => AppError::Conflict(e.to_string()),
         EngineError::NotFound(what) => AppError::NotFound(format!("{what} not found")),
         EngineError::Invalid(m) => AppError::BadRequest(m),
         other => AppError::Internal(other.into()),

@@ -30,8 +30,9 @@ use tokio::sync::Notify;
 
 use crate::engine::audit::ChainHead;
 
-/// Size of the record on disk: the JSON (at most 100 bytes for any i64 id) padded with spaces.
-pub const RECORD_LEN: usize = 128;
+/// Size of the record on disk: the JSON (at most 210 bytes for any i64 id with its signature)
+/// padded with spaces.
+pub const RECORD_LEN: usize = 256;
 
 /// The longest a written head waits for its flush to disk.
 pub const SYNC_DELAY: Duration = Duration::from_millis(100);
@@ -122,13 +123,24 @@ impl HeadFile {
         Ok(())
     }
 
+    /// Lets the next record go backwards: after an admin acknowledged a truncated log, the head
+    /// names the acknowledgement, below the deleted events it had recorded.
+    pub(super) fn reset(&self) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if state.written != i64::MAX {
+            state.written = 0;
+        }
+    }
+
     fn open(&self) -> std::io::Result<File> {
-        std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&self.path)
+        let mut options = std::fs::OpenOptions::new();
+        options.read(true).write(true).create(true).truncate(false);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        options.open(&self.path)
     }
 
     /// Flushes the record to disk if it was written since the last flush.
@@ -191,6 +203,8 @@ mod tests {
         ChainHead {
             id,
             hash: GENESIS_HASH.replace('0', &(id % 10).to_string()),
+            // As long as a real signature.
+            sig: Some(format!("ed25519:{}:{}", "k".repeat(16), "s".repeat(88))),
         }
     }
 
@@ -245,13 +259,8 @@ mod tests {
         let run = store.create_run(new, &operator("olga"), 0).await.unwrap();
         drop(store);
         // What earlier versions wrote: the JSON alone, replaced whole after each commit.
-        let last = ChainHead {
-            id: 1,
-            hash: audit::read_head(&audit::head_path(&db))
-                .unwrap()
-                .unwrap()
-                .hash,
-        };
+        let last = audit::read_head(&audit::head_path(&db)).unwrap().unwrap();
+        assert_eq!(last.id, 1);
         std::fs::write(audit::head_path(&db), serde_json::to_string(&last).unwrap()).unwrap();
         let store = Store::open(&db).await.unwrap();
         assert_eq!(store.verify_audit().await.unwrap().problem, None);

@@ -27,6 +27,7 @@ use tokio::sync::broadcast;
 use super::audit::{self, AuditEvent, ChainHead};
 use super::machine::{Millis, Refusal};
 
+mod chain;
 mod claim;
 mod group;
 mod head;
@@ -57,6 +58,10 @@ pub enum EngineError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("audit log: {0}")]
     Audit(String),
+    /// The audit chain is broken and not acknowledged: no state change until an admin
+    /// acknowledges the break. Maps to 409.
+    #[error("{0}")]
+    ChainBroken(String),
 }
 
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;
@@ -76,12 +81,26 @@ pub struct Store {
     path: Arc<PathBuf>,
     /// Driver events waiting to be committed together (group commit).
     group: Arc<group::Group>,
+    /// Signs every event and head (writable stores); kept in a file outside the database.
+    signer: Option<Arc<audit::SigningKey>>,
+    /// Checks signatures (the signer's public half, or a key file for a read-only store).
+    verifier: Option<audit::VerifyingKey>,
+    /// Where the signing key is (named in errors when it is missing).
+    key_path: Arc<PathBuf>,
+    /// Refusal of writes on a broken chain, and how far it was verified.
+    chain: Arc<chain::ChainGuard>,
 }
 
 impl Store {
     /// Opens (creating if needed) the database, applies the embedded migrations and checks the
-    /// file with `PRAGMA integrity_check`.
+    /// file with `PRAGMA integrity_check`. The signing key is `LOCKSTEP_AUDIT_KEY` or
+    /// `audit-signing.key` in the database's folder (created 0600 if missing).
     pub async fn open(path: &Path) -> Result<Store> {
+        Store::open_with_key(path, &audit::signing::key_path_for(path)).await
+    }
+
+    /// [`Store::open`] with the signing key at `key_path`.
+    pub async fn open_with_key(path: &Path, key_path: &Path) -> Result<Store> {
         // A first start with a fresh data folder: the database's folder is made, not refused.
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| {
@@ -111,10 +130,13 @@ impl Store {
             .connect_with(options.clone())
             .await?;
         sqlx::migrate!().run(&writer).await?;
+        private_files(path);
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options.read_only(true))
             .await?;
+        let (signer, created) = audit::SigningKey::load_or_create(key_path)
+            .map_err(|e| EngineError::Audit(e.to_string()))?;
         let store = Store {
             pool,
             writer,
@@ -122,14 +144,61 @@ impl Store {
             events: broadcast::channel(BROADCAST_CAPACITY).0,
             path: Arc::new(path.to_path_buf()),
             group: Arc::default(),
+            verifier: Some(signer.verifying().clone()),
+            signer: Some(Arc::new(signer)),
+            key_path: Arc::new(key_path.to_path_buf()),
+            chain: Arc::default(),
         };
         store.integrity_check().await?;
+        if created {
+            store.start_signing().await?;
+        }
         Ok(store)
     }
 
+    /// A log recorded before signing existed, opened with a key created just now: one signed
+    /// event marks where signing starts (its chain link covers every event before it). Never
+    /// done when the key file already existed, so someone who rebuilds the log without the key
+    /// cannot have it blessed.
+    async fn start_signing(&self) -> Result<()> {
+        let unsigned_tail: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(id) FROM events WHERE sig IS NULL")
+                .fetch_one(&self.writer)
+                .await?;
+        let signed: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events WHERE sig IS NOT NULL")
+            .fetch_one(&self.writer)
+            .await?;
+        let Some(last_unsigned) = unsigned_tail.filter(|_| signed == 0) else {
+            return Ok(());
+        };
+        let mut w = self.begin_unguarded().await?;
+        let key = self.verifier.as_ref().map(|k| (k.key_id.clone(), k.public_base64()));
+        w.append(
+            None,
+            None,
+            "lockstep",
+            now_millis(),
+            audit::verify::SIGNING_STARTED_KIND,
+            serde_json::json!({
+                "key_id": key.as_ref().map(|k| &k.0),
+                "public_key": key.as_ref().map(|k| &k.1),
+                "unsigned_before": last_unsigned + 1,
+            }),
+        )
+        .await?;
+        self.commit(w).await?;
+        Ok(())
+    }
+
     /// Opens an existing database for reading only: no migrations, no writes (verification,
-    /// export). Transitions through this store fail.
+    /// export). Transitions through this store fail. Signatures are checked with the key that
+    /// [`Store::open`] would use (its `.pub` file if the private key is not readable).
     pub async fn open_read_only(path: &Path) -> Result<Store> {
+        Store::open_read_only_with_key(path, &audit::signing::key_path_for(path)).await
+    }
+
+    /// [`Store::open_read_only`] checking signatures with the key (or `.pub` file) at `key`.
+    pub async fn open_read_only_with_key(path: &Path, key: &Path) -> Result<Store> {
         if !path.exists() {
             return Err(EngineError::NotFound(format!(
                 "database {}",
@@ -144,6 +213,10 @@ impl Store {
             .max_connections(2)
             .connect_with(options)
             .await?;
+        let public = audit::signing::public_path(key);
+        let verifier = [key, public.as_path()]
+            .iter()
+            .find_map(|k| audit::VerifyingKey::load(k).ok());
         Ok(Store {
             writer: pool.clone(),
             pool,
@@ -151,6 +224,10 @@ impl Store {
             events: broadcast::channel(1).0,
             path: Arc::new(path.to_path_buf()),
             group: Arc::default(),
+            signer: None,
+            verifier,
+            key_path: Arc::new(key.to_path_buf()),
+            chain: Arc::default(),
         })
     }
 
@@ -181,11 +258,14 @@ impl Store {
             .map(|r| ChainHead {
                 id: r.get(0),
                 hash: r.get(1),
+                sig: None,
             })
             .unwrap_or(ChainHead {
                 id: 0,
                 hash: audit::GENESIS_HASH.into(),
+                sig: None,
             });
+        let head = self.signed_head(head.id, head.hash);
         audit::write_head(&audit::head_path(target), &head)
             .map_err(|e| EngineError::Audit(format!("cannot write the backup's head file: {e}")))?;
         Ok(head)
@@ -221,8 +301,16 @@ impl Store {
         self.events.subscribe()
     }
 
-    /// Starts a write transaction holding the chain's tail.
+    /// Starts a write transaction holding the chain's tail; refused while the chain is broken
+    /// (on a store that enforces it, see `chain.rs`).
     async fn begin(&self) -> Result<WriteTx> {
+        let mut w = self.begin_unguarded().await?;
+        self.guard_write(&mut w.tx, &w.last).await?;
+        Ok(w)
+    }
+
+    /// A write transaction whatever the chain's state (the acknowledgement of a break).
+    async fn begin_unguarded(&self) -> Result<WriteTx> {
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         let last = sqlx::query("SELECT id, hash FROM events ORDER BY id DESC LIMIT 1")
             .fetch_optional(&mut *tx)
@@ -235,6 +323,7 @@ impl Store {
             tx,
             last,
             appended: Vec::new(),
+            signer: self.signer.clone(),
         })
     }
 
@@ -248,19 +337,23 @@ impl Store {
     /// means the transaction did commit but its head could not be written.
     fn committed(&self, appended: Vec<AuditEvent>) -> Result<Vec<AuditEvent>> {
         if let Some(last) = appended.last() {
-            let head = ChainHead {
-                id: last.id,
-                hash: last.hash.clone(),
-            };
+            let head = self.signed_head(last.id, last.hash.clone());
             self.head.record(&head).map_err(|e| {
                 EngineError::Audit(format!("cannot write {}: {e}", self.head.path().display()))
             })?;
         }
+        self.advance_verified(&appended);
         for e in &appended {
             // No subscribers is fine.
             let _ = self.events.send(e.clone());
         }
         Ok(appended)
+    }
+
+    /// The head record for `(id, hash)`, signed when this store holds the key.
+    fn signed_head(&self, id: i64, hash: String) -> ChainHead {
+        let sig = self.signer.as_ref().map(|k| k.sign_head(id, &hash));
+        ChainHead { id, hash, sig }
     }
 
     /// Appends a free-text comment to a run (or one of its steps). Changes no state.
@@ -324,6 +417,8 @@ struct WriteTx {
     /// Id and hash of the newest event (committed or appended here).
     last: (i64, String),
     appended: Vec<AuditEvent>,
+    /// Signs each appended event's hash (`None` on a read-only store, which cannot write).
+    signer: Option<Arc<audit::SigningKey>>,
 }
 
 impl WriteTx {
@@ -346,12 +441,14 @@ impl WriteTx {
             payload,
             prev_hash: self.last.1.clone(),
             hash: String::new(),
+            sig: None,
         };
         let payload = audit::canonical_json(&event.payload);
         event.hash = audit::event_hash_with_payload(&event, &payload);
+        event.sig = self.signer.as_ref().map(|k| k.sign_event(&event.hash));
         sqlx::query(
-            "INSERT INTO events (id, run_id, step_id, actor, at, kind, payload, prev_hash, hash)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO events (id, run_id, step_id, actor, at, kind, payload, prev_hash, hash, sig)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(event.id)
         .bind(&event.run_id)
@@ -362,6 +459,7 @@ impl WriteTx {
         .bind(payload)
         .bind(&event.prev_hash)
         .bind(&event.hash)
+        .bind(&event.sig)
         .execute(&mut *self.tx)
         .await
         .map_err(|e| {
@@ -372,5 +470,27 @@ impl WriteTx {
         self.last = (event.id, event.hash.clone());
         self.appended.push(event);
         Ok(())
+    }
+}
+
+/// Milliseconds since the Unix epoch, for events the store writes on its own.
+fn now_millis() -> Millis {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as Millis
+}
+
+/// The database and its side files are readable by their owner only (they hold password hashes,
+/// tokens and the record); SQLite creates them with the umask, so they are narrowed here.
+fn private_files(db: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for suffix in ["", "-wal", "-shm", ".audit-head"] {
+            let mut name = db.as_os_str().to_owned();
+            name.push(suffix);
+            let _ = std::fs::set_permissions(
+                PathBuf::from(name),
+                std::fs::Permissions::from_mode(0o600),
+            );
+        }
     }
 }

@@ -123,6 +123,7 @@ pub(super) fn event_from_row(row: &SqliteRow) -> Result<AuditEvent> {
             .map_err(|e| corrupt("event payload", e))?,
         prev_hash: row.get("prev_hash"),
         hash: row.get("hash"),
+        sig: row.get("sig"),
     })
 }
 
@@ -291,7 +292,7 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<AuditEvent>> {
         let rows = sqlx::query(
-            "SELECT id, run_id, step_id, actor, at, kind, payload, prev_hash, hash FROM events
+            "SELECT id, run_id, step_id, actor, at, kind, payload, prev_hash, hash, sig FROM events
              WHERE id > ? AND (? IS NULL OR run_id = ?) ORDER BY id LIMIT ?",
         )
         .bind(after_id)
@@ -306,49 +307,18 @@ impl Store {
     /// The whole log in id order (verification and export).
     pub async fn all_events(&self) -> Result<Vec<AuditEvent>> {
         let rows = sqlx::query(
-            "SELECT id, run_id, step_id, actor, at, kind, payload, prev_hash, hash FROM events ORDER BY id",
+            "SELECT id, run_id, step_id, actor, at, kind, payload, prev_hash, hash, sig FROM events ORDER BY id",
         )
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(event_from_row).collect()
-    }
-
-    /// Verifies the chain and the head file. A row whose payload no longer parses is reported as
-    /// the bad event it is, not as a read error.
-    pub async fn verify_audit(&self) -> Result<crate::engine::audit::VerifyReport> {
-        use crate::engine::audit;
-        // The head first: it is written after each commit, so read before the log it can only
-        // lag what the log holds, never run ahead of it (which would look like truncation).
-        let head = read_head_settled(self.head.path()).await?;
-        let rows = sqlx::query(
-            "SELECT id, run_id, step_id, actor, at, kind, payload, prev_hash, hash FROM events ORDER BY id",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        let mut events = Vec::with_capacity(rows.len());
-        for row in &rows {
-            match event_from_row(row) {
-                Ok(e) => events.push(e),
-                Err(_) => {
-                    let mut report = audit::verify_chain(&events, None);
-                    if report.problem.is_none() {
-                        report.problem = Some(audit::ChainProblem {
-                            event_id: row.get("id"),
-                            what: "its payload is not valid JSON (the event was altered)".into(),
-                        });
-                    }
-                    return Ok(report);
-                }
-            }
-        }
-        Ok(audit::verify_chain(&events, head.as_ref()))
     }
 }
 
 /// Reads the head file. The file is overwritten in place while a server commits; a read that
 /// lands in the middle of a write sees a mixture that does not parse, so an unreadable record is
 /// read again a few times before it is reported.
-async fn read_head_settled(
+pub(super) async fn read_head_settled(
     path: &std::path::Path,
 ) -> Result<Option<crate::engine::audit::ChainHead>> {
     use crate::engine::audit;

@@ -92,6 +92,10 @@ pub fn routes() -> Router<AppState> {
         .route("/runs/{id}/steps/{step}/log", get(h::step_log))
         .route("/runs/{id}/steps/{step}/{action}", post(h::step_action))
         .route("/audit", get(h::audit))
+        .route(
+            "/audit/acknowledge",
+            post(crate::web::chain::acknowledge_api),
+        )
         .route("/agents", get(agents::list))
         .route("/agents/refresh", post(agents::refresh))
         .fallback(api_not_found)
