@@ -10,6 +10,7 @@ pub mod driver;
 pub mod executor;
 pub mod journal;
 pub mod machine;
+pub mod policy;
 pub mod router;
 pub mod steplog;
 pub mod store;

@@ -3,7 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{require_text, Actor, Millis, Refusal, APPROVER_ROLE, OPERATOR_ROLE};
+use super::{require_text, Actor, Millis, Refusal};
+use crate::engine::policy::{self, Control, Parties};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -76,6 +77,10 @@ pub struct RunState {
     pub status: RunStatus,
     /// Who requested the run; never approves its start nor any of its gates (four-eyes).
     pub requester: String,
+    /// The person behind the requester's account, when it differs from the account name
+    /// (separation of duties compares persons; see [`RunState::requester_person`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requester_person: Option<String>,
     /// Who approved the start.
     pub approved_by: Option<String>,
     /// Set by a pause, cleared by resume.
@@ -91,11 +96,24 @@ impl RunState {
         RunState {
             status: RunStatus::Draft,
             requester: requester.to_string(),
+            requester_person: None,
             approved_by: None,
             paused_by: None,
             reason: None,
             undo_requested: false,
         }
+    }
+
+    /// A run requested by `actor` (its account and its person).
+    pub fn requested_by(actor: &Actor) -> RunState {
+        let mut state = RunState::new(&actor.name);
+        state.requester_person = actor.person.clone();
+        state
+    }
+
+    /// The person who requested the run, for separation of duties.
+    pub fn requester_person(&self) -> &str {
+        self.requester_person.as_deref().unwrap_or(&self.requester)
     }
 }
 
@@ -193,31 +211,30 @@ pub fn apply(
         from: state.status.to_string(),
         event: event.name().into(),
     };
+    let parties = Parties {
+        requester: state.requester_person(),
+        ..Parties::default()
+    };
+    let allowed = |control: Control, actor: &Actor| policy::check(control, actor, &parties);
     match (state.status, event) {
         (Draft, RunEvent::Submit { actor }) => {
-            actor.require(OPERATOR_ROLE)?;
+            allowed(Control::Submit, actor)?;
             next.status = AwaitingStartApproval;
         }
         (AwaitingStartApproval, RunEvent::ApproveStart { actor, comment }) => {
-            actor.require(APPROVER_ROLE)?;
+            allowed(Control::ApproveStart, actor)?;
             require_text(comment, Refusal::CommentRequired)?;
-            if actor.name == state.requester {
-                return Err(Refusal::FourEyes {
-                    actor: actor.name.clone(),
-                    requested: "requested the run".into(),
-                });
-            }
             next.status = Running;
             next.approved_by = Some(actor.name.clone());
         }
         (Running, RunEvent::Pause { actor, reason }) => {
-            actor.require(OPERATOR_ROLE)?;
+            allowed(Control::Pause, actor)?;
             next.status = Paused;
             next.paused_by = Some(actor.name.clone());
             next.reason = Some(reason.clone()).filter(|r| !r.trim().is_empty());
         }
         (Paused, RunEvent::Resume { actor }) => {
-            actor.require(OPERATOR_ROLE)?;
+            allowed(Control::Resume, actor)?;
             next.status = Running;
             next.paused_by = None;
         }
@@ -225,7 +242,7 @@ pub fn apply(
             Draft | AwaitingStartApproval | Running | Paused | Failed | Undoing,
             RunEvent::Abort { actor, reason },
         ) => {
-            actor.require(OPERATOR_ROLE)?;
+            allowed(Control::Abort, actor)?;
             require_text(reason, Refusal::ReasonRequired)?;
             next.status = Aborted;
             next.reason = Some(reason.clone());
@@ -253,7 +270,7 @@ pub fn apply(
             next.reason = None;
         }
         (Succeeded | Failed | Aborted, RunEvent::Undo { actor, reason }) => {
-            actor.require(OPERATOR_ROLE)?;
+            allowed(Control::Undo, actor)?;
             require_text(reason, Refusal::ReasonRequired)?;
             next.status = Undoing;
             next.undo_requested = true;

@@ -72,7 +72,7 @@ impl Store {
         .collect();
         for id in &unblocked {
             let s = load_step(&mut w.tx, run_id, id).await?;
-            w.step_transition(&run.requester, &s, &StepEvent::Unblock, now)
+            w.step_transition(run.state.requester_person(), &s, &StepEvent::Unblock, now)
                 .await?;
         }
         // Only what the limits and the claim look at: steps in flight and steps ready to start.
@@ -124,7 +124,7 @@ impl Store {
                 }
             }
             let (state, actions) = w
-                .step_transition(&run.requester, s, &StepEvent::Start, now)
+                .step_transition(run.state.requester_person(), s, &StepEvent::Start, now)
                 .await?;
             if state.status.is_in_flight() {
                 in_flight += 1;

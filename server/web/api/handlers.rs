@@ -76,6 +76,9 @@ pub struct NewUser {
     pub name: String,
     pub role: String,
     pub password: String,
+    /// The person's verified e-mail; absent: the account's own name.
+    #[serde(default)]
+    pub person: Option<String>,
 }
 
 pub async fn add_user(
@@ -88,9 +91,10 @@ pub async fn add_user(
         .role
         .parse()
         .map_err(|e: String| AppError::BadRequest(format!("role: {e}")))?;
-    let user = accounts::add_user(
+    let user = accounts::add_user_for(
         &state.pool,
         u.name.trim(),
+        u.person.as_deref(),
         role,
         &u.password,
         state.clock.now(),
