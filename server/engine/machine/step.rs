@@ -554,6 +554,7 @@ pub fn apply(
             },
         ) => {
             policy::check(Control::Skip, actor, &state.parties(ctx, None))?;
+            policy::justification(Control::Skip, actor, justification)?;
             if ctx.effective_gate().is_some() {
                 return Err(policy::violation(
                     Control::Skip,
@@ -561,7 +562,6 @@ pub fn apply(
                     "a gate is approved or denied, never skipped",
                 ));
             }
-            policy::justification(Control::Skip, actor, justification)?;
             next.status = Skipped;
             next.note = Some(justification.clone());
             next.decided_by = Some(actor.name.clone());
