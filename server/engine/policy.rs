@@ -184,20 +184,29 @@ pub struct Parties<'a> {
     pub gate_role: Option<&'a str>,
 }
 
+/// The role check alone, so a person without the role hears that (403) before anything about the
+/// state of the run or step (409), whatever the state.
+pub fn require_role(control: Control, actor: &Actor, gate_role: Option<&str>) -> Result<(), Refusal> {
+    let row = rule(control);
+    let role = match control {
+        Control::ApproveGate | Control::DenyGate => gate_role.unwrap_or(row.role),
+        _ => row.role,
+    };
+    if actor.has_role(role) {
+        Ok(())
+    } else {
+        Err(Refusal::MissingRole {
+            actor: actor.name.clone(),
+            role: role.to_string(),
+        })
+    }
+}
+
 /// Checks `actor` may use `control` given `parties`. Role first (403 "lacks the role"), then
 /// four-eyes against the requester and the step's requester, then the control's own rule.
 pub fn check(control: Control, actor: &Actor, parties: &Parties<'_>) -> Result<(), Refusal> {
     let row = rule(control);
-    let role = match control {
-        Control::ApproveGate | Control::DenyGate => parties.gate_role.unwrap_or(row.role),
-        _ => row.role,
-    };
-    if !actor.has_role(role) {
-        return Err(Refusal::MissingRole {
-            actor: actor.name.clone(),
-            role: role.to_string(),
-        });
-    }
+    require_role(control, actor, parties.gate_role)?;
     let me = actor.person();
     if !row.requester_may && me == parties.requester {
         return Err(match control {

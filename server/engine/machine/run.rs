@@ -197,6 +197,20 @@ pub enum RunAction {
     ReleaseHosts,
 }
 
+/// The policy's control for a person's run event (`None`: the driver's, or a reopen that the
+/// step decision behind it was already checked for).
+pub fn control_of(event: &RunEvent) -> Option<Control> {
+    Some(match event {
+        RunEvent::Submit { .. } => Control::Submit,
+        RunEvent::ApproveStart { .. } => Control::ApproveStart,
+        RunEvent::Pause { .. } => Control::Pause,
+        RunEvent::Resume { .. } => Control::Resume,
+        RunEvent::Abort { .. } => Control::Abort,
+        RunEvent::Undo { .. } => Control::Undo,
+        RunEvent::Completed | RunEvent::Stalled { .. } | RunEvent::Reopen { .. } => return None,
+    })
+}
+
 /// Applies `event` to `state`. Pure.
 pub fn apply(
     state: &RunState,
@@ -204,6 +218,10 @@ pub fn apply(
     _now: Millis,
 ) -> Result<(RunState, Vec<RunAction>), Refusal> {
     use RunStatus::*;
+    // The role first, whatever the state: a person without it hears that (403), not 409.
+    if let (Some(control), Some(actor)) = (control_of(event), event.actor()) {
+        policy::require_role(control, actor, None)?;
+    }
     let mut next = state.clone();
     let mut actions = Vec::new();
     let refuse = || Refusal::NotAllowed {

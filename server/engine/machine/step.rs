@@ -344,6 +344,34 @@ pub enum StepAction {
     NeedsPeople,
 }
 
+/// The policy's control for a person's step event (`None`: the driver's).
+pub fn control_of(event: &StepEvent) -> Option<Control> {
+    Some(match event {
+        StepEvent::Approve { .. } => Control::ApproveGate,
+        StepEvent::Reject { .. } => Control::DenyGate,
+        StepEvent::ReopenGate { .. } => Control::ReopenGate,
+        StepEvent::Claim { .. } => Control::Claim,
+        StepEvent::Complete { .. } => Control::Complete,
+        StepEvent::Retry { .. } => Control::Retry,
+        StepEvent::Skip { .. } => Control::Skip,
+        StepEvent::MarkDone { .. } => Control::MarkDone,
+        StepEvent::MarkFailed { .. } => Control::MarkFailed,
+        _ => return None,
+    })
+}
+
+/// The role a person's step event needs, checked before the step's state so the answer to a
+/// person without it does not depend on where the step is.
+pub fn check_role(ctx: &StepCtx, event: &StepEvent) -> Result<(), Refusal> {
+    match (control_of(event), event.actor()) {
+        (Some(control), Some(actor)) => {
+            let gate = ctx.effective_gate();
+            policy::require_role(control, actor, gate.as_ref().map(|g| g.role.as_str()))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Applies `event` to a step. Pure.
 pub fn apply(
     state: &StepState,
@@ -352,6 +380,7 @@ pub fn apply(
     now: Millis,
 ) -> Result<(StepState, Vec<StepAction>), Refusal> {
     use StepStatus::*;
+    check_role(ctx, event)?;
     let mut next = state.clone();
     let mut actions = Vec::new();
     let refuse = || Refusal::NotAllowed {

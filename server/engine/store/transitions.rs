@@ -430,7 +430,15 @@ impl Store {
     ) -> Result<(StepState, Vec<StepAction>)> {
         let mut w = self.begin().await?;
         let run = load_run(&mut w.tx, run_id).await?;
+        let step = load_step(&mut w.tx, run_id, step_id).await?;
         if event.actor().is_some() && !statuses_are_person_actionable(run.status) {
+            // The role before the run's state, as the machine does it (403 before 409).
+            let ctx = StepCtx::for_step(
+                &step.spec,
+                run.state.requester_person(),
+                step.content_hash.clone(),
+            );
+            step::check_role(&ctx, event)?;
             return Err(Refusal::NotAllowed {
                 what: "the run".into(),
                 from: run.status.to_string(),
@@ -438,7 +446,6 @@ impl Store {
             }
             .into());
         }
-        let step = load_step(&mut w.tx, run_id, step_id).await?;
         let result = w.step_transition(run.state.requester_person(), &step, event, now).await?;
         if run.status == RunStatus::Failed
             && matches!(
