@@ -228,6 +228,72 @@ fn a_justification_is_bounded() {
     assert!(matches!(r, Err(Refusal::PolicyViolation(_))), "{r:?}");
 }
 
+#[tokio::test]
+async fn nothing_starts_before_the_window_opens_nor_after_it_ends_until_someone_else_extends_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("w.db")).await.unwrap();
+    let new = NewRun {
+        change_ticket: "CHG-14".into(),
+        window_start: Some(10_000),
+        window_end: Some(20_000),
+        plan: noop_plan(2, true, &[]),
+    };
+    let run = store.create_run(new, &olga(), 0).await.unwrap().id;
+    store
+        .apply_run_event(&run, &RunEvent::Submit { actor: olga() }, 0)
+        .await
+        .unwrap();
+    // The start may be approved before the window opens…
+    let go = RunEvent::ApproveStart {
+        actor: approver("carl"),
+        comment: "go at ten".into(),
+    };
+    store.apply_run_event(&run, &go, 1_000).await.unwrap();
+    // …but nothing is dispatched before it, and the driver is told when to wake.
+    let (claimed, wake) = store.claim(&run, DriveLimits::default(), 5_000).await.unwrap();
+    assert!(claimed.is_empty());
+    assert_eq!(wake, Some(10_000));
+    let (claimed, _) = store.claim(&run, DriveLimits::default(), 10_000).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    let finished = StepEvent::Finished {
+        outcome: Outcome::Succeeded {
+            evidence: serde_json::Value::Null,
+        },
+    };
+    store
+        .apply_step_event(&run, "s0000", &finished, 11_000)
+        .await
+        .unwrap();
+    // The window has ended: the next step does not start.
+    let (claimed, _) = store.claim(&run, DriveLimits::default(), 20_000).await.unwrap();
+    assert!(claimed.is_empty());
+    assert_eq!(
+        store.step(&run, "s0001").await.unwrap().status,
+        StepStatus::Pending
+    );
+    let extend = |actor: Actor| RunEvent::ExtendWindow {
+        actor,
+        until: 30_000,
+        reason: "Setup is slow; the CAB agreed".into(),
+    };
+    let r = store.apply_run_event(&run, &extend(olga()), 20_000).await;
+    assert!(
+        matches!(&r, Err(EngineError::Refused(Refusal::PolicyViolation(v))) if v.control == Control::ExtendWindow),
+        "{r:?}"
+    );
+    store
+        .apply_run_event(&run, &extend(approver("carl")), 20_000)
+        .await
+        .unwrap();
+    let events = store.run_events(&run).await.unwrap();
+    assert!(events
+        .iter()
+        .any(|e| e.kind == "run.extend_window" && e.actor == "carl"));
+    let (claimed, _) = store.claim(&run, DriveLimits::default(), 20_001).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].step.id, "s0001");
+}
+
 #[test]
 fn the_readme_shows_the_policy_table_as_the_code_has_it() {
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))

@@ -135,6 +135,9 @@ async fn every_refusal_of_the_policy_is_403_or_409_on_pages_and_api_and_changes_
         (&carl, format!("/runs/{id}/steps/gate/resolve"), vec![("text", "done".into())], 409, "mark_done"),
         (&carl, format!("/runs/{id}/steps/wizard/claim"), vec![], 409, "claim"),
         (&dora, format!("/runs/{id}/resume"), vec![], 409, "resume"),
+        (&olga, format!("/runs/{id}/extend"), vec![("reason", "late".into()), ("until", "2030-01-01T00:00".into())], 403, "requester"),
+        (&vic, format!("/runs/{id}/extend"), vec![("reason", "late".into()), ("until", "2030-01-01T00:00".into())], 403, "role"),
+        (&carl, format!("/runs/{id}/extend"), vec![("reason", "late".into()), ("until", "2000-01-01T00:00".into())], 403, "past"),
     ];
     let mut checked = 0;
     for (who, path, fields, expected, about) in &cases {

@@ -89,6 +89,10 @@ pub struct RunState {
     /// An undo was requested: a reopened run goes back to undoing, not forward.
     #[serde(default)]
     pub undo_requested: bool,
+    /// The change window's end as extended by an approver (four-eyes); the driver starts no step
+    /// after the window's end (this, else the run's own `window_end`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_extended_to: Option<Millis>,
 }
 
 impl RunState {
@@ -101,6 +105,7 @@ impl RunState {
             paused_by: None,
             reason: None,
             undo_requested: false,
+            window_extended_to: None,
         }
     }
 
@@ -155,6 +160,12 @@ pub enum RunEvent {
         actor: Actor,
         reason: String,
     },
+    /// Move the end of the change window (four-eyes: never the requester).
+    ExtendWindow {
+        actor: Actor,
+        until: Millis,
+        reason: String,
+    },
 }
 
 impl RunEvent {
@@ -169,6 +180,7 @@ impl RunEvent {
             RunEvent::Stalled { .. } => "stalled",
             RunEvent::Reopen { .. } => "reopen",
             RunEvent::Undo { .. } => "undo",
+            RunEvent::ExtendWindow { .. } => "extend_window",
         }
     }
 
@@ -180,7 +192,8 @@ impl RunEvent {
             | RunEvent::Resume { actor }
             | RunEvent::Abort { actor, .. }
             | RunEvent::Reopen { actor }
-            | RunEvent::Undo { actor, .. } => Some(actor),
+            | RunEvent::Undo { actor, .. }
+            | RunEvent::ExtendWindow { actor, .. } => Some(actor),
             RunEvent::Completed | RunEvent::Stalled { .. } => None,
         }
     }
@@ -207,6 +220,7 @@ pub fn control_of(event: &RunEvent) -> Option<Control> {
         RunEvent::Resume { .. } => Control::Resume,
         RunEvent::Abort { .. } => Control::Abort,
         RunEvent::Undo { .. } => Control::Undo,
+        RunEvent::ExtendWindow { .. } => Control::ExtendWindow,
         RunEvent::Completed | RunEvent::Stalled { .. } | RunEvent::Reopen { .. } => return None,
     })
 }
@@ -215,7 +229,7 @@ pub fn control_of(event: &RunEvent) -> Option<Control> {
 pub fn apply(
     state: &RunState,
     event: &RunEvent,
-    _now: Millis,
+    now: Millis,
 ) -> Result<(RunState, Vec<RunAction>), Refusal> {
     use RunStatus::*;
     // The role first, whatever the state: a person without it hears that (403), not 409.
@@ -294,6 +308,26 @@ pub fn apply(
             next.undo_requested = true;
             next.reason = Some(reason.clone());
             actions.push(RunAction::PlanUndo);
+        }
+        (
+            AwaitingStartApproval | Running | Paused | Failed,
+            RunEvent::ExtendWindow {
+                actor,
+                until,
+                reason,
+            },
+        ) => {
+            allowed(Control::ExtendWindow, actor)?;
+            require_text(reason, Refusal::ReasonRequired)?;
+            if *until <= now {
+                return Err(policy::violation(
+                    Control::ExtendWindow,
+                    actor,
+                    "the new end of the window must be in the future",
+                ));
+            }
+            next.window_extended_to = Some(*until);
+            next.reason = Some(reason.clone());
         }
         _ => return Err(refuse()),
     }

@@ -52,7 +52,19 @@ impl Store {
         if !run.status.is_driving() {
             return Ok((Vec::new(), None));
         }
+        // The change window: nothing starts before it opens (wake then), nor after it ends
+        // unless an approver extended it; what is in flight finishes. Undo is exempt: backing a
+        // change out is what an overrun window calls for.
         let undoing = run.status == RunStatus::Undoing;
+        if !undoing {
+            if let Some(opens) = run.window_start.filter(|t| now < *t) {
+                return Ok((Vec::new(), Some(opens)));
+            }
+            let end = run.state.window_extended_to.or(run.window_end);
+            if end.is_some_and(|e| now >= e) {
+                return Ok((Vec::new(), None));
+            }
+        }
         let unblocked: Vec<String> = sqlx::query(
             "SELECT s.id FROM steps s WHERE s.run_id = ? AND s.status = 'pending'
                AND (s.undo_of IS NOT NULL) = ?

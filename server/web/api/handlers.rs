@@ -402,6 +402,9 @@ pub struct RunActionBody {
     pub comment: String,
     #[serde(default)]
     pub reason: String,
+    /// For `extend`: the window's new end, like 2026-11-28T01:30 (UTC).
+    #[serde(default)]
+    pub until: String,
 }
 
 pub async fn run_action(
@@ -411,7 +414,7 @@ pub async fn run_action(
     body: axum::body::Bytes,
 ) -> ApiResult<RunDetail> {
     let b: RunActionBody = optional_json(&body)?;
-    apply_run_control(&state, &me, &id, &action, &b.comment, &b.reason).await?;
+    apply_run_control(&state, &me, &id, &action, &b.comment, &b.reason, &b.until).await?;
     Ok(Json(run_detail(&state, &id).await?))
 }
 

@@ -211,6 +211,9 @@ pub struct RunForm {
     comment: String,
     #[serde(default)]
     reason: String,
+    /// For `extend`: the window's new end, like 2026-11-28T01:30 (UTC).
+    #[serde(default)]
+    until: String,
 }
 
 /// Applies a run-level control by name — submit, approve (the start), pause, resume, abort, undo.
@@ -223,6 +226,7 @@ pub async fn apply_run_control(
     action: &str,
     comment: &str,
     reason: &str,
+    until: &str,
 ) -> Result<(), AppError> {
     let actor = me.actor();
     let reason = reason.trim().to_string();
@@ -236,6 +240,12 @@ pub async fn apply_run_control(
         "resume" => RunEvent::Resume { actor },
         "abort" => RunEvent::Abort { actor, reason },
         "undo" => RunEvent::Undo { actor, reason },
+        "extend" => RunEvent::ExtendWindow {
+            actor,
+            reason,
+            until: crate::web::pages::newrun::parse_window("until", until.trim())?
+                .ok_or_else(|| AppError::BadRequest("until: the window's new end is required".into()))?,
+        },
         _ => return Err(AppError::NotFound(format!("no run action `{action}`"))),
     };
     state.store.run(id).await.map_err(engine_error)?;
@@ -256,7 +266,7 @@ pub async fn control(
     headers: HeaderMap,
     Form(f): Form<RunForm>,
 ) -> Result<Response, AppError> {
-    apply_run_control(&state, &me, &id, &action, &f.comment, &f.reason).await?;
+    apply_run_control(&state, &me, &id, &action, &f.comment, &f.reason, &f.until).await?;
     tracing::info!(run = %id, actor = %me.name(), action = %action, "run control");
     header_or_redirect(&state, &me, &id, &headers).await
 }
