@@ -99,13 +99,14 @@ async fn a_lost_result_becomes_outcome_unknown_and_is_never_retried_automaticall
         h.store.step(&run.id, "s0000").await.unwrap().status,
         StepStatus::OutcomeUnknown
     );
-    // A person looked at the host and marks it done with evidence; the run goes on.
+    // A person other than the requester (issue 14: "it is done" is never the requester's own
+    // call) looked at the host and marks it done with evidence; the run goes on.
     h.engine
         .step_event(
             &run.id,
             "s0000",
             StepEvent::MarkDone {
-                actor: operator("olga"),
+                actor: operator("dora"),
                 evidence: "IIS reset seen in event log 12:03".into(),
             },
         )

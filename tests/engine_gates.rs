@@ -289,7 +289,7 @@ async fn an_approval_lapses_when_the_steps_content_changes() {
 }
 
 #[tokio::test]
-async fn skipping_a_step_needs_the_approver_role_and_a_justification() {
+async fn skipping_a_step_needs_the_approver_role_and_a_justification_and_never_passes_a_gate() {
     let g = at_gate(gated_plan(1, None)).await;
     let skip = |actor: Actor, justification: &str| StepEvent::Skip {
         actor,
@@ -317,30 +317,25 @@ async fn skipping_a_step_needs_the_approver_role_and_a_justification() {
         Err(EngineError::Refused(Refusal::JustificationRequired))
     ));
     assert_eq!(g.status().await, StepStatus::AwaitingApproval);
-    g.store
+    // Issue 14: a gate is approved or denied, never skipped — not even by another approver.
+    let r = g
+        .store
         .apply_step_event(
             &g.run_id,
             STEP,
             &skip(approver("carl"), "IIS is not installed on dc1"),
             2_000,
         )
-        .await
-        .unwrap();
-    let step = g.store.step(&g.run_id, STEP).await.unwrap();
-    assert_eq!(step.status, StepStatus::Skipped);
-    assert_eq!(
-        step.state.note.as_deref(),
-        Some("IIS is not installed on dc1")
+        .await;
+    assert!(
+        matches!(r, Err(EngineError::Refused(Refusal::PolicyViolation(ref v))) if v.rule.contains("never skipped")),
+        "{r:?}"
     );
+    assert_eq!(g.status().await, StepStatus::AwaitingApproval);
     let events = g.store.run_events(&g.run_id).await.unwrap();
-    let skip_event = events
-        .iter()
-        .find(|e| e.kind == "step.skip")
-        .expect("skip recorded");
-    assert_eq!(skip_event.actor, "carl");
-    assert_eq!(
-        skip_event.payload["event"]["justification"],
-        "IIS is not installed on dc1"
+    assert!(
+        !events.iter().any(|e| e.kind == "step.skip"),
+        "a refused skip writes nothing"
     );
 }
 

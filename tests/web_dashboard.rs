@@ -16,6 +16,8 @@ mod live;
 mod matrix;
 #[path = "web/pages.rs"]
 mod pages;
+#[path = "web/policy.rs"]
+mod policy;
 #[path = "web/preflightfacts.rs"]
 mod preflightfacts;
 #[path = "web/runpage.rs"]

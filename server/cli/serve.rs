@@ -53,6 +53,10 @@ pub enum UserCmd {
         /// Read the password from the first line of standard input instead of prompting.
         #[arg(long)]
         password_stdin: bool,
+        /// The person the account belongs to (a verified e-mail; default: the name). A second
+        /// account for the same person is refused: separation of duties counts people.
+        #[arg(long)]
+        person: Option<String>,
         #[command(flatten)]
         db: UserDb,
     },
@@ -307,6 +311,7 @@ pub async fn run_user(cmd: UserCmd) -> anyhow::Result<ExitCode> {
             name,
             role,
             password_stdin,
+            person,
             db,
         } => {
             let role: Role = role
@@ -315,7 +320,9 @@ pub async fn run_user(cmd: UserCmd) -> anyhow::Result<ExitCode> {
             crate::web::auth::check_user_name(&name).map_err(anyhow::Error::msg)?;
             let password = read_password(password_stdin)?;
             let pool = open_db(&db).await?;
-            let user = accounts::add_user(&pool, &name, role, &password, now).await?;
+            let user =
+                accounts::add_user_for(&pool, &name, person.as_deref(), role, &password, now)
+                    .await?;
             println!("added {} ({})", user.name, user.role);
         }
         UserCmd::Disable { name, db } => {

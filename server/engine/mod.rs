@@ -11,6 +11,7 @@ pub mod driver;
 pub mod executor;
 pub mod journal;
 pub mod machine;
+pub mod policy;
 pub mod router;
 pub mod steplog;
 pub mod store;

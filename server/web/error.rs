@@ -51,7 +51,7 @@ impl From<crate::web::auth::accounts::AccountError> for AppError {
         use crate::web::auth::accounts::AccountError as E;
         match e {
             E::Invalid(m) => AppError::BadRequest(m),
-            E::Exists(_) => AppError::Conflict(e.to_string()),
+            E::Exists(_) | E::PersonTaken { .. } => AppError::Conflict(e.to_string()),
             E::NotFound(_) => AppError::NotFound(e.to_string()),
             E::Db(d) => AppError::Internal(d.into()),
             E::Other(o) => AppError::Internal(o),

@@ -257,6 +257,7 @@ pub fn engine_error(e: EngineError) -> AppError {
         EngineError::Refused(r) => match r {
             Refusal::MissingRole { .. }
             | Refusal::FourEyes { .. }
+            | Refusal::PolicyViolation(_)
             | Refusal::AlreadyApproved { .. } => AppError::Forbidden(r.to_string()),
             Refusal::CommentRequired
             | Refusal::NoteRequired

@@ -26,6 +26,11 @@ pub const OPERATOR_ROLE: &str = "operator";
 pub struct Actor {
     pub name: String,
     pub roles: Vec<String>,
+    /// The person this account belongs to (single sign-on subject or verified e-mail), when it
+    /// differs from the account name. Separation of duties compares persons, so two accounts of
+    /// one person count as one. Left out of the log when absent, so older events read the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub person: Option<String>,
 }
 
 impl Actor {
@@ -33,7 +38,20 @@ impl Actor {
         Actor {
             name: name.into(),
             roles: roles.iter().map(|r| r.to_string()).collect(),
+            person: None,
         }
+    }
+
+    /// The same account, belonging to `person`.
+    pub fn of_person(mut self, person: impl Into<String>) -> Actor {
+        let person = person.into();
+        self.person = (person != self.name).then_some(person);
+        self
+    }
+
+    /// Who this is for separation of duties: the person, else the account name.
+    pub fn person(&self) -> &str {
+        self.person.as_deref().unwrap_or(&self.name)
     }
 
     /// The engine itself (driver transitions: unblock, dispatch, finish, lapse).
@@ -45,16 +63,6 @@ impl Actor {
         self.roles.iter().any(|r| r == role)
     }
 
-    fn require(&self, role: &str) -> Result<(), Refusal> {
-        if self.has_role(role) {
-            Ok(())
-        } else {
-            Err(Refusal::MissingRole {
-                actor: self.name.clone(),
-                role: role.to_string(),
-            })
-        }
-    }
 }
 
 /// Why a transition was refused. Each variant names what is wrong in words a person can act on.
@@ -95,6 +103,12 @@ pub enum Refusal {
     NotClaimed,
     #[error("the next attempt may start at {not_before}")]
     BackoffPending { not_before: Millis },
+    /// Separation of duties or a control's own rule (see [`crate::engine::policy`]). Maps to 403.
+    #[error(transparent)]
+    PolicyViolation(crate::engine::policy::PolicyViolation),
+    /// Order: the step's inputs are not done. Maps to 409.
+    #[error("step {step} cannot leave pending: its input {waiting_on} is not done")]
+    InputsNotDone { step: String, waiting_on: String },
 }
 
 fn require_text(text: &str, refusal: Refusal) -> Result<(), Refusal> {

@@ -3,7 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{require_text, Actor, Millis, Refusal, APPROVER_ROLE, OPERATOR_ROLE};
+use super::{require_text, Actor, Millis, Refusal};
+use crate::engine::policy::{self, Control, Parties};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -76,6 +77,10 @@ pub struct RunState {
     pub status: RunStatus,
     /// Who requested the run; never approves its start nor any of its gates (four-eyes).
     pub requester: String,
+    /// The person behind the requester's account, when it differs from the account name
+    /// (separation of duties compares persons; see [`RunState::requester_person`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requester_person: Option<String>,
     /// Who approved the start.
     pub approved_by: Option<String>,
     /// Set by a pause, cleared by resume.
@@ -84,6 +89,10 @@ pub struct RunState {
     /// An undo was requested: a reopened run goes back to undoing, not forward.
     #[serde(default)]
     pub undo_requested: bool,
+    /// The change window's end as extended by an approver (four-eyes); the driver starts no step
+    /// after the window's end (this, else the run's own `window_end`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_extended_to: Option<Millis>,
 }
 
 impl RunState {
@@ -91,11 +100,25 @@ impl RunState {
         RunState {
             status: RunStatus::Draft,
             requester: requester.to_string(),
+            requester_person: None,
             approved_by: None,
             paused_by: None,
             reason: None,
             undo_requested: false,
+            window_extended_to: None,
         }
+    }
+
+    /// A run requested by `actor` (its account and its person).
+    pub fn requested_by(actor: &Actor) -> RunState {
+        let mut state = RunState::new(&actor.name);
+        state.requester_person = actor.person.clone();
+        state
+    }
+
+    /// The person who requested the run, for separation of duties.
+    pub fn requester_person(&self) -> &str {
+        self.requester_person.as_deref().unwrap_or(&self.requester)
     }
 }
 
@@ -137,6 +160,12 @@ pub enum RunEvent {
         actor: Actor,
         reason: String,
     },
+    /// Move the end of the change window (four-eyes: never the requester).
+    ExtendWindow {
+        actor: Actor,
+        until: Millis,
+        reason: String,
+    },
 }
 
 impl RunEvent {
@@ -151,6 +180,7 @@ impl RunEvent {
             RunEvent::Stalled { .. } => "stalled",
             RunEvent::Reopen { .. } => "reopen",
             RunEvent::Undo { .. } => "undo",
+            RunEvent::ExtendWindow { .. } => "extend_window",
         }
     }
 
@@ -162,7 +192,8 @@ impl RunEvent {
             | RunEvent::Resume { actor }
             | RunEvent::Abort { actor, .. }
             | RunEvent::Reopen { actor }
-            | RunEvent::Undo { actor, .. } => Some(actor),
+            | RunEvent::Undo { actor, .. }
+            | RunEvent::ExtendWindow { actor, .. } => Some(actor),
             RunEvent::Completed | RunEvent::Stalled { .. } => None,
         }
     }
@@ -179,13 +210,32 @@ pub enum RunAction {
     ReleaseHosts,
 }
 
+/// The policy's control for a person's run event (`None`: the driver's, or a reopen that the
+/// step decision behind it was already checked for).
+pub fn control_of(event: &RunEvent) -> Option<Control> {
+    Some(match event {
+        RunEvent::Submit { .. } => Control::Submit,
+        RunEvent::ApproveStart { .. } => Control::ApproveStart,
+        RunEvent::Pause { .. } => Control::Pause,
+        RunEvent::Resume { .. } => Control::Resume,
+        RunEvent::Abort { .. } => Control::Abort,
+        RunEvent::Undo { .. } => Control::Undo,
+        RunEvent::ExtendWindow { .. } => Control::ExtendWindow,
+        RunEvent::Completed | RunEvent::Stalled { .. } | RunEvent::Reopen { .. } => return None,
+    })
+}
+
 /// Applies `event` to `state`. Pure.
 pub fn apply(
     state: &RunState,
     event: &RunEvent,
-    _now: Millis,
+    now: Millis,
 ) -> Result<(RunState, Vec<RunAction>), Refusal> {
     use RunStatus::*;
+    // The role first, whatever the state: a person without it hears that (403), not 409.
+    if let (Some(control), Some(actor)) = (control_of(event), event.actor()) {
+        policy::require_role(control, actor, None)?;
+    }
     let mut next = state.clone();
     let mut actions = Vec::new();
     let refuse = || Refusal::NotAllowed {
@@ -193,31 +243,30 @@ pub fn apply(
         from: state.status.to_string(),
         event: event.name().into(),
     };
+    let parties = Parties {
+        requester: state.requester_person(),
+        ..Parties::default()
+    };
+    let allowed = |control: Control, actor: &Actor| policy::check(control, actor, &parties);
     match (state.status, event) {
         (Draft, RunEvent::Submit { actor }) => {
-            actor.require(OPERATOR_ROLE)?;
+            allowed(Control::Submit, actor)?;
             next.status = AwaitingStartApproval;
         }
         (AwaitingStartApproval, RunEvent::ApproveStart { actor, comment }) => {
-            actor.require(APPROVER_ROLE)?;
+            allowed(Control::ApproveStart, actor)?;
             require_text(comment, Refusal::CommentRequired)?;
-            if actor.name == state.requester {
-                return Err(Refusal::FourEyes {
-                    actor: actor.name.clone(),
-                    requested: "requested the run".into(),
-                });
-            }
             next.status = Running;
             next.approved_by = Some(actor.name.clone());
         }
         (Running, RunEvent::Pause { actor, reason }) => {
-            actor.require(OPERATOR_ROLE)?;
+            allowed(Control::Pause, actor)?;
             next.status = Paused;
             next.paused_by = Some(actor.name.clone());
             next.reason = Some(reason.clone()).filter(|r| !r.trim().is_empty());
         }
         (Paused, RunEvent::Resume { actor }) => {
-            actor.require(OPERATOR_ROLE)?;
+            allowed(Control::Resume, actor)?;
             next.status = Running;
             next.paused_by = None;
         }
@@ -225,7 +274,7 @@ pub fn apply(
             Draft | AwaitingStartApproval | Running | Paused | Failed | Undoing,
             RunEvent::Abort { actor, reason },
         ) => {
-            actor.require(OPERATOR_ROLE)?;
+            allowed(Control::Abort, actor)?;
             require_text(reason, Refusal::ReasonRequired)?;
             next.status = Aborted;
             next.reason = Some(reason.clone());
@@ -253,12 +302,32 @@ pub fn apply(
             next.reason = None;
         }
         (Succeeded | Failed | Aborted, RunEvent::Undo { actor, reason }) => {
-            actor.require(OPERATOR_ROLE)?;
+            allowed(Control::Undo, actor)?;
             require_text(reason, Refusal::ReasonRequired)?;
             next.status = Undoing;
             next.undo_requested = true;
             next.reason = Some(reason.clone());
             actions.push(RunAction::PlanUndo);
+        }
+        (
+            AwaitingStartApproval | Running | Paused | Failed,
+            RunEvent::ExtendWindow {
+                actor,
+                until,
+                reason,
+            },
+        ) => {
+            allowed(Control::ExtendWindow, actor)?;
+            require_text(reason, Refusal::ReasonRequired)?;
+            if *until <= now {
+                return Err(policy::violation(
+                    Control::ExtendWindow,
+                    actor,
+                    "the new end of the window must be in the future",
+                ));
+            }
+            next.window_extended_to = Some(*until);
+            next.reason = Some(reason.clone());
         }
         _ => return Err(refuse()),
     }

@@ -8,7 +8,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{require_text, Actor, Millis, Refusal, APPROVER_ROLE, OPERATOR_ROLE};
+use super::{require_text, Actor, Millis, Refusal, APPROVER_ROLE};
+use crate::engine::policy::{self, Control, Parties};
 use crate::engine::executor::{ActionStatus, Outcome};
 use crate::knowledge::plan::{GateSpec, PlannedStep, RetryPolicy, StepKind};
 
@@ -98,6 +99,9 @@ impl std::fmt::Display for StepStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Approval {
     pub actor: String,
+    /// The approver's person when it differs from the account: a quorum counts people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub person: Option<String>,
     pub comment: String,
     pub at: Millis,
     pub content_hash: String,
@@ -116,8 +120,14 @@ pub struct StepState {
     pub gate_lapsed: bool,
     pub approvals: Vec<Approval>,
     pub claimed_by: Option<String>,
+    /// The claimer's person when it differs from the account name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claimed_by_person: Option<String>,
     /// Who asked for the step's current action (retry, reopened gate, undo); four-eyes applies.
     pub requested_by: Option<String>,
+    /// That person when it differs from the account name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_by_person: Option<String>,
     pub dispatched_at: Option<Millis>,
     pub heartbeat_at: Option<Millis>,
     pub last_error: Option<String>,
@@ -127,6 +137,38 @@ pub struct StepState {
     pub decided_by: Option<String>,
 }
 
+impl StepState {
+    /// The person who claimed the task, if any.
+    pub fn claimer(&self) -> Option<&str> {
+        self.claimed_by_person
+            .as_deref()
+            .or(self.claimed_by.as_deref())
+    }
+
+    /// The person who asked for the current action, if any.
+    pub fn action_requester(&self) -> Option<&str> {
+        self.requested_by_person
+            .as_deref()
+            .or(self.requested_by.as_deref())
+    }
+
+    fn parties<'a>(&'a self, ctx: &'a StepCtx, gate_role: Option<&'a str>) -> Parties<'a> {
+        Parties {
+            requester: &ctx.run_requester,
+            step_requested_by: self.action_requester(),
+            claimed_by: self.claimer(),
+            gate_role,
+        }
+    }
+}
+
+impl Approval {
+    /// Who approved, for counting a quorum.
+    pub fn person(&self) -> &str {
+        self.person.as_deref().unwrap_or(&self.actor)
+    }
+}
+
 /// What the machine needs to know about the step and its run; fixed for the transition.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StepCtx {
@@ -134,6 +176,7 @@ pub struct StepCtx {
     pub gate: Option<GateSpec>,
     pub retry: RetryPolicy,
     pub has_postcondition: bool,
+    /// The *person* who requested the run (see `RunState::requester_person`).
     pub run_requester: String,
     /// SHA-256 of the step's resolved inputs as they are now (see `audit::content_hash`).
     pub content_hash: String,
@@ -301,6 +344,34 @@ pub enum StepAction {
     NeedsPeople,
 }
 
+/// The policy's control for a person's step event (`None`: the driver's).
+pub fn control_of(event: &StepEvent) -> Option<Control> {
+    Some(match event {
+        StepEvent::Approve { .. } => Control::ApproveGate,
+        StepEvent::Reject { .. } => Control::DenyGate,
+        StepEvent::ReopenGate { .. } => Control::ReopenGate,
+        StepEvent::Claim { .. } => Control::Claim,
+        StepEvent::Complete { .. } => Control::Complete,
+        StepEvent::Retry { .. } => Control::Retry,
+        StepEvent::Skip { .. } => Control::Skip,
+        StepEvent::MarkDone { .. } => Control::MarkDone,
+        StepEvent::MarkFailed { .. } => Control::MarkFailed,
+        _ => return None,
+    })
+}
+
+/// The role a person's step event needs, checked before the step's state so the answer to a
+/// person without it does not depend on where the step is.
+pub fn check_role(ctx: &StepCtx, event: &StepEvent) -> Result<(), Refusal> {
+    match (control_of(event), event.actor()) {
+        (Some(control), Some(actor)) => {
+            let gate = ctx.effective_gate();
+            policy::require_role(control, actor, gate.as_ref().map(|g| g.role.as_str()))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Applies `event` to a step. Pure.
 pub fn apply(
     state: &StepState,
@@ -309,6 +380,7 @@ pub fn apply(
     now: Millis,
 ) -> Result<(StepState, Vec<StepAction>), Refusal> {
     use StepStatus::*;
+    check_role(ctx, event)?;
     let mut next = state.clone();
     let mut actions = Vec::new();
     let refuse = || Refusal::NotAllowed {
@@ -341,20 +413,12 @@ pub fn apply(
             },
         ) => {
             let gate = ctx.effective_gate().ok_or_else(refuse)?;
-            actor.require(&gate.role)?;
+            policy::check(
+                Control::ApproveGate,
+                actor,
+                &state.parties(ctx, Some(&gate.role)),
+            )?;
             require_text(comment, Refusal::CommentRequired)?;
-            if actor.name == ctx.run_requester {
-                return Err(Refusal::FourEyes {
-                    actor: actor.name.clone(),
-                    requested: "requested the run".into(),
-                });
-            }
-            if state.requested_by.as_deref() == Some(actor.name.as_str()) {
-                return Err(Refusal::FourEyes {
-                    actor: actor.name.clone(),
-                    requested: "requested this step's action".into(),
-                });
-            }
             if let Some(expired_at) =
                 expiry(state, &gate).filter(|e| state.gate_lapsed || now >= *e)
             {
@@ -368,7 +432,7 @@ pub fn apply(
             if state
                 .approvals
                 .iter()
-                .any(|a| a.actor == actor.name && a.content_hash == ctx.content_hash)
+                .any(|a| a.person() == actor.person() && a.content_hash == ctx.content_hash)
             {
                 return Err(Refusal::AlreadyApproved {
                     actor: actor.name.clone(),
@@ -376,6 +440,7 @@ pub fn apply(
             }
             next.approvals.push(Approval {
                 actor: actor.name.clone(),
+                person: actor.person.clone(),
                 comment: comment.clone(),
                 at: now,
                 content_hash: content_hash.clone(),
@@ -386,7 +451,11 @@ pub fn apply(
         }
         (AwaitingApproval, StepEvent::Reject { actor, comment }) => {
             let gate = ctx.effective_gate().ok_or_else(refuse)?;
-            actor.require(&gate.role)?;
+            policy::check(
+                Control::DenyGate,
+                actor,
+                &state.parties(ctx, Some(&gate.role)),
+            )?;
             require_text(comment, Refusal::CommentRequired)?;
             next.status = Failed;
             next.last_error = Some(format!("rejected by {}: {comment}", actor.name));
@@ -403,11 +472,12 @@ pub fn apply(
             }
         }
         (AwaitingApproval, StepEvent::ReopenGate { actor }) if state.gate_lapsed => {
-            actor.require(OPERATOR_ROLE)?;
+            policy::check(Control::ReopenGate, actor, &state.parties(ctx, None))?;
             next.gate_lapsed = false;
             next.gate_opened_at = Some(now);
             next.approvals.clear();
             next.requested_by = Some(actor.name.clone());
+            next.requested_by_person = actor.person.clone();
             actions.push(StepAction::NeedsPeople);
         }
         (
@@ -420,21 +490,24 @@ pub fn apply(
             }
         }
         (AwaitingOperator, StepEvent::Claim { actor }) => {
-            actor.require(OPERATOR_ROLE)?;
-            match &state.claimed_by {
-                Some(other) if *other != actor.name => {
+            policy::check(Control::Claim, actor, &state.parties(ctx, None))?;
+            match (&state.claimed_by, state.claimer()) {
+                (Some(other), Some(person)) if person != actor.person() => {
                     return Err(Refusal::ClaimedByOther {
                         claimed_by: other.clone(),
                     })
                 }
-                _ => next.claimed_by = Some(actor.name.clone()),
+                _ => {
+                    next.claimed_by = Some(actor.name.clone());
+                    next.claimed_by_person = actor.person.clone();
+                }
             }
         }
         (AwaitingOperator, StepEvent::Complete { actor, note }) => {
-            actor.require(OPERATOR_ROLE)?;
+            policy::check(Control::Complete, actor, &state.parties(ctx, None))?;
             match &state.claimed_by {
                 None => return Err(Refusal::NotClaimed),
-                Some(other) if *other != actor.name => {
+                Some(other) if state.claimer() != Some(actor.person()) => {
                     return Err(Refusal::ClaimedByOther {
                         claimed_by: other.clone(),
                     })
@@ -498,12 +571,8 @@ pub fn apply(
                 }
             }
         }
-        (Failed, StepEvent::Retry { actor }) => {
-            actor.require(OPERATOR_ROLE)?;
-            reset_for_retry(&mut next, actor);
-        }
-        (OutcomeUnknown, StepEvent::Retry { actor }) => {
-            actor.require(OPERATOR_ROLE)?;
+        (Failed | OutcomeUnknown, StepEvent::Retry { actor }) => {
+            policy::check(Control::Retry, actor, &state.parties(ctx, None))?;
             reset_for_retry(&mut next, actor);
         }
         (
@@ -513,14 +582,21 @@ pub fn apply(
                 justification,
             },
         ) => {
-            actor.require(APPROVER_ROLE)?;
-            require_text(justification, Refusal::JustificationRequired)?;
+            policy::check(Control::Skip, actor, &state.parties(ctx, None))?;
+            policy::justification(Control::Skip, actor, justification)?;
+            if ctx.effective_gate().is_some() {
+                return Err(policy::violation(
+                    Control::Skip,
+                    actor,
+                    "a gate is approved or denied, never skipped",
+                ));
+            }
             next.status = Skipped;
             next.note = Some(justification.clone());
             next.decided_by = Some(actor.name.clone());
         }
         (OutcomeUnknown, StepEvent::MarkDone { actor, evidence }) => {
-            actor.require(OPERATOR_ROLE)?;
+            policy::check(Control::MarkDone, actor, &state.parties(ctx, None))?;
             require_text(evidence, Refusal::EvidenceRequired)?;
             next.status = Succeeded;
             next.decided_by = Some(actor.name.clone());
@@ -528,7 +604,7 @@ pub fn apply(
                 Some(serde_json::json!({ "marked_done_by": actor.name, "evidence": evidence }));
         }
         (OutcomeUnknown, StepEvent::MarkFailed { actor, reason }) => {
-            actor.require(OPERATOR_ROLE)?;
+            policy::check(Control::MarkFailed, actor, &state.parties(ctx, None))?;
             require_text(reason, Refusal::ReasonRequired)?;
             next.status = Failed;
             next.decided_by = Some(actor.name.clone());
@@ -570,7 +646,7 @@ fn gate_passed(state: &StepState, ctx: &StepCtx) -> bool {
         .approvals
         .iter()
         .filter(|a| a.content_hash == ctx.content_hash)
-        .map(|a| a.actor.as_str())
+        .map(Approval::person)
         .collect();
     approvers.sort_unstable();
     approvers.dedup();
@@ -591,6 +667,7 @@ fn proceed_past_gate(
         StepKind::Manual => {
             next.status = StepStatus::AwaitingOperator;
             next.claimed_by = None;
+            next.claimed_by_person = None;
             actions.push(StepAction::NeedsPeople);
         }
         _ => {
@@ -650,6 +727,7 @@ fn apply_outcome(
             // what the executor found kept as the evidence the person completes.
             next.status = StepStatus::AwaitingOperator;
             next.claimed_by = None;
+            next.claimed_by_person = None;
             next.last_error = None;
             next.evidence = Some(serde_json::json!({
                 "handed_to_person": reason,
@@ -664,7 +742,9 @@ fn reset_for_retry(next: &mut StepState, actor: &Actor) {
     next.status = StepStatus::Ready;
     next.not_before = None;
     next.requested_by = Some(actor.name.clone());
+    next.requested_by_person = actor.person.clone();
     next.claimed_by = None;
+    next.claimed_by_person = None;
     next.approvals.clear();
     next.gate_lapsed = false;
     next.decided_by = Some(actor.name.clone());

@@ -70,7 +70,19 @@ impl WriteTx {
     ) -> Result<(Vec<Claimed>, Option<Millis>)> {
         let w = self;
         let run_id = run.id.as_str();
+        // The change window: nothing starts before it opens (wake then), nor after it ends
+        // unless an approver extended it; what is in flight finishes. Undo is exempt: backing a
+        // change out is what an overrun window calls for.
         let undoing = run.status == RunStatus::Undoing;
+        if !undoing {
+            if let Some(opens) = run.window_start.filter(|t| now < *t) {
+                return Ok((Vec::new(), Some(opens)));
+            }
+            let end = run.state.window_extended_to.or(run.window_end);
+            if end.is_some_and(|e| now >= e) {
+                return Ok((Vec::new(), None));
+            }
+        }
         let unblocked: Vec<String> = sqlx::query(
             "SELECT s.id FROM steps s WHERE s.run_id = ? AND s.status = 'pending'
                AND (s.undo_of IS NOT NULL) = ?
@@ -90,7 +102,7 @@ impl WriteTx {
         .collect();
         for id in &unblocked {
             let s = load_step(&mut w.tx, run_id, id).await?;
-            w.step_transition(&run.requester, &s, &StepEvent::Unblock, now)
+            w.step_transition(run.state.requester_person(), &s, &StepEvent::Unblock, now)
                 .await?;
         }
         // Only what the limits and the claim look at: steps in flight and steps ready to start.
@@ -142,7 +154,7 @@ impl WriteTx {
                 }
             }
             let (state, actions) = w
-                .step_transition(&run.requester, s, &StepEvent::Start, now)
+                .step_transition(run.state.requester_person(), s, &StepEvent::Start, now)
                 .await?;
             if state.status.is_in_flight() {
                 in_flight += 1;

@@ -170,7 +170,7 @@ impl Store {
             let item = async {
                 let run = load_run(&mut w.tx, &p.run_id).await?;
                 let step = load_step(&mut w.tx, &p.run_id, &p.step_id).await?;
-                w.step_transition(&run.requester, &step, &p.event, p.now)
+                w.step_transition(run.state.requester_person(), &step, &p.event, p.now)
                     .await
             }
             .await;

@@ -169,6 +169,7 @@ impl WriteTx {
     }
 
     /// Applies a step event as a compare-and-set on (status, attempt), with its audit event.
+    /// `requester` is the run requester's *person* (separation of duties compares people).
     pub(super) async fn step_transition(
         &mut self,
         requester: &str,
@@ -178,6 +179,7 @@ impl WriteTx {
     ) -> Result<(StepState, Vec<StepAction>)> {
         let ctx = StepCtx::for_step(&step.spec, requester, step.content_hash.clone());
         let (next, actions) = step::apply(&step.state, &ctx, event, now)?;
+        self.check_order(step, next.status).await?;
         let done = sqlx::query(
             "UPDATE steps SET status = ?, attempt = ?, state = ?, updated_at = ?
              WHERE run_id = ? AND id = ? AND status = ? AND attempt = ?",
@@ -221,6 +223,36 @@ impl WriteTx {
         Ok((next, actions))
     }
 
+    /// The order invariant, for every transition by whatever door: a step leaves `pending` for
+    /// `ready` or `skipped` only when every step it depends on is done (succeeded, or skipped —
+    /// which by this same check happened only after *its* inputs were done). Cancelling is not
+    /// progress and is always allowed. One indexed query, once in a step's life.
+    async fn check_order(&mut self, step: &StepRecord, to: StepStatus) -> Result<()> {
+        if step.status != StepStatus::Pending
+            || !matches!(to, StepStatus::Ready | StepStatus::Skipped)
+        {
+            return Ok(());
+        }
+        let waiting: Option<String> = sqlx::query_scalar(
+            "SELECT d.depends_on FROM step_deps d
+               JOIN steps p ON p.run_id = d.run_id AND p.id = d.depends_on
+             WHERE d.run_id = ? AND d.step_id = ? AND p.status NOT IN ('succeeded', 'skipped')
+             ORDER BY p.seq LIMIT 1",
+        )
+        .bind(&step.run_id)
+        .bind(&step.id)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        match waiting {
+            Some(waiting_on) => Err(Refusal::InputsNotDone {
+                step: step.id.clone(),
+                waiting_on,
+            }
+            .into()),
+            None => Ok(()),
+        }
+    }
+
     /// The run-level consequences of a run transition that belong in the same transaction.
     pub(super) async fn run_consequences(
         &mut self,
@@ -236,7 +268,7 @@ impl WriteTx {
                             if s.status == StepStatus::OutcomeUnknown {
                                 continue; // stays with people: nobody knows what happened
                             }
-                            self.step_transition(&run.requester, &s, &StepEvent::Cancel, now)
+                            self.step_transition(run.state.requester_person(), &s, &StepEvent::Cancel, now)
                                 .await?;
                         }
                     }
@@ -325,7 +357,7 @@ impl Store {
         }
         validate_plan(&new.plan)?;
         let id = uuid::Uuid::new_v4().to_string();
-        let state = RunState::new(&actor.name);
+        let state = RunState::requested_by(actor);
         let mut w = self.begin().await?;
         sqlx::query(
             "INSERT INTO runs (id, status, version, requester, change_ticket, window_start, window_end,
@@ -398,7 +430,15 @@ impl Store {
     ) -> Result<(StepState, Vec<StepAction>)> {
         let mut w = self.begin().await?;
         let run = load_run(&mut w.tx, run_id).await?;
+        let step = load_step(&mut w.tx, run_id, step_id).await?;
         if event.actor().is_some() && !statuses_are_person_actionable(run.status) {
+            // The role before the run's state, as the machine does it (403 before 409).
+            let ctx = StepCtx::for_step(
+                &step.spec,
+                run.state.requester_person(),
+                step.content_hash.clone(),
+            );
+            step::check_role(&ctx, event)?;
             return Err(Refusal::NotAllowed {
                 what: "the run".into(),
                 from: run.status.to_string(),
@@ -406,8 +446,7 @@ impl Store {
             }
             .into());
         }
-        let step = load_step(&mut w.tx, run_id, step_id).await?;
-        let result = w.step_transition(&run.requester, &step, event, now).await?;
+        let result = w.step_transition(run.state.requester_person(), &step, event, now).await?;
         if run.status == RunStatus::Failed
             && matches!(
                 result.0.status,
@@ -442,7 +481,7 @@ impl Store {
         let mut results = Vec::with_capacity(events.len());
         for (step_id, event) in events {
             let step = load_step(&mut w.tx, run_id, step_id).await?;
-            match w.step_transition(&run.requester, &step, event, now).await {
+            match w.step_transition(run.state.requester_person(), &step, event, now).await {
                 Ok(r) => results.push(Ok(r)),
                 Err(e @ (EngineError::Refused(_) | EngineError::Conflict(_))) => {
                     results.push(Err(e))
@@ -483,7 +522,7 @@ impl Store {
         amended.spec = spec.clone();
         amended.content_hash = new_hash.clone();
         let (next, _) = w
-            .step_transition(&run.requester, &amended, &StepEvent::ContentChanged, now)
+            .step_transition(run.state.requester_person(), &amended, &StepEvent::ContentChanged, now)
             .await?;
         sqlx::query(
             "UPDATE steps SET spec = ?, host = ?, content_hash = ? WHERE run_id = ? AND id = ?",

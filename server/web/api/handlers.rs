@@ -76,6 +76,9 @@ pub struct NewUser {
     pub name: String,
     pub role: String,
     pub password: String,
+    /// The person's verified e-mail; absent: the account's own name.
+    #[serde(default)]
+    pub person: Option<String>,
 }
 
 pub async fn add_user(
@@ -88,9 +91,10 @@ pub async fn add_user(
         .role
         .parse()
         .map_err(|e: String| AppError::BadRequest(format!("role: {e}")))?;
-    let user = accounts::add_user(
+    let user = accounts::add_user_for(
         &state.pool,
         u.name.trim(),
+        u.person.as_deref(),
         role,
         &u.password,
         state.clock.now(),
@@ -398,6 +402,9 @@ pub struct RunActionBody {
     pub comment: String,
     #[serde(default)]
     pub reason: String,
+    /// For `extend`: the window's new end, like 2026-11-28T01:30 (UTC).
+    #[serde(default)]
+    pub until: String,
 }
 
 pub async fn run_action(
@@ -407,7 +414,7 @@ pub async fn run_action(
     body: axum::body::Bytes,
 ) -> ApiResult<RunDetail> {
     let b: RunActionBody = optional_json(&body)?;
-    apply_run_control(&state, &me, &id, &action, &b.comment, &b.reason).await?;
+    apply_run_control(&state, &me, &id, &action, &b.comment, &b.reason, &b.until).await?;
     Ok(Json(run_detail(&state, &id).await?))
 }
 

@@ -18,6 +18,9 @@ pub struct User {
     pub name: String,
     pub role: Role,
     pub disabled: bool,
+    /// The person the account belongs to (verified e-mail, or the single sign-on subject);
+    /// separation of duties compares this, so two accounts of one person count as one.
+    pub person: String,
 }
 
 /// A session found by its cookie value.
@@ -38,6 +41,8 @@ pub enum AccountError {
     Exists(String),
     #[error("no account named `{0}`")]
     NotFound(String),
+    #[error("person: {person} already has the account `{account}`; one person, one account")]
+    PersonTaken { person: String, account: String },
     #[error(transparent)]
     Db(#[from] sqlx::Error),
     #[error(transparent)]
@@ -58,15 +63,20 @@ pub fn digest(secret: &str) -> String {
 
 fn user_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<User, AccountError> {
     let role: String = row.try_get("role")?;
+    let name: String = row.try_get("name")?;
+    // NULL only for a row written by an older binary after the migration: its own name.
+    let person: Option<String> = row.try_get("person")?;
     Ok(User {
         id: row.try_get("id")?,
-        name: row.try_get("name")?,
+        person: person.unwrap_or_else(|| name.clone()),
+        name,
         role: role.parse().map_err(AccountError::Invalid)?,
         disabled: row.try_get::<i64, _>("disabled")? != 0,
     })
 }
 
-/// Creates an account after checking the name and the password rules.
+/// Creates an account after checking the name and the password rules; it belongs to the person
+/// of its own name (see [`add_user_for`]).
 pub async fn add_user(
     pool: &SqlitePool,
     name: &str,
@@ -74,16 +84,64 @@ pub async fn add_user(
     password: &str,
     now: i64,
 ) -> Result<User, AccountError> {
+    add_user_for(pool, name, None, role, password, now).await
+}
+
+/// Checks a person's identifier (a verified e-mail): 3 to 254 characters, one `@`, no spaces or
+/// control characters. Lower-cased, because e-mail addresses are compared that way in practice.
+pub fn parse_person(person: &str) -> Result<String, AccountError> {
+    let p = person.trim().to_lowercase();
+    let ok = (3..=254).contains(&p.chars().count())
+        && p.matches('@').count() == 1
+        && !p.starts_with('@')
+        && !p.ends_with('@')
+        && !p.chars().any(|c| c.is_whitespace() || c.is_control());
+    if ok {
+        Ok(p)
+    } else {
+        Err(AccountError::Invalid(format!(
+            "person: `{}` is not an e-mail address (3 to 254 characters, one @, no spaces)",
+            person.trim().escape_debug()
+        )))
+    }
+}
+
+/// Creates an account for `person` (a verified e-mail; `None`: the account's own name). A second
+/// account for a person who already has one is refused: separation of duties counts people.
+pub async fn add_user_for(
+    pool: &SqlitePool,
+    name: &str,
+    person: Option<&str>,
+    role: Role,
+    password: &str,
+    now: i64,
+) -> Result<User, AccountError> {
     super::check_user_name(name).map_err(AccountError::Invalid)?;
+    let person = match person.map(str::trim).filter(|p| !p.is_empty()) {
+        Some(p) => parse_person(p)?,
+        None => name.to_string(),
+    };
     password::check_new(name, password).map_err(|e| AccountError::Invalid(e.to_string()))?;
     let phc = password::hash(password)?;
+    let taken = |account: String| AccountError::PersonTaken {
+        person: person.clone(),
+        account,
+    };
+    let holder: Option<String> = sqlx::query_scalar("SELECT name FROM users WHERE person = ?")
+        .bind(&person)
+        .fetch_optional(pool)
+        .await?;
+    if let Some(account) = holder.filter(|a| a != name) {
+        return Err(taken(account));
+    }
     let res = sqlx::query(
-        "INSERT INTO users (name, role, password_hash, disabled, created_at) VALUES (?, ?, ?, 0, ?)",
+        "INSERT INTO users (name, role, password_hash, disabled, created_at, person) VALUES (?, ?, ?, 0, ?, ?)",
     )
     .bind(name)
     .bind(role.as_str())
     .bind(phc)
     .bind(now)
+    .bind(&person)
     .execute(pool)
     .await;
     match res {
@@ -92,23 +150,33 @@ pub async fn add_user(
             name: name.to_string(),
             role,
             disabled: false,
+            person,
         }),
         Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-            Err(AccountError::Exists(name.to_string()))
+            // The name, or (a concurrent creation) the person: say which.
+            let holder: Option<String> =
+                sqlx::query_scalar("SELECT name FROM users WHERE person = ?")
+                    .bind(&person)
+                    .fetch_optional(pool)
+                    .await?;
+            match holder.filter(|a| a != name) {
+                Some(account) => Err(taken(account)),
+                None => Err(AccountError::Exists(name.to_string())),
+            }
         }
         Err(e) => Err(e.into()),
     }
 }
 
 pub async fn list_users(pool: &SqlitePool) -> Result<Vec<User>, AccountError> {
-    let rows = sqlx::query("SELECT id, name, role, disabled FROM users ORDER BY name")
+    let rows = sqlx::query("SELECT id, name, role, disabled, person FROM users ORDER BY name")
         .fetch_all(pool)
         .await?;
     rows.iter().map(user_from_row).collect()
 }
 
 pub async fn find_user(pool: &SqlitePool, name: &str) -> Result<Option<User>, AccountError> {
-    let row = sqlx::query("SELECT id, name, role, disabled FROM users WHERE name = ?")
+    let row = sqlx::query("SELECT id, name, role, disabled, person FROM users WHERE name = ?")
         .bind(name)
         .fetch_optional(pool)
         .await?;
@@ -120,7 +188,7 @@ pub async fn find_user(pool: &SqlitePool, name: &str) -> Result<Option<User>, Ac
 pub async fn disable_user(pool: &SqlitePool, name: &str) -> Result<User, AccountError> {
     let mut tx = pool.begin().await?;
     let row = sqlx::query(
-        "UPDATE users SET disabled = 1 WHERE name = ? RETURNING id, name, role, disabled",
+        "UPDATE users SET disabled = 1 WHERE name = ? RETURNING id, name, role, disabled, person",
     )
     .bind(name)
     .fetch_optional(&mut *tx)
@@ -143,7 +211,7 @@ pub async fn authenticate(
     password_text: &str,
 ) -> Result<Option<User>, AccountError> {
     let row =
-        sqlx::query("SELECT id, name, role, disabled, password_hash FROM users WHERE name = ?")
+        sqlx::query("SELECT id, name, role, disabled, person, password_hash FROM users WHERE name = ?")
             .bind(name)
             .fetch_optional(pool)
             .await?;
@@ -193,7 +261,7 @@ pub async fn touch_session(
 ) -> Result<Option<Session>, AccountError> {
     let id_hash = digest(cookie);
     let row = sqlx::query(
-        "SELECT s.id_hash, s.csrf_token, s.created_at, s.last_seen_at, u.id, u.name, u.role, u.disabled \
+        "SELECT s.id_hash, s.csrf_token, s.created_at, s.last_seen_at, u.id, u.name, u.role, u.disabled, u.person \
          FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id_hash = ?",
     )
     .bind(&id_hash)
@@ -259,7 +327,7 @@ pub async fn create_token(
 /// The enabled user a bearer token belongs to.
 pub async fn user_for_token(pool: &SqlitePool, token: &str) -> Result<Option<User>, AccountError> {
     let row = sqlx::query(
-        "SELECT u.id, u.name, u.role, u.disabled FROM api_tokens t JOIN users u ON u.id = t.user_id \
+        "SELECT u.id, u.name, u.role, u.disabled, u.person FROM api_tokens t JOIN users u ON u.id = t.user_id \
          WHERE t.token_hash = ? AND t.revoked = 0 AND u.disabled = 0",
     )
     .bind(digest(token))
@@ -335,7 +403,7 @@ pub async fn upsert_sso_user(
 ) -> Result<User, SsoAccountError> {
     let mut tx = pool.begin().await?;
     let existing = sqlx::query(
-        "SELECT id, name, role, disabled FROM users WHERE sso_issuer = ? AND sso_subject = ?",
+        "SELECT id, name, role, disabled, person FROM users WHERE sso_issuer = ? AND sso_subject = ?",
     )
     .bind(issuer)
     .bind(subject)
@@ -348,7 +416,7 @@ pub async fn upsert_sso_user(
                 return Err(SsoAccountError::Disabled(user.name));
             }
             let row = sqlx::query(
-                "UPDATE users SET role = ? WHERE id = ? RETURNING id, name, role, disabled",
+                "UPDATE users SET role = ? WHERE id = ? RETURNING id, name, role, disabled, person",
             )
             .bind(role.as_str())
             .bind(user.id)
@@ -359,8 +427,8 @@ pub async fn upsert_sso_user(
         None => {
             super::check_user_name(name).map_err(AccountError::Invalid)?;
             let res = sqlx::query(
-                "INSERT INTO users (name, role, password_hash, disabled, created_at, sso_issuer, sso_subject) \
-                 VALUES (?, ?, ?, 0, ?, ?, ?)",
+                "INSERT INTO users (name, role, password_hash, disabled, created_at, sso_issuer, sso_subject, person) \
+                 VALUES (?, ?, ?, 0, ?, ?, ?, ?)",
             )
             .bind(name)
             .bind(role.as_str())
@@ -368,6 +436,7 @@ pub async fn upsert_sso_user(
             .bind(now)
             .bind(issuer)
             .bind(subject)
+            .bind(sso_person(issuer, subject))
             .execute(&mut *tx)
             .await;
             match res {
@@ -376,6 +445,7 @@ pub async fn upsert_sso_user(
                     name: name.to_string(),
                     role,
                     disabled: false,
+                    person: sso_person(issuer, subject),
                 },
                 Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
                     return Err(SsoAccountError::LocalNameTaken(name.to_string()))
@@ -386,6 +456,11 @@ pub async fn upsert_sso_user(
     };
     tx.commit().await?;
     Ok(user)
+}
+
+/// The person of a single sign-on account: the provider's subject (as the migration backfills).
+fn sso_person(issuer: &str, subject: &str) -> String {
+    format!("sso:{issuer}#{subject}")
 }
 
 /// Whether an account signs in through single sign-on (`None`: no such account).

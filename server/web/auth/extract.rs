@@ -279,6 +279,6 @@ impl CurrentUser {
             .filter(|r| self.user.role.allows(**r))
             .map(|r| r.as_str())
             .collect();
-        crate::engine::Actor::new(self.user.name.clone(), &roles)
+        crate::engine::Actor::new(self.user.name.clone(), &roles).of_person(self.user.person.clone())
     }
 }

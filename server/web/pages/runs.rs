@@ -293,11 +293,14 @@ pub struct RunForm {
     comment: String,
     #[serde(default)]
     reason: String,
+    /// For `extend`: the window's new end, like 2026-11-28T01:30 (UTC).
+    #[serde(default)]
+    until: String,
 }
 
-/// Applies a run-level control by name — submit, approve (the start), pause, resume, abort, undo —
-/// after checking the role it needs. One table for the pages and the JSON API, so both refuse
-/// and record the same things; four-eyes is enforced by the engine underneath.
+/// Applies a run-level control by name — submit, approve (the start), pause, resume, abort, undo.
+/// Who may do what is the engine's policy table (`engine::policy`), checked on the transition
+/// itself; this only turns the name into the engine's event, for the pages and the JSON API.
 pub async fn apply_run_control(
     state: &AppState,
     me: &CurrentUser,
@@ -305,25 +308,28 @@ pub async fn apply_run_control(
     action: &str,
     comment: &str,
     reason: &str,
+    until: &str,
 ) -> Result<(), AppError> {
     let actor = me.actor();
     let reason = reason.trim().to_string();
-    let (needed, event) = match action {
-        "submit" => (Role::Operator, RunEvent::Submit { actor }),
-        "approve" => (
-            Role::Approver,
-            RunEvent::ApproveStart {
-                actor,
-                comment: comment.trim().to_string(),
-            },
-        ),
-        "pause" => (Role::Operator, RunEvent::Pause { actor, reason }),
-        "resume" => (Role::Operator, RunEvent::Resume { actor }),
-        "abort" => (Role::Operator, RunEvent::Abort { actor, reason }),
-        "undo" => (Role::Operator, RunEvent::Undo { actor, reason }),
+    let event = match action {
+        "submit" => RunEvent::Submit { actor },
+        "approve" => RunEvent::ApproveStart {
+            actor,
+            comment: comment.trim().to_string(),
+        },
+        "pause" => RunEvent::Pause { actor, reason },
+        "resume" => RunEvent::Resume { actor },
+        "abort" => RunEvent::Abort { actor, reason },
+        "undo" => RunEvent::Undo { actor, reason },
+        "extend" => RunEvent::ExtendWindow {
+            actor,
+            reason,
+            until: crate::web::pages::newrun::parse_window("until", until.trim())?
+                .ok_or_else(|| AppError::BadRequest("until: the window's new end is required".into()))?,
+        },
         _ => return Err(AppError::NotFound(format!("no run action `{action}`"))),
     };
-    me.require(needed)?;
     state.store.run(id).await.map_err(engine_error)?;
     state
         .store
@@ -342,7 +348,7 @@ pub async fn control(
     headers: HeaderMap,
     Form(f): Form<RunForm>,
 ) -> Result<Response, AppError> {
-    apply_run_control(&state, &me, &id, &action, &f.comment, &f.reason).await?;
+    apply_run_control(&state, &me, &id, &action, &f.comment, &f.reason, &f.until).await?;
     tracing::info!(run = %id, actor = %me.name(), action = %action, "run control");
     header_or_redirect(&state, &me, &id, &headers).await
 }
@@ -397,66 +403,40 @@ pub async fn step_control(
     card_or_redirect(&state, &me, &id, &step_id, &headers).await
 }
 
-/// The engine event a step control asks for, after the early role check.
+/// The engine event a step control asks for. Roles and separation of duties are the engine's
+/// policy table, checked on the transition; nothing is decided here.
 pub fn step_event(me: &CurrentUser, action: &str, f: StepForm) -> Result<StepEvent, AppError> {
     let actor = me.actor();
-    let (needed, event) = match action {
-        "approve" if f.decision == "deny" => (
-            Role::Approver,
-            StepEvent::Reject {
-                actor,
-                comment: f.comment.trim().to_string(),
-            },
-        ),
-        "approve" => (
-            Role::Approver,
-            StepEvent::Approve {
-                actor,
-                comment: f.comment.trim().to_string(),
-                content_hash: f.content_hash,
-            },
-        ),
-        "deny" => (
-            Role::Approver,
-            StepEvent::Reject {
-                actor,
-                comment: f.comment.trim().to_string(),
-            },
-        ),
-        "claim" => (Role::Operator, StepEvent::Claim { actor }),
-        "complete" => (
-            Role::Operator,
-            StepEvent::Complete {
-                actor,
-                note: f.note.trim().to_string(),
-            },
-        ),
-        "retry" => (Role::Operator, StepEvent::Retry { actor }),
-        "skip" => (
-            Role::Approver,
-            StepEvent::Skip {
-                actor,
-                justification: f.justification.trim().to_string(),
-            },
-        ),
-        "resolve" if f.decision == "failed" => (
-            Role::Operator,
-            StepEvent::MarkFailed {
-                actor,
-                reason: f.text.trim().to_string(),
-            },
-        ),
-        "resolve" => (
-            Role::Operator,
-            StepEvent::MarkDone {
-                actor,
-                evidence: f.text.trim().to_string(),
-            },
-        ),
+    Ok(match action {
+        "approve" | "deny" if action == "deny" || f.decision == "deny" => StepEvent::Reject {
+            actor,
+            comment: f.comment.trim().to_string(),
+        },
+        "approve" => StepEvent::Approve {
+            actor,
+            comment: f.comment.trim().to_string(),
+            content_hash: f.content_hash,
+        },
+        "claim" => StepEvent::Claim { actor },
+        "complete" => StepEvent::Complete {
+            actor,
+            note: f.note.trim().to_string(),
+        },
+        "retry" => StepEvent::Retry { actor },
+        "skip" => StepEvent::Skip {
+            actor,
+            justification: f.justification.trim().to_string(),
+        },
+        "resolve" if f.decision == "failed" => StepEvent::MarkFailed {
+            actor,
+            reason: f.text.trim().to_string(),
+        },
+        "resolve" => StepEvent::MarkDone {
+            actor,
+            evidence: f.text.trim().to_string(),
+        },
         _ => return Err(AppError::NotFound(format!("no step action `{action}`"))),
-    };
-    me.require(needed)?;
-    Ok(event)
+    })
 }
 
 #[derive(Deserialize)]

@@ -70,6 +70,9 @@ pub struct NewUser {
     role: String,
     #[serde(default)]
     password: String,
+    /// The person's verified e-mail; blank: the account's own name.
+    #[serde(default)]
+    person: String,
 }
 
 pub async fn add(
@@ -79,9 +82,10 @@ pub async fn add(
 ) -> Result<Response, AppError> {
     me.require(Role::Admin)?;
     let result = match f.role.parse::<Role>() {
-        Ok(role) => accounts::add_user(
+        Ok(role) => accounts::add_user_for(
             &state.pool,
             f.name.trim(),
+            Some(f.person.as_str()),
             role,
             &f.password,
             state.clock.now(),

@@ -1,0 +1,287 @@
+//! The one policy for every decision a person can make on a run: which role it needs and who may
+//! not make it (separation of duties). The state machines consult [`check`] on every such event,
+//! so the pages, the API, the CLI and the rehearsal cannot differ; handlers only parse input.
+//!
+//! Separation of duties compares *people* ([`Actor::person`]), never account names: two accounts
+//! of one person are one person here. The README's policy table is checked against [`POLICY`] by
+//! a test, so the documentation cannot drift from the code.
+
+use serde::{Deserialize, Serialize};
+
+use super::machine::{Actor, Refusal, APPROVER_ROLE, OPERATOR_ROLE};
+
+/// Longest justification (skip, override) or reason kept with a decision, in characters.
+pub const MAX_JUSTIFICATION_CHARS: usize = 2000;
+
+/// Every control a person can use on a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Control {
+    Submit,
+    ApproveStart,
+    ApproveGate,
+    DenyGate,
+    ReopenGate,
+    Skip,
+    Retry,
+    MarkDone,
+    MarkFailed,
+    Claim,
+    Complete,
+    Pause,
+    Resume,
+    Abort,
+    Undo,
+    OverrideFinding,
+    ExtendWindow,
+}
+
+impl Control {
+    pub fn as_str(self) -> &'static str {
+        rule(self).name
+    }
+}
+
+impl std::fmt::Display for Control {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One row of the policy table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rule {
+    pub control: Control,
+    /// The control's name as the API and the audit log spell it.
+    pub name: &'static str,
+    /// The role it needs (a gate may name its own role; see [`Parties::gate_role`]).
+    pub role: &'static str,
+    /// Whether the run's requester may use it on their own run, and why.
+    pub requester_may: bool,
+    /// The separation-of-duties rule beyond the requester, in words (README column).
+    pub also: &'static str,
+}
+
+const fn row(
+    control: Control,
+    name: &'static str,
+    role: &'static str,
+    requester_may: bool,
+    also: &'static str,
+) -> Rule {
+    Rule {
+        control,
+        name,
+        role,
+        requester_may,
+        also,
+    }
+}
+
+/// The policy table. The requester may only *do* the approved work (submit it, carry out manual
+/// tasks, retry a step as approved, resume a run they paused) and *stop* it (pause, abort, undo,
+/// mark a step failed) — never widen it: every approval, skip, "it is done" and override needs
+/// another person.
+pub const POLICY: [Rule; 17] = [
+    row(Control::Submit, "submit", OPERATOR_ROLE, true, "-"),
+    row(Control::ApproveStart, "approve_start", APPROVER_ROLE, false, "-"),
+    row(
+        Control::ApproveGate,
+        "approve_gate",
+        APPROVER_ROLE,
+        false,
+        "not the person who asked for it again (retry, reopen); a quorum counts distinct people",
+    ),
+    row(Control::DenyGate, "deny_gate", APPROVER_ROLE, false, "-"),
+    row(
+        Control::ReopenGate,
+        "reopen_gate",
+        OPERATOR_ROLE,
+        true,
+        "whoever reopens a gate cannot approve it",
+    ),
+    row(
+        Control::Skip,
+        "skip",
+        APPROVER_ROLE,
+        false,
+        "never a gate; only once the step's inputs are done; a justification",
+    ),
+    row(
+        Control::Retry,
+        "retry",
+        OPERATOR_ROLE,
+        true,
+        "whoever retries cannot approve the retried step's gate",
+    ),
+    row(
+        Control::MarkDone,
+        "mark_done",
+        OPERATOR_ROLE,
+        false,
+        "not the person who claimed the task; evidence",
+    ),
+    row(
+        Control::MarkFailed,
+        "mark_failed",
+        OPERATOR_ROLE,
+        true,
+        "not the person who claimed the task; a reason",
+    ),
+    row(Control::Claim, "claim", OPERATOR_ROLE, true, "-"),
+    row(
+        Control::Complete,
+        "complete",
+        OPERATOR_ROLE,
+        true,
+        "only the person who claimed it",
+    ),
+    row(Control::Pause, "pause", OPERATOR_ROLE, true, "-"),
+    row(Control::Resume, "resume", OPERATOR_ROLE, true, "-"),
+    row(Control::Abort, "abort", OPERATOR_ROLE, true, "a reason"),
+    row(Control::Undo, "undo", OPERATOR_ROLE, true, "a reason"),
+    row(
+        Control::OverrideFinding,
+        "override_finding",
+        APPROVER_ROLE,
+        false,
+        "one finding at a time, with a justification",
+    ),
+    row(
+        Control::ExtendWindow,
+        "extend_window",
+        APPROVER_ROLE,
+        false,
+        "a reason",
+    ),
+];
+
+/// The row for `control`.
+pub fn rule(control: Control) -> &'static Rule {
+    // The table is in enum order; the index is checked by a unit test below.
+    &POLICY[control as usize]
+}
+
+/// A decision the policy refused: which control, which rule, and who asked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{who} may not {control}: {rule}")]
+pub struct PolicyViolation {
+    pub control: Control,
+    pub rule: String,
+    pub who: String,
+}
+
+/// The people around a decision, as persons (see [`Actor::person`]).
+#[derive(Debug, Clone, Default)]
+pub struct Parties<'a> {
+    /// The person who requested the run.
+    pub requester: &'a str,
+    /// The person who asked for the step's current action (retry, reopened gate), if any.
+    pub step_requested_by: Option<&'a str>,
+    /// The person who claimed the step's manual task, if any.
+    pub claimed_by: Option<&'a str>,
+    /// A gate's own role, where the plan names one.
+    pub gate_role: Option<&'a str>,
+}
+
+/// The role check alone, so a person without the role hears that (403) before anything about the
+/// state of the run or step (409), whatever the state.
+pub fn require_role(control: Control, actor: &Actor, gate_role: Option<&str>) -> Result<(), Refusal> {
+    let row = rule(control);
+    let role = match control {
+        Control::ApproveGate | Control::DenyGate => gate_role.unwrap_or(row.role),
+        _ => row.role,
+    };
+    if actor.has_role(role) {
+        Ok(())
+    } else {
+        Err(Refusal::MissingRole {
+            actor: actor.name.clone(),
+            role: role.to_string(),
+        })
+    }
+}
+
+/// Checks `actor` may use `control` given `parties`. Role first (403 "lacks the role"), then
+/// four-eyes against the requester and the step's requester, then the control's own rule.
+pub fn check(control: Control, actor: &Actor, parties: &Parties<'_>) -> Result<(), Refusal> {
+    let row = rule(control);
+    require_role(control, actor, parties.gate_role)?;
+    let me = actor.person();
+    if !row.requester_may && me == parties.requester {
+        return Err(match control {
+            Control::ApproveStart | Control::ApproveGate => Refusal::FourEyes {
+                actor: actor.name.clone(),
+                requested: "requested the run".into(),
+            },
+            _ => violation(control, actor, "the run's requester never decides this on their own run"),
+        });
+    }
+    match control {
+        Control::ApproveGate if parties.step_requested_by == Some(me) => {
+            Err(Refusal::FourEyes {
+                actor: actor.name.clone(),
+                requested: "requested this step's action".into(),
+            })
+        }
+        Control::MarkDone | Control::MarkFailed if parties.claimed_by == Some(me) => Err(violation(
+            control,
+            actor,
+            "the person who claimed the task does not resolve its outcome alone",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// A refusal naming the rule broken.
+pub fn violation(control: Control, actor: &Actor, rule: &str) -> Refusal {
+    Refusal::PolicyViolation(PolicyViolation {
+        control,
+        rule: rule.to_string(),
+        who: actor.name.clone(),
+    })
+}
+
+/// A justification: not blank and at most [`MAX_JUSTIFICATION_CHARS`] characters.
+pub fn justification(control: Control, actor: &Actor, text: &str) -> Result<(), Refusal> {
+    if text.trim().is_empty() {
+        return Err(Refusal::JustificationRequired);
+    }
+    if text.chars().count() > MAX_JUSTIFICATION_CHARS {
+        return Err(violation(
+            control,
+            actor,
+            &format!("a justification is at most {MAX_JUSTIFICATION_CHARS} characters"),
+        ));
+    }
+    Ok(())
+}
+
+/// The policy table as the README shows it (a test keeps the two equal).
+pub fn markdown_table() -> String {
+    let mut out = String::from(
+        "| Control | Role | Requester on their own run | Also |\n|---|---|---|---|\n",
+    );
+    for r in POLICY {
+        out.push_str(&format!(
+            "| `{}` | {} | {} | {} |\n",
+            r.name,
+            r.role,
+            if r.requester_may { "may" } else { "never" },
+            r.also
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_is_in_enum_order_so_rule_finds_each_control() {
+        for (i, r) in POLICY.iter().enumerate() {
+            assert_eq!(r.control as usize, i, "{} is out of place", r.name);
+        }
+    }
+}
