@@ -65,6 +65,7 @@ impl Bundle {
             head: events.last().map(|e| ChainHead {
                 id: e.id,
                 hash: e.hash.clone(),
+                sig: None,
             }),
             signing_key: None,
             events: events
@@ -137,10 +138,7 @@ impl Verdict {
 }
 
 fn problem(event_id: i64, what: impl Into<String>) -> Option<audit::ChainProblem> {
-    Some(audit::ChainProblem {
-        event_id,
-        what: what.into(),
-    })
+    Some(audit::ChainProblem::new(event_id, "export", what))
 }
 
 /// Checks the chain from the genesis, the head recorded at export, and every signature present.
@@ -157,6 +155,7 @@ pub fn verify(b: &Bundle) -> Verdict {
     let own_end = events.last().map(|e| ChainHead {
         id: e.id,
         hash: e.hash.clone(),
+        sig: None,
     });
     if let Some(p) = audit::verify_chain(&events, own_end.as_ref()).problem {
         verdict.problem = Some(p);
@@ -211,7 +210,7 @@ fn signatures(b: &Bundle) -> Result<u64, audit::ChainProblem> {
     if signed.is_empty() {
         return Ok(0);
     }
-    let bad = |id: i64, what: String| audit::ChainProblem { event_id: id, what };
+    let bad = |id: i64, what: String| audit::ChainProblem::new(id, "signature", what);
     let Some(key) = &b.signing_key else {
         return Err(bad(
             signed[0].event.id,
@@ -271,6 +270,7 @@ mod tests {
                     payload: serde_json::json!({"text": format!("note {id}")}),
                     prev_hash: prev.clone(),
                     hash: String::new(),
+                    sig: None,
                 };
                 e.hash = audit::event_hash(&e);
                 prev = e.hash.clone();

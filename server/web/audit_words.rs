@@ -190,6 +190,7 @@ mod tests {
             payload,
             prev_hash: String::new(),
             hash: String::new(),
+            sig: None,
         }
     }
 
