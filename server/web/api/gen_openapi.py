@@ -29,7 +29,7 @@ schemas = {
  "Role": S("string", enum=["viewer", "operator", "approver", "admin"]),
  "Me": S("object", required=["name", "role"], properties={"name": S("string"), "role": ref("Role")}),
  "User": S("object", required=["id", "name", "role", "disabled"], properties={"id": S("integer"), "name": S("string"), "role": ref("Role"), "disabled": S("boolean")}),
- "NewUser": S("object", required=["name", "role", "password"], additionalProperties=False, properties={"name": S("string", minLength=1, maxLength=64, pattern="^[A-Za-z0-9._@-]+$"), "role": ref("Role"), "password": S("string", minLength=8, maxLength=1024, description="NIST 800-63B: at least 8 characters, not a commonly chosen password, not the name")}),
+ "NewUser": S("object", required=["name", "role", "password"], additionalProperties=False, properties={"name": S("string", minLength=1, maxLength=64, pattern="^[A-Za-z0-9._@-]+$"), "role": ref("Role"), "password": S("string", minLength=8, maxLength=1024, description="NIST 800-63B: at least 8 characters, not a commonly chosen password, not the name"), "person": S("string", maxLength=254, description="the person's verified e-mail (default: the name); one account per person")}),
  "NewToken": S("object", required=["label"], additionalProperties=False, properties={"label": S("string", minLength=1, maxLength=100, pattern="\\S")}),
  "TokenCreated": S("object", required=["token", "label"], properties={"token": S("string"), "label": S("string")}),
  "DataCenterSummary": S("object", required=["name", "uploaded_by", "uploaded_at"], properties={"name": S("string"), "uploaded_by": S("string"), "uploaded_at": S("integer")}),
@@ -56,7 +56,7 @@ schemas = {
  "CreateRun": S("object", required=["datacenter", "runbook", "change_ticket"], additionalProperties=False, properties={
      "datacenter": S("string", minLength=1), "runbook": S("string", minLength=1), "params": S("object", additionalProperties=S("string")), "change_ticket": S("string", minLength=1, maxLength=200, pattern="\\S"),
      "window_start": S("string", nullable=True, pattern="^([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}(:[0-9]{2})?)?$", description="YYYY-MM-DDTHH:MM, UTC"), "window_end": S("string", nullable=True, pattern="^([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}(:[0-9]{2})?)?$")}),
- "RunAction": S("object", additionalProperties=False, properties={"comment": S("string", description="approve: required"), "reason": S("string", description="pause, abort, undo: required")}),
+ "RunAction": S("object", additionalProperties=False, properties={"comment": S("string", description="approve: required"), "reason": S("string", description="pause, abort, undo, extend: required"), "until": S("string", description="extend: the change window's new end, like 2026-11-28T01:30 (UTC)")}),
  "StepAction": S("object", additionalProperties=False, properties={"comment": S("string"), "content_hash": S("string"), "note": S("string"), "justification": S("string"), "text": S("string"), "decision": S("string", description="approve: `deny` rejects; resolve: `done` or `failed`")}),
  "Comment": S("object", required=["text"], additionalProperties=False, properties={"text": S("string", minLength=1, maxLength=4000, pattern="\\S"), "step_id": S("string", nullable=True)}),
  "Event": S("object", required=["id", "actor", "at", "kind", "payload", "prev_hash", "hash"], properties={
@@ -95,7 +95,7 @@ paths = {
  "/runs/{id}/report": {"get": op("The change record", {**resp(200, "report", ref("Report")), **errs("401", "403", "404")}, params=[run_id], opid="getReport")},
  "/runs/{id}/comments": {"post": op("Comment on a run or one of its steps (operator)", {**resp(201, "the audit event", ref("Event")), **errs("401", "403", "404", "422")}, params=[run_id], body=jbody(ref("Comment")), opid="addComment")},
  "/runs/{id}/{action}": {"post": op("Run control: submit, approve (start; four-eyes), pause, resume, abort, undo", {**resp(200, "the run afterwards", ref("RunDetail")), **errs("401", "403", "404", "409", "422")},
-     params=[run_id, {"name": "action", "in": "path", "required": True, "schema": {"type": "string", "enum": ["submit", "approve", "pause", "resume", "abort", "undo"]}}], body=jbody(ref("RunAction"), required=False), opid="runAction")},
+     params=[run_id, {"name": "action", "in": "path", "required": True, "schema": {"type": "string", "enum": ["submit", "approve", "pause", "resume", "abort", "undo", "extend"]}}], body=jbody(ref("RunAction"), required=False), opid="runAction")},
  "/runs/{id}/steps/{step}/log": {"get": op("What the step's executors said (agent actions, SQL Server messages, probe attempts), every attempt, oldest first; at most 200 lines per step", {**resp(200, "the lines", ref("StepLog")), **errs("401", "403", "404")}, params=[run_id, pp("step", "Step id")], opid="getStepLog")},
  "/runs/{id}/steps/{step}/{action}": {"post": op("Step control: approve (or deny), claim, complete, retry, skip, resolve", {**resp(200, "the step afterwards", ref("Step")), **errs("401", "403", "404", "409", "422")},
      params=[run_id, pp("step", "Step id"), {"name": "action", "in": "path", "required": True, "schema": {"type": "string", "enum": ["approve", "deny", "claim", "complete", "retry", "skip", "resolve"]}}], body=jbody(ref("StepAction"), required=False), opid="stepAction")},
