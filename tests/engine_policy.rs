@@ -49,14 +49,19 @@ fn skip(actor: Actor) -> StepEvent {
 async fn skip_by_the_requester_is_refused_even_with_the_approver_role_and_changes_nothing() {
     let (_dir, store, run) = started(noop_plan(2, false, &[])).await;
     let before = store.run_events(&run).await.unwrap().len();
-    let r = store.apply_step_event(&run, "s0000", &skip(olga()), 1).await;
+    let r = store
+        .apply_step_event(&run, "s0000", &skip(olga()), 1)
+        .await;
     assert!(
         matches!(&r, Err(EngineError::Refused(Refusal::PolicyViolation(v))) if v.control == Control::Skip && v.who == "olga"),
         "{r:?}"
     );
     // Her second account is the same person.
     let alt = Actor::new("olga.alt", &["approver"]).of_person("olga@example.com");
-    assert!(store.apply_step_event(&run, "s0000", &skip(alt), 1).await.is_err());
+    assert!(store
+        .apply_step_event(&run, "s0000", &skip(alt), 1)
+        .await
+        .is_err());
     assert_eq!(
         store.step(&run, "s0000").await.unwrap().status,
         StepStatus::Pending
@@ -136,9 +141,14 @@ async fn a_quorum_counts_people_so_two_accounts_of_one_person_are_one_approval()
         .apply_step_event(&run, "gate", &approve(carl), 2)
         .await
         .unwrap();
-    let r = store.apply_step_event(&run, "gate", &approve(carl_alt), 3).await;
+    let r = store
+        .apply_step_event(&run, "gate", &approve(carl_alt), 3)
+        .await;
     assert!(
-        matches!(r, Err(EngineError::Refused(Refusal::AlreadyApproved { .. }))),
+        matches!(
+            r,
+            Err(EngineError::Refused(Refusal::AlreadyApproved { .. }))
+        ),
         "{r:?}"
     );
     assert_eq!(
@@ -250,10 +260,16 @@ async fn nothing_starts_before_the_window_opens_nor_after_it_ends_until_someone_
     };
     store.apply_run_event(&run, &go, 1_000).await.unwrap();
     // …but nothing is dispatched before it, and the driver is told when to wake.
-    let (claimed, wake) = store.claim(&run, DriveLimits::default(), 5_000).await.unwrap();
+    let (claimed, wake) = store
+        .claim(&run, DriveLimits::default(), 5_000)
+        .await
+        .unwrap();
     assert!(claimed.is_empty());
     assert_eq!(wake, Some(10_000));
-    let (claimed, _) = store.claim(&run, DriveLimits::default(), 10_000).await.unwrap();
+    let (claimed, _) = store
+        .claim(&run, DriveLimits::default(), 10_000)
+        .await
+        .unwrap();
     assert_eq!(claimed.len(), 1);
     let finished = StepEvent::Finished {
         outcome: Outcome::Succeeded {
@@ -265,7 +281,10 @@ async fn nothing_starts_before_the_window_opens_nor_after_it_ends_until_someone_
         .await
         .unwrap();
     // The window has ended: the next step does not start.
-    let (claimed, _) = store.claim(&run, DriveLimits::default(), 20_000).await.unwrap();
+    let (claimed, _) = store
+        .claim(&run, DriveLimits::default(), 20_000)
+        .await
+        .unwrap();
     assert!(claimed.is_empty());
     assert_eq!(
         store.step(&run, "s0001").await.unwrap().status,
@@ -289,7 +308,10 @@ async fn nothing_starts_before_the_window_opens_nor_after_it_ends_until_someone_
     assert!(events
         .iter()
         .any(|e| e.kind == "run.extend_window" && e.actor == "carl"));
-    let (claimed, _) = store.claim(&run, DriveLimits::default(), 20_001).await.unwrap();
+    let (claimed, _) = store
+        .claim(&run, DriveLimits::default(), 20_001)
+        .await
+        .unwrap();
     assert_eq!(claimed.len(), 1);
     assert_eq!(claimed[0].step.id, "s0001");
 }
@@ -365,7 +387,11 @@ mod model {
     }
 
     fn event(control: u8, actor: Actor, text: bool, hash: &str) -> StepEvent {
-        let text = if text { "because".to_string() } else { String::new() };
+        let text = if text {
+            "because".to_string()
+        } else {
+            String::new()
+        };
         match control {
             0 => StepEvent::Approve {
                 actor,

@@ -84,7 +84,13 @@ const fn row(
 /// another person.
 pub const POLICY: [Rule; 17] = [
     row(Control::Submit, "submit", OPERATOR_ROLE, true, "-"),
-    row(Control::ApproveStart, "approve_start", APPROVER_ROLE, false, "-"),
+    row(
+        Control::ApproveStart,
+        "approve_start",
+        APPROVER_ROLE,
+        false,
+        "-",
+    ),
     row(
         Control::ApproveGate,
         "approve_gate",
@@ -186,7 +192,11 @@ pub struct Parties<'a> {
 
 /// The role check alone, so a person without the role hears that (403) before anything about the
 /// state of the run or step (409), whatever the state.
-pub fn require_role(control: Control, actor: &Actor, gate_role: Option<&str>) -> Result<(), Refusal> {
+pub fn require_role(
+    control: Control,
+    actor: &Actor,
+    gate_role: Option<&str>,
+) -> Result<(), Refusal> {
     let row = rule(control);
     let role = match control {
         Control::ApproveGate | Control::DenyGate => gate_role.unwrap_or(row.role),
@@ -214,21 +224,25 @@ pub fn check(control: Control, actor: &Actor, parties: &Parties<'_>) -> Result<(
                 actor: actor.name.clone(),
                 requested: "requested the run".into(),
             },
-            _ => violation(control, actor, "the run's requester never decides this on their own run"),
+            _ => violation(
+                control,
+                actor,
+                "the run's requester never decides this on their own run",
+            ),
         });
     }
     match control {
-        Control::ApproveGate if parties.step_requested_by == Some(me) => {
-            Err(Refusal::FourEyes {
-                actor: actor.name.clone(),
-                requested: "requested this step's action".into(),
-            })
+        Control::ApproveGate if parties.step_requested_by == Some(me) => Err(Refusal::FourEyes {
+            actor: actor.name.clone(),
+            requested: "requested this step's action".into(),
+        }),
+        Control::MarkDone | Control::MarkFailed if parties.claimed_by == Some(me) => {
+            Err(violation(
+                control,
+                actor,
+                "the person who claimed the task does not resolve its outcome alone",
+            ))
         }
-        Control::MarkDone | Control::MarkFailed if parties.claimed_by == Some(me) => Err(violation(
-            control,
-            actor,
-            "the person who claimed the task does not resolve its outcome alone",
-        )),
         _ => Ok(()),
     }
 }
@@ -259,9 +273,8 @@ pub fn justification(control: Control, actor: &Actor, text: &str) -> Result<(), 
 
 /// The policy table as the README shows it (a test keeps the two equal).
 pub fn markdown_table() -> String {
-    let mut out = String::from(
-        "| Control | Role | Requester on their own run | Also |\n|---|---|---|---|\n",
-    );
+    let mut out =
+        String::from("| Control | Role | Requester on their own run | Also |\n|---|---|---|---|\n");
     for r in POLICY {
         out.push_str(&format!(
             "| `{}` | {} | {} | {} |\n",

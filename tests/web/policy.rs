@@ -118,26 +118,131 @@ async fn every_refusal_of_the_policy_is_403_or_409_on_pages_and_api_and_changes_
         app.state.store.step(&run.id, "gate").await.unwrap().status,
         StepStatus::AwaitingApproval
     );
-    let hash = app.state.store.step(&run.id, "gate").await.unwrap().content_hash;
+    let hash = app
+        .state
+        .store
+        .step(&run.id, "gate")
+        .await
+        .unwrap()
+        .content_hash;
     let id = &run.id;
     // (who, path, fields, expected status, what the refusal is about)
     let cases: Vec<(&Person, String, Vec<(&str, String)>, u16, &str)> = vec![
-        (&olga, format!("/runs/{id}/steps/gate/approve"), vec![("comment", "ok".into()), ("content_hash", hash.clone())], 403, "four-eyes"),
-        (&olga, format!("/runs/{id}/steps/gate/deny"), vec![("comment", "no".into())], 403, "requester"),
-        (&olga, format!("/runs/{id}/steps/wizard/skip"), vec![("justification", "not needed".into())], 403, "requester"),
-        (&carl, format!("/runs/{id}/steps/gate/skip"), vec![("justification", "not needed".into())], 403, "never skipped"),
-        (&carl, format!("/runs/{id}/steps/wizard/skip"), vec![("justification", "not needed".into())], 409, "not done"),
-        (&carl, format!("/runs/{id}/steps/final/skip"), vec![("justification", "not needed".into())], 403, "never skipped"),
-        (&dora, format!("/runs/{id}/steps/wizard/skip"), vec![("justification", "not needed".into())], 403, "role"),
-        (&dora, format!("/runs/{id}/steps/gate/approve"), vec![("comment", "ok".into()), ("content_hash", hash.clone())], 403, "role"),
-        (&vic, format!("/runs/{id}/steps/gate/approve"), vec![("comment", "ok".into()), ("content_hash", hash.clone())], 403, "role"),
-        (&vic, format!("/runs/{id}/pause"), vec![("reason", "r".into())], 403, "role"),
-        (&carl, format!("/runs/{id}/steps/gate/resolve"), vec![("text", "done".into())], 409, "mark_done"),
-        (&carl, format!("/runs/{id}/steps/wizard/claim"), vec![], 409, "claim"),
+        (
+            &olga,
+            format!("/runs/{id}/steps/gate/approve"),
+            vec![("comment", "ok".into()), ("content_hash", hash.clone())],
+            403,
+            "four-eyes",
+        ),
+        (
+            &olga,
+            format!("/runs/{id}/steps/gate/deny"),
+            vec![("comment", "no".into())],
+            403,
+            "requester",
+        ),
+        (
+            &olga,
+            format!("/runs/{id}/steps/wizard/skip"),
+            vec![("justification", "not needed".into())],
+            403,
+            "requester",
+        ),
+        (
+            &carl,
+            format!("/runs/{id}/steps/gate/skip"),
+            vec![("justification", "not needed".into())],
+            403,
+            "never skipped",
+        ),
+        (
+            &carl,
+            format!("/runs/{id}/steps/wizard/skip"),
+            vec![("justification", "not needed".into())],
+            409,
+            "not done",
+        ),
+        (
+            &carl,
+            format!("/runs/{id}/steps/final/skip"),
+            vec![("justification", "not needed".into())],
+            403,
+            "never skipped",
+        ),
+        (
+            &dora,
+            format!("/runs/{id}/steps/wizard/skip"),
+            vec![("justification", "not needed".into())],
+            403,
+            "role",
+        ),
+        (
+            &dora,
+            format!("/runs/{id}/steps/gate/approve"),
+            vec![("comment", "ok".into()), ("content_hash", hash.clone())],
+            403,
+            "role",
+        ),
+        (
+            &vic,
+            format!("/runs/{id}/steps/gate/approve"),
+            vec![("comment", "ok".into()), ("content_hash", hash.clone())],
+            403,
+            "role",
+        ),
+        (
+            &vic,
+            format!("/runs/{id}/pause"),
+            vec![("reason", "r".into())],
+            403,
+            "role",
+        ),
+        (
+            &carl,
+            format!("/runs/{id}/steps/gate/resolve"),
+            vec![("text", "done".into())],
+            409,
+            "mark_done",
+        ),
+        (
+            &carl,
+            format!("/runs/{id}/steps/wizard/claim"),
+            vec![],
+            409,
+            "claim",
+        ),
         (&dora, format!("/runs/{id}/resume"), vec![], 409, "resume"),
-        (&olga, format!("/runs/{id}/extend"), vec![("reason", "late".into()), ("until", "2030-01-01T00:00".into())], 403, "requester"),
-        (&vic, format!("/runs/{id}/extend"), vec![("reason", "late".into()), ("until", "2030-01-01T00:00".into())], 403, "role"),
-        (&carl, format!("/runs/{id}/extend"), vec![("reason", "late".into()), ("until", "2000-01-01T00:00".into())], 403, "past"),
+        (
+            &olga,
+            format!("/runs/{id}/extend"),
+            vec![
+                ("reason", "late".into()),
+                ("until", "2030-01-01T00:00".into()),
+            ],
+            403,
+            "requester",
+        ),
+        (
+            &vic,
+            format!("/runs/{id}/extend"),
+            vec![
+                ("reason", "late".into()),
+                ("until", "2030-01-01T00:00".into()),
+            ],
+            403,
+            "role",
+        ),
+        (
+            &carl,
+            format!("/runs/{id}/extend"),
+            vec![
+                ("reason", "late".into()),
+                ("until", "2000-01-01T00:00".into()),
+            ],
+            403,
+            "past",
+        ),
     ];
     let mut checked = 0;
     for (who, path, fields, expected, about) in &cases {

@@ -62,7 +62,6 @@ impl Actor {
     pub fn has_role(&self, role: &str) -> bool {
         self.roles.iter().any(|r| r == role)
     }
-
 }
 
 /// Why a transition was refused. Each variant names what is wrong in words a person can act on.

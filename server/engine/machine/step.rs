@@ -9,8 +9,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::{require_text, Actor, Millis, Refusal, APPROVER_ROLE};
-use crate::engine::policy::{self, Control, Parties};
 use crate::engine::executor::{ActionStatus, Outcome};
+use crate::engine::policy::{self, Control, Parties};
 use crate::knowledge::plan::{GateSpec, PlannedStep, RetryPolicy, StepKind};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]

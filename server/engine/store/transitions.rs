@@ -268,8 +268,13 @@ impl WriteTx {
                             if s.status == StepStatus::OutcomeUnknown {
                                 continue; // stays with people: nobody knows what happened
                             }
-                            self.step_transition(run.state.requester_person(), &s, &StepEvent::Cancel, now)
-                                .await?;
+                            self.step_transition(
+                                run.state.requester_person(),
+                                &s,
+                                &StepEvent::Cancel,
+                                now,
+                            )
+                            .await?;
                         }
                     }
                 }
@@ -446,7 +451,9 @@ impl Store {
             }
             .into());
         }
-        let result = w.step_transition(run.state.requester_person(), &step, event, now).await?;
+        let result = w
+            .step_transition(run.state.requester_person(), &step, event, now)
+            .await?;
         if run.status == RunStatus::Failed
             && matches!(
                 result.0.status,
@@ -481,7 +488,10 @@ impl Store {
         let mut results = Vec::with_capacity(events.len());
         for (step_id, event) in events {
             let step = load_step(&mut w.tx, run_id, step_id).await?;
-            match w.step_transition(run.state.requester_person(), &step, event, now).await {
+            match w
+                .step_transition(run.state.requester_person(), &step, event, now)
+                .await
+            {
                 Ok(r) => results.push(Ok(r)),
                 Err(e @ (EngineError::Refused(_) | EngineError::Conflict(_))) => {
                     results.push(Err(e))
@@ -522,7 +532,12 @@ impl Store {
         amended.spec = spec.clone();
         amended.content_hash = new_hash.clone();
         let (next, _) = w
-            .step_transition(run.state.requester_person(), &amended, &StepEvent::ContentChanged, now)
+            .step_transition(
+                run.state.requester_person(),
+                &amended,
+                &StepEvent::ContentChanged,
+                now,
+            )
             .await?;
         sqlx::query(
             "UPDATE steps SET spec = ?, host = ?, content_hash = ? WHERE run_id = ? AND id = ?",

@@ -210,11 +210,12 @@ pub async fn authenticate(
     name: &str,
     password_text: &str,
 ) -> Result<Option<User>, AccountError> {
-    let row =
-        sqlx::query("SELECT id, name, role, disabled, person, password_hash FROM users WHERE name = ?")
-            .bind(name)
-            .fetch_optional(pool)
-            .await?;
+    let row = sqlx::query(
+        "SELECT id, name, role, disabled, person, password_hash FROM users WHERE name = ?",
+    )
+    .bind(name)
+    .fetch_optional(pool)
+    .await?;
     let Some(row) = row else {
         let decoy = password::decoy_hash();
         let pw = password_text.to_string();

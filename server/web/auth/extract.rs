@@ -279,6 +279,7 @@ impl CurrentUser {
             .filter(|r| self.user.role.allows(**r))
             .map(|r| r.as_str())
             .collect();
-        crate::engine::Actor::new(self.user.name.clone(), &roles).of_person(self.user.person.clone())
+        crate::engine::Actor::new(self.user.name.clone(), &roles)
+            .of_person(self.user.person.clone())
     }
 }

@@ -325,8 +325,9 @@ pub async fn apply_run_control(
         "extend" => RunEvent::ExtendWindow {
             actor,
             reason,
-            until: crate::web::pages::newrun::parse_window("until", until.trim())?
-                .ok_or_else(|| AppError::BadRequest("until: the window's new end is required".into()))?,
+            until: crate::web::pages::newrun::parse_window("until", until.trim())?.ok_or_else(
+                || AppError::BadRequest("until: the window's new end is required".into()),
+            )?,
         },
         _ => return Err(AppError::NotFound(format!("no run action `{action}`"))),
     };
