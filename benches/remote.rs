@@ -227,7 +227,10 @@ fn ansible_side(playbook_bin: &str, dir: &Path, n: usize, m: usize) -> Result<Du
 
 /// Prefect's figures per shape (hosts, steps) → ms per task as a host sees it, from one
 /// `scripts/bench-prefect` call (one server start for every shape).
-fn prefect_side(python: &str, shapes: &[(usize, usize)]) -> Result<HashMap<(usize, usize), f64>, String> {
+fn prefect_side(
+    python: &str,
+    shapes: &[(usize, usize)],
+) -> Result<HashMap<(usize, usize), f64>, String> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/bench-prefect");
     let out = std::process::Command::new(python)
         .arg(&script)
@@ -240,9 +243,12 @@ fn prefect_side(python: &str, shapes: &[(usize, usize)]) -> Result<HashMap<(usiz
     for line in text.lines() {
         match line.strip_prefix("PREFECT ") {
             Some(json) => {
-                let v: serde_json::Value =
-                    serde_json::from_str(json).map_err(|e| format!("bench-prefect printed {json:?}: {e}"))?;
-                let field = |k: &str| v[k].as_f64().ok_or_else(|| format!("bench-prefect: no {k} in {json}"));
+                let v: serde_json::Value = serde_json::from_str(json)
+                    .map_err(|e| format!("bench-prefect printed {json:?}: {e}"))?;
+                let field = |k: &str| {
+                    v[k].as_f64()
+                        .ok_or_else(|| format!("bench-prefect: no {k} in {json}"))
+                };
                 figures.insert(
                     (field("hosts")? as usize, field("steps")? as usize),
                     field("per_task_ms")?,

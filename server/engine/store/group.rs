@@ -75,7 +75,8 @@ impl Store {
         now: Millis,
         limits: DriveLimits,
     ) -> Result<(StepState, Vec<StepAction>)> {
-        self.grouped(run_id, step_id, event, now, Some(limits)).await
+        self.grouped(run_id, step_id, event, now, Some(limits))
+            .await
     }
 
     /// Steps started by a claim folded into a step's commit, not yet carried out (the driver takes
@@ -237,11 +238,15 @@ mod tests {
     use crate::engine::testkit::{approver, noop_plan, operator};
 
     async fn started(store: &Store, steps: usize) -> String {
+        started_plan(store, noop_plan(steps, false, &[])).await
+    }
+
+    async fn started_plan(store: &Store, plan: crate::knowledge::plan::Plan) -> String {
         let new = NewRun {
             change_ticket: "CHG-1".into(),
             window_start: None,
             window_end: None,
-            plan: noop_plan(steps, false, &[]),
+            plan,
         };
         let run = store.create_run(new, &operator("olga"), 0).await.unwrap();
         let submit = RunEvent::Submit {
@@ -369,5 +374,57 @@ mod tests {
             StepStatus::Succeeded
         );
         assert_eq!(store.verify_audit().await.unwrap().problem, None);
+    }
+
+    #[tokio::test]
+    async fn a_finished_step_and_the_start_of_the_next_share_one_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("g.db")).await.unwrap();
+        let run_id = started_plan(&store, noop_plan(3, true, &["dc1"])).await;
+        let limits = DriveLimits::default();
+        let (first, _) = store.claim(&run_id, limits, 1).await.unwrap();
+        assert_eq!(first.len(), 1, "only the chain's first step can start");
+        let (state, _) = store
+            .apply_driver_event_and_claim(&run_id, "s0000", &finished(), 2, limits)
+            .await
+            .unwrap();
+        assert_eq!(state.status, StepStatus::Succeeded);
+        assert_eq!(store.group.batches.load(Ordering::SeqCst), 1, "one commit");
+        let handed = store.take_claimed();
+        assert_eq!(handed.len(), 1, "{handed:?}");
+        assert_eq!(
+            (handed[0].0.as_str(), handed[0].1.step.id.as_str()),
+            (run_id.as_str(), "s0001")
+        );
+        assert_eq!(handed[0].1.step.status, StepStatus::Dispatched);
+        assert_eq!(
+            store.step(&run_id, "s0001").await.unwrap().status,
+            StepStatus::Dispatched,
+            "the next step's start is durable with the finished step"
+        );
+        assert!(store.take_claimed().is_empty(), "handed over once");
+        // The driver's own pass finds nothing more to start, and the chain of events holds.
+        assert!(store.claim(&run_id, limits, 3).await.unwrap().0.is_empty());
+        assert_eq!(store.verify_audit().await.unwrap().problem, None);
+    }
+
+    #[tokio::test]
+    async fn without_limits_a_finished_step_claims_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("g.db")).await.unwrap();
+        let run_id = started_plan(&store, noop_plan(2, true, &["dc1"])).await;
+        store
+            .claim(&run_id, DriveLimits::default(), 1)
+            .await
+            .unwrap();
+        store
+            .apply_driver_event(&run_id, "s0000", &finished(), 2)
+            .await
+            .unwrap();
+        assert!(store.take_claimed().is_empty());
+        assert_eq!(
+            store.step(&run_id, "s0001").await.unwrap().status,
+            StepStatus::Pending
+        );
     }
 }
