@@ -300,7 +300,10 @@ mod heartbeat_tests {
         ));
         for agent_now in [i64::MIN, i64::MAX, now - 301, now + 301] {
             assert!(
-                matches!(Heartbeat::from_health(health(agent_now), now), Heartbeat::Offline { .. }),
+                matches!(
+                    Heartbeat::from_health(health(agent_now), now),
+                    Heartbeat::Offline { .. }
+                ),
                 "{agent_now}"
             );
         }
