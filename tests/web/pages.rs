@@ -236,7 +236,7 @@ async fn audit_events_read_as_sentences_with_the_run_named_and_comments_searchab
         "{page}"
     );
     assert!(
-        page.contains("CHG-1001 · Test DC"),
+        page.contains("<span class=\"ticket\">CHG-1001</span> · Test DC"),
         "the run is named: {page}"
     );
     assert!(!page.contains("{&quot;"), "no raw JSON: {page}");

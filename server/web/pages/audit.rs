@@ -102,8 +102,9 @@ pub struct EventRow {
     pub id: i64,
     pub at: String,
     pub run: String,
-    /// The run as people name it: "CHG-2041 · Fabrikam clustered".
-    pub run_name: String,
+    /// The run as people name it: its change ticket and Data Center ("CHG-2041", "Fabrikam").
+    pub run_ticket: String,
+    pub run_dc: String,
     pub actor: String,
     pub kind: String,
     /// What happened, in one sentence.
@@ -156,14 +157,9 @@ pub async fn page(
     let pages = total.div_ceil(PAGE_SIZE).max(1);
     let page = f.page.unwrap_or(1).clamp(1, pages);
     let runs = state.store.runs().await.map_err(engine_error)?;
-    let names: HashMap<String, String> = runs
+    let names: HashMap<String, (String, String)> = runs
         .iter()
-        .map(|r| {
-            (
-                r.id.clone(),
-                format!("{} · {}", r.change_ticket, r.inventory),
-            )
-        })
+        .map(|r| (r.id.clone(), (r.change_ticket.clone(), r.inventory.clone())))
         .collect();
     let shown: Vec<&AuditEvent> = events
         .iter()
@@ -194,7 +190,11 @@ pub async fn page(
             EventRow {
                 id: e.id,
                 at: fmt_time(e.at.div_euclid(1000)),
-                run_name: names.get(&run).cloned().unwrap_or_else(|| run.clone()),
+                run_ticket: names
+                    .get(&run)
+                    .map(|n| n.0.clone())
+                    .unwrap_or_else(|| run.clone()),
+                run_dc: names.get(&run).map(|n| n.1.clone()).unwrap_or_default(),
                 actor: e.actor.clone(),
                 kind: e.kind.clone(),
                 sentence: crate::web::audit_words::describe(e, &title_of),

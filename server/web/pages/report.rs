@@ -51,10 +51,10 @@ async fn versions(state: &AppState) -> BTreeMap<String, String> {
                 .map(|c| format!("{} {}", c.component.label(), c.version))
                 .collect();
             if let Some(w) = &f.facts.windows {
-                parts.push(w.clone());
+                parts.push(format!("Windows Server {w}"));
             }
             if let Some(s) = &f.facts.sql_server {
-                parts.push(s.clone());
+                parts.push(format!("SQL Server {s}"));
             }
             (server, parts.join("; "))
         })

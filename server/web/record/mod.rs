@@ -230,8 +230,21 @@ pub fn build(i: Inputs<'_>) -> ChangeRecord {
                 subject: "the start of the run".into(),
                 ..decision(e, "approved".into())
             }),
-            "step.approve" => Some(decision(e, "approved".into())),
-            "step.reject" => Some(decision(e, "denied".into())),
+            "step.approve" | "step.reject" => {
+                let d = decision(
+                    e,
+                    if e.kind == "step.approve" {
+                        "approved"
+                    } else {
+                        "denied"
+                    }
+                    .into(),
+                );
+                Some(Decision {
+                    subject: format!("the gate '{}'", d.subject),
+                    ..d
+                })
+            }
             _ => None,
         })
         .collect();

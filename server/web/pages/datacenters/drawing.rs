@@ -50,8 +50,8 @@ fn details(
                 if let Some(v) = connected {
                     versions.push(format!("Connected {v}"));
                 }
-                versions.extend(f.windows.iter().cloned());
-                versions.extend(f.sql_server.iter().cloned());
+                versions.extend(f.windows.iter().map(|w| format!("Windows Server {w}")));
+                versions.extend(f.sql_server.iter().map(|q| format!("SQL Server {q}")));
             }
             (
                 a.server.clone(),
