@@ -109,6 +109,10 @@ pub struct StepCard {
     pub can_retry: bool,
     pub can_skip: bool,
     pub can_resolve: bool,
+    /// Not started or over, and nothing to do on it but perhaps skip: one line on the run page
+    /// (its instructions, evidence and output are on the step's own page), so a 100-step run
+    /// reads as a list.
+    pub compact: bool,
     pub csrf: String,
     pub oob: bool,
 }
@@ -175,7 +179,11 @@ impl Phase {
 impl StepCard {
     /// The viewer can act on this step now.
     pub fn is_actionable(&self) -> bool {
-        self.can_approve || self.can_claim || self.can_complete || self.can_retry || self.can_resolve
+        self.can_approve
+            || self.can_claim
+            || self.can_complete
+            || self.can_retry
+            || self.can_resolve
     }
 }
 
@@ -190,7 +198,12 @@ pub fn step_dom_id(step: &StepRecord) -> String {
 pub fn run_name(run: &RunRecord) -> String {
     let ticket = run.change_ticket.trim();
     if ticket.is_empty() {
-        format!("{} · {} · run {}", run.runbook, run.inventory, short_id(&run.id))
+        format!(
+            "{} · {} · run {}",
+            run.runbook,
+            run.inventory,
+            short_id(&run.id)
+        )
     } else {
         format!("{ticket} · {} · {}", run.runbook, run.inventory)
     }
@@ -258,9 +271,12 @@ pub fn run_header(
         .iter()
         .filter(|s| s.undo_of.is_none() && s.status == StepStatus::Succeeded)
         .filter_map(|s| {
-            s.state
-                .dispatched_at
-                .map(|d| ((s.updated_at - d).max(0), s.spec.estimate_secs as i64 * 1000))
+            s.state.dispatched_at.map(|d| {
+                (
+                    (s.updated_at - d).max(0),
+                    s.spec.estimate_secs as i64 * 1000,
+                )
+            })
         })
         .fold((0i64, 0i64), |(a, e), (x, y)| (a + x, e + y));
     let pace = if estimated > 0 {
@@ -276,14 +292,17 @@ pub fn run_header(
         format!(
             "{} — {} after the window closes",
             fmt_time(ms_to_secs(forecast_ms)),
-            fmt_duration(ms_to_secs(forecast_ms - run.window_end.unwrap_or(forecast_ms)))
+            fmt_duration(ms_to_secs(
+                forecast_ms - run.window_end.unwrap_or(forecast_ms)
+            ))
         )
     } else {
         fmt_time(ms_to_secs(forecast_ms))
     };
     let opens_in = match run.window_start {
-        Some(a) if a > now_ms && !terminal => words::waited(ms_to_secs(a - now_ms))
-            .replace("under a minute", "less than a minute"),
+        Some(a) if a > now_ms && !terminal => {
+            words::waited(ms_to_secs(a - now_ms)).replace("under a minute", "less than a minute")
+        }
         _ => String::new(),
     };
     let st = run.status;
@@ -443,6 +462,13 @@ pub fn step_card(
             && is_approver
             && step.spec.kind != StepKind::Approval,
         can_resolve: run_open && st == StepStatus::OutcomeUnknown && is_op,
+        compact: matches!(
+            st,
+            StepStatus::Pending
+                | StepStatus::Succeeded
+                | StepStatus::Skipped
+                | StepStatus::Cancelled
+        ),
         csrf: viewer.csrf.clone(),
         oob: false,
     }

@@ -85,9 +85,11 @@ async fn a_gate_that_starts_waiting_reaches_the_approvers_strip_and_overview_wit
         .unwrap();
     app.state.wake();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while app.state.store.step(&run, "gate").await.unwrap().status != StepStatus::AwaitingApproval
-    {
-        assert!(Instant::now() < deadline, "the driver never opened the gate");
+    while app.state.store.step(&run, "gate").await.unwrap().status != StepStatus::AwaitingApproval {
+        assert!(
+            Instant::now() < deadline,
+            "the driver never opened the gate"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let limit = Duration::from_secs(2);
@@ -96,7 +98,10 @@ async fn a_gate_that_starts_waiting_reaches_the_approvers_strip_and_overview_wit
     eprintln!("gate opened → approver's strip {on_page:?}, Overview {on_overview:?}");
     // Who may act and how long it waited, in words; the run says what it waits for.
     let strip = page.text("#attention").await;
-    assert!(strip.contains("Who may act: an approver other than olga"), "{strip}");
+    assert!(
+        strip.contains("Who may act: an approver other than olga"),
+        "{strip}"
+    );
     assert!(strip.contains("waited under a minute"), "{strip}");
     let header = page.text("#run-header").await;
     assert!(
@@ -105,7 +110,10 @@ async fn a_gate_that_starts_waiting_reaches_the_approvers_strip_and_overview_wit
     );
     // The tab title counts what waits for Alan.
     let title = page.script("return document.title").await;
-    assert_eq!(title.as_str().unwrap_or(""), "(1) CHG-1001 · upgrade-8.11 · Test DC · Lockstep");
+    assert_eq!(
+        title.as_str().unwrap_or(""),
+        "(1) CHG-1001 · upgrade-8.11 · Test DC · Lockstep"
+    );
 
     // Alan approves right there in the strip; the gate leaves it.
     page.type_into("#attention input[name=comment]", "Backups verified")
@@ -124,7 +132,10 @@ async fn assert_fits(b: &Browser, what: &str) {
         .script("return [document.documentElement.scrollWidth, window.innerWidth]")
         .await;
     let (scroll, inner) = (w[0].as_i64().unwrap_or(0), w[1].as_i64().unwrap_or(0));
-    assert!(inner > 0 && inner <= 420, "{what}: window is {inner} px wide");
+    assert!(
+        inner > 0 && inner <= 420,
+        "{what}: window is {inner} px wide"
+    );
     assert!(
         scroll <= inner,
         "{what}: the page is {scroll} px wide in a {inner} px window"
@@ -153,9 +164,14 @@ async fn at_400_px_nothing_overflows_and_abort_asks_for_confirmation_first() {
     }
     // The menu wrapped instead of pushing "Log out" off-screen.
     let logout = b
-        .script("var r = document.querySelector('.who button').getBoundingClientRect(); return r.right")
+        .script(
+            "var r = document.querySelector('.who button').getBoundingClientRect(); return r.right",
+        )
         .await;
-    assert!(logout.as_f64().unwrap_or(1e9) <= 400.0, "Log out at {logout}");
+    assert!(
+        logout.as_f64().unwrap_or(1e9) <= 400.0,
+        "Log out at {logout}"
+    );
 
     // Abort is a link to a page saying what will happen; nothing is aborted until confirmed.
     b.goto(&app.url(&format!("/runs/{run}"))).await;
@@ -168,12 +184,18 @@ async fn at_400_px_nothing_overflows_and_abort_asks_for_confirmation_first() {
         RunStatus::Running,
         "following the link aborted nothing"
     );
-    b.type_into("#confirm-form input[name=reason]", "Change board withdrew the window")
-        .await;
+    b.type_into(
+        "#confirm-form input[name=reason]",
+        "Change board withdrew the window",
+    )
+    .await;
     b.click("#confirm").await;
     let deadline = Instant::now() + Duration::from_secs(5);
     while app.state.store.run(&run).await.unwrap().status != RunStatus::Aborted {
-        assert!(Instant::now() < deadline, "the confirmed abort never happened");
+        assert!(
+            Instant::now() < deadline,
+            "the confirmed abort never happened"
+        );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     b.quit().await;
@@ -201,7 +223,11 @@ async fn axe_violations(b: &Browser) -> Vec<String> {
         .await;
     found
         .as_array()
-        .map(|a| a.iter().map(|v| v.as_str().unwrap_or("").to_string()).collect())
+        .map(|a| {
+            a.iter()
+                .map(|v| v.as_str().unwrap_or("").to_string())
+                .collect()
+        })
         .unwrap_or_else(|| vec![format!("axe answered {found}")])
 }
 
@@ -219,7 +245,9 @@ async fn axe_core_finds_no_serious_or_critical_violation_on_any_page() {
     .await
     .unwrap()
     .unwrap();
-    let dc = lockstep::web::datacenters::list(&app.state.pool).await.unwrap()[0]
+    let dc = lockstep::web::datacenters::list(&app.state.pool)
+        .await
+        .unwrap()[0]
         .name
         .clone();
     let run = run_at_first_gate(&app).await;
@@ -273,4 +301,133 @@ async fn axe_core_finds_no_serious_or_critical_violation_on_any_page() {
         "axe-core found serious or critical violations:\n{}",
         problems.join("\n")
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clustered_upgrade_at_its_first_wait_fits_about_five_screens_with_the_wait_on_the_first()
+{
+    use lockstep::knowledge::inventory::Inventory;
+    use lockstep::knowledge::runbook::Catalog;
+    let app = spawn_app_with_driver().await;
+    app.add_user("alan", Role::Approver).await;
+    let inventory = Inventory::parse(include_str!("../../examples/clustered.toml")).unwrap();
+    let catalog = Catalog::builtin().unwrap();
+    let runbook = catalog.get("upgrade-8.11").unwrap();
+    let mut plan =
+        lockstep::knowledge::expand::expand(runbook, &inventory, &Default::default()).unwrap();
+    plan.for_simulated_site();
+    let steps = plan.steps.len();
+    assert!(steps >= 100, "the clustered upgrade has {steps} steps");
+    let olga = Actor::new("olga", &["viewer", "operator"]);
+    let store = &app.state.store;
+    let run = store
+        .create_run(
+            lockstep::engine::store::NewRun {
+                change_ticket: "CHG-2112".into(),
+                window_start: None,
+                window_end: None,
+                plan,
+            },
+            &olga,
+            app.clock.now_ms(),
+        )
+        .await
+        .unwrap()
+        .id;
+    let now = app.clock.now_ms();
+    store
+        .apply_run_event(&run, &RunEvent::Submit { actor: olga }, now)
+        .await
+        .unwrap();
+    store
+        .apply_run_event(
+            &run,
+            &RunEvent::ApproveStart {
+                actor: Actor::new("boss", &["approver"]),
+                comment: "go".into(),
+            },
+            now,
+        )
+        .await
+        .unwrap();
+    app.state.wake();
+    // The driver runs every automatic step on the in-memory executor until a person is needed.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let all = store.steps(&run).await.unwrap();
+        let waiting = all.iter().any(|s| s.status == StepStatus::AwaitingApproval);
+        let busy = all.iter().any(|s| {
+            matches!(
+                s.status,
+                StepStatus::Ready
+                    | StepStatus::Dispatched
+                    | StepStatus::Running
+                    | StepStatus::Verifying
+            )
+        });
+        if waiting && !busy {
+            break;
+        }
+        // Manual tasks before the gate are done by the operator, as in a window.
+        for s in all
+            .iter()
+            .filter(|s| s.status == StepStatus::AwaitingOperator)
+        {
+            let op = Actor::new("oscar", &["viewer", "operator"]);
+            let t = app.clock.now_ms();
+            if s.state.claimed_by.is_none() {
+                let _ = store
+                    .apply_step_event(
+                        &run,
+                        &s.id,
+                        &lockstep::engine::machine::StepEvent::Claim { actor: op.clone() },
+                        t,
+                    )
+                    .await;
+            }
+            let _ = store
+                .apply_step_event(
+                    &run,
+                    &s.id,
+                    &lockstep::engine::machine::StepEvent::Complete {
+                        actor: op,
+                        note: "done".into(),
+                    },
+                    t,
+                )
+                .await;
+            app.state.wake();
+        }
+        assert!(Instant::now() < deadline, "the run never reached a gate");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let driver = Driver::start().await;
+    let b = driver.browser().await;
+    b.set_window(1400, 900).await;
+    log_in(&app, &b, "alan").await;
+    b.goto(&app.url(&format!("/runs/{run}"))).await;
+    wait_live(&b).await;
+    let m = b
+        .script(
+            "var f = document.querySelector('#attention form.decide button[value=approve]');
+             return [document.documentElement.scrollHeight, window.innerHeight,
+                     f ? f.getBoundingClientRect().bottom : -1];",
+        )
+        .await;
+    let (height, screen, approve) = (
+        m[0].as_f64().unwrap_or(0.0),
+        m[1].as_f64().unwrap_or(0.0),
+        m[2].as_f64().unwrap_or(-1.0),
+    );
+    b.screenshot(&artifact("cockpit-clustered-gate.png")).await;
+    eprintln!("clustered run of {steps} steps: page {height} px, approve button at {approve} px of {screen}");
+    assert!(
+        approve > 0.0 && approve <= screen,
+        "the gate's Approve is not on the first screen ({approve} px of {screen})"
+    );
+    assert!(
+        height <= 4500.0,
+        "the page is {height} px tall (at most ~4,500 px)"
+    );
+    b.quit().await;
 }

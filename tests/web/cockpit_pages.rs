@@ -31,7 +31,10 @@ async fn at_gate(app: &TestApp) -> String {
     while app.state.store.step(&run.id, "gate").await.unwrap().status
         != StepStatus::AwaitingApproval
     {
-        assert!(Instant::now() < deadline, "the driver never opened the gate");
+        assert!(
+            Instant::now() < deadline,
+            "the driver never opened the gate"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     run.id
@@ -41,7 +44,9 @@ fn section<'a>(page: &'a str, id: &str) -> &'a str {
     let start = page
         .find(&format!("id=\"{id}\""))
         .unwrap_or_else(|| panic!("no #{id}"));
-    let end = page[start..].find("</section>").map_or(page.len(), |e| start + e);
+    let end = page[start..]
+        .find("</section>")
+        .map_or(page.len(), |e| start + e);
     &page[start..end]
 }
 
@@ -52,7 +57,12 @@ async fn the_attention_strip_offers_the_gate_to_an_approver_but_not_to_the_reque
     let alan = app.login_as("alan", Role::Approver).await;
     let run = at_gate(&app).await;
 
-    let page = app.get(&alan, &format!("/runs/{run}")).await.text().await.unwrap();
+    let page = app
+        .get(&alan, &format!("/runs/{run}"))
+        .await
+        .text()
+        .await
+        .unwrap();
     let strip = section(&page, "attention");
     assert!(strip.contains("data-mine=\"1\""), "{strip}");
     assert!(strip.contains("Approval gate:"));
@@ -61,11 +71,19 @@ async fn the_attention_strip_offers_the_gate_to_an_approver_but_not_to_the_reque
     assert!(page.contains("<title>(1) CHG-1001 · upgrade-8.11 · Test DC · Lockstep</title>"));
     assert!(section(&page, "run-header").contains("waiting for approval: Step gate"));
 
-    let page = app.get(&olga, &format!("/runs/{run}")).await.text().await.unwrap();
+    let page = app
+        .get(&olga, &format!("/runs/{run}"))
+        .await
+        .text()
+        .await
+        .unwrap();
     let strip = section(&page, "attention");
     assert!(strip.contains("data-mine=\"0\""), "{strip}");
     assert!(strip.contains("Step gate"), "the requester sees it waiting");
-    assert!(!strip.contains("/steps/gate/approve"), "but gets no approve form");
+    assert!(
+        !strip.contains("/steps/gate/approve"),
+        "but gets no approve form"
+    );
 
     // The approver's Overview lists it; the requester's does not.
     let home = app.get(&alan, "/").await.text().await.unwrap();
@@ -81,7 +99,12 @@ async fn dangerous_controls_link_to_a_page_that_says_what_will_happen() {
     let olga = app.login_as("olga", Role::Operator).await;
     let vic = app.login_as("vic", Role::Viewer).await;
     let run = at_gate(&app).await;
-    let page = app.get(&olga, &format!("/runs/{run}")).await.text().await.unwrap();
+    let page = app
+        .get(&olga, &format!("/runs/{run}"))
+        .await
+        .text()
+        .await
+        .unwrap();
     assert!(page.contains(&format!("href=\"/runs/{run}/abort\"")));
     assert!(page.contains(&format!("href=\"/runs/{run}/pause\"")));
     assert!(
@@ -96,14 +119,32 @@ async fn dangerous_controls_link_to_a_page_that_says_what_will_happen() {
     assert!(confirm.contains(&format!("action=\"/runs/{run}/abort\"")));
     assert!(confirm.contains("name=\"reason\" required"));
     // Viewers may not, unknown controls do not exist, and the run is untouched by looking.
-    assert_eq!(app.get(&vic, &format!("/runs/{run}/abort")).await.status(), 403);
-    assert_eq!(app.get(&olga, &format!("/runs/{run}/explode")).await.status(), 404);
     assert_eq!(
-        app.get(&olga, &format!("/runs/{run}/steps/gate/approve")).await.status(),
+        app.get(&vic, &format!("/runs/{run}/abort")).await.status(),
+        403
+    );
+    assert_eq!(
+        app.get(&olga, &format!("/runs/{run}/explode"))
+            .await
+            .status(),
         404
     );
-    let resume = app.get(&olga, &format!("/runs/{run}/undo")).await.text().await.unwrap();
-    assert!(resume.contains("this control does not apply now"), "undo of a running run");
+    assert_eq!(
+        app.get(&olga, &format!("/runs/{run}/steps/gate/approve"))
+            .await
+            .status(),
+        404
+    );
+    let resume = app
+        .get(&olga, &format!("/runs/{run}/undo"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        resume.contains("this control does not apply now"),
+        "undo of a running run"
+    );
     assert_eq!(
         app.state.store.run(&run).await.unwrap().status.as_str(),
         "running"
@@ -123,11 +164,20 @@ async fn the_step_filter_keeps_what_waits_and_names_a_bad_choice() {
         .unwrap();
     let phases = &page[page.find("id=\"phases\"").unwrap()..];
     assert!(phases.contains("id=\"step-0\""));
-    assert!(!phases.contains("id=\"step-1\""), "the pending task is filtered out");
+    assert!(
+        !phases.contains("id=\"step-1\""),
+        "the pending task is filtered out"
+    );
     assert!(phases.contains("2 steps hidden by the filter."));
-    let bad = app.get(&olga, &format!("/runs/{run}?show=everything")).await;
+    let bad = app
+        .get(&olga, &format!("/runs/{run}?show=everything"))
+        .await;
     assert_eq!(bad.status(), 422, "a bad filter is a refused input");
-    assert!(bad.text().await.unwrap().contains("show: `everything` is not a filter"));
+    assert!(bad
+        .text()
+        .await
+        .unwrap()
+        .contains("show: `everything` is not a filter"));
 }
 
 #[tokio::test]
@@ -181,11 +231,19 @@ async fn the_readme_walkthrough_names_what_the_pages_really_show() {
     let run = at_gate(&app).await;
     let home = app.get(&olga, "/").await.text().await.unwrap();
     let nav = &home[home.find("<nav").unwrap()..home.find("</nav>").unwrap()];
-    let page = app.get(&alan, &format!("/runs/{run}")).await.text().await.unwrap();
+    let page = app
+        .get(&alan, &format!("/runs/{run}"))
+        .await
+        .text()
+        .await
+        .unwrap();
     for name in named {
         let in_menu = nav.contains(&format!(">{name}</a>"));
         let on_page = page.contains(&format!(">{name}<")) || page.contains(&format!(">{name} <"));
-        assert!(in_menu || on_page, "the README names **{name}**, which no menu or page shows");
+        assert!(
+            in_menu || on_page,
+            "the README names **{name}**, which no menu or page shows"
+        );
     }
     // "open New run in the menu" leads to the form.
     assert!(nav.contains("href=\"/runs/new\""));
@@ -209,21 +267,33 @@ async fn a_step_page_shows_its_whole_output_searchable_and_as_a_text_download() 
         .write(
             &key,
             &[
-                (now, "Stopped BackupServer (was Running) in 2.1 s".to_string()),
-                (now, "Stopped <IndexServer> (was Running) in 1.4 s".to_string()),
+                (
+                    now,
+                    "Stopped BackupServer (was Running) in 2.1 s".to_string(),
+                ),
+                (
+                    now,
+                    "Stopped <IndexServer> (was Running) in 1.4 s".to_string(),
+                ),
             ],
             0,
         )
         .await
         .unwrap();
     let page = app
-        .get(&vic, &format!("/runs/{}/steps/wizard?q=backupserver", run.id))
+        .get(
+            &vic,
+            &format!("/runs/{}/steps/wizard?q=backupserver", run.id),
+        )
         .await
         .text()
         .await
         .unwrap();
     assert!(page.contains("Stopped BackupServer (was Running) in 2.1 s"));
-    assert!(!page.contains("IndexServer"), "the search keeps only matching lines");
+    assert!(
+        !page.contains("IndexServer"),
+        "the search keeps only matching lines"
+    );
     assert!(page.contains("1 of 2 lines contain"));
     let all = app
         .get(&vic, &format!("/runs/{}/steps/wizard", run.id))
@@ -232,7 +302,9 @@ async fn a_step_page_shows_its_whole_output_searchable_and_as_a_text_download() 
         .await
         .unwrap();
     assert!(all.contains("Stopped &#60;IndexServer&#62;"), "escaped");
-    let txt = app.get(&vic, &format!("/runs/{}/steps/wizard/log.txt", run.id)).await;
+    let txt = app
+        .get(&vic, &format!("/runs/{}/steps/wizard/log.txt", run.id))
+        .await;
     assert_eq!(txt.status(), 200);
     assert!(txt.headers()["content-disposition"]
         .to_str()
@@ -242,7 +314,9 @@ async fn a_step_page_shows_its_whole_output_searchable_and_as_a_text_download() 
     assert_eq!(body.lines().count(), 3, "{body}");
     assert!(body.contains("attempt 1 Stopped <IndexServer> (was Running) in 1.4 s"));
     assert_eq!(
-        app.get(&vic, &format!("/runs/{}/steps/nosuch", run.id)).await.status(),
+        app.get(&vic, &format!("/runs/{}/steps/nosuch", run.id))
+            .await
+            .status(),
         404
     );
 }

@@ -87,10 +87,20 @@ fn routes(run: &str) -> Vec<Route> {
         page("GET", format!("/runs/{run}/pause"), Operator, vec![]),
         page("GET", format!("/runs/{run}/abort"), Operator, vec![]),
         page("GET", format!("/runs/{run}/undo"), Operator, vec![]),
-        page("GET", format!("/runs/{run}/steps/gate/skip"), Approver, vec![]),
+        page(
+            "GET",
+            format!("/runs/{run}/steps/gate/skip"),
+            Approver,
+            vec![],
+        ),
         page("GET", s("/overview/events"), Viewer, vec![]),
         page("GET", format!("/runs/{run}/steps/gate"), Viewer, vec![]),
-        page("GET", format!("/runs/{run}/steps/gate/log.txt"), Viewer, vec![]),
+        page(
+            "GET",
+            format!("/runs/{run}/steps/gate/log.txt"),
+            Viewer,
+            vec![],
+        ),
         page(
             "POST",
             format!("/runs/{run}/abort"),

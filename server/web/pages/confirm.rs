@@ -120,7 +120,11 @@ pub async fn step_control(
     }
     me.require(Role::Approver)?;
     let run = state.store.run(&id).await.map_err(engine_error)?;
-    let step = state.store.step(&id, &step_id).await.map_err(engine_error)?;
+    let step = state
+        .store
+        .step(&id, &step_id)
+        .await
+        .map_err(engine_error)?;
     let fits = matches!(
         step.status,
         StepStatus::Failed | StepStatus::Pending | StepStatus::Ready | StepStatus::AwaitingOperator
@@ -136,7 +140,8 @@ pub async fn step_control(
         run_name: run_name(&run),
         heading: format!("Skip “{}”{host}?", step.spec.title),
         effects: vec![
-            "The step is recorded as skipped and never runs; Lockstep does not check its result.".into(),
+            "The step is recorded as skipped and never runs; Lockstep does not check its result."
+                .into(),
             "The steps that depend on it may start at once, in plan order.".into(),
             "Your justification is recorded in the audit log and the change record.".into(),
         ],

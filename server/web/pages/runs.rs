@@ -225,7 +225,12 @@ pub async fn page(
         step_ids: steps
             .iter()
             .map(|s| {
-                let on = s.spec.host.as_deref().map(|h| format!(" on {h}")).unwrap_or_default();
+                let on = s
+                    .spec
+                    .host
+                    .as_deref()
+                    .map(|h| format!(" on {h}"))
+                    .unwrap_or_default();
                 (s.id.clone(), format!("{}{on}", s.spec.title))
             })
             .collect(),
@@ -238,7 +243,6 @@ pub async fn page(
 fn is_htmx(headers: &HeaderMap) -> bool {
     headers.contains_key("hx-request")
 }
-
 
 async fn header_or_redirect(
     state: &AppState,

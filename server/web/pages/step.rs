@@ -97,7 +97,11 @@ async fn all_lines(
     run_id: &str,
     step_id: &str,
 ) -> Result<(StepRecord, Vec<LogLine>, i64), AppError> {
-    let step = state.store.step(run_id, step_id).await.map_err(engine_error)?;
+    let step = state
+        .store
+        .step(run_id, step_id)
+        .await
+        .map_err(engine_error)?;
     let tail = state
         .live
         .step_log()
@@ -119,7 +123,9 @@ pub async fn page(
     let (step, lines, total) = all_lines(&state, &id, &step_id).await?;
     let needle = q.q.trim().to_lowercase();
     if needle.chars().count() > 200 {
-        return Err(AppError::BadRequest("q: search for at most 200 characters".into()));
+        return Err(AppError::BadRequest(
+            "q: search for at most 200 characters".into(),
+        ));
     }
     html(&StepPage {
         chrome: Chrome::new(&me, "runs"),
@@ -177,11 +183,20 @@ pub async fn log_text(
     // The step id goes into the file name only as safe characters.
     let name: String = step_id
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     Ok((
         [
-            (header::CONTENT_TYPE, "text/plain; charset=utf-8".to_string()),
+            (
+                header::CONTENT_TYPE,
+                "text/plain; charset=utf-8".to_string(),
+            ),
             (
                 header::CONTENT_DISPOSITION,
                 format!("attachment; filename=\"{name}.log.txt\""),
