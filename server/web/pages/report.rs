@@ -127,7 +127,11 @@ pub async fn page(
 ) -> Result<Response, AppError> {
     me.require(Role::Viewer)?;
     let (run, steps, events) = load(&state, &id).await?;
-    let report = state.store.verify_audit().await.map_err(engine_error)?;
+    let report = state
+        .store
+        .verify_audit_incremental()
+        .await
+        .map_err(engine_error)?;
     let chain = match report.problem {
         None => format!(
             "The audit chain verifies ({} events in the log).",
@@ -199,7 +203,11 @@ pub struct ReportJson {
 
 pub async fn build_json(state: &AppState, id: &str) -> Result<ReportJson, AppError> {
     let (run, steps, events) = load(state, id).await?;
-    let report = state.store.verify_audit().await.map_err(engine_error)?;
+    let report = state
+        .store
+        .verify_audit_incremental()
+        .await
+        .map_err(engine_error)?;
     Ok(ReportJson {
         run,
         steps,
