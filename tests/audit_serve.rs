@@ -27,7 +27,12 @@ fn lockstep(args: &[&str], db: &Path, stdin: Option<&str>) -> String {
         .spawn()
         .unwrap();
     if let Some(text) = stdin {
-        child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
     }
     let out = child.wait_with_output().unwrap();
     assert!(
@@ -119,7 +124,8 @@ async fn serve_on_an_unsigned_appended_event_refuses_changes_until_an_admin_ackn
     let (status, body) = comment(&s, &token, &run).await;
     assert_eq!(status, 409, "{body}");
     assert!(
-        body.contains("audit chain is broken") && body.contains(&format!("event {forged} [unsigned]")),
+        body.contains("audit chain is broken")
+            && body.contains(&format!("event {forged} [unsigned]")),
         "{body}"
     );
     let page = reqwest::Client::new()
@@ -132,9 +138,15 @@ async fn serve_on_an_unsigned_appended_event_refuses_changes_until_an_admin_ackn
         .await
         .unwrap();
     assert!(page.contains("id=\"chain-broken\""), "{page}");
-    assert!(page.contains("Acknowledge the break"), "an admin sees the form: {page}");
+    assert!(
+        page.contains("Acknowledge the break"),
+        "an admin sees the form: {page}"
+    );
     let (ok, text) = verify(&db);
-    assert!(!ok && text.contains(&format!("event {forged} [unsigned]")), "{text}");
+    assert!(
+        !ok && text.contains(&format!("event {forged} [unsigned]")),
+        "{text}"
+    );
 
     let ack = reqwest::Client::new()
         .post(format!("{}/api/v1/audit/acknowledge", s.base))
@@ -182,9 +194,15 @@ async fn serve_on_a_truncated_log_without_its_head_does_not_hide_the_truncation(
     let s = serve_process::start(serve_process::command(&dir_path), dir);
     let (status, body) = comment(&s, &token, &run).await;
     assert_eq!(status, 409, "{body}");
-    assert!(body.contains("head_missing") && body.contains("guard_dropped"), "{body}");
+    assert!(
+        body.contains("head_missing") && body.contains("guard_dropped"),
+        "{body}"
+    );
     let (ok, text) = verify(&db);
     assert!(!ok, "{text}");
-    assert!(text.contains("[head_missing]") && text.contains("events_no_delete"), "{text}");
+    assert!(
+        text.contains("[head_missing]") && text.contains("events_no_delete"),
+        "{text}"
+    );
     drop(s);
 }

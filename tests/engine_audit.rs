@@ -523,7 +523,8 @@ async fn an_event_appended_behind_a_running_store_is_caught_before_the_next_writ
         .await
         .unwrap_err();
     assert!(
-        err.to_string().contains(&format!("event {forged} [unsigned]")),
+        err.to_string()
+            .contains(&format!("event {forged} [unsigned]")),
         "{err}"
     );
     assert!(store.chain_break().is_some());
@@ -551,9 +552,15 @@ async fn an_acknowledged_break_starts_a_new_signed_segment_and_stays_listed() {
     assert_eq!(report.problem, None, "{:?}", report.problems);
     assert_eq!(report.acknowledged.len(), 1);
     let a = &report.acknowledged[0];
-    assert_eq!((a.problem.event_id, a.problem.kind.as_str()), (forged, "unsigned"));
+    assert_eq!(
+        (a.problem.event_id, a.problem.kind.as_str()),
+        (forged, "unsigned")
+    );
     assert_eq!((a.ack_event, a.by.as_str()), (ack.id, "ada"));
-    let again = store.acknowledge_break("ada", "again", 62).await.unwrap_err();
+    let again = store
+        .acknowledge_break("ada", "again", 62)
+        .await
+        .unwrap_err();
     assert!(again.to_string().contains("no break"), "{again}");
     // The CLI shows the acknowledged break and exits 0.
     drop(store);
@@ -590,7 +597,10 @@ async fn the_cli_names_each_kind_of_tampering() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("BROKEN at event 21"), "{text}");
     assert!(text.contains("event 21 [unsigned]"), "{text}");
-    assert!(text.contains("[guard_dropped]") && text.contains("events_no_update"), "{text}");
+    assert!(
+        text.contains("[guard_dropped]") && text.contains("events_no_update"),
+        "{text}"
+    );
     // Without the key nothing can be checked, and that is said plainly.
     let out = Command::new(env!("CARGO_BIN_EXE_lockstep"))
         .args(["audit", "verify", "--key", "/nonexistent/k", "--db"])
@@ -614,7 +624,11 @@ async fn checkpoints_held_elsewhere_catch_a_log_rewritten_with_the_key() {
         store.write_checkpoint(&outside, None, 1).await.unwrap(),
         Some(20)
     );
-    assert_eq!(store.write_checkpoint(&outside, Some(20), 2).await.unwrap(), None, "unchanged head");
+    assert_eq!(
+        store.write_checkpoint(&outside, Some(20), 2).await.unwrap(),
+        None,
+        "unchanged head"
+    );
     drop(store);
     // Someone holding the whole folder, key included, rewrites event 12 on and re-signs all.
     let key_file = audit::signing::default_key_path(&db);
@@ -664,7 +678,10 @@ async fn checkpoints_held_elsewhere_catch_a_log_rewritten_with_the_key() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{text}");
-    assert!(text.contains("event 20 [checkpoint]") && text.contains("rewritten"), "{text}");
+    assert!(
+        text.contains("event 20 [checkpoint]") && text.contains("rewritten"),
+        "{text}"
+    );
 }
 
 #[tokio::test]

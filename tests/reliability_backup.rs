@@ -284,7 +284,10 @@ async fn a_truncated_corrupted_or_tampered_backup_is_refused_and_nothing_changes
         ("missing", dir.path().join("nowhere.db"), "does not exist"),
     ];
     for (what, file, says) in cases {
-        let out = lockstep(&["restore", "--force", "--key", &source_key, "--db"], &[&target, &file]);
+        let out = lockstep(
+            &["restore", "--force", "--key", &source_key, "--db"],
+            &[&target, &file],
+        );
         let said = text(&out);
         assert_eq!(
             out.status.code(),
@@ -309,7 +312,10 @@ async fn a_truncated_corrupted_or_tampered_backup_is_refused_and_nothing_changes
         assert!(verify.status.success(), "{}", text(&verify));
     }
     // The good copy still restores over it, with --force.
-    let out = lockstep(&["restore", "--force", "--key", &source_key, "--db"], &[&target, &backup]);
+    let out = lockstep(
+        &["restore", "--force", "--key", &source_key, "--db"],
+        &[&target, &backup],
+    );
     assert!(out.status.success(), "restore: {}", text(&out));
     let verify = lockstep(&["audit", "verify", "--db"], &[&target]);
     assert!(verify.status.success(), "{}", text(&verify));
@@ -355,7 +361,10 @@ async fn restore_replaces_a_database_only_with_force_never_one_in_use_and_a_dama
     let target = finished_database(&dir.path().join("target"), 2);
 
     let before = snapshot(&target);
-    let out = lockstep(&["restore", "--key", &source_key, "--db"], &[&target, &backup]);
+    let out = lockstep(
+        &["restore", "--key", &source_key, "--db"],
+        &[&target, &backup],
+    );
     assert_eq!(out.status.code(), Some(2));
     assert!(
         text(&out).contains("already exists; add --force"),
@@ -378,7 +387,10 @@ async fn restore_replaces_a_database_only_with_force_never_one_in_use_and_a_dama
         assert!(Instant::now() < deadline, "the run did not get going");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let out = lockstep(&["restore", "--force", "--key", &source_key, "--db"], &[&busy, &backup]);
+    let out = lockstep(
+        &["restore", "--force", "--key", &source_key, "--db"],
+        &[&busy, &backup],
+    );
     assert!(
         engine.try_wait().unwrap().is_none(),
         "the run ended before the restore was tried; slow it down"
@@ -405,7 +417,10 @@ async fn restore_replaces_a_database_only_with_force_never_one_in_use_and_a_dama
     let damaged = dir.path().join("damaged").join("lockstep.db");
     std::fs::create_dir_all(damaged.parent().unwrap()).unwrap();
     std::fs::write(&damaged, vec![0x5a; 64 * 1024]).unwrap();
-    let out = lockstep(&["restore", "--force", "--key", &source_key, "--db"], &[&damaged, &backup]);
+    let out = lockstep(
+        &["restore", "--force", "--key", &source_key, "--db"],
+        &[&damaged, &backup],
+    );
     assert!(
         out.status.success(),
         "restore over a damaged file: {}",
@@ -420,7 +435,10 @@ async fn restore_replaces_a_database_only_with_force_never_one_in_use_and_a_dama
     assert!(verify.status.success(), "{}", text(&verify));
 
     // The backup itself is never the target.
-    let out = lockstep(&["restore", "--force", "--key", &source_key, "--db"], &[&backup, &backup]);
+    let out = lockstep(
+        &["restore", "--force", "--key", &source_key, "--db"],
+        &[&backup, &backup],
+    );
     assert_eq!(out.status.code(), Some(2));
     assert!(
         text(&out).contains("is the database itself"),

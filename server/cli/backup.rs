@@ -200,8 +200,8 @@ fn install_key(key: &Path, target: &Path) -> anyhow::Result<PathBuf> {
     if same_file(key, &dest) || !key.is_file() {
         return Ok(key.to_path_buf());
     }
-    let text = std::fs::read_to_string(key)
-        .with_context(|| format!("cannot read {}", key.display()))?;
+    let text =
+        std::fs::read_to_string(key).with_context(|| format!("cannot read {}", key.display()))?;
     if audit::SigningKey::load_or_create(key).is_err() {
         // A `.pub` file: verification only; the restored database keeps what it has.
         return Ok(key.to_path_buf());

@@ -67,8 +67,10 @@ Examples:
     (
         "audit verify",
         "\
-Checks every event's hash against the one before it, and the last one against the head file
-kept beside the database, so an event changed, removed or appended by hand is found.
+Checks every event's hash against the one before it and its Ed25519 signature, the signed head
+file kept beside the database, and the append-only guard triggers, so an event changed, removed
+or appended by hand (without the signing key) is found; --checkpoints also compares the log with
+signed checkpoints held elsewhere, which catches a rewrite even by someone holding the key.
 
 With --export FILE, checks an export written by `lockstep audit export --format bundle` (or the
 Audit page's verifiable export) without any database: the chain from its first event, the head
@@ -78,14 +80,34 @@ Examples:
   lockstep audit verify
   lockstep audit verify --db /var/lib/lockstep/lockstep.db
   lockstep audit verify --export change-2041-audit.json
+  lockstep audit verify --checkpoints /mnt/syslog-copy/audit-checkpoints.jsonl
 
 Environment:
-  LOCKSTEP_DB  the database (default lockstep-data/lockstep.db)
+  LOCKSTEP_DB         the database (default lockstep-data/lockstep.db)
+  LOCKSTEP_AUDIT_KEY  the signing key (default audit-signing.key in the database's folder)
 
 Exit status:
   0  the chain is intact (prints the number of events and the last hash)
   1  it is broken (prints the first bad event and what is wrong)
   2  the database cannot be opened, or the export cannot be read or is not an export",
+    ),
+    (
+        "audit acknowledge",
+        "\
+After a break was investigated: records it (event and kind, every problem found) in one new
+signed event that starts a new segment, recreates dropped guard triggers, and lets `lockstep
+serve` accept changes again. `audit verify` keeps listing the break as acknowledged.
+
+Examples:
+  lockstep audit acknowledge --by ada --reason \"INC-42: test copy restored over the live file\"
+
+Environment:
+  LOCKSTEP_DB         the database (default lockstep-data/lockstep.db)
+  LOCKSTEP_AUDIT_KEY  the signing key (default audit-signing.key in the database's folder)
+
+Exit status:
+  0  acknowledged
+  2  the chain is not broken, no reason was given, or the database cannot be opened",
     ),
     (
         "audit export",

@@ -355,14 +355,20 @@ pub fn verify_chain(events: &[AuditEvent], head: Option<&ChainHead>) -> VerifyRe
     };
     for e in events {
         let problem = if e.id != expected_id {
-            Some(("missing", format!(
+            Some((
+                "missing",
+                format!(
                 "expected event {expected_id} here but found event {} (events missing or moved)",
                 e.id
-            )))
+            ),
+            ))
         } else if e.prev_hash != prev_hash {
             Some(("link", "its previous-hash does not match the event before it (an event was removed, moved or altered)".to_string()))
         } else if event_hash(e) != e.hash {
-            Some(("altered", "its content does not match its hash (the event was altered)".to_string()))
+            Some((
+                "altered",
+                "its content does not match its hash (the event was altered)".to_string(),
+            ))
         } else {
             None
         };

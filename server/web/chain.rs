@@ -48,7 +48,8 @@ pub async fn banner(State(state): State<AppState>, request: Request, next: Next)
     }
     let (mut parts, body) = response.into_parts();
     let Ok(bytes) = axum::body::to_bytes(body, MAX_PAGE).await else {
-        return AppError::Internal(anyhow::anyhow!("page too large for the banner")).into_response();
+        return AppError::Internal(anyhow::anyhow!("page too large for the banner"))
+            .into_response();
     };
     let text = String::from_utf8_lossy(&bytes);
     let Some(at) = text.find(MAIN) else {
@@ -79,7 +80,9 @@ pub struct AckBody {
 async fn acknowledge(state: &AppState, me: &CurrentUser, reason: &str) -> Result<i64, AppError> {
     me.require(Role::Admin)?;
     if reason.len() > 2000 {
-        return Err(AppError::BadRequest("the reason is longer than 2000 characters".into()));
+        return Err(AppError::BadRequest(
+            "the reason is longer than 2000 characters".into(),
+        ));
     }
     let event = state
         .store

@@ -22,6 +22,9 @@ pub enum AppError {
     Conflict(String),
     #[error("{0}")]
     TooManyRequests(String),
+    /// Overloaded for a moment (every password-checking slot busy): 503 with `Retry-After`.
+    #[error("{0}")]
+    Busy(String),
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
 }
@@ -35,6 +38,7 @@ impl AppError {
             AppError::BadRequest(_) => StatusCode::UNPROCESSABLE_ENTITY,
             AppError::Conflict(_) => StatusCode::CONFLICT,
             AppError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            AppError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -55,6 +59,7 @@ impl From<crate::web::auth::accounts::AccountError> for AppError {
             E::NotFound(_) => AppError::NotFound(e.to_string()),
             E::Db(d) => AppError::Internal(d.into()),
             E::Other(o) => AppError::Internal(o),
+            E::Busy(b) => AppError::Busy(b.to_string()),
         }
     }
 }
@@ -107,6 +112,12 @@ impl IntoResponse for AppError {
                     .into_response();
                 r.headers_mut()
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                r
+            }
+            AppError::Busy(_) => {
+                let mut r = error_response(status, &message);
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("3"));
                 r
             }
             _ => error_response(status, &message),

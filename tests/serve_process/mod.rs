@@ -26,6 +26,13 @@ impl Drop for Serve {
     }
 }
 
+impl Serve {
+    /// The process id (to read its memory from `/proc`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
 /// `lockstep serve --listen 127.0.0.1:0` with its data in `dir`, and none of the test's own
 /// `LOCKSTEP_*` or `RUST_LOG` variables.
 pub fn command(dir: &Path) -> Command {

@@ -150,7 +150,8 @@ pub fn walk(p: &mut Progress, events: &[AuditEvent], key: &VerifyingKey) -> Opti
                 i += 1;
             }
             Some(problem) => {
-                let Some(j) = (i + 1..events.len()).find(|&j| acknowledges(&events[j], &problem, key))
+                let Some(j) =
+                    (i + 1..events.len()).find(|&j| acknowledges(&events[j], &problem, key))
                 else {
                     return Some(problem);
                 };
@@ -206,8 +207,14 @@ pub fn check_head(
     };
     if let Err(fault) = key.check_head(h.id, &h.hash, sig) {
         let what = match fault {
-            SigFault::OtherKey(id) => format!("the audit head file is signed by key {id}, not by this server's key {}", key.key_id),
-            _ => "the audit head file's signature does not match it (forged without the signing key)".to_string(),
+            SigFault::OtherKey(id) => format!(
+                "the audit head file is signed by key {id}, not by this server's key {}",
+                key.key_id
+            ),
+            _ => {
+                "the audit head file's signature does not match it (forged without the signing key)"
+                    .to_string()
+            }
         };
         return Some(ChainProblem::new(h.id, "head_signature", what));
     }
@@ -273,17 +280,32 @@ pub fn check_checkpoints(
     hash_at: &dyn Fn(i64) -> Option<String>,
 ) -> Vec<ChainProblem> {
     let mut problems = Vec::new();
-    for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+    for (n, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
         let line_no = n + 1;
         let cp: Checkpoint = match serde_json::from_str(line) {
             Ok(cp) => cp,
             Err(e) => {
-                problems.push(ChainProblem::new(0, "checkpoint", format!("checkpoints line {line_no} is not a checkpoint: {e}")));
+                problems.push(ChainProblem::new(
+                    0,
+                    "checkpoint",
+                    format!("checkpoints line {line_no} is not a checkpoint: {e}"),
+                ));
                 continue;
             }
         };
         if key.check_head(cp.id, &cp.hash, &cp.sig).is_err() {
-            problems.push(ChainProblem::new(cp.id, "checkpoint", format!("checkpoints line {line_no} is not signed by this server's key {}", key.key_id)));
+            problems.push(ChainProblem::new(
+                cp.id,
+                "checkpoint",
+                format!(
+                    "checkpoints line {line_no} is not signed by this server's key {}",
+                    key.key_id
+                ),
+            ));
             continue;
         }
         match hash_at(cp.id) {

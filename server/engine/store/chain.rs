@@ -50,7 +50,10 @@ fn refusal(problems: &[ChainProblem]) -> String {
     )
 }
 
-async fn rows_after(conn: &mut SqliteConnection, after: i64) -> Result<(Vec<AuditEvent>, Option<i64>)> {
+async fn rows_after(
+    conn: &mut SqliteConnection,
+    after: i64,
+) -> Result<(Vec<AuditEvent>, Option<i64>)> {
     let rows = sqlx::query(
         "SELECT id, run_id, step_id, actor, at, kind, payload, prev_hash, hash, sig FROM events WHERE id > ? ORDER BY id",
     )
@@ -104,10 +107,11 @@ impl Store {
         let remembered = self.chain.lock().progress.clone();
         let start = match remembered {
             Some(p) if p.id > 0 => {
-                let still: Option<String> = sqlx::query_scalar("SELECT hash FROM events WHERE id = ?")
-                    .bind(p.id)
-                    .fetch_optional(&self.pool)
-                    .await?;
+                let still: Option<String> =
+                    sqlx::query_scalar("SELECT hash FROM events WHERE id = ?")
+                        .bind(p.id)
+                        .fetch_optional(&self.pool)
+                        .await?;
                 if still.as_deref() == Some(p.hash.as_str()) {
                     p
                 } else {
@@ -159,13 +163,16 @@ impl Store {
         };
         let last_id = last.as_ref().map_or(0, |l| l.0);
         let at_head: Option<String> = match &head {
-            Some(h) => sqlx::query_scalar("SELECT hash FROM events WHERE id = ?")
-                .bind(h.id)
-                .fetch_optional(&mut *conn)
-                .await?,
+            Some(h) => {
+                sqlx::query_scalar("SELECT hash FROM events WHERE id = ?")
+                    .bind(h.id)
+                    .fetch_optional(&mut *conn)
+                    .await?
+            }
             None => None,
         };
-        if let Some(problem) = verify::check_head(head.as_ref(), last_id, at_head.as_deref(), &key) {
+        if let Some(problem) = verify::check_head(head.as_ref(), last_id, at_head.as_deref(), &key)
+        {
             report.set(problem);
         }
         let triggers: Vec<(String, String)> = sqlx::query(
@@ -180,7 +187,11 @@ impl Store {
             report.set(problem);
         }
         report.events = u64::try_from(count).unwrap_or(0);
-        report.last = last.map(|(id, hash)| ChainHead { id, hash, sig: None });
+        report.last = last.map(|(id, hash)| ChainHead {
+            id,
+            hash,
+            sig: None,
+        });
         report.signed_from = p.signed_from;
         report.acknowledged = p.acknowledged.clone();
         self.chain.lock().progress = Some(p);
@@ -189,7 +200,11 @@ impl Store {
 
     /// Called at the start of every write transaction of an enforcing store: refuses while the
     /// chain is broken, and verifies any tail this store did not write itself.
-    pub(super) async fn guard_write(&self, conn: &mut SqliteConnection, tail: &(i64, String)) -> Result<()> {
+    pub(super) async fn guard_write(
+        &self,
+        conn: &mut SqliteConnection,
+        tail: &(i64, String),
+    ) -> Result<()> {
         let progress = {
             let g = self.chain.lock();
             if !g.enforce {
@@ -216,7 +231,13 @@ impl Store {
         } else {
             let (events, unparseable) = rows_after(conn, p.id).await?;
             verify::walk(&mut p, &events, &key).or_else(|| {
-                unparseable.map(|id| ChainProblem::new(id, "altered", "its payload is not valid JSON (the event was altered)"))
+                unparseable.map(|id| {
+                    ChainProblem::new(
+                        id,
+                        "altered",
+                        "its payload is not valid JSON (the event was altered)",
+                    )
+                })
             })
         };
         let mut g = self.chain.lock();
@@ -254,7 +275,12 @@ impl Store {
     /// An admin acknowledges the chain's break: one signed event recording what was found
     /// (and recreating dropped guard triggers), after which the chain is a new segment and
     /// changes are allowed again. The break stays listed by verification as acknowledged.
-    pub async fn acknowledge_break(&self, actor: &str, reason: &str, now: Millis) -> Result<AuditEvent> {
+    pub async fn acknowledge_break(
+        &self,
+        actor: &str,
+        reason: &str,
+        now: Millis,
+    ) -> Result<AuditEvent> {
         if reason.trim().is_empty() {
             return Err(Refusal::ReasonRequired.into());
         }
@@ -268,7 +294,9 @@ impl Store {
         for p in &report.problems {
             if p.kind == "guard_dropped" || p.kind == "guard_altered" {
                 for (name, on) in verify::GUARDS {
-                    sqlx::query(&format!("DROP TRIGGER IF EXISTS {name}")).execute(&mut *w.tx).await?;
+                    sqlx::query(&format!("DROP TRIGGER IF EXISTS {name}"))
+                        .execute(&mut *w.tx)
+                        .await?;
                     sqlx::query(&format!(
                         "CREATE TRIGGER {name} {on} BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END"
                     ))
@@ -308,15 +336,23 @@ impl Store {
 
     /// Appends a signed checkpoint of the current head to `file` (JSON lines, for syslog or a
     /// copy held elsewhere) when the head moved since `last`. Returns the head written.
-    pub async fn write_checkpoint(&self, file: &Path, last: Option<i64>, now: Millis) -> Result<Option<i64>> {
+    pub async fn write_checkpoint(
+        &self,
+        file: &Path,
+        last: Option<i64>,
+        now: Millis,
+    ) -> Result<Option<i64>> {
         let Some(signer) = self.signer.clone() else {
             return Ok(None);
         };
-        let tail: Option<(i64, String)> = sqlx::query("SELECT id, hash FROM events ORDER BY id DESC LIMIT 1")
-            .fetch_optional(&self.pool)
-            .await?
-            .map(|r| (r.get(0), r.get(1)));
-        let Some((id, hash)) = tail else { return Ok(None) };
+        let tail: Option<(i64, String)> =
+            sqlx::query("SELECT id, hash FROM events ORDER BY id DESC LIMIT 1")
+                .fetch_optional(&self.pool)
+                .await?
+                .map(|r| (r.get(0), r.get(1)));
+        let Some((id, hash)) = tail else {
+            return Ok(None);
+        };
         if last == Some(id) || self.chain_break().is_some() {
             return Ok(None);
         }
@@ -327,8 +363,12 @@ impl Store {
             at: now,
         };
         let line = serde_json::to_string(&cp).map_err(|e| EngineError::Audit(e.to_string()))?;
-        append_line(file, &line)
-            .map_err(|e| EngineError::Audit(format!("cannot write the checkpoint to {}: {e}", file.display())))?;
+        append_line(file, &line).map_err(|e| {
+            EngineError::Audit(format!(
+                "cannot write the checkpoint to {}: {e}",
+                file.display()
+            ))
+        })?;
         Ok(Some(id))
     }
 
@@ -346,7 +386,8 @@ impl Store {
                 tracing::error!(error = %e, "cannot verify the audit chain");
             }
             if let Some(file) = &checkpoints {
-                let now = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as Millis;
+                let now =
+                    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as Millis;
                 match self.write_checkpoint(file, last, now).await {
                     Ok(Some(id)) => last = Some(id),
                     Ok(None) => {}
@@ -366,7 +407,9 @@ impl Store {
     /// Checks checkpoints held elsewhere (the text of a checkpoints file) against the log.
     pub async fn verify_checkpoints(&self, text: &str) -> Result<Vec<ChainProblem>> {
         let Some(key) = self.verifier.clone() else {
-            return Err(EngineError::Audit("no audit signing key to check checkpoints with".into()));
+            return Err(EngineError::Audit(
+                "no audit signing key to check checkpoints with".into(),
+            ));
         };
         let hashes: Vec<(i64, String)> = sqlx::query("SELECT id, hash FROM events ORDER BY id")
             .fetch_all(&self.pool)

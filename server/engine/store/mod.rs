@@ -172,7 +172,10 @@ impl Store {
             return Ok(());
         };
         let mut w = self.begin_unguarded().await?;
-        let key = self.verifier.as_ref().map(|k| (k.key_id.clone(), k.public_base64()));
+        let key = self
+            .verifier
+            .as_ref()
+            .map(|k| (k.key_id.clone(), k.public_base64()));
         w.append(
             None,
             None,

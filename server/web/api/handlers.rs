@@ -510,7 +510,11 @@ pub async fn audit(
 ) -> ApiResult<AuditPage> {
     me.require(Role::Viewer)?;
     let events = f.apply(state.store.all_events().await.map_err(engine_error)?)?;
-    let chain = state.store.verify_audit().await.map_err(engine_error)?;
+    let chain = state
+        .store
+        .verify_audit_incremental()
+        .await
+        .map_err(engine_error)?;
     let size = crate::web::pages::audit::PAGE_SIZE;
     let total = events.len();
     let pages = total.div_ceil(size).max(1);

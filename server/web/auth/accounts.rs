@@ -47,6 +47,9 @@ pub enum AccountError {
     Db(#[from] sqlx::Error),
     #[error(transparent)]
     Other(#[from] anyhow::Error),
+    /// Every password-checking slot is busy (see `password::verify_bounded`): 503.
+    #[error(transparent)]
+    Busy(#[from] password::Busy),
 }
 
 /// A fresh random secret, URL-safe base64 (43 characters for 32 bytes).
@@ -217,18 +220,13 @@ pub async fn authenticate(
     .fetch_optional(pool)
     .await?;
     let Some(row) = row else {
-        let decoy = password::decoy_hash();
-        let pw = password_text.to_string();
-        let d = decoy.to_string();
-        let _ = tokio::task::spawn_blocking(move || password::verify(&pw, &d)).await;
+        let decoy = password::decoy_hash().to_string();
+        password::verify_bounded(password_text.to_string(), decoy).await?;
         return Ok(None);
     };
     let user = user_from_row(&row)?;
     let phc: String = row.try_get("password_hash")?;
-    let pw = password_text.to_string();
-    let ok = tokio::task::spawn_blocking(move || password::verify(&pw, &phc))
-        .await
-        .unwrap_or(false);
+    let ok = password::verify_bounded(password_text.to_string(), phc).await?;
     Ok((ok && !user.disabled).then_some(user))
 }
 

@@ -31,6 +31,26 @@ impl LoginThrottle {
         (count >= self.max_failures && now < until).then_some(until - now)
     }
 
+    /// Checks and counts an attempt in one step: refused (with the seconds to wait) when the
+    /// account is throttled, else counted as a failure *before* the password is checked, so
+    /// many guesses sent at once cannot all pass the check; a success clears the count.
+    pub fn try_attempt(&self, name: &str, now: i64) -> Result<(), i64> {
+        if let Some(wait) = self.blocked_for(name, now) {
+            return Err(wait);
+        }
+        let mut map = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let e = map.entry(name.to_lowercase()).or_insert((0, now, now));
+        if now - e.1 > self.lockout_secs {
+            *e = (0, now, now);
+        }
+        if e.0 >= self.max_failures && now < e.2 + self.lockout_secs {
+            return Err(e.2 + self.lockout_secs - now);
+        }
+        e.0 += 1;
+        e.2 = now;
+        Ok(())
+    }
+
     pub fn record_failure(&self, name: &str, now: i64) {
         let mut map = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() > 100_000 {
@@ -66,6 +86,21 @@ mod tests {
         assert_eq!(t.blocked_for("ann", 103), Some(599));
         assert_eq!(t.blocked_for("bob", 103), None);
         assert_eq!(t.blocked_for("ann", 102 + 600), None);
+    }
+
+    #[test]
+    fn attempts_are_checked_and_counted_together() {
+        let t = LoginThrottle::new(3, 600);
+        let passed = (0..30)
+            .filter(|_| t.try_attempt("ann", 100).is_ok())
+            .count();
+        assert_eq!(
+            passed, 3,
+            "only max_failures attempts reach the password check"
+        );
+        assert_eq!(t.try_attempt("ANN", 101), Err(599));
+        t.record_success("ann");
+        assert_eq!(t.try_attempt("ann", 102), Ok(()));
     }
 
     #[test]

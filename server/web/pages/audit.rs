@@ -139,7 +139,11 @@ pub async fn page(
 ) -> Result<Response, AppError> {
     me.require(Role::Viewer)?;
     let events = f.apply(state.store.all_events().await.map_err(engine_error)?)?;
-    let report = state.store.verify_audit().await.map_err(engine_error)?;
+    let report = state
+        .store
+        .verify_audit_incremental()
+        .await
+        .map_err(engine_error)?;
     let (chain_ok, chain) = match &report.problem {
         None => (
             true,

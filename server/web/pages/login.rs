@@ -67,7 +67,8 @@ pub async fn submit(
         };
         Ok((status, axum::response::Html(page.render()?)).into_response())
     };
-    if let Some(wait) = state.throttle.blocked_for(&name, now) {
+    // Checked and counted at once, so guesses sent together cannot all pass (see throttle.rs).
+    if let Err(wait) = state.throttle.try_attempt(&name, now) {
         return refuse(
             axum::http::StatusCode::TOO_MANY_REQUESTS,
             format!(
@@ -78,7 +79,6 @@ pub async fn submit(
         );
     }
     let Some(user) = accounts::authenticate(&state.pool, &name, &f.password).await? else {
-        state.throttle.record_failure(&name, now);
         tracing::info!(account = %name, "failed login");
         return refuse(
             axum::http::StatusCode::UNAUTHORIZED,

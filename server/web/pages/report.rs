@@ -73,7 +73,11 @@ async fn record_of(
     steps: &[StepRecord],
     events: &[AuditEvent],
 ) -> Result<ChangeRecord, AppError> {
-    let report = state.store.verify_audit().await.map_err(engine_error)?;
+    let report = state
+        .store
+        .verify_audit_incremental()
+        .await
+        .map_err(engine_error)?;
     let (chain_ok, chain) = match report.problem {
         None => (
             true,
