@@ -21,7 +21,7 @@ async fn the_change_record_links_the_ticket_when_a_template_is_configured() {
         .await
         .unwrap();
     assert!(
-        plain.contains("<td id=\"change-ticket\">CHG-1001</td>"),
+        plain.contains("<dd id=\"change-ticket\">CHG-1001</dd>"),
         "{plain}"
     );
 
