@@ -288,10 +288,7 @@ impl Rehearsal {
             }
             // Every event of the burst moves the picture; the run is looked at once per burst.
             let first = tokio::time::timeout(Duration::from_millis(200), events.recv()).await;
-            let mut next = match first {
-                Ok(r) => Some(r),
-                Err(_) => None,
-            };
+            let mut next = first.ok();
             while let Some(received) = next.take() {
                 match received {
                     Ok(ev) => {

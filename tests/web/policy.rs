@@ -127,7 +127,8 @@ async fn every_refusal_of_the_policy_is_403_or_409_on_pages_and_api_and_changes_
         .content_hash;
     let id = &run.id;
     // (who, path, fields, expected status, what the refusal is about)
-    let cases: Vec<(&Person, String, Vec<(&str, String)>, u16, &str)> = vec![
+    type Case<'a> = (&'a Person, String, Vec<(&'a str, String)>, u16, &'a str);
+    let cases: Vec<Case> = vec![
         (
             &olga,
             format!("/runs/{id}/steps/gate/approve"),

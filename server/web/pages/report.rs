@@ -64,7 +64,7 @@ async fn versions(state: &AppState) -> BTreeMap<String, String> {
 /// The change record of run `id`.
 pub async fn build_record(state: &AppState, id: &str) -> Result<ChangeRecord, AppError> {
     let (run, steps, events) = load(state, id).await?;
-    Ok(record_of(state, &run, &steps, &events).await?)
+    record_of(state, &run, &steps, &events).await
 }
 
 async fn record_of(
