@@ -296,20 +296,7 @@ impl SqlExecutor {
                         backup::backup_and_verify(&mut c, server, &db, &path, &mut ev.messages)
                             .await;
                     ev.backups.push(rec);
-                    r.map_err(|e| match e {
-                        SqlError::Server {
-                            code,
-                            class,
-                            line,
-                            message,
-                        } => SqlError::Server {
-                            code,
-                            class,
-                            line,
-                            message: format!("backup of {db} to {path}: {message}"),
-                        },
-                        other => other,
-                    })?;
+                    r.map_err(|e| e.during(format!("backup of {db} to {path}")))?;
                 }
                 Ok(())
             }
@@ -337,22 +324,8 @@ impl SqlExecutor {
                     ev.databases.push(b.database.clone());
                     backup::restore(&mut c, &b.database, &b.file, *verify_only, &mut ev.messages)
                         .await
-                        .map_err(|e| match e {
-                            SqlError::Server {
-                                code,
-                                class,
-                                line,
-                                message,
-                            } => SqlError::Server {
-                                code,
-                                class,
-                                line,
-                                message: format!(
-                                    "restore of {} from {}: {message}",
-                                    b.database, b.file
-                                ),
-                            },
-                            other => other,
+                        .map_err(|e| {
+                            e.during(format!("restore of {} from {}", b.database, b.file))
                         })?;
                     ev.backups.push(b);
                 }

@@ -101,6 +101,27 @@ pub enum SqlError {
     Refused(String),
 }
 
+impl SqlError {
+    /// Names what was being done in a SQL Server error's message (`"{what}: {message}"`), so the
+    /// step's error says which database and file; other errors are returned as they are.
+    pub fn during(self, what: impl std::fmt::Display) -> SqlError {
+        match self {
+            SqlError::Server {
+                code,
+                class,
+                line,
+                message,
+            } => SqlError::Server {
+                code,
+                class,
+                line,
+                message: format!("{what}: {message}"),
+            },
+            other => other,
+        }
+    }
+}
+
 impl std::fmt::Display for SqlError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
