@@ -6,34 +6,21 @@
 //! simulator (hosts and SQL Servers), not from Lockstep.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use lockstep::engine::machine::{RunEvent, RunStatus};
 use lockstep::executors::sql::BackupRecord;
-use lockstep::rehearsal::{Fault, Options, Rehearsal, Report};
+use lockstep::rehearsal::Rehearsal;
 use lockstep_protocol::evidence::ServiceRunState;
 
-fn options(topology: &str, runbook: &str, faults: &[&str]) -> (Options, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let o = Options {
-        inventory: PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("examples")
-            .join(format!("{topology}.toml")),
-        runbook: runbook.into(),
-        params: BTreeMap::new(),
-        faults: faults.iter().map(|f| f.parse::<Fault>().unwrap()).collect(),
-        db: dir.path().join("rehearsal.db"),
-        sim_dir: dir.path().join("sim"),
-        runbooks_dir: None,
-    };
-    (o, dir)
-}
+mod rehearse_common;
+use rehearse_common::rehearse;
 
-async fn rehearse(o: Options) -> (Rehearsal, Report) {
-    let r = Rehearsal::start(o).await.unwrap();
-    r.drive(&mut |_| {}).await.unwrap();
-    let report = r.report().await.unwrap();
-    (r, report)
+fn options(
+    topology: &str,
+    runbook: &str,
+    faults: &[&str],
+) -> (lockstep::rehearsal::Options, tempfile::TempDir) {
+    rehearse_common::options(topology, runbook, &[], faults)
 }
 
 /// The backups a run's `backup-verified` steps recorded, by server.

@@ -5,24 +5,19 @@
 //! outcome is read back from the simulated host's own state, not only from Lockstep's view.
 //! Plus: a rehearsal that stops at a step that can never succeed ends in seconds.
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use lockstep::engine::machine::{RunStatus, StepStatus};
-use lockstep::rehearsal::{Fault, Options, Rehearsal, Report};
+use lockstep::rehearsal::{Options, Rehearsal, Report};
 use lockstep_agent::backend::simulated::SimState;
 use lockstep_protocol::evidence::ServiceRunState;
 use lockstep_protocol::{Component, StartupType};
 use lockstep_simulator::Description;
 
-const TOPOLOGIES: [&str; 3] = ["standalone", "mirrored", "clustered"];
+mod rehearse_common;
+use rehearse_common::inventory;
 
-fn inventory(topology: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("examples")
-        .join(format!("{topology}.toml"))
-}
+const TOPOLOGIES: [&str; 3] = ["standalone", "mirrored", "clustered"];
 
 fn description(topology: &str) -> Description {
     Description::parse(&std::fs::read_to_string(inventory(topology)).unwrap()).unwrap()
@@ -37,24 +32,13 @@ fn primary(topology: &str) -> String {
 }
 
 fn options(topology: &str, faults: &[String]) -> (Options, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let o = Options {
-        inventory: inventory(topology),
-        runbook: "upgrade-8.11".into(),
-        params: BTreeMap::new(),
-        faults: faults.iter().map(|f| f.parse::<Fault>().unwrap()).collect(),
-        db: dir.path().join("rehearsal.db"),
-        sim_dir: dir.path().join("sim"),
-        runbooks_dir: None,
-    };
-    (o, dir)
+    let faults: Vec<&str> = faults.iter().map(String::as_str).collect();
+    rehearse_common::options(topology, "upgrade-8.11", &[], &faults)
 }
 
 async fn rehearse(topology: &str, fault: String) -> (Rehearsal, Report, tempfile::TempDir) {
     let (o, dir) = options(topology, &[fault]);
-    let r = Rehearsal::start(o).await.unwrap();
-    r.drive(&mut |_| {}).await.unwrap();
-    let report = r.report().await.unwrap();
+    let (r, report) = rehearse_common::rehearse(o).await;
     (r, report, dir)
 }
 

@@ -4,44 +4,13 @@
 //! step a change manager would expect; a retry after the fault clears finishes; undo restores
 //! the registry values captured before the change.
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
-
 use lockstep::engine::machine::{RunStatus, StepStatus};
-use lockstep::rehearsal::{Fault, Options, Rehearsal, Report};
+use lockstep::rehearsal::{Rehearsal, Report};
 use lockstep_protocol::evidence::ServiceRunState;
 use lockstep_simulator::iis::{registry_server, REGISTRY_CONNECT_KEYS};
 
-fn options(
-    topology: &str,
-    runbook: &str,
-    params: &[(&str, &str)],
-    faults: &[&str],
-) -> (Options, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let o = Options {
-        inventory: PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("examples")
-            .join(format!("{topology}.toml")),
-        runbook: runbook.into(),
-        params: params
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect::<BTreeMap<_, _>>(),
-        faults: faults.iter().map(|f| f.parse::<Fault>().unwrap()).collect(),
-        db: dir.path().join("rehearsal.db"),
-        sim_dir: dir.path().join("sim"),
-        runbooks_dir: None,
-    };
-    (o, dir)
-}
-
-async fn rehearse(o: Options) -> (Rehearsal, Report) {
-    let r = Rehearsal::start(o).await.unwrap();
-    r.drive(&mut |_| {}).await.unwrap();
-    let report = r.report().await.unwrap();
-    (r, report)
-}
+mod rehearse_common;
+use rehearse_common::{options, rehearse};
 
 fn registry_connect(r: &Rehearsal, server: &str) -> Option<String> {
     let st = r.dc.host(server).unwrap().read().unwrap();
