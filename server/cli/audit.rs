@@ -35,7 +35,8 @@ pub enum AuditCmd {
         #[command(flatten)]
         db: DbArg,
         /// The signing key, or its `.pub` file (default: LOCKSTEP_AUDIT_KEY, else
-        /// audit-signing.key in the database's folder).
+        /// audit-signing.key in the database's folder). With --export: the server's public key
+        /// as obtained out of band; the export must be signed by it.
         #[arg(long, value_name = "FILE")]
         key: Option<PathBuf>,
         /// Also check signed checkpoints held elsewhere (the `audit-checkpoints.jsonl` that
@@ -77,8 +78,10 @@ pub enum AuditCmd {
 pub async fn run_audit(cmd: AuditCmd) -> anyhow::Result<ExitCode> {
     match cmd {
         AuditCmd::Verify {
-            export: Some(file), ..
-        } => verify_export(&file),
+            export: Some(file),
+            key,
+            ..
+        } => verify_export(&file, key.as_deref()),
         AuditCmd::Verify {
             export: None,
             db,
@@ -152,9 +155,10 @@ pub async fn run_audit(cmd: AuditCmd) -> anyhow::Result<ExitCode> {
                 );
             }
             let store = Store::open_read_only(&db.db).await?;
-            let events = match &run {
-                Some(r) => store.events_after(0, Some(r), u32::MAX).await?,
-                None => store.all_events().await?,
+            let events = match (&run, format) {
+                (_, audit::ExportFormat::Bundle) => Vec::new(),
+                (Some(r), _) => store.events_after(0, Some(r), u32::MAX).await?,
+                (None, _) => store.all_events().await?,
             };
             let mut sink: Box<dyn Write> = match &out {
                 Some(path) => Box::new(std::io::BufWriter::new(
@@ -163,17 +167,36 @@ pub async fn run_audit(cmd: AuditCmd) -> anyhow::Result<ExitCode> {
                 )),
                 None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
             };
-            audit::export(&events, format, &mut sink)?;
+            if format == audit::ExportFormat::Bundle {
+                // With the public key, the head's signature and the checkpoints sent out.
+                let now = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
+                let bundle = store
+                    .audit_bundle(
+                        audit::iso_utc(now),
+                        "lockstep audit export",
+                        crate::engine::audit_bundle::checkpoints_beside(&db.db),
+                    )
+                    .await?;
+                serde_json::to_writer_pretty(&mut sink, &bundle)?;
+                sink.write_all(b"\n")?;
+            } else {
+                audit::export(&events, format, &mut sink)?;
+            }
             sink.flush()?;
             Ok(ExitCode::SUCCESS)
         }
     }
 }
 
-/// `audit verify --export FILE`: exit 0 when the export verifies, 1 naming the first bad event,
-/// 2 (an error) when the file cannot be read or is not an export.
-fn verify_export(file: &std::path::Path) -> anyhow::Result<ExitCode> {
+/// `audit verify --export FILE [--key KEY]`: exit 0 when the export verifies, 1 naming the first
+/// bad event, 2 (an error) when a file cannot be read or is not an export or a key. With `--key`
+/// (the server's public key, obtained out of band) the export must be signed by that key.
+fn verify_export(
+    file: &std::path::Path,
+    key: Option<&std::path::Path>,
+) -> anyhow::Result<ExitCode> {
     use crate::engine::audit_bundle::{self, Bundle};
+    let held = key.map(audit::VerifyingKey::load).transpose()?;
     let size = std::fs::metadata(file)
         .with_context(|| format!("cannot read {}", file.display()))?
         .len();
@@ -187,7 +210,13 @@ fn verify_export(file: &std::path::Path) -> anyhow::Result<ExitCode> {
     let text =
         std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     let bundle = Bundle::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-    let verdict = audit_bundle::verify(&bundle);
+    let verdict = audit_bundle::verify(&bundle, held.as_ref());
+    for a in &verdict.acknowledged {
+        println!(
+            "acknowledged break: {} — acknowledged by {} at event {}: {}",
+            a.problem, a.by, a.ack_event, a.reason
+        );
+    }
     println!("{}", verdict.line());
     Ok(if verdict.problem.is_none() {
         ExitCode::SUCCESS

@@ -74,12 +74,16 @@ signed checkpoints held elsewhere, which catches a rewrite even by someone holdi
 
 With --export FILE, checks an export written by `lockstep audit export --format bundle` (or the
 Audit page's verifiable export) without any database: the chain from its first event, the head
-recorded at export (so an appended or removed last event is found), and every signature present.
+recorded at export (so an appended or removed last event is found), every event's signature and
+the head's under the export's public key, and the checkpoints it carries. The verdict names the
+key's fingerprint: compare it with the server's, or pass --key with the server's public key
+(audit-signing.key.pub, obtained out of band) and the export must be signed by that key.
 
 Examples:
   lockstep audit verify
   lockstep audit verify --db /var/lib/lockstep/lockstep.db
   lockstep audit verify --export change-2041-audit.json
+  lockstep audit verify --export change-2041-audit.json --key audit-signing.key.pub
   lockstep audit verify --checkpoints /mnt/syslog-copy/audit-checkpoints.jsonl
 
 Environment:

@@ -270,6 +270,14 @@ async fn audit_events_read_as_sentences_with_the_run_named_and_comments_searchab
     let all = app.state.store.all_events().await.unwrap();
     assert_eq!(bundle.events.len(), all.len());
     assert_eq!(bundle.exported_by, "vera");
-    let verdict = lockstep::engine::audit_bundle::verify(&bundle);
+    let verdict = lockstep::engine::audit_bundle::verify(&bundle, None);
     assert_eq!(verdict.problem, None, "{}", verdict.line());
+    // Every event carries its signature, checked under the key the export names.
+    assert_eq!(verdict.signed as usize, all.len(), "{}", verdict.line());
+    assert!(verdict.head_signed, "{}", verdict.line());
+    assert!(
+        verdict.key_id.is_some() && bundle.signing_key.is_some(),
+        "{}",
+        verdict.line()
+    );
 }

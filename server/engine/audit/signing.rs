@@ -103,6 +103,16 @@ impl VerifyingKey {
         }
     }
 
+    /// The key as [`VerifyingKey::public_base64`] writes it (an export's `signing_key`);
+    /// `None` unless it is base64 of 32 bytes.
+    pub fn from_base64(text: &str) -> Option<VerifyingKey> {
+        base64::engine::general_purpose::STANDARD
+            .decode(text.trim())
+            .ok()
+            .filter(|k| k.len() == 32)
+            .map(|k| VerifyingKey::from_public(&k))
+    }
+
     pub fn public_base64(&self) -> String {
         base64::engine::general_purpose::STANDARD.encode(&self.public)
     }

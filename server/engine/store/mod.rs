@@ -29,6 +29,7 @@ use super::machine::{Millis, Refusal};
 
 mod chain;
 mod claim;
+mod export;
 mod group;
 mod head;
 mod queries;

@@ -250,12 +250,17 @@ pub async fn export_bundle(
     me: CurrentUser,
 ) -> Result<Response, AppError> {
     me.require(Role::Viewer)?;
-    let events = state.store.all_events().await.map_err(engine_error)?;
-    let bundle = crate::engine::audit_bundle::Bundle::new(
-        events,
-        audit::iso_utc(state.clock.now_ms()),
-        &me.user.name,
-    );
+    // The checkpoints `serve` sends out beside the database (see `audit_bundle`).
+    let checkpoints = crate::engine::audit_bundle::checkpoints_beside(state.store.path());
+    let bundle = state
+        .store
+        .audit_bundle(
+            audit::iso_utc(state.clock.now_ms()),
+            &me.user.name,
+            checkpoints,
+        )
+        .await
+        .map_err(engine_error)?;
     let body = serde_json::to_vec_pretty(&bundle).map_err(|e| AppError::Internal(e.into()))?;
     Ok((
         [
