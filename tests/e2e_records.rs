@@ -3,7 +3,9 @@
 //! Chromium prints the change record to PDF (`--print-to-pdf`) and its text (`pdftotext`) holds
 //! the summary, every approval with its whole comment and every manual task with who did it;
 //! and the Audit page's verifiable export passes `lockstep audit verify --export` as exported
-//! and fails, naming the event, once one event is edited, removed or appended.
+//! (naming the server's key fingerprint, and with `--key` its public key file) and fails, naming
+//! the event, once one event is edited, removed or appended, or edited and re-chained without
+//! the signing key.
 
 mod e2e_common;
 
@@ -142,9 +144,15 @@ fn looks_like_json(text: &str) -> Option<&str> {
 }
 
 fn verify_export(file: &Path) -> (bool, String) {
+    verify_export_with(file, &[])
+}
+
+/// `lockstep audit verify --export FILE` with `extra` arguments (`--key PUB`).
+fn verify_export_with(file: &Path, extra: &[&std::ffi::OsStr]) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_lockstep"))
         .args(["audit", "verify", "--export"])
         .arg(file)
+        .args(extra)
         .output()
         .unwrap();
     (
@@ -353,6 +361,32 @@ async fn the_records_of_a_finished_clustered_run_read_print_and_verify() {
     let bundle: Value = serde_json::from_str(&bundle_text).unwrap();
     let n = bundle["events"].as_array().unwrap().len();
     assert!(n > 10);
+    // Every event signed, checked under the key the export names — the server's own: its
+    // public key file (what an auditor obtains out of band) gives the same fingerprint.
+    let public = site.dir.path().join("data").join("audit-signing.key.pub");
+    let public_key = std::fs::read_to_string(&public)
+        .unwrap_or_else(|e| panic!("{}: {e}", public.display()));
+    assert_eq!(
+        bundle["signing_key"]["public_key"].as_str(),
+        public_key.split_whitespace().nth(1),
+        "the export carries the server's public key"
+    );
+    let key_id = bundle["signing_key"]["key_id"].as_str().unwrap();
+    assert!(
+        said.contains(&format!("all {n} signatures valid, signed by key {key_id}"))
+            && said.contains("head signed"),
+        "the verdict names the key's fingerprint: {said}"
+    );
+    assert!(
+        bundle["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["sig"].as_str().is_some_and(|s| s.contains(key_id))),
+        "each event carries its signature"
+    );
+    let (ok, said) = verify_export_with(&fresh, &["--key".as_ref(), public.as_os_str()]);
+    assert!(ok && said.contains("the key you hold"), "{said}");
 
     let tampered = |name: &str, change: &dyn Fn(&mut Vec<Value>)| {
         let mut b = bundle.clone();
@@ -378,5 +412,38 @@ async fn the_records_of_a_finished_clustered_run_read_print_and_verify() {
     assert!(
         !ok && said.contains(&format!("BROKEN at event {}", n + 1)),
         "appended: {said}"
+    );
+    // Forged but correctly chained: event 9 edited, every hash after it rebuilt and the head
+    // moved to the new last hash — a consistent chain, made without the signing key.
+    let (ok, said) = tampered("rechained.json", &|events| {
+        let mut chain: Vec<lockstep::engine::audit::AuditEvent> = events
+            .iter()
+            .map(|e| serde_json::from_value(e.clone()).unwrap())
+            .collect();
+        chain[8].actor = "mallory".into();
+        for i in 8..chain.len() {
+            if i > 8 {
+                chain[i].prev_hash = chain[i - 1].hash.clone();
+            }
+            chain[i].hash = lockstep::engine::audit::event_hash(&chain[i]);
+        }
+        *events = chain
+            .iter()
+            .map(|e| serde_json::to_value(e).unwrap())
+            .collect();
+    });
+    assert!(!ok, "a re-chained forgery passed: {said}");
+    let mut check = bundle.clone();
+    let rechained: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("rechained.json")).unwrap())
+            .unwrap();
+    check["events"] = rechained["events"].clone();
+    check["head"]["hash"] = rechained["events"][n - 1]["hash"].clone();
+    let file = dir.path().join("rechained-head.json");
+    std::fs::write(&file, serde_json::to_string(&check).unwrap()).unwrap();
+    let (ok, said) = verify_export(&file);
+    assert!(
+        !ok && said.contains("BROKEN at event 9") && said.contains("signature"),
+        "rechained: {said}"
     );
 }
