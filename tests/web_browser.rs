@@ -6,5 +6,7 @@ mod app;
 mod browser;
 #[path = "web/cockpit.rs"]
 mod cockpit;
+#[path = "web/estate_live.rs"]
+mod estate_live;
 #[path = "web/webdriver.rs"]
 mod webdriver;

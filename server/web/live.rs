@@ -10,6 +10,8 @@
 //! first connection) first gets the current state of everything touched since then, read back
 //! from the event log and the step log. At a terminal state the stream sends `done` and ends.
 //!
+//! The same hub drives the Data Center pages' drawings (see `live/estate.rs`).
+//!
 //! Two more kinds of update carry no SSE id (they are not engine events): step log lines, which
 //! the hub follows from [`StepLog`] and renders once as an append to the card's log, and the list
 //! of who is watching, pushed when someone opens or closes the page.
@@ -28,8 +30,11 @@ use crate::web::auth::Role;
 use crate::web::runview::{self, Viewer};
 use crate::web::{AppError, Clock};
 
+mod estate;
 mod hub;
 mod stream;
+
+pub use estate::{EstateJoin, Renderer};
 
 pub use stream::stream;
 
@@ -108,6 +113,10 @@ pub struct Live {
     lines_seen: AtomicI64,
     clock: Clock,
     feeds: Mutex<HashMap<String, RunFeed>>,
+    /// Data Center pages being watched (see `live/estate.rs`).
+    estates: Mutex<estate::EstateFeeds>,
+    /// Each run's Data Center, as the estate feeds look it up.
+    run_inventory: Mutex<HashMap<String, String>>,
 }
 
 impl Live {
@@ -119,6 +128,8 @@ impl Live {
             store,
             clock,
             feeds: Mutex::new(HashMap::new()),
+            estates: Mutex::new(HashMap::new()),
+            run_inventory: Mutex::new(HashMap::new()),
         });
         let weak = Arc::downgrade(&live);
         let events = live.store.subscribe();

@@ -39,6 +39,10 @@ pub struct ServerBox {
     pub health_class: String,
     /// Whether a run's step is moving or waiting on this server now.
     pub busy: bool,
+    /// The state of the run's step on this server ([`StepState::class`]), empty for none.
+    pub step_state: &'static str,
+    /// The step's state and whole title in words (the box's line may be cut), for `<title>`.
+    pub step_words: String,
 }
 
 /// One line of text inside a server box, at its baseline `y`.
@@ -57,9 +61,63 @@ pub struct ServerDetail {
     /// the inventory's recorded versions.
     pub versions: Vec<String>,
     pub health: String,
-    /// While a run is active: the step on this server that is moving or waiting for people,
-    /// in words ("Stop Data Center services — running").
-    pub step: Option<String>,
+    /// While a run is active: the step on this server that is moving, waiting for a person,
+    /// failed or last done.
+    pub step: Option<StepOnServer>,
+}
+
+/// A run's step on a server, as the drawing shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepOnServer {
+    pub title: String,
+    pub state: StepState,
+}
+
+/// What a server's step is doing, in the four states a person reads at a glance. Each has a
+/// word and a sign, so the state never rests on colour alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum StepState {
+    Done,
+    Running,
+    Waiting,
+    Failed,
+}
+
+impl StepState {
+    pub fn word(self) -> &'static str {
+        match self {
+            StepState::Running => "running",
+            StepState::Waiting => "waiting for a person",
+            StepState::Failed => "failed",
+            StepState::Done => "done",
+        }
+    }
+
+    pub fn sign(self) -> &'static str {
+        match self {
+            StepState::Running => "▶",
+            StepState::Waiting => "‖",
+            StepState::Failed => "✖",
+            StepState::Done => "✔",
+        }
+    }
+
+    /// A CSS class and `data-step` value.
+    pub fn class(self) -> &'static str {
+        match self {
+            StepState::Running => "running",
+            StepState::Waiting => "waiting",
+            StepState::Failed => "failed",
+            StepState::Done => "done",
+        }
+    }
+}
+
+impl StepOnServer {
+    /// "✔ done: Stop Data Center services".
+    pub fn words(&self) -> String {
+        format!("{} {}: {}", self.state.sign(), self.state.word(), self.title)
+    }
 }
 
 /// A dashed line joining the two members of a pair.
@@ -103,7 +161,7 @@ fn lines_of(
             lines.push((format!("Windows {}", s.windows.as_str()), "version"));
         }
     }
-    if let Some(step) = detail.and_then(|d| d.step.as_ref()) {
+    if let Some(step) = detail.and_then(|d| d.step.as_ref()).map(StepOnServer::words) {
         // A step title can be long: cut it to the box (the title element has it whole).
         let short: String = if step.chars().count() > STEP_CHARS {
             let mut t: String = step.chars().take(STEP_CHARS - 1).collect();
@@ -198,7 +256,16 @@ pub fn draw_with(inv: &Inventory, detail: &BTreeMap<String, ServerDetail>) -> Dr
                     .filter(|h| !h.is_empty())
                     .unwrap_or_else(|| "unknown".into()),
                 health_class: String::new(),
-                busy: d.is_some_and(|d| d.step.is_some()),
+                busy: d
+                    .and_then(|d| d.step.as_ref())
+                    .is_some_and(|s| matches!(s.state, StepState::Running | StepState::Waiting)),
+                step_state: d
+                    .and_then(|d| d.step.as_ref())
+                    .map_or("", |s| s.state.class()),
+                step_words: d
+                    .and_then(|d| d.step.as_ref())
+                    .map(StepOnServer::words)
+                    .unwrap_or_default(),
             });
             if let Some(b) = drawing.servers.last_mut() {
                 b.health_class = format!("agent-{}", b.health.replace(' ', "-"));
@@ -277,10 +344,10 @@ mod tests {
                     "SQL Server 2016".into(),
                 ],
                 health: "online".into(),
-                step: Some(
-                    "Upgrade the Registration Master with Data Center Setup — awaiting operator"
-                        .into(),
-                ),
+                step: Some(StepOnServer {
+                    title: "Upgrade the Registration Master with Data Center Setup".into(),
+                    state: StepState::Waiting,
+                }),
             },
         );
         let d = draw_with(&inv, &detail);

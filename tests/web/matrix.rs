@@ -94,6 +94,8 @@ fn routes(run: &str) -> Vec<Route> {
             vec![],
         ),
         page("GET", s("/overview/events"), Viewer, vec![]),
+        page("GET", s("/datacenters/x/drawing"), Viewer, vec![]),
+        page("GET", s("/datacenters/x/events"), Viewer, vec![]),
         page("GET", format!("/runs/{run}/steps/gate"), Viewer, vec![]),
         page(
             "GET",

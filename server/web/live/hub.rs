@@ -86,6 +86,7 @@ pub(super) async fn hub(
 }
 
 async fn on_event(live: &Live, cache: &mut HashMap<String, Cached>, event: &AuditEvent) {
+    live.estate_event(event).await;
     let Some(run_id) = event.run_id.clone() else {
         return;
     };

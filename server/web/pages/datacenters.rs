@@ -18,6 +18,7 @@ use crate::web::views::{fmt_time, html, see_other, Chrome};
 use crate::web::{datacenters, AppError, AppState};
 
 pub mod drawing;
+pub mod events;
 mod facts;
 
 pub struct DcRow {

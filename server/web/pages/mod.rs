@@ -41,6 +41,10 @@ pub fn routes() -> Router<AppState> {
             "/datacenters/{name}/drawing",
             get(datacenters::drawing::live),
         )
+        .route(
+            "/datacenters/{name}/events",
+            get(datacenters::events::events),
+        )
         .route("/runbooks", get(runbooks::list))
         .route("/runbooks/{id}", get(runbooks::show))
         .route("/agents", get(agents::page))

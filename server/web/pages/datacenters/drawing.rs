@@ -1,8 +1,9 @@
 //! The Data Center drawing as a live region: each server's versions from its agent's latest
-//! facts, its agent's health, and — while a run on this Data Center is active — the step moving
-//! or waiting on it. The page includes [`DrawingPartial`]; `/datacenters/NAME/drawing` answers
-//! the same partial alone, which htmx fetches again every few seconds (quickly while a run is
-//! active, slowly otherwise) and swaps in place, so boxes change state without a reload.
+//! facts, its agent's health, and — while a run on this Data Center is active — the state of
+//! its step on each server (running, waiting for a person, failed, done). The page includes
+//! [`DrawingPartial`]; the page's event stream (`events.rs`) sends the same partial again,
+//! out of band, whenever one of the Data Center's runs moves, so boxes change state without a
+//! reload. `/datacenters/NAME/drawing` answers the partial alone (scripts, tests).
 
 use std::collections::BTreeMap;
 
@@ -16,21 +17,18 @@ use crate::executors::agent::registry::StoredFacts;
 use crate::knowledge::inventory::Inventory;
 use crate::web::auth::{CurrentUser, Role};
 use crate::web::datacenters;
-use crate::web::topology::{self, ServerDetail};
+use crate::web::topology::{self, ServerDetail, StepOnServer, StepState};
 use crate::web::{engine_error, AppError, AppState};
-
-/// Seconds between refreshes while a run is active, and otherwise.
-const ACTIVE_EVERY_SECS: u32 = 2;
-const IDLE_EVERY_SECS: u32 = 15;
 
 #[derive(Template)]
 #[template(path = "partials/dc_drawing.html")]
 pub struct DrawingPartial {
     pub name: String,
     pub svg: TopologySvg,
-    pub every_secs: u32,
     /// Active runs on this Data Center: (run id, "CHG-1 · upgrade-8.11").
     pub active: Vec<(String, String)>,
+    /// Sent on the event stream: swapped in by id.
+    pub oob: bool,
 }
 
 /// Each server's versions from its agent's latest facts and its agent's health.
@@ -65,16 +63,18 @@ fn details(
         .collect()
 }
 
-/// A step worth showing on its server: moving, or waiting for people.
-fn showing(status: StepStatus) -> bool {
-    status.is_in_flight()
-        || matches!(
-            status,
-            StepStatus::AwaitingApproval
-                | StepStatus::AwaitingOperator
-                | StepStatus::OutcomeUnknown
-                | StepStatus::Failed
-        )
+/// What a step shows on its server while its run is active (`None`: nothing to show).
+fn state_of(status: StepStatus) -> Option<StepState> {
+    match status {
+        s if s.is_in_flight() => Some(StepState::Running),
+        // An unknown outcome waits for a person to say what happened.
+        StepStatus::AwaitingApproval | StepStatus::AwaitingOperator | StepStatus::OutcomeUnknown => {
+            Some(StepState::Waiting)
+        }
+        StepStatus::Failed => Some(StepState::Failed),
+        StepStatus::Succeeded => Some(StepState::Done),
+        _ => None,
+    }
 }
 
 /// The drawing of `inv` (stored as `dc_name`) now.
@@ -95,33 +95,46 @@ pub async fn build(
             run.id.clone(),
             format!("{} · {}", run.change_ticket, run.runbook),
         ));
+        // Per server, the step that matters most: failed, then waiting, then running, then
+        // the last one done; the newest of equals.
+        let mut chosen: BTreeMap<String, (StepState, i64, String)> = BTreeMap::new();
         for step in state.store.steps(&run.id).await.map_err(engine_error)? {
-            let Some(host) = step.spec.host.as_deref() else {
+            let (Some(host), Some(st)) = (step.spec.host.as_deref(), state_of(step.status)) else {
                 continue;
             };
-            if showing(step.status) {
-                let d = detail.entry(host.to_string()).or_default();
-                d.step = Some(format!(
-                    "{} — {}",
-                    step.spec.title,
-                    step.status.as_str().replace('_', " ")
-                ));
+            let key = (st, step.updated_at);
+            let slot = chosen.entry(host.to_string()).or_insert((st, i64::MIN, String::new()));
+            if key > (slot.0, slot.1) {
+                *slot = (st, step.updated_at, step.spec.title.clone());
             }
+        }
+        for (host, (st, _, title)) in chosen {
+            detail.entry(host).or_default().step = Some(StepOnServer { title, state: st });
         }
     }
     Ok(DrawingPartial {
         name: dc_name.to_string(),
-        every_secs: if active.is_empty() {
-            IDLE_EVERY_SECS
-        } else {
-            ACTIVE_EVERY_SECS
-        },
+        oob: false,
         svg: TopologySvg {
             name: inv.name.clone(),
             d: topology::draw_with(inv, &detail),
         },
         active,
     })
+}
+
+/// The drawing of the stored Data Center `name` now.
+pub async fn current(state: &AppState, name: &str) -> Result<DrawingPartial, AppError> {
+    let dc = datacenters::current(&state.pool, name)
+        .await?
+        .ok_or_else(|| AppError::NotFound(format!("no Data Center named `{name}`")))?;
+    let inv = dc
+        .inventory()
+        .map_err(|e| AppError::Conflict(format!("the stored inventory no longer parses: {e}")))?;
+    let enrolled = crate::executors::agent::registry::list(&state.pool).await?;
+    let (agents, _) = facts::facts(&inv, &enrolled, state.clock.now());
+    let stored = crate::executors::agent::registry::all_facts(&state.pool).await?;
+    build(state, &inv, &dc.name, &agents, &stored).await
 }
 
 /// `GET /datacenters/NAME/drawing`: the live region alone.
@@ -131,16 +144,7 @@ pub async fn live(
     Path(name): Path<String>,
 ) -> Result<Response, AppError> {
     me.require(Role::Viewer)?;
-    let dc = datacenters::current(&state.pool, &name)
-        .await?
-        .ok_or_else(|| AppError::NotFound(format!("no Data Center named `{name}`")))?;
-    let inv = dc
-        .inventory()
-        .map_err(|e| AppError::Conflict(format!("the stored inventory no longer parses: {e}")))?;
-    let enrolled = crate::executors::agent::registry::list(&state.pool).await?;
-    let (agents, _) = facts::facts(&inv, &enrolled, state.clock.now());
-    let stored = crate::executors::agent::registry::all_facts(&state.pool).await?;
-    let partial = build(&state, &inv, &dc.name, &agents, &stored).await?;
+    let partial = current(&state, &name).await?;
     let body = partial.render().map_err(|e| AppError::Internal(e.into()))?;
     Ok(Html(body).into_response())
 }
