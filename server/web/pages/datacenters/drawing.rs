@@ -148,3 +148,42 @@ pub async fn live(
     let body = partial.render().map_err(|e| AppError::Internal(e.into()))?;
     Ok(Html(body).into_response())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_servers_step_shows_in_words_and_every_text_is_escaped() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/standalone.toml");
+        let inv = Inventory::load(&path).expect("example inventory parses");
+        let mut detail = BTreeMap::new();
+        detail.insert(
+            "FABDC01".to_string(),
+            ServerDetail {
+                versions: Vec::new(),
+                health: "online".into(),
+                step: Some(StepOnServer {
+                    title: "<script>alert(1)</script> & \"x\"".into(),
+                    state: StepState::Failed,
+                }),
+            },
+        );
+        let partial = DrawingPartial {
+            name: "A <b>DC</b>".into(),
+            svg: TopologySvg {
+                name: inv.name.clone(),
+                d: topology::draw_with(&inv, &detail),
+            },
+            active: vec![("r1".into(), "<i>CHG-1</i> · upgrade-8.11".into())],
+            oob: true,
+        };
+        let html = partial.render().unwrap();
+        assert!(!html.contains("<script>") && !html.contains("<i>"), "{html}");
+        assert!(html.contains("✖ failed: &#60;script&#62;") || html.contains("✖ failed: &lt;script&gt;"), "{html}");
+        assert!(html.contains("data-step=\"failed\""), "{html}");
+        assert!(html.contains("hx-swap-oob=\"true\""), "{html}");
+        // Servers without a step say so by an empty state, not by a missing attribute.
+        assert!(html.contains("id=\"server-FABWEB01\" data-step=\"\""), "{html}");
+    }
+}
