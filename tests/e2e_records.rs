@@ -364,8 +364,8 @@ async fn the_records_of_a_finished_clustered_run_read_print_and_verify() {
     // Every event signed, checked under the key the export names — the server's own: its
     // public key file (what an auditor obtains out of band) gives the same fingerprint.
     let public = site.dir.path().join("data").join("audit-signing.key.pub");
-    let public_key = std::fs::read_to_string(&public)
-        .unwrap_or_else(|e| panic!("{}: {e}", public.display()));
+    let public_key =
+        std::fs::read_to_string(&public).unwrap_or_else(|e| panic!("{}: {e}", public.display()));
     assert_eq!(
         bundle["signing_key"]["public_key"].as_str(),
         public_key.split_whitespace().nth(1),

@@ -425,7 +425,9 @@ mod tests {
 
     fn key() -> signing::SigningKey {
         let dir = tempfile::tempdir().unwrap();
-        signing::SigningKey::load_or_create(&dir.path().join("k")).unwrap().0
+        signing::SigningKey::load_or_create(&dir.path().join("k"))
+            .unwrap()
+            .0
     }
 
     /// `n` events chained from the genesis, signed by `k` when given.
@@ -510,10 +512,14 @@ mod tests {
     fn a_signed_export_verifies_naming_the_key_and_a_rehashed_event_is_named_by_its_signature() {
         let k = key();
         let b = signed(4, &k);
-        let v = verify(&Bundle::parse(&serde_json::to_string(&b).unwrap()).unwrap(), None);
+        let v = verify(
+            &Bundle::parse(&serde_json::to_string(&b).unwrap()).unwrap(),
+            None,
+        );
         assert_eq!((v.problem.clone(), v.signed), (None, 4), "{}", v.line());
         assert!(
-            v.line().contains(&format!("signed by key {}", k.verifying().key_id))
+            v.line()
+                .contains(&format!("signed by key {}", k.verifying().key_id))
                 && v.line().contains("head signed"),
             "{}",
             v.line()
@@ -528,7 +534,12 @@ mod tests {
         let last = forged.events.last().unwrap().hash.clone();
         forged.head.as_mut().unwrap().hash = last;
         let p = verify(&forged, None).problem.unwrap();
-        assert_eq!((p.event_id, p.kind.as_str()), (2, "signature"), "{}", p.what);
+        assert_eq!(
+            (p.event_id, p.kind.as_str()),
+            (2, "signature"),
+            "{}",
+            p.what
+        );
         // Signatures stripped from the forgery: unsigned after signed is named too.
         let mut stripped = forged.clone();
         stripped.events[1].sig = None;
@@ -583,7 +594,12 @@ mod tests {
             sig: None,
         });
         let p = verify(&b, None).problem.unwrap();
-        assert_eq!((p.event_id, p.kind.as_str()), (5, "checkpoint"), "{}", p.what);
+        assert_eq!(
+            (p.event_id, p.kind.as_str()),
+            (5, "checkpoint"),
+            "{}",
+            p.what
+        );
     }
 
     #[test]
@@ -596,8 +612,13 @@ mod tests {
             .unwrap_err()
             .contains("`x`"));
         let mut b = serde_json::to_value(bundle(1)).unwrap();
-        b["signing_key"] = serde_json::json!({"algorithm": "ed25519", "public_key": "AAAA", "key_id": "x"});
+        b["signing_key"] =
+            serde_json::json!({"algorithm": "ed25519", "public_key": "AAAA", "key_id": "x"});
         let v = verify(&Bundle::parse(&b.to_string()).unwrap(), None);
-        assert!(v.line().contains("not base64 of a 32-byte key"), "{}", v.line());
+        assert!(
+            v.line().contains("not base64 of a 32-byte key"),
+            "{}",
+            v.line()
+        );
     }
 }

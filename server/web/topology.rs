@@ -116,7 +116,12 @@ impl StepState {
 impl StepOnServer {
     /// "✔ done: Stop Data Center services".
     pub fn words(&self) -> String {
-        format!("{} {}: {}", self.state.sign(), self.state.word(), self.title)
+        format!(
+            "{} {}: {}",
+            self.state.sign(),
+            self.state.word(),
+            self.title
+        )
     }
 }
 
@@ -161,7 +166,10 @@ fn lines_of(
             lines.push((format!("Windows {}", s.windows.as_str()), "version"));
         }
     }
-    if let Some(step) = detail.and_then(|d| d.step.as_ref()).map(StepOnServer::words) {
+    if let Some(step) = detail
+        .and_then(|d| d.step.as_ref())
+        .map(StepOnServer::words)
+    {
         // A step title can be long: cut it to the box (the title element has it whole).
         let short: String = if step.chars().count() > STEP_CHARS {
             let mut t: String = step.chars().take(STEP_CHARS - 1).collect();

@@ -38,10 +38,7 @@ async fn wait_step(app: &TestApp, run: &str, step: &str, status: StepStatus) {
         if now == status {
             return;
         }
-        assert!(
-            Instant::now() < deadline,
-            "{step} is {now}, never {status}"
-        );
+        assert!(Instant::now() < deadline, "{step} is {now}, never {status}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -68,7 +65,13 @@ async fn during_a_run_a_servers_box_changes_state_without_reload() {
         params: BTreeMap::new(),
         steps: vec![
             step("wizard", StepKind::Manual, "FABDC01", &[], "Run Setup"),
-            step("signoff", StepKind::Approval, "FABWEB01", &["wizard"], "Sign off"),
+            step(
+                "signoff",
+                StepKind::Approval,
+                "FABWEB01",
+                &["wizard"],
+                "Sign off",
+            ),
         ],
     };
     let store = &app.state.store;
@@ -134,7 +137,14 @@ async fn during_a_run_a_servers_box_changes_state_without_reload() {
     let oscar = Actor::new("oscar", &["viewer", "operator"]);
     let t = app.clock.now_ms();
     store
-        .apply_step_event(&run, "wizard", &StepEvent::Claim { actor: oscar.clone() }, t)
+        .apply_step_event(
+            &run,
+            "wizard",
+            &StepEvent::Claim {
+                actor: oscar.clone(),
+            },
+            t,
+        )
         .await
         .unwrap();
     store
@@ -172,7 +182,9 @@ async fn during_a_run_a_servers_box_changes_state_without_reload() {
     }
     assert!(b.text_of(&anchor).await.is_ok(), "the page was reloaded");
     assert_eq!(
-        b.script("return window.__notReloaded === true").await.as_bool(),
+        b.script("return window.__notReloaded === true")
+            .await
+            .as_bool(),
         Some(true),
         "the page was reloaded"
     );

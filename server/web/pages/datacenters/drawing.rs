@@ -68,9 +68,9 @@ fn state_of(status: StepStatus) -> Option<StepState> {
     match status {
         s if s.is_in_flight() => Some(StepState::Running),
         // An unknown outcome waits for a person to say what happened.
-        StepStatus::AwaitingApproval | StepStatus::AwaitingOperator | StepStatus::OutcomeUnknown => {
-            Some(StepState::Waiting)
-        }
+        StepStatus::AwaitingApproval
+        | StepStatus::AwaitingOperator
+        | StepStatus::OutcomeUnknown => Some(StepState::Waiting),
         StepStatus::Failed => Some(StepState::Failed),
         StepStatus::Succeeded => Some(StepState::Done),
         _ => None,
@@ -103,7 +103,9 @@ pub async fn build(
                 continue;
             };
             let key = (st, step.updated_at);
-            let slot = chosen.entry(host.to_string()).or_insert((st, i64::MIN, String::new()));
+            let slot = chosen
+                .entry(host.to_string())
+                .or_insert((st, i64::MIN, String::new()));
             if key > (slot.0, slot.1) {
                 *slot = (st, step.updated_at, step.spec.title.clone());
             }
@@ -155,7 +157,8 @@ mod tests {
 
     #[test]
     fn a_servers_step_shows_in_words_and_every_text_is_escaped() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/standalone.toml");
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/standalone.toml");
         let inv = Inventory::load(&path).expect("example inventory parses");
         let mut detail = BTreeMap::new();
         detail.insert(
@@ -179,11 +182,21 @@ mod tests {
             oob: true,
         };
         let html = partial.render().unwrap();
-        assert!(!html.contains("<script>") && !html.contains("<i>"), "{html}");
-        assert!(html.contains("✖ failed: &#60;script&#62;") || html.contains("✖ failed: &lt;script&gt;"), "{html}");
+        assert!(
+            !html.contains("<script>") && !html.contains("<i>"),
+            "{html}"
+        );
+        assert!(
+            html.contains("✖ failed: &#60;script&#62;")
+                || html.contains("✖ failed: &lt;script&gt;"),
+            "{html}"
+        );
         assert!(html.contains("data-step=\"failed\""), "{html}");
         assert!(html.contains("hx-swap-oob=\"true\""), "{html}");
         // Servers without a step say so by an empty state, not by a missing attribute.
-        assert!(html.contains("id=\"server-FABWEB01\" data-step=\"\""), "{html}");
+        assert!(
+            html.contains("id=\"server-FABWEB01\" data-step=\"\""),
+            "{html}"
+        );
     }
 }

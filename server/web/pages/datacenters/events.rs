@@ -54,7 +54,9 @@ async fn render(state: AppState, name: String, mut r: Renderer) {
                 last = html;
             }
             Ok(_) => {}
-            Err(e) => tracing::warn!(datacenter = %name, error = ?e, "live Data Center drawing failed"),
+            Err(e) => {
+                tracing::warn!(datacenter = %name, error = ?e, "live Data Center drawing failed")
+            }
         }
     }
 }
