@@ -697,3 +697,79 @@ async fn the_key_head_and_database_are_private_files() {
         assert_eq!(mode, 0o600, "{}", f.display());
     }
 }
+
+#[tokio::test]
+async fn a_bundle_export_carries_signatures_key_head_and_checkpoints_and_verifies_against_the_key_held(
+) {
+    let (dir, db, _) = recorded().await;
+    let bin = env!("CARGO_BIN_EXE_lockstep");
+    // One checkpoint sent out, where `serve` would write it (beside the database).
+    let store = Store::open(&db).await.unwrap();
+    let checkpoints = dir.path().join("audit-checkpoints.jsonl");
+    assert_eq!(
+        store
+            .write_checkpoint(&checkpoints, None, 50)
+            .await
+            .unwrap(),
+        Some(20)
+    );
+    drop(store);
+    let file = dir.path().join("bundle.json");
+    let out = Command::new(bin)
+        .args(["audit", "export", "--format", "bundle", "--db"])
+        .arg(&db)
+        .arg("--out")
+        .arg(&file)
+        .env_remove("LOCKSTEP_AUDIT_CHECKPOINTS")
+        .env_remove("LOCKSTEP_AUDIT_KEY")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bundle =
+        lockstep::engine::audit_bundle::Bundle::parse(&std::fs::read_to_string(&file).unwrap())
+            .unwrap();
+    let key = bundle.signing_key.clone().expect("the public key");
+    assert_eq!(bundle.events.len(), 20);
+    assert!(bundle
+        .events
+        .iter()
+        .all(|e| e.sig.as_deref().is_some_and(|s| s.contains(&key.key_id))));
+    assert!(bundle.head.as_ref().is_some_and(|h| h.sig.is_some()));
+    assert_eq!(bundle.checkpoints.len(), 1);
+
+    let verify = |key: &Path| {
+        let out = Command::new(bin)
+            .args(["audit", "verify", "--export"])
+            .arg(&file)
+            .arg("--key")
+            .arg(key)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+        )
+    };
+    let public = dir.path().join("audit-signing.key.pub");
+    let (ok, said) = verify(&public);
+    assert!(ok, "{said}");
+    assert!(
+        said.contains(&format!(
+            "all 20 signatures valid, signed by key {} (the key you hold); head signed; 1 checkpoints agree",
+            key.key_id
+        )),
+        "{said}"
+    );
+    // Another server's key: the export is not signed by the key the auditor holds.
+    let other = dir.path().join("other.key");
+    let (other_key, _) = audit::SigningKey::load_or_create(&other).unwrap();
+    let (ok, said) = verify(&dir.path().join("other.key.pub"));
+    assert!(
+        !ok && said.contains(&key.key_id) && said.contains(&other_key.verifying().key_id),
+        "{said}"
+    );
+}
