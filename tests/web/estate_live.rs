@@ -160,6 +160,7 @@ async fn during_a_run_a_servers_box_changes_state_without_reload() {
         .await
         .unwrap();
     app.state.wake();
+    let completed = Instant::now();
 
     // After: the database server's box reads done, the web server's waits — on the same page.
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -171,6 +172,10 @@ async fn during_a_run_a_servers_box_changes_state_without_reload() {
             assert!(
                 web_text.contains("‖ waiting for a person: Step signoff"),
                 "{web_text}"
+            );
+            eprintln!(
+                "task completed → the boxes changed on the open page after {:?}",
+                completed.elapsed()
             );
             break;
         }
