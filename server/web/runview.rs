@@ -7,11 +7,13 @@ use askama::Template;
 
 pub mod attention;
 pub mod deliveries;
+pub mod gate;
 pub mod timeline;
 
 use std::collections::HashMap;
 
-use crate::engine::machine::{RunStatus, StepStatus};
+use crate::engine::machine::{Actor, RunStatus, StepStatus};
+use crate::engine::policy::{self, Control, Parties};
 use crate::engine::steplog::{LogLine, StepTail};
 use crate::engine::store::{RunRecord, StepRecord};
 use crate::knowledge::plan::StepKind;
@@ -24,7 +26,12 @@ use crate::web::words;
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Viewer {
     pub role: Role,
+    /// The viewer is the run's requester (as a person: a second account of theirs counts).
     pub is_requester: bool,
+    /// The viewer's person, on pages rendered for one session; `None` on partials pushed to
+    /// every watcher with the same role (which then leave out only what the requester may not
+    /// do, and show claim-bound controls to anyone with the role; the engine refuses the rest).
+    pub person: Option<String>,
     /// Only pages rendered for one session carry the token in hidden fields (forms without
     /// JavaScript); partials pushed to many watchers leave it empty and htmx sends the header.
     pub csrf: String,
@@ -187,6 +194,50 @@ impl StepCard {
     }
 }
 
+impl Viewer {
+    /// The viewer as the engine's policy sees a person: their roles and their person (for a
+    /// pushed partial, the requester or "someone else").
+    pub fn actor(&self, run: &RunRecord) -> Actor {
+        let roles: Vec<&str> = Role::ALL
+            .iter()
+            .filter(|r| self.role.allows(**r))
+            .map(|r| r.as_str())
+            .collect();
+        let person = match (&self.person, self.is_requester) {
+            (Some(p), _) => p.clone(),
+            (None, true) => run.state.requester_person().to_string(),
+            // Nobody's person: matches no requester, claimer or approver.
+            (None, false) => "\u{1}another person".to_string(),
+        };
+        Actor::new(person.clone(), &roles)
+    }
+
+    /// Whether the engine would let this viewer use `control` given `parties`: the same
+    /// [`policy::check`] the state machines enforce on every transition, so a page never offers
+    /// what the engine would refuse.
+    pub fn may(&self, run: &RunRecord, control: Control, parties: &Parties<'_>) -> bool {
+        policy::check(control, &self.actor(run), parties).is_ok()
+    }
+
+    /// [`Viewer::may`] for a run-level control.
+    pub fn may_on_run(&self, run: &RunRecord, control: Control) -> bool {
+        let parties = Parties {
+            requester: run.state.requester_person(),
+            ..Parties::default()
+        };
+        self.may(run, control, &parties)
+    }
+
+    /// Whether this viewer is `person` (always, on a pushed partial that does not know who).
+    fn is(&self, person: Option<&str>) -> bool {
+        match (&self.person, person) {
+            (None, _) => true,
+            (Some(me), Some(p)) => me == p,
+            (Some(_), None) => false,
+        }
+    }
+}
+
 /// DOM id of a step card: by plan position, since step ids hold characters (`@`, `.`) that
 /// would need escaping in CSS selectors.
 pub fn step_dom_id(step: &StepRecord) -> String {
@@ -333,12 +384,15 @@ pub fn run_header(
             names: watching.to_vec(),
             oob: false,
         },
+        // Which controls to show is the engine's policy table (`policy::check`), not a second
+        // opinion here; only where the run stands is read from its status.
         can_approve_start: st == RunStatus::AwaitingStartApproval
-            && viewer.role.allows(Role::Approver)
-            && !viewer.is_requester,
-        can_submit: st == RunStatus::Draft && is_op && viewer.is_requester,
-        can_pause: st == RunStatus::Running && is_op,
-        can_resume: st == RunStatus::Paused && is_op,
+            && viewer.may_on_run(run, Control::ApproveStart),
+        can_submit: st == RunStatus::Draft
+            && viewer.is_requester
+            && viewer.may_on_run(run, Control::Submit),
+        can_pause: st == RunStatus::Running && viewer.may_on_run(run, Control::Pause),
+        can_resume: st == RunStatus::Paused && viewer.may_on_run(run, Control::Resume),
         can_abort: matches!(
             st,
             RunStatus::Draft
@@ -346,14 +400,14 @@ pub fn run_header(
                 | RunStatus::Running
                 | RunStatus::Paused
                 | RunStatus::Failed
-        ) && is_op,
+        ) && viewer.may_on_run(run, Control::Abort),
         can_recover: matches!(st, RunStatus::Failed | RunStatus::Aborted)
             && run.runbook == "upgrade-8.11"
             && is_op,
         can_undo: matches!(
             st,
             RunStatus::Succeeded | RunStatus::Failed | RunStatus::Aborted
-        ) && is_op,
+        ) && viewer.may_on_run(run, Control::Undo),
         terminal,
         csrf: viewer.csrf.clone(),
         oob: false,
@@ -372,9 +426,19 @@ pub fn step_card(
         run.status,
         RunStatus::Running | RunStatus::Paused | RunStatus::Failed | RunStatus::Undoing
     );
-    let is_op = viewer.role.allows(Role::Operator);
-    let is_approver = viewer.role.allows(Role::Approver);
     let finished = st.is_terminal();
+    // The controls shown are those the engine's policy allows this viewer on this step.
+    let gate_role = step.spec.gate.as_ref().map(|g| g.role.as_str()).or(
+        (step.spec.kind == StepKind::Approval).then_some(crate::engine::machine::APPROVER_ROLE),
+    );
+    let parties = s.parties_with(run.state.requester_person(), gate_role);
+    let may = |control: Control| viewer.may(run, control, &parties);
+    let me = viewer.actor(run);
+    let approved_already = viewer.person.is_some()
+        && s
+            .approvals
+            .iter()
+            .any(|a| a.person() == me.person() && a.content_hash == step.content_hash);
     let duration = match s.dispatched_at {
         Some(d) if finished => format!("took {}", fmt_duration(ms_to_secs(step.updated_at - d))),
         Some(_) => "in progress".into(),
@@ -437,20 +501,21 @@ pub fn step_card(
         content_hash: step.content_hash.clone(),
         can_approve: run_open
             && st == StepStatus::AwaitingApproval
-            && is_approver
-            && !viewer.is_requester
-            && !s.gate_lapsed,
+            && !s.gate_lapsed
+            && !approved_already
+            && may(Control::ApproveGate),
         can_claim: run_open
             && st == StepStatus::AwaitingOperator
-            && is_op
-            && s.claimed_by.is_none(),
+            && s.claimed_by.is_none()
+            && may(Control::Claim),
         can_complete: run_open
             && st == StepStatus::AwaitingOperator
-            && is_op
-            && s.claimed_by.is_some(),
+            && s.claimed_by.is_some()
+            && viewer.is(s.claimer())
+            && may(Control::Complete),
         can_retry: run_open
             && matches!(st, StepStatus::Failed | StepStatus::OutcomeUnknown)
-            && is_op,
+            && may(Control::Retry),
         can_skip: run_open
             && matches!(
                 st,
@@ -459,9 +524,12 @@ pub fn step_card(
                     | StepStatus::Ready
                     | StepStatus::AwaitingOperator
             )
-            && is_approver
-            && step.spec.kind != StepKind::Approval,
-        can_resolve: run_open && st == StepStatus::OutcomeUnknown && is_op,
+            && step.spec.kind != StepKind::Approval
+            && gate_role.is_none()
+            && may(Control::Skip),
+        can_resolve: run_open
+            && st == StepStatus::OutcomeUnknown
+            && (may(Control::MarkDone) || may(Control::MarkFailed)),
         compact: matches!(
             st,
             StepStatus::Pending

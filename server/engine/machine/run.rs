@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::gating::{self, FindingOverride, Preflight};
 use super::{require_text, Actor, Millis, Refusal};
 use crate::engine::policy::{self, Control, Parties};
 
@@ -93,6 +94,20 @@ pub struct RunState {
     /// after the window's end (this, else the run's own `window_end`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window_extended_to: Option<Millis>,
+    /// The latest preflight (run again on submit and on approve start; see `gating`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preflight: Option<Preflight>,
+    /// Error findings approvers overrode for this run, one decision per finding.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub overrides: Vec<FindingOverride>,
+    /// The window end for which a "the forecast passes the end" warning was recorded (once per
+    /// end: an extension that is again too short warns again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_warned: Option<Millis>,
+    /// The window end at which the driver held a step that stops services or starts a phase
+    /// (recorded once per end).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_held: Option<Millis>,
 }
 
 impl RunState {
@@ -106,6 +121,10 @@ impl RunState {
             reason: None,
             undo_requested: false,
             window_extended_to: None,
+            preflight: None,
+            overrides: Vec::new(),
+            window_warned: None,
+            window_held: None,
         }
     }
 
@@ -166,6 +185,27 @@ pub enum RunEvent {
         until: Millis,
         reason: String,
     },
+    /// Engine: preflight ran again (on submit and on approve start) with the freshest facts.
+    Preflight {
+        preflight: Preflight,
+    },
+    /// An approver other than the requester accepts one error finding for this run.
+    OverrideFinding {
+        actor: Actor,
+        finding: String,
+        justification: String,
+    },
+    /// Engine: the forecast finish passes the window's end (recorded once per end).
+    WindowWarning {
+        forecast: Millis,
+        end: Millis,
+    },
+    /// Engine: the window has ended and the next step would stop services or start a phase;
+    /// the run waits for an extension (or an abort or undo). Recorded once per end.
+    WindowHold {
+        step_id: String,
+        end: Millis,
+    },
 }
 
 impl RunEvent {
@@ -181,6 +221,10 @@ impl RunEvent {
             RunEvent::Reopen { .. } => "reopen",
             RunEvent::Undo { .. } => "undo",
             RunEvent::ExtendWindow { .. } => "extend_window",
+            RunEvent::Preflight { .. } => "preflight",
+            RunEvent::OverrideFinding { .. } => "override_finding",
+            RunEvent::WindowWarning { .. } => "window_warning",
+            RunEvent::WindowHold { .. } => "window_hold",
         }
     }
 
@@ -193,8 +237,13 @@ impl RunEvent {
             | RunEvent::Abort { actor, .. }
             | RunEvent::Reopen { actor }
             | RunEvent::Undo { actor, .. }
-            | RunEvent::ExtendWindow { actor, .. } => Some(actor),
-            RunEvent::Completed | RunEvent::Stalled { .. } => None,
+            | RunEvent::ExtendWindow { actor, .. }
+            | RunEvent::OverrideFinding { actor, .. } => Some(actor),
+            RunEvent::Completed
+            | RunEvent::Stalled { .. }
+            | RunEvent::Preflight { .. }
+            | RunEvent::WindowWarning { .. }
+            | RunEvent::WindowHold { .. } => None,
         }
     }
 }
@@ -221,7 +270,13 @@ pub fn control_of(event: &RunEvent) -> Option<Control> {
         RunEvent::Abort { .. } => Control::Abort,
         RunEvent::Undo { .. } => Control::Undo,
         RunEvent::ExtendWindow { .. } => Control::ExtendWindow,
-        RunEvent::Completed | RunEvent::Stalled { .. } | RunEvent::Reopen { .. } => return None,
+        RunEvent::OverrideFinding { .. } => Control::OverrideFinding,
+        RunEvent::Completed
+        | RunEvent::Stalled { .. }
+        | RunEvent::Reopen { .. }
+        | RunEvent::Preflight { .. }
+        | RunEvent::WindowWarning { .. }
+        | RunEvent::WindowHold { .. } => return None,
     })
 }
 
@@ -256,6 +311,17 @@ pub fn apply(
         (AwaitingStartApproval, RunEvent::ApproveStart { actor, comment }) => {
             allowed(Control::ApproveStart, actor)?;
             require_text(comment, Refusal::CommentRequired)?;
+            // Preflight gates the start: every failed error is fixed or overridden by someone
+            // other than the requester (the store ran preflight again just before this).
+            let blocking = gating::blocking(state);
+            if !blocking.is_empty() {
+                return Err(Refusal::PreflightBlocks {
+                    findings: blocking
+                        .iter()
+                        .map(|f| format!("{} ({})", f.key, f.message))
+                        .collect(),
+                });
+            }
             next.status = Running;
             next.approved_by = Some(actor.name.clone());
         }
@@ -328,6 +394,48 @@ pub fn apply(
             }
             next.window_extended_to = Some(*until);
             next.reason = Some(reason.clone());
+        }
+        (Draft | AwaitingStartApproval, RunEvent::Preflight { preflight }) => {
+            next.preflight = Some(preflight.clone());
+        }
+        (
+            Draft | AwaitingStartApproval,
+            RunEvent::OverrideFinding {
+                actor,
+                finding,
+                justification,
+            },
+        ) => {
+            allowed(Control::OverrideFinding, actor)?;
+            policy::justification(Control::OverrideFinding, actor, justification)?;
+            let not = |why: &str| Refusal::NotOverridable {
+                finding: finding.clone(),
+                why: why.to_string(),
+            };
+            let found = gating::finding(state, finding)
+                .ok_or_else(|| not("is not a finding of this run's latest preflight"))?;
+            if !found.blocks() {
+                return Err(not("does not block the start (only failed errors are overridden)"));
+            }
+            if let Some(o) = gating::override_of(state, finding) {
+                return Err(not(&format!("is already overridden by {}", o.actor)));
+            }
+            next.overrides.push(FindingOverride {
+                finding: finding.clone(),
+                message: found.message.clone(),
+                actor: actor.name.clone(),
+                person: actor.person.clone(),
+                justification: justification.clone(),
+                at: now,
+            });
+        }
+        (Running | Paused | Failed, RunEvent::WindowWarning { end, .. })
+            if state.window_warned != Some(*end) =>
+        {
+            next.window_warned = Some(*end);
+        }
+        (Running, RunEvent::WindowHold { end, .. }) if state.window_held != Some(*end) => {
+            next.window_held = Some(*end);
         }
         _ => return Err(refuse()),
     }

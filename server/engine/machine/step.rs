@@ -153,8 +153,18 @@ impl StepState {
     }
 
     fn parties<'a>(&'a self, ctx: &'a StepCtx, gate_role: Option<&'a str>) -> Parties<'a> {
+        self.parties_with(&ctx.run_requester, gate_role)
+    }
+
+    /// The people around a decision on this step, as [`policy::check`] takes them: what the
+    /// machine checks on every transition, and what the pages ask before they show a control.
+    pub fn parties_with<'a>(
+        &'a self,
+        run_requester: &'a str,
+        gate_role: Option<&'a str>,
+    ) -> Parties<'a> {
         Parties {
-            requester: &ctx.run_requester,
+            requester: run_requester,
             step_requested_by: self.action_requester(),
             claimed_by: self.claimer(),
             gate_role,

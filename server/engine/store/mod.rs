@@ -31,6 +31,7 @@ mod chain;
 mod claim;
 mod group;
 mod head;
+mod preflight;
 mod queries;
 mod transitions;
 
@@ -89,6 +90,9 @@ pub struct Store {
     key_path: Arc<PathBuf>,
     /// Refusal of writes on a broken chain, and how far it was verified.
     chain: Arc<chain::ChainGuard>,
+    /// How old agent facts may be before the preflight that gates a start stops trusting them
+    /// (`[agents] facts_stale_secs`); shared by every clone, set once by `serve`.
+    facts_stale_secs: Arc<std::sync::atomic::AtomicI64>,
 }
 
 impl Store {
@@ -148,6 +152,7 @@ impl Store {
             signer: Some(Arc::new(signer)),
             key_path: Arc::new(key_path.to_path_buf()),
             chain: Arc::default(),
+            facts_stale_secs: preflight::default_stale_secs(),
         };
         store.integrity_check().await?;
         if created {
@@ -231,6 +236,7 @@ impl Store {
             verifier,
             key_path: Arc::new(key.to_path_buf()),
             chain: Arc::default(),
+            facts_stale_secs: preflight::default_stale_secs(),
         })
     }
 

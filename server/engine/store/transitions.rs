@@ -416,12 +416,42 @@ impl Store {
         event: &RunEvent,
         now: Millis,
     ) -> Result<(RunState, Vec<RunAction>)> {
+        let gated = matches!(
+            event,
+            RunEvent::Submit { .. } | RunEvent::ApproveStart { .. }
+        );
+        let mut fresh = None;
+        if gated {
+            // Everything but preflight first, on the stored state: a refusal for any other
+            // reason (role, four-eyes, state, no comment) changes nothing.
+            let run = self.run(run_id).await?;
+            match run::apply(&run.state, event, now) {
+                Ok(_) | Err(Refusal::PreflightBlocks { .. }) => {}
+                Err(r) => return Err(r.into()),
+            }
+            fresh = Some(self.fresh_preflight(&run, now).await?);
+        }
         let mut w = self.begin().await?;
-        let run = load_run(&mut w.tx, run_id).await?;
-        let (next, actions) = w.run_transition(&run, event, now).await?;
-        w.run_consequences(&run, &actions, now).await?;
-        self.commit(w).await?;
-        Ok((next, actions))
+        let mut run = load_run(&mut w.tx, run_id).await?;
+        if let Some(preflight) = fresh {
+            w.run_transition(&run, &RunEvent::Preflight { preflight }, now)
+                .await?;
+            run = load_run(&mut w.tx, run_id).await?;
+        }
+        match w.run_transition(&run, event, now).await {
+            Ok((next, actions)) => {
+                w.run_consequences(&run, &actions, now).await?;
+                self.commit(w).await?;
+                Ok((next, actions))
+            }
+            Err(e @ EngineError::Refused(Refusal::PreflightBlocks { .. })) => {
+                // The start stays refused, but the preflight that refused it is kept: the
+                // approver sees (and may override) exactly the findings named.
+                self.commit(w).await?;
+                Err(e)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Applies a person's (or the driver's) event to one step. A step decision that lets a failed

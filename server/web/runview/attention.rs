@@ -173,7 +173,7 @@ pub fn attention(run: &RunRecord, steps: &[StepRecord], viewer: &Viewer, now_ms:
         .collect();
     let start_waits = run.status == RunStatus::AwaitingStartApproval;
     let start_is_mine =
-        start_waits && viewer.role.allows(crate::web::auth::Role::Approver) && !viewer.is_requester;
+        start_waits && viewer.may_on_run(run, crate::engine::policy::Control::ApproveStart);
     let mine = items.iter().filter(|i| i.is_mine()).count() + usize::from(start_is_mine);
     Attention {
         run_id: run.id.clone(),

@@ -1,0 +1,120 @@
+//! What stands between an approved plan and its start: the run's stored preflight (run again, with
+//! the freshest facts, when the run is submitted and when its start is approved), the overrides
+//! approvers recorded for its errors, and the change window's warnings.
+//!
+//! Pure data and rules; the store fills [`Preflight`] in (it reads the inventory and the agents'
+//! facts) and the run machine refuses `approve_start` while [`blocking`] is not empty.
+
+use serde::{Deserialize, Serialize};
+
+use super::{Millis, RunState};
+
+/// One preflight finding as kept with the run (the knowledge layer's `Finding`, with a key a
+/// person can name in an override).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GateFinding {
+    /// `rule@SERVER` (or the rule alone for the whole Data Center), with `#2`, `#3`… when one
+    /// rule says several things about one server. Stable across re-runs of preflight as long as
+    /// the finding itself is there, so an override made before a re-run still names it.
+    pub key: String,
+    pub rule: String,
+    /// `error`, `warning` or `info`.
+    pub severity: String,
+    /// `pass`, `fail` or `unknown`.
+    pub result: String,
+    pub server: Option<String>,
+    pub message: String,
+}
+
+impl GateFinding {
+    /// An error that failed: the start waits until it is fixed or overridden.
+    pub fn blocks(&self) -> bool {
+        self.severity == "error" && self.result == "fail"
+    }
+
+    /// Preflight could not tell: listed for the approver, does not block.
+    pub fn is_unknown(&self) -> bool {
+        self.result == "unknown"
+    }
+}
+
+/// The run's latest preflight.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Preflight {
+    pub checked_at: Millis,
+    /// Failed and unknown findings only: passes are not kept (a 200-server estate passes
+    /// hundreds of rules, and only what needs a person matters to the start).
+    pub findings: Vec<GateFinding>,
+}
+
+/// An approver's decision that one error finding does not block this run's start.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FindingOverride {
+    pub finding: String,
+    /// The finding's message as the approver saw it (the record shows what was accepted).
+    pub message: String,
+    pub actor: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub person: Option<String>,
+    pub justification: String,
+    pub at: Millis,
+}
+
+/// Findings as the store keeps them: failed and unknown ones, each with its key.
+pub fn keep(findings: &[crate::knowledge::preflight::Finding], now: Millis) -> Preflight {
+    use crate::knowledge::preflight::Outcome;
+    let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    let findings = findings
+        .iter()
+        .filter(|f| f.result != Outcome::Pass)
+        .map(|f| {
+            let base = match &f.server {
+                Some(s) => format!("{}@{s}", f.rule),
+                None => f.rule.clone(),
+            };
+            let n = seen.entry(base.clone()).or_default();
+            *n += 1;
+            let key = if *n == 1 { base } else { format!("{base}#{n}") };
+            GateFinding {
+                key,
+                rule: f.rule.clone(),
+                severity: f.severity.as_str().to_string(),
+                result: f.result.as_str().to_string(),
+                server: f.server.clone(),
+                message: f.message.clone(),
+            }
+        })
+        .collect();
+    Preflight {
+        checked_at: now,
+        findings,
+    }
+}
+
+/// The errors that still block the start: failed, and not overridden.
+pub fn blocking(state: &RunState) -> Vec<&GateFinding> {
+    state
+        .preflight
+        .iter()
+        .flat_map(|p| p.findings.iter())
+        .filter(|f| f.blocks() && override_of(state, &f.key).is_none())
+        .collect()
+}
+
+/// The override recorded for `key`, if any.
+pub fn override_of<'a>(state: &'a RunState, key: &str) -> Option<&'a FindingOverride> {
+    state.overrides.iter().find(|o| o.finding == key)
+}
+
+/// A finding of the run's latest preflight by key.
+pub fn finding<'a>(state: &'a RunState, key: &str) -> Option<&'a GateFinding> {
+    state
+        .preflight
+        .as_ref()
+        .and_then(|p| p.findings.iter().find(|f| f.key == key))
+}
+
+/// The window's end in force: extended by an approver, else the run's own.
+pub fn window_end(state: &RunState, run_window_end: Option<Millis>) -> Option<Millis> {
+    state.window_extended_to.or(run_window_end)
+}
