@@ -238,6 +238,16 @@ fn a_justification_is_bounded() {
     assert!(matches!(r, Err(Refusal::PolicyViolation(_))), "{r:?}");
 }
 
+/// Two chained steps, the second stopping services: the window's end holds it (the end holds
+/// only steps that stop services or start a phase; see tests/engine_gating.rs).
+fn stop_after_first() -> Plan {
+    let mut plan = noop_plan(2, true, &[]);
+    plan.steps[1].operation = lockstep::knowledge::operation::Operation::ServicesStop {
+        services: lockstep::knowledge::operation::ServiceSet::Connected,
+    };
+    plan
+}
+
 #[tokio::test]
 async fn nothing_starts_before_the_window_opens_nor_after_it_ends_until_someone_else_extends_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -246,7 +256,7 @@ async fn nothing_starts_before_the_window_opens_nor_after_it_ends_until_someone_
         change_ticket: "CHG-14".into(),
         window_start: Some(10_000),
         window_end: Some(20_000),
-        plan: noop_plan(2, true, &[]),
+        plan: stop_after_first(),
     };
     let run = store.create_run(new, &olga(), 0).await.unwrap().id;
     store
@@ -280,7 +290,8 @@ async fn nothing_starts_before_the_window_opens_nor_after_it_ends_until_someone_
         .apply_step_event(&run, "s0000", &finished, 11_000)
         .await
         .unwrap();
-    // The window has ended: the next step does not start.
+    // The window has ended: the next step (it stops services) does not start. Its inputs are
+    // done, so it is ready — held, not started.
     let (claimed, _) = store
         .claim(&run, DriveLimits::default(), 20_000)
         .await
@@ -288,7 +299,7 @@ async fn nothing_starts_before_the_window_opens_nor_after_it_ends_until_someone_
     assert!(claimed.is_empty());
     assert_eq!(
         store.step(&run, "s0001").await.unwrap().status,
-        StepStatus::Pending
+        StepStatus::Ready
     );
     let extend = |actor: Actor| RunEvent::ExtendWindow {
         actor,

@@ -361,8 +361,8 @@ pub fn run_header(
     RunHeader {
         id: run.id.clone(),
         name: run_name(run),
-        status: st.as_str(),
-        status_words: words::run_status(st),
+        status: words::run_status_at(st, run.window_start, now_ms).0,
+        status_words: words::run_status_at(st, run.window_start, now_ms).1,
         blocked_on: attention::blocked_on(run, steps, now_ms),
         started: started.is_some(),
         opens_in,

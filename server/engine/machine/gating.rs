@@ -118,3 +118,44 @@ pub fn finding<'a>(state: &'a RunState, key: &str) -> Option<&'a GateFinding> {
 pub fn window_end(state: &RunState, run_window_end: Option<Millis>) -> Option<Millis> {
     state.window_extended_to.or(run_window_end)
 }
+
+/// Where the driver stopped at the window's end.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WindowHeld {
+    pub end: Millis,
+    /// The step that would have stopped services or started a phase.
+    pub step_id: String,
+}
+
+/// A run whose start is approved but whose window has not opened: it dispatches nothing yet.
+pub fn scheduled(
+    status: super::RunStatus,
+    window_start: Option<Millis>,
+    now: Millis,
+) -> bool {
+    status == super::RunStatus::Running && window_start.is_some_and(|s| now < s)
+}
+
+/// At the window's end the driver holds a step that would make a new outage: it stops services
+/// (`services_stop`), or it starts a phase (none of its inputs is in its own phase — the first
+/// step of a side, of the Web Services upgrade, …). Everything else (verifications, probes,
+/// starting services again, the rest of the phase underway) may still start, so a side that
+/// is down is brought back rather than left half done.
+pub fn held_at_window_end(step: &crate::knowledge::plan::PlannedStep, opens_phase: bool) -> bool {
+    matches!(
+        step.operation,
+        crate::knowledge::operation::Operation::ServicesStop { .. }
+    ) || opens_phase
+}
+
+/// The forecast finish: what remains of the plan's estimates from `now`, scaled by the pace so
+/// far (finished steps' actual time against their estimates, clamped so one odd step cannot
+/// swing it) — the run page's forecast, so the page and the recorded warning agree.
+pub fn forecast_finish(now: Millis, remaining_secs: i64, actual_ms: i64, estimated_ms: i64) -> Millis {
+    let pace = if estimated_ms > 0 {
+        (actual_ms as f64 / estimated_ms as f64).clamp(0.25, 4.0)
+    } else {
+        1.0
+    };
+    now.saturating_add((remaining_secs.max(0) as f64 * pace * 1000.0) as i64)
+}

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::gating::{self, FindingOverride, Preflight};
+use super::gating::{self, FindingOverride, Preflight, WindowHeld};
 use super::{require_text, Actor, Millis, Refusal};
 use crate::engine::policy::{self, Control, Parties};
 
@@ -104,10 +104,10 @@ pub struct RunState {
     /// end: an extension that is again too short warns again).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window_warned: Option<Millis>,
-    /// The window end at which the driver held a step that stops services or starts a phase
-    /// (recorded once per end).
+    /// The window end at which the driver held a step that stops services or starts a phase,
+    /// and that step (recorded once per end).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub window_held: Option<Millis>,
+    pub window_held: Option<WindowHeld>,
 }
 
 impl RunState {
@@ -434,8 +434,13 @@ pub fn apply(
         {
             next.window_warned = Some(*end);
         }
-        (Running, RunEvent::WindowHold { end, .. }) if state.window_held != Some(*end) => {
-            next.window_held = Some(*end);
+        (Running, RunEvent::WindowHold { end, step_id })
+            if state.window_held.as_ref().map(|h| h.end) != Some(*end) =>
+        {
+            next.window_held = Some(WindowHeld {
+                end: *end,
+                step_id: step_id.clone(),
+            });
         }
         _ => return Err(refuse()),
     }

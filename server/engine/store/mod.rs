@@ -34,6 +34,7 @@ mod head;
 mod preflight;
 mod queries;
 mod transitions;
+mod window;
 
 pub use claim::{Claimed, DriveLimits};
 pub use queries::{RunRecord, StepRecord, StepStatusRow};

@@ -9,6 +9,7 @@
 use askama::Template;
 
 use super::{step_card, step_dom_id, Viewer};
+use crate::engine::machine::gating;
 use crate::engine::machine::{RunStatus, StepStatus};
 use crate::engine::store::{RunRecord, StepRecord};
 use crate::knowledge::plan::StepKind;
@@ -67,8 +68,50 @@ pub struct Attention {
     pub start_is_mine: bool,
     pub start_who: String,
     pub start_waited: String,
+    /// The change window, when it needs saying: scheduled, the forecast passes its end, or the
+    /// run holds at its end (see [`window_note`]).
+    pub window_note: String,
+    /// The viewer may extend the window (the policy's `extend_window`).
+    pub can_extend: bool,
     pub csrf: String,
     pub oob: bool,
+}
+
+/// What the change window means for the run now, in a sentence; empty when nothing needs saying.
+pub fn window_note(run: &RunRecord, steps: &[StepRecord], now_ms: i64) -> String {
+    let end = gating::window_end(&run.state, run.window_end);
+    if gating::scheduled(run.status, run.window_start, now_ms) {
+        return format!(
+            "Scheduled: nothing starts before the change window opens at {}.",
+            fmt_time(run.window_start.unwrap_or(now_ms).div_euclid(1000))
+        );
+    }
+    if let (Some(held), Some(e)) = (&run.state.window_held, end) {
+        if held.end == e && now_ms >= e && run.status == RunStatus::Running {
+            let title = steps
+                .iter()
+                .find(|s| s.id == held.step_id)
+                .map(|s| s.spec.title.clone())
+                .unwrap_or_else(|| held.step_id.clone());
+            return format!(
+                "The change window ended at {}: the run holds before '{title}' (it would stop services or start a new phase) until an approver other than {} extends the window, or the run is aborted or undone. Steps already under way, and the rest of the phase under way, may finish.",
+                fmt_time(e.div_euclid(1000)),
+                run.requester
+            );
+        }
+    }
+    let active = matches!(
+        run.status,
+        RunStatus::Running | RunStatus::Paused | RunStatus::Failed
+    );
+    match end {
+        Some(e) if active && run.state.window_warned == Some(e) => format!(
+            "Warning: the forecast finish passes the end of the change window ({}). An approver other than {} may extend it; at the end the run holds before the next step that stops services or starts a phase.",
+            fmt_time(e.div_euclid(1000)),
+            run.requester
+        ),
+        _ => String::new(),
+    }
 }
 
 fn who_for(run: &RunRecord, step: &StepRecord) -> String {
@@ -175,7 +218,19 @@ pub fn attention(run: &RunRecord, steps: &[StepRecord], viewer: &Viewer, now_ms:
     let start_is_mine =
         start_waits && viewer.may_on_run(run, crate::engine::policy::Control::ApproveStart);
     let mine = items.iter().filter(|i| i.is_mine()).count() + usize::from(start_is_mine);
+    let window_note = window_note(run, steps, now_ms);
+    let can_extend = !window_note.is_empty()
+        && matches!(
+            run.status,
+            RunStatus::AwaitingStartApproval
+                | RunStatus::Running
+                | RunStatus::Paused
+                | RunStatus::Failed
+        )
+        && viewer.may_on_run(run, crate::engine::policy::Control::ExtendWindow);
     Attention {
+        window_note,
+        can_extend,
         run_id: run.id.clone(),
         mine,
         start_waits,
@@ -193,6 +248,20 @@ pub fn attention(run: &RunRecord, steps: &[StepRecord], viewer: &Viewer, now_ms:
 pub fn blocked_on(run: &RunRecord, steps: &[StepRecord], now_ms: i64) -> String {
     if run.status.is_terminal() {
         return String::new();
+    }
+    if gating::scheduled(run.status, run.window_start, now_ms) {
+        return format!(
+            "waits for the change window to open — in {}",
+            words::waited((run.window_start.unwrap_or(now_ms) - now_ms).div_euclid(1000))
+        );
+    }
+    if let (Some(held), Some(e)) = (
+        &run.state.window_held,
+        gating::window_end(&run.state, run.window_end),
+    ) {
+        if held.end == e && now_ms >= e && run.status == RunStatus::Running {
+            return "held at the change window's end — waits for an extension".to_string();
+        }
     }
     if run.status == RunStatus::AwaitingStartApproval {
         return format!(
