@@ -19,15 +19,18 @@ pub(super) fn default_stale_secs() -> Arc<AtomicI64> {
     ))
 }
 
-/// A finding about preflight itself (it could not run as asked).
-fn about_preflight(key: &str, severity: &str, result: &str, message: String) -> GateFinding {
+/// The finding when the stored inventory no longer parses: an error (overridable, like any).
+fn unparsable(run: &RunRecord, e: impl std::fmt::Display) -> GateFinding {
     GateFinding {
-        key: key.to_string(),
-        rule: key.to_string(),
-        severity: severity.to_string(),
-        result: result.to_string(),
+        key: "preflight-inventory".into(),
+        rule: "preflight-inventory".into(),
+        severity: "error".into(),
+        result: "fail".into(),
         server: None,
-        message,
+        message: format!(
+            "the stored inventory of `{}` no longer parses, so preflight cannot check it: {e}",
+            run.inventory
+        ),
     }
 }
 
@@ -40,7 +43,11 @@ impl Store {
 
     /// The run's preflight now: the current inventory of its Data Center, its runbook and
     /// parameters, and the agents' latest facts with their age at `now`.
-    pub(super) async fn fresh_preflight(&self, run: &RunRecord, now: Millis) -> Result<Preflight> {
+    pub(super) async fn fresh_preflight(
+        &self,
+        run: &RunRecord,
+        now: Millis,
+    ) -> Result<Option<Preflight>> {
         let toml: Option<String> = sqlx::query_scalar(
             "SELECT toml FROM data_centers WHERE name = ? ORDER BY id DESC LIMIT 1",
         )
@@ -48,33 +55,18 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         let Some(toml) = toml else {
-            // A run made from a plan without a stored Data Center (tests, `engine run-local`):
-            // nothing to check against, said plainly to the approver rather than passed.
-            return Ok(Preflight {
-                checked_at: now,
-                findings: vec![about_preflight(
-                    "preflight-not-run",
-                    "warning",
-                    "unknown",
-                    format!(
-                        "no Data Center named `{}` is stored, so preflight could not run for this plan",
-                        run.inventory
-                    ),
-                )],
-            });
+            // A plan made without a stored Data Center (`engine run-local`, tests): there is no
+            // estate to check, and nothing is recorded. Runs from the pages and the API always
+            // name a stored Data Center (the plan is expanded from it), and one is never deleted.
+            return Ok(None);
         };
         let inv = match Inventory::from_toml(&toml, &run.inventory) {
             Ok(inv) => inv,
             Err(e) => {
-                return Ok(Preflight {
+                return Ok(Some(Preflight {
                     checked_at: now,
-                    findings: vec![about_preflight(
-                        "preflight-inventory",
-                        "error",
-                        "fail",
-                        format!("the stored inventory of `{}` no longer parses: {e}", run.inventory),
-                    )],
-                })
+                    findings: vec![unparsable(run, e)],
+                }))
             }
         };
         let facts = crate::executors::agent::registry::all_facts(&self.pool)
@@ -91,6 +83,6 @@ impl Store {
             &run.params,
             &live,
         );
-        Ok(gating::keep(&findings, now))
+        Ok(Some(gating::keep(&findings, now)))
     }
 }

@@ -429,7 +429,7 @@ impl Store {
                 Ok(_) | Err(Refusal::PreflightBlocks { .. }) => {}
                 Err(r) => return Err(r.into()),
             }
-            fresh = Some(self.fresh_preflight(&run, now).await?);
+            fresh = self.fresh_preflight(&run, now).await?;
         }
         let mut w = self.begin().await?;
         let mut run = load_run(&mut w.tx, run_id).await?;
