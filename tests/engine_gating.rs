@@ -451,3 +451,142 @@ async fn a_forecast_past_the_windows_end_is_recorded_once_per_end() {
     site.approve_start(&fits, approver("carl"), 1).await.unwrap();
     assert!(!site.store.watch_window(&fits, 10).await.unwrap());
 }
+
+/// A gate, then a step after it.
+fn gate_plan() -> Plan {
+    let mut gate = agent_step("gate", Some("dc1"));
+    gate.kind = lockstep::knowledge::plan::StepKind::Approval;
+    gate.operation = Operation::None;
+    let mut after = agent_step("after", Some("dc1"));
+    after.depends_on = vec!["gate".into()];
+    plan_of(vec![gate, after])
+}
+
+/// A running run (no stored Data Center: no preflight) waiting at its gate, denied by Carl.
+async fn denied() -> (tempfile::TempDir, Store, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("h.db")).await.unwrap();
+    let new = NewRun {
+        change_ticket: "CHG-14-3".into(),
+        window_start: None,
+        window_end: None,
+        plan: gate_plan(),
+    };
+    let run = store.create_run(new, &olga(), 0).await.unwrap().id;
+    store
+        .apply_run_event(&run, &RunEvent::Submit { actor: olga() }, 0)
+        .await
+        .unwrap();
+    let go = RunEvent::ApproveStart {
+        actor: approver("carl"),
+        comment: "go".into(),
+    };
+    store.apply_run_event(&run, &go, 1).await.unwrap();
+    store.claim(&run, DriveLimits::default(), 2).await.unwrap();
+    let deny = StepEvent::Reject {
+        actor: approver("carl"),
+        comment: "not with the backup still running".into(),
+    };
+    store
+        .apply_step_event(&run, "gate", &deny, 3)
+        .await
+        .unwrap();
+    (dir, store, run)
+}
+
+#[tokio::test]
+async fn a_denied_gate_puts_the_run_on_hold_and_asking_again_reopens_it_for_someone_else() {
+    let (_dir, store, run) = denied().await;
+    let r = store.run(&run).await.unwrap();
+    assert_eq!(r.status, RunStatus::Paused, "on hold, not failed");
+    assert_eq!(r.state.on_hold.as_deref(), Some("gate"));
+    assert!(r.state.reason.unwrap().contains("not with the backup still running"));
+    assert!(store
+        .run_events(&run)
+        .await
+        .unwrap()
+        .iter()
+        .any(|e| e.kind == "run.hold"));
+    // Resume is not one of the choices.
+    let r = store
+        .apply_run_event(
+            &run,
+            &RunEvent::Resume {
+                actor: Actor::new("dora", &["operator"]),
+            },
+            4,
+        )
+        .await;
+    assert!(
+        matches!(r, Err(EngineError::Refused(Refusal::NotAllowed { .. }))),
+        "{r:?}"
+    );
+    // Asking again needs the operator role, and applies to a denied gate only.
+    let ask = |actor: Actor| StepEvent::AskAgain { actor };
+    let r = store
+        .apply_step_event(&run, "gate", &ask(Actor::new("vic", &["viewer"])), 5)
+        .await;
+    assert!(
+        matches!(r, Err(EngineError::Refused(Refusal::MissingRole { .. }))),
+        "{r:?}"
+    );
+    // Dora asks again: the gate opens for a new decision and the run goes on.
+    let dora = Actor::new("dora", &["operator", "approver"]);
+    store
+        .apply_step_event(&run, "gate", &ask(dora.clone()), 6)
+        .await
+        .unwrap();
+    let gate = store.step(&run, "gate").await.unwrap();
+    assert_eq!(gate.status, StepStatus::AwaitingApproval);
+    assert!(gate.state.approvals.is_empty());
+    let r = store.run(&run).await.unwrap();
+    assert_eq!(r.status, RunStatus::Running);
+    assert_eq!(r.state.on_hold, None);
+    let r = store
+        .apply_step_event(&run, "gate", &ask(dora.clone()), 7)
+        .await;
+    assert!(r.is_err(), "asking again at an open gate: {r:?}");
+    // Neither the asker nor the requester decides it; another approver does.
+    let approve = |actor: Actor| StepEvent::Approve {
+        actor,
+        comment: "backup finished".into(),
+        content_hash: gate.content_hash.clone(),
+    };
+    for who in [dora, olga()] {
+        let r = store.apply_step_event(&run, "gate", &approve(who), 8).await;
+        assert!(
+            matches!(r, Err(EngineError::Refused(Refusal::FourEyes { .. }))),
+            "{r:?}"
+        );
+    }
+    store
+        .apply_step_event(&run, "gate", &approve(approver("carl")), 9)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.step(&run, "gate").await.unwrap().status,
+        StepStatus::Succeeded
+    );
+    assert_eq!(store.verify_audit().await.unwrap().problem, None);
+}
+
+#[tokio::test]
+async fn a_run_on_hold_may_be_aborted_or_undone_by_an_operator() {
+    let (_dir, store, run) = denied().await;
+    let abort = RunEvent::Abort {
+        actor: olga(),
+        reason: "the change board said no".into(),
+    };
+    store.apply_run_event(&run, &abort, 4).await.unwrap();
+    assert_eq!(store.run(&run).await.unwrap().status, RunStatus::Aborted);
+
+    let (_dir, store, run) = denied().await;
+    let undo = RunEvent::Undo {
+        actor: olga(),
+        reason: "back out".into(),
+    };
+    store.apply_run_event(&run, &undo, 4).await.unwrap();
+    let r = store.run(&run).await.unwrap();
+    assert_eq!(r.status, RunStatus::Undoing);
+    assert_eq!(r.state.on_hold, None);
+}

@@ -97,6 +97,10 @@ pub fn describe(e: &AuditEvent, step_title: &dyn Fn(&str) -> Option<String>) -> 
         }
         "run.reopen" => format!("{who} reopened the failed run"),
         "run.undo" => format!("{who} asked to undo the run's changes{}", with_text(p)),
+        "run.hold" => format!(
+            "A gate was denied: the run is on hold until someone asks again, aborts or undoes it{}",
+            with_text(p)
+        ),
         "run.preflight" => {
             let findings = p
                 .pointer("/event/preflight/findings")
@@ -174,6 +178,7 @@ pub fn describe(e: &AuditEvent, step_title: &dyn Fn(&str) -> Option<String>) -> 
         }
         "step.reconciled" => format!("Step {step} was reconciled with its executor: {to}"),
         "step.retry" => format!("{who} retried step {step}"),
+        "step.ask_again" => format!("{who} asked again at the denied gate {step}"),
         "step.skip" => format!("{who} skipped step {step}{}", with_text(p)),
         "step.mark_done" => format!("{who} marked step {step} done{}", with_text(p)),
         "step.mark_failed" => format!("{who} marked step {step} failed{}", with_text(p)),

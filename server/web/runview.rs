@@ -114,6 +114,8 @@ pub struct StepCard {
     pub can_claim: bool,
     pub can_complete: bool,
     pub can_retry: bool,
+    /// A denied gate: open it again for a new decision (the run is on hold until then).
+    pub can_ask_again: bool,
     pub can_skip: bool,
     pub can_resolve: bool,
     /// Not started or over, and nothing to do on it but perhaps skip: one line on the run page
@@ -190,6 +192,7 @@ impl StepCard {
             || self.can_claim
             || self.can_complete
             || self.can_retry
+            || self.can_ask_again
             || self.can_resolve
     }
 }
@@ -361,8 +364,8 @@ pub fn run_header(
     RunHeader {
         id: run.id.clone(),
         name: run_name(run),
-        status: words::run_status_at(st, run.window_start, now_ms).0,
-        status_words: words::run_status_at(st, run.window_start, now_ms).1,
+        status: words::run_words(run, now_ms).0,
+        status_words: words::run_words(run, now_ms).1,
         blocked_on: attention::blocked_on(run, steps, now_ms),
         started: started.is_some(),
         opens_in,
@@ -392,7 +395,9 @@ pub fn run_header(
             && viewer.is_requester
             && viewer.may_on_run(run, Control::Submit),
         can_pause: st == RunStatus::Running && viewer.may_on_run(run, Control::Pause),
-        can_resume: st == RunStatus::Paused && viewer.may_on_run(run, Control::Resume),
+        can_resume: st == RunStatus::Paused
+            && run.state.on_hold.is_none()
+            && viewer.may_on_run(run, Control::Resume),
         can_abort: matches!(
             st,
             RunStatus::Draft
@@ -404,10 +409,11 @@ pub fn run_header(
         can_recover: matches!(st, RunStatus::Failed | RunStatus::Aborted)
             && run.runbook == "upgrade-8.11"
             && is_op,
-        can_undo: matches!(
+        can_undo: (matches!(
             st,
             RunStatus::Succeeded | RunStatus::Failed | RunStatus::Aborted
-        ) && viewer.may_on_run(run, Control::Undo),
+        ) || (st == RunStatus::Paused && run.state.on_hold.is_some()))
+            && viewer.may_on_run(run, Control::Undo),
         terminal,
         csrf: viewer.csrf.clone(),
         oob: false,
@@ -515,7 +521,12 @@ pub fn step_card(
             && may(Control::Complete),
         can_retry: run_open
             && matches!(st, StepStatus::Failed | StepStatus::OutcomeUnknown)
+            && s.denied_by.is_none()
             && may(Control::Retry),
+        can_ask_again: run_open
+            && st == StepStatus::Failed
+            && s.denied_by.is_some()
+            && may(Control::AskAgain),
         can_skip: run_open
             && matches!(
                 st,

@@ -38,6 +38,18 @@ pub fn run_status_at(
     }
 }
 
+/// A paused run whose gate an approver denied.
+pub const ON_HOLD: &str = "on hold: a gate was denied";
+
+/// [`run_status_at`] for a stored run: also `on_hold` for a run a denied gate paused.
+pub fn run_words(run: &crate::engine::store::RunRecord, now_ms: i64) -> (&'static str, &'static str) {
+    if run.status == RunStatus::Paused && run.state.on_hold.is_some() {
+        ("on_hold", ON_HOLD)
+    } else {
+        run_status_at(run.status, run.window_start, now_ms)
+    }
+}
+
 /// What a step's status means, in a few words.
 pub fn step_status(s: StepStatus) -> &'static str {
     match s {

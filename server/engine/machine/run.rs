@@ -108,6 +108,10 @@ pub struct RunState {
     /// and that step (recorded once per end).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window_held: Option<WindowHeld>,
+    /// On hold (a paused run with a reason): the gate an approver denied. The choices are to
+    /// ask again (the gate reopens for a new decision), abort, or undo; resume is not one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_hold: Option<String>,
 }
 
 impl RunState {
@@ -125,6 +129,7 @@ impl RunState {
             overrides: Vec::new(),
             window_warned: None,
             window_held: None,
+            on_hold: None,
         }
     }
 
@@ -200,6 +205,12 @@ pub enum RunEvent {
         forecast: Millis,
         end: Millis,
     },
+    /// Engine: an approver denied a gate; the run waits on hold for someone to ask again, abort
+    /// or undo (not "failed": nothing went wrong, someone said no).
+    Hold {
+        step_id: String,
+        reason: String,
+    },
     /// Engine: the window has ended and the next step would stop services or start a phase;
     /// the run waits for an extension (or an abort or undo). Recorded once per end.
     WindowHold {
@@ -222,6 +233,7 @@ impl RunEvent {
             RunEvent::Undo { .. } => "undo",
             RunEvent::ExtendWindow { .. } => "extend_window",
             RunEvent::Preflight { .. } => "preflight",
+            RunEvent::Hold { .. } => "hold",
             RunEvent::OverrideFinding { .. } => "override_finding",
             RunEvent::WindowWarning { .. } => "window_warning",
             RunEvent::WindowHold { .. } => "window_hold",
@@ -242,6 +254,7 @@ impl RunEvent {
             RunEvent::Completed
             | RunEvent::Stalled { .. }
             | RunEvent::Preflight { .. }
+            | RunEvent::Hold { .. }
             | RunEvent::WindowWarning { .. }
             | RunEvent::WindowHold { .. } => None,
         }
@@ -275,6 +288,7 @@ pub fn control_of(event: &RunEvent) -> Option<Control> {
         | RunEvent::Stalled { .. }
         | RunEvent::Reopen { .. }
         | RunEvent::Preflight { .. }
+        | RunEvent::Hold { .. }
         | RunEvent::WindowWarning { .. }
         | RunEvent::WindowHold { .. } => return None,
     })
@@ -331,6 +345,13 @@ pub fn apply(
             next.paused_by = Some(actor.name.clone());
             next.reason = Some(reason.clone()).filter(|r| !r.trim().is_empty());
         }
+        (Paused, RunEvent::Resume { .. }) if state.on_hold.is_some() => {
+            return Err(Refusal::NotAllowed {
+                what: "the run".into(),
+                from: "on hold after a denied gate (ask again, abort or undo)".into(),
+                event: event.name().into(),
+            })
+        }
         (Paused, RunEvent::Resume { actor }) => {
             allowed(Control::Resume, actor)?;
             next.status = Running;
@@ -359,6 +380,17 @@ pub fn apply(
             next.status = Failed;
             next.reason = Some(format!("step {step_id} failed"));
         }
+        (Running, RunEvent::Hold { step_id, reason }) => {
+            next.status = Paused;
+            next.on_hold = Some(step_id.clone());
+            next.paused_by = None;
+            next.reason = Some(reason.clone());
+        }
+        (Paused, RunEvent::Reopen { .. }) if state.on_hold.is_some() => {
+            next.status = Running;
+            next.on_hold = None;
+            next.reason = None;
+        }
         (Failed, RunEvent::Reopen { .. }) => {
             next.status = if state.undo_requested {
                 Undoing
@@ -367,11 +399,13 @@ pub fn apply(
             };
             next.reason = None;
         }
-        (Succeeded | Failed | Aborted, RunEvent::Undo { actor, reason }) => {
+        (Paused, RunEvent::Undo { .. }) if state.on_hold.is_none() => return Err(refuse()),
+        (Succeeded | Failed | Aborted | Paused, RunEvent::Undo { actor, reason }) => {
             allowed(Control::Undo, actor)?;
             require_text(reason, Refusal::ReasonRequired)?;
             next.status = Undoing;
             next.undo_requested = true;
+            next.on_hold = None;
             next.reason = Some(reason.clone());
             actions.push(RunAction::PlanUndo);
         }

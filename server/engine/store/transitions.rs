@@ -484,12 +484,42 @@ impl Store {
         let result = w
             .step_transition(run.state.requester_person(), &step, event, now)
             .await?;
-        if run.status == RunStatus::Failed
+        if run.status == RunStatus::Running
+            && result.0.denied_by.is_some()
+            && matches!(event, StepEvent::Reject { .. })
+        {
+            // A denied gate puts the run on hold (not "failed"): someone asks again, aborts or
+            // undoes. In the same transaction as the denial.
+            let reason = format!(
+                "on hold: the gate `{}` was denied ({})",
+                step_id,
+                result.0.last_error.clone().unwrap_or_default()
+            );
+            w.run_transition(
+                &run,
+                &RunEvent::Hold {
+                    step_id: step_id.to_string(),
+                    reason,
+                },
+                now,
+            )
+            .await?;
+        }
+        let held_here = run.status == RunStatus::Paused
+            && run.state.on_hold.as_deref() == Some(step_id)
             && matches!(
                 result.0.status,
-                StepStatus::Ready | StepStatus::Skipped | StepStatus::Succeeded
-            )
-        {
+                StepStatus::AwaitingApproval | StepStatus::Ready
+            );
+        let reopens_failed = run.status == RunStatus::Failed
+            && matches!(
+                result.0.status,
+                StepStatus::Ready
+                    | StepStatus::Skipped
+                    | StepStatus::Succeeded
+                    | StepStatus::AwaitingApproval
+            );
+        if held_here || reopens_failed {
             if let Some(actor) = event.actor() {
                 w.run_transition(
                     &run,

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Form;
 use serde::Deserialize;
 
-use crate::engine::machine::{RunEvent, StepEvent};
+use crate::engine::machine::{RunEvent, RunStatus, StepEvent};
 use crate::engine::store::{RunRecord, StepRecord};
 use crate::web::auth::{CurrentUser, Role};
 use crate::web::runview::{self, Phase, RunHeader, StepCard, Viewer};
@@ -41,7 +41,11 @@ pub fn run_row(r: &RunRecord) -> RunRow {
         id: r.id.clone(),
         name: runview::run_name(r),
         status: r.status.as_str(),
-        status_words: crate::web::words::run_status(r.status),
+        status_words: if r.state.on_hold.is_some() && r.status == RunStatus::Paused {
+            crate::web::words::ON_HOLD
+        } else {
+            crate::web::words::run_status(r.status)
+        },
         runbook: r.runbook.clone(),
         inventory: r.inventory.clone(),
         change_ticket: r.change_ticket.clone(),
@@ -453,6 +457,7 @@ pub fn step_event(me: &CurrentUser, action: &str, f: StepForm) -> Result<StepEve
             note: f.note.trim().to_string(),
         },
         "retry" => StepEvent::Retry { actor },
+        "ask_again" => StepEvent::AskAgain { actor },
         "skip" => StepEvent::Skip {
             actor,
             justification: f.justification.trim().to_string(),

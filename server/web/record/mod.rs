@@ -29,6 +29,7 @@ const OVERRIDES: &[&str] = &[
     "step.mark_done",
     "step.mark_failed",
     "step.reopen_gate",
+    "step.ask_again",
     "run.abort",
     "run.pause",
     "run.undo",

@@ -43,6 +43,10 @@ pub struct Item {
     pub can_retry: bool,
     pub can_resolve: bool,
     pub can_skip: bool,
+    /// A denied gate (the run is on hold): the three choices — ask again, abort, undo.
+    pub can_ask_again: bool,
+    pub can_abort: bool,
+    pub can_undo: bool,
 }
 
 impl Item {
@@ -53,6 +57,7 @@ impl Item {
             || self.can_complete
             || self.can_retry
             || self.can_resolve
+            || self.can_ask_again
     }
 }
 
@@ -115,6 +120,12 @@ pub fn window_note(run: &RunRecord, steps: &[StepRecord], now_ms: i64) -> String
 }
 
 fn who_for(run: &RunRecord, step: &StepRecord) -> String {
+    if step.state.denied_by.is_some() {
+        return format!(
+            "an operator asks again (then an approver other than {} and the asker decides), or aborts or undoes the run",
+            run.requester
+        );
+    }
     match step.status {
         StepStatus::AwaitingApproval => {
             let (role, quorum) = step
@@ -148,6 +159,9 @@ fn who_for(run: &RunRecord, step: &StepRecord) -> String {
 }
 
 fn what_for(step: &StepRecord) -> &'static str {
+    if step.state.denied_by.is_some() {
+        return "Denied gate — the run is on hold";
+    }
     match step.status {
         StepStatus::AwaitingApproval => "Approval gate",
         StepStatus::AwaitingOperator => "Manual task",
@@ -180,6 +194,7 @@ pub fn attention(run: &RunRecord, steps: &[StepRecord], viewer: &Viewer, now_ms:
         steps.iter().filter(|s| waits_for_person(s)).collect()
     };
     let rank = |s: &StepRecord| match s.status {
+        _ if s.state.denied_by.is_some() => 0,
         StepStatus::AwaitingApproval => 0,
         StepStatus::AwaitingOperator => 1,
         StepStatus::OutcomeUnknown => 2,
@@ -211,6 +226,12 @@ pub fn attention(run: &RunRecord, steps: &[StepRecord], viewer: &Viewer, now_ms:
                 can_retry: card.can_retry,
                 can_resolve: card.can_resolve,
                 can_skip: card.can_skip && s.spec.kind != StepKind::Approval,
+                can_ask_again: card.can_ask_again,
+                can_abort: s.state.denied_by.is_some()
+                    && viewer.may_on_run(run, crate::engine::policy::Control::Abort),
+                can_undo: s.state.denied_by.is_some()
+                    && run.state.on_hold.as_deref() == Some(s.id.as_str())
+                    && viewer.may_on_run(run, crate::engine::policy::Control::Undo),
             }
         })
         .collect();
@@ -262,6 +283,14 @@ pub fn blocked_on(run: &RunRecord, steps: &[StepRecord], now_ms: i64) -> String 
         if held.end == e && now_ms >= e && run.status == RunStatus::Running {
             return "held at the change window's end — waits for an extension".to_string();
         }
+    }
+    if let (RunStatus::Paused, Some(gate)) = (run.status, &run.state.on_hold) {
+        let title = steps
+            .iter()
+            .find(|s| &s.id == gate)
+            .map(|s| s.spec.title.clone())
+            .unwrap_or_else(|| gate.clone());
+        return format!("on hold: the gate '{title}' was denied — ask again, abort or undo");
     }
     if run.status == RunStatus::AwaitingStartApproval {
         return format!(
