@@ -239,7 +239,10 @@ async fn preflight_runs_again_at_approval_so_a_fix_unblocks_and_a_new_error_bloc
     site.upload(&bad_inventory()).await;
     let r = site.approve_start(&run, approver("carl"), 5).await;
     assert!(
-        matches!(r, Err(EngineError::Refused(Refusal::PreflightBlocks { .. }))),
+        matches!(
+            r,
+            Err(EngineError::Refused(Refusal::PreflightBlocks { .. }))
+        ),
         "{r:?}"
     );
     let run_now = site.store.run(&run).await.unwrap();
@@ -339,9 +342,7 @@ async fn a_run_approved_before_its_window_is_scheduled_and_dispatches_nothing_un
 #[tokio::test]
 async fn at_the_windows_end_the_run_holds_only_before_steps_that_stop_services_or_start_a_phase() {
     let site = site_clean().await;
-    let run = site
-        .submitted((Some(0), Some(20_000)), window_plan())
-        .await;
+    let run = site.submitted((Some(0), Some(20_000)), window_plan()).await;
     site.approve_start(&run, approver("carl"), 1).await.unwrap();
     let limits = DriveLimits {
         per_run: 4,
@@ -381,7 +382,14 @@ async fn at_the_windows_end_the_run_holds_only_before_steps_that_stop_services_o
         .filter(|(k, _)| k == "run.window_hold")
         .collect();
     assert_eq!(holds.len(), 1);
-    let held = site.store.run(&run).await.unwrap().state.window_held.unwrap();
+    let held = site
+        .store
+        .run(&run)
+        .await
+        .unwrap()
+        .state
+        .window_held
+        .unwrap();
     assert_eq!(held.end, 20_000);
     // The run did not fail: it waits.
     site.store.settle(&run, 24_500).await.unwrap();
@@ -414,9 +422,7 @@ async fn at_the_windows_end_the_run_holds_only_before_steps_that_stop_services_o
 async fn a_forecast_past_the_windows_end_is_recorded_once_per_end() {
     let site = site_clean().await;
     // 4 steps of 1 s each: a window of 2 s from the start cannot hold them.
-    let run = site
-        .submitted((Some(0), Some(2_000)), window_plan())
-        .await;
+    let run = site.submitted((Some(0), Some(2_000)), window_plan()).await;
     site.approve_start(&run, approver("carl"), 1).await.unwrap();
     assert!(site.store.watch_window(&run, 10).await.unwrap());
     assert!(!site.store.watch_window(&run, 20).await.unwrap());
@@ -448,7 +454,9 @@ async fn a_forecast_past_the_windows_end_is_recorded_once_per_end() {
     let fits = site
         .submitted((Some(0), Some(3_600_000)), window_plan())
         .await;
-    site.approve_start(&fits, approver("carl"), 1).await.unwrap();
+    site.approve_start(&fits, approver("carl"), 1)
+        .await
+        .unwrap();
     assert!(!site.store.watch_window(&fits, 10).await.unwrap());
 }
 
@@ -500,7 +508,11 @@ async fn a_denied_gate_puts_the_run_on_hold_and_asking_again_reopens_it_for_some
     let r = store.run(&run).await.unwrap();
     assert_eq!(r.status, RunStatus::Paused, "on hold, not failed");
     assert_eq!(r.state.on_hold.as_deref(), Some("gate"));
-    assert!(r.state.reason.unwrap().contains("not with the backup still running"));
+    assert!(r
+        .state
+        .reason
+        .unwrap()
+        .contains("not with the backup still running"));
     assert!(store
         .run_events(&run)
         .await

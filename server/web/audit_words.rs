@@ -139,7 +139,12 @@ pub fn describe(e: &AuditEvent, step_title: &dyn Fn(&str) -> Option<String>) -> 
             let at = p
                 .pointer("/event/step_id")
                 .and_then(Value::as_str)
-                .map(|id| format!(" before {}", quoted(&step_title(id).unwrap_or(id.to_string()))))
+                .map(|id| {
+                    format!(
+                        " before {}",
+                        quoted(&step_title(id).unwrap_or(id.to_string()))
+                    )
+                })
                 .unwrap_or_default();
             format!("The change window ended: the run holds{at} until the window is extended, or the run is aborted or undone")
         }

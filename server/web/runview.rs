@@ -1,7 +1,8 @@
 //! What the run page shows, computed from the engine's records: the run header (status,
 //! progress, elapsed vs planned, window) and one card per step, each with the controls the
-//! viewer's role allows. The same structs render the full page, the htmx partials and the
-//! partials pushed over server-sent events, so all three always agree.
+//! engine's policy allows the viewer (`engine::policy::check`, through [`Viewer::may`]). The
+//! same structs render the full page, the htmx partials and the partials pushed over
+//! server-sent events, so all three always agree.
 
 use askama::Template;
 
@@ -434,15 +435,18 @@ pub fn step_card(
     );
     let finished = st.is_terminal();
     // The controls shown are those the engine's policy allows this viewer on this step.
-    let gate_role = step.spec.gate.as_ref().map(|g| g.role.as_str()).or(
-        (step.spec.kind == StepKind::Approval).then_some(crate::engine::machine::APPROVER_ROLE),
-    );
+    let gate_role =
+        step.spec
+            .gate
+            .as_ref()
+            .map(|g| g.role.as_str())
+            .or((step.spec.kind == StepKind::Approval)
+                .then_some(crate::engine::machine::APPROVER_ROLE));
     let parties = s.parties_with(run.state.requester_person(), gate_role);
     let may = |control: Control| viewer.may(run, control, &parties);
     let me = viewer.actor(run);
     let approved_already = viewer.person.is_some()
-        && s
-            .approvals
+        && s.approvals
             .iter()
             .any(|a| a.person() == me.person() && a.content_hash == step.content_hash);
     let duration = match s.dispatched_at {

@@ -42,7 +42,10 @@ pub fn run_status_at(
 pub const ON_HOLD: &str = "on hold: a gate was denied";
 
 /// [`run_status_at`] for a stored run: also `on_hold` for a run a denied gate paused.
-pub fn run_words(run: &crate::engine::store::RunRecord, now_ms: i64) -> (&'static str, &'static str) {
+pub fn run_words(
+    run: &crate::engine::store::RunRecord,
+    now_ms: i64,
+) -> (&'static str, &'static str) {
     if run.status == RunStatus::Paused && run.state.on_hold.is_some() {
         ("on_hold", ON_HOLD)
     } else {

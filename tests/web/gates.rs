@@ -50,7 +50,12 @@ async fn person(app: &TestApp, name: &str, role: Role, email: &str) -> Person {
     }
 }
 
-async fn api(app: &TestApp, who: &Person, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+async fn api(
+    app: &TestApp,
+    who: &Person,
+    path: &str,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
     let r = app
         .client
         .post(app.url(&format!("/api/v1{path}")))
@@ -74,7 +79,11 @@ async fn a_preflight_error_blocks_the_start_until_another_approver_overrides_it_
     let app = spawn_app().await;
     let olga = person(&app, "olga", Role::Approver, "olga@example.com").await;
     let carl = person(&app, "carl", Role::Approver, "carl@example.com").await;
-    assert_ne!(bad_inventory(), INVENTORY, "the fixture must change the inventory");
+    assert_ne!(
+        bad_inventory(),
+        INVENTORY,
+        "the fixture must change the inventory"
+    );
     lockstep::web::datacenters::save(&app.state.pool, &bad_inventory(), "olga", 0)
         .await
         .unwrap()
@@ -121,7 +130,10 @@ async fn a_preflight_error_blocks_the_start_until_another_approver_overrides_it_
         assert!(p.contains("block the start"));
     }
     let form = format!("action=\"/runs/{id}/override\"");
-    assert!(!as_olga.contains(&form), "the requester is offered an override");
+    assert!(
+        !as_olga.contains(&form),
+        "the requester is offered an override"
+    );
     assert!(as_carl.contains(&form));
 
     // Olga's post is refused anyway (403); Carl's, with the page's CSRF token, is recorded.
@@ -209,8 +221,106 @@ async fn at_a_gate_the_requester_sees_no_approve_or_skip_and_another_approver_do
     let skip = format!("href=\"/runs/{id}/steps/wizard/skip\"");
     let as_olga = page(&app, &olga, &format!("/runs/{id}")).await;
     let as_carl = page(&app, &carl, &format!("/runs/{id}")).await;
-    assert!(!as_olga.contains(&approve), "the requester is offered Approve");
+    assert!(
+        !as_olga.contains(&approve),
+        "the requester is offered Approve"
+    );
     assert!(!as_olga.contains(&skip), "the requester is offered Skip");
-    assert!(as_carl.contains(&approve), "another approver is not offered Approve");
-    assert!(as_carl.contains(&skip), "another approver is not offered Skip");
+    assert!(
+        as_carl.contains(&approve),
+        "another approver is not offered Approve"
+    );
+    assert!(
+        as_carl.contains(&skip),
+        "another approver is not offered Skip"
+    );
+}
+
+#[tokio::test]
+async fn a_denied_gate_shows_ask_again_abort_and_undo_and_asking_again_goes_on() {
+    let app = spawn_app().await;
+    let olga = person(&app, "olga", Role::Approver, "olga@example.com").await;
+    let carl = person(&app, "carl", Role::Approver, "carl@example.com").await;
+    let dora = person(&app, "dora", Role::Operator, "dora@example.com").await;
+    let olga_actor =
+        Actor::new("olga", &["viewer", "operator", "approver"]).of_person("olga@example.com");
+    let store = &app.state.store;
+    let now = app.clock.now_ms();
+    let run = store
+        .create_run(
+            NewRun {
+                change_ticket: "CHG-14-hold".into(),
+                window_start: None,
+                window_end: None,
+                plan: small_plan("DC1", "run Setup"),
+            },
+            &olga_actor,
+            now,
+        )
+        .await
+        .unwrap();
+    let id = run.id.clone();
+    store
+        .apply_run_event(&id, &RunEvent::Submit { actor: olga_actor }, now)
+        .await
+        .unwrap();
+    store
+        .apply_run_event(
+            &id,
+            &RunEvent::ApproveStart {
+                actor: Actor::new("carl", &["approver"]).of_person("carl@example.com"),
+                comment: "go".into(),
+            },
+            now,
+        )
+        .await
+        .unwrap();
+    store.claim(&id, DriveLimits::default(), now).await.unwrap();
+    // Carl denies the gate on the page.
+    let r = app
+        .post(
+            &carl.session,
+            &format!("/runs/{id}/steps/gate/approve"),
+            &[("comment", "not tonight"), ("decision", "deny")],
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(
+        store.run(&id).await.unwrap().status,
+        lockstep::engine::machine::RunStatus::Paused
+    );
+    // Dora (an operator) reads "on hold" and gets the three choices; no Resume.
+    let p = page(&app, &dora, &format!("/runs/{id}")).await;
+    assert!(p.contains("on hold: a gate was denied"), "status words");
+    assert!(p.contains("not tonight"), "the denial's comment is shown");
+    assert!(p.contains(&format!("action=\"/runs/{id}/steps/gate/ask_again\"")));
+    assert!(p.contains(&format!("href=\"/runs/{id}/abort\"")));
+    assert!(p.contains(&format!("href=\"/runs/{id}/undo\"")));
+    assert!(!p.contains(&format!("action=\"/runs/{id}/resume\"")));
+    assert!(!p.contains(&format!("action=\"/runs/{id}/steps/gate/retry\"")));
+    // Resume is refused whatever the door.
+    let r = app
+        .post(&olga.session, &format!("/runs/{id}/resume"), &[])
+        .await;
+    assert_eq!(r.status(), 409);
+    // Dora asks again: the run goes on and the gate waits for a new decision, Carl's.
+    let r = app
+        .post(
+            &dora.session,
+            &format!("/runs/{id}/steps/gate/ask_again"),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(
+        store.run(&id).await.unwrap().status,
+        lockstep::engine::machine::RunStatus::Running
+    );
+    let approve = format!("action=\"/runs/{id}/steps/gate/approve\"");
+    assert!(page(&app, &carl, &format!("/runs/{id}"))
+        .await
+        .contains(&approve));
+    assert!(!page(&app, &olga, &format!("/runs/{id}"))
+        .await
+        .contains(&approve));
 }

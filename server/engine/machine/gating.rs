@@ -128,11 +128,7 @@ pub struct WindowHeld {
 }
 
 /// A run whose start is approved but whose window has not opened: it dispatches nothing yet.
-pub fn scheduled(
-    status: super::RunStatus,
-    window_start: Option<Millis>,
-    now: Millis,
-) -> bool {
+pub fn scheduled(status: super::RunStatus, window_start: Option<Millis>, now: Millis) -> bool {
     status == super::RunStatus::Running && window_start.is_some_and(|s| now < s)
 }
 
@@ -151,7 +147,12 @@ pub fn held_at_window_end(step: &crate::knowledge::plan::PlannedStep, opens_phas
 /// The forecast finish: what remains of the plan's estimates from `now`, scaled by the pace so
 /// far (finished steps' actual time against their estimates, clamped so one odd step cannot
 /// swing it) — the run page's forecast, so the page and the recorded warning agree.
-pub fn forecast_finish(now: Millis, remaining_secs: i64, actual_ms: i64, estimated_ms: i64) -> Millis {
+pub fn forecast_finish(
+    now: Millis,
+    remaining_secs: i64,
+    actual_ms: i64,
+    estimated_ms: i64,
+) -> Millis {
     let pace = if estimated_ms > 0 {
         (actual_ms as f64 / estimated_ms as f64).clamp(0.25, 4.0)
     } else {

@@ -449,7 +449,9 @@ pub fn apply(
             let found = gating::finding(state, finding)
                 .ok_or_else(|| not("is not a finding of this run's latest preflight"))?;
             if !found.blocks() {
-                return Err(not("does not block the start (only failed errors are overridden)"));
+                return Err(not(
+                    "does not block the start (only failed errors are overridden)",
+                ));
             }
             if let Some(o) = gating::override_of(state, finding) {
                 return Err(not(&format!("is already overridden by {}", o.actor)));
