@@ -468,8 +468,17 @@ pub fn step_card(
         phase: step.spec.phase.clone(),
         kind: step.spec.kind.as_str(),
         host: step.spec.host.clone().unwrap_or_default(),
-        status: st.as_str(),
-        status_words: words::step_status(st),
+        // A denied gate is a person's "no", not a failure: its own words and class.
+        status: if s.denied_by.is_some() {
+            "denied"
+        } else {
+            st.as_str()
+        },
+        status_words: if s.denied_by.is_some() {
+            words::DENIED
+        } else {
+            words::step_status(st)
+        },
         attempt: step.attempt,
         attempt_note: if step.attempt > 1 {
             format!("attempt {}", step.attempt)

@@ -53,6 +53,9 @@ pub fn run_words(
     }
 }
 
+/// A gate an approver denied (stored as a failed step; the run is on hold).
+pub const DENIED: &str = "denied";
+
 /// What a step's status means, in a few words.
 pub fn step_status(s: StepStatus) -> &'static str {
     match s {

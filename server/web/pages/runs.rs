@@ -170,7 +170,10 @@ impl RunFilter {
     fn keeps(&self, card: &StepCard, me: &str) -> bool {
         let shown = match self.show.as_str() {
             "mine" => card.is_actionable() || card.claimed_by == me,
-            "waiting" => matches!(card.status, "awaiting_approval" | "awaiting_operator"),
+            "waiting" => matches!(
+                card.status,
+                "awaiting_approval" | "awaiting_operator" | "denied"
+            ),
             "running" => matches!(card.status, "dispatched" | "running" | "verifying"),
             "failed" => matches!(card.status, "failed" | "outcome_unknown"),
             _ => true,

@@ -212,8 +212,8 @@ pub fn attention(run: &RunRecord, steps: &[StepRecord], viewer: &Viewer, now_ms:
                 what: what_for(s),
                 title: s.spec.title.clone(),
                 host: s.spec.host.clone().unwrap_or_default(),
-                status: s.status.as_str(),
-                status_words: words::step_status(s.status),
+                status: card.status,
+                status_words: card.status_words,
                 who: who_for(run, s),
                 waited: words::waited((now_ms - since).div_euclid(1000)),
                 since: fmt_time(since.div_euclid(1000)),
@@ -256,7 +256,13 @@ pub fn attention(run: &RunRecord, steps: &[StepRecord], viewer: &Viewer, now_ms:
         mine,
         start_waits,
         start_is_mine,
-        start_who: format!("an approver other than {}", run.requester),
+        start_who: match gating::blocking(&run.state).len() {
+            0 => format!("an approver other than {}", run.requester),
+            n => format!(
+                "an approver other than {} — first, {n} preflight error(s) must be fixed or overridden (see Preflight for the start)",
+                run.requester
+            ),
+        },
         start_waited: words::waited((now_ms - run.updated_at).div_euclid(1000)),
         items,
         csrf: viewer.csrf.clone(),
