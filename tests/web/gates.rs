@@ -324,3 +324,117 @@ async fn a_denied_gate_shows_ask_again_abort_and_undo_and_asking_again_goes_on()
         .await
         .contains(&approve));
 }
+
+#[tokio::test]
+async fn findings_preflight_could_not_decide_are_listed_beside_approve_start_and_do_not_block() {
+    let app = spawn_app().await;
+    let olga = person(&app, "olga", Role::Operator, "olga@example.com").await;
+    let carl = person(&app, "carl", Role::Approver, "carl@example.com").await;
+    // The mirrored example lacks the TLS facts of two servers: "unknown — will be checked live".
+    let mirrored = include_str!("../../examples/mirrored.toml");
+    let inv = lockstep::web::datacenters::save(&app.state.pool, mirrored, "olga", 0)
+        .await
+        .unwrap()
+        .unwrap();
+    let (status, body) = api(
+        &app,
+        &olga,
+        "/runs",
+        serde_json::json!({
+            "datacenter": inv.name,
+            "runbook": "upgrade-8.11",
+            "change_ticket": "CHG-14-unknown",
+        }),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["run"]["id"].as_str().unwrap().to_string();
+    let p = page(&app, &carl, &format!("/runs/{id}")).await;
+    assert!(p.contains("No error blocks the start."));
+    assert!(p.contains("Not known yet"));
+    assert!(
+        p.contains("tls-same-versions"),
+        "the unknown finding is listed"
+    );
+    assert!(p.contains("id=\"approve-start-form\""));
+    let (status, body) = api(
+        &app,
+        &carl,
+        &format!("/runs/{id}/approve"),
+        serde_json::json!({ "comment": "looked at the unknowns" }),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
+async fn the_window_reads_scheduled_before_it_opens_and_a_forecast_past_its_end_offers_an_extension(
+) {
+    let app = spawn_app().await;
+    let olga = person(&app, "olga", Role::Approver, "olga@example.com").await;
+    let carl = person(&app, "carl", Role::Approver, "carl@example.com").await;
+    let olga_actor =
+        Actor::new("olga", &["viewer", "operator", "approver"]).of_person("olga@example.com");
+    let carl_actor = Actor::new("carl", &["approver"]).of_person("carl@example.com");
+    let store = &app.state.store;
+    let now = app.clock.now_ms();
+    let hour = 3_600_000;
+    let mut ids = Vec::new();
+    // One run whose window opens in an hour; one whose window (5 min) cannot hold its plan.
+    for (start, end) in [(now + hour, now + 2 * hour), (now - 60_000, now + 300_000)] {
+        let run = store
+            .create_run(
+                NewRun {
+                    change_ticket: "CHG-14-window".into(),
+                    window_start: Some(start),
+                    window_end: Some(end),
+                    plan: small_plan("DC1", "run Setup"),
+                },
+                &olga_actor,
+                now,
+            )
+            .await
+            .unwrap();
+        store
+            .apply_run_event(
+                &run.id,
+                &RunEvent::Submit {
+                    actor: olga_actor.clone(),
+                },
+                now,
+            )
+            .await
+            .unwrap();
+        store
+            .apply_run_event(
+                &run.id,
+                &RunEvent::ApproveStart {
+                    actor: carl_actor.clone(),
+                    comment: "go".into(),
+                },
+                now,
+            )
+            .await
+            .unwrap();
+        ids.push(run.id);
+    }
+    let p = page(&app, &carl, &format!("/runs/{}", ids[0])).await;
+    assert!(
+        p.contains("data-status=\"scheduled\""),
+        "the header reads scheduled"
+    );
+    assert!(p.contains("scheduled: starts when the window opens"));
+    assert!(p.contains("Scheduled: nothing starts before the change window opens"));
+    // The driver's watch records the warning once; the strip shows it, with Extend for Carl.
+    assert!(store.watch_window(&ids[1], now).await.unwrap());
+    let form = "id=\"extend-window-form\"";
+    let as_carl = page(&app, &carl, &format!("/runs/{}", ids[1])).await;
+    let as_olga = page(&app, &olga, &format!("/runs/{}", ids[1])).await;
+    assert!(as_carl.contains("the forecast finish passes the end of the change window"));
+    assert!(as_olga.contains("the forecast finish passes the end of the change window"));
+    assert!(as_carl.contains(form));
+    assert!(
+        !as_olga.contains(form),
+        "the requester is offered the extension"
+    );
+}
