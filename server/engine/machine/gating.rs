@@ -160,3 +160,68 @@ pub fn forecast_finish(
     };
     now.saturating_add((remaining_secs.max(0) as f64 * pace * 1000.0) as i64)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::knowledge::preflight::{Finding, Outcome, Severity};
+
+    fn finding(rule: &str, server: Option<&str>, severity: Severity, result: Outcome) -> Finding {
+        Finding {
+            rule: rule.into(),
+            severity,
+            server: server.map(str::to_string),
+            message: format!("{rule} says so"),
+            section: "Test".into(),
+            result,
+        }
+    }
+
+    #[test]
+    fn passes_are_not_kept_and_keys_tell_apart_two_findings_of_one_rule_on_one_server() {
+        let kept = keep(
+            &[
+                finding("cert", Some("A"), Severity::Error, Outcome::Fail),
+                finding("cert", Some("A"), Severity::Error, Outcome::Fail),
+                finding("cert", Some("B"), Severity::Error, Outcome::Pass),
+                finding("tls", None, Severity::Warning, Outcome::Unknown),
+            ],
+            7,
+        );
+        let keys: Vec<&str> = kept.findings.iter().map(|f| f.key.as_str()).collect();
+        assert_eq!(keys, ["cert@A", "cert@A#2", "tls"]);
+        assert!(kept.findings[0].blocks());
+        assert!(!kept.findings[2].blocks() && kept.findings[2].is_unknown());
+    }
+
+    #[test]
+    fn only_failed_errors_without_an_override_block() {
+        let mut state = RunState::new("olga");
+        state.preflight = Some(keep(
+            &[
+                finding("cert", Some("A"), Severity::Error, Outcome::Fail),
+                finding("disk", Some("A"), Severity::Warning, Outcome::Fail),
+                finding("tls", Some("A"), Severity::Error, Outcome::Unknown),
+            ],
+            1,
+        ));
+        assert_eq!(blocking(&state).len(), 1);
+        state.overrides.push(FindingOverride {
+            finding: "cert@A".into(),
+            message: String::new(),
+            actor: "carl".into(),
+            person: None,
+            justification: "ok".into(),
+            at: 2,
+        });
+        assert!(blocking(&state).is_empty());
+    }
+
+    #[test]
+    fn the_forecast_scales_what_remains_by_the_pace_within_bounds() {
+        assert_eq!(forecast_finish(1_000, 10, 0, 0), 11_000);
+        assert_eq!(forecast_finish(0, 10, 20_000, 10_000), 20_000);
+        // A wildly slow step counts at most four times its estimate.
+        assert_eq!(forecast_finish(0, 10, 1_000_000, 1_000), 40_000);
+    }
+}
