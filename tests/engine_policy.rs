@@ -238,6 +238,16 @@ fn a_justification_is_bounded() {
     assert!(matches!(r, Err(Refusal::PolicyViolation(_))), "{r:?}");
 }
 
+/// Two chained steps, the second stopping services: the window's end holds it (the end holds
+/// only steps that stop services or start a phase; see tests/engine_gating.rs).
+fn stop_after_first() -> Plan {
+    let mut plan = noop_plan(2, true, &[]);
+    plan.steps[1].operation = lockstep::knowledge::operation::Operation::ServicesStop {
+        services: lockstep::knowledge::operation::ServiceSet::Connected,
+    };
+    plan
+}
+
 #[tokio::test]
 async fn nothing_starts_before_the_window_opens_nor_after_it_ends_until_someone_else_extends_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -246,7 +256,7 @@ async fn nothing_starts_before_the_window_opens_nor_after_it_ends_until_someone_
         change_ticket: "CHG-14".into(),
         window_start: Some(10_000),
         window_end: Some(20_000),
-        plan: noop_plan(2, true, &[]),
+        plan: stop_after_first(),
     };
     let run = store.create_run(new, &olga(), 0).await.unwrap().id;
     store
@@ -280,7 +290,8 @@ async fn nothing_starts_before_the_window_opens_nor_after_it_ends_until_someone_
         .apply_step_event(&run, "s0000", &finished, 11_000)
         .await
         .unwrap();
-    // The window has ended: the next step does not start.
+    // The window has ended: the next step (it stops services) does not start. Its inputs are
+    // done, so it is ready — held, not started.
     let (claimed, _) = store
         .claim(&run, DriveLimits::default(), 20_000)
         .await
@@ -288,7 +299,7 @@ async fn nothing_starts_before_the_window_opens_nor_after_it_ends_until_someone_
     assert!(claimed.is_empty());
     assert_eq!(
         store.step(&run, "s0001").await.unwrap().status,
-        StepStatus::Pending
+        StepStatus::Ready
     );
     let extend = |actor: Actor| RunEvent::ExtendWindow {
         actor,
@@ -330,9 +341,11 @@ fn the_readme_shows_the_policy_table_as_the_code_has_it() {
 mod model {
     //! Model-based: random controls by random people (the requester, her second account, two
     //! accounts of one approver, an operator, a viewer) and driver ticks, against a real store.
-    //! After every step: order holds, no accepted decision broke the policy table, a refusal
-    //! wrote nothing and an accepted decision wrote its audit event; at the end the chain
-    //! verifies.
+    //! After every step: order holds, no accepted decision broke the policy table (including
+    //! ask again at a denied gate, whose asker never approves it, and a denial that holds the run
+    //! instead of failing it), nothing that stops services or starts the run was started after the
+    //! window's end, a refusal wrote nothing and an accepted decision wrote its audit event; at
+    //! the end the chain verifies.
 
     use super::*;
     use proptest::prelude::*;
@@ -358,8 +371,12 @@ mod model {
             expires_after_secs: None,
         });
         gate.depends_on = vec!["a".into()];
+        // b stops services: after the window's end the driver must not start it.
         let mut b = agent_step("b", Some("dc2"));
         b.depends_on = vec!["gate".into()];
+        b.operation = lockstep::knowledge::operation::Operation::ServicesStop {
+            services: lockstep::knowledge::operation::ServiceSet::Connected,
+        };
         let mut m = agent_step("m", None);
         m.kind = StepKind::Manual;
         m.depends_on = vec!["a".into()];
@@ -369,6 +386,31 @@ mod model {
     }
 
     const IDS: [&str; 5] = ["a", "gate", "b", "m", "c"];
+
+    /// The model's run has a window ending partway through (ops are a second apart).
+    const WINDOW_END: i64 = 25_010;
+
+    async fn started_in_window(plan: Plan, end: i64) -> (tempfile::TempDir, Store, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("m.db")).await.unwrap();
+        let new = NewRun {
+            change_ticket: "CHG-14".into(),
+            window_start: Some(0),
+            window_end: Some(end),
+            plan,
+        };
+        let run = store.create_run(new, &olga(), 0).await.unwrap();
+        store
+            .apply_run_event(&run.id, &RunEvent::Submit { actor: olga() }, 0)
+            .await
+            .unwrap();
+        let go = RunEvent::ApproveStart {
+            actor: approver("carl"),
+            comment: "go".into(),
+        };
+        store.apply_run_event(&run.id, &go, 0).await.unwrap();
+        (dir, store, run.id)
+    }
 
     #[derive(Debug, Clone)]
     enum Op {
@@ -380,7 +422,7 @@ mod model {
 
     fn op() -> impl Strategy<Value = Op> {
         prop_oneof![
-            3 => (0usize..5, 0usize..6, 0u8..8, any::<bool>())
+            3 => (0usize..5, 0usize..6, 0u8..9, any::<bool>())
                 .prop_map(|(s, p, c, t)| Op::Control(s, p, c, t)),
             2 => (0u8..4).prop_map(Op::Tick),
         ]
@@ -416,7 +458,8 @@ mod model {
                 reason: text,
             },
             6 => StepEvent::Claim { actor },
-            _ => StepEvent::Complete { actor, note: text },
+            7 => StepEvent::Complete { actor, note: text },
+            _ => StepEvent::AskAgain { actor },
         }
     }
 
@@ -448,7 +491,7 @@ mod model {
         ) {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             rt.block_on(async move {
-                let (_dir, store, run) = started(plan()).await;
+                let (_dir, store, run) = started_in_window(plan(), WINDOW_END).await;
                 let plan = plan();
                 let people = people();
                 let mut now = 10;
@@ -473,6 +516,7 @@ mod model {
                             let id = IDS[i];
                             let actor = people[p].clone();
                             let before = store.step(&run, id).await.unwrap();
+                            let run_before = store.run(&run).await.unwrap().status;
                             let events_before = store.run_events(&run).await.unwrap().len();
                             let e = event(c, actor.clone(), text, &before.content_hash);
                             let name = e.name();
@@ -481,6 +525,16 @@ mod model {
                                     // The policy table, checked by an oracle written apart
                                     // from the engine.
                                     let requester = actor.person() == "olga@example.com";
+                                    if name == "approve" {
+                                        assert_ne!(before.state.action_requester(), Some(actor.person()), "the person who asked again (or retried) approved");
+                                    }
+                                    if name == "ask_again" {
+                                        assert!(before.state.denied_by.is_some(), "ask_again on a gate nobody denied");
+                                    }
+                                    if name == "reject" && run_before == RunStatus::Running {
+                                        let r = store.run(&run).await.unwrap();
+                                        assert_eq!(r.status, RunStatus::Paused, "a denial did not put the run on hold");
+                                    }
                                     assert!(!actor.roles.is_empty(), "{} ({name}) has no role", actor.name);
                                     if matches!(name, "approve" | "reject" | "skip" | "mark_done") {
                                         assert!(!requester, "the requester's {name} on {id} was accepted");
@@ -505,6 +559,15 @@ mod model {
                         }
                     }
                     check_order(&store, &run, &plan).await;
+                    // The window: nothing that stops services or starts the run was started
+                    // at or after its end.
+                    for s in store.steps(&run).await.unwrap() {
+                        if matches!(s.id.as_str(), "a" | "b") {
+                            if let Some(at) = s.state.dispatched_at {
+                                assert!(at < WINDOW_END, "{} started at {at}, after the window's end", s.id);
+                            }
+                        }
+                    }
                     // A gate that let its step through had its quorum of distinct people.
                     let gate = store.step(&run, "gate").await.unwrap();
                     if gate.status == StepStatus::Succeeded {

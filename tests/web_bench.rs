@@ -82,6 +82,7 @@ async fn bench_run_page_and_sse_fan_out() {
     let v = Viewer {
         role: Role::Operator,
         is_requester: true,
+        person: None,
         csrf: "x".into(),
     };
     let mut render = Vec::new();

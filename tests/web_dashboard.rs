@@ -10,6 +10,8 @@ mod app;
 mod auth;
 #[path = "web/cockpit_pages.rs"]
 mod cockpit_pages;
+#[path = "web/gates.rs"]
+mod gates;
 #[path = "web/live.rs"]
 mod live;
 #[path = "web/matrix.rs"]

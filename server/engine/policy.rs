@@ -34,6 +34,7 @@ pub enum Control {
     Undo,
     OverrideFinding,
     ExtendWindow,
+    AskAgain,
 }
 
 impl Control {
@@ -79,10 +80,11 @@ const fn row(
 }
 
 /// The policy table. The requester may only *do* the approved work (submit it, carry out manual
-/// tasks, retry a step as approved, resume a run they paused) and *stop* it (pause, abort, undo,
-/// mark a step failed) — never widen it: every approval, skip, "it is done" and override needs
-/// another person.
-pub const POLICY: [Rule; 17] = [
+/// tasks, retry a step as approved, resume a run they paused, ask again at a denied gate) and
+/// *stop* it (pause, abort, undo, mark a step failed) — never widen it: every approval, skip,
+/// "it is done" and override needs another person. Asking again reopens a denied gate for a new
+/// decision; it is not one, and the asker is barred from approving it like a retry's requester.
+pub const POLICY: [Rule; 18] = [
     row(Control::Submit, "submit", OPERATOR_ROLE, true, "-"),
     row(
         Control::ApproveStart,
@@ -159,6 +161,13 @@ pub const POLICY: [Rule; 17] = [
         APPROVER_ROLE,
         false,
         "a reason",
+    ),
+    row(
+        Control::AskAgain,
+        "ask_again",
+        OPERATOR_ROLE,
+        true,
+        "only a denied gate, which puts the run on hold; whoever asks again cannot approve it, so the new decision is another approver's",
     ),
 ];
 

@@ -97,6 +97,57 @@ pub fn describe(e: &AuditEvent, step_title: &dyn Fn(&str) -> Option<String>) -> 
         }
         "run.reopen" => format!("{who} reopened the failed run"),
         "run.undo" => format!("{who} asked to undo the run's changes{}", with_text(p)),
+        "run.hold" => format!(
+            "A gate was denied: the run is on hold until someone asks again, aborts or undoes it{}",
+            with_text(p)
+        ),
+        "run.preflight" => {
+            let findings = p
+                .pointer("/event/preflight/findings")
+                .and_then(Value::as_array);
+            let count = |blocking: bool| {
+                findings.map_or(0, |f| {
+                    f.iter()
+                        .filter(|x| {
+                            (x.get("severity").and_then(Value::as_str) == Some("error")
+                                && x.get("result").and_then(Value::as_str) == Some("fail"))
+                                == blocking
+                        })
+                        .count()
+                })
+            };
+            format!(
+                "Preflight ran again with the freshest facts: {} error(s) that block the start, {} other finding(s) to look at",
+                count(true),
+                count(false)
+            )
+        }
+        "run.override_finding" => format!(
+            "{who} overrode the preflight finding {}{}",
+            quoted(
+                p.pointer("/event/finding")
+                    .and_then(Value::as_str)
+                    .unwrap_or("?")
+            ),
+            with_text(p)
+        ),
+        "run.extend_window" => format!("{who} extended the change window{}", with_text(p)),
+        "run.window_warning" => {
+            "The forecast finish passes the end of the change window".to_string()
+        }
+        "run.window_hold" => {
+            let at = p
+                .pointer("/event/step_id")
+                .and_then(Value::as_str)
+                .map(|id| {
+                    format!(
+                        " before {}",
+                        quoted(&step_title(id).unwrap_or(id.to_string()))
+                    )
+                })
+                .unwrap_or_default();
+            format!("The change window ended: the run holds{at} until the window is extended, or the run is aborted or undone")
+        }
         "step.unblock" => format!("Step {step} became ready"),
         "step.start" => match new_state(p) {
             Some("awaiting_approval") => format!("The gate {step} opened for approval"),
@@ -132,6 +183,7 @@ pub fn describe(e: &AuditEvent, step_title: &dyn Fn(&str) -> Option<String>) -> 
         }
         "step.reconciled" => format!("Step {step} was reconciled with its executor: {to}"),
         "step.retry" => format!("{who} retried step {step}"),
+        "step.ask_again" => format!("{who} asked again at the denied gate {step}"),
         "step.skip" => format!("{who} skipped step {step}{}", with_text(p)),
         "step.mark_done" => format!("{who} marked step {step} done{}", with_text(p)),
         "step.mark_failed" => format!("{who} marked step {step} failed{}", with_text(p)),

@@ -263,6 +263,7 @@ pub fn render_update(
     let viewer = Viewer {
         role: variant.0,
         is_requester: variant.1,
+        person: None,
         csrf: String::new(),
     };
     let mut header = runview::run_header(run, steps, &viewer, now_ms, watching);

@@ -113,6 +113,8 @@ impl AppState {
     /// Sets how old agent facts may be before preflight stops trusting them.
     pub fn with_facts_stale_secs(mut self, secs: u64) -> AppState {
         self.facts_stale_secs = i64::try_from(secs).unwrap_or(i64::MAX);
+        // The preflight that gates a start (in the engine) trusts facts exactly as long.
+        self.store.set_facts_stale_secs(secs);
         self
     }
 
@@ -134,6 +136,7 @@ impl AppState {
     ) -> AppState {
         self.collector = Some(collector);
         self.facts_stale_secs = i64::try_from(stale_secs).unwrap_or(i64::MAX);
+        self.store.set_facts_stale_secs(stale_secs);
         self
     }
 

@@ -1,17 +1,20 @@
 //! What the run page shows, computed from the engine's records: the run header (status,
 //! progress, elapsed vs planned, window) and one card per step, each with the controls the
-//! viewer's role allows. The same structs render the full page, the htmx partials and the
-//! partials pushed over server-sent events, so all three always agree.
+//! engine's policy allows the viewer (`engine::policy::check`, through [`Viewer::may`]). The
+//! same structs render the full page, the htmx partials and the partials pushed over
+//! server-sent events, so all three always agree.
 
 use askama::Template;
 
 pub mod attention;
 pub mod deliveries;
+pub mod gate;
 pub mod timeline;
 
 use std::collections::HashMap;
 
-use crate::engine::machine::{RunStatus, StepStatus};
+use crate::engine::machine::{Actor, RunStatus, StepStatus};
+use crate::engine::policy::{self, Control, Parties};
 use crate::engine::steplog::{LogLine, StepTail};
 use crate::engine::store::{RunRecord, StepRecord};
 use crate::knowledge::plan::StepKind;
@@ -24,7 +27,12 @@ use crate::web::words;
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Viewer {
     pub role: Role,
+    /// The viewer is the run's requester (as a person: a second account of theirs counts).
     pub is_requester: bool,
+    /// The viewer's person, on pages rendered for one session; `None` on partials pushed to
+    /// every watcher with the same role (which then leave out only what the requester may not
+    /// do, and show claim-bound controls to anyone with the role; the engine refuses the rest).
+    pub person: Option<String>,
     /// Only pages rendered for one session carry the token in hidden fields (forms without
     /// JavaScript); partials pushed to many watchers leave it empty and htmx sends the header.
     pub csrf: String,
@@ -107,6 +115,8 @@ pub struct StepCard {
     pub can_claim: bool,
     pub can_complete: bool,
     pub can_retry: bool,
+    /// A denied gate: open it again for a new decision (the run is on hold until then).
+    pub can_ask_again: bool,
     pub can_skip: bool,
     pub can_resolve: bool,
     /// Not started or over, and nothing to do on it but perhaps skip: one line on the run page
@@ -183,7 +193,52 @@ impl StepCard {
             || self.can_claim
             || self.can_complete
             || self.can_retry
+            || self.can_ask_again
             || self.can_resolve
+    }
+}
+
+impl Viewer {
+    /// The viewer as the engine's policy sees a person: their roles and their person (for a
+    /// pushed partial, the requester or "someone else").
+    pub fn actor(&self, run: &RunRecord) -> Actor {
+        let roles: Vec<&str> = Role::ALL
+            .iter()
+            .filter(|r| self.role.allows(**r))
+            .map(|r| r.as_str())
+            .collect();
+        let person = match (&self.person, self.is_requester) {
+            (Some(p), _) => p.clone(),
+            (None, true) => run.state.requester_person().to_string(),
+            // Nobody's person: matches no requester, claimer or approver.
+            (None, false) => "\u{1}another person".to_string(),
+        };
+        Actor::new(person.clone(), &roles)
+    }
+
+    /// Whether the engine would let this viewer use `control` given `parties`: the same
+    /// [`policy::check`] the state machines enforce on every transition, so a page never offers
+    /// what the engine would refuse.
+    pub fn may(&self, run: &RunRecord, control: Control, parties: &Parties<'_>) -> bool {
+        policy::check(control, &self.actor(run), parties).is_ok()
+    }
+
+    /// [`Viewer::may`] for a run-level control.
+    pub fn may_on_run(&self, run: &RunRecord, control: Control) -> bool {
+        let parties = Parties {
+            requester: run.state.requester_person(),
+            ..Parties::default()
+        };
+        self.may(run, control, &parties)
+    }
+
+    /// Whether this viewer is `person` (always, on a pushed partial that does not know who).
+    fn is(&self, person: Option<&str>) -> bool {
+        match (&self.person, person) {
+            (None, _) => true,
+            (Some(me), Some(p)) => me == p,
+            (Some(_), None) => false,
+        }
     }
 }
 
@@ -310,8 +365,8 @@ pub fn run_header(
     RunHeader {
         id: run.id.clone(),
         name: run_name(run),
-        status: st.as_str(),
-        status_words: words::run_status(st),
+        status: words::run_words(run, now_ms).0,
+        status_words: words::run_words(run, now_ms).1,
         blocked_on: attention::blocked_on(run, steps, now_ms),
         started: started.is_some(),
         opens_in,
@@ -333,12 +388,17 @@ pub fn run_header(
             names: watching.to_vec(),
             oob: false,
         },
+        // Which controls to show is the engine's policy table (`policy::check`), not a second
+        // opinion here; only where the run stands is read from its status.
         can_approve_start: st == RunStatus::AwaitingStartApproval
-            && viewer.role.allows(Role::Approver)
-            && !viewer.is_requester,
-        can_submit: st == RunStatus::Draft && is_op && viewer.is_requester,
-        can_pause: st == RunStatus::Running && is_op,
-        can_resume: st == RunStatus::Paused && is_op,
+            && viewer.may_on_run(run, Control::ApproveStart),
+        can_submit: st == RunStatus::Draft
+            && viewer.is_requester
+            && viewer.may_on_run(run, Control::Submit),
+        can_pause: st == RunStatus::Running && viewer.may_on_run(run, Control::Pause),
+        can_resume: st == RunStatus::Paused
+            && run.state.on_hold.is_none()
+            && viewer.may_on_run(run, Control::Resume),
         can_abort: matches!(
             st,
             RunStatus::Draft
@@ -346,14 +406,15 @@ pub fn run_header(
                 | RunStatus::Running
                 | RunStatus::Paused
                 | RunStatus::Failed
-        ) && is_op,
+        ) && viewer.may_on_run(run, Control::Abort),
         can_recover: matches!(st, RunStatus::Failed | RunStatus::Aborted)
             && run.runbook == "upgrade-8.11"
             && is_op,
-        can_undo: matches!(
+        can_undo: (matches!(
             st,
             RunStatus::Succeeded | RunStatus::Failed | RunStatus::Aborted
-        ) && is_op,
+        ) || (st == RunStatus::Paused && run.state.on_hold.is_some()))
+            && viewer.may_on_run(run, Control::Undo),
         terminal,
         csrf: viewer.csrf.clone(),
         oob: false,
@@ -372,9 +433,22 @@ pub fn step_card(
         run.status,
         RunStatus::Running | RunStatus::Paused | RunStatus::Failed | RunStatus::Undoing
     );
-    let is_op = viewer.role.allows(Role::Operator);
-    let is_approver = viewer.role.allows(Role::Approver);
     let finished = st.is_terminal();
+    // The controls shown are those the engine's policy allows this viewer on this step.
+    let gate_role =
+        step.spec
+            .gate
+            .as_ref()
+            .map(|g| g.role.as_str())
+            .or((step.spec.kind == StepKind::Approval)
+                .then_some(crate::engine::machine::APPROVER_ROLE));
+    let parties = s.parties_with(run.state.requester_person(), gate_role);
+    let may = |control: Control| viewer.may(run, control, &parties);
+    let me = viewer.actor(run);
+    let approved_already = viewer.person.is_some()
+        && s.approvals
+            .iter()
+            .any(|a| a.person() == me.person() && a.content_hash == step.content_hash);
     let duration = match s.dispatched_at {
         Some(d) if finished => format!("took {}", fmt_duration(ms_to_secs(step.updated_at - d))),
         Some(_) => "in progress".into(),
@@ -394,8 +468,17 @@ pub fn step_card(
         phase: step.spec.phase.clone(),
         kind: step.spec.kind.as_str(),
         host: step.spec.host.clone().unwrap_or_default(),
-        status: st.as_str(),
-        status_words: words::step_status(st),
+        // A denied gate is a person's "no", not a failure: its own words and class.
+        status: if s.denied_by.is_some() {
+            "denied"
+        } else {
+            st.as_str()
+        },
+        status_words: if s.denied_by.is_some() {
+            words::DENIED
+        } else {
+            words::step_status(st)
+        },
         attempt: step.attempt,
         attempt_note: if step.attempt > 1 {
             format!("attempt {}", step.attempt)
@@ -437,20 +520,26 @@ pub fn step_card(
         content_hash: step.content_hash.clone(),
         can_approve: run_open
             && st == StepStatus::AwaitingApproval
-            && is_approver
-            && !viewer.is_requester
-            && !s.gate_lapsed,
+            && !s.gate_lapsed
+            && !approved_already
+            && may(Control::ApproveGate),
         can_claim: run_open
             && st == StepStatus::AwaitingOperator
-            && is_op
-            && s.claimed_by.is_none(),
+            && s.claimed_by.is_none()
+            && may(Control::Claim),
         can_complete: run_open
             && st == StepStatus::AwaitingOperator
-            && is_op
-            && s.claimed_by.is_some(),
+            && s.claimed_by.is_some()
+            && viewer.is(s.claimer())
+            && may(Control::Complete),
         can_retry: run_open
             && matches!(st, StepStatus::Failed | StepStatus::OutcomeUnknown)
-            && is_op,
+            && s.denied_by.is_none()
+            && may(Control::Retry),
+        can_ask_again: run_open
+            && st == StepStatus::Failed
+            && s.denied_by.is_some()
+            && may(Control::AskAgain),
         can_skip: run_open
             && matches!(
                 st,
@@ -459,9 +548,12 @@ pub fn step_card(
                     | StepStatus::Ready
                     | StepStatus::AwaitingOperator
             )
-            && is_approver
-            && step.spec.kind != StepKind::Approval,
-        can_resolve: run_open && st == StepStatus::OutcomeUnknown && is_op,
+            && step.spec.kind != StepKind::Approval
+            && gate_role.is_none()
+            && may(Control::Skip),
+        can_resolve: run_open
+            && st == StepStatus::OutcomeUnknown
+            && (may(Control::MarkDone) || may(Control::MarkFailed)),
         compact: matches!(
             st,
             StepStatus::Pending

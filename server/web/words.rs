@@ -20,6 +20,42 @@ pub fn run_status(s: RunStatus) -> &'static str {
     }
 }
 
+/// A run whose start is approved and whose window has not opened yet (its stored status is
+/// `running`; it dispatches nothing until the window opens).
+pub const SCHEDULED: &str = "scheduled: starts when the window opens";
+
+/// The status code and words a page shows for a run at `now`: `scheduled` before its window
+/// opens, else its stored status.
+pub fn run_status_at(
+    status: RunStatus,
+    window_start: Option<i64>,
+    now_ms: i64,
+) -> (&'static str, &'static str) {
+    if crate::engine::machine::gating::scheduled(status, window_start, now_ms) {
+        ("scheduled", SCHEDULED)
+    } else {
+        (status.as_str(), run_status(status))
+    }
+}
+
+/// A paused run whose gate an approver denied.
+pub const ON_HOLD: &str = "on hold: a gate was denied";
+
+/// [`run_status_at`] for a stored run: also `on_hold` for a run a denied gate paused.
+pub fn run_words(
+    run: &crate::engine::store::RunRecord,
+    now_ms: i64,
+) -> (&'static str, &'static str) {
+    if run.status == RunStatus::Paused && run.state.on_hold.is_some() {
+        ("on_hold", ON_HOLD)
+    } else {
+        run_status_at(run.status, run.window_start, now_ms)
+    }
+}
+
+/// A gate an approver denied (stored as a failed step; the run is on hold).
+pub const DENIED: &str = "denied";
+
 /// What a step's status means, in a few words.
 pub fn step_status(s: StepStatus) -> &'static str {
     match s {
@@ -60,6 +96,22 @@ mod tests {
         for s in StepStatus::ALL {
             assert!(!step_status(s).contains('_'), "{s:?}");
         }
+    }
+
+    #[test]
+    fn a_running_run_before_its_window_reads_scheduled() {
+        assert_eq!(
+            run_status_at(RunStatus::Running, Some(10_000), 5_000),
+            ("scheduled", SCHEDULED)
+        );
+        assert_eq!(
+            run_status_at(RunStatus::Running, Some(10_000), 10_000),
+            ("running", "running")
+        );
+        assert_eq!(
+            run_status_at(RunStatus::AwaitingStartApproval, Some(10_000), 5_000).0,
+            "awaiting_start_approval"
+        );
     }
 
     #[test]

@@ -327,6 +327,18 @@ impl SimulatedDataCenter {
                     let sans = vec![c.common_name.clone()];
                     host.update(|st| {
                         st.certificate_sans.insert(info.thumbprint.clone(), sans);
+                        // IIS serves it already (the web endpoint above answers HTTPS with it):
+                        // bound on 443 as the previous installation left it, so preflight sees
+                        // the site as it is.
+                        let https = lockstep_protocol::evidence::Binding {
+                            protocol: "https".into(),
+                            binding_information: "*:443:".into(),
+                            certificate_thumbprint: Some(info.thumbprint.clone()),
+                        };
+                        let site = st.iis_sites.entry("Default Web Site".into()).or_default();
+                        if !site.iter().any(|b| b.protocol == "https") {
+                            site.push(https);
+                        }
                         st.certificates.push(info);
                     })?;
                 }

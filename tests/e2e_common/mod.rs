@@ -496,6 +496,32 @@ impl Site {
             )
             .await;
         assert_eq!(status, 403, "an operator cannot approve the start");
+        // Preflight ran on submit with the agents' facts: an error it found (a site shaped on
+        // purpose to differ from the defaults) is overridden by the second approver, as a change
+        // board would, before the start is approved.
+        let run = self
+            .get(&self.tokens.approver2, &format!("/runs/{id}"))
+            .await;
+        let findings = run["run"]["state"]["preflight"]["findings"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        for f in findings
+            .iter()
+            .filter(|f| f["severity"] == "error" && f["result"] == "fail")
+        {
+            let (status, body) = self
+                .post(
+                    &self.tokens.approver2,
+                    &format!("/runs/{id}/override"),
+                    json!({
+                        "finding": f["key"],
+                        "justification": "simulated site: accepted for this test",
+                    }),
+                )
+                .await;
+            assert_eq!(status, 200, "override {}: {body}", f["key"]);
+        }
         let (status, body) = self
             .post(
                 &self.tokens.approver,

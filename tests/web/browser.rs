@@ -180,7 +180,8 @@ async fn a_denial_and_a_manual_task_are_seen_live_by_the_other_browser() {
     log_in(&app, &a, "olga").await;
     log_in(&app, &b, "alan").await;
 
-    // Deny: Alan denies the gate with a comment; Olga sees the step fail.
+    // Deny: Alan denies the gate with a comment; Olga sees the gate denied (issue 14: a denial
+    // is a person's "no" that puts the run on hold, not a failure).
     let denied = run_at_first_gate(&app).await;
     a.goto(&app.url(&format!("/runs/{denied}"))).await;
     wait_live(&a).await;
@@ -188,7 +189,7 @@ async fn a_denial_and_a_manual_task_are_seen_live_by_the_other_browser() {
     b.type_into("#step-0 input[name=comment]", "Not during month-end close")
         .await;
     b.click("#step-0 button[value=deny]").await;
-    updates_without_reload(&a, "#step-0 .status", "failed", Duration::from_secs(2)).await;
+    updates_without_reload(&a, "#step-0 .status", "denied", Duration::from_secs(2)).await;
 
     // Manual task: Alan approves the gate, Olga claims and completes the Setup wizard task.
     let run = run_at_first_gate(&app).await;

@@ -168,6 +168,7 @@ impl Engine {
             busy: Arc::new(Mutex::new(HashSet::new())),
             queried: HashSet::new(),
             cancelling: HashSet::new(),
+            window_watched: std::collections::HashMap::new(),
         };
         self.inner.store.integrity_check().await?;
         let follow_ups = driver.reconcile().await?;

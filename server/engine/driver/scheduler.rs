@@ -23,7 +23,12 @@ pub(super) struct Driver {
     pub(super) queried: HashSet<(String, String, u32)>,
     /// In-flight steps of aborted runs whose cancel was requested.
     pub(super) cancelling: HashSet<(String, String, u32)>,
+    /// When each run's forecast was last compared with its window's end.
+    pub(super) window_watched: std::collections::HashMap<String, Millis>,
 }
+
+/// How often the driver compares a run's forecast finish with its window's end.
+pub(super) const WINDOW_WATCH_MS: Millis = 10_000;
 
 /// Removes a step from the busy set when its task ends, however it ends.
 pub(super) struct BusyGuard(Busy, (String, String));
@@ -195,6 +200,18 @@ impl Driver {
             }
             if !run_busy && !claimed_any {
                 store.settle(&run_id, self.engine.now()).await?;
+            }
+            // The forecast against the window's end, at most every WINDOW_WATCH_MS per run: it
+            // reads every step's estimate, and a warning is recorded only once per end anyway.
+            let due = self
+                .window_watched
+                .get(&run_id)
+                .is_none_or(|t| now - *t >= WINDOW_WATCH_MS);
+            if due && (run.window_end.is_some() || run.state.window_extended_to.is_some()) {
+                self.window_watched.insert(run_id.clone(), now);
+                if let Err(e) = store.watch_window(&run_id, now).await {
+                    tracing::warn!(run_id = %run_id, error = %e, "window forecast not recorded");
+                }
             }
         }
         Ok(next_wake)

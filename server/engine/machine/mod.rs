@@ -6,6 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod gating;
 pub mod run;
 pub mod step;
 
@@ -108,6 +109,12 @@ pub enum Refusal {
     /// Order: the step's inputs are not done. Maps to 409.
     #[error("step {step} cannot leave pending: its input {waiting_on} is not done")]
     InputsNotDone { step: String, waiting_on: String },
+    /// Preflight found errors nobody has overridden: the start waits. Maps to 409.
+    #[error("preflight found {} error(s) that block the start: {}; fix them and approve again, or an approver other than the requester overrides each one with a justification", findings.len(), findings.join("; "))]
+    PreflightBlocks { findings: Vec<String> },
+    /// An override names no blocking finding of the run's latest preflight. Maps to 409.
+    #[error("`{finding}` {why}")]
+    NotOverridable { finding: String, why: String },
 }
 
 fn require_text(text: &str, refusal: Refusal) -> Result<(), Refusal> {

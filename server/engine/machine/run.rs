@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::gating::{self, FindingOverride, Preflight, WindowHeld};
 use super::{require_text, Actor, Millis, Refusal};
 use crate::engine::policy::{self, Control, Parties};
 
@@ -93,6 +94,24 @@ pub struct RunState {
     /// after the window's end (this, else the run's own `window_end`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window_extended_to: Option<Millis>,
+    /// The latest preflight (run again on submit and on approve start; see `gating`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preflight: Option<Preflight>,
+    /// Error findings approvers overrode for this run, one decision per finding.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub overrides: Vec<FindingOverride>,
+    /// The window end for which a "the forecast passes the end" warning was recorded (once per
+    /// end: an extension that is again too short warns again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_warned: Option<Millis>,
+    /// The window end at which the driver held a step that stops services or starts a phase,
+    /// and that step (recorded once per end).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_held: Option<WindowHeld>,
+    /// On hold (a paused run with a reason): the gate an approver denied. The choices are to
+    /// ask again (the gate reopens for a new decision), abort, or undo; resume is not one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_hold: Option<String>,
 }
 
 impl RunState {
@@ -106,6 +125,11 @@ impl RunState {
             reason: None,
             undo_requested: false,
             window_extended_to: None,
+            preflight: None,
+            overrides: Vec::new(),
+            window_warned: None,
+            window_held: None,
+            on_hold: None,
         }
     }
 
@@ -166,6 +190,33 @@ pub enum RunEvent {
         until: Millis,
         reason: String,
     },
+    /// Engine: preflight ran again (on submit and on approve start) with the freshest facts.
+    Preflight {
+        preflight: Preflight,
+    },
+    /// An approver other than the requester accepts one error finding for this run.
+    OverrideFinding {
+        actor: Actor,
+        finding: String,
+        justification: String,
+    },
+    /// Engine: the forecast finish passes the window's end (recorded once per end).
+    WindowWarning {
+        forecast: Millis,
+        end: Millis,
+    },
+    /// Engine: an approver denied a gate; the run waits on hold for someone to ask again, abort
+    /// or undo (not "failed": nothing went wrong, someone said no).
+    Hold {
+        step_id: String,
+        reason: String,
+    },
+    /// Engine: the window has ended and the next step would stop services or start a phase;
+    /// the run waits for an extension (or an abort or undo). Recorded once per end.
+    WindowHold {
+        step_id: String,
+        end: Millis,
+    },
 }
 
 impl RunEvent {
@@ -181,6 +232,11 @@ impl RunEvent {
             RunEvent::Reopen { .. } => "reopen",
             RunEvent::Undo { .. } => "undo",
             RunEvent::ExtendWindow { .. } => "extend_window",
+            RunEvent::Preflight { .. } => "preflight",
+            RunEvent::Hold { .. } => "hold",
+            RunEvent::OverrideFinding { .. } => "override_finding",
+            RunEvent::WindowWarning { .. } => "window_warning",
+            RunEvent::WindowHold { .. } => "window_hold",
         }
     }
 
@@ -193,8 +249,14 @@ impl RunEvent {
             | RunEvent::Abort { actor, .. }
             | RunEvent::Reopen { actor }
             | RunEvent::Undo { actor, .. }
-            | RunEvent::ExtendWindow { actor, .. } => Some(actor),
-            RunEvent::Completed | RunEvent::Stalled { .. } => None,
+            | RunEvent::ExtendWindow { actor, .. }
+            | RunEvent::OverrideFinding { actor, .. } => Some(actor),
+            RunEvent::Completed
+            | RunEvent::Stalled { .. }
+            | RunEvent::Preflight { .. }
+            | RunEvent::Hold { .. }
+            | RunEvent::WindowWarning { .. }
+            | RunEvent::WindowHold { .. } => None,
         }
     }
 }
@@ -221,7 +283,14 @@ pub fn control_of(event: &RunEvent) -> Option<Control> {
         RunEvent::Abort { .. } => Control::Abort,
         RunEvent::Undo { .. } => Control::Undo,
         RunEvent::ExtendWindow { .. } => Control::ExtendWindow,
-        RunEvent::Completed | RunEvent::Stalled { .. } | RunEvent::Reopen { .. } => return None,
+        RunEvent::OverrideFinding { .. } => Control::OverrideFinding,
+        RunEvent::Completed
+        | RunEvent::Stalled { .. }
+        | RunEvent::Reopen { .. }
+        | RunEvent::Preflight { .. }
+        | RunEvent::Hold { .. }
+        | RunEvent::WindowWarning { .. }
+        | RunEvent::WindowHold { .. } => return None,
     })
 }
 
@@ -256,6 +325,17 @@ pub fn apply(
         (AwaitingStartApproval, RunEvent::ApproveStart { actor, comment }) => {
             allowed(Control::ApproveStart, actor)?;
             require_text(comment, Refusal::CommentRequired)?;
+            // Preflight gates the start: every failed error is fixed or overridden by someone
+            // other than the requester (the store ran preflight again just before this).
+            let blocking = gating::blocking(state);
+            if !blocking.is_empty() {
+                return Err(Refusal::PreflightBlocks {
+                    findings: blocking
+                        .iter()
+                        .map(|f| format!("{} ({})", f.key, f.message))
+                        .collect(),
+                });
+            }
             next.status = Running;
             next.approved_by = Some(actor.name.clone());
         }
@@ -264,6 +344,13 @@ pub fn apply(
             next.status = Paused;
             next.paused_by = Some(actor.name.clone());
             next.reason = Some(reason.clone()).filter(|r| !r.trim().is_empty());
+        }
+        (Paused, RunEvent::Resume { .. }) if state.on_hold.is_some() => {
+            return Err(Refusal::NotAllowed {
+                what: "the run".into(),
+                from: "on hold after a denied gate (ask again, abort or undo)".into(),
+                event: event.name().into(),
+            })
         }
         (Paused, RunEvent::Resume { actor }) => {
             allowed(Control::Resume, actor)?;
@@ -293,6 +380,17 @@ pub fn apply(
             next.status = Failed;
             next.reason = Some(format!("step {step_id} failed"));
         }
+        (Running, RunEvent::Hold { step_id, reason }) => {
+            next.status = Paused;
+            next.on_hold = Some(step_id.clone());
+            next.paused_by = None;
+            next.reason = Some(reason.clone());
+        }
+        (Paused, RunEvent::Reopen { .. }) if state.on_hold.is_some() => {
+            next.status = Running;
+            next.on_hold = None;
+            next.reason = None;
+        }
         (Failed, RunEvent::Reopen { .. }) => {
             next.status = if state.undo_requested {
                 Undoing
@@ -301,11 +399,13 @@ pub fn apply(
             };
             next.reason = None;
         }
-        (Succeeded | Failed | Aborted, RunEvent::Undo { actor, reason }) => {
+        (Paused, RunEvent::Undo { .. }) if state.on_hold.is_none() => return Err(refuse()),
+        (Succeeded | Failed | Aborted | Paused, RunEvent::Undo { actor, reason }) => {
             allowed(Control::Undo, actor)?;
             require_text(reason, Refusal::ReasonRequired)?;
             next.status = Undoing;
             next.undo_requested = true;
+            next.on_hold = None;
             next.reason = Some(reason.clone());
             actions.push(RunAction::PlanUndo);
         }
@@ -328,6 +428,55 @@ pub fn apply(
             }
             next.window_extended_to = Some(*until);
             next.reason = Some(reason.clone());
+        }
+        (Draft | AwaitingStartApproval, RunEvent::Preflight { preflight }) => {
+            next.preflight = Some(preflight.clone());
+        }
+        (
+            Draft | AwaitingStartApproval,
+            RunEvent::OverrideFinding {
+                actor,
+                finding,
+                justification,
+            },
+        ) => {
+            allowed(Control::OverrideFinding, actor)?;
+            policy::justification(Control::OverrideFinding, actor, justification)?;
+            let not = |why: &str| Refusal::NotOverridable {
+                finding: finding.clone(),
+                why: why.to_string(),
+            };
+            let found = gating::finding(state, finding)
+                .ok_or_else(|| not("is not a finding of this run's latest preflight"))?;
+            if !found.blocks() {
+                return Err(not(
+                    "does not block the start (only failed errors are overridden)",
+                ));
+            }
+            if let Some(o) = gating::override_of(state, finding) {
+                return Err(not(&format!("is already overridden by {}", o.actor)));
+            }
+            next.overrides.push(FindingOverride {
+                finding: finding.clone(),
+                message: found.message.clone(),
+                actor: actor.name.clone(),
+                person: actor.person.clone(),
+                justification: justification.clone(),
+                at: now,
+            });
+        }
+        (Running | Paused | Failed, RunEvent::WindowWarning { end, .. })
+            if state.window_warned != Some(*end) =>
+        {
+            next.window_warned = Some(*end);
+        }
+        (Running, RunEvent::WindowHold { end, step_id })
+            if state.window_held.as_ref().map(|h| h.end) != Some(*end) =>
+        {
+            next.window_held = Some(WindowHeld {
+                end: *end,
+                step_id: step_id.clone(),
+            });
         }
         _ => return Err(refuse()),
     }

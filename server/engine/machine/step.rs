@@ -135,6 +135,10 @@ pub struct StepState {
     /// The operator's note on a manual task, a skip justification or a person's decision.
     pub note: Option<String>,
     pub decided_by: Option<String>,
+    /// A gate an approver denied: who. The run is on hold until someone asks again (a new
+    /// decision), or it is aborted or undone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub denied_by: Option<String>,
 }
 
 impl StepState {
@@ -153,8 +157,18 @@ impl StepState {
     }
 
     fn parties<'a>(&'a self, ctx: &'a StepCtx, gate_role: Option<&'a str>) -> Parties<'a> {
+        self.parties_with(&ctx.run_requester, gate_role)
+    }
+
+    /// The people around a decision on this step, as [`policy::check`] takes them: what the
+    /// machine checks on every transition, and what the pages ask before they show a control.
+    pub fn parties_with<'a>(
+        &'a self,
+        run_requester: &'a str,
+        gate_role: Option<&'a str>,
+    ) -> Parties<'a> {
         Parties {
-            requester: &ctx.run_requester,
+            requester: run_requester,
             step_requested_by: self.action_requester(),
             claimed_by: self.claimer(),
             gate_role,
@@ -267,6 +281,10 @@ pub enum StepEvent {
     Retry {
         actor: Actor,
     },
+    /// Open a denied gate again for a new decision (the asker cannot approve it).
+    AskAgain {
+        actor: Actor,
+    },
     Skip {
         actor: Actor,
         justification: String,
@@ -305,6 +323,7 @@ impl StepEvent {
             StepEvent::Verified { .. } => "verified",
             StepEvent::Reconciled { .. } => "reconciled",
             StepEvent::Retry { .. } => "retry",
+            StepEvent::AskAgain { .. } => "ask_again",
             StepEvent::Skip { .. } => "skip",
             StepEvent::MarkDone { .. } => "mark_done",
             StepEvent::MarkFailed { .. } => "mark_failed",
@@ -321,6 +340,7 @@ impl StepEvent {
             | StepEvent::Claim { actor }
             | StepEvent::Complete { actor, .. }
             | StepEvent::Retry { actor }
+            | StepEvent::AskAgain { actor }
             | StepEvent::Skip { actor, .. }
             | StepEvent::MarkDone { actor, .. }
             | StepEvent::MarkFailed { actor, .. } => Some(actor),
@@ -353,6 +373,7 @@ pub fn control_of(event: &StepEvent) -> Option<Control> {
         StepEvent::Claim { .. } => Control::Claim,
         StepEvent::Complete { .. } => Control::Complete,
         StepEvent::Retry { .. } => Control::Retry,
+        StepEvent::AskAgain { .. } => Control::AskAgain,
         StepEvent::Skip { .. } => Control::Skip,
         StepEvent::MarkDone { .. } => Control::MarkDone,
         StepEvent::MarkFailed { .. } => Control::MarkFailed,
@@ -459,6 +480,7 @@ pub fn apply(
             require_text(comment, Refusal::CommentRequired)?;
             next.status = Failed;
             next.last_error = Some(format!("rejected by {}: {comment}", actor.name));
+            next.denied_by = Some(actor.name.clone());
         }
         (AwaitingApproval, StepEvent::Lapse) => {
             let gate = ctx.effective_gate().ok_or_else(refuse)?;
@@ -574,6 +596,19 @@ pub fn apply(
         (Failed | OutcomeUnknown, StepEvent::Retry { actor }) => {
             policy::check(Control::Retry, actor, &state.parties(ctx, None))?;
             reset_for_retry(&mut next, actor);
+        }
+        (Failed, StepEvent::AskAgain { actor }) if state.denied_by.is_some() => {
+            policy::check(Control::AskAgain, actor, &state.parties(ctx, None))?;
+            next.status = AwaitingApproval;
+            next.gate_opened_at = Some(now);
+            next.gate_lapsed = false;
+            next.approvals.clear();
+            next.denied_by = None;
+            next.last_error = None;
+            next.requested_by = Some(actor.name.clone());
+            next.requested_by_person = actor.person.clone();
+            next.decided_by = Some(actor.name.clone());
+            actions.push(StepAction::NeedsPeople);
         }
         (
             Pending | Ready | AwaitingApproval | AwaitingOperator | Failed | OutcomeUnknown,
@@ -747,6 +782,7 @@ fn reset_for_retry(next: &mut StepState, actor: &Actor) {
     next.claimed_by_person = None;
     next.approvals.clear();
     next.gate_lapsed = false;
+    next.denied_by = None;
     next.decided_by = Some(actor.name.clone());
 }
 

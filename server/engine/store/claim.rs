@@ -8,6 +8,7 @@ use sqlx::Row;
 use super::queries::{load_run, load_step, load_steps, load_steps_in, RunRecord, StepRecord};
 use super::{Result, Store, WriteTx};
 use crate::engine::audit::AuditEvent;
+use crate::engine::machine::gating;
 use crate::engine::machine::{Millis, RunEvent, RunStatus, StepAction, StepEvent, StepStatus};
 
 /// Concurrency limits the driver claims within.
@@ -70,18 +71,18 @@ impl WriteTx {
     ) -> Result<(Vec<Claimed>, Option<Millis>)> {
         let w = self;
         let run_id = run.id.as_str();
-        // The change window: nothing starts before it opens (wake then), nor after it ends
-        // unless an approver extended it; what is in flight finishes. Undo is exempt: backing a
-        // change out is what an overrun window calls for.
+        // The change window: nothing starts before it opens (the run is "scheduled"; wake
+        // then). After its end, what is in flight finishes and the rest of the phase underway
+        // may go on, but no step that stops services or starts a phase, until an approver
+        // extends the window (`gating::held_at_window_end`). Undo is exempt: backing a change
+        // out is what an overrun window calls for.
         let undoing = run.status == RunStatus::Undoing;
+        let mut ended_at: Option<Millis> = None;
         if !undoing {
             if let Some(opens) = run.window_start.filter(|t| now < *t) {
                 return Ok((Vec::new(), Some(opens)));
             }
-            let end = run.state.window_extended_to.or(run.window_end);
-            if end.is_some_and(|e| now >= e) {
-                return Ok((Vec::new(), None));
-            }
+            ended_at = gating::window_end(&run.state, run.window_end).filter(|e| now >= *e);
         }
         let unblocked: Vec<String> = sqlx::query(
             "SELECT s.id FROM steps s WHERE s.run_id = ? AND s.status = 'pending'
@@ -130,9 +131,14 @@ impl WriteTx {
         }
         let mut claimed = Vec::new();
         let mut next_wake: Option<Millis> = None;
+        let mut held: Option<String> = None;
         for s in steps.iter().filter(|s| s.status == StepStatus::Ready) {
             if let Some(t) = s.state.not_before.filter(|t| *t > now) {
                 next_wake = Some(next_wake.map_or(t, |w| w.min(t)));
+                continue;
+            }
+            if ended_at.is_some() && w.held_at_window_end(s).await? {
+                held.get_or_insert_with(|| s.id.clone());
                 continue;
             }
             let dispatches = !matches!(
@@ -168,7 +174,32 @@ impl WriteTx {
             step.state = state;
             claimed.push(Claimed { step, actions });
         }
+        if let (Some(end), Some(step_id)) = (ended_at, held) {
+            // Recorded once per end (the machine refuses a second hold for the same end).
+            if run.state.window_held.as_ref().map(|h| h.end) != Some(end)
+                && run.status == RunStatus::Running
+            {
+                w.run_transition(run, &RunEvent::WindowHold { step_id, end }, now)
+                    .await?;
+            }
+        }
         Ok((claimed, next_wake))
+    }
+
+    /// Whether the window's end holds this ready step: it stops services, or it starts a phase
+    /// (none of its inputs is in its own phase). Asked only after the end, of ready steps.
+    async fn held_at_window_end(&mut self, s: &StepRecord) -> Result<bool> {
+        let same_phase: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM step_deps d
+               JOIN steps p ON p.run_id = d.run_id AND p.id = d.depends_on
+             WHERE d.run_id = ? AND d.step_id = ? AND json_extract(p.spec, '$.phase') = ?",
+        )
+        .bind(&s.run_id)
+        .bind(&s.id)
+        .bind(&s.spec.phase)
+        .fetch_one(&mut *self.tx)
+        .await?;
+        Ok(gating::held_at_window_end(&s.spec, same_phase == 0))
     }
 }
 

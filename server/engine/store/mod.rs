@@ -32,8 +32,10 @@ mod claim;
 mod export;
 mod group;
 mod head;
+mod preflight;
 mod queries;
 mod transitions;
+mod window;
 
 pub use claim::{Claimed, DriveLimits};
 pub use queries::{RunRecord, StepRecord, StepStatusRow};
@@ -90,6 +92,9 @@ pub struct Store {
     key_path: Arc<PathBuf>,
     /// Refusal of writes on a broken chain, and how far it was verified.
     chain: Arc<chain::ChainGuard>,
+    /// How old agent facts may be before the preflight that gates a start stops trusting them
+    /// (`[agents] facts_stale_secs`); shared by every clone, set once by `serve`.
+    facts_stale_secs: Arc<std::sync::atomic::AtomicI64>,
 }
 
 impl Store {
@@ -149,6 +154,7 @@ impl Store {
             signer: Some(Arc::new(signer)),
             key_path: Arc::new(key_path.to_path_buf()),
             chain: Arc::default(),
+            facts_stale_secs: preflight::default_stale_secs(),
         };
         store.integrity_check().await?;
         if created {
@@ -232,6 +238,7 @@ impl Store {
             verifier,
             key_path: Arc::new(key.to_path_buf()),
             chain: Arc::default(),
+            facts_stale_secs: preflight::default_stale_secs(),
         })
     }
 

@@ -416,12 +416,42 @@ impl Store {
         event: &RunEvent,
         now: Millis,
     ) -> Result<(RunState, Vec<RunAction>)> {
+        let gated = matches!(
+            event,
+            RunEvent::Submit { .. } | RunEvent::ApproveStart { .. }
+        );
+        let mut fresh = None;
+        if gated {
+            // Everything but preflight first, on the stored state: a refusal for any other
+            // reason (role, four-eyes, state, no comment) changes nothing.
+            let run = self.run(run_id).await?;
+            match run::apply(&run.state, event, now) {
+                Ok(_) | Err(Refusal::PreflightBlocks { .. }) => {}
+                Err(r) => return Err(r.into()),
+            }
+            fresh = self.fresh_preflight(&run, now).await?;
+        }
         let mut w = self.begin().await?;
-        let run = load_run(&mut w.tx, run_id).await?;
-        let (next, actions) = w.run_transition(&run, event, now).await?;
-        w.run_consequences(&run, &actions, now).await?;
-        self.commit(w).await?;
-        Ok((next, actions))
+        let mut run = load_run(&mut w.tx, run_id).await?;
+        if let Some(preflight) = fresh {
+            w.run_transition(&run, &RunEvent::Preflight { preflight }, now)
+                .await?;
+            run = load_run(&mut w.tx, run_id).await?;
+        }
+        match w.run_transition(&run, event, now).await {
+            Ok((next, actions)) => {
+                w.run_consequences(&run, &actions, now).await?;
+                self.commit(w).await?;
+                Ok((next, actions))
+            }
+            Err(e @ EngineError::Refused(Refusal::PreflightBlocks { .. })) => {
+                // The start stays refused, but the preflight that refused it is kept: the
+                // approver sees (and may override) exactly the findings named.
+                self.commit(w).await?;
+                Err(e)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Applies a person's (or the driver's) event to one step. A step decision that lets a failed
@@ -454,12 +484,42 @@ impl Store {
         let result = w
             .step_transition(run.state.requester_person(), &step, event, now)
             .await?;
-        if run.status == RunStatus::Failed
+        if run.status == RunStatus::Running
+            && result.0.denied_by.is_some()
+            && matches!(event, StepEvent::Reject { .. })
+        {
+            // A denied gate puts the run on hold (not "failed"): someone asks again, aborts or
+            // undoes. In the same transaction as the denial.
+            let reason = format!(
+                "on hold: the gate `{}` was denied ({})",
+                step_id,
+                result.0.last_error.clone().unwrap_or_default()
+            );
+            w.run_transition(
+                &run,
+                &RunEvent::Hold {
+                    step_id: step_id.to_string(),
+                    reason,
+                },
+                now,
+            )
+            .await?;
+        }
+        let held_here = run.status == RunStatus::Paused
+            && run.state.on_hold.as_deref() == Some(step_id)
             && matches!(
                 result.0.status,
-                StepStatus::Ready | StepStatus::Skipped | StepStatus::Succeeded
-            )
-        {
+                StepStatus::AwaitingApproval | StepStatus::Ready
+            );
+        let reopens_failed = run.status == RunStatus::Failed
+            && matches!(
+                result.0.status,
+                StepStatus::Ready
+                    | StepStatus::Skipped
+                    | StepStatus::Succeeded
+                    | StepStatus::AwaitingApproval
+            );
+        if held_here || reopens_failed {
             if let Some(actor) = event.actor() {
                 w.run_transition(
                     &run,

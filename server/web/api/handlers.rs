@@ -405,6 +405,12 @@ pub struct RunActionBody {
     /// For `extend`: the window's new end, like 2026-11-28T01:30 (UTC).
     #[serde(default)]
     pub until: String,
+    /// For `override`: the preflight finding's key, as `preflight` in the run's detail names it.
+    #[serde(default)]
+    pub finding: String,
+    /// For `override`: why this finding does not block this run (at most 2,000 characters).
+    #[serde(default)]
+    pub justification: String,
 }
 
 pub async fn run_action(
@@ -414,7 +420,14 @@ pub async fn run_action(
     body: axum::body::Bytes,
 ) -> ApiResult<RunDetail> {
     let b: RunActionBody = optional_json(&body)?;
-    apply_run_control(&state, &me, &id, &action, &b.comment, &b.reason, &b.until).await?;
+    let input = crate::web::pages::runs::RunForm {
+        comment: b.comment,
+        reason: b.reason,
+        until: b.until,
+        finding: b.finding,
+        justification: b.justification,
+    };
+    apply_run_control(&state, &me, &id, &action, &input).await?;
     Ok(Json(run_detail(&state, &id).await?))
 }
 

@@ -77,6 +77,7 @@ pub async fn overview_live(
         let viewer = Viewer {
             role,
             is_requester: run.requester == name,
+            person: None,
             csrf: String::new(),
         };
         let a = attention::attention(&run, &steps, &viewer, now);

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Form;
 use serde::Deserialize;
 
-use crate::engine::machine::{RunEvent, StepEvent};
+use crate::engine::machine::{RunEvent, RunStatus, StepEvent};
 use crate::engine::store::{RunRecord, StepRecord};
 use crate::web::auth::{CurrentUser, Role};
 use crate::web::runview::{self, Phase, RunHeader, StepCard, Viewer};
@@ -41,7 +41,11 @@ pub fn run_row(r: &RunRecord) -> RunRow {
         id: r.id.clone(),
         name: runview::run_name(r),
         status: r.status.as_str(),
-        status_words: crate::web::words::run_status(r.status),
+        status_words: if r.state.on_hold.is_some() && r.status == RunStatus::Paused {
+            crate::web::words::ON_HOLD
+        } else {
+            crate::web::words::run_status(r.status)
+        },
         runbook: r.runbook.clone(),
         inventory: r.inventory.clone(),
         change_ticket: r.change_ticket.clone(),
@@ -79,6 +83,8 @@ pub struct RunPage {
     pub chrome: Chrome,
     pub header: RunHeader,
     pub attention: runview::attention::Attention,
+    /// The run's preflight beside "Approve start": blocking errors, overrides, unknowns.
+    pub preflight: runview::gate::PreflightGate,
     /// The filter the page shows (from the query string) and the choices for its form.
     pub filter: RunFilter,
     pub hosts: Vec<String>,
@@ -97,9 +103,12 @@ pub struct RunPage {
 }
 
 fn viewer(me: &CurrentUser, run: &RunRecord) -> Viewer {
+    // Persons, not account names: the requester's second account is the requester.
+    let actor = me.actor();
     Viewer {
         role: me.role(),
-        is_requester: me.name() == run.requester,
+        is_requester: actor.person() == run.state.requester_person(),
+        person: Some(actor.person().to_string()),
         csrf: me.csrf_token().to_string(),
     }
 }
@@ -161,7 +170,10 @@ impl RunFilter {
     fn keeps(&self, card: &StepCard, me: &str) -> bool {
         let shown = match self.show.as_str() {
             "mine" => card.is_actionable() || card.claimed_by == me,
-            "waiting" => matches!(card.status, "awaiting_approval" | "awaiting_operator"),
+            "waiting" => matches!(
+                card.status,
+                "awaiting_approval" | "awaiting_operator" | "denied"
+            ),
             "running" => matches!(card.status, "dispatched" | "running" | "verifying"),
             "failed" => matches!(card.status, "failed" | "outcome_unknown"),
             _ => true,
@@ -214,6 +226,7 @@ pub async fn page(
     html(&RunPage {
         chrome: Chrome::new(&me, "runs"),
         header,
+        preflight: runview::gate::preflight_gate(&run, &v),
         attention,
         filter,
         hosts,
@@ -294,33 +307,38 @@ async fn card_or_redirect(
 #[derive(Deserialize, Default)]
 pub struct RunForm {
     #[serde(default)]
-    comment: String,
+    pub comment: String,
     #[serde(default)]
-    reason: String,
+    pub reason: String,
     /// For `extend`: the window's new end, like 2026-11-28T01:30 (UTC).
     #[serde(default)]
-    until: String,
+    pub until: String,
+    /// For `override`: the preflight finding's key (`rule@SERVER`).
+    #[serde(default)]
+    pub finding: String,
+    /// For `override`: why this finding does not block this run.
+    #[serde(default)]
+    pub justification: String,
 }
 
-/// Applies a run-level control by name — submit, approve (the start), pause, resume, abort, undo.
-/// Who may do what is the engine's policy table (`engine::policy`), checked on the transition
-/// itself; this only turns the name into the engine's event, for the pages and the JSON API.
+/// Applies a run-level control by name — submit, approve (the start), pause, resume, abort, undo,
+/// extend (the window), override (a preflight finding). Who may do what is the engine's policy
+/// table (`engine::policy`), checked on the transition itself; this only turns the name into the
+/// engine's event, for the pages and the JSON API.
 pub async fn apply_run_control(
     state: &AppState,
     me: &CurrentUser,
     id: &str,
     action: &str,
-    comment: &str,
-    reason: &str,
-    until: &str,
+    input: &RunForm,
 ) -> Result<(), AppError> {
     let actor = me.actor();
-    let reason = reason.trim().to_string();
+    let reason = input.reason.trim().to_string();
     let event = match action {
         "submit" => RunEvent::Submit { actor },
         "approve" => RunEvent::ApproveStart {
             actor,
-            comment: comment.trim().to_string(),
+            comment: input.comment.trim().to_string(),
         },
         "pause" => RunEvent::Pause { actor, reason },
         "resume" => RunEvent::Resume { actor },
@@ -329,10 +347,24 @@ pub async fn apply_run_control(
         "extend" => RunEvent::ExtendWindow {
             actor,
             reason,
-            until: crate::web::pages::newrun::parse_window("until", until.trim())?.ok_or_else(
-                || AppError::BadRequest("until: the window's new end is required".into()),
-            )?,
+            until: crate::web::pages::newrun::parse_window("until", input.until.trim())?
+                .ok_or_else(|| {
+                    AppError::BadRequest("until: the window's new end is required".into())
+                })?,
         },
+        "override" => {
+            let finding = input.finding.trim();
+            if finding.is_empty() || finding.chars().count() > 300 {
+                return Err(AppError::BadRequest(
+                    "finding: name the preflight finding to override (1 to 300 characters)".into(),
+                ));
+            }
+            RunEvent::OverrideFinding {
+                actor,
+                finding: finding.to_string(),
+                justification: input.justification.trim().to_string(),
+            }
+        }
         _ => return Err(AppError::NotFound(format!("no run action `{action}`"))),
     };
     state.store.run(id).await.map_err(engine_error)?;
@@ -353,7 +385,7 @@ pub async fn control(
     headers: HeaderMap,
     Form(f): Form<RunForm>,
 ) -> Result<Response, AppError> {
-    apply_run_control(&state, &me, &id, &action, &f.comment, &f.reason, &f.until).await?;
+    apply_run_control(&state, &me, &id, &action, &f).await?;
     tracing::info!(run = %id, actor = %me.name(), action = %action, "run control");
     header_or_redirect(&state, &me, &id, &headers).await
 }
@@ -428,6 +460,7 @@ pub fn step_event(me: &CurrentUser, action: &str, f: StepForm) -> Result<StepEve
             note: f.note.trim().to_string(),
         },
         "retry" => StepEvent::Retry { actor },
+        "ask_again" => StepEvent::AskAgain { actor },
         "skip" => StepEvent::Skip {
             actor,
             justification: f.justification.trim().to_string(),

@@ -29,6 +29,7 @@ const OVERRIDES: &[&str] = &[
     "step.mark_done",
     "step.mark_failed",
     "step.reopen_gate",
+    "step.ask_again",
     "run.abort",
     "run.pause",
     "run.undo",
@@ -251,7 +252,17 @@ pub fn build(i: Inputs<'_>) -> ChangeRecord {
     let overrides: Vec<Decision> = person_events
         .iter()
         .filter(|e| is_override(&e.kind))
-        .map(|e| decision(e, audit_words::kind_words(&e.kind)))
+        .map(|e| {
+            let d = decision(e, audit_words::kind_words(&e.kind));
+            // A preflight override names the finding it accepted, not just "the run".
+            match e.payload.pointer("/event/finding").and_then(|f| f.as_str()) {
+                Some(f) if e.kind == "run.override_finding" => Decision {
+                    subject: format!("the preflight finding {f}"),
+                    ..d
+                },
+                _ => d,
+            }
+        })
         .collect();
     let start_approved_by = person_events
         .iter()

@@ -9,6 +9,7 @@
 use askama::Template;
 
 use super::{step_card, step_dom_id, Viewer};
+use crate::engine::machine::gating;
 use crate::engine::machine::{RunStatus, StepStatus};
 use crate::engine::store::{RunRecord, StepRecord};
 use crate::knowledge::plan::StepKind;
@@ -42,6 +43,10 @@ pub struct Item {
     pub can_retry: bool,
     pub can_resolve: bool,
     pub can_skip: bool,
+    /// A denied gate (the run is on hold): the three choices — ask again, abort, undo.
+    pub can_ask_again: bool,
+    pub can_abort: bool,
+    pub can_undo: bool,
 }
 
 impl Item {
@@ -52,6 +57,7 @@ impl Item {
             || self.can_complete
             || self.can_retry
             || self.can_resolve
+            || self.can_ask_again
     }
 }
 
@@ -67,11 +73,59 @@ pub struct Attention {
     pub start_is_mine: bool,
     pub start_who: String,
     pub start_waited: String,
+    /// The change window, when it needs saying: scheduled, the forecast passes its end, or the
+    /// run holds at its end (see [`window_note`]).
+    pub window_note: String,
+    /// The viewer may extend the window (the policy's `extend_window`).
+    pub can_extend: bool,
     pub csrf: String,
     pub oob: bool,
 }
 
+/// What the change window means for the run now, in a sentence; empty when nothing needs saying.
+pub fn window_note(run: &RunRecord, steps: &[StepRecord], now_ms: i64) -> String {
+    let end = gating::window_end(&run.state, run.window_end);
+    if gating::scheduled(run.status, run.window_start, now_ms) {
+        return format!(
+            "Scheduled: nothing starts before the change window opens at {}.",
+            fmt_time(run.window_start.unwrap_or(now_ms).div_euclid(1000))
+        );
+    }
+    if let (Some(held), Some(e)) = (&run.state.window_held, end) {
+        if held.end == e && now_ms >= e && run.status == RunStatus::Running {
+            let title = steps
+                .iter()
+                .find(|s| s.id == held.step_id)
+                .map(|s| s.spec.title.clone())
+                .unwrap_or_else(|| held.step_id.clone());
+            return format!(
+                "The change window ended at {}: the run holds before '{title}' (it would stop services or start a new phase) until an approver other than {} extends the window, or the run is aborted or undone. Steps already under way, and the rest of the phase under way, may finish.",
+                fmt_time(e.div_euclid(1000)),
+                run.requester
+            );
+        }
+    }
+    let active = matches!(
+        run.status,
+        RunStatus::Running | RunStatus::Paused | RunStatus::Failed
+    );
+    match end {
+        Some(e) if active && run.state.window_warned == Some(e) => format!(
+            "Warning: the forecast finish passes the end of the change window ({}). An approver other than {} may extend it; at the end the run holds before the next step that stops services or starts a phase.",
+            fmt_time(e.div_euclid(1000)),
+            run.requester
+        ),
+        _ => String::new(),
+    }
+}
+
 fn who_for(run: &RunRecord, step: &StepRecord) -> String {
+    if step.state.denied_by.is_some() {
+        return format!(
+            "an operator asks again (then an approver other than {} and the asker decides), or aborts or undoes the run",
+            run.requester
+        );
+    }
     match step.status {
         StepStatus::AwaitingApproval => {
             let (role, quorum) = step
@@ -105,6 +159,9 @@ fn who_for(run: &RunRecord, step: &StepRecord) -> String {
 }
 
 fn what_for(step: &StepRecord) -> &'static str {
+    if step.state.denied_by.is_some() {
+        return "Denied gate — the run is on hold";
+    }
     match step.status {
         StepStatus::AwaitingApproval => "Approval gate",
         StepStatus::AwaitingOperator => "Manual task",
@@ -137,6 +194,7 @@ pub fn attention(run: &RunRecord, steps: &[StepRecord], viewer: &Viewer, now_ms:
         steps.iter().filter(|s| waits_for_person(s)).collect()
     };
     let rank = |s: &StepRecord| match s.status {
+        _ if s.state.denied_by.is_some() => 0,
         StepStatus::AwaitingApproval => 0,
         StepStatus::AwaitingOperator => 1,
         StepStatus::OutcomeUnknown => 2,
@@ -154,8 +212,8 @@ pub fn attention(run: &RunRecord, steps: &[StepRecord], viewer: &Viewer, now_ms:
                 what: what_for(s),
                 title: s.spec.title.clone(),
                 host: s.spec.host.clone().unwrap_or_default(),
-                status: s.status.as_str(),
-                status_words: words::step_status(s.status),
+                status: card.status,
+                status_words: card.status_words,
                 who: who_for(run, s),
                 waited: words::waited((now_ms - since).div_euclid(1000)),
                 since: fmt_time(since.div_euclid(1000)),
@@ -168,19 +226,43 @@ pub fn attention(run: &RunRecord, steps: &[StepRecord], viewer: &Viewer, now_ms:
                 can_retry: card.can_retry,
                 can_resolve: card.can_resolve,
                 can_skip: card.can_skip && s.spec.kind != StepKind::Approval,
+                can_ask_again: card.can_ask_again,
+                can_abort: s.state.denied_by.is_some()
+                    && viewer.may_on_run(run, crate::engine::policy::Control::Abort),
+                can_undo: s.state.denied_by.is_some()
+                    && run.state.on_hold.as_deref() == Some(s.id.as_str())
+                    && viewer.may_on_run(run, crate::engine::policy::Control::Undo),
             }
         })
         .collect();
     let start_waits = run.status == RunStatus::AwaitingStartApproval;
     let start_is_mine =
-        start_waits && viewer.role.allows(crate::web::auth::Role::Approver) && !viewer.is_requester;
+        start_waits && viewer.may_on_run(run, crate::engine::policy::Control::ApproveStart);
     let mine = items.iter().filter(|i| i.is_mine()).count() + usize::from(start_is_mine);
+    let window_note = window_note(run, steps, now_ms);
+    let can_extend = !window_note.is_empty()
+        && matches!(
+            run.status,
+            RunStatus::AwaitingStartApproval
+                | RunStatus::Running
+                | RunStatus::Paused
+                | RunStatus::Failed
+        )
+        && viewer.may_on_run(run, crate::engine::policy::Control::ExtendWindow);
     Attention {
+        window_note,
+        can_extend,
         run_id: run.id.clone(),
         mine,
         start_waits,
         start_is_mine,
-        start_who: format!("an approver other than {}", run.requester),
+        start_who: match gating::blocking(&run.state).len() {
+            0 => format!("an approver other than {}", run.requester),
+            n => format!(
+                "an approver other than {} — first, {n} preflight error(s) must be fixed or overridden (see Preflight for the start)",
+                run.requester
+            ),
+        },
         start_waited: words::waited((now_ms - run.updated_at).div_euclid(1000)),
         items,
         csrf: viewer.csrf.clone(),
@@ -193,6 +275,28 @@ pub fn attention(run: &RunRecord, steps: &[StepRecord], viewer: &Viewer, now_ms:
 pub fn blocked_on(run: &RunRecord, steps: &[StepRecord], now_ms: i64) -> String {
     if run.status.is_terminal() {
         return String::new();
+    }
+    if gating::scheduled(run.status, run.window_start, now_ms) {
+        return format!(
+            "waits for the change window to open — in {}",
+            words::waited((run.window_start.unwrap_or(now_ms) - now_ms).div_euclid(1000))
+        );
+    }
+    if let (Some(held), Some(e)) = (
+        &run.state.window_held,
+        gating::window_end(&run.state, run.window_end),
+    ) {
+        if held.end == e && now_ms >= e && run.status == RunStatus::Running {
+            return "held at the change window's end — waits for an extension".to_string();
+        }
+    }
+    if let (RunStatus::Paused, Some(gate)) = (run.status, &run.state.on_hold) {
+        let title = steps
+            .iter()
+            .find(|s| &s.id == gate)
+            .map(|s| s.spec.title.clone())
+            .unwrap_or_else(|| gate.clone());
+        return format!("on hold: the gate '{title}' was denied — ask again, abort or undo");
     }
     if run.status == RunStatus::AwaitingStartApproval {
         return format!(

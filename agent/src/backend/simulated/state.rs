@@ -188,7 +188,9 @@ impl SimState {
                 sql_server: r"CONTOSO\svc-sql".into(),
                 sql_agent: r"CONTOSO\svc-sql".into(),
             }),
+            // Prepared as the guide asks: SSL 2.0 and 3.0 off, TLS 1.2 on.
             schannel: BTreeMap::from([
+                ("SSL 2.0".to_string(), false),
                 ("SSL 3.0".to_string(), false),
                 ("TLS 1.2".to_string(), true),
             ]),
