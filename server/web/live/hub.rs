@@ -171,7 +171,8 @@ async fn on_lines(live: &Live, cache: &mut HashMap<String, Cached>, batch: Vec<L
         }
         let mut html = String::new();
         let mut per_step: Vec<(String, Vec<LogRow>)> = Vec::new();
-        for l in &lines {
+        // Technical lines reach the cache (and the step's page) but not the cards.
+        for l in lines.iter().filter(|l| !l.detail) {
             match per_step.iter_mut().find(|(s, _)| *s == l.step_id) {
                 Some((_, rows)) => rows.push(LogRow::of(l)),
                 None => per_step.push((l.step_id.clone(), vec![LogRow::of(l)])),
