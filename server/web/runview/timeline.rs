@@ -168,8 +168,9 @@ fn spans_of(task: &Task, plan: &Span, now_: &Span, now: i64) -> Spans {
     let (actual, forecast, running) = match task.progress {
         Progress::Done { start, end } => (Some((start, end)), None, false),
         Progress::Skipped { .. } => (None, None, false),
+        // A step that has just started still shows a sliver of actual time.
         Progress::Running { start } => (
-            Some((start, now)),
+            Some((start, now.max(start + 1))),
             (now_.end > now).then_some((now, now_.end)),
             true,
         ),
