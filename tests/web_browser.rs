@@ -6,5 +6,7 @@ mod app;
 mod browser;
 #[path = "web/cockpit.rs"]
 mod cockpit;
+#[path = "web/walkthrough.rs"]
+mod walkthrough;
 #[path = "web/webdriver.rs"]
 mod webdriver;

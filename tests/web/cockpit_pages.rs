@@ -214,42 +214,6 @@ async fn the_overview_stream_sends_a_gate_as_it_starts_waiting() {
     assert!(seen.contains(&format!("/runs/{run}#step-0")));
 }
 
-/// The README's "What to try first" names the pages and boxes a new user will look for in bold:
-/// each must be a menu item an operator sees or a heading on the run page at a gate.
-#[tokio::test]
-async fn the_readme_walkthrough_names_what_the_pages_really_show() {
-    let readme = include_str!("../../README.md");
-    let start = readme.find("What to try first:").expect("the walkthrough");
-    let end = start + readme[start..].find("\n\n![").expect("its end");
-    let walkthrough = &readme[start..end];
-    let named: Vec<&str> = walkthrough.split("**").skip(1).step_by(2).collect();
-    assert!(named.contains(&"New run"), "{named:?}");
-
-    let app = spawn_app_with_driver().await;
-    let olga = app.login_as("olga", Role::Operator).await;
-    let alan = app.login_as("alan", Role::Approver).await;
-    let run = at_gate(&app).await;
-    let home = app.get(&olga, "/").await.text().await.unwrap();
-    let nav = &home[home.find("<nav").unwrap()..home.find("</nav>").unwrap()];
-    let page = app
-        .get(&alan, &format!("/runs/{run}"))
-        .await
-        .text()
-        .await
-        .unwrap();
-    for name in named {
-        let in_menu = nav.contains(&format!(">{name}</a>"));
-        let on_page = page.contains(&format!(">{name}<")) || page.contains(&format!(">{name} <"));
-        assert!(
-            in_menu || on_page,
-            "the README names **{name}**, which no menu or page shows"
-        );
-    }
-    // "open New run in the menu" leads to the form.
-    assert!(nav.contains("href=\"/runs/new\""));
-    assert_eq!(app.get(&olga, "/runs/new").await.status(), 200);
-}
-
 #[tokio::test]
 async fn a_step_page_shows_its_whole_output_searchable_and_as_a_text_download() {
     let app = spawn_app().await;

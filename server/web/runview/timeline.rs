@@ -104,10 +104,11 @@ impl Axis {
     fn x(&self, ms: i64) -> i64 {
         LABEL_W + ((ms - self.origin).clamp(0, self.span) as i128 * CHART_W as i128 / self.span as i128) as i64
     }
-    /// `(x, width)` of a span, at least 2 units wide when it is not empty.
+    /// `(x, width)` of a span, at least 2 units wide when it is not empty and on the axis.
     fn bar(&self, from: i64, to: i64) -> (i64, i64) {
         let (a, b) = (self.x(from), self.x(to.max(from)));
-        (a, if to > from { (b - a).max(2) } else { 0 })
+        let on_axis = to > from && to >= self.origin && from <= self.origin + self.span;
+        (a, if on_axis { (b - a).max(2) } else { 0 })
     }
     fn ticks(&self) -> Vec<Tick> {
         const STEPS: [i64; 12] = [
