@@ -470,7 +470,7 @@ async fn the_gantt_follows_the_run_without_reload_and_times_read_in_the_viewers_
     wait_live(&b).await;
     let anchor = b.find("#live").await.expect("the live region");
     assert_eq!(gantt_row_class(&b, "Step gate").await, "bar running");
-    assert_eq!(gantt_row_class(&b, "Run the Setup wizard").await, "bar waiting");
+    assert_eq!(gantt_row_class(&b, "Step wizard").await, "bar waiting");
     assert!(b.find("#timeline line.now").await.is_ok(), "a now line");
     b.screenshot(&artifact("cockpit-gantt-before.png")).await;
 

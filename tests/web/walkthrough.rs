@@ -112,7 +112,7 @@ async fn use_name(b: &Browser, name: &str, codes: &[String]) -> String {
              var buttons = document.querySelectorAll('button');
              for (var i = 0; i < buttons.length; i++)
                if (buttons[i].textContent.trim() === name && shown(buttons[i])) {{
-                 fill(buttons[i].form); buttons[i].click(); return 'button';
+                 fill(buttons[i].form); window.__pressed = buttons[i]; buttons[i].click(); return 'button';
                }}
              var labels = document.querySelectorAll('label');
              for (var i = 0; i < labels.length; i++) {{
@@ -138,6 +138,23 @@ async fn use_within(b: &Browser, name: &str, codes: &[String], limit: Duration) 
     let start = Instant::now();
     loop {
         let what = use_name(b, name, codes).await;
+        if what == "button" {
+            // As a person would, wait for the press to take effect (the page or the part that
+            // held the button is replaced) before going on.
+            let pressed = Instant::now();
+            while b
+                .script("return !!(window.__pressed && document.contains(window.__pressed));")
+                .await
+                .as_bool()
+                .unwrap_or(false)
+            {
+                assert!(
+                    pressed.elapsed() < limit,
+                    "pressing **{name}** changed nothing on the page"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
         if !what.is_empty() {
             return what;
         }
