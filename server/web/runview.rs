@@ -237,11 +237,15 @@ pub fn run_header(
             s.undo_of.is_none() && matches!(s.status, StepStatus::Succeeded | StepStatus::Skipped)
         })
         .count();
-    let planned: i64 = steps
-        .iter()
-        .filter(|s| s.undo_of.is_none())
-        .map(|s| s.spec.estimate_secs as i64)
-        .sum();
+    // The plan's own length: its critical path at the estimates (steps run side by side).
+    let baseline: Vec<forecast::Task> = forecast::tasks_of(steps)
+        .into_iter()
+        .map(|t| forecast::Task {
+            progress: forecast::Progress::Pending,
+            ..t
+        })
+        .collect();
+    let planned = ms_to_secs(forecast::forecast(&baseline, 0).finish);
     // A run starts with its first dispatch or its first gate opening (a gate is never dispatched).
     let started = steps
         .iter()

@@ -125,6 +125,8 @@ impl Axis {
                 x: self.x(self.origin + i * every * 1000),
                 label: tick_label(i * every),
             })
+            // A label at the very end would be cut off by the edge of the drawing.
+            .filter(|t| t.x <= LABEL_W + CHART_W - 40)
             .collect()
     }
 }
