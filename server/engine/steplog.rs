@@ -135,8 +135,10 @@ impl StepLog {
         lines: &[(Millis, String)],
         dropped: u64,
     ) -> Result<Vec<LogLine>> {
-        let marked: Vec<(Millis, String, bool)> =
-            lines.iter().map(|(at, t)| (*at, t.clone(), false)).collect();
+        let marked: Vec<(Millis, String, bool)> = lines
+            .iter()
+            .map(|(at, t)| (*at, t.clone(), false))
+            .collect();
         self.write_marked(key, &marked, dropped).await
     }
 
@@ -316,7 +318,11 @@ pub fn detail(text: impl Into<String>) {
 fn say(text: String, detail: bool) {
     let _ = SINK.try_with(|sink| {
         let text = cut(text);
-        if sink.queue.try_send((sink.clock.now(), text, detail)).is_err() {
+        if sink
+            .queue
+            .try_send((sink.clock.now(), text, detail))
+            .is_err()
+        {
             sink.dropped.fetch_add(1, Ordering::Relaxed);
         }
     });

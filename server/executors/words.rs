@@ -232,10 +232,7 @@ pub fn agent_success(action: &Action, evidence: &Evidence, d: Duration) -> Strin
             }
         }
         Evidence::Certificates { certificates } => {
-            format!(
-                "{} certificates in LocalMachine\\My",
-                certificates.len()
-            )
+            format!("{} certificates in LocalMachine\\My", certificates.len())
         }
         Evidence::HttpProbe { url, status, .. } => format!("GET {url} → {status}"),
         Evidence::SqlScript {
@@ -315,7 +312,11 @@ pub fn probe(op: &ProbeOperation, outcome: &Outcome) -> String {
             format!("Probe {url}{}{}", status(evidence), found(evidence))
         }
         Outcome::Failed { message, evidence } => {
-            format!("Probe {url}{}{}: {message}", status(evidence), found(evidence))
+            format!(
+                "Probe {url}{}{}: {message}",
+                status(evidence),
+                found(evidence)
+            )
         }
         Outcome::Unknown { reason } => format!("Probe {url}: no answer: {reason}"),
         Outcome::NeedsPerson { reason, .. } => format!("Probe {url}: handed to a person: {reason}"),
@@ -448,8 +449,12 @@ mod tests {
             None
         );
         assert_eq!(
-            sql_message("error", Some(8928), "Object ID 5: page could not be processed.")
-                .as_deref(),
+            sql_message(
+                "error",
+                Some(8928),
+                "Object ID 5: page could not be processed."
+            )
+            .as_deref(),
             Some("SQL Server error 8928: Object ID 5: page could not be processed.")
         );
     }

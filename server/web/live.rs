@@ -262,7 +262,11 @@ pub fn render_update(
     attention.oob = true;
     out.push_str(&attention.render()?);
     // The Gantt chart: bars change state, the now line moves, the forecast follows.
-    out.push_str(&runview::timeline::gantt(run, steps, now_ms).oob().render()?);
+    out.push_str(
+        &runview::timeline::gantt(run, steps, now_ms)
+            .oob()
+            .render()?,
+    );
     for step in steps.iter().filter(|s| touched.contains(&s.id)) {
         let mut card = runview::step_card(run, step, &viewer, logs.get(&step.id));
         card.oob = true;

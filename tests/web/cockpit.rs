@@ -512,7 +512,10 @@ async fn the_gantt_follows_the_run_without_reload_and_times_read_in_the_viewers_
         raw.contains(&format!("<time datetime=\"{datetime}\" title=\"{title}\"")),
         "the script left datetime and the UTC title as the server wrote them: {datetime} / {title}"
     );
-    assert!(datetime.ends_with('Z') && title.ends_with(" UTC"), "{datetime} / {title}");
+    assert!(
+        datetime.ends_with('Z') && title.ends_with(" UTC"),
+        "{datetime} / {title}"
+    );
     assert!(
         text.contains(&in_kolkata(&datetime)) && text.ends_with("GMT+5:30"),
         "{datetime} reads `{text}` in Asia/Kolkata"
@@ -542,7 +545,12 @@ async fn at_400_px_the_attention_strip_and_its_approve_come_first() {
         .await;
     let n = |i: usize| m[i].as_f64().unwrap_or(-1.0);
     b.screenshot(&artifact("cockpit-400px-approver.png")).await;
-    assert!(n(0) < n(1), "the strip ({}) is above the header ({})", n(0), n(1));
+    assert!(
+        n(0) < n(1),
+        "the strip ({}) is above the header ({})",
+        n(0),
+        n(1)
+    );
     assert!(
         n(2) > 0.0 && n(2) <= n(3),
         "the gate's Approve is on the first screen ({} px of {})",

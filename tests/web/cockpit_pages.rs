@@ -309,16 +309,28 @@ async fn the_gantt_shows_what_ran_a_now_line_the_critical_path_and_the_forecast(
         .unwrap();
     let chart = gantt(&page);
     // The gate has been open since the driver reached it: an actual bar, still running.
-    assert!(chart.contains("<g class=\"bar running\" data-critical=\"true\">"), "{chart}");
+    assert!(
+        chart.contains("<g class=\"bar running\" data-critical=\"true\">"),
+        "{chart}"
+    );
     assert_eq!(chart.matches("class=\"actual\"").count(), 1, "{chart}");
     // The two steps after it have forecast bars; a line marks now.
     assert_eq!(chart.matches("class=\"forecast\"").count(), 3, "{chart}");
     assert!(chart.contains("<line class=\"now\""));
-    assert!(chart.contains("◆ Step gate"), "the critical path is marked in words too");
+    assert!(
+        chart.contains("◆ Step gate"),
+        "the critical path is marked in words too"
+    );
     assert!(chart.contains("<td>yes</td>"), "and in the table");
     let header = section(&page, "run-header");
-    assert!(header.contains("Forecast finish: <time datetime=\""), "{header}");
-    assert!(header.contains("from now along the critical path"), "{header}");
+    assert!(
+        header.contains("Forecast finish: <time datetime=\""),
+        "{header}"
+    );
+    assert!(
+        header.contains("from now along the critical path"),
+        "{header}"
+    );
     assert!(!header.contains("Warning:"), "no window, no warning");
 }
 
@@ -394,7 +406,10 @@ async fn cards_show_the_log_in_words_and_the_step_page_keeps_the_technical_lines
         .await
         .unwrap();
     assert!(page.contains("Stopped BackupServer, IndexServer in 2.1 s"));
-    assert!(!page.contains("agent action abc"), "no technical line on the card");
+    assert!(
+        !page.contains("agent action abc"),
+        "no technical line on the card"
+    );
     let step = format!("/runs/{}/steps/wizard", run.id);
     let plain = app.get(&vic, &step).await.text().await.unwrap();
     assert!(plain.contains("Stopped BackupServer"));
@@ -414,9 +429,16 @@ async fn cards_show_the_log_in_words_and_the_step_page_keeps_the_technical_lines
         .text()
         .await
         .unwrap();
-    assert!(txt.contains("attempt 1 [technical] agent action abc/wizard@DC1/1 sent"), "{txt}");
+    assert!(
+        txt.contains("attempt 1 [technical] agent action abc/wizard@DC1/1 sent"),
+        "{txt}"
+    );
     assert!(txt.contains("attempt 1 Stopped BackupServer"), "{txt}");
     let bad = app.get(&vic, &format!("{step}?technical=yes")).await;
     assert_eq!(bad.status(), 422);
-    assert!(bad.text().await.unwrap().contains("technical: `yes` is not a choice"));
+    assert!(bad
+        .text()
+        .await
+        .unwrap()
+        .contains("technical: `yes` is not a choice"));
 }

@@ -226,9 +226,9 @@ async fn the_readme_walkthrough_can_be_followed_word_for_word() {
                 }
                 Word::Code(_) => {}
                 Word::Name(name) => {
-                    let b = browsers
-                        .get(&who)
-                        .unwrap_or_else(|| panic!("step {}: nobody is logged in for **{name}**", n + 1));
+                    let b = browsers.get(&who).unwrap_or_else(|| {
+                        panic!("step {}: nobody is logged in for **{name}**", n + 1)
+                    });
                     if n == 2 && name == "Claim task" {
                         // Each manual task, until the gate waits for the approver.
                         let approver = browsers.get("approver").expect("the approver's browser");
@@ -297,7 +297,10 @@ async fn the_readme_walkthrough_can_be_followed_word_for_word() {
     b.wait_for("table", 10).await;
     let audit = b.text("main").await;
     b.screenshot(&artifact("walkthrough-audit.png")).await;
-    assert!(audit.contains("approver approved the start of the run"), "{audit}");
+    assert!(
+        audit.contains("approver approved the start of the run"),
+        "{audit}"
+    );
     assert!(audit.contains("approver approved the gate"), "{audit}");
     for (_, b) in browsers {
         b.quit().await;

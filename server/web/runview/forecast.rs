@@ -278,7 +278,13 @@ mod tests {
                     end: 600 * S,
                 },
             ),
-            task("b", &["a"], "agent", 300, Progress::Running { start: 600 * S }),
+            task(
+                "b",
+                &["a"],
+                "agent",
+                300,
+                Progress::Running { start: 600 * S },
+            ),
             task("c", &["a"], "sql", 1000, Progress::Pending),
             task("d", &["b"], "agent", 100, Progress::Pending),
             task("e", &["d", "c"], "agent", 50, Progress::Pending),
@@ -289,7 +295,11 @@ mod tests {
     fn remaining_steps_are_scaled_by_how_their_finished_peers_did() {
         let f = forecast(&small_dag(), 700 * S);
         assert_eq!(f.pace.get("agent"), Some(&2.0));
-        assert_eq!(f.pace.get("sql"), None, "no finished SQL step: estimates as they are");
+        assert_eq!(
+            f.pace.get("sql"),
+            None,
+            "no finished SQL step: estimates as they are"
+        );
         let span = |i: usize| (f.spans[i].start / S, f.spans[i].end / S);
         assert_eq!(span(0), (0, 600), "a keeps its actual times");
         assert_eq!(span(1), (600, 1200), "b: started at 600 s, 300 s × 2");
@@ -337,13 +347,26 @@ mod tests {
         let f = forecast(&tasks, 100 * S);
         assert_eq!(f.finish, 40 * S);
         assert_eq!(f.remaining, 0);
-        assert_eq!(f.pace.get("agent"), Some(&0.5), "the skipped step counts for no pace");
+        assert_eq!(
+            f.pace.get("agent"),
+            Some(&0.5),
+            "the skipped step counts for no pace"
+        );
     }
 
     #[test]
     fn one_very_slow_step_cannot_scale_the_rest_beyond_the_clamp() {
         let tasks = vec![
-            task("a", &[], "sql", 10, Progress::Done { start: 0, end: 10_000 * S }),
+            task(
+                "a",
+                &[],
+                "sql",
+                10,
+                Progress::Done {
+                    start: 0,
+                    end: 10_000 * S,
+                },
+            ),
             task("b", &["a"], "sql", 100, Progress::Pending),
         ];
         let f = forecast(&tasks, 10_000 * S);

@@ -102,7 +102,9 @@ struct Axis {
 
 impl Axis {
     fn x(&self, ms: i64) -> i64 {
-        LABEL_W + ((ms - self.origin).clamp(0, self.span) as i128 * CHART_W as i128 / self.span as i128) as i64
+        LABEL_W
+            + ((ms - self.origin).clamp(0, self.span) as i128 * CHART_W as i128 / self.span as i128)
+                as i64
     }
     /// `(x, width)` of a span, at least 2 units wide when it is not empty and on the axis.
     fn bar(&self, from: i64, to: i64) -> (i64, i64) {
@@ -329,7 +331,13 @@ fn build(steps: &[StepRecord], now: i64, window_end: Option<i64>, live: bool) ->
     }
     let end = rows
         .iter()
-        .flat_map(|r| [Some(r.planned.1), r.actual.map(|a| a.1), r.forecast.map(|f| f.1)])
+        .flat_map(|r| {
+            [
+                Some(r.planned.1),
+                r.actual.map(|a| a.1),
+                r.forecast.map(|f| f.1),
+            ]
+        })
         .flatten()
         .chain(live.then_some(now))
         .max()
@@ -346,7 +354,9 @@ fn build(steps: &[StepRecord], now: i64, window_end: Option<i64>, live: bool) ->
     };
     let by_phase = plan.len() > MAX_STEP_BARS;
     let title = |unit: &str| {
-        format!("Gantt chart: planned, actual and forecast time of each {unit}, from the run's start")
+        format!(
+            "Gantt chart: planned, actual and forecast time of each {unit}, from the run's start"
+        )
     };
     let (unit, top, lanes) = if by_phase {
         let mut names: Vec<&str> = Vec::new();
@@ -361,7 +371,10 @@ fn build(steps: &[StepRecord], now: i64, window_end: Option<i64>, live: bool) ->
             let idx: Vec<usize> = (0..plan.len())
                 .filter(|&i| plan[i].spec.phase == *name)
                 .collect();
-            let done = idx.iter().filter(|&&i| plan[i].status.is_terminal()).count();
+            let done = idx
+                .iter()
+                .filter(|&&i| plan[i].status.is_terminal())
+                .count();
             let of: Vec<&Spans> = idx.iter().map(|&i| &rows[i]).collect();
             lane_rows.push(lane_spans(name, &of, done == idx.len()));
             let own: Vec<Spans> = idx
@@ -384,22 +397,10 @@ fn build(steps: &[StepRecord], now: i64, window_end: Option<i64>, live: bool) ->
                 ),
             });
         }
-        let top = chart(
-            "timeline".into(),
-            title("phase"),
-            "bar",
-            &lane_rows,
-            &frame,
-        );
+        let top = chart("timeline".into(), title("phase"), "bar", &lane_rows, &frame);
         ("phase", top, lanes)
     } else {
-        let top = chart(
-            "timeline".into(),
-            title("step"),
-            "bar",
-            &rows,
-            &frame,
-        );
+        let top = chart("timeline".into(), title("step"), "bar", &rows, &frame);
         ("step", top, Vec::new())
     };
     Timeline {
