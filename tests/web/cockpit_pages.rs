@@ -442,3 +442,75 @@ async fn cards_show_the_log_in_words_and_the_step_page_keeps_the_technical_lines
         .unwrap()
         .contains("technical: `yes` is not a choice"));
 }
+
+/// The next `update` frame of an event stream (skipping the watcher list and keep-alives).
+async fn next_update(
+    body: &mut (impl futures_util::Stream<Item = reqwest::Result<axum::body::Bytes>> + Unpin),
+    buf: &mut String,
+    with: &str,
+) -> String {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        while let Some(end) = buf.find("\n\n") {
+            let frame: String = buf.drain(..end + 2).collect();
+            if frame.contains("event: update") && frame.contains(with) {
+                return frame;
+            }
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, body.next()).await {
+            Ok(Some(Ok(chunk))) => buf.push_str(&String::from_utf8_lossy(&chunk)),
+            other => panic!("the stream ended or stalled ({other:?}); got: {buf}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_live_stream_sends_the_whole_gantt_once_then_only_the_parts_that_changed() {
+    let app = spawn_app_with_driver().await;
+    let alan = app.login_as("alan", Role::Approver).await;
+    let olga = app.login_as("olga", Role::Operator).await;
+    let run = at_gate(&app).await;
+    let page = app
+        .get(&alan, &format!("/runs/{run}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let after: i64 = page
+        .split("/events?after=")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .and_then(|n| n.parse().ok())
+        .expect("the page's stream address");
+    let resp = app
+        .get(&alan, &format!("/runs/{run}/events?after={after}"))
+        .await;
+    let mut body = resp.bytes_stream();
+    let mut buf = String::new();
+    let comment = |text: &'static str| {
+        let (app, olga, run) = (&app, &olga, run.clone());
+        async move {
+            let r = app
+                .post(olga, &format!("/runs/{run}/comments"), &[("text", text)])
+                .await;
+            assert!(r.status().is_success() || r.status().is_redirection());
+        }
+    };
+    comment("first").await;
+    let first = next_update(&mut body, &mut buf, "timeline").await;
+    assert!(
+        first.contains("<figure class=\"timeline gantt\" id=\"timeline\" hx-swap-oob=\"true\">"),
+        "the first update draws the whole chart: {first}"
+    );
+    comment("second").await;
+    let second = next_update(&mut body, &mut buf, "timeline").await;
+    assert!(
+        second.contains("<div id=\"timeline-top\" hx-swap-oob=\"true\">"),
+        "{second}"
+    );
+    assert!(
+        !second.contains("id=\"timeline\" hx-swap-oob"),
+        "on the same axis only the parts that changed are sent: {second}"
+    );
+}

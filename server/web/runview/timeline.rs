@@ -2,10 +2,13 @@
 //! [`MAX_STEP_BARS`] steps) its planned span, its actual span and, for what has not finished,
 //! the forecast span, on one time axis from the run's start, with a line at now and at the
 //! window's end, and the critical path marked (see [`super::forecast`]). Server-rendered SVG: no
-//! JavaScript draws it, askama escapes every label, and the live stream swaps the whole figure
-//! (`id="timeline"`) when a step changes. Every bar has a `<title>`, and the same figures are in a
-//! table beside it for screen readers and for anyone who prefers numbers. The change record draws
-//! the same chart.
+//! JavaScript draws it, askama escapes every label, and the live stream swaps it in when a step
+//! changes: the top chart and the lanes of the steps that changed ([`update`]), or the whole figure
+//! when the time axis moved (its span is rounded up to a round figure, so that is rare). Every bar
+//! has a `<title>`, and the same figures are in a table beside it for screen readers and for
+//! anyone who prefers numbers. The change record draws the same chart.
+
+use std::collections::HashSet;
 
 use askama::Template;
 
@@ -72,6 +75,8 @@ pub struct Chart {
 
 /// A phase's lane, expandable to its steps.
 pub struct Lane {
+    /// Its place among the lanes (DOM ids `lane-N`, `lane-N-chart`, `lane-N-count`).
+    pub index: usize,
     pub name: String,
     pub steps: usize,
     pub done: usize,
@@ -92,6 +97,21 @@ pub struct Timeline {
     pub live: bool,
     /// Swapped in by the live stream.
     pub oob: bool,
+    /// The time axis (origin, span in ms) and the unit: a page drawn on another axis needs the
+    /// whole figure again.
+    pub axis: (i64, i64, &'static str),
+    /// Each lane's steps' ids, to know which lanes a change touched.
+    lane_steps: Vec<Vec<String>>,
+}
+
+/// The parts of the chart a change touched, swapped in by id: the top chart (with its table),
+/// and each touched lane's step chart and count.
+#[derive(Template)]
+#[template(path = "partials/timeline_live.html")]
+pub struct TimelineLive<'a> {
+    pub unit: &'static str,
+    pub chart: &'a Chart,
+    pub lanes: Vec<&'a Lane>,
 }
 
 /// Where times fall on the axis.
@@ -131,6 +151,22 @@ impl Axis {
             .filter(|t| t.x <= LABEL_W + CHART_W - 40)
             .collect()
     }
+}
+
+/// The axis' span rounded up to a round figure (and at least a minute), so that it only moves
+/// now and then as a run goes on (each move redraws every lane).
+fn round_span(ms: i64) -> i64 {
+    const MINUTES: [i64; 22] = [
+        1, 2, 5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 240, 360, 480, 600, 720, 960, 1200, 1440,
+        2160, 2880,
+    ];
+    let min = (ms.max(1) + 59_999) / 60_000;
+    let rounded = MINUTES
+        .iter()
+        .copied()
+        .find(|m| *m >= min)
+        .unwrap_or_else(|| (min + 1439) / 1440 * 1440);
+    rounded * 60_000
 }
 
 /// "start", "+30 min", "+1 h", "+1 h 30".
@@ -344,7 +380,7 @@ fn build(steps: &[StepRecord], now: i64, window_end: Option<i64>, live: bool) ->
         .unwrap_or(now);
     let axis = Axis {
         origin,
-        span: (end - origin).max(60_000),
+        span: round_span(end - origin),
     };
     let frame = Frame {
         axis,
@@ -358,7 +394,7 @@ fn build(steps: &[StepRecord], now: i64, window_end: Option<i64>, live: bool) ->
             "Gantt chart: planned, actual and forecast time of each {unit}, from the run's start"
         )
     };
-    let (unit, top, lanes) = if by_phase {
+    let (unit, top, lanes, lane_steps) = if by_phase {
         let mut names: Vec<&str> = Vec::new();
         for s in &plan {
             if !names.contains(&s.spec.phase.as_str()) {
@@ -367,6 +403,7 @@ fn build(steps: &[StepRecord], now: i64, window_end: Option<i64>, live: bool) ->
         }
         let mut lane_rows = Vec::new();
         let mut lanes = Vec::new();
+        let mut lane_steps = Vec::new();
         for (n, name) in names.iter().enumerate() {
             let idx: Vec<usize> = (0..plan.len())
                 .filter(|&i| plan[i].spec.phase == *name)
@@ -384,7 +421,9 @@ fn build(steps: &[StepRecord], now: i64, window_end: Option<i64>, live: bool) ->
                     ..spans_of(&tasks[i], &planned.spans[i], &projected.spans[i], now)
                 })
                 .collect();
+            lane_steps.push(idx.iter().map(|&i| plan[i].id.clone()).collect());
             lanes.push(Lane {
+                index: n,
                 name: name.to_string(),
                 steps: idx.len(),
                 done,
@@ -398,10 +437,10 @@ fn build(steps: &[StepRecord], now: i64, window_end: Option<i64>, live: bool) ->
             });
         }
         let top = chart("timeline".into(), title("phase"), "bar", &lane_rows, &frame);
-        ("phase", top, lanes)
+        ("phase", top, lanes, lane_steps)
     } else {
         let top = chart("timeline".into(), title("step"), "bar", &rows, &frame);
-        ("step", top, Vec::new())
+        ("step", top, Vec::new(), Vec::new())
     };
     Timeline {
         unit,
@@ -410,7 +449,39 @@ fn build(steps: &[StepRecord], now: i64, window_end: Option<i64>, live: bool) ->
         scale: fmt_duration(frame.axis.span / 1000),
         live,
         oob: false,
+        axis: (frame.axis.origin, frame.axis.span, unit),
+        lane_steps,
     }
+}
+
+/// What the live stream sends of the chart after a change to `touched` steps: the whole figure
+/// when `drawn` (the axis the watchers' pages were drawn on) differs from this one's, else only
+/// the top chart and the touched lanes. Returns the markup and this chart's axis.
+pub fn update(
+    run: &RunRecord,
+    steps: &[StepRecord],
+    now_ms: i64,
+    touched: &HashSet<String>,
+    drawn: Option<(i64, i64, &'static str)>,
+) -> Result<(String, (i64, i64, &'static str)), askama::Error> {
+    let t = gantt(run, steps, now_ms);
+    let axis = t.axis;
+    if drawn != Some(axis) {
+        return Ok((t.oob().render()?, axis));
+    }
+    let lanes = t
+        .lanes
+        .iter()
+        .zip(&t.lane_steps)
+        .filter(|(_, ids)| ids.iter().any(|id| touched.contains(id)))
+        .map(|(l, _)| l)
+        .collect();
+    let live = TimelineLive {
+        unit: t.unit,
+        chart: &t.chart,
+        lanes,
+    };
+    Ok((live.render()?, axis))
 }
 
 impl Timeline {
@@ -439,6 +510,15 @@ mod tests {
         assert_eq!(t[2].label, "+1 h");
         assert_eq!(tick_label(5400), "+1 h 30");
         assert!(t.last().map(|l| l.x).unwrap_or(0) <= LABEL_W + CHART_W);
+    }
+
+    #[test]
+    fn the_axis_span_is_rounded_up_to_a_round_figure() {
+        assert_eq!(round_span(0), 60_000);
+        assert_eq!(round_span(6 * 60_000), 10 * 60_000);
+        assert_eq!(round_span(15 * 3_600_000 + 7 * 60_000), 16 * 3_600_000);
+        assert_eq!(round_span(49 * 3_600_000), 72 * 3_600_000);
+        assert_eq!(round_span(80 * 3_600_000), 96 * 3_600_000);
     }
 
     #[test]
