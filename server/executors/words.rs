@@ -38,12 +38,33 @@ fn state_words(s: ServiceRunState) -> &'static str {
     }
 }
 
-fn names(services: &[ServiceInfo]) -> String {
-    services
-        .iter()
-        .map(|s| s.name.as_str())
-        .collect::<Vec<_>>()
-        .join(", ")
+/// "BackupServer, IndexServer (were Running)", "BackupServer (was Running), IndexServer (was
+/// Stopped)", or the names alone when the states before are not known.
+fn names(services: &[ServiceInfo], before: &[ServiceInfo]) -> String {
+    let was = |name: &str| {
+        before
+            .iter()
+            .find(|b| b.name.eq_ignore_ascii_case(name))
+            .map(|b| state_words(b.state))
+    };
+    let all: Vec<&str> = services.iter().map(|s| s.name.as_str()).collect();
+    let states: Vec<Option<&str>> = all.iter().map(|n| was(n)).collect();
+    match states.first() {
+        Some(Some(first)) if states.iter().all(|s| *s == Some(*first)) => format!(
+            "{} ({} {first})",
+            all.join(", "),
+            if all.len() == 1 { "was" } else { "were" }
+        ),
+        _ => all
+            .iter()
+            .zip(states)
+            .map(|(n, s)| match s {
+                Some(s) => format!("{n} (was {s})"),
+                None => n.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
 }
 
 /// What an action sets out to do, for a failure ("Stopping the Connected services failed: …").
@@ -90,12 +111,17 @@ pub fn agent_success(action: &Action, evidence: &Evidence, d: Duration) -> Strin
     match evidence {
         Evidence::Services {
             services,
+            before,
             absent,
             notes,
         } => {
             let mut out = match action {
-                Action::ServicesStop { .. } => format!("Stopped {} in {t}", names(services)),
-                Action::ServicesStart { .. } => format!("Started {} in {t}", names(services)),
+                Action::ServicesStop { .. } => {
+                    format!("Stopped {} in {t}", names(services, before))
+                }
+                Action::ServicesStart { .. } => {
+                    format!("Started {} in {t}", names(services, before))
+                }
                 _ => services
                     .iter()
                     .map(|s| format!("{} {}", s.name, state_words(s.state)))
@@ -349,18 +375,47 @@ mod tests {
                 svc("BackupServer", ServiceRunState::Stopped),
                 svc("IndexServer", ServiceRunState::Stopped),
             ],
+            before: vec![],
             absent: vec!["DCAlerter".into()],
             notes: vec![],
         };
         assert_eq!(
             agent_success(&stop, &ev, Duration::from_millis(2100)),
-            "Stopped BackupServer, IndexServer in 2.1 s; not installed here: DCAlerter"
+            "Stopped BackupServer, IndexServer in 2.1 s; not installed here: DCAlerter",
+            "an older agent says nothing of before"
+        );
+        let one = Evidence::Services {
+            services: vec![svc("BackupServer", ServiceRunState::Stopped)],
+            before: vec![svc("BackupServer", ServiceRunState::Running)],
+            absent: vec![],
+            notes: vec![],
+        };
+        assert_eq!(
+            agent_success(&stop, &one, Duration::from_millis(2100)),
+            "Stopped BackupServer (was Running) in 2.1 s"
+        );
+        let two = Evidence::Services {
+            services: vec![
+                svc("BackupServer", ServiceRunState::Stopped),
+                svc("IndexServer", ServiceRunState::Stopped),
+            ],
+            before: vec![
+                svc("BackupServer", ServiceRunState::Running),
+                svc("IndexServer", ServiceRunState::Stopped),
+            ],
+            absent: vec![],
+            notes: vec![],
+        };
+        assert_eq!(
+            agent_success(&stop, &two, Duration::from_millis(900)),
+            "Stopped BackupServer (was Running), IndexServer (was Stopped) in 900 ms"
         );
         let status = Action::ServicesStatus {
             services: ServiceSelector::Connected,
         };
         let ev = Evidence::Services {
             services: vec![svc("BackupServer", ServiceRunState::Running)],
+            before: vec![],
             absent: vec![],
             notes: vec![],
         };

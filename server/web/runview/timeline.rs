@@ -180,10 +180,20 @@ fn tick_label(secs: i64) -> String {
     }
 }
 
+/// The label as drawn: cut to fit, keeping a trailing "on SERVER" (steps on several servers
+/// differ only there), with `◆ ` in front on the critical path.
 fn short(label: &str, critical: bool) -> String {
-    let cut = if label.chars().count() > LABEL_CHARS {
-        let mut t: String = label.chars().take(LABEL_CHARS - 1).collect();
+    let n = label.chars().count();
+    let cut = if n > LABEL_CHARS {
+        let tail = label
+            .rfind(" on ")
+            .map(|i| &label[i..])
+            .filter(|t| t.chars().count() + 10 < LABEL_CHARS)
+            .unwrap_or("");
+        let keep = LABEL_CHARS - 1 - tail.chars().count();
+        let mut t: String = label.chars().take(keep).collect();
         t.push('…');
+        t.push_str(tail);
         t
     } else {
         label.to_string()
@@ -205,17 +215,17 @@ struct Spans {
     critical: bool,
 }
 
-fn spans_of(task: &Task, plan: &Span, now_: &Span, now: i64) -> Spans {
+fn spans_of(task: &Task, plan: &Span, projected: &Span, now: i64) -> Spans {
     let (actual, forecast, running) = match task.progress {
         Progress::Done { start, end } => (Some((start, end)), None, false),
         Progress::Skipped { .. } => (None, None, false),
         // A step that has just started still shows a sliver of actual time.
         Progress::Running { start } => (
             Some((start, now.max(start + 1))),
-            (now_.end > now).then_some((now, now_.end)),
+            (projected.end > now).then_some((now, projected.end)),
             true,
         ),
-        Progress::Pending => (None, Some((now_.start, now_.end)), false),
+        Progress::Pending => (None, Some((projected.start, projected.end)), false),
     };
     Spans {
         label: String::new(),
@@ -223,7 +233,7 @@ fn spans_of(task: &Task, plan: &Span, now_: &Span, now: i64) -> Spans {
         actual,
         forecast,
         running,
-        critical: now_.critical,
+        critical: projected.critical,
     }
 }
 
@@ -510,6 +520,16 @@ mod tests {
         assert_eq!(t[2].label, "+1 h");
         assert_eq!(tick_label(5400), "+1 h 30");
         assert!(t.last().map(|l| l.x).unwrap_or(0) <= LABEL_W + CHART_W);
+    }
+
+    #[test]
+    fn a_long_label_keeps_its_server() {
+        let s = short("Turn off backups and restores on NWDIR1B", false);
+        assert_eq!(s.chars().count(), LABEL_CHARS);
+        assert!(s.ends_with("… on NWDIR1B"), "{s}");
+        assert_eq!(short("Prepare", true), "◆ Prepare");
+        let plain = short(&"x".repeat(50), false);
+        assert!(plain.ends_with('…') && plain.chars().count() == LABEL_CHARS);
     }
 
     #[test]
