@@ -21,6 +21,44 @@
     var el = document.getElementById("live-state");
     if (el) { el.textContent = "reconnecting…"; el.className = "live off"; }
   });
+  // Times are rendered in UTC (<time datetime="…Z" title="… UTC">); here they are rewritten into
+  // the viewer's time zone, named, while datetime and the UTC title stay for hovering.
+  function pad(n) { return (n < 10 ? "0" : "") + n; }
+  function zoneOf(d) {
+    try {
+      var parts = new Intl.DateTimeFormat(undefined, { timeZoneName: "short" }).formatToParts(d);
+      for (var i = 0; i < parts.length; i++) if (parts[i].type === "timeZoneName") return parts[i].value;
+    } catch (e) { /* an old browser: the offset below */ }
+    var off = -d.getTimezoneOffset();
+    return "UTC" + (off >= 0 ? "+" : "-") + pad(Math.floor(Math.abs(off) / 60)) + ":" + pad(Math.abs(off) % 60);
+  }
+  function localTimes() {
+    var all = document.querySelectorAll("time[data-local][datetime]");
+    for (var i = 0; i < all.length; i++) {
+      var t = all[i];
+      var d = new Date(t.getAttribute("datetime"));
+      if (isNaN(d.getTime())) continue;
+      var clock = pad(d.getHours()) + ":" + pad(d.getMinutes()) + ":" + pad(d.getSeconds());
+      var text = t.getAttribute("data-local") === "time" ? clock
+        : d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate()) + " " + clock;
+      t.textContent = text + " " + zoneOf(d);
+    }
+  }
+  document.addEventListener("DOMContentLoaded", localTimes);
+  document.addEventListener("htmx:oobAfterSwap", localTimes);
+  document.addEventListener("htmx:afterSettle", localTimes);
+  // The Gantt chart is swapped whole by the live stream: the phases a person unfolded stay open.
+  var openLanes = {};
+  document.addEventListener("toggle", function (ev) {
+    var d = ev.target;
+    if (d instanceof HTMLDetailsElement && d.classList.contains("lane")) openLanes[d.id] = d.open;
+  }, true);
+  document.addEventListener("htmx:oobAfterSwap", function () {
+    for (var id in openLanes) {
+      var d = document.getElementById(id);
+      if (d && openLanes[id] && !d.open) d.open = true;
+    }
+  });
   // The tab title counts what waits for me (the attention strip's data-mine, or the Overview's
   // list); when the count grows, an opt-in browser notification says so.
   var lastMine = null;

@@ -8,5 +8,7 @@ mod browser;
 mod cockpit;
 #[path = "web/estate_live.rs"]
 mod estate_live;
+#[path = "web/walkthrough.rs"]
+mod walkthrough;
 #[path = "web/webdriver.rs"]
 mod webdriver;

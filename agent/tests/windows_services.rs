@@ -88,6 +88,7 @@ async fn the_connected_group_is_what_is_installed_and_a_refused_start_fails_at_o
     let ev = b.run(&start, &ActionCtx::detached("t1")).await.unwrap();
     let Evidence::Services {
         services,
+        before,
         absent,
         notes,
     } = ev
@@ -108,6 +109,11 @@ async fn the_connected_group_is_what_is_installed_and_a_refused_start_fails_at_o
     assert_eq!(
         absent,
         ["PoolServer", "ReplicationServer", "Compactor", "dctomcat"]
+    );
+    // Read before write: the evidence says how they were before the start.
+    assert!(
+        before.len() == 2 && before.iter().all(|s| s.state == ServiceRunState::Stopped),
+        "{before:?}"
     );
     assert!(
         notes.len() == 1 && notes[0].contains("DCAlerter is disabled"),

@@ -70,6 +70,11 @@ pub struct CertificateInfo {
 pub enum Evidence {
     Services {
         services: Vec<ServiceInfo>,
+        /// For a stop or start: the same services as they were before it (read first, so the
+        /// log can say "Stopped BackupServer (was Running)"); empty for a status read and from
+        /// agents older than this field.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        before: Vec<ServiceInfo>,
         /// Services of the Connected group that are not installed on this server (left out of
         /// the action: the agent acts on what is there).
         #[serde(default, skip_serializing_if = "Vec::is_empty")]

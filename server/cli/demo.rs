@@ -30,6 +30,10 @@ pub struct DemoArgs {
     /// Address of the dashboard (loopback only: the demo serves plain HTTP).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
     pub listen: String,
+    /// Inject a rehearsal fault into the simulated Data Center, e.g. DC1:checkdb-error, to see
+    /// how a failed step looks and what it offers. Repeatable.
+    #[arg(long = "fault", value_name = "SERVER:KIND")]
+    pub faults: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -74,7 +78,12 @@ pub async fn run_demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         (None, DemoTopology::Mirrored) => EXAMPLE_MIRRORED.to_string(),
         (None, DemoTopology::Clustered) => EXAMPLE_CLUSTERED.to_string(),
     };
-    crate::rehearsal::demo::run(&args.data_dir, &args.listen, &inventory).await
+    let faults = args
+        .faults
+        .iter()
+        .map(|f| f.parse::<Fault>().map_err(anyhow::Error::msg))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    crate::rehearsal::demo::run(&args.data_dir, &args.listen, &inventory, &faults).await
 }
 
 const EXAMPLE_STANDALONE: &str = include_str!("../../examples/standalone.toml");

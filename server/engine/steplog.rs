@@ -16,6 +16,10 @@
 //!
 //! One [`StepLog`] per database file is shared by the driver and the dashboard in a process
 //! ([`StepLog::for_store`]), because both already share the [`Store`] but nothing else.
+//!
+//! A line is either what happened, in words a person reads ([`line`]: "Stopped BackupServer in
+//! 2.1 s"), or a technical detail behind it ([`detail`]: the agent action's id, each SQL Server
+//! message); run page cards show the first kind, the step's own page and its `log.txt` both.
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -53,6 +57,8 @@ pub struct LogLine {
     pub attempt: u32,
     pub at: Millis,
     pub text: String,
+    /// A technical line (see [`detail`]), left off the run page's cards.
+    pub detail: bool,
 }
 
 /// The newest lines of one step and how many it has in all.
@@ -129,6 +135,20 @@ impl StepLog {
         lines: &[(Millis, String)],
         dropped: u64,
     ) -> Result<Vec<LogLine>> {
+        let marked: Vec<(Millis, String, bool)> = lines
+            .iter()
+            .map(|(at, t)| (*at, t.clone(), false))
+            .collect();
+        self.write_marked(key, &marked, dropped).await
+    }
+
+    /// [`StepLog::write`] with each line marked technical (`true`) or not.
+    pub async fn write_marked(
+        &self,
+        key: &IdempotencyKey,
+        lines: &[(Millis, String, bool)],
+        dropped: u64,
+    ) -> Result<Vec<LogLine>> {
         let _order = self.order.lock().await;
         // IMMEDIATE: a deferred read-then-write would fail at once (SQLITE_BUSY) whenever the
         // engine commits between the count and the insert.
@@ -141,23 +161,24 @@ impl StepLog {
                 .await?
                 .get(0);
         let room = (LINES_PER_STEP - have).max(0) as usize;
-        let mut keep: Vec<(Millis, String)> = lines.iter().take(room).cloned().collect();
+        let mut keep: Vec<(Millis, String, bool)> = lines.iter().take(room).cloned().collect();
         let over = lines.len() > room || dropped > 0;
         if over && have + (keep.len() as i64) <= LINES_PER_STEP {
             let at = lines.last().map(|l| l.0).unwrap_or_default();
-            keep.push((at, DROPPED_NOTICE.to_string()));
+            keep.push((at, DROPPED_NOTICE.to_string(), false));
         }
         let mut written = Vec::with_capacity(keep.len());
-        for (at, text) in keep {
+        for (at, text, detail) in keep {
             let id: i64 = sqlx::query(
-                "INSERT INTO step_log (run_id, step_id, attempt, at, text, after_event) \
-                 VALUES (?, ?, ?, ?, ?, (SELECT coalesce(max(id), 0) FROM events)) RETURNING id",
+                "INSERT INTO step_log (run_id, step_id, attempt, at, text, detail, after_event) \
+                 VALUES (?, ?, ?, ?, ?, ?, (SELECT coalesce(max(id), 0) FROM events)) RETURNING id",
             )
             .bind(&key.run_id)
             .bind(&key.step_id)
             .bind(key.attempt as i64)
             .bind(at)
             .bind(&text)
+            .bind(detail)
             .fetch_one(&mut *tx)
             .await?
             .get(0);
@@ -168,6 +189,7 @@ impl StepLog {
                 attempt: key.attempt,
                 at,
                 text,
+                detail,
             });
         }
         tx.commit().await?;
@@ -188,8 +210,8 @@ impl StepLog {
     /// The newest `per_step` lines of every step of a run that has any.
     pub async fn tails(&self, run_id: &str, per_step: usize) -> Result<HashMap<String, StepTail>> {
         let rows = sqlx::query(
-            "SELECT id, step_id, attempt, at, text, rn, total FROM ( \
-               SELECT id, step_id, attempt, at, text, \
+            "SELECT id, step_id, attempt, at, text, detail, rn, total FROM ( \
+               SELECT id, step_id, attempt, at, text, detail, \
                       row_number() OVER (PARTITION BY step_id ORDER BY id DESC) AS rn, \
                       count(*) OVER (PARTITION BY step_id) AS total \
                FROM step_log WHERE run_id = ?) \
@@ -211,6 +233,7 @@ impl StepLog {
                 attempt: r.try_get::<i64, _>("attempt")?.clamp(0, u32::MAX as i64) as u32,
                 at: r.try_get("at")?,
                 text: r.try_get("text")?,
+                detail: r.try_get("detail")?,
             });
         }
         Ok(out)
@@ -219,7 +242,7 @@ impl StepLog {
     /// The newest `n` lines of one step.
     pub async fn tail(&self, run_id: &str, step_id: &str, n: usize) -> Result<StepTail> {
         let rows = sqlx::query(
-            "SELECT id, attempt, at, text FROM step_log WHERE run_id = ? AND step_id = ? \
+            "SELECT id, attempt, at, text, detail FROM step_log WHERE run_id = ? AND step_id = ? \
              ORDER BY id DESC LIMIT ?",
         )
         .bind(run_id)
@@ -243,6 +266,7 @@ impl StepLog {
                 attempt: r.try_get::<i64, _>("attempt")?.clamp(0, u32::MAX as i64) as u32,
                 at: r.try_get("at")?,
                 text: r.try_get("text")?,
+                detail: r.try_get("detail")?,
             });
         }
         Ok(StepTail { lines, total })
@@ -269,7 +293,7 @@ impl StepLog {
 }
 
 struct Sink {
-    queue: mpsc::Sender<(Millis, String)>,
+    queue: mpsc::Sender<(Millis, String, bool)>,
     clock: Arc<dyn Clock>,
     dropped: Arc<AtomicU64>,
 }
@@ -278,12 +302,27 @@ tokio::task_local! {
     static SINK: Sink;
 }
 
-/// Says one line on the step whose executor call is running in this task; nothing outside a
-/// [`scope`]. Never waits: when the writer is behind, the line is dropped and counted.
+/// Says one line, in words a person reads, on the step whose executor call is running in this
+/// task; nothing outside a [`scope`]. Never waits: when the writer is behind, the line is dropped
+/// and counted.
 pub fn line(text: impl Into<String>) {
+    say(text.into(), false);
+}
+
+/// Says one technical line (what was sent, a server's raw message): kept and shown on the step's
+/// own page, left off the run page's cards.
+pub fn detail(text: impl Into<String>) {
+    say(text.into(), true);
+}
+
+fn say(text: String, detail: bool) {
     let _ = SINK.try_with(|sink| {
-        let text = cut(text.into());
-        if sink.queue.try_send((sink.clock.now(), text)).is_err() {
+        let text = cut(text);
+        if sink
+            .queue
+            .try_send((sink.clock.now(), text, detail))
+            .is_err()
+        {
             sink.dropped.fetch_add(1, Ordering::Relaxed);
         }
     });
@@ -312,14 +351,14 @@ pub async fn scope<F: Future>(
     clock: Arc<dyn Clock>,
     work: F,
 ) -> F::Output {
-    let (queue, mut rx) = mpsc::channel::<(Millis, String)>(QUEUE);
+    let (queue, mut rx) = mpsc::channel::<(Millis, String, bool)>(QUEUE);
     let dropped = Arc::new(AtomicU64::new(0));
     let counted = dropped.clone();
     let writer = tokio::spawn(async move {
         let mut batch = Vec::new();
         while rx.recv_many(&mut batch, 64).await > 0 {
             let lost = counted.swap(0, Ordering::Relaxed);
-            if let Err(e) = log.write(&key, &batch, lost).await {
+            if let Err(e) = log.write_marked(&key, &batch, lost).await {
                 tracing::warn!(step = %key, error = %e, "step log lines not written");
             }
             batch.clear();

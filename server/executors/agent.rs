@@ -26,6 +26,7 @@ use lockstep_protocol::{
 use serde_json::{json, Value};
 
 use crate::engine::executor::{ActionStatus, Dispatch, Executor, IdempotencyKey, Outcome};
+use crate::executors::words;
 use crate::knowledge::operation::{Operation, ServiceSet, WaitCondition};
 
 /// How long a request stays valid for the agent to start it.
@@ -172,9 +173,33 @@ impl AgentExecutor {
         deadline: Duration,
     ) -> Result<Evidence, Outcome> {
         let req = ActionRequest::new(id.clone(), action, now(), REQUEST_LIFETIME_SECS);
-        crate::engine::steplog::line(format!("agent action {id} sent"));
+        crate::engine::steplog::detail(format!("agent action {id} sent"));
+        let sent = tokio::time::Instant::now();
         let driven = client.drive(&req, deadline).await;
+        // What happened on the server, in words (from the evidence), then the technical line.
+        let action = &req.action;
         crate::engine::steplog::line(match &driven {
+            Driven::Finished(r) => match &r.state {
+                ActionState::Succeeded { evidence } => {
+                    words::agent_success(action, evidence, sent.elapsed())
+                }
+                ActionState::Failed { message, .. } => words::agent_failure(action, message),
+                ActionState::Cancelled { message } => {
+                    words::agent_failure(action, &format!("cancelled: {message}"))
+                }
+                ActionState::Unknown { reason } => {
+                    words::agent_failure(action, &format!("the agent does not know: {reason}"))
+                }
+                ActionState::NotFound | ActionState::Running => {
+                    words::agent_failure(action, "the agent gave no final state")
+                }
+            },
+            Driven::Refused(e) => words::agent_failure(action, &format!("refused: {}", e.message)),
+            Driven::Unknown { reason } => {
+                words::agent_failure(action, &format!("no answer: {reason}"))
+            }
+        });
+        crate::engine::steplog::detail(match &driven {
             Driven::Finished(r) => match &r.state {
                 ActionState::Succeeded { .. } => format!("agent action {id} succeeded"),
                 ActionState::Failed { message, .. } => {

@@ -4,3 +4,4 @@
 pub mod agent;
 pub mod probe;
 pub mod sql;
+pub mod words;

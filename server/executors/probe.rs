@@ -323,7 +323,8 @@ impl Executor for ProbeExecutor {
                 let outcome = self
                     .probe(op, Duration::from_secs(dispatch.timeout_secs.max(1)))
                     .await;
-                crate::engine::steplog::line(attempt_line(op, &outcome));
+                crate::engine::steplog::line(crate::executors::words::probe(op, &outcome));
+                crate::engine::steplog::detail(attempt_line(op, &outcome));
                 outcome
             }
             other => Outcome::Failed {

@@ -425,7 +425,12 @@ async fn batch(c: &mut SqlClient, sql: &str, ev: &mut ServerEvidence) -> Result<
     })
     .await;
     for m in &msgs {
-        crate::engine::steplog::line(match m.code {
+        // A person reads the verdicts (CHECKDB's, a backup's, an error); every message stays
+        // available as a technical line.
+        if let Some(said) = crate::executors::words::sql_message(m.kind, m.code, &m.text) {
+            crate::engine::steplog::line(said);
+        }
+        crate::engine::steplog::detail(match m.code {
             Some(code) => format!("SQL {} {code}: {}", m.kind, m.text),
             None => format!("SQL {}: {}", m.kind, m.text),
         });

@@ -49,7 +49,12 @@ fn password() -> String {
 }
 
 /// Runs the demo until Ctrl-C.
-pub async fn run(data_dir: &Path, listen: &str, inventory_text: &str) -> anyhow::Result<ExitCode> {
+pub async fn run(
+    data_dir: &Path,
+    listen: &str,
+    inventory_text: &str,
+    faults: &[super::Fault],
+) -> anyhow::Result<ExitCode> {
     // Refuse a non-loopback address before anything is created.
     let addr: std::net::SocketAddr = listen.parse().map_err(|e| {
         anyhow!("--listen `{listen}` is not an address such as 127.0.0.1:8080: {e}")
@@ -93,6 +98,11 @@ pub async fn run(data_dir: &Path, listen: &str, inventory_text: &str) -> anyhow:
         &store,
     )
     .await?;
+    for f in faults {
+        f.inject(&dc)
+            .map_err(|e| anyhow!("--fault {}:{}: {e}", f.server, f.kind))?;
+        eprintln!("fault injected: {}", f.describe());
+    }
     for (server, a) in &dc.endpoints().agents {
         let thumbprint = Thumbprint::parse(&a.thumbprint).map_err(|e| anyhow!("{e}"))?;
         crate::executors::agent::registry::add(&pool, server, &a.url, thumbprint, now()).await?;

@@ -249,7 +249,9 @@ fn announce(feed: &RunFeed) {
     }
 }
 
-/// Renders the header and the named steps' cards as out-of-band partials for one variant.
+/// Renders the header and the named steps' cards as out-of-band partials for one variant, after
+/// `gantt` (the chart's markup, the same for every variant: see [`runview::timeline::update`]).
+#[allow(clippy::too_many_arguments)]
 pub fn render_update(
     run: &RunRecord,
     steps: &[StepRecord],
@@ -258,6 +260,7 @@ pub fn render_update(
     variant: Variant,
     now_ms: i64,
     watching: &[String],
+    gantt: &str,
 ) -> Result<String, askama::Error> {
     use askama::Template;
     let viewer = Viewer {
@@ -273,6 +276,8 @@ pub fn render_update(
     let mut attention = runview::attention::attention(run, steps, &viewer, now_ms);
     attention.oob = true;
     out.push_str(&attention.render()?);
+    // The Gantt chart: bars change state, the now line moves, the forecast follows.
+    out.push_str(gantt);
     for step in steps.iter().filter(|s| touched.contains(&s.id)) {
         let mut card = runview::step_card(run, step, &viewer, logs.get(&step.id));
         card.oob = true;
@@ -326,14 +331,18 @@ async fn catch_up(
     let last_event = missed.last().map(|e| e.id);
     let html = if last_event.is_some() || !touched.is_empty() {
         let steps = live.store.steps(run_id).await.map_err(e)?;
+        let now = live.clock.now_ms();
+        // A page catching up gets the whole chart (its axis may have moved since it was drawn).
+        let (gantt, _) = runview::timeline::update(&run, &steps, now, &touched, None)?;
         Some(render_update(
             &run,
             &steps,
             &logs,
             &touched,
             variant,
-            live.clock.now_ms(),
+            now,
             &live.watching(run_id),
+            &gantt,
         )?)
     } else {
         None

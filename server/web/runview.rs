@@ -9,6 +9,7 @@ use askama::Template;
 pub mod attention;
 pub mod deliveries;
 pub mod gate;
+pub mod forecast;
 pub mod timeline;
 
 use std::collections::HashMap;
@@ -19,7 +20,7 @@ use crate::engine::steplog::{LogLine, StepTail};
 use crate::engine::store::{RunRecord, StepRecord};
 use crate::knowledge::plan::StepKind;
 use crate::web::auth::Role;
-use crate::web::views::{fmt_duration, fmt_time};
+use crate::web::views::{fmt_duration, Stamp};
 use crate::web::words;
 
 /// Who is looking, as far as rendering cares: controls depend on the role and on whether the
@@ -54,6 +55,8 @@ pub struct RunHeader {
     pub opens_in: String,
     /// The forecast finish passes the window's end (a warning, not a footnote).
     pub late: bool,
+    /// How long the run still needs along its critical path ("2h 10m"); empty once it is over.
+    pub remaining: String,
     pub requester: String,
     pub approved_by: String,
     pub change_ticket: String,
@@ -64,7 +67,9 @@ pub struct RunHeader {
     pub percent: usize,
     pub elapsed: String,
     pub planned: String,
+    /// Markup: [`Stamp`]s and durations only (the template marks it safe).
     pub window: String,
+    /// Markup: the forecast finish as a [`Stamp`], and how far past the window's end it is.
     pub forecast: String,
     pub reason: String,
     pub watching: Watching,
@@ -98,11 +103,12 @@ pub struct StepCard {
     pub attempt: u32,
     /// "attempt 2" once a step has been tried more than once; empty otherwise.
     pub attempt_note: String,
-    pub started: String,
+    pub started: Option<Stamp>,
     pub duration: String,
     pub estimate: String,
     pub instructions: String,
-    pub approvals: Vec<String>,
+    /// Who approved, when, and their whole comment.
+    pub approvals: Vec<(String, Stamp, String)>,
     pub claimed_by: String,
     pub note: String,
     pub last_error: String,
@@ -133,15 +139,14 @@ pub const LOG_TAIL: usize = 50;
 
 /// One output line as shown: time of day and text (escaped by the template).
 pub struct LogRow {
-    pub at: String,
+    pub at: Stamp,
     pub text: String,
 }
 
 impl LogRow {
     pub fn of(line: &LogLine) -> LogRow {
-        let t = line.at.div_euclid(1000).rem_euclid(86_400);
         LogRow {
-            at: format!("{:02}:{:02}:{:02}", t / 3600, (t % 3600) / 60, t % 60),
+            at: Stamp::time_of_day(line.at),
             text: line.text.clone(),
         }
     }
@@ -287,16 +292,15 @@ pub fn run_header(
             s.undo_of.is_none() && matches!(s.status, StepStatus::Succeeded | StepStatus::Skipped)
         })
         .count();
-    let planned: i64 = steps
-        .iter()
-        .filter(|s| s.undo_of.is_none())
-        .map(|s| s.spec.estimate_secs as i64)
-        .sum();
-    let remaining: i64 = steps
-        .iter()
-        .filter(|s| !s.status.is_terminal())
-        .map(|s| s.spec.estimate_secs as i64)
-        .sum();
+    // The plan's own length: its critical path at the estimates (steps run side by side).
+    let baseline: Vec<forecast::Task> = forecast::tasks_of(steps)
+        .into_iter()
+        .map(|t| forecast::Task {
+            progress: forecast::Progress::Pending,
+            ..t
+        })
+        .collect();
+    let planned = ms_to_secs(forecast::forecast(&baseline, 0).finish);
     // A run starts with its first dispatch or its first gate opening (a gate is never dispatched).
     let started = steps
         .iter()
@@ -310,49 +314,39 @@ pub fn run_header(
     let elapsed = started
         .map(|s| fmt_duration(ms_to_secs(end - s)))
         .unwrap_or_else(|| "not started".into());
+    let stamp = |ms: i64| Stamp::at(ms).to_string();
     let window = match (run.window_start, run.window_end) {
         (Some(a), Some(b)) if now_ms < b && !terminal => format!(
             "{} – {} ({} left)",
-            fmt_time(ms_to_secs(a)),
-            fmt_time(ms_to_secs(b)),
+            stamp(a),
+            stamp(b),
             fmt_duration(ms_to_secs(b - now_ms.max(a)))
         ),
-        (Some(a), Some(b)) => format!("{} – {}", fmt_time(ms_to_secs(a)), fmt_time(ms_to_secs(b))),
+        (Some(a), Some(b)) => format!("{} – {}", stamp(a), stamp(b)),
         _ => "none given".into(),
     };
-    // The pace so far: finished steps' actual time against their estimates (clamped, so one
-    // odd step cannot swing the forecast wildly) scales what remains.
-    let (actual, estimated) = steps
-        .iter()
-        .filter(|s| s.undo_of.is_none() && s.status == StepStatus::Succeeded)
-        .filter_map(|s| {
-            s.state.dispatched_at.map(|d| {
-                (
-                    (s.updated_at - d).max(0),
-                    s.spec.estimate_secs as i64 * 1000,
-                )
-            })
-        })
-        .fold((0i64, 0i64), |(a, e), (x, y)| (a + x, e + y));
-    let pace = if estimated > 0 {
-        (actual as f64 / estimated as f64).clamp(0.25, 4.0)
-    } else {
-        1.0
-    };
-    let forecast_ms = now_ms + (remaining as f64 * pace * 1000.0) as i64;
+    // Along the critical path of what is left, each step's estimate scaled by how its finished
+    // peers did (see [`forecast`]).
+    let projection = forecast::forecast(&forecast::tasks_of(steps), now_ms);
+    let forecast_ms = projection.finish;
     let late = !terminal && run.window_end.is_some_and(|e| forecast_ms > e);
     let forecast = if terminal {
         String::new()
     } else if late {
         format!(
             "{} — {} after the window closes",
-            fmt_time(ms_to_secs(forecast_ms)),
+            stamp(forecast_ms),
             fmt_duration(ms_to_secs(
                 forecast_ms - run.window_end.unwrap_or(forecast_ms)
             ))
         )
     } else {
-        fmt_time(ms_to_secs(forecast_ms))
+        stamp(forecast_ms)
+    };
+    let remaining = if terminal {
+        String::new()
+    } else {
+        fmt_duration(ms_to_secs(projection.remaining))
     };
     let opens_in = match run.window_start {
         Some(a) if a > now_ms && !terminal => {
@@ -371,6 +365,7 @@ pub fn run_header(
         started: started.is_some(),
         opens_in,
         late,
+        remaining,
         requester: run.requester.clone(),
         approved_by: run.state.approved_by.clone().unwrap_or_default(),
         change_ticket: run.change_ticket.clone(),
@@ -454,6 +449,12 @@ pub fn step_card(
         Some(_) => "in progress".into(),
         None => String::new(),
     };
+    let log: Vec<&LogLine> = tail
+        .map(|t| {
+            let skip = t.lines.len().saturating_sub(LOG_TAIL);
+            t.lines[skip..].iter().filter(|l| !l.detail).collect()
+        })
+        .unwrap_or_default();
     let evidence = s
         .evidence
         .as_ref()
@@ -485,38 +486,22 @@ pub fn step_card(
         } else {
             String::new()
         },
-        started: s
-            .dispatched_at
-            .map(|d| fmt_time(ms_to_secs(d)))
-            .unwrap_or_default(),
+        started: s.dispatched_at.map(Stamp::at),
         duration,
         estimate: fmt_duration(step.spec.estimate_secs as i64),
         instructions: step.spec.instructions.clone(),
         approvals: s
             .approvals
             .iter()
-            .map(|a| {
-                format!(
-                    "{} at {}: {}",
-                    a.actor,
-                    fmt_time(ms_to_secs(a.at)),
-                    a.comment
-                )
-            })
+            .map(|a| (a.actor.clone(), Stamp::at(a.at), a.comment.clone()))
             .collect(),
         claimed_by: s.claimed_by.clone().unwrap_or_default(),
         note: s.note.clone().unwrap_or_default(),
         last_error: s.last_error.clone().unwrap_or_default(),
         evidence,
-        log: tail
-            .map(|t| {
-                let skip = t.lines.len().saturating_sub(LOG_TAIL);
-                t.lines[skip..].iter().map(LogRow::of).collect()
-            })
-            .unwrap_or_default(),
-        log_hidden: tail
-            .map(|t| t.total - (t.lines.len().min(LOG_TAIL) as i64))
-            .unwrap_or(0),
+        // Lines in words only: the technical ones are on the step's own page.
+        log: log.iter().copied().map(LogRow::of).collect(),
+        log_hidden: tail.map(|t| t.total - log.len() as i64).unwrap_or(0),
         content_hash: step.content_hash.clone(),
         can_approve: run_open
             && st == StepStatus::AwaitingApproval

@@ -1,6 +1,7 @@
 //! The run page as a change-window cockpit, in headless Chromium: what waits for a person shows
 //! up live in the approver's attention strip and on their Overview, the pages fit a 400 px
-//! screen, and the dangerous controls ask first.
+//! screen (what waits first), the dangerous controls ask first, the Gantt chart follows the run
+//! without a reload, and times read in the viewer's time zone.
 
 use std::time::{Duration, Instant};
 
@@ -429,5 +430,133 @@ async fn a_clustered_upgrade_at_its_first_wait_fits_about_five_screens_with_the_
         height <= 4500.0,
         "the page is {height} px tall (at most ~4,500 px)"
     );
+    b.quit().await;
+}
+
+/// The class of the Gantt row whose title starts with `label`.
+async fn gantt_row_class(b: &Browser, label: &str) -> String {
+    let found = b
+        .script(&format!(
+            "var gs = document.querySelectorAll('#timeline g.bar');
+             for (var i = 0; i < gs.length; i++) {{
+               var t = gs[i].querySelector('title');
+               if (t && t.textContent.indexOf({label:?}) === 0) return gs[i].getAttribute('class');
+             }}
+             return '';"
+        ))
+        .await;
+    found.as_str().unwrap_or("").to_string()
+}
+
+/// `HH:MM` of a UTC `YYYY-MM-DDTHH:MM:SSZ` moved by +05:30 (India has no daylight saving).
+fn in_kolkata(datetime: &str) -> String {
+    let h: i64 = datetime[11..13].parse().expect("hours");
+    let m: i64 = datetime[14..16].parse().expect("minutes");
+    let t = (h * 60 + m + 330).rem_euclid(24 * 60);
+    format!("{:02}:{:02}", t / 60, t % 60)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gantt_follows_the_run_without_reload_and_times_read_in_the_viewers_zone() {
+    let app = spawn_app_with_driver().await;
+    app.add_user("olga", Role::Operator).await;
+    let alan = app.login_as("alan", Role::Approver).await;
+    let run = run_at_first_gate(&app).await;
+    let driver = Driver::start_in_zone("Asia/Kolkata").await;
+    let b = driver.browser().await;
+    b.set_window(1400, 900).await;
+    log_in(&app, &b, "alan").await;
+    b.goto(&app.url(&format!("/runs/{run}"))).await;
+    wait_live(&b).await;
+    let anchor = b.find("#live").await.expect("the live region");
+    assert_eq!(gantt_row_class(&b, "Step gate").await, "bar running");
+    assert_eq!(gantt_row_class(&b, "Step wizard").await, "bar waiting");
+    assert!(b.find("#timeline line.now").await.is_ok(), "a now line");
+    b.screenshot(&artifact("cockpit-gantt-before.png")).await;
+
+    // Alan approves the gate; the chart is swapped in by the live stream, not by a reload.
+    b.type_into("#attention input[name=comment]", "Backups verified")
+        .await;
+    b.click("#attention button[value=approve]").await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let class = gantt_row_class(&b, "Step gate").await;
+        if class == "bar done" || class == "bar late" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the gate's bar still reads `{class}`"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(b.text_of(&anchor).await.is_ok(), "the page was reloaded");
+    b.screenshot(&artifact("cockpit-gantt-after.png")).await;
+
+    // Times: the server writes UTC; the page shows the viewer's zone and keeps UTC on hover.
+    b.goto(&app.url("/audit")).await;
+    b.wait_for("td.when time", 5).await;
+    let t = b
+        .script(
+            "var t = document.querySelector('td.when time');
+             return [t.getAttribute('datetime'), t.getAttribute('title'), t.textContent];",
+        )
+        .await;
+    let (datetime, title, text) = (
+        t[0].as_str().unwrap_or("").to_string(),
+        t[1].as_str().unwrap_or("").to_string(),
+        t[2].as_str().unwrap_or("").to_string(),
+    );
+    let raw = app.get(&alan, "/audit").await.text().await.unwrap();
+    assert!(
+        raw.contains(&format!("<time datetime=\"{datetime}\" title=\"{title}\"")),
+        "the script left datetime and the UTC title as the server wrote them: {datetime} / {title}"
+    );
+    assert!(
+        datetime.ends_with('Z') && title.ends_with(" UTC"),
+        "{datetime} / {title}"
+    );
+    assert!(
+        text.contains(&in_kolkata(&datetime)) && text.ends_with("GMT+5:30"),
+        "{datetime} reads `{text}` in Asia/Kolkata"
+    );
+    b.quit().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_400_px_the_attention_strip_and_its_approve_come_first() {
+    let app = spawn_app_with_driver().await;
+    app.add_user("olga", Role::Operator).await;
+    app.add_user("alan", Role::Approver).await;
+    let run = run_at_first_gate(&app).await;
+    let driver = Driver::start().await;
+    let b = driver.browser().await;
+    b.set_window(400, 900).await;
+    log_in(&app, &b, "alan").await;
+    b.goto(&app.url(&format!("/runs/{run}"))).await;
+    wait_live(&b).await;
+    let m = b
+        .script(
+            "var a = document.getElementById('attention').getBoundingClientRect();
+             var h = document.getElementById('run-header').getBoundingClientRect();
+             var f = document.querySelector('#attention button[value=approve]');
+             return [a.top, h.top, f ? f.getBoundingClientRect().bottom : -1, window.innerHeight];",
+        )
+        .await;
+    let n = |i: usize| m[i].as_f64().unwrap_or(-1.0);
+    b.screenshot(&artifact("cockpit-400px-approver.png")).await;
+    assert!(
+        n(0) < n(1),
+        "the strip ({}) is above the header ({})",
+        n(0),
+        n(1)
+    );
+    assert!(
+        n(2) > 0.0 && n(2) <= n(3),
+        "the gate's Approve is on the first screen ({} px of {})",
+        n(2),
+        n(3)
+    );
+    assert_fits(&b, "run page of an approver").await;
     b.quit().await;
 }

@@ -51,9 +51,17 @@ async fn the_timeline_has_a_bar_pair_per_step_with_accessible_and_escaped_text()
     let svg = &page[svg_start..page[svg_start..].find("</svg>").unwrap() + svg_start];
     assert!(svg.contains("role=\"img\""));
     assert!(svg.contains("aria-labelledby=\"timeline-title\""));
-    assert_eq!(svg.matches("<g class=\"bar waiting\">").count(), 3);
+    // A chain: every step is on the critical path (marked on the group, not by its class).
+    assert_eq!(
+        svg.matches("<g class=\"bar waiting\" data-critical=\"true\">")
+            .count(),
+        3
+    );
     assert_eq!(svg.matches("class=\"planned\"").count(), 3);
-    assert!(svg.contains("Step gate: planned 2m 00s, actual not started</title>"));
+    // The Gantt adds the forecast of what is left to each bar's title.
+    assert!(svg.contains(
+        "Step gate: planned 2m 00s, actual not started, ends in 2m 00s (critical path)</title>"
+    ));
     assert!(
         !page.contains("<script>alert"),
         "no markup from a step title"

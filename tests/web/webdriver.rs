@@ -37,6 +37,16 @@ fn free_port() -> u16 {
 impl Driver {
     /// Starts chromedriver; fails with a message naming the package when it is missing.
     pub async fn start() -> Driver {
+        Driver::start_with_zone(None).await
+    }
+
+    /// Starts chromedriver whose browsers live in the time zone `tz` (an IANA name such as
+    /// `Asia/Kolkata`, passed as `TZ`), to see what a viewer elsewhere sees.
+    pub async fn start_in_zone(tz: &str) -> Driver {
+        Driver::start_with_zone(Some(tz)).await
+    }
+
+    async fn start_with_zone(tz: Option<&str>) -> Driver {
         for (bin, pkg) in [
             ("chromedriver", "chromium-driver"),
             ("chromium", "chromium"),
@@ -53,12 +63,15 @@ impl Driver {
             );
         }
         let port = free_port();
-        let child = Command::new("chromedriver")
+        let mut command = Command::new("chromedriver");
+        command
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("chromedriver starts");
+            .stderr(Stdio::null());
+        if let Some(tz) = tz {
+            command.env("TZ", tz);
+        }
+        let child = command.spawn().expect("chromedriver starts");
         let driver = Driver {
             child,
             url: format!("http://127.0.0.1:{port}"),

@@ -23,6 +23,9 @@ struct Cached {
     logs: HashMap<String, StepTail>,
     /// Lines up to this id were read with the run; later ones arrive on the channel.
     log_seen: i64,
+    /// The Gantt chart's axis as last sent: while it holds, an update sends only the parts of
+    /// the chart a change touched.
+    gantt_axis: Option<(i64, i64, &'static str)>,
 }
 
 pub(super) async fn hub(
@@ -98,7 +101,7 @@ async fn on_event(live: &Live, cache: &mut HashMap<String, Cached>, event: &Audi
         tracing::warn!(run = %run_id, error = %e, "live view could not read the run");
         return;
     }
-    let Some(c) = cache.get(&run_id) else {
+    let Some(c) = cache.get_mut(&run_id) else {
         return;
     };
     let touched: HashSet<String> = event.step_id.iter().cloned().collect();
@@ -111,10 +114,11 @@ async fn on_event(live: &Live, cache: &mut HashMap<String, Cached>, event: &Audi
     }));
 }
 
-/// Renders the header and the touched cards once per kind of viewer watching.
+/// Renders the header and the touched cards once per kind of viewer watching (the Gantt chart
+/// once for all of them).
 fn render_for(
     live: &Live,
-    c: &Cached,
+    c: &mut Cached,
     touched: &HashSet<String>,
     watchers: &[(String, crate::web::auth::Role)],
 ) -> HashMap<Variant, String> {
@@ -124,9 +128,19 @@ fn render_for(
         .map(|(u, r)| (*r, *u == c.run.requester))
         .collect();
     let now = live.clock.now_ms();
+    let gantt = match runview::timeline::update(&c.run, &c.steps, now, touched, c.gantt_axis) {
+        Ok((html, axis)) => {
+            c.gantt_axis = Some(axis);
+            html
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "rendering the Gantt chart failed");
+            String::new()
+        }
+    };
     let mut html = HashMap::new();
     for v in variants {
-        match render_update(&c.run, &c.steps, &c.logs, touched, v, now, &names) {
+        match render_update(&c.run, &c.steps, &c.logs, touched, v, now, &names, &gantt) {
             Ok(h) => {
                 html.insert(v, h);
             }
@@ -172,7 +186,8 @@ async fn on_lines(live: &Live, cache: &mut HashMap<String, Cached>, batch: Vec<L
         }
         let mut html = String::new();
         let mut per_step: Vec<(String, Vec<LogRow>)> = Vec::new();
-        for l in &lines {
+        // Technical lines reach the cache (and the step's page) but not the cards.
+        for l in lines.iter().filter(|l| !l.detail) {
             match per_step.iter_mut().find(|(s, _)| *s == l.step_id) {
                 Some((_, rows)) => rows.push(LogRow::of(l)),
                 None => per_step.push((l.step_id.clone(), vec![LogRow::of(l)])),
@@ -232,9 +247,10 @@ async fn resend_logged_cards(live: &Live, cache: &mut HashMap<String, Cached>) {
             tracing::warn!(run = %run_id, error = %e, "live view could not read the run");
             continue;
         }
-        let Some(c) = cache.get(&run_id) else {
+        let Some(c) = cache.get_mut(&run_id) else {
             continue;
         };
+        c.gantt_axis = None;
         let touched: HashSet<String> = c.logs.keys().cloned().collect();
         let html = render_for(live, c, &touched, &watchers);
         let _ = tx.send(Arc::new(Update {
@@ -278,6 +294,8 @@ async fn refresh(
                     steps,
                     logs,
                     log_seen,
+                    // Unknown: watchers may have joined on any axis; the first update is whole.
+                    gantt_axis: None,
                 },
             );
         }

@@ -12,13 +12,14 @@ use serde::Deserialize;
 use crate::executors::agent::registry;
 use crate::web::auth::{CurrentUser, Role};
 use crate::web::pages::site_facts::{self, SiteFactsPartial};
-use crate::web::views::{fmt_time, html, see_other, Chrome};
+use crate::web::views::{html, see_other, Chrome, Stamp};
 use crate::web::{AppError, AppState};
 
 pub struct AgentRow {
     pub server: String,
     pub url: String,
     pub status: String,
+    /// When the agent was last checked (markup: a [`Stamp`]), or "never".
     pub checked: String,
     pub version: String,
     pub backend: String,
@@ -52,7 +53,10 @@ pub async fn rows(state: &AppState) -> Result<Vec<AgentRow>, AppError> {
             server: a.server,
             url: a.url,
             status: a.status,
-            checked: a.checked_at.map(fmt_time).unwrap_or_else(|| "never".into()),
+            checked: a
+                .checked_at
+                .map(|s| Stamp::at(s.saturating_mul(1000)).to_string())
+                .unwrap_or_else(|| "never".into()),
             version: a.agent_version.unwrap_or_default(),
             backend: a.backend.unwrap_or_default(),
             skew: a.clock_skew.map(|s| format!("{s}s")).unwrap_or_default(),

@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 use crate::engine::audit::{self, AuditEvent};
 use crate::web::auth::{CurrentUser, Role};
-use crate::web::views::{fmt_time, html, Chrome};
+use crate::web::views::{html, Chrome, Stamp};
 use crate::web::{engine_error, AppError, AppState};
 
 pub const PAGE_SIZE: usize = 50;
@@ -100,7 +100,7 @@ impl AuditFilter {
 
 pub struct EventRow {
     pub id: i64,
-    pub at: String,
+    pub at: Stamp,
     pub run: String,
     /// The run as people name it: its change ticket and Data Center ("CHG-2041", "Fabrikam").
     pub run_ticket: String,
@@ -193,7 +193,7 @@ pub async fn page(
             let title_of = |id: &str| titles.get(&(run.clone(), id.to_string())).cloned();
             EventRow {
                 id: e.id,
-                at: fmt_time(e.at.div_euclid(1000)),
+                at: Stamp::at(e.at),
                 run_ticket: names
                     .get(&run)
                     .map(|n| n.0.clone())

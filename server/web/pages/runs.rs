@@ -121,7 +121,7 @@ async fn comments(state: &AppState, run_id: &str) -> Result<(Comments, i64), App
         .filter(|e| e.kind == "comment")
         .map(|e| CommentRow {
             author: e.actor.clone(),
-            at: fmt_time(e.at.div_euclid(1000)),
+            at: crate::web::views::Stamp::at(e.at).to_string(),
             step: e.step_id.clone().unwrap_or_default(),
             text: e
                 .payload
@@ -247,7 +247,7 @@ pub async fn page(
                 (s.id.clone(), format!("{}{on}", s.spec.title))
             })
             .collect(),
-        timeline: runview::timeline::timeline(&steps, state.clock.now_ms()),
+        timeline: runview::timeline::gantt(&run, &steps, state.clock.now_ms()),
         deliveries: runview::deliveries::rows(&deliveries),
         after,
     })

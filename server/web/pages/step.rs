@@ -1,6 +1,8 @@
 //! A step's own page: what it is, its instructions, its evidence as tables a person can read,
 //! and its whole output — searchable (`?q=`, works without JavaScript) and downloadable as text
-//! (`/runs/ID/steps/STEP/log.txt`). The run page's cards show only the newest lines.
+//! (`/runs/ID/steps/STEP/log.txt`). The run page's cards show only the newest lines in words;
+//! here the technical lines behind them (what was sent, every raw server message) can be shown
+//! too (`?technical=1`), and the text download has them all, marked.
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
@@ -12,7 +14,7 @@ use crate::engine::steplog::{LogLine, LINES_PER_STEP};
 use crate::engine::store::StepRecord;
 use crate::web::auth::{CurrentUser, Role};
 use crate::web::runview::run_name;
-use crate::web::views::{fmt_time, html, Chrome};
+use crate::web::views::{fmt_time, html, Chrome, Stamp};
 use crate::web::{engine_error, words, AppError, AppState};
 
 /// One row of evidence: a field and its value as text (nested values as compact JSON).
@@ -22,9 +24,10 @@ pub struct EvidenceRow {
 }
 
 pub struct LogRow {
-    pub at: String,
+    pub at: Stamp,
     pub attempt: u32,
     pub text: String,
+    pub detail: bool,
 }
 
 #[derive(Template)]
@@ -43,6 +46,8 @@ pub struct StepPage {
     pub last_error: String,
     pub evidence: Vec<EvidenceRow>,
     pub q: String,
+    /// Technical lines are shown too.
+    pub technical: bool,
     pub lines: Vec<LogRow>,
     pub total: i64,
 }
@@ -51,6 +56,9 @@ pub struct StepPage {
 pub struct LogQuery {
     #[serde(default)]
     q: String,
+    /// `1` to show the technical lines too.
+    #[serde(default)]
+    technical: String,
 }
 
 /// Evidence as (field, value) rows: an object's fields one per row (dotted paths one level
@@ -122,6 +130,16 @@ pub async fn page(
     let run = state.store.run(&id).await.map_err(engine_error)?;
     let (step, lines, total) = all_lines(&state, &id, &step_id).await?;
     let needle = q.q.trim().to_lowercase();
+    let technical = match q.technical.as_str() {
+        "" | "0" => false,
+        "1" => true,
+        other => {
+            return Err(AppError::BadRequest(format!(
+                "technical: `{}` is not a choice; use 1 to show the technical lines",
+                other.chars().take(20).collect::<String>()
+            )))
+        }
+    };
     if needle.chars().count() > 200 {
         return Err(AppError::BadRequest(
             "q: search for at most 200 characters".into(),
@@ -146,16 +164,23 @@ pub async fn page(
             .map(evidence_rows)
             .unwrap_or_default(),
         q: q.q.trim().to_string(),
+        technical,
         lines: lines
             .iter()
+            .filter(|l| technical || !l.detail)
             .filter(|l| needle.is_empty() || l.text.to_lowercase().contains(&needle))
             .map(|l| LogRow {
-                at: fmt_time(l.at.div_euclid(1000)),
+                at: Stamp::at(l.at),
                 attempt: l.attempt,
                 text: l.text.clone(),
+                detail: l.detail,
             })
             .collect(),
-        total,
+        total: if technical {
+            total
+        } else {
+            lines.iter().filter(|l| !l.detail).count() as i64
+        },
     })
 }
 
@@ -174,9 +199,10 @@ pub async fn log_text(
     );
     for l in &lines {
         out.push_str(&format!(
-            "{} attempt {} {}\n",
+            "{} attempt {} {}{}\n",
             fmt_time(l.at.div_euclid(1000)),
             l.attempt,
+            if l.detail { "[technical] " } else { "" },
             l.text
         ));
     }

@@ -79,9 +79,14 @@ impl SimulatedBackend {
         }
     }
 
-    fn services_evidence(services: Vec<ServiceInfo>, chosen: &Selection) -> Evidence {
+    fn services_evidence(
+        services: Vec<ServiceInfo>,
+        before: &[ServiceInfo],
+        chosen: &Selection,
+    ) -> Evidence {
         Evidence::Services {
             services,
+            before: before.to_vec(),
             absent: chosen.absent.clone(),
             notes: chosen.notes.clone(),
         }
@@ -131,7 +136,9 @@ impl SimulatedBackend {
         } else {
             (ServiceRunState::StopPending, ServiceRunState::Stopped)
         };
-        let transition = self.update(|s| {
+        let (transition, before) = self.update(|s| {
+            // Read before write: the states as they were, for the evidence.
+            let before = Self::service_infos(s, &names);
             Self::record(s, ctx, action);
             for n in &names {
                 if let Some((_, svc)) = s
@@ -144,7 +151,7 @@ impl SimulatedBackend {
                     }
                 }
             }
-            s.service_transition_ms
+            (s.service_transition_ms, before)
         })?;
         ctx.log(format!(
             "{} {} service(s): {}",
@@ -184,12 +191,12 @@ impl SimulatedBackend {
                     "did not start and stays stopped: {} (the service refused to start)",
                     refused.join(", ")
                 ),
-                evidence: Some(Self::services_evidence(evidence, &chosen)),
+                evidence: Some(Self::services_evidence(evidence, &before, &chosen)),
             });
         }
         let missing: Vec<&ServiceInfo> = evidence.iter().filter(|i| i.state != target).collect();
         if missing.is_empty() {
-            return Ok(Self::services_evidence(evidence, &chosen));
+            return Ok(Self::services_evidence(evidence, &before, &chosen));
         }
         // Wait for the rest the way the Windows backend polls, until the timeout.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout_secs);
@@ -197,7 +204,7 @@ impl SimulatedBackend {
             let now = self.read()?;
             let infos = Self::service_infos(&now, &names);
             if infos.iter().all(|i| i.state == target) {
-                return Ok(Self::services_evidence(infos, &chosen));
+                return Ok(Self::services_evidence(infos, &before, &chosen));
             }
             if tokio::time::Instant::now() >= deadline {
                 let late: Vec<String> = infos
@@ -211,7 +218,7 @@ impl SimulatedBackend {
                         target,
                         late.join(", ")
                     ),
-                    evidence: Some(Self::services_evidence(infos, &chosen)),
+                    evidence: Some(Self::services_evidence(infos, &before, &chosen)),
                 });
             }
             ctx.pause(Duration::from_millis(500)).await?;
@@ -223,7 +230,7 @@ impl SimulatedBackend {
             Action::ServicesStatus { services } => {
                 let chosen = self.choose(services, true)?;
                 let s = self.read()?;
-                Ok(Self::services_evidence(Self::service_infos(&s, &chosen.act), &chosen))
+                Ok(Self::services_evidence(Self::service_infos(&s, &chosen.act), &[], &chosen))
             }
             Action::ServicesStop { services, timeout_secs } => {
                 self.services_to(action, services, false, *timeout_secs, ctx).await

@@ -137,8 +137,11 @@ impl WindowsBackend {
     ) -> Result<Evidence, Failure> {
         let chosen = self.choose(sel, start, ctx).await?;
         let names = chosen.act.clone();
+        // Read before write: the states as they were, for the evidence.
+        let before = self.service_infos(&names, ctx).await?;
         let evidence = |services: Vec<ServiceInfo>| Evidence::Services {
             services,
+            before: before.clone(),
             absent: chosen.absent.clone(),
             notes: chosen.notes.clone(),
         };
@@ -344,6 +347,7 @@ impl Backend for WindowsBackend {
                 let chosen = self.choose(services, true, ctx).await?;
                 Ok(Evidence::Services {
                     services: self.service_infos(&chosen.act, ctx).await?,
+                    before: Vec::new(),
                     absent: chosen.absent,
                     notes: chosen.notes,
                 })
