@@ -127,7 +127,8 @@ pub async fn run(data_dir: &Path, listen: &str, inventory_text: &str) -> anyhow:
         crate::web::auth::throttle::LoginThrottle::new(
             config.login_max_failures,
             config.login_lockout_secs,
-        ),
+        )
+        .with_address_limit(config.login_max_failures_per_address),
     )
     .with_engine(engine.clone())
     .with_simulated_site();
