@@ -68,7 +68,10 @@ fn actual_secs(step: &StepRecord, now_ms: i64) -> (Option<i64>, bool) {
 
 /// The timeline of a run's plan steps (undo steps left out) at `now_ms`.
 pub fn timeline(steps: &[StepRecord], now_ms: i64) -> Timeline {
-    let plan: Vec<&StepRecord> = steps.iter().filter(|s| s.undo_of.is_none()).collect();
+    let plan: Vec<&StepRecord> = steps
+        .iter()
+        .filter(|s| s.undo_of.is_none() && !s.spec.is_join())
+        .collect();
     let by_phase = plan.len() > MAX_STEP_BARS;
     let mut spans: Vec<Span> = Vec::new();
     for step in plan {
