@@ -24,7 +24,9 @@ impl fmt::Display for Escaped<'_> {
             if n == MAX_LOGGED_CHARS {
                 return f.write_str("…");
             }
-            if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') {
+            if c.is_control()
+                || matches!(c, '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+            {
                 write!(f, "{}", c.escape_default())?;
             } else {
                 write!(f, "{c}")?;
@@ -53,6 +55,9 @@ mod tests {
         assert_eq!(escaped("Zoë O'Neil").to_string(), "Zoë O'Neil");
         assert_eq!(escaped("a\u{202e}b").to_string(), "a\\u{202e}b");
         let long = "x".repeat(500);
-        assert_eq!(escaped(&long).to_string().chars().count(), MAX_LOGGED_CHARS + 1);
+        assert_eq!(
+            escaped(&long).to_string().chars().count(),
+            MAX_LOGGED_CHARS + 1
+        );
     }
 }

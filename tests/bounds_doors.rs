@@ -52,9 +52,21 @@ async fn the_audit_page_of_twenty_thousand_events_reads_one_page_of_rows() {
     let page = app.get(&s, "/audit?page=2").await;
     assert_eq!(page.status(), 200);
     let html = page.text().await.unwrap();
-    assert_eq!(html.matches("<tr").count() - 1, 50, "one page of rows shown");
-    let page = app.get(&s, "/audit?q=note+12345+of").await.text().await.unwrap();
-    assert!(page.contains("note 12345 of the night shift"), "search finds it");
+    assert_eq!(
+        html.matches("<tr").count() - 1,
+        50,
+        "one page of rows shown"
+    );
+    let page = app
+        .get(&s, "/audit?q=note+12345+of")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("note 12345 of the night shift"),
+        "search finds it"
+    );
     let token = app.api_token("ada").await;
     let api: serde_json::Value = app
         .client
@@ -113,7 +125,15 @@ async fn tokens_expire_are_revoked_and_cannot_mint_tokens() {
     let me = |t: String| {
         let client = app.client.clone();
         let url = app.url("/api/v1/me");
-        async move { client.get(url).bearer_auth(t).send().await.unwrap().status() }
+        async move {
+            client
+                .get(url)
+                .bearer_auth(t)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
     };
     assert_eq!(me(token.clone()).await, 200);
 
@@ -128,7 +148,10 @@ async fn tokens_expire_are_revoked_and_cannot_mint_tokens() {
         .unwrap();
     assert_eq!(minted.status(), 403);
     let body: serde_json::Value = minted.json().await.unwrap();
-    assert!(body["error"].as_str().unwrap().contains("cannot create tokens"));
+    assert!(body["error"]
+        .as_str()
+        .unwrap()
+        .contains("cannot create tokens"));
     // Too long a life is refused.
     let too_long = app
         .client
@@ -164,7 +187,11 @@ async fn tokens_expire_are_revoked_and_cannot_mint_tokens() {
 
     // A second token, revoked on the page: the next request with it gets 401.
     let page = app
-        .post(&s, "/account/tokens", &[("label", "deploy"), ("expires_in_days", "")])
+        .post(
+            &s,
+            "/account/tokens",
+            &[("label", "deploy"), ("expires_in_days", "")],
+        )
         .await
         .text()
         .await
@@ -220,10 +247,26 @@ async fn every_refusal_under_the_api_is_json() {
     let url = |p: &str| app.url(p);
     let cases: Vec<(&str, reqwest::RequestBuilder, u16)> = vec![
         ("no token", c.get(url("/api/v1/runs")), 401),
-        ("a wrong token", c.get(url("/api/v1/runs")).bearer_auth("lst_nope"), 401),
-        ("an unknown API route", c.get(url("/api/v1/nope")).bearer_auth(&token), 404),
-        ("outside /api/v1", c.get(url("/api/v2/runs")).bearer_auth(&token), 404),
-        ("a method the route lacks", c.put(url("/api/v1/runs")).bearer_auth(&token), 405),
+        (
+            "a wrong token",
+            c.get(url("/api/v1/runs")).bearer_auth("lst_nope"),
+            401,
+        ),
+        (
+            "an unknown API route",
+            c.get(url("/api/v1/nope")).bearer_auth(&token),
+            404,
+        ),
+        (
+            "outside /api/v1",
+            c.get(url("/api/v2/runs")).bearer_auth(&token),
+            404,
+        ),
+        (
+            "a method the route lacks",
+            c.put(url("/api/v1/runs")).bearer_auth(&token),
+            405,
+        ),
         (
             "a path that does not parse",
             c.post(url("/api/v1/tokens/abc/revoke")).bearer_auth(&token),
@@ -267,11 +310,17 @@ async fn every_refusal_under_the_api_is_json() {
             .to_string();
         let body = r.text().await.unwrap();
         assert!(
-            status == expected || (expected == 400 && status == 422) || (expected == 422 && status == 400),
+            status == expected
+                || (expected == 400 && status == 422)
+                || (expected == 422 && status == 400),
             "{what}: {status} {body}"
         );
-        assert!(kind.starts_with("application/json"), "{what}: {kind} {body}");
-        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_else(|_| panic!("{what}: {body}"));
+        assert!(
+            kind.starts_with("application/json"),
+            "{what}: {kind} {body}"
+        );
+        let v: serde_json::Value =
+            serde_json::from_str(&body).unwrap_or_else(|_| panic!("{what}: {body}"));
         assert!(
             v["error"].as_str().is_some_and(|e| !e.is_empty()),
             "{what}: {body}"
@@ -300,9 +349,16 @@ async fn the_cli_ends_quietly_when_its_reader_closes_the_pipe() {
             )
             .await
             .unwrap();
-        let texts: Vec<String> = (0..5000).map(|i| format!("line {i} {}", "x".repeat(80))).collect();
+        let texts: Vec<String> = (0..5000)
+            .map(|i| format!("line {i} {}", "x".repeat(80)))
+            .collect();
         store
-            .comment_many(&run.id, &lockstep::engine::testkit::operator("olga"), &texts, 2)
+            .comment_many(
+                &run.id,
+                &lockstep::engine::testkit::operator("olga"),
+                &texts,
+                2,
+            )
             .await
             .unwrap();
     }
@@ -317,7 +373,9 @@ async fn the_cli_ends_quietly_when_its_reader_closes_the_pipe() {
             .unwrap();
         let stdout = child.stdout.take().unwrap();
         let mut first = String::new();
-        std::io::BufReader::new(stdout).read_line(&mut first).unwrap();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut first)
+            .unwrap();
         assert!(!first.is_empty());
         // The reader is gone (dropped above), like `| head -1`.
         let out = child.wait_with_output().unwrap();
@@ -338,4 +396,60 @@ async fn the_cli_ends_quietly_when_its_reader_closes_the_pipe() {
 /// SIGPIPE's number on Linux and the BSDs.
 fn libc_sigpipe() -> i32 {
     13
+}
+
+#[tokio::test]
+async fn a_join_is_order_not_work_on_the_run_page_and_in_the_change_record() {
+    use lockstep::engine::testkit::{agent_step, plan_of};
+    use lockstep::knowledge::plan::StepKind;
+    let app = spawn_app().await;
+    let mut steps: Vec<_> = ["a", "b"]
+        .iter()
+        .map(|id| agent_step(id, Some("DC1")))
+        .collect();
+    let mut join = agent_step("a.all", None);
+    join.kind = StepKind::Barrier;
+    join.title = "Every a step is done".into();
+    join.operation = lockstep::knowledge::operation::Operation::None;
+    join.depends_on = vec!["a".into(), "b".into()];
+    let mut after = agent_step("after", Some("DC1"));
+    after.depends_on = vec!["a.all".into()];
+    steps.push(join);
+    steps.push(after);
+    let run = app
+        .state
+        .store
+        .create_run(
+            lockstep::engine::store::NewRun {
+                change_ticket: "CHG-7".into(),
+                window_start: None,
+                window_end: None,
+                plan: plan_of(steps),
+            },
+            &lockstep::engine::testkit::operator("olga"),
+            app.clock.now_ms(),
+        )
+        .await
+        .unwrap();
+    let s = app.login_as("vera", Role::Viewer).await;
+    let page = app.get(&s, &format!("/runs/{}", run.id)).await;
+    assert_eq!(page.status(), 200);
+    let page = page.text().await.unwrap();
+    assert!(page.contains("Step after"), "the work is shown");
+    assert!(
+        !page.contains("Every a step is done"),
+        "no card for the join"
+    );
+    assert!(
+        page.contains("3 steps") || !page.contains("4 steps"),
+        "counts leave it out"
+    );
+    let record = app.get(&s, &format!("/runs/{}/report", run.id)).await;
+    assert_eq!(record.status(), 200);
+    let record = record.text().await.unwrap();
+    assert!(record.contains("Step after"));
+    assert!(
+        !record.contains("Every a step is done"),
+        "the record lists work only"
+    );
 }

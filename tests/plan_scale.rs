@@ -29,7 +29,8 @@ fn inventory(size: usize) -> String {
     let dirs = (size - 3 - dt) / 2 * 2;
     let dt = size - 3 - dirs;
     let mut out = String::from("name = \"Big estate\"\ntopology = \"clustered\"\n\n");
-    let facts = "[servers.facts]\nfree_disk_mb = 102400\nregistry_mdf_mb = 61440\nregistry_ldf_mb = 8192\n";
+    let facts =
+        "[servers.facts]\nfree_disk_mb = 102400\nregistry_mdf_mb = 61440\nregistry_ldf_mb = 8192\n";
     for (i, side) in ["primary", "secondary"].iter().enumerate() {
         server(
             &mut out,
@@ -100,7 +101,11 @@ fn a_two_thousand_server_estate_plans_linearly_in_under_20_mb() {
     let plan = expand(rb, &inv, &BTreeMap::new()).expect("plans");
     let json = serde_json::to_vec(&plan).unwrap();
     let edges: usize = plan.steps.iter().map(|s| s.depends_on.len()).sum();
-    let joins = plan.steps.iter().filter(|s| s.kind == StepKind::Barrier).count();
+    let joins = plan
+        .steps
+        .iter()
+        .filter(|s| s.kind == StepKind::Barrier)
+        .count();
     eprintln!(
         "2,003 servers: {} steps ({joins} joins), {edges} dependencies, {:.1} MB of JSON, planned in {:.1} s",
         plan.steps.len(),
@@ -114,10 +119,7 @@ fn a_two_thousand_server_estate_plans_linearly_in_under_20_mb() {
         plan.steps.len()
     );
     assert!(joins > 0, "the fan-ins became joins");
-    eprintln!(
-        "planning peak MiB: {}",
-        peak_kib(std::process::id()) / 1024
-    );
+    eprintln!("planning peak MiB: {}", peak_kib(std::process::id()) / 1024);
     // Every join waits for something and is waited for, and is no one's work.
     for j in plan.steps.iter().filter(|s| s.kind == StepKind::Barrier) {
         assert!(j.depends_on.len() >= 2, "{}", j.id);
@@ -147,7 +149,15 @@ fn serve() -> (serve_process::Serve, String) {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("lockstep.db");
     let mut child = Command::new(env!("CARGO_BIN_EXE_lockstep"))
-        .args(["user", "add", "olga", "--role", "operator", "--password-stdin", "--db"])
+        .args([
+            "user",
+            "add",
+            "olga",
+            "--role",
+            "operator",
+            "--password-stdin",
+            "--db",
+        ])
         .arg(&db)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
@@ -254,5 +264,8 @@ fn inventory_limits_name_the_limit_and_the_entry() {
     let e = Inventory::parse(&huge).unwrap_err().to_string();
     assert!(e.contains("the limit is 2097152 bytes"), "{e}");
     let e = Inventory::parse(&inventory(5_001)).unwrap_err().to_string();
-    assert!(e.contains("lists 5001 servers") && e.contains("at most 5000"), "{e}");
+    assert!(
+        e.contains("lists 5001 servers") && e.contains("at most 5000"),
+        "{e}"
+    );
 }

@@ -92,14 +92,13 @@ pub async fn serve(
         // Graceful shutdown waits for open connections, and live streams never finish on their
         // own: give them a few seconds, then stop anyway.
         let (tx, mut rx) = tokio::sync::watch::channel(false);
-        let server =
-            axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(async move {
-                let _ = rx.changed().await;
-            });
+        let server = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = rx.changed().await;
+        });
         let deadline = async move {
             shutdown.await;
             let _ = tx.send(true);
@@ -137,8 +136,7 @@ pub async fn serve(
             let app = tower::ServiceExt::map_request(
                 app,
                 move |mut r: axum::http::Request<hyper::body::Incoming>| {
-                    r.extensions_mut()
-                        .insert(axum::extract::ConnectInfo(peer));
+                    r.extensions_mut().insert(axum::extract::ConnectInfo(peer));
                     r
                 },
             );

@@ -32,7 +32,14 @@ pub struct EventFilter {
 /// the top of the payload or under `event` (the same order as `audit_words::person_text`).
 fn person_text_sql() -> String {
     let mut parts = Vec::new();
-    for key in ["comment", "justification", "reason", "note", "evidence", "text"] {
+    for key in [
+        "comment",
+        "justification",
+        "reason",
+        "note",
+        "evidence",
+        "text",
+    ] {
         for path in [format!("$.{key}"), format!("$.event.{key}")] {
             parts.push(format!(
                 "CASE WHEN json_type(payload, '{path}') = 'text' AND trim(json_extract(payload, '{path}')) <> '' THEN json_extract(payload, '{path}') END"
@@ -88,13 +95,11 @@ impl Store {
         offset: u64,
     ) -> Result<(Vec<AuditEvent>, u64)> {
         let (clause, args) = filter.clause()?;
-        let total: i64 = sqlx::query_with(
-            &format!("SELECT COUNT(*) FROM events WHERE {clause}"),
-            args,
-        )
-        .fetch_one(&self.pool)
-        .await?
-        .get(0);
+        let total: i64 =
+            sqlx::query_with(&format!("SELECT COUNT(*) FROM events WHERE {clause}"), args)
+                .fetch_one(&self.pool)
+                .await?
+                .get(0);
         let (clause, mut args) = filter.clause()?;
         let bad = |e: sqlx::error::BoxDynError| EngineError::Invalid(e.to_string());
         args.add(i64::from(limit)).map_err(bad)?;

@@ -66,7 +66,8 @@ pub async fn create_token(
     me.require_session_to_mint_tokens()?;
     let now = state.clock.now();
     let days = t.expires_in_days.unwrap_or(accounts::TOKEN_DEFAULT_DAYS);
-    let token = accounts::create_token_for_days(&state.pool, me.user.id, &t.label, days, now).await?;
+    let token =
+        accounts::create_token_for_days(&state.pool, me.user.id, &t.label, days, now).await?;
     Ok((
         StatusCode::CREATED,
         Json(TokenCreated {

@@ -120,7 +120,12 @@ impl LoginThrottle {
     /// Counts a failure for `name` alone (no address).
     pub fn record_failure(&self, name: &str, now: i64) {
         let mut map = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        count(&mut map.accounts, name.to_lowercase(), now, self.lockout_secs);
+        count(
+            &mut map.accounts,
+            name.to_lowercase(),
+            now,
+            self.lockout_secs,
+        );
     }
 
     /// A login succeeded: the account's failures are cleared, and the attempt counted for the
@@ -203,8 +208,16 @@ mod tests {
             Err(Refused::Address(599)),
             "a real account from that address waits too"
         );
-        assert_eq!(t.try_attempt("ada", THERE, 101), Ok(()), "other addresses do not");
-        assert_eq!(t.try_attempt("ada", HERE, 100 + 601), Ok(()), "released later");
+        assert_eq!(
+            t.try_attempt("ada", THERE, 101),
+            Ok(()),
+            "other addresses do not"
+        );
+        assert_eq!(
+            t.try_attempt("ada", HERE, 100 + 601),
+            Ok(()),
+            "released later"
+        );
     }
 
     #[test]
@@ -214,8 +227,14 @@ mod tests {
         assert!(t.try_attempt("y", HERE, 1).is_ok());
         assert!(t.try_attempt("ann", HERE, 1).is_ok());
         t.record_success("ann", HERE);
-        assert!(t.try_attempt("ann", HERE, 2).is_ok(), "two failures and one try");
-        assert!(t.try_attempt("z", HERE, 2).is_err(), "the failures still count");
+        assert!(
+            t.try_attempt("ann", HERE, 2).is_ok(),
+            "two failures and one try"
+        );
+        assert!(
+            t.try_attempt("z", HERE, 2).is_err(),
+            "the failures still count"
+        );
     }
 
     #[test]

@@ -10,8 +10,8 @@ use axum::Form;
 use serde::Deserialize;
 
 use crate::web::auth::accounts;
-use crate::web::auth::throttle::Refused;
 use crate::web::auth::extract::{session_clear_cookie, session_cookie, session_set_cookie};
+use crate::web::auth::throttle::Refused;
 use crate::web::auth::CurrentUser;
 use crate::web::views::{html, see_other};
 use crate::web::{AppError, AppState};

@@ -197,8 +197,14 @@ pub async fn create_token(
     };
     let made = match days {
         Ok(days) => {
-            accounts::create_token_for_days(&state.pool, me.user.id, &f.label, days, state.clock.now())
-                .await
+            accounts::create_token_for_days(
+                &state.pool,
+                me.user.id,
+                &f.label,
+                days,
+                state.clock.now(),
+            )
+            .await
         }
         Err(e) => Err(e),
     };
