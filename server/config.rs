@@ -10,6 +10,7 @@
 //! session_absolute_secs = 43200    # LOCKSTEP_SESSION_ABSOLUTE_SECS
 //! login_max_failures = 5           # LOCKSTEP_LOGIN_MAX_FAILURES
 //! login_lockout_secs = 900         # LOCKSTEP_LOGIN_LOCKOUT_SECS
+//! login_max_failures_per_address = 20  # LOCKSTEP_LOGIN_MAX_FAILURES_PER_ADDRESS
 //! tls_cert = "/etc/lockstep/cert.pem"  # LOCKSTEP_TLS_CERT
 //! tls_key = "/etc/lockstep/key.pem"    # LOCKSTEP_TLS_KEY
 //! tls_self_signed = false          # LOCKSTEP_TLS_SELF_SIGNED: make and keep a self-signed cert in data_dir
@@ -40,6 +41,9 @@ pub const DEFAULT_SESSION_IDLE_SECS: u64 = 30 * 60;
 pub const DEFAULT_SESSION_ABSOLUTE_SECS: u64 = 12 * 60 * 60;
 /// Failed logins for one account within the lockout period before further attempts are refused.
 pub const DEFAULT_LOGIN_MAX_FAILURES: u32 = 5;
+/// Failed logins from one client address (whatever the names) within the lockout period.
+pub const DEFAULT_LOGIN_MAX_FAILURES_PER_ADDRESS: u32 =
+    crate::web::auth::throttle::DEFAULT_MAX_PER_ADDRESS;
 /// How long failed logins count, and how long an account stays throttled after too many.
 pub const DEFAULT_LOGIN_LOCKOUT_SECS: u64 = 15 * 60;
 /// How often `lockstep serve` asks every agent for a heartbeat and its facts.
@@ -59,6 +63,7 @@ pub struct Config {
     pub session_absolute_secs: u64,
     pub login_max_failures: u32,
     pub login_lockout_secs: u64,
+    pub login_max_failures_per_address: u32,
     pub tls: Option<TlsFiles>,
     pub tls_self_signed: bool,
     /// Seconds between two collections of every agent's heartbeat and facts (`[agents]`).
@@ -85,6 +90,7 @@ struct FileConfig {
     session_absolute_secs: Option<u64>,
     login_max_failures: Option<u32>,
     login_lockout_secs: Option<u64>,
+    login_max_failures_per_address: Option<u32>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     tls_self_signed: Option<bool>,
@@ -231,6 +237,13 @@ impl Config {
             fc.login_lockout_secs,
             DEFAULT_LOGIN_LOCKOUT_SECS,
         )?;
+        let login_max_failures_per_address = num(
+            "login_max_failures_per_address",
+            "LOCKSTEP_LOGIN_MAX_FAILURES_PER_ADDRESS",
+            fc.login_max_failures_per_address.map(u64::from),
+            u64::from(DEFAULT_LOGIN_MAX_FAILURES_PER_ADDRESS),
+        )?
+        .clamp(1, 100_000) as u32;
         let agents = fc.agents.unwrap_or_default();
         let facts_interval_secs = num(
             "facts_interval_secs",
@@ -280,6 +293,7 @@ impl Config {
             session_absolute_secs,
             login_max_failures,
             login_lockout_secs,
+            login_max_failures_per_address,
             tls,
             tls_self_signed,
             facts_interval_secs,

@@ -5,6 +5,7 @@ pub mod config;
 pub mod engine;
 pub mod executors;
 pub mod knowledge;
+pub mod logtext;
 pub mod notify;
 pub mod rehearsal;
 pub mod web;

@@ -8,6 +8,7 @@ use lockstep::cli::Command;
 async fn main() -> ExitCode {
     let cli = lockstep::cli::help::parse();
     lockstep::cli::init_logging(cli.log_format.as_deref(), &cli.command);
+    lockstep::cli::quiet_on_closed_pipe(&cli.command);
     let result = match cli.command {
         Command::Inventory(cmd) => lockstep::cli::inventory::run_inventory(cmd),
         Command::Preflight(args) => lockstep::cli::inventory::run_preflight(args).await,
@@ -27,6 +28,8 @@ async fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        // The reader went away (`| head`): what it wanted it has; not an error.
+        Err(e) if lockstep::cli::is_closed_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(2)

@@ -116,3 +116,52 @@ async fn a_lost_result_becomes_outcome_unknown_and_is_never_retried_automaticall
     h.stop().await;
     assert_eq!(h.journal.executions("s0000"), 1);
 }
+
+#[tokio::test]
+async fn a_join_passes_once_everything_it_joins_is_done_and_runs_nothing() {
+    use lockstep::engine::testkit::{agent_step, plan_of};
+    use lockstep::knowledge::plan::StepKind;
+    let mut h = Harness::new().await;
+    h.start();
+    let mut steps: Vec<_> = ["a", "b", "c"]
+        .iter()
+        .map(|id| agent_step(id, Some(&format!("h{id}"))))
+        .collect();
+    let mut join = agent_step("a.all", None);
+    join.kind = StepKind::Barrier;
+    join.operation = lockstep::knowledge::operation::Operation::None;
+    join.depends_on = vec!["a".into(), "b".into(), "c".into()];
+    let mut after = agent_step("after", Some("ha"));
+    after.depends_on = vec!["a.all".into()];
+    steps.push(join);
+    steps.push(after);
+    let run = h.started_run(plan_of(steps)).await;
+    h.run_reaches(&run.id, RunStatus::Succeeded).await;
+    h.stop().await;
+    let started: Vec<String> = h
+        .journal
+        .phase("start")
+        .into_iter()
+        .map(|e| e.step_id)
+        .collect();
+    assert!(
+        !started.contains(&"a.all".to_string()),
+        "a join runs nothing"
+    );
+    assert_eq!(
+        started.last().map(String::as_str),
+        Some("after"),
+        "{started:?}"
+    );
+    assert_eq!(started.len(), 4);
+    let join = h
+        .store
+        .steps(&run.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|s| s.id == "a.all")
+        .unwrap();
+    assert_eq!(join.status, StepStatus::Succeeded);
+    assert_eq!(h.store.verify_audit().await.unwrap().problem, None);
+}

@@ -1,7 +1,8 @@
 //! Bounds at the login door of a real `lockstep serve` process on loopback (issue #14): a flood
 //! of logins with made-up names keeps the server's peak memory low and `/healthz` answering
 //! (password checks run a few at a time; the rest wait briefly or get 503 with Retry-After),
-//! and many wrong guesses sent at once cannot get past the failed-login limit.
+//! and many wrong guesses sent at once cannot get past the failed-login limits, per account and
+//! per client address.
 
 mod serve_process;
 
@@ -34,10 +35,16 @@ fn add_admin(db: &std::path::Path) {
 }
 
 fn serve() -> serve_process::Serve {
+    serve_with(&[])
+}
+
+fn serve_with(env: &[(&str, &str)]) -> serve_process::Serve {
     let dir = tempfile::tempdir().unwrap();
     add_admin(&dir.path().join("lockstep.db"));
     let path = dir.path().to_path_buf();
-    serve_process::start(serve_process::command(&path), dir)
+    let mut cmd = serve_process::command(&path);
+    cmd.envs(env.iter().copied());
+    serve_process::start(cmd, dir)
 }
 
 fn client() -> reqwest::Client {
@@ -69,7 +76,9 @@ fn peak_kib(pid: u32) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sixty_logins_with_made_up_names_keep_memory_flat_and_healthz_answering() {
-    let s = serve();
+    // As if from sixty addresses: the per-address limit would turn most of them away before
+    // their password is checked, and this is about the checks that do run.
+    let s = serve_with(&[("LOCKSTEP_LOGIN_MAX_FAILURES_PER_ADDRESS", "1000")]);
     let base = s.base.clone();
     let idle_mib = peak_kib(s.pid()) / 1024;
     let flood: Vec<_> = (0..60)
@@ -102,6 +111,7 @@ async fn sixty_logins_with_made_up_names_keep_memory_flat_and_healthz_answering(
         "every login refused, none failed: {statuses:?}"
     );
     let peak_mib = peak_kib(s.pid()) / 1024;
+    eprintln!("serve peak memory after 60 logins: {peak_mib} MiB (idle {idle_mib} MiB)");
     assert!(
         peak_mib < 400,
         "peak memory {peak_mib} MiB (idle {idle_mib} MiB)"
@@ -141,6 +151,49 @@ async fn thirty_wrong_guesses_at_once_then_the_right_password_do_not_log_in() {
         right.status(),
         429,
         "throttled: the right password does not log in now"
+    );
+    assert!(right.headers().get("set-cookie").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thirty_guesses_at_once_from_one_address_with_different_names_are_capped() {
+    let s = serve_with(&[("LOCKSTEP_LOGIN_MAX_FAILURES_PER_ADDRESS", "10")]);
+    let base = s.base.clone();
+    let guesses: Vec<_> = (0..30)
+        .map(|i| {
+            let base = base.clone();
+            tokio::spawn(async move {
+                login(&base, &format!("name{i}"), &format!("guess number {i}")).await
+            })
+        })
+        .collect();
+    let (mut checked, mut refused) = (0, 0);
+    for g in guesses {
+        let r = g.await.unwrap();
+        let status = r.status().as_u16();
+        assert!([401, 429, 503].contains(&status), "{status}");
+        if status == 401 {
+            checked += 1;
+        }
+        if status == 429 {
+            refused += 1;
+            let page = r.text().await.unwrap();
+            assert!(
+                page.contains("too many failed logins from your address"),
+                "the refusal names the address limit: {page}"
+            );
+        }
+    }
+    assert!(
+        checked <= 10,
+        "{checked} guesses were checked; the limit per address is 10"
+    );
+    assert!(refused >= 20, "{refused} refused");
+    let right = login(&base, "ada", "a long enough passphrase 42").await;
+    assert_eq!(
+        right.status(),
+        429,
+        "the address is throttled: even the right password does not log in from it now"
     );
     assert!(right.headers().get("set-cookie").is_none());
 }

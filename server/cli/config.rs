@@ -72,6 +72,11 @@ const SETTINGS: &[Setting] = &[
         show: |c| c.login_lockout_secs.to_string(),
     },
     Setting {
+        key: "login_max_failures_per_address",
+        var: "LOCKSTEP_LOGIN_MAX_FAILURES_PER_ADDRESS",
+        show: |c| c.login_max_failures_per_address.to_string(),
+    },
+    Setting {
         key: "tls_cert",
         var: "LOCKSTEP_TLS_CERT",
         show: |c| {

@@ -89,3 +89,37 @@ pub fn init_logging(format: Option<&str>, command: &Command) {
         let _ = builder.try_init();
     }
 }
+
+/// Commands that only read local files and print lie down quietly when their reader goes away
+/// (`lockstep audit export | head -1`): SIGPIPE ends them, as it ends `cat`, instead of a write
+/// error or a panic in `println!`. Serving and talking to agents keep Rust's default (ignored),
+/// so a client that hangs up never takes a server down.
+pub fn quiet_on_closed_pipe(command: &Command) {
+    let prints_only = matches!(
+        command,
+        Command::Inventory(_)
+            | Command::Runbook(_)
+            | Command::Plan(_)
+            | Command::Audit(_)
+            | Command::Config(_)
+            | Command::Completions(_)
+    );
+    #[cfg(unix)]
+    if prints_only {
+        // SAFETY: restoring a signal's default disposition at start-up, before any thread
+        // that could be writing to a pipe exists; no handler runs.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = prints_only;
+}
+
+/// Whether an error is a write to a pipe whose reader has gone.
+pub fn is_closed_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}

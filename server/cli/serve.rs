@@ -156,7 +156,8 @@ pub async fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         crate::web::auth::throttle::LoginThrottle::new(
             config.login_max_failures,
             config.login_lockout_secs,
-        ),
+        )
+        .with_address_limit(config.login_max_failures_per_address),
     );
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

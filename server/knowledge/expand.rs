@@ -11,15 +11,22 @@
 //! declared above. When a dependency has no instance (its condition is false for this Data
 //! Center, e.g. redirects on a stand-alone server), the step depends on what that dependency
 //! depended on instead, so the ordering the seed requires still holds through the gap.
+//!
+//! Joins keep the plan linear in the estate. When a step fanned out over many servers depends on
+//! every instance of another (or on everything above), one edge per pair grows with the square
+//! of the estate: 2,003 servers planned to 97 MB of JSON. Instead, past [`JOIN_MIN_EDGES`] pairs,
+//! a [`StepKind::Barrier`] step (`<step>.all`, `<step>.all-<side>`, `<step>.after-all`) depends
+//! on the instances and the fanned-out steps depend on it alone. Below that, small Data Centers
+//! keep their direct edges, which read better.
 
 pub mod template;
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet};
 
 use super::inventory::{Inventory, Role, Server, Side, SqlServerVersion, WindowsVersion};
 use super::operation::Operation;
-use super::plan::{Plan, PlannedStep};
+use super::plan::{Plan, PlannedStep, RetryPolicy, StepKind};
 use super::runbook::raw::{resolve_params, step_edges};
 use super::runbook::{Condition, Dependency, Pick, RunFrom, Runbook, Selector, StepTemplate};
 use template::{common_name, datatransfer_ssl, side_of, Scope};
@@ -42,6 +49,72 @@ pub enum PlanError {
     },
 }
 
+/// Pairs (dependents × dependencies) from which a join replaces the direct edges: 8 servers
+/// waiting for 8 keep their 64 edges; 1,000 waiting for 1,000 get 2,000 instead of a million.
+pub const JOIN_MIN_EDGES: usize = 64;
+
+/// The joins made so far, by the ids they join (one join serves every step that waits for the
+/// same set), and their members (so "everything above" still sees what a join consumed).
+#[derive(Default)]
+struct Joins {
+    by_members: HashMap<Vec<String>, String>,
+    members: HashMap<String, Vec<String>>,
+    /// The join of every instance of a runbook step (on one side, or on both).
+    by_template: HashMap<(usize, Option<Side>), String>,
+    /// The join of everything above a `"*"` step.
+    after_all: HashMap<usize, String>,
+    /// The joins in the order made, with the runbook position they follow.
+    made: Vec<(usize, PlannedStep)>,
+}
+
+impl Joins {
+    /// The join for `members` (in a stable order), made on first use: `id` and `title` name it,
+    /// `after` is the runbook position of the steps it joins, `like` the step whose section and
+    /// phase it belongs to.
+    fn join(
+        &mut self,
+        members: Vec<String>,
+        id: String,
+        title: String,
+        after: usize,
+        like: &StepTemplate,
+    ) -> String {
+        if let Some(id) = self.by_members.get(&members) {
+            return id.clone();
+        }
+        let step = PlannedStep {
+            id: id.clone(),
+            title,
+            section: like.section.clone(),
+            phase: like.phase.clone(),
+            kind: StepKind::Barrier,
+            host: None,
+            depends_on: members.clone(),
+            instructions: format!(
+                "Nothing to do: this marker waits for the {} steps before it, so the steps after \
+                 it depend on it alone instead of each on all of them.",
+                members.len()
+            ),
+            operation: Operation::None,
+            postcondition: None,
+            undo: None,
+            gate: None,
+            retry: RetryPolicy::default(),
+            timeout_secs: 60,
+            estimate_secs: 0,
+        };
+        self.members.insert(id.clone(), members.clone());
+        self.by_members.insert(members, id.clone());
+        self.made.push((after, step));
+        id
+    }
+
+    /// Whether a step fanned out `fan` times waiting for `members` ids should wait for a join.
+    fn worth_it(fan: usize, members: usize) -> bool {
+        members >= 2 && fan >= 2 && fan.saturating_mul(members) >= JOIN_MIN_EDGES
+    }
+}
+
 /// One planned instance while expanding: its id and the server it is about.
 struct Instance<'a> {
     id: String,
@@ -60,6 +133,7 @@ pub fn expand(
     let mut steps: Vec<(usize, usize, PlannedStep)> = Vec::new();
     let mut deps_of: HashMap<String, BTreeSet<String>> = HashMap::new();
     let mut sinks_above: HashMap<usize, Vec<String>> = HashMap::new();
+    let mut joins = Joins::default();
 
     for &t in &order {
         let tpl = &runbook.steps[t];
@@ -86,33 +160,39 @@ pub fn expand(
             .target
             .as_ref()
             .is_some_and(|s| s.pick != Some(Pick::One));
+        let fan = targets.len();
+        // Where "run from elsewhere" steps run depends on the template alone: chosen once, not
+        // once per server (it sorts the estate).
+        let elsewhere = match tpl.target.as_ref().and_then(|s| s.run_from) {
+            Some(RunFrom::Elsewhere) => vantage(
+                inventory,
+                &tpl.target
+                    .as_ref()
+                    .map(|s| s.roles.clone())
+                    .unwrap_or_default(),
+            ),
+            _ => None,
+        };
         for (n, about) in targets.into_iter().enumerate() {
             let id = match (fanned, about) {
                 (true, Some(s)) => format!("{}@{}", tpl.id, s.name),
                 _ => tpl.id.clone(),
             };
             let runs_on = match tpl.target.as_ref().and_then(|s| s.run_from) {
-                Some(RunFrom::Elsewhere) => vantage(
-                    inventory,
-                    &tpl.target
-                        .as_ref()
-                        .map(|s| s.roles.clone())
-                        .unwrap_or_default(),
-                ),
+                Some(RunFrom::Elsewhere) => elsewhere,
                 _ => about,
             };
             let mut deps = BTreeSet::new();
             for d in &tpl.depends_on {
-                resolve_dep(
-                    d,
-                    t,
-                    about,
-                    runbook,
-                    &instances,
-                    &deps_of,
-                    &mut sinks_above,
-                    &mut deps,
-                );
+                let mut cx = DepCx {
+                    rb: runbook,
+                    instances: &instances,
+                    deps_of: &deps_of,
+                    sinks_above: &mut sinks_above,
+                    joins: &mut joins,
+                    fan,
+                };
+                resolve_dep(&mut cx, d, t, about, &mut deps);
             }
             let scope = Scope::Bind {
                 inventory,
@@ -167,6 +247,13 @@ pub fn expand(
             steps.push((t, n, planned));
         }
     }
+    // A join sorts right after the instances it joins (its position's last), before what waits.
+    steps.extend(
+        joins
+            .made
+            .into_iter()
+            .map(|(after, join)| (after, usize::MAX, join)),
+    );
     Ok(Plan {
         runbook: runbook.id.clone(),
         runbook_title: runbook.title.clone(),
@@ -280,46 +367,78 @@ fn topological(steps: Vec<(usize, usize, PlannedStep)>) -> Vec<PlannedStep> {
     order.into_iter().filter_map(|i| slots[i].take()).collect()
 }
 
+/// What resolving a dependency reads (the expansion so far) and adds to (the joins).
+struct DepCx<'r, 'a> {
+    rb: &'r Runbook,
+    instances: &'r [Vec<Instance<'a>>],
+    deps_of: &'r HashMap<String, BTreeSet<String>>,
+    sinks_above: &'r mut HashMap<usize, Vec<String>>,
+    joins: &'r mut Joins,
+    /// How many instances the dependent step fans out to (decides whether a join pays).
+    fan: usize,
+}
+
 /// Adds to `out` the planned ids that step template `t`, about server `about`, depends on via `d`.
-// The arguments are the expansion's state so far, passed apart so that the borrow of the
-// instances (shared) and of the memo (exclusive) stay visible at each call.
-#[allow(clippy::too_many_arguments)]
 fn resolve_dep(
+    cx: &mut DepCx,
     d: &Dependency,
     t: usize,
     about: Option<&Server>,
-    rb: &Runbook,
-    instances: &[Vec<Instance>],
-    deps_of: &HashMap<String, BTreeSet<String>>,
-    sinks_above: &mut HashMap<usize, Vec<String>>,
     out: &mut BTreeSet<String>,
 ) {
+    let rb = cx.rb;
     let Some(dep_id) = d.step_id() else {
         // "*": the sinks among everything planned from steps declared above (except "*" steps).
         // The answer depends only on `t` (every step above is fully planned by then), so it is
         // worked out once per template, not once per fanned-out instance.
-        let sinks = sinks_above.entry(t).or_insert_with(|| {
+        let (instances, deps_of, joins) = (cx.instances, cx.deps_of, &*cx.joins);
+        let sinks = cx.sinks_above.entry(t).or_insert_with(|| {
             let above: Vec<&Instance> = (0..t)
                 .filter(|&j| !rb.steps[j].depends_on.contains(&Dependency::Everything))
                 .flat_map(|j| instances[j].iter())
                 .collect();
-            let depended: BTreeSet<&String> = above
+            let mut depended: HashSet<&String> = above
                 .iter()
                 .flat_map(|i| deps_of.get(&i.id).into_iter().flatten())
                 .collect();
+            // What a join consumed counts as depended on, as if the edges went direct (each
+            // join once: a thousand steps wait for the same one).
+            let consumed: Vec<&String> = depended
+                .iter()
+                .filter_map(|d| joins.members.get(*d))
+                .flatten()
+                .collect();
+            depended.extend(consumed);
             above
                 .iter()
                 .filter(|i| !depended.contains(&i.id))
                 .map(|i| i.id.clone())
                 .collect()
         });
-        out.extend(sinks.iter().cloned());
+        if Joins::worth_it(cx.fan, sinks.len()) {
+            if let Some(id) = cx.joins.after_all.get(&t) {
+                out.insert(id.clone());
+                return;
+            }
+            let tpl = &rb.steps[t];
+            let id = cx.joins.join(
+                sinks.clone(),
+                format!("{}.after-all", tpl.id),
+                format!("Everything before {} is done", tpl.id),
+                t.saturating_sub(1),
+                tpl,
+            );
+            cx.joins.after_all.insert(t, id.clone());
+            out.insert(id);
+        } else {
+            out.extend(sinks.iter().cloned());
+        }
         return;
     };
     let Some(j) = rb.steps.iter().position(|s| s.id == dep_id) else {
         return; // refused when the runbook was loaded
     };
-    let matching: Vec<&Instance> = instances[j]
+    let matching: Vec<&Instance> = cx.instances[j]
         .iter()
         .filter(|i| match (d, about, i.about) {
             (Dependency::SameHost(_), Some(a), Some(b)) => a.name == b.name,
@@ -331,8 +450,34 @@ fn resolve_dep(
     if matching.is_empty() {
         // Pass through: depend on what the missing step would have depended on.
         for dd in &rb.steps[j].depends_on {
-            resolve_dep(dd, j, about, rb, instances, deps_of, sinks_above, out);
+            resolve_dep(cx, dd, j, about, out);
         }
+    } else if !matches!(d, Dependency::SameHost(_)) && Joins::worth_it(cx.fan, matching.len()) {
+        let tpl = &rb.steps[j];
+        let side = match (d, about) {
+            (Dependency::SameSide(_), Some(a)) => Some(side_of(a)),
+            _ => None,
+        };
+        // Every instance of the dependent step asks for the same join: answer from the memo
+        // without listing the members again.
+        if let Some(id) = cx.joins.by_template.get(&(j, side)) {
+            out.insert(id.clone());
+            return;
+        }
+        let (id, title) = match (d, about) {
+            (Dependency::SameSide(_), Some(a)) => (
+                format!("{}.all-{}", tpl.id, side_of(a)),
+                format!("Every {} step on the {} side is done", tpl.id, side_of(a)),
+            ),
+            _ => (
+                format!("{}.all", tpl.id),
+                format!("Every {} step is done", tpl.id),
+            ),
+        };
+        let members = matching.into_iter().map(|i| i.id.clone()).collect();
+        let id = cx.joins.join(members, id, title, j, tpl);
+        cx.joins.by_template.insert((j, side), id.clone());
+        out.insert(id);
     } else {
         out.extend(matching.into_iter().map(|i| i.id.clone()));
     }

@@ -23,6 +23,16 @@ mod tree;
 
 pub use parse::{check_fqdn, check_label};
 
+/// The largest inventory file accepted, in bytes. A 2,000-server Data Center written out with
+/// certificates and facts is under 1 MiB.
+pub const MAX_INVENTORY_BYTES: usize = 2 * 1024 * 1024;
+/// The most servers one inventory may list: plans, preflight and the drawing stay responsive up
+/// to here (a 2,003-server estate plans in seconds; see `tests/plan_scale.rs`).
+pub const MAX_SERVERS: usize = 5_000;
+/// The longest text field (inventory name, pair, certificate name, accounts), in characters.
+/// Host names and FQDNs have DNS's own limits (63 and 253).
+pub const MAX_TEXT_CHARS: usize = 256;
+
 /// TLS protocol versions Connected Backup 8.11 supports ("Enable the TLS Protocol").
 pub const TLS_VERSIONS: [&str; 3] = ["1.0", "1.1", "1.2"];
 
@@ -436,6 +446,17 @@ impl Inventory {
             file: file.to_owned(),
             problems,
         };
+        // Checked before parsing, so an oversized upload costs nothing but this comparison.
+        if text.len() > MAX_INVENTORY_BYTES {
+            return Err(refuse(vec![Problem {
+                line: None,
+                field: String::new(),
+                message: format!(
+                    "the inventory is {} bytes; the limit is {MAX_INVENTORY_BYTES} bytes (2 MiB)",
+                    text.len()
+                ),
+            }]));
+        }
         let root = tree::parse(text).map_err(|e| {
             refuse(vec![Problem {
                 line: e.span.map(|s| tree::line_of(text, s.start)),

@@ -25,6 +25,11 @@ pub enum StepKind {
     Approval,
     /// Poll a condition until it holds or times out.
     Wait,
+    /// A join made by plan expansion, never written in a runbook: it waits for every instance
+    /// of one runbook step and does nothing, so the steps after them depend on it alone instead
+    /// of each on every instance (edges grow with the estate, not with its square). The engine
+    /// passes it as soon as it starts; pages show it as a phase marker, never as a task.
+    Barrier,
 }
 
 impl StepKind {
@@ -36,6 +41,7 @@ impl StepKind {
             StepKind::Manual => "manual",
             StepKind::Approval => "approval",
             StepKind::Wait => "wait",
+            StepKind::Barrier => "barrier",
         }
     }
 }
@@ -112,6 +118,14 @@ pub struct Plan {
     pub params: std::collections::BTreeMap<String, String>,
     /// Steps in a topological order (every step after all it depends on).
     pub steps: Vec<PlannedStep>,
+}
+
+impl PlannedStep {
+    /// A join made by plan expansion ([`StepKind::Barrier`]): part of the order, no one's work,
+    /// so pages leave it out of their cards and counts.
+    pub fn is_join(&self) -> bool {
+        self.kind == StepKind::Barrier
+    }
 }
 
 impl Plan {

@@ -137,7 +137,8 @@ pub async fn run(
         crate::web::auth::throttle::LoginThrottle::new(
             config.login_max_failures,
             config.login_lockout_secs,
-        ),
+        )
+        .with_address_limit(config.login_max_failures_per_address),
     )
     .with_engine(engine.clone())
     .with_simulated_site();

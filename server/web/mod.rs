@@ -210,6 +210,8 @@ pub fn router(state: AppState) -> Router {
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
             MAX_FORM_BYTES,
         ))
+        // Outside the body limit, so its 413 is JSON under /api/ too.
+        .layer(axum::middleware::from_fn(api::json_refusals))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             security::add_headers,

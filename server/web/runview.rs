@@ -285,11 +285,16 @@ pub fn run_header(
     now_ms: i64,
     watching: &[String],
 ) -> RunHeader {
-    let total = steps.iter().filter(|s| s.undo_of.is_none()).count();
+    let total = steps
+        .iter()
+        .filter(|s| s.undo_of.is_none() && !s.spec.is_join())
+        .count();
     let done = steps
         .iter()
         .filter(|s| {
-            s.undo_of.is_none() && matches!(s.status, StepStatus::Succeeded | StepStatus::Skipped)
+            s.undo_of.is_none()
+                && !s.spec.is_join()
+                && matches!(s.status, StepStatus::Succeeded | StepStatus::Skipped)
         })
         .count();
     // The plan's own length: its critical path at the estimates (steps run side by side).
@@ -559,7 +564,8 @@ pub fn phases(
     logs: &HashMap<String, StepTail>,
 ) -> Vec<Phase> {
     let mut out: Vec<Phase> = Vec::new();
-    for step in steps {
+    // Joins (plan expansion's barriers) are order, not work: no card.
+    for step in steps.iter().filter(|s| !s.spec.is_join()) {
         let card = step_card(run, step, viewer, logs.get(&step.id));
         match out.iter_mut().find(|p| p.name == step.spec.phase) {
             Some(p) => p.cards.push(card),

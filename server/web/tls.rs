@@ -80,6 +80,8 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// Serves `app` on `listener` until `shutdown` completes. With `tls`, every connection is TLS.
+/// Either way each request carries its connection's peer as `ConnectInfo<SocketAddr>` (the
+/// login throttle counts failures per client address).
 pub async fn serve(
     listener: TcpListener,
     app: Router,
@@ -90,10 +92,13 @@ pub async fn serve(
         // Graceful shutdown waits for open connections, and live streams never finish on their
         // own: give them a few seconds, then stop anyway.
         let (tx, mut rx) = tokio::sync::watch::channel(false);
-        let server =
-            axum::serve(listener, app.into_make_service()).with_graceful_shutdown(async move {
-                let _ = rx.changed().await;
-            });
+        let server = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = rx.changed().await;
+        });
         let deadline = async move {
             shutdown.await;
             let _ = tx.send(true);
@@ -128,6 +133,13 @@ pub async fn serve(
                     return;
                 }
             };
+            let app = tower::ServiceExt::map_request(
+                app,
+                move |mut r: axum::http::Request<hyper::body::Incoming>| {
+                    r.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+                    r
+                },
+            );
             let service = hyper_util::service::TowerToHyperService::new(app);
             let builder =
                 hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());

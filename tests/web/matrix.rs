@@ -397,6 +397,12 @@ async fn every_route_refuses_roles_below_its_minimum_and_changes_nothing() {
                 continue;
             }
             let status = send(&app, route, Some((s, token))).await.status();
+            if route.method == "POST" && route.path.ends_with("/tokens") && route.json.is_some() {
+                // This matrix calls the API with a token, and a token cannot mint tokens
+                // (issue #14): refused whatever the role.
+                assert_eq!(status, 403, "POST {} with a token", route.path);
+                continue;
+            }
             assert!(
                 status != 401 && status != 403,
                 "{} {} as {role}: {status}",

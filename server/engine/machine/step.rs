@@ -699,6 +699,11 @@ fn proceed_past_gate(
             next.status = StepStatus::Succeeded;
             next.evidence = Some(serde_json::json!({ "approvals": next.approvals }));
         }
+        // A join of plan expansion: everything it waits for is done by the time it starts.
+        StepKind::Barrier => {
+            next.status = StepStatus::Succeeded;
+            next.evidence = Some(serde_json::json!({ "joined": true }));
+        }
         StepKind::Manual => {
             next.status = StepStatus::AwaitingOperator;
             next.claimed_by = None;

@@ -145,6 +145,7 @@ impl WriteTx {
                 s.spec.kind,
                 crate::knowledge::plan::StepKind::Approval
                     | crate::knowledge::plan::StepKind::Manual
+                    | crate::knowledge::plan::StepKind::Barrier
             ) && s.spec.gate.is_none();
             if dispatches {
                 if in_flight >= limits.per_run {

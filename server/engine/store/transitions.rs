@@ -122,6 +122,60 @@ impl WriteTx {
         Ok(())
     }
 
+    /// A new run's steps and their dependencies, many rows per statement: a 2,003-server plan
+    /// has 18,000 steps and 30,000 dependencies, and one statement per row took most of the
+    /// time its run took to create.
+    async fn insert_plan_steps(
+        &mut self,
+        run_id: &str,
+        steps: &[PlannedStep],
+        now: Millis,
+    ) -> Result<()> {
+        // Twelve parameters a step, three a dependency: well under SQLite's 32,766 per statement.
+        const STEPS_PER_INSERT: usize = 200;
+        const DEPS_PER_INSERT: usize = 2_000;
+        let state = json(&StepState::default())?;
+        for (n, chunk) in steps.chunks(STEPS_PER_INSERT).enumerate() {
+            let mut rows = Vec::with_capacity(chunk.len());
+            for (i, spec) in chunk.iter().enumerate() {
+                let seq = (n * STEPS_PER_INSERT + i) as i64;
+                rows.push((seq, spec, json(spec)?, audit::content_hash(spec)));
+            }
+            let mut q = sqlx::QueryBuilder::new(
+                "INSERT INTO steps (run_id, id, seq, kind, host, spec, undo_of, status, attempt, state,
+                     content_hash, updated_at) ",
+            );
+            q.push_values(&rows, |mut b, (seq, spec, spec_json, hash)| {
+                b.push_bind(run_id)
+                    .push_bind(&spec.id)
+                    .push_bind(*seq)
+                    .push_bind(spec.kind.as_str())
+                    .push_bind(&spec.host)
+                    .push_bind(spec_json)
+                    .push_bind(None::<String>)
+                    .push_bind("pending")
+                    .push_bind(0i64)
+                    .push_bind(&state)
+                    .push_bind(hash)
+                    .push_bind(now);
+            });
+            q.build().execute(&mut *self.tx).await?;
+        }
+        let deps: Vec<(&str, &str)> = steps
+            .iter()
+            .flat_map(|s| s.depends_on.iter().map(|d| (s.id.as_str(), d.as_str())))
+            .collect();
+        for chunk in deps.chunks(DEPS_PER_INSERT) {
+            let mut q =
+                sqlx::QueryBuilder::new("INSERT INTO step_deps (run_id, step_id, depends_on) ");
+            q.push_values(chunk, |mut b, (step, dep)| {
+                b.push_bind(run_id).push_bind(*step).push_bind(*dep);
+            });
+            q.build().execute(&mut *self.tx).await?;
+        }
+        Ok(())
+    }
+
     /// Applies a run event as a compare-and-set on (status, version), with its audit event.
     pub(super) async fn run_transition(
         &mut self,
@@ -383,9 +437,7 @@ impl Store {
         .bind(now)
         .execute(&mut *w.tx)
         .await?;
-        for (i, s) in new.plan.steps.iter().enumerate() {
-            w.insert_step(&id, i as i64, s, None, now).await?;
-        }
+        w.insert_plan_steps(&id, &new.plan.steps, now).await?;
         w.append(
             Some(&id),
             None,

@@ -12,7 +12,8 @@ use serde::de::DeserializeOwned;
 
 use super::tree::{Entry, Node, Value};
 use super::{
-    Certificate, DataTransfer, Facts, Inventory, Problem, Role, Server, Version, TLS_VERSIONS,
+    Certificate, DataTransfer, Facts, Inventory, Problem, Role, Server, Version, MAX_SERVERS,
+    MAX_TEXT_CHARS, TLS_VERSIONS,
 };
 
 /// Where each field of the file sits: path (`servers[2].side`) → line. The second pass uses it to
@@ -168,7 +169,13 @@ impl<'t> Walker<'t> {
                 );
                 None
             }
-            Value::String(s) => Some(s.clone()),
+            Value::String(s) => match check_text(s) {
+                Ok(()) => Some(s.clone()),
+                Err(why) => {
+                    self.problem(&e.node.span, &t.child(key), why);
+                    None
+                }
+            },
             other => {
                 let msg = format!("expected a string, found {}", other.type_name());
                 self.problem(&e.node.span, &t.child(key), msg);
@@ -257,6 +264,14 @@ impl<'t> Walker<'t> {
         };
         if items.is_empty() {
             self.problem(&e.node.span, "servers", "lists no servers");
+            return None;
+        }
+        if items.len() > MAX_SERVERS {
+            let msg = format!(
+                "lists {} servers; an inventory may list at most {MAX_SERVERS} (split the estate into several Data Centers)",
+                items.len()
+            );
+            self.problem(&e.node.span, "servers", msg);
             return None;
         }
         let parsed: Vec<Option<Server>> = items
@@ -565,6 +580,25 @@ impl<'t> Walker<'t> {
         out.sort();
         Some(out)
     }
+}
+
+/// Any text field: at most [`MAX_TEXT_CHARS`] characters and no control characters (NUL, line
+/// breaks, escape sequences), which would corrupt logs, pages and exports downstream.
+pub fn check_text(s: &str) -> Result<(), String> {
+    let n = s.chars().count();
+    if n > MAX_TEXT_CHARS {
+        return Err(format!(
+            "is {n} characters long; the limit is {MAX_TEXT_CHARS}"
+        ));
+    }
+    if let Some((at, c)) = s.chars().enumerate().find(|(_, c)| c.is_control()) {
+        return Err(format!(
+            "contains the control character U+{:04X} at character {}; text fields may not hold control characters",
+            u32::from(c),
+            at + 1
+        ));
+    }
+    Ok(())
 }
 
 /// One DNS label: letters, digits and hyphens, 1 to 63 characters, no hyphen at either end.

@@ -44,13 +44,20 @@ pub fn text(plan: &Plan) -> String {
     );
     let _ = writeln!(out, "Data Center:  {} ({})", plan.inventory, plan.topology);
     let _ = writeln!(out, "Parameters:   {params}");
+    // Joins are counted apart (and named only when there are some): they are no one's work.
+    let joins = count(StepKind::Barrier);
     let _ = writeln!(
         out,
-        "Steps:        {} ({} approvals, {} manual, {} automated)",
+        "Steps:        {} ({} approvals, {} manual, {} automated{})",
         plan.steps.len(),
         count(StepKind::Approval),
         count(StepKind::Manual),
-        plan.steps.len() - count(StepKind::Approval) - count(StepKind::Manual)
+        plan.steps.len() - count(StepKind::Approval) - count(StepKind::Manual) - joins,
+        if joins > 0 {
+            format!(", {joins} joins")
+        } else {
+            String::new()
+        }
     );
     let _ = writeln!(
         out,
@@ -122,6 +129,7 @@ fn step_text(out: &mut String, n: usize, s: &PlannedStep, number: &HashMap<&str,
         (Some(p), _) => describe(p),
         (None, StepKind::Approval) => "the approvals are recorded".into(),
         (None, StepKind::Manual) => "the operator's completion note".into(),
+        (None, StepKind::Barrier) => "every step it joins is done".into(),
         (None, _) => "the action's own result".into(),
     };
     wrap_into(out, "check:", &check);
@@ -287,6 +295,7 @@ pub fn dot(plan: &Plan) -> String {
                 StepKind::Approval => ", shape=octagon, style=filled, fillcolor=\"#ffe9a8\"",
                 StepKind::Manual => ", style=rounded",
                 StepKind::Probe => ", shape=ellipse",
+                StepKind::Barrier => ", shape=point",
                 _ => "",
             };
             let host = s.host.as_deref().unwrap_or("-");

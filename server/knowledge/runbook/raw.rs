@@ -375,6 +375,14 @@ fn check_kind(cx: &mut Ctx, s: &RawStep, i: usize) {
     let span = s.id.span();
     let field = |n: &str| format!("steps[{i}].{n}");
     let kind = s.kind;
+    if kind == StepKind::Barrier {
+        cx.err(
+            &span,
+            field("kind"),
+            K::KindMismatch,
+            "`barrier` steps are made by plan expansion (joins between phases), not written in a runbook".into(),
+        );
+    }
     let is_approval = kind == StepKind::Approval;
     if is_approval && s.gate.is_none() {
         cx.err(
@@ -429,7 +437,7 @@ fn check_kind(cx: &mut Ctx, s: &RawStep, i: usize) {
             StepKind::Probe => tag == "probe",
             StepKind::Wait => tag == "wait",
             StepKind::Agent => !matches!(tag, "sql" | "probe" | "wait" | "manual" | "none"),
-            StepKind::Manual | StepKind::Approval => true,
+            StepKind::Manual | StepKind::Approval | StepKind::Barrier => true,
         };
         if !fits {
             cx.err(

@@ -37,12 +37,25 @@ pub async fn me(user: CurrentUser) -> ApiResult<Me> {
 #[serde(deny_unknown_fields)]
 pub struct NewToken {
     pub label: String,
+    /// Days until the token stops working (1 to 365; default 90).
+    #[serde(default)]
+    pub expires_in_days: Option<u32>,
 }
 
 #[derive(Serialize)]
 pub struct TokenCreated {
     pub token: String,
     pub label: String,
+    /// Unix seconds after which the token is refused.
+    pub expires_at: i64,
+}
+
+/// A token of yours as listed: never its text; `state` is active, expired or revoked.
+#[derive(Serialize)]
+pub struct TokenListed {
+    #[serde(flatten)]
+    pub token: accounts::TokenInfo,
+    pub state: &'static str,
 }
 
 pub async fn create_token(
@@ -50,16 +63,52 @@ pub async fn create_token(
     me: CurrentUser,
     ApiJson(t): ApiJson<NewToken>,
 ) -> Result<Response, ApiError> {
+    me.require_session_to_mint_tokens()?;
+    let now = state.clock.now();
+    let days = t.expires_in_days.unwrap_or(accounts::TOKEN_DEFAULT_DAYS);
     let token =
-        accounts::create_token(&state.pool, me.user.id, &t.label, state.clock.now()).await?;
+        accounts::create_token_for_days(&state.pool, me.user.id, &t.label, days, now).await?;
     Ok((
         StatusCode::CREATED,
         Json(TokenCreated {
             token,
             label: t.label.trim().to_string(),
+            expires_at: now + i64::from(days) * 86_400,
         }),
     )
         .into_response())
+}
+
+pub async fn tokens(State(state): State<AppState>, me: CurrentUser) -> ApiResult<Vec<TokenListed>> {
+    let now = state.clock.now();
+    Ok(Json(
+        accounts::list_tokens(&state.pool, me.user.id)
+            .await?
+            .into_iter()
+            .map(|t| TokenListed {
+                state: t.state(now),
+                token: t,
+            })
+            .collect(),
+    ))
+}
+
+pub async fn revoke_token(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    Path(id): Path<i64>,
+) -> ApiResult<TokenListed> {
+    let now = state.clock.now();
+    accounts::revoke_token(&state.pool, me.user.id, id, now).await?;
+    let t = accounts::list_tokens(&state.pool, me.user.id)
+        .await?
+        .into_iter()
+        .find(|t| t.id == id)
+        .ok_or_else(|| AppError::NotFound(format!("token {id}")))?;
+    Ok(Json(TokenListed {
+        state: t.state(now),
+        token: t,
+    }))
 }
 
 pub async fn users(
@@ -522,21 +571,12 @@ pub async fn audit(
     ApiQuery(f): ApiQuery<AuditFilter>,
 ) -> ApiResult<AuditPage> {
     me.require(Role::Viewer)?;
-    let events = f.apply(state.store.all_events().await.map_err(engine_error)?)?;
+    let (events, total, page, pages) = f.page_of(&state.store, false).await?;
     let chain = state
         .store
         .verify_audit_incremental()
         .await
         .map_err(engine_error)?;
-    let size = crate::web::pages::audit::PAGE_SIZE;
-    let total = events.len();
-    let pages = total.div_ceil(size).max(1);
-    let page = f.page.unwrap_or(1).clamp(1, pages);
-    let events = events
-        .into_iter()
-        .skip((page - 1) * size)
-        .take(size)
-        .collect();
     Ok(Json(AuditPage {
         events,
         total,

@@ -74,7 +74,8 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/openapi.json", get(openapi))
         .route("/me", get(h::me))
-        .route("/tokens", post(h::create_token))
+        .route("/tokens", get(h::tokens).post(h::create_token))
+        .route("/tokens/{id}/revoke", post(h::revoke_token))
         .route("/users", get(h::users).post(h::add_user))
         .route("/users/{name}/disable", post(h::disable_user))
         .route(
@@ -99,6 +100,60 @@ pub fn routes() -> Router<AppState> {
         .route("/agents", get(agents::list))
         .route("/agents/refresh", post(agents::refresh))
         .fallback(api_not_found)
+}
+
+/// Middleware: every refusal under `/api/` is JSON `{ "error", "status" }`, including those
+/// no handler wrote — axum's own extractor rejections (a malformed path or body), 405 for a
+/// method a route does not have, 413 for a body over the limit, and 404 outside `/api/v1` —
+/// which would otherwise be plain text or empty. Headers such as `Allow` and `Retry-After` stay.
+pub async fn json_refusals(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if !request.uri().path().starts_with("/api/") {
+        return next.run(request).await;
+    }
+    let response = next.run(request).await;
+    let status = response.status();
+    let json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if status.as_u16() < 400 || json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let message = match status.as_u16() {
+        413 => format!(
+            "the request body is larger than the {} MiB the server accepts",
+            super::MAX_FORM_BYTES / (1024 * 1024)
+        ),
+        404 if text.is_empty() || text.starts_with('<') => "no API route here".to_string(),
+        _ if text.is_empty() || text.starts_with('<') => status
+            .canonical_reason()
+            .unwrap_or("refused")
+            .to_lowercase(),
+        _ => text,
+    };
+    let mut answer = (
+        status,
+        Json(super::error::ErrorBody {
+            error: &message,
+            status: status.as_u16(),
+        }),
+    )
+        .into_response();
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            answer.headers_mut().append(name.clone(), value.clone());
+        }
+    }
+    answer
 }
 
 async fn api_not_found(uri: axum::http::Uri) -> ApiError {

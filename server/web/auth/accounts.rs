@@ -299,40 +299,95 @@ pub async fn end_session(pool: &SqlitePool, cookie: &str) -> Result<(), AccountE
     Ok(())
 }
 
-/// Creates an API token for a user; returns the token text (shown once).
+/// Days a new API token lives unless its creator says otherwise.
+pub const TOKEN_DEFAULT_DAYS: u32 = 90;
+/// The longest a token may live: a forgotten token stops working within a year.
+pub const TOKEN_MAX_DAYS: u32 = 365;
+
+/// Creates an API token for a user that expires after [`TOKEN_DEFAULT_DAYS`]; returns the
+/// token text (shown once).
 pub async fn create_token(
     pool: &SqlitePool,
     user_id: i64,
     label: &str,
     now: i64,
 ) -> Result<String, AccountError> {
+    create_token_for_days(pool, user_id, label, TOKEN_DEFAULT_DAYS, now).await
+}
+
+/// Creates an API token that expires after `days` (1 to [`TOKEN_MAX_DAYS`]).
+pub async fn create_token_for_days(
+    pool: &SqlitePool,
+    user_id: i64,
+    label: &str,
+    days: u32,
+    now: i64,
+) -> Result<String, AccountError> {
     let label = label.trim();
-    if label.is_empty() || label.chars().count() > 100 {
+    if label.is_empty() || label.chars().count() > 100 || label.chars().any(char::is_control) {
         return Err(AccountError::Invalid(
-            "token label: give 1 to 100 characters".into(),
+            "token label: give 1 to 100 characters (no control characters)".into(),
         ));
     }
+    if !(1..=TOKEN_MAX_DAYS).contains(&days) {
+        return Err(AccountError::Invalid(format!(
+            "expires_in_days: give 1 to {TOKEN_MAX_DAYS} days (default {TOKEN_DEFAULT_DAYS})"
+        )));
+    }
     let token = format!("lst_{}", new_secret());
-    sqlx::query("INSERT INTO api_tokens (user_id, label, token_hash, created_at, revoked) VALUES (?, ?, ?, ?, 0)")
-        .bind(user_id)
-        .bind(label)
-        .bind(digest(&token))
-        .bind(now)
-        .execute(pool)
-        .await?;
+    sqlx::query(
+        "INSERT INTO api_tokens (user_id, label, token_hash, created_at, revoked, expires_at) \
+         VALUES (?, ?, ?, ?, 0, ?)",
+    )
+    .bind(user_id)
+    .bind(label)
+    .bind(digest(&token))
+    .bind(now)
+    .bind(now + i64::from(days) * 86_400)
+    .execute(pool)
+    .await?;
     Ok(token)
 }
 
-/// The enabled user a bearer token belongs to.
-pub async fn user_for_token(pool: &SqlitePool, token: &str) -> Result<Option<User>, AccountError> {
+/// The enabled user a bearer token belongs to, while the token is neither revoked nor expired.
+pub async fn user_for_token(
+    pool: &SqlitePool,
+    token: &str,
+    now: i64,
+) -> Result<Option<User>, AccountError> {
     let row = sqlx::query(
         "SELECT u.id, u.name, u.role, u.disabled, u.person FROM api_tokens t JOIN users u ON u.id = t.user_id \
-         WHERE t.token_hash = ? AND t.revoked = 0 AND u.disabled = 0",
+         WHERE t.token_hash = ? AND t.revoked = 0 AND t.expires_at > ? AND u.disabled = 0",
     )
     .bind(digest(token))
+    .bind(now)
     .fetch_optional(pool)
     .await?;
     row.as_ref().map(user_from_row).transpose()
+}
+
+/// Revokes one of `user_id`'s tokens (at once: the next request with it gets 401). Revoking a
+/// revoked token changes nothing.
+pub async fn revoke_token(
+    pool: &SqlitePool,
+    user_id: i64,
+    token_id: i64,
+    now: i64,
+) -> Result<(), AccountError> {
+    let found = sqlx::query(
+        "UPDATE api_tokens SET revoked = 1, revoked_at = COALESCE(revoked_at, ?) \
+         WHERE id = ? AND user_id = ?",
+    )
+    .bind(now)
+    .bind(token_id)
+    .bind(user_id)
+    .execute(pool)
+    .await?
+    .rows_affected();
+    if found == 0 {
+        return Err(AccountError::NotFound(format!("token {token_id}")));
+    }
+    Ok(())
 }
 
 /// Number of live sessions a user has (used by tests and the Users page).
@@ -351,12 +406,28 @@ pub struct TokenInfo {
     pub id: i64,
     pub label: String,
     pub created_at: i64,
+    pub expires_at: i64,
     pub revoked: bool,
+    pub revoked_at: Option<i64>,
+}
+
+impl TokenInfo {
+    /// `active`, `expired` or `revoked` at `now`.
+    pub fn state(&self, now: i64) -> &'static str {
+        if self.revoked {
+            "revoked"
+        } else if self.expires_at <= now {
+            "expired"
+        } else {
+            "active"
+        }
+    }
 }
 
 pub async fn list_tokens(pool: &SqlitePool, user_id: i64) -> Result<Vec<TokenInfo>, AccountError> {
     let rows = sqlx::query(
-        "SELECT id, label, created_at, revoked FROM api_tokens WHERE user_id = ? ORDER BY id",
+        "SELECT id, label, created_at, expires_at, revoked, revoked_at FROM api_tokens \
+         WHERE user_id = ? ORDER BY id",
     )
     .bind(user_id)
     .fetch_all(pool)
@@ -367,7 +438,9 @@ pub async fn list_tokens(pool: &SqlitePool, user_id: i64) -> Result<Vec<TokenInf
                 id: r.try_get("id")?,
                 label: r.try_get("label")?,
                 created_at: r.try_get("created_at")?,
+                expires_at: r.try_get("expires_at")?,
                 revoked: r.try_get::<i64, _>("revoked")? != 0,
+                revoked_at: r.try_get("revoked_at")?,
             })
         })
         .collect()

@@ -54,6 +54,21 @@ impl CurrentUser {
     pub fn csrf_token(&self) -> &str {
         self.csrf.as_deref().unwrap_or("")
     }
+    /// Authenticated by an API token (no session).
+    pub fn by_token(&self) -> bool {
+        self.csrf.is_none()
+    }
+    /// 403 for a request authenticated by an API token: a token cannot mint tokens, so a leaked
+    /// one cannot outlive its own expiry or revocation. Tokens come from a browser session (the
+    /// API tokens page, or the API with the session) or from `lockstep user token`.
+    pub fn require_session_to_mint_tokens(&self) -> Result<(), AppError> {
+        if self.by_token() {
+            return Err(AppError::Forbidden(
+                "an API token cannot create tokens; create one on the API tokens page or with `lockstep user token`".into(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Who the identify middleware found (absent: nobody).
@@ -172,7 +187,7 @@ async fn identify_inner(state: &AppState, mut request: Request) -> Result<Reques
     }
     let identity = if let Some(token) = bearer(&headers) {
         let token = token.ok_or(AppError::Unauthenticated { api: true })?;
-        let user = accounts::user_for_token(&state.pool, &token)
+        let user = accounts::user_for_token(&state.pool, &token, now)
             .await?
             .ok_or(AppError::Unauthenticated { api: true })?;
         Some(CurrentUser { user, csrf: None })

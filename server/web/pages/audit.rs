@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use crate::engine::audit::{self, AuditEvent};
+use crate::engine::store::EventFilter;
 use crate::web::auth::{CurrentUser, Role};
 use crate::web::views::{html, Chrome, Stamp};
 use crate::web::{engine_error, AppError, AppState};
@@ -54,8 +55,9 @@ fn day_start_ms(field: &str, text: &str) -> Result<Option<i64>, AppError> {
 }
 
 impl AuditFilter {
-    /// Applies the filter; dates are checked here so a bad one is a clear 422.
-    pub fn apply(&self, events: Vec<AuditEvent>) -> Result<Vec<AuditEvent>, AppError> {
+    /// The store's filter; dates and the search text are checked here so a bad one is a clear
+    /// 422. The filtering itself runs in SQL (see `engine::store::EventFilter`).
+    pub fn to_filter(&self) -> Result<EventFilter, AppError> {
         if self.page == Some(0) {
             return Err(AppError::BadRequest(
                 "page: pages are numbered from 1".into(),
@@ -66,22 +68,43 @@ impl AuditFilter {
                 "q: the search text is longer than {MAX_SEARCH_CHARS} characters"
             )));
         }
-        let q = self.q.trim().to_lowercase();
-        let from = day_start_ms("from", &self.from)?;
-        let to = day_start_ms("to", &self.to)?.map(|t| t + 86_400_000);
-        Ok(events
-            .into_iter()
-            .filter(|e| self.run.is_empty() || e.run_id.as_deref() == Some(self.run.trim()))
-            .filter(|e| self.person.is_empty() || e.actor == self.person.trim())
-            .filter(|e| self.kind.is_empty() || e.kind.starts_with(self.kind.trim()))
-            .filter(|e| from.is_none_or(|f| e.at >= f))
-            .filter(|e| to.is_none_or(|t| e.at < t))
-            .filter(|e| {
-                q.is_empty()
-                    || crate::web::audit_words::person_text(&e.payload)
-                        .is_some_and(|t| t.to_lowercase().contains(&q))
-            })
-            .collect())
+        let given = |s: &str| Some(s.trim().to_string()).filter(|s| !s.is_empty());
+        Ok(EventFilter {
+            run_id: given(&self.run),
+            actor: given(&self.person),
+            kind_prefix: given(&self.kind),
+            from_ms: day_start_ms("from", &self.from)?,
+            to_ms: day_start_ms("to", &self.to)?.map(|t| t + 86_400_000),
+            words: given(&self.q).map(|q| q.to_lowercase()),
+        })
+    }
+
+    /// One page of the filtered events (the page newest first, the API oldest first), how many
+    /// events in all, the page shown (clamped to the last) and how many pages there are.
+    pub async fn page_of(
+        &self,
+        store: &crate::engine::Store,
+        newest_first: bool,
+    ) -> Result<(Vec<AuditEvent>, usize, usize, usize), AppError> {
+        let filter = self.to_filter()?;
+        let wanted = self.page.unwrap_or(1).max(1);
+        let offset = |page: usize| ((page - 1) * PAGE_SIZE) as u64;
+        let (mut events, total) = store
+            .events_page(&filter, newest_first, PAGE_SIZE as u32, offset(wanted))
+            .await
+            .map_err(engine_error)?;
+        let total = usize::try_from(total).unwrap_or(usize::MAX);
+        let pages = total.div_ceil(PAGE_SIZE).max(1);
+        let page = wanted.min(pages);
+        if page != wanted {
+            // Past the end: the last page instead, as before.
+            events = store
+                .events_page(&filter, newest_first, PAGE_SIZE as u32, offset(page))
+                .await
+                .map_err(engine_error)?
+                .0;
+        }
+        Ok((events, total, page, pages))
     }
 
     fn query(&self) -> String {
@@ -138,7 +161,7 @@ pub async fn page(
     Query(f): Query<AuditFilter>,
 ) -> Result<Response, AppError> {
     me.require(Role::Viewer)?;
-    let events = f.apply(state.store.all_events().await.map_err(engine_error)?)?;
+    let (shown, total, page, pages) = f.page_of(&state.store, true).await?;
     let report = state
         .store
         .verify_audit_incremental()
@@ -157,19 +180,10 @@ pub async fn page(
             format!("NOT intact: event {} — {}", p.event_id, p.what),
         ),
     };
-    let total = events.len();
-    let pages = total.div_ceil(PAGE_SIZE).max(1);
-    let page = f.page.unwrap_or(1).clamp(1, pages);
     let runs = state.store.runs().await.map_err(engine_error)?;
     let names: HashMap<String, (String, String)> = runs
         .iter()
         .map(|r| (r.id.clone(), (r.change_ticket.clone(), r.inventory.clone())))
-        .collect();
-    let shown: Vec<&AuditEvent> = events
-        .iter()
-        .rev()
-        .skip((page - 1) * PAGE_SIZE)
-        .take(PAGE_SIZE)
         .collect();
     // Step titles of the runs on this page only (at most PAGE_SIZE runs' steps are read).
     let mut titles: HashMap<(String, String), String> = HashMap::new();
@@ -283,7 +297,11 @@ async fn export(
     format: audit::ExportFormat,
 ) -> Result<Response, AppError> {
     me.require(Role::Viewer)?;
-    let events = f.apply(state.store.all_events().await.map_err(engine_error)?)?;
+    let events = state
+        .store
+        .events_filtered(&f.to_filter()?)
+        .await
+        .map_err(engine_error)?;
     let mut out = Vec::new();
     audit::export(&events, format, &mut out).map_err(|e| AppError::Internal(e.into()))?;
     let (content_type, disposition) = match format {

@@ -152,7 +152,7 @@ pub async fn upload(
     me.require(Role::Operator)?;
     match datacenters::save(&state.pool, &f.toml, me.name(), state.clock.now()).await? {
         Ok(inv) => {
-            tracing::info!(actor = %me.name(), data_center = %inv.name, "inventory stored");
+            tracing::info!(actor = %me.name(), data_center = %crate::logtext::escaped(&inv.name), "inventory stored");
             Ok(see_other(&format!("/datacenters/{}", urlencode(&inv.name))))
         }
         Err(e) => {

@@ -1,5 +1,6 @@
 //! Logging in and out. Login always starts a brand-new session (a session id planted before
-//! login is never promoted), and is throttled per account name after repeated failures.
+//! login is never promoted), and is throttled per account name and per client address after
+//! repeated failures (see `auth::throttle`).
 
 use askama::Template;
 use axum::extract::State;
@@ -10,6 +11,7 @@ use serde::Deserialize;
 
 use crate::web::auth::accounts;
 use crate::web::auth::extract::{session_clear_cookie, session_cookie, session_set_cookie};
+use crate::web::auth::throttle::Refused;
 use crate::web::auth::CurrentUser;
 use crate::web::views::{html, see_other};
 use crate::web::{AppError, AppState};
@@ -49,12 +51,21 @@ pub struct LoginForm {
     password: String,
 }
 
+/// The client's address, when the server knows it (`web::serve` records every connection's peer).
+pub fn client_addr(
+    info: Option<&axum::extract::ConnectInfo<std::net::SocketAddr>>,
+) -> Option<std::net::IpAddr> {
+    info.map(|axum::extract::ConnectInfo(a)| a.ip())
+}
+
 pub async fn submit(
     State(state): State<AppState>,
     headers: HeaderMap,
+    peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
     Form(f): Form<LoginForm>,
 ) -> Result<Response, AppError> {
     let now = state.clock.now();
+    let addr = client_addr(peer.as_ref().map(|p| &p.0));
     let name = f.name.trim().to_string();
     let refuse = |status: axum::http::StatusCode,
                   message: String,
@@ -68,25 +79,29 @@ pub async fn submit(
         Ok((status, axum::response::Html(page.render()?)).into_response())
     };
     // Checked and counted at once, so guesses sent together cannot all pass (see throttle.rs).
-    if let Err(wait) = state.throttle.try_attempt(&name, now) {
+    if let Err(refused) = state.throttle.try_attempt(&name, addr, now) {
+        let whose = match refused {
+            Refused::Account(_) => "for this account",
+            Refused::Address(_) => "from your address",
+        };
         return refuse(
             axum::http::StatusCode::TOO_MANY_REQUESTS,
             format!(
-                "too many failed logins for this account; try again in {} minutes",
-                (wait + 59) / 60
+                "too many failed logins {whose}; try again in {} minutes",
+                (refused.wait_secs() + 59) / 60
             ),
             name,
         );
     }
     let Some(user) = accounts::authenticate(&state.pool, &name, &f.password).await? else {
-        tracing::info!(account = %name, "failed login");
+        tracing::info!(account = %crate::logtext::escaped(&name), "failed login");
         return refuse(
             axum::http::StatusCode::UNAUTHORIZED,
             "wrong account name or password (or the account is disabled)".into(),
             name,
         );
     };
-    state.throttle.record_success(&name);
+    state.throttle.record_success(&name, addr);
     // Never keep a session id the browser brought along: end it, issue a new one.
     if let Some(old) = session_cookie(&headers) {
         accounts::end_session(&state.pool, &old).await?;

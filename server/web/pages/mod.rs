@@ -32,6 +32,7 @@ pub fn routes() -> Router<AppState> {
         .route("/users/{name}/disable", post(users::disable))
         .route("/account", get(users::account))
         .route("/account/tokens", post(users::create_token))
+        .route("/account/tokens/{id}/revoke", post(users::revoke_token))
         .route(
             "/datacenters",
             get(datacenters::list).post(datacenters::upload),

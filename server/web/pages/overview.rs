@@ -116,11 +116,15 @@ pub async fn overview_live(
                 since: i.since.clone(),
             });
         }
-        let total = steps.iter().filter(|s| s.undo_of.is_none()).count();
+        let total = steps
+            .iter()
+            .filter(|s| s.undo_of.is_none() && !s.spec.is_join())
+            .count();
         let done = steps
             .iter()
             .filter(|s| {
                 s.undo_of.is_none()
+                    && !s.spec.is_join()
                     && matches!(s.status, StepStatus::Succeeded | StepStatus::Skipped)
             })
             .count();

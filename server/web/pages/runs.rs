@@ -386,7 +386,7 @@ pub async fn control(
     Form(f): Form<RunForm>,
 ) -> Result<Response, AppError> {
     apply_run_control(&state, &me, &id, &action, &f).await?;
-    tracing::info!(run = %id, actor = %me.name(), action = %action, "run control");
+    tracing::info!(run = %id, actor = %me.name(), action = %crate::logtext::escaped(&action), "run control");
     header_or_redirect(&state, &me, &id, &headers).await
 }
 
@@ -436,7 +436,7 @@ pub async fn step_control(
     Form(f): Form<StepForm>,
 ) -> Result<Response, AppError> {
     apply_step_control(&state, &me, &id, &step_id, &action, f).await?;
-    tracing::info!(run = %id, step = %step_id, actor = %me.name(), action = %action, "step control");
+    tracing::info!(run = %id, step = %crate::logtext::escaped(&step_id), actor = %me.name(), action = %crate::logtext::escaped(&action), "step control");
     card_or_redirect(&state, &me, &id, &step_id, &headers).await
 }
 

@@ -120,9 +120,12 @@ pub async fn disable(
 }
 
 pub struct TokenRow {
+    pub id: i64,
     pub label: String,
     pub created: String,
-    pub revoked: bool,
+    pub expires: String,
+    /// active, expired or revoked
+    pub state: &'static str,
 }
 
 #[derive(Template)]
@@ -132,6 +135,8 @@ pub struct AccountPage {
     pub tokens: Vec<TokenRow>,
     pub new_token: Option<String>,
     pub error: Option<String>,
+    pub default_days: u32,
+    pub max_days: u32,
 }
 
 async fn account_page(
@@ -140,13 +145,16 @@ async fn account_page(
     new_token: Option<String>,
     error: Option<String>,
 ) -> Result<AccountPage, AppError> {
+    let now = state.clock.now();
     let tokens = accounts::list_tokens(&state.pool, me.user.id)
         .await?
         .into_iter()
         .map(|t| TokenRow {
+            id: t.id,
+            state: t.state(now),
             label: t.label,
             created: fmt_time(t.created_at),
-            revoked: t.revoked,
+            expires: fmt_time(t.expires_at),
         })
         .collect();
     Ok(AccountPage {
@@ -154,6 +162,8 @@ async fn account_page(
         tokens,
         new_token,
         error,
+        default_days: accounts::TOKEN_DEFAULT_DAYS,
+        max_days: accounts::TOKEN_MAX_DAYS,
     })
 }
 
@@ -165,6 +175,9 @@ pub async fn account(State(state): State<AppState>, me: CurrentUser) -> Result<R
 pub struct NewToken {
     #[serde(default)]
     label: String,
+    /// Days until it expires; blank: the default.
+    #[serde(default)]
+    expires_in_days: String,
 }
 
 pub async fn create_token(
@@ -172,7 +185,30 @@ pub async fn create_token(
     me: CurrentUser,
     Form(f): Form<NewToken>,
 ) -> Result<Response, AppError> {
-    match accounts::create_token(&state.pool, me.user.id, &f.label, state.clock.now()).await {
+    me.require_session_to_mint_tokens()?;
+    let days = match f.expires_in_days.trim() {
+        "" => Ok(accounts::TOKEN_DEFAULT_DAYS),
+        d => d.parse::<u32>().map_err(|_| {
+            accounts::AccountError::Invalid(format!(
+                "expires_in_days: `{}` is not a number of days",
+                crate::logtext::escaped(d)
+            ))
+        }),
+    };
+    let made = match days {
+        Ok(days) => {
+            accounts::create_token_for_days(
+                &state.pool,
+                me.user.id,
+                &f.label,
+                days,
+                state.clock.now(),
+            )
+            .await
+        }
+        Err(e) => Err(e),
+    };
+    match made {
         Ok(token) => html(&account_page(&state, &me, Some(token), None).await?),
         Err(accounts::AccountError::Invalid(m)) => {
             let page = account_page(&state, &me, None, Some(m)).await?;
@@ -184,4 +220,13 @@ pub async fn create_token(
         }
         Err(e) => Err(e.into()),
     }
+}
+
+pub async fn revoke_token(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    Path(id): Path<i64>,
+) -> Result<Response, AppError> {
+    accounts::revoke_token(&state.pool, me.user.id, id, state.clock.now()).await?;
+    Ok(see_other("/account"))
 }

@@ -324,7 +324,7 @@ pub fn build(i: Inputs<'_>) -> ChangeRecord {
     };
 
     let counts = Counts {
-        steps: plan.len(),
+        steps: plan.iter().filter(|s| !s.spec.is_join()).count(),
         manual_tasks: plan
             .iter()
             .filter(|s| s.spec.kind == StepKind::Manual)
@@ -344,7 +344,13 @@ pub fn build(i: Inputs<'_>) -> ChangeRecord {
             .count(),
     };
 
-    let steps = i.steps.iter().map(|s| step_line(s, i.now_ms)).collect();
+    // Joins (plan expansion's barriers) are order, not work: the record lists what was done.
+    let steps = i
+        .steps
+        .iter()
+        .filter(|s| !s.spec.is_join())
+        .map(|s| step_line(s, i.now_ms))
+        .collect();
     let servers = servers(&plan, &i.versions);
 
     ChangeRecord {

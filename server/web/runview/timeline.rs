@@ -398,7 +398,10 @@ fn build(steps: &[StepRecord], now: i64, window_end: Option<i64>, live: bool) ->
         live,
         window_end,
     };
-    let by_phase = plan.len() > MAX_STEP_BARS;
+    // Joins (barrier steps of large estates) are in the forecast, for the edges that pass
+    // through them, but never drawn: nobody waits on them.
+    let shown = |i: usize| !plan[i].spec.is_join();
+    let by_phase = (0..plan.len()).filter(|&i| shown(i)).count() > MAX_STEP_BARS;
     let title = |unit: &str| {
         format!(
             "Gantt chart: planned, actual and forecast time of each {unit}, from the run's start"
@@ -406,7 +409,7 @@ fn build(steps: &[StepRecord], now: i64, window_end: Option<i64>, live: bool) ->
     };
     let (unit, top, lanes, lane_steps) = if by_phase {
         let mut names: Vec<&str> = Vec::new();
-        for s in &plan {
+        for s in plan.iter().filter(|s| !s.spec.is_join()) {
             if !names.contains(&s.spec.phase.as_str()) {
                 names.push(&s.spec.phase);
             }
@@ -416,7 +419,7 @@ fn build(steps: &[StepRecord], now: i64, window_end: Option<i64>, live: bool) ->
         let mut lane_steps = Vec::new();
         for (n, name) in names.iter().enumerate() {
             let idx: Vec<usize> = (0..plan.len())
-                .filter(|&i| plan[i].spec.phase == *name)
+                .filter(|&i| shown(i) && plan[i].spec.phase == *name)
                 .collect();
             let done = idx
                 .iter()
@@ -449,6 +452,12 @@ fn build(steps: &[StepRecord], now: i64, window_end: Option<i64>, live: bool) ->
         let top = chart("timeline".into(), title("phase"), "bar", &lane_rows, &frame);
         ("phase", top, lanes, lane_steps)
     } else {
+        let rows: Vec<Spans> = rows
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| shown(*i))
+            .map(|(_, r)| r)
+            .collect();
         let top = chart("timeline".into(), title("step"), "bar", &rows, &frame);
         ("step", top, Vec::new(), Vec::new())
     };

@@ -190,7 +190,7 @@ async fn finish(
     let id = accounts::create_session(&state.pool, user.id, now)
         .await
         .map_err(db)?;
-    tracing::info!(account = %user.name, role = %user.role, "signed in through single sign-on");
+    tracing::info!(account = %crate::logtext::escaped(&user.name), role = %user.role, "signed in through single sign-on");
     // A page that moves on by itself rather than a redirect: the session cookie is SameSite=Strict
     // and a redirect chain that began at the provider would not carry it to `/`.
     let mut response = Html(SIGNED_IN_PAGE).into_response();
