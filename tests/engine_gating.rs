@@ -421,7 +421,7 @@ async fn at_the_windows_end_the_run_holds_only_before_steps_that_stop_services_o
 #[tokio::test]
 async fn a_forecast_past_the_windows_end_is_recorded_once_per_end() {
     let site = site_clean().await;
-    // 4 steps of 1 s each: a window of 2 s from the start cannot hold them.
+    // Its longest chain (a, verify, web) is 3 s: a window of 2 s from the start cannot hold it.
     let run = site.submitted((Some(0), Some(2_000)), window_plan()).await;
     site.approve_start(&run, approver("carl"), 1).await.unwrap();
     assert!(site.store.watch_window(&run, 10).await.unwrap());

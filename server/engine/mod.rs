@@ -9,6 +9,7 @@ pub mod audit_bundle;
 pub mod clock;
 pub mod driver;
 pub mod executor;
+pub mod forecast;
 pub mod journal;
 pub mod machine;
 pub mod policy;

@@ -9,7 +9,7 @@ use askama::Template;
 pub mod attention;
 pub mod deliveries;
 pub mod gate;
-pub mod forecast;
+pub use crate::engine::forecast;
 pub mod timeline;
 
 use std::collections::HashMap;

@@ -144,23 +144,6 @@ pub fn held_at_window_end(step: &crate::knowledge::plan::PlannedStep, opens_phas
     ) || opens_phase
 }
 
-/// The forecast finish: what remains of the plan's estimates from `now`, scaled by the pace so
-/// far (finished steps' actual time against their estimates, clamped so one odd step cannot
-/// swing it) — the run page's forecast, so the page and the recorded warning agree.
-pub fn forecast_finish(
-    now: Millis,
-    remaining_secs: i64,
-    actual_ms: i64,
-    estimated_ms: i64,
-) -> Millis {
-    let pace = if estimated_ms > 0 {
-        (actual_ms as f64 / estimated_ms as f64).clamp(0.25, 4.0)
-    } else {
-        1.0
-    };
-    now.saturating_add((remaining_secs.max(0) as f64 * pace * 1000.0) as i64)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,13 +198,5 @@ mod tests {
             at: 2,
         });
         assert!(blocking(&state).is_empty());
-    }
-
-    #[test]
-    fn the_forecast_scales_what_remains_by_the_pace_within_bounds() {
-        assert_eq!(forecast_finish(1_000, 10, 0, 0), 11_000);
-        assert_eq!(forecast_finish(0, 10, 20_000, 10_000), 20_000);
-        // A wildly slow step counts at most four times its estimate.
-        assert_eq!(forecast_finish(0, 10, 1_000_000, 1_000), 40_000);
     }
 }

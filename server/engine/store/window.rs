@@ -3,10 +3,9 @@
 //! short warns again). The driver asks on its passes; the run page and the attention strip show
 //! the warning the event recorded.
 
-use sqlx::Row;
-
 use super::queries::load_run;
 use super::{Result, Store};
+use crate::engine::forecast;
 use crate::engine::machine::gating;
 use crate::engine::machine::{Millis, RunEvent, RunStatus};
 
@@ -24,21 +23,10 @@ impl Store {
         {
             return Ok(false);
         }
-        // The plan's remaining estimates and the pace so far, in one pass over the steps.
-        let row = sqlx::query(
-            "SELECT
-               COALESCE(SUM(CASE WHEN status NOT IN ('succeeded', 'skipped', 'cancelled')
-                   THEN json_extract(spec, '$.estimate_secs') END), 0),
-               COALESCE(SUM(CASE WHEN status = 'succeeded' AND json_extract(state, '$.dispatched_at') IS NOT NULL
-                   THEN MAX(updated_at - json_extract(state, '$.dispatched_at'), 0) END), 0),
-               COALESCE(SUM(CASE WHEN status = 'succeeded' AND json_extract(state, '$.dispatched_at') IS NOT NULL
-                   THEN json_extract(spec, '$.estimate_secs') * 1000 END), 0)
-             FROM steps WHERE run_id = ? AND undo_of IS NULL",
-        )
-        .bind(run_id)
-        .fetch_one(&self.pool)
-        .await?;
-        let forecast = gating::forecast_finish(now, row.get(0), row.get(1), row.get(2));
+        // Along the critical path from now, with the pace so far: the run page's forecast
+        // (`engine::forecast`), so the page and the recorded warning agree.
+        let steps = self.steps(run_id).await?;
+        let forecast = forecast::forecast(&forecast::tasks_of(&steps), now).finish;
         if forecast <= end {
             return Ok(false);
         }
