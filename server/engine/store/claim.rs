@@ -2,10 +2,11 @@
 //! locks, settling runs whose steps are all done or stopped, and who holds which host.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
 
 use sqlx::Row;
 
-use super::queries::{load_run, load_step, load_steps, load_steps_in, RunRecord, StepRecord};
+use super::queries::{load_run, load_step, RunRecord, StepRecord};
 use super::{Result, Store, WriteTx};
 use crate::engine::audit::AuditEvent;
 use crate::engine::machine::{Millis, RunEvent, RunStatus, StepAction, StepEvent, StepStatus};
@@ -52,7 +53,7 @@ impl Store {
         if !run.status.is_driving() {
             return Ok((Vec::new(), None));
         }
-        let found = w.claim_ready(&run, limits, now).await?;
+        let found = w.claim_ready(&self.scans, &run, limits, now).await?;
         self.commit(w).await?;
         Ok(found)
     }
@@ -64,6 +65,7 @@ impl WriteTx {
     /// of the steps it releases become durable in one fsync.
     pub(super) async fn claim_ready(
         &mut self,
+        scans: &Scans,
         run: &RunRecord,
         limits: DriveLimits,
         now: Millis,
@@ -83,14 +85,26 @@ impl WriteTx {
                 return Ok((Vec::new(), None));
             }
         }
-        let unblocked: Vec<String> = sqlx::query(
-            "SELECT s.id FROM steps s WHERE s.run_id = ? AND s.status = 'pending'
+        let unblocked = w.unblockable(run_id, undoing, scans).await?;
+        for id in &unblocked {
+            let s = load_step(&mut w.tx, run_id, id).await?;
+            w.step_transition(run.state.requester_person(), &s, &StepEvent::Unblock, now)
+                .await?;
+        }
+        // Only what the limits and the claim look at: steps in flight and steps ready to start,
+        // as a few columns each; a whole record is read only for a step that starts. (A burst
+        // of unblocked steps can leave hundreds ready behind the limits, and this runs for every
+        // step that finishes.)
+        let steps: Vec<Candidate> = sqlx::query(
+            "SELECT s.id, s.status, s.host,
+                 CASE WHEN s.status = 'ready' THEN json_extract(s.state, '$.not_before') END
+                     AS not_before,
+                 CASE WHEN s.status = 'ready' THEN s.kind NOT IN ('approval', 'manual')
+                     AND json_extract(x.spec, '$.gate') IS NULL END AS dispatches
+             FROM steps s INDEXED BY steps_claim_scan
+               JOIN step_specs x ON x.run_id = s.run_id AND x.id = s.id
+             WHERE s.run_id = ? AND s.status IN ('dispatched', 'running', 'verifying', 'ready')
                AND (s.undo_of IS NOT NULL) = ?
-               AND NOT EXISTS (SELECT 1 FROM step_deps d
-                   CROSS JOIN steps p INDEXED BY steps_status_by_id
-                     ON p.run_id = d.run_id AND p.id = d.depends_on
-                   WHERE d.run_id = s.run_id AND d.step_id = s.id
-                     AND p.status NOT IN ('succeeded', 'skipped'))
              ORDER BY s.seq",
         )
         .bind(run_id)
@@ -98,53 +112,27 @@ impl WriteTx {
         .fetch_all(&mut *w.tx)
         .await?
         .iter()
-        .map(|r| r.get(0))
-        .collect();
-        for id in &unblocked {
-            let s = load_step(&mut w.tx, run_id, id).await?;
-            w.step_transition(run.state.requester_person(), &s, &StepEvent::Unblock, now)
-                .await?;
-        }
-        // Only what the limits and the claim look at: steps in flight and steps ready to start.
-        let steps = load_steps_in(
-            &mut w.tx,
-            run_id,
-            &[
-                StepStatus::Dispatched,
-                StepStatus::Running,
-                StepStatus::Verifying,
-                StepStatus::Ready,
-            ],
-        )
-        .await?;
-        let steps: Vec<StepRecord> = steps
-            .into_iter()
-            .filter(|s| s.undo_of.is_some() == undoing)
-            .collect();
+        .map(Candidate::from_row)
+        .collect::<Result<_>>()?;
         let mut in_flight = steps.iter().filter(|s| s.status.is_in_flight()).count();
         let mut per_host: HashMap<String, usize> = HashMap::new();
         for s in steps.iter().filter(|s| s.status.is_in_flight()) {
-            if let Some(h) = &s.spec.host {
+            if let Some(h) = &s.host {
                 *per_host.entry(h.clone()).or_default() += 1;
             }
         }
         let mut claimed = Vec::new();
         let mut next_wake: Option<Millis> = None;
         for s in steps.iter().filter(|s| s.status == StepStatus::Ready) {
-            if let Some(t) = s.state.not_before.filter(|t| *t > now) {
+            if let Some(t) = s.not_before.filter(|t| *t > now) {
                 next_wake = Some(next_wake.map_or(t, |w| w.min(t)));
                 continue;
             }
-            let dispatches = !matches!(
-                s.spec.kind,
-                crate::knowledge::plan::StepKind::Approval
-                    | crate::knowledge::plan::StepKind::Manual
-            ) && s.spec.gate.is_none();
-            if dispatches {
+            if s.dispatches {
                 if in_flight >= limits.per_run {
                     continue;
                 }
-                if let Some(h) = &s.spec.host {
+                if let Some(h) = &s.host {
                     if per_host.get(h).copied().unwrap_or(0) >= limits.per_host {
                         continue;
                     }
@@ -153,16 +141,22 @@ impl WriteTx {
                     }
                 }
             }
+            let record = load_step(&mut w.tx, run_id, &s.id).await?;
             let (state, actions) = w
-                .step_transition(run.state.requester_person(), s, &StepEvent::Start, now)
+                .step_transition(
+                    run.state.requester_person(),
+                    &record,
+                    &StepEvent::Start,
+                    now,
+                )
                 .await?;
             if state.status.is_in_flight() {
                 in_flight += 1;
-                if let Some(h) = &s.spec.host {
+                if let Some(h) = &record.spec.host {
                     *per_host.entry(h.clone()).or_default() += 1;
                 }
             }
-            let mut step = s.clone();
+            let mut step = record;
             step.status = state.status;
             step.attempt = state.attempt;
             step.state = state;
@@ -176,32 +170,26 @@ impl Store {
     /// The driver's end-of-run check: completes a run whose steps are all done, fails one that a
     /// failed step has stopped, and reports the earliest gate expiry to wake for.
     pub async fn settle(&self, run_id: &str, now: Millis) -> Result<Option<RunStatus>> {
+        // Asked on the read side first: most passes find nothing to settle, and then they take
+        // neither the writer nor the run's steps.
+        {
+            let mut conn = self.pool.acquire().await?;
+            let run = load_run(&mut conn, run_id).await?;
+            if !run.status.is_driving()
+                || settling_event(&mut conn, run_id, run.status == RunStatus::Undoing)
+                    .await?
+                    .is_none()
+            {
+                return Ok(None);
+            }
+        }
         let mut w = self.begin().await?;
         let run = load_run(&mut w.tx, run_id).await?;
         if !run.status.is_driving() {
             return Ok(None);
         }
         let undoing = run.status == RunStatus::Undoing;
-        let steps: Vec<StepRecord> = load_steps(&mut w.tx, run_id)
-            .await?
-            .into_iter()
-            .filter(|s| s.undo_of.is_some() == undoing)
-            .collect();
-        let event = if steps.iter().all(|s| s.status.is_done()) {
-            Some(RunEvent::Completed)
-        } else if !steps
-            .iter()
-            .any(|s| s.status.is_in_flight() || matches!(s.status, StepStatus::Ready))
-        {
-            steps
-                .iter()
-                .find(|s| s.status == StepStatus::Failed)
-                .map(|s| RunEvent::Stalled {
-                    step_id: s.id.clone(),
-                })
-        } else {
-            None
-        };
+        let event = w.settling_event(run_id, undoing).await?;
         let Some(event) = event else {
             return Ok(None);
         };
@@ -251,5 +239,199 @@ impl Store {
     /// Events of one run (oldest first), for the run page.
     pub async fn run_events(&self, run_id: &str) -> Result<Vec<AuditEvent>> {
         self.events_after(0, Some(run_id), u32::MAX).await
+    }
+}
+
+/// What the end-of-run check decides from the run's step statuses (plan steps, or undo steps
+/// while undoing): completed when every one is done, stalled on the first failed step when
+/// nothing is in flight or ready, otherwise nothing. Counted from the index `steps_claim_scan`
+/// alone: this runs on every quiet pass of the driver, and must not read every step of a long
+/// plan each time.
+async fn settling_event(
+    conn: &mut sqlx::SqliteConnection,
+    run_id: &str,
+    undoing: bool,
+) -> Result<Option<RunEvent>> {
+    let counts = sqlx::query(
+        "SELECT status, COUNT(*) FROM steps INDEXED BY steps_claim_scan
+         WHERE run_id = ? AND (undo_of IS NOT NULL) = ? GROUP BY status",
+    )
+    .bind(run_id)
+    .bind(undoing)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut statuses = Vec::with_capacity(counts.len());
+    for row in &counts {
+        let status: String = row.get(0);
+        statuses.push(StepStatus::parse(&status).ok_or_else(|| {
+            super::EngineError::Audit(format!("stored step status cannot be read: {status}"))
+        })?);
+    }
+    if statuses.iter().all(|s| s.is_done()) {
+        return Ok(Some(RunEvent::Completed));
+    }
+    if statuses
+        .iter()
+        .any(|s| s.is_in_flight() || *s == StepStatus::Ready)
+        || !statuses.contains(&StepStatus::Failed)
+    {
+        return Ok(None);
+    }
+    let failed: Option<String> = sqlx::query_scalar(
+        "SELECT id FROM steps INDEXED BY steps_claim_scan
+         WHERE run_id = ? AND status = 'failed' AND (undo_of IS NOT NULL) = ?
+         ORDER BY seq LIMIT 1",
+    )
+    .bind(run_id)
+    .bind(undoing)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(failed.map(|step_id| RunEvent::Stalled { step_id }))
+}
+
+impl WriteTx {
+    async fn settling_event(&mut self, run_id: &str, undoing: bool) -> Result<Option<RunEvent>> {
+        settling_event(&mut self.tx, run_id, undoing).await
+    }
+}
+
+/// A step the claim looks at: in flight (it counts against the limits) or ready (it may start).
+struct Candidate {
+    id: String,
+    status: StepStatus,
+    host: Option<String>,
+    /// Backoff of a ready step: not before this time.
+    not_before: Option<Millis>,
+    /// A ready step that goes to an executor (counts against the limits) rather than to people.
+    dispatches: bool,
+}
+
+impl Candidate {
+    fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Candidate> {
+        let status: String = row.get("status");
+        Ok(Candidate {
+            status: StepStatus::parse(&status).ok_or_else(|| {
+                super::EngineError::Audit(format!("stored step status cannot be read: {status}"))
+            })?,
+            id: row.get("id"),
+            host: row.get("host"),
+            not_before: row.get("not_before"),
+            dispatches: row.get::<Option<bool>, _>("dispatches").unwrap_or(false),
+        })
+    }
+}
+
+/// Per run, the newest audit event the claim has looked at for steps to unblock.
+///
+/// A pending step can become unblocked only when one of its dependencies becomes done, and
+/// every such change is an audit event (`step.*` with `"to": "succeeded"` or `"skipped"`). So
+/// after one full look at the run's pending steps, a claim need only look at the dependents of
+/// the steps that became done in the events since the last look: a claim costs what changed,
+/// not the length of the plan (it runs for every step that finishes; a 200-server plan has
+/// 1,566 steps). The full look is taken again whenever this store has not seen the run yet
+/// (after a start, for writes of another process), and after any run event in between (an
+/// undo plan adds new steps; resume and reopen change what may start). A look is remembered
+/// only once its transaction has committed, so a rolled-back claim is simply done again.
+/// Everything read is in the database, so writes by another process are seen too.
+#[derive(Default)]
+pub(super) struct Scans {
+    upto: Mutex<HashMap<String, i64>>,
+}
+
+impl Scans {
+    fn since(&self, run_id: &str) -> Option<i64> {
+        self.upto
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(run_id)
+            .copied()
+    }
+
+    /// After a commit: the claims in it looked at every event up to these ids.
+    pub(super) fn record(&self, scanned: &[(String, i64)]) {
+        if scanned.is_empty() {
+            return;
+        }
+        let mut upto = self.upto.lock().unwrap_or_else(|p| p.into_inner());
+        for (run_id, id) in scanned {
+            let seen = upto.entry(run_id.clone()).or_insert(*id);
+            *seen = (*seen).max(*id);
+        }
+    }
+}
+
+impl WriteTx {
+    /// The run's pending steps (plan steps, or undo steps while undoing) whose dependencies are
+    /// all done, in plan order: all of them on a full look, otherwise only dependents of steps
+    /// that became done since the last look (see [`Scans`]).
+    async fn unblockable(&mut self, run_id: &str, undoing: bool, scans: &Scans) -> Result<Vec<String>> {
+        // Newest event, including those this transaction appended (a finished step's own).
+        let upto = self.last.0;
+        let done_since = match scans.since(run_id) {
+            Some(since) if since >= upto => Some(Vec::new()),
+            Some(since) => self.done_since(run_id, since).await?,
+            None => None,
+        };
+        // Both answer the same question; the second asks it only of the candidates.
+        const ALL_DONE: &str = "NOT EXISTS (SELECT 1 FROM step_deps d
+                   CROSS JOIN steps p INDEXED BY steps_status_by_id
+                     ON p.run_id = d.run_id AND p.id = d.depends_on
+                   WHERE d.run_id = s.run_id AND d.step_id = s.id
+                     AND p.status NOT IN ('succeeded', 'skipped'))";
+        let ids: Vec<String> = match done_since {
+            Some(done) if done.is_empty() => Vec::new(),
+            Some(done) => sqlx::query_scalar(&format!(
+                "SELECT s.id FROM (SELECT DISTINCT d.step_id AS id FROM json_each(?) j
+                     CROSS JOIN step_deps d INDEXED BY step_deps_by_dependency
+                       ON d.run_id = ? AND d.depends_on = j.value) c
+                   CROSS JOIN steps s ON s.run_id = ? AND s.id = c.id
+                 WHERE s.status = 'pending' AND (s.undo_of IS NOT NULL) = ? AND {ALL_DONE}
+                 ORDER BY s.seq"
+            ))
+            .bind(serde_json::to_string(&done).map_err(|e| super::EngineError::Invalid(e.to_string()))?)
+            .bind(run_id)
+            .bind(run_id)
+            .bind(undoing)
+            .fetch_all(&mut *self.tx)
+            .await?,
+            None => sqlx::query_scalar(&format!(
+                "SELECT s.id FROM steps s WHERE s.run_id = ? AND s.status = 'pending'
+                   AND (s.undo_of IS NOT NULL) = ? AND {ALL_DONE}
+                 ORDER BY s.seq"
+            ))
+            .bind(run_id)
+            .bind(undoing)
+            .fetch_all(&mut *self.tx)
+            .await?,
+        };
+        self.scanned.push((run_id.to_string(), upto));
+        Ok(ids)
+    }
+
+    /// Steps of the run that became done in events after `since`; `None` when a run event
+    /// came in between (look at everything again).
+    async fn done_since(&mut self, run_id: &str, since: i64) -> Result<Option<Vec<String>>> {
+        let rows = sqlx::query(
+            "SELECT kind, step_id,
+                 CASE WHEN kind LIKE 'step.%' THEN json_extract(payload, '$.to') END AS to_status
+             FROM events WHERE run_id = ? AND id > ? ORDER BY id",
+        )
+        .bind(run_id)
+        .bind(since)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        let mut done = Vec::new();
+        for row in &rows {
+            let kind: String = row.get("kind");
+            if kind.starts_with("run.") {
+                return Ok(None);
+            }
+            let to: Option<String> = row.get("to_status");
+            let step: Option<String> = row.get("step_id");
+            if let (Some(step), Some("succeeded" | "skipped")) = (step, to.as_deref()) {
+                done.push(step);
+            }
+        }
+        Ok(Some(done))
     }
 }

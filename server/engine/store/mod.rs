@@ -89,6 +89,9 @@ pub struct Store {
     key_path: Arc<PathBuf>,
     /// Refusal of writes on a broken chain, and how far it was verified.
     chain: Arc<chain::ChainGuard>,
+    /// Per run, the newest event the driver's claim has looked at for steps to unblock: later
+    /// claims look only at what changed since (see `claim.rs`).
+    scans: Arc<claim::Scans>,
 }
 
 impl Store {
@@ -148,6 +151,7 @@ impl Store {
             signer: Some(Arc::new(signer)),
             key_path: Arc::new(key_path.to_path_buf()),
             chain: Arc::default(),
+            scans: Arc::default(),
         };
         store.integrity_check().await?;
         if created {
@@ -231,6 +235,7 @@ impl Store {
             verifier,
             key_path: Arc::new(key.to_path_buf()),
             chain: Arc::default(),
+            scans: Arc::default(),
         })
     }
 
@@ -327,12 +332,14 @@ impl Store {
             last,
             appended: Vec::new(),
             signer: self.signer.clone(),
+            scanned: Vec::new(),
         })
     }
 
     /// Commits, records the new chain head, then publishes the committed events.
     async fn commit(&self, w: WriteTx) -> Result<Vec<AuditEvent>> {
         w.tx.commit().await?;
+        self.scans.record(&w.scanned);
         self.committed(w.appended)
     }
 
@@ -422,6 +429,9 @@ struct WriteTx {
     appended: Vec<AuditEvent>,
     /// Signs each appended event's hash (`None` on a read-only store, which cannot write).
     signer: Option<Arc<audit::SigningKey>>,
+    /// Runs whose claim in this transaction looked for steps to unblock, and the newest event it
+    /// saw; remembered only once the transaction has committed.
+    scanned: Vec<(String, i64)>,
 }
 
 impl WriteTx {

@@ -96,21 +96,26 @@ impl WriteTx {
     ) -> Result<()> {
         let state = StepState::default();
         sqlx::query(
-            "INSERT INTO steps (run_id, id, seq, kind, host, spec, undo_of, status, attempt, state,
-                 content_hash, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?)",
+            "INSERT INTO steps (run_id, id, seq, kind, host, undo_of, status, attempt, state,
+                 content_hash, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?)",
         )
         .bind(run_id)
         .bind(&spec.id)
         .bind(seq)
         .bind(spec.kind.as_str())
         .bind(&spec.host)
-        .bind(json(spec)?)
         .bind(undo_of)
         .bind(json(&state)?)
         .bind(audit::content_hash(spec))
         .bind(now)
         .execute(&mut *self.tx)
         .await?;
+        sqlx::query("INSERT INTO step_specs (run_id, id, spec) VALUES (?, ?, ?)")
+            .bind(run_id)
+            .bind(&spec.id)
+            .bind(json(spec)?)
+            .execute(&mut *self.tx)
+            .await?;
         for d in &spec.depends_on {
             sqlx::query("INSERT INTO step_deps (run_id, step_id, depends_on) VALUES (?, ?, ?)")
                 .bind(run_id)
@@ -540,15 +545,21 @@ impl Store {
             )
             .await?;
         sqlx::query(
-            "UPDATE steps SET spec = ?, host = ?, content_hash = ? WHERE run_id = ? AND id = ?",
+            "UPDATE steps SET kind = ?, host = ?, content_hash = ? WHERE run_id = ? AND id = ?",
         )
-        .bind(json(spec)?)
+        .bind(spec.kind.as_str())
         .bind(&spec.host)
         .bind(&new_hash)
         .bind(run_id)
         .bind(&spec.id)
         .execute(&mut *w.tx)
         .await?;
+        sqlx::query("UPDATE step_specs SET spec = ? WHERE run_id = ? AND id = ?")
+            .bind(json(spec)?)
+            .bind(run_id)
+            .bind(&spec.id)
+            .execute(&mut *w.tx)
+            .await?;
         w.append(
             Some(run_id),
             Some(&spec.id),
