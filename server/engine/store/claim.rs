@@ -435,3 +435,141 @@ impl WriteTx {
         Ok(Some(done))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use rand::{Rng, SeedableRng};
+
+    use super::*;
+    use crate::engine::executor::Outcome;
+    use crate::engine::store::NewRun;
+    use crate::engine::testkit::{approver, noop_plan, operator};
+    use crate::knowledge::plan::Plan;
+
+    async fn started(store: &Store, plan: Plan) -> String {
+        let new = NewRun {
+            change_ticket: "CHG-19".into(),
+            window_start: None,
+            window_end: None,
+            plan,
+        };
+        let run = store.create_run(new, &operator("olga"), 0).await.unwrap();
+        let submit = RunEvent::Submit {
+            actor: operator("olga"),
+        };
+        store.apply_run_event(&run.id, &submit, 0).await.unwrap();
+        let go = RunEvent::ApproveStart {
+            actor: approver("carl"),
+            comment: "go".into(),
+        };
+        store.apply_run_event(&run.id, &go, 0).await.unwrap();
+        run.id
+    }
+
+    /// What a full look would find: a pending step none of whose dependencies is still undone.
+    async fn left_unblockable(store: &Store, run_id: &str) -> Vec<String> {
+        let steps = store.steps(run_id).await.unwrap();
+        let status: HashMap<&str, StepStatus> =
+            steps.iter().map(|s| (s.id.as_str(), s.status)).collect();
+        steps
+            .iter()
+            .filter(|s| s.status == StepStatus::Pending)
+            .filter(|s| s.spec.depends_on.iter().all(|d| status[d.as_str()].is_done()))
+            .map(|s| s.id.clone())
+            .collect()
+    }
+
+    fn finished() -> StepEvent {
+        StepEvent::Finished {
+            outcome: Outcome::Succeeded {
+                evidence: serde_json::Value::Null,
+            },
+        }
+    }
+
+    /// A random plan of 80 steps, each depending on up to three earlier ones, driven to its end
+    /// by claims that look only at what changed, with steps finished by the driver, skipped by
+    /// a person, and some of both done by a second store on the same file (another process).
+    /// After every claim nothing is left that a full look would unblock.
+    #[tokio::test]
+    async fn claims_that_look_only_at_what_changed_leave_nothing_unblockable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.db");
+        let store = Store::open(&path).await.unwrap();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(19);
+        let mut plan = noop_plan(80, false, &[]);
+        for i in 1..plan.steps.len() {
+            let deps: std::collections::BTreeSet<String> = (0..rng.gen_range(0..=3))
+                .map(|_| format!("s{:04}", rng.gen_range(0..i)))
+                .collect();
+            plan.steps[i].depends_on = deps.into_iter().collect();
+        }
+        let run_id = started(&store, plan).await;
+        let other = Store::open(&path).await.unwrap();
+        let limits = DriveLimits {
+            per_run: 3,
+            per_host: 1,
+        };
+        let mut now = 1;
+        for _ in 0..1000 {
+            now += 1;
+            store.claim(&run_id, limits, now).await.unwrap();
+            assert_eq!(left_unblockable(&store, &run_id).await, Vec::<String>::new());
+            if store.settle(&run_id, now).await.unwrap() == Some(RunStatus::Succeeded) {
+                break;
+            }
+            for s in store.steps(&run_id).await.unwrap() {
+                let by = if rng.gen_bool(0.3) { &other } else { &store };
+                match s.status {
+                    StepStatus::Dispatched if rng.gen_bool(0.7) => {
+                        by.apply_step_event(&run_id, &s.id, &finished(), now)
+                            .await
+                            .unwrap();
+                    }
+                    StepStatus::Ready if rng.gen_bool(0.2) => {
+                        let skip = StepEvent::Skip {
+                            actor: approver("carl"),
+                            justification: "not needed on this site".into(),
+                        };
+                        by.apply_step_event(&run_id, &s.id, &skip, now)
+                            .await
+                            .unwrap();
+                    }
+                    _ => {}
+                }
+            }
+        }
+        assert_eq!(store.run(&run_id).await.unwrap().status, RunStatus::Succeeded);
+        assert_eq!(store.verify_audit().await.unwrap().problem, None);
+    }
+
+    /// The end-of-run check from counted statuses: nothing while a step can still move, the first
+    /// failed step (in plan order) once nothing can.
+    #[tokio::test]
+    async fn settle_stalls_on_the_first_failed_step_only_when_nothing_can_move() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.db")).await.unwrap();
+        let run_id = started(&store, noop_plan(4, false, &[])).await;
+        let limits = DriveLimits {
+            per_run: 4,
+            per_host: 1,
+        };
+        store.claim(&run_id, limits, 1).await.unwrap();
+        let failed = StepEvent::Finished {
+            outcome: Outcome::Failed {
+                message: "boom".into(),
+                evidence: serde_json::Value::Null,
+            },
+        };
+        for id in ["s0002", "s0001"] {
+            store.apply_step_event(&run_id, id, &failed, 2).await.unwrap();
+        }
+        store.apply_step_event(&run_id, "s0000", &finished(), 2).await.unwrap();
+        assert_eq!(store.settle(&run_id, 3).await.unwrap(), None, "s0003 is in flight");
+        store.apply_step_event(&run_id, "s0003", &finished(), 4).await.unwrap();
+        assert_eq!(store.settle(&run_id, 5).await.unwrap(), Some(RunStatus::Failed));
+        let stalled = store.run_events(&run_id).await.unwrap().pop().unwrap();
+        assert_eq!(stalled.kind, "run.stalled");
+        assert_eq!(stalled.payload["event"]["step_id"], "s0001", "{}", stalled.payload);
+    }
+}
