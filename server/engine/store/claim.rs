@@ -39,9 +39,9 @@ pub struct Claimed {
 impl Store {
     /// The driver's claim, in one transaction: unblock pending steps whose dependencies are done,
     /// then start ready steps within the concurrency limits and host locks. Returns the steps to
-    /// act on and the earliest time a backed-off step may start. Which steps to unblock is
-    /// answered from the indexes `steps_claim_scan` and `steps_status_by_id` alone: step rows
-    /// carry kilobytes of spec, and this runs on every pass of the driver.
+    /// act on and the earliest time a backed-off step may start. It runs on every pass of the
+    /// driver and with every finished step, so it looks only at what changed since its last
+    /// look (see [`Scans`]) and at the steps in flight or ready, never at the whole plan.
     pub async fn claim(
         &self,
         run_id: &str,
@@ -372,10 +372,11 @@ impl WriteTx {
             Some(since) => self.done_since(run_id, since).await?,
             None => None,
         };
-        // Both answer the same question; the second asks it only of the candidates.
+        // Both answer the same question; the second asks it only of the candidates. A
+        // dependency's status is read from its row through the primary key (rows are small
+        // since specs moved to `step_specs`).
         const ALL_DONE: &str = "NOT EXISTS (SELECT 1 FROM step_deps d
-                   CROSS JOIN steps p INDEXED BY steps_status_by_id
-                     ON p.run_id = d.run_id AND p.id = d.depends_on
+                   CROSS JOIN steps p ON p.run_id = d.run_id AND p.id = d.depends_on
                    WHERE d.run_id = s.run_id AND d.step_id = s.id
                      AND p.status NOT IN ('succeeded', 'skipped'))";
         let ids: Vec<String> = match done_since {
