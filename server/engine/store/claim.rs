@@ -48,6 +48,9 @@ impl Store {
         limits: DriveLimits,
         now: Millis,
     ) -> Result<(Vec<Claimed>, Option<Millis>)> {
+        if let Some(wake) = self.nothing_to_claim(run_id, limits, now).await? {
+            return Ok((Vec::new(), wake));
+        }
         let mut w = self.begin().await?;
         let run = load_run(&mut w.tx, run_id).await?;
         if !run.status.is_driving() {
@@ -57,6 +60,108 @@ impl Store {
         self.commit(w).await?;
         Ok(found)
     }
+
+    /// The claim's question asked on the read side first: `Some(wake)` when a claim now would
+    /// change nothing (no step became done since the last look, no run event, nothing ready that
+    /// the limits let start). Most passes of the driver find exactly that — a finished step's
+    /// commit already claimed what it released — and then they leave the single writer to the
+    /// commits that need it. `None`: take the writer and claim. Read in one transaction, so the
+    /// answer is about one moment; anything committed after it wakes the driver again.
+    async fn nothing_to_claim(
+        &self,
+        run_id: &str,
+        limits: DriveLimits,
+        now: Millis,
+    ) -> Result<Option<Option<Millis>>> {
+        let Some(since) = self.scans.since(run_id) else {
+            return Ok(None);
+        };
+        let mut conn = self.pool.acquire().await?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        let run = load_run(&mut tx, run_id).await?;
+        if !run.status.is_driving() {
+            return Ok(Some(None));
+        }
+        if let Some(wake) = outside_window(&run, now) {
+            return Ok(Some(wake));
+        }
+        if done_since(&mut tx, run_id, since)
+            .await?
+            .is_none_or(|done| !done.is_empty())
+        {
+            return Ok(None);
+        }
+        let steps = candidates(&mut tx, run_id, run.status == RunStatus::Undoing).await?;
+        let (startable, wake) = may_start(&steps, limits, now);
+        Ok((!startable).then_some(wake))
+    }
+}
+
+/// The change window: nothing starts before it opens (`Some(Some(opens))`: wake then), nor after
+/// it ends unless an approver extended it (`Some(None)`); what is in flight finishes. Undo is
+/// exempt: backing a change out is what an overrun window calls for.
+fn outside_window(run: &RunRecord, now: Millis) -> Option<Option<Millis>> {
+    if run.status == RunStatus::Undoing {
+        return None;
+    }
+    if let Some(opens) = run.window_start.filter(|t| now < *t) {
+        return Some(Some(opens));
+    }
+    let end = run.state.window_extended_to.or(run.window_end);
+    end.is_some_and(|e| now >= e).then_some(None)
+}
+
+/// Steps in flight (they count against the limits) and steps ready to start, in plan order, as
+/// a few columns each (plan steps, or undo steps while undoing). A burst of unblocked steps can
+/// leave hundreds ready behind the limits, and this is read for every step that finishes.
+async fn candidates(
+    conn: &mut sqlx::SqliteConnection,
+    run_id: &str,
+    undoing: bool,
+) -> Result<Vec<Candidate>> {
+    sqlx::query(
+        "SELECT s.id, s.status, s.host,
+             CASE WHEN s.status = 'ready' THEN json_extract(s.state, '$.not_before') END
+                 AS not_before,
+             CASE WHEN s.status = 'ready' THEN s.kind NOT IN ('approval', 'manual')
+                 AND json_extract(x.spec, '$.gate') IS NULL END AS dispatches
+         FROM steps s INDEXED BY steps_claim_scan
+           JOIN step_specs x ON x.run_id = s.run_id AND x.id = s.id
+         WHERE s.run_id = ? AND s.status IN ('dispatched', 'running', 'verifying', 'ready')
+           AND (s.undo_of IS NOT NULL) = ?
+         ORDER BY s.seq",
+    )
+    .bind(run_id)
+    .bind(undoing)
+    .fetch_all(&mut *conn)
+    .await?
+    .iter()
+    .map(Candidate::from_row)
+    .collect()
+}
+
+/// Whether the claim would try to start a ready step (host locks held by other runs aside: the
+/// claim itself finds out), and the earliest time a backed-off ready step may start.
+fn may_start(steps: &[Candidate], limits: DriveLimits, now: Millis) -> (bool, Option<Millis>) {
+    let in_flight: Vec<&Candidate> = steps.iter().filter(|s| s.status.is_in_flight()).collect();
+    let mut wake: Option<Millis> = None;
+    let mut startable = false;
+    for s in steps.iter().filter(|s| s.status == StepStatus::Ready) {
+        if let Some(t) = s.not_before.filter(|t| *t > now) {
+            wake = Some(wake.map_or(t, |w| w.min(t)));
+            continue;
+        }
+        let host_busy = |h: &String| {
+            in_flight
+                .iter()
+                .filter(|f| f.host.as_ref() == Some(h))
+                .count()
+                >= limits.per_host
+        };
+        startable |= !s.dispatches
+            || (in_flight.len() < limits.per_run && !s.host.as_ref().is_some_and(host_busy));
+    }
+    (startable, wake)
 }
 
 impl WriteTx {
@@ -72,18 +177,9 @@ impl WriteTx {
     ) -> Result<(Vec<Claimed>, Option<Millis>)> {
         let w = self;
         let run_id = run.id.as_str();
-        // The change window: nothing starts before it opens (wake then), nor after it ends
-        // unless an approver extended it; what is in flight finishes. Undo is exempt: backing a
-        // change out is what an overrun window calls for.
         let undoing = run.status == RunStatus::Undoing;
-        if !undoing {
-            if let Some(opens) = run.window_start.filter(|t| now < *t) {
-                return Ok((Vec::new(), Some(opens)));
-            }
-            let end = run.state.window_extended_to.or(run.window_end);
-            if end.is_some_and(|e| now >= e) {
-                return Ok((Vec::new(), None));
-            }
+        if let Some(wake) = outside_window(run, now) {
+            return Ok((Vec::new(), wake));
         }
         let unblocked = w.unblockable(run_id, undoing, scans).await?;
         for id in &unblocked {
@@ -91,29 +187,7 @@ impl WriteTx {
             w.step_transition(run.state.requester_person(), &s, &StepEvent::Unblock, now)
                 .await?;
         }
-        // Only what the limits and the claim look at: steps in flight and steps ready to start,
-        // as a few columns each; a whole record is read only for a step that starts. (A burst
-        // of unblocked steps can leave hundreds ready behind the limits, and this runs for every
-        // step that finishes.)
-        let steps: Vec<Candidate> = sqlx::query(
-            "SELECT s.id, s.status, s.host,
-                 CASE WHEN s.status = 'ready' THEN json_extract(s.state, '$.not_before') END
-                     AS not_before,
-                 CASE WHEN s.status = 'ready' THEN s.kind NOT IN ('approval', 'manual')
-                     AND json_extract(x.spec, '$.gate') IS NULL END AS dispatches
-             FROM steps s INDEXED BY steps_claim_scan
-               JOIN step_specs x ON x.run_id = s.run_id AND x.id = s.id
-             WHERE s.run_id = ? AND s.status IN ('dispatched', 'running', 'verifying', 'ready')
-               AND (s.undo_of IS NOT NULL) = ?
-             ORDER BY s.seq",
-        )
-        .bind(run_id)
-        .bind(undoing)
-        .fetch_all(&mut *w.tx)
-        .await?
-        .iter()
-        .map(Candidate::from_row)
-        .collect::<Result<_>>()?;
+        let steps = candidates(&mut w.tx, run_id, undoing).await?;
         let mut in_flight = steps.iter().filter(|s| s.status.is_in_flight()).count();
         let mut per_host: HashMap<String, usize> = HashMap::new();
         for s in steps.iter().filter(|s| s.status.is_in_flight()) {
@@ -369,7 +443,7 @@ impl WriteTx {
         let upto = self.last.0;
         let done_since = match scans.since(run_id) {
             Some(since) if since >= upto => Some(Vec::new()),
-            Some(since) => self.done_since(run_id, since).await?,
+            Some(since) => done_since(&mut self.tx, run_id, since).await?,
             None => None,
         };
         // Both answer the same question; the second asks it only of the candidates. A
@@ -408,33 +482,38 @@ impl WriteTx {
         self.scanned.push((run_id.to_string(), upto));
         Ok(ids)
     }
+}
 
-    /// Steps of the run that became done in events after `since`; `None` when a run event
-    /// came in between (look at everything again).
-    async fn done_since(&mut self, run_id: &str, since: i64) -> Result<Option<Vec<String>>> {
-        let rows = sqlx::query(
-            "SELECT kind, step_id,
-                 CASE WHEN kind LIKE 'step.%' THEN json_extract(payload, '$.to') END AS to_status
-             FROM events WHERE run_id = ? AND id > ? ORDER BY id",
-        )
-        .bind(run_id)
-        .bind(since)
-        .fetch_all(&mut *self.tx)
-        .await?;
-        let mut done = Vec::new();
-        for row in &rows {
-            let kind: String = row.get("kind");
-            if kind.starts_with("run.") {
-                return Ok(None);
-            }
-            let to: Option<String> = row.get("to_status");
-            let step: Option<String> = row.get("step_id");
-            if let (Some(step), Some("succeeded" | "skipped")) = (step, to.as_deref()) {
-                done.push(step);
-            }
+/// Steps of the run that became done in events after `since` (in this connection's view, which
+/// inside a write transaction includes what it appended); `None` when a run event came in
+/// between (look at everything again).
+async fn done_since(
+    conn: &mut sqlx::SqliteConnection,
+    run_id: &str,
+    since: i64,
+) -> Result<Option<Vec<String>>> {
+    let rows = sqlx::query(
+        "SELECT kind, step_id,
+             CASE WHEN kind LIKE 'step.%' THEN json_extract(payload, '$.to') END AS to_status
+         FROM events WHERE run_id = ? AND id > ? ORDER BY id",
+    )
+    .bind(run_id)
+    .bind(since)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut done = Vec::new();
+    for row in &rows {
+        let kind: String = row.get("kind");
+        if kind.starts_with("run.") {
+            return Ok(None);
         }
-        Ok(Some(done))
+        let to: Option<String> = row.get("to_status");
+        let step: Option<String> = row.get("step_id");
+        if let (Some(step), Some("succeeded" | "skipped")) = (step, to.as_deref()) {
+            done.push(step);
+        }
     }
+    Ok(Some(done))
 }
 
 #[cfg(test)]
