@@ -1,7 +1,7 @@
-//! A database written before issue 19's schema changes (step specs in the step rows, the audit
-//! table with `AUTOINCREMENT` and a unique hash, the `steps_status_by_id` index) is brought up to
-//! date when it is opened: its steps, their specs and its signed chain come through unchanged,
-//! and the run goes on.
+//! A database written before issue 19's schema changes (the plan in the run's row, step specs in
+//! the step rows, the audit table with `AUTOINCREMENT` and a unique hash, the `steps_status_by_id`
+//! index) is brought up to date when it is opened: its run, plan, steps, their specs and its
+//! signed chain come through unchanged, and the run goes on.
 
 use lockstep::engine::machine::{RunEvent, StepStatus};
 use lockstep::engine::store::{DriveLimits, NewRun};
@@ -9,9 +9,12 @@ use lockstep::engine::testkit::{approver, noop_plan, operator};
 use lockstep::engine::Store;
 use sqlx::{Connection, Row};
 
-/// Puts the database back into the layout it had before migrations `20261207500001` and
-/// `…002` (the statements of the original migrations), and forgets that those two ran.
+/// Puts the database back into the layout it had before migrations `20261207500001` to `…003`
+/// (the statements of the original migrations), and forgets that those ran.
 const BEFORE_ISSUE_19: &str = "
+ALTER TABLE runs ADD COLUMN plan TEXT NOT NULL DEFAULT '';
+UPDATE runs SET plan = (SELECT p.plan FROM run_plans p WHERE p.run_id = runs.id);
+DROP TABLE run_plans;
 ALTER TABLE steps ADD COLUMN spec TEXT NOT NULL DEFAULT '';
 UPDATE steps SET spec = (SELECT x.spec FROM step_specs x WHERE x.run_id = steps.run_id AND x.id = steps.id);
 DROP TABLE step_specs;
@@ -41,7 +44,7 @@ CREATE TRIGGER events_no_delete BEFORE DELETE ON events
 BEGIN
     SELECT RAISE(ABORT, 'the audit log is append-only');
 END;
-DELETE FROM _sqlx_migrations WHERE version IN (20261207500001, 20261207500002);
+DELETE FROM _sqlx_migrations WHERE version IN (20261207500001, 20261207500002, 20261207500003);
 ";
 
 #[tokio::test]
@@ -67,6 +70,8 @@ async fn a_database_from_before_the_lean_schema_keeps_its_steps_and_signed_chain
     store.apply_run_event(&run.id, &go, 3).await.unwrap();
     store.claim(&run.id, DriveLimits::default(), 4).await.unwrap();
     let steps = store.steps(&run.id).await.unwrap();
+    let plan = store.plan(&run.id).await.unwrap();
+    let record = store.run(&run.id).await.unwrap();
     let events = store.all_events().await.unwrap();
     drop(store);
 
@@ -85,6 +90,8 @@ async fn a_database_from_before_the_lean_schema_keeps_its_steps_and_signed_chain
 
     let store = Store::open(&path).await.unwrap();
     assert_eq!(store.steps(&run.id).await.unwrap(), steps, "steps and specs unchanged");
+    assert_eq!(store.plan(&run.id).await.unwrap(), plan, "the plan unchanged");
+    assert_eq!(store.run(&run.id).await.unwrap(), record, "the run unchanged");
     assert_eq!(store.all_events().await.unwrap(), events, "every event unchanged");
     let report = store.verify_audit().await.unwrap();
     assert_eq!(report.problem, None);

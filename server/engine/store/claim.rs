@@ -318,48 +318,45 @@ impl Store {
 
 /// What the end-of-run check decides from the run's step statuses (plan steps, or undo steps
 /// while undoing): completed when every one is done, stalled on the first failed step when
-/// nothing is in flight or ready, otherwise nothing. Counted from the index `steps_claim_scan`
-/// alone: this runs on every quiet pass of the driver, and must not read every step of a long
-/// plan each time.
+/// nothing is in flight or ready, otherwise nothing. Three seeks into the index
+/// `steps_claim_scan` (one per status asked about), never a scan of the plan: this runs on every
+/// quiet pass of the driver.
 async fn settling_event(
     conn: &mut sqlx::SqliteConnection,
     run_id: &str,
     undoing: bool,
 ) -> Result<Option<RunEvent>> {
-    let counts = sqlx::query(
-        "SELECT status, COUNT(*) FROM steps INDEXED BY steps_claim_scan
-         WHERE run_id = ? AND (undo_of IS NOT NULL) = ? GROUP BY status",
-    )
+    // Every status that is not done, from the machine's own list (a status added there is
+    // counted here too).
+    let open = StepStatus::ALL
+        .iter()
+        .filter(|s| !s.is_done())
+        .map(|s| format!("'{}'", s.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let row = sqlx::query(&format!(
+        "SELECT
+             EXISTS (SELECT 1 FROM steps INDEXED BY steps_claim_scan
+                 WHERE run_id = ?1 AND (undo_of IS NOT NULL) = ?2
+                   AND status IN ({open})) AS open,
+             EXISTS (SELECT 1 FROM steps INDEXED BY steps_claim_scan
+                 WHERE run_id = ?1 AND (undo_of IS NOT NULL) = ?2
+                   AND status IN ('ready', 'dispatched', 'running', 'verifying')) AS moving,
+             (SELECT id FROM steps INDEXED BY steps_claim_scan
+                 WHERE run_id = ?1 AND status = 'failed' AND (undo_of IS NOT NULL) = ?2
+                 ORDER BY seq LIMIT 1) AS failed"
+    ))
     .bind(run_id)
     .bind(undoing)
-    .fetch_all(&mut *conn)
+    .fetch_one(&mut *conn)
     .await?;
-    let mut statuses = Vec::with_capacity(counts.len());
-    for row in &counts {
-        let status: String = row.get(0);
-        statuses.push(StepStatus::parse(&status).ok_or_else(|| {
-            super::EngineError::Audit(format!("stored step status cannot be read: {status}"))
-        })?);
-    }
-    if statuses.iter().all(|s| s.is_done()) {
+    if !row.get::<bool, _>("open") {
         return Ok(Some(RunEvent::Completed));
     }
-    if statuses
-        .iter()
-        .any(|s| s.is_in_flight() || *s == StepStatus::Ready)
-        || !statuses.contains(&StepStatus::Failed)
-    {
+    if row.get::<bool, _>("moving") {
         return Ok(None);
     }
-    let failed: Option<String> = sqlx::query_scalar(
-        "SELECT id FROM steps INDEXED BY steps_claim_scan
-         WHERE run_id = ? AND status = 'failed' AND (undo_of IS NOT NULL) = ?
-         ORDER BY seq LIMIT 1",
-    )
-    .bind(run_id)
-    .bind(undoing)
-    .fetch_optional(&mut *conn)
-    .await?;
+    let failed: Option<String> = row.get("failed");
     Ok(failed.map(|step_id| RunEvent::Stalled { step_id }))
 }
 

@@ -219,7 +219,7 @@ impl Store {
 
     /// The plan the run was created with.
     pub async fn plan(&self, run_id: &str) -> Result<Plan> {
-        let row = sqlx::query("SELECT plan FROM runs WHERE id = ?")
+        let row = sqlx::query("SELECT plan FROM run_plans WHERE run_id = ?")
             .bind(run_id)
             .fetch_optional(&self.pool)
             .await?

@@ -371,8 +371,8 @@ impl Store {
         let mut w = self.begin().await?;
         sqlx::query(
             "INSERT INTO runs (id, status, version, requester, change_ticket, window_start, window_end,
-                 runbook, inventory, params, plan, state, created_at, updated_at)
-             VALUES (?, 'draft', 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 runbook, inventory, params, state, created_at, updated_at)
+             VALUES (?, 'draft', 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&id)
         .bind(&actor.name)
@@ -382,12 +382,17 @@ impl Store {
         .bind(&new.plan.runbook)
         .bind(&new.plan.inventory)
         .bind(json(&new.plan.params)?)
-        .bind(json(&new.plan)?)
         .bind(json(&state)?)
         .bind(now)
         .bind(now)
         .execute(&mut *w.tx)
         .await?;
+        // Beside the run, not in its row: the row is read by every claim and transition.
+        sqlx::query("INSERT INTO run_plans (run_id, plan) VALUES (?, ?)")
+            .bind(&id)
+            .bind(json(&new.plan)?)
+            .execute(&mut *w.tx)
+            .await?;
         for (i, s) in new.plan.steps.iter().enumerate() {
             w.insert_step(&id, i as i64, s, None, now).await?;
         }
