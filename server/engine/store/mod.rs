@@ -120,6 +120,10 @@ impl Store {
             .busy_timeout(Duration::from_secs(10));
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
+            // sqlx pings a pooled connection before handing it out, one more round trip to its
+            // worker thread per statement or transaction; a connection to a local file does not
+            // go stale (issue 19). The check below is the one this writer needs.
+            .test_before_acquire(false)
             // After a failed write (disk full, I/O error) SQLite may have rolled the transaction
             // back itself; sqlx's own rollback then fails and leaves the connection believing it
             // is still inside a transaction, refusing every later BEGIN. The query runs after any
@@ -136,6 +140,7 @@ impl Store {
         private_files(path);
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
+            .test_before_acquire(false)
             .connect_with(options.read_only(true))
             .await?;
         let (signer, created) = audit::SigningKey::load_or_create(key_path)
