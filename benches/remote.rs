@@ -176,10 +176,17 @@ async fn lockstep_side(dir: &Path, n: usize, m: usize) -> (Vec<Duration>, Durati
         }
     }
     let wall = t0.elapsed();
+    // The driver completes the run on its pass after the last step (not timed): wait for that
+    // before stopping it, or the stop can win the race and leave the run running.
+    let settled = tokio::time::timeout(Duration::from_secs(60), async {
+        while store.run(&run.id).await.expect("run").status != RunStatus::Succeeded {
+            let _ = tokio::time::timeout(Duration::from_millis(100), events.recv()).await;
+        }
+    })
+    .await;
     let _ = stop.send(());
     driver.await.expect("driver task").expect("driver");
-    let run = store.run(&run.id).await.expect("run");
-    assert_eq!(run.status, RunStatus::Succeeded, "run finished");
+    assert!(settled.is_ok(), "the run did not complete within 60 s of its last step");
     for a in agents {
         let _ = a.stop().await;
     }

@@ -1,6 +1,6 @@
 //! Scale benchmark (not a test): `cargo bench --bench scale`.
 //!
-//! Generates clustered Data Centers of 10, 50 and 200 servers (two Registration Masters, one web
+//! Generates clustered Data Centers of 10, 50, 200 and 400 servers (two Registration Masters, one web
 //! server with the Management API, a quarter of the estate DataTransfer API nodes — 51 at 200 —
 //! and the rest directory servers in pairs across the two sides), then for each size, in a child
 //! process of its own so peak memory is that size's alone:
@@ -9,7 +9,8 @@
 //!   simulated agents over mutual TLS, SQL over TDS, probes over HTTPS), start and drive times;
 //! - peak resident memory of the process (VmHWM).
 //!
-//! Sizes: LOCKSTEP_BENCH_SIZES (default "10,50,200"). Lines starting `RESULT` are read by
+//! Sizes: LOCKSTEP_BENCH_SIZES (default "10,50,200,400": 400 shows whether the growth stays
+//! linear beyond the 200-server target). Lines starting `RESULT` are read by
 //! `scripts/bench-all`.
 
 use std::collections::BTreeMap;
@@ -155,7 +156,7 @@ fn main() {
         child(size, dir.path());
         return;
     }
-    let sizes = std::env::var("LOCKSTEP_BENCH_SIZES").unwrap_or_else(|_| "10,50,200".into());
+    let sizes = std::env::var("LOCKSTEP_BENCH_SIZES").unwrap_or_else(|_| "10,50,200,400".into());
     println!("scale: upgrade-8.11 over generated clustered estates, one child process per size");
     let exe = std::env::current_exe().expect("own path");
     for size in sizes

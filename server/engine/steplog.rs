@@ -113,6 +113,8 @@ impl StepLog {
         let log = Arc::new(StepLog {
             writer: SqlitePoolOptions::new()
                 .max_connections(1)
+                // No ping before each batch: a local file's connection does not go stale.
+                .test_before_acquire(false)
                 .connect_lazy_with(options),
             order: tokio::sync::Mutex::new(()),
             reader: store.pool().clone(),

@@ -201,12 +201,18 @@ impl Store {
             if run.status.is_driving() {
                 // An error here fails the batch; each event is then applied on its own, unclaimed,
                 // and the driver's next pass claims instead.
-                let (started, _) = w.claim_ready(&run, limits, now).await?;
+                let (started, _) = w.claim_ready(&self.scans, &run, limits, now).await?;
                 claimed.extend(started.into_iter().map(|c| (run_id.to_string(), c)));
             }
         }
-        let super::WriteTx { tx, appended, .. } = w;
+        let super::WriteTx {
+            tx,
+            appended,
+            scanned,
+            ..
+        } = w;
         tx.commit().await?;
+        self.scans.record(&scanned);
         if !claimed.is_empty() {
             self.group
                 .claimed

@@ -97,6 +97,9 @@ pub struct Store {
     /// How old agent facts may be before the preflight that gates a start stops trusting them
     /// (`[agents] facts_stale_secs`); shared by every clone, set once by `serve`.
     facts_stale_secs: Arc<std::sync::atomic::AtomicI64>,
+    /// Per run, the newest event the driver's claim has looked at for steps to unblock: later
+    /// claims look only at what changed since (see `claim.rs`).
+    scans: Arc<claim::Scans>,
 }
 
 impl Store {
@@ -125,6 +128,10 @@ impl Store {
             .busy_timeout(Duration::from_secs(10));
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
+            // sqlx pings a pooled connection before handing it out, one more round trip to its
+            // worker thread per statement or transaction; a connection to a local file does not
+            // go stale (issue 19). The check below is the one this writer needs.
+            .test_before_acquire(false)
             // After a failed write (disk full, I/O error) SQLite may have rolled the transaction
             // back itself; sqlx's own rollback then fails and leaves the connection believing it
             // is still inside a transaction, refusing every later BEGIN. The query runs after any
@@ -141,6 +148,7 @@ impl Store {
         private_files(path);
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
+            .test_before_acquire(false)
             .connect_with(options.read_only(true))
             .await?;
         let (signer, created) = audit::SigningKey::load_or_create(key_path)
@@ -157,6 +165,7 @@ impl Store {
             key_path: Arc::new(key_path.to_path_buf()),
             chain: Arc::default(),
             facts_stale_secs: preflight::default_stale_secs(),
+            scans: Arc::default(),
         };
         store.integrity_check().await?;
         if created {
@@ -241,6 +250,7 @@ impl Store {
             key_path: Arc::new(key.to_path_buf()),
             chain: Arc::default(),
             facts_stale_secs: preflight::default_stale_secs(),
+            scans: Arc::default(),
         })
     }
 
@@ -337,12 +347,14 @@ impl Store {
             last,
             appended: Vec::new(),
             signer: self.signer.clone(),
+            scanned: Vec::new(),
         })
     }
 
     /// Commits, records the new chain head, then publishes the committed events.
     async fn commit(&self, w: WriteTx) -> Result<Vec<AuditEvent>> {
         w.tx.commit().await?;
+        self.scans.record(&w.scanned);
         self.committed(w.appended)
     }
 
@@ -460,6 +472,9 @@ struct WriteTx {
     appended: Vec<AuditEvent>,
     /// Signs each appended event's hash (`None` on a read-only store, which cannot write).
     signer: Option<Arc<audit::SigningKey>>,
+    /// Runs whose claim in this transaction looked for steps to unblock, and the newest event it
+    /// saw; remembered only once the transaction has committed.
+    scanned: Vec<(String, i64)>,
 }
 
 impl WriteTx {

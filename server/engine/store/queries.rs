@@ -62,8 +62,11 @@ fn corrupt(what: &str, e: impl std::fmt::Display) -> EngineError {
 const RUN_COLUMNS: &str =
     "id, status, version, requester, change_ticket, window_start, window_end, \
      runbook, inventory, params, state, created_at, updated_at";
-const STEP_COLUMNS: &str =
-    "run_id, id, seq, spec, undo_of, status, attempt, state, content_hash, updated_at";
+const STEP_COLUMNS: &str = "s.run_id, s.id, s.seq, x.spec, s.undo_of, s.status, s.attempt, \
+     s.state, s.content_hash, s.updated_at";
+/// A step's row and its spec, kept in a table of its own so a transition does not rewrite it
+/// (migration `20261207500001`).
+const STEP_FROM: &str = "steps s JOIN step_specs x ON x.run_id = s.run_id AND x.id = s.id";
 
 pub(super) fn run_from_row(row: &SqliteRow) -> Result<RunRecord> {
     let status: String = row.get("status");
@@ -142,7 +145,7 @@ pub(super) async fn load_step(
     step_id: &str,
 ) -> Result<StepRecord> {
     let row = sqlx::query(&format!(
-        "SELECT {STEP_COLUMNS} FROM steps WHERE run_id = ? AND id = ?"
+        "SELECT {STEP_COLUMNS} FROM {STEP_FROM} WHERE s.run_id = ? AND s.id = ?"
     ))
     .bind(run_id)
     .bind(step_id)
@@ -157,7 +160,7 @@ pub(super) async fn load_steps(
     run_id: &str,
 ) -> Result<Vec<StepRecord>> {
     let rows = sqlx::query(&format!(
-        "SELECT {STEP_COLUMNS} FROM steps WHERE run_id = ? ORDER BY seq"
+        "SELECT {STEP_COLUMNS} FROM {STEP_FROM} WHERE s.run_id = ? ORDER BY s.seq"
     ))
     .bind(run_id)
     .fetch_all(&mut *conn)
@@ -174,7 +177,8 @@ pub(super) async fn load_steps_in(
 ) -> Result<Vec<StepRecord>> {
     let marks = vec!["?"; statuses.len()].join(", ");
     let sql = format!(
-        "SELECT {STEP_COLUMNS} FROM steps WHERE run_id = ? AND status IN ({marks}) ORDER BY seq"
+        "SELECT {STEP_COLUMNS} FROM {STEP_FROM} WHERE s.run_id = ? AND s.status IN ({marks}) \
+         ORDER BY s.seq"
     );
     let mut query = sqlx::query(&sql).bind(run_id);
     for s in statuses {
@@ -215,7 +219,7 @@ impl Store {
 
     /// The plan the run was created with.
     pub async fn plan(&self, run_id: &str) -> Result<Plan> {
-        let row = sqlx::query("SELECT plan FROM runs WHERE id = ?")
+        let row = sqlx::query("SELECT plan FROM run_plans WHERE run_id = ?")
             .bind(run_id)
             .fetch_optional(&self.pool)
             .await?

@@ -96,21 +96,26 @@ impl WriteTx {
     ) -> Result<()> {
         let state = StepState::default();
         sqlx::query(
-            "INSERT INTO steps (run_id, id, seq, kind, host, spec, undo_of, status, attempt, state,
-                 content_hash, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?)",
+            "INSERT INTO steps (run_id, id, seq, kind, host, undo_of, status, attempt, state,
+                 content_hash, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?)",
         )
         .bind(run_id)
         .bind(&spec.id)
         .bind(seq)
         .bind(spec.kind.as_str())
         .bind(&spec.host)
-        .bind(json(spec)?)
         .bind(undo_of)
         .bind(json(&state)?)
         .bind(audit::content_hash(spec))
         .bind(now)
         .execute(&mut *self.tx)
         .await?;
+        sqlx::query("INSERT INTO step_specs (run_id, id, spec) VALUES (?, ?, ?)")
+            .bind(run_id)
+            .bind(&spec.id)
+            .bind(json(spec)?)
+            .execute(&mut *self.tx)
+            .await?;
         for d in &spec.depends_on {
             sqlx::query("INSERT INTO step_deps (run_id, step_id, depends_on) VALUES (?, ?, ?)")
                 .bind(run_id)
@@ -142,22 +147,27 @@ impl WriteTx {
                 rows.push((seq, spec, json(spec)?, audit::content_hash(spec)));
             }
             let mut q = sqlx::QueryBuilder::new(
-                "INSERT INTO steps (run_id, id, seq, kind, host, spec, undo_of, status, attempt, state,
+                "INSERT INTO steps (run_id, id, seq, kind, host, undo_of, status, attempt, state,
                      content_hash, updated_at) ",
             );
-            q.push_values(&rows, |mut b, (seq, spec, spec_json, hash)| {
+            q.push_values(&rows, |mut b, (seq, spec, _, hash)| {
                 b.push_bind(run_id)
                     .push_bind(&spec.id)
                     .push_bind(*seq)
                     .push_bind(spec.kind.as_str())
                     .push_bind(&spec.host)
-                    .push_bind(spec_json)
                     .push_bind(None::<String>)
                     .push_bind("pending")
                     .push_bind(0i64)
                     .push_bind(&state)
                     .push_bind(hash)
                     .push_bind(now);
+            });
+            q.build().execute(&mut *self.tx).await?;
+            // The specs beside the rows (see `insert_step`).
+            let mut q = sqlx::QueryBuilder::new("INSERT INTO step_specs (run_id, id, spec) ");
+            q.push_values(&rows, |mut b, (_, spec, spec_json, _)| {
+                b.push_bind(run_id).push_bind(&spec.id).push_bind(spec_json);
             });
             q.build().execute(&mut *self.tx).await?;
         }
@@ -420,8 +430,8 @@ impl Store {
         let mut w = self.begin().await?;
         sqlx::query(
             "INSERT INTO runs (id, status, version, requester, change_ticket, window_start, window_end,
-                 runbook, inventory, params, plan, state, created_at, updated_at)
-             VALUES (?, 'draft', 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 runbook, inventory, params, state, created_at, updated_at)
+             VALUES (?, 'draft', 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&id)
         .bind(&actor.name)
@@ -431,12 +441,17 @@ impl Store {
         .bind(&new.plan.runbook)
         .bind(&new.plan.inventory)
         .bind(json(&new.plan.params)?)
-        .bind(json(&new.plan)?)
         .bind(json(&state)?)
         .bind(now)
         .bind(now)
         .execute(&mut *w.tx)
         .await?;
+        // Beside the run, not in its row: the row is read by every claim and transition.
+        sqlx::query("INSERT INTO run_plans (run_id, plan) VALUES (?, ?)")
+            .bind(&id)
+            .bind(json(&new.plan)?)
+            .execute(&mut *w.tx)
+            .await?;
         w.insert_plan_steps(&id, &new.plan.steps, now).await?;
         w.append(
             Some(&id),
@@ -652,15 +667,21 @@ impl Store {
             )
             .await?;
         sqlx::query(
-            "UPDATE steps SET spec = ?, host = ?, content_hash = ? WHERE run_id = ? AND id = ?",
+            "UPDATE steps SET kind = ?, host = ?, content_hash = ? WHERE run_id = ? AND id = ?",
         )
-        .bind(json(spec)?)
+        .bind(spec.kind.as_str())
         .bind(&spec.host)
         .bind(&new_hash)
         .bind(run_id)
         .bind(&spec.id)
         .execute(&mut *w.tx)
         .await?;
+        sqlx::query("UPDATE step_specs SET spec = ? WHERE run_id = ? AND id = ?")
+            .bind(json(spec)?)
+            .bind(run_id)
+            .bind(&spec.id)
+            .execute(&mut *w.tx)
+            .await?;
         w.append(
             Some(run_id),
             Some(&spec.id),
