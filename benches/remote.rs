@@ -186,7 +186,10 @@ async fn lockstep_side(dir: &Path, n: usize, m: usize) -> (Vec<Duration>, Durati
     .await;
     let _ = stop.send(());
     driver.await.expect("driver task").expect("driver");
-    assert!(settled.is_ok(), "the run did not complete within 60 s of its last step");
+    assert!(
+        settled.is_ok(),
+        "the run did not complete within 60 s of its last step"
+    );
     for a in agents {
         let _ = a.stop().await;
     }

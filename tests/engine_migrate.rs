@@ -68,7 +68,10 @@ async fn a_database_from_before_the_lean_schema_keeps_its_steps_and_signed_chain
         comment: "go".into(),
     };
     store.apply_run_event(&run.id, &go, 3).await.unwrap();
-    store.claim(&run.id, DriveLimits::default(), 4).await.unwrap();
+    store
+        .claim(&run.id, DriveLimits::default(), 4)
+        .await
+        .unwrap();
     let steps = store.steps(&run.id).await.unwrap();
     let plan = store.plan(&run.id).await.unwrap();
     let record = store.run(&run.id).await.unwrap();
@@ -78,21 +81,42 @@ async fn a_database_from_before_the_lean_schema_keeps_its_steps_and_signed_chain
     let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
         .await
         .unwrap();
-    sqlx::raw_sql(BEFORE_ISSUE_19).execute(&mut conn).await.unwrap();
-    let old_layout: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM pragma_table_info('steps') WHERE name = 'spec'",
-    )
-    .fetch_one(&mut conn)
-    .await
-    .unwrap();
-    assert_eq!(old_layout, 1, "the database is in the old layout before it is opened");
+    sqlx::raw_sql(BEFORE_ISSUE_19)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let old_layout: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM pragma_table_info('steps') WHERE name = 'spec'")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(
+        old_layout, 1,
+        "the database is in the old layout before it is opened"
+    );
     conn.close().await.unwrap();
 
     let store = Store::open(&path).await.unwrap();
-    assert_eq!(store.steps(&run.id).await.unwrap(), steps, "steps and specs unchanged");
-    assert_eq!(store.plan(&run.id).await.unwrap(), plan, "the plan unchanged");
-    assert_eq!(store.run(&run.id).await.unwrap(), record, "the run unchanged");
-    assert_eq!(store.all_events().await.unwrap(), events, "every event unchanged");
+    assert_eq!(
+        store.steps(&run.id).await.unwrap(),
+        steps,
+        "steps and specs unchanged"
+    );
+    assert_eq!(
+        store.plan(&run.id).await.unwrap(),
+        plan,
+        "the plan unchanged"
+    );
+    assert_eq!(
+        store.run(&run.id).await.unwrap(),
+        record,
+        "the run unchanged"
+    );
+    assert_eq!(
+        store.all_events().await.unwrap(),
+        events,
+        "every event unchanged"
+    );
     let report = store.verify_audit().await.unwrap();
     assert_eq!(report.problem, None);
     assert_eq!(report.events, events.len() as u64);
@@ -107,12 +131,11 @@ async fn a_database_from_before_the_lean_schema_keeps_its_steps_and_signed_chain
         .map(|r| r.get(0))
         .collect();
     assert_eq!(indexes, ["events_by_run"], "no index on the hash");
-    let spec_column: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM pragma_table_info('steps') WHERE name = 'spec'",
-    )
-    .fetch_one(&mut conn)
-    .await
-    .unwrap();
+    let spec_column: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM pragma_table_info('steps') WHERE name = 'spec'")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
     assert_eq!(spec_column, 0, "specs live in step_specs");
     conn.close().await.unwrap();
 
@@ -126,7 +149,10 @@ async fn a_database_from_before_the_lean_schema_keeps_its_steps_and_signed_chain
         .apply_step_event(&run.id, "s0000", &done, 5)
         .await
         .unwrap();
-    let (claimed, _) = store.claim(&run.id, DriveLimits::default(), 6).await.unwrap();
+    let (claimed, _) = store
+        .claim(&run.id, DriveLimits::default(), 6)
+        .await
+        .unwrap();
     assert_eq!(claimed.len(), 1);
     assert_eq!(claimed[0].step.id, "s0001");
     assert_eq!(claimed[0].step.status, StepStatus::Dispatched);

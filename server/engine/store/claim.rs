@@ -471,7 +471,12 @@ impl WriteTx {
     /// The run's pending steps (plan steps, or undo steps while undoing) whose dependencies are
     /// all done, in plan order: all of them on a full look, otherwise only dependents of steps
     /// that became done since the last look (see [`Scans`]).
-    async fn unblockable(&mut self, run_id: &str, undoing: bool, scans: &Scans) -> Result<Vec<String>> {
+    async fn unblockable(
+        &mut self,
+        run_id: &str,
+        undoing: bool,
+        scans: &Scans,
+    ) -> Result<Vec<String>> {
         // Newest event, including those this transaction appended (a finished step's own).
         let upto = self.last.0;
         let done_since = match scans.since(run_id) {
@@ -488,29 +493,36 @@ impl WriteTx {
                      AND p.status NOT IN ('succeeded', 'skipped'))";
         let ids: Vec<String> = match done_since {
             Some(done) if done.is_empty() => Vec::new(),
-            Some(done) => sqlx::query_scalar(&format!(
-                "SELECT s.id FROM (SELECT DISTINCT d.step_id AS id FROM json_each(?) j
+            Some(done) => {
+                sqlx::query_scalar(&format!(
+                    "SELECT s.id FROM (SELECT DISTINCT d.step_id AS id FROM json_each(?) j
                      CROSS JOIN step_deps d INDEXED BY step_deps_by_dependency
                        ON d.run_id = ? AND d.depends_on = j.value) c
                    CROSS JOIN steps s ON s.run_id = ? AND s.id = c.id
                  WHERE s.status = 'pending' AND (s.undo_of IS NOT NULL) = ? AND {ALL_DONE}
                  ORDER BY s.seq"
-            ))
-            .bind(serde_json::to_string(&done).map_err(|e| super::EngineError::Invalid(e.to_string()))?)
-            .bind(run_id)
-            .bind(run_id)
-            .bind(undoing)
-            .fetch_all(&mut *self.tx)
-            .await?,
-            None => sqlx::query_scalar(&format!(
-                "SELECT s.id FROM steps s WHERE s.run_id = ? AND s.status = 'pending'
+                ))
+                .bind(
+                    serde_json::to_string(&done)
+                        .map_err(|e| super::EngineError::Invalid(e.to_string()))?,
+                )
+                .bind(run_id)
+                .bind(run_id)
+                .bind(undoing)
+                .fetch_all(&mut *self.tx)
+                .await?
+            }
+            None => {
+                sqlx::query_scalar(&format!(
+                    "SELECT s.id FROM steps s WHERE s.run_id = ? AND s.status = 'pending'
                    AND (s.undo_of IS NOT NULL) = ? AND {ALL_DONE}
                  ORDER BY s.seq"
-            ))
-            .bind(run_id)
-            .bind(undoing)
-            .fetch_all(&mut *self.tx)
-            .await?,
+                ))
+                .bind(run_id)
+                .bind(undoing)
+                .fetch_all(&mut *self.tx)
+                .await?
+            }
         };
         self.scanned.push((run_id.to_string(), upto));
         Ok(ids)
@@ -587,7 +599,12 @@ mod tests {
         steps
             .iter()
             .filter(|s| s.status == StepStatus::Pending)
-            .filter(|s| s.spec.depends_on.iter().all(|d| status[d.as_str()].is_done()))
+            .filter(|s| {
+                s.spec
+                    .depends_on
+                    .iter()
+                    .all(|d| status[d.as_str()].is_done())
+            })
             .map(|s| s.id.clone())
             .collect()
     }
@@ -627,7 +644,10 @@ mod tests {
         for _ in 0..1000 {
             now += 1;
             store.claim(&run_id, limits, now).await.unwrap();
-            assert_eq!(left_unblockable(&store, &run_id).await, Vec::<String>::new());
+            assert_eq!(
+                left_unblockable(&store, &run_id).await,
+                Vec::<String>::new()
+            );
             if store.settle(&run_id, now).await.unwrap() == Some(RunStatus::Succeeded) {
                 break;
             }
@@ -652,7 +672,10 @@ mod tests {
                 }
             }
         }
-        assert_eq!(store.run(&run_id).await.unwrap().status, RunStatus::Succeeded);
+        assert_eq!(
+            store.run(&run_id).await.unwrap().status,
+            RunStatus::Succeeded
+        );
         assert_eq!(store.verify_audit().await.unwrap().problem, None);
     }
 
@@ -675,14 +698,34 @@ mod tests {
             },
         };
         for id in ["s0002", "s0001"] {
-            store.apply_step_event(&run_id, id, &failed, 2).await.unwrap();
+            store
+                .apply_step_event(&run_id, id, &failed, 2)
+                .await
+                .unwrap();
         }
-        store.apply_step_event(&run_id, "s0000", &finished(), 2).await.unwrap();
-        assert_eq!(store.settle(&run_id, 3).await.unwrap(), None, "s0003 is in flight");
-        store.apply_step_event(&run_id, "s0003", &finished(), 4).await.unwrap();
-        assert_eq!(store.settle(&run_id, 5).await.unwrap(), Some(RunStatus::Failed));
+        store
+            .apply_step_event(&run_id, "s0000", &finished(), 2)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.settle(&run_id, 3).await.unwrap(),
+            None,
+            "s0003 is in flight"
+        );
+        store
+            .apply_step_event(&run_id, "s0003", &finished(), 4)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.settle(&run_id, 5).await.unwrap(),
+            Some(RunStatus::Failed)
+        );
         let stalled = store.run_events(&run_id).await.unwrap().pop().unwrap();
         assert_eq!(stalled.kind, "run.stalled");
-        assert_eq!(stalled.payload["event"]["step_id"], "s0001", "{}", stalled.payload);
+        assert_eq!(
+            stalled.payload["event"]["step_id"], "s0001",
+            "{}",
+            stalled.payload
+        );
     }
 }
