@@ -268,9 +268,9 @@ async fn every_refusal_under_the_api_is_json() {
             405,
         ),
         (
-            "a path that does not parse",
+            "a token id that is not a number (names no token)",
             c.post(url("/api/v1/tokens/abc/revoke")).bearer_auth(&token),
-            400,
+            404,
         ),
         (
             "a body that is not JSON",

@@ -96,8 +96,13 @@ pub async fn tokens(State(state): State<AppState>, me: CurrentUser) -> ApiResult
 pub async fn revoke_token(
     State(state): State<AppState>,
     me: CurrentUser,
-    Path(id): Path<i64>,
+    Path(id): Path<String>,
 ) -> ApiResult<TokenListed> {
+    // Token ids are numbers; any other id names no token (404, as an unknown number would),
+    // rather than a path-parsing 400 the API does not document.
+    let id: i64 = id
+        .parse()
+        .map_err(|_| AppError::NotFound(format!("token {}", crate::logtext::escaped(&id))))?;
     let now = state.clock.now();
     accounts::revoke_token(&state.pool, me.user.id, id, now).await?;
     let t = accounts::list_tokens(&state.pool, me.user.id)
