@@ -127,6 +127,38 @@ pub fn session_from(resp: &reqwest::Response) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
+/// A person with both doors: a browser session (pages, with CSRF) and an API token.
+pub struct Person {
+    pub session: Session,
+    pub token: String,
+}
+
+/// Creates `name` with `role` as the person `email` (separation of duties compares persons)
+/// and logs them in on both doors.
+pub async fn person(app: &TestApp, name: &str, role: Role, email: &str) -> Person {
+    accounts::add_user_for(
+        &app.state.pool,
+        name,
+        Some(email),
+        role,
+        PASSWORD,
+        app.clock.now(),
+    )
+    .await
+    .expect("account");
+    let user = accounts::find_user(&app.state.pool, name)
+        .await
+        .unwrap()
+        .unwrap();
+    let token = accounts::create_token(&app.state.pool, user.id, "tests", app.clock.now())
+        .await
+        .unwrap();
+    Person {
+        session: app.login(name).await,
+        token,
+    }
+}
+
 impl TestApp {
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)

@@ -6,9 +6,9 @@
 use lockstep::engine::machine::RunEvent;
 use lockstep::engine::store::{DriveLimits, NewRun};
 use lockstep::engine::Actor;
-use lockstep::web::auth::{accounts, Role};
+use lockstep::web::auth::Role;
 
-use crate::app::{small_plan, spawn_app, Session, TestApp, PASSWORD};
+use crate::app::{person, small_plan, spawn_app, Person, TestApp};
 
 const INVENTORY: &str = include_str!("../../examples/standalone.toml");
 const BAD_CERT: &str = "management-api-certificate@FABAPI01";
@@ -19,35 +19,6 @@ fn bad_inventory() -> String {
         "common_name = \"fabapi01.fabrikam.local\"\nissuer = \"self-signed\"",
         1,
     )
-}
-
-struct Person {
-    session: Session,
-    token: String,
-}
-
-async fn person(app: &TestApp, name: &str, role: Role, email: &str) -> Person {
-    accounts::add_user_for(
-        &app.state.pool,
-        name,
-        Some(email),
-        role,
-        PASSWORD,
-        app.clock.now(),
-    )
-    .await
-    .expect("account");
-    let user = accounts::find_user(&app.state.pool, name)
-        .await
-        .unwrap()
-        .unwrap();
-    let token = accounts::create_token(&app.state.pool, user.id, "gates", app.clock.now())
-        .await
-        .unwrap();
-    Person {
-        session: app.login(name).await,
-        token,
-    }
 }
 
 async fn api(

@@ -8,36 +8,7 @@ use lockstep::engine::store::{DriveLimits, NewRun};
 use lockstep::engine::Actor;
 use lockstep::web::auth::{accounts, Role};
 
-use crate::app::{small_plan, spawn_app, Session, TestApp, PASSWORD};
-
-struct Person {
-    session: Session,
-    token: String,
-}
-
-async fn person(app: &TestApp, name: &str, role: Role, email: &str) -> Person {
-    accounts::add_user_for(
-        &app.state.pool,
-        name,
-        Some(email),
-        role,
-        PASSWORD,
-        app.clock.now(),
-    )
-    .await
-    .expect("account");
-    let user = accounts::find_user(&app.state.pool, name)
-        .await
-        .unwrap()
-        .unwrap();
-    let token = accounts::create_token(&app.state.pool, user.id, "policy", app.clock.now())
-        .await
-        .unwrap();
-    Person {
-        session: app.login(name).await,
-        token,
-    }
-}
+use crate::app::{person, small_plan, spawn_app, Person, TestApp, PASSWORD};
 
 /// Everything a refused control could change: the run's events and every step's status.
 async fn snapshot(app: &TestApp, run: &str) -> (usize, Vec<(String, StepStatus)>) {
