@@ -72,6 +72,49 @@ pub struct Config {
     pub facts_stale_secs: u64,
 }
 
+/// Every section of the settings file, loaded together: what `lockstep serve` (and the demo, and
+/// `lockstep config check`) hand to the parts that own each section.
+pub struct Settings {
+    /// The top level and `[agents]`: listen address, data folder, database, sessions, TLS.
+    pub server: Config,
+    /// `simulated_site`, `[sql]`, `[probes]`: the site the engine drives.
+    pub site: SiteConfig,
+    /// `[notify]`: webhooks, e-mail, the change-ticket link.
+    pub notify: crate::notify::NotifyConfig,
+    /// `[oidc]`: single sign-on, when configured.
+    pub oidc: Option<crate::web::auth::oidc::OidcConfig>,
+    /// `[metrics]`: who may read `/metrics`.
+    pub metrics: crate::web::metrics::MetricsConfig,
+}
+
+impl Settings {
+    /// Reads `file` (if given), then the environment through `env`, then `overrides`.
+    pub fn load(
+        file: Option<&Path>,
+        env: &dyn Fn(&str) -> Option<String>,
+        overrides: &Overrides,
+    ) -> anyhow::Result<Settings> {
+        let server = Config::load(file, env, overrides)?;
+        let site = SiteConfig::load(file, &server.data_dir, env)?;
+        let notify = crate::notify::NotifyConfig::load(file, env)?;
+        let oidc = crate::web::auth::oidc::OidcConfig::load(file, env)?;
+        let metrics =
+            crate::web::metrics::MetricsConfig::load(file, env).map_err(anyhow::Error::msg)?;
+        Ok(Settings {
+            server,
+            site,
+            notify,
+            oidc,
+            metrics,
+        })
+    }
+
+    /// Reads the process environment.
+    pub fn from_process(file: Option<&Path>, overrides: &Overrides) -> anyhow::Result<Settings> {
+        Settings::load(file, &|k| std::env::var(k).ok(), overrides)
+    }
+}
+
 /// A PEM certificate chain and its private key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsFiles {

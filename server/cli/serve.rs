@@ -92,17 +92,13 @@ pub async fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         tls_key: args.tls_key,
         tls_self_signed: args.tls_self_signed,
     };
-    let config = Config::from_process(args.config.as_deref(), &overrides)?;
-    let site = SiteConfig::load(args.config.as_deref(), &config.data_dir, &|k| {
-        std::env::var(k).ok()
-    })?;
-    let notify_config =
-        crate::notify::NotifyConfig::load(args.config.as_deref(), &|k| std::env::var(k).ok())?;
-    let oidc = crate::web::auth::oidc::OidcConfig::from_process(args.config.as_deref())?;
-    let metrics = crate::web::metrics::MetricsConfig::load(args.config.as_deref(), &|k| {
-        std::env::var(k).ok()
-    })
-    .map_err(anyhow::Error::msg)?;
+    let crate::config::Settings {
+        server: config,
+        site,
+        notify: notify_config,
+        oidc,
+        metrics,
+    } = crate::config::Settings::from_process(args.config.as_deref(), &overrides)?;
     let tls = match (&config.tls, config.tls_self_signed) {
         (Some(files), _) => Some(crate::web::tls::server_config(&files.cert, &files.key)?),
         (None, true) => {
