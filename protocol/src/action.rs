@@ -6,6 +6,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::windows::{EventLevel, StartupType};
+
 /// Which services an action concerns.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "set", rename_all = "snake_case")]
@@ -14,38 +16,6 @@ pub enum ServiceSelector {
     Connected,
     /// Named Windows services (short names, e.g. `W3SVC`).
     Named { names: Vec<String> },
-}
-
-/// Windows service start types (`sc config start=`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StartupType {
-    Automatic,
-    DelayedAutomatic,
-    Manual,
-    Disabled,
-}
-
-impl StartupType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StartupType::Automatic => "automatic",
-            StartupType::DelayedAutomatic => "delayed_automatic",
-            StartupType::Manual => "manual",
-            StartupType::Disabled => "disabled",
-        }
-    }
-    pub fn parse(s: &str) -> Result<StartupType, String> {
-        match s.to_ascii_lowercase().replace(['-', ' '], "_").as_str() {
-            "automatic" | "auto" => Ok(StartupType::Automatic),
-            "delayed_automatic" | "delayed_auto" => Ok(StartupType::DelayedAutomatic),
-            "manual" | "demand" => Ok(StartupType::Manual),
-            "disabled" => Ok(StartupType::Disabled),
-            _ => Err(format!(
-                "`{s}` is not a startup type (automatic, delayed_automatic, manual, disabled)"
-            )),
-        }
-    }
 }
 
 /// A text edit on an allowlisted file: a typed operation of the guide, never free text.
@@ -58,37 +28,6 @@ pub enum TextEdit {
     // No free-text edit: the agent builds every new content itself from a typed operation the
     // guide needs, so a compromised orchestrator cannot write a line of its own into a script
     // that an allowlisted task later runs (issue #20).
-}
-
-/// Event levels, most severe first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EventLevel {
-    Critical,
-    Error,
-    Warning,
-    Information,
-}
-
-impl EventLevel {
-    /// Windows event level number (1 critical … 4 information).
-    pub fn number(self) -> u8 {
-        match self {
-            EventLevel::Critical => 1,
-            EventLevel::Error => 2,
-            EventLevel::Warning => 3,
-            EventLevel::Information => 4,
-        }
-    }
-    pub fn from_number(n: u8) -> Option<EventLevel> {
-        match n {
-            1 => Some(EventLevel::Critical),
-            2 => Some(EventLevel::Error),
-            3 => Some(EventLevel::Warning),
-            4 | 0 => Some(EventLevel::Information),
-            _ => None,
-        }
-    }
 }
 
 /// One action. Long ones (services, scheduled task, installer, SQL script) are accepted at once
@@ -154,7 +93,7 @@ pub enum Action {
     /// without `component` (older orchestrators), the Data Center's.
     ProductVersion {
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        component: Option<crate::facts::Component>,
+        component: Option<crate::windows::Component>,
     },
     /// Windows and SQL Server releases installed.
     OsVersion {},

@@ -3,22 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::action::{EventLevel, StartupType};
-
-/// Windows service states as `sc query` names them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ServiceRunState {
-    Stopped,
-    StartPending,
-    StopPending,
-    Running,
-    ContinuePending,
-    PausePending,
-    Paused,
-    /// The service is not installed on this host.
-    NotInstalled,
-}
+pub use crate::windows::ServiceRunState;
+use crate::windows::{EventLevel, StartupType};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceInfo {
@@ -134,7 +120,7 @@ pub enum Evidence {
         version: Option<String>,
         /// Whose version it is (absent: the Data Center's, as older agents answer).
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        component: Option<crate::facts::Component>,
+        component: Option<crate::windows::Component>,
     },
     OsVersion {
         /// e.g. "2016".

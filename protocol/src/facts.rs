@@ -9,54 +9,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::action::StartupType;
-use crate::evidence::ServiceRunState;
+pub use crate::windows::Component;
+use crate::windows::{ServiceRunState, StartupType};
 
 /// Largest facts document an orchestrator reads, in bytes.
 pub const MAX_FACTS_BYTES: usize = 1024 * 1024;
-
-/// A Connected Backup component with its own installed-version record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Component {
-    /// The Data Center (Registration Master / directory server software).
-    DataCenter,
-    SupportCenter,
-    AccountManagementWebsite,
-    DatatransferApi,
-    ManagementApi,
-}
-
-impl Component {
-    pub const ALL: [Component; 5] = [
-        Component::DataCenter,
-        Component::SupportCenter,
-        Component::AccountManagementWebsite,
-        Component::DatatransferApi,
-        Component::ManagementApi,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Component::DataCenter => "data_center",
-            Component::SupportCenter => "support_center",
-            Component::AccountManagementWebsite => "account_management_website",
-            Component::DatatransferApi => "datatransfer_api",
-            Component::ManagementApi => "management_api",
-        }
-    }
-
-    /// How a person names it.
-    pub fn label(self) -> &'static str {
-        match self {
-            Component::DataCenter => "Data Center",
-            Component::SupportCenter => "Support Center",
-            Component::AccountManagementWebsite => "Account Management Website",
-            Component::DatatransferApi => "DataTransfer API",
-            Component::ManagementApi => "Management API",
-        }
-    }
-}
 
 /// One installed component and its version, as its own record says.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

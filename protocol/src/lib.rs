@@ -16,6 +16,7 @@
 pub mod action;
 pub mod evidence;
 pub mod facts;
+pub mod windows;
 
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
