@@ -14,7 +14,6 @@ use axum::routing::post;
 use axum::Router;
 
 use engine_common::Harness;
-use lockstep::config::{Overrides, Settings};
 use lockstep::engine::machine::RunStatus;
 use lockstep::engine::testkit::noop_plan;
 use lockstep::notify::{self, Format, NotifyConfig, NotifyKind, ReplayGuard, Webhook};
@@ -123,21 +122,21 @@ async fn every_status_a_run_enters_is_reported_with_its_change_ticket_and_link()
 
 #[test]
 fn a_ticket_link_template_without_the_placeholder_is_refused() {
-    let err = Settings::load(
+    let err = lockstep::config::Settings::load(
         None,
         &|k| (k == "LOCKSTEP_NOTIFY_TICKET_URL").then(|| "https://itsm.corp.example/change".into()),
-        &Overrides::default(),
+        &lockstep::config::Overrides::default(),
     )
     .err()
     .expect("refused");
     assert_eq!(err.setting, "notify.ticket_url");
-    let ok = Settings::load(
+    let ok = lockstep::config::Settings::load(
         None,
         &|k| {
             (k == "LOCKSTEP_NOTIFY_TICKET_URL")
                 .then(|| "https://itsm.corp.example/c/{ticket}".into())
         },
-        &Overrides::default(),
+        &lockstep::config::Overrides::default(),
     )
     .unwrap_or_else(|e| panic!("{e}"))
     .notify;

@@ -1,6 +1,7 @@
 //! Single sign-on settings: the `[oidc]` table of the settings file, then `LOCKSTEP_OIDC_*`
-//! environment variables; `crate::web::auth::oidc` signs people in by them. No `[oidc]` table and no `LOCKSTEP_OIDC_ISSUER`: SSO is off and the
-//! login page shows only the local-account form.
+//! environment variables; `crate::web::auth::oidc` signs people in by them. No `[oidc]` table
+//! and no `LOCKSTEP_OIDC_ISSUER`: SSO is off and the login page shows only the local-account
+//! form. The client secret file follows the one secret rule (`super::secret`).
 //!
 //! ```toml
 //! [oidc]

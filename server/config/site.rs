@@ -327,7 +327,7 @@ fn sql_target(
             let var = var.as_deref().unwrap_or(DEFAULT_SQL_PASSWORD_ENV);
             env(var).filter(|v| !v.is_empty()).ok_or_else(|| {
                 invalid(
-                    &format!("{here}: password_env"),
+                    &format!("{here}.password_env"),
                     var,
                     format!("the environment variable {var} is not set (it holds the SQL password for {name})"),
                 )
@@ -339,7 +339,7 @@ fn sql_target(
     if let Some(ca) = &ca_file {
         if !ca.is_file() {
             return Err(invalid(
-                &format!("{here}: ca_file"),
+                &format!("{here}.ca_file"),
                 ca.display().to_string(),
                 "no such file",
             ));
