@@ -90,6 +90,49 @@ fn an_unknown_key_in_the_file_exits_non_zero_naming_it() {
 }
 
 #[test]
+fn a_bad_value_in_the_file_is_named_with_the_file_and_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.toml");
+    std::fs::write(
+        &file,
+        "[notify]\nmax_attempts = 3\n\n[[notify.webhook]]\nurl = \"https://a.example/h\"\nformat = \"slack\"\n\n[[notify.webhook]]\nurl = \"ftp://b.example/h\"\nformat = \"slack\"\n",
+    )
+    .unwrap();
+    let out = lockstep(
+        &["config", "check", "--config", file.to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    let at = format!("{}:8: notify.webhook[1].url: ", file.display());
+    assert!(stderr.contains(&at), "{stderr}");
+}
+
+#[test]
+fn a_two_line_secret_file_is_refused_naming_the_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("metrics-token");
+    std::fs::write(&token, "a-long-enough-metrics-token\nsecond-line\n").unwrap();
+    let file = dir.path().join("c.toml");
+    std::fs::write(
+        &file,
+        format!("[metrics]\ntoken_file = \"{}\"\n", token.display()),
+    )
+    .unwrap();
+    let out = lockstep(
+        &["config", "check", "--config", file.to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("metrics.token_file") && stderr.contains("more than one line"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("a-long-enough"), "{stderr}");
+}
+
+#[test]
 fn a_json_webhook_without_a_secret_exits_non_zero_naming_the_setting() {
     let out = lockstep(
         &["config", "check"],

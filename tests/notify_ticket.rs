@@ -122,15 +122,24 @@ async fn every_status_a_run_enters_is_reported_with_its_change_ticket_and_link()
 
 #[test]
 fn a_ticket_link_template_without_the_placeholder_is_refused() {
-    let err = NotifyConfig::load(None, &|k| {
-        (k == "LOCKSTEP_NOTIFY_TICKET_URL").then(|| "https://itsm.corp.example/change".into())
-    })
-    .unwrap_err();
+    let err = lockstep::config::Settings::load(
+        None,
+        &|k| (k == "LOCKSTEP_NOTIFY_TICKET_URL").then(|| "https://itsm.corp.example/change".into()),
+        &lockstep::config::Overrides::default(),
+    )
+    .err()
+    .expect("refused");
     assert_eq!(err.setting, "notify.ticket_url");
-    let ok = NotifyConfig::load(None, &|k| {
-        (k == "LOCKSTEP_NOTIFY_TICKET_URL").then(|| "https://itsm.corp.example/c/{ticket}".into())
-    })
-    .unwrap();
+    let ok = lockstep::config::Settings::load(
+        None,
+        &|k| {
+            (k == "LOCKSTEP_NOTIFY_TICKET_URL")
+                .then(|| "https://itsm.corp.example/c/{ticket}".into())
+        },
+        &lockstep::config::Overrides::default(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
+    .notify;
     assert_eq!(
         ok.ticket_link("CHG 7/8").as_deref(),
         Some("https://itsm.corp.example/c/CHG%207%2F8")

@@ -7,8 +7,9 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::process::Stdio;
 
+use lockstep::config::{Overrides, Settings};
 use lockstep::engine::Store;
-use lockstep::web::auth::oidc::{OidcConfig, Sso};
+use lockstep::web::auth::oidc::Sso;
 use lockstep::web::auth::throttle::LoginThrottle;
 use lockstep::web::auth::{accounts, Role};
 use lockstep::web::{AppState, Clock, WebSettings};
@@ -99,10 +100,13 @@ async fn spawn_app_with_clock(clock: Clock) -> App {
     let provider = Provider::start(&redirect).await;
     let file = dir.path().join("lockstep.toml");
     std::fs::write(&file, config_text(&provider.issuer, &redirect)).expect("write config");
-    let config = OidcConfig::load(Some(&file), &|k| {
-        (k == "LOCKSTEP_OIDC_CLIENT_SECRET").then(|| CLIENT_SECRET.to_string())
-    })
+    let config = Settings::load(
+        Some(&file),
+        &|k| (k == "LOCKSTEP_OIDC_CLIENT_SECRET").then(|| CLIENT_SECRET.to_string()),
+        &Overrides::default(),
+    )
     .expect("valid [oidc] table")
+    .oidc
     .expect("single sign-on configured");
     let db = dir.path().join("lockstep.db");
     let store = Store::open(&db).await.expect("store opens");
@@ -476,7 +480,10 @@ async fn a_provider_that_does_not_answer_is_reported_and_local_accounts_still_wo
         config_text(&issuer, &format!("{}/login/sso/callback", app.base)),
     )
     .unwrap();
-    let config = OidcConfig::load(Some(&file), &|_| None).unwrap().unwrap();
+    let config = Settings::load(Some(&file), &|_| None, &Overrides::default())
+        .unwrap()
+        .oidc
+        .unwrap();
     let state = app.state.clone().with_sso(Sso::new(config).unwrap());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

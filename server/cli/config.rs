@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use crate::config::{Config, Overrides};
+use crate::config::{Config, Overrides, Settings, SettingsFile};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum ConfigCmd {
@@ -134,85 +134,60 @@ pub fn check(file: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> ExitC
     }
 }
 
-/// The effective settings, one per line: `key = value  (source)`.
+/// The effective settings, one per line: `key = value  (source)`. The file is parsed once: the
+/// same parse gives the settings and says which keys it sets.
 pub fn report(file: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
-    let config = Config::load(file, env, &Overrides::default()).map_err(|e| e.to_string())?;
-    let notify = crate::notify::NotifyConfig::load(file, env).map_err(|e| e.to_string())?;
-    let site =
-        crate::config::SiteConfig::load(file, &config.data_dir, env).map_err(|e| e.to_string())?;
-    // The file parsed above, so reading it again for its keys only fails on a race; treat that
-    // as "no keys" rather than inventing an error.
-    let table: toml::Table = file
-        .and_then(|p| std::fs::read_to_string(p).ok())
-        .and_then(|t| t.parse().ok())
-        .unwrap_or_default();
+    let parsed = SettingsFile::read(file).map_err(|e| e.to_string())?;
+    let settings =
+        Settings::resolve(&parsed, env, &Overrides::default()).map_err(|e| e.to_string())?;
+    let config = &settings.server;
     let mut out = String::new();
     match file {
         Some(p) => out.push_str(&format!("# configuration file: {}\n", p.display())),
         None => out.push_str("# no configuration file (defaults and environment only)\n"),
     }
     for s in SETTINGS {
-        let source = source_of(s.key, s.var, &table, env);
-        out.push_str(&format!("{} = {}  ({source})\n", s.key, (s.show)(&config)));
+        let source = source_of(s.key, s.var, &parsed, env);
+        out.push_str(&format!("{} = {}  ({source})\n", s.key, (s.show)(config)));
     }
-    let agents_table = table
-        .get("agents")
-        .and_then(|v| v.as_table())
-        .cloned()
-        .unwrap_or_default();
     let source = source_of(
-        "facts_stale_secs",
+        "agents.facts_stale_secs",
         "LOCKSTEP_FACTS_STALE_SECS",
-        &agents_table,
+        &parsed,
         env,
     );
     out.push_str(&format!(
         "agents.facts_stale_secs = {}  ({source})\n",
         config.facts_stale_secs
     ));
-    let notify_table = table
-        .get("notify")
-        .and_then(|v| v.as_table())
-        .cloned()
-        .unwrap_or_default();
-    for (key, var, value) in notify.describe() {
-        let source = source_of(key, var, &notify_table, env);
+    for (key, var, value) in settings.notify.describe() {
+        let source = source_of(&format!("notify.{key}"), var, &parsed, env);
         out.push_str(&format!("notify.{key} = {value}  ({source})\n"));
     }
-    for (key, value) in site.describe() {
+    for (key, value) in settings.site.describe() {
         out.push_str(&format!("{key} = {value}\n"));
     }
-    let oidc_table = table
-        .get("oidc")
-        .and_then(|v| v.as_table())
-        .cloned()
-        .unwrap_or_default();
-    match crate::web::auth::oidc::OidcConfig::load(file, env).map_err(|e| e.to_string())? {
+    match &settings.oidc {
         Some(oidc) => {
             // Builds the provider client as serve does (reads oidc.ca_file); no network.
             crate::web::auth::oidc::Sso::new(oidc.clone()).map_err(|e| e.to_string())?;
             for (key, var, value) in oidc.describe() {
-                let source = source_of(key, var, &oidc_table, env);
+                let source = source_of(&format!("oidc.{key}"), var, &parsed, env);
                 out.push_str(&format!("oidc.{key} = {value}  ({source})\n"));
             }
         }
         None => out.push_str("oidc = (single sign-on off)  (default)\n"),
     }
-    let metrics = crate::web::metrics::MetricsConfig::load(file, env)?;
     let metrics_source = if env("LOCKSTEP_METRICS_TOKEN").is_some() {
         "env LOCKSTEP_METRICS_TOKEN".to_string()
     } else if env("LOCKSTEP_METRICS_TOKEN_FILE").is_some() {
         "env LOCKSTEP_METRICS_TOKEN_FILE".to_string()
-    } else if table
-        .get("metrics")
-        .and_then(|m| m.as_table())
-        .is_some_and(|m| m.contains_key("token_file"))
-    {
+    } else if parsed.sets("metrics.token_file") {
         "file".to_string()
     } else {
         "default".to_string()
     };
-    let metrics_access = match (&metrics.token, config.listen.ip().is_loopback()) {
+    let metrics_access = match (&settings.metrics.token, config.listen.ip().is_loopback()) {
         (Some(_), _) => "bearer token (set)",
         (None, true) => "no token: open to whoever reaches the loopback listener",
         (None, false) => "no token on a network listener: /metrics answers 403",
@@ -226,26 +201,15 @@ pub fn report(file: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> Resu
 fn source_of(
     key: &str,
     var: &str,
-    table: &toml::Table,
+    file: &SettingsFile,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> String {
     if env(var).is_some() {
         format!("env {var}")
-    } else if in_table(table, key) {
+    } else if file.sets(key) {
         "file".to_string()
     } else {
         "default".to_string()
-    }
-}
-
-/// Whether the file sets `key` (`table.key` for a key in a table, e.g. `agents.facts_stale_secs`).
-fn in_table(table: &toml::Table, key: &str) -> bool {
-    match key.split_once('.') {
-        Some((t, k)) => table
-            .get(t)
-            .and_then(toml::Value::as_table)
-            .is_some_and(|t| t.contains_key(k)),
-        None => table.contains_key(key),
     }
 }
 

@@ -9,7 +9,8 @@
 //! [sql]                                   # defaults for every server below
 //! user = "lockstep"                       # LOCKSTEP_SQL_USER (default "lockstep")
 //! password_env = "LOCKSTEP_SQL_PASSWORD"  # the variable holding the password (this is the default)
-//! # password_file = "/run/secrets/sql"    # … or a file holding it (first line; instead of password_env)
+//! # password_file = "/run/secrets/sql"    # … or a file holding it (instead of password_env; one
+//!                                         # line, see `super::secret`)
 //! encrypt = "required"                    # "required" (TLS, verified) or "off" (a lab, the simulator)
 //! # ca_file = "/etc/lockstep/sql-ca.pem"  # CA of the SQL Servers' certificates (default: system anchors)
 //! scripts_dir = "lockstep-data/scripts"   # LOCKSTEP_SQL_SCRIPTS_DIR (default <data_dir>/scripts):
@@ -35,9 +36,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
 
-use super::ConfigError;
+use super::error::SettingsError;
+use super::file::{parse_bool, SettingsFile};
 use crate::executors::probe::{ProbeConfig, ProbeExecutor};
 use crate::executors::sql::connect::{SqlEncryption, SqlTarget};
 use crate::executors::sql::SqlConfig;
@@ -63,24 +66,13 @@ pub struct SiteConfig {
     pub simulated_site: bool,
 }
 
-/// The site tables as written (the rest of the file is `Config`'s).
-#[derive(Debug, Default, Deserialize)]
-struct SiteFile {
-    #[serde(default)]
-    simulated_site: Option<bool>,
-    #[serde(default)]
-    sql: Option<SqlFile>,
-    #[serde(default)]
-    probes: Option<ProbesFile>,
-}
-
 /// `[sql]`: login defaults, the scripts folder and the servers. (The login fields are spelled
 /// out here and in [`ServerFile`]: serde cannot refuse unknown keys through `flatten`.)
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-struct SqlFile {
+pub(crate) struct SqlFile {
     user: Option<String>,
-    password: Option<toml::Value>,
+    password: Option<Spanned<toml::Value>>,
     password_env: Option<String>,
     password_file: Option<PathBuf>,
     encrypt: Option<SqlEncryption>,
@@ -95,19 +87,19 @@ struct SqlFile {
 struct LoginFile {
     user: Option<String>,
     /// Refused with advice: see the module doc.
-    password: Option<toml::Value>,
+    password: Option<Spanned<toml::Value>>,
     password_env: Option<String>,
     password_file: Option<PathBuf>,
     encrypt: Option<SqlEncryption>,
     ca_file: Option<PathBuf>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct ServerFile {
-    address: String,
+    address: Spanned<String>,
     user: Option<String>,
-    password: Option<toml::Value>,
+    password: Option<Spanned<toml::Value>>,
     password_env: Option<String>,
     password_file: Option<PathBuf>,
     encrypt: Option<SqlEncryption>,
@@ -140,199 +132,155 @@ impl ServerFile {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-struct ProbesFile {
+pub(crate) struct ProbesFile {
     #[serde(default)]
     ca_files: Vec<PathBuf>,
-    timeout_secs: Option<u64>,
+    timeout_secs: Option<Spanned<u64>>,
     #[serde(default)]
-    resolve: BTreeMap<String, String>,
+    resolve: BTreeMap<String, Spanned<String>>,
 }
 
-fn invalid(source: &str, value: impl Into<String>, message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        source_name: source.to_string(),
-        value: value.into(),
-        message: message.into(),
-    }
+/// "`value` is not valid: why", naming `setting`.
+fn invalid(setting: &str, value: impl Into<String>, message: impl Into<String>) -> SettingsError {
+    SettingsError::new(
+        setting,
+        format!("`{}` is not valid: {}", value.into(), message.into()),
+    )
 }
 
-/// Reads a secret file: its first line, which must not be empty.
-fn read_secret(source: &str, path: &Path) -> Result<String, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        invalid(
-            source,
-            path.display().to_string(),
-            format!("cannot read it: {e}"),
-        )
-    })?;
-    let line = text.lines().next().unwrap_or("").trim_end_matches('\r');
-    if line.is_empty() {
-        return Err(invalid(
-            source,
-            path.display().to_string(),
-            "the file is empty (its first line is the password)",
-        ));
-    }
-    Ok(line.to_string())
-}
-
-impl SiteConfig {
-    /// Reads the site settings of `file` (if given) and the environment through `env`; relative
-    /// defaults are under `data_dir`. Every error names the setting.
-    pub fn load(
-        file: Option<&Path>,
-        data_dir: &Path,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<SiteConfig, ConfigError> {
-        let parsed = match file {
-            Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
-                    path: path.display().to_string(),
-                    message: e.to_string(),
-                })?;
-                // Only the site's keys: `Config::load` checks the rest of the file.
-                let mut table: toml::Table =
-                    toml::from_str(&text).map_err(|e| ConfigError::Parse {
-                        path: path.display().to_string(),
-                        message: e.to_string(),
-                    })?;
-                table.retain(|k, _| ["simulated_site", "sql", "probes"].contains(&k));
-                toml::Value::Table(table)
-                    .try_into::<SiteFile>()
-                    .map_err(|e| ConfigError::Parse {
-                        path: path.display().to_string(),
-                        message: e.to_string(),
-                    })?
+/// `simulated_site`, `[sql]` and `[probes]` of `file`, then the environment through `env`;
+/// relative defaults are under `data_dir`. Every error names the setting.
+pub(crate) fn resolve(
+    file: &SettingsFile,
+    data_dir: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<SiteConfig, SettingsError> {
+    let doc = &file.doc;
+    let simulated_site = match env("LOCKSTEP_SIMULATED_SITE") {
+        Some(v) => parse_bool("LOCKSTEP_SIMULATED_SITE", &v)?,
+        None => doc.simulated_site.unwrap_or(false),
+    };
+    let empty_sql = SqlFile::default();
+    let sql_file = doc.sql.as_ref().unwrap_or(&empty_sql);
+    let scripts_dir = match env("LOCKSTEP_SQL_SCRIPTS_DIR") {
+        Some(v) => Some(("LOCKSTEP_SQL_SCRIPTS_DIR", PathBuf::from(v))),
+        None => sql_file.scripts_dir.clone().map(|p| ("sql.scripts_dir", p)),
+    };
+    let scripts_dir = match scripts_dir {
+        Some((source, dir)) => {
+            if !dir.is_dir() {
+                return Err(invalid(
+                    source,
+                    dir.display().to_string(),
+                    "no such folder (copy the Data Center folder's SQL scripts there)",
+                ));
             }
-            None => SiteFile::default(),
-        };
-        parsed.resolve(data_dir, env)
+            dir
+        }
+        None => data_dir.join("scripts"),
+    };
+    let mut servers = BTreeMap::new();
+    let defaults = sql_file.login();
+    for (name, server) in &sql_file.servers {
+        let target = sql_target(file, name, server, &defaults, env)?;
+        servers.insert(name.clone(), target);
     }
-}
-
-impl SiteFile {
-    fn resolve(
-        self,
-        data_dir: &Path,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<SiteConfig, ConfigError> {
-        let simulated_site = match env("LOCKSTEP_SIMULATED_SITE") {
-            Some(v) => super::parse_bool("LOCKSTEP_SIMULATED_SITE", &v)?,
-            None => self.simulated_site.unwrap_or(false),
-        };
-        let sql_file = self.sql.unwrap_or_default();
-        let scripts_dir = match env("LOCKSTEP_SQL_SCRIPTS_DIR") {
-            Some(v) => Some(("LOCKSTEP_SQL_SCRIPTS_DIR", PathBuf::from(v))),
-            None => sql_file.scripts_dir.clone().map(|p| ("sql.scripts_dir", p)),
-        };
-        let scripts_dir = match scripts_dir {
-            Some((source, dir)) => {
-                if !dir.is_dir() {
-                    return Err(invalid(
-                        source,
-                        dir.display().to_string(),
-                        "no such folder (copy the Data Center folder's SQL scripts there)",
-                    ));
-                }
-                dir
+    let empty_probes = ProbesFile::default();
+    let probes_file = doc.probes.as_ref().unwrap_or(&empty_probes);
+    let (ca_source, ca_files) = match env("LOCKSTEP_PROBES_CA_FILES") {
+        Some(v) => (
+            "LOCKSTEP_PROBES_CA_FILES",
+            v.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from)
+                .collect(),
+        ),
+        None => ("probes.ca_files", probes_file.ca_files.clone()),
+    };
+    let mut trusted_pem = Vec::new();
+    for path in &ca_files {
+        let pem = std::fs::read_to_string(path).map_err(|e| {
+            invalid(
+                ca_source,
+                path.display().to_string(),
+                format!("cannot read it: {e}"),
+            )
+        })?;
+        trusted_pem.push(pem);
+    }
+    let timeout_secs = match &probes_file.timeout_secs {
+        Some(t) => {
+            if !(1..=600).contains(t.get_ref()) {
+                return Err(invalid(
+                    "probes.timeout_secs",
+                    t.get_ref().to_string(),
+                    "expected 1 to 600 seconds",
+                )
+                .at(file.line(&t.span())));
             }
-            None => data_dir.join("scripts"),
-        };
-        let mut servers = BTreeMap::new();
-        let defaults = sql_file.login();
-        for (name, server) in &sql_file.servers {
-            let target = sql_target(name, server, &defaults, env)?;
-            servers.insert(name.clone(), target);
+            *t.get_ref()
         }
-        let probes_file = self.probes.unwrap_or_default();
-        let (ca_source, ca_files) = match env("LOCKSTEP_PROBES_CA_FILES") {
-            Some(v) => (
-                "LOCKSTEP_PROBES_CA_FILES",
-                v.split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(PathBuf::from)
-                    .collect(),
-            ),
-            None => ("probes.ca_files", probes_file.ca_files),
-        };
-        let mut trusted_pem = Vec::new();
-        for path in &ca_files {
-            let pem = std::fs::read_to_string(path).map_err(|e| {
-                invalid(
-                    ca_source,
-                    path.display().to_string(),
-                    format!("cannot read it: {e}"),
-                )
-            })?;
-            trusted_pem.push(pem);
-        }
-        let timeout_secs = probes_file
-            .timeout_secs
-            .unwrap_or(DEFAULT_PROBE_TIMEOUT_SECS);
-        if !(1..=600).contains(&timeout_secs) {
-            return Err(invalid(
-                "probes.timeout_secs",
-                timeout_secs.to_string(),
-                "expected 1 to 600 seconds",
-            ));
-        }
-        let mut resolve = BTreeMap::new();
-        for (host, addr) in probes_file.resolve {
-            let parsed: SocketAddr = addr.trim().parse().map_err(|_| {
-                invalid(
-                    &format!("probes.resolve.\"{host}\""),
-                    addr.clone(),
-                    "expected IP:PORT, e.g. 10.0.0.5:443",
-                )
-            })?;
-            resolve.insert(host.trim().to_ascii_lowercase(), parsed);
-        }
-        let probes = ProbeConfig {
-            trusted_pem,
-            resolve,
-            timeout: Some(Duration::from_secs(timeout_secs)),
-        };
-        // The probe runner parses the anchors; a bad one is named here, before serving.
-        if let Err(e) = ProbeExecutor::new(probes.clone()) {
-            let which = match &e {
-                crate::executors::probe::ProbeConfigError::BadPem { index, .. } => ca_files
-                    .get(*index)
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_default(),
-            };
-            return Err(invalid(ca_source, which, e.to_string()));
-        }
-        Ok(SiteConfig {
-            sql: SqlConfig { servers },
-            scripts_dir,
-            probes,
-            probe_ca_files: ca_files,
-            simulated_site,
-        })
+        None => DEFAULT_PROBE_TIMEOUT_SECS,
+    };
+    let mut resolve = BTreeMap::new();
+    for (host, addr) in &probes_file.resolve {
+        let parsed: SocketAddr = addr.get_ref().trim().parse().map_err(|_| {
+            invalid(
+                &format!("probes.resolve.\"{host}\""),
+                addr.get_ref().clone(),
+                "expected IP:PORT, e.g. 10.0.0.5:443",
+            )
+            .at(file.line(&addr.span()))
+        })?;
+        resolve.insert(host.trim().to_ascii_lowercase(), parsed);
     }
+    let probes = ProbeConfig {
+        trusted_pem,
+        resolve,
+        timeout: Some(Duration::from_secs(timeout_secs)),
+    };
+    // The probe runner parses the anchors; a bad one is named here, before serving.
+    if let Err(e) = ProbeExecutor::new(probes.clone()) {
+        let which = match &e {
+            crate::executors::probe::ProbeConfigError::BadPem { index, .. } => ca_files
+                .get(*index)
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+        };
+        return Err(invalid(ca_source, which, e.to_string()));
+    }
+    Ok(SiteConfig {
+        sql: SqlConfig { servers },
+        scripts_dir,
+        probes,
+        probe_ca_files: ca_files,
+        simulated_site,
+    })
 }
 
 /// One server's target: its own settings over the `[sql]` defaults, the password read now so a
 /// missing secret is reported at start, not in the middle of a change window.
 fn sql_target(
+    file: &SettingsFile,
     name: &str,
     server: &ServerFile,
     defaults: &LoginFile,
     env: &dyn Fn(&str) -> Option<String>,
-) -> Result<SqlTarget, ConfigError> {
+) -> Result<SqlTarget, SettingsError> {
     let here = format!("sql.servers.{name}");
     let own = &server.login();
     for (source, login) in [("sql", defaults), (here.as_str(), own)] {
-        if login.password.is_some() {
+        if let Some(written) = &login.password {
             return Err(invalid(
                 &format!("{source}.password"),
                 "(hidden)",
                 "passwords are not kept in the config file; set password_env (an environment \
                  variable) or password_file (a file readable only by Lockstep)",
-            ));
+            )
+            .at(file.line(&written.span())));
         }
         if login.password_env.is_some() && login.password_file.is_some() {
             return Err(invalid(
@@ -342,7 +290,7 @@ fn sql_target(
             ));
         }
     }
-    let address = server.address.trim();
+    let address = server.address.get_ref().trim();
     let (host, port) = match address.rsplit_once(':') {
         Some((h, p)) if !h.is_empty() && !h.ends_with(':') => (h, Some(p)),
         _ => (address, None),
@@ -355,7 +303,8 @@ fn sql_target(
             &format!("{here}.address"),
             address,
             "expected host or host:port, e.g. dc1.example.com:1433",
-        ));
+        )
+        .at(file.line(&server.address.span())));
     }
     let user = own
         .user
@@ -367,18 +316,18 @@ fn sql_target(
         return Err(invalid(&format!("{here}.user"), user, "the login is empty"));
     }
     // The server's own source wins; else the defaults'; else the default variable.
-    let source = if own.password_env.is_some() || own.password_file.is_some() {
-        own
+    let (source, source_name) = if own.password_env.is_some() || own.password_file.is_some() {
+        (own, here.as_str())
     } else {
-        defaults
+        (defaults, "sql")
     };
     let password = match (&source.password_file, &source.password_env) {
-        (Some(file), _) => read_secret(&format!("{here}: password_file"), file)?,
+        (Some(path), _) => super::secret::read_file(&format!("{source_name}.password_file"), path)?,
         (None, var) => {
             let var = var.as_deref().unwrap_or(DEFAULT_SQL_PASSWORD_ENV);
             env(var).filter(|v| !v.is_empty()).ok_or_else(|| {
                 invalid(
-                    &format!("{here}: password_env"),
+                    &format!("{here}.password_env"),
                     var,
                     format!("the environment variable {var} is not set (it holds the SQL password for {name})"),
                 )
@@ -390,7 +339,7 @@ fn sql_target(
     if let Some(ca) = &ca_file {
         if !ca.is_file() {
             return Err(invalid(
-                &format!("{here}: ca_file"),
+                &format!("{here}.ca_file"),
                 ca.display().to_string(),
                 "no such file",
             ));
@@ -475,11 +424,12 @@ mod tests {
     fn load(
         text: &str,
         env: &[(&str, &str)],
-    ) -> (Result<SiteConfig, ConfigError>, tempfile::TempDir) {
+    ) -> (Result<SiteConfig, SettingsError>, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("lockstep.toml");
         std::fs::write(&path, text).unwrap();
-        let r = SiteConfig::load(Some(&path), Path::new("/data"), &env_of(env));
+        let r = SettingsFile::read(Some(&path))
+            .and_then(|f| resolve(&f, Path::new("/data"), &env_of(env)));
         (r, dir)
     }
 
@@ -492,7 +442,7 @@ mod tests {
 
     #[test]
     fn no_site_tables_give_a_real_site_without_sql_servers_or_anchors() {
-        let site = SiteConfig::load(None, Path::new("/data"), &env_of(&[])).unwrap();
+        let site = resolve(&SettingsFile::default(), Path::new("/data"), &env_of(&[])).unwrap();
         assert!(!site.simulated_site);
         assert!(site.sql.servers.is_empty());
         assert!(site.probes.trusted_pem.is_empty());
@@ -534,6 +484,32 @@ mod tests {
         assert_eq!(
             site.sql.servers["DC1"].password.as_deref(),
             Some("from-file")
+        );
+    }
+
+    #[test]
+    fn a_two_line_password_file_is_refused_naming_the_setting() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("sql-password");
+        std::fs::write(&secret, "one\ntwo\n").unwrap();
+        let text = format!(
+            "[sql.servers.DC1]\naddress = \"dc1\"\npassword_file = \"{}\"\n",
+            secret.display()
+        );
+        let e = load(&text, &[]).0.err().expect("refused");
+        assert_eq!(e.setting, "sql.servers.DC1.password_file");
+        assert!(e.message.contains("more than one line"), "{e}");
+    }
+
+    #[test]
+    fn a_bad_address_points_at_its_line() {
+        let e = error(
+            "[sql]\nuser = \"svc\"\n\n[sql.servers.DC1]\naddress = \"dc1:0\"\n",
+            &[("LOCKSTEP_SQL_PASSWORD", "x")],
+        );
+        assert!(
+            e.contains("lockstep.toml:5: sql.servers.DC1.address"),
+            "{e}"
         );
     }
 

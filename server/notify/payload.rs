@@ -10,65 +10,7 @@ use serde_json::{json, Value};
 
 use crate::engine::audit::AuditEvent;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NotifyKind {
-    GateWaiting,
-    StepFailed,
-    NeedsOperator,
-    RunFinished,
-    /// Any change of a run's status (for change-management systems; never a default).
-    RunStatus,
-}
-
-impl NotifyKind {
-    pub const ALL: [NotifyKind; 4] = [
-        NotifyKind::GateWaiting,
-        NotifyKind::StepFailed,
-        NotifyKind::NeedsOperator,
-        NotifyKind::RunFinished,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            NotifyKind::GateWaiting => "gate_waiting",
-            NotifyKind::StepFailed => "step_failed",
-            NotifyKind::NeedsOperator => "needs_operator",
-            NotifyKind::RunFinished => "run_finished",
-            NotifyKind::RunStatus => "run_status",
-        }
-    }
-
-    /// `ALL` (the default for a receiver) and `run_status`, which must be asked for.
-    pub fn parse(s: &str) -> Option<NotifyKind> {
-        NotifyKind::ALL
-            .into_iter()
-            .chain([NotifyKind::RunStatus])
-            .find(|k| k.as_str() == s)
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    Json,
-    Teams,
-    Slack,
-}
-
-impl Format {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Format::Json => "json",
-            Format::Teams => "teams",
-            Format::Slack => "slack",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Format> {
-        [Format::Json, Format::Teams, Format::Slack]
-            .into_iter()
-            .find(|f| f.as_str() == s)
-    }
-}
+pub use crate::config::notify::{Format, NotifyKind};
 
 /// One thing to tell, derived from one audit event.
 #[derive(Debug, Clone, PartialEq)]

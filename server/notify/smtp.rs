@@ -15,16 +15,7 @@ pub struct Mail<'a> {
     pub body: &'a str,
 }
 
-/// Whether `address` is safe to put in an SMTP command (no line breaks or angle brackets).
-pub fn valid_address(address: &str) -> bool {
-    let ok_chars = !address
-        .chars()
-        .any(|c| c.is_control() || c == '<' || c == '>' || c == ' ');
-    ok_chars
-        && address
-            .split_once('@')
-            .is_some_and(|(l, d)| !l.is_empty() && !d.is_empty())
-}
+pub use crate::config::notify::valid_address;
 
 /// Sends `mail` through the server at `addr` (`host:port`), all within `timeout`.
 pub async fn send(addr: &str, mail: &Mail<'_>, timeout: Duration) -> Result<(), String> {

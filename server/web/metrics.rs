@@ -12,15 +12,10 @@
 //! address without a token, `/metrics` answers 403 and says what to set. The route sits outside
 //! the session/API-token check, so the metrics token is never mistaken for an API token.
 //!
-//! ```toml
-//! [metrics]
-//! token_file = "/etc/lockstep/metrics-token"  # LOCKSTEP_METRICS_TOKEN_FILE, or the token in
-//!                                             # LOCKSTEP_METRICS_TOKEN; default: none
-//! ```
+//! The token is a setting (`crate::config::metrics`).
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -30,7 +25,6 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt as _;
-use serde::Deserialize;
 use sqlx::Row;
 
 use crate::engine::Store;
@@ -426,76 +420,6 @@ async fn render(state: &AppState) -> Result<String, AppError> {
     Ok(out)
 }
 
-/// The `[metrics]` settings.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct MetricsConfig {
-    pub token: Option<String>,
-}
-
-impl std::fmt::Debug for MetricsConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MetricsConfig")
-            .field("token", &self.token.as_ref().map(|_| "<set>"))
-            .finish()
-    }
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileMetrics {
-    token_file: Option<PathBuf>,
-}
-
-impl MetricsConfig {
-    /// Reads the `[metrics]` table of `file` (if any), then the environment through `env`.
-    /// Errors name the setting.
-    pub fn load(
-        file: Option<&Path>,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<MetricsConfig, String> {
-        let fc: FileMetrics = match file {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| format!("{}: {e}", path.display()))?;
-                let table: toml::Table = text
-                    .parse()
-                    .map_err(|e: toml::de::Error| format!("{}: {e}", path.display()))?;
-                match table.get("metrics") {
-                    Some(v) => v
-                        .clone()
-                        .try_into()
-                        .map_err(|e: toml::de::Error| format!("metrics: {e}"))?,
-                    None => FileMetrics::default(),
-                }
-            }
-            None => FileMetrics::default(),
-        };
-        if let Some(t) = env("LOCKSTEP_METRICS_TOKEN").filter(|t| !t.trim().is_empty()) {
-            return checked(t.trim().to_string(), "LOCKSTEP_METRICS_TOKEN");
-        }
-        let path = env("LOCKSTEP_METRICS_TOKEN_FILE")
-            .map(PathBuf::from)
-            .or(fc.token_file);
-        match path {
-            None => Ok(MetricsConfig::default()),
-            Some(p) => {
-                let text = std::fs::read_to_string(&p)
-                    .map_err(|e| format!("metrics.token_file: cannot read {}: {e}", p.display()))?;
-                checked(text.trim().to_string(), "metrics.token_file")
-            }
-        }
-    }
-}
-
-fn checked(token: String, setting: &str) -> Result<MetricsConfig, String> {
-    if token.len() < 16 || !token.chars().all(|c| c.is_ascii_graphic()) {
-        return Err(format!(
-            "{setting}: the metrics token must be at least 16 visible ASCII characters"
-        ));
-    }
-    Ok(MetricsConfig { token: Some(token) })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -518,19 +442,6 @@ mod tests {
     #[test]
     fn label_values_are_escaped() {
         assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
-    }
-
-    #[test]
-    fn a_short_token_is_refused_naming_where_it_came_from() {
-        let e = MetricsConfig::load(None, &|k| {
-            (k == "LOCKSTEP_METRICS_TOKEN").then(|| "x".into())
-        })
-        .unwrap_err();
-        assert!(e.contains("LOCKSTEP_METRICS_TOKEN"), "{e}");
-        assert_eq!(
-            MetricsConfig::load(None, &|_| None),
-            Ok(MetricsConfig::default())
-        );
     }
 
     #[test]

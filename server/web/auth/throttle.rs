@@ -16,7 +16,7 @@ use std::sync::Mutex;
 /// Failed logins from one client address within the lockout period before further attempts
 /// from it are refused: a few people mistyping behind one address stay well under it, one client
 /// cycling through names reaches it quickly.
-pub const DEFAULT_MAX_PER_ADDRESS: u32 = 20;
+pub const DEFAULT_MAX_PER_ADDRESS: u32 = crate::config::DEFAULT_LOGIN_MAX_FAILURES_PER_ADDRESS;
 
 /// Windows kept before lapsed ones are forgotten (bounds memory under a flood of names).
 const MAX_ENTRIES: usize = 100_000;

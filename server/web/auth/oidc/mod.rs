@@ -5,13 +5,12 @@
 //! created at a person's first sign-in and its role follows the provider at every later one;
 //! local accounts stay for break-glass access.
 //!
-//! - [`config`]: the `[oidc]` settings.
+//! - the `[oidc]` settings: `crate::config::oidc`.
 //! - [`provider`]: discovery, keys, the token exchange (HTTP).
 //! - [`idtoken`]: the ID token's signature and claims (pure).
 //! - [`pending`]: sign-ins started and not yet finished (memory, ten minutes).
 //! - [`flow`]: the two routes, `/login/sso` and [`CALLBACK_PATH`].
 
-pub mod config;
 pub mod flow;
 pub mod idtoken;
 pub mod pending;
@@ -19,12 +18,9 @@ pub mod provider;
 
 use serde_json::{Map, Value};
 
-pub use config::OidcConfig;
+pub use crate::config::oidc::{OidcConfig, CALLBACK_PATH};
 
 use super::Role;
-
-/// Where the provider sends the browser back; `oidc.redirect_url` must end in it.
-pub const CALLBACK_PATH: &str = "/login/sso/callback";
 
 /// Why a sign-in failed. Each message tells the person what happened and what to do; on any of
 /// them no account, session or role was changed.
@@ -143,7 +139,7 @@ mod tests {
             button_label: "SSO".into(),
             rules: rules
                 .iter()
-                .map(|(c, v, r)| config::RoleRule {
+                .map(|(c, v, r)| crate::config::oidc::RoleRule {
                     claim: c.to_string(),
                     value: v.to_string(),
                     role: *r,

@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use tokio::sync::Mutex;
 
-use super::config::OidcConfig;
 use super::idtoken::Jwks;
 use super::SsoError;
+use crate::config::oidc::OidcConfig;
 
 /// How long discovery and the key set are trusted before fetching them again.
 const CACHE_FOR: Duration = Duration::from_secs(3600);
@@ -133,7 +133,8 @@ impl Provider {
             ("token_endpoint", &metadata.token_endpoint),
             ("jwks_uri", &metadata.jwks_uri),
         ] {
-            let ok = reqwest::Url::parse(u).is_ok_and(|u| super::config::secure_or_loopback(&u));
+            let ok =
+                reqwest::Url::parse(u).is_ok_and(|u| crate::config::oidc::secure_or_loopback(&u));
             if !ok {
                 return Err(SsoError::ProviderUnusable(format!(
                     "its {name} `{u}` is not an https URL"

@@ -1,6 +1,7 @@
-//! Single sign-on settings: the `[oidc]` table of the configuration file, then `LOCKSTEP_OIDC_*`
-//! environment variables. No `[oidc]` table and no `LOCKSTEP_OIDC_ISSUER`: SSO is off and the
-//! login page shows only the local-account form.
+//! Single sign-on settings: the `[oidc]` table of the settings file, then `LOCKSTEP_OIDC_*`
+//! environment variables; `crate::web::auth::oidc` signs people in by them. No `[oidc]` table
+//! and no `LOCKSTEP_OIDC_ISSUER`: SSO is off and the login page shows only the local-account
+//! form. The client secret file follows the one secret rule (`super::secret`).
 //!
 //! ```toml
 //! [oidc]
@@ -25,11 +26,19 @@
 //! role = "approver"
 //! ```
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
 
+use super::error::SettingsError;
+use super::file::SettingsFile;
+// The role vocabulary is the web layer's until it moves down to the knowledge layer (#18 item 5).
 use crate::web::auth::Role;
+
+/// Where the identity provider sends the browser back: the redirect URL must end in it (the
+/// route itself is `crate::web::auth::oidc::flow`'s).
+pub const CALLBACK_PATH: &str = "/login/sso/callback";
 
 pub const DEFAULT_SCOPES: [&str; 3] = ["openid", "profile", "email"];
 pub const DEFAULT_USERNAME_CLAIM: &str = "preferred_username";
@@ -78,23 +87,26 @@ pub struct RoleRule {
     pub role: Role,
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// The `[oidc]` table as written.
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-struct FileOidc {
-    issuer: Option<String>,
+pub(crate) struct FileOidc {
+    issuer: Option<Spanned<String>>,
     client_id: Option<String>,
+    /// Accepted only to be refused with advice: a secret never belongs in the file.
+    client_secret: Option<Spanned<toml::Value>>,
     client_secret_file: Option<PathBuf>,
-    redirect_url: Option<String>,
+    redirect_url: Option<Spanned<String>>,
     scopes: Option<Vec<String>>,
     username_claim: Option<String>,
     groups_claim: Option<String>,
     ca_file: Option<PathBuf>,
     button_label: Option<String>,
-    #[serde(default)]
-    role: Vec<FileRule>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    role: Vec<Spanned<FileRule>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct FileRule {
     claim: Option<String>,
@@ -102,165 +114,138 @@ struct FileRule {
     role: String,
 }
 
-/// What is wrong, naming the setting.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("{setting}: {message}")]
-pub struct OidcConfigError {
-    pub setting: String,
-    pub message: String,
+fn err(setting: impl Into<String>, message: impl Into<String>) -> SettingsError {
+    SettingsError::new(setting, message)
 }
 
-fn err(setting: impl Into<String>, message: impl Into<String>) -> OidcConfigError {
-    OidcConfigError {
-        setting: setting.into(),
-        message: message.into(),
+/// The `[oidc]` table of `file`, then the environment through `env`. `Ok(None)`: single sign-on
+/// is not configured.
+pub(crate) fn resolve(
+    file: &SettingsFile,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<OidcConfig>, SettingsError> {
+    let empty = FileOidc::default();
+    let fc = file.doc.oidc.as_ref().unwrap_or(&empty);
+    if let Some(written) = &fc.client_secret {
+        return Err(err(
+            "oidc.client_secret",
+            "keep the secret out of the configuration file: set \
+                 LOCKSTEP_OIDC_CLIENT_SECRET or oidc.client_secret_file",
+        )
+        .at(file.line(&written.span())));
     }
-}
-
-impl OidcConfig {
-    /// Reads the `[oidc]` table of `file` (if any), then the environment through `env`.
-    /// `Ok(None)`: single sign-on is not configured.
-    pub fn load(
-        file: Option<&Path>,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Option<OidcConfig>, OidcConfigError> {
-        let fc: FileOidc = match file {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| err(path.display().to_string(), e.to_string()))?;
-                let table: toml::Table = text
-                    .parse()
-                    .map_err(|e: toml::de::Error| err(path.display().to_string(), e.to_string()))?;
-                match table.get("oidc") {
-                    Some(toml::Value::Table(t)) if t.contains_key("client_secret") => {
-                        return Err(err(
-                            "oidc.client_secret",
-                            "keep the secret out of the configuration file: set \
-                             LOCKSTEP_OIDC_CLIENT_SECRET or oidc.client_secret_file",
-                        ))
-                    }
-                    Some(v) => v
-                        .clone()
-                        .try_into()
-                        .map_err(|e: toml::de::Error| err("oidc", e.to_string()))?,
-                    None => FileOidc::default(),
-                }
-            }
-            None => FileOidc::default(),
-        };
-        let Some(issuer) = env("LOCKSTEP_OIDC_ISSUER").or(fc.issuer) else {
+    let line_of = |s: &Option<Spanned<String>>| s.as_ref().and_then(|s| file.line(&s.span()));
+    let (issuer, issuer_at) = match (env("LOCKSTEP_OIDC_ISSUER"), &fc.issuer) {
+        (Some(i), _) => (i, None),
+        (None, Some(i)) => (i.get_ref().clone(), line_of(&fc.issuer)),
+        (None, None) => {
             if fc.client_id.is_some() || !fc.role.is_empty() || fc.redirect_url.is_some() {
                 return Err(err("oidc.issuer", "missing (the [oidc] table needs it)"));
             }
             return Ok(None);
-        };
-        check_issuer(&issuer)?;
-        let client_id = env("LOCKSTEP_OIDC_CLIENT_ID")
-            .or(fc.client_id)
-            .filter(|c| !c.trim().is_empty())
-            .ok_or_else(|| err("oidc.client_id", "missing"))?;
-        let secret_file = env("LOCKSTEP_OIDC_CLIENT_SECRET_FILE")
-            .map(PathBuf::from)
-            .or(fc.client_secret_file);
-        let client_secret = match (env("LOCKSTEP_OIDC_CLIENT_SECRET"), secret_file) {
-            (Some(s), _) if !s.trim().is_empty() => Some(s.trim().to_string()),
-            (_, Some(path)) => {
-                let text = std::fs::read_to_string(&path).map_err(|e| {
-                    err(
-                        "oidc.client_secret_file",
-                        format!("cannot read {}: {e}", path.display()),
-                    )
-                })?;
-                let secret = text.trim().to_string();
-                if secret.is_empty() {
-                    return Err(err(
-                        "oidc.client_secret_file",
-                        format!("{} is empty", path.display()),
-                    ));
-                }
-                Some(secret)
-            }
-            _ => None,
-        };
-        let redirect_text = env("LOCKSTEP_OIDC_REDIRECT_URL")
-            .or(fc.redirect_url)
-            .ok_or_else(|| {
-                err(
-                    "oidc.redirect_url",
-                    "missing (e.g. https://lockstep.corp.example/login/sso/callback)",
-                )
-            })?;
-        let redirect_url = reqwest::Url::parse(&redirect_text)
-            .map_err(|e| err("oidc.redirect_url", format!("`{redirect_text}`: {e}")))?;
-        if redirect_url.path() != super::CALLBACK_PATH {
+        }
+    };
+    check_issuer(&issuer).map_err(|e| e.at(issuer_at))?;
+    let client_id = env("LOCKSTEP_OIDC_CLIENT_ID")
+        .or_else(|| fc.client_id.clone())
+        .filter(|c| !c.trim().is_empty())
+        .ok_or_else(|| err("oidc.client_id", "missing"))?;
+    let secret_file = match env("LOCKSTEP_OIDC_CLIENT_SECRET_FILE") {
+        Some(p) => Some(("LOCKSTEP_OIDC_CLIENT_SECRET_FILE", PathBuf::from(p))),
+        None => fc
+            .client_secret_file
+            .clone()
+            .map(|p| ("oidc.client_secret_file", p)),
+    };
+    let client_secret = match (env("LOCKSTEP_OIDC_CLIENT_SECRET"), secret_file) {
+        (Some(s), _) if !s.trim().is_empty() => Some(s.trim().to_string()),
+        (_, Some((setting, path))) => Some(super::secret::read_file(setting, &path)?),
+        _ => None,
+    };
+    let (redirect_text, redirect_at) = match (env("LOCKSTEP_OIDC_REDIRECT_URL"), &fc.redirect_url) {
+        (Some(r), _) => (r, None),
+        (None, Some(r)) => (r.get_ref().clone(), line_of(&fc.redirect_url)),
+        (None, None) => {
             return Err(err(
                 "oidc.redirect_url",
-                format!(
-                    "`{redirect_text}` must end in {} (where Lockstep receives the answer)",
-                    super::CALLBACK_PATH
-                ),
-            ));
+                "missing (e.g. https://lockstep.corp.example/login/sso/callback)",
+            ))
         }
-        if !secure_or_loopback(&redirect_url) {
-            return Err(err(
-                "oidc.redirect_url",
-                format!("`{redirect_text}` must use https (plain http only on loopback)"),
-            ));
-        }
-        let mut scopes = fc
-            .scopes
-            .unwrap_or_else(|| DEFAULT_SCOPES.iter().map(|s| s.to_string()).collect());
-        for s in &scopes {
-            if s.is_empty()
-                || !s
-                    .chars()
-                    .all(|c| c.is_ascii_graphic() && c != '"' && c != '\\')
-            {
-                return Err(err("oidc.scopes", format!("`{s}` is not a scope name")));
-            }
-        }
-        if !scopes.iter().any(|s| s == "openid") {
-            scopes.insert(0, "openid".into());
-        }
-        let groups_claim = fc
-            .groups_claim
-            .unwrap_or_else(|| DEFAULT_GROUPS_CLAIM.into());
-        let mut rules = Vec::new();
-        for (i, r) in fc.role.into_iter().enumerate() {
-            let role: Role = r
-                .role
-                .parse()
-                .map_err(|e: String| err(format!("oidc.role[{i}].role"), e))?;
-            if r.value.is_empty() {
-                return Err(err(format!("oidc.role[{i}].value"), "must not be empty"));
-            }
-            rules.push(RoleRule {
-                claim: r.claim.unwrap_or_else(|| groups_claim.clone()),
-                value: r.value,
-                role,
-            });
-        }
-        Ok(Some(OidcConfig {
-            issuer,
-            client_id,
-            client_secret,
-            redirect_url,
-            scopes,
-            username_claim: fc
-                .username_claim
-                .unwrap_or_else(|| DEFAULT_USERNAME_CLAIM.into()),
-            groups_claim,
-            ca_file: env("LOCKSTEP_OIDC_CA_FILE")
-                .map(PathBuf::from)
-                .or(fc.ca_file)
-                .unwrap_or_else(|| PathBuf::from(DEFAULT_CA_FILE)),
-            button_label: fc
-                .button_label
-                .unwrap_or_else(|| DEFAULT_BUTTON_LABEL.into()),
-            rules,
-        }))
+    };
+    let redirect_err = |message: String| err("oidc.redirect_url", message).at(redirect_at.clone());
+    let redirect_url = reqwest::Url::parse(&redirect_text)
+        .map_err(|e| redirect_err(format!("`{redirect_text}`: {e}")))?;
+    if redirect_url.path() != CALLBACK_PATH {
+        return Err(redirect_err(format!(
+            "`{redirect_text}` must end in {CALLBACK_PATH} (where Lockstep receives the answer)"
+        )));
     }
+    if !secure_or_loopback(&redirect_url) {
+        return Err(redirect_err(format!(
+            "`{redirect_text}` must use https (plain http only on loopback)"
+        )));
+    }
+    let mut scopes = fc
+        .scopes
+        .clone()
+        .unwrap_or_else(|| DEFAULT_SCOPES.iter().map(|s| s.to_string()).collect());
+    for s in &scopes {
+        if s.is_empty()
+            || !s
+                .chars()
+                .all(|c| c.is_ascii_graphic() && c != '"' && c != '\\')
+        {
+            return Err(err("oidc.scopes", format!("`{s}` is not a scope name")));
+        }
+    }
+    if !scopes.iter().any(|s| s == "openid") {
+        scopes.insert(0, "openid".into());
+    }
+    let groups_claim = fc
+        .groups_claim
+        .clone()
+        .unwrap_or_else(|| DEFAULT_GROUPS_CLAIM.into());
+    let mut rules = Vec::new();
+    for (i, spanned) in fc.role.iter().enumerate() {
+        let r = spanned.get_ref();
+        let at = file.line(&spanned.span());
+        let role: Role = r
+            .role
+            .parse()
+            .map_err(|e: String| err(format!("oidc.role[{i}].role"), e).at(at.clone()))?;
+        if r.value.is_empty() {
+            return Err(err(format!("oidc.role[{i}].value"), "must not be empty").at(at));
+        }
+        rules.push(RoleRule {
+            claim: r.claim.clone().unwrap_or_else(|| groups_claim.clone()),
+            value: r.value.clone(),
+            role,
+        });
+    }
+    Ok(Some(OidcConfig {
+        issuer,
+        client_id,
+        client_secret,
+        redirect_url,
+        scopes,
+        username_claim: fc
+            .username_claim
+            .clone()
+            .unwrap_or_else(|| DEFAULT_USERNAME_CLAIM.into()),
+        groups_claim,
+        ca_file: env("LOCKSTEP_OIDC_CA_FILE")
+            .map(PathBuf::from)
+            .or_else(|| fc.ca_file.clone())
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_CA_FILE)),
+        button_label: fc
+            .button_label
+            .clone()
+            .unwrap_or_else(|| DEFAULT_BUTTON_LABEL.into()),
+        rules,
+    }))
+}
 
+impl OidcConfig {
     /// Each setting for `lockstep config check`: key, environment variable, effective value
     /// (the secret only as set or not).
     pub fn describe(&self) -> Vec<(&'static str, &'static str, String)> {
@@ -305,14 +290,9 @@ impl OidcConfig {
             ("role", "-", rules),
         ]
     }
-
-    /// Reads the process environment.
-    pub fn from_process(file: Option<&Path>) -> Result<Option<OidcConfig>, OidcConfigError> {
-        OidcConfig::load(file, &|k| std::env::var(k).ok())
-    }
 }
 
-fn check_issuer(issuer: &str) -> Result<(), OidcConfigError> {
+fn check_issuer(issuer: &str) -> Result<(), SettingsError> {
     let url = reqwest::Url::parse(issuer)
         .map_err(|e| err("oidc.issuer", format!("`{issuer}` is not a URL: {e}")))?;
     if url.query().is_some() || url.fragment().is_some() {
@@ -352,11 +332,11 @@ mod tests {
     use super::*;
     use crate::config::tests::env_of;
 
-    fn load_text(text: &str, env: &[(&str, &str)]) -> Result<Option<OidcConfig>, OidcConfigError> {
+    fn load_text(text: &str, env: &[(&str, &str)]) -> Result<Option<OidcConfig>, SettingsError> {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("lockstep.toml");
         std::fs::write(&path, text).unwrap();
-        OidcConfig::load(Some(&path), &env_of(env))
+        resolve(&SettingsFile::read(Some(&path))?, &env_of(env))
     }
 
     const GOOD: &str = r#"
@@ -394,6 +374,21 @@ role = "admin"
         let text = GOOD.replace("client_id", "client_secret = \"x\"\nclient_id");
         let e = load_text(&text, &[]).unwrap_err();
         assert_eq!(e.setting, "oidc.client_secret");
+        assert_eq!(e.at.map(|a| a.line), Some(4), "the line it is written on");
+    }
+
+    #[test]
+    fn the_client_secret_file_follows_the_one_secret_rule() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("oidc-secret");
+        std::fs::write(&secret, "s3\n").unwrap();
+        let env = [("LOCKSTEP_OIDC_CLIENT_SECRET_FILE", secret.to_str().unwrap())];
+        let c = load_text(GOOD, &env).unwrap().unwrap();
+        assert_eq!(c.client_secret.as_deref(), Some("s3"));
+        std::fs::write(&secret, "s3\nleftover\n").unwrap();
+        let e = load_text(GOOD, &env).unwrap_err();
+        assert_eq!(e.setting, "LOCKSTEP_OIDC_CLIENT_SECRET_FILE");
+        assert!(e.message.contains("more than one line"), "{e}");
     }
 
     #[test]
