@@ -1,18 +1,22 @@
 //! IIS and certificates on Windows: `iisreset`, HTTPS bindings (read, ensured, read again) and the
 //! LocalMachine\My certificate list.
 
-use lockstep_protocol::evidence::Binding;
+use lockstep_protocol::evidence::{Binding, ServiceRunState};
 use lockstep_protocol::Evidence;
 
 use super::{commands, parse, WindowsBackend};
 use crate::backend::{ActionCtx, Failure};
 
 impl WindowsBackend {
+    /// `iisreset`, proven by its exit status and by W3SVC running afterwards — not by its
+    /// (translated) "successfully restarted" sentence, which is kept only as evidence.
     pub(super) async fn iis_reset(&self, ctx: &ActionCtx) -> Result<Evidence, Failure> {
         let out = self.ok(&commands::iisreset(), ctx).await?;
-        if !parse::iisreset_ok(&out) {
+        let w3svc = self.service_infos(&["W3SVC".to_string()], ctx).await?;
+        if w3svc.iter().any(|s| s.state != ServiceRunState::Running) {
             return Err(Failure::msg(format!(
-                "iisreset did not report a restart: {}",
+                "iisreset exited 0 but W3SVC is not running ({:?}): {}",
+                w3svc.first().map(|s| s.state),
                 out.trim()
             )));
         }

@@ -12,6 +12,7 @@ mod host;
 mod iis;
 pub mod parse;
 mod programs;
+pub mod regfile;
 mod registry;
 mod services;
 mod tasks;

@@ -33,7 +33,9 @@ impl WindowsBackend {
         }
     }
 
-    async fn service_infos(
+    /// Each service's state and start type. sc's exit code 1060 (or the number in its error
+    /// line, see [`parse::sc_state`]) means the service is not installed.
+    pub(super) async fn service_infos(
         &self,
         names: &[String],
         ctx: &ActionCtx,
@@ -43,7 +45,11 @@ impl WindowsBackend {
             let q = self
                 .exec(&commands::sc_query(n), Duration::from_secs(30), ctx)
                 .await?;
-            let state = parse::sc_state(&q.stdout).map_err(Failure::msg)?;
+            let state = if q.code == parse::SC_NOT_INSTALLED as i32 {
+                ServiceRunState::NotInstalled
+            } else {
+                parse::sc_state(&q.stdout).map_err(Failure::msg)?
+            };
             let startup = if state == ServiceRunState::NotInstalled {
                 None
             } else {

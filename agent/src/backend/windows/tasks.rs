@@ -1,5 +1,6 @@
 //! Scheduled tasks on Windows: `schtasks /run`, then polling `schtasks /query` until the task has
-//! a new last run time and is no longer running.
+//! a new last run time and is no longer running (its last result is no longer 0x41301, see
+//! [`parse::schtasks_info`]).
 
 use std::time::{Duration, Instant};
 
@@ -28,7 +29,7 @@ impl WindowsBackend {
         loop {
             ctx.pause(Duration::from_secs(5)).await?;
             let now = self.task_info(task, ctx).await?;
-            if now.status != "Running" && now.last_run_time != before.last_run_time {
+            if !now.running() && now.last_run_time != before.last_run_time {
                 let ev = Evidence::TaskRun {
                     task: task.to_string(),
                     last_result: now.last_result,
