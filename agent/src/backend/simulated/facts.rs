@@ -14,24 +14,7 @@ use super::state::SimState;
 /// What the agent reports about `s`: `connected` is the agent's configured Connected service
 /// group (in the guide's stop order), `now` the agent's clock in Unix seconds.
 pub fn facts_of(s: &SimState, connected: &[String], now: i64) -> SiteFacts {
-    let mut services = Vec::new();
-    let mut services_missing = Vec::new();
-    for name in connected {
-        match s
-            .services
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        {
-            Some((k, svc)) if svc.state != ServiceRunState::NotInstalled => {
-                services.push(ServiceFact {
-                    name: k.clone(),
-                    state: svc.state,
-                    startup: Some(svc.startup),
-                })
-            }
-            _ => services_missing.push(name.clone()),
-        }
-    }
+    let (services, services_missing) = services_of(s, connected);
     let components = Component::ALL
         .into_iter()
         .filter_map(|c| {
@@ -58,8 +41,52 @@ pub fn facts_of(s: &SimState, connected: &[String], now: i64) -> SiteFacts {
             enabled: Some(*on),
         })
         .collect();
-    let certificates = s
-        .certificates
+    let certificates = certificates_of(s);
+    SiteFacts {
+        protocol: PROTOCOL_VERSION,
+        hostname: s.hostname.clone(),
+        collected_at: now,
+        services,
+        services_missing,
+        components,
+        volumes,
+        database_files: s.database_files.clone(),
+        sql_accounts: s.sql_accounts.clone(),
+        tls_protocols,
+        certificates,
+        windows: Some(s.windows.clone()),
+        sql_server: s.sql_server.clone(),
+        session_counters: s.session_counters,
+        errors: Vec::new(),
+    }
+}
+
+/// The Connected services installed here, and the configured ones that are not.
+fn services_of(s: &SimState, connected: &[String]) -> (Vec<ServiceFact>, Vec<String>) {
+    let mut services = Vec::new();
+    let mut services_missing = Vec::new();
+    for name in connected {
+        match s
+            .services
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        {
+            Some((k, svc)) if svc.state != ServiceRunState::NotInstalled => {
+                services.push(ServiceFact {
+                    name: k.clone(),
+                    state: svc.state,
+                    startup: Some(svc.startup),
+                })
+            }
+            _ => services_missing.push(name.clone()),
+        }
+    }
+    (services, services_missing)
+}
+
+/// Certificates with their SANs and the IIS bindings that use each.
+fn certificates_of(s: &SimState) -> Vec<CertificateFact> {
+    s.certificates
         .iter()
         .map(|c| CertificateFact {
             thumbprint: c.thumbprint.clone(),
@@ -85,24 +112,7 @@ pub fn facts_of(s: &SimState, connected: &[String], now: i64) -> SiteFacts {
                 })
                 .collect(),
         })
-        .collect();
-    SiteFacts {
-        protocol: PROTOCOL_VERSION,
-        hostname: s.hostname.clone(),
-        collected_at: now,
-        services,
-        services_missing,
-        components,
-        volumes,
-        database_files: s.database_files.clone(),
-        sql_accounts: s.sql_accounts.clone(),
-        tls_protocols,
-        certificates,
-        windows: Some(s.windows.clone()),
-        sql_server: s.sql_server.clone(),
-        session_counters: s.session_counters,
-        errors: Vec::new(),
-    }
+        .collect()
 }
 
 #[cfg(test)]

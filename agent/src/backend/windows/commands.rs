@@ -58,6 +58,11 @@ pub fn reg_query_key(key: &str) -> Cmd {
     cmd("reg.exe", &["query", key])
 }
 
+/// The key and everything below it, written to `file` as UTF-16 `.reg` text (`/y`: overwrite).
+pub fn reg_export(key: &str, file: &str) -> Cmd {
+    cmd("reg.exe", &["export", key, file, "/y"])
+}
+
 pub fn reg_add(key: &str, name: &str, value: &str) -> Cmd {
     cmd(
         "reg.exe",
@@ -80,7 +85,7 @@ pub fn schtasks_run(task: &str) -> Cmd {
 pub fn schtasks_query(task: &str) -> Cmd {
     cmd(
         "schtasks.exe",
-        &["/Query", "/TN", task, "/FO", "LIST", "/V"],
+        &["/Query", "/TN", task, "/FO", "CSV", "/V", "/NH"],
     )
 }
 
@@ -249,8 +254,9 @@ mod tests {
                 "/TN",
                 "WeeklyMaint",
                 "/FO",
-                "LIST",
-                "/V"
+                "CSV",
+                "/V",
+                "/NH"
             ]
         );
         assert_eq!(line(&iisreset()), ["iisreset.exe"]);

@@ -261,80 +261,102 @@ pub fn parse_facts(out: &str, connected: &[String], now: i64) -> SiteFacts {
             return f;
         }
     };
-    let errors = &mut f.errors;
-    let reported: Vec<String> = list(&doc, "errors", errors);
-    errors.extend(reported);
+    let reported: Vec<String> = list(&doc, "errors", &mut f.errors);
+    f.errors.extend(reported);
     if let Some(h) = doc.get("hostname").and_then(Value::as_str) {
         f.hostname = h.to_string();
     }
+    // One reader per section, in the order the errors have always been listed.
+    services_facts(&doc, connected, &mut f);
+    component_facts(&doc, &mut f);
+    volume_and_tls_facts(&doc, &mut f);
+    certificate_facts(&doc, &mut f);
+    release_facts(&doc, &mut f);
+    database_file_facts(&doc, &mut f);
+    f.session_counters = doc
+        .get("counters")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    f
+}
 
-    let services: Vec<RawService> = list(&doc, "services", errors);
-    if doc.get("services").is_some() {
-        for name in connected {
-            match services.iter().find(|s| s.name.eq_ignore_ascii_case(name)) {
-                None => f.services_missing.push(name.clone()),
-                Some(s) => match cim_state(&s.state) {
-                    Some(state) => f.services.push(ServiceFact {
-                        name: s.name.clone(),
-                        state,
-                        startup: s
-                            .start_mode
-                            .as_deref()
-                            .and_then(|m| cim_start_mode(m, s.delayed.unwrap_or(false))),
-                    }),
-                    None => errors.push(format!(
-                        "services: {} reports the unknown state `{}`",
-                        s.name, s.state
-                    )),
-                },
-            }
-        }
-        let account = |n: &str| {
-            services
-                .iter()
-                .find(|s| s.name.eq_ignore_ascii_case(n))
-                .and_then(|s| s.start_name.clone())
-        };
-        if let (Some(sql_server), Some(sql_agent)) =
-            (account(SQL_SERVICES[0]), account(SQL_SERVICES[1]))
-        {
-            f.sql_accounts = Some(SqlAccountsFact {
-                sql_server,
-                sql_agent,
-            });
+/// The Connected services (missing ones listed as such) and the SQL Server accounts.
+fn services_facts(doc: &Value, connected: &[String], f: &mut SiteFacts) {
+    let errors = &mut f.errors;
+    let services: Vec<RawService> = list(doc, "services", errors);
+    if doc.get("services").is_none() {
+        return;
+    }
+    for name in connected {
+        match services.iter().find(|s| s.name.eq_ignore_ascii_case(name)) {
+            None => f.services_missing.push(name.clone()),
+            Some(s) => match cim_state(&s.state) {
+                Some(state) => f.services.push(ServiceFact {
+                    name: s.name.clone(),
+                    state,
+                    startup: s
+                        .start_mode
+                        .as_deref()
+                        .and_then(|m| cim_start_mode(m, s.delayed.unwrap_or(false))),
+                }),
+                None => errors.push(format!(
+                    "services: {} reports the unknown state `{}`",
+                    s.name, s.state
+                )),
+            },
         }
     }
+    let account = |n: &str| {
+        services
+            .iter()
+            .find(|s| s.name.eq_ignore_ascii_case(n))
+            .and_then(|s| s.start_name.clone())
+    };
+    if let (Some(sql_server), Some(sql_agent)) =
+        (account(SQL_SERVICES[0]), account(SQL_SERVICES[1]))
+    {
+        f.sql_accounts = Some(SqlAccountsFact {
+            sql_server,
+            sql_agent,
+        });
+    }
+}
 
+fn component_facts(doc: &Value, f: &mut SiteFacts) {
     #[derive(Deserialize)]
     struct RawComponent {
         component: Component,
         version: String,
     }
-    for c in list::<RawComponent>(&doc, "components", errors) {
+    for c in list::<RawComponent>(doc, "components", &mut f.errors) {
         f.components.push(ComponentVersion {
             component: c.component,
             version: c.version,
         });
     }
+}
 
+fn volume_and_tls_facts(doc: &Value, f: &mut SiteFacts) {
     const MB: u64 = 1024 * 1024;
-    for v in list::<RawVolume>(&doc, "volumes", errors) {
+    for v in list::<RawVolume>(doc, "volumes", &mut f.errors) {
         f.volumes.push(VolumeFact {
             drive: v.drive.trim_end_matches('\\').to_string(),
             free_mb: v.free / MB,
             total_mb: v.capacity / MB,
         });
     }
-
-    for t in list::<RawTls>(&doc, "tls", errors) {
+    for t in list::<RawTls>(doc, "tls", &mut f.errors) {
         f.tls_protocols.push(TlsProtocolFact {
             protocol: t.protocol,
             enabled: t.enabled.map(|e| e != 0),
         });
     }
+}
 
-    let bindings: Vec<RawBinding> = list(&doc, "bindings", errors);
-    for c in list::<RawCert>(&doc, "certificates", errors) {
+/// Certificates with the IIS bindings that use each.
+fn certificate_facts(doc: &Value, f: &mut SiteFacts) {
+    let bindings: Vec<RawBinding> = list(doc, "bindings", &mut f.errors);
+    for c in list::<RawCert>(doc, "certificates", &mut f.errors) {
         f.certificates.push(CertificateFact {
             subject_cn: super::super::simulated::cn_of(&c.subject)
                 .unwrap_or(&c.subject)
@@ -354,8 +376,12 @@ pub fn parse_facts(out: &str, connected: &[String], now: i64) -> SiteFacts {
             thumbprint: c.thumbprint,
         });
     }
+}
 
-    if let Some(os) = section::<RawOs>(&doc, "os", errors) {
+/// The Windows Server and SQL Server releases.
+fn release_facts(doc: &Value, f: &mut SiteFacts) {
+    let errors = &mut f.errors;
+    if let Some(os) = section::<RawOs>(doc, "os", errors) {
         f.windows = windows_build_release(&os.build)
             .map(str::to_string)
             .or_else(|| windows_release(&os.caption));
@@ -366,7 +392,7 @@ pub fn parse_facts(out: &str, connected: &[String], now: i64) -> SiteFacts {
             ));
         }
     }
-    if let Some(sql) = section::<RawSql>(&doc, "sql", errors) {
+    if let Some(sql) = section::<RawSql>(doc, "sql", errors) {
         f.sql_server = sql_release(&sql.version, sql.sp);
         if f.sql_server.is_none() {
             errors.push(format!(
@@ -375,8 +401,10 @@ pub fn parse_facts(out: &str, connected: &[String], now: i64) -> SiteFacts {
             ));
         }
     }
+}
 
-    for file in list::<RawFile>(&doc, "database_files", errors) {
+fn database_file_facts(doc: &Value, f: &mut SiteFacts) {
+    for file in list::<RawFile>(doc, "database_files", &mut f.errors) {
         let kind = match file.kind {
             0 => DatabaseFileKind::Data,
             1 => DatabaseFileKind::Log,
@@ -386,7 +414,7 @@ pub fn parse_facts(out: &str, connected: &[String], now: i64) -> SiteFacts {
         let drive = match file.path.get(..2) {
             Some(d) if d.ends_with(':') => d.to_ascii_uppercase(),
             _ => {
-                errors.push(format!(
+                f.errors.push(format!(
                     "database_files: `{}` has no drive letter",
                     file.path
                 ));
@@ -401,12 +429,6 @@ pub fn parse_facts(out: &str, connected: &[String], now: i64) -> SiteFacts {
             size_mb: file.pages * 8 / 1024,
         });
     }
-
-    f.session_counters = doc
-        .get("counters")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
-    f
 }
 
 #[cfg(test)]

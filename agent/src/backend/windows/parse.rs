@@ -1,13 +1,20 @@
-//! Parsers for the outputs of the commands in [`super::commands`], tested against captured
-//! samples (English-language Windows Server; other display languages change sc/schtasks labels).
+//! Parsers for the outputs of the commands in [`super::commands`], tested against samples of an
+//! English-language Windows Server, and of a German one wherever a translated word could appear.
+//!
+//! Absence and success are never decided from a translated sentence: a missing service by sc's
+//! error number, a missing registry key by its parent's listing ([`reg_subkey_listed`]), a
+//! running task by its result number and its fields by CSV column, an `iisreset` by its exit
+//! status; registry values are read from `reg export` files ([`super::regfile`]). sc's field
+//! labels (`STATE`, `START_TYPE`) are read as printed by an English server.
 
 use lockstep_protocol::evidence::{Binding, CertificateInfo, EventRecord, ServiceRunState};
 use lockstep_protocol::{EventLevel, StartupType};
 use serde::Deserialize;
 
-/// `sc query NAME` → the service state. `FAILED 1060` means not installed.
+/// `sc query NAME` → the service state. Error 1060 (the service does not exist) means not
+/// installed.
 pub fn sc_state(out: &str) -> Result<ServiceRunState, String> {
-    if out.contains("FAILED 1060") {
+    if sc_error(out) == Some(SC_NOT_INSTALLED) {
         return Ok(ServiceRunState::NotInstalled);
     }
     let line = out
@@ -30,6 +37,22 @@ pub fn sc_state(out: &str) -> Result<ServiceRunState, String> {
         7 => ServiceRunState::Paused,
         n => return Err(format!("unknown service state {n}")),
     })
+}
+
+/// ERROR_SERVICE_DOES_NOT_EXIST: sc's exit code, and the number in its error line.
+pub const SC_NOT_INSTALLED: u32 = 1060;
+
+/// The error number of sc's `[SC] Function FAILED 1060:` line. The word before the number is
+/// translated (`FAILED`, `FEHLER`, `ÉCHEC`), so only the number is read.
+fn sc_error(out: &str) -> Option<u32> {
+    out.lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("[SC]"))?
+        .strip_suffix(':')?
+        .rsplit(' ')
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// `sc qc NAME` → the start type (`2 AUTO_START (DELAYED)` is delayed automatic).
@@ -92,12 +115,24 @@ pub fn reg_values(out: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-/// reg.exe's message when a key or value is absent (exit code 1).
-pub fn reg_not_found(stderr: &str) -> bool {
-    stderr.contains("unable to find the specified registry key or value")
+/// Whether `reg query PARENT` lists `child` (`HKLM\…`) among its subkeys. Subkeys are the
+/// unindented lines naming a full key; the layout and the key names are the same in every
+/// Windows language (only the default value's `(Default)`/`(Standard)` label and reg's
+/// messages are translated, and neither is read here), so this decides whether a key exists
+/// without reading any sentence.
+pub fn reg_subkey_listed(out: &str, child: &str) -> bool {
+    out.lines()
+        .map(|l| l.trim_end_matches('\r'))
+        .filter(|l| l.starts_with("HKEY_"))
+        .any(|l| super::regfile::same_key(l, child))
 }
 
-/// `schtasks /Query /TN T /FO LIST /V` → (status, last result, last run time text).
+/// `schtasks /Query /TN T /FO CSV /V /NH` → (status, last result, last run time text).
+///
+/// The CSV columns come in the same order in every Windows language (only the header, left out
+/// with `/NH`, and the status words are translated), so fields are read by position; whether the
+/// task is still running is its last result 0x41301 (SCHED_S_TASK_RUNNING), a number, not the
+/// status word, which is kept for messages only.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskInfo {
     pub status: String,
@@ -105,25 +140,63 @@ pub struct TaskInfo {
     pub last_run_time: String,
 }
 
+/// SCHED_S_TASK_RUNNING: the last result of a task while it runs.
+pub const TASK_RUNNING: i64 = 0x41301;
+
+impl TaskInfo {
+    pub fn running(&self) -> bool {
+        self.last_result == TASK_RUNNING
+    }
+}
+
+/// Columns of `/V` CSV: HostName, TaskName, Next Run Time, Status, Logon Mode, Last Run Time,
+/// Last Result, ...
+const STATUS: usize = 3;
+const LAST_RUN_TIME: usize = 5;
+const LAST_RESULT: usize = 6;
+
 pub fn schtasks_info(out: &str) -> Result<TaskInfo, String> {
-    let field = |label: &str| {
-        out.lines()
-            .find_map(|l| l.strip_prefix(label).map(|v| v.trim().to_string()))
-            .ok_or_else(|| format!("no `{label}` in schtasks output: {}", first_line(out)))
-    };
-    let last = field("Last Result:")?;
+    // A task with several triggers has one row per trigger; the task's own fields repeat.
+    let row = out
+        .lines()
+        .map(csv_row)
+        .find(|r| r.len() > LAST_RESULT)
+        .ok_or_else(|| format!("no task row in schtasks output: {}", first_line(out)))?;
+    let last = row[LAST_RESULT].trim();
     Ok(TaskInfo {
-        status: field("Status:")?,
+        status: row[STATUS].trim().to_string(),
         last_result: last
             .parse()
             .map_err(|_| format!("Last Result `{last}` is not a number"))?,
-        last_run_time: field("Last Run Time:")?,
+        last_run_time: row[LAST_RUN_TIME].trim().to_string(),
     })
 }
 
-/// `iisreset` succeeded when it says the services were restarted.
-pub fn iisreset_ok(out: &str) -> bool {
-    out.contains("successfully restarted")
+/// One line of schtasks' CSV: every field quoted, `""` inside a field is one quote.
+fn csv_row(line: &str) -> Vec<String> {
+    let mut fields = Vec::new();
+    let mut chars = line.trim().chars().peekable();
+    while chars.peek() == Some(&'"') {
+        chars.next();
+        let mut field = String::new();
+        while let Some(c) = chars.next() {
+            if c == '"' {
+                if chars.peek() == Some(&'"') {
+                    chars.next();
+                    field.push('"');
+                } else {
+                    break;
+                }
+            } else {
+                field.push(c);
+            }
+        }
+        fields.push(field);
+        if chars.next() != Some(',') {
+            break;
+        }
+    }
+    fields
 }
 
 #[derive(Deserialize)]
@@ -296,15 +369,21 @@ mod tests {
     const SC_QUERY_RUNNING: &str = "\r\nSERVICE_NAME: W3SVC \r\n        TYPE               : 20  WIN32_SHARE_PROCESS  \r\n        STATE              : 4  RUNNING \r\n                                (STOPPABLE, PAUSABLE, ACCEPTS_SHUTDOWN)\r\n        WIN32_EXIT_CODE    : 0  (0x0)\r\n        SERVICE_EXIT_CODE  : 0  (0x0)\r\n        CHECKPOINT         : 0x0\r\n        WAIT_HINT          : 0x0\r\n";
     const SC_QUERY_STOP_PENDING: &str = "\r\nSERVICE_NAME: BackupServer \r\n        TYPE               : 10  WIN32_OWN_PROCESS  \r\n        STATE              : 3  STOP_PENDING \r\n                                (NOT_STOPPABLE, NOT_PAUSABLE, IGNORES_SHUTDOWN)\r\n        WIN32_EXIT_CODE    : 0  (0x0)\r\n        SERVICE_EXIT_CODE  : 0  (0x0)\r\n        CHECKPOINT         : 0x1\r\n        WAIT_HINT          : 0x7530\r\n";
     const SC_QUERY_MISSING: &str = "[SC] EnumQueryServicesStatus:OpenService FAILED 1060:\r\n\r\nThe specified service does not exist as an installed service.\r\n\r\n";
+    const SC_QUERY_MISSING_DE: &str = "[SC] EnumQueryServicesStatus:OpenService FEHLER 1060:\r\n\r\nDer angegebene Dienst ist kein installierter Dienst.\r\n\r\n";
+    const SC_QUERY_DENIED_DE: &str = "[SC] OpenService FEHLER 5:\r\n\r\nZugriff verweigert\r\n\r\n";
     const SC_QC_DELAYED: &str = "[SC] QueryServiceConfig SUCCESS\r\n\r\nSERVICE_NAME: PoolServer\r\n        TYPE               : 10  WIN32_OWN_PROCESS \r\n        START_TYPE         : 2   AUTO_START  (DELAYED)\r\n        ERROR_CONTROL      : 1   NORMAL\r\n        BINARY_PATH_NAME   : \"C:\\Program Files\\Connected\\DataCenter\\PoolServer.exe\"\r\n        LOAD_ORDER_GROUP   : \r\n        TAG                : 0\r\n        DISPLAY_NAME       : PoolServer\r\n        DEPENDENCIES       : \r\n        SERVICE_START_NAME : CONTOSO\\svc-connected\r\n";
     const SC_QC_DEMAND: &str = "[SC] QueryServiceConfig SUCCESS\r\n\r\nSERVICE_NAME: dctomcat\r\n        TYPE               : 10  WIN32_OWN_PROCESS \r\n        START_TYPE         : 3   DEMAND_START\r\n        ERROR_CONTROL      : 1   NORMAL\r\n";
     const REG_QUERY_VALUE: &str = "\r\nHKEY_LOCAL_MACHINE\\SOFTWARE\\Wow6432Node\\SupportCenter\r\n    RegistryConnect    REG_SZ    DRIVER={SQL Server Native Client 11.0};SERVER=SERVER1;DATABASE=Registry;Trusted_Connection=Yes\r\n\r\n";
     const REG_QUERY_KEY: &str = "\r\nHKEY_LOCAL_MACHINE\\SOFTWARE\\Wow6432Node\\Connected\\MAPI\r\n    PublicServerName    REG_SZ    https://www.example.com\r\n    Empty Value    REG_SZ    \r\n    Port    REG_DWORD    0x1bb\r\n\r\nHKEY_LOCAL_MACHINE\\SOFTWARE\\Wow6432Node\\Connected\\MAPI\\Sub\r\n";
-    const REG_NOT_FOUND: &str =
-        "ERROR: The system was unable to find the specified registry key or value.\r\n";
-    const SCHTASKS_RUNNING: &str = "\r\nFolder: \\\r\nHostName:                             DC1\r\nTaskName:                             \\WeeklyMaint\r\nNext Run Time:                        11/29/2026 2:00:00 AM\r\nStatus:                               Running\r\nLogon Mode:                           Interactive/Background\r\nLast Run Time:                        11/27/2026 9:15:02 PM\r\nLast Result:                          267009\r\nAuthor:                               DC1\\Administrator\r\nTask To Run:                          C:\\Program Files\\Connected\\DataCenter\\WeeklyMaint.cmd\r\n";
-    const SCHTASKS_READY: &str = "\r\nFolder: \\\r\nHostName:                             DC1\r\nTaskName:                             \\WeeklyMaint\r\nNext Run Time:                        11/29/2026 2:00:00 AM\r\nStatus:                               Ready\r\nLogon Mode:                           Interactive/Background\r\nLast Run Time:                        11/27/2026 9:15:02 PM\r\nLast Result:                          0\r\n";
-    const IISRESET: &str = "\r\nAttempting stop...\r\nInternet services successfully stopped\r\nAttempting start...\r\nInternet services successfully restarted\r\n\r\n";
+    /// `reg query HKLM\SOFTWARE\Wow6432Node` on an English and on a German Windows Server:
+    /// the same subkey lines, a translated default-value line.
+    const REG_QUERY_PARENT_EN: &str = "\r\nHKEY_LOCAL_MACHINE\\SOFTWARE\\Wow6432Node\r\n    (Default)    REG_SZ    (value not set)\r\n\r\nHKEY_LOCAL_MACHINE\\SOFTWARE\\Wow6432Node\\Classes\r\nHKEY_LOCAL_MACHINE\\SOFTWARE\\Wow6432Node\\SupportCenter\r\n";
+    const REG_QUERY_PARENT_DE: &str = "\r\nHKEY_LOCAL_MACHINE\\SOFTWARE\\Wow6432Node\r\n    (Standard)    REG_SZ    (Wert nicht festgelegt)\r\n\r\nHKEY_LOCAL_MACHINE\\SOFTWARE\\Wow6432Node\\Classes\r\nHKEY_LOCAL_MACHINE\\SOFTWARE\\Wow6432Node\\SupportCenter\r\n";
+    const SCHTASKS_RUNNING: &str = "\"DC1\",\"\\WeeklyMaint\",\"11/29/2026 2:00:00 AM\",\"Running\",\"Interactive/Background\",\"11/27/2026 9:15:02 PM\",\"267009\",\"DC1\\Administrator\",\"C:\\Program Files\\Connected\\DataCenter\\WeeklyMaint.cmd\"\r\n";
+    const SCHTASKS_READY: &str = "\"DC1\",\"\\WeeklyMaint\",\"11/29/2026 2:00:00 AM\",\"Ready\",\"Interactive/Background\",\"11/27/2026 9:15:02 PM\",\"0\",\"DC1\\Administrator\",\"C:\\Program Files\\Connected\\DataCenter\\WeeklyMaint.cmd\"\r\n";
+    /// A German Windows Server: translated status words and dates, same columns.
+    const SCHTASKS_RUNNING_DE: &str = "\"DC1\",\"\\WeeklyMaint\",\"29.11.2026 02:00:00\",\"Wird ausgeführt\",\"Interaktiv/Hintergrund\",\"27.11.2026 21:15:02\",\"267009\",\"DC1\\Administrator\",\"C:\\Program Files\\Connected\\DataCenter\\WeeklyMaint.cmd\"\r\n\"DC1\",\"\\WeeklyMaint\",\"29.11.2026 02:00:00\",\"Wird ausgeführt\",\"Interaktiv/Hintergrund\",\"27.11.2026 21:15:02\",\"267009\",\"DC1\\Administrator\",\"C:\\Program Files\\Connected\\DataCenter\\WeeklyMaint.cmd\"\r\n";
+    const SCHTASKS_READY_DE: &str = "\"DC1\",\"\\WeeklyMaint\",\"29.11.2026 02:00:00\",\"Bereit\",\"Interaktiv/Hintergrund\",\"28.11.2026 09:00:10\",\"1\",\"DC1\\Administrator\",\"C:\\Program Files\\Connected\\DataCenter\\WeeklyMaint.cmd\"\r\n";
 
     #[test]
     fn sc_query_states_including_a_missing_service() {
@@ -323,6 +402,18 @@ mod tests {
         assert!(sc_state("Access is denied.")
             .unwrap_err()
             .contains("Access is denied"));
+    }
+
+    #[test]
+    fn a_missing_service_is_known_by_its_error_number_in_any_language() {
+        assert_eq!(
+            sc_state(SC_QUERY_MISSING_DE).unwrap(),
+            ServiceRunState::NotInstalled
+        );
+        // Another error in German is an error, not an absent service.
+        assert!(sc_state(SC_QUERY_DENIED_DE)
+            .unwrap_err()
+            .contains("FEHLER 5"));
     }
 
     #[test]
@@ -363,7 +454,29 @@ mod tests {
         assert!(reg_value(REG_QUERY_KEY, "Port")
             .unwrap_err()
             .contains("REG_DWORD"));
-        assert!(reg_not_found(REG_NOT_FOUND));
+    }
+
+    #[test]
+    fn a_subkey_is_found_in_its_parents_listing_in_english_and_in_german() {
+        for out in [REG_QUERY_PARENT_EN, REG_QUERY_PARENT_DE] {
+            assert!(reg_subkey_listed(
+                out,
+                r"HKLM\SOFTWARE\Wow6432Node\SupportCenter"
+            ));
+            assert!(reg_subkey_listed(
+                out,
+                r"HKLM\software\wow6432node\supportcenter"
+            ));
+            assert!(!reg_subkey_listed(
+                out,
+                r"HKLM\SOFTWARE\Wow6432Node\Connected"
+            ));
+            // A name that only begins like a listed subkey is not that subkey.
+            assert!(!reg_subkey_listed(
+                out,
+                r"HKLM\SOFTWARE\Wow6432Node\Support"
+            ));
+        }
     }
 
     #[test]
@@ -374,14 +487,23 @@ mod tests {
         assert_eq!((d.status.as_str(), d.last_result), ("Ready", 0));
         assert_eq!(d.last_run_time, "11/27/2026 9:15:02 PM");
         assert!(schtasks_info("ERROR: The system cannot find the file specified.").is_err());
+        assert!(r.running() && !d.running());
     }
 
     #[test]
-    fn iisreset_output() {
-        assert!(iisreset_ok(IISRESET));
-        assert!(!iisreset_ok(
-            "Attempting stop...\r\nRestart attempt failed.\r\n"
-        ));
+    fn a_german_task_reads_by_column_and_runs_by_its_result_number() {
+        let r = schtasks_info(SCHTASKS_RUNNING_DE).unwrap();
+        assert!(r.running());
+        assert_eq!(r.status, "Wird ausgeführt");
+        let d = schtasks_info(SCHTASKS_READY_DE).unwrap();
+        assert!(!d.running());
+        assert_eq!(
+            (d.last_result, d.last_run_time.as_str()),
+            (1, "28.11.2026 09:00:10")
+        );
+        assert!(
+            schtasks_info("FEHLER: Das System kann die angegebene Datei nicht finden.").is_err()
+        );
     }
 
     #[test]
