@@ -14,7 +14,7 @@ use super::{
     index_of, is_runbook_id, is_step_id, parse_duration, sections, Condition, Dependency,
     Parameter, Runbook, RunbookError, RunbookErrorKind as K, Selector, StepTemplate,
 };
-use crate::knowledge::expand::template;
+use crate::knowledge::template;
 use crate::knowledge::plan::{GateSpec, RetryPolicy, StepKind};
 
 #[derive(Deserialize)]
