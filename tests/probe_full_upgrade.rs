@@ -21,7 +21,7 @@ use lockstep::knowledge::operation::{Operation, WaitCondition};
 use lockstep::knowledge::plan::StepKind;
 use lockstep::knowledge::runbook::Catalog;
 use lockstep::rehearsal::site;
-use lockstep_agent::tls::Identity;
+use lockstep_protocol::tls::Identity;
 use lockstep_protocol::evidence::ServiceRunState;
 use lockstep_simulator::iis::{registry_server, REGISTRY_CONNECT_KEYS};
 use lockstep_simulator::{SimOptions, SimulatedDataCenter};

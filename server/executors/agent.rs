@@ -10,6 +10,7 @@
 //! until its timeout, then report outcome unknown — nothing was sent, so status reads not-found.
 
 pub mod collector;
+pub mod identity;
 pub mod mapping;
 pub mod registry;
 
@@ -18,7 +19,7 @@ use std::sync::{Mutex, RwLock};
 use std::time::Duration;
 
 use lockstep_agent::client::{AgentClient, Driven};
-use lockstep_agent::tls::{Identity, Thumbprint};
+use lockstep_protocol::tls::Thumbprint;
 use lockstep_protocol::{
     Action, ActionId, ActionRequest, ActionState, EventLevel, Evidence, ServiceSelector,
     StartupType, TextEdit,
@@ -27,6 +28,7 @@ use serde_json::{json, Value};
 
 use crate::engine::executor::{ActionStatus, Dispatch, Executor, IdempotencyKey, Outcome};
 use crate::executors::words;
+pub use identity::{orchestrator_identity, Identity};
 use crate::knowledge::operation::{Operation, ServiceSet, WaitCondition};
 
 /// How long a request stays valid for the agent to start it.
@@ -51,11 +53,6 @@ pub struct AgentExecutor {
     pooled: bool,
     /// When this executor first saw each run: "since the step began" for event-log checks.
     run_seen: Mutex<HashMap<String, i64>>,
-}
-
-/// The orchestrator's client identity, kept in the data folder (created on first use).
-pub fn orchestrator_identity(data_dir: &std::path::Path) -> anyhow::Result<Identity> {
-    Identity::load_or_generate(data_dir, "orchestrator", "lockstep-orchestrator")
 }
 
 fn now() -> i64 {

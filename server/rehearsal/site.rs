@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context};
-use lockstep_agent::tls::{Identity, Thumbprint};
+use lockstep_protocol::tls::{Identity, Thumbprint};
 use lockstep_simulator::{Endpoints, SimOptions, SimulatedDataCenter};
 
 use crate::engine::Router;

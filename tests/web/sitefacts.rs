@@ -4,7 +4,7 @@
 
 use lockstep::executors::agent::registry::{self, Heartbeat};
 use lockstep::web::auth::Role;
-use lockstep_agent::tls::Thumbprint;
+use lockstep_protocol::tls::Thumbprint;
 use lockstep_protocol::evidence::ServiceRunState;
 use lockstep_protocol::facts::{
     CertificateFact, ComponentVersion, DatabaseFileFact, DatabaseFileKind, ServiceFact,
