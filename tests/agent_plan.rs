@@ -15,8 +15,8 @@ use lockstep::knowledge::plan::{PlannedStep, StepKind};
 use lockstep::knowledge::runbook::Catalog;
 use lockstep_agent::backend::simulated::{SimState, SimulatedHost};
 use lockstep_agent::simulated_agent::start_simulated_agent;
-use lockstep_protocol::tls::Identity;
 use lockstep_agent::RunningAgent;
+use lockstep_protocol::tls::Identity;
 
 const SC_KEY: &str = r"HKLM\SOFTWARE\Wow6432Node\Connected\SupportCenter";
 const OUTFLOW_KEY: &str = r"HKLM\SOFTWARE\Wow6432Node\Outflow";

@@ -21,8 +21,8 @@ use lockstep::knowledge::operation::{Operation, WaitCondition};
 use lockstep::knowledge::plan::StepKind;
 use lockstep::knowledge::runbook::Catalog;
 use lockstep::rehearsal::site;
-use lockstep_protocol::tls::Identity;
 use lockstep_protocol::evidence::ServiceRunState;
+use lockstep_protocol::tls::Identity;
 use lockstep_simulator::iis::{registry_server, REGISTRY_CONNECT_KEYS};
 use lockstep_simulator::{SimOptions, SimulatedDataCenter};
 
@@ -99,8 +99,7 @@ async fn upgrade_to_success(inventory_file: &str, first_ip: u8, registries: &[&s
         site::sql_config(&endpoints),
         Arc::new(site::site_scripts()),
     ));
-    let probes =
-        Arc::new(ProbeExecutor::new(site::probe_config(&endpoints, true)).unwrap());
+    let probes = Arc::new(ProbeExecutor::new(site::probe_config(&endpoints, true)).unwrap());
     let router = Router::new()
         .route(StepKind::Sql, sql)
         .route(StepKind::Probe, probes)

@@ -14,6 +14,8 @@ pub mod identity;
 pub mod mapping;
 pub mod registry;
 
+pub use identity::{orchestrator_identity, Identity};
+
 use std::collections::HashMap;
 use std::sync::{Mutex, RwLock};
 use std::time::Duration;
@@ -28,7 +30,6 @@ use serde_json::{json, Value};
 
 use crate::engine::executor::{ActionStatus, Dispatch, Executor, IdempotencyKey, Outcome};
 use crate::executors::words;
-pub use identity::{orchestrator_identity, Identity};
 use crate::knowledge::operation::{Operation, ServiceSet, WaitCondition};
 
 /// How long a request stays valid for the agent to start it.

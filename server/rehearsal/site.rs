@@ -49,11 +49,8 @@ pub async fn start(
         )?;
     }
     let agents = Arc::new(agents);
-    let sql = SqlExecutor::new(
-        sql_config(&endpoints),
-        Arc::new(site_scripts()),
-    )
-    .with_backups(Arc::new(store.clone()));
+    let sql = SqlExecutor::new(sql_config(&endpoints), Arc::new(site_scripts()))
+        .with_backups(Arc::new(store.clone()));
     let probes = ProbeExecutor::new(probe_config(&endpoints, true))?;
     let router = Router::new()
         .route(StepKind::Agent, agents.clone())

@@ -14,8 +14,8 @@ use super::{
     index_of, is_runbook_id, is_step_id, parse_duration, sections, Condition, Dependency,
     Parameter, Runbook, RunbookError, RunbookErrorKind as K, Selector, StepTemplate,
 };
-use crate::knowledge::template;
 use crate::knowledge::plan::{GateSpec, RetryPolicy, StepKind};
+use crate::knowledge::template;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
