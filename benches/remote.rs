@@ -34,7 +34,7 @@ use lockstep::executors::agent::{AgentEndpoint, AgentExecutor};
 use lockstep::knowledge::operation::Operation;
 use lockstep_agent::backend::simulated::SimState;
 use lockstep_agent::simulated_agent::start_simulated_agent;
-use lockstep_agent::tls::Identity;
+use lockstep_protocol::tls::Identity;
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)

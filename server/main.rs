@@ -17,6 +17,7 @@ async fn main() -> ExitCode {
         Command::Audit(cmd) => lockstep::cli::audit::run_audit(cmd).await,
         Command::Backup(args) => lockstep::cli::backup::run_backup(args).await,
         Command::Restore(args) => lockstep::cli::backup::run_restore(args).await,
+        #[cfg(feature = "testkit")]
         Command::Engine(cmd) => lockstep::cli::engine::run_engine(cmd).await,
         Command::Agent(cmd) => lockstep::cli::agent::run_agent(cmd).await,
         Command::Serve(args) => lockstep::cli::serve::run_serve(args).await,

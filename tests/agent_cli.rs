@@ -6,7 +6,7 @@ use std::process::{Command, Output};
 
 use lockstep_agent::backend::simulated::SimState;
 use lockstep_agent::simulated_agent::start_simulated_agent;
-use lockstep_agent::tls::Thumbprint;
+use lockstep_protocol::tls::Thumbprint;
 
 fn lockstep(data: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_lockstep"))

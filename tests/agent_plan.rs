@@ -15,8 +15,8 @@ use lockstep::knowledge::plan::{PlannedStep, StepKind};
 use lockstep::knowledge::runbook::Catalog;
 use lockstep_agent::backend::simulated::{SimState, SimulatedHost};
 use lockstep_agent::simulated_agent::start_simulated_agent;
-use lockstep_agent::tls::Identity;
 use lockstep_agent::RunningAgent;
+use lockstep_protocol::tls::Identity;
 
 const SC_KEY: &str = r"HKLM\SOFTWARE\Wow6432Node\Connected\SupportCenter";
 const OUTFLOW_KEY: &str = r"HKLM\SOFTWARE\Wow6432Node\Outflow";
@@ -363,7 +363,7 @@ async fn a_step_on_an_offline_agent_waits_then_reports_unknown_and_nothing_was_s
             "DC2",
             AgentEndpoint {
                 url,
-                thumbprint: lockstep_agent::tls::Thumbprint([0; 32]),
+                thumbprint: lockstep_protocol::tls::Thumbprint([0; 32]),
             },
         )
         .unwrap();

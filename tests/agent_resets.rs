@@ -10,7 +10,7 @@ use lockstep::knowledge::operation::{Operation, RedirectValue, ServiceSet};
 use lockstep_agent::backend::simulated::SimState;
 use lockstep_agent::chaos::ResetProxy;
 use lockstep_agent::simulated_agent::start_simulated_agent;
-use lockstep_agent::tls::Identity;
+use lockstep_protocol::tls::Identity;
 
 const SC_KEY: &str = r"HKLM\SOFTWARE\Wow6432Node\SupportCenter";
 

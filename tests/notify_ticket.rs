@@ -5,66 +5,38 @@
 
 mod engine_common;
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
-use axum::Router;
-
+use axum::http::HeaderMap;
 use engine_common::Harness;
 use lockstep::engine::machine::RunStatus;
 use lockstep::engine::testkit::noop_plan;
 use lockstep::notify::{self, Format, NotifyConfig, NotifyKind, ReplayGuard, Webhook};
+use lockstep_testsupport::webhook::{self, Behaviour, Check};
 
 const SECRET: &str = "itsm shared secret for lockstep";
 
-#[derive(Default)]
-struct ChangeSystem {
-    /// Accepted bodies, in arrival order.
-    updates: Vec<serde_json::Value>,
-    refused: Vec<String>,
-    guard: ReplayGuard,
-}
-
-type Shared = Arc<Mutex<ChangeSystem>>;
-
-async fn receive(
-    State(r): State<Shared>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> StatusCode {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    let mut r = r.lock().unwrap();
-    let checked = notify::verify_signature(SECRET.as_bytes(), &headers, &body, now)
-        .and_then(|id| r.guard.check(&id, now).map(|_| id));
-    if let Err(e) = checked {
-        r.refused.push(e.to_string());
-        return StatusCode::UNAUTHORIZED;
-    }
-    r.updates.push(serde_json::from_slice(&body).unwrap());
-    StatusCode::OK
+/// The change system checks every message as the documentation says: the signature with the
+/// shared secret, then a delivery id it has not accepted before.
+fn signed_and_new() -> Check {
+    let mut guard = ReplayGuard::default();
+    Box::new(move |headers: &HeaderMap, body: &[u8], now: i64| {
+        notify::verify_signature(SECRET.as_bytes(), headers, body, now)
+            .and_then(|id| guard.check(&id, now))
+            .map_err(|e| e.to_string())
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_status_a_run_enters_is_reported_with_its_change_ticket_and_link() {
-    let shared: Shared = Arc::default();
-    let app = Router::new()
-        .route("/itsm/lockstep", post(receive))
-        .with_state(shared.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/itsm/lockstep", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let (shared, url) =
+        webhook::start("/itsm/lockstep", Behaviour::default(), signed_and_new).await;
 
     let config = NotifyConfig {
         backoff_initial_ms: 20,
         backoff_max_ms: 80,
         webhooks: vec![Webhook {
-            url: url.parse().unwrap(),
+            url,
             format: Format::Json,
             secret: Some(SECRET.into()),
             events: vec![NotifyKind::RunStatus],
@@ -80,7 +52,7 @@ async fn every_status_a_run_enters_is_reported_with_its_change_ticket_and_link()
 
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let mut updates = loop {
-        let got = shared.lock().unwrap().updates.clone();
+        let got = shared.lock().unwrap().accepted.clone();
         if got.iter().any(|u| u["status"] == "succeeded") && got.len() >= 3 {
             break got;
         }

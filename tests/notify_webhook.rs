@@ -5,71 +5,32 @@
 
 mod engine_common;
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
-use axum::Router;
-
+use axum::http::HeaderMap;
 use engine_common::Harness;
 use lockstep::engine::machine::RunStatus;
 use lockstep::engine::testkit::noop_plan;
 use lockstep::notify::{
     self, DeliveryAttempt, Format, NotifyConfig, NotifyKind, ReplayGuard, Webhook,
 };
+use lockstep_testsupport::webhook::{self, Behaviour, Check, Shared};
 
 const SECRET: &str = "correct horse battery staple";
 
-#[derive(Default)]
-struct Receiver {
-    /// Requests to refuse (with 503) before accepting.
-    fail_first: usize,
-    always_fail: bool,
-    seen: usize,
-    accepted: Vec<serde_json::Value>,
-    refused_signatures: Vec<String>,
-    guard: ReplayGuard,
+/// What the documentation tells a receiver to do: verify the signature with the shared secret,
+/// then refuse a delivery id it has already accepted.
+fn signed_and_new() -> Check {
+    let mut guard = ReplayGuard::default();
+    Box::new(move |headers: &HeaderMap, body: &[u8], now: i64| {
+        notify::verify_signature(SECRET.as_bytes(), headers, body, now)
+            .and_then(|id| guard.check(&id, now))
+            .map_err(|e| e.to_string())
+    })
 }
 
-type Shared = Arc<Mutex<Receiver>>;
-
-async fn receive(
-    State(r): State<Shared>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> StatusCode {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    let mut r = r.lock().unwrap();
-    r.seen += 1;
-    let checked = notify::verify_signature(SECRET.as_bytes(), &headers, &body, now)
-        .and_then(|id| r.guard.check(&id, now).map(|_| id));
-    if let Err(e) = checked {
-        r.refused_signatures.push(e.to_string());
-        return StatusCode::UNAUTHORIZED;
-    }
-    if r.always_fail || r.seen <= r.fail_first {
-        // Signed correctly but the receiver is down: forget the id so the retry is accepted.
-        r.guard = ReplayGuard::default();
-        return StatusCode::SERVICE_UNAVAILABLE;
-    }
-    r.accepted.push(serde_json::from_slice(&body).unwrap());
-    StatusCode::OK
-}
-
-async fn start_receiver(r: Receiver) -> (Shared, reqwest::Url) {
-    let shared: Shared = Arc::new(Mutex::new(r));
-    let app = Router::new()
-        .route("/hook", post(receive))
-        .with_state(shared.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (shared, format!("http://{addr}/hook").parse().unwrap())
+async fn start_receiver(behaviour: Behaviour) -> (Shared, reqwest::Url) {
+    webhook::start("/hook", behaviour, signed_and_new).await
 }
 
 fn config(url: reqwest::Url, events: &[NotifyKind], max_attempts: u32) -> NotifyConfig {
@@ -110,7 +71,7 @@ async fn attempts_until(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_finished_run_and_its_start_gate_reach_a_receiver_that_verifies_the_signature() {
-    let (receiver, url) = start_receiver(Receiver::default()).await;
+    let (receiver, url) = start_receiver(Behaviour::default()).await;
     let mut h = Harness::new().await;
     let _task = notify::spawn(h.store.clone(), config(url, &NotifyKind::ALL, 3))
         .await
@@ -125,11 +86,7 @@ async fn a_finished_run_and_its_start_gate_reach_a_receiver_that_verifies_the_si
     h.stop().await;
 
     let r = receiver.lock().unwrap();
-    assert!(
-        r.refused_signatures.is_empty(),
-        "{:?}",
-        r.refused_signatures
-    );
+    assert!(r.refused.is_empty(), "{:?}", r.refused);
     let mut events: Vec<&str> = r
         .accepted
         .iter()
@@ -151,9 +108,9 @@ async fn a_finished_run_and_its_start_gate_reach_a_receiver_that_verifies_the_si
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receiver_that_fails_twice_gets_the_notification_once_on_the_third_attempt() {
-    let (receiver, url) = start_receiver(Receiver {
+    let (receiver, url) = start_receiver(Behaviour {
         fail_first: 2,
-        ..Receiver::default()
+        ..Behaviour::default()
     })
     .await;
     let mut h = Harness::new().await;
@@ -188,9 +145,9 @@ async fn a_receiver_that_fails_twice_gets_the_notification_once_on_the_third_att
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receiver_that_always_fails_never_holds_up_the_run_and_every_attempt_is_recorded() {
-    let (receiver, url) = start_receiver(Receiver {
+    let (receiver, url) = start_receiver(Behaviour {
         always_fail: true,
-        ..Receiver::default()
+        ..Behaviour::default()
     })
     .await;
     let mut h = Harness::new().await;

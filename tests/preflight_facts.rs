@@ -1068,7 +1068,7 @@ async fn the_cli_reads_the_agents_facts_from_the_database_it_is_given() {
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
         .as_secs() as i64;
-    let thumb = lockstep_agent::tls::Thumbprint::parse(&"AB".repeat(32)).expect("thumbprint");
+    let thumb = lockstep_protocol::tls::Thumbprint::parse(&"AB".repeat(32)).expect("thumbprint");
     registry::add(&pool, "FABDC01", "https://fabdc01:7443", thumb, now)
         .await
         .expect("agent");

@@ -14,14 +14,15 @@ use lockstep::engine::store::{NewRun, StepRecord};
 use lockstep::engine::testkit::{approver, operator};
 use lockstep::engine::{Engine, EngineConfig, Router, Store};
 use lockstep::executors::agent::{AgentEndpoint, AgentExecutor};
-use lockstep::executors::probe::{ProbeConfig, ProbeExecutor};
-use lockstep::executors::sql::{FixedScripts, SqlConfig, SqlExecutor};
+use lockstep::executors::probe::ProbeExecutor;
+use lockstep::executors::sql::SqlExecutor;
 use lockstep::knowledge::inventory::Inventory;
 use lockstep::knowledge::operation::{Operation, WaitCondition};
 use lockstep::knowledge::plan::StepKind;
 use lockstep::knowledge::runbook::Catalog;
-use lockstep_agent::tls::Identity;
+use lockstep::rehearsal::site;
 use lockstep_protocol::evidence::ServiceRunState;
+use lockstep_protocol::tls::Identity;
 use lockstep_simulator::iis::{registry_server, REGISTRY_CONNECT_KEYS};
 use lockstep_simulator::{SimOptions, SimulatedDataCenter};
 
@@ -95,11 +96,10 @@ async fn upgrade_to_success(inventory_file: &str, first_ip: u8, registries: &[&s
     }
     let agents = Arc::new(agents);
     let sql = Arc::new(SqlExecutor::new(
-        SqlConfig::from_simulator(&endpoints),
-        Arc::new(FixedScripts::simulated()),
+        site::sql_config(&endpoints),
+        Arc::new(site::site_scripts()),
     ));
-    let probes =
-        Arc::new(ProbeExecutor::new(ProbeConfig::from_simulator(&endpoints, true)).unwrap());
+    let probes = Arc::new(ProbeExecutor::new(site::probe_config(&endpoints, true)).unwrap());
     let router = Router::new()
         .route(StepKind::Sql, sql)
         .route(StepKind::Probe, probes)

@@ -1,8 +1,8 @@
 //! `lockstep-agent`: runs allowlisted, journaled actions on one Data Center server, over HTTPS
 //! with mutual TLS pinned by thumbprint.
 //!
-//! - [`tls`]: identities (rcgen), thumbprints, pinned client/server verifiers — reusable by the
-//!   orchestrator and the simulator;
+//! - [`tls`]: the agent's side of the pinned mutual TLS (the shared mechanics are
+//!   `lockstep_protocol::tls`);
 //! - [`config`], [`policy`]: the configuration and the allowlist check run before anything else;
 //! - [`journal`]: durable at-most-once record of every action id;
 //! - [`core`], [`server`]: admission, background execution, status/cancel, the HTTPS server;

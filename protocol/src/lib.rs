@@ -12,10 +12,14 @@
 //! - `GET  /v1/facts`                             → [`SiteFacts`] (read-only, never journaled)
 //!
 //! Any refusal is an [`ErrorResponse`] with an HTTP status from [`ErrorCode::http_status`].
+//!
+//! Both ends authenticate each other with [`tls`]: pinned certificates, no certificate
+//! authorities.
 
 pub mod action;
 pub mod evidence;
 pub mod facts;
+pub mod tls;
 pub mod windows;
 
 use serde::{de::DeserializeOwned, Deserialize, Serialize};

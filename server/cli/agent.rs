@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use lockstep_agent::client::AgentClient;
-use lockstep_agent::tls::Thumbprint;
+use lockstep_protocol::tls::Thumbprint;
 
 use crate::config::{Config, Overrides};
 use crate::executors::agent::{orchestrator_identity, registry};

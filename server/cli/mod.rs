@@ -8,6 +8,7 @@ pub mod audit;
 pub mod backup;
 pub mod config;
 pub mod demo;
+#[cfg(feature = "testkit")]
 pub mod engine;
 pub mod help;
 pub mod inventory;
@@ -49,6 +50,9 @@ pub enum Command {
     /// Restore a backup (with the service stopped); checks it and its audit chain first.
     Restore(backup::RestoreArgs),
     /// Low-level engine commands (driving plans without the dashboard; used by crash tests).
+    /// Only in builds with the `testkit` feature (tests, benches): it drives the journaling
+    /// test executor.
+    #[cfg(feature = "testkit")]
     #[command(subcommand, hide = true)]
     Engine(engine::EngineCmd),
     /// Register and inspect host agents.

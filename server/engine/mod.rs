@@ -10,12 +10,16 @@ pub mod clock;
 pub mod driver;
 pub mod executor;
 pub mod forecast;
+#[cfg(any(test, feature = "testkit"))]
 pub mod journal;
 pub mod machine;
 pub mod policy;
 pub mod router;
 pub mod steplog;
 pub mod store;
+// Test support, not product: the `testkit` feature (on for tests and benches, off in release
+// builds) brings these and the hidden `lockstep engine run-local` command that drives them.
+#[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 
 pub use driver::{Engine, EngineConfig};

@@ -10,15 +10,18 @@
 //! until its timeout, then report outcome unknown — nothing was sent, so status reads not-found.
 
 pub mod collector;
+pub mod identity;
 pub mod mapping;
 pub mod registry;
+
+pub use identity::{orchestrator_identity, Identity};
 
 use std::collections::HashMap;
 use std::sync::{Mutex, RwLock};
 use std::time::Duration;
 
 use lockstep_agent::client::{AgentClient, Driven};
-use lockstep_agent::tls::{Identity, Thumbprint};
+use lockstep_protocol::tls::Thumbprint;
 use lockstep_protocol::{
     Action, ActionId, ActionRequest, ActionState, EventLevel, Evidence, ServiceSelector,
     StartupType, TextEdit,
@@ -51,11 +54,6 @@ pub struct AgentExecutor {
     pooled: bool,
     /// When this executor first saw each run: "since the step began" for event-log checks.
     run_seen: Mutex<HashMap<String, i64>>,
-}
-
-/// The orchestrator's client identity, kept in the data folder (created on first use).
-pub fn orchestrator_identity(data_dir: &std::path::Path) -> anyhow::Result<Identity> {
-    Identity::load_or_generate(data_dir, "orchestrator", "lockstep-orchestrator")
 }
 
 fn now() -> i64 {

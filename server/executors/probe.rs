@@ -37,25 +37,6 @@ pub struct ProbeConfig {
     pub timeout: Option<Duration>,
 }
 
-impl ProbeConfig {
-    /// Probes of a simulated Data Center: its CA trusted, and — when `trust_self_signed` — the
-    /// self-signed certificates too, as a site that imported them would.
-    pub fn from_simulator(
-        e: &lockstep_simulator::Endpoints,
-        trust_self_signed: bool,
-    ) -> ProbeConfig {
-        let mut trusted_pem = vec![e.ca_pem.clone()];
-        if trust_self_signed {
-            trusted_pem.extend(e.self_signed_pem.values().cloned());
-        }
-        ProbeConfig {
-            trusted_pem,
-            resolve: e.resolve.clone(),
-            timeout: Some(Duration::from_secs(30)),
-        }
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeConfigError {
     #[error("trusted certificate #{index} is not a PEM certificate: {reason}")]

@@ -43,41 +43,6 @@ pub struct SqlConfig {
     pub servers: BTreeMap<String, SqlTarget>,
 }
 
-impl SqlConfig {
-    /// The SQL Servers of a simulated Data Center (SQL login, encryption off: the simulator
-    /// does not do TDS TLS, so this is the explicit lab setting the run page shows).
-    pub fn from_simulator(e: &lockstep_simulator::Endpoints) -> SqlConfig {
-        let servers = e
-            .sql
-            .iter()
-            .map(|(name, addr)| {
-                let t = SqlTarget {
-                    address: addr.to_string(),
-                    user: e.sql_user.clone(),
-                    password: Some(e.sql_password.clone()),
-                    password_env: None,
-                    encrypt: SqlEncryption::Off,
-                    ca_file: None,
-                };
-                (name.clone(), t)
-            })
-            .collect();
-        SqlConfig { servers }
-    }
-}
-
-impl FixedScripts {
-    /// The site scripts every simulated Data Center folder holds.
-    pub fn simulated() -> FixedScripts {
-        FixedScripts(
-            lockstep_simulator::scripts::SITE_SCRIPTS
-                .iter()
-                .map(|(p, t)| (p.to_string(), t.to_string()))
-                .collect(),
-        )
-    }
-}
-
 pub struct SqlExecutor {
     config: SqlConfig,
     scripts: Arc<dyn ScriptSource>,

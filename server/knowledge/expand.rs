@@ -19,8 +19,6 @@
 //! on the instances and the fanned-out steps depend on it alone. Below that, small Data Centers
 //! keep their direct edges, which read better.
 
-pub mod template;
-
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet};
 
@@ -29,7 +27,7 @@ use super::operation::Operation;
 use super::plan::{Plan, PlannedStep, RetryPolicy, StepKind};
 use super::runbook::raw::{resolve_params, step_edges};
 use super::runbook::{Condition, Dependency, Pick, RunFrom, Runbook, Selector, StepTemplate};
-use template::{common_name, datatransfer_ssl, side_of, Scope};
+use super::template::{self, common_name, datatransfer_ssl, side_of, Scope};
 
 /// Why a runbook cannot be expanded for an inventory.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

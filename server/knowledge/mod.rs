@@ -4,6 +4,8 @@
 pub mod expand;
 pub mod inventory;
 pub mod operation;
+pub mod parameter;
 pub mod plan;
 pub mod preflight;
 pub mod runbook;
+pub mod template;

@@ -14,6 +14,9 @@ pub mod raw;
 pub mod sections;
 
 pub use params::resolve_params;
+// Declared beside the templates that fill them (see `knowledge::parameter`); re-exported so a
+// runbook's parts are still found here.
+pub use super::parameter::Parameter;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -72,19 +75,6 @@ impl Runbook {
     pub fn parameter(&self, name: &str) -> Option<&Parameter> {
         self.parameters.iter().find(|p| p.name == name)
     }
-}
-
-/// A value the person starting a plan may give with `--param NAME=VALUE`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Parameter {
-    pub name: String,
-    pub description: String,
-    /// Values accepted, exactly as written (empty: any value).
-    pub allowed: Vec<String>,
-    /// Used when the parameter is not given; `None` makes the parameter required.
-    pub default: Option<String>,
-    /// The value must be a whole number (it is written into numeric operation fields).
-    pub number: bool,
 }
 
 /// Which servers a step runs on, and how many of them.

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{anyhow, Context};
-use lockstep_agent::tls::Thumbprint;
+use lockstep_protocol::tls::Thumbprint;
 use lockstep_simulator::SimulatedDataCenter;
 use rand::Rng;
 

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
-use lockstep_agent::tls::Identity;
+use lockstep_protocol::tls::Identity;
 use lockstep_simulator::SimulatedDataCenter;
 
 use crate::engine::clock::TokioClock;

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use lockstep_agent::tls::Identity;
+use lockstep_protocol::tls::Identity;
 use lockstep_protocol::{Component, SiteFacts};
 use serde_json::json;
 use tokio::sync::{broadcast::error::RecvError, watch};

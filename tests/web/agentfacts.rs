@@ -2,7 +2,7 @@
 
 use lockstep::executors::agent::registry::{self, Heartbeat};
 use lockstep::web::auth::Role;
-use lockstep_agent::tls::Thumbprint;
+use lockstep_protocol::tls::Thumbprint;
 
 use crate::app::spawn_app;
 

@@ -4,7 +4,7 @@
 
 use lockstep::executors::agent::registry::{self, Heartbeat};
 use lockstep::web::auth::{accounts, Role};
-use lockstep_agent::tls::Thumbprint;
+use lockstep_protocol::tls::Thumbprint;
 use lockstep_protocol::SiteFacts;
 
 use crate::app::{spawn_app, TestApp};

@@ -4,12 +4,12 @@
 
 use lockstep::executors::agent::registry::{self, Heartbeat};
 use lockstep::web::auth::Role;
-use lockstep_agent::tls::Thumbprint;
 use lockstep_protocol::evidence::ServiceRunState;
 use lockstep_protocol::facts::{
     CertificateFact, ComponentVersion, DatabaseFileFact, DatabaseFileKind, ServiceFact,
     SqlAccountsFact, TlsProtocolFact, VolumeFact,
 };
+use lockstep_protocol::tls::Thumbprint;
 use lockstep_protocol::{Component, SiteFacts, StartupType};
 
 use crate::app::{spawn_app, TestApp};

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use futures_util::stream::{self, StreamExt};
 use lockstep_agent::client::AgentClient;
-use lockstep_agent::tls::Identity;
+use lockstep_protocol::tls::Identity;
 use lockstep_protocol::SiteFacts;
 use sqlx::SqlitePool;
 use tokio::sync::watch;
@@ -235,7 +235,7 @@ mod tests {
             .local_addr()
             .unwrap()
             .port();
-        let thumb = lockstep_agent::tls::Thumbprint([7; 32]);
+        let thumb = lockstep_protocol::tls::Thumbprint([7; 32]);
         registry::add(
             &pool,
             "DC1",

@@ -1,7 +1,7 @@
 //! The agent registry: which URL and certificate thumbprint belong to each inventory server, and
 //! the last heartbeat's result (online/offline, version, clock skew). SQL lives here.
 
-use lockstep_agent::tls::Thumbprint;
+use lockstep_protocol::tls::Thumbprint;
 use sqlx::SqlitePool;
 
 /// One registered agent.

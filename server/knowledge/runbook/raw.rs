@@ -22,8 +22,8 @@ use super::{
     is_runbook_id, parse_duration, Condition, Runbook, RunbookError, RunbookErrorKind as K,
     Selector,
 };
-use crate::knowledge::expand::template;
 use crate::knowledge::plan::StepKind;
+use crate::knowledge::template;
 
 pub(crate) use graph::step_edges;
 

@@ -1,6 +1,9 @@
 //! Operation templates: TOML in the shape of [`Operation`] with `{placeholders}` that plan
 //! expansion fills in for one server.
 //!
+//! A leaf of the knowledge layer: the runbook reader checks templates at load time and plan
+//! expansion fills them, so it depends on neither.
+//!
 //! | placeholder | value |
 //! | --- | --- |
 //! | `{host}` `{host.fqdn}` `{host.side}` | the server's name, FQDN, side (stand-alone: primary) |
@@ -23,7 +26,7 @@ use crate::knowledge::inventory::{
     Inventory, Issuer, Role, Server, Side, SqlServerVersion, Topology,
 };
 use crate::knowledge::operation::Operation;
-use crate::knowledge::runbook::Parameter;
+use crate::knowledge::parameter::Parameter;
 
 /// What placeholders are resolved against.
 pub enum Scope<'a> {
