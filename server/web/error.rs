@@ -5,6 +5,8 @@ use askama::Template;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 
+use crate::engine::{EngineError, Refusal};
+
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     /// No (valid) session or token. Pages redirect to the login form; the API answers 401.
@@ -40,6 +42,32 @@ impl AppError {
             AppError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             AppError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+/// An engine error seen by people: refusals keep their words, with the status that fits.
+impl From<EngineError> for AppError {
+    fn from(e: EngineError) -> Self {
+        match e {
+            EngineError::Refused(r) => match r {
+                Refusal::MissingRole { .. }
+                | Refusal::FourEyes { .. }
+                | Refusal::PolicyViolation(_)
+                | Refusal::AlreadyApproved { .. } => AppError::Forbidden(r.to_string()),
+                Refusal::CommentRequired
+                | Refusal::NoteRequired
+                | Refusal::JustificationRequired
+                | Refusal::EvidenceRequired
+                | Refusal::ReasonRequired => AppError::BadRequest(r.to_string()),
+                other => AppError::Conflict(other.to_string()),
+            },
+            EngineError::Conflict(_) | EngineError::ChainBroken(_) => {
+                AppError::Conflict(e.to_string())
+            }
+            EngineError::NotFound(what) => AppError::NotFound(format!("{what} not found")),
+            EngineError::Invalid(m) => AppError::BadRequest(m),
+            other => AppError::Internal(other.into()),
         }
     }
 }
