@@ -166,3 +166,54 @@ pub fn error_response(status: StatusCode, message: &str) -> Response {
         Err(_) => (status, message.to_string()).into_response(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Engine errors answer with the status that fits and keep their words.
+    #[test]
+    fn engine_errors_map_to_the_status_that_fits() {
+        let cases: Vec<(EngineError, StatusCode, &str)> = vec![
+            (
+                Refusal::CommentRequired.into(),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "a comment is required",
+            ),
+            (
+                Refusal::NotClaimed.into(),
+                StatusCode::CONFLICT,
+                "the task must be claimed before it is completed",
+            ),
+            (
+                EngineError::Conflict("run r1".into()),
+                StatusCode::CONFLICT,
+                "run r1 changed meanwhile; reload and try again",
+            ),
+            (
+                EngineError::ChainBroken("event 7 was altered".into()),
+                StatusCode::CONFLICT,
+                "event 7 was altered",
+            ),
+            (
+                EngineError::NotFound("run r9".into()),
+                StatusCode::NOT_FOUND,
+                "run r9 not found",
+            ),
+            (
+                EngineError::Invalid("window_end: before the start".into()),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "window_end: before the start",
+            ),
+            (
+                EngineError::Audit("signing key unreadable".into()),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error",
+            ),
+        ];
+        for (engine, status, message) in cases {
+            let e = AppError::from(engine);
+            assert_eq!((e.status(), e.to_string().as_str()), (status, message));
+        }
+    }
+}
