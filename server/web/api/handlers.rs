@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::{ApiError, ApiJson, ApiQuery, ApiResult};
 use crate::engine::audit::{AuditEvent, VerifyReport};
 use crate::engine::store::{RunRecord, StepRecord};
+use crate::engine::Store;
 use crate::knowledge::preflight::Finding;
 use crate::web::auth::{accounts, CurrentUser, Role};
 use crate::web::live::Live;
@@ -342,9 +343,9 @@ pub async fn runbook(me: CurrentUser, Path(id): Path<String>) -> ApiResult<Runbo
     Ok(Json(runbook_summary(runbooks::runbook(&id)?)))
 }
 
-pub async fn runs(State(state): State<Core>, me: CurrentUser) -> ApiResult<Vec<RunRecord>> {
+pub async fn runs(State(store): State<Store>, me: CurrentUser) -> ApiResult<Vec<RunRecord>> {
     me.require(Role::Viewer)?;
-    Ok(Json(state.store.runs().await?))
+    Ok(Json(store.runs().await?))
 }
 
 #[derive(Deserialize)]
@@ -414,14 +415,14 @@ pub struct StepLogJson {
 }
 
 pub async fn step_log(
-    State(state): State<Core>,
+    State(store): State<Store>,
     State(live): State<Arc<Live>>,
     me: CurrentUser,
     Path((id, step)): Path<(String, String)>,
 ) -> ApiResult<StepLogJson> {
     me.require(Role::Viewer)?;
     // 404 for an unknown run or step, before anything is read from the log.
-    state.store.step(&id, &step).await?;
+    store.step(&id, &step).await?;
     let all = crate::engine::steplog::LINES_PER_STEP as usize + 1;
     let tail = live.step_log().tail(&id, &step, all).await?;
     Ok(Json(StepLogJson {
@@ -563,13 +564,13 @@ pub struct AuditPage {
 }
 
 pub async fn audit(
-    State(state): State<Core>,
+    State(store): State<Store>,
     me: CurrentUser,
     ApiQuery(f): ApiQuery<AuditFilter>,
 ) -> ApiResult<AuditPage> {
     me.require(Role::Viewer)?;
-    let (events, total, page, pages) = f.page_of(&state.store, false).await?;
-    let chain = state.store.verify_audit_incremental().await?;
+    let (events, total, page, pages) = f.page_of(&store, false).await?;
+    let chain = store.verify_audit_incremental().await?;
     Ok(Json(AuditPage {
         events,
         total,

@@ -18,8 +18,9 @@ use axum::response::{IntoResponse, Response};
 use tokio::sync::broadcast;
 
 use super::{catch_up, Live, StreamQuery, Update, Variant};
+use crate::engine::Store;
 use crate::web::auth::{CurrentUser, Role};
-use crate::web::{AppError, Core};
+use crate::web::AppError;
 
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
@@ -52,7 +53,7 @@ fn done() -> Bytes {
 
 /// `GET /runs/{id}/events`: the run's live stream, for anyone who may view the run.
 pub async fn stream(
-    State(state): State<Core>,
+    State(store): State<Store>,
     State(live): State<Arc<Live>>,
     user: CurrentUser,
     Path(run_id): Path<String>,
@@ -60,7 +61,7 @@ pub async fn stream(
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
     user.require(Role::Viewer)?;
-    let run = state.store.run(&run_id).await?;
+    let run = store.run(&run_id).await?;
     let last_seen = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())

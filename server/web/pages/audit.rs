@@ -14,6 +14,7 @@ use serde::Deserialize;
 
 use crate::engine::audit::{self, AuditEvent};
 use crate::engine::store::EventFilter;
+use crate::engine::Store;
 use crate::web::auth::{CurrentUser, Role};
 use crate::web::views::{html, Chrome, Stamp};
 use crate::web::{AppError, Core};
@@ -154,13 +155,13 @@ pub struct AuditPage {
 }
 
 pub async fn page(
-    State(state): State<Core>,
+    State(store): State<Store>,
     me: CurrentUser,
     Query(f): Query<AuditFilter>,
 ) -> Result<Response, AppError> {
     me.require(Role::Viewer)?;
-    let (shown, total, page, pages) = f.page_of(&state.store, true).await?;
-    let report = state.store.verify_audit_incremental().await?;
+    let (shown, total, page, pages) = f.page_of(&store, true).await?;
+    let report = store.verify_audit_incremental().await?;
     let (chain_ok, chain) = match &report.problem {
         None => (
             true,
@@ -174,7 +175,7 @@ pub async fn page(
             format!("NOT intact: event {} — {}", p.event_id, p.what),
         ),
     };
-    let runs = state.store.runs().await?;
+    let runs = store.runs().await?;
     let names: HashMap<String, (String, String)> = runs
         .iter()
         .map(|r| (r.id.clone(), (r.change_ticket.clone(), r.inventory.clone())))
@@ -186,7 +187,7 @@ pub async fn page(
         if let Some(run) = e.run_id.as_deref() {
             if e.step_id.is_some() && !loaded.contains(&run) {
                 loaded.push(run);
-                if let Ok(steps) = state.store.steps(run).await {
+                if let Ok(steps) = store.steps(run).await {
                     for s in steps {
                         titles.insert((run.to_string(), s.id), s.spec.title);
                     }

@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use crate::engine::machine::{RunEvent, RunStatus, StepEvent};
 use crate::engine::store::{RunRecord, StepRecord};
+use crate::engine::Store;
 use crate::web::auth::{CurrentUser, Role};
 use crate::web::live::Live;
 use crate::web::runview::{self, Phase, RunHeader, StepCard, Viewer};
@@ -56,9 +57,9 @@ pub fn run_row(r: &RunRecord) -> RunRow {
     }
 }
 
-pub async fn list(State(state): State<Core>, me: CurrentUser) -> Result<Response, AppError> {
+pub async fn list(State(store): State<Store>, me: CurrentUser) -> Result<Response, AppError> {
     me.require(Role::Viewer)?;
-    let runs = state.store.runs().await?;
+    let runs = store.runs().await?;
     html(&RunsPage {
         chrome: Chrome::new(&me, "runs"),
         runs: runs.iter().map(run_row).collect(),
