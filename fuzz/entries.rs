@@ -96,7 +96,8 @@ impl Web {
                 .create_run(new, &operator("olga"), 1)
                 .await
                 .expect("run");
-            let clock = lockstep::web::Clock::manual(1_900_000_000);
+            let clock: lockstep::web::SharedClock =
+                std::sync::Arc::new(lockstep::engine::clock::ManualClock::at(1_900_000_000_000));
             let user = accounts::add_user(
                 &pool,
                 "vera",

@@ -8,11 +8,12 @@ use std::path::Path;
 use std::process::Stdio;
 
 use lockstep::config::{Overrides, Settings};
+use lockstep::engine::clock::{ManualClock, TokioClock};
 use lockstep::engine::Store;
 use lockstep::web::auth::oidc::Sso;
 use lockstep::web::auth::throttle::LoginThrottle;
 use lockstep::web::auth::{accounts, Role};
-use lockstep::web::{AppState, Clock, WebSettings};
+use lockstep::web::{AppState, SharedClock, WebSettings};
 use tokio::io::AsyncBufReadExt;
 
 const CLIENT_SECRET: &str = "test client secret, never in a file";
@@ -87,10 +88,10 @@ role = "viewer"
 }
 
 async fn spawn_app() -> App {
-    spawn_app_with_clock(Clock::System).await
+    spawn_app_with_clock(std::sync::Arc::new(TokioClock::new())).await
 }
 
-async fn spawn_app_with_clock(clock: Clock) -> App {
+async fn spawn_app_with_clock(clock: SharedClock) -> App {
     let dir = tempfile::tempdir().expect("temp dir");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -503,7 +504,7 @@ async fn a_provider_that_does_not_answer_is_reported_and_local_accounts_still_wo
         "breakglass",
         Role::Admin,
         "correct horse battery staple",
-        state.clock.now(),
+        state.clock.now_secs(),
     )
     .await
     .unwrap();
@@ -527,7 +528,7 @@ async fn single_sign_on_never_takes_over_a_local_account_of_the_same_name() {
         "alice",
         Role::Viewer,
         "correct horse battery staple",
-        app.state.clock.now(),
+        app.state.clock.now_secs(),
     )
     .await
     .unwrap();
@@ -548,7 +549,7 @@ async fn single_sign_on_never_takes_over_a_local_account_of_the_same_name() {
 async fn an_id_token_already_expired_by_lockstep_s_clock_is_refused() {
     // Lockstep's clock two hours ahead of the provider's: its one-hour ID tokens arrive expired.
     let ahead = time::OffsetDateTime::now_utc().unix_timestamp() + 2 * 3600;
-    let app = spawn_app_with_clock(Clock::manual(ahead)).await;
+    let app = spawn_app_with_clock(std::sync::Arc::new(ManualClock::at(ahead * 1000))).await;
     let mut browser = Browser::new();
     let callback = browser.sign_in_at_provider(&app, "alice").await;
     let resp = browser.get(&callback).await;

@@ -148,7 +148,7 @@ pub async fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             session_absolute_secs: config.session_absolute_secs,
             tls: tls.is_some(),
         },
-        crate::web::Clock::System,
+        std::sync::Arc::new(crate::engine::clock::TokioClock::new()),
         crate::web::auth::throttle::LoginThrottle::new(
             config.login_max_failures,
             config.login_lockout_secs,

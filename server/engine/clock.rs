@@ -8,6 +8,12 @@ use super::machine::Millis;
 
 pub trait Clock: Send + Sync + 'static {
     fn now(&self) -> Millis;
+
+    /// Unix seconds now, for the records kept in seconds (accounts, sessions, tokens, agent
+    /// facts): the one place the web turns the engine's milliseconds into seconds.
+    fn now_secs(&self) -> i64 {
+        self.now().div_euclid(1000)
+    }
 }
 
 /// Wall-clock time that advances with tokio's clock: real time in production, and under

@@ -133,7 +133,7 @@ pub async fn run(
             session_absolute_secs: config.session_absolute_secs,
             tls: false,
         },
-        crate::web::Clock::System,
+        std::sync::Arc::new(crate::engine::clock::TokioClock::new()),
         crate::web::auth::throttle::LoginThrottle::new(
             config.login_max_failures,
             config.login_lockout_secs,

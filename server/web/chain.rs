@@ -15,7 +15,8 @@ use serde::Deserialize;
 
 use super::auth::{CurrentUser, Role};
 use super::views::see_other;
-use super::{engine_error, AppError, AppState};
+use super::{AppError, Core};
+use crate::engine::Store;
 
 const MAIN: &str = "<main id=\"main\">";
 /// Pages larger than this are passed through without a banner (none is near it).
@@ -31,8 +32,8 @@ fn escape(s: &str) -> String {
 
 /// Middleware: puts the broken-chain banner at the top of every full page while the chain is
 /// broken (with the acknowledgement form for admins).
-pub async fn banner(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let Some(problem) = state.store.chain_break() else {
+pub async fn banner(State(store): State<Store>, request: Request, next: Next) -> Response {
+    let Some(problem) = store.chain_break() else {
         return next.run(request).await;
     };
     let (mut parts, body) = request.into_parts();
@@ -77,7 +78,7 @@ pub struct AckBody {
     pub reason: String,
 }
 
-async fn acknowledge(state: &AppState, me: &CurrentUser, reason: &str) -> Result<i64, AppError> {
+async fn acknowledge(state: &Core, me: &CurrentUser, reason: &str) -> Result<i64, AppError> {
     me.require(Role::Admin)?;
     if reason.len() > 2000 {
         return Err(AppError::BadRequest(
@@ -86,9 +87,8 @@ async fn acknowledge(state: &AppState, me: &CurrentUser, reason: &str) -> Result
     }
     let event = state
         .store
-        .acknowledge_break(me.name(), reason, state.clock.now_ms())
-        .await
-        .map_err(engine_error)?;
+        .acknowledge_break(me.name(), reason, state.clock.now())
+        .await?;
     tracing::warn!(admin = %me.name(), event = event.id, "audit chain break acknowledged");
     state.wake();
     Ok(event.id)
@@ -96,7 +96,7 @@ async fn acknowledge(state: &AppState, me: &CurrentUser, reason: &str) -> Result
 
 /// `POST /api/v1/audit/acknowledge` `{"reason": "..."}` (admin).
 pub async fn acknowledge_api(
-    State(state): State<AppState>,
+    State(state): State<Core>,
     me: CurrentUser,
     Json(body): Json<AckBody>,
 ) -> Result<Json<serde_json::Value>, AppError> {
@@ -106,7 +106,7 @@ pub async fn acknowledge_api(
 
 /// `POST /audit/acknowledge` (the banner's form, admin).
 pub async fn acknowledge_page(
-    State(state): State<AppState>,
+    State(state): State<Core>,
     me: CurrentUser,
     Form(body): Form<AckBody>,
 ) -> Result<Response, AppError> {

@@ -5,6 +5,8 @@ use askama::Template;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 
+use crate::engine::{EngineError, Refusal};
+
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     /// No (valid) session or token. Pages redirect to the login form; the API answers 401.
@@ -40,6 +42,32 @@ impl AppError {
             AppError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             AppError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+/// An engine error seen by people: refusals keep their words, with the status that fits.
+impl From<EngineError> for AppError {
+    fn from(e: EngineError) -> Self {
+        match e {
+            EngineError::Refused(r) => match r {
+                Refusal::MissingRole { .. }
+                | Refusal::FourEyes { .. }
+                | Refusal::PolicyViolation(_)
+                | Refusal::AlreadyApproved { .. } => AppError::Forbidden(r.to_string()),
+                Refusal::CommentRequired
+                | Refusal::NoteRequired
+                | Refusal::JustificationRequired
+                | Refusal::EvidenceRequired
+                | Refusal::ReasonRequired => AppError::BadRequest(r.to_string()),
+                other => AppError::Conflict(other.to_string()),
+            },
+            EngineError::Conflict(_) | EngineError::ChainBroken(_) => {
+                AppError::Conflict(e.to_string())
+            }
+            EngineError::NotFound(what) => AppError::NotFound(format!("{what} not found")),
+            EngineError::Invalid(m) => AppError::BadRequest(m),
+            other => AppError::Internal(other.into()),
         }
     }
 }
@@ -136,5 +164,56 @@ pub fn error_response(status: StatusCode, message: &str) -> Response {
     match page.render() {
         Ok(html) => (status, axum::response::Html(html)).into_response(),
         Err(_) => (status, message.to_string()).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Engine errors answer with the status that fits and keep their words.
+    #[test]
+    fn engine_errors_map_to_the_status_that_fits() {
+        let cases: Vec<(EngineError, StatusCode, &str)> = vec![
+            (
+                Refusal::CommentRequired.into(),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "a comment is required",
+            ),
+            (
+                Refusal::NotClaimed.into(),
+                StatusCode::CONFLICT,
+                "the task must be claimed before it is completed",
+            ),
+            (
+                EngineError::Conflict("run r1".into()),
+                StatusCode::CONFLICT,
+                "run r1 changed meanwhile; reload and try again",
+            ),
+            (
+                EngineError::ChainBroken("event 7 was altered".into()),
+                StatusCode::CONFLICT,
+                "event 7 was altered",
+            ),
+            (
+                EngineError::NotFound("run r9".into()),
+                StatusCode::NOT_FOUND,
+                "run r9 not found",
+            ),
+            (
+                EngineError::Invalid("window_end: before the start".into()),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "window_end: before the start",
+            ),
+            (
+                EngineError::Audit("signing key unreadable".into()),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error",
+            ),
+        ];
+        for (engine, status, message) in cases {
+            let e = AppError::from(engine);
+            assert_eq!((e.status(), e.to_string().as_str()), (status, message));
+        }
     }
 }

@@ -182,16 +182,16 @@ pub async fn follow_run(state: &AppState, run_id: &str) -> anyhow::Result<Vec<Ch
     let inv = dc
         .inventory()
         .map_err(|e| anyhow::anyhow!("{}: {e}", dc.name))?;
-    if let Some(c) = &state.collector {
+    if let Some(c) = &state.site.collector {
         let names: Vec<String> = inv.servers.iter().map(|s| s.name.clone()).collect();
         c.collect(Some(&names)).await?;
     }
-    let now = state.clock.now();
+    let now = state.clock.now_secs();
     let facts = registry::all_facts(&state.pool).await?;
     let mut text = dc.toml.clone();
     let mut applied = Vec::new();
     let mut refused = Vec::new();
-    for c in changes(&inv, &facts, now, state.facts_stale_secs) {
+    for c in changes(&inv, &facts, now, state.site.facts_stale_secs) {
         // Each change must leave an inventory that parses (a release the inventory does not
         // know, say), or it is left out and named in the event.
         match set_server_field(&text, &c.server, c.field, &c.new) {
@@ -223,7 +223,7 @@ pub async fn follow_run(state: &AppState, run_id: &str) -> anyhow::Result<Vec<Ch
                 "changes": applied.iter().map(item).collect::<Vec<_>>(),
                 "not_recorded": refused.iter().map(item).collect::<Vec<_>>(),
             }),
-            state.clock.now_ms(),
+            state.clock.now(),
         )
         .await?;
     Ok(applied)
@@ -243,7 +243,7 @@ pub fn start(
     let collector = Arc::new(Collector::new(
         state.pool.clone(),
         identity,
-        Arc::new(move || clock.now()),
+        Arc::new(move || clock.now_secs()),
     ));
     let state = state.with_collector(collector.clone(), stale_secs);
     let collecting = collector.spawn(Duration::from_secs(interval_secs), shutdown.clone());

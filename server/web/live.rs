@@ -28,7 +28,7 @@ use crate::engine::store::{RunRecord, StepRecord};
 use crate::engine::Store;
 use crate::web::auth::Role;
 use crate::web::runview::{self, Viewer};
-use crate::web::{AppError, Clock};
+use crate::web::{AppError, SharedClock};
 
 mod estate;
 mod hub;
@@ -111,7 +111,7 @@ pub struct Live {
     /// The newest log line the hub has handled (stored before it sends the append): lines up to
     /// here reach a new watcher through its catch-up, later ones as appends.
     lines_seen: AtomicI64,
-    clock: Clock,
+    clock: SharedClock,
     feeds: Mutex<HashMap<String, RunFeed>>,
     /// Data Center pages being watched (see `live/estate.rs`).
     estates: Mutex<estate::EstateFeeds>,
@@ -121,7 +121,7 @@ pub struct Live {
 
 impl Live {
     /// Creates the hub and starts its task (needs a Tokio runtime).
-    pub fn start(store: Store, clock: Clock) -> Arc<Live> {
+    pub fn start(store: Store, clock: SharedClock) -> Arc<Live> {
         let live = Arc::new(Live {
             log: StepLog::for_store(&store),
             lines_seen: AtomicI64::new(0),
@@ -309,29 +309,22 @@ async fn catch_up(
     after: i64,
     variant: Variant,
 ) -> Result<CatchUp, AppError> {
-    let e = crate::web::engine_error;
     // Lines the hub has handled are shown here (it handled them before this watcher joined, or
     // this watcher skips their append); newer ones reach the watcher as appends.
     let log_seen = live.lines_seen.load(Ordering::SeqCst);
-    let mut logs = live.log.tails(run_id, runview::LOG_TAIL).await.map_err(e)?;
+    let mut logs = live.log.tails(run_id, runview::LOG_TAIL).await?;
     steplog::up_to(&mut logs, log_seen);
     let missed = live
         .store
         .events_after(after, Some(run_id), 1_000_000)
-        .await
-        .map_err(e)?;
+        .await?;
     let mut touched: HashSet<String> = missed.iter().filter_map(|e| e.step_id.clone()).collect();
-    touched.extend(
-        live.log
-            .steps_with_lines_since(run_id, after)
-            .await
-            .map_err(e)?,
-    );
-    let run = live.store.run(run_id).await.map_err(e)?;
+    touched.extend(live.log.steps_with_lines_since(run_id, after).await?);
+    let run = live.store.run(run_id).await?;
     let last_event = missed.last().map(|e| e.id);
     let html = if last_event.is_some() || !touched.is_empty() {
-        let steps = live.store.steps(run_id).await.map_err(e)?;
-        let now = live.clock.now_ms();
+        let steps = live.store.steps(run_id).await?;
+        let now = live.clock.now();
         // A page catching up gets the whole chart (its axis may have moved since it was drawn).
         let (gantt, _) = runview::timeline::update(&run, &steps, now, &touched, None)?;
         Some(render_update(

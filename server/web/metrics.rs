@@ -28,7 +28,7 @@ use futures_util::StreamExt as _;
 use sqlx::Row;
 
 use crate::engine::Store;
-use crate::web::{AppError, AppState};
+use crate::web::{AppError, Core};
 
 /// Upper bounds (seconds) of the latency histograms' buckets.
 const BUCKETS: [f64; 12] = [
@@ -208,7 +208,7 @@ fn method_label(m: &axum::http::Method) -> &'static str {
 
 /// Middleware: counts and times every request under its route template (`/runs/{id}`, never
 /// the concrete path, so the number of series stays fixed), and counts open event streams.
-pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub async fn track(State(metrics): State<Arc<Metrics>>, request: Request, next: Next) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()
@@ -217,7 +217,6 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
     let method = method_label(request.method());
     let started = Instant::now();
     let response = next.run(request).await;
-    let metrics = state.metrics.clone();
     metrics.observe_http(
         route,
         method,
@@ -284,9 +283,12 @@ fn refusal(access: &MetricsAccess, headers: &HeaderMap) -> Option<Response> {
 }
 
 /// `GET /metrics`.
-pub async fn scrape(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let access = state
-        .metrics
+pub async fn scrape(
+    State(metrics): State<Arc<Metrics>>,
+    State(core): State<Core>,
+    headers: HeaderMap,
+) -> Response {
+    let access = metrics
         .access
         .lock()
         .unwrap_or_else(|p| p.into_inner())
@@ -294,7 +296,7 @@ pub async fn scrape(State(state): State<AppState>, headers: HeaderMap) -> Respon
     if let Some(refused) = refusal(&access, &headers) {
         return refused;
     }
-    match render(&state).await {
+    match render(&metrics, &core).await {
         Ok(text) => (
             [(
                 header::CONTENT_TYPE,
@@ -307,9 +309,8 @@ pub async fn scrape(State(state): State<AppState>, headers: HeaderMap) -> Respon
     }
 }
 
-async fn render(state: &AppState) -> Result<String, AppError> {
+async fn render(m: &Metrics, state: &Core) -> Result<String, AppError> {
     let mut out = String::with_capacity(8 * 1024);
-    let m = &state.metrics;
 
     let mut runs: HashMap<String, i64> = RUN_STATES.iter().map(|s| (s.to_string(), 0)).collect();
     for row in sqlx::query("SELECT status, COUNT(*) AS n FROM runs GROUP BY status")
@@ -353,7 +354,7 @@ async fn render(state: &AppState) -> Result<String, AppError> {
     let dispatch = m.dispatch.lock().unwrap_or_else(|p| p.into_inner()).clone();
     dispatch.write(&mut out, "lockstep_step_dispatch_latency_seconds", "");
 
-    let now = state.clock.now();
+    let now = state.clock.now_secs();
     let agents = crate::executors::agent::registry::list(&state.pool)
         .await
         .map_err(AppError::Internal)?;

@@ -8,7 +8,9 @@ use axum::http::{header, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
 
-use super::AppState;
+use std::sync::Arc;
+
+use super::WebSettings;
 
 pub const CSP: &str =
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
@@ -29,7 +31,11 @@ pub async fn htmx_errors(request: Request, next: Next) -> Response {
 }
 
 /// Middleware adding the headers to whatever the inner service answered.
-pub async fn add_headers(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub async fn add_headers(
+    State(settings): State<Arc<WebSettings>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let mut response = next.run(request).await;
     let h = response.headers_mut();
     h.insert(
@@ -48,7 +54,7 @@ pub async fn add_headers(State(state): State<AppState>, request: Request, next: 
     if !h.contains_key(header::CACHE_CONTROL) {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
-    if state.settings.tls {
+    if settings.tls {
         h.insert(
             header::STRICT_TRANSPORT_SECURITY,
             HeaderValue::from_static("max-age=31536000; includeSubDomains"),

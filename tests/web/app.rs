@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
+use lockstep::engine::clock::{ManualClock, TokioClock};
 use lockstep::engine::store::{NewRun, RunRecord};
 use lockstep::engine::{Actor, Store};
 use lockstep::knowledge::inventory::Topology;
@@ -13,7 +14,7 @@ use lockstep::knowledge::operation::Operation;
 use lockstep::knowledge::plan::{Plan, PlannedStep, RetryPolicy, StepKind};
 use lockstep::web::auth::throttle::LoginThrottle;
 use lockstep::web::auth::{accounts, Role};
-use lockstep::web::{AppState, Clock, WebSettings};
+use lockstep::web::{AppState, SharedClock, WebSettings};
 
 pub const PASSWORD: &str = "correct horse battery staple";
 
@@ -35,6 +36,48 @@ pub struct Session {
     pub csrf: String,
 }
 
+/// The app's clock as the tests drive it: the engine's clock, read in seconds (accounts,
+/// sessions) or milliseconds (the engine), and moved by hand (in seconds) when it is manual.
+#[derive(Clone)]
+pub struct Clock {
+    shared: SharedClock,
+    manual: Option<ManualClock>,
+}
+
+impl Clock {
+    pub fn manual(secs: i64) -> Clock {
+        let manual = ManualClock::at(secs * 1000);
+        Clock {
+            shared: std::sync::Arc::new(manual.clone()),
+            manual: Some(manual),
+        }
+    }
+
+    pub fn system() -> Clock {
+        Clock {
+            shared: std::sync::Arc::new(TokioClock::new()),
+            manual: None,
+        }
+    }
+
+    /// Unix seconds now.
+    pub fn now(&self) -> i64 {
+        self.shared.now_secs()
+    }
+
+    /// Milliseconds since the epoch (the engine's unit).
+    pub fn now_ms(&self) -> i64 {
+        self.shared.now()
+    }
+
+    /// Moves a manual clock forward; no effect on the system clock.
+    pub fn advance(&self, secs: i64) {
+        if let Some(m) = &self.manual {
+            m.advance(secs * 1000);
+        }
+    }
+}
+
 pub async fn spawn_app() -> TestApp {
     spawn(Clock::manual(1_900_000_000), false, None).await
 }
@@ -42,14 +85,14 @@ pub async fn spawn_app() -> TestApp {
 /// The app on the system clock with the engine's driver running (steps on an in-memory
 /// journaling executor), for tests where runs must move by themselves.
 pub async fn spawn_app_with_driver() -> TestApp {
-    spawn(Clock::System, true, None).await
+    spawn(Clock::system(), true, None).await
 }
 
 /// The app on the system clock with the driver running every step on `executor`.
 pub async fn spawn_app_with_executor(
     executor: std::sync::Arc<dyn lockstep::engine::executor::Executor>,
 ) -> TestApp {
-    spawn(Clock::System, true, Some(executor)).await
+    spawn(Clock::system(), true, Some(executor)).await
 }
 
 async fn spawn(
@@ -74,7 +117,7 @@ async fn spawn(
             session_absolute_secs: 12 * 3600,
             tls: false,
         },
-        clock.clone(),
+        clock.shared.clone(),
         LoginThrottle::new(5, 900),
     );
     let state = if driver {

@@ -142,7 +142,7 @@ async fn the_data_center_and_agents_pages_show_each_servers_facts_escaped_and_fl
     );
 
     // Facts older than the staleness limit are marked and no longer count for the flag.
-    app.clock.advance(app.state.facts_stale_secs + 1);
+    app.clock.advance(app.state.site.facts_stale_secs + 1);
     let page = app.get(&op, &location).await.text().await.unwrap();
     assert!(page.contains("<strong class=\"error\">stale</strong>, not trusted by preflight"));
     assert!(!page.contains("Mixed Connected versions"));
@@ -180,7 +180,7 @@ async fn after_a_run_succeeds_the_recorded_versions_follow_the_fresh_facts_with_
         &app,
         "FABWEB01",
         &facts("fabweb01", "8.11"),
-        now - app.state.facts_stale_secs - 5,
+        now - app.state.site.facts_stale_secs - 5,
     )
     .await;
     let run = app.create_run("olga", "FABDC01", "ok").await;

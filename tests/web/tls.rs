@@ -3,7 +3,7 @@
 
 use lockstep::engine::Store;
 use lockstep::web::auth::throttle::LoginThrottle;
-use lockstep::web::{AppState, Clock, WebSettings};
+use lockstep::web::{AppState, WebSettings};
 
 #[test]
 fn plain_http_is_allowed_only_on_loopback() {
@@ -37,7 +37,7 @@ async fn the_dashboard_serves_https_with_hsts_when_given_a_certificate() {
             session_absolute_secs: 43200,
             tls: true,
         },
-        Clock::System,
+        std::sync::Arc::new(lockstep::engine::clock::TokioClock::new()),
         LoginThrottle::new(5, 900),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::ApiResult;
 use crate::executors::agent::registry;
 use crate::web::auth::{CurrentUser, Role};
-use crate::web::{AppError, AppState};
+use crate::web::{AppError, Core, Site};
 
 #[derive(Serialize)]
 pub struct AgentFacts {
@@ -39,8 +39,8 @@ pub struct Refreshed {
     pub agents: Vec<AgentFacts>,
 }
 
-async fn all(state: &AppState) -> Result<Vec<AgentFacts>, AppError> {
-    let now = state.clock.now();
+async fn all(state: &Core, site: &Site) -> Result<Vec<AgentFacts>, AppError> {
+    let now = state.clock.now_secs();
     let mut facts = registry::all_facts(&state.pool).await?;
     Ok(registry::list(&state.pool)
         .await?
@@ -50,7 +50,7 @@ async fn all(state: &AppState) -> Result<Vec<AgentFacts>, AppError> {
             AgentFacts {
                 facts_received_at: f.as_ref().map(|f| f.received_at),
                 facts_age_secs: f.as_ref().map(|f| f.age_secs(now)),
-                facts_stale: f.as_ref().map(|f| f.age_secs(now) > state.facts_stale_secs),
+                facts_stale: f.as_ref().map(|f| f.age_secs(now) > site.facts_stale_secs),
                 facts: f.map(|f| f.facts),
                 server: a.server,
                 url: a.url,
@@ -65,14 +65,22 @@ async fn all(state: &AppState) -> Result<Vec<AgentFacts>, AppError> {
         .collect())
 }
 
-pub async fn list(State(state): State<AppState>, me: CurrentUser) -> ApiResult<Vec<AgentFacts>> {
+pub async fn list(
+    State(state): State<Core>,
+    State(site): State<Site>,
+    me: CurrentUser,
+) -> ApiResult<Vec<AgentFacts>> {
     me.require(Role::Viewer)?;
-    Ok(Json(all(&state).await?))
+    Ok(Json(all(&state, &site).await?))
 }
 
-pub async fn refresh(State(state): State<AppState>, me: CurrentUser) -> ApiResult<Refreshed> {
+pub async fn refresh(
+    State(state): State<Core>,
+    State(site): State<Site>,
+    me: CurrentUser,
+) -> ApiResult<Refreshed> {
     me.require(Role::Operator)?;
-    let collector = state.collector.clone().ok_or_else(|| {
+    let collector = site.collector.clone().ok_or_else(|| {
         AppError::Conflict(
             "no facts collector runs in this process (start `lockstep serve`)".into(),
         )
@@ -84,6 +92,6 @@ pub async fn refresh(State(state): State<AppState>, me: CurrentUser) -> ApiResul
         offline: c.offline,
         facts: c.facts,
         problems: c.problems,
-        agents: all(&state).await?,
+        agents: all(&state, &site).await?,
     }))
 }

@@ -1,6 +1,7 @@
 //! The API's handlers. Each mirrors a page action and shares its code path.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -11,14 +12,16 @@ use serde::{Deserialize, Serialize};
 use super::{ApiError, ApiJson, ApiQuery, ApiResult};
 use crate::engine::audit::{AuditEvent, VerifyReport};
 use crate::engine::store::{RunRecord, StepRecord};
+use crate::engine::Store;
 use crate::knowledge::preflight::Finding;
 use crate::web::auth::{accounts, CurrentUser, Role};
+use crate::web::live::Live;
 use crate::web::pages::audit::AuditFilter;
 use crate::web::pages::newrun::{self, RunRequest};
 use crate::web::pages::report::{self, ReportJson};
 use crate::web::pages::runbooks;
 use crate::web::pages::runs::{apply_run_control, apply_step_control, StepForm};
-use crate::web::{datacenters, engine_error, AppError, AppState};
+use crate::web::{datacenters, AppError, Core, Site};
 
 #[derive(Serialize)]
 pub struct Me {
@@ -59,12 +62,12 @@ pub struct TokenListed {
 }
 
 pub async fn create_token(
-    State(state): State<AppState>,
+    State(state): State<Core>,
     me: CurrentUser,
     ApiJson(t): ApiJson<NewToken>,
 ) -> Result<Response, ApiError> {
     me.require_session_to_mint_tokens()?;
-    let now = state.clock.now();
+    let now = state.clock.now_secs();
     let days = t.expires_in_days.unwrap_or(accounts::TOKEN_DEFAULT_DAYS);
     let token =
         accounts::create_token_for_days(&state.pool, me.user.id, &t.label, days, now).await?;
@@ -79,8 +82,8 @@ pub async fn create_token(
         .into_response())
 }
 
-pub async fn tokens(State(state): State<AppState>, me: CurrentUser) -> ApiResult<Vec<TokenListed>> {
-    let now = state.clock.now();
+pub async fn tokens(State(state): State<Core>, me: CurrentUser) -> ApiResult<Vec<TokenListed>> {
+    let now = state.clock.now_secs();
     Ok(Json(
         accounts::list_tokens(&state.pool, me.user.id)
             .await?
@@ -94,7 +97,7 @@ pub async fn tokens(State(state): State<AppState>, me: CurrentUser) -> ApiResult
 }
 
 pub async fn revoke_token(
-    State(state): State<AppState>,
+    State(state): State<Core>,
     me: CurrentUser,
     Path(id): Path<String>,
 ) -> ApiResult<TokenListed> {
@@ -103,7 +106,7 @@ pub async fn revoke_token(
     let id: i64 = id
         .parse()
         .map_err(|_| AppError::NotFound(format!("token {}", crate::logtext::escaped(&id))))?;
-    let now = state.clock.now();
+    let now = state.clock.now_secs();
     accounts::revoke_token(&state.pool, me.user.id, id, now).await?;
     let t = accounts::list_tokens(&state.pool, me.user.id)
         .await?
@@ -116,10 +119,7 @@ pub async fn revoke_token(
     }))
 }
 
-pub async fn users(
-    State(state): State<AppState>,
-    me: CurrentUser,
-) -> ApiResult<Vec<accounts::User>> {
+pub async fn users(State(state): State<Core>, me: CurrentUser) -> ApiResult<Vec<accounts::User>> {
     me.require(Role::Admin)?;
     Ok(Json(accounts::list_users(&state.pool).await?))
 }
@@ -136,7 +136,7 @@ pub struct NewUser {
 }
 
 pub async fn add_user(
-    State(state): State<AppState>,
+    State(state): State<Core>,
     me: CurrentUser,
     ApiJson(u): ApiJson<NewUser>,
 ) -> Result<Response, ApiError> {
@@ -151,14 +151,14 @@ pub async fn add_user(
         u.person.as_deref(),
         role,
         &u.password,
-        state.clock.now(),
+        state.clock.now_secs(),
     )
     .await?;
     Ok((StatusCode::CREATED, Json(user)).into_response())
 }
 
 pub async fn disable_user(
-    State(state): State<AppState>,
+    State(state): State<Core>,
     me: CurrentUser,
     Path(name): Path<String>,
 ) -> ApiResult<accounts::User> {
@@ -174,7 +174,7 @@ pub struct DataCenterSummary {
 }
 
 pub async fn datacenters(
-    State(state): State<AppState>,
+    State(state): State<Core>,
     me: CurrentUser,
 ) -> ApiResult<Vec<DataCenterSummary>> {
     me.require(Role::Viewer)?;
@@ -220,17 +220,18 @@ pub struct DataCenterDetail {
 }
 
 pub async fn upload_datacenter(
-    State(state): State<AppState>,
+    State(state): State<Core>,
+    State(site): State<Site>,
     me: CurrentUser,
     ApiJson(u): ApiJson<Upload>,
 ) -> Result<Response, ApiError> {
     me.require(Role::Operator)?;
-    match datacenters::save(&state.pool, &u.toml, me.name(), state.clock.now())
+    match datacenters::save(&state.pool, &u.toml, me.name(), state.clock.now_secs())
         .await
         .map_err(AppError::from)?
     {
         Ok(inv) => {
-            let live = state.live_facts().await?;
+            let live = site.live_facts(&state).await?;
             let findings =
                 crate::knowledge::preflight::preflight_live(&inv, None, &BTreeMap::new(), &live);
             Ok((
@@ -264,7 +265,8 @@ pub async fn upload_datacenter(
 }
 
 pub async fn datacenter(
-    State(state): State<AppState>,
+    State(state): State<Core>,
+    State(site): State<Site>,
     me: CurrentUser,
     Path(name): Path<String>,
 ) -> ApiResult<DataCenterDetail> {
@@ -276,7 +278,7 @@ pub async fn datacenter(
     let inv = dc
         .inventory()
         .map_err(|e| AppError::Conflict(format!("the stored inventory no longer parses: {e}")))?;
-    let live = state.live_facts().await?;
+    let live = site.live_facts(&state).await?;
     let findings = crate::knowledge::preflight::preflight_live(&inv, None, &BTreeMap::new(), &live);
     Ok(Json(DataCenterDetail {
         name: dc.name,
@@ -341,9 +343,9 @@ pub async fn runbook(me: CurrentUser, Path(id): Path<String>) -> ApiResult<Runbo
     Ok(Json(runbook_summary(runbooks::runbook(&id)?)))
 }
 
-pub async fn runs(State(state): State<AppState>, me: CurrentUser) -> ApiResult<Vec<RunRecord>> {
+pub async fn runs(State(store): State<Store>, me: CurrentUser) -> ApiResult<Vec<RunRecord>> {
     me.require(Role::Viewer)?;
-    Ok(Json(state.store.runs().await.map_err(engine_error)?))
+    Ok(Json(store.runs().await?))
 }
 
 #[derive(Deserialize)]
@@ -368,8 +370,9 @@ pub struct RunDetail {
 }
 
 pub async fn create_run(
-    State(state): State<AppState>,
+    State(state): State<Core>,
     me: CurrentUser,
+    State(site): State<Site>,
     ApiJson(c): ApiJson<CreateRun>,
 ) -> Result<Response, ApiError> {
     me.require(Role::Operator)?;
@@ -381,20 +384,20 @@ pub async fn create_run(
         window_start: c.window_start.unwrap_or_default().trim().to_string(),
         window_end: c.window_end.unwrap_or_default().trim().to_string(),
     };
-    let id = newrun::create_run(&state, &me, &req).await?;
+    let id = newrun::create_run(&state, &site, &me, &req).await?;
     let detail = run_detail(&state, &id).await?;
     Ok((StatusCode::CREATED, Json(detail)).into_response())
 }
 
-async fn run_detail(state: &AppState, id: &str) -> Result<RunDetail, AppError> {
+async fn run_detail(state: &Core, id: &str) -> Result<RunDetail, AppError> {
     Ok(RunDetail {
-        run: state.store.run(id).await.map_err(engine_error)?,
-        steps: state.store.steps(id).await.map_err(engine_error)?,
+        run: state.store.run(id).await?,
+        steps: state.store.steps(id).await?,
     })
 }
 
 pub async fn run(
-    State(state): State<AppState>,
+    State(state): State<Core>,
     me: CurrentUser,
     Path(id): Path<String>,
 ) -> ApiResult<RunDetail> {
@@ -412,20 +415,16 @@ pub struct StepLogJson {
 }
 
 pub async fn step_log(
-    State(state): State<AppState>,
+    State(store): State<Store>,
+    State(live): State<Arc<Live>>,
     me: CurrentUser,
     Path((id, step)): Path<(String, String)>,
 ) -> ApiResult<StepLogJson> {
     me.require(Role::Viewer)?;
     // 404 for an unknown run or step, before anything is read from the log.
-    state.store.step(&id, &step).await.map_err(engine_error)?;
+    store.step(&id, &step).await?;
     let all = crate::engine::steplog::LINES_PER_STEP as usize + 1;
-    let tail = state
-        .live
-        .step_log()
-        .tail(&id, &step, all)
-        .await
-        .map_err(engine_error)?;
+    let tail = live.step_log().tail(&id, &step, all).await?;
     Ok(Json(StepLogJson {
         total: tail.total,
         lines: tail.lines,
@@ -433,12 +432,13 @@ pub async fn step_log(
 }
 
 pub async fn report(
-    State(state): State<AppState>,
+    State(state): State<Core>,
+    State(site): State<Site>,
     me: CurrentUser,
     Path(id): Path<String>,
 ) -> ApiResult<ReportJson> {
     me.require(Role::Viewer)?;
-    Ok(Json(report::build_json(&state, &id).await?))
+    Ok(Json(report::build_json(&state, &site, &id).await?))
 }
 
 /// An action body that may be left out entirely (empty means all defaults).
@@ -468,7 +468,7 @@ pub struct RunActionBody {
 }
 
 pub async fn run_action(
-    State(state): State<AppState>,
+    State(state): State<Core>,
     me: CurrentUser,
     Path((id, action)): Path<(String, String)>,
     body: axum::body::Bytes,
@@ -505,7 +505,7 @@ pub struct StepActionBody {
 }
 
 pub async fn step_action(
-    State(state): State<AppState>,
+    State(state): State<Core>,
     me: CurrentUser,
     Path((id, step_id, action)): Path<(String, String, String)>,
     body: axum::body::Bytes,
@@ -520,13 +520,7 @@ pub async fn step_action(
         text: b.text,
     };
     apply_step_control(&state, &me, &id, &step_id, &action, form).await?;
-    Ok(Json(
-        state
-            .store
-            .step(&id, &step_id)
-            .await
-            .map_err(engine_error)?,
-    ))
+    Ok(Json(state.store.step(&id, &step_id).await?))
 }
 
 #[derive(Deserialize)]
@@ -538,7 +532,7 @@ pub struct CommentBody {
 }
 
 pub async fn comment(
-    State(state): State<AppState>,
+    State(state): State<Core>,
     me: CurrentUser,
     Path(id): Path<String>,
     ApiJson(c): ApiJson<CommentBody>,
@@ -555,9 +549,8 @@ pub async fn comment(
         .filter(|s| !s.is_empty());
     let event = state
         .store
-        .comment(&id, step, &me.actor(), text, state.clock.now_ms())
-        .await
-        .map_err(engine_error)?;
+        .comment(&id, step, &me.actor(), text, state.clock.now())
+        .await?;
     Ok((StatusCode::CREATED, Json(event)).into_response())
 }
 
@@ -571,17 +564,13 @@ pub struct AuditPage {
 }
 
 pub async fn audit(
-    State(state): State<AppState>,
+    State(store): State<Store>,
     me: CurrentUser,
     ApiQuery(f): ApiQuery<AuditFilter>,
 ) -> ApiResult<AuditPage> {
     me.require(Role::Viewer)?;
-    let (events, total, page, pages) = f.page_of(&state.store, false).await?;
-    let chain = state
-        .store
-        .verify_audit_incremental()
-        .await
-        .map_err(engine_error)?;
+    let (events, total, page, pages) = f.page_of(&store, false).await?;
+    let chain = store.verify_audit_incremental().await?;
     Ok(Json(AuditPage {
         events,
         total,

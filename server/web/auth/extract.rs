@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use super::accounts::{self, User};
 use super::Role;
 use crate::web::error::AppError;
-use crate::web::AppState;
+use crate::web::Auth;
 
 /// Name of the session cookie. `__Host-` makes browsers insist on Secure, Path=/ and no Domain.
 pub const SESSION_COOKIE: &str = "__Host-lockstep";
@@ -171,15 +171,15 @@ pub(crate) fn same_secret(a: &str, b: &str) -> bool {
 
 /// Middleware: resolves the identity, enforces CSRF on state changes, stores the identity in the
 /// request's extensions.
-pub async fn identify(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub async fn identify(State(state): State<Auth>, request: Request, next: Next) -> Response {
     match identify_inner(&state, request).await {
         Ok(request) => next.run(request).await,
         Err(e) => e.into_response(),
     }
 }
 
-async fn identify_inner(state: &AppState, mut request: Request) -> Result<Request, AppError> {
-    let now = state.clock.now();
+async fn identify_inner(state: &Auth, mut request: Request) -> Result<Request, AppError> {
+    let now = state.clock.now_secs();
     let headers = request.headers().clone();
     let state_change = changes_state(request.method());
     if state_change && cross_origin(&headers) {

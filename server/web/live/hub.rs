@@ -127,7 +127,7 @@ fn render_for(
         .iter()
         .map(|(u, r)| (*r, *u == c.run.requester))
         .collect();
-    let now = live.clock.now_ms();
+    let now = live.clock.now();
     let gantt = match runview::timeline::update(&c.run, &c.steps, now, touched, c.gantt_axis) {
         Ok((html, axis)) => {
             c.gantt_axis = Some(axis);

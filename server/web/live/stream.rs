@@ -18,8 +18,9 @@ use axum::response::{IntoResponse, Response};
 use tokio::sync::broadcast;
 
 use super::{catch_up, Live, StreamQuery, Update, Variant};
+use crate::engine::Store;
 use crate::web::auth::{CurrentUser, Role};
-use crate::web::{AppError, AppState};
+use crate::web::AppError;
 
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
@@ -52,25 +53,21 @@ fn done() -> Bytes {
 
 /// `GET /runs/{id}/events`: the run's live stream, for anyone who may view the run.
 pub async fn stream(
-    State(state): State<AppState>,
+    State(store): State<Store>,
+    State(live): State<Arc<Live>>,
     user: CurrentUser,
     Path(run_id): Path<String>,
     Query(q): Query<StreamQuery>,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
     user.require(Role::Viewer)?;
-    let run = state
-        .store
-        .run(&run_id)
-        .await
-        .map_err(crate::web::engine_error)?;
+    let run = store.run(&run_id).await?;
     let last_seen = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<i64>().ok())
         .or(q.after)
         .unwrap_or(0);
-    let live = state.live.clone();
     let variant: Variant = (user.role(), user.name() == run.requester);
     let updates = live.join(&run_id, user.name(), user.role());
     let mut watch = Watch {

@@ -13,7 +13,7 @@ use crate::executors::agent::registry;
 use crate::web::auth::{CurrentUser, Role};
 use crate::web::pages::site_facts::{self, SiteFactsPartial};
 use crate::web::views::{html, see_other, Chrome, Stamp};
-use crate::web::{AppError, AppState};
+use crate::web::{AppError, Core, Site};
 
 pub struct AgentRow {
     pub server: String,
@@ -44,8 +44,8 @@ pub struct AgentsPage {
     pub facts: SiteFactsPartial,
 }
 
-pub async fn rows(state: &AppState) -> Result<Vec<AgentRow>, AppError> {
-    let now = state.clock.now();
+pub async fn rows(state: &Core) -> Result<Vec<AgentRow>, AppError> {
+    let now = state.clock.now_secs();
     Ok(registry::list(&state.pool)
         .await?
         .into_iter()
@@ -70,7 +70,11 @@ pub async fn rows(state: &AppState) -> Result<Vec<AgentRow>, AppError> {
         .collect())
 }
 
-pub async fn page(State(state): State<AppState>, me: CurrentUser) -> Result<Response, AppError> {
+pub async fn page(
+    State(state): State<Core>,
+    State(site): State<Site>,
+    me: CurrentUser,
+) -> Result<Response, AppError> {
     me.require(Role::Admin)?;
     let mut agents = rows(&state).await?;
     let names: Vec<String> = agents.iter().map(|a| a.server.clone()).collect();
@@ -78,12 +82,12 @@ pub async fn page(State(state): State<AppState>, me: CurrentUser) -> Result<Resp
     for a in &mut agents {
         a.facts_age = all
             .get(&a.server)
-            .map(|f| ago(f.age_secs(state.clock.now())))
+            .map(|f| ago(f.age_secs(state.clock.now_secs())))
             .unwrap_or_else(|| "no facts yet".into());
     }
     html(&AgentsPage {
         chrome: Chrome::new(&me, "agents"),
-        facts: site_facts::partial(&names, &all, state.clock.now(), state.facts_stale_secs),
+        facts: site_facts::partial(&names, &all, state.clock.now_secs(), site.facts_stale_secs),
         agents,
     })
 }
@@ -108,12 +112,12 @@ fn back_to(back: &str) -> &str {
 
 /// Collects every agent's heartbeat and facts now (operator), then shows the page again.
 pub async fn refresh(
-    State(state): State<AppState>,
+    State(site): State<Site>,
     me: CurrentUser,
     Form(f): Form<RefreshForm>,
 ) -> Result<Response, AppError> {
     me.require(Role::Operator)?;
-    let collector = state.collector.clone().ok_or_else(|| {
+    let collector = site.collector.clone().ok_or_else(|| {
         AppError::Conflict(
             "no facts collector runs in this process (start `lockstep serve`)".into(),
         )

@@ -14,9 +14,10 @@ use serde::Deserialize;
 
 use crate::engine::audit::{self, AuditEvent};
 use crate::engine::store::EventFilter;
+use crate::engine::Store;
 use crate::web::auth::{CurrentUser, Role};
 use crate::web::views::{html, Chrome, Stamp};
-use crate::web::{engine_error, AppError, AppState};
+use crate::web::{AppError, Core};
 
 pub const PAGE_SIZE: usize = 50;
 
@@ -91,8 +92,7 @@ impl AuditFilter {
         let offset = |page: usize| ((page - 1) * PAGE_SIZE) as u64;
         let (mut events, total) = store
             .events_page(&filter, newest_first, PAGE_SIZE as u32, offset(wanted))
-            .await
-            .map_err(engine_error)?;
+            .await?;
         let total = usize::try_from(total).unwrap_or(usize::MAX);
         let pages = total.div_ceil(PAGE_SIZE).max(1);
         let page = wanted.min(pages);
@@ -100,8 +100,7 @@ impl AuditFilter {
             // Past the end: the last page instead, as before.
             events = store
                 .events_page(&filter, newest_first, PAGE_SIZE as u32, offset(page))
-                .await
-                .map_err(engine_error)?
+                .await?
                 .0;
         }
         Ok((events, total, page, pages))
@@ -156,17 +155,13 @@ pub struct AuditPage {
 }
 
 pub async fn page(
-    State(state): State<AppState>,
+    State(store): State<Store>,
     me: CurrentUser,
     Query(f): Query<AuditFilter>,
 ) -> Result<Response, AppError> {
     me.require(Role::Viewer)?;
-    let (shown, total, page, pages) = f.page_of(&state.store, true).await?;
-    let report = state
-        .store
-        .verify_audit_incremental()
-        .await
-        .map_err(engine_error)?;
+    let (shown, total, page, pages) = f.page_of(&store, true).await?;
+    let report = store.verify_audit_incremental().await?;
     let (chain_ok, chain) = match &report.problem {
         None => (
             true,
@@ -180,7 +175,7 @@ pub async fn page(
             format!("NOT intact: event {} — {}", p.event_id, p.what),
         ),
     };
-    let runs = state.store.runs().await.map_err(engine_error)?;
+    let runs = store.runs().await?;
     let names: HashMap<String, (String, String)> = runs
         .iter()
         .map(|r| (r.id.clone(), (r.change_ticket.clone(), r.inventory.clone())))
@@ -192,7 +187,7 @@ pub async fn page(
         if let Some(run) = e.run_id.as_deref() {
             if e.step_id.is_some() && !loaded.contains(&run) {
                 loaded.push(run);
-                if let Ok(steps) = state.store.steps(run).await {
+                if let Ok(steps) = store.steps(run).await {
                     for s in steps {
                         titles.insert((run.to_string(), s.id), s.spec.title);
                     }
@@ -242,7 +237,7 @@ pub async fn page(
 }
 
 pub async fn export_csv(
-    state: State<AppState>,
+    state: State<Core>,
     me: CurrentUser,
     f: Query<AuditFilter>,
 ) -> Result<Response, AppError> {
@@ -250,7 +245,7 @@ pub async fn export_csv(
 }
 
 pub async fn export_jsonl(
-    state: State<AppState>,
+    state: State<Core>,
     me: CurrentUser,
     f: Query<AuditFilter>,
 ) -> Result<Response, AppError> {
@@ -260,7 +255,7 @@ pub async fn export_jsonl(
 /// The whole chain as one verifiable document (filters do not apply: only a chain from its
 /// first event can be checked), named by who exported it.
 pub async fn export_bundle(
-    State(state): State<AppState>,
+    State(state): State<Core>,
     me: CurrentUser,
 ) -> Result<Response, AppError> {
     me.require(Role::Viewer)?;
@@ -269,12 +264,11 @@ pub async fn export_bundle(
     let bundle = state
         .store
         .audit_bundle(
-            audit::iso_utc(state.clock.now_ms()),
+            audit::iso_utc(state.clock.now()),
             &me.user.name,
             checkpoints,
         )
-        .await
-        .map_err(engine_error)?;
+        .await?;
     let body = serde_json::to_vec_pretty(&bundle).map_err(|e| AppError::Internal(e.into()))?;
     Ok((
         [
@@ -291,17 +285,13 @@ pub async fn export_bundle(
 
 /// The filtered events as a download, written by the same exporter as `lockstep audit export`.
 async fn export(
-    State(state): State<AppState>,
+    State(state): State<Core>,
     me: CurrentUser,
     Query(f): Query<AuditFilter>,
     format: audit::ExportFormat,
 ) -> Result<Response, AppError> {
     me.require(Role::Viewer)?;
-    let events = state
-        .store
-        .events_filtered(&f.to_filter()?)
-        .await
-        .map_err(engine_error)?;
+    let events = state.store.events_filtered(&f.to_filter()?).await?;
     let mut out = Vec::new();
     audit::export(&events, format, &mut out).map_err(|e| AppError::Internal(e.into()))?;
     let (content_type, disposition) = match format {

@@ -9,10 +9,11 @@ use axum::extract::{Path, State};
 use axum::response::Response;
 
 use crate::engine::machine::{RunStatus, StepStatus};
+use crate::engine::Store;
 use crate::web::auth::{CurrentUser, Role};
 use crate::web::runview::run_name;
 use crate::web::views::{html, Chrome};
-use crate::web::{engine_error, words, AppError, AppState};
+use crate::web::{words, AppError};
 
 #[derive(Template)]
 #[template(path = "confirm.html")]
@@ -35,7 +36,7 @@ pub struct ConfirmPage {
 
 /// `GET /runs/{id}/{action}` for pause, abort and undo.
 pub async fn run_control(
-    State(state): State<AppState>,
+    State(store): State<Store>,
     me: CurrentUser,
     Path((id, action)): Path<(String, String)>,
 ) -> Result<Response, AppError> {
@@ -70,7 +71,7 @@ pub async fn run_control(
         _ => return Err(AppError::NotFound(format!("no run action `{action}`"))),
     };
     me.require(Role::Operator)?;
-    let run = state.store.run(&id).await.map_err(engine_error)?;
+    let run = store.run(&id).await?;
     let fits = match action.as_str() {
         "pause" => run.status == RunStatus::Running,
         "abort" => matches!(
@@ -109,7 +110,7 @@ pub async fn run_control(
 
 /// `GET /runs/{id}/steps/{step}/{action}`: only skip asks for confirmation.
 pub async fn step_control(
-    State(state): State<AppState>,
+    State(store): State<Store>,
     me: CurrentUser,
     Path((id, step_id, action)): Path<(String, String, String)>,
 ) -> Result<Response, AppError> {
@@ -119,12 +120,8 @@ pub async fn step_control(
         )));
     }
     me.require(Role::Approver)?;
-    let run = state.store.run(&id).await.map_err(engine_error)?;
-    let step = state
-        .store
-        .step(&id, &step_id)
-        .await
-        .map_err(engine_error)?;
+    let run = store.run(&id).await?;
+    let step = store.step(&id, &step_id).await?;
     let fits = matches!(
         step.status,
         StepStatus::Failed | StepStatus::Pending | StepStatus::Ready | StepStatus::AwaitingOperator

@@ -15,7 +15,7 @@ use crate::knowledge::preflight;
 use crate::web::auth::{CurrentUser, Role};
 use crate::web::topology::Drawing;
 use crate::web::views::{fmt_time, html, see_other, Chrome};
-use crate::web::{datacenters, AppError, AppState};
+use crate::web::{datacenters, AppError, Core, Site};
 
 pub mod drawing;
 pub mod events;
@@ -101,7 +101,7 @@ pub fn finding_rows(
 }
 
 async fn list_page(
-    state: &AppState,
+    state: &Core,
     me: &CurrentUser,
     toml: String,
     problems: Vec<ProblemRow>,
@@ -131,7 +131,7 @@ async fn list_page(
     })
 }
 
-pub async fn list(State(state): State<AppState>, me: CurrentUser) -> Result<Response, AppError> {
+pub async fn list(State(state): State<Core>, me: CurrentUser) -> Result<Response, AppError> {
     me.require(Role::Viewer)?;
     html(&list_page(&state, &me, String::new(), Vec::new()).await?)
 }
@@ -145,12 +145,12 @@ pub struct UploadForm {
 /// Stores a new inventory (or a new version of one, by name). Errors re-show the form with the
 /// text as typed and every problem with its line and field; nothing is stored.
 pub async fn upload(
-    State(state): State<AppState>,
+    State(state): State<Core>,
     me: CurrentUser,
     Form(f): Form<UploadForm>,
 ) -> Result<Response, AppError> {
     me.require(Role::Operator)?;
-    match datacenters::save(&state.pool, &f.toml, me.name(), state.clock.now()).await? {
+    match datacenters::save(&state.pool, &f.toml, me.name(), state.clock.now_secs()).await? {
         Ok(inv) => {
             tracing::info!(actor = %me.name(), data_center = %crate::logtext::escaped(&inv.name), "inventory stored");
             Ok(see_other(&format!("/datacenters/{}", urlencode(&inv.name))))
@@ -172,7 +172,8 @@ pub async fn upload(
 }
 
 pub async fn show(
-    State(state): State<AppState>,
+    State(state): State<Core>,
+    State(site): State<Site>,
     me: CurrentUser,
     Path(name): Path<String>,
 ) -> Result<Response, AppError> {
@@ -184,16 +185,16 @@ pub async fn show(
         .inventory()
         .map_err(|e| AppError::Conflict(format!("the stored inventory no longer parses: {e}")))?;
     let enrolled = crate::executors::agent::registry::list(&state.pool).await?;
-    let (agents, live_findings) = facts::facts(&inv, &enrolled, state.clock.now());
-    let live = state.live_facts().await?;
+    let (agents, live_findings) = facts::facts(&inv, &enrolled, state.clock.now_secs());
+    let live = site.live_facts(&state).await?;
     let mut findings = finding_rows(&inv, None, &BTreeMap::new(), &live);
     findings.extend(live_findings);
-    let now = state.clock.now();
+    let now = state.clock.now_secs();
     let stored = crate::executors::agent::registry::all_facts(&state.pool).await?;
     let names: Vec<String> = inv.servers.iter().map(|s| s.name.clone()).collect();
     let site_facts =
-        crate::web::pages::site_facts::partial(&names, &stored, now, state.facts_stale_secs);
-    let versions = crate::web::estate::versions_in_use(&inv, &stored, now, state.facts_stale_secs);
+        crate::web::pages::site_facts::partial(&names, &stored, now, site.facts_stale_secs);
+    let versions = crate::web::estate::versions_in_use(&inv, &stored, now, site.facts_stale_secs);
     let mixed = (versions.len() > 1).then(|| {
         versions
             .iter()

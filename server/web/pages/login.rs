@@ -14,7 +14,7 @@ use crate::web::auth::extract::{session_clear_cookie, session_cookie, session_se
 use crate::web::auth::throttle::Refused;
 use crate::web::auth::CurrentUser;
 use crate::web::views::{html, see_other};
-use crate::web::{AppError, AppState};
+use crate::web::{AppError, Auth};
 
 #[derive(Template)]
 #[template(path = "login.html")]
@@ -25,12 +25,12 @@ pub struct LoginPage {
     pub sso: Option<String>,
 }
 
-fn sso_label(state: &AppState) -> Option<String> {
+fn sso_label(state: &Auth) -> Option<String> {
     state.sso.as_ref().map(|s| s.config().button_label.clone())
 }
 
 pub async fn form(
-    State(state): State<AppState>,
+    State(state): State<Auth>,
     user: Option<CurrentUser>,
 ) -> Result<Response, AppError> {
     if user.is_some() {
@@ -59,12 +59,12 @@ pub fn client_addr(
 }
 
 pub async fn submit(
-    State(state): State<AppState>,
+    State(state): State<Auth>,
     headers: HeaderMap,
     peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
     Form(f): Form<LoginForm>,
 ) -> Result<Response, AppError> {
-    let now = state.clock.now();
+    let now = state.clock.now_secs();
     let addr = client_addr(peer.as_ref().map(|p| &p.0));
     let name = f.name.trim().to_string();
     let refuse = |status: axum::http::StatusCode,
@@ -119,7 +119,7 @@ pub async fn submit(
 }
 
 pub async fn logout(
-    State(state): State<AppState>,
+    State(state): State<Auth>,
     headers: HeaderMap,
     _user: CurrentUser,
 ) -> Result<Response, AppError> {

@@ -17,7 +17,7 @@ use crate::web::auth::{CurrentUser, Role};
 use crate::web::pages::datacenters::{finding_rows, FindingRow};
 use crate::web::pages::runbooks::{catalog, runbook};
 use crate::web::views::{fmt_duration, html, see_other, Chrome};
-use crate::web::{datacenters, engine_error, AppError, AppState};
+use crate::web::{datacenters, AppError, Core, Site};
 
 /// The form as typed, re-shown on every answer.
 #[derive(Debug, Default, Clone)]
@@ -104,7 +104,8 @@ pub fn parse_window(field: &str, text: &str) -> Result<Option<i64>, AppError> {
 
 /// Checks the request and expands the plan; errors name the field.
 pub async fn build_plan(
-    state: &AppState,
+    state: &Core,
+    site: &Site,
     req: &RunRequest,
 ) -> Result<(Plan, crate::knowledge::inventory::Inventory), AppError> {
     if req.datacenter.is_empty() {
@@ -132,14 +133,15 @@ pub async fn build_plan(
         .map_err(|_| AppError::BadRequest(format!("runbook: no runbook `{}`", req.runbook)))?;
     let mut plan =
         expand(rb, &inv, &req.params).map_err(|e| AppError::BadRequest(format!("plan: {e}")))?;
-    if state.simulated_site {
+    if site.simulated {
         plan.for_simulated_site();
     }
     Ok((plan, inv))
 }
 
 async fn page(
-    state: &AppState,
+    state: &Core,
+    site: &Site,
     me: &CurrentUser,
     req: RunRequest,
     error: Option<String>,
@@ -187,7 +189,7 @@ async fn page(
         step_count: 0,
     };
     if with_preview && out.error.is_none() {
-        match build_plan(state, &req).await {
+        match build_plan(state, site, &req).await {
             Ok((plan, inv)) => {
                 for s in &plan.steps {
                     let host = s.host.clone().unwrap_or_else(|| "(Lockstep)".into());
@@ -228,7 +230,7 @@ async fn page(
                     }
                     _ => "no complete window given".into(),
                 };
-                let live = state.live_facts().await?;
+                let live = site.live_facts(state).await?;
                 out.findings = finding_rows(&inv, Some(&req.runbook), &req.params, &live);
             }
             Err(e) => out.error = Some(e.to_string()),
@@ -238,36 +240,39 @@ async fn page(
 }
 
 pub async fn form(
-    State(state): State<AppState>,
+    State(state): State<Core>,
+    State(site): State<Site>,
     me: CurrentUser,
     Query(q): Query<Vec<(String, String)>>,
 ) -> Result<Response, AppError> {
     me.require(Role::Operator)?;
-    html(&page(&state, &me, RunRequest::from_pairs(&q), None, false).await?)
+    html(&page(&state, &site, &me, RunRequest::from_pairs(&q), None, false).await?)
 }
 
 pub async fn preview(
-    State(state): State<AppState>,
+    State(state): State<Core>,
+    State(site): State<Site>,
     me: CurrentUser,
     Form(f): Form<Vec<(String, String)>>,
 ) -> Result<Response, AppError> {
     me.require(Role::Operator)?;
-    html(&page(&state, &me, RunRequest::from_pairs(&f), None, true).await?)
+    html(&page(&state, &site, &me, RunRequest::from_pairs(&f), None, true).await?)
 }
 
 /// Creates the run from the form and submits it for start approval.
 pub async fn create(
-    State(state): State<AppState>,
+    State(state): State<Core>,
+    State(site): State<Site>,
     me: CurrentUser,
     Form(f): Form<Vec<(String, String)>>,
 ) -> Result<Response, AppError> {
     me.require(Role::Operator)?;
     let req = RunRequest::from_pairs(&f);
-    match create_run(&state, &me, &req).await {
+    match create_run(&state, &site, &me, &req).await {
         Ok(id) => Ok(see_other(&format!("/runs/{id}"))),
         Err(e @ (AppError::BadRequest(_) | AppError::Conflict(_))) => {
             let status = e.status();
-            let p = page(&state, &me, req, Some(e.to_string()), false).await?;
+            let p = page(&state, &site, &me, req, Some(e.to_string()), false).await?;
             Ok((status, Html(p.render()?)).into_response())
         }
         Err(e) => Err(e),
@@ -276,7 +281,8 @@ pub async fn create(
 
 /// Shared by the page and the API: validate, expand, create, submit. Returns the run id.
 pub async fn create_run(
-    state: &AppState,
+    state: &Core,
+    site: &Site,
     me: &CurrentUser,
     req: &RunRequest,
 ) -> Result<String, AppError> {
@@ -292,9 +298,9 @@ pub async fn create_run(
     }
     let window_start = parse_window("window_start", &req.window_start)?;
     let window_end = parse_window("window_end", &req.window_end)?;
-    let (plan, _) = build_plan(state, req).await?;
+    let (plan, _) = build_plan(state, site, req).await?;
     let actor = me.actor();
-    let now = state.clock.now_ms();
+    let now = state.clock.now();
     let run = state
         .store
         .create_run(
@@ -307,13 +313,11 @@ pub async fn create_run(
             &actor,
             now,
         )
-        .await
-        .map_err(engine_error)?;
+        .await?;
     state
         .store
         .apply_run_event(&run.id, &RunEvent::Submit { actor }, now)
-        .await
-        .map_err(engine_error)?;
+        .await?;
     state.wake();
     tracing::info!(run = %run.id, actor = %me.name(), "run created and submitted for start approval");
     Ok(run.id)

@@ -17,7 +17,7 @@ use crate::engine::machine::{RunStatus, StepStatus};
 use crate::web::auth::{CurrentUser, Role};
 use crate::web::runview::{self, attention, Viewer};
 use crate::web::views::{html, Chrome};
-use crate::web::{engine_error, words, AppError, AppState};
+use crate::web::{words, AppError, Core};
 
 pub struct ActiveRun {
     pub id: String,
@@ -61,19 +61,15 @@ pub struct OverviewPage {
 
 /// What awaits `name` (with `role`) across the open runs, and the open runs themselves. The
 /// controls' flags come from the run page's own attention strip, so both agree.
-pub async fn overview_live(
-    state: &AppState,
-    name: &str,
-    role: Role,
-) -> Result<OverviewLive, AppError> {
-    let now = state.clock.now_ms();
+pub async fn overview_live(state: &Core, name: &str, role: Role) -> Result<OverviewLive, AppError> {
+    let now = state.clock.now();
     let mut active = Vec::new();
     let mut awaiting = Vec::new();
-    for run in state.store.runs().await.map_err(engine_error)? {
+    for run in state.store.runs().await? {
         if run.status.is_terminal() {
             continue;
         }
-        let steps = state.store.steps(&run.id).await.map_err(engine_error)?;
+        let steps = state.store.steps(&run.id).await?;
         let viewer = Viewer {
             role,
             is_requester: run.requester == name,
@@ -150,7 +146,7 @@ pub async fn overview_live(
     })
 }
 
-pub async fn page(State(state): State<AppState>, me: CurrentUser) -> Result<Response, AppError> {
+pub async fn page(State(state): State<Core>, me: CurrentUser) -> Result<Response, AppError> {
     me.require(Role::Viewer)?;
     let live = overview_live(&state, me.name(), me.role()).await?;
     let agents = crate::web::pages::agents::rows(&state).await?;
@@ -166,13 +162,13 @@ const SETTLE: Duration = Duration::from_millis(150);
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 /// `GET /overview/events`: the Overview's live part for this viewer, sent whenever it changes.
-pub async fn events(State(state): State<AppState>, me: CurrentUser) -> Result<Response, AppError> {
+pub async fn events(State(state): State<Core>, me: CurrentUser) -> Result<Response, AppError> {
     me.require(Role::Viewer)?;
     let rx = state.store.subscribe();
     let first = overview_live(&state, me.name(), me.role()).await?;
     let last = render_oob(first)?;
     struct Feed {
-        state: AppState,
+        state: Core,
         name: String,
         role: Role,
         rx: tokio::sync::broadcast::Receiver<crate::engine::audit::AuditEvent>,

@@ -15,7 +15,7 @@ use crate::web::auth::{CurrentUser, Role};
 use crate::web::record::{self, ChangeRecord};
 use crate::web::runview::timeline;
 use crate::web::views::{html, Chrome};
-use crate::web::{engine_error, AppError, AppState};
+use crate::web::{AppError, Core, Site};
 
 #[derive(Template)]
 #[template(path = "report.html")]
@@ -27,17 +27,17 @@ pub struct ReportPage {
 }
 
 async fn load(
-    state: &AppState,
+    state: &Core,
     id: &str,
 ) -> Result<(RunRecord, Vec<StepRecord>, Vec<AuditEvent>), AppError> {
-    let run = state.store.run(id).await.map_err(engine_error)?;
-    let steps = state.store.steps(id).await.map_err(engine_error)?;
-    let events = state.store.run_events(id).await.map_err(engine_error)?;
+    let run = state.store.run(id).await?;
+    let steps = state.store.steps(id).await?;
+    let events = state.store.run_events(id).await?;
     Ok((run, steps, events))
 }
 
 /// Versions per server from the agents' latest facts, in words.
-async fn versions(state: &AppState) -> BTreeMap<String, String> {
+async fn versions(state: &Core) -> BTreeMap<String, String> {
     // A record must render even when facts cannot be read: the servers then say so.
     let Ok(all) = crate::executors::agent::registry::all_facts(&state.pool).await else {
         return BTreeMap::new();
@@ -62,22 +62,19 @@ async fn versions(state: &AppState) -> BTreeMap<String, String> {
 }
 
 /// The change record of run `id`.
-pub async fn build_record(state: &AppState, id: &str) -> Result<ChangeRecord, AppError> {
+pub async fn build_record(state: &Core, site: &Site, id: &str) -> Result<ChangeRecord, AppError> {
     let (run, steps, events) = load(state, id).await?;
-    record_of(state, &run, &steps, &events).await
+    record_of(state, site, &run, &steps, &events).await
 }
 
 async fn record_of(
-    state: &AppState,
+    state: &Core,
+    site: &Site,
     run: &RunRecord,
     steps: &[StepRecord],
     events: &[AuditEvent],
 ) -> Result<ChangeRecord, AppError> {
-    let report = state
-        .store
-        .verify_audit_incremental()
-        .await
-        .map_err(engine_error)?;
+    let report = state.store.verify_audit_incremental().await?;
     let (chain_ok, chain) = match report.problem {
         None => (
             true,
@@ -98,23 +95,24 @@ async fn record_of(
         run,
         steps,
         events,
-        ticket_url: state.ticket_link(&run.change_ticket),
+        ticket_url: site.ticket_link(&run.change_ticket),
         versions: versions(state).await,
         chain_ok,
         chain,
-        now_ms: state.clock.now_ms(),
+        now_ms: state.clock.now(),
     }))
 }
 
 pub async fn page(
-    State(state): State<AppState>,
+    State(state): State<Core>,
+    State(site): State<Site>,
     me: CurrentUser,
     Path(id): Path<String>,
 ) -> Result<Response, AppError> {
     me.require(Role::Viewer)?;
     let (run, steps, events) = load(&state, &id).await?;
-    let r = record_of(&state, &run, &steps, &events).await?;
-    let timeline = timeline::timeline(&steps, state.clock.now_ms())
+    let r = record_of(&state, &site, &run, &steps, &events).await?;
+    let timeline = timeline::timeline(&steps, state.clock.now())
         .render()
         .map_err(|e| AppError::Internal(e.into()))?;
     html(&ReportPage {
@@ -134,9 +132,9 @@ pub struct ReportJson {
     pub audit_chain_intact: bool,
 }
 
-pub async fn build_json(state: &AppState, id: &str) -> Result<ReportJson, AppError> {
+pub async fn build_json(state: &Core, site: &Site, id: &str) -> Result<ReportJson, AppError> {
     let (run, steps, events) = load(state, id).await?;
-    let record = record_of(state, &run, &steps, &events).await?;
+    let record = record_of(state, site, &run, &steps, &events).await?;
     Ok(ReportJson {
         audit_chain_intact: record.chain_ok,
         record,
@@ -147,12 +145,13 @@ pub async fn build_json(state: &AppState, id: &str) -> Result<ReportJson, AppErr
 }
 
 pub async fn json(
-    State(state): State<AppState>,
+    State(state): State<Core>,
+    State(site): State<Site>,
     me: CurrentUser,
     Path(id): Path<String>,
 ) -> Result<Response, AppError> {
     me.require(Role::Viewer)?;
-    let body = build_json(&state, &id).await?;
+    let body = build_json(&state, &site, &id).await?;
     let mut r = Json(body).into_response();
     r.headers_mut().insert(
         axum::http::header::CONTENT_DISPOSITION,

@@ -8,9 +8,10 @@ use axum::extract::State;
 use axum::response::{Html, IntoResponse, Response};
 
 use crate::engine::store::StepRecord;
+use crate::engine::Store;
 use crate::web::auth::{CurrentUser, Role};
 use crate::web::views::{fmt_duration, fmt_time};
-use crate::web::{engine_error, AppError, AppState};
+use crate::web::AppError;
 
 /// Finished runs shown per Data Center (newest first); bounds the steps read per request.
 const PER_DC: usize = 6;
@@ -59,9 +60,9 @@ fn planned_secs(steps: &[StepRecord]) -> i64 {
     finish.values().max().copied().unwrap_or(0) as i64
 }
 
-pub async fn partial(State(state): State<AppState>, me: CurrentUser) -> Result<Response, AppError> {
+pub async fn partial(State(store): State<Store>, me: CurrentUser) -> Result<Response, AppError> {
     me.require(Role::Viewer)?;
-    let mut runs = state.store.runs().await.map_err(engine_error)?;
+    let mut runs = store.runs().await?;
     runs.sort_by_key(|r| std::cmp::Reverse(r.updated_at));
     let mut dcs: Vec<DcHistory> = Vec::new();
     let mut raw: Vec<(String, String, String, String, i64, i64)> = Vec::new();
@@ -73,7 +74,7 @@ pub async fn partial(State(state): State<AppState>, me: CurrentUser) -> Result<R
         if shown >= PER_DC {
             continue;
         }
-        let steps = state.store.steps(&r.id).await.map_err(engine_error)?;
+        let steps = store.steps(&r.id).await?;
         let started = steps.iter().filter_map(|s| s.state.dispatched_at).min();
         let actual = started
             .map(|s| (r.updated_at - s).div_euclid(1000).max(0))

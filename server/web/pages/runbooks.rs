@@ -7,7 +7,7 @@ use axum::response::Response;
 use crate::knowledge::runbook::{Catalog, Runbook};
 use crate::web::auth::{CurrentUser, Role};
 use crate::web::views::{fmt_duration, html, Chrome};
-use crate::web::{AppError, AppState};
+use crate::web::{AppError, Core};
 
 /// The built-in runbooks, parsed once.
 pub fn catalog() -> Result<&'static Catalog, AppError> {
@@ -75,7 +75,7 @@ pub struct RunbookPage {
     pub steps: Vec<StepRow>,
 }
 
-pub async fn list(State(_state): State<AppState>, me: CurrentUser) -> Result<Response, AppError> {
+pub async fn list(State(_state): State<Core>, me: CurrentUser) -> Result<Response, AppError> {
     me.require(Role::Viewer)?;
     let runbooks = catalog()?
         .all()
@@ -100,7 +100,7 @@ pub async fn list(State(_state): State<AppState>, me: CurrentUser) -> Result<Res
 }
 
 pub async fn show(
-    State(_state): State<AppState>,
+    State(_state): State<Core>,
     me: CurrentUser,
     Path(id): Path<String>,
 ) -> Result<Response, AppError> {

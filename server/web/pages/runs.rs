@@ -9,13 +9,16 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Form;
 use serde::Deserialize;
+use std::sync::Arc;
 
 use crate::engine::machine::{RunEvent, RunStatus, StepEvent};
 use crate::engine::store::{RunRecord, StepRecord};
+use crate::engine::Store;
 use crate::web::auth::{CurrentUser, Role};
+use crate::web::live::Live;
 use crate::web::runview::{self, Phase, RunHeader, StepCard, Viewer};
 use crate::web::views::{fmt_time, html, see_other, Chrome};
-use crate::web::{engine_error, AppError, AppState};
+use crate::web::{AppError, Core};
 
 pub struct RunRow {
     pub id: String,
@@ -54,9 +57,9 @@ pub fn run_row(r: &RunRecord) -> RunRow {
     }
 }
 
-pub async fn list(State(state): State<AppState>, me: CurrentUser) -> Result<Response, AppError> {
+pub async fn list(State(store): State<Store>, me: CurrentUser) -> Result<Response, AppError> {
     me.require(Role::Viewer)?;
-    let runs = state.store.runs().await.map_err(engine_error)?;
+    let runs = store.runs().await?;
     html(&RunsPage {
         chrome: Chrome::new(&me, "runs"),
         runs: runs.iter().map(run_row).collect(),
@@ -113,8 +116,8 @@ fn viewer(me: &CurrentUser, run: &RunRecord) -> Viewer {
     }
 }
 
-async fn comments(state: &AppState, run_id: &str) -> Result<(Comments, i64), AppError> {
-    let events = state.store.run_events(run_id).await.map_err(engine_error)?;
+async fn comments(state: &Core, run_id: &str) -> Result<(Comments, i64), AppError> {
+    let events = state.store.run_events(run_id).await?;
     let last = events.last().map(|e| e.id).unwrap_or(0);
     let comments = events
         .iter()
@@ -185,30 +188,26 @@ impl RunFilter {
 }
 
 pub async fn page(
-    State(state): State<AppState>,
+    State(state): State<Core>,
+    State(live): State<Arc<Live>>,
     me: CurrentUser,
     Path(id): Path<String>,
     axum::extract::Query(filter): axum::extract::Query<RunFilter>,
 ) -> Result<Response, AppError> {
     filter.check()?;
     me.require(Role::Viewer)?;
-    let run = state.store.run(&id).await.map_err(engine_error)?;
-    let steps = state.store.steps(&id).await.map_err(engine_error)?;
+    let run = state.store.run(&id).await?;
+    let steps = state.store.steps(&id).await?;
     let v = viewer(&me, &run);
-    let mut watching = state.live.watching(&id);
+    let mut watching = live.watching(&id);
     if !watching.iter().any(|w| w == me.name()) {
         watching.push(me.name().to_string());
     }
-    let header = runview::run_header(&run, &steps, &v, state.clock.now_ms(), &watching);
+    let header = runview::run_header(&run, &steps, &v, state.clock.now(), &watching);
     let (comments, after) = comments(&state, &id).await?;
-    let logs = state
-        .live
-        .step_log()
-        .tails(&id, runview::LOG_TAIL)
-        .await
-        .map_err(engine_error)?;
+    let logs = live.step_log().tails(&id, runview::LOG_TAIL).await?;
     let deliveries = crate::notify::deliveries(&state.pool, &id).await?;
-    let attention = runview::attention::attention(&run, &steps, &v, state.clock.now_ms());
+    let attention = runview::attention::attention(&run, &steps, &v, state.clock.now());
     let mut phases = runview::phases(&run, &steps, &v, &logs);
     let phase_names: Vec<String> = phases.iter().map(|p| p.name.clone()).collect();
     let mut hosts: Vec<String> = steps.iter().filter_map(|s| s.spec.host.clone()).collect();
@@ -247,7 +246,7 @@ pub async fn page(
                 (s.id.clone(), format!("{}{on}", s.spec.title))
             })
             .collect(),
-        timeline: runview::timeline::gantt(&run, &steps, state.clock.now_ms()),
+        timeline: runview::timeline::gantt(&run, &steps, state.clock.now()),
         deliveries: runview::deliveries::rows(&deliveries),
         after,
     })
@@ -258,7 +257,8 @@ fn is_htmx(headers: &HeaderMap) -> bool {
 }
 
 async fn header_or_redirect(
-    state: &AppState,
+    state: &Core,
+    live: &Live,
     me: &CurrentUser,
     run_id: &str,
     headers: &HeaderMap,
@@ -266,20 +266,21 @@ async fn header_or_redirect(
     if !is_htmx(headers) {
         return Ok(see_other(&format!("/runs/{run_id}")));
     }
-    let run = state.store.run(run_id).await.map_err(engine_error)?;
-    let steps = state.store.steps(run_id).await.map_err(engine_error)?;
+    let run = state.store.run(run_id).await?;
+    let steps = state.store.steps(run_id).await?;
     let header = runview::run_header(
         &run,
         &steps,
         &viewer(me, &run),
-        state.clock.now_ms(),
-        &state.live.watching(run_id),
+        state.clock.now(),
+        &live.watching(run_id),
     );
     html(&header)
 }
 
 async fn card_or_redirect(
-    state: &AppState,
+    state: &Core,
+    live: &Live,
     me: &CurrentUser,
     run_id: &str,
     step_id: &str,
@@ -288,18 +289,12 @@ async fn card_or_redirect(
     if !is_htmx(headers) {
         return Ok(see_other(&format!("/runs/{run_id}")));
     }
-    let run = state.store.run(run_id).await.map_err(engine_error)?;
-    let step: StepRecord = state
-        .store
-        .step(run_id, step_id)
-        .await
-        .map_err(engine_error)?;
-    let tail = state
-        .live
+    let run = state.store.run(run_id).await?;
+    let step: StepRecord = state.store.step(run_id, step_id).await?;
+    let tail = live
         .step_log()
         .tail(run_id, step_id, runview::LOG_TAIL)
-        .await
-        .map_err(engine_error)?;
+        .await?;
     let card: StepCard = runview::step_card(&run, &step, &viewer(me, &run), Some(&tail));
     html(&card)
 }
@@ -326,7 +321,7 @@ pub struct RunForm {
 /// table (`engine::policy`), checked on the transition itself; this only turns the name into the
 /// engine's event, for the pages and the JSON API.
 pub async fn apply_run_control(
-    state: &AppState,
+    state: &Core,
     me: &CurrentUser,
     id: &str,
     action: &str,
@@ -367,19 +362,19 @@ pub async fn apply_run_control(
         }
         _ => return Err(AppError::NotFound(format!("no run action `{action}`"))),
     };
-    state.store.run(id).await.map_err(engine_error)?;
+    state.store.run(id).await?;
     state
         .store
-        .apply_run_event(id, &event, state.clock.now_ms())
-        .await
-        .map_err(engine_error)?;
+        .apply_run_event(id, &event, state.clock.now())
+        .await?;
     state.wake();
     Ok(())
 }
 
 /// Run-level controls: submit, approve (start), pause, resume, abort.
 pub async fn control(
-    State(state): State<AppState>,
+    State(state): State<Core>,
+    State(live): State<Arc<Live>>,
     me: CurrentUser,
     Path((id, action)): Path<(String, String)>,
     headers: HeaderMap,
@@ -387,7 +382,7 @@ pub async fn control(
 ) -> Result<Response, AppError> {
     apply_run_control(&state, &me, &id, &action, &f).await?;
     tracing::info!(run = %id, actor = %me.name(), action = %crate::logtext::escaped(&action), "run control");
-    header_or_redirect(&state, &me, &id, &headers).await
+    header_or_redirect(&state, &live, &me, &id, &headers).await
 }
 
 #[derive(Deserialize, Default)]
@@ -409,7 +404,7 @@ pub struct StepForm {
 /// Applies a step control by name (see [`step_event`]) to a step that must exist: one path for
 /// the pages and the JSON API.
 pub async fn apply_step_control(
-    state: &AppState,
+    state: &Core,
     me: &CurrentUser,
     id: &str,
     step_id: &str,
@@ -417,19 +412,19 @@ pub async fn apply_step_control(
     form: StepForm,
 ) -> Result<(), AppError> {
     let event = step_event(me, action, form)?;
-    state.store.step(id, step_id).await.map_err(engine_error)?;
+    state.store.step(id, step_id).await?;
     state
         .store
-        .apply_step_event(id, step_id, &event, state.clock.now_ms())
-        .await
-        .map_err(engine_error)?;
+        .apply_step_event(id, step_id, &event, state.clock.now())
+        .await?;
     state.wake();
     Ok(())
 }
 
 /// Step controls: approve/deny a gate, claim/complete a manual task, retry, skip, resolve.
 pub async fn step_control(
-    State(state): State<AppState>,
+    State(state): State<Core>,
+    State(live): State<Arc<Live>>,
     me: CurrentUser,
     Path((id, step_id, action)): Path<(String, String, String)>,
     headers: HeaderMap,
@@ -437,7 +432,7 @@ pub async fn step_control(
 ) -> Result<Response, AppError> {
     apply_step_control(&state, &me, &id, &step_id, &action, f).await?;
     tracing::info!(run = %id, step = %crate::logtext::escaped(&step_id), actor = %me.name(), action = %crate::logtext::escaped(&action), "step control");
-    card_or_redirect(&state, &me, &id, &step_id, &headers).await
+    card_or_redirect(&state, &live, &me, &id, &step_id, &headers).await
 }
 
 /// The engine event a step control asks for. Roles and separation of duties are the engine's
@@ -486,7 +481,7 @@ pub struct CommentForm {
 }
 
 pub async fn add_comment(
-    State(state): State<AppState>,
+    State(state): State<Core>,
     me: CurrentUser,
     Path(id): Path<String>,
     headers: HeaderMap,
@@ -502,9 +497,8 @@ pub async fn add_comment(
     let step = Some(f.step_id.trim()).filter(|s| !s.is_empty());
     state
         .store
-        .comment(&id, step, &me.actor(), text, state.clock.now_ms())
-        .await
-        .map_err(engine_error)?;
+        .comment(&id, step, &me.actor(), text, state.clock.now())
+        .await?;
     if !is_htmx(&headers) {
         return Ok(see_other(&format!("/runs/{id}#comments")));
     }

@@ -9,13 +9,15 @@ use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
+use std::sync::Arc;
 
 use crate::engine::steplog::{LogLine, LINES_PER_STEP};
 use crate::engine::store::StepRecord;
 use crate::web::auth::{CurrentUser, Role};
+use crate::web::live::Live;
 use crate::web::runview::run_name;
 use crate::web::views::{fmt_time, html, Chrome, Stamp};
-use crate::web::{engine_error, words, AppError, AppState};
+use crate::web::{words, AppError, Core};
 
 /// One row of evidence: a field and its value as text (nested values as compact JSON).
 pub struct EvidenceRow {
@@ -101,34 +103,30 @@ pub fn evidence_rows(v: &serde_json::Value) -> Vec<EvidenceRow> {
 }
 
 async fn all_lines(
-    state: &AppState,
+    state: &Core,
+    live: &Live,
     run_id: &str,
     step_id: &str,
 ) -> Result<(StepRecord, Vec<LogLine>, i64), AppError> {
-    let step = state
-        .store
-        .step(run_id, step_id)
-        .await
-        .map_err(engine_error)?;
-    let tail = state
-        .live
+    let step = state.store.step(run_id, step_id).await?;
+    let tail = live
         .step_log()
         .tail(run_id, step_id, LINES_PER_STEP as usize + 1)
-        .await
-        .map_err(engine_error)?;
+        .await?;
     Ok((step, tail.lines, tail.total))
 }
 
 /// `GET /runs/{id}/steps/{step}`.
 pub async fn page(
-    State(state): State<AppState>,
+    State(state): State<Core>,
+    State(live): State<Arc<Live>>,
     me: CurrentUser,
     Path((id, step_id)): Path<(String, String)>,
     Query(q): Query<LogQuery>,
 ) -> Result<Response, AppError> {
     me.require(Role::Viewer)?;
-    let run = state.store.run(&id).await.map_err(engine_error)?;
-    let (step, lines, total) = all_lines(&state, &id, &step_id).await?;
+    let run = state.store.run(&id).await?;
+    let (step, lines, total) = all_lines(&state, &live, &id, &step_id).await?;
     let needle = q.q.trim().to_lowercase();
     let technical = match q.technical.as_str() {
         "" | "0" => false,
@@ -186,12 +184,13 @@ pub async fn page(
 
 /// `GET /runs/{id}/steps/{step}/log.txt`: the whole output as plain text, one line each.
 pub async fn log_text(
-    State(state): State<AppState>,
+    State(state): State<Core>,
+    State(live): State<Arc<Live>>,
     me: CurrentUser,
     Path((id, step_id)): Path<(String, String)>,
 ) -> Result<Response, AppError> {
     me.require(Role::Viewer)?;
-    let (step, lines, _) = all_lines(&state, &id, &step_id).await?;
+    let (step, lines, _) = all_lines(&state, &live, &id, &step_id).await?;
     let mut out = format!(
         "# {} ({}) — run {id}\n",
         step.spec.title,

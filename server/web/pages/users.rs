@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use crate::web::auth::{accounts, CurrentUser, Role};
 use crate::web::views::{fmt_time, html, see_other, Chrome};
-use crate::web::{AppError, AppState};
+use crate::web::{AppError, Core};
 
 pub struct UserRow {
     pub id: i64,
@@ -31,7 +31,7 @@ pub struct UsersPage {
 }
 
 async fn users_page(
-    state: &AppState,
+    state: &Core,
     me: &CurrentUser,
     error: Option<String>,
     notice: Option<String>,
@@ -57,7 +57,7 @@ async fn users_page(
     })
 }
 
-pub async fn list(State(state): State<AppState>, me: CurrentUser) -> Result<Response, AppError> {
+pub async fn list(State(state): State<Core>, me: CurrentUser) -> Result<Response, AppError> {
     me.require(Role::Admin)?;
     html(&users_page(&state, &me, None, None).await?)
 }
@@ -76,7 +76,7 @@ pub struct NewUser {
 }
 
 pub async fn add(
-    State(state): State<AppState>,
+    State(state): State<Core>,
     me: CurrentUser,
     Form(f): Form<NewUser>,
 ) -> Result<Response, AppError> {
@@ -88,7 +88,7 @@ pub async fn add(
             Some(f.person.as_str()),
             role,
             &f.password,
-            state.clock.now(),
+            state.clock.now_secs(),
         )
         .await
         .map_err(AppError::from),
@@ -109,7 +109,7 @@ pub async fn add(
 }
 
 pub async fn disable(
-    State(state): State<AppState>,
+    State(state): State<Core>,
     me: CurrentUser,
     Path(name): Path<String>,
 ) -> Result<Response, AppError> {
@@ -140,12 +140,12 @@ pub struct AccountPage {
 }
 
 async fn account_page(
-    state: &AppState,
+    state: &Core,
     me: &CurrentUser,
     new_token: Option<String>,
     error: Option<String>,
 ) -> Result<AccountPage, AppError> {
-    let now = state.clock.now();
+    let now = state.clock.now_secs();
     let tokens = accounts::list_tokens(&state.pool, me.user.id)
         .await?
         .into_iter()
@@ -167,7 +167,7 @@ async fn account_page(
     })
 }
 
-pub async fn account(State(state): State<AppState>, me: CurrentUser) -> Result<Response, AppError> {
+pub async fn account(State(state): State<Core>, me: CurrentUser) -> Result<Response, AppError> {
     html(&account_page(&state, &me, None, None).await?)
 }
 
@@ -181,7 +181,7 @@ pub struct NewToken {
 }
 
 pub async fn create_token(
-    State(state): State<AppState>,
+    State(state): State<Core>,
     me: CurrentUser,
     Form(f): Form<NewToken>,
 ) -> Result<Response, AppError> {
@@ -202,7 +202,7 @@ pub async fn create_token(
                 me.user.id,
                 &f.label,
                 days,
-                state.clock.now(),
+                state.clock.now_secs(),
             )
             .await
         }
@@ -223,10 +223,10 @@ pub async fn create_token(
 }
 
 pub async fn revoke_token(
-    State(state): State<AppState>,
+    State(state): State<Core>,
     me: CurrentUser,
     Path(id): Path<i64>,
 ) -> Result<Response, AppError> {
-    accounts::revoke_token(&state.pool, me.user.id, id, state.clock.now()).await?;
+    accounts::revoke_token(&state.pool, me.user.id, id, state.clock.now_secs()).await?;
     Ok(see_other("/account"))
 }

@@ -12,7 +12,7 @@ use super::idtoken::{self, Expected, TokenError};
 use super::{Sso, SsoError};
 use crate::web::auth::accounts;
 use crate::web::auth::extract::{cookie, session_cookie, session_set_cookie};
-use crate::web::{AppError, AppState};
+use crate::web::{AppError, AppState, Auth};
 
 /// The pre-login cookie. `SameSite=Lax`, not `Strict`: the provider's redirect back to the
 /// callback is a cross-site navigation, and the cookie must come along on it.
@@ -33,7 +33,7 @@ fn prelogin_cookie(headers: &HeaderMap) -> Option<String> {
     cookie(headers, PRELOGIN_COOKIE)
 }
 
-fn sso_of(state: &AppState) -> Result<std::sync::Arc<Sso>, AppError> {
+fn sso_of(state: &Auth) -> Result<std::sync::Arc<Sso>, AppError> {
     state
         .sso
         .clone()
@@ -43,7 +43,7 @@ fn sso_of(state: &AppState) -> Result<std::sync::Arc<Sso>, AppError> {
 /// The login page showing why single sign-on failed. The pre-login cookie is removed once its
 /// sign-in is used up; an answer with an unknown state leaves it, so a forged answer cannot spoil
 /// the genuine one still on its way.
-fn refused(state: &AppState, e: SsoError) -> Result<Response, AppError> {
+fn refused(state: &Auth, e: SsoError) -> Result<Response, AppError> {
     tracing::info!(reason = %e, "single sign-on refused");
     let page = crate::web::pages::login::LoginPage {
         name: String::new(),
@@ -64,7 +64,7 @@ fn refused(state: &AppState, e: SsoError) -> Result<Response, AppError> {
 }
 
 /// `GET /login/sso`: off to the provider.
-pub async fn start(State(state): State<AppState>) -> Result<Response, AppError> {
+pub async fn start(State(state): State<Auth>) -> Result<Response, AppError> {
     let sso = sso_of(&state)?;
     match redirect_to_provider(&state, &sso).await {
         Ok(r) => Ok(r),
@@ -72,13 +72,13 @@ pub async fn start(State(state): State<AppState>) -> Result<Response, AppError> 
     }
 }
 
-async fn redirect_to_provider(state: &AppState, sso: &Sso) -> Result<Response, SsoError> {
+async fn redirect_to_provider(state: &Auth, sso: &Sso) -> Result<Response, SsoError> {
     let (metadata, _) = sso.provider.current().await?;
     let c = sso.config();
     let mut url = reqwest::Url::parse(&metadata.authorization_endpoint).map_err(|e| {
         SsoError::ProviderUnusable(format!("its authorization_endpoint is not a URL: {e}"))
     })?;
-    let sign_in = sso.pending.start(state.clock.now())?;
+    let sign_in = sso.pending.start(state.clock.now_secs())?;
     url.query_pairs_mut()
         .append_pair("response_type", "code")
         .append_pair("client_id", &c.client_id)
@@ -106,7 +106,7 @@ async fn redirect_to_provider(state: &AppState, sso: &Sso) -> Result<Response, S
 
 /// `GET /login/sso/callback`: the provider's answer.
 pub async fn callback(
-    State(state): State<AppState>,
+    State(state): State<Auth>,
     headers: HeaderMap,
     Query(params): Query<Vec<(String, String)>>,
 ) -> Result<Response, AppError> {
@@ -123,7 +123,7 @@ pub async fn callback(
 }
 
 async fn finish(
-    state: &AppState,
+    state: &Auth,
     sso: &Sso,
     headers: &HeaderMap,
     params: &[(String, String)],
@@ -135,7 +135,7 @@ async fn finish(
             .map(|(_, v)| v.as_str())
     };
     let c = sso.config();
-    let now = state.clock.now();
+    let now = state.clock.now_secs();
     let started = sso.pending.finish(
         param("state").unwrap_or_default(),
         prelogin_cookie(headers).as_deref(),

@@ -18,7 +18,7 @@ use crate::knowledge::inventory::Inventory;
 use crate::web::auth::{CurrentUser, Role};
 use crate::web::datacenters;
 use crate::web::topology::{self, ServerDetail, StepOnServer, StepState};
-use crate::web::{engine_error, AppError, AppState};
+use crate::web::{AppError, Core};
 
 #[derive(Template)]
 #[template(path = "partials/dc_drawing.html")]
@@ -79,7 +79,7 @@ fn state_of(status: StepStatus) -> Option<StepState> {
 
 /// The drawing of `inv` (stored as `dc_name`) now.
 pub async fn build(
-    state: &AppState,
+    state: &Core,
     inv: &Inventory,
     dc_name: &str,
     agents: &[facts::FactRow],
@@ -87,7 +87,7 @@ pub async fn build(
 ) -> Result<DrawingPartial, AppError> {
     let mut detail = details(agents, stored);
     let mut active = Vec::new();
-    for run in state.store.runs().await.map_err(engine_error)? {
+    for run in state.store.runs().await? {
         if run.inventory != inv.name || run.status.is_terminal() {
             continue;
         }
@@ -98,7 +98,7 @@ pub async fn build(
         // Per server, the step that matters most: failed, then waiting, then running, then
         // the last one done; the newest of equals.
         let mut chosen: BTreeMap<String, (StepState, i64, String)> = BTreeMap::new();
-        for step in state.store.steps(&run.id).await.map_err(engine_error)? {
+        for step in state.store.steps(&run.id).await? {
             let (Some(host), Some(st)) = (step.spec.host.as_deref(), state_of(step.status)) else {
                 continue;
             };
@@ -126,7 +126,7 @@ pub async fn build(
 }
 
 /// The drawing of the stored Data Center `name` now.
-pub async fn current(state: &AppState, name: &str) -> Result<DrawingPartial, AppError> {
+pub async fn current(state: &Core, name: &str) -> Result<DrawingPartial, AppError> {
     let dc = datacenters::current(&state.pool, name)
         .await?
         .ok_or_else(|| AppError::NotFound(format!("no Data Center named `{name}`")))?;
@@ -134,14 +134,14 @@ pub async fn current(state: &AppState, name: &str) -> Result<DrawingPartial, App
         .inventory()
         .map_err(|e| AppError::Conflict(format!("the stored inventory no longer parses: {e}")))?;
     let enrolled = crate::executors::agent::registry::list(&state.pool).await?;
-    let (agents, _) = facts::facts(&inv, &enrolled, state.clock.now());
+    let (agents, _) = facts::facts(&inv, &enrolled, state.clock.now_secs());
     let stored = crate::executors::agent::registry::all_facts(&state.pool).await?;
     build(state, &inv, &dc.name, &agents, &stored).await
 }
 
 /// `GET /datacenters/NAME/drawing`: the live region alone.
 pub async fn live(
-    State(state): State<AppState>,
+    State(state): State<Core>,
     me: CurrentUser,
     Path(name): Path<String>,
 ) -> Result<Response, AppError> {

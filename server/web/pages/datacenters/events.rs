@@ -20,7 +20,7 @@ use tokio::sync::broadcast::error::RecvError;
 use super::drawing;
 use crate::web::auth::{CurrentUser, Role};
 use crate::web::live::{self, Live, Renderer};
-use crate::web::{datacenters, AppError, AppState};
+use crate::web::{datacenters, AppError, Core};
 
 /// How long a burst of events is gathered before the drawing is rendered again.
 const SETTLE: Duration = Duration::from_millis(150);
@@ -29,7 +29,7 @@ const REFRESH: Duration = Duration::from_secs(60);
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 /// The drawing as an out-of-band `update` frame.
-async fn frame(state: &AppState, name: &str) -> Result<(String, Bytes), AppError> {
+async fn frame(state: &Core, name: &str) -> Result<(String, Bytes), AppError> {
     let mut partial = drawing::current(state, name).await?;
     partial.oob = true;
     let html = partial.render().map_err(|e| AppError::Internal(e.into()))?;
@@ -39,7 +39,7 @@ async fn frame(state: &AppState, name: &str) -> Result<(String, Bytes), AppError
 
 /// One per watched Data Center: renders after its runs move (and every [`REFRESH`]), sends
 /// what changed; ends when the last watcher left.
-async fn render(state: AppState, name: String, mut r: Renderer) {
+async fn render(state: Core, name: String, mut r: Renderer) {
     let mut last = String::new();
     loop {
         tokio::select! {
@@ -74,7 +74,8 @@ impl Drop for Watching {
 }
 
 pub async fn events(
-    State(state): State<AppState>,
+    State(state): State<Core>,
+    State(live): State<Arc<Live>>,
     me: CurrentUser,
     Path(name): Path<String>,
 ) -> Result<Response, AppError> {
@@ -82,9 +83,9 @@ pub async fn events(
     let dc = datacenters::current(&state.pool, &name)
         .await?
         .ok_or_else(|| AppError::NotFound(format!("no Data Center named `{name}`")))?;
-    let joined = state.live.join_estate(&dc.name);
+    let joined = live.join_estate(&dc.name);
     let watching = Watching {
-        live: state.live.clone(),
+        live,
         name: dc.name.clone(),
     };
     if let Some(r) = joined.render {
