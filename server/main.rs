@@ -1,5 +1,9 @@
 //! `lockstep`: thin entry point. Logging, arguments, dispatch; the work lives in the library.
 
+// Production code never unwraps, expects or panics on what it is given (the lint gate, see the
+// workspace `Cargo.toml`); unit tests may.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
 use std::process::ExitCode;
 
 use lockstep::cli::Command;

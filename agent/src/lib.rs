@@ -11,6 +11,10 @@
 //! - [`simulated_agent`]: start simulated agents in-process;
 //! - [`chaos`]: a TCP proxy that resets connections (network fault injection).
 
+// Production code never unwraps, expects or panics on what it is given (the lint gate, see the
+// workspace `Cargo.toml`); unit tests may.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
 pub mod backend;
 pub mod chaos;
 pub mod client;

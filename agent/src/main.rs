@@ -3,6 +3,10 @@
 //! `init` creates the agent's key and certificate and prints its thumbprint; `trust` pins the
 //! orchestrator's certificate; `run` serves HTTPS until Ctrl-C.
 
+// Production code never unwraps, expects or panics on what it is given (the lint gate, see the
+// workspace `Cargo.toml`); unit tests may.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 

@@ -110,11 +110,7 @@ pub fn quiet_on_closed_pipe(command: &Command) {
     );
     #[cfg(unix)]
     if prints_only {
-        // SAFETY: restoring a signal's default disposition at start-up, before any thread
-        // that could be writing to a pipe exists; no handler runs.
-        unsafe {
-            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-        }
+        restore_sigpipe();
     }
     #[cfg(not(unix))]
     let _ = prints_only;
@@ -126,4 +122,18 @@ pub fn is_closed_pipe(e: &anyhow::Error) -> bool {
         c.downcast_ref::<std::io::Error>()
             .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
     })
+}
+
+/// SIGPIPE back to its default (end quietly), for the commands that only print.
+#[cfg(unix)]
+#[allow(
+    unsafe_code,
+    reason = "libc::signal has no safe wrapper in std; the one unsafe call of the crate"
+)]
+fn restore_sigpipe() {
+    // SAFETY: restoring a signal's default disposition at start-up, before any thread that could
+    // be writing to a pipe exists; no handler runs.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
 }

@@ -5,6 +5,12 @@
 //! Like a real agent it is idempotent per key (a repeated key returns the first result), and an
 //! action interrupted by a crash (started, never finished) reports `Unknown` when asked.
 //! Tests script per-step behaviour: fail, lose the result, hang, refuse or accept cancels.
+#![allow(
+    clippy::panic,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test support (the `testkit` feature): a broken journal must stop the test that uses it"
+)]
 
 use std::collections::{HashMap, HashSet};
 use std::io::Write;

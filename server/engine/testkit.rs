@@ -1,5 +1,11 @@
 //! Plans and actors for tests, the benchmark and `lockstep engine run-local`: a no-op plan of any
 //! size whose steps run on the journaling executor, and people with the usual roles.
+#![allow(
+    clippy::panic,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test support (the `testkit` feature): a broken journal must stop the test that uses it"
+)]
 
 use std::collections::BTreeMap;
 

@@ -2,6 +2,10 @@
 //! prints where its agents, SQL Servers and web endpoints listen (JSON), for configuring
 //! Lockstep's executors.
 
+// Production code never unwraps, expects or panics on what it is given (the lint gate, see the
+// workspace `Cargo.toml`); unit tests may.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
 use std::path::PathBuf;
 
 use clap::Parser;

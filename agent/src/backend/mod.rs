@@ -64,6 +64,10 @@ impl ActionCtx {
     }
 
     /// A context with no journal and no way to cancel (unit tests).
+    #[allow(
+        clippy::expect_used,
+        reason = "\"detached\" is a constant, valid action id"
+    )]
     pub fn detached(id: &str) -> ActionCtx {
         let (_tx, rx) = watch::channel(false);
         ActionCtx {

@@ -99,13 +99,12 @@ impl HeadFile {
         let written = file
             .seek(SeekFrom::Start(0))
             .and_then(|_| file.write_all(record.as_bytes()));
-        state.file = Some(file);
+        let file = state.file.insert(file);
         written?;
         if fresh {
             // A new file, or one of an older format (written whole each time): cut it to one
             // record and flush it with its directory entry now, once, so that a power cut can
             // never leave a file of zeros; later flushes need only the data.
-            let file = state.file.as_ref().expect("kept above");
             file.set_len(RECORD_LEN as u64)?;
             file.sync_all()?;
             if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {

@@ -370,7 +370,6 @@ struct ProcessLock {
 impl ProcessLock {
     #[cfg(unix)]
     fn acquire(state: &Path) -> anyhow::Result<ProcessLock> {
-        use std::os::unix::io::AsRawFd;
         let mut name = state.as_os_str().to_owned();
         name.push(".lock");
         let file = std::fs::OpenOptions::new()
@@ -380,14 +379,11 @@ impl ProcessLock {
             .open(&name)
             .map_err(|e| anyhow::anyhow!("{}: {e}", Path::new(&name).display()))?;
         loop {
-            // SAFETY: flock on a descriptor this function owns; released when `file` closes.
-            let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
-            if rc == 0 {
-                return Ok(ProcessLock { _file: file });
-            }
-            let e = std::io::Error::last_os_error();
-            if e.kind() != std::io::ErrorKind::Interrupted {
-                anyhow::bail!("locking {}: {e}", Path::new(&name).display());
+            // An exclusive advisory lock (flock on Unix), released when `file` closes.
+            match file.lock() {
+                Ok(()) => return Ok(ProcessLock { _file: file }),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => anyhow::bail!("locking {}: {e}", Path::new(&name).display()),
             }
         }
     }
