@@ -13,7 +13,10 @@
 
 // Production code never unwraps, expects or panics on what it is given (the lint gate, see the
 // workspace `Cargo.toml`); unit tests may.
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 pub mod backend;
 pub mod chaos;
