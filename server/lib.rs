@@ -8,4 +8,5 @@ pub mod knowledge;
 pub mod logtext;
 pub mod notify;
 pub mod rehearsal;
+pub mod startup;
 pub mod web;

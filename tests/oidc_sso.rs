@@ -106,10 +106,8 @@ async fn spawn_app_with_clock(clock: Clock) -> App {
     .expect("single sign-on configured");
     let db = dir.path().join("lockstep.db");
     let store = Store::open(&db).await.expect("store opens");
-    let pool = lockstep::web::db::open(&db).await.expect("web pool opens");
     let state = AppState::new(
         store,
-        pool,
         WebSettings {
             session_idle_secs: 1800,
             session_absolute_secs: 12 * 3600,

@@ -11,7 +11,6 @@ pub mod auth;
 pub mod chain;
 pub mod clock;
 pub mod datacenters;
-pub mod db;
 pub mod error;
 pub mod estate;
 pub mod live;
@@ -56,8 +55,8 @@ pub struct WebSettings {
 pub struct AppState {
     /// The engine's store: runs, steps, the audit chain and its live events.
     pub store: Store,
-    /// A writable pool on the same database for the dashboard's own tables (users, sessions,
-    /// tokens, inventories); the store's own pool is read-only.
+    /// The store's writer, for the dashboard's own tables (users, sessions, tokens,
+    /// inventories); the store's own pool is read-only.
     pub pool: SqlitePool,
     pub live: Arc<live::Live>,
     pub settings: Arc<WebSettings>,
@@ -88,7 +87,6 @@ impl AppState {
     /// Builds the state and starts the live-view hub (call inside a Tokio runtime).
     pub fn new(
         store: Store,
-        pool: SqlitePool,
         settings: WebSettings,
         clock: Clock,
         throttle: LoginThrottle,
@@ -96,8 +94,8 @@ impl AppState {
         AppState {
             live: live::Live::start(store.clone(), clock.clone()),
             metrics: metrics::Metrics::start(&store),
+            pool: store.writer().clone(),
             store,
-            pool,
             settings: Arc::new(settings),
             clock,
             throttle: Arc::new(throttle),

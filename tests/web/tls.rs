@@ -28,10 +28,8 @@ async fn the_dashboard_serves_https_with_hsts_when_given_a_certificate() {
 
     let db = dir.path().join("l.db");
     let store = Store::open(&db).await.unwrap();
-    let pool = lockstep::web::db::open(&db).await.unwrap();
     let state = AppState::new(
         store,
-        pool,
         WebSettings {
             session_idle_secs: 1800,
             session_absolute_secs: 43200,
