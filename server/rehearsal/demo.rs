@@ -77,7 +77,7 @@ pub async fn run(
     let inventory = Inventory::load(&inventory_path).map_err(|e| anyhow!("{e}"))?;
     let toml = std::fs::read_to_string(&inventory_path)?;
     let db = data_dir.join("lockstep.db");
-    let config = Config::from_process(
+    let mut config = Config::from_process(
         None,
         &Overrides {
             listen: Some(listen.to_string()),
@@ -85,6 +85,8 @@ pub async fn run(
             ..Default::default()
         },
     )?;
+    // The orchestrator's identity (pinned by the simulated agents) lives in the demo's folder.
+    config.data_dir = data_dir.to_path_buf();
     // The demo reads no settings file: no notifications, no single sign-on, `/metrics` as on
     // any loopback listener.
     let settings = Settings {

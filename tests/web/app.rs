@@ -95,7 +95,7 @@ async fn spawn(
 /// The settings of a test app: defaults, a fresh database in `dir`, port 0 on loopback, and no
 /// environment (a developer's `LOCKSTEP_*` variables do not leak into tests).
 pub fn settings(dir: &std::path::Path) -> Settings {
-    let server = Config::load(
+    let mut server = Config::load(
         None,
         &|_| None,
         &Overrides {
@@ -105,6 +105,7 @@ pub fn settings(dir: &std::path::Path) -> Settings {
         },
     )
     .expect("test settings");
+    server.data_dir = dir.to_path_buf();
     Settings {
         server,
         site: Default::default(),
