@@ -282,11 +282,15 @@ impl Application {
             }
             None => (state, Vec::new()),
         };
+        let stop_tx = Arc::new(stop_tx);
+        let signal = stop_tx.clone();
         let stopped = async move {
             shutdown.await;
-            let _ = stop_tx.send(true);
+            let _ = signal.send(true);
         };
         let served = crate::web::serve(listener, crate::web::router(state), tls, stopped).await;
+        // Also when serving ended on its own (an error): nothing is left running.
+        let _ = stop_tx.send(true);
         for t in facts_tasks {
             let _ = t.await;
         }
