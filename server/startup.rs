@@ -162,10 +162,10 @@ impl Application {
         } else {
             state
         };
-        let state = if site.simulated_site {
+        if site.simulated_site {
             eprintln!("simulated_site: drain waits are shortened; never use this for a real site");
-            state.with_simulated_site()
-        } else if options.simulated_site {
+        }
+        let state = if site.simulated_site || options.simulated_site {
             state.with_simulated_site()
         } else {
             state

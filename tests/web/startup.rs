@@ -24,7 +24,11 @@ async fn the_application_stops_when_its_shutdown_completes_and_ends_every_task_i
     let app = Application::build(crate::app::settings(dir.path()), options)
         .await
         .expect("the app builds");
-    assert_ne!(app.port(), 0, "port 0 asks for a free port; the bound one is reported");
+    assert_ne!(
+        app.port(),
+        0,
+        "port 0 asks for a free port; the bound one is reported"
+    );
     let health = format!("{}/healthz", app.url());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let running = tokio::spawn(app.run_until_stopped(async {

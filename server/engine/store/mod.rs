@@ -327,7 +327,7 @@ impl Store {
 
     /// The one writer, for the other tables of the database (accounts, sessions, tokens, agents,
     /// Data Centers, deliveries). One connection: hold it briefly, and never call back into the
-    /// store while holding a transaction on it (the store would wait for it forever).
+    /// store while holding a transaction on it (the store would wait for the connection).
     pub fn writer(&self) -> &SqlitePool {
         &self.writer
     }
