@@ -402,6 +402,29 @@ pub async fn scope<F: Future>(
 #[cfg(test)]
 mod tests {
     use super::cut;
+    use crate::engine::executor::IdempotencyKey;
+    use crate::engine::Store;
+
+    #[tokio::test]
+    async fn lines_ride_the_store_s_writer_which_is_back_at_full_durability_after_each_flush() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("l.db")).await.unwrap();
+        let key = IdempotencyKey {
+            run_id: "r1".into(),
+            step_id: "s1".into(),
+            attempt: 1,
+        };
+        let log = store.step_log();
+        let written = log.write(&key, &[(1, "copied".into())], 0).await.unwrap();
+        assert_eq!(written.len(), 1);
+        assert_eq!(log.tail("r1", "s1", 10).await.unwrap().total, 1);
+        // 2 = FULL: the next transition on the writer fsyncs, and carries the line with it.
+        let level: i64 = sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(store.writer())
+            .await
+            .unwrap();
+        assert_eq!(level, 2);
+    }
 
     #[test]
     fn the_dropped_notice_names_the_bound() {
