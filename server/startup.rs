@@ -53,6 +53,9 @@ pub struct Options {
     /// The Data Centers are simulated (see [`AppState::simulated_site`]); also set by the
     /// settings' `simulated_site`.
     pub simulated_site: bool,
+    /// A listener bound beforehand, served instead of binding the settings' `listen` (a test
+    /// whose settings must name the port, e.g. single sign-on's redirect address).
+    pub listener: Option<tokio::net::TcpListener>,
 }
 
 impl Options {
@@ -65,6 +68,7 @@ impl Options {
             collect_facts: true,
             guard_chain: true,
             simulated_site: false,
+            listener: None,
         }
     }
 
@@ -77,6 +81,7 @@ impl Options {
             collect_facts: false,
             guard_chain: false,
             simulated_site: false,
+            listener: None,
         }
     }
 }
@@ -197,9 +202,12 @@ impl Application {
         };
         // Notifications (webhooks, e-mail) watch committed events in their own tasks.
         let notifier = crate::notify::spawn(state.store.clone(), notify).await?;
-        let listener = tokio::net::TcpListener::bind(config.listen)
-            .await
-            .map_err(|e| anyhow!("cannot listen on {}: {e}", config.listen))?;
+        let listener = match options.listener {
+            Some(bound) => bound,
+            None => tokio::net::TcpListener::bind(config.listen)
+                .await
+                .map_err(|e| anyhow!("cannot listen on {}: {e}", config.listen))?,
+        };
         let addr = listener.local_addr()?;
         Ok(Application {
             state,

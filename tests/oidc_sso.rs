@@ -7,11 +7,14 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::process::Stdio;
 
-use lockstep::engine::Store;
+#[path = "web/app.rs"]
+mod app;
+
+use lockstep::engine::Router;
+use lockstep::startup::{Application, Options};
 use lockstep::web::auth::oidc::{OidcConfig, Sso};
-use lockstep::web::auth::throttle::LoginThrottle;
 use lockstep::web::auth::{accounts, Role};
-use lockstep::web::{AppState, Clock, WebSettings};
+use lockstep::web::{AppState, Clock};
 use tokio::io::AsyncBufReadExt;
 
 const CLIENT_SECRET: &str = "test client secret, never in a file";
@@ -104,23 +107,16 @@ async fn spawn_app_with_clock(clock: Clock) -> App {
     })
     .expect("valid [oidc] table")
     .expect("single sign-on configured");
-    let db = dir.path().join("lockstep.db");
-    let store = Store::open(&db).await.expect("store opens");
-    let state = AppState::new(
-        store,
-        WebSettings {
-            session_idle_secs: 1800,
-            session_absolute_secs: 12 * 3600,
-            tls: false,
-        },
-        clock,
-        LoginThrottle::new(5, 900),
-    )
-    .with_sso(Sso::new(config).expect("sso client"));
-    let app = lockstep::web::router(state.clone());
-    tokio::spawn(async move {
-        let _ = lockstep::web::serve(listener, app, None, std::future::pending()).await;
-    });
+    let mut settings = app::settings(dir.path());
+    settings.oidc = Some(config);
+    let mut options = Options::test(Router::new(), clock, false);
+    // Bound before the settings were written: the redirect address names its port.
+    options.listener = Some(listener);
+    let built = Application::build(settings, options)
+        .await
+        .expect("the app builds");
+    let state = built.state().clone();
+    tokio::spawn(built.run_until_stopped(std::future::pending()));
     App {
         base,
         state,

@@ -119,6 +119,7 @@ pub async fn run(
             collect_facts: true,
             guard_chain: false,
             simulated_site: true,
+            listener: None,
         },
     )
     .await?;
