@@ -85,7 +85,7 @@ impl Web {
         let db = dir.path().join("lockstep.db");
         let (app, cookie, run_id) = rt.block_on(async {
             let store = lockstep::engine::Store::open(&db).await.expect("store");
-            let pool = lockstep::web::db::open(&db).await.expect("web pool");
+            let pool = store.writer().clone();
             let new = NewRun {
                 change_ticket: "CHG-FUZZ".into(),
                 window_start: None,
@@ -112,7 +112,6 @@ impl Web {
                 .expect("session");
             let state = lockstep::web::AppState::new(
                 store,
-                pool,
                 lockstep::web::WebSettings {
                     session_idle_secs: 1800,
                     session_absolute_secs: 12 * 3600,

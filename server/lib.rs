@@ -15,4 +15,5 @@ pub mod knowledge;
 pub mod logtext;
 pub mod notify;
 pub mod rehearsal;
+pub mod startup;
 pub mod web;

@@ -50,9 +50,10 @@ struct Estate {
 async fn estate(inventory: &Inventory) -> Estate {
     let dir = tempfile::tempdir().unwrap();
     let orchestrator = Identity::generate("lockstep-orchestrator").unwrap();
-    let pool = lockstep::web::db::open(&dir.path().join("lockstep.db"))
+    let store = lockstep::engine::Store::open(&dir.path().join("lockstep.db"))
         .await
         .unwrap();
+    let pool = store.writer().clone();
     let mut agents = BTreeMap::new();
     for (i, server) in inventory.servers.iter().enumerate() {
         let addr = format!("127.0.0.{}:0", i + 2).parse().unwrap();

@@ -47,7 +47,7 @@ async fn site(inventory: &str) -> Site {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("g.db");
     let store = Store::open(&db).await.unwrap();
-    let pool = lockstep::web::db::open(&db).await.unwrap();
+    let pool = store.writer().clone();
     let site = Site {
         _dir: dir,
         store,

@@ -7,13 +7,16 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::process::Stdio;
 
+#[path = "web/app.rs"]
+mod app;
+
 use lockstep::config::{Overrides, Settings};
 use lockstep::engine::clock::{ManualClock, TokioClock};
-use lockstep::engine::Store;
+use lockstep::engine::Router;
+use lockstep::startup::{Application, Options};
 use lockstep::web::auth::oidc::Sso;
-use lockstep::web::auth::throttle::LoginThrottle;
 use lockstep::web::auth::{accounts, Role};
-use lockstep::web::{AppState, SharedClock, WebSettings};
+use lockstep::web::{AppState, SharedClock};
 use tokio::io::AsyncBufReadExt;
 
 const CLIENT_SECRET: &str = "test client secret, never in a file";
@@ -109,25 +112,16 @@ async fn spawn_app_with_clock(clock: SharedClock) -> App {
     .expect("valid [oidc] table")
     .oidc
     .expect("single sign-on configured");
-    let db = dir.path().join("lockstep.db");
-    let store = Store::open(&db).await.expect("store opens");
-    let pool = lockstep::web::db::open(&db).await.expect("web pool opens");
-    let state = AppState::new(
-        store,
-        pool,
-        WebSettings {
-            session_idle_secs: 1800,
-            session_absolute_secs: 12 * 3600,
-            tls: false,
-        },
-        clock,
-        LoginThrottle::new(5, 900),
-    )
-    .with_sso(Sso::new(config).expect("sso client"));
-    let app = lockstep::web::router(state.clone());
-    tokio::spawn(async move {
-        let _ = lockstep::web::serve(listener, app, None, std::future::pending()).await;
-    });
+    let mut settings = app::settings(dir.path());
+    settings.oidc = Some(config);
+    let mut options = Options::test(Router::new(), clock, false);
+    // Bound before the settings were written: the redirect address names its port.
+    options.listener = Some(listener);
+    let built = Application::build(settings, options)
+        .await
+        .expect("the app builds");
+    let state = built.state().clone();
+    tokio::spawn(built.run_until_stopped(std::future::pending()));
     App {
         base,
         state,

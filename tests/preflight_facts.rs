@@ -1063,7 +1063,8 @@ async fn the_cli_reads_the_agents_facts_from_the_database_it_is_given() {
     use lockstep::executors::agent::registry;
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("lockstep.db");
-    let pool = lockstep::web::db::open(&db).await.expect("database");
+    let store = lockstep::engine::Store::open(&db).await.expect("database");
+    let pool = store.writer().clone();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")

@@ -212,7 +212,7 @@ async fn bench_run_page_and_sse_fan_out() {
     );
 
     // Step log lines: written (and committed) through a step-log scope, appended live.
-    let log = lockstep::engine::steplog::StepLog::for_store(&app.state.store);
+    let log = app.state.store.step_log().clone();
     let clock: Arc<dyn lockstep::engine::clock::Clock> =
         Arc::new(lockstep::engine::clock::TokioClock::new());
     let mut line_latencies = Vec::new();

@@ -30,5 +30,7 @@ mod runs;
 mod sitefacts;
 #[path = "web/sources.rs"]
 mod sources;
+#[path = "web/startup.rs"]
+mod startup;
 #[path = "web/tls.rs"]
 mod tls;

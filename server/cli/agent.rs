@@ -81,13 +81,15 @@ pub async fn run_agent(cmd: AgentCmd) -> anyhow::Result<ExitCode> {
             registry::check_server(&server).map_err(anyhow::Error::msg)?;
             registry::check_url(&url).map_err(anyhow::Error::msg)?;
             let cfg = config(&db)?;
-            let pool = crate::web::db::open(&cfg.db).await?;
+            let store = crate::engine::Store::open(&cfg.db).await?;
+            let pool = store.writer().clone();
             let r = registry::add(&pool, &server, &url, t, now()).await?;
             println!("added {} {} {}", r.server, r.url, r.thumbprint);
         }
         AgentCmd::List { db } => {
             let cfg = config(&db)?;
-            let pool = crate::web::db::open(&cfg.db).await?;
+            let store = crate::engine::Store::open(&cfg.db).await?;
+            let pool = store.writer().clone();
             for r in registry::list(&pool).await? {
                 println!(
                     "{}\t{}\t{}\t{}\t{}",
@@ -101,7 +103,8 @@ pub async fn run_agent(cmd: AgentCmd) -> anyhow::Result<ExitCode> {
         }
         AgentCmd::Health { db } => {
             let cfg = config(&db)?;
-            let pool = crate::web::db::open(&cfg.db).await?;
+            let store = crate::engine::Store::open(&cfg.db).await?;
+            let pool = store.writer().clone();
             let identity = orchestrator_identity(&cfg.data_dir)?;
             let mut offline = 0;
             for r in registry::list(&pool).await? {

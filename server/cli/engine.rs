@@ -83,6 +83,7 @@ struct LocalOptions {
 /// The executors for `run-local`: every step on the journaling executor, or agent steps on the
 /// registered agents (the other kinds then fail with "no executor", as in `lockstep serve`).
 async fn executors(
+    store: &Store,
     db: &Path,
     journal: Option<&Path>,
     options: &LocalOptions,
@@ -94,8 +95,8 @@ async fn executors(
         };
         let config = crate::config::Config::from_process(None, &overrides)?;
         let identity = crate::executors::agent::orchestrator_identity(&config.data_dir)?;
-        let pool = crate::web::db::open(db).await?;
-        let agents = crate::executors::agent::AgentExecutor::from_registry(&pool, identity).await?;
+        let agents =
+            crate::executors::agent::AgentExecutor::from_registry(store.writer(), identity).await?;
         return Ok(Router::new().route(crate::knowledge::plan::StepKind::Agent, Arc::new(agents)));
     }
     let journal = journal.context("--journal is needed without --agents")?;
@@ -139,7 +140,7 @@ async fn run_local(
     };
     let engine = Engine::with(
         store.clone(),
-        executors(db, journal, &options).await?,
+        executors(&store, db, journal, &options).await?,
         Arc::new(TokioClock::new()),
         config,
     );

@@ -210,10 +210,11 @@ async fn live_facts(args: &PreflightArgs) -> anyhow::Result<LiveFacts> {
             cfg.db.display()
         );
     }
-    let pool = crate::web::db::open(&cfg.db).await?;
+    let store = crate::engine::Store::open(&cfg.db).await?;
+    let pool = store.writer();
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let stale = i64::try_from(cfg.facts_stale_secs).unwrap_or(i64::MAX);
-    crate::executors::agent::registry::live_facts(&pool, now, stale)
+    crate::executors::agent::registry::live_facts(pool, now, stale)
         .await
         .with_context(|| format!("reading agent facts from {}", cfg.db.display()))
 }

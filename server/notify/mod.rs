@@ -12,7 +12,7 @@ pub mod smtp;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
+use sqlx::sqlite::SqlitePool;
 use sqlx::Row;
 use tokio::sync::broadcast::error::RecvError;
 
@@ -75,6 +75,7 @@ struct Shared {
     store: Store,
     config: NotifyConfig,
     client: reqwest::Client,
+    /// The store's writer, for `notification_attempts`.
     writer: SqlitePool,
 }
 
@@ -97,14 +98,8 @@ pub async fn spawn(
         }
     }
     let client = builder.build()?;
-    let writer = SqlitePoolOptions::new()
-        .max_connections(1)
-        .connect_with(
-            SqliteConnectOptions::new()
-                .filename(store.path())
-                .busy_timeout(Duration::from_secs(10)),
-        )
-        .await?;
+    // Deliveries are recorded through the store's one writer, like every other table.
+    let writer = store.writer().clone();
     let shared = Arc::new(Shared {
         store,
         config,

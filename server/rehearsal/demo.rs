@@ -1,10 +1,10 @@
 //! `lockstep demo`: the dashboard on the embedded SQLite in a data directory, driving a
 //! simulated Data Center whose agents are enrolled with pinned certificates, with a demo account
-//! per role. The app is built with the same functions as `lockstep serve` (engine, `AppState`,
-//! `web::router`, `web::serve`); what the demo adds is the simulated site, its executors, the
-//! accounts and the manual-task hook: when a person claims a manual task in the browser, the
-//! simulated host does the work (Setup installs the target version), so the post-condition
-//! checked after "complete" is checked against a real change.
+//! per role. The app is built by the same [`Application`] as `lockstep serve`; what the demo adds
+//! is the simulated site, its executors, the accounts and the manual-task hook: when a person
+//! claims a manual task in the browser, the simulated host does the work (Setup installs the
+//! target version), so the post-condition checked after "complete" is checked against a real
+//! change.
 
 use std::collections::HashSet;
 use std::io::Write;
@@ -16,11 +16,12 @@ use lockstep_protocol::tls::Thumbprint;
 use lockstep_simulator::SimulatedDataCenter;
 use rand::Rng;
 
-use crate::config::{Config, Overrides};
+use crate::config::{Config, Overrides, Settings};
 use crate::engine::machine::StepStatus;
-use crate::engine::{Engine, Store};
+use crate::engine::Store;
 use crate::knowledge::inventory::Inventory;
 use crate::knowledge::plan::StepKind;
+use crate::startup::{Application, Executors, Options};
 use crate::web::auth::{accounts, Role};
 
 /// The demo accounts: name, role, what they are for.
@@ -76,7 +77,7 @@ pub async fn run(
     let inventory = Inventory::load(&inventory_path).map_err(|e| anyhow!("{e}"))?;
     let toml = std::fs::read_to_string(&inventory_path)?;
     let db = data_dir.join("lockstep.db");
-    let config = Config::from_process(
+    let mut config = Config::from_process(
         None,
         &Overrides {
             listen: Some(listen.to_string()),
@@ -84,25 +85,53 @@ pub async fn run(
             ..Default::default()
         },
     )?;
-    crate::web::tls::check_plain_http_allowed(&config.listen)?;
-    let store = Store::open(&db)
-        .await
-        .map_err(|e| anyhow!("opening {}: {e}", db.display()))?;
-    let pool = crate::web::db::open(&db).await?;
+    // The orchestrator's identity (pinned by the simulated agents) lives in the demo's folder.
+    config.data_dir = data_dir.to_path_buf();
+    // The demo reads no settings file: no notifications, no single sign-on, `/metrics` as on
+    // any loopback listener.
+    let settings = Settings {
+        server: config,
+        site: Default::default(),
+        notify: Default::default(),
+        oidc: None,
+        metrics: Default::default(),
+    };
     let identity = crate::executors::agent::orchestrator_identity(data_dir)?;
-    let (dc, router) = super::site::start(
-        &inventory_path,
-        &data_dir.join("simulated"),
-        identity,
-        30,
-        &store,
+    // The simulated Data Center starts once the store is open (its SQL backups go through it);
+    // the builder hands back its router, the Data Center comes back here.
+    let (started, simulated) = tokio::sync::oneshot::channel();
+    let site_inventory = inventory_path.clone();
+    let site_dir = data_dir.join("simulated");
+    let executors = Executors::Build(Box::new(move |store: Store| {
+        Box::pin(async move {
+            let (dc, router) =
+                super::site::start(&site_inventory, &site_dir, identity, 30, &store).await?;
+            let _ = started.send(dc);
+            Ok(router)
+        })
+    }));
+    let app = Application::build(
+        settings,
+        Options {
+            executors,
+            clock: std::sync::Arc::new(crate::engine::clock::TokioClock::new()),
+            driver: true,
+            collect_facts: true,
+            guard_chain: false,
+            simulated_site: true,
+            listener: None,
+        },
     )
     .await?;
+    let dc = simulated
+        .await
+        .map_err(|_| anyhow!("the simulated Data Center did not start"))?;
     for f in faults {
         f.inject(&dc)
             .map_err(|e| anyhow!("--fault {}:{}: {e}", f.server, f.kind))?;
         eprintln!("fault injected: {}", f.describe());
     }
+    let pool = app.store().writer().clone();
     for (server, a) in &dc.endpoints().agents {
         let thumbprint = Thumbprint::parse(&a.thumbprint).map_err(|e| anyhow!("{e}"))?;
         crate::executors::agent::registry::add(&pool, server, &a.url, thumbprint, now()).await?;
@@ -124,28 +153,6 @@ pub async fn run(
             printed.push(format!("  {name:<10} {pw}   ({what})"));
         }
     }
-    let engine = Engine::new(store.clone(), router);
-    let state = crate::web::AppState::new(
-        store.clone(),
-        pool,
-        crate::web::WebSettings {
-            session_idle_secs: config.session_idle_secs,
-            session_absolute_secs: config.session_absolute_secs,
-            tls: false,
-        },
-        std::sync::Arc::new(crate::engine::clock::TokioClock::new()),
-        crate::web::auth::throttle::LoginThrottle::new(
-            config.login_max_failures,
-            config.login_lockout_secs,
-        )
-        .with_address_limit(config.login_max_failures_per_address),
-    )
-    .with_engine(engine.clone())
-    .with_simulated_site();
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|e| anyhow!("cannot listen on {}: {e}", config.listen))?;
-    let addr = listener.local_addr()?;
     let mut out = String::new();
     out.push_str(&format!(
         "Simulated Data Center `{}` ({} servers) is running on 127.0.0.x loopback addresses.\n",
@@ -173,38 +180,20 @@ pub async fn run(
         inventory.name,
         data_dir.display()
     ));
-    out.push_str(&format!("Lockstep demo on http://{addr}/\n"));
+    out.push_str(&format!("Lockstep demo on {}/\n", app.url()));
     print!("{out}");
     std::io::stdout().flush()?;
 
+    let store = app.store().clone();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut driver_stop = stop_rx.clone();
-    let driver = tokio::spawn(engine.drive(async move {
-        let _ = driver_stop.changed().await;
-    }));
     let dc = std::sync::Arc::new(dc);
-    let hook = tokio::spawn(manual_task_hook(store, dc.clone(), stop_rx.clone()));
-    let (state, facts_tasks) = crate::web::estate::start(
-        state,
-        crate::executors::agent::orchestrator_identity(data_dir)?,
-        config.facts_interval_secs,
-        config.facts_stale_secs,
-        stop_rx.clone(),
-    );
-    let shutdown = async move {
+    let hook = tokio::spawn(manual_task_hook(store, dc.clone(), stop_rx));
+    app.run_until_stopped(async move {
         let _ = tokio::signal::ctrl_c().await;
         let _ = stop_tx.send(true);
-    };
-    crate::web::serve(listener, crate::web::router(state), None, shutdown).await?;
+    })
+    .await?;
     let _ = hook.await;
-    for t in facts_tasks {
-        let _ = t.await;
-    }
-    match driver.await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => eprintln!("the engine stopped with an error: {e}"),
-        Err(e) => eprintln!("the engine task failed: {e}"),
-    }
     match std::sync::Arc::try_unwrap(dc) {
         Ok(dc) => dc.stop().await?,
         Err(_) => {

@@ -123,7 +123,7 @@ impl Live {
     /// Creates the hub and starts its task (needs a Tokio runtime).
     pub fn start(store: Store, clock: SharedClock) -> Arc<Live> {
         let live = Arc::new(Live {
-            log: StepLog::for_store(&store),
+            log: store.step_log().clone(),
             lines_seen: AtomicI64::new(0),
             store,
             clock,

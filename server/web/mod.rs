@@ -11,7 +11,6 @@ pub mod audit_words;
 pub mod auth;
 pub mod chain;
 pub mod datacenters;
-pub mod db;
 pub mod error;
 pub mod estate;
 pub mod live;

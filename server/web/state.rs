@@ -174,7 +174,6 @@ impl AppState {
     /// Builds the state and starts the live-view hub (call inside a Tokio runtime).
     pub fn new(
         store: Store,
-        pool: SqlitePool,
         settings: WebSettings,
         clock: SharedClock,
         throttle: LoginThrottle,
@@ -182,8 +181,8 @@ impl AppState {
         AppState {
             live: live::Live::start(store.clone(), clock.clone()),
             metrics: metrics::Metrics::start(&store),
+            pool: store.writer().clone(),
             store,
-            pool,
             clock,
             wake: Wake::none(),
             settings: Arc::new(settings),

@@ -6,15 +6,16 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
+use lockstep::config::{Config, Overrides, Settings};
 use lockstep::engine::clock::{ManualClock, TokioClock};
 use lockstep::engine::store::{NewRun, RunRecord};
-use lockstep::engine::{Actor, Store};
+use lockstep::engine::Actor;
 use lockstep::knowledge::inventory::Topology;
 use lockstep::knowledge::operation::Operation;
 use lockstep::knowledge::plan::{Plan, PlannedStep, RetryPolicy, StepKind};
-use lockstep::web::auth::throttle::LoginThrottle;
+use lockstep::startup::{Application, Options};
 use lockstep::web::auth::{accounts, Role};
-use lockstep::web::{AppState, SharedClock, WebSettings};
+use lockstep::web::{AppState, SharedClock};
 
 pub const PASSWORD: &str = "correct horse battery staple";
 
@@ -101,38 +102,23 @@ async fn spawn(
     executor: Option<std::sync::Arc<dyn lockstep::engine::executor::Executor>>,
 ) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
-    let db = dir.path().join("lockstep.db");
-    let store = Store::open(&db).await.expect("store opens");
-    let pool = lockstep::web::db::open(&db).await.expect("web pool opens");
     let executor = executor.unwrap_or_else(|| {
         std::sync::Arc::new(lockstep::engine::journal::JournalExecutor::in_memory())
     });
-    let engine =
-        lockstep::engine::Engine::new(store.clone(), lockstep::engine::Router::all(executor));
-    let state = AppState::new(
-        store,
-        pool,
-        WebSettings {
-            session_idle_secs: 1800,
-            session_absolute_secs: 12 * 3600,
-            tls: false,
-        },
-        clock.shared.clone(),
-        LoginThrottle::new(5, 900),
-    );
-    let state = if driver {
-        tokio::spawn(engine.clone().drive(std::future::pending::<()>()));
-        state.with_engine(engine)
-    } else {
-        state
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let app = lockstep::web::router(state.clone());
+    let app = Application::build(
+        settings(dir.path()),
+        Options::test(
+            lockstep::engine::Router::all(executor),
+            clock.shared.clone(),
+            driver,
+        ),
+    )
+    .await
+    .expect("the app builds");
+    let addr = app.addr();
+    let state = app.state().clone();
     let server = tokio::spawn(async move {
-        let _ = lockstep::web::serve(listener, app, None, std::future::pending()).await;
+        let _ = app.run_until_stopped(std::future::pending()).await;
     });
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -146,6 +132,29 @@ async fn spawn(
         client,
         _dir: dir,
         _server: server,
+    }
+}
+
+/// The settings of a test app: defaults, a fresh database in `dir`, port 0 on loopback, and no
+/// environment (a developer's `LOCKSTEP_*` variables do not leak into tests).
+pub fn settings(dir: &std::path::Path) -> Settings {
+    let mut server = Config::load(
+        None,
+        &|_| None,
+        &Overrides {
+            listen: Some("127.0.0.1:0".into()),
+            db: Some(dir.join("lockstep.db")),
+            ..Default::default()
+        },
+    )
+    .expect("test settings");
+    server.data_dir = dir.to_path_buf();
+    Settings {
+        server,
+        site: Default::default(),
+        notify: Default::default(),
+        oidc: None,
+        metrics: Default::default(),
     }
 }
 

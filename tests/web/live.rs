@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use lockstep::engine::executor::{ActionStatus, Dispatch, Executor, IdempotencyKey, Outcome};
 use lockstep::engine::machine::RunEvent;
-use lockstep::engine::steplog::{self, StepLog, DROPPED_NOTICE, LINES_PER_STEP};
+use lockstep::engine::steplog::{self, DROPPED_NOTICE, LINES_PER_STEP};
 use lockstep::engine::store::{NewRun, RunRecord};
 use lockstep::engine::{Actor, Store};
 use lockstep::knowledge::inventory::Topology;
@@ -102,7 +102,7 @@ async fn last_event(app: &TestApp, run_id: &str) -> i64 {
 }
 
 async fn wait_for_lines(store: &Store, run_id: &str, step_id: &str, n: usize) {
-    let log = StepLog::for_store(store);
+    let log = store.step_log().clone();
     for _ in 0..200 {
         if log
             .tail(run_id, step_id, 100)
@@ -268,7 +268,7 @@ async fn a_watcher_reconnecting_with_last_event_id_gets_the_lines_it_missed() {
 async fn the_log_keeps_at_most_its_bound_per_step_and_says_that_more_was_dropped() {
     let app = spawn_app().await;
     let store = &app.state.store;
-    let log = StepLog::for_store(store);
+    let log = store.step_log().clone();
     let clock: Arc<dyn lockstep::engine::clock::Clock> =
         Arc::new(lockstep::engine::clock::TokioClock::new());
     for attempt in 1..=2u32 {

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use lockstep::engine::executor::{Dispatch, Executor, IdempotencyKey, Outcome};
-use lockstep::engine::steplog::{self, StepLog};
+use lockstep::engine::steplog;
 use lockstep::executors::sql::{FixedScripts, SqlConfig, SqlEncryption, SqlExecutor, SqlTarget};
 use lockstep::knowledge::operation::{Operation, SqlOperation};
 use lockstep_simulator::sql::{InstanceSpec, SqlInstance};
@@ -59,7 +59,7 @@ async fn sql_server_messages_of_a_checkdb_become_step_log_lines() {
         }),
         timeout_secs: 60,
     };
-    let log = StepLog::for_store(&app.state.store);
+    let log = app.state.store.step_log().clone();
     let clock: Arc<dyn lockstep::engine::clock::Clock> =
         Arc::new(lockstep::engine::clock::TokioClock::new());
     let outcome = steplog::scope(log.clone(), key, clock, sql.execute(&dispatch)).await;

@@ -1,9 +1,7 @@
 //! HTTPS: the dashboard serves TLS itself with a given certificate (and then sends HSTS); plain
 //! HTTP is refused on any address but loopback.
 
-use lockstep::engine::Store;
-use lockstep::web::auth::throttle::LoginThrottle;
-use lockstep::web::{AppState, WebSettings};
+use lockstep::startup::{Application, Options};
 
 #[test]
 fn plain_http_is_allowed_only_on_loopback() {
@@ -24,30 +22,25 @@ async fn the_dashboard_serves_https_with_hsts_when_given_a_certificate() {
     let key = dir.path().join("key.pem");
     std::fs::write(&cert, certified.cert.pem()).unwrap();
     std::fs::write(&key, certified.key_pair.serialize_pem()).unwrap();
-    let tls = lockstep::web::tls::server_config(&cert, &key).unwrap();
 
-    let db = dir.path().join("l.db");
-    let store = Store::open(&db).await.unwrap();
-    let pool = lockstep::web::db::open(&db).await.unwrap();
-    let state = AppState::new(
-        store,
-        pool,
-        WebSettings {
-            session_idle_secs: 1800,
-            session_absolute_secs: 43200,
-            tls: true,
-        },
-        std::sync::Arc::new(lockstep::engine::clock::TokioClock::new()),
-        LoginThrottle::new(5, 900),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(lockstep::web::serve(
-        listener,
-        lockstep::web::router(state),
-        Some(tls),
-        std::future::pending(),
-    ));
+    let mut settings = crate::app::settings(dir.path());
+    settings.server.tls = Some(lockstep::config::TlsFiles {
+        cert: cert.clone(),
+        key: key.clone(),
+    });
+    let app = Application::build(
+        settings,
+        Options::test(
+            lockstep::engine::Router::new(),
+            std::sync::Arc::new(lockstep::engine::clock::TokioClock::new()),
+            false,
+        ),
+    )
+    .await
+    .unwrap();
+    let port = app.port();
+    assert!(app.url().starts_with("https://"), "{}", app.url());
+    tokio::spawn(app.run_until_stopped(std::future::pending()));
 
     let root = reqwest::Certificate::from_pem(certified.cert.pem().as_bytes()).unwrap();
     let client = reqwest::Client::builder()

@@ -179,7 +179,7 @@ impl Engine {
         attempt: u32,
         work: impl std::future::Future<Output = T>,
     ) -> T {
-        let log = crate::engine::steplog::StepLog::for_store(&self.inner.store);
+        let log = self.inner.store.step_log().clone();
         let key = self.key(run_id, step, attempt);
         crate::engine::steplog::scope(log, key, self.inner.clock.clone(), work).await
     }

@@ -14,6 +14,13 @@
 //! in `head.rs`.
 //!
 //! `Store` is cheap to clone (pools and channels behind `Arc`s) and meant to live in web state.
+//!
+//! It is the one owner of the database: it opens the file once, applies the migrations once, and
+//! holds the only writer (one connection, so every write in the process has one order) and the
+//! readers. The other tables of the same file are reached through it: the step log
+//! ([`Store::step_log`]), and the dashboard's accounts, sessions, tokens, agents, Data Centers
+//! and notify's deliveries through [`Store::writer`] — one set of pragmas (WAL, `synchronous=FULL`,
+//! foreign keys, busy timeout) for everything.
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -26,6 +33,7 @@ use tokio::sync::broadcast;
 
 use super::audit::{self, AuditEvent, ChainHead};
 use super::machine::{Millis, Refusal};
+use super::steplog::StepLog;
 
 mod chain;
 mod claim;
@@ -100,6 +108,8 @@ pub struct Store {
     /// Per run, the newest event the driver's claim has looked at for steps to unblock: later
     /// claims look only at what changed since (see `claim.rs`).
     scans: Arc<claim::Scans>,
+    /// The step log's lines, written on `writer` (see [`super::steplog`]).
+    log: Arc<StepLog>,
 }
 
 impl Store {
@@ -136,10 +146,20 @@ impl Store {
             // back itself; sqlx's own rollback then fails and leaves the connection believing it
             // is still inside a transaction, refusing every later BEGIN. The query runs after any
             // rollback still queued; a connection left in a transaction is replaced by a new one.
+            // The statement also sets the durability back to FULL, whatever the step log's last
+            // flush left (it relaxes its own commits, see `steplog.rs`): one round trip either way.
             .before_acquire(|conn, _meta| {
                 Box::pin(async move {
-                    sqlx::query("SELECT 1").execute(&mut *conn).await?;
-                    Ok(!sqlx::Connection::is_in_transaction(conn))
+                    let set = sqlx::query("PRAGMA synchronous = FULL")
+                        .execute(&mut *conn)
+                        .await;
+                    // SQLite refuses to change the setting inside a transaction: that connection
+                    // is replaced quietly, as before.
+                    if sqlx::Connection::is_in_transaction(conn) {
+                        return Ok(false);
+                    }
+                    set?;
+                    Ok(true)
                 })
             })
             .connect_with(options.clone())
@@ -154,6 +174,7 @@ impl Store {
         let (signer, created) = audit::SigningKey::load_or_create(key_path)
             .map_err(|e| EngineError::Audit(e.to_string()))?;
         let store = Store {
+            log: Arc::new(StepLog::new(writer.clone(), pool.clone())),
             pool,
             writer,
             head: head::HeadFile::new(audit::head_path(path), false),
@@ -239,6 +260,7 @@ impl Store {
             .iter()
             .find_map(|k| audit::VerifyingKey::load(k).ok());
         Ok(Store {
+            log: Arc::new(StepLog::new(pool.clone(), pool.clone())),
             writer: pool.clone(),
             pool,
             head: head::HeadFile::new(audit::head_path(path), true),
@@ -301,6 +323,18 @@ impl Store {
     /// The read pool, for other modules' own tables in the same database (the web layer's users).
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
+    }
+
+    /// The one writer, for the other tables of the database (accounts, sessions, tokens, agents,
+    /// Data Centers, deliveries). One connection: hold it briefly, and never call back into the
+    /// store while holding a transaction on it (the store would wait for the connection).
+    pub fn writer(&self) -> &SqlitePool {
+        &self.writer
+    }
+
+    /// The step log of this database (its lines ride [`Store::writer`]).
+    pub fn step_log(&self) -> &Arc<StepLog> {
+        &self.log
     }
 
     /// `PRAGMA integrity_check`; anything but `ok` is an error naming what SQLite found.

@@ -226,9 +226,10 @@ mod tests {
     #[tokio::test]
     async fn an_agent_that_does_not_answer_is_recorded_offline_with_the_reason_and_no_facts() {
         let dir = tempfile::tempdir().unwrap();
-        let pool = crate::web::db::open(&dir.path().join("l.db"))
+        let store = crate::engine::Store::open(&dir.path().join("l.db"))
             .await
             .unwrap();
+        let pool = store.writer().clone();
         // A port nothing listens on: the connection is refused at once.
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
