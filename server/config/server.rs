@@ -46,9 +46,9 @@ pub const DEFAULT_LOGIN_MAX_FAILURES_PER_ADDRESS: u32 = 20;
 pub const DEFAULT_LOGIN_LOCKOUT_SECS: u64 = 15 * 60;
 /// How often `lockstep serve` asks every agent for a heartbeat and its facts.
 pub const DEFAULT_FACTS_INTERVAL_SECS: u64 = 60;
-/// Agent facts older than this are not trusted by preflight: three collection intervals of a
-/// minute, so one missed collection does not turn every finding back to "unknown".
-pub const DEFAULT_FACTS_STALE_SECS: u64 = 180;
+/// Agent facts older than this are not trusted by preflight (defined beside the preflight that
+/// trusts them).
+pub use crate::knowledge::preflight::DEFAULT_FACTS_STALE_SECS;
 
 /// The resolved server settings.
 #[derive(Debug, Clone, PartialEq, Eq)]

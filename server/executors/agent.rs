@@ -12,7 +12,9 @@
 pub mod collector;
 pub mod identity;
 pub mod mapping;
-pub mod registry;
+/// The agents table (enrolment, heartbeats, facts): it lives beside the store that owns the
+/// database; the executors reach it by this name.
+pub use crate::engine::store::agents as registry;
 
 pub use identity::{orchestrator_identity, Identity};
 

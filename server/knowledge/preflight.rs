@@ -110,6 +110,11 @@ pub enum Procedure {
     UpgradeSql(SqlServerVersion),
 }
 
+/// Agent facts older than this are not trusted by preflight: three collection intervals of a
+/// minute, so one missed collection does not turn every finding back to "unknown" (the default of
+/// `[agents] facts_stale_secs`).
+pub const DEFAULT_FACTS_STALE_SECS: u64 = 180;
+
 /// Facts the agents reported about their servers, with their age: what lets a rule answer pass or
 /// fail from the site as found instead of "unknown". Built by the caller (from the store's
 /// `agent_facts`); preflight itself stays pure.

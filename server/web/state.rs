@@ -192,7 +192,7 @@ impl AppState {
                 simulated: false,
                 ticket_url: None,
                 collector: None,
-                facts_stale_secs: crate::config::DEFAULT_FACTS_STALE_SECS as i64,
+                facts_stale_secs: crate::knowledge::preflight::DEFAULT_FACTS_STALE_SECS as i64,
             },
         }
     }

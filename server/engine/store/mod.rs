@@ -35,6 +35,7 @@ use super::audit::{self, AuditEvent, ChainHead};
 use super::machine::{Millis, Refusal};
 use super::steplog::StepLog;
 
+pub mod agents;
 mod chain;
 mod claim;
 mod events_page;

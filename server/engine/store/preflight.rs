@@ -15,7 +15,7 @@ use crate::knowledge::inventory::Inventory;
 
 pub(super) fn default_stale_secs() -> Arc<AtomicI64> {
     Arc::new(AtomicI64::new(
-        i64::try_from(crate::config::DEFAULT_FACTS_STALE_SECS).unwrap_or(i64::MAX),
+        i64::try_from(crate::knowledge::preflight::DEFAULT_FACTS_STALE_SECS).unwrap_or(i64::MAX),
     ))
 }
 
@@ -69,10 +69,10 @@ impl Store {
                 }))
             }
         };
-        let facts = crate::executors::agent::registry::all_facts(&self.pool)
+        let facts = super::agents::all_facts(&self.pool)
             .await
             .map_err(|e| EngineError::Invalid(format!("agent facts: {e}")))?;
-        let live = crate::executors::agent::collector::live_facts(
+        let live = super::agents::live_facts_of(
             facts,
             now.div_euclid(1000),
             self.facts_stale_secs.load(Ordering::Relaxed),

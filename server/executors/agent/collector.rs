@@ -24,31 +24,6 @@ pub const CONCURRENCY: usize = 8;
 /// How long one request to an agent may take (facts read CIM, the registry and SQL Server).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The stored facts as preflight takes them (`preflight_live`): each server's facts with their
-/// age at `now` (orchestrator clock) and the staleness limit (`[agents] facts_stale_secs`).
-pub fn live_facts(
-    stored: std::collections::BTreeMap<String, registry::StoredFacts>,
-    now: i64,
-    stale_after_secs: i64,
-) -> crate::knowledge::preflight::LiveFacts {
-    crate::knowledge::preflight::LiveFacts {
-        servers: stored
-            .into_values()
-            .map(|s| {
-                let age_secs = s.age_secs(now);
-                (
-                    s.server,
-                    crate::knowledge::preflight::ServerFacts {
-                        facts: s.facts,
-                        age_secs,
-                    },
-                )
-            })
-            .collect(),
-        stale_after_secs,
-    }
-}
-
 /// What one collection found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Collected {
@@ -216,7 +191,7 @@ mod tests {
             .into_iter()
             .map(|s| (s.server.clone(), s))
             .collect();
-        let live = live_facts(all, 1_100, 180);
+        let live = registry::live_facts_of(all, 1_100, 180);
         assert_eq!(live.servers["DC1"].age_secs, 100);
         assert_eq!(live.servers["DC2"].age_secs, 600);
         assert!(live.fresh("DC1").is_some());

@@ -269,11 +269,36 @@ pub async fn live_facts(
     now: i64,
     stale_after_secs: i64,
 ) -> anyhow::Result<crate::knowledge::preflight::LiveFacts> {
-    Ok(super::collector::live_facts(
+    Ok(live_facts_of(
         all_facts(pool).await?,
         now,
         stale_after_secs,
     ))
+}
+
+/// The stored facts as preflight takes them (`preflight_live`): each server's facts with their
+/// age at `now` (orchestrator clock) and the staleness limit (`[agents] facts_stale_secs`).
+pub fn live_facts_of(
+    stored: std::collections::BTreeMap<String, StoredFacts>,
+    now: i64,
+    stale_after_secs: i64,
+) -> crate::knowledge::preflight::LiveFacts {
+    crate::knowledge::preflight::LiveFacts {
+        servers: stored
+            .into_values()
+            .map(|s| {
+                let age_secs = s.age_secs(now);
+                (
+                    s.server,
+                    crate::knowledge::preflight::ServerFacts {
+                        facts: s.facts,
+                        age_secs,
+                    },
+                )
+            })
+            .collect(),
+        stale_after_secs,
+    }
 }
 
 #[cfg(test)]
