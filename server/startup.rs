@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use anyhow::anyhow;
 
-use lockstep_agent::tls::Identity;
+use lockstep_protocol::tls::Identity;
 
 use crate::config::{Settings, SiteConfig};
 use crate::engine::{Engine, Router, Store};
