@@ -37,7 +37,7 @@ Examples:
   lockstep inventory check examples/mirrored.toml
   lockstep inventory check examples/clustered.toml";
 
-/// `lockstep preflight --help` (used on the command in `cli/mod.rs`).
+/// `lockstep preflight --help` (used on the command in `cli.rs`).
 pub const PREFLIGHT_ABOUT: &str = "\
 Check a Data Center against the vendor's rules before the change window opens.
 

@@ -37,7 +37,7 @@ Examples:
   lockstep runbook show upgrade-8.11
   lockstep runbook show upgrade-sql-server --format json";
 
-/// `lockstep plan --help` (set on the command in `cli/mod.rs`).
+/// `lockstep plan --help` (set on the command in `cli.rs`).
 pub const PLAN_ABOUT: &str = "\
 Expand a runbook over an inventory into the concrete, ordered plan: every step on every server \
 it concerns, with the dependencies the vendor's guide requires for this topology.

@@ -160,7 +160,7 @@ async fn api_not_found(uri: axum::http::Uri) -> ApiError {
     ApiError(AppError::NotFound(format!("no API route {}", uri.path())))
 }
 
-pub const OPENAPI: &str = include_str!("openapi.json");
+pub const OPENAPI: &str = include_str!("api/openapi.json");
 
 async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
