@@ -2,8 +2,9 @@
 //! each overriding the one before. Every setting has a default, so an empty file (or none) is a
 //! working configuration for a loopback dashboard.
 //!
-//! The file is read and parsed once ([`file`]) into one struct holding every section; each
-//! section is then resolved into the typed settings its owner takes, all held by [`Settings`]:
+//! The file is read ([`file`]) and parsed once ([`document`]) into one struct holding every
+//! section; each section is then handed its own tables and resolved into the typed settings its
+//! owner takes, all held by [`Settings`]:
 //!
 //! - [`server`]: the top level and `[agents]` (listen address, data folder, database,
 //!   sessions, login throttling, TLS, agent facts);
@@ -15,8 +16,9 @@
 //! Every problem is one [`SettingsError`] naming the setting and, for a value from the file, the
 //! file and line. Every file holding a secret is read by one rule ([`secret::read_file`]).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+pub mod document;
 pub mod error;
 pub mod file;
 pub mod metrics;
@@ -26,13 +28,13 @@ pub mod secret;
 pub mod server;
 pub mod site;
 
+pub use document::Document;
 pub use error::{FileLine, SettingsError};
-pub use file::SettingsFile;
 pub use server::{
-    Config, TlsFiles, DEFAULT_DATA_DIR, DEFAULT_FACTS_INTERVAL_SECS, DEFAULT_FACTS_STALE_SECS,
-    DEFAULT_LISTEN, DEFAULT_LOGIN_LOCKOUT_SECS, DEFAULT_LOGIN_MAX_FAILURES,
-    DEFAULT_LOGIN_MAX_FAILURES_PER_ADDRESS, DEFAULT_SESSION_ABSOLUTE_SECS,
-    DEFAULT_SESSION_IDLE_SECS,
+    Config, Overrides, TlsFiles, DEFAULT_DATA_DIR, DEFAULT_FACTS_INTERVAL_SECS,
+    DEFAULT_FACTS_STALE_SECS, DEFAULT_LISTEN, DEFAULT_LOGIN_LOCKOUT_SECS,
+    DEFAULT_LOGIN_MAX_FAILURES, DEFAULT_LOGIN_MAX_FAILURES_PER_ADDRESS,
+    DEFAULT_SESSION_ABSOLUTE_SECS, DEFAULT_SESSION_IDLE_SECS,
 };
 pub use site::SiteConfig;
 
@@ -58,7 +60,7 @@ impl Settings {
         env: &dyn Fn(&str) -> Option<String>,
         overrides: &Overrides,
     ) -> Result<Settings, SettingsError> {
-        Settings::resolve(&SettingsFile::read(file)?, env, overrides)
+        Settings::resolve(&Document::read(file)?, env, overrides)
     }
 
     /// [`Settings::load`] with the process environment.
@@ -69,33 +71,31 @@ impl Settings {
         Settings::load(file, &|k| std::env::var(k).ok(), overrides)
     }
 
-    /// Every section of an already parsed `file` (`lockstep config check` keeps the file to say
-    /// where each value came from).
+    /// Every section of an already parsed `document` (`lockstep config check` keeps it to say
+    /// where each value came from), each handed its own tables.
     pub fn resolve(
-        file: &SettingsFile,
+        document: &Document,
         env: &dyn Fn(&str) -> Option<String>,
         overrides: &Overrides,
     ) -> Result<Settings, SettingsError> {
-        let server = server::resolve(file, env, overrides)?;
-        let site = site::resolve(file, &server.data_dir, env)?;
+        let (file, doc) = (&document.file, &document.settings);
+        let server = server::resolve(file, doc, env, overrides)?;
+        let site = site::resolve(
+            file,
+            doc.simulated_site,
+            doc.sql.as_ref(),
+            doc.probes.as_ref(),
+            &server.data_dir,
+            env,
+        )?;
         Ok(Settings {
-            notify: notify::resolve(file, env)?,
-            oidc: oidc::resolve(file, env)?,
-            metrics: metrics::resolve(file, env)?,
+            notify: notify::resolve(file, doc.notify.as_ref(), env)?,
+            oidc: oidc::resolve(file, doc.oidc.as_ref(), env)?,
+            metrics: metrics::resolve(doc.metrics.as_ref(), env)?,
             server,
             site,
         })
     }
-}
-
-/// Overrides given on the command line (highest precedence).
-#[derive(Debug, Default, Clone)]
-pub struct Overrides {
-    pub listen: Option<String>,
-    pub db: Option<PathBuf>,
-    pub tls_cert: Option<PathBuf>,
-    pub tls_key: Option<PathBuf>,
-    pub tls_self_signed: bool,
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use crate::config::{Config, Overrides, Settings, SettingsFile};
+use crate::config::{Config, Document, Overrides, Settings};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum ConfigCmd {
@@ -137,7 +137,7 @@ pub fn check(file: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> ExitC
 /// The effective settings, one per line: `key = value  (source)`. The file is parsed once: the
 /// same parse gives the settings and says which keys it sets.
 pub fn report(file: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
-    let parsed = SettingsFile::read(file).map_err(|e| e.to_string())?;
+    let parsed = Document::read(file).map_err(|e| e.to_string())?;
     let settings =
         Settings::resolve(&parsed, env, &Overrides::default()).map_err(|e| e.to_string())?;
     let config = &settings.server;
@@ -201,7 +201,7 @@ pub fn report(file: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> Resu
 fn source_of(
     key: &str,
     var: &str,
-    file: &SettingsFile,
+    file: &Document,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> String {
     if env(var).is_some() {

@@ -1,54 +1,26 @@
-//! The settings file, read and parsed once: one `toml` parse into one struct holding every
-//! section, unknown keys refused (`deny_unknown_fields`) at every level. Each section's struct
-//! lives with the section (`server`, `site`, `notify`, `oidc`, `metrics`); this module holds
-//! the whole, where each value sits (for an error's line), and the helpers every section uses to
-//! pick a value from the environment, the file or the default.
+//! The settings file as text: where it is and what it says, to turn a value's position into a
+//! file and line, and the helpers every section uses to pick a value from the environment, the
+//! file or the default. Nothing here knows the sections: the one parse into every section's
+//! struct is `super::document`'s, so the sections can import this module without a circle.
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use super::error::{FileLine, SettingsError};
 
-/// The file as written: every key optional. The top-level keys are the server's (see
-/// `super::server`); the tables belong to their sections.
-#[derive(Debug, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct FileSettings {
-    pub listen: Option<Spanned<String>>,
-    pub data_dir: Option<PathBuf>,
-    pub db: Option<PathBuf>,
-    pub session_idle_secs: Option<Spanned<u64>>,
-    pub session_absolute_secs: Option<Spanned<u64>>,
-    pub login_max_failures: Option<Spanned<u32>>,
-    pub login_lockout_secs: Option<Spanned<u64>>,
-    pub login_max_failures_per_address: Option<Spanned<u32>>,
-    pub tls_cert: Option<PathBuf>,
-    pub tls_key: Option<PathBuf>,
-    pub tls_self_signed: Option<bool>,
-    pub agents: Option<super::server::AgentsFile>,
-    pub simulated_site: Option<bool>,
-    pub sql: Option<super::site::SqlFile>,
-    pub probes: Option<super::site::ProbesFile>,
-    pub notify: Option<super::notify::FileNotify>,
-    pub oidc: Option<super::oidc::FileOidc>,
-    pub metrics: Option<super::metrics::FileMetrics>,
-}
-
-/// The settings file: where it is, its text (to turn a value's position into a line) and what
-/// it says. No file: an empty one, so every setting takes its default.
+/// The settings file: where it is and its text (to turn a value's position into a line). No
+/// file: an empty one, so every setting takes its default.
 #[derive(Debug, Default)]
 pub struct SettingsFile {
     path: Option<PathBuf>,
     text: String,
-    pub(crate) doc: FileSettings,
 }
 
 impl SettingsFile {
-    /// Reads and parses `path`; `None` is an empty file.
-    pub fn read(path: Option<&Path>) -> Result<SettingsFile, SettingsError> {
+    /// Reads `path`; `None` is an empty file.
+    pub(crate) fn read(path: Option<&Path>) -> Result<SettingsFile, SettingsError> {
         let Some(path) = path else {
             return Ok(SettingsFile::default());
         };
@@ -58,24 +30,26 @@ impl SettingsFile {
                 format!("cannot read the settings file: {e}"),
             )
         })?;
-        let mut file = SettingsFile {
+        Ok(SettingsFile {
             path: Some(path.to_path_buf()),
             text,
-            doc: FileSettings::default(),
-        };
-        // The one parse of the settings file.
-        match toml::from_str::<FileSettings>(&file.text) {
-            Ok(doc) => file.doc = doc,
-            Err(e) => {
-                let setting = e
-                    .span()
-                    .and_then(|s| key_at(&file.text, s.start))
-                    .unwrap_or_else(|| "settings file".to_string());
-                let at = e.span().and_then(|s| file.line(&s));
-                return Err(SettingsError::new(setting, e.message().trim()).at(at));
-            }
-        }
-        Ok(file)
+        })
+    }
+
+    /// The text as written (for the one parse, `super::document`).
+    pub(crate) fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// The error for a parse of this text that failed: named by the key written where it failed
+    /// (its table's name on a header line), pointing at that line.
+    pub(crate) fn parse_error(&self, e: &toml::de::Error) -> SettingsError {
+        let setting = e
+            .span()
+            .and_then(|s| key_at(&self.text, s.start))
+            .unwrap_or_else(|| "settings file".to_string());
+        let at = e.span().and_then(|s| self.line(&s));
+        SettingsError::new(setting, e.message().trim()).at(at)
     }
 
     /// The file and line of a span of the text (`None` without a file).
@@ -112,22 +86,6 @@ impl SettingsFile {
             Origin::Env(var) => SettingsError::new(var.clone(), message),
             Origin::File(span) => self.error_at(key, span, message),
             Origin::Default => SettingsError::new(key, message),
-        }
-    }
-
-    /// Whether the file sets `key` (`table.key` for a key in a table, e.g.
-    /// `agents.facts_stale_secs`): the parsed file written back as a table, so `config check`
-    /// can say where each value came from without parsing the text again.
-    pub fn sets(&self, key: &str) -> bool {
-        let Ok(toml::Value::Table(table)) = toml::Value::try_from(&self.doc) else {
-            return false;
-        };
-        match key.split_once('.') {
-            Some((t, k)) => table
-                .get(t)
-                .and_then(toml::Value::as_table)
-                .is_some_and(|t| t.contains_key(k)),
-            None => table.contains_key(key),
         }
     }
 }
@@ -219,38 +177,4 @@ fn key_at(text: &str, offset: usize) -> Option<String> {
         Some(t) if !t.is_empty() => format!("{t}.{key}"),
         _ => key,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn read(text: &str) -> Result<SettingsFile, SettingsError> {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("lockstep.toml");
-        std::fs::write(&path, text).unwrap();
-        SettingsFile::read(Some(&path))
-    }
-
-    #[test]
-    fn a_value_of_the_wrong_type_names_the_setting_and_its_line() {
-        let e = read("listen = \"127.0.0.1:1\"\n\n[notify]\ntimeout_secs = \"ten\"\n").unwrap_err();
-        assert_eq!(e.setting, "notify.timeout_secs");
-        assert_eq!(e.at.as_ref().map(|a| a.line), Some(4));
-        assert!(e.to_string().contains("lockstep.toml:4: "), "{e}");
-    }
-
-    #[test]
-    fn an_unknown_key_names_itself_and_its_line() {
-        let e = read("[agents]\nfacts_interval_secs = 10\nfacts_every = 10\n").unwrap_err();
-        assert_eq!(e.at.as_ref().map(|a| a.line), Some(3));
-        assert!(e.to_string().contains("facts_every"), "{e}");
-    }
-
-    #[test]
-    fn the_parsed_file_says_which_keys_it_sets() {
-        let f = read("listen = \"127.0.0.1:1\"\n[agents]\nfacts_stale_secs = 600\n").unwrap();
-        assert!(f.sets("listen") && f.sets("agents.facts_stale_secs"));
-        assert!(!f.sets("db") && !f.sets("agents.facts_interval_secs") && !f.sets("notify"));
-    }
 }

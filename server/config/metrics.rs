@@ -15,7 +15,6 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::error::SettingsError;
-use super::file::SettingsFile;
 
 /// The `[metrics]` settings.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -38,9 +37,9 @@ pub(crate) struct FileMetrics {
     token_file: Option<PathBuf>,
 }
 
-/// The `[metrics]` table of `file`, then the environment through `env`.
+/// The `[metrics]` table as written, then the environment through `env`.
 pub(crate) fn resolve(
-    file: &SettingsFile,
+    table: Option<&FileMetrics>,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<MetricsConfig, SettingsError> {
     if let Some(t) = env("LOCKSTEP_METRICS_TOKEN").filter(|t| !t.trim().is_empty()) {
@@ -48,10 +47,7 @@ pub(crate) fn resolve(
     }
     let path = match env("LOCKSTEP_METRICS_TOKEN_FILE") {
         Some(p) => Some(("LOCKSTEP_METRICS_TOKEN_FILE", PathBuf::from(p))),
-        None => file
-            .doc
-            .metrics
-            .as_ref()
+        None => table
             .and_then(|m| m.token_file.clone())
             .map(|p| ("metrics.token_file", p)),
     };
@@ -78,16 +74,9 @@ mod tests {
 
     #[test]
     fn a_short_token_is_refused_naming_where_it_came_from() {
-        let e = resolve(
-            &SettingsFile::default(),
-            &env_of(&[("LOCKSTEP_METRICS_TOKEN", "x")]),
-        )
-        .unwrap_err();
+        let e = resolve(None, &env_of(&[("LOCKSTEP_METRICS_TOKEN", "x")])).unwrap_err();
         assert!(e.to_string().contains("LOCKSTEP_METRICS_TOKEN"), "{e}");
-        assert_eq!(
-            resolve(&SettingsFile::default(), &env_of(&[])),
-            Ok(MetricsConfig::default())
-        );
+        assert_eq!(resolve(None, &env_of(&[])), Ok(MetricsConfig::default()));
     }
 
     #[test]
@@ -96,10 +85,10 @@ mod tests {
         let token = dir.path().join("metrics-token");
         std::fs::write(&token, "scrape-me-if-you-can-123\n").unwrap();
         let env = [("LOCKSTEP_METRICS_TOKEN_FILE", token.to_str().unwrap())];
-        let m = resolve(&SettingsFile::default(), &env_of(&env)).unwrap();
+        let m = resolve(None, &env_of(&env)).unwrap();
         assert_eq!(m.token.as_deref(), Some("scrape-me-if-you-can-123"));
         std::fs::write(&token, "").unwrap();
-        let e = resolve(&SettingsFile::default(), &env_of(&env)).unwrap_err();
+        let e = resolve(None, &env_of(&env)).unwrap_err();
         assert_eq!(e.setting, "LOCKSTEP_METRICS_TOKEN_FILE");
         assert!(e.message.contains("is empty"), "{e}");
     }

@@ -186,13 +186,14 @@ impl Default for NotifyConfig {
     }
 }
 
-/// The `[notify]` table of `file`, then the environment through `env`.
+/// The `[notify]` table as written in `file`, then the environment through `env`.
 pub(crate) fn resolve(
     file: &SettingsFile,
+    table: Option<&FileNotify>,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<NotifyConfig, SettingsError> {
     let empty = FileNotify::default();
-    let fc = file.doc.notify.as_ref().unwrap_or(&empty);
+    let fc = table.unwrap_or(&empty);
     let max_attempts = number(
         env,
         "notify.max_attempts",
@@ -471,12 +472,18 @@ pub fn redacted(url: &reqwest::Url) -> String {
 mod tests {
     use super::*;
     use crate::config::tests::env_of;
+    use crate::config::Document;
 
     fn load(text: &str, env: &[(&str, &str)]) -> Result<NotifyConfig, SettingsError> {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.toml");
         std::fs::write(&path, text).unwrap();
-        resolve(&SettingsFile::read(Some(&path))?, &env_of(env))
+        let document = Document::read(Some(&path))?;
+        resolve(
+            &document.file,
+            document.settings.notify.as_ref(),
+            &env_of(env),
+        )
     }
     #[test]
     fn no_notify_table_gives_the_defaults_and_no_webhooks() {

@@ -118,14 +118,15 @@ fn err(setting: impl Into<String>, message: impl Into<String>) -> SettingsError 
     SettingsError::new(setting, message)
 }
 
-/// The `[oidc]` table of `file`, then the environment through `env`. `Ok(None)`: single sign-on
+/// The `[oidc]` table as written in `file`, then the environment through `env`. `Ok(None)`: single sign-on
 /// is not configured.
 pub(crate) fn resolve(
     file: &SettingsFile,
+    table: Option<&FileOidc>,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Option<OidcConfig>, SettingsError> {
     let empty = FileOidc::default();
-    let fc = file.doc.oidc.as_ref().unwrap_or(&empty);
+    let fc = table.unwrap_or(&empty);
     if let Some(written) = &fc.client_secret {
         return Err(err(
             "oidc.client_secret",
@@ -331,12 +332,18 @@ pub(crate) fn secure_or_loopback(url: &reqwest::Url) -> bool {
 mod tests {
     use super::*;
     use crate::config::tests::env_of;
+    use crate::config::Document;
 
     fn load_text(text: &str, env: &[(&str, &str)]) -> Result<Option<OidcConfig>, SettingsError> {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("lockstep.toml");
         std::fs::write(&path, text).unwrap();
-        resolve(&SettingsFile::read(Some(&path))?, &env_of(env))
+        let document = Document::read(Some(&path))?;
+        resolve(
+            &document.file,
+            document.settings.oidc.as_ref(),
+            &env_of(env),
+        )
     }
 
     const GOOD: &str = r#"

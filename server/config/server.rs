@@ -23,12 +23,9 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
-use toml::Spanned;
-
+use super::document::{Document, FileSettings};
 use super::error::SettingsError;
 use super::file::{number, parse_bool, Origin, SettingsFile};
-use super::Overrides;
 
 /// Default listen address: loopback only, so a fresh install is never reachable from the network.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -76,12 +73,14 @@ pub struct TlsFiles {
     pub key: PathBuf,
 }
 
-/// The `[agents]` table as written.
-#[derive(Debug, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct AgentsFile {
-    facts_interval_secs: Option<Spanned<u64>>,
-    facts_stale_secs: Option<Spanned<u64>>,
+/// Overrides given on the command line (highest precedence).
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub listen: Option<String>,
+    pub db: Option<PathBuf>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub tls_self_signed: bool,
 }
 
 impl Config {
@@ -93,7 +92,8 @@ impl Config {
         env: &dyn Fn(&str) -> Option<String>,
         overrides: &Overrides,
     ) -> Result<Config, SettingsError> {
-        resolve(&SettingsFile::read(file)?, env, overrides)
+        let document = Document::read(file)?;
+        resolve(&document.file, &document.settings, env, overrides)
     }
 
     /// [`Config::load`] with the process environment.
@@ -110,13 +110,14 @@ impl Config {
     }
 }
 
-/// The top level and `[agents]` of `file`, then the environment, then `overrides`.
+/// The top level and `[agents]` of `fc` (read from `file`), then the environment, then
+/// `overrides`.
 pub(crate) fn resolve(
     file: &SettingsFile,
+    fc: &FileSettings,
     env: &dyn Fn(&str) -> Option<String>,
     overrides: &Overrides,
 ) -> Result<Config, SettingsError> {
-    let fc = &file.doc;
     let (listen_text, origin) = match (&overrides.listen, env("LOCKSTEP_LISTEN"), &fc.listen) {
         (Some(v), _, _) => (v.clone(), Origin::Env("--listen".into())),
         (None, Some(v), _) => (v, Origin::Env("LOCKSTEP_LISTEN".into())),

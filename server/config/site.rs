@@ -150,20 +150,22 @@ fn invalid(setting: &str, value: impl Into<String>, message: impl Into<String>) 
     )
 }
 
-/// `simulated_site`, `[sql]` and `[probes]` of `file`, then the environment through `env`;
-/// relative defaults are under `data_dir`. Every error names the setting.
+/// `simulated_site`, `[sql]` and `[probes]` as written in `file`, then the environment through
+/// `env`; relative defaults are under `data_dir`. Every error names the setting.
 pub(crate) fn resolve(
     file: &SettingsFile,
+    simulated_site: Option<bool>,
+    sql: Option<&SqlFile>,
+    probes: Option<&ProbesFile>,
     data_dir: &Path,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<SiteConfig, SettingsError> {
-    let doc = &file.doc;
     let simulated_site = match env("LOCKSTEP_SIMULATED_SITE") {
         Some(v) => parse_bool("LOCKSTEP_SIMULATED_SITE", &v)?,
-        None => doc.simulated_site.unwrap_or(false),
+        None => simulated_site.unwrap_or(false),
     };
     let empty_sql = SqlFile::default();
-    let sql_file = doc.sql.as_ref().unwrap_or(&empty_sql);
+    let sql_file = sql.unwrap_or(&empty_sql);
     let scripts_dir = match env("LOCKSTEP_SQL_SCRIPTS_DIR") {
         Some(v) => Some(("LOCKSTEP_SQL_SCRIPTS_DIR", PathBuf::from(v))),
         None => sql_file.scripts_dir.clone().map(|p| ("sql.scripts_dir", p)),
@@ -188,7 +190,7 @@ pub(crate) fn resolve(
         servers.insert(name.clone(), target);
     }
     let empty_probes = ProbesFile::default();
-    let probes_file = doc.probes.as_ref().unwrap_or(&empty_probes);
+    let probes_file = probes.unwrap_or(&empty_probes);
     let (ca_source, ca_files) = match env("LOCKSTEP_PROBES_CA_FILES") {
         Some(v) => (
             "LOCKSTEP_PROBES_CA_FILES",
@@ -420,6 +422,7 @@ impl SiteConfig {
 mod tests {
     use super::*;
     use crate::config::tests::env_of;
+    use crate::config::Document;
 
     fn load(
         text: &str,
@@ -428,8 +431,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("lockstep.toml");
         std::fs::write(&path, text).unwrap();
-        let r = SettingsFile::read(Some(&path))
-            .and_then(|f| resolve(&f, Path::new("/data"), &env_of(env)));
+        let r = Document::read(Some(&path)).and_then(|d| {
+            let s = &d.settings;
+            resolve(
+                &d.file,
+                s.simulated_site,
+                s.sql.as_ref(),
+                s.probes.as_ref(),
+                Path::new("/data"),
+                &env_of(env),
+            )
+        });
         (r, dir)
     }
 
@@ -442,7 +454,15 @@ mod tests {
 
     #[test]
     fn no_site_tables_give_a_real_site_without_sql_servers_or_anchors() {
-        let site = resolve(&SettingsFile::default(), Path::new("/data"), &env_of(&[])).unwrap();
+        let site = resolve(
+            &SettingsFile::default(),
+            None,
+            None,
+            None,
+            Path::new("/data"),
+            &env_of(&[]),
+        )
+        .unwrap();
         assert!(!site.simulated_site);
         assert!(site.sql.servers.is_empty());
         assert!(site.probes.trusted_pem.is_empty());

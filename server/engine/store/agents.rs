@@ -269,11 +269,7 @@ pub async fn live_facts(
     now: i64,
     stale_after_secs: i64,
 ) -> anyhow::Result<crate::knowledge::preflight::LiveFacts> {
-    Ok(live_facts_of(
-        all_facts(pool).await?,
-        now,
-        stale_after_secs,
-    ))
+    Ok(live_facts_of(all_facts(pool).await?, now, stale_after_secs))
 }
 
 /// The stored facts as preflight takes them (`preflight_live`): each server's facts with their
