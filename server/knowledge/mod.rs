@@ -6,4 +6,5 @@ pub mod inventory;
 pub mod operation;
 pub mod plan;
 pub mod preflight;
+pub mod role;
 pub mod runbook;

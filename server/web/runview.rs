@@ -207,18 +207,13 @@ impl Viewer {
     /// The viewer as the engine's policy sees a person: their roles and their person (for a
     /// pushed partial, the requester or "someone else").
     pub fn actor(&self, run: &RunRecord) -> Actor {
-        let roles: Vec<&str> = Role::ALL
-            .iter()
-            .filter(|r| self.role.allows(**r))
-            .map(|r| r.as_str())
-            .collect();
         let person = match (&self.person, self.is_requester) {
             (Some(p), _) => p.clone(),
             (None, true) => run.state.requester_person().to_string(),
             // Nobody's person: matches no requester, claimer or approver.
             (None, false) => "\u{1}another person".to_string(),
         };
-        Actor::new(person.clone(), &roles)
+        Actor::holding(person.clone(), self.role)
     }
 
     /// Whether the engine would let this viewer use `control` given `parties`: the same
@@ -435,13 +430,12 @@ pub fn step_card(
     );
     let finished = st.is_terminal();
     // The controls shown are those the engine's policy allows this viewer on this step.
-    let gate_role =
-        step.spec
-            .gate
-            .as_ref()
-            .map(|g| g.role.as_str())
-            .or((step.spec.kind == StepKind::Approval)
-                .then_some(crate::engine::machine::APPROVER_ROLE));
+    let gate_role = step
+        .spec
+        .gate
+        .as_ref()
+        .map(|g| g.role)
+        .or((step.spec.kind == StepKind::Approval).then_some(Role::Approver));
     let parties = s.parties_with(run.state.requester_person(), gate_role);
     let may = |control: Control| viewer.may(run, control, &parties);
     let me = viewer.actor(run);

@@ -8,7 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{require_text, Actor, Millis, Refusal, APPROVER_ROLE};
+use super::{require_text, Actor, Millis, Refusal, Role};
 use crate::engine::executor::{ActionStatus, Outcome};
 use crate::engine::policy::{self, Control, Parties};
 use crate::knowledge::plan::{GateSpec, PlannedStep, RetryPolicy, StepKind};
@@ -156,7 +156,7 @@ impl StepState {
             .or(self.requested_by.as_deref())
     }
 
-    fn parties<'a>(&'a self, ctx: &'a StepCtx, gate_role: Option<&'a str>) -> Parties<'a> {
+    fn parties<'a>(&'a self, ctx: &'a StepCtx, gate_role: Option<Role>) -> Parties<'a> {
         self.parties_with(&ctx.run_requester, gate_role)
     }
 
@@ -165,7 +165,7 @@ impl StepState {
     pub fn parties_with<'a>(
         &'a self,
         run_requester: &'a str,
-        gate_role: Option<&'a str>,
+        gate_role: Option<Role>,
     ) -> Parties<'a> {
         Parties {
             requester: run_requester,
@@ -213,7 +213,7 @@ impl StepCtx {
         match (&self.gate, self.kind) {
             (Some(g), _) => Some(g.clone()),
             (None, StepKind::Approval) => Some(GateSpec {
-                role: APPROVER_ROLE.to_string(),
+                role: Role::Approver,
                 quorum: 1,
                 expires_after_secs: None,
             }),
@@ -387,7 +387,7 @@ pub fn check_role(ctx: &StepCtx, event: &StepEvent) -> Result<(), Refusal> {
     match (control_of(event), event.actor()) {
         (Some(control), Some(actor)) => {
             let gate = ctx.effective_gate();
-            policy::require_role(control, actor, gate.as_ref().map(|g| g.role.as_str()))
+            policy::require_role(control, actor, gate.as_ref().map(|g| g.role))
         }
         _ => Ok(()),
     }
@@ -437,7 +437,7 @@ pub fn apply(
             policy::check(
                 Control::ApproveGate,
                 actor,
-                &state.parties(ctx, Some(&gate.role)),
+                &state.parties(ctx, Some(gate.role)),
             )?;
             require_text(comment, Refusal::CommentRequired)?;
             if let Some(expired_at) =
@@ -475,7 +475,7 @@ pub fn apply(
             policy::check(
                 Control::DenyGate,
                 actor,
-                &state.parties(ctx, Some(&gate.role)),
+                &state.parties(ctx, Some(gate.role)),
             )?;
             require_text(comment, Refusal::CommentRequired)?;
             next.status = Failed;

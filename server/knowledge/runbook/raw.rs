@@ -16,6 +16,7 @@ use super::{
 };
 use crate::knowledge::expand::template;
 use crate::knowledge::plan::{GateSpec, RetryPolicy, StepKind};
+use crate::knowledge::role::Role;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -192,16 +193,16 @@ pub(super) fn parse(file: &str, text: &str) -> Result<Runbook, Vec<RunbookError>
                     "a gate needs at least 1 approver".into(),
                 );
             }
-            if g.role.trim().is_empty() {
-                cx.err(
-                    &span,
-                    f("gate.role"),
-                    K::BadValue,
-                    "name the role that may approve".into(),
-                );
-            }
+            let role = match g.role.trim() {
+                "" => Err("name the role that may approve".to_string()),
+                word => word.parse::<Role>(),
+            };
+            let role = role.unwrap_or_else(|why| {
+                cx.err(&span, f("gate.role"), K::BadValue, why);
+                Role::Approver
+            });
             GateSpec {
-                role: g.role.clone(),
+                role,
                 quorum: g.quorum,
                 expires_after_secs: g
                     .expires_after
