@@ -113,7 +113,7 @@ impl Site {
             .await
             .unwrap()
             .into_iter()
-            .map(|e| (e.kind, e.actor))
+            .map(|e| (e.kind.to_string(), e.actor))
             .collect()
     }
 }

@@ -262,7 +262,7 @@ mod persisted_states_are_reachable {
                     }
                 }
                 let events = store.run_events(&run.id).await.unwrap();
-                let step_events: Vec<_> = events.iter().filter(|e| e.kind.starts_with("step.")).collect();
+                let step_events: Vec<_> = events.iter().filter(|e| e.kind.is_step()).collect();
                 assert_eq!(step_events.len(), accepted, "one event per accepted transition, none for refusals");
                 for id in ids {
                     let stored = store.step(&run.id, id).await.unwrap();

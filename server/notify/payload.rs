@@ -91,14 +91,14 @@ pub fn classify(e: &AuditEvent) -> Option<Notification> {
     if from == Some(to) {
         return None;
     }
-    let kind = if e.kind.starts_with("step.") {
+    let kind = if e.kind.is_step() {
         match to {
             "awaiting_approval" => NotifyKind::GateWaiting,
             "awaiting_operator" | "outcome_unknown" => NotifyKind::NeedsOperator,
             "failed" => NotifyKind::StepFailed,
             _ => return None,
         }
-    } else if e.kind.starts_with("run.") {
+    } else if e.kind.is_run() {
         match to {
             "awaiting_start_approval" => NotifyKind::GateWaiting,
             "succeeded" | "failed" | "aborted" | "undone" => NotifyKind::RunFinished,
@@ -149,7 +149,7 @@ pub fn classify_all(e: &AuditEvent) -> Vec<Notification> {
     let mut all: Vec<Notification> = classify(e).into_iter().collect();
     let to = e.payload.get("to").and_then(Value::as_str);
     let from = e.payload.get("from").and_then(Value::as_str);
-    if let (true, Some(to)) = (e.kind.starts_with("run."), to) {
+    if let (true, Some(to)) = (e.kind.is_run(), to) {
         if from != Some(to) {
             all.push(Notification {
                 kind: NotifyKind::RunStatus,
