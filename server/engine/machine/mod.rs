@@ -6,10 +6,12 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod controls;
 pub mod gating;
 pub mod run;
 pub mod step;
 
+pub use controls::StepControl;
 pub use run::{RunAction, RunEvent, RunState, RunStatus};
 pub use step::{Approval, StepAction, StepCtx, StepEvent, StepState, StepStatus};
 
