@@ -13,6 +13,8 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::engine::machine::{RunEvent, StepEvent};
+
 /// Declares the known kinds once: each variant beside the word stored for it.
 macro_rules! kinds {
     ($($(#[$doc:meta])* $variant:ident => $word:literal,)*) => {
@@ -139,6 +141,58 @@ impl From<&str> for EventKind {
 impl From<String> for EventKind {
     fn from(word: String) -> Self {
         EventKind::known(&word).unwrap_or(EventKind::Other(word))
+    }
+}
+
+/// The kind a run's transition is logged as (`run.<event name>`). Exhaustive, so a new event
+/// cannot be logged without a kind of its own.
+impl From<&RunEvent> for EventKind {
+    fn from(event: &RunEvent) -> Self {
+        match event {
+            RunEvent::Submit { .. } => EventKind::RunSubmit,
+            RunEvent::ApproveStart { .. } => EventKind::RunApproveStart,
+            RunEvent::Pause { .. } => EventKind::RunPause,
+            RunEvent::Resume { .. } => EventKind::RunResume,
+            RunEvent::Abort { .. } => EventKind::RunAbort,
+            RunEvent::Completed { .. } => EventKind::RunCompleted,
+            RunEvent::Stalled { .. } => EventKind::RunStalled,
+            RunEvent::Reopen { .. } => EventKind::RunReopen,
+            RunEvent::Undo { .. } => EventKind::RunUndo,
+            RunEvent::ExtendWindow { .. } => EventKind::RunExtendWindow,
+            RunEvent::Preflight { .. } => EventKind::RunPreflight,
+            RunEvent::Hold { .. } => EventKind::RunHold,
+            RunEvent::OverrideFinding { .. } => EventKind::RunOverrideFinding,
+            RunEvent::WindowWarning { .. } => EventKind::RunWindowWarning,
+            RunEvent::WindowHold { .. } => EventKind::RunWindowHold,
+        }
+    }
+}
+
+/// The kind a step's transition is logged as (`step.<event name>`).
+impl From<&StepEvent> for EventKind {
+    fn from(event: &StepEvent) -> Self {
+        match event {
+            StepEvent::Unblock { .. } => EventKind::StepUnblock,
+            StepEvent::Start { .. } => EventKind::StepStart,
+            StepEvent::Approve { .. } => EventKind::StepApprove,
+            StepEvent::Reject { .. } => EventKind::StepReject,
+            StepEvent::Lapse { .. } => EventKind::StepLapse,
+            StepEvent::ReopenGate { .. } => EventKind::StepReopenGate,
+            StepEvent::ContentChanged { .. } => EventKind::StepContentChanged,
+            StepEvent::Claim { .. } => EventKind::StepClaim,
+            StepEvent::Complete { .. } => EventKind::StepComplete,
+            StepEvent::Heartbeat { .. } => EventKind::StepHeartbeat,
+            StepEvent::Finished { .. } => EventKind::StepFinished,
+            StepEvent::Verified { .. } => EventKind::StepVerified,
+            StepEvent::Reconciled { .. } => EventKind::StepReconciled,
+            StepEvent::Retry { .. } => EventKind::StepRetry,
+            StepEvent::AskAgain { .. } => EventKind::StepAskAgain,
+            StepEvent::Skip { .. } => EventKind::StepSkip,
+            StepEvent::MarkDone { .. } => EventKind::StepMarkDone,
+            StepEvent::MarkFailed { .. } => EventKind::StepMarkFailed,
+            StepEvent::Cancel { .. } => EventKind::StepCancel,
+            StepEvent::CancelAnswered { .. } => EventKind::StepCancelAnswered,
+        }
     }
 }
 
@@ -272,6 +326,29 @@ mod tests {
             Subject::Step
         );
         assert!(EventKind::StepSkip.is_step() && !EventKind::StepSkip.is_run());
+    }
+
+    #[test]
+    fn a_transition_is_logged_under_its_subject_and_its_event_name() {
+        use crate::engine::machine::Actor;
+        let olga = || Actor::new("olga", &[]);
+        let runs = [
+            RunEvent::Submit { actor: olga() },
+            RunEvent::Completed,
+            RunEvent::Resume { actor: olga() },
+        ];
+        for e in &runs {
+            assert_eq!(EventKind::from(e), format!("run.{}", e.name()));
+        }
+        let steps = [
+            StepEvent::Unblock,
+            StepEvent::Retry { actor: olga() },
+            StepEvent::AskAgain { actor: olga() },
+            StepEvent::CancelAnswered { cancelled: true },
+        ];
+        for e in &steps {
+            assert_eq!(EventKind::from(e), format!("step.{}", e.name()));
+        }
     }
 
     #[test]

@@ -143,3 +143,32 @@ fn require_text(text: &str, refusal: Refusal) -> Result<(), Refusal> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_actor_logs_its_roles_as_their_words() {
+        let olga = Actor::new("olga", &[Role::Operator, Role::Approver]);
+        let json = serde_json::to_value(&olga).unwrap();
+        assert_eq!(json["roles"], serde_json::json!(["operator", "approver"]));
+        assert_eq!(serde_json::from_value::<Actor>(json).unwrap(), olga);
+    }
+
+    #[test]
+    fn a_logged_role_no_version_knows_grants_nothing_and_does_not_break_the_read() {
+        let json = serde_json::json!({ "name": "olga", "roles": ["operator", "change-manager"] });
+        let olga: Actor = serde_json::from_value(json).unwrap();
+        assert_eq!(olga.roles, [Role::Operator]);
+        assert!(!olga.has_role(Role::Approver));
+    }
+
+    #[test]
+    fn a_person_holding_a_role_holds_the_roles_below_it() {
+        let carl = Actor::holding("carl", Role::Approver);
+        assert!(carl.has_role(Role::Viewer) && carl.has_role(Role::Operator));
+        assert!(carl.has_role(Role::Approver) && !carl.has_role(Role::Admin));
+        assert!(Actor::engine().roles.is_empty());
+    }
+}

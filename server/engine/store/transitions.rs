@@ -225,7 +225,7 @@ impl WriteTx {
             None,
             &actor,
             now,
-            &format!("run.{}", event.name()),
+            audit::EventKind::from(event).as_str(),
             payload,
         )
         .await?;
@@ -280,7 +280,7 @@ impl WriteTx {
             Some(&step.id),
             &actor,
             now,
-            &format!("step.{}", event.name()),
+            audit::EventKind::from(event).as_str(),
             payload,
         )
         .await?;
