@@ -493,7 +493,7 @@ fn any_ctx() -> impl Strategy<Value = StepCtx> {
     )
         .prop_map(|(kind, gated, quorum, attempts, post)| StepCtx {
             kind,
-            gate: gated.then(|| GateSpec {
+            gate: gated.then_some(GateSpec {
                 role: Role::Approver,
                 quorum,
                 expires_after_secs: Some(30),

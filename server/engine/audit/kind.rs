@@ -154,7 +154,7 @@ impl From<&RunEvent> for EventKind {
             RunEvent::Pause { .. } => EventKind::RunPause,
             RunEvent::Resume { .. } => EventKind::RunResume,
             RunEvent::Abort { .. } => EventKind::RunAbort,
-            RunEvent::Completed { .. } => EventKind::RunCompleted,
+            RunEvent::Completed => EventKind::RunCompleted,
             RunEvent::Stalled { .. } => EventKind::RunStalled,
             RunEvent::Reopen { .. } => EventKind::RunReopen,
             RunEvent::Undo { .. } => EventKind::RunUndo,
@@ -172,16 +172,16 @@ impl From<&RunEvent> for EventKind {
 impl From<&StepEvent> for EventKind {
     fn from(event: &StepEvent) -> Self {
         match event {
-            StepEvent::Unblock { .. } => EventKind::StepUnblock,
-            StepEvent::Start { .. } => EventKind::StepStart,
+            StepEvent::Unblock => EventKind::StepUnblock,
+            StepEvent::Start => EventKind::StepStart,
             StepEvent::Approve { .. } => EventKind::StepApprove,
             StepEvent::Reject { .. } => EventKind::StepReject,
-            StepEvent::Lapse { .. } => EventKind::StepLapse,
+            StepEvent::Lapse => EventKind::StepLapse,
             StepEvent::ReopenGate { .. } => EventKind::StepReopenGate,
-            StepEvent::ContentChanged { .. } => EventKind::StepContentChanged,
+            StepEvent::ContentChanged => EventKind::StepContentChanged,
             StepEvent::Claim { .. } => EventKind::StepClaim,
             StepEvent::Complete { .. } => EventKind::StepComplete,
-            StepEvent::Heartbeat { .. } => EventKind::StepHeartbeat,
+            StepEvent::Heartbeat => EventKind::StepHeartbeat,
             StepEvent::Finished { .. } => EventKind::StepFinished,
             StepEvent::Verified { .. } => EventKind::StepVerified,
             StepEvent::Reconciled { .. } => EventKind::StepReconciled,
@@ -190,7 +190,7 @@ impl From<&StepEvent> for EventKind {
             StepEvent::Skip { .. } => EventKind::StepSkip,
             StepEvent::MarkDone { .. } => EventKind::StepMarkDone,
             StepEvent::MarkFailed { .. } => EventKind::StepMarkFailed,
-            StepEvent::Cancel { .. } => EventKind::StepCancel,
+            StepEvent::Cancel => EventKind::StepCancel,
             StepEvent::CancelAnswered { .. } => EventKind::StepCancelAnswered,
         }
     }
@@ -355,7 +355,8 @@ mod tests {
     fn it_compares_with_the_stored_word() {
         assert!(EventKind::StepSkip == "step.skip");
         assert!(EventKind::StepSkip == *"step.skip");
-        assert!(EventKind::StepSkip == "step.skip".to_string());
+        let stored = String::from("step.skip");
+        assert!(EventKind::StepSkip == stored);
         assert!(EventKind::StepSkip != "step.retry");
     }
 }
