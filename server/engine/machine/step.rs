@@ -17,89 +17,10 @@ mod decision;
 mod execution;
 mod gate;
 mod lifecycle;
+mod status;
 mod task;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StepStatus {
-    #[default]
-    Pending,
-    Ready,
-    AwaitingApproval,
-    AwaitingOperator,
-    Dispatched,
-    Running,
-    Verifying,
-    Succeeded,
-    Failed,
-    Skipped,
-    Cancelled,
-    OutcomeUnknown,
-}
-
-impl StepStatus {
-    pub const ALL: [StepStatus; 12] = [
-        StepStatus::Pending,
-        StepStatus::Ready,
-        StepStatus::AwaitingApproval,
-        StepStatus::AwaitingOperator,
-        StepStatus::Dispatched,
-        StepStatus::Running,
-        StepStatus::Verifying,
-        StepStatus::Succeeded,
-        StepStatus::Failed,
-        StepStatus::Skipped,
-        StepStatus::Cancelled,
-        StepStatus::OutcomeUnknown,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StepStatus::Pending => "pending",
-            StepStatus::Ready => "ready",
-            StepStatus::AwaitingApproval => "awaiting_approval",
-            StepStatus::AwaitingOperator => "awaiting_operator",
-            StepStatus::Dispatched => "dispatched",
-            StepStatus::Running => "running",
-            StepStatus::Verifying => "verifying",
-            StepStatus::Succeeded => "succeeded",
-            StepStatus::Failed => "failed",
-            StepStatus::Skipped => "skipped",
-            StepStatus::Cancelled => "cancelled",
-            StepStatus::OutcomeUnknown => "outcome_unknown",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<StepStatus> {
-        StepStatus::ALL.into_iter().find(|r| r.as_str() == s)
-    }
-
-    /// Satisfies a dependency.
-    pub fn is_done(self) -> bool {
-        matches!(self, StepStatus::Succeeded | StepStatus::Skipped)
-    }
-
-    /// An executor may be working on it.
-    pub fn is_in_flight(self) -> bool {
-        matches!(
-            self,
-            StepStatus::Dispatched | StepStatus::Running | StepStatus::Verifying
-        )
-    }
-
-    pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            StepStatus::Succeeded | StepStatus::Skipped | StepStatus::Cancelled
-        )
-    }
-}
-
-impl std::fmt::Display for StepStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use status::StepStatus;
 
 /// One approval of a gate, bound to the content hash the approver saw.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -114,6 +35,13 @@ pub struct Approval {
 }
 
 /// The mutable part of a step.
+///
+/// Flat on purpose rather than one variant per status: it is stored as this JSON object in the
+/// `steps.state` column (beside `status` and `attempt`), the stored state must equal the replay
+/// of its logged events, and most fields outlive the status that set them — approvals stay for
+/// the record after the gate passes, `last_error` and `evidence` ride through a retry's backoff,
+/// `decided_by` and `note` stay on a skipped or completed step. What a status allows is enforced
+/// by the transitions (`step/*.rs`) and offered to people through [`super::StepControl`].
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct StepState {
     pub status: StepStatus,
