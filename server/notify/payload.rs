@@ -8,7 +8,9 @@
 
 use serde_json::{json, Value};
 
+use crate::engine::audit::kind::Subject;
 use crate::engine::audit::AuditEvent;
+use crate::engine::machine::{RunStatus, StepStatus};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NotifyKind {
@@ -91,21 +93,21 @@ pub fn classify(e: &AuditEvent) -> Option<Notification> {
     if from == Some(to) {
         return None;
     }
-    let kind = if e.kind.is_step() {
-        match to {
-            "awaiting_approval" => NotifyKind::GateWaiting,
-            "awaiting_operator" | "outcome_unknown" => NotifyKind::NeedsOperator,
-            "failed" => NotifyKind::StepFailed,
+    let kind = match e.kind.subject() {
+        Subject::Step => match StepStatus::parse(to)? {
+            StepStatus::AwaitingApproval => NotifyKind::GateWaiting,
+            StepStatus::AwaitingOperator | StepStatus::OutcomeUnknown => NotifyKind::NeedsOperator,
+            StepStatus::Failed => NotifyKind::StepFailed,
             _ => return None,
-        }
-    } else if e.kind.is_run() {
-        match to {
-            "awaiting_start_approval" => NotifyKind::GateWaiting,
-            "succeeded" | "failed" | "aborted" | "undone" => NotifyKind::RunFinished,
+        },
+        Subject::Run => match RunStatus::parse(to)? {
+            RunStatus::AwaitingStartApproval => NotifyKind::GateWaiting,
+            RunStatus::Succeeded | RunStatus::Failed | RunStatus::Aborted | RunStatus::Undone => {
+                NotifyKind::RunFinished
+            }
             _ => return None,
-        }
-    } else {
-        return None;
+        },
+        Subject::Other => return None,
     };
     Some(Notification {
         kind,
