@@ -227,7 +227,7 @@ fn generic(who: &str, kind: &str, step: &str, has_step: bool, p: &Value) -> Stri
 
 /// Whether a person (not the engine) made this decision.
 pub fn by_person(e: &AuditEvent) -> bool {
-    e.actor != "lockstep"
+    e.actor != crate::engine::machine::ENGINE_ACTOR
 }
 
 #[cfg(test)]

@@ -20,6 +20,10 @@ pub type Millis = i64;
 
 pub use crate::knowledge::role::Role;
 
+/// The name the engine itself acts and logs under (driver transitions, system notes); the
+/// pages tell a person's decisions from the engine's by it.
+pub const ENGINE_ACTOR: &str = "lockstep";
+
 /// A person (or the engine itself) acting on a run. The web layer builds this from the signed-in
 /// user; the engine enforces roles and four-eyes itself so no front end can bypass them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,7 +74,7 @@ impl Actor {
 
     /// The engine itself (driver transitions: unblock, dispatch, finish, lapse).
     pub fn engine() -> Actor {
-        Actor::new("lockstep", &[])
+        Actor::new(ENGINE_ACTOR, &[])
     }
 
     pub fn has_role(&self, role: Role) -> bool {
