@@ -165,13 +165,13 @@ async fn lockstep_side(dir: &Path, n: usize, m: usize) -> (Vec<Duration>, Durati
             Err(_) => panic!("no event for 60 s: the run is stuck"),
         };
         let now = Instant::now();
-        if ev.kind.starts_with("step.") && ev.payload["to"] == "succeeded" {
+        if ev.kind.is_step() && ev.payload["to"] == "succeeded" {
             let step = ev.step_id.unwrap_or_default();
             let host = step.split('-').next().unwrap_or_default().to_string();
             let since = last.insert(host, now).unwrap_or(t0);
             per_step.push(now - since);
         }
-        if ev.kind.starts_with("step.") && ev.payload["to"] == "failed" {
+        if ev.kind.is_step() && ev.payload["to"] == "failed" {
             panic!("step failed: {:?}", ev.payload);
         }
     }

@@ -22,8 +22,8 @@ use lockstep::executors::agent::{AgentEndpoint, AgentExecutor};
 use lockstep::knowledge::operation::{Operation, RedirectValue};
 use lockstep_agent::client::{AgentClient, Driven};
 use lockstep_agent::config::{AgentConfig, BackendKind};
-use lockstep_protocol::tls::{Identity, Thumbprint};
 use lockstep_protocol::evidence::RegistryValue;
+use lockstep_protocol::tls::{Identity, Thumbprint};
 use lockstep_protocol::{Action, ActionId, ActionRequest, ActionState, Evidence};
 
 const BIN: &str = env!("CARGO_BIN_EXE_lockstep");

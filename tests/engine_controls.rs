@@ -13,6 +13,7 @@ use lockstep::engine::testkit::{agent_step, approver, noop_plan, operator, plan_
 use lockstep::engine::{EngineConfig, EngineError, Refusal};
 use lockstep::knowledge::operation::{Operation, ServiceSet, WaitCondition};
 use lockstep::knowledge::plan::{GateSpec, PlannedStep, RetryPolicy, StepKind};
+use lockstep::knowledge::role::Role;
 
 fn manual(id: &str) -> PlannedStep {
     let mut s = agent_step(id, Some("dc1"));
@@ -100,7 +101,7 @@ async fn abort_cancels_waiting_steps_and_in_flight_actions_the_executor_can_canc
     h.journal.script("s0000", vec![Behavior::Hang]);
     let mut plan = noop_plan(3, false, &["dc1", "dc2", "dc3"]);
     plan.steps[1].gate = Some(GateSpec {
-        role: "approver".into(),
+        role: Role::Approver,
         quorum: 1,
         expires_after_secs: None,
     });

@@ -8,6 +8,7 @@ use lockstep::engine::testkit::{agent_step, approver, operator, plan_of};
 use lockstep::engine::{EngineError, Refusal, Store};
 use lockstep::knowledge::operation::Operation;
 use lockstep::knowledge::plan::{GateSpec, Plan};
+use lockstep::knowledge::role::Role;
 
 struct Gate {
     _dir: tempfile::TempDir,
@@ -20,7 +21,7 @@ const STEP: &str = "stop-services";
 fn gated_plan(quorum: u32, expires_after_secs: Option<u64>) -> Plan {
     let mut s = agent_step(STEP, Some("dc1"));
     s.gate = Some(GateSpec {
-        role: "approver".into(),
+        role: Role::Approver,
         quorum,
         expires_after_secs,
     });
@@ -108,7 +109,7 @@ fn refusal(r: Result<StepStatus, EngineError>) -> Refusal {
 #[tokio::test]
 async fn approval_by_the_person_who_requested_the_run_is_refused() {
     let g = at_gate(gated_plan(1, None)).await;
-    let olga = Actor::new("olga", &["operator", "approver"]);
+    let olga = Actor::new("olga", &[Role::Operator, Role::Approver]);
     assert!(matches!(
         refusal(g.approve(olga, "looks fine", 2_000).await),
         Refusal::FourEyes { .. }
@@ -133,7 +134,7 @@ async fn approval_by_the_person_who_requested_the_steps_retry_is_refused() {
         .apply_step_event(&g.run_id, STEP, &reject, 2_000)
         .await
         .unwrap();
-    let dora = Actor::new("dora", &["operator", "approver"]);
+    let dora = Actor::new("dora", &[Role::Operator, Role::Approver]);
     g.store
         .apply_step_event(
             &g.run_id,
@@ -225,7 +226,7 @@ async fn an_expired_gate_refuses_approval_and_waits_until_reopened() {
     );
     // Reopened by dora, who now cannot approve it; two fresh approvals pass it.
     let reopen = StepEvent::ReopenGate {
-        actor: Actor::new("dora", &["operator", "approver"]),
+        actor: Actor::new("dora", &[Role::Operator, Role::Approver]),
     };
     g.store
         .apply_step_event(&g.run_id, STEP, &reopen, 70_000)
@@ -233,7 +234,7 @@ async fn an_expired_gate_refuses_approval_and_waits_until_reopened() {
         .unwrap();
     assert!(matches!(
         refusal(
-            g.approve(Actor::new("dora", &["approver"]), "ok", 71_000)
+            g.approve(Actor::new("dora", &[Role::Approver]), "ok", 71_000)
                 .await
         ),
         Refusal::FourEyes { .. }

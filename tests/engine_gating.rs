@@ -12,6 +12,7 @@ use lockstep::engine::testkit::{agent_step, approver, noop_plan, plan_of};
 use lockstep::engine::{EngineError, Refusal, Store};
 use lockstep::knowledge::operation::{Operation, ServiceSet};
 use lockstep::knowledge::plan::Plan;
+use lockstep::knowledge::role::Role;
 
 const INVENTORY: &str = include_str!("../examples/standalone.toml");
 const DC: &str = "Fabrikam backup (stand-alone)";
@@ -19,11 +20,11 @@ const DC: &str = "Fabrikam backup (stand-alone)";
 const BAD_CERT: &str = "management-api-certificate@FABAPI01";
 
 fn olga() -> Actor {
-    Actor::new("olga", &["operator", "approver"]).of_person("olga@example.com")
+    Actor::new("olga", &[Role::Operator, Role::Approver]).of_person("olga@example.com")
 }
 
 fn olga_alt() -> Actor {
-    Actor::new("olga.alt", &["approver"]).of_person("olga@example.com")
+    Actor::new("olga.alt", &[Role::Approver]).of_person("olga@example.com")
 }
 
 /// The stand-alone example with the Management API's certificate self-signed: an error.
@@ -112,7 +113,7 @@ impl Site {
             .await
             .unwrap()
             .into_iter()
-            .map(|e| (e.kind, e.actor))
+            .map(|e| (e.kind.to_string(), e.actor))
             .collect()
     }
 }
@@ -524,7 +525,7 @@ async fn a_denied_gate_puts_the_run_on_hold_and_asking_again_reopens_it_for_some
         .apply_run_event(
             &run,
             &RunEvent::Resume {
-                actor: Actor::new("dora", &["operator"]),
+                actor: Actor::new("dora", &[Role::Operator]),
             },
             4,
         )
@@ -536,14 +537,14 @@ async fn a_denied_gate_puts_the_run_on_hold_and_asking_again_reopens_it_for_some
     // Asking again needs the operator role, and applies to a denied gate only.
     let ask = |actor: Actor| StepEvent::AskAgain { actor };
     let r = store
-        .apply_step_event(&run, "gate", &ask(Actor::new("vic", &["viewer"])), 5)
+        .apply_step_event(&run, "gate", &ask(Actor::new("vic", &[Role::Viewer])), 5)
         .await;
     assert!(
         matches!(r, Err(EngineError::Refused(Refusal::MissingRole { .. }))),
         "{r:?}"
     );
     // Dora asks again: the gate opens for a new decision and the run goes on.
-    let dora = Actor::new("dora", &["operator", "approver"]);
+    let dora = Actor::new("dora", &[Role::Operator, Role::Approver]);
     store
         .apply_step_event(&run, "gate", &ask(dora.clone()), 6)
         .await

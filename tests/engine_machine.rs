@@ -8,10 +8,11 @@ use lockstep::engine::machine::{
     StepState, StepStatus,
 };
 use lockstep::knowledge::plan::{GateSpec, RetryPolicy, StepKind};
+use lockstep::knowledge::role::Role;
 use proptest::prelude::*;
 
 fn boss() -> Actor {
-    Actor::new("alice", &["operator", "approver"])
+    Actor::new("alice", &[Role::Operator, Role::Approver])
 }
 
 fn ok() -> Outcome {
@@ -24,7 +25,7 @@ fn gated_ctx() -> StepCtx {
     StepCtx {
         kind: StepKind::Agent,
         gate: Some(GateSpec {
-            role: "approver".into(),
+            role: Role::Approver,
             quorum: 1,
             expires_after_secs: Some(60),
         }),
@@ -405,9 +406,9 @@ fn any_actor() -> impl Strategy<Value = Actor> {
     (
         prop::sample::select(vec!["olga", "carl", "dora", "eve"]),
         prop::sample::select(vec![
-            vec!["operator"],
-            vec!["approver"],
-            vec!["operator", "approver"],
+            vec![Role::Operator],
+            vec![Role::Approver],
+            vec![Role::Operator, Role::Approver],
             vec![],
         ]),
     )
@@ -492,8 +493,8 @@ fn any_ctx() -> impl Strategy<Value = StepCtx> {
     )
         .prop_map(|(kind, gated, quorum, attempts, post)| StepCtx {
             kind,
-            gate: gated.then(|| GateSpec {
-                role: "approver".into(),
+            gate: gated.then_some(GateSpec {
+                role: Role::Approver,
                 quorum,
                 expires_after_secs: Some(30),
             }),
@@ -541,7 +542,7 @@ proptest! {
                         prop_assert!(!a.comment.trim().is_empty());
                     }
                     if next.status == StepStatus::Skipped && before.status != StepStatus::Skipped {
-                        prop_assert!(event.actor().is_some_and(|a| a.has_role("approver")));
+                        prop_assert!(event.actor().is_some_and(|a| a.has_role(Role::Approver)));
                         prop_assert!(next.note.as_deref().is_some_and(|n| !n.trim().is_empty()));
                     }
                     state = next;

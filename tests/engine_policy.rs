@@ -12,10 +12,11 @@ use lockstep::engine::store::{DriveLimits, NewRun};
 use lockstep::engine::testkit::{agent_step, approver, noop_plan, operator, plan_of};
 use lockstep::engine::{EngineError, Refusal, Store};
 use lockstep::knowledge::plan::{GateSpec, Plan, StepKind};
+use lockstep::knowledge::role::Role;
 
 /// Olga requests every run here, and also holds the approver role.
 fn olga() -> Actor {
-    Actor::new("olga", &["operator", "approver"]).of_person("olga@example.com")
+    Actor::new("olga", &[Role::Operator, Role::Approver]).of_person("olga@example.com")
 }
 
 async fn started(plan: Plan) -> (tempfile::TempDir, Store, String) {
@@ -57,7 +58,7 @@ async fn skip_by_the_requester_is_refused_even_with_the_approver_role_and_change
         "{r:?}"
     );
     // Her second account is the same person.
-    let alt = Actor::new("olga.alt", &["approver"]).of_person("olga@example.com");
+    let alt = Actor::new("olga.alt", &[Role::Approver]).of_person("olga@example.com");
     assert!(store
         .apply_step_event(&run, "s0000", &skip(alt), 1)
         .await
@@ -118,7 +119,7 @@ fn gate_plan(quorum: u32) -> Plan {
     let mut g = agent_step("gate", Some("dc1"));
     g.kind = StepKind::Approval;
     g.gate = Some(GateSpec {
-        role: "approver".into(),
+        role: Role::Approver,
         quorum,
         expires_after_secs: None,
     });
@@ -136,7 +137,7 @@ async fn a_quorum_counts_people_so_two_accounts_of_one_person_are_one_approval()
         content_hash: hash.clone(),
     };
     let carl = approver("carl").of_person("carl@example.com");
-    let carl_alt = Actor::new("carl.alt", &["approver"]).of_person("carl@example.com");
+    let carl_alt = Actor::new("carl.alt", &[Role::Approver]).of_person("carl@example.com");
     store
         .apply_step_event(&run, "gate", &approve(carl), 2)
         .await
@@ -180,7 +181,7 @@ async fn the_requesters_second_account_cannot_approve_the_start() {
         .apply_run_event(&run.id, &RunEvent::Submit { actor: olga() }, 0)
         .await
         .unwrap();
-    let alt = Actor::new("o.smith", &["approver"]).of_person("olga@example.com");
+    let alt = Actor::new("o.smith", &[Role::Approver]).of_person("olga@example.com");
     let r = store
         .apply_run_event(
             &run.id,
@@ -353,9 +354,9 @@ mod model {
     fn people() -> Vec<Actor> {
         vec![
             olga(),
-            Actor::new("olga.alt", &["operator", "approver"]).of_person("olga@example.com"),
+            Actor::new("olga.alt", &[Role::Operator, Role::Approver]).of_person("olga@example.com"),
             approver("carl").of_person("carl@example.com"),
-            Actor::new("carl.alt", &["approver"]).of_person("carl@example.com"),
+            Actor::new("carl.alt", &[Role::Approver]).of_person("carl@example.com"),
             operator("dora"),
             Actor::new("vic", &[]),
         ]
@@ -366,7 +367,7 @@ mod model {
         let mut gate = agent_step("gate", Some("dc1"));
         gate.kind = StepKind::Approval;
         gate.gate = Some(GateSpec {
-            role: "approver".into(),
+            role: Role::Approver,
             quorum: 2,
             expires_after_secs: None,
         });

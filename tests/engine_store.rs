@@ -5,6 +5,7 @@ use lockstep::engine::machine::{RunEvent, RunStatus, StepEvent, StepStatus};
 use lockstep::engine::store::NewRun;
 use lockstep::engine::testkit::{approver, noop_plan, operator};
 use lockstep::engine::{EngineError, Refusal, Store};
+use lockstep::knowledge::role::Role;
 
 async fn fresh() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -81,7 +82,7 @@ async fn a_refused_transition_changes_nothing_and_writes_no_event() {
         )
         .await
         .unwrap();
-    let olga_as_approver = lockstep::engine::Actor::new("olga", &["approver", "operator"]);
+    let olga_as_approver = lockstep::engine::Actor::new("olga", &[Role::Approver, Role::Operator]);
     let err = store
         .apply_run_event(
             &run.id,
@@ -144,13 +145,14 @@ mod persisted_states_are_reachable {
     use lockstep::engine::Store;
     use lockstep::knowledge::operation::Operation;
     use lockstep::knowledge::plan::{GateSpec, RetryPolicy, StepKind};
+    use lockstep::knowledge::role::Role;
     use proptest::prelude::*;
 
     const CURRENT: &str = "<current content hash>";
 
     fn event() -> impl Strategy<Value = StepEvent> {
         let who = prop::sample::select(vec!["olga", "carl", "dora"]);
-        let actor = who.prop_map(|n| Actor::new(n, &["operator", "approver"]));
+        let actor = who.prop_map(|n| Actor::new(n, &[Role::Operator, Role::Approver]));
         let text = prop::sample::select(vec!["", "because"]).prop_map(str::to_string);
         let outcome = prop_oneof![
             Just(Outcome::Succeeded {
@@ -210,7 +212,7 @@ mod persisted_states_are_reachable {
     fn plan() -> lockstep::knowledge::plan::Plan {
         let mut gated = agent_step("gated", Some("dc1"));
         gated.gate = Some(GateSpec {
-            role: "approver".into(),
+            role: Role::Approver,
             quorum: 2,
             expires_after_secs: Some(30),
         });
@@ -260,7 +262,7 @@ mod persisted_states_are_reachable {
                     }
                 }
                 let events = store.run_events(&run.id).await.unwrap();
-                let step_events: Vec<_> = events.iter().filter(|e| e.kind.starts_with("step.")).collect();
+                let step_events: Vec<_> = events.iter().filter(|e| e.kind.is_step()).collect();
                 assert_eq!(step_events.len(), accepted, "one event per accepted transition, none for refusals");
                 for id in ids {
                     let stored = store.step(&run.id, id).await.unwrap();

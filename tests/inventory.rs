@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use lockstep::knowledge::inventory::{Inventory, Role, Side, Topology};
+use lockstep::knowledge::inventory::{Inventory, ServerRole, Side, Topology};
 
 /// A valid mirrored Data Center that the tests below break one way at a time.
 const MIRRORED: &str = r#"name = "Contoso test"
@@ -147,7 +147,7 @@ fn the_three_examples_parse() {
     let clustered = Inventory::load(&root.join("clustered.toml")).expect("clustered parses");
     assert_eq!(clustered.topology, Topology::Clustered);
     assert_eq!(clustered.directory_pairs().len(), 2);
-    assert_eq!(clustered.with_role(Role::DatatransferApi).count(), 3);
+    assert_eq!(clustered.with_role(ServerRole::DatatransferApi).count(), 3);
     let differing: Vec<&str> = clustered
         .servers
         .iter()
@@ -905,8 +905,8 @@ mod properties {
     use std::collections::BTreeSet;
 
     use lockstep::knowledge::inventory::{
-        Certificate, DataTransfer, Facts, Inventory, Issuer, Role, Server, Side, SqlServerVersion,
-        Topology, Version, WindowsVersion,
+        Certificate, DataTransfer, Facts, Inventory, Issuer, Server, ServerRole, Side,
+        SqlServerVersion, Topology, Version, WindowsVersion,
     };
     use proptest::prelude::*;
 
@@ -928,9 +928,9 @@ mod properties {
         name: String,
         side: Option<Side>,
         pair: Option<String>,
-        roles: &[Role],
+        roles: &[ServerRole],
     ) -> Server {
-        let roles: BTreeSet<Role> = roles.iter().copied().collect();
+        let roles: BTreeSet<ServerRole> = roles.iter().copied().collect();
         let has_db = roles.iter().any(|r| r.has_database());
         let (windows, sql) = d.pick(&[
             (WindowsVersion::W2008R2, SqlServerVersion::S2008R2Sp3),
@@ -939,9 +939,9 @@ mod properties {
         ]);
         let version = d.pick(&["8.8.1", "8.8.6", "8.8.6.1", "8.11"]);
         let fqdn = format!("{}.corp.example", name.to_lowercase());
-        let dt = roles.contains(&Role::DatatransferApi);
+        let dt = roles.contains(&ServerRole::DatatransferApi);
         let certificate =
-            (roles.contains(&Role::ManagementApi) || dt || d.coin()).then(|| Certificate {
+            (roles.contains(&ServerRole::ManagementApi) || dt || d.coin()).then(|| Certificate {
                 common_name: if d.coin() {
                     fqdn.clone()
                 } else {
@@ -951,7 +951,7 @@ mod properties {
                 port: d.pick(&[None, Some(443), Some(8443)]),
             });
         let mut facts = Facts::default();
-        if roles.contains(&Role::Registry) && d.coin() {
+        if roles.contains(&ServerRole::Registry) && d.coin() {
             facts.free_disk_mb = Some(d.pick(&[100, 10_000, 90_000]));
             facts.registry_mdf_mb = Some(20_000);
             facts.registry_ldf_mb = Some(4_000);
@@ -997,7 +997,7 @@ mod properties {
                 "DC".into(),
                 None,
                 None,
-                &[Role::Registry, Role::Directory],
+                &[ServerRole::Registry, ServerRole::Directory],
             )),
             Topology::Mirrored => {
                 for (i, side) in sides.into_iter().enumerate() {
@@ -1006,7 +1006,7 @@ mod properties {
                         format!("DC{i}"),
                         Some(side),
                         None,
-                        &[Role::Registry, Role::Directory],
+                        &[ServerRole::Registry, ServerRole::Directory],
                     ));
                 }
             }
@@ -1019,7 +1019,7 @@ mod properties {
                             format!("RM{i}"),
                             Some(side),
                             None,
-                            &[Role::Registry],
+                            &[ServerRole::Registry],
                         ));
                     } else {
                         servers.push(server(
@@ -1027,7 +1027,7 @@ mod properties {
                             format!("RM{i}"),
                             Some(side),
                             Some("pair-0".into()),
-                            &[Role::Registry, Role::Directory],
+                            &[ServerRole::Registry, ServerRole::Directory],
                         ));
                     }
                 }
@@ -1038,7 +1038,7 @@ mod properties {
                             format!("DIR{p}X{i}"),
                             Some(side),
                             Some(format!("pair-{p}")),
-                            &[Role::Directory],
+                            &[ServerRole::Directory],
                         ));
                     }
                 }
@@ -1046,10 +1046,13 @@ mod properties {
         }
         for w in 0..web {
             let roles = d.pick(&[
-                &[Role::SupportCenter, Role::AccountManagementWebsite][..],
-                &[Role::DatatransferApi][..],
-                &[Role::DatatransferApi, Role::ManagementApi][..],
-                &[Role::ManagementApi, Role::ReportingServices][..],
+                &[
+                    ServerRole::SupportCenter,
+                    ServerRole::AccountManagementWebsite,
+                ][..],
+                &[ServerRole::DatatransferApi][..],
+                &[ServerRole::DatatransferApi, ServerRole::ManagementApi][..],
+                &[ServerRole::ManagementApi, ServerRole::ReportingServices][..],
             ]);
             let side = (topology != Topology::Standalone).then(|| d.pick(&sides));
             servers.push(server(&mut d, format!("WEB{w}"), side, None, roles));

@@ -95,7 +95,7 @@ async fn submitted(app: &TestApp, host: &str) -> String {
         params: BTreeMap::new(),
         steps: vec![step],
     };
-    let olga = Actor::new("olga", &["viewer", "operator"]);
+    let olga = Actor::new("olga", &[Role::Viewer, Role::Operator]);
     let store = &app.state.store;
     let run = store
         .create_run(
@@ -147,7 +147,7 @@ async fn the_figures_move_as_a_run_goes_through() {
     assert_eq!(scrape(&app).await["lockstep_sse_watchers"], 1.0);
     drop(stream);
 
-    let boss = Actor::new("boss", &["viewer", "operator", "approver"]);
+    let boss = Actor::new("boss", &[Role::Viewer, Role::Operator, Role::Approver]);
     app.state
         .store
         .apply_run_event(

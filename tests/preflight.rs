@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 
 use lockstep::knowledge::inventory::{
-    Certificate, Inventory, Issuer, Role, Side, SqlServerVersion, Topology, Version, WindowsVersion,
+    Certificate, Inventory, Issuer, ServerRole, Side, SqlServerVersion, Topology, Version,
+    WindowsVersion,
 };
 use lockstep::knowledge::preflight::{preflight, Finding, Outcome, Severity, UNKNOWN_PREFIX};
 use lockstep::knowledge::runbook::sections::is_seed_section;
@@ -617,7 +618,7 @@ fn an_uninstall_needs_the_component_and_skips_its_certificate_rules() {
     );
     assert_absent(&findings, "management-api-certificate");
     inv.servers.iter_mut().for_each(|s| {
-        s.roles.remove(&Role::ManagementApi);
+        s.roles.remove(&ServerRole::ManagementApi);
     });
     let findings = run(&inv, Some("uninstall-management-api"), None);
     assert_one(
@@ -639,7 +640,7 @@ fn only_one_management_api_per_data_center() {
     let mut inv = clean();
     server_mut(&mut inv, "WEB1")
         .roles
-        .insert(Role::ManagementApi);
+        .insert(ServerRole::ManagementApi);
     let findings = run(&inv, None, None);
     let f = assert_one(
         &findings,
@@ -663,7 +664,7 @@ fn a_datatransfer_server_hosts_nothing_else_but_the_management_api() {
     let mut inv = clean();
     server_mut(&mut inv, "DT2")
         .roles
-        .insert(Role::SupportCenter);
+        .insert(ServerRole::SupportCenter);
     let findings = run(&inv, None, None);
     let f = assert_one(
         &findings,
@@ -758,7 +759,7 @@ fn a_server_with_both_apis_needs_its_certificate_on_443() {
 fn a_management_api_alone_may_use_any_port() {
     let mut inv = clean();
     let api = server_mut(&mut inv, "API1");
-    api.roles.remove(&Role::DatatransferApi);
+    api.roles.remove(&ServerRole::DatatransferApi);
     api.datatransfer = None;
     api.certificate.as_mut().expect("cert").port = Some(8443);
     let findings = run(&inv, None, None);
@@ -1285,7 +1286,7 @@ fn preflight_with_a_runbook_target_applies_its_minimums_and_exits_1() {
 fn no_management_api_passes_and_an_unknown_runbook_runs_the_estate_rules_only() {
     let mut inv = clean();
     inv.servers.iter_mut().for_each(|s| {
-        s.roles.remove(&Role::ManagementApi);
+        s.roles.remove(&ServerRole::ManagementApi);
     });
     let findings = run(&inv, Some("my-site-runbook"), None);
     let f = assert_one(

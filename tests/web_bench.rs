@@ -60,7 +60,7 @@ async fn bench_run_page_and_sse_fan_out() {
                 window_end: None,
                 plan,
             },
-            &Actor::new("watcher", &["operator"]),
+            &Actor::new("watcher", &[Role::Operator]),
             now,
         )
         .await
@@ -70,7 +70,7 @@ async fn bench_run_page_and_sse_fan_out() {
         .apply_run_event(
             &run.id,
             &RunEvent::Submit {
-                actor: Actor::new("watcher", &["operator"]),
+                actor: Actor::new("watcher", &[Role::Operator]),
             },
             now,
         )
@@ -175,7 +175,7 @@ async fn bench_run_page_and_sse_fan_out() {
     let rss_after = rss_kib();
 
     let mut latencies = Vec::new();
-    let actor = Actor::new("boss", &["approver"]);
+    let actor = Actor::new("boss", &[Role::Approver]);
     for round in 0..5 {
         let t0 = Instant::now();
         let event = app

@@ -18,9 +18,11 @@ use sha2::{Digest, Sha256};
 
 use super::machine::Millis;
 
+pub mod kind;
 pub mod signing;
 pub mod verify;
 
+pub use kind::EventKind;
 pub use signing::{SigningKey, VerifyingKey};
 
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -34,7 +36,8 @@ pub struct AuditEvent {
     pub step_id: Option<String>,
     pub actor: String,
     pub at: Millis,
-    pub kind: String,
+    /// What happened; stored as its word (see [`EventKind`]).
+    pub kind: EventKind,
     pub payload: serde_json::Value,
     pub prev_hash: String,
     pub hash: String,
@@ -126,7 +129,7 @@ pub fn export(
                     e.run_id.clone().unwrap_or_default(),
                     e.step_id.clone().unwrap_or_default(),
                     e.actor.clone(),
-                    e.kind.clone(),
+                    e.kind.to_string(),
                     canonical_json(&e.payload),
                     e.prev_hash.clone(),
                     e.hash.clone(),
@@ -216,7 +219,7 @@ pub fn event_hash_with_payload(e: &AuditEvent, payload_canonical: &str) -> Strin
     text.push_str("{\"actor\":");
     string(&mut text, &e.actor);
     text.push_str(&format!(",\"at\":{},\"id\":{},\"kind\":", e.at, e.id));
-    string(&mut text, &e.kind);
+    string(&mut text, e.kind.as_str());
     text.push_str(",\"payload\":");
     text.push_str(payload_canonical);
     text.push_str(",\"prev_hash\":");

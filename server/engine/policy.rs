@@ -8,7 +8,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::machine::{Actor, Refusal, APPROVER_ROLE, OPERATOR_ROLE};
+use super::machine::{Actor, Refusal};
+use crate::knowledge::role::Role;
 
 /// Longest justification (skip, override) or reason kept with a decision, in characters.
 pub const MAX_JUSTIFICATION_CHARS: usize = 2000;
@@ -56,7 +57,7 @@ pub struct Rule {
     /// The control's name as the API and the audit log spell it.
     pub name: &'static str,
     /// The role it needs (a gate may name its own role; see [`Parties::gate_role`]).
-    pub role: &'static str,
+    pub role: Role,
     /// Whether the run's requester may use it on their own run, and why.
     pub requester_may: bool,
     /// The separation-of-duties rule beyond the requester, in words (README column).
@@ -66,7 +67,7 @@ pub struct Rule {
 const fn row(
     control: Control,
     name: &'static str,
-    role: &'static str,
+    role: Role,
     requester_may: bool,
     also: &'static str,
 ) -> Rule {
@@ -85,87 +86,87 @@ const fn row(
 /// "it is done" and override needs another person. Asking again reopens a denied gate for a new
 /// decision; it is not one, and the asker is barred from approving it like a retry's requester.
 pub const POLICY: [Rule; 18] = [
-    row(Control::Submit, "submit", OPERATOR_ROLE, true, "-"),
+    row(Control::Submit, "submit", Role::Operator, true, "-"),
     row(
         Control::ApproveStart,
         "approve_start",
-        APPROVER_ROLE,
+        Role::Approver,
         false,
         "-",
     ),
     row(
         Control::ApproveGate,
         "approve_gate",
-        APPROVER_ROLE,
+        Role::Approver,
         false,
         "not the person who asked for it again (retry, reopen); a quorum counts distinct people",
     ),
-    row(Control::DenyGate, "deny_gate", APPROVER_ROLE, false, "-"),
+    row(Control::DenyGate, "deny_gate", Role::Approver, false, "-"),
     row(
         Control::ReopenGate,
         "reopen_gate",
-        OPERATOR_ROLE,
+        Role::Operator,
         true,
         "whoever reopens a gate cannot approve it",
     ),
     row(
         Control::Skip,
         "skip",
-        APPROVER_ROLE,
+        Role::Approver,
         false,
         "never a gate; only once the step's inputs are done; a justification",
     ),
     row(
         Control::Retry,
         "retry",
-        OPERATOR_ROLE,
+        Role::Operator,
         true,
         "whoever retries cannot approve the retried step's gate",
     ),
     row(
         Control::MarkDone,
         "mark_done",
-        OPERATOR_ROLE,
+        Role::Operator,
         false,
         "not the person who claimed the task; evidence",
     ),
     row(
         Control::MarkFailed,
         "mark_failed",
-        OPERATOR_ROLE,
+        Role::Operator,
         true,
         "not the person who claimed the task; a reason",
     ),
-    row(Control::Claim, "claim", OPERATOR_ROLE, true, "-"),
+    row(Control::Claim, "claim", Role::Operator, true, "-"),
     row(
         Control::Complete,
         "complete",
-        OPERATOR_ROLE,
+        Role::Operator,
         true,
         "only the person who claimed it",
     ),
-    row(Control::Pause, "pause", OPERATOR_ROLE, true, "-"),
-    row(Control::Resume, "resume", OPERATOR_ROLE, true, "-"),
-    row(Control::Abort, "abort", OPERATOR_ROLE, true, "a reason"),
-    row(Control::Undo, "undo", OPERATOR_ROLE, true, "a reason"),
+    row(Control::Pause, "pause", Role::Operator, true, "-"),
+    row(Control::Resume, "resume", Role::Operator, true, "-"),
+    row(Control::Abort, "abort", Role::Operator, true, "a reason"),
+    row(Control::Undo, "undo", Role::Operator, true, "a reason"),
     row(
         Control::OverrideFinding,
         "override_finding",
-        APPROVER_ROLE,
+        Role::Approver,
         false,
         "one finding at a time, with a justification",
     ),
     row(
         Control::ExtendWindow,
         "extend_window",
-        APPROVER_ROLE,
+        Role::Approver,
         false,
         "a reason",
     ),
     row(
         Control::AskAgain,
         "ask_again",
-        OPERATOR_ROLE,
+        Role::Operator,
         true,
         "only a denied gate, which puts the run on hold; whoever asks again cannot approve it, so the new decision is another approver's",
     ),
@@ -196,7 +197,7 @@ pub struct Parties<'a> {
     /// The person who claimed the step's manual task, if any.
     pub claimed_by: Option<&'a str>,
     /// A gate's own role, where the plan names one.
-    pub gate_role: Option<&'a str>,
+    pub gate_role: Option<Role>,
 }
 
 /// The role check alone, so a person without the role hears that (403) before anything about the
@@ -204,7 +205,7 @@ pub struct Parties<'a> {
 pub fn require_role(
     control: Control,
     actor: &Actor,
-    gate_role: Option<&str>,
+    gate_role: Option<Role>,
 ) -> Result<(), Refusal> {
     let row = rule(control);
     let role = match control {
@@ -216,7 +217,7 @@ pub fn require_role(
     } else {
         Err(Refusal::MissingRole {
             actor: actor.name.clone(),
-            role: role.to_string(),
+            role,
         })
     }
 }

@@ -9,19 +9,19 @@
 
 use std::collections::BTreeMap;
 
-use super::machine::{Actor, APPROVER_ROLE, OPERATOR_ROLE};
+use super::machine::{Actor, Role};
 use crate::knowledge::inventory::Topology;
 use crate::knowledge::operation::Operation;
 use crate::knowledge::plan::{Plan, PlannedStep, RetryPolicy, StepKind};
 
 /// An operator (requests runs, claims tasks).
 pub fn operator(name: &str) -> Actor {
-    Actor::new(name, &[OPERATOR_ROLE])
+    Actor::new(name, &[Role::Operator])
 }
 
 /// A change manager (approves, skips).
 pub fn approver(name: &str) -> Actor {
-    Actor::new(name, &[APPROVER_ROLE])
+    Actor::new(name, &[Role::Approver])
 }
 
 /// An agent step with no dependencies, on `host`, that changes nothing real.

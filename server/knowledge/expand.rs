@@ -22,7 +22,7 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet};
 
-use super::inventory::{Inventory, Role, Server, Side, SqlServerVersion, WindowsVersion};
+use super::inventory::{Inventory, Server, ServerRole, Side, SqlServerVersion, WindowsVersion};
 use super::operation::Operation;
 use super::plan::{Plan, PlannedStep, RetryPolicy, StepKind};
 use super::runbook::raw::{resolve_params, step_edges};
@@ -563,7 +563,7 @@ fn select<'a>(
         .filter(|s| sel.cn_differs.is_none_or(|d| cn_differs(s) == d))
         .filter(|s| {
             sel.datatransfer_ssl
-                .is_none_or(|d| s.has(Role::DatatransferApi) && datatransfer_ssl(s) == d)
+                .is_none_or(|d| s.has(ServerRole::DatatransferApi) && datatransfer_ssl(s) == d)
         })
         .filter(|s| sel.certificate.is_none_or(|c| s.certificate.is_some() == c))
         .filter(|s| windows_below.is_none_or(|w| s.windows < w))
@@ -580,7 +580,7 @@ pub fn cn_differs(s: &Server) -> bool {
 
 /// A server hosting none of `roles` to run a check from: a server without Web Services first
 /// (primary side first, then by name), else any; `None` (Lockstep itself) when every server hosts one.
-fn vantage<'a>(inv: &'a Inventory, roles: &[Role]) -> Option<&'a Server> {
+fn vantage<'a>(inv: &'a Inventory, roles: &[ServerRole]) -> Option<&'a Server> {
     let mut c: Vec<&Server> = inv
         .servers
         .iter()

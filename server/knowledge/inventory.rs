@@ -93,7 +93,7 @@ impl fmt::Display for Side {
 /// What a server hosts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Role {
+pub enum ServerRole {
     /// Holds a Registry database (the Registration Master in a cluster).
     Registry,
     /// Holds a Directory database.
@@ -105,26 +105,26 @@ pub enum Role {
     ReportingServices,
 }
 
-impl Role {
-    pub const ALL: [Role; 7] = [
-        Role::Registry,
-        Role::Directory,
-        Role::SupportCenter,
-        Role::AccountManagementWebsite,
-        Role::DatatransferApi,
-        Role::ManagementApi,
-        Role::ReportingServices,
+impl ServerRole {
+    pub const ALL: [ServerRole; 7] = [
+        ServerRole::Registry,
+        ServerRole::Directory,
+        ServerRole::SupportCenter,
+        ServerRole::AccountManagementWebsite,
+        ServerRole::DatatransferApi,
+        ServerRole::ManagementApi,
+        ServerRole::ReportingServices,
     ];
 
     pub fn as_str(self) -> &'static str {
         match self {
-            Role::Registry => "registry",
-            Role::Directory => "directory",
-            Role::SupportCenter => "support-center",
-            Role::AccountManagementWebsite => "account-management-website",
-            Role::DatatransferApi => "datatransfer-api",
-            Role::ManagementApi => "management-api",
-            Role::ReportingServices => "reporting-services",
+            ServerRole::Registry => "registry",
+            ServerRole::Directory => "directory",
+            ServerRole::SupportCenter => "support-center",
+            ServerRole::AccountManagementWebsite => "account-management-website",
+            ServerRole::DatatransferApi => "datatransfer-api",
+            ServerRole::ManagementApi => "management-api",
+            ServerRole::ReportingServices => "reporting-services",
         }
     }
 
@@ -132,17 +132,19 @@ impl Role {
     pub fn is_web_service(self) -> bool {
         matches!(
             self,
-            Role::SupportCenter | Role::AccountManagementWebsite | Role::DatatransferApi
+            ServerRole::SupportCenter
+                | ServerRole::AccountManagementWebsite
+                | ServerRole::DatatransferApi
         )
     }
 
     /// Roles that put a SQL Server database on the server.
     pub fn has_database(self) -> bool {
-        matches!(self, Role::Registry | Role::Directory)
+        matches!(self, ServerRole::Registry | ServerRole::Directory)
     }
 }
 
-impl fmt::Display for Role {
+impl fmt::Display for ServerRole {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
@@ -348,7 +350,7 @@ pub struct Server {
     pub fqdn: String,
     pub side: Option<Side>,
     pub pair: Option<String>,
-    pub roles: BTreeSet<Role>,
+    pub roles: BTreeSet<ServerRole>,
     pub connected_version: Version,
     pub windows: WindowsVersion,
     pub sql_server: Option<SqlServerVersion>,
@@ -361,7 +363,7 @@ pub struct Server {
 }
 
 impl Server {
-    pub fn has(&self, role: Role) -> bool {
+    pub fn has(&self, role: ServerRole) -> bool {
         self.roles.contains(&role)
     }
     pub fn has_database(&self) -> bool {
@@ -375,7 +377,7 @@ impl Server {
     /// Without a `[servers.datatransfer]` table the product default applies: SSL on ("By default,
     /// the DataTransfer API supports SSL", Upgrade Connected Backup, step 8).
     pub fn datatransfer_ssl(&self) -> Option<bool> {
-        self.has(Role::DatatransferApi)
+        self.has(ServerRole::DatatransferApi)
             .then(|| self.datatransfer.as_ref().is_none_or(|d| d.ssl))
     }
 
@@ -532,7 +534,7 @@ impl Inventory {
         let mut v: Vec<&Server> = self
             .servers
             .iter()
-            .filter(|s| s.has(Role::Registry))
+            .filter(|s| s.has(ServerRole::Registry))
             .collect();
         v.sort_by_key(|s| (s.side.map(|x| x as u8).unwrap_or(0), s.name.clone()));
         v
@@ -541,7 +543,7 @@ impl Inventory {
     /// The Registry server on a side (stand-alone: the one Registry server, whatever `side`).
     pub fn registry_on(&self, side: Option<Side>) -> Option<&Server> {
         self.servers.iter().find(|s| {
-            s.has(Role::Registry) && (self.topology == Topology::Standalone || s.side == side)
+            s.has(ServerRole::Registry) && (self.topology == Topology::Standalone || s.side == side)
         })
     }
 
@@ -556,7 +558,7 @@ impl Inventory {
     }
 
     /// Servers with `role`, in file order.
-    pub fn with_role(&self, role: Role) -> impl Iterator<Item = &Server> {
+    pub fn with_role(&self, role: ServerRole) -> impl Iterator<Item = &Server> {
         self.servers.iter().filter(move |s| s.has(role))
     }
 
@@ -617,6 +619,6 @@ impl Inventory {
 
     /// The server hosting the Management API, if any (the vendor allows one per Data Center).
     pub fn management_api_server(&self) -> Option<&Server> {
-        self.with_role(Role::ManagementApi).next()
+        self.with_role(ServerRole::ManagementApi).next()
     }
 }

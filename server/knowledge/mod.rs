@@ -7,5 +7,6 @@ pub mod operation;
 pub mod parameter;
 pub mod plan;
 pub mod preflight;
+pub mod role;
 pub mod runbook;
 pub mod template;

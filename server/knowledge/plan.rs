@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::inventory::Topology;
 use super::operation::Operation;
+use super::role::Role;
 
 /// What kind of work a step is; decides which executor or which human handles it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -49,8 +50,8 @@ impl StepKind {
 /// Who may pass an approval gate, and how many of them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GateSpec {
-    /// The role allowed to approve (e.g. "approver").
-    pub role: String,
+    /// The role allowed to approve (the runbook's word, parsed when the runbook is read).
+    pub role: Role,
     /// Distinct approvers needed (at least 1).
     pub quorum: u32,
     /// Seconds after the gate opens at which it lapses (the run waits; nothing proceeds by default).

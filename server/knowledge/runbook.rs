@@ -24,7 +24,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::inventory::{Role, Side, Topology};
+use super::inventory::{ServerRole, Side, Topology};
 use super::plan::{GateSpec, RetryPolicy, StepKind};
 
 /// The runbooks shipped inside the binary: `(file name, text)`.
@@ -83,13 +83,13 @@ impl Runbook {
 pub struct Selector {
     /// The server has at least one of these roles (empty: any role).
     #[serde(default)]
-    pub roles: Vec<Role>,
+    pub roles: Vec<ServerRole>,
     /// The server has every one of these roles.
     #[serde(default)]
-    pub all_roles: Vec<Role>,
+    pub all_roles: Vec<ServerRole>,
     /// The server has none of these roles.
     #[serde(default)]
-    pub not_roles: Vec<Role>,
+    pub not_roles: Vec<ServerRole>,
     /// The server is on this side (a stand-alone server counts as primary).
     pub side: Option<Side>,
     /// The server belongs to this directory pair.

@@ -23,7 +23,7 @@
 use std::collections::BTreeMap;
 
 use crate::knowledge::inventory::{
-    Inventory, Issuer, Role, Server, Side, SqlServerVersion, Topology,
+    Inventory, Issuer, Server, ServerRole, Side, SqlServerVersion, Topology,
 };
 use crate::knowledge::operation::Operation;
 use crate::knowledge::parameter::Parameter;
@@ -169,9 +169,12 @@ fn resolve(name: &str, scope: &Scope) -> Result<Resolved, String> {
             let h = need_host()?;
             // One record per server is enough: Setup upgrades every application on it at once.
             let component = [
-                (Role::SupportCenter, "support_center"),
-                (Role::AccountManagementWebsite, "account_management_website"),
-                (Role::DatatransferApi, "datatransfer_api"),
+                (ServerRole::SupportCenter, "support_center"),
+                (
+                    ServerRole::AccountManagementWebsite,
+                    "account_management_website",
+                ),
+                (ServerRole::DatatransferApi, "datatransfer_api"),
             ]
             .into_iter()
             .find(|(r, _)| h.has(*r))
@@ -190,10 +193,10 @@ fn resolve(name: &str, scope: &Scope) -> Result<Resolved, String> {
                 .iter()
                 .map(|s| s.to_string())
                 .collect();
-            if h.has(Role::Directory) {
+            if h.has(ServerRole::Directory) {
                 dbs.push("Directory".into());
             }
-            if h.has(Role::Registry) {
+            if h.has(ServerRole::Registry) {
                 dbs.push("Registry".into());
             }
             Resolved::List(dbs)

@@ -8,7 +8,9 @@
 
 use serde_json::{json, Value};
 
+use crate::engine::audit::kind::Subject;
 use crate::engine::audit::AuditEvent;
+use crate::engine::machine::{RunStatus, StepStatus};
 
 pub use crate::config::notify::{Format, NotifyKind};
 
@@ -33,21 +35,21 @@ pub fn classify(e: &AuditEvent) -> Option<Notification> {
     if from == Some(to) {
         return None;
     }
-    let kind = if e.kind.starts_with("step.") {
-        match to {
-            "awaiting_approval" => NotifyKind::GateWaiting,
-            "awaiting_operator" | "outcome_unknown" => NotifyKind::NeedsOperator,
-            "failed" => NotifyKind::StepFailed,
+    let kind = match e.kind.subject() {
+        Subject::Step => match StepStatus::parse(to)? {
+            StepStatus::AwaitingApproval => NotifyKind::GateWaiting,
+            StepStatus::AwaitingOperator | StepStatus::OutcomeUnknown => NotifyKind::NeedsOperator,
+            StepStatus::Failed => NotifyKind::StepFailed,
             _ => return None,
-        }
-    } else if e.kind.starts_with("run.") {
-        match to {
-            "awaiting_start_approval" => NotifyKind::GateWaiting,
-            "succeeded" | "failed" | "aborted" | "undone" => NotifyKind::RunFinished,
+        },
+        Subject::Run => match RunStatus::parse(to)? {
+            RunStatus::AwaitingStartApproval => NotifyKind::GateWaiting,
+            RunStatus::Succeeded | RunStatus::Failed | RunStatus::Aborted | RunStatus::Undone => {
+                NotifyKind::RunFinished
+            }
             _ => return None,
-        }
-    } else {
-        return None;
+        },
+        Subject::Other => return None,
     };
     Some(Notification {
         kind,
@@ -91,7 +93,7 @@ pub fn classify_all(e: &AuditEvent) -> Vec<Notification> {
     let mut all: Vec<Notification> = classify(e).into_iter().collect();
     let to = e.payload.get("to").and_then(Value::as_str);
     let from = e.payload.get("from").and_then(Value::as_str);
-    if let (true, Some(to)) = (e.kind.starts_with("run."), to) {
+    if let (true, Some(to)) = (e.kind.is_run(), to) {
         if from != Some(to) {
             all.push(Notification {
                 kind: NotifyKind::RunStatus,

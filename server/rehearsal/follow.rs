@@ -60,7 +60,7 @@ impl StepView {
         run_id: &str,
         ev: &AuditEvent,
     ) -> Result<Option<Change>> {
-        if ev.run_id.as_deref() != Some(run_id) || !ev.kind.starts_with("step.") {
+        if ev.run_id.as_deref() != Some(run_id) || !ev.kind.is_step() {
             return Ok(None);
         }
         let Some(step) = ev.step_id.as_deref() else {

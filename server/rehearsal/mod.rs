@@ -32,6 +32,7 @@ use crate::engine::{Actor, Engine, EngineConfig, Store};
 use crate::knowledge::expand::expand;
 use crate::knowledge::inventory::Inventory;
 use crate::knowledge::plan::Plan;
+use crate::knowledge::role::Role;
 use crate::knowledge::runbook::Catalog;
 
 pub use faults::Fault;
@@ -46,11 +47,11 @@ pub const REHEARSAL_APPROVERS: [&str; 2] = [
 ];
 
 pub fn operator() -> Actor {
-    Actor::new(REHEARSAL_OPERATOR, &["operator"])
+    Actor::new(REHEARSAL_OPERATOR, &[Role::Operator])
 }
 
 fn approver(i: usize) -> Actor {
-    Actor::new(REHEARSAL_APPROVERS[i], &["approver"])
+    Actor::new(REHEARSAL_APPROVERS[i], &[Role::Approver])
 }
 
 /// What to rehearse.

@@ -9,7 +9,7 @@
 
 use serde_json::Value;
 
-use crate::engine::audit::AuditEvent;
+use crate::engine::audit::{AuditEvent, EventKind};
 
 /// The free text a person attached to an event (comment, justification, reason, note, evidence),
 /// whole: change records must never cut a comment mid-word.
@@ -70,8 +70,8 @@ pub fn describe(e: &AuditEvent, step_title: &dyn Fn(&str) -> Option<String>) -> 
         .map(|id| quoted(&step_title(id).unwrap_or_else(|| id.to_string())))
         .unwrap_or_else(|| "a step".to_string());
     let to = new_state(p).map(state_words).unwrap_or_default();
-    match e.kind.as_str() {
-        "run.created" => {
+    match &e.kind {
+        EventKind::RunCreated => {
             let ticket = p
                 .get("change_ticket")
                 .and_then(Value::as_str)
@@ -80,13 +80,15 @@ pub fn describe(e: &AuditEvent, step_title: &dyn Fn(&str) -> Option<String>) -> 
                 .unwrap_or_default();
             format!("{who} created the run{ticket}")
         }
-        "run.submit" => format!("{who} asked for approval to start the run"),
-        "run.approve_start" => format!("{who} approved the start of the run{}", with_text(p)),
-        "run.pause" => format!("{who} paused the run{}", with_text(p)),
-        "run.resume" => format!("{who} resumed the run"),
-        "run.abort" => format!("{who} aborted the run{}", with_text(p)),
-        "run.completed" => format!("The run finished: {to}"),
-        "run.stalled" => {
+        EventKind::RunSubmit => format!("{who} asked for approval to start the run"),
+        EventKind::RunApproveStart => {
+            format!("{who} approved the start of the run{}", with_text(p))
+        }
+        EventKind::RunPause => format!("{who} paused the run{}", with_text(p)),
+        EventKind::RunResume => format!("{who} resumed the run"),
+        EventKind::RunAbort => format!("{who} aborted the run{}", with_text(p)),
+        EventKind::RunCompleted => format!("The run finished: {to}"),
+        EventKind::RunStalled => {
             let at = p
                 .get("event")
                 .and_then(|ev| ev.get("step_id"))
@@ -95,13 +97,13 @@ pub fn describe(e: &AuditEvent, step_title: &dyn Fn(&str) -> Option<String>) -> 
                 .unwrap_or_default();
             format!("The run stopped{at} and waits for a person")
         }
-        "run.reopen" => format!("{who} reopened the failed run"),
-        "run.undo" => format!("{who} asked to undo the run's changes{}", with_text(p)),
-        "run.hold" => format!(
+        EventKind::RunReopen => format!("{who} reopened the failed run"),
+        EventKind::RunUndo => format!("{who} asked to undo the run's changes{}", with_text(p)),
+        EventKind::RunHold => format!(
             "A gate was denied: the run is on hold until someone asks again, aborts or undoes it{}",
             with_text(p)
         ),
-        "run.preflight" => {
+        EventKind::RunPreflight => {
             let findings = p
                 .pointer("/event/preflight/findings")
                 .and_then(Value::as_array);
@@ -122,7 +124,7 @@ pub fn describe(e: &AuditEvent, step_title: &dyn Fn(&str) -> Option<String>) -> 
                 count(false)
             )
         }
-        "run.override_finding" => format!(
+        EventKind::RunOverrideFinding => format!(
             "{who} overrode the preflight finding {}{}",
             quoted(
                 p.pointer("/event/finding")
@@ -131,11 +133,11 @@ pub fn describe(e: &AuditEvent, step_title: &dyn Fn(&str) -> Option<String>) -> 
             ),
             with_text(p)
         ),
-        "run.extend_window" => format!("{who} extended the change window{}", with_text(p)),
-        "run.window_warning" => {
+        EventKind::RunExtendWindow => format!("{who} extended the change window{}", with_text(p)),
+        EventKind::RunWindowWarning => {
             "The forecast finish passes the end of the change window".to_string()
         }
-        "run.window_hold" => {
+        EventKind::RunWindowHold => {
             let at = p
                 .pointer("/event/step_id")
                 .and_then(Value::as_str)
@@ -148,29 +150,31 @@ pub fn describe(e: &AuditEvent, step_title: &dyn Fn(&str) -> Option<String>) -> 
                 .unwrap_or_default();
             format!("The change window ended: the run holds{at} until the window is extended, or the run is aborted or undone")
         }
-        "step.unblock" => format!("Step {step} became ready"),
-        "step.start" => match new_state(p) {
+        EventKind::StepUnblock => format!("Step {step} became ready"),
+        EventKind::StepStart => match new_state(p) {
             Some("awaiting_approval") => format!("The gate {step} opened for approval"),
             Some("awaiting_operator") => format!("The manual task {step} waits for an operator"),
             _ => format!("Step {step} started"),
         },
-        "step.approve" => format!("{who} approved the gate {step}{}", with_text(p)),
-        "step.reject" => format!("{who} denied the gate {step}{}", with_text(p)),
-        "step.lapse" => format!("The approvals of the gate {step} lapsed (the gate expired)"),
-        "step.reopen_gate" => format!("{who} reopened the gate {step}"),
-        "step.content_changed" => {
+        EventKind::StepApprove => format!("{who} approved the gate {step}{}", with_text(p)),
+        EventKind::StepReject => format!("{who} denied the gate {step}{}", with_text(p)),
+        EventKind::StepLapse => {
+            format!("The approvals of the gate {step} lapsed (the gate expired)")
+        }
+        EventKind::StepReopenGate => format!("{who} reopened the gate {step}"),
+        EventKind::StepContentChanged => {
             format!("Step {step} changed after approval; its approvals no longer count")
         }
-        "step.claim" => format!("{who} claimed the manual task {step}"),
-        "step.complete" => format!(
+        EventKind::StepClaim => format!("{who} claimed the manual task {step}"),
+        EventKind::StepComplete => format!(
             "{who} completed the manual task {step}{}",
             person_text(p)
                 .map(|t| format!(" and recorded: {}", quoted(&t)))
                 .unwrap_or_default()
         ),
-        "step.heartbeat" => format!("Step {step} is still running"),
-        "step.finished" => format!("Step {step} answered: {to}"),
-        "step.verified" => {
+        EventKind::StepHeartbeat => format!("Step {step} is still running"),
+        EventKind::StepFinished => format!("Step {step} answered: {to}"),
+        EventKind::StepVerified => {
             let ok = p
                 .get("event")
                 .and_then(|ev| ev.get("ok"))
@@ -181,20 +185,20 @@ pub fn describe(e: &AuditEvent, step_title: &dyn Fn(&str) -> Option<String>) -> 
                 None => format!("Step {step} was checked: {to}"),
             }
         }
-        "step.reconciled" => format!("Step {step} was reconciled with its executor: {to}"),
-        "step.retry" => format!("{who} retried step {step}"),
-        "step.ask_again" => format!("{who} asked again at the denied gate {step}"),
-        "step.skip" => format!("{who} skipped step {step}{}", with_text(p)),
-        "step.mark_done" => format!("{who} marked step {step} done{}", with_text(p)),
-        "step.mark_failed" => format!("{who} marked step {step} failed{}", with_text(p)),
-        "step.cancel" => format!("Step {step} was cancelled"),
-        "step.cancel_answered" => format!("Step {step}'s cancellation was answered: {to}"),
-        "step.amended" => format!("{who} amended step {step} (its content changed)"),
-        "comment" => match &e.step_id {
+        EventKind::StepReconciled => format!("Step {step} was reconciled with its executor: {to}"),
+        EventKind::StepRetry => format!("{who} retried step {step}"),
+        EventKind::StepAskAgain => format!("{who} asked again at the denied gate {step}"),
+        EventKind::StepSkip => format!("{who} skipped step {step}{}", with_text(p)),
+        EventKind::StepMarkDone => format!("{who} marked step {step} done{}", with_text(p)),
+        EventKind::StepMarkFailed => format!("{who} marked step {step} failed{}", with_text(p)),
+        EventKind::StepCancel => format!("Step {step} was cancelled"),
+        EventKind::StepCancelAnswered => format!("Step {step}'s cancellation was answered: {to}"),
+        EventKind::StepAmended => format!("{who} amended step {step} (its content changed)"),
+        EventKind::Comment => match &e.step_id {
             Some(_) => format!("{who} commented on step {step}{}", with_text(p)),
             None => format!("{who} commented{}", with_text(p)),
         },
-        "datacenter.versions_updated" => {
+        EventKind::VersionsUpdated => {
             let n = p
                 .get("changes")
                 .and_then(Value::as_array)
@@ -202,7 +206,7 @@ pub fn describe(e: &AuditEvent, step_title: &dyn Fn(&str) -> Option<String>) -> 
                 .unwrap_or(0);
             format!("{who} updated the Data Center's recorded versions from the agents' facts ({n} changes)")
         }
-        other => generic(who, other, &step, e.step_id.is_some(), p),
+        other => generic(who, other.as_str(), &step, e.step_id.is_some(), p),
     }
 }
 
@@ -223,7 +227,7 @@ fn generic(who: &str, kind: &str, step: &str, has_step: bool, p: &Value) -> Stri
 
 /// Whether a person (not the engine) made this decision.
 pub fn by_person(e: &AuditEvent) -> bool {
-    e.actor != "lockstep"
+    e.actor != crate::engine::machine::ENGINE_ACTOR
 }
 
 #[cfg(test)]

@@ -271,8 +271,8 @@ async fn follow(state: AppState, mut shutdown: watch::Receiver<bool>) {
                 continue;
             }
         };
-        let succeeded = e.kind.starts_with("run.")
-            && e.payload.get("to").and_then(|v| v.as_str()) == Some("succeeded");
+        let succeeded =
+            e.kind.is_run() && e.payload.get("to").and_then(|v| v.as_str()) == Some("succeeded");
         let Some(run_id) = e.run_id.filter(|_| succeeded) else {
             continue;
         };

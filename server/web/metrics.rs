@@ -141,7 +141,7 @@ impl Metrics {
         let (Some(run), Some(step)) = (&e.run_id, &e.step_id) else {
             return;
         };
-        if !e.kind.starts_with("step.") {
+        if !e.kind.is_step() {
             return;
         }
         let to = e.payload.get("to").and_then(|v| v.as_str());

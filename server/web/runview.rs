@@ -14,7 +14,7 @@ pub mod timeline;
 
 use std::collections::HashMap;
 
-use crate::engine::machine::{Actor, RunStatus, StepStatus};
+use crate::engine::machine::{Actor, RunStatus, StepControl, StepStatus};
 use crate::engine::policy::{self, Control, Parties};
 use crate::engine::steplog::{LogLine, StepTail};
 use crate::engine::store::{RunRecord, StepRecord};
@@ -207,18 +207,13 @@ impl Viewer {
     /// The viewer as the engine's policy sees a person: their roles and their person (for a
     /// pushed partial, the requester or "someone else").
     pub fn actor(&self, run: &RunRecord) -> Actor {
-        let roles: Vec<&str> = Role::ALL
-            .iter()
-            .filter(|r| self.role.allows(**r))
-            .map(|r| r.as_str())
-            .collect();
         let person = match (&self.person, self.is_requester) {
             (Some(p), _) => p.clone(),
             (None, true) => run.state.requester_person().to_string(),
             // Nobody's person: matches no requester, claimer or approver.
             (None, false) => "\u{1}another person".to_string(),
         };
-        Actor::new(person.clone(), &roles)
+        Actor::holding(person.clone(), self.role)
     }
 
     /// Whether the engine would let this viewer use `control` given `parties`: the same
@@ -435,15 +430,21 @@ pub fn step_card(
     );
     let finished = st.is_terminal();
     // The controls shown are those the engine's policy allows this viewer on this step.
-    let gate_role =
-        step.spec
-            .gate
-            .as_ref()
-            .map(|g| g.role.as_str())
-            .or((step.spec.kind == StepKind::Approval)
-                .then_some(crate::engine::machine::APPROVER_ROLE));
+    let gate_role = step
+        .spec
+        .gate
+        .as_ref()
+        .map(|g| g.role)
+        .or((step.spec.kind == StepKind::Approval).then_some(Role::Approver));
     let parties = s.parties_with(run.state.requester_person(), gate_role);
     let may = |control: Control| viewer.may(run, control, &parties);
+    // What the step offers in its state (one rule, in the engine), then whether the policy lets
+    // this viewer use it.
+    let shows = |c: StepControl| {
+        run_open
+            && c.offered(s, step.spec.kind, gate_role.is_some())
+            && c.policy().iter().any(|p| may(*p))
+    };
     let me = viewer.actor(run);
     let approved_already = viewer.person.is_some()
         && s.approvals
@@ -508,42 +509,13 @@ pub fn step_card(
         log: log.iter().copied().map(LogRow::of).collect(),
         log_hidden: tail.map(|t| t.total - log.len() as i64).unwrap_or(0),
         content_hash: step.content_hash.clone(),
-        can_approve: run_open
-            && st == StepStatus::AwaitingApproval
-            && !s.gate_lapsed
-            && !approved_already
-            && may(Control::ApproveGate),
-        can_claim: run_open
-            && st == StepStatus::AwaitingOperator
-            && s.claimed_by.is_none()
-            && may(Control::Claim),
-        can_complete: run_open
-            && st == StepStatus::AwaitingOperator
-            && s.claimed_by.is_some()
-            && viewer.is(s.claimer())
-            && may(Control::Complete),
-        can_retry: run_open
-            && matches!(st, StepStatus::Failed | StepStatus::OutcomeUnknown)
-            && s.denied_by.is_none()
-            && may(Control::Retry),
-        can_ask_again: run_open
-            && st == StepStatus::Failed
-            && s.denied_by.is_some()
-            && may(Control::AskAgain),
-        can_skip: run_open
-            && matches!(
-                st,
-                StepStatus::Failed
-                    | StepStatus::Pending
-                    | StepStatus::Ready
-                    | StepStatus::AwaitingOperator
-            )
-            && step.spec.kind != StepKind::Approval
-            && gate_role.is_none()
-            && may(Control::Skip),
-        can_resolve: run_open
-            && st == StepStatus::OutcomeUnknown
-            && (may(Control::MarkDone) || may(Control::MarkFailed)),
+        can_approve: !approved_already && shows(StepControl::Approve),
+        can_claim: shows(StepControl::Claim),
+        can_complete: viewer.is(s.claimer()) && shows(StepControl::Complete),
+        can_retry: shows(StepControl::Retry),
+        can_ask_again: shows(StepControl::AskAgain),
+        can_skip: shows(StepControl::Skip),
+        can_resolve: shows(StepControl::Resolve),
         compact: matches!(
             st,
             StepStatus::Pending

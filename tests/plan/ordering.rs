@@ -114,7 +114,7 @@ fn verification_probes_run_from_a_server_without_the_component() {
     assert!(!inv
         .server(host)
         .expect("host exists")
-        .has(lockstep::knowledge::inventory::Role::DatatransferApi));
+        .has(lockstep::knowledge::inventory::ServerRole::DatatransferApi));
 }
 
 #[test]

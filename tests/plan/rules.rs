@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 
-use lockstep::knowledge::inventory::{Inventory, Role, Server, Side, Topology};
+use lockstep::knowledge::inventory::{Inventory, Server, ServerRole, Side, Topology};
 use lockstep::knowledge::operation::{Operation, RedirectValue, SqlOperation};
 use lockstep::knowledge::plan::Plan;
 
@@ -66,7 +66,7 @@ impl<'a> Check<'a> {
             .collect()
     }
 
-    pub fn with(&self, role: Role) -> Vec<&'a Server> {
+    pub fn with(&self, role: ServerRole) -> Vec<&'a Server> {
         self.inv.servers.iter().filter(|s| s.has(role)).collect()
     }
 
@@ -82,7 +82,7 @@ impl<'a> Check<'a> {
         self.inv
             .servers
             .iter()
-            .find(|s| s.has(Role::Registry) && side(s) == on)
+            .find(|s| s.has(ServerRole::Registry) && side(s) == on)
             .expect("a Registry server on that side")
     }
 
@@ -161,7 +161,7 @@ fn side_sequence(c: &mut Check, on: Side) {
             format!("{p}backup-databases@{h}")
         };
         c.after(&backup, &format!("{p}stop-services@{h}"));
-        let setup = if s.has(Role::Registry) {
+        let setup = if s.has(ServerRole::Registry) {
             format!("{p}setup-registry@{h}")
         } else {
             format!("{p}setup-directory@{h}")
@@ -186,7 +186,7 @@ fn side_sequence(c: &mut Check, on: Side) {
             &format!("{p}verify-data-center@{h}"),
             &format!("{p}allow-sessions@{h}"),
         );
-        for r in c.with(Role::Registry) {
+        for r in c.with(ServerRole::Registry) {
             c.after(
                 &format!("{p}stop-services@{h}"),
                 &format!("verify-integrity@{}", r.name),
@@ -253,9 +253,10 @@ pub fn upgrade_811(plan: &Plan, inv: &Inventory) -> Result<(), String> {
                 let host = s.host.as_deref().and_then(|h| inv.server(h));
                 let fits = host.is_some_and(|h| match value {
                     RedirectValue::RegistryConnect => {
-                        h.has(Role::SupportCenter) || h.has(Role::AccountManagementWebsite)
+                        h.has(ServerRole::SupportCenter)
+                            || h.has(ServerRole::AccountManagementWebsite)
                     }
-                    RedirectValue::DbPreferedRegistry => h.has(Role::DatatransferApi),
+                    RedirectValue::DbPreferedRegistry => h.has(ServerRole::DatatransferApi),
                 });
                 if !fits {
                     c.broken
@@ -264,14 +265,14 @@ pub fn upgrade_811(plan: &Plan, inv: &Inventory) -> Result<(), String> {
             }
         }
         for w in c
-            .with(Role::SupportCenter)
+            .with(ServerRole::SupportCenter)
             .into_iter()
-            .chain(c.with(Role::AccountManagementWebsite))
+            .chain(c.with(ServerRole::AccountManagementWebsite))
         {
             c.exists(&format!("redirect-registryconnect@{}", w.name));
             c.exists(&format!("redirect-back-registryconnect@{}", w.name));
         }
-        for w in c.with(Role::DatatransferApi) {
+        for w in c.with(ServerRole::DatatransferApi) {
             c.exists(&format!("redirect-preferedregistry@{}", w.name));
             c.exists(&format!("redirect-back-preferedregistry@{}", w.name));
         }
@@ -339,7 +340,7 @@ pub fn upgrade_811(plan: &Plan, inv: &Inventory) -> Result<(), String> {
 
     // Management API after Web Services (and after the secondary side); security after it.
     let mapi: Vec<String> = c
-        .with(Role::ManagementApi)
+        .with(ServerRole::ManagementApi)
         .iter()
         .map(|s| format!("mapi-install@{}", s.name))
         .collect();
@@ -361,7 +362,7 @@ pub fn upgrade_811(plan: &Plan, inv: &Inventory) -> Result<(), String> {
     }
 
     // OutflowServices URL: FQDN before any (re)install, CN after, only where the CN differs.
-    for n in c.with(Role::DatatransferApi) {
+    for n in c.with(ServerRole::DatatransferApi) {
         let cn_differs = n
             .certificate
             .as_ref()
@@ -411,13 +412,13 @@ pub fn upgrade_811(plan: &Plan, inv: &Inventory) -> Result<(), String> {
     verification_last(
         &mut c,
         &[
-            ("verify-support-center@", Role::SupportCenter),
+            ("verify-support-center@", ServerRole::SupportCenter),
             (
                 "verify-account-management-website@",
-                Role::AccountManagementWebsite,
+                ServerRole::AccountManagementWebsite,
             ),
-            ("verify-datatransfer@", Role::DatatransferApi),
-            ("verify-management-api@", Role::ManagementApi),
+            ("verify-datatransfer@", ServerRole::DatatransferApi),
+            ("verify-management-api@", ServerRole::ManagementApi),
         ],
     );
     c.finish()
@@ -447,7 +448,7 @@ fn check_outflow_op(c: &mut Check, id: &str, from: &str, to: &str) {
 }
 
 /// Verification comes after every other step, each from a server that does not host what it checks.
-pub fn verification_last(c: &mut Check, checks: &[(&str, Role)]) {
+pub fn verification_last(c: &mut Check, checks: &[(&str, ServerRole)]) {
     let verify: Vec<String> = c
         .plan
         .steps
@@ -528,7 +529,7 @@ pub fn upgrade_sql(plan: &Plan, inv: &Inventory, tools_folder: &str) -> Result<(
                 "drain-sessions",
                 "stop-services",
                 "stop-sql-agent",
-                if s.has(Role::Registry) {
+                if s.has(ServerRole::Registry) {
                     "upgrade-sql-registry"
                 } else {
                     "upgrade-sql-directory"
@@ -552,7 +553,7 @@ pub fn upgrade_sql(plan: &Plan, inv: &Inventory, tools_folder: &str) -> Result<(
                 &format!("{p}upgrade-sql-registry@{rm}"),
                 &format!("{p}stop-sql-agent@{h}"),
             );
-            if !s.has(Role::Registry) {
+            if !s.has(ServerRole::Registry) {
                 c.after(
                     &format!("{p}upgrade-sql-directory@{h}"),
                     &format!("{p}upgrade-sql-registry@{rm}"),
@@ -560,10 +561,10 @@ pub fn upgrade_sql(plan: &Plan, inv: &Inventory, tools_folder: &str) -> Result<(
             }
             // CHECKDB and sp_updatestats only for the databases that exist there (SEED-NOTES 9).
             let mut want = vec!["master", "model", "msdb"];
-            if s.has(Role::Directory) {
+            if s.has(ServerRole::Directory) {
                 want.push("Directory");
             }
-            if s.has(Role::Registry) {
+            if s.has(ServerRole::Registry) {
                 want.push("Registry");
             }
             match plan.step(&format!("{p}check-db@{h}")).map(|s| &s.operation) {

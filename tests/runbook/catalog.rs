@@ -84,7 +84,9 @@ fn every_runbook_expands_for_every_example_data_center() {
                     let dt = inventory
                         .servers
                         .iter()
-                        .find(|s| s.has(lockstep::knowledge::inventory::Role::DatatransferApi))
+                        .find(|s| {
+                            s.has(lockstep::knowledge::inventory::ServerRole::DatatransferApi)
+                        })
                         .expect("every example has a DataTransfer node");
                     params.insert("server".to_string(), dt.name.clone());
                 }

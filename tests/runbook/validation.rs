@@ -298,6 +298,29 @@ fn an_operation_with_an_unknown_field_is_refused() {
 }
 
 #[test]
+fn a_gate_naming_no_person_role_is_a_bad_value_naming_the_accepted_ones() {
+    let text = GOOD.replace(
+        "gate = { role = \"approver\", quorum = 1 }",
+        "gate = { role = \"change-manager\", quorum = 1 }",
+    );
+    let e = first(&text);
+    assert_eq!(
+        (e.kind, e.field.as_str(), e.line),
+        (
+            K::BadValue,
+            "steps[1].gate.role",
+            line_of(&text, "change-manager")
+        ),
+        "{e}"
+    );
+    assert!(e.message.contains("`change-manager` is not a role"), "{e}");
+    assert!(
+        e.message.contains("viewer, operator, approver or admin"),
+        "{e}"
+    );
+}
+
+#[test]
 fn an_unknown_placeholder_is_refused() {
     let text = GOOD.replace(
         "operation = { op = \"services_stop\", services = { set = \"connected\" } }",

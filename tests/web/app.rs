@@ -303,7 +303,7 @@ impl TestApp {
 
     /// Creates a run requested by `requester` (an operator) through the engine, in `draft`.
     pub async fn create_run(&self, requester: &str, host_name: &str, output: &str) -> RunRecord {
-        let actor = Actor::new(requester, &["viewer", "operator"]);
+        let actor = Actor::new(requester, &[Role::Viewer, Role::Operator]);
         self.state
             .store
             .create_run(
@@ -323,7 +323,7 @@ impl TestApp {
     /// Creates a run and submits it for start approval.
     pub async fn submitted_run(&self, requester: &str) -> RunRecord {
         let run = self.create_run(requester, "DC1", "ok").await;
-        let actor = Actor::new(requester, &["viewer", "operator"]);
+        let actor = Actor::new(requester, &[Role::Viewer, Role::Operator]);
         self.state
             .store
             .apply_run_event(

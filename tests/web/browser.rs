@@ -140,7 +140,7 @@ pub async fn run_at_first_gate(app: &TestApp) -> String {
         .apply_run_event(
             &run.id,
             &RunEvent::Submit {
-                actor: Actor::new("olga", &["viewer", "operator"]),
+                actor: Actor::new("olga", &[Role::Viewer, Role::Operator]),
             },
             now,
         )
@@ -150,7 +150,7 @@ pub async fn run_at_first_gate(app: &TestApp) -> String {
         .apply_run_event(
             &run.id,
             &RunEvent::ApproveStart {
-                actor: Actor::new("boss", &["approver"]),
+                actor: Actor::new("boss", &[Role::Approver]),
                 comment: "go".into(),
             },
             now,
@@ -260,7 +260,7 @@ async fn who_is_watching_and_a_steps_output_update_live_in_the_other_browser() {
         &[],
         "Copy the kit",
     )];
-    let olga = Actor::new("olga", &["viewer", "operator"]);
+    let olga = Actor::new("olga", &[Role::Viewer, Role::Operator]);
     let store = &app.state.store;
     let run = store
         .create_run(

@@ -42,7 +42,7 @@ async fn submitted(app: &TestApp) -> String {
         .apply_run_event(
             &run.id,
             &RunEvent::Submit {
-                actor: Actor::new("olga", &["viewer", "operator"]),
+                actor: Actor::new("olga", &[Role::Viewer, Role::Operator]),
             },
             app.clock.now_ms(),
         )
@@ -77,7 +77,7 @@ async fn a_gate_that_starts_waiting_reaches_the_approvers_strip_and_overview_wit
         .apply_run_event(
             &run,
             &RunEvent::ApproveStart {
-                actor: Actor::new("boss", &["approver"]),
+                actor: Actor::new("boss", &[Role::Approver]),
                 comment: "go".into(),
             },
             app.clock.now_ms(),
@@ -319,7 +319,7 @@ async fn a_clustered_upgrade_at_its_first_wait_fits_about_five_screens_with_the_
     plan.for_simulated_site();
     let steps = plan.steps.len();
     assert!(steps >= 100, "the clustered upgrade has {steps} steps");
-    let olga = Actor::new("olga", &["viewer", "operator"]);
+    let olga = Actor::new("olga", &[Role::Viewer, Role::Operator]);
     let store = &app.state.store;
     let run = store
         .create_run(
@@ -344,7 +344,7 @@ async fn a_clustered_upgrade_at_its_first_wait_fits_about_five_screens_with_the_
         .apply_run_event(
             &run,
             &RunEvent::ApproveStart {
-                actor: Actor::new("boss", &["approver"]),
+                actor: Actor::new("boss", &[Role::Approver]),
                 comment: "go".into(),
             },
             now,
@@ -374,7 +374,7 @@ async fn a_clustered_upgrade_at_its_first_wait_fits_about_five_screens_with_the_
             .iter()
             .filter(|s| s.status == StepStatus::AwaitingOperator)
         {
-            let op = Actor::new("oscar", &["viewer", "operator"]);
+            let op = Actor::new("oscar", &[Role::Viewer, Role::Operator]);
             let t = app.clock.now_ms();
             if s.state.claimed_by.is_none() {
                 let _ = store

@@ -19,7 +19,7 @@ async fn at_gate(app: &TestApp) -> String {
         .apply_run_event(
             &run.id,
             &RunEvent::ApproveStart {
-                actor: Actor::new("boss", &["approver"]),
+                actor: Actor::new("boss", &[Role::Approver]),
                 comment: "go".into(),
             },
             app.clock.now_ms(),
@@ -350,7 +350,7 @@ async fn a_forecast_past_the_windows_end_is_a_warning_and_a_line_on_the_gantt() 
                 window_end: Some(now + 60_000),
                 plan: small_plan("DC1", "ok"),
             },
-            &Actor::new("olga", &["viewer", "operator"]),
+            &Actor::new("olga", &[Role::Viewer, Role::Operator]),
             now,
         )
         .await

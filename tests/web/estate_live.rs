@@ -75,7 +75,7 @@ async fn during_a_run_a_servers_box_changes_state_without_reload() {
         ],
     };
     let store = &app.state.store;
-    let olga = Actor::new("olga", &["viewer", "operator"]);
+    let olga = Actor::new("olga", &[Role::Viewer, Role::Operator]);
     let now = app.clock.now_ms();
     let run = store
         .create_run(
@@ -99,7 +99,7 @@ async fn during_a_run_a_servers_box_changes_state_without_reload() {
         .apply_run_event(
             &run,
             &RunEvent::ApproveStart {
-                actor: Actor::new("boss", &["approver"]),
+                actor: Actor::new("boss", &[Role::Approver]),
                 comment: "go".into(),
             },
             now,
@@ -134,7 +134,7 @@ async fn during_a_run_a_servers_box_changes_state_without_reload() {
     let anchor = b.find("#dc-live").await.expect("the live region");
 
     // The operator performs the task; the driver opens the gate on the web server.
-    let oscar = Actor::new("oscar", &["viewer", "operator"]);
+    let oscar = Actor::new("oscar", &[Role::Viewer, Role::Operator]);
     let t = app.clock.now_ms();
     store
         .apply_step_event(

@@ -145,8 +145,8 @@ async fn at_a_gate_the_requester_sees_no_approve_or_skip_and_another_approver_do
     let app = spawn_app().await;
     let olga = person(&app, "olga", Role::Approver, "olga@example.com").await;
     let carl = person(&app, "carl", Role::Approver, "carl@example.com").await;
-    let olga_actor =
-        Actor::new("olga", &["viewer", "operator", "approver"]).of_person("olga@example.com");
+    let olga_actor = Actor::new("olga", &[Role::Viewer, Role::Operator, Role::Approver])
+        .of_person("olga@example.com");
     let run = app
         .state
         .store
@@ -180,7 +180,7 @@ async fn at_a_gate_the_requester_sees_no_approve_or_skip_and_another_approver_do
         .apply_run_event(
             id,
             &RunEvent::ApproveStart {
-                actor: Actor::new("carl", &["approver"]).of_person("carl@example.com"),
+                actor: Actor::new("carl", &[Role::Approver]).of_person("carl@example.com"),
                 comment: "go".into(),
             },
             now,
@@ -213,8 +213,8 @@ async fn a_denied_gate_shows_ask_again_abort_and_undo_and_asking_again_goes_on()
     let olga = person(&app, "olga", Role::Approver, "olga@example.com").await;
     let carl = person(&app, "carl", Role::Approver, "carl@example.com").await;
     let dora = person(&app, "dora", Role::Operator, "dora@example.com").await;
-    let olga_actor =
-        Actor::new("olga", &["viewer", "operator", "approver"]).of_person("olga@example.com");
+    let olga_actor = Actor::new("olga", &[Role::Viewer, Role::Operator, Role::Approver])
+        .of_person("olga@example.com");
     let store = &app.state.store;
     let now = app.clock.now_ms();
     let run = store
@@ -239,7 +239,7 @@ async fn a_denied_gate_shows_ask_again_abort_and_undo_and_asking_again_goes_on()
         .apply_run_event(
             &id,
             &RunEvent::ApproveStart {
-                actor: Actor::new("carl", &["approver"]).of_person("carl@example.com"),
+                actor: Actor::new("carl", &[Role::Approver]).of_person("carl@example.com"),
                 comment: "go".into(),
             },
             now,
@@ -344,9 +344,9 @@ async fn the_window_reads_scheduled_before_it_opens_and_a_forecast_past_its_end_
     let app = spawn_app().await;
     let olga = person(&app, "olga", Role::Approver, "olga@example.com").await;
     let carl = person(&app, "carl", Role::Approver, "carl@example.com").await;
-    let olga_actor =
-        Actor::new("olga", &["viewer", "operator", "approver"]).of_person("olga@example.com");
-    let carl_actor = Actor::new("carl", &["approver"]).of_person("carl@example.com");
+    let olga_actor = Actor::new("olga", &[Role::Viewer, Role::Operator, Role::Approver])
+        .of_person("olga@example.com");
+    let carl_actor = Actor::new("carl", &[Role::Approver]).of_person("carl@example.com");
     let store = &app.state.store;
     let now = app.clock.now_ms();
     let hour = 3_600_000;

@@ -48,7 +48,7 @@ async fn started_talking_run(app: &TestApp) -> RunRecord {
         params: BTreeMap::new(),
         steps: vec![step("copy", StepKind::Agent, "DC1", &[], "Copy the kit")],
     };
-    let olga = Actor::new("olga", &["viewer", "operator"]);
+    let olga = Actor::new("olga", &[Role::Viewer, Role::Operator]);
     let store = &app.state.store;
     let run = store
         .create_run(
@@ -80,7 +80,7 @@ async fn approve_start(app: &TestApp, run_id: &str) {
         .apply_run_event(
             run_id,
             &RunEvent::ApproveStart {
-                actor: Actor::new("alan", &["viewer", "operator", "approver"]),
+                actor: Actor::new("alan", &[Role::Viewer, Role::Operator, Role::Approver]),
                 comment: "go".into(),
             },
             app.clock.now_ms(),

@@ -36,8 +36,8 @@ async fn every_refusal_of_the_policy_is_403_or_409_on_pages_and_api_and_changes_
     let vic = person(&app, "vic", Role::Viewer, "vic@example.com").await;
     // The run as the web layer would create it for Olga (her account's person): gate → wizard
     // → final.
-    let olga_actor =
-        Actor::new("olga", &["viewer", "operator", "approver"]).of_person("olga@example.com");
+    let olga_actor = Actor::new("olga", &[Role::Viewer, Role::Operator, Role::Approver])
+        .of_person("olga@example.com");
     let run = app
         .state
         .store
@@ -73,7 +73,7 @@ async fn every_refusal_of_the_policy_is_403_or_409_on_pages_and_api_and_changes_
         .apply_run_event(
             &run.id,
             &RunEvent::ApproveStart {
-                actor: Actor::new("carl", &["approver"]).of_person("carl@example.com"),
+                actor: Actor::new("carl", &[Role::Approver]).of_person("carl@example.com"),
                 comment: "window agreed".into(),
             },
             app.clock.now_ms(),

@@ -15,7 +15,7 @@ use crate::app::{small_plan, spawn_app, spawn_app_with_executor, step, TestApp};
 const HOSTILE: &str = "Wizard <script>alert(1)</script> \"q\" {{ x }}";
 
 async fn run_of(app: &TestApp, plan: Plan) -> String {
-    let olga = Actor::new("olga", &["viewer", "operator"]);
+    let olga = Actor::new("olga", &[Role::Viewer, Role::Operator]);
     let run = app
         .state
         .store
@@ -118,7 +118,7 @@ async fn finished_steps_show_their_actual_duration() {
         .apply_run_event(
             &run,
             &RunEvent::Submit {
-                actor: Actor::new("olga", &["viewer", "operator"]),
+                actor: Actor::new("olga", &[Role::Viewer, Role::Operator]),
             },
             app.clock.now_ms(),
         )
@@ -128,7 +128,7 @@ async fn finished_steps_show_their_actual_duration() {
         .apply_run_event(
             &run,
             &RunEvent::ApproveStart {
-                actor: Actor::new("alan", &["viewer", "operator", "approver"]),
+                actor: Actor::new("alan", &[Role::Viewer, Role::Operator, Role::Approver]),
                 comment: "go".into(),
             },
             app.clock.now_ms(),
@@ -264,10 +264,10 @@ async fn a_failed_upgrade_offers_the_recovery_run_prefilled_with_its_id() {
     );
     for event in [
         RunEvent::Submit {
-            actor: Actor::new("olga", &["viewer", "operator"]),
+            actor: Actor::new("olga", &[Role::Viewer, Role::Operator]),
         },
         RunEvent::ApproveStart {
-            actor: Actor::new("alan", &["viewer", "operator", "approver"]),
+            actor: Actor::new("alan", &[Role::Viewer, Role::Operator, Role::Approver]),
             comment: "go".into(),
         },
     ] {

@@ -128,7 +128,7 @@ async fn approved_running_run(app: &crate::app::TestApp, requester: &str, host: 
         .apply_run_event(
             &run.id,
             &RunEvent::Submit {
-                actor: Actor::new(requester, &["viewer", "operator"]),
+                actor: Actor::new(requester, &[Role::Viewer, Role::Operator]),
             },
             now,
         )
@@ -138,7 +138,7 @@ async fn approved_running_run(app: &crate::app::TestApp, requester: &str, host: 
         .apply_run_event(
             &run.id,
             &RunEvent::ApproveStart {
-                actor: Actor::new("boss", &["viewer", "operator", "approver"]),
+                actor: Actor::new("boss", &[Role::Viewer, Role::Operator, Role::Approver]),
                 comment: "go".into(),
             },
             now,
@@ -386,7 +386,7 @@ async fn reconnecting_with_last_event_id_replays_what_was_missed() {
         .apply_run_event(
             &run.id,
             &RunEvent::ApproveStart {
-                actor: Actor::new("alan", &["viewer", "operator", "approver"]),
+                actor: Actor::new("alan", &[Role::Viewer, Role::Operator, Role::Approver]),
                 comment: "go".into(),
             },
             app.clock.now_ms(),

@@ -10,7 +10,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::signing::{SigFault, VerifyingKey};
-use super::{event_hash, AuditEvent, ChainHead, ChainProblem, GENESIS_HASH};
+use super::{event_hash, AuditEvent, ChainHead, ChainProblem, EventKind, GENESIS_HASH};
 
 /// The kind of the event an admin appends to acknowledge a break and start a new segment.
 pub const ACK_KIND: &str = "audit_break_acknowledged";
@@ -109,7 +109,7 @@ fn acknowledges(ack: &AuditEvent, problem: &ChainProblem, key: &VerifyingKey) ->
             b.get("kind")?.as_str()?.to_string(),
         ))
     });
-    ack.kind == ACK_KIND
+    ack.kind == EventKind::AuditBreakAcknowledged
         && names == Some((problem.event_id, problem.kind.clone()))
         && event_hash(ack) == ack.hash
         && ack
@@ -131,7 +131,9 @@ pub fn walk(p: &mut Progress, events: &[AuditEvent], key: &VerifyingKey) -> Opti
                 }
                 // A break found at the head (truncation, a missing head file) leaves nothing
                 // to skip; its acknowledgement is listed from the event itself.
-                if e.kind == ACK_KIND && !p.acknowledged.iter().any(|a| a.ack_event == e.id) {
+                if e.kind == EventKind::AuditBreakAcknowledged
+                    && !p.acknowledged.iter().any(|a| a.ack_event == e.id)
+                {
                     if let Some(problem) = e
                         .payload
                         .get("break")

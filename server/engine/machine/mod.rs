@@ -6,27 +6,34 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod controls;
 pub mod gating;
 pub mod run;
 pub mod step;
 
+pub use controls::StepControl;
 pub use run::{RunAction, RunEvent, RunState, RunStatus};
 pub use step::{Approval, StepAction, StepCtx, StepEvent, StepState, StepStatus};
 
 /// Milliseconds since the Unix epoch. The engine's only notion of time; passed in, never read.
 pub type Millis = i64;
 
-/// The role that may approve the start of a run and skip steps.
-pub const APPROVER_ROLE: &str = "approver";
-/// The role that may start, pause, resume, abort, retry, claim manual tasks and request undo.
-pub const OPERATOR_ROLE: &str = "operator";
+pub use crate::knowledge::role::Role;
+
+/// The name the engine itself acts and logs under (driver transitions, system notes); the
+/// pages tell a person's decisions from the engine's by it.
+pub const ENGINE_ACTOR: &str = "lockstep";
 
 /// A person (or the engine itself) acting on a run. The web layer builds this from the signed-in
 /// user; the engine enforces roles and four-eyes itself so no front end can bypass them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Actor {
     pub name: String,
-    pub roles: Vec<String>,
+    /// The roles this actor holds, each checked as it is (the web layer lists every role up to
+    /// the person's own, see [`Actor::holding`]). Logged as their words; a word no [`Role`]
+    /// spells, from a log written by another version, grants nothing and is dropped on reading.
+    #[serde(deserialize_with = "known_roles")]
+    pub roles: Vec<Role>,
     /// The person this account belongs to (single sign-on subject or verified e-mail), when it
     /// differs from the account name. Separation of duties compares persons, so two accounts of
     /// one person count as one. Left out of the log when absent, so older events read the same.
@@ -35,10 +42,20 @@ pub struct Actor {
 }
 
 impl Actor {
-    pub fn new(name: impl Into<String>, roles: &[&str]) -> Actor {
+    pub fn new(name: impl Into<String>, roles: &[Role]) -> Actor {
         Actor {
             name: name.into(),
-            roles: roles.iter().map(|r| r.to_string()).collect(),
+            roles: roles.to_vec(),
+            person: None,
+        }
+    }
+
+    /// A person holding `role`, and so every role below it (roles are ordered: an approver may
+    /// also do what an operator does).
+    pub fn holding(name: impl Into<String>, role: Role) -> Actor {
+        Actor {
+            name: name.into(),
+            roles: role.and_below().collect(),
             person: None,
         }
     }
@@ -57,12 +74,18 @@ impl Actor {
 
     /// The engine itself (driver transitions: unblock, dispatch, finish, lapse).
     pub fn engine() -> Actor {
-        Actor::new("lockstep", &[])
+        Actor::new(ENGINE_ACTOR, &[])
     }
 
-    pub fn has_role(&self, role: &str) -> bool {
-        self.roles.iter().any(|r| r == role)
+    pub fn has_role(&self, role: Role) -> bool {
+        self.roles.contains(&role)
     }
+}
+
+/// Reads logged role words, dropping any that no [`Role`] spells (see [`Actor::roles`]).
+fn known_roles<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Role>, D::Error> {
+    let words = Vec::<String>::deserialize(d)?;
+    Ok(words.iter().filter_map(|w| w.parse().ok()).collect())
 }
 
 /// Why a transition was refused. Each variant names what is wrong in words a person can act on.
@@ -76,7 +99,7 @@ pub enum Refusal {
         event: String,
     },
     #[error("{actor} lacks the role `{role}`")]
-    MissingRole { actor: String, role: String },
+    MissingRole { actor: String, role: Role },
     #[error("four-eyes: {actor} {requested} and cannot approve it")]
     FourEyes { actor: String, requested: String },
     #[error("{actor} has already approved this step")]
@@ -122,5 +145,34 @@ fn require_text(text: &str, refusal: Refusal) -> Result<(), Refusal> {
         Err(refusal)
     } else {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_actor_logs_its_roles_as_their_words() {
+        let olga = Actor::new("olga", &[Role::Operator, Role::Approver]);
+        let json = serde_json::to_value(&olga).unwrap();
+        assert_eq!(json["roles"], serde_json::json!(["operator", "approver"]));
+        assert_eq!(serde_json::from_value::<Actor>(json).unwrap(), olga);
+    }
+
+    #[test]
+    fn a_logged_role_no_version_knows_grants_nothing_and_does_not_break_the_read() {
+        let json = serde_json::json!({ "name": "olga", "roles": ["operator", "change-manager"] });
+        let olga: Actor = serde_json::from_value(json).unwrap();
+        assert_eq!(olga.roles, [Role::Operator]);
+        assert!(!olga.has_role(Role::Approver));
+    }
+
+    #[test]
+    fn a_person_holding_a_role_holds_the_roles_below_it() {
+        let carl = Actor::holding("carl", Role::Approver);
+        assert!(carl.has_role(Role::Viewer) && carl.has_role(Role::Operator));
+        assert!(carl.has_role(Role::Approver) && !carl.has_role(Role::Admin));
+        assert!(Actor::engine().roles.is_empty());
     }
 }

@@ -548,8 +548,8 @@ async fn done_since(
     .await?;
     let mut done = Vec::new();
     for row in &rows {
-        let kind: String = row.get("kind");
-        if kind.starts_with("run.") {
+        let kind: crate::engine::audit::EventKind = row.get("kind");
+        if kind.is_run() {
             return Ok(None);
         }
         let to: Option<String> = row.get("to_status");

@@ -528,7 +528,7 @@ impl WriteTx {
             step_id: step_id.map(str::to_string),
             actor: actor.to_string(),
             at,
-            kind: kind.to_string(),
+            kind: audit::EventKind::from(kind),
             payload,
             prev_hash: self.last.1.clone(),
             hash: String::new(),

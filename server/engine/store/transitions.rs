@@ -225,7 +225,7 @@ impl WriteTx {
             None,
             &actor,
             now,
-            &format!("run.{}", event.name()),
+            audit::EventKind::from(event).as_str(),
             payload,
         )
         .await?;
@@ -280,7 +280,7 @@ impl WriteTx {
             Some(&step.id),
             &actor,
             now,
-            &format!("step.{}", event.name()),
+            audit::EventKind::from(event).as_str(),
             payload,
         )
         .await?;
@@ -405,10 +405,10 @@ fn json<T: Serialize>(value: &T) -> Result<String> {
 impl Store {
     /// Creates a run in `draft` from a plan; `actor` is its requester.
     pub async fn create_run(&self, new: NewRun, actor: &Actor, now: Millis) -> Result<RunRecord> {
-        if !actor.has_role(machine::OPERATOR_ROLE) {
+        if !actor.has_role(machine::Role::Operator) {
             return Err(Refusal::MissingRole {
                 actor: actor.name.clone(),
-                role: machine::OPERATOR_ROLE.into(),
+                role: machine::Role::Operator,
             }
             .into());
         }
@@ -639,10 +639,10 @@ impl Store {
         actor: &Actor,
         now: Millis,
     ) -> Result<StepState> {
-        if !actor.has_role(machine::OPERATOR_ROLE) {
+        if !actor.has_role(machine::Role::Operator) {
             return Err(Refusal::MissingRole {
                 actor: actor.name.clone(),
-                role: machine::OPERATOR_ROLE.into(),
+                role: machine::Role::Operator,
             }
             .into());
         }

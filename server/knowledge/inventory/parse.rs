@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 
 use super::tree::{Entry, Node, Value};
 use super::{
-    Certificate, DataTransfer, Facts, Inventory, Problem, Role, Server, Version, MAX_SERVERS,
+    Certificate, DataTransfer, Facts, Inventory, Problem, Server, ServerRole, Version, MAX_SERVERS,
     MAX_TEXT_CHARS, TLS_VERSIONS,
 };
 
@@ -381,7 +381,7 @@ impl<'t> Walker<'t> {
         }
     }
 
-    fn roles(&mut self, t: &Table) -> Option<BTreeSet<Role>> {
+    fn roles(&mut self, t: &Table) -> Option<BTreeSet<ServerRole>> {
         let e = self.entry(t, "roles", true)?;
         let field = t.child("roles");
         let Value::Array(items) = &e.node.value else {
@@ -403,7 +403,7 @@ impl<'t> Walker<'t> {
         let mut roles = BTreeSet::new();
         let mut ok = true;
         for (i, item) in items.iter().enumerate() {
-            match self.variant::<Role>(item, &format!("{field}[{i}]")) {
+            match self.variant::<ServerRole>(item, &format!("{field}[{i}]")) {
                 Some(r) if !roles.insert(r) => {
                     self.problem(
                         &item.span,

@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::{Inventory, Role, Side, Topology};
+use super::{Inventory, ServerRole, Side, Topology};
 
 /// A problem found by the shape rules: the field path it concerns and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,14 +100,14 @@ fn per_server(inv: &Inventory, push: &mut Push) {
                 "missing; a server holding a Registry or Directory database needs its SQL Server version (\"2008 R2 SP3\", \"2012 SP4\", \"2014 SP2\" or \"2016\")".into(),
             );
         }
-        if s.datatransfer.is_some() && !s.has(Role::DatatransferApi) {
+        if s.datatransfer.is_some() && !s.has(ServerRole::DatatransferApi) {
             push(
                 at("datatransfer"),
                 "only a server with the \"datatransfer-api\" role has DataTransfer settings".into(),
             );
         }
         let f = &s.facts;
-        if !s.has(Role::Registry) {
+        if !s.has(ServerRole::Registry) {
             for (name, v) in [
                 ("free_disk_mb", f.free_disk_mb),
                 ("registry_mdf_mb", f.registry_mdf_mb),
@@ -152,7 +152,7 @@ fn standalone(inv: &Inventory, push: &mut Push) {
             "a stand-alone Data Center needs one Data Center server with roles \"registry\" and \"directory\"; none has either".into(),
         ),
         [(i, s)] => {
-            if !(s.has(Role::Registry) && s.has(Role::Directory)) {
+            if !(s.has(ServerRole::Registry) && s.has(ServerRole::Directory)) {
                 push(
                     format!("servers[{i}].roles"),
                     "the stand-alone Data Center server holds both databases: it needs roles \"registry\" and \"directory\"".into(),
@@ -173,7 +173,7 @@ fn standalone(inv: &Inventory, push: &mut Push) {
 fn mirrored(inv: &Inventory, push: &mut Push) {
     for side in [Side::Primary, Side::Secondary] {
         let regs: Vec<_> = database_servers(inv)
-            .filter(|(_, s)| s.has(Role::Registry) && s.side == Some(side))
+            .filter(|(_, s)| s.has(ServerRole::Registry) && s.side == Some(side))
             .collect();
         match regs.as_slice() {
             [] => push(
@@ -191,13 +191,13 @@ fn mirrored(inv: &Inventory, push: &mut Push) {
         }
     }
     for (i, s) in database_servers(inv) {
-        if s.has(Role::Registry) && !s.has(Role::Directory) {
+        if s.has(ServerRole::Registry) && !s.has(ServerRole::Directory) {
             push(
                 format!("servers[{i}].roles"),
                 "a mirrored Data Center server holds both a Registry and a Directory database: add \"directory\"".into(),
             );
         }
-        if !s.has(Role::Registry) {
+        if !s.has(ServerRole::Registry) {
             push(
                 format!("servers[{i}].roles"),
                 "in a mirrored Data Center only the two Registry servers hold databases; a separate directory server means the topology is \"clustered\"".into(),
@@ -209,7 +209,7 @@ fn mirrored(inv: &Inventory, push: &mut Push) {
 fn clustered(inv: &Inventory, push: &mut Push) {
     for side in [Side::Primary, Side::Secondary] {
         let masters: Vec<_> = database_servers(inv)
-            .filter(|(_, s)| s.has(Role::Registry) && s.side == Some(side))
+            .filter(|(_, s)| s.has(ServerRole::Registry) && s.side == Some(side))
             .collect();
         match masters.as_slice() {
             [] => push(
@@ -230,7 +230,7 @@ fn clustered(inv: &Inventory, push: &mut Push) {
     let mut pairs: BTreeMap<&str, Vec<(usize, Option<Side>)>> = BTreeMap::new();
     let mut any_directory = false;
     for (i, s) in inv.servers.iter().enumerate() {
-        match (&s.pair, s.has(Role::Directory)) {
+        match (&s.pair, s.has(ServerRole::Directory)) {
             (Some(p), true) => pairs.entry(p).or_default().push((i, s.side)),
             (None, true) => push(
                 format!("servers[{i}].pair"),
@@ -242,7 +242,7 @@ fn clustered(inv: &Inventory, push: &mut Push) {
             ),
             (None, false) => {}
         }
-        any_directory |= s.has(Role::Directory);
+        any_directory |= s.has(ServerRole::Directory);
     }
     if !any_directory {
         push(

@@ -6,7 +6,7 @@
 
 use super::{compat, host, site};
 use super::{names, Findings, LiveFacts, Procedure, Rule, Severity};
-use crate::knowledge::inventory::{Inventory, Issuer, Role, Topology};
+use crate::knowledge::inventory::{Inventory, Issuer, ServerRole, Topology};
 
 const GUIDELINES: &str = "Review Upgrade Guidelines and Recommendations";
 
@@ -82,7 +82,7 @@ fn supported_combinations(inv: &Inventory, out: &mut Findings) {
 /// configuration."
 fn one_management_api(inv: &Inventory, out: &mut Findings) {
     let rule = Rule::new("one-management-api", GUIDELINES);
-    let hosts: Vec<_> = inv.with_role(Role::ManagementApi).collect();
+    let hosts: Vec<_> = inv.with_role(ServerRole::ManagementApi).collect();
     match hosts.as_slice() {
         [] => out.pass(
             &rule,
@@ -119,11 +119,11 @@ fn one_management_api(inv: &Inventory, out: &mut Findings) {
 /// Connected component except for possibly the Management API."
 fn datatransfer_alone(inv: &Inventory, out: &mut Findings) {
     let rule = Rule::new("datatransfer-api-dedicated-server", GUIDELINES);
-    for s in inv.with_role(Role::DatatransferApi) {
+    for s in inv.with_role(ServerRole::DatatransferApi) {
         let others: Vec<&str> = s
             .roles
             .iter()
-            .filter(|r| !matches!(r, Role::DatatransferApi | Role::ManagementApi))
+            .filter(|r| !matches!(r, ServerRole::DatatransferApi | ServerRole::ManagementApi))
             .map(|r| r.as_str())
             .collect();
         if others.is_empty() {
@@ -143,8 +143,8 @@ fn datatransfer_alone(inv: &Inventory, out: &mut Findings) {
 /// with both APIs uses one such certificate on port 443.
 fn management_api_certificate(inv: &Inventory, live: &LiveFacts, out: &mut Findings) {
     let rule = Rule::new("management-api-certificate", "Install the SSL Certificate");
-    for s in inv.with_role(Role::ManagementApi) {
-        let both = s.has(Role::DatatransferApi);
+    for s in inv.with_role(ServerRole::ManagementApi) {
+        let both = s.has(ServerRole::DatatransferApi);
         let what = if both {
             "a server hosting both the Management API and the DataTransfer API needs one certificate from a third-party trusted CA, bound on port 443"
         } else {
@@ -197,7 +197,7 @@ fn datatransfer_certificate(inv: &Inventory, out: &mut Findings) {
         "datatransfer-api-certificate",
         "Configure Security Settings",
     );
-    for s in inv.with_role(Role::DatatransferApi) {
+    for s in inv.with_role(ServerRole::DatatransferApi) {
         match (s.datatransfer_ssl(), &s.certificate) {
             (Some(false), _) => out.pass(
                 &rule,
@@ -225,7 +225,7 @@ fn datatransfer_certificate(inv: &Inventory, out: &mut Findings) {
 /// "Servers that host the DataTransfer API must use port 443 for SSL connections."
 fn datatransfer_port(inv: &Inventory, live: &LiveFacts, out: &mut Findings) {
     let rule = Rule::new("datatransfer-api-port-443", "Install the SSL Certificate");
-    for s in inv.with_role(Role::DatatransferApi) {
+    for s in inv.with_role(ServerRole::DatatransferApi) {
         if s.datatransfer_ssl() != Some(true) {
             continue;
         }
@@ -259,7 +259,7 @@ fn outflow_cn(inv: &Inventory, out: &mut Findings) {
         "datatransfer-cn-matches-fqdn",
         "Update the Data Transfer API URL in the Registry Database",
     );
-    for s in inv.with_role(Role::DatatransferApi) {
+    for s in inv.with_role(ServerRole::DatatransferApi) {
         if s.datatransfer_ssl() != Some(true) || s.certificate.is_none() {
             continue;
         }
@@ -289,7 +289,7 @@ fn weak_ciphers(inv: &Inventory, out: &mut Findings) {
     for s in inv
         .servers
         .iter()
-        .filter(|s| s.has(Role::SupportCenter) || s.has(Role::AccountManagementWebsite))
+        .filter(|s| s.has(ServerRole::SupportCenter) || s.has(ServerRole::AccountManagementWebsite))
     {
         match s.facts.weak_ciphers_disabled {
             Some(true) => out.pass(&rule, Some(s), format!("64-bit-block ciphers such as Triple DES are disabled on {}", s.name)),

@@ -10,7 +10,7 @@ use lockstep_protocol::SiteFacts;
 
 use super::live::{by, Seen};
 use super::{names, Findings, LiveFacts, Rule, Severity};
-use crate::knowledge::inventory::{Inventory, Role, Server, WindowsVersion};
+use crate::knowledge::inventory::{Inventory, Server, ServerRole, WindowsVersion};
 
 const GUIDELINES: &str = "Review Upgrade Guidelines and Recommendations";
 const TLS: &str = "Enable the TLS Protocol";
@@ -20,7 +20,7 @@ const TLS: &str = "Enable the TLS Protocol";
 /// facts are checked volume by volume; the inventory's single `free_disk_mb` is the fallback.
 pub fn registry_free_space(inv: &Inventory, live: &LiveFacts, out: &mut Findings) {
     let rule = Rule::new("registry-free-space", GUIDELINES);
-    for s in inv.with_role(Role::Registry) {
+    for s in inv.with_role(ServerRole::Registry) {
         let mut note = live.stale_note(&s.name);
         if let Seen::Fresh(sf) = live.seen(&s.name) {
             match per_volume(&sf.facts) {
@@ -371,7 +371,7 @@ pub fn legacy_ssl(inv: &Inventory, live: &LiveFacts, out: &mut Findings) {
 /// has no such field, so without facts the rule stays silent rather than adding an "unknown".
 pub fn management_api_tls12(inv: &Inventory, live: &LiveFacts, out: &mut Findings) {
     let rule = Rule::new("management-api-tls12", TLS);
-    for s in inv.with_role(Role::ManagementApi) {
+    for s in inv.with_role(ServerRole::ManagementApi) {
         match live.seen(&s.name) {
             Seen::Fresh(sf) => match tls_enabled(&sf.facts, s.windows) {
                 Some(set) if set.iter().any(|v| v == "1.2") => out.pass(&rule, Some(s), format!("TLS 1.2 is enabled on {}, which hosts the Management API ({})", s.name, by(&s.name, sf))),

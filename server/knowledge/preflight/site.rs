@@ -13,7 +13,7 @@ use lockstep_protocol::facts::CertificateFact;
 use super::compat;
 use super::live::{ago, by, Seen};
 use super::{Findings, LiveFacts, Rule, Severity};
-use crate::knowledge::inventory::{Inventory, Role, Server, Version};
+use crate::knowledge::inventory::{Inventory, Server, ServerRole, Version};
 
 /// A certificate expiring sooner than this after the agent read it is a warning.
 const EXPIRY_WARNING_SECS: i64 = 30 * 86_400;
@@ -124,7 +124,7 @@ pub fn services_missing(inv: &Inventory, live: &LiveFacts, out: &mut Findings) {
     let rule = Rule::new("service-missing", "Stop Data Center Services");
     let optional = Rule::new("service-missing", "Start the Upgraded Data Center");
     for s in &inv.servers {
-        let amws = s.has(Role::AccountManagementWebsite);
+        let amws = s.has(ServerRole::AccountManagementWebsite);
         if !s.has_database() && !amws {
             continue;
         }
@@ -226,7 +226,7 @@ pub fn certificates(inv: &Inventory, live: &LiveFacts, out: &mut Findings) {
     let rule = Rule::new("certificate-as-found", "Install the SSL Certificate");
     for s in &inv.servers {
         let needs = s.certificate.is_some()
-            || s.has(Role::ManagementApi)
+            || s.has(ServerRole::ManagementApi)
             || s.datatransfer_ssl() == Some(true);
         if !needs {
             continue;

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use super::compat;
 use super::{names, Findings, Procedure, Rule, Severity};
 use crate::knowledge::inventory::{
-    Inventory, Role, Server, SqlServerVersion, Topology, Version, WindowsVersion,
+    Inventory, Server, ServerRole, SqlServerVersion, Topology, Version, WindowsVersion,
 };
 
 const WINDOWS: &str = "Upgrade a Data Center Server to Windows Server";
@@ -18,7 +18,7 @@ pub fn check(inv: &Inventory, p: Procedure, params: &BTreeMap<String, String>, o
         Procedure::Upgrade811 => connected_target(inv, out),
         Procedure::UninstallManagementApi => installed(
             inv,
-            Role::ManagementApi,
+            ServerRole::ManagementApi,
             "Uninstall the Management API",
             out,
         ),
@@ -26,7 +26,7 @@ pub fn check(inv: &Inventory, p: Procedure, params: &BTreeMap<String, String>, o
             Some(name) => datatransfer_node(inv, name, out),
             None => installed(
                 inv,
-                Role::DatatransferApi,
+                ServerRole::DatatransferApi,
                 "Uninstall the DataTransfer API",
                 out,
             ),
@@ -101,7 +101,7 @@ fn connected_target(inv: &Inventory, out: &mut Findings) {
 }
 
 /// An uninstall needs the component to be installed somewhere.
-fn installed(inv: &Inventory, role: Role, section: &'static str, out: &mut Findings) {
+fn installed(inv: &Inventory, role: ServerRole, section: &'static str, out: &mut Findings) {
     let rule = Rule::new("component-installed", section);
     let hosts: Vec<_> = inv.with_role(role).collect();
     if hosts.is_empty() {
@@ -137,7 +137,7 @@ fn datatransfer_node(inv: &Inventory, name: &str, out: &mut Findings) {
         );
         return;
     };
-    if !s.has(Role::DatatransferApi) {
+    if !s.has(ServerRole::DatatransferApi) {
         out.fail(
             &rule,
             Severity::Error,
@@ -151,7 +151,7 @@ fn datatransfer_node(inv: &Inventory, name: &str, out: &mut Findings) {
         Some(s),
         format!("{name} hosts the DataTransfer API to uninstall"),
     );
-    if inv.with_role(Role::DatatransferApi).count() == 1 {
+    if inv.with_role(ServerRole::DatatransferApi).count() == 1 {
         out.fail(
             &rule.named("last-datatransfer-node"),
             Severity::Warning,

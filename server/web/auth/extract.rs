@@ -289,12 +289,7 @@ impl CurrentUser {
     /// ordered, so an approver may also do what an operator does). The engine checks roles and
     /// four-eyes itself; the web layer's own checks only decide what to show and fail early.
     pub fn actor(&self) -> crate::engine::Actor {
-        let roles: Vec<&str> = Role::ALL
-            .iter()
-            .filter(|r| self.user.role.allows(**r))
-            .map(|r| r.as_str())
-            .collect();
-        crate::engine::Actor::new(self.user.name.clone(), &roles)
+        crate::engine::Actor::holding(self.user.name.clone(), self.user.role)
             .of_person(self.user.person.clone())
     }
 }

@@ -209,7 +209,7 @@ pub async fn page(
                     .unwrap_or_else(|| run.clone()),
                 run_dc: names.get(&run).map(|n| n.1.clone()).unwrap_or_default(),
                 actor: e.actor.clone(),
-                kind: e.kind.clone(),
+                kind: e.kind.to_string(),
                 sentence: crate::web::audit_words::describe(e, &title_of),
                 run,
             }

@@ -121,7 +121,7 @@ async fn comments(state: &Core, run_id: &str) -> Result<(Comments, i64), AppErro
     let last = events.last().map(|e| e.id).unwrap_or(0);
     let comments = events
         .iter()
-        .filter(|e| e.kind == "comment")
+        .filter(|e| e.kind == crate::engine::audit::EventKind::Comment)
         .map(|e| CommentRow {
             author: e.actor.clone(),
             at: crate::web::views::Stamp::at(e.at).to_string(),

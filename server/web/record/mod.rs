@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::engine::audit::AuditEvent;
+use crate::engine::audit::{AuditEvent, EventKind};
 use crate::engine::machine::StepStatus;
 use crate::engine::store::{RunRecord, StepRecord};
 use crate::knowledge::plan::StepKind;
@@ -23,17 +23,17 @@ use crate::web::views::{fmt_duration, fmt_time};
 
 /// Event kinds a person causes that change what the plan would have done on its own. Kinds
 /// containing `override` (the policy engine's) count too, whatever their prefix.
-const OVERRIDES: &[&str] = &[
-    "step.skip",
-    "step.retry",
-    "step.mark_done",
-    "step.mark_failed",
-    "step.reopen_gate",
-    "step.ask_again",
-    "run.abort",
-    "run.pause",
-    "run.undo",
-    "run.reopen",
+const OVERRIDES: &[EventKind] = &[
+    EventKind::StepSkip,
+    EventKind::StepRetry,
+    EventKind::StepMarkDone,
+    EventKind::StepMarkFailed,
+    EventKind::StepReopenGate,
+    EventKind::StepAskAgain,
+    EventKind::RunAbort,
+    EventKind::RunPause,
+    EventKind::RunUndo,
+    EventKind::RunReopen,
 ];
 
 #[derive(Debug, Clone, Serialize)]
@@ -176,8 +176,8 @@ fn at(ms: i64) -> String {
     fmt_time(ms.div_euclid(1000))
 }
 
-fn is_override(kind: &str) -> bool {
-    OVERRIDES.contains(&kind) || kind.contains("override")
+fn is_override(kind: &EventKind) -> bool {
+    OVERRIDES.contains(kind) || kind.as_str().contains("override")
 }
 
 /// The plan's own length: the longest chain of estimates through the dependencies.
@@ -226,15 +226,15 @@ pub fn build(i: Inputs<'_>) -> ChangeRecord {
     };
     let approvals: Vec<Decision> = person_events
         .iter()
-        .filter_map(|e| match e.kind.as_str() {
-            "run.approve_start" => Some(Decision {
+        .filter_map(|e| match e.kind {
+            EventKind::RunApproveStart => Some(Decision {
                 subject: "the start of the run".into(),
                 ..decision(e, "approved".into())
             }),
-            "step.approve" | "step.reject" => {
+            EventKind::StepApprove | EventKind::StepReject => {
                 let d = decision(
                     e,
-                    if e.kind == "step.approve" {
+                    if e.kind == EventKind::StepApprove {
                         "approved"
                     } else {
                         "denied"
@@ -253,10 +253,10 @@ pub fn build(i: Inputs<'_>) -> ChangeRecord {
         .iter()
         .filter(|e| is_override(&e.kind))
         .map(|e| {
-            let d = decision(e, audit_words::kind_words(&e.kind));
+            let d = decision(e, audit_words::kind_words(e.kind.as_str()));
             // A preflight override names the finding it accepted, not just "the run".
             match e.payload.pointer("/event/finding").and_then(|f| f.as_str()) {
-                Some(f) if e.kind == "run.override_finding" => Decision {
+                Some(f) if e.kind == EventKind::RunOverrideFinding => Decision {
                     subject: format!("the preflight finding {f}"),
                     ..d
                 },
@@ -266,36 +266,34 @@ pub fn build(i: Inputs<'_>) -> ChangeRecord {
         .collect();
     let start_approved_by = person_events
         .iter()
-        .filter(|e| e.kind == "run.approve_start")
+        .filter(|e| e.kind == EventKind::RunApproveStart)
         .map(|e| format!("{}, {}", e.actor, at(e.at)))
         .collect();
 
-    let manual_tasks = plan
-        .iter()
-        .filter(|s| s.spec.kind == StepKind::Manual)
-        .map(|s| {
-            let completed = i
-                .events
-                .iter()
-                .rev()
-                .find(|e| e.kind == "step.complete" && e.step_id.as_deref() == Some(&s.id));
-            ManualTask {
-                title: s.spec.title.clone(),
-                server: s.spec.host.clone().unwrap_or_default(),
-                status: s.status.as_str().replace('_', " "),
-                claimed_by: s.state.claimed_by.clone().unwrap_or_default(),
-                performed_by: completed
-                    .map(|e| e.actor.clone())
-                    .or_else(|| s.state.decided_by.clone())
-                    .unwrap_or_else(|| "not performed".into()),
-                completed_at: completed.map(|e| at(e.at)).unwrap_or_default(),
-                recorded: completed
-                    .and_then(|e| person_text(&e.payload))
-                    .or_else(|| s.state.note.clone())
-                    .unwrap_or_default(),
-            }
-        })
-        .collect();
+    let manual_tasks =
+        plan.iter()
+            .filter(|s| s.spec.kind == StepKind::Manual)
+            .map(|s| {
+                let completed = i.events.iter().rev().find(|e| {
+                    e.kind == EventKind::StepComplete && e.step_id.as_deref() == Some(&s.id)
+                });
+                ManualTask {
+                    title: s.spec.title.clone(),
+                    server: s.spec.host.clone().unwrap_or_default(),
+                    status: s.status.as_str().replace('_', " "),
+                    claimed_by: s.state.claimed_by.clone().unwrap_or_default(),
+                    performed_by: completed
+                        .map(|e| e.actor.clone())
+                        .or_else(|| s.state.decided_by.clone())
+                        .unwrap_or_else(|| "not performed".into()),
+                    completed_at: completed.map(|e| at(e.at)).unwrap_or_default(),
+                    recorded: completed
+                        .and_then(|e| person_text(&e.payload))
+                        .or_else(|| s.state.note.clone())
+                        .unwrap_or_default(),
+                }
+            })
+            .collect();
 
     let backups = i
         .steps

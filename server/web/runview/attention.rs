@@ -13,6 +13,7 @@ use crate::engine::machine::gating;
 use crate::engine::machine::{RunStatus, StepStatus};
 use crate::engine::store::{RunRecord, StepRecord};
 use crate::knowledge::plan::StepKind;
+use crate::knowledge::role::Role;
 use crate::web::views::fmt_time;
 use crate::web::words;
 
@@ -132,8 +133,8 @@ fn who_for(run: &RunRecord, step: &StepRecord) -> String {
                 .spec
                 .gate
                 .as_ref()
-                .map(|g| (g.role.clone(), g.quorum.max(1)))
-                .unwrap_or_else(|| ("approver".into(), 1));
+                .map(|g| (g.role, g.quorum.max(1)))
+                .unwrap_or((Role::Approver, 1));
             let given = step.state.approvals.len();
             let mut s = format!("an {role} other than {}", run.requester);
             if quorum > 1 {

@@ -7,6 +7,7 @@ use std::ops::Range;
 
 use super::{duration, templates, Ctx, RawStep, K};
 use crate::knowledge::plan::{GateSpec, RetryPolicy, StepKind};
+use crate::knowledge::role::Role;
 use crate::knowledge::runbook::{is_step_id, sections, Dependency, Parameter, StepTemplate};
 
 /// Every step, with the source span of each of its dependencies (for the graph phase).
@@ -140,16 +141,16 @@ fn gate(cx: &mut Ctx, s: &RawStep, i: usize) -> Option<GateSpec> {
             "a gate needs at least 1 approver".into(),
         );
     }
-    if g.role.trim().is_empty() {
-        cx.err(
-            &span,
-            f("gate.role"),
-            K::BadValue,
-            "name the role that may approve".into(),
-        );
-    }
+    let role = match g.role.trim() {
+        "" => Err("name the role that may approve".to_string()),
+        word => word.parse::<Role>(),
+    };
+    let role = role.unwrap_or_else(|why| {
+        cx.err(&span, f("gate.role"), K::BadValue, why);
+        Role::Approver
+    });
     Some(GateSpec {
-        role: g.role.clone(),
+        role,
         quorum: g.quorum,
         expires_after_secs: g
             .expires_after
