@@ -8,6 +8,7 @@ pub mod audit;
 pub mod audit_bundle;
 pub mod clock;
 pub mod driver;
+pub mod error;
 pub mod executor;
 pub mod forecast;
 #[cfg(any(test, feature = "testkit"))]

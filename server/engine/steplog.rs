@@ -43,7 +43,7 @@ use tokio::sync::{broadcast, mpsc};
 use super::clock::Clock;
 use super::executor::IdempotencyKey;
 use super::machine::Millis;
-use super::store::Result;
+use super::error::Result;
 
 /// Lines kept per step, over all its attempts.
 pub const LINES_PER_STEP: i64 = 200;

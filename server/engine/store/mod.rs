@@ -52,33 +52,7 @@ pub use events_page::EventFilter;
 pub use queries::{RunRecord, StepRecord, StepStatusRow};
 pub use transitions::{NewRun, StepBatchResult};
 
-/// Everything that can go wrong in the engine, each with a message a person can act on.
-#[derive(Debug, thiserror::Error)]
-pub enum EngineError {
-    /// The state machine refused (wrong state, missing role, four-eyes, …). Maps to 409/403/422.
-    #[error(transparent)]
-    Refused(#[from] Refusal),
-    /// Someone else changed the same run or step first. Reload and try again. Maps to 409.
-    #[error("{0} changed meanwhile; reload and try again")]
-    Conflict(String),
-    #[error("{0} not found")]
-    NotFound(String),
-    /// Bad input (a plan that does not hold together, a malformed value). Maps to 422.
-    #[error("{0}")]
-    Invalid(String),
-    #[error("database error: {0}")]
-    Db(#[from] sqlx::Error),
-    #[error("database migration failed: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error("audit log: {0}")]
-    Audit(String),
-    /// The audit chain is broken and not acknowledged: no state change until an admin
-    /// acknowledges the break. Maps to 409.
-    #[error("{0}")]
-    ChainBroken(String),
-}
-
-pub type Result<T, E = EngineError> = std::result::Result<T, E>;
+pub use super::error::{EngineError, Result};
 
 /// Capacity of the live event channel; a slower subscriber lags and should replay from the table.
 const BROADCAST_CAPACITY: usize = 4096;
