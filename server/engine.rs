@@ -7,6 +7,7 @@
 pub mod audit;
 pub mod audit_bundle;
 pub mod clock;
+pub mod control;
 pub mod driver;
 pub mod error;
 pub mod executor;

@@ -180,7 +180,7 @@ pub async fn run_audit(cmd: AuditCmd) -> anyhow::Result<ExitCode> {
                 serde_json::to_writer_pretty(&mut sink, &bundle)?;
                 sink.write_all(b"\n")?;
             } else {
-                audit::export(&events, format, &mut sink)?;
+                crate::engine::audit_bundle::export(&events, format, &mut sink)?;
             }
             sink.flush()?;
             Ok(ExitCode::SUCCESS)

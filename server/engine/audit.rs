@@ -56,7 +56,8 @@ pub enum ExportFormat {
     /// A header row, then one row per event; for spreadsheets (see [`csv_cell`]).
     Csv,
     /// One JSON document holding the whole chain and its head, verifiable offline
-    /// (`lockstep audit verify --export FILE`, see [`super::audit_bundle`]).
+    /// (`lockstep audit verify --export FILE`, see `super::audit_bundle`, which also writes every
+    /// format: `audit_bundle::export`).
     Bundle,
 }
 
@@ -104,51 +105,6 @@ pub fn csv_cell(s: &str) -> String {
         s.to_string()
     };
     format!("\"{}\"", guarded.replace('"', "\"\""))
-}
-
-/// Write `events` in `format`. The payload column of the CSV is the canonical JSON that was hashed.
-pub fn export(
-    events: &[AuditEvent],
-    format: ExportFormat,
-    out: &mut dyn std::io::Write,
-) -> std::io::Result<()> {
-    match format {
-        ExportFormat::Jsonl => {
-            for e in events {
-                serde_json::to_writer(&mut *out, e)?;
-                out.write_all(b"\n")?;
-            }
-        }
-        ExportFormat::Csv => {
-            writeln!(out, "{CSV_HEADER}")?;
-            for e in events {
-                let cells = [
-                    e.id.to_string(),
-                    e.at.to_string(),
-                    iso_utc(e.at),
-                    e.run_id.clone().unwrap_or_default(),
-                    e.step_id.clone().unwrap_or_default(),
-                    e.actor.clone(),
-                    e.kind.to_string(),
-                    canonical_json(&e.payload),
-                    e.prev_hash.clone(),
-                    e.hash.clone(),
-                ];
-                let row: Vec<String> = cells.iter().map(|c| csv_cell(c)).collect();
-                writeln!(out, "{}", row.join(","))?;
-            }
-        }
-        ExportFormat::Bundle => {
-            let bundle = super::audit_bundle::Bundle::new(
-                events.to_vec(),
-                iso_utc(time::OffsetDateTime::now_utc().unix_timestamp() * 1000),
-                "lockstep audit export",
-            );
-            serde_json::to_writer_pretty(&mut *out, &bundle)?;
-            out.write_all(b"\n")?;
-        }
-    }
-    Ok(())
 }
 
 /// Canonical JSON: object keys sorted, no insignificant whitespace, serde_json number/string form.
@@ -441,7 +397,7 @@ mod tests {
 
     fn csv(events: &[AuditEvent]) -> String {
         let mut out = Vec::new();
-        export(events, ExportFormat::Csv, &mut out).unwrap();
+        crate::engine::audit_bundle::export(events, ExportFormat::Csv, &mut out).unwrap();
         String::from_utf8(out).unwrap()
     }
 
@@ -480,7 +436,7 @@ mod tests {
             event("=ivan", serde_json::json!(null)),
         ];
         let mut out = Vec::new();
-        export(&events, ExportFormat::Jsonl, &mut out).unwrap();
+        crate::engine::audit_bundle::export(&events, ExportFormat::Jsonl, &mut out).unwrap();
         let back: Vec<AuditEvent> = String::from_utf8(out)
             .unwrap()
             .lines()

@@ -418,6 +418,51 @@ fn check_head(b: &Bundle, key: Option<&VerifyingKey>) -> Option<ChainProblem> {
     })
 }
 
+/// Write `events` in `format`. The payload column of the CSV is the canonical JSON that was hashed.
+pub fn export(
+    events: &[AuditEvent],
+    format: audit::ExportFormat,
+    out: &mut dyn std::io::Write,
+) -> std::io::Result<()> {
+    match format {
+        audit::ExportFormat::Jsonl => {
+            for e in events {
+                serde_json::to_writer(&mut *out, e)?;
+                out.write_all(b"\n")?;
+            }
+        }
+        audit::ExportFormat::Csv => {
+            writeln!(out, "{}", audit::CSV_HEADER)?;
+            for e in events {
+                let cells = [
+                    e.id.to_string(),
+                    e.at.to_string(),
+                    audit::iso_utc(e.at),
+                    e.run_id.clone().unwrap_or_default(),
+                    e.step_id.clone().unwrap_or_default(),
+                    e.actor.clone(),
+                    e.kind.to_string(),
+                    audit::canonical_json(&e.payload),
+                    e.prev_hash.clone(),
+                    e.hash.clone(),
+                ];
+                let row: Vec<String> = cells.iter().map(|c| audit::csv_cell(c)).collect();
+                writeln!(out, "{}", row.join(","))?;
+            }
+        }
+        audit::ExportFormat::Bundle => {
+            let bundle = Bundle::new(
+                events.to_vec(),
+                audit::iso_utc(time::OffsetDateTime::now_utc().unix_timestamp() * 1000),
+                "lockstep audit export",
+            );
+            serde_json::to_writer_pretty(&mut *out, &bundle)?;
+            out.write_all(b"\n")?;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

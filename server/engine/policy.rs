@@ -6,37 +6,12 @@
 //! of one person are one person here. The README's policy table is checked against [`POLICY`] by
 //! a test, so the documentation cannot drift from the code.
 
-use serde::{Deserialize, Serialize};
-
+pub use super::control::{Control, PolicyViolation};
 use super::machine::{Actor, Refusal};
 use crate::knowledge::role::Role;
 
 /// Longest justification (skip, override) or reason kept with a decision, in characters.
 pub const MAX_JUSTIFICATION_CHARS: usize = 2000;
-
-/// Every control a person can use on a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Control {
-    Submit,
-    ApproveStart,
-    ApproveGate,
-    DenyGate,
-    ReopenGate,
-    Skip,
-    Retry,
-    MarkDone,
-    MarkFailed,
-    Claim,
-    Complete,
-    Pause,
-    Resume,
-    Abort,
-    Undo,
-    OverrideFinding,
-    ExtendWindow,
-    AskAgain,
-}
 
 impl Control {
     pub fn as_str(self) -> &'static str {
@@ -176,15 +151,6 @@ pub const POLICY: [Rule; 18] = [
 pub fn rule(control: Control) -> &'static Rule {
     // The table is in enum order; the index is checked by a unit test below.
     &POLICY[control as usize]
-}
-
-/// A decision the policy refused: which control, which rule, and who asked.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
-#[error("{who} may not {control}: {rule}")]
-pub struct PolicyViolation {
-    pub control: Control,
-    pub rule: String,
-    pub who: String,
 }
 
 /// The people around a decision, as persons (see [`Actor::person`]).

@@ -41,9 +41,9 @@ use sqlx::{Row, SqlitePool};
 use tokio::sync::{broadcast, mpsc};
 
 use super::clock::Clock;
+use super::error::Result;
 use super::executor::IdempotencyKey;
 use super::machine::Millis;
-use super::error::Result;
 
 /// Lines kept per step, over all its attempts.
 pub const LINES_PER_STEP: i64 = 200;

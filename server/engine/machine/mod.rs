@@ -128,7 +128,7 @@ pub enum Refusal {
     BackoffPending { not_before: Millis },
     /// Separation of duties or a control's own rule (see [`crate::engine::policy`]). Maps to 403.
     #[error(transparent)]
-    PolicyViolation(crate::engine::policy::PolicyViolation),
+    PolicyViolation(crate::engine::control::PolicyViolation),
     /// Order: the step's inputs are not done. Maps to 409.
     #[error("step {step} cannot leave pending: its input {waiting_on} is not done")]
     InputsNotDone { step: String, waiting_on: String },

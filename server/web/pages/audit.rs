@@ -293,7 +293,8 @@ async fn export(
     me.require(Role::Viewer)?;
     let events = state.store.events_filtered(&f.to_filter()?).await?;
     let mut out = Vec::new();
-    audit::export(&events, format, &mut out).map_err(|e| AppError::Internal(e.into()))?;
+    crate::engine::audit_bundle::export(&events, format, &mut out)
+        .map_err(|e| AppError::Internal(e.into()))?;
     let (content_type, disposition) = match format {
         audit::ExportFormat::Csv => (
             "text/csv; charset=utf-8",
