@@ -34,7 +34,7 @@ use toml::Spanned;
 use super::error::SettingsError;
 use super::file::SettingsFile;
 // The role vocabulary is the web layer's until it moves down to the knowledge layer (#18 item 5).
-use crate::web::auth::Role;
+use crate::knowledge::role::Role;
 
 /// Where the identity provider sends the browser back: the redirect URL must end in it (the
 /// route itself is `crate::web::auth::oidc::flow`'s).
