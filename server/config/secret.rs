@@ -29,16 +29,18 @@ pub fn read_file(setting: &str, path: &Path) -> Result<String, SettingsError> {
     file.take((MAX_SECRET_BYTES + 3) as u64)
         .read_to_end(&mut bytes)
         .map_err(|e| refuse(format!("cannot read it: {e}")))?;
-    let text = String::from_utf8(bytes).map_err(|_| refuse("is not UTF-8 text".into()))?;
-    let secret = text
-        .strip_suffix("\r\n")
-        .or_else(|| text.strip_suffix('\n'))
-        .unwrap_or(&text);
+    let secret = bytes
+        .strip_suffix(b"\r\n")
+        .or_else(|| bytes.strip_suffix(b"\n"))
+        .unwrap_or(&bytes);
+    // Length before text: a long file cut by `take` may end inside a character, and it should be
+    // refused as too long, not as "not UTF-8".
     if secret.len() > MAX_SECRET_BYTES {
         return Err(refuse(format!(
             "is longer than {MAX_SECRET_BYTES} bytes (a secret file holds one secret on one line)"
         )));
     }
+    let secret = std::str::from_utf8(secret).map_err(|_| refuse("is not UTF-8 text".into()))?;
     if secret.contains(['\n', '\r']) {
         return Err(refuse(
             "has more than one line (a secret file holds one secret on one line)".into(),
@@ -100,5 +102,11 @@ mod tests {
     fn a_missing_file_is_named() {
         let e = read_file("oidc.client_secret_file", Path::new("/no/such/secret")).unwrap_err();
         assert!(e.to_string().contains("/no/such/secret"), "{e}");
+    }
+
+    #[test]
+    fn a_long_file_of_many_byte_characters_is_refused_as_too_long() {
+        let e = read("é".repeat(MAX_SECRET_BYTES).as_bytes()).unwrap_err();
+        assert!(e.to_string().contains("longer than"), "{e}");
     }
 }
