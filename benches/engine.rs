@@ -15,9 +15,9 @@ use std::time::{Duration, Instant};
 use lockstep::engine::clock::TokioClock;
 use lockstep::engine::executor::Outcome;
 use lockstep::engine::journal::JournalExecutor;
-use lockstep::engine::machine::{RunEvent, RunStatus, StepEvent};
-use lockstep::engine::store::{DriveLimits, NewRun};
-use lockstep::engine::testkit::{approver, noop_plan, operator};
+use lockstep::engine::machine::{RunStatus, StepEvent};
+use lockstep::engine::store::DriveLimits;
+use lockstep::engine::testkit::noop_plan;
 use lockstep::engine::{Engine, EngineConfig, Router, Store};
 use lockstep::knowledge::plan::Plan;
 
@@ -38,35 +38,7 @@ fn laned_plan(n: usize) -> Plan {
 }
 
 async fn started(store: &Store, plan: Plan) -> String {
-    let new = NewRun {
-        change_ticket: "BENCH".into(),
-        window_start: None,
-        window_end: None,
-        plan,
-    };
-    let run = store
-        .create_run(new, &operator("olga"), 0)
-        .await
-        .expect("create");
-    store
-        .apply_run_event(
-            &run.id,
-            &RunEvent::Submit {
-                actor: operator("olga"),
-            },
-            0,
-        )
-        .await
-        .expect("submit");
-    let go = RunEvent::ApproveStart {
-        actor: approver("carl"),
-        comment: "bench".into(),
-    };
-    store
-        .apply_run_event(&run.id, &go, 0)
-        .await
-        .expect("approve");
-    run.id
+    lockstep::engine::testkit::started_run(store, plan, "BENCH").await
 }
 
 /// Single transitions and the raw insert loop, interleaved in rounds of 50 so that both see the

@@ -1,5 +1,6 @@
 //! Plans and actors for tests, the benchmark and `lockstep engine run-local`: a no-op plan of any
-//! size whose steps run on the journaling executor, and people with the usual roles.
+//! size whose steps run on the journaling executor, people with the usual roles, and a run of a
+//! plan taken to its start (requested by an operator, approved by an approver).
 #![allow(
     clippy::panic,
     clippy::unwrap_used,
@@ -75,4 +76,35 @@ pub fn noop_plan(n: usize, chain: bool, hosts: &[&str]) -> Plan {
         })
         .collect();
     plan_of(steps)
+}
+
+/// Creates a run of `plan` as operator "olga" under `ticket`, submits it and has approver "carl"
+/// approve its start (all at time 0), so its first steps are ready; returns the run's id.
+pub async fn started_run(store: &super::Store, plan: Plan, ticket: &str) -> String {
+    let new = super::store::NewRun {
+        change_ticket: ticket.into(),
+        window_start: None,
+        window_end: None,
+        plan,
+    };
+    let run = store
+        .create_run(new, &operator("olga"), 0)
+        .await
+        .expect("create the run");
+    let submit = super::machine::RunEvent::Submit {
+        actor: operator("olga"),
+    };
+    store
+        .apply_run_event(&run.id, &submit, 0)
+        .await
+        .expect("submit the run");
+    let go = super::machine::RunEvent::ApproveStart {
+        actor: approver("carl"),
+        comment: "go".into(),
+    };
+    store
+        .apply_run_event(&run.id, &go, 0)
+        .await
+        .expect("approve the start");
+    run.id
 }

@@ -567,28 +567,11 @@ mod tests {
 
     use super::*;
     use crate::engine::executor::Outcome;
-    use crate::engine::store::NewRun;
-    use crate::engine::testkit::{approver, noop_plan, operator};
+    use crate::engine::testkit::{approver, noop_plan};
     use crate::knowledge::plan::Plan;
 
     async fn started(store: &Store, plan: Plan) -> String {
-        let new = NewRun {
-            change_ticket: "CHG-19".into(),
-            window_start: None,
-            window_end: None,
-            plan,
-        };
-        let run = store.create_run(new, &operator("olga"), 0).await.unwrap();
-        let submit = RunEvent::Submit {
-            actor: operator("olga"),
-        };
-        store.apply_run_event(&run.id, &submit, 0).await.unwrap();
-        let go = RunEvent::ApproveStart {
-            actor: approver("carl"),
-            comment: "go".into(),
-        };
-        store.apply_run_event(&run.id, &go, 0).await.unwrap();
-        run.id
+        crate::engine::testkit::started_run(store, plan, "CHG-19").await
     }
 
     /// What a full look would find: a pending step none of whose dependencies is still undone.

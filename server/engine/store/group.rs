@@ -239,32 +239,15 @@ mod tests {
 
     use super::*;
     use crate::engine::executor::Outcome;
-    use crate::engine::machine::{RunEvent, StepStatus};
-    use crate::engine::store::NewRun;
-    use crate::engine::testkit::{approver, noop_plan, operator};
+    use crate::engine::machine::StepStatus;
+    use crate::engine::testkit::noop_plan;
 
     async fn started(store: &Store, steps: usize) -> String {
         started_plan(store, noop_plan(steps, false, &[])).await
     }
 
     async fn started_plan(store: &Store, plan: crate::knowledge::plan::Plan) -> String {
-        let new = NewRun {
-            change_ticket: "CHG-1".into(),
-            window_start: None,
-            window_end: None,
-            plan,
-        };
-        let run = store.create_run(new, &operator("olga"), 0).await.unwrap();
-        let submit = RunEvent::Submit {
-            actor: operator("olga"),
-        };
-        store.apply_run_event(&run.id, &submit, 0).await.unwrap();
-        let go = RunEvent::ApproveStart {
-            actor: approver("carl"),
-            comment: "go".into(),
-        };
-        store.apply_run_event(&run.id, &go, 0).await.unwrap();
-        run.id
+        crate::engine::testkit::started_run(store, plan, "CHG-1").await
     }
 
     fn finished() -> StepEvent {
