@@ -53,7 +53,7 @@ pub struct AuditEvent {
 pub enum ExportFormat {
     /// One event object per line, exactly as stored (re-verifiable with [`verify_chain`]).
     Jsonl,
-    /// A header row, then one row per event; for spreadsheets (see [`csv_cell`]).
+    /// A header row, then one row per event; for spreadsheets (see [`spreadsheet_safe`]).
     Csv,
     /// One JSON document holding the whole chain and its head, verifiable offline
     /// (`lockstep audit verify --export FILE`, see `super::audit_bundle`, which also writes every
@@ -95,16 +95,16 @@ pub fn iso_utc(ms: Millis) -> String {
     }
 }
 
-/// One CSV cell: always quoted, quotes doubled, and a leading `= + - @`, tab or carriage return
+/// A CSV cell's text made safe for a spreadsheet: a leading `= + - @`, tab or carriage return is
 /// prefixed with `'` so a spreadsheet never evaluates text from the log (a server name or a
-/// comment) as a formula.
-pub fn csv_cell(s: &str) -> String {
-    let guarded = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("'{s}")
+/// comment) as a formula. Quoting is the `csv` crate's job (see `audit_bundle::export`); this
+/// guard is ours, because no CSV writer knows which cells a spreadsheet would evaluate.
+pub fn spreadsheet_safe(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        std::borrow::Cow::Owned(format!("'{s}"))
     } else {
-        s.to_string()
-    };
-    format!("\"{}\"", guarded.replace('"', "\"\""))
+        std::borrow::Cow::Borrowed(s)
+    }
 }
 
 /// Canonical JSON: object keys sorted, no insignificant whitespace, serde_json number/string form.
@@ -413,9 +413,11 @@ mod tests {
             row.contains(r#""{""a"":""-2"",""b"":1}""#),
             "canonical payload: {row}"
         );
-        assert_eq!(csv_cell("-1"), "\"'-1\"");
-        assert_eq!(csv_cell("@SUM(A1)"), "\"'@SUM(A1)\"");
-        assert_eq!(csv_cell("plain"), "\"plain\"");
+        assert_eq!(spreadsheet_safe("-1"), "'-1");
+        assert_eq!(spreadsheet_safe("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(spreadsheet_safe("plain"), "plain");
+        let row = csv(&[event("-1", serde_json::json!(null))]);
+        assert!(row.contains(",\"'-1\","), "{row}");
     }
 
     #[test]
@@ -427,6 +429,45 @@ mod tests {
         assert!(text.starts_with(&format!("{CSV_HEADER}\n")));
         assert_eq!(text.matches("\"ivan\"").count(), 1);
         assert_eq!(text.matches("\"7\",\"1700000000000\"").count(), 2);
+    }
+
+    #[test]
+    fn tricky_cells_come_back_from_a_csv_reader_as_written_but_for_the_formula_guard() {
+        let actors = [
+            "say \"hi\", then leave",
+            "two\nlines\r\nand a CR",
+            "=cmd|' /C calc'!A0",
+            "+1",
+            "-1",
+            "@SUM(A1)",
+            "\tindented",
+            "\rreturn",
+            "a,b,,c",
+            "\"",
+            "",
+            "ünïcødé ✓",
+        ];
+        let events: Vec<AuditEvent> = actors
+            .iter()
+            .map(|a| event(a, serde_json::json!({"note": a})))
+            .collect();
+        let text = csv(&events);
+        let mut reader = ::csv::ReaderBuilder::new().from_reader(text.as_bytes());
+        let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
+        assert_eq!(header.join(","), CSV_HEADER);
+        let rows: Vec<::csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
+        assert_eq!(rows.len(), actors.len());
+        for (row, (actor, e)) in rows.iter().zip(actors.iter().zip(&events)) {
+            assert_eq!(row.len(), 10, "{row:?}");
+            assert_eq!(&row[5], spreadsheet_safe(actor).as_ref(), "{row:?}");
+            assert_eq!(&row[7], canonical_json(&e.payload), "{row:?}");
+            assert_eq!(&row[9], e.hash, "{row:?}");
+            assert!(
+                !row.iter()
+                    .any(|c| c.starts_with(['=', '+', '-', '@', '\t', '\r'])),
+                "a cell a spreadsheet would evaluate: {row:?}"
+            );
+        }
     }
 
     #[test]

@@ -431,25 +431,7 @@ pub fn export(
                 out.write_all(b"\n")?;
             }
         }
-        audit::ExportFormat::Csv => {
-            writeln!(out, "{}", audit::CSV_HEADER)?;
-            for e in events {
-                let cells = [
-                    e.id.to_string(),
-                    e.at.to_string(),
-                    audit::iso_utc(e.at),
-                    e.run_id.clone().unwrap_or_default(),
-                    e.step_id.clone().unwrap_or_default(),
-                    e.actor.clone(),
-                    e.kind.to_string(),
-                    audit::canonical_json(&e.payload),
-                    e.prev_hash.clone(),
-                    e.hash.clone(),
-                ];
-                let row: Vec<String> = cells.iter().map(|c| audit::csv_cell(c)).collect();
-                writeln!(out, "{}", row.join(","))?;
-            }
-        }
+        audit::ExportFormat::Csv => export_csv(events, out)?,
         audit::ExportFormat::Bundle => {
             let bundle = Bundle::new(
                 events.to_vec(),
@@ -461,6 +443,37 @@ pub fn export(
         }
     }
     Ok(())
+}
+
+/// The CSV export: the fixed header as written, then every cell quoted by the `csv` crate (always
+/// quoted, so a reader never has to guess whether `007` was a number) after the formula guard.
+/// Rows end in `\n`, as the header does and as the export always has.
+fn export_csv(events: &[AuditEvent], out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    writeln!(out, "{}", audit::CSV_HEADER)?;
+    let mut writer = csv::WriterBuilder::new()
+        .quote_style(csv::QuoteStyle::Always)
+        .terminator(csv::Terminator::Any(b'\n'))
+        .from_writer(out);
+    for e in events {
+        let cells = [
+            e.id.to_string(),
+            e.at.to_string(),
+            audit::iso_utc(e.at),
+            e.run_id.clone().unwrap_or_default(),
+            e.step_id.clone().unwrap_or_default(),
+            e.actor.clone(),
+            e.kind.to_string(),
+            audit::canonical_json(&e.payload),
+            e.prev_hash.clone(),
+            e.hash.clone(),
+        ];
+        writer.write_record(
+            cells
+                .iter()
+                .map(|c| audit::spreadsheet_safe(c).into_owned()),
+        )?;
+    }
+    writer.flush()
 }
 
 #[cfg(test)]
