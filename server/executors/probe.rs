@@ -3,9 +3,11 @@
 //! (`ManagementService.svc` whose first sentence starts "You have created a", SEED-NOTES 13).
 //!
 //! Every probe records the HTTP status, the latency, the text it matched and, over HTTPS, the
-//! TLS facts (protocol, certificate CN, issuer, expiry, whether the CN matches the host, whether
-//! the chain is trusted). Requests verify certificates strictly against the configured anchors;
-//! the facts come from a separate handshake that records rather than refuses (see [`tls`]).
+//! TLS facts (protocol, certificate CN and SANs, issuer, validity, key usage, whether the CN or a
+//! SAN names the host, whether the chain is trusted). Requests verify certificates strictly
+//! against the configured anchors; the facts come from a separate handshake that records rather
+//! than refuses (see [`tls`]). When the request is refused, the failure names what the
+//! certificate gets wrong (the host it does not name, with the CN and SANs it does).
 //! Probes only read, so a repeated key answers the recorded outcome without probing again.
 
 pub mod pages;
@@ -122,10 +124,14 @@ impl ProbeExecutor {
             .port_or_known_default()
             .unwrap_or(if https { 443 } else { 80 });
 
+        // What the certificate itself gets wrong, for the failure message if the strict request
+        // refuses it (the TLS library's own words do not name the CN and SANs it saw).
+        let mut certificate_problems = String::new();
         if https {
             match self.address(&host, port).await {
                 Ok(addr) => match tls::facts(&host, addr, self.roots.clone(), within).await {
                     Ok(f) => {
+                        certificate_problems = f.problems.join("; ");
                         ev.insert(
                             "tls".into(),
                             serde_json::to_value(&f).unwrap_or(Value::Null),
@@ -157,7 +163,11 @@ impl ProbeExecutor {
                 );
                 let reason = describe(&e);
                 ev.insert("error".into(), json!(reason));
-                return fail(format!("{kind} probe of {url} failed: {reason}"), ev);
+                let why = match certificate_problems.as_str() {
+                    "" => String::new(),
+                    p => format!(" (the certificate {p})"),
+                };
+                return fail(format!("{kind} probe of {url} failed: {reason}{why}"), ev);
             }
         };
         let status = resp.status();

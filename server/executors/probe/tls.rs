@@ -14,21 +14,35 @@ use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme
 use serde::Serialize;
 
 use super::x509;
+use crate::knowledge::certname;
 
 /// What the evidence says about a server's TLS.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TlsFacts {
     pub protocol: String,
     pub certificate_cn: Option<String>,
+    /// The certificate's subject alternative names (DNS names and IP addresses).
+    pub sans: Vec<String>,
     pub issuer: String,
+    /// RFC 3339.
+    pub not_before: Option<String>,
     /// RFC 3339.
     pub not_after: Option<String>,
     pub days_to_expiry: Option<i64>,
+    /// The CN alone covers the host (what the guide's wording asks).
     pub cn_matches_host: bool,
+    /// A SAN or the CN covers the host (what a TLS client checks: see `knowledge::certname`).
+    pub names_host: bool,
+    /// The key usage bits set; absent when the certificate does not restrict them.
+    pub key_usage: Option<Vec<String>>,
+    pub extended_key_usage: Option<Vec<String>>,
     pub self_signed: bool,
     /// The chain verifies against the configured trust anchors for this host name.
     pub trusted: bool,
     pub verify_error: Option<String>,
+    /// What is wrong with the certificate itself, in words (the name it lacks, naming the CN and
+    /// SANs it has; its expiry; a key not meant for a server), or why it could not be read.
+    pub problems: Vec<String>,
 }
 
 pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
@@ -166,30 +180,62 @@ pub async fn facts(
         .ok()
         .and_then(|s| s.clone())
         .ok_or_else(|| format!("{host} presented no certificate"))?;
-    let parsed = x509::read(&der);
+    Ok(describe(protocol, host, &der, verdict))
+}
+
+/// The facts of the presented certificate `der`, judged for `host` now.
+fn describe(protocol: String, host: &str, der: &[u8], verdict: Result<(), String>) -> TlsFacts {
     let now = time::OffsetDateTime::now_utc();
-    let cn = parsed.as_ref().and_then(|p| p.subject_cn.clone());
-    Ok(TlsFacts {
+    let rfc3339 = |t: time::OffsetDateTime| {
+        t.format(&time::format_description::well_known::Rfc3339)
+            .ok()
+    };
+    let mut facts = TlsFacts {
         protocol,
-        cn_matches_host: cn
-            .as_deref()
-            .map(|c| x509::cn_matches(c, host))
-            .unwrap_or(false),
-        certificate_cn: cn,
-        issuer: parsed
-            .as_ref()
-            .map(|p| p.issuer.clone())
-            .unwrap_or_default(),
-        not_after: parsed.as_ref().and_then(|p| p.not_after).and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        }),
-        days_to_expiry: parsed
-            .as_ref()
-            .and_then(|p| p.not_after)
-            .map(|t| (t - now).whole_days()),
-        self_signed: parsed.as_ref().map(|p| p.self_issued).unwrap_or(false),
+        certificate_cn: None,
+        sans: Vec::new(),
+        issuer: String::new(),
+        not_before: None,
+        not_after: None,
+        days_to_expiry: None,
+        cn_matches_host: false,
+        names_host: false,
+        key_usage: None,
+        extended_key_usage: None,
+        self_signed: false,
         trusted: verdict.is_ok(),
         verify_error: verdict.err(),
-    })
+        problems: Vec::new(),
+    };
+    let cert = match x509::read(der) {
+        Ok(c) => c,
+        Err(e) => {
+            facts.problems.push(e);
+            return facts;
+        }
+    };
+    facts.problems.extend(
+        [
+            cert.names_host(host).err(),
+            cert.valid_at(now).err(),
+            cert.serves_tls().err(),
+        ]
+        .into_iter()
+        .flatten(),
+    );
+    facts.cn_matches_host = cert
+        .subject_cn
+        .as_deref()
+        .is_some_and(|cn| certname::covers(cn, host));
+    facts.names_host = cert.names_host(host).is_ok();
+    facts.not_before = rfc3339(cert.not_before);
+    facts.not_after = rfc3339(cert.not_after);
+    facts.days_to_expiry = Some((cert.not_after - now).whole_days());
+    facts.self_signed = cert.self_issued;
+    facts.certificate_cn = cert.subject_cn;
+    facts.sans = cert.sans;
+    facts.issuer = cert.issuer;
+    facts.key_usage = cert.key_usage;
+    facts.extended_key_usage = cert.extended_key_usage;
+    facts
 }

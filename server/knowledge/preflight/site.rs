@@ -13,6 +13,7 @@ use lockstep_protocol::facts::CertificateFact;
 use super::compat;
 use super::live::{ago, by, Seen};
 use super::{Findings, LiveFacts, Rule, Severity};
+use crate::knowledge::certname::{self, NameMatch};
 use crate::knowledge::inventory::{Inventory, Server, ServerRole, Version};
 
 /// A certificate expiring sooner than this after the agent read it is a warning.
@@ -206,20 +207,6 @@ pub fn bound_ports(s: &Server, live: &LiveFacts) -> Option<(Vec<u16>, String)> {
     (!ports.is_empty()).then(|| (ports, by(&s.name, sf)))
 }
 
-/// `name` is covered by `pattern` (a CN or SAN, possibly `*.contoso.com`).
-fn covers(pattern: &str, name: &str) -> bool {
-    match pattern.strip_prefix("*.") {
-        Some(domain) => name
-            .split_once('.')
-            .is_some_and(|(_, rest)| rest.eq_ignore_ascii_case(domain)),
-        None => pattern.eq_ignore_ascii_case(name),
-    }
-}
-
-fn names_of(c: &CertificateFact) -> impl Iterator<Item = &str> {
-    std::iter::once(c.subject_cn.as_str()).chain(c.sans.iter().map(String::as_str))
-}
-
 /// The certificates IIS actually binds on a server that has or needs one: the name the inventory
 /// gives (CN) and the server's FQDN among its CN and SANs, and its expiry.
 pub fn certificates(inv: &Inventory, live: &LiveFacts, out: &mut Findings) {
@@ -268,11 +255,12 @@ pub fn certificates(inv: &Inventory, live: &LiveFacts, out: &mut Findings) {
             } else if left < EXPIRY_WARNING_SECS {
                 warnings.push(format!("expires in {}", ago(left)));
             }
-            if !names_of(c).any(|n| covers(n, &s.fqdn)) {
-                warnings.push(format!(
-                    "names neither the FQDN {} in its CN nor in its SANs",
-                    s.fqdn
-                ));
+            // The name the Management API connects to is the FQDN; a SAN naming it is what a
+            // TLS client checks, so it passes even when the CN differs (`knowledge::certname`).
+            let naming = certname::names_host(Some(&c.subject_cn), &c.sans, &s.fqdn);
+            if naming.is_err() {
+                let fqdn = format!("the FQDN {}", s.fqdn);
+                warnings.push(certname::miss(&fqdn, Some(&c.subject_cn), &c.sans));
             }
             if let Some(typed) = &s.certificate {
                 if !c.subject_cn.eq_ignore_ascii_case(&typed.common_name) {
@@ -290,7 +278,16 @@ pub fn certificates(inv: &Inventory, live: &LiveFacts, out: &mut Findings) {
                 (true, true) => out.pass(
                     &rule,
                     Some(s),
-                    format!("{what} names {} and is valid for {}", s.fqdn, ago(left)),
+                    format!(
+                        "{what} names {}{} and is valid for {}",
+                        s.fqdn,
+                        match naming {
+                            Ok(NameMatch::San(san)) if !san.eq_ignore_ascii_case(&c.subject_cn) =>
+                                format!(" in its SAN {san}"),
+                            _ => String::new(),
+                        },
+                        ago(left)
+                    ),
                 ),
                 (true, false) => out.fail(
                     &rule,
