@@ -1,8 +1,8 @@
 //! Notifications: watches the engine's committed audit events and tells people when a gate is
 //! waiting, a step failed or needs an operator, or a run finished, through webhooks (signed JSON,
-//! Microsoft Teams, Slack). Each delivery runs in its own task with capped exponential backoff,
-//! so a slow or failing receiver never holds up the run; every attempt is recorded in
-//! `notification_attempts` and read back with [`deliveries`].
+//! Microsoft Teams, Slack) and e-mail ([`smtp`]). Each delivery runs in its own task with capped
+//! exponential backoff, so a slow or failing receiver never holds up the run; every attempt is
+//! recorded in `notification_attempts` and read back with [`deliveries`].
 
 pub mod config;
 pub mod payload;
@@ -75,6 +75,8 @@ struct Shared {
     store: Store,
     config: NotifyConfig,
     client: reqwest::Client,
+    /// The SMTP relay of `[notify.email]`, built once (its CA file read at start).
+    relay: Option<smtp::Relay>,
     /// The store's writer, for `notification_attempts`.
     writer: SqlitePool,
 }
@@ -98,12 +100,20 @@ pub async fn spawn(
         }
     }
     let client = builder.build()?;
+    let timeout = Duration::from_secs(config.timeout_secs);
+    let relay = match &config.email {
+        Some(email) => {
+            Some(smtp::Relay::new(email, &config.ca_file, timeout).map_err(anyhow::Error::msg)?)
+        }
+        None => None,
+    };
     // Deliveries are recorded through the store's one writer, like every other table.
     let writer = store.writer().clone();
     let shared = Arc::new(Shared {
         store,
         config,
         client,
+        relay,
         writer,
     });
     let mut events = shared.store.subscribe();
@@ -207,6 +217,7 @@ async fn deliver(shared: Arc<Shared>, target: Target, n: Notification) {
                 .await
             }
             (Target::Email, Some(email)) => {
+                let Some(relay) = &shared.relay else { return };
                 let mail = smtp::Mail {
                     from: &email.from,
                     to: &email.to,
@@ -218,10 +229,7 @@ async fn deliver(shared: Arc<Shared>, target: Target, n: Notification) {
                         n.status
                     ),
                 };
-                let timeout = Duration::from_secs(shared.config.timeout_secs);
-                smtp::send(&email.server, &mail, timeout)
-                    .await
-                    .map_err(|e| (None, e))
+                relay.send(&mail).await.map_err(|e| (None, e))
             }
             (Target::Email, None) => return,
         };

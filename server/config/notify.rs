@@ -21,12 +21,17 @@
 //!                              # of these four; "run_status" (every run status change, with the
 //!                              # change ticket, for change-management systems) only when listed
 //!
-//! [notify.email]               # plain SMTP to a relay (no TLS, no authentication)
-//! server = "smtp.corp.example:25"
+//! [notify.email]               # SMTP: STARTTLS (default) or implicit TLS, AUTH; see `email`
+//! server = "smtp.corp.example:587"
+//! tls = "starttls"             # starttls | implicit | none (refused unless allowed, see `email`)
+//! username = "lockstep@corp.example"   # AUTH; password_file holds the password
+//! password_file = "/run/secrets/smtp"  # LOCKSTEP_NOTIFY_EMAIL_PASSWORD_FILE
 //! from = "lockstep@corp.example"
 //! to = ["dc-upgrades@corp.example"]
 //! events = ["gate_waiting", "run_finished"]  # default: all
 //! ```
+//!
+//! `ca_file` holds the roots for https webhooks and for the SMTP relay's TLS alike.
 
 use std::path::PathBuf;
 
@@ -35,6 +40,10 @@ use toml::Spanned;
 
 use super::error::SettingsError;
 use super::file::{number, SettingsFile};
+
+pub mod email;
+
+pub use email::{Email, SmtpAuth, SmtpTls};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 /// What a receiver can be told about (its `events`).
@@ -118,15 +127,6 @@ pub struct NotifyConfig {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Email {
-    /// `host:port` of the SMTP relay.
-    pub server: String,
-    pub from: String,
-    pub to: Vec<String>,
-    pub events: Vec<NotifyKind>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Webhook {
     pub url: reqwest::Url,
     pub format: Format,
@@ -146,16 +146,7 @@ pub(crate) struct FileNotify {
     ticket_url: Option<Spanned<String>>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     webhook: Vec<Spanned<FileWebhook>>,
-    email: Option<Spanned<FileEmail>>,
-}
-
-#[derive(Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-struct FileEmail {
-    server: String,
-    from: String,
-    to: Vec<String>,
-    events: Option<Vec<String>>,
+    email: Option<Spanned<email::FileEmail>>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -264,41 +255,12 @@ pub(crate) fn resolve(
     }
     let email = match &fc.email {
         None => None,
-        Some(spanned) => {
-            let e = spanned.get_ref();
-            let here = |e: SettingsError| e.at(file.line(&spanned.span()));
-            if e.server
-                .rsplit_once(':')
-                .and_then(|(_, p)| p.parse::<u16>().ok())
-                .is_none()
-            {
-                return Err(here(err(
-                    "notify.email.server",
-                    format!("`{}` is not HOST:PORT", e.server),
-                )));
-            }
-            if !valid_address(&e.from) {
-                return Err(here(err(
-                    "notify.email.from",
-                    format!("`{}` is not an e-mail address", e.from),
-                )));
-            }
-            if e.to.is_empty() {
-                return Err(here(err("notify.email.to", "needs at least one recipient")));
-            }
-            if let Some(bad) = e.to.iter().find(|a| !valid_address(a)) {
-                return Err(here(err(
-                    "notify.email.to",
-                    format!("`{bad}` is not an e-mail address"),
-                )));
-            }
-            Some(Email {
-                server: e.server.clone(),
-                from: e.from.clone(),
-                to: e.to.clone(),
-                events: kinds("notify.email", e.events.clone()).map_err(here)?,
-            })
-        }
+        Some(spanned) => Some(email::resolve(
+            file,
+            spanned.get_ref(),
+            spanned.span(),
+            env,
+        )?),
     };
     let ticket_url = match (env("LOCKSTEP_NOTIFY_TICKET_URL"), &fc.ticket_url) {
         (Some(t), _) => Some((t, None)),
@@ -388,9 +350,17 @@ impl NotifyConfig {
                 "LOCKSTEP_NOTIFY_EMAIL",
                 match &self.email {
                     None => "(none)".to_string(),
-                    Some(e) => {
-                        format!("smtp://{} from {} to {}", e.server, e.from, e.to.join(", "))
-                    }
+                    Some(e) => format!(
+                        "smtp://{} tls={}{} from {} to {}",
+                        e.server,
+                        e.tls.as_str(),
+                        match &e.auth {
+                            Some(a) => format!(" as {}", a.username),
+                            None => String::new(),
+                        },
+                        e.from,
+                        e.to.join(", ")
+                    ),
                 },
             ),
         ]
@@ -449,7 +419,8 @@ fn kinds(setting: &str, names: Option<Vec<String>>) -> Result<Vec<NotifyKind>, S
     }
 }
 
-/// Whether `address` is safe to put in an SMTP command (no line breaks or angle brackets).
+/// Whether `address` is an e-mail address safe to put in an SMTP command (no line breaks or angle
+/// brackets) that the mail library accepts.
 pub fn valid_address(address: &str) -> bool {
     let ok_chars = !address
         .chars()
@@ -458,6 +429,7 @@ pub fn valid_address(address: &str) -> bool {
         && address
             .split_once('@')
             .is_some_and(|(l, d)| !l.is_empty() && !d.is_empty())
+        && address.parse::<lettre::Address>().is_ok()
 }
 
 /// Scheme and host only: Teams and Slack webhook URLs carry their secret in the path.

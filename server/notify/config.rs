@@ -2,7 +2,7 @@
 //! the rest of the settings file (`crate::config::notify`); what is here turns a configured
 //! change-ticket template into the link a notification carries.
 
-pub use crate::config::notify::{redacted, Email, NotifyConfig, Webhook};
+pub use crate::config::notify::{redacted, Email, NotifyConfig, SmtpAuth, SmtpTls, Webhook};
 
 impl NotifyConfig {
     /// The link for change ticket `number` (percent-encoded into the template), if configured.

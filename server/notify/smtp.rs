@@ -1,11 +1,19 @@
-//! A minimal SMTP client (RFC 5321 without TLS or authentication: a relay on the site's network)
-//! that sends one plain-text message: EHLO, MAIL FROM, RCPT TO for each recipient, DATA with
-//! dot-stuffing, QUIT. Every reply is checked; the first unexpected one is the error.
+//! E-mail through the site's SMTP relay, on `lettre`: STARTTLS or implicit TLS verified against
+//! the site's roots (`[notify] ca_file`) for the host named in `server`, AUTH (PLAIN or LOGIN)
+//! when a login is configured, plain SMTP only where the settings allowed it
+//! (`config::notify::email`). The transport is built once, at start; each message is one
+//! connection, all of it within the notify timeout.
 
+use std::path::Path;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
+use lettre::message::header::ContentType;
+use lettre::message::Mailbox;
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, CertificateStore, Tls, TlsParameters};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+
+use super::config::{Email, SmtpTls};
 
 /// One message to send.
 pub struct Mail<'a> {
@@ -17,98 +25,126 @@ pub struct Mail<'a> {
 
 pub use crate::config::notify::valid_address;
 
-/// Sends `mail` through the server at `addr` (`host:port`), all within `timeout`.
-pub async fn send(addr: &str, mail: &Mail<'_>, timeout: Duration) -> Result<(), String> {
-    tokio::time::timeout(timeout, conversation(addr, mail))
-        .await
-        .map_err(|_| format!("SMTP server {addr} did not finish within {timeout:?}"))?
+/// The relay of `[notify.email]`, ready to send.
+pub struct Relay {
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    /// `host:port`, for messages.
+    server: String,
+    /// The AUTH user, to say whose login a server refused.
+    username: Option<String>,
+    timeout: Duration,
 }
 
-async fn conversation(addr: &str, mail: &Mail<'_>) -> Result<(), String> {
-    if !valid_address(mail.from) || !mail.to.iter().all(|a| valid_address(a)) {
-        return Err("a sender or recipient address is not valid".into());
-    }
-    let stream = TcpStream::connect(addr)
-        .await
-        .map_err(|e| format!("cannot connect to SMTP server {addr}: {e}"))?;
-    let (read, mut write) = stream.into_split();
-    let mut read = BufReader::new(read);
-    expect(&mut read, 220, "greeting").await?;
-    command(&mut write, &mut read, "EHLO lockstep", 250).await?;
-    command(
-        &mut write,
-        &mut read,
-        &format!("MAIL FROM:<{}>", mail.from),
-        250,
-    )
-    .await?;
-    for to in mail.to {
-        command(&mut write, &mut read, &format!("RCPT TO:<{to}>"), 250).await?;
-    }
-    command(&mut write, &mut read, "DATA", 354).await?;
-    let date = time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc2822)
-        .unwrap_or_default();
-    let subject: String = mail.subject.chars().filter(|c| !c.is_control()).collect();
-    let mut data = format!(
-        "From: <{}>\r\nTo: {}\r\nSubject: {subject}\r\nDate: {date}\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n",
-        mail.from,
-        mail.to.iter().map(|t| format!("<{t}>")).collect::<Vec<_>>().join(", "),
-    );
-    for line in mail.body.lines() {
-        // Dot-stuffing: a line starting with "." gets another, so it cannot end the message.
-        if line.starts_with('.') {
-            data.push('.');
-        }
-        data.push_str(line);
-        data.push_str("\r\n");
-    }
-    data.push('.');
-    command(&mut write, &mut read, &data, 250).await?;
-    command(&mut write, &mut read, "QUIT", 221).await?;
-    Ok(())
-}
-
-async fn command(
-    write: &mut tokio::net::tcp::OwnedWriteHalf,
-    read: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
-    line: &str,
-    code: u16,
-) -> Result<(), String> {
-    write
-        .write_all(format!("{line}\r\n").as_bytes())
-        .await
-        .map_err(|e| format!("SMTP write failed: {e}"))?;
-    let verb = line.split([' ', ':', '\r']).next().unwrap_or("message");
-    expect(read, code, if line.len() > 40 { "message" } else { verb }).await
-}
-
-/// Reads one (possibly multi-line) reply and checks its code.
-async fn expect(
-    read: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
-    code: u16,
-    what: &str,
-) -> Result<(), String> {
-    loop {
-        let mut line = String::new();
-        let n = read
-            .read_line(&mut line)
-            .await
-            .map_err(|e| format!("SMTP read failed: {e}"))?;
-        if n == 0 {
-            return Err(format!("SMTP server closed the connection after {what}"));
-        }
-        let got: u16 = line.get(..3).and_then(|c| c.parse().ok()).unwrap_or(0);
-        if got != code {
+impl Relay {
+    /// The relay `email` describes, trusting the roots in `ca_file` for its TLS. Fails when the
+    /// CA file cannot be read or holds no certificate.
+    pub fn new(email: &Email, ca_file: &Path, timeout: Duration) -> Result<Relay, String> {
+        let Some((host, port)) = email.host_port() else {
             return Err(format!(
-                "SMTP server answered {what} with {}",
-                line.trim_end()
+                "notify.email.server `{}` is not HOST:PORT",
+                email.server
+            ));
+        };
+        let builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
+            .port(port)
+            .timeout(Some(timeout));
+        let mut builder = match email.tls {
+            SmtpTls::StartTls => builder.tls(Tls::Required(tls_parameters(host, ca_file)?)),
+            SmtpTls::Implicit => builder.tls(Tls::Wrapper(tls_parameters(host, ca_file)?)),
+            SmtpTls::None => builder.tls(Tls::None),
+        };
+        if let Some(auth) = &email.auth {
+            builder = builder.credentials(Credentials::new(
+                auth.username.clone(),
+                auth.password.clone(),
             ));
         }
-        if line.as_bytes().get(3) != Some(&b'-') {
-            return Ok(());
+        Ok(Relay {
+            transport: builder.build(),
+            server: email.server.clone(),
+            username: email.auth.as_ref().map(|a| a.username.clone()),
+            timeout,
+        })
+    }
+
+    /// Sends `mail`, all within the timeout; the error says what the server or the TLS refused.
+    pub async fn send(&self, mail: &Mail<'_>) -> Result<(), String> {
+        let message = message(mail)?;
+        let server = &self.server;
+        match tokio::time::timeout(self.timeout, self.transport.send(message)).await {
+            Err(_) => Err(format!(
+                "SMTP server {server} did not finish within {:?}",
+                self.timeout
+            )),
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(self.describe(&e)),
         }
     }
+
+    fn describe(&self, e: &lettre::transport::smtp::Error) -> String {
+        let server = &self.server;
+        let why = chain(e);
+        // 535: "authentication credentials invalid" (RFC 4954); 530/534/538: AUTH needed,
+        // mechanism too weak, encryption required.
+        match (e.status().map(|c| c.to_string()), &self.username) {
+            (Some(code), Some(user)) if code == "535" => {
+                format!("SMTP server {server} refused the login of `{user}`: {why}")
+            }
+            _ if e.is_tls() => format!("TLS with SMTP server {server} failed: {why}"),
+            // lettre has no `is_connection()`; its Display names the kind first.
+            _ if why.starts_with("Connection error") => format!(
+                "cannot connect to SMTP server {server}: {}",
+                why.trim_start_matches("Connection error: ")
+            ),
+            _ => format!("SMTP server {server}: {why}"),
+        }
+    }
+}
+
+/// Roots from `ca_file` only (no bundled or system store): the site decides whom to trust.
+fn tls_parameters(host: &str, ca_file: &Path) -> Result<TlsParameters, String> {
+    let named = |e: &dyn std::fmt::Display| format!("notify.ca_file {}: {e}", ca_file.display());
+    let pem = std::fs::read(ca_file).map_err(|e| named(&e))?;
+    let roots = Certificate::from_pem(&pem).map_err(|e| named(&e))?;
+    TlsParameters::builder(host.to_string())
+        .certificate_store(CertificateStore::None)
+        .add_root_certificate(roots)
+        .build_rustls()
+        .map_err(|e| format!("TLS settings for SMTP server {host}: {}", chain(&e)))
+}
+
+/// A plain-text UTF-8 message; the subject loses control characters so it stays one header.
+fn message(mail: &Mail<'_>) -> Result<Message, String> {
+    let mailbox = |a: &str| {
+        a.parse::<Mailbox>()
+            .map_err(|e| format!("`{a}` is not a valid e-mail address: {e}"))
+    };
+    let subject: String = mail.subject.chars().filter(|c| !c.is_control()).collect();
+    let mut builder = Message::builder()
+        .from(mailbox(mail.from)?)
+        .subject(subject)
+        .header(ContentType::TEXT_PLAIN);
+    for to in mail.to {
+        builder = builder.to(mailbox(to)?);
+    }
+    builder
+        .body(mail.body.to_string())
+        .map_err(|e| format!("the message cannot be built: {e}"))
+}
+
+/// `e` and its sources, as one line.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let more = s.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = s.source();
+    }
+    text
 }
 
 #[cfg(test)]
@@ -120,5 +156,23 @@ mod tests {
         assert!(valid_address("ops@example.com"));
         assert!(!valid_address("ops@example.com>\r\nRCPT TO:<x@y"));
         assert!(!valid_address("nobody"));
+    }
+
+    #[test]
+    fn a_message_keeps_its_subject_on_one_line() {
+        let to = vec!["carl@dc.example".to_string()];
+        let m = message(&Mail {
+            from: "lockstep@dc.example",
+            to: &to,
+            subject: "gate\r\nBcc: eve@evil.example",
+            body: "text",
+        })
+        .unwrap();
+        let text = String::from_utf8(m.formatted()).unwrap();
+        assert!(!text.contains("\r\nBcc:"), "{text}");
+        assert!(
+            text.contains("Subject: gateBcc: eve@evil.example"),
+            "{text}"
+        );
     }
 }
