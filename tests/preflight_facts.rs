@@ -894,13 +894,20 @@ fn certificates_as_bound_in_iis_are_checked_for_names_expiry_and_port() {
         "{}",
         f.message
     );
-    // The web server's CN is the public name; its SAN names the FQDN.
-    one(
+    // The web server's CN is the public name; its SAN names the FQDN, which is what a client
+    // connecting by the FQDN checks: it passes, saying which name did it.
+    let f = one(
         &findings,
         "certificate-as-found",
         Some("FABWEB01"),
         Outcome::Pass,
         Severity::Info,
+    );
+    assert!(
+        f.message
+            .contains("names fabweb01.fabrikam.local in its SAN fabweb01.fabrikam.local"),
+        "{}",
+        f.message
     );
 
     let expired = with("FABAPI01", |f| {
@@ -935,6 +942,14 @@ fn certificates_as_bound_in_iis_are_checked_for_names_expiry_and_port() {
     assert!(
         f.message
             .contains("names neither the FQDN fabweb01.fabrikam.local"),
+        "{}",
+        f.message
+    );
+    // The miss names what the certificate does name, so a wrong certificate and a wrong
+    // inventory can be told apart.
+    assert!(
+        f.message
+            .contains("in its CN (backup.fabrikam.com) nor in its SANs (none)"),
         "{}",
         f.message
     );

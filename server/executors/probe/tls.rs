@@ -14,7 +14,7 @@ use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme
 use serde::Serialize;
 
 use super::x509;
-use crate::knowledge::certname;
+use crate::knowledge::certname::{self, NameMatch};
 
 /// What the evidence says about a server's TLS.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -214,9 +214,20 @@ fn describe(protocol: String, host: &str, der: &[u8], verdict: Result<(), String
             return facts;
         }
     };
+    let naming = cert.names_host(host);
+    // The guide speaks of the CN, but a client that checks only SANs (rustls, this probe's
+    // request, browsers) refuses a certificate naming the host in its CN alone: say so, as the
+    // request's own error will not.
+    let cn_only = match &naming {
+        Ok(NameMatch::Cn(_)) => Some(format!(
+            "names {host} only in its CN, in no SAN (clients that check only SANs, as the probes do, refuse it: reissue it with {host} as a SAN)"
+        )),
+        _ => None,
+    };
     facts.problems.extend(
         [
-            cert.names_host(host).err(),
+            naming.as_ref().err().cloned(),
+            cn_only,
             cert.valid_at(now).err(),
             cert.serves_tls().err(),
         ]
@@ -227,7 +238,7 @@ fn describe(protocol: String, host: &str, der: &[u8], verdict: Result<(), String
         .subject_cn
         .as_deref()
         .is_some_and(|cn| certname::covers(cn, host));
-    facts.names_host = cert.names_host(host).is_ok();
+    facts.names_host = naming.is_ok();
     facts.not_before = rfc3339(cert.not_before);
     facts.not_after = rfc3339(cert.not_after);
     facts.days_to_expiry = Some((cert.not_after - now).whole_days());
