@@ -259,7 +259,7 @@ async fn a_relay_whose_certificate_the_site_does_not_trust_is_refused() {
     .await
     .unwrap_err();
     assert!(
-        e.contains("SMTP server 127.0.0.1")
+        e.contains("TLS with SMTP server 127.0.0.1")
             && e.contains("invalid peer certificate: UnknownIssuer"),
         "{e}"
     );

@@ -90,7 +90,11 @@ impl Relay {
             (Some(code), Some(user)) if code == "535" => {
                 format!("SMTP server {server} refused the login of `{user}`: {why}")
             }
-            _ if e.is_tls() => format!("TLS with SMTP server {server} failed: {why}"),
+            // lettre reports a refused handshake as a connection error; rustls' words tell it.
+            _ if e.is_tls() || TLS_WORDS.iter().any(|w| why.contains(w)) => format!(
+                "TLS with SMTP server {server} failed: {}",
+                why.trim_start_matches("Connection error: ")
+            ),
             // lettre has no `is_connection()`; its Display names the kind first.
             _ if why.starts_with("Connection error") => format!(
                 "cannot connect to SMTP server {server}: {}",
@@ -100,6 +104,13 @@ impl Relay {
         }
     }
 }
+
+/// How rustls' errors begin when the peer's certificate or TLS is refused.
+const TLS_WORDS: [&str; 3] = [
+    "invalid peer certificate",
+    "received fatal alert",
+    "peer is incompatible",
+];
 
 /// Roots from `ca_file` only (no bundled or system store): the site decides whom to trust.
 fn tls_parameters(host: &str, ca_file: &Path) -> Result<TlsParameters, String> {

@@ -315,6 +315,16 @@ mod tests {
             })
         );
         assert!(!format!("{e:?}").contains("s3cret"), "Debug hides it");
+        let shown = crate::config::notify::NotifyConfig {
+            email: Some(e.clone()),
+            ..Default::default()
+        }
+        .describe();
+        let line = shown.iter().find(|(k, _, _)| *k == "email").unwrap();
+        assert_eq!(
+            line.2,
+            "smtp://smtp.dc.example:587 tls=starttls as lockstep from lockstep@dc.example to ops@dc.example"
+        );
         assert_eq!(e.host_port(), Some(("smtp.dc.example", 587)));
     }
 
