@@ -24,6 +24,10 @@ const CLIENT_SECRET: &str = "test client secret, never in a file";
 /// The provider process; killed when dropped.
 struct Provider {
     issuer: String,
+    /// Commands to the provider (tests/oidc/provider.mjs: which key signs, which are published).
+    commands: tokio::process::ChildStdin,
+    /// Its answers, one JSON line each.
+    answers: tokio::sync::mpsc::UnboundedReceiver<String>,
     _child: tokio::process::Child,
 }
 
@@ -40,26 +44,64 @@ impl Provider {
             .arg(redirect_uri)
             .arg(CLIENT_SECRET)
             .current_dir(&dir)
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .kill_on_drop(true)
             .spawn()
             .expect("node runs (Node.js 20 or later must be installed)");
+        let commands = child.stdin.take().expect("stdin");
         let stdout = child.stdout.take().expect("stdout");
-        let mut lines = tokio::io::BufReader::new(stdout).lines();
-        let line = tokio::time::timeout(std::time::Duration::from_secs(30), lines.next_line())
-            .await
-            .expect("the provider starts within 30 s")
-            .expect("read provider output")
-            .expect("the provider prints its issuer");
-        let v: serde_json::Value = serde_json::from_str(&line).expect("issuer line is JSON");
+        let (tx, mut answers) = tokio::sync::mpsc::unbounded_channel();
         // Keep reading, so the provider never writes into a closed pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                let _ = tx.send(line);
+            }
+        });
+        let line = next_answer(&mut answers).await;
+        let v: serde_json::Value = serde_json::from_str(&line).expect("issuer line is JSON");
         Provider {
             issuer: v["issuer"].as_str().expect("issuer").to_string(),
+            commands,
+            answers,
             _child: child,
         }
     }
+
+    /// From now on ID tokens are signed with the key `sign` and the key set lists `publish`
+    /// (keys are made on first mention; the first is "k1"). Returns how often the key set has
+    /// been fetched so far.
+    async fn keys(&mut self, sign: &str, publish: &[&str]) -> u64 {
+        let command = serde_json::json!({"sign": sign, "publish": publish});
+        self.command(command).await
+    }
+
+    /// How often the key set has been fetched so far.
+    async fn key_set_fetches(&mut self) -> u64 {
+        self.command(serde_json::json!({})).await
+    }
+
+    async fn command(&mut self, command: serde_json::Value) -> u64 {
+        use tokio::io::AsyncWriteExt;
+        let line = format!("{command}\n");
+        self.commands
+            .write_all(line.as_bytes())
+            .await
+            .expect("command the provider");
+        let answer = next_answer(&mut self.answers).await;
+        let v: serde_json::Value = serde_json::from_str(&answer).expect("answer is JSON");
+        v["jwks_requests"].as_u64().expect("jwks_requests")
+    }
+}
+
+/// The provider's next line; a guard against a hung provider, not a measure of speed.
+async fn next_answer(answers: &mut tokio::sync::mpsc::UnboundedReceiver<String>) -> String {
+    tokio::time::timeout(std::time::Duration::from_secs(30), answers.recv())
+        .await
+        .expect("the provider answers within 30 s")
+        .expect("the provider is running")
 }
 
 struct App {
@@ -569,4 +611,56 @@ async fn a_sign_in_cancelled_at_the_provider_is_reported_and_changes_nothing() {
     );
     assert_eq!(user_count(&app).await, 0);
     assert_eq!(session_total(&app).await, 0);
+}
+
+/// A fresh browser goes through the provider as `login` and back to Lockstep's callback.
+async fn sign_in(app: &App, login: &str) -> reqwest::Response {
+    let mut browser = Browser::new();
+    let callback = browser.sign_in_at_provider(app, login).await;
+    browser.get(&callback).await
+}
+
+#[tokio::test]
+async fn a_rotated_signing_key_is_fetched_once_and_old_or_unknown_keys_are_refused() {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let clock = std::sync::Arc::new(ManualClock::at(now * 1000));
+    let mut app = spawn_app_with_clock(clock.clone()).await;
+
+    // The first sign-in fetched discovery and, with it, the key set: {k1}.
+    assert_eq!(sign_in(&app, "alice").await.status(), 200);
+    assert_eq!(app.provider.key_set_fetches().await, 1);
+
+    // The provider rotates: it signs with k2 and publishes only k2. Lockstep meets a key it
+    // has not seen, fetches the set again, and the sign-in goes through.
+    app.provider.keys("k2", &["k2"]).await;
+    let resp = sign_in(&app, "carol").await;
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    assert_eq!(app.provider.key_set_fetches().await, 2);
+    // k2 is known now: the next sign-in fetches nothing.
+    assert_eq!(sign_in(&app, "alice").await.status(), 200);
+    assert_eq!(app.provider.key_set_fetches().await, 2);
+
+    // A token signed with a key the provider never published is refused — and, within a minute
+    // of the last fetch, without fetching the set again (a stream of made-up key ids cannot
+    // make Lockstep hammer the provider).
+    app.provider.keys("forged", &["k2"]).await;
+    let resp = sign_in(&app, "alice").await;
+    assert_eq!(resp.status(), 401);
+    let page = resp.text().await.unwrap();
+    assert!(page.contains("published no key `forged`"), "{page}");
+    assert_eq!(app.provider.key_set_fetches().await, 2);
+
+    // A minute later, a token signed with the old key k1, retired at the rotation: Lockstep
+    // fetches the set once more, and k1 is not in it.
+    clock.advance(61_000);
+    app.provider.keys("k1", &["k2"]).await;
+    let resp = sign_in(&app, "alice").await;
+    assert_eq!(resp.status(), 401);
+    let page = resp.text().await.unwrap();
+    assert!(page.contains("published no key `k1`"), "{page}");
+    assert_eq!(app.provider.key_set_fetches().await, 3);
+
+    // Refused sign-ins made no account and no session.
+    assert_eq!(user_count(&app).await, 2);
+    assert_eq!(session_total(&app).await, 3);
 }

@@ -5,13 +5,18 @@
 //! created at a person's first sign-in and its role follows the provider at every later one;
 //! local accounts stay for break-glass access.
 //!
+//! The protocol is the `openidconnect` crate's; what is Lockstep's stays here: the pending
+//! sign-ins, the claims → roles rules, accounts and sessions, the key-rotation refetch.
+//!
 //! - the `[oidc]` settings: `crate::config::oidc`.
-//! - [`provider`]: discovery, keys, the token exchange (HTTP).
+//! - [`http`]: the bounded reqwest/rustls client the crate talks through.
+//! - [`provider`]: discovery, keys (fetched again on rotation), the token exchange.
 //! - [`idtoken`]: the ID token's signature and claims (pure).
 //! - [`pending`]: sign-ins started and not yet finished (memory, ten minutes).
 //! - [`flow`]: the two routes, `/login/sso` and [`CALLBACK_PATH`].
 
 pub mod flow;
+pub mod http;
 pub mod idtoken;
 pub mod pending;
 pub mod provider;

@@ -73,21 +73,10 @@ pub async fn start(State(state): State<Auth>) -> Result<Response, AppError> {
 }
 
 async fn redirect_to_provider(state: &Auth, sso: &Sso) -> Result<Response, SsoError> {
-    let (metadata, _) = sso.provider.current().await?;
-    let c = sso.config();
-    let mut url = reqwest::Url::parse(&metadata.authorization_endpoint).map_err(|e| {
-        SsoError::ProviderUnusable(format!("its authorization_endpoint is not a URL: {e}"))
-    })?;
-    let sign_in = sso.pending.start(state.clock.now_secs())?;
-    url.query_pairs_mut()
-        .append_pair("response_type", "code")
-        .append_pair("client_id", &c.client_id)
-        .append_pair("redirect_uri", c.redirect_url.as_str())
-        .append_pair("scope", &c.scopes.join(" "))
-        .append_pair("state", &sign_in.state)
-        .append_pair("nonce", &sign_in.nonce)
-        .append_pair("code_challenge", &sign_in.code_challenge)
-        .append_pair("code_challenge_method", "S256");
+    let now = state.clock.now_secs();
+    let metadata = sso.provider.current(now).await?;
+    let sign_in = sso.pending.start(now)?;
+    let url = sso.provider.authorization_url(&metadata, &sign_in);
     let mut response = StatusCode::SEE_OTHER.into_response();
     let h = response.headers_mut();
     let bad = |e: axum::http::header::InvalidHeaderValue| {
@@ -157,7 +146,7 @@ async fn finish(
     let code = param("code")
         .filter(|c| !c.is_empty())
         .ok_or_else(|| SsoError::ProviderRefused("the answer carries no code".into()))?;
-    let (metadata, jwks) = sso.provider.current().await?;
+    let metadata = sso.provider.current(now).await?;
     let token = sso
         .provider
         .exchange(&metadata, code, &started.verifier)
@@ -168,9 +157,11 @@ async fn finish(
         nonce: &started.nonce,
         now,
     };
-    let claims = match idtoken::verify(&token, &jwks, &want) {
+    let claims = match idtoken::verify(&token, metadata.jwks(), &want) {
+        // The provider has rotated its keys since Lockstep last fetched them (or the token
+        // names a key nobody published: then the fresh set does not have it either).
         Err(TokenError::UnknownKey(_)) => {
-            let fresh = sso.provider.refresh_jwks().await?;
+            let fresh = sso.provider.refresh_keys(now).await?;
             idtoken::verify(&token, &fresh, &want)?
         }
         other => other?,

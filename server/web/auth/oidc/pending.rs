@@ -5,6 +5,8 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use openidconnect::PkceCodeChallenge;
+
 use super::SsoError;
 use crate::web::auth::accounts::{digest, new_secret};
 
@@ -28,7 +30,8 @@ pub struct Started {
 pub struct NewSignIn {
     pub state: String,
     pub nonce: String,
-    pub code_challenge: String,
+    /// The PKCE challenge (S256) for the authorization request; its verifier stays here.
+    pub code_challenge: PkceCodeChallenge,
     /// Value for the pre-login cookie.
     pub browser_cookie: String,
 }
@@ -41,11 +44,8 @@ pub struct Pending {
 impl Pending {
     /// Starts a sign-in at `now` (Unix seconds).
     pub fn start(&self, now: i64) -> Result<NewSignIn, SsoError> {
-        use base64::Engine as _;
-        use sha2::Digest as _;
-        let verifier = new_secret();
-        let code_challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .encode(sha2::Sha256::digest(verifier.as_bytes()));
+        let (code_challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+        let verifier = verifier.into_secret();
         let sign_in = NewSignIn {
             state: new_secret(),
             nonce: new_secret(),
@@ -141,6 +141,7 @@ mod tests {
             .verifier;
         let expect = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .encode(sha2::Sha256::digest(v.as_bytes()));
-        assert_eq!(s.code_challenge, expect);
+        assert_eq!(s.code_challenge.as_str(), expect);
+        assert_eq!(s.code_challenge.method().as_str(), "S256");
     }
 }

@@ -1,80 +1,119 @@
-//! Talking to the identity provider: discovery (`/.well-known/openid-configuration`), its key
-//! set, and the code-for-token exchange. Discovery and keys are fetched on first use and kept for
-//! an hour (keys again at once when a token names a key not yet seen), so Lockstep starts, and
-//! local accounts work, while the provider is down.
+//! The identity provider as Lockstep learns it through `openidconnect`: discovery (with the key
+//! set) is fetched on first use and kept for an hour, so Lockstep starts, and local accounts work,
+//! while the provider is down. When a token names a key not in the set, the provider has rotated
+//! its keys: [`Provider::refresh_keys`] fetches the set again — at most once a minute, so tokens
+//! naming made-up keys cannot make Lockstep hammer the provider. Also here: the authorization
+//! URL and the code-for-token exchange.
 
-use std::time::{Duration, Instant};
-
-use serde::Deserialize;
+use openidconnect::core::{
+    CoreAuthDisplay, CoreAuthPrompt, CoreAuthenticationFlow, CoreClaimName, CoreClaimType,
+    CoreClientAuthMethod, CoreErrorResponseType, CoreGenderClaim, CoreGrantType, CoreJsonWebKey,
+    CoreJsonWebKeySet, CoreJweContentEncryptionAlgorithm, CoreJweKeyManagementAlgorithm,
+    CoreJwsSigningAlgorithm, CoreResponseMode, CoreResponseType, CoreRevocableToken,
+    CoreRevocationErrorResponse, CoreSubjectIdentifierType, CoreTokenIntrospectionResponse,
+    CoreTokenType,
+};
+use openidconnect::{
+    AuthorizationCode, ClientId, ClientSecret, CsrfToken, DiscoveryError, EmptyExtraTokenFields,
+    EndpointMaybeSet, EndpointNotSet, EndpointSet, IdTokenFields, IssuerUrl, JsonWebKeySet, Nonce,
+    PkceCodeVerifier, RedirectUrl, RequestTokenError, Scope, StandardErrorResponse,
+    StandardTokenResponse, TokenResponse as _,
+};
+use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
-use super::idtoken::Jwks;
+use super::http::{Http, HttpError};
+use super::idtoken::{AllClaims, IdToken};
+use super::pending::NewSignIn;
 use super::SsoError;
 use crate::config::oidc::OidcConfig;
 
-/// How long discovery and the key set are trusted before fetching them again.
-const CACHE_FOR: Duration = Duration::from_secs(3600);
-/// Per request to the provider.
-const TIMEOUT: Duration = Duration::from_secs(10);
-/// Largest provider answer read (metadata, keys, tokens are a few kB).
-const MAX_ANSWER_BYTES: usize = 1024 * 1024;
+/// How long discovery and the key set are trusted before fetching them again, in seconds.
+const CACHE_FOR_SECS: i64 = 3600;
+/// The key set is fetched again for an unknown key at most this often, in seconds.
+pub const REFRESH_KEYS_AT_MOST_EVERY_SECS: i64 = 60;
 
-/// The parts of the provider's metadata Lockstep uses.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Metadata {
-    pub issuer: String,
-    pub authorization_endpoint: String,
-    pub token_endpoint: String,
-    pub jwks_uri: String,
+/// The one discovery field Lockstep reads beyond OpenID Connect Discovery (RFC 8414's).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct PkceMethods {
     #[serde(default)]
-    pub code_challenge_methods_supported: Option<Vec<String>>,
+    code_challenge_methods_supported: Option<Vec<String>>,
 }
 
-struct Cached {
-    metadata: Metadata,
-    jwks: Jwks,
-    fetched: Instant,
+impl openidconnect::AdditionalProviderMetadata for PkceMethods {}
+
+/// The provider's discovery document, its key set included.
+pub type Metadata = openidconnect::ProviderMetadata<
+    PkceMethods,
+    CoreAuthDisplay,
+    CoreClientAuthMethod,
+    CoreClaimName,
+    CoreClaimType,
+    CoreGrantType,
+    CoreJweContentEncryptionAlgorithm,
+    CoreJweKeyManagementAlgorithm,
+    CoreJsonWebKey,
+    CoreResponseMode,
+    CoreResponseType,
+    CoreSubjectIdentifierType,
+>;
+
+type TokenAnswer = StandardTokenResponse<
+    IdTokenFields<
+        AllClaims,
+        EmptyExtraTokenFields,
+        CoreGenderClaim,
+        CoreJweContentEncryptionAlgorithm,
+        CoreJwsSigningAlgorithm,
+    >,
+    CoreTokenType,
+>;
+
+/// An OpenID client whose ID tokens keep every claim (the role rules may read any).
+type Client = openidconnect::Client<
+    AllClaims,
+    CoreAuthDisplay,
+    CoreGenderClaim,
+    CoreJweContentEncryptionAlgorithm,
+    CoreJsonWebKey,
+    CoreAuthPrompt,
+    StandardErrorResponse<CoreErrorResponseType>,
+    TokenAnswer,
+    CoreTokenIntrospectionResponse,
+    CoreRevocableToken,
+    CoreRevocationErrorResponse,
+    EndpointSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointMaybeSet,
+    EndpointMaybeSet,
+>;
+
+/// What Lockstep last learned from the provider; times are the app clock's Unix seconds.
+#[derive(Default)]
+struct Cache {
+    metadata: Option<(Metadata, i64)>,
+    /// When an unknown key last made Lockstep fetch the key set (the rate limit).
+    keys_refreshed_at: Option<i64>,
 }
 
 /// The provider as Lockstep sees it: an HTTP client and what it last learned.
 pub struct Provider {
-    http: reqwest::Client,
+    http: Http,
     config: OidcConfig,
-    cache: Mutex<Option<Cached>>,
-}
-
-#[derive(Deserialize)]
-struct TokenAnswer {
-    id_token: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct ErrorAnswer {
-    error: String,
-    #[serde(default)]
-    error_description: Option<String>,
+    issuer: IssuerUrl,
+    cache: Mutex<Cache>,
 }
 
 impl Provider {
-    /// Builds the HTTP client (roots from `ca_file` when the issuer uses https).
     pub fn new(config: OidcConfig) -> anyhow::Result<Provider> {
-        let mut builder = reqwest::Client::builder()
-            .timeout(TIMEOUT)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("lockstep/", env!("CARGO_PKG_VERSION")));
-        if config.issuer.starts_with("https://") {
-            let pem = std::fs::read(&config.ca_file)
-                .map_err(|e| anyhow::anyhow!("oidc.ca_file {}: {e}", config.ca_file.display()))?;
-            for cert in reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| anyhow::anyhow!("oidc.ca_file {}: {e}", config.ca_file.display()))?
-            {
-                builder = builder.add_root_certificate(cert);
-            }
-        }
         Ok(Provider {
-            http: builder.build()?,
+            http: Http::new(&config)?,
+            issuer: IssuerUrl::new(config.issuer.clone())
+                .map_err(|e| anyhow::anyhow!("oidc.issuer {}: {e}", config.issuer))?,
             config,
-            cache: Mutex::new(None),
+            cache: Mutex::new(Cache::default()),
         })
     }
 
@@ -82,60 +121,71 @@ impl Provider {
         &self.config
     }
 
-    /// Metadata and keys, from the cache or fetched.
-    pub async fn current(&self) -> Result<(Metadata, Jwks), SsoError> {
+    /// Metadata and keys at `now`, from the cache or fetched.
+    pub async fn current(&self, now: i64) -> Result<Metadata, SsoError> {
         let mut cache = self.cache.lock().await;
-        if let Some(c) = cache.as_ref().filter(|c| c.fetched.elapsed() < CACHE_FOR) {
-            return Ok((c.metadata.clone(), c.jwks.clone()));
+        if let Some((m, at)) = &cache.metadata {
+            if (0..CACHE_FOR_SECS).contains(&(now - at)) {
+                return Ok(m.clone());
+            }
         }
         let metadata = self.discover().await?;
-        let jwks = self.fetch_jwks(&metadata).await?;
-        *cache = Some(Cached {
-            metadata: metadata.clone(),
-            jwks: jwks.clone(),
-            fetched: Instant::now(),
-        });
-        Ok((metadata, jwks))
+        cache.metadata = Some((metadata.clone(), now));
+        Ok(metadata)
     }
 
-    /// The key set fetched again (the provider rotated its keys).
-    pub async fn refresh_jwks(&self) -> Result<Jwks, SsoError> {
-        let (metadata, _) = self.current().await?;
-        let jwks = self.fetch_jwks(&metadata).await?;
-        if let Some(c) = self.cache.lock().await.as_mut() {
-            c.jwks = jwks.clone();
+    /// The key set after a token named a key not in it: fetched again unless that was done less
+    /// than [`REFRESH_KEYS_AT_MOST_EVERY_SECS`] ago, in which case the set as last fetched. The
+    /// lock is held over the fetch, so a burst of sign-ins after a rotation fetches once.
+    pub async fn refresh_keys(&self, now: i64) -> Result<CoreJsonWebKeySet, SsoError> {
+        let mut cache = self.cache.lock().await;
+        let recently = cache
+            .keys_refreshed_at
+            .is_some_and(|at| now - at < REFRESH_KEYS_AT_MOST_EVERY_SECS);
+        let Some((metadata, _)) = cache.metadata.as_mut() else {
+            drop(cache);
+            return Ok(self.current(now).await?.jwks().clone());
+        };
+        if recently {
+            return Ok(metadata.jwks().clone());
         }
-        Ok(jwks)
+        let keys = JsonWebKeySet::fetch_async(metadata.jwks_uri(), &self.http)
+            .await
+            .map_err(|e| self.discovery_error("key set", e))?;
+        *metadata = metadata.clone().set_jwks(keys.clone());
+        cache.keys_refreshed_at = Some(now);
+        tracing::info!(issuer = %self.config.issuer, keys = keys.keys().len(), "fetched the identity provider's keys again: a token named a key not seen before");
+        Ok(keys)
     }
 
     async fn discover(&self) -> Result<Metadata, SsoError> {
-        let url = format!(
-            "{}/.well-known/openid-configuration",
-            self.config.issuer.trim_end_matches('/')
-        );
-        let metadata: Metadata = self.get_json(&url, "discovery").await?;
-        // OpenID Connect Discovery 4.3: the document must name exactly the issuer we asked.
-        if metadata.issuer != self.config.issuer {
-            return Err(SsoError::ProviderUnusable(format!(
-                "its discovery document names the issuer `{}`, but oidc.issuer is `{}`",
-                metadata.issuer, self.config.issuer
-            )));
-        }
-        if let Some(methods) = &metadata.code_challenge_methods_supported {
+        // The crate checks that the document names exactly the issuer asked (Discovery 4.3).
+        let metadata = Metadata::discover_async(self.issuer.clone(), &self.http)
+            .await
+            .map_err(|e| self.discovery_error("discovery", e))?;
+        if let Some(methods) = &metadata
+            .additional_metadata()
+            .code_challenge_methods_supported
+        {
             if !methods.iter().any(|m| m == "S256") {
                 return Err(SsoError::ProviderUnusable(
                     "it does not support PKCE with S256".into(),
                 ));
             }
         }
+        let token = metadata.token_endpoint().map(|t| t.url());
+        let token = token.ok_or_else(|| {
+            SsoError::ProviderUnusable("its discovery document names no token_endpoint".into())
+        })?;
         for (name, u) in [
-            ("authorization_endpoint", &metadata.authorization_endpoint),
-            ("token_endpoint", &metadata.token_endpoint),
-            ("jwks_uri", &metadata.jwks_uri),
+            (
+                "authorization_endpoint",
+                metadata.authorization_endpoint().url(),
+            ),
+            ("token_endpoint", token),
+            ("jwks_uri", metadata.jwks_uri().url()),
         ] {
-            let ok =
-                reqwest::Url::parse(u).is_ok_and(|u| crate::config::oidc::secure_or_loopback(&u));
-            if !ok {
+            if !crate::config::oidc::secure_or_loopback(u) {
                 return Err(SsoError::ProviderUnusable(format!(
                     "its {name} `{u}` is not an https URL"
                 )));
@@ -144,127 +194,85 @@ impl Provider {
         Ok(metadata)
     }
 
-    async fn fetch_jwks(&self, metadata: &Metadata) -> Result<Jwks, SsoError> {
-        self.get_json(&metadata.jwks_uri, "key set").await
-    }
-
-    async fn get_json<T: serde::de::DeserializeOwned>(
-        &self,
-        url: &str,
-        what: &str,
-    ) -> Result<T, SsoError> {
-        let down = |e: String| SsoError::ProviderDown {
+    fn discovery_error(&self, what: &str, e: DiscoveryError<HttpError>) -> SsoError {
+        let down = |cause: String| SsoError::ProviderDown {
             issuer: self.config.issuer.clone(),
-            cause: format!("{what}: {e}"),
+            cause: format!("{what}: {cause}"),
         };
-        let resp = self
-            .http
-            .get(url)
-            .send()
-            .await
-            .map_err(|e| down(e.without_url().to_string()))?;
-        let status = resp.status();
-        if !status.is_success() {
-            return Err(down(format!("{url} answered {status}")));
+        match e {
+            DiscoveryError::Request(e) => down(e.to_string()),
+            DiscoveryError::Response(_, _, message) => down(message),
+            DiscoveryError::Parse(e) => {
+                SsoError::ProviderUnusable(format!("its {what} is not what OpenID says: {e}"))
+            }
+            other => SsoError::ProviderUnusable(format!("its {what}: {other}")),
         }
-        let body = read_limited(resp).await.map_err(down)?;
-        serde_json::from_slice(&body).map_err(|e| {
-            SsoError::ProviderUnusable(format!("its {what} at {url} is not what OpenID says: {e}"))
-        })
     }
 
-    /// Trades the authorization code (and the PKCE verifier) for an ID token.
+    fn client(&self, metadata: &Metadata) -> Client {
+        Client::from_provider_metadata(
+            metadata.clone(),
+            ClientId::new(self.config.client_id.clone()),
+            self.config.client_secret.clone().map(ClientSecret::new),
+        )
+        .set_redirect_uri(RedirectUrl::from_url(self.config.redirect_url.clone()))
+    }
+
+    /// Where the browser goes to sign in: the code flow with this sign-in's state, nonce and
+    /// PKCE challenge (S256), and the configured scopes (`openid` always first).
+    pub fn authorization_url(&self, metadata: &Metadata, sign_in: &NewSignIn) -> reqwest::Url {
+        let state = sign_in.state.clone();
+        let nonce = sign_in.nonce.clone();
+        let scopes = self.config.scopes.iter().filter(|s| *s != "openid");
+        let (url, _, _) = self
+            .client(metadata)
+            .authorize_url(
+                CoreAuthenticationFlow::AuthorizationCode,
+                move || CsrfToken::new(state),
+                move || Nonce::new(nonce),
+            )
+            .add_scopes(scopes.map(|s| Scope::new(s.clone())))
+            .set_pkce_challenge(sign_in.code_challenge.clone())
+            .url();
+        url
+    }
+
+    /// Trades the authorization code (and the PKCE verifier) for an ID token, authenticating
+    /// with the client secret by HTTP Basic when there is one (the crate form-encodes both
+    /// parts, RFC 6749 2.3.1), else naming the client in the form.
     pub async fn exchange(
         &self,
         metadata: &Metadata,
         code: &str,
         verifier: &str,
-    ) -> Result<String, SsoError> {
-        let c = &self.config;
-        let mut form = vec![
-            ("grant_type", "authorization_code"),
-            ("code", code),
-            ("redirect_uri", c.redirect_url.as_str()),
-            ("code_verifier", verifier),
-        ];
-        let mut request = self.http.post(&metadata.token_endpoint);
-        match &c.client_secret {
-            // client_secret_basic, with both parts form-encoded first (RFC 6749 2.3.1).
-            Some(secret) => {
-                request = request.basic_auth(form_encode(&c.client_id), Some(form_encode(secret)))
-            }
-            None => form.push(("client_id", &c.client_id)),
-        }
-        let resp = request
-            .form(&form)
-            .send()
+    ) -> Result<IdToken, SsoError> {
+        let client = self.client(metadata);
+        let request = client
+            .exchange_code(AuthorizationCode::new(code.to_string()))
+            .map_err(|e| SsoError::ProviderUnusable(e.to_string()))?
+            .set_pkce_verifier(PkceCodeVerifier::new(verifier.to_string()));
+        let answer = request
+            .request_async(&self.http)
             .await
-            .map_err(|e| SsoError::ProviderDown {
-                issuer: c.issuer.clone(),
-                cause: format!("token endpoint: {}", e.without_url()),
-            })?;
-        let status = resp.status();
-        let body = read_limited(resp)
-            .await
-            .map_err(|e| SsoError::ProviderDown {
-                issuer: c.issuer.clone(),
-                cause: format!("token endpoint: {e}"),
-            })?;
-        if !status.is_success() {
-            return Err(match serde_json::from_slice::<ErrorAnswer>(&body) {
-                Ok(e) => SsoError::CodeRefused(match e.error_description {
-                    Some(d) => format!("{}: {d}", e.error),
-                    None => e.error,
-                }),
-                Err(_) => {
-                    SsoError::ProviderUnusable(format!("its token endpoint answered {status}"))
+            .map_err(|e| match e {
+                RequestTokenError::ServerResponse(refusal) => {
+                    SsoError::CodeRefused(refusal.to_string())
                 }
-            });
-        }
-        let answer: TokenAnswer = serde_json::from_slice(&body).map_err(|e| {
-            SsoError::ProviderUnusable(format!("its token answer is not JSON: {e}"))
-        })?;
-        answer.id_token.ok_or_else(|| {
+                RequestTokenError::Request(e) => SsoError::ProviderDown {
+                    issuer: self.config.issuer.clone(),
+                    cause: format!("token endpoint: {e}"),
+                },
+                RequestTokenError::Parse(e, _) => SsoError::ProviderUnusable(format!(
+                    "its token answer is not what OpenID says: {e}"
+                )),
+                RequestTokenError::Other(e) => {
+                    SsoError::ProviderUnusable(format!("its token endpoint: {e}"))
+                }
+            })?;
+        answer.id_token().cloned().ok_or_else(|| {
             SsoError::ProviderUnusable(
                 "its token answer has no id_token (is `openid` among the scopes?)".into(),
             )
         })
-    }
-}
-
-async fn read_limited(mut resp: reqwest::Response) -> Result<Vec<u8>, String> {
-    let mut body = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? {
-        body.extend_from_slice(&chunk);
-        if body.len() > MAX_ANSWER_BYTES {
-            return Err(format!("answer larger than {MAX_ANSWER_BYTES} bytes"));
-        }
-    }
-    Ok(body)
-}
-
-/// `application/x-www-form-urlencoded` encoding of one value.
-pub fn form_encode(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for b in value.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                out.push(b as char)
-            }
-            b' ' => out.push('+'),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::form_encode;
-
-    #[test]
-    fn form_encoding_escapes_everything_but_unreserved_characters() {
-        assert_eq!(form_encode("a-b_c.d~e"), "a-b_c.d~e");
-        assert_eq!(form_encode("p@ss w:rd/é"), "p%40ss+w%3Ard%2F%C3%A9");
     }
 }
