@@ -263,7 +263,11 @@ fn neighbours(
                 a.label()
             ),
             Ok(_) => format!("Before {} it would stop the sides more often.", a.label()),
-            Err(r) => format!("It cannot come before {}: {}", a.label(), r.message),
+            Err(r) => format!(
+                "It cannot come before {}: {}.",
+                a.label(),
+                r.message.trim_end_matches('.')
+            ),
         };
         if let Some(d) = drafts.get_mut(i) {
             d.why.push((note, b.section(inv.topology)));

@@ -171,7 +171,6 @@ pub(super) fn check_target(inv: &Inventory, target: &Target) -> Result<(), Refus
         )
         .outside());
     }
-    newer_than_target(inv, target)?;
     if let (Some(w), Some(q)) = (target.windows, target.sql_server) {
         if compat::combination(w, q).is_none() {
             let with: Vec<String> = compat::sql_for(w).iter().map(|v| v.to_string()).collect();
@@ -189,6 +188,7 @@ pub(super) fn check_target(inv: &Inventory, target: &Target) -> Result<(), Refus
             ));
         }
     }
+    newer_than_target(inv, target)?;
     let estate = estate_of(inv);
     if short_of(inv, &estate, target).is_empty() {
         return Ok(());
