@@ -340,10 +340,8 @@ fn refused(
         return None;
     }
     // A combination the guide does not support may only follow a Windows upgrade, and only until
-    // the SQL Server upgrade in the same window; any other stage must leave none it did not find.
-    let found = unsupported(&estate_of(inv));
-    let left = unsupported(after);
-    left.difference(&found).next().map(|(name, w, q)| {
+    // the SQL Server upgrade in the same window; any other stage must leave none.
+    unsupported(after).into_iter().next().map(|(name, w, q)| {
         Refusal::new(
             COMBINATION_RULE,
             UPGRADE_SQL,
@@ -374,7 +372,7 @@ pub(super) fn replay(
 ) -> Result<usize, Refusal> {
     let baseline = baseline(inv);
     let mut estate = estate_of(inv);
-    let mut same_window: Vec<String> = Vec::new();
+    let mut same_window = mid_window(&estate);
     let mut total = 0;
     for &kind in kinds {
         if !same_window.is_empty() && !matches!(kind, StageKind::Sql(_)) {
@@ -382,7 +380,7 @@ pub(super) fn replay(
                 COMBINATION_RULE,
                 UPGRADE_SQL,
                 format!(
-                    "{} would run in an unsupported Windows / SQL Server combination until {}",
+                    "{} would run in a Windows / SQL Server combination the guide does not support through {}; the guide has their SQL Server upgraded in the same window as their Windows Server",
                     same_window.join(", "),
                     kind.label()
                 ),
@@ -398,7 +396,7 @@ pub(super) fn replay(
         if let Some(r) = refused(inv, &estate, &after, kind, &same_window, &baseline) {
             return Err(r);
         }
-        same_window = left_unsupported(kind, &estate, &after);
+        same_window = left_unsupported(kind, &after);
         total += stops(inv, &changed).len();
         estate = after;
     }
@@ -413,17 +411,25 @@ pub(super) fn replay(
     Ok(total)
 }
 
-/// Servers a Windows upgrade left in a combination they were not in before (to be fixed by the
-/// SQL Server upgrade in the same window); none for other stages.
-fn left_unsupported(kind: StageKind, before: &[ServerState], after: &[ServerState]) -> Vec<String> {
+/// Servers a Windows upgrade left in a combination the guide does not support (to be fixed by
+/// the SQL Server upgrade in the same window); none for other stages, which may leave none.
+fn left_unsupported(kind: StageKind, after: &[ServerState]) -> Vec<String> {
     if !matches!(kind, StageKind::Windows(_)) {
         return Vec::new();
     }
-    let found = unsupported(before);
-    unsupported(after)
-        .difference(&found)
-        .map(|(n, _, _)| n.clone())
-        .collect()
+    names_of(&unsupported(after))
+}
+
+/// An estate found in an unsupported combination is in the middle of a window: a Windows upgrade
+/// ran and the SQL Server upgrade the guide has follow it in the same window has not. So the
+/// campaign starts with that SQL Server upgrade (a re-plan from a rehearsal or a site as found
+/// after a Windows stage must not move on to something else first).
+fn mid_window(estate: &[ServerState]) -> Vec<String> {
+    names_of(&unsupported(estate))
+}
+
+fn names_of(set: &BTreeSet<(String, WindowsVersion, SqlServerVersion)>) -> Vec<String> {
+    set.iter().map(|(n, _, _)| n.clone()).collect()
 }
 
 /// The cheapest order of stages from `inv` to `target` (empty when it is there already).
@@ -435,7 +441,7 @@ pub(super) fn best_order(inv: &Inventory, target: &Target) -> Result<Vec<StageKi
         stops: 0,
         stages: Vec::new(),
         estate: estate_of(inv),
-        same_window: Vec::new(),
+        same_window: mid_window(&estate_of(inv)),
     }));
     let mut seen = BTreeSet::new();
     let mut first_refusal: Option<Refusal> = None;
@@ -467,7 +473,7 @@ pub(super) fn best_order(inv: &Inventory, target: &Target) -> Result<Vec<StageKi
                 first_refusal.get_or_insert(r);
                 continue;
             }
-            let same_window = left_unsupported(kind, &path.estate, &after);
+            let same_window = left_unsupported(kind, &after);
             let mut stages = path.stages.clone();
             stages.push(kind);
             heap.push(Reverse(Path {
@@ -485,6 +491,14 @@ pub(super) fn best_order(inv: &Inventory, target: &Target) -> Result<Vec<StageKi
 /// way forward where the target left a release unnamed.
 fn unreachable(inv: &Inventory, target: &Target, first: Option<Refusal>) -> Refusal {
     let short = short_of(inv, &estate_of(inv), target);
+    let mid = mid_window(&estate_of(inv));
+    if first.is_none() && !mid.is_empty() {
+        return Refusal::new(
+            COMBINATION_RULE,
+            UPGRADE_SQL,
+            format!("{} run a Windows / SQL Server combination the guide does not support; their SQL Server upgrade comes first (add --target sql=...)", mid.join(", ")),
+        );
+    }
     let Some(mut r) = first else {
         return Refusal::new(
             "campaign-reachable",
