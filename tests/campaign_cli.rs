@@ -50,6 +50,8 @@ fn the_plan_text_explains_the_order_with_the_guides_sections() {
         "the 8.11 upgrade comes first",
         "Guide: \"Upgrade a Data Center Server to Windows Server\"",
         "Estate after:",
+        "8.11 on Windows Server 2016, SQL Server 2016: FABDC01",
+        "8.11 on Windows Server 2016: FABWEB01, FABAPI01",
     ] {
         assert!(t.contains(says), "no {says:?} in:\n{t}");
     }

@@ -10,7 +10,7 @@ use std::fmt::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::knowledge::campaign::{self, parse_target, Campaign, Refusal};
+use crate::knowledge::campaign::{self, parse_target, Campaign, Refusal, ServerState};
 use crate::knowledge::inventory::Inventory;
 use crate::knowledge::runbook::format_duration;
 use crate::rehearsal::campaign::{CampaignError, CampaignOptions, CampaignReport};
@@ -198,22 +198,12 @@ pub fn text(inv: &Inventory, file: &std::path::Path, c: &Campaign) -> String {
             s.runbook,
             format_duration(s.estimate_secs)
         );
-        let _ = writeln!(o, "   Changes: {}", s.servers.join(", "));
+        let _ = writeln!(o, "   Changes: {}", some(&s.servers));
         let _ = writeln!(o, "   Why here: {}", s.reason);
         let _ = writeln!(o, "   Guide: \"{}\"", s.section);
         let _ = writeln!(o, "   Estate after:");
-        for e in &s.estate_after {
-            let sql = e
-                .sql_server
-                .map(|q| format!(", SQL Server {}", q.as_str()))
-                .unwrap_or_default();
-            let _ = writeln!(
-                o,
-                "     {:<16} {} on Windows Server {}{sql}",
-                e.name,
-                e.version,
-                e.windows.as_str()
-            );
+        for (releases, names) in grouped(&s.estate_after) {
+            let _ = writeln!(o, "     {releases}: {}", some(&names));
         }
         let param_args: String = s
             .params
@@ -228,6 +218,38 @@ pub fn text(inv: &Inventory, file: &std::path::Path, c: &Campaign) -> String {
         );
     }
     o
+}
+
+/// Servers with the same releases together, in inventory order of their first server: a
+/// 5,000-server estate reads as a few lines.
+fn grouped(estate: &[ServerState]) -> Vec<(String, Vec<String>)> {
+    let mut out: Vec<(String, Vec<String>)> = Vec::new();
+    for e in estate {
+        let sql = e
+            .sql_server
+            .map(|q| format!(", SQL Server {}", q.as_str()))
+            .unwrap_or_default();
+        let releases = format!(
+            "{} on Windows Server {}{sql}",
+            e.version,
+            e.windows.as_str()
+        );
+        match out.iter_mut().find(|(r, _)| *r == releases) {
+            Some((_, names)) => names.push(e.name.clone()),
+            None => out.push((releases, vec![e.name.clone()])),
+        }
+    }
+    out
+}
+
+/// Up to twelve names, then how many more.
+fn some(names: &[String]) -> String {
+    const SHOWN: usize = 12;
+    if names.len() <= SHOWN {
+        return names.join(", ");
+    }
+    let shown: Vec<&str> = names.iter().take(SHOWN).map(String::as_str).collect();
+    format!("{} and {} more", shown.join(", "), names.len() - SHOWN)
 }
 
 async fn run_rehearse(args: RehearseArgs) -> anyhow::Result<ExitCode> {

@@ -9,7 +9,8 @@
 
 use std::collections::BTreeSet;
 
-use super::search::{project, replay, step, stops, StageKind, CONNECTED, UPGRADE_SQL, WINDOWS};
+use super::search::replay;
+use super::stage::{project, step, stops, StageKind, CONNECTED, UPGRADE_SQL, WINDOWS};
 use super::{estate_of, Campaign, Refusal, ServerState, Stage, Target};
 use crate::knowledge::expand::expand;
 use crate::knowledge::inventory::{Inventory, Topology, WindowsVersion};

@@ -12,115 +12,20 @@
 //! touches to one release), so the search sees each at most once.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 
-use super::{estate_of, short_of, Refusal, ServerState, Target};
-use crate::knowledge::inventory::{
-    Inventory, Server, SqlServerVersion, Topology, Version, WindowsVersion,
+use super::refuse::unreachable;
+use super::stage::{
+    mid_window, names_of, project, step, stops, unsupported, StageKind, COMBINATION_RULE,
+    REQUIREMENTS, UPGRADE_SQL,
 };
-use crate::knowledge::preflight::{compat, preflight, sql_section, Finding, Outcome, Severity};
+use super::{estate_of, short_of, Refusal, ServerState, Target};
+use crate::knowledge::inventory::{Inventory, SqlServerVersion, WindowsVersion};
+use crate::knowledge::preflight::{preflight, Finding, Outcome, Severity};
 
 /// More stages than any estate the guide covers needs (2008 R2 → 2016 with every SQL Server
 /// release in between is six); a bound so the search's cost never depends on luck.
 const MAX_STAGES: usize = 8;
-
-pub(super) const CONNECTED: &str = "Upgrade Connected Backup";
-pub(super) const WINDOWS: &str = "Upgrade a Data Center Server to Windows Server";
-pub(super) const REQUIREMENTS: &str = "Upgrade Requirements";
-pub(super) const UPGRADE_SQL: &str = "Upgrade SQL Server";
-const COMBINATION_RULE: &str = "supported-windows-sql-combination";
-
-/// What a stage does. Ordered as the guide's chapters: Connected Backup, then Windows Server,
-/// then SQL Server, each by release.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum StageKind {
-    /// `upgrade-8.11` (chapter 1).
-    Connected,
-    /// `upgrade-windows-server` with this target (chapter 3).
-    Windows(WindowsVersion),
-    /// `upgrade-sql-server` with this target (chapter 3).
-    Sql(SqlServerVersion),
-}
-
-impl StageKind {
-    pub fn runbook(self) -> &'static str {
-        match self {
-            StageKind::Connected => "upgrade-8.11",
-            StageKind::Windows(_) => "upgrade-windows-server",
-            StageKind::Sql(_) => "upgrade-sql-server",
-        }
-    }
-
-    /// The runbook parameters: the `target` release.
-    pub fn params(self) -> BTreeMap<String, String> {
-        let target = match self {
-            StageKind::Connected => return BTreeMap::new(),
-            StageKind::Windows(w) => w.as_str(),
-            StageKind::Sql(q) => q.as_str(),
-        };
-        BTreeMap::from([("target".to_owned(), target.to_owned())])
-    }
-
-    /// The guide's section of the procedure itself.
-    pub fn section(self, topology: Topology) -> &'static str {
-        match self {
-            StageKind::Connected => CONNECTED,
-            StageKind::Windows(_) => WINDOWS,
-            StageKind::Sql(_) => sql_section(topology),
-        }
-    }
-
-    /// In words: `the 8.11 upgrade`, `the Windows Server 2016 upgrade`.
-    pub fn label(self) -> String {
-        match self {
-            StageKind::Connected => "the 8.11 upgrade".into(),
-            StageKind::Windows(w) => format!("the {w} upgrade"),
-            StageKind::Sql(q) => format!("the {q} upgrade"),
-        }
-    }
-
-    /// `server`'s releases after this stage, or `None` when the stage leaves it as it is.
-    pub fn apply(self, server: &Server, now: &ServerState) -> Option<ServerState> {
-        let mut after = now.clone();
-        match self {
-            StageKind::Connected if now.version < compat::target_release() => {
-                after.version = compat::target_release();
-            }
-            StageKind::Windows(w) if now.windows < w => after.windows = w,
-            StageKind::Sql(q) if server.has_database() && now.sql_server.is_some_and(|v| v < q) => {
-                after.sql_server = Some(q);
-            }
-            _ => return None,
-        }
-        Some(after)
-    }
-
-    /// The Connected Backup version every server needs before this stage (what an earlier
-    /// 8.11 upgrade may be there to provide).
-    pub fn needs_version(self) -> Option<Version> {
-        match self {
-            StageKind::Connected => Some(compat::direct_upgrade_from()),
-            StageKind::Windows(w) => compat::minimum_for_windows(w),
-            StageKind::Sql(q) => compat::minimum_for_sql(q),
-        }
-    }
-}
-
-/// The inventory with every server's releases replaced by `estate`'s (matched by name): what
-/// preflight and plan expansion see after the stages that produced `estate`.
-pub fn project(inventory: &Inventory, estate: &[ServerState]) -> Inventory {
-    let by_name: HashMap<&str, &ServerState> =
-        estate.iter().map(|s| (s.name.as_str(), s)).collect();
-    let mut inv = inventory.clone();
-    for s in &mut inv.servers {
-        if let Some(st) = by_name.get(s.name.as_str()) {
-            s.connected_version = st.version.clone();
-            s.windows = st.windows;
-            s.sql_server = st.sql_server;
-        }
-    }
-    inv
-}
 
 /// The errors preflight finds for `kind` on `before` (an estate the stages before it projected).
 /// `same_window` are servers the Windows upgrade just before left with an unsupported SQL Server
@@ -136,116 +41,6 @@ pub fn stage_blockers(before: &Inventory, kind: StageKind, same_window: &[String
                 && f.server.as_ref().is_some_and(|s| same_window.contains(s)))
         })
         .collect()
-}
-
-/// Servers of `estate` in a Windows / SQL Server combination the guide does not support.
-fn unsupported(estate: &[ServerState]) -> BTreeSet<(String, WindowsVersion, SqlServerVersion)> {
-    estate
-        .iter()
-        .filter_map(|s| {
-            let q = s.sql_server?;
-            compat::combination(s.windows, q)
-                .is_none()
-                .then(|| (s.name.clone(), s.windows, q))
-        })
-        .collect()
-}
-
-/// Refusals a target earns before any search: releases the guide has no procedure towards.
-pub(super) fn check_target(inv: &Inventory, target: &Target) -> Result<(), Refusal> {
-    if target.connected.is_none() && target.windows.is_none() && target.sql_server.is_none() {
-        return Err(Refusal::new(
-            "campaign-target",
-            "",
-            "no target given; name at least one of connected=, windows= or sql=".into(),
-        ));
-    }
-    let release = compat::target_release();
-    if let Some(v) = target.connected.as_ref().filter(|v| **v != release) {
-        return Err(Refusal::new(
-            "connected-target-release",
-            CONNECTED,
-            format!(
-                "connected={v}: the guide describes the upgrade to Connected Backup {release} only"
-            ),
-        )
-        .outside());
-    }
-    if let (Some(w), Some(q)) = (target.windows, target.sql_server) {
-        if compat::combination(w, q).is_none() {
-            let with: Vec<String> = compat::sql_for(w).iter().map(|v| v.to_string()).collect();
-            return Err(Refusal::new(
-                COMBINATION_RULE,
-                UPGRADE_SQL,
-                format!(
-                    "Connected Backup does not support {w} with {q}; with {w} it supports {}",
-                    if with.is_empty() {
-                        "no SQL Server release".into()
-                    } else {
-                        with.join(", ")
-                    }
-                ),
-            ));
-        }
-    }
-    newer_than_target(inv, target)?;
-    let estate = estate_of(inv);
-    if short_of(inv, &estate, target).is_empty() {
-        return Ok(());
-    }
-    let from = compat::direct_upgrade_from();
-    let behind: Vec<String> = inv
-        .servers
-        .iter()
-        .filter(|s| s.connected_version < from)
-        .map(|s| format!("{} runs {}", s.name, s.connected_version))
-        .collect();
-    if !behind.is_empty() {
-        let (rule, section) = match target.connected {
-            Some(_) => ("direct-upgrade", CONNECTED),
-            None => ("connected-version-synchronized", REQUIREMENTS),
-        };
-        return Err(Refusal::new(
-            rule,
-            section,
-            format!(
-                "{}; 8.11 upgrades directly only from {from} or later, and every Windows or SQL Server upgrade needs {from} on every server. The way forward is an intermediate Connected Backup release ({from} or later) installed by its own documentation, which this guide does not describe; plan again once every server runs {from} or later",
-                behind.join(", ")
-            ),
-        )
-        .outside());
-    }
-    Ok(())
-}
-
-/// The guide has no downgrades: a server already past the target cannot reach it.
-fn newer_than_target(inv: &Inventory, target: &Target) -> Result<(), Refusal> {
-    let rule = "target-not-older-than-current";
-    for s in &inv.servers {
-        if let Some(v) = target
-            .connected
-            .as_ref()
-            .filter(|v| s.connected_version > **v)
-        {
-            return Err(Refusal::new(rule, CONNECTED, format!("{} runs Connected Backup {}, newer than the target {v}; the guide describes no downgrade", s.name, s.connected_version)));
-        }
-        if let Some(w) = target.windows.filter(|w| s.windows > *w) {
-            return Err(Refusal::new(
-                rule,
-                WINDOWS,
-                format!(
-                    "{} runs {}, newer than the target {w}; the guide describes no downgrade",
-                    s.name, s.windows
-                ),
-            ));
-        }
-        if let (Some(q), Some(now), true) = (target.sql_server, s.sql_server, s.has_database()) {
-            if now > q {
-                return Err(Refusal::new(rule, UPGRADE_SQL, format!("{} runs {now}, newer than the target {q}; the guide describes no downgrade", s.name)));
-            }
-        }
-    }
-    Ok(())
 }
 
 /// The stages that may be tried: every release up to the target on each axis the target names.
@@ -275,39 +70,6 @@ fn candidates(target: &Target) -> Vec<StageKind> {
         );
     }
     out
-}
-
-/// What a stage does to an estate: the estate after it and the servers it changes (in
-/// inventory order), or `None` when it changes nothing.
-pub(super) fn step(
-    inv: &Inventory,
-    estate: &[ServerState],
-    kind: StageKind,
-) -> Option<(Vec<ServerState>, Vec<usize>)> {
-    let mut after = estate.to_vec();
-    let mut changed = Vec::new();
-    for (i, (server, now)) in inv.servers.iter().zip(estate).enumerate() {
-        if let Some(s) = kind.apply(server, now) {
-            if let Some(slot) = after.get_mut(i) {
-                *slot = s;
-            }
-            changed.push(i);
-        }
-    }
-    (!changed.is_empty()).then_some((after, changed))
-}
-
-/// The sides a stage over `changed` takes out of service, primary first.
-pub(super) fn stops(inv: &Inventory, changed: &[usize]) -> Vec<String> {
-    if inv.topology == Topology::Standalone {
-        return vec!["data center".into()];
-    }
-    let sides: BTreeSet<&str> = changed
-        .iter()
-        .filter_map(|i| inv.servers.get(*i))
-        .map(|s| s.side.map(|x| x.as_str()).unwrap_or("primary"))
-        .collect();
-    sides.into_iter().map(String::from).collect()
 }
 
 /// A sequence found so far, ordered by what it costs.
@@ -420,18 +182,6 @@ fn left_unsupported(kind: StageKind, after: &[ServerState]) -> Vec<String> {
     names_of(&unsupported(after))
 }
 
-/// An estate found in an unsupported combination is in the middle of a window: a Windows upgrade
-/// ran and the SQL Server upgrade the guide has follow it in the same window has not. So the
-/// campaign starts with that SQL Server upgrade (a re-plan from a rehearsal or a site as found
-/// after a Windows stage must not move on to something else first).
-fn mid_window(estate: &[ServerState]) -> Vec<String> {
-    names_of(&unsupported(estate))
-}
-
-fn names_of(set: &BTreeSet<(String, WindowsVersion, SqlServerVersion)>) -> Vec<String> {
-    set.iter().map(|(n, _, _)| n.clone()).collect()
-}
-
 /// The cheapest order of stages from `inv` to `target` (empty when it is there already).
 pub(super) fn best_order(inv: &Inventory, target: &Target) -> Result<Vec<StageKind>, Refusal> {
     let baseline = baseline(inv);
@@ -485,40 +235,4 @@ pub(super) fn best_order(inv: &Inventory, target: &Target) -> Result<Vec<StageKi
         }
     }
     Err(unreachable(inv, target, first_refusal))
-}
-
-/// The refusal when no order reaches the target: the first rule that stopped a stage, with the
-/// way forward where the target left a release unnamed.
-fn unreachable(inv: &Inventory, target: &Target, first: Option<Refusal>) -> Refusal {
-    let short = short_of(inv, &estate_of(inv), target);
-    let mid = mid_window(&estate_of(inv));
-    if first.is_none() && !mid.is_empty() {
-        return Refusal::new(
-            COMBINATION_RULE,
-            UPGRADE_SQL,
-            format!("{} run a Windows / SQL Server combination the guide does not support; their SQL Server upgrade comes first (add --target sql=...)", mid.join(", ")),
-        );
-    }
-    let Some(mut r) = first else {
-        return Refusal::new(
-            "campaign-reachable",
-            REQUIREMENTS,
-            format!(
-                "no procedure of the guide moves the estate towards the target ({})",
-                short.join("; ")
-            ),
-        );
-    };
-    r.message = format!(
-        "no order of the guide's procedures reaches the target: {}",
-        r.message
-    );
-    if r.rule.ends_with("minimum-version") && target.connected.is_none() {
-        r.message
-            .push_str("; add --target connected=8.11 so that the 8.11 upgrade can come first");
-    }
-    if r.rule == "sql-upgrade-windows-version" && target.windows.is_none() {
-        r.message.push_str("; add --target windows=2012 R2 (or 2016) so that the Windows Server upgrade can come first");
-    }
-    r
 }
