@@ -191,6 +191,17 @@ fn unreachable_targets_are_refused_naming_the_rule() {
             false,
         ),
         (
+            at(
+                &mirrored,
+                "8.8.6",
+                WindowsVersion::W2008R2,
+                SqlServerVersion::S2008R2Sp3,
+            ),
+            target(&["windows=2012 R2"]),
+            "supported-windows-sql-combination",
+            false,
+        ),
+        (
             mirrored.clone(),
             target(&["connected=9.0"]),
             "connected-target-release",

@@ -224,6 +224,14 @@ pub(super) fn best_order(inv: &Inventory, target: &Target) -> Result<Vec<StageKi
                 continue;
             }
             let same_window = left_unsupported(kind, &after);
+            if !same_window.is_empty() && !kinds.iter().any(|k| matches!(k, StageKind::Sql(_))) {
+                first_refusal.get_or_insert(Refusal::new(
+                    COMBINATION_RULE,
+                    UPGRADE_SQL,
+                    format!("after {} {} would run a Windows / SQL Server combination the guide does not support, and the target leaves SQL Server as it is; the guide has SQL Server upgraded in the same window (add --target sql=...)", kind.label(), same_window.join(", ")),
+                ));
+                continue;
+            }
             let mut stages = path.stages.clone();
             stages.push(kind);
             heap.push(Reverse(Path {
