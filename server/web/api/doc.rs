@@ -66,7 +66,7 @@ pub enum StepAction {
             and four-eyes apply exactly as on the pages."
     ),
     servers((url = "/api/v1")),
-    components(schemas(crate::web::error::ErrorBody))
+    components(schemas(crate::web::error::ErrorBody, RunAction, StepAction))
 )]
 pub struct ApiDoc;
 
