@@ -28,7 +28,7 @@ pub use signing::{SigningKey, VerifyingKey};
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// One row of the audit log, as stored and as published to live views.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditEvent {
     /// Monotonically increasing; SSE uses it as the event id (resume with Last-Event-ID).
     pub id: i64,
@@ -37,6 +37,7 @@ pub struct AuditEvent {
     pub actor: String,
     pub at: Millis,
     /// What happened; stored as its word (see [`EventKind`]).
+    #[schema(value_type = String)]
     pub kind: EventKind,
     pub payload: serde_json::Value,
     pub prev_hash: String,
@@ -199,7 +200,7 @@ pub fn content_hash(step: &crate::knowledge::plan::PlannedStep) -> String {
 }
 
 /// The newest event's id and hash, as recorded outside the database.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ChainHead {
     pub id: i64,
     pub hash: String,
@@ -245,7 +246,7 @@ pub fn write_head(path: &Path, head: &ChainHead) -> std::io::Result<()> {
 }
 
 /// What verification found.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default, utoipa::ToSchema)]
 pub struct VerifyReport {
     pub events: u64,
     pub last: Option<ChainHead>,
@@ -266,7 +267,7 @@ pub struct VerifyReport {
 }
 
 /// The first place the record stops being trustworthy.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ChainProblem {
     /// The first bad event (for a truncated log: the first missing one); 0 for a problem that
     /// is not tied to one event (a dropped guard trigger).

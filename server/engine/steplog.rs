@@ -55,7 +55,7 @@ const QUEUE: usize = 256;
 pub const DROPPED_NOTICE: &str = "… further output dropped: at most 200 lines are kept per step";
 
 /// One stored line.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct LogLine {
     pub id: i64,
     pub run_id: String,

@@ -9,7 +9,7 @@
 use serde::Serialize;
 
 /// A value the person starting a plan may give with `--param NAME=VALUE`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Parameter {
     pub name: String,
     pub description: String,

@@ -32,7 +32,7 @@ pub use site::binding_port;
 pub use targets::sql_section;
 
 /// How much a finding matters to the change manager.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     /// The window must not open until this is fixed.
@@ -60,7 +60,7 @@ impl fmt::Display for Severity {
 }
 
 /// What a check concluded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
     Pass,
@@ -82,7 +82,7 @@ impl Outcome {
 /// One result of one rule. Serialized as the CLI's JSON contract:
 /// `{"rule","severity","server","message","section","result"}` (`server` null when the finding
 /// concerns the whole Data Center).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Finding {
     /// Stable rule id, e.g. `sql-target-minimum-version`.
     pub rule: String,

@@ -1,17 +1,22 @@
 //! The JSON API under `/api/v1`: bearer tokens (or a browser session with its CSRF header), the
-//! same role checks and the same four-eyes rules as the pages (the engine enforces them), and a
-//! hand-written OpenAPI 3 description at `/api/v1/openapi.json` kept in step with these routes
-//! by the tests.
+//! same role checks and the same four-eyes rules as the pages (the engine enforces them), and
+//! its OpenAPI 3.1 description at `/api/v1/openapi.json`, derived from the handlers' annotations
+//! and their types ([`doc`]): a route is registered only together with its description.
 
 mod agents;
+mod doc;
 mod handlers;
+
+use std::sync::LazyLock;
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::FromRequest;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::{Json, Router};
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::{AppError, AppState};
 
@@ -69,37 +74,45 @@ pub struct ApiQuery<T>(pub T);
 
 pub type ApiResult<T> = Result<Json<T>, ApiError>;
 
+/// The API's routes. Each is registered with `routes!`, which also puts its `#[utoipa::path]`
+/// into the document, so what is served and what is described cannot drift apart.
 pub fn routes() -> Router<AppState> {
+    let (router, _document) = documented().split_for_parts();
+    router.fallback(api_not_found)
+}
+
+/// The API as the router registers it, with its OpenAPI document.
+fn documented() -> OpenApiRouter<AppState> {
     use handlers as h;
-    Router::new()
-        .route("/openapi.json", get(openapi))
-        .route("/me", get(h::me))
-        .route("/tokens", get(h::tokens).post(h::create_token))
-        .route("/tokens/{id}/revoke", post(h::revoke_token))
-        .route("/users", get(h::users).post(h::add_user))
-        .route("/users/{name}/disable", post(h::disable_user))
-        .route(
-            "/datacenters",
-            get(h::datacenters).post(h::upload_datacenter),
-        )
-        .route("/datacenters/{name}", get(h::datacenter))
-        .route("/runbooks", get(h::runbooks))
-        .route("/runbooks/{id}", get(h::runbook))
-        .route("/runs", get(h::runs).post(h::create_run))
-        .route("/runs/{id}", get(h::run))
-        .route("/runs/{id}/report", get(h::report))
-        .route("/runs/{id}/comments", post(h::comment))
-        .route("/runs/{id}/{action}", post(h::run_action))
-        .route("/runs/{id}/steps/{step}/log", get(h::step_log))
-        .route("/runs/{id}/steps/{step}/{action}", post(h::step_action))
-        .route("/audit", get(h::audit))
-        .route(
-            "/audit/acknowledge",
-            post(crate::web::chain::acknowledge_api),
-        )
-        .route("/agents", get(agents::list))
-        .route("/agents/refresh", post(agents::refresh))
-        .fallback(api_not_found)
+    OpenApiRouter::with_openapi(doc::ApiDoc::openapi())
+        .routes(routes!(openapi))
+        .routes(routes!(h::me))
+        .routes(routes!(h::tokens, h::create_token))
+        .routes(routes!(h::revoke_token))
+        .routes(routes!(h::users, h::add_user))
+        .routes(routes!(h::disable_user))
+        .routes(routes!(h::datacenters, h::upload_datacenter))
+        .routes(routes!(h::datacenter))
+        .routes(routes!(h::runbooks))
+        .routes(routes!(h::runbook))
+        .routes(routes!(h::runs, h::create_run))
+        .routes(routes!(h::run))
+        .routes(routes!(h::report))
+        .routes(routes!(h::comment))
+        .routes(routes!(h::run_action))
+        .routes(routes!(h::step_log))
+        .routes(routes!(h::step_action))
+        .routes(routes!(h::audit))
+        .routes(routes!(crate::web::chain::acknowledge_api))
+        .routes(routes!(agents::list))
+        .routes(routes!(agents::refresh))
+}
+
+/// The OpenAPI document of `/api/v1`, as served.
+pub fn document() -> utoipa::openapi::OpenApi {
+    let mut document = documented().into_openapi();
+    doc::finish(&mut document);
+    document
 }
 
 /// Middleware: every refusal under `/api/` is JSON `{ "error", "status" }`, including those
@@ -160,8 +173,91 @@ async fn api_not_found(uri: axum::http::Uri) -> ApiError {
     ApiError(AppError::NotFound(format!("no API route {}", uri.path())))
 }
 
-pub const OPENAPI: &str = include_str!("api/openapi.json");
+/// Built once: the document is fixed for the life of the process.
+static DOCUMENT: LazyLock<utoipa::openapi::OpenApi> = LazyLock::new(document);
 
-async fn openapi() -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+/// This document.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    operation_id = "openapi",
+    summary = "This OpenAPI document",
+    security(()),
+    responses((status = 200, description = "the OpenAPI 3.1 document of /api/v1", body = Object))
+)]
+async fn openapi() -> Json<&'static utoipa::openapi::OpenApi> {
+    Json(&DOCUMENT)
+}
+
+#[cfg(test)]
+mod tests {
+    /// axum cannot list a router's routes, so this reads how this module builds its router:
+    /// every route goes through `.routes(routes!(handler))`, which puts the handler's
+    /// `#[utoipa::path]` into the document; a plain `.route`, `.route_service`, `.nest` or
+    /// `.merge` would serve paths the document does not describe.
+    #[test]
+    fn every_api_route_is_in_the_document() {
+        let source = include_str!("api.rs");
+        let builder = source
+            .split("fn documented()")
+            .nth(1)
+            .and_then(|rest| rest.split("\n}\n").next())
+            .expect("the router builder");
+        for bypass in [
+            ".route(",
+            ".route_service(",
+            ".nest(",
+            ".merge(",
+            ".nest_service(",
+        ] {
+            assert!(
+                !builder.contains(bypass),
+                "`{bypass}` registers a route without its OpenAPI description: use \
+                 `.routes(routes!(handler))` with `#[utoipa::path]` on the handler"
+            );
+        }
+        let registered = builder.matches("routes!(").count();
+        let document = super::document();
+        let operations: usize = document
+            .paths
+            .paths
+            .values()
+            .map(|item| {
+                [&item.get, &item.post, &item.put, &item.patch, &item.delete]
+                    .iter()
+                    .filter(|op| op.is_some())
+                    .count()
+            })
+            .sum();
+        assert!(
+            operations >= registered,
+            "{registered} registrations, {operations} documented operations"
+        );
+        for path in document.paths.paths.keys() {
+            assert!(path.starts_with('/'), "{path} is relative to /api/v1");
+        }
+    }
+
+    #[test]
+    fn every_operation_names_its_refusals_and_its_ways_in() {
+        let document = super::document();
+        for (path, item) in &document.paths.paths {
+            for op in [&item.get, &item.post].into_iter().flatten() {
+                let id = op.operation_id.clone().unwrap_or_default();
+                assert!(!id.is_empty(), "{path}: no operationId");
+                let security = op.security.as_ref().expect("security");
+                if path == "/openapi.json" {
+                    continue;
+                }
+                assert_eq!(security.len(), 2, "{id}: bearer or session");
+                assert!(op.responses.responses.contains_key("401"), "{id}: no 401");
+            }
+        }
+        let schemes = document
+            .components
+            .as_ref()
+            .map(|c| c.security_schemes.keys().cloned().collect::<Vec<_>>())
+            .unwrap_or_default();
+        assert_eq!(schemes, ["bearer", "csrf", "session"]);
+    }
 }

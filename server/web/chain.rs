@@ -73,7 +73,7 @@ pub async fn banner(State(store): State<Store>, request: Request, next: Next) ->
     Response::from_parts(parts, axum::body::Body::from(page))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct AckBody {
     pub reason: String,
 }
@@ -94,14 +94,36 @@ async fn acknowledge(state: &Core, me: &CurrentUser, reason: &str) -> Result<i64
     Ok(event.id)
 }
 
+/// The answer to an acknowledgement: the audit event that records it.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct AckAnswer {
+    pub acknowledged_in_event: i64,
+}
+
 /// `POST /api/v1/audit/acknowledge` `{"reason": "..."}` (admin).
+#[utoipa::path(
+    post,
+    path = "/audit/acknowledge",
+    operation_id = "acknowledgeBreak",
+    summary = "Acknowledge a break in the audit chain (admin): a signed event starts a new segment",
+    request_body = AckBody,
+    responses(
+        (status = 200, description = "acknowledged", body = AckAnswer),
+        (status = 401, description = "not authenticated", body = crate::web::error::ErrorBody),
+        (status = 403, description = "the role does not allow it", body = crate::web::error::ErrorBody),
+        (status = 409, description = "nothing to acknowledge", body = crate::web::error::ErrorBody),
+        (status = 422, description = "invalid input, nothing changed", body = crate::web::error::ErrorBody),
+    )
+)]
 pub async fn acknowledge_api(
     State(state): State<Core>,
     me: CurrentUser,
-    Json(body): Json<AckBody>,
-) -> Result<Json<serde_json::Value>, AppError> {
+    crate::web::api::ApiJson(body): crate::web::api::ApiJson<AckBody>,
+) -> Result<Json<AckAnswer>, crate::web::api::ApiError> {
     let id = acknowledge(&state, &me, &body.reason).await?;
-    Ok(Json(serde_json::json!({ "acknowledged_in_event": id })))
+    Ok(Json(AckAnswer {
+        acknowledged_in_event: id,
+    }))
 }
 
 /// `POST /audit/acknowledge` (the banner's form, admin).

@@ -108,7 +108,7 @@ pub struct ErrorPage<'a> {
 }
 
 /// JSON error body of the API.
-#[derive(serde::Serialize)]
+#[derive(serde::Serialize, utoipa::ToSchema)]
 pub struct ErrorBody<'a> {
     pub error: &'a str,
     pub status: u16,

@@ -1,10 +1,13 @@
-//! Prometheus `GET /metrics` in the text exposition format (version 0.0.4).
+//! Prometheus `GET /metrics`, written by the official `prometheus_client` crate in the
+//! OpenMetrics text format (Prometheus asks for it and reads it; the series names are the same
+//! as in the older 0.0.4 text format: a counter family `lockstep_http_requests` is sampled as
+//! `lockstep_http_requests_total`).
 //!
-//! What it tells: runs by state and steps by state and kind (counted in the database at each
-//! scrape), how long ready steps waited to be dispatched (a histogram fed by the audit events as
-//! they commit), agent health (up, and seconds since the last heartbeat), open live streams (SSE
-//! watchers), and HTTP requests by route and status with their latency (from a middleware,
-//! [`track`]).
+//! What it tells, read from the database at each scrape ([`database`]): runs by state, steps
+//! by state and kind, agent health (up, and seconds since the last heartbeat). Counted as it
+//! happens ([`counted`]): how long ready steps waited to be dispatched (a histogram fed by the
+//! audit events as they commit), open live streams (SSE watchers), and HTTP requests by route
+//! and status with their latency (from a middleware, [`track`]).
 //!
 //! Who may scrape: with a token configured (`[metrics] token_file` or `LOCKSTEP_METRICS_TOKEN`),
 //! whoever sends `Authorization: Bearer <token>`. Without one, anyone who can reach the port —
@@ -14,9 +17,9 @@
 //!
 //! The token is a setting (`crate::config::metrics`).
 
-use std::collections::HashMap;
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicI64, Ordering};
+mod counted;
+mod database;
+
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -25,71 +28,15 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt as _;
-use sqlx::Row;
+use prometheus_client::encoding::text::{encode_eof, encode_registry};
 
 use crate::engine::Store;
 use crate::web::{AppError, Core};
 
-/// Upper bounds (seconds) of the latency histograms' buckets.
-const BUCKETS: [f64; 12] = [
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-];
-/// Run states, so that every state is reported (with 0) from the first scrape.
-const RUN_STATES: [&str; 9] = [
-    "draft",
-    "awaiting_start_approval",
-    "running",
-    "paused",
-    "succeeded",
-    "failed",
-    "aborted",
-    "undoing",
-    "undone",
-];
-/// Ready steps remembered while waiting for dispatch (a bound on memory).
-const MAX_WAITING: usize = 100_000;
+use counted::{Counted, HttpLabels};
 
-#[derive(Debug, Clone, Default)]
-struct Histogram {
-    counts: [u64; BUCKETS.len()],
-    sum: f64,
-    count: u64,
-}
-
-impl Histogram {
-    fn observe(&mut self, secs: f64) {
-        for (i, le) in BUCKETS.iter().enumerate() {
-            if secs <= *le {
-                self.counts[i] += 1;
-            }
-        }
-        self.sum += secs;
-        self.count += 1;
-    }
-
-    fn write(&self, out: &mut String, name: &str, labels: &str) {
-        let sep = if labels.is_empty() { "" } else { "," };
-        for (i, le) in BUCKETS.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{{labels}{sep}le=\"{le}\"}} {}",
-                self.counts[i]
-            );
-        }
-        let _ = writeln!(
-            out,
-            "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}",
-            self.count
-        );
-        let braces = if labels.is_empty() {
-            String::new()
-        } else {
-            format!("{{{labels}}}")
-        };
-        let _ = writeln!(out, "{name}_sum{braces} {}", self.sum);
-        let _ = writeln!(out, "{name}_count{braces} {}", self.count);
-    }
-}
+/// The OpenMetrics text format that `prometheus_client` writes (Prometheus negotiates it).
+const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// Who may scrape (see the module documentation).
 #[derive(Clone, Default)]
@@ -100,20 +47,18 @@ pub struct MetricsAccess {
 }
 
 /// The counters the process keeps; database figures are read at scrape time.
-#[derive(Default)]
 pub struct Metrics {
-    http: Mutex<HashMap<(String, &'static str, u16), Histogram>>,
-    dispatch: Mutex<Histogram>,
-    /// (run, step) → when it became ready (ms).
-    waiting: Mutex<HashMap<(String, String), i64>>,
-    streams: AtomicI64,
+    counted: Counted,
     access: Mutex<MetricsAccess>,
 }
 
 impl Metrics {
     /// Starts the counters and the task that reads dispatch latency from committed events.
     pub fn start(store: &Store) -> Arc<Metrics> {
-        let metrics = Arc::new(Metrics::default());
+        let metrics = Arc::new(Metrics {
+            counted: Counted::new(),
+            access: Mutex::new(MetricsAccess::default()),
+        });
         let mut events = store.subscribe();
         let weak = Arc::downgrade(&metrics);
         tokio::spawn(async move {
@@ -126,7 +71,7 @@ impl Metrics {
                 let Some(metrics) = weak.upgrade() else {
                     return;
                 };
-                metrics.saw_event(&event);
+                metrics.counted.saw_event(&event);
             }
         });
         metrics
@@ -136,44 +81,6 @@ impl Metrics {
     pub fn set_access(&self, access: MetricsAccess) {
         *self.access.lock().unwrap_or_else(|p| p.into_inner()) = access;
     }
-
-    fn saw_event(&self, e: &crate::engine::audit::AuditEvent) {
-        let (Some(run), Some(step)) = (&e.run_id, &e.step_id) else {
-            return;
-        };
-        if !e.kind.is_step() {
-            return;
-        }
-        let to = e.payload.get("to").and_then(|v| v.as_str());
-        let mut waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
-        match to {
-            Some("ready") if waiting.len() < MAX_WAITING => {
-                waiting.insert((run.clone(), step.clone()), e.at);
-            }
-            Some("dispatched") => {
-                if let Some(ready_at) = waiting.remove(&(run.clone(), step.clone())) {
-                    let secs = (e.at - ready_at).max(0) as f64 / 1000.0;
-                    self.dispatch
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .observe(secs);
-                }
-            }
-            Some(_) => {
-                waiting.remove(&(run.clone(), step.clone()));
-            }
-            None => {}
-        }
-    }
-
-    fn observe_http(&self, route: String, method: &'static str, status: u16, secs: f64) {
-        self.http
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry((route, method, status))
-            .or_default()
-            .observe(secs);
-    }
 }
 
 /// Counts one open live stream while alive.
@@ -181,14 +88,14 @@ struct StreamGuard(Arc<Metrics>);
 
 impl StreamGuard {
     fn new(m: Arc<Metrics>) -> StreamGuard {
-        m.streams.fetch_add(1, Ordering::SeqCst);
+        m.counted.watchers.inc();
         StreamGuard(m)
     }
 }
 
 impl Drop for StreamGuard {
     fn drop(&mut self) {
-        self.0.streams.fetch_sub(1, Ordering::SeqCst);
+        self.0.counted.watchers.dec();
     }
 }
 
@@ -217,12 +124,14 @@ pub async fn track(State(metrics): State<Arc<Metrics>>, request: Request, next: 
     let method = method_label(request.method());
     let started = Instant::now();
     let response = next.run(request).await;
-    metrics.observe_http(
+    let labels = HttpLabels {
         route,
         method,
-        response.status().as_u16(),
-        started.elapsed().as_secs_f64(),
-    );
+        status: response.status().as_u16(),
+    };
+    metrics
+        .counted
+        .observe_http(labels, started.elapsed().as_secs_f64());
     let streaming = response
         .headers()
         .get(header::CONTENT_TYPE)
@@ -238,12 +147,6 @@ pub async fn track(State(metrics): State<Arc<Metrics>>, request: Request, next: 
         chunk
     });
     Response::from_parts(parts, axum::body::Body::from_stream(stream))
-}
-
-fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 /// Why a scrape is refused, as the answer to send; `None`: allowed.
@@ -298,10 +201,7 @@ pub async fn scrape(
     }
     match render(&metrics, &core).await {
         Ok(text) => (
-            [(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-            )],
+            [(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE))],
             text,
         )
             .into_response(),
@@ -309,141 +209,20 @@ pub async fn scrape(
     }
 }
 
-async fn render(m: &Metrics, state: &Core) -> Result<String, AppError> {
+/// The exposition: this scrape's database figures, then the counted ones, then `# EOF`.
+async fn render(m: &Metrics, core: &Core) -> Result<String, AppError> {
+    let database = database::figures(core).await?;
     let mut out = String::with_capacity(8 * 1024);
-
-    let mut runs: HashMap<String, i64> = RUN_STATES.iter().map(|s| (s.to_string(), 0)).collect();
-    for row in sqlx::query("SELECT status, COUNT(*) AS n FROM runs GROUP BY status")
-        .fetch_all(&state.pool)
-        .await?
-    {
-        runs.insert(row.try_get("status")?, row.try_get("n")?);
-    }
-    let mut runs: Vec<_> = runs.into_iter().collect();
-    runs.sort();
-    out.push_str("# HELP lockstep_runs Runs by state.\n# TYPE lockstep_runs gauge\n");
-    for (s, n) in runs {
-        let _ = writeln!(out, "lockstep_runs{{state=\"{}\"}} {n}", escape(&s));
-    }
-
-    out.push_str("# HELP lockstep_steps Steps of all runs by state and kind.\n");
-    out.push_str("# TYPE lockstep_steps gauge\n");
-    for row in sqlx::query(
-        "SELECT status, kind, COUNT(*) AS n FROM steps GROUP BY status, kind ORDER BY status, kind",
-    )
-    .fetch_all(&state.pool)
-    .await?
-    {
-        let (s, k, n): (String, String, i64) = (
-            row.try_get("status")?,
-            row.try_get("kind")?,
-            row.try_get("n")?,
-        );
-        let _ = writeln!(
-            out,
-            "lockstep_steps{{state=\"{}\",kind=\"{}\"}} {n}",
-            escape(&s),
-            escape(&k)
-        );
-    }
-
-    out.push_str(
-        "# HELP lockstep_step_dispatch_latency_seconds Time from a step becoming ready to its dispatch.\n\
-         # TYPE lockstep_step_dispatch_latency_seconds histogram\n",
-    );
-    let dispatch = m.dispatch.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    dispatch.write(&mut out, "lockstep_step_dispatch_latency_seconds", "");
-
-    let now = state.clock.now_secs();
-    let agents = crate::executors::agent::registry::list(&state.pool)
-        .await
-        .map_err(AppError::Internal)?;
-    out.push_str(
-        "# HELP lockstep_agent_up Whether the agent answered its last heartbeat (1) or not (0).\n\
-         # TYPE lockstep_agent_up gauge\n",
-    );
-    for a in &agents {
-        let up = i32::from(a.status == "online");
-        let _ = writeln!(
-            out,
-            "lockstep_agent_up{{agent=\"{}\"}} {up}",
-            escape(&a.server)
-        );
-    }
-    out.push_str(
-        "# HELP lockstep_agent_heartbeat_age_seconds Seconds since the agent's last heartbeat.\n\
-         # TYPE lockstep_agent_heartbeat_age_seconds gauge\n",
-    );
-    for a in &agents {
-        if let Some(at) = a.checked_at {
-            let _ = writeln!(
-                out,
-                "lockstep_agent_heartbeat_age_seconds{{agent=\"{}\"}} {}",
-                escape(&a.server),
-                (now - at).max(0)
-            );
-        }
-    }
-
-    let _ = writeln!(
-        out,
-        "# HELP lockstep_sse_watchers Open live streams (run pages being watched).\n\
-         # TYPE lockstep_sse_watchers gauge\nlockstep_sse_watchers {}",
-        m.streams.load(Ordering::SeqCst)
-    );
-
-    let http = m.http.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    let mut series: Vec<_> = http.into_iter().collect();
-    series.sort_by(|a, b| a.0.cmp(&b.0));
-    out.push_str(
-        "# HELP lockstep_http_requests_total HTTP requests by route, method and status.\n\
-         # TYPE lockstep_http_requests_total counter\n",
-    );
-    for ((route, method, status), h) in &series {
-        let _ = writeln!(
-            out,
-            "lockstep_http_requests_total{{route=\"{}\",method=\"{method}\",status=\"{status}\"}} {}",
-            escape(route),
-            h.count
-        );
-    }
-    out.push_str(
-        "# HELP lockstep_http_request_duration_seconds Time to answer (to the response head).\n\
-         # TYPE lockstep_http_request_duration_seconds histogram\n",
-    );
-    for ((route, method, status), h) in &series {
-        let labels = format!(
-            "route=\"{}\",method=\"{method}\",status=\"{status}\"",
-            escape(route)
-        );
-        h.write(&mut out, "lockstep_http_request_duration_seconds", &labels);
-    }
+    encode_registry(&mut out, &database)
+        .and_then(|()| encode_registry(&mut out, &m.counted.registry))
+        .and_then(|()| encode_eof(&mut out))
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("writing the metrics: {e}")))?;
     Ok(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_histogram_counts_each_observation_into_every_bucket_at_or_above_it() {
-        let mut h = Histogram::default();
-        h.observe(0.003);
-        h.observe(0.2);
-        h.observe(100.0);
-        let mut out = String::new();
-        h.write(&mut out, "x", "");
-        assert!(out.contains("x_bucket{le=\"0.005\"} 1\n"), "{out}");
-        assert!(out.contains("x_bucket{le=\"0.25\"} 2\n"), "{out}");
-        assert!(out.contains("x_bucket{le=\"30\"} 2\n"), "{out}");
-        assert!(out.contains("x_bucket{le=\"+Inf\"} 3\n"), "{out}");
-        assert!(out.contains("x_count 3\n"), "{out}");
-    }
-
-    #[test]
-    fn label_values_are_escaped() {
-        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
-    }
 
     #[test]
     fn without_a_token_only_a_loopback_listener_is_open() {

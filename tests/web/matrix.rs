@@ -433,7 +433,7 @@ async fn every_path_in_the_openapi_document_is_served() {
         .json()
         .await
         .unwrap();
-    assert_eq!(doc["openapi"], "3.0.3");
+    assert_eq!(doc["openapi"], "3.1.0");
     let paths = doc["paths"].as_object().unwrap();
     assert!(paths.len() >= 15);
     for (path, methods) in paths {

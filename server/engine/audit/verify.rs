@@ -23,7 +23,7 @@ pub const GUARDS: [(&str, &str); 2] = [
 ];
 
 /// A break an admin acknowledged.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Acknowledged {
     /// The acknowledgement event (the first event of the new segment).
     pub ack_event: i64,

@@ -7,7 +7,7 @@ use super::gating::{self, FindingOverride, Preflight, WindowHeld};
 use super::{require_text, Actor, Millis, Refusal};
 use crate::engine::policy::{self, Control, Parties};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
     Draft,

@@ -12,7 +12,7 @@ use crate::engine::machine::{Millis, RunState, RunStatus, StepState, StepStatus}
 use crate::knowledge::plan::{Plan, PlannedStep};
 
 /// A run as stored (without its plan; see [`Store::plan`]).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct RunRecord {
     pub id: String,
     pub status: RunStatus,
@@ -25,22 +25,30 @@ pub struct RunRecord {
     pub runbook: String,
     pub inventory: String,
     pub params: BTreeMap<String, String>,
+    /// The run's engine state (approvals, preflight, window, …).
+    #[schema(value_type = Object)]
     pub state: RunState,
     pub created_at: Millis,
     pub updated_at: Millis,
 }
 
 /// A step as stored.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct StepRecord {
     pub run_id: String,
     pub id: String,
     pub seq: i64,
+    /// The planned step (`knowledge::plan::PlannedStep`).
+    #[schema(value_type = Object)]
     pub spec: PlannedStep,
     /// For an undo step, the plan step it reverses.
     pub undo_of: Option<String>,
+    /// The step's state word (`engine::machine::StepStatus`).
+    #[schema(value_type = String)]
     pub status: StepStatus,
     pub attempt: u32,
+    /// The step's engine state (claims, approvals, results, evidence).
+    #[schema(value_type = Object)]
     pub state: StepState,
     /// What an approver must send back with an approval (content-bound approvals).
     pub content_hash: String,

@@ -9,13 +9,15 @@ use serde::Serialize;
 use super::ApiResult;
 use crate::executors::agent::registry;
 use crate::web::auth::{CurrentUser, Role};
+use crate::web::error::ErrorBody;
 use crate::web::{AppError, Core, Site};
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct AgentFacts {
     pub server: String,
     pub url: String,
     /// "unknown", "online" or "offline".
+    #[schema(pattern = "^(unknown|online|offline)$")]
     pub status: String,
     pub checked_at: Option<i64>,
     pub agent_version: Option<String>,
@@ -27,10 +29,14 @@ pub struct AgentFacts {
     pub facts_age_secs: Option<i64>,
     /// Older than `[agents] facts_stale_secs`: preflight does not trust them.
     pub facts_stale: Option<bool>,
+    /// `lockstep_protocol::SiteFacts`: services, services_missing, components, volumes,
+    /// database_files, sql_accounts, tls_protocols, certificates, windows, sql_server,
+    /// session_counters, errors.
+    #[schema(value_type = Option<Object>)]
     pub facts: Option<lockstep_protocol::SiteFacts>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Refreshed {
     pub online: usize,
     pub offline: usize,
@@ -65,6 +71,17 @@ async fn all(state: &Core, site: &Site) -> Result<Vec<AgentFacts>, AppError> {
         .collect())
 }
 
+#[utoipa::path(
+    get,
+    path = "/agents",
+    operation_id = "listAgents",
+    summary = "Every registered agent with its last heartbeat and the facts it last reported, with their age",
+    responses(
+        (status = 200, description = "agents", body = Vec<AgentFacts>),
+        (status = 401, description = "not authenticated", body = ErrorBody),
+        (status = 403, description = "the role does not allow it", body = ErrorBody),
+    )
+)]
 pub async fn list(
     State(state): State<Core>,
     State(site): State<Site>,
@@ -74,6 +91,18 @@ pub async fn list(
     Ok(Json(all(&state, &site).await?))
 }
 
+#[utoipa::path(
+    post,
+    path = "/agents/refresh",
+    operation_id = "refreshAgents",
+    summary = "Ask every agent for a heartbeat and its facts now (operator)",
+    responses(
+        (status = 200, description = "what the collection found", body = Refreshed),
+        (status = 401, description = "not authenticated", body = ErrorBody),
+        (status = 403, description = "the role does not allow it", body = ErrorBody),
+        (status = 409, description = "no facts collector runs in this process", body = ErrorBody),
+    )
+)]
 pub async fn refresh(
     State(state): State<Core>,
     State(site): State<Site>,

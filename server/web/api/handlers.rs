@@ -8,13 +8,16 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
+use super::doc::{RunAction, StepAction};
 use super::{ApiError, ApiJson, ApiQuery, ApiResult};
 use crate::engine::audit::{AuditEvent, VerifyReport};
 use crate::engine::store::{RunRecord, StepRecord};
 use crate::engine::Store;
 use crate::knowledge::preflight::Finding;
 use crate::web::auth::{accounts, CurrentUser, Role};
+use crate::web::error::ErrorBody;
 use crate::web::live::Live;
 use crate::web::pages::audit::AuditFilter;
 use crate::web::pages::newrun::{self, RunRequest};
@@ -23,12 +26,22 @@ use crate::web::pages::runbooks;
 use crate::web::pages::runs::{apply_run_control, apply_step_control, StepForm};
 use crate::web::{datacenters, AppError, Core, Site};
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct Me {
     pub name: String,
     pub role: Role,
 }
 
+#[utoipa::path(
+    get,
+    path = "/me",
+    operation_id = "me",
+    summary = "Who the token belongs to",
+    responses(
+        (status = 200, description = "the user", body = Me),
+        (status = 401, description = "not authenticated", body = ErrorBody),
+    )
+)]
 pub async fn me(user: CurrentUser) -> ApiResult<Me> {
     Ok(Json(Me {
         name: user.user.name.clone(),
@@ -36,16 +49,18 @@ pub async fn me(user: CurrentUser) -> ApiResult<Me> {
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewToken {
+    #[schema(min_length = 1, max_length = 100, pattern = "\\S")]
     pub label: String,
     /// Days until the token stops working (1 to 365; default 90).
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 365)]
     pub expires_in_days: Option<u32>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct TokenCreated {
     pub token: String,
     pub label: String,
@@ -54,13 +69,27 @@ pub struct TokenCreated {
 }
 
 /// A token of yours as listed: never its text; `state` is active, expired or revoked.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct TokenListed {
     #[serde(flatten)]
     pub token: accounts::TokenInfo,
+    #[schema(value_type = String, pattern = "^(active|expired|revoked)$")]
     pub state: &'static str,
 }
 
+#[utoipa::path(
+    post,
+    path = "/tokens",
+    operation_id = "createToken",
+    summary = "Create an API token for yourself (shown once); a token cannot create tokens",
+    request_body = NewToken,
+    responses(
+        (status = 201, description = "created", body = TokenCreated),
+        (status = 401, description = "not authenticated", body = ErrorBody),
+        (status = 403, description = "the role does not allow it, or four-eyes", body = ErrorBody),
+        (status = 422, description = "invalid input, nothing changed", body = ErrorBody),
+    )
+)]
 pub async fn create_token(
     State(state): State<Core>,
     me: CurrentUser,
@@ -82,6 +111,16 @@ pub async fn create_token(
         .into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/tokens",
+    operation_id = "listTokens",
+    summary = "Your API tokens (never their text), with their state",
+    responses(
+        (status = 200, description = "your tokens", body = Vec<TokenListed>),
+        (status = 401, description = "not authenticated", body = ErrorBody),
+    )
+)]
 pub async fn tokens(State(state): State<Core>, me: CurrentUser) -> ApiResult<Vec<TokenListed>> {
     let now = state.clock.now_secs();
     Ok(Json(
@@ -96,6 +135,19 @@ pub async fn tokens(State(state): State<Core>, me: CurrentUser) -> ApiResult<Vec
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/tokens/{id}/revoke",
+    operation_id = "revokeToken",
+    summary = "Revoke one of your API tokens",
+    params(("id" = String, Path, description = "Token id")),
+    responses(
+        (status = 200, description = "the token afterwards", body = TokenListed),
+        (status = 401, description = "not authenticated", body = ErrorBody),
+        (status = 404, description = "not found", body = ErrorBody),
+        (status = 422, description = "invalid input, nothing changed", body = ErrorBody),
+    )
+)]
 pub async fn revoke_token(
     State(state): State<Core>,
     me: CurrentUser,
@@ -119,22 +171,52 @@ pub async fn revoke_token(
     }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/users",
+    operation_id = "listUsers",
+    summary = "List accounts (admin)",
+    responses(
+        (status = 200, description = "accounts", body = Vec<accounts::User>),
+        (status = 401, description = "not authenticated", body = ErrorBody),
+        (status = 403, description = "the role does not allow it, or four-eyes", body = ErrorBody),
+    )
+)]
 pub async fn users(State(state): State<Core>, me: CurrentUser) -> ApiResult<Vec<accounts::User>> {
     me.require(Role::Admin)?;
     Ok(Json(accounts::list_users(&state.pool).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewUser {
+    #[schema(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9._@-]+$")]
     pub name: String,
+    #[schema(value_type = Role)]
     pub role: String,
+    /// NIST 800-63B: at least 8 characters, not a commonly chosen password, not the name.
+    #[schema(min_length = 8, max_length = 1024)]
     pub password: String,
     /// The person's verified e-mail; absent: the account's own name.
     #[serde(default)]
+    #[schema(max_length = 254)]
     pub person: Option<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/users",
+    operation_id = "addUser",
+    summary = "Add an account (admin); NIST 800-63B password rules",
+    request_body = NewUser,
+    responses(
+        (status = 201, description = "created", body = accounts::User),
+        (status = 401, description = "not authenticated", body = ErrorBody),
+        (status = 403, description = "the role does not allow it, or four-eyes", body = ErrorBody),
+        (status = 409, description = "the run or step is in another state", body = ErrorBody),
+        (status = 422, description = "invalid input, nothing changed", body = ErrorBody),
+    )
+)]
 pub async fn add_user(
     State(state): State<Core>,
     me: CurrentUser,
@@ -157,6 +239,19 @@ pub async fn add_user(
     Ok((StatusCode::CREATED, Json(user)).into_response())
 }
 
+#[utoipa::path(
+    post,
+    path = "/users/{name}/disable",
+    operation_id = "disableUser",
+    summary = "Disable an account and end its sessions (admin)",
+    params(("name" = String, Path, description = "Account name")),
+    responses(
+        (status = 200, description = "disabled", body = accounts::User),
+        (status = 401, description = "not authenticated", body = ErrorBody),
+        (status = 403, description = "the role does not allow it, or four-eyes", body = ErrorBody),
+        (status = 404, description = "not found", body = ErrorBody),
+    )
+)]
 pub async fn disable_user(
     State(state): State<Core>,
     me: CurrentUser,
@@ -166,13 +261,24 @@ pub async fn disable_user(
     Ok(Json(accounts::disable_user(&state.pool, &name).await?))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct DataCenterSummary {
     pub name: String,
     pub uploaded_by: String,
     pub uploaded_at: i64,
 }
 
+#[utoipa::path(
+    get,
+    path = "/datacenters",
+    operation_id = "listDataCenters",
+    summary = "List Data Centers",
+    responses(
+        (status = 200, description = "current versions", body = Vec<DataCenterSummary>),
+        (status = 401, description = "not authenticated", body = ErrorBody),
+        (status = 403, description = "the role does not allow it, or four-eyes", body = ErrorBody),
+    )
+)]
 pub async fn datacenters(
     State(state): State<Core>,
     me: CurrentUser,
@@ -192,33 +298,50 @@ pub async fn datacenters(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Upload {
+    /// The inventory file's text.
+    #[schema(min_length = 1)]
     pub toml: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct Problem {
     pub line: Option<usize>,
     pub field: String,
     pub message: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct UploadRefused {
     pub error: String,
     pub status: u16,
     pub problems: Vec<Problem>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct DataCenterDetail {
     pub name: String,
+    /// The inventory as parsed (`knowledge::inventory::Inventory`).
+    #[schema(value_type = Object)]
     pub inventory: crate::knowledge::inventory::Inventory,
     pub findings: Vec<Finding>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/datacenters",
+    operation_id = "uploadDataCenter",
+    summary = "Store an inventory (operator); refused with every problem named",
+    request_body = Upload,
+    responses(
+        (status = 201, description = "stored", body = DataCenterDetail),
+        (status = 422, description = "not stored: every problem named (`UploadRefused`), or the request itself refused (`ErrorBody`)", body = UploadRefused),
+        (status = 401, description = "not authenticated", body = ErrorBody),
+        (status = 403, description = "the role does not allow it, or four-eyes", body = ErrorBody),
+    )
+)]
 pub async fn upload_datacenter(
     State(state): State<Core>,
     State(site): State<Site>,
@@ -264,6 +387,20 @@ pub async fn upload_datacenter(
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/datacenters/{name}",
+    operation_id = "getDataCenter",
+    summary = "A Data Center with its preflight findings",
+    params(("name" = String, Path, description = "Data Center name")),
+    responses(
+        (status = 200, description = "the Data Center", body = DataCenterDetail),
+        (status = 401, description = "not authenticated", body = ErrorBody),
+        (status = 403, description = "the role does not allow it, or four-eyes", body = ErrorBody),
+        (status = 404, description = "not found", body = ErrorBody),
+        (status = 409, description = "the run or step is in another state", body = ErrorBody),
+    )
+)]
 pub async fn datacenter(
     State(state): State<Core>,
     State(site): State<Site>,
@@ -287,7 +424,7 @@ pub async fn datacenter(
     }))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct RunbookSummary {
     pub id: String,
     pub title: String,
@@ -296,7 +433,7 @@ pub struct RunbookSummary {
     pub steps: Vec<RunbookStep>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct RunbookStep {
     pub id: String,
     pub title: String,
@@ -327,6 +464,17 @@ fn runbook_summary(r: &crate::knowledge::runbook::Runbook) -> RunbookSummary {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/runbooks",
+    operation_id = "listRunbooks",
+    summary = "The runbook catalog",
+    responses(
+        (status = 200, description = "runbooks", body = Vec<RunbookSummary>),
+        (status = 401, description = "not authenticated", body = ErrorBody),
+        (status = 403, description = "the role does not allow it, or four-eyes", body = ErrorBody),
+    )
+)]
 pub async fn runbooks(me: CurrentUser) -> ApiResult<Vec<RunbookSummary>> {
     me.require(Role::Viewer)?;
     Ok(Json(
@@ -338,37 +486,81 @@ pub async fn runbooks(me: CurrentUser) -> ApiResult<Vec<RunbookSummary>> {
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/runbooks/{id}",
+    operation_id = "getRunbook",
+    summary = "One runbook with its steps",
+    params(("id" = String, Path, description = "Runbook id")),
+    responses(
+        (status = 200, description = "the runbook", body = RunbookSummary),
+        (status = 401, description = "not authenticated", body = ErrorBody),
+        (status = 403, description = "the role does not allow it, or four-eyes", body = ErrorBody),
+        (status = 404, description = "not found", body = ErrorBody),
+    )
+)]
 pub async fn runbook(me: CurrentUser, Path(id): Path<String>) -> ApiResult<RunbookSummary> {
     me.require(Role::Viewer)?;
     Ok(Json(runbook_summary(runbooks::runbook(&id)?)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/runs",
+    operation_id = "listRuns",
+    summary = "Every run, newest first",
+    responses(
+        (status = 200, description = "runs", body = Vec<RunRecord>),
+        (status = 401, description = "not authenticated", body = ErrorBody),
+        (status = 403, description = "the role does not allow it, or four-eyes", body = ErrorBody),
+    )
+)]
 pub async fn runs(State(store): State<Store>, me: CurrentUser) -> ApiResult<Vec<RunRecord>> {
     me.require(Role::Viewer)?;
     Ok(Json(store.runs().await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateRun {
+    #[schema(min_length = 1)]
     pub datacenter: String,
+    #[schema(min_length = 1)]
     pub runbook: String,
     #[serde(default)]
     pub params: BTreeMap<String, String>,
+    #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
     pub change_ticket: String,
     /// `YYYY-MM-DDTHH:MM` (UTC)
     #[serde(default)]
+    #[schema(pattern = "^([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}(:[0-9]{2})?)?$")]
     pub window_start: Option<String>,
+    /// `YYYY-MM-DDTHH:MM` (UTC)
     #[serde(default)]
+    #[schema(pattern = "^([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}(:[0-9]{2})?)?$")]
     pub window_end: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct RunDetail {
     pub run: RunRecord,
     pub steps: Vec<StepRecord>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/runs",
+    operation_id = "createRun",
+    summary = "Create a run and submit it for start approval (operator)",
+    request_body = CreateRun,
+    responses(
+        (status = 201, description = "created", body = RunDetail),
+        (status = 401, description = "not authenticated", body = ErrorBody),
+        (status = 403, description = "the role does not allow it, or four-eyes", body = ErrorBody),
+        (status = 409, description = "the run or step is in another state", body = ErrorBody),
+        (status = 422, description = "invalid input, nothing changed", body = ErrorBody),
+    )
+)]
 pub async fn create_run(
     State(state): State<Core>,
     me: CurrentUser,
@@ -396,6 +588,19 @@ async fn run_detail(state: &Core, id: &str) -> Result<RunDetail, AppError> {
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/runs/{id}",
+    operation_id = "getRun",
+    summary = "A run with its steps",
+    params(("id" = String, Path, description = "Run id")),
+    responses(
+        (status = 200, description = "the run", body = RunDetail),
+        (status = 401, description = "not authenticated", body = ErrorBody),
+        (status = 403, description = "the role does not allow it, or four-eyes", body = ErrorBody),
+        (status = 404, description = "not found", body = ErrorBody),
+    )
+)]
 pub async fn run(
     State(state): State<Core>,
     me: CurrentUser,
@@ -406,7 +611,7 @@ pub async fn run(
 }
 
 /// What a step's executors said while it ran (every attempt), oldest first.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct StepLogJson {
     /// Lines stored for the step; at most [`crate::engine::steplog::LINES_PER_STEP`] plus the
     /// notice that more was dropped.
@@ -414,6 +619,19 @@ pub struct StepLogJson {
     pub lines: Vec<crate::engine::steplog::LogLine>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/runs/{id}/steps/{step}/log",
+    operation_id = "getStepLog",
+    summary = "What the step's executors said (agent actions, SQL Server messages, probe attempts), every attempt, oldest first; at most 200 lines per step",
+    params(("id" = String, Path, description = "Run id"), ("step" = String, Path, description = "Step id")),
+    responses(
+        (status = 200, description = "the lines", body = StepLogJson),
+        (status = 401, description = "not authenticated", body = ErrorBody),
+        (status = 403, description = "the role does not allow it, or four-eyes", body = ErrorBody),
+        (status = 404, description = "not found", body = ErrorBody),
+    )
+)]
 pub async fn step_log(
     State(store): State<Store>,
     State(live): State<Arc<Live>>,
@@ -431,6 +649,19 @@ pub async fn step_log(
     }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/runs/{id}/report",
+    operation_id = "getReport",
+    summary = "The change record: summary, approvals, overrides, manual tasks, backups, steps with evidence as tables, servers (`record`), and the raw run, steps and events",
+    params(("id" = String, Path, description = "Run id")),
+    responses(
+        (status = 200, description = "report", body = ReportJson),
+        (status = 401, description = "not authenticated", body = ErrorBody),
+        (status = 403, description = "the role does not allow it, or four-eyes", body = ErrorBody),
+        (status = 404, description = "not found", body = ErrorBody),
+    )
+)]
 pub async fn report(
     State(state): State<Core>,
     State(site): State<Site>,
@@ -449,11 +680,13 @@ fn optional_json<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Resul
     serde_json::from_slice(body).map_err(|e| AppError::BadRequest(format!("request body: {e}")))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RunActionBody {
+    /// For `approve`: required.
     #[serde(default)]
     pub comment: String,
+    /// For `pause`, `abort`, `undo`, `extend`: required.
     #[serde(default)]
     pub reason: String,
     /// For `extend`: the window's new end, like 2026-11-28T01:30 (UTC).
@@ -467,6 +700,22 @@ pub struct RunActionBody {
     pub justification: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/runs/{id}/{action}",
+    operation_id = "runAction",
+    summary = "Run control: submit, approve (start; four-eyes), pause, resume, abort, undo, extend (the window), override (a preflight finding)",
+    params(("id" = String, Path, description = "Run id"), ("action" = RunAction, Path, description = "What to do")),
+    request_body = Option<RunActionBody>,
+    responses(
+        (status = 200, description = "the run afterwards", body = RunDetail),
+        (status = 401, description = "not authenticated", body = ErrorBody),
+        (status = 403, description = "the role does not allow it, or four-eyes", body = ErrorBody),
+        (status = 404, description = "not found", body = ErrorBody),
+        (status = 409, description = "the run or step is in another state", body = ErrorBody),
+        (status = 422, description = "invalid input, nothing changed", body = ErrorBody),
+    )
+)]
 pub async fn run_action(
     State(state): State<Core>,
     me: CurrentUser,
@@ -485,7 +734,7 @@ pub async fn run_action(
     Ok(Json(run_detail(&state, &id).await?))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StepActionBody {
     #[serde(default)]
@@ -504,6 +753,22 @@ pub struct StepActionBody {
     pub decision: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/runs/{id}/steps/{step}/{action}",
+    operation_id = "stepAction",
+    summary = "Step control: approve (or deny), claim, complete, retry, ask again (a denied gate), skip, resolve",
+    params(("id" = String, Path, description = "Run id"), ("step" = String, Path, description = "Step id"), ("action" = StepAction, Path, description = "What to do")),
+    request_body = Option<StepActionBody>,
+    responses(
+        (status = 200, description = "the step afterwards", body = StepRecord),
+        (status = 401, description = "not authenticated", body = ErrorBody),
+        (status = 403, description = "the role does not allow it, or four-eyes", body = ErrorBody),
+        (status = 404, description = "not found", body = ErrorBody),
+        (status = 409, description = "the run or step is in another state", body = ErrorBody),
+        (status = 422, description = "invalid input, nothing changed", body = ErrorBody),
+    )
+)]
 pub async fn step_action(
     State(state): State<Core>,
     me: CurrentUser,
@@ -523,14 +788,30 @@ pub async fn step_action(
     Ok(Json(state.store.step(&id, &step_id).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CommentBody {
+    #[schema(min_length = 1, max_length = 4000, pattern = "\\S")]
     pub text: String,
     #[serde(default)]
     pub step_id: Option<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/runs/{id}/comments",
+    operation_id = "addComment",
+    summary = "Comment on a run or one of its steps (operator)",
+    params(("id" = String, Path, description = "Run id")),
+    request_body = CommentBody,
+    responses(
+        (status = 201, description = "the audit event", body = AuditEvent),
+        (status = 401, description = "not authenticated", body = ErrorBody),
+        (status = 403, description = "the role does not allow it, or four-eyes", body = ErrorBody),
+        (status = 404, description = "not found", body = ErrorBody),
+        (status = 422, description = "invalid input, nothing changed", body = ErrorBody),
+    )
+)]
 pub async fn comment(
     State(state): State<Core>,
     me: CurrentUser,
@@ -554,7 +835,7 @@ pub async fn comment(
     Ok((StatusCode::CREATED, Json(event)).into_response())
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct AuditPage {
     pub events: Vec<AuditEvent>,
     pub total: usize,
@@ -563,6 +844,19 @@ pub struct AuditPage {
     pub chain: VerifyReport,
 }
 
+#[utoipa::path(
+    get,
+    path = "/audit",
+    operation_id = "audit",
+    summary = "Audit events (oldest first) with the chain verification",
+    params(AuditFilter),
+    responses(
+        (status = 200, description = "a page of events", body = AuditPage),
+        (status = 401, description = "not authenticated", body = ErrorBody),
+        (status = 403, description = "the role does not allow it, or four-eyes", body = ErrorBody),
+        (status = 422, description = "invalid input, nothing changed", body = ErrorBody),
+    )
+)]
 pub async fn audit(
     State(store): State<Store>,
     me: CurrentUser,

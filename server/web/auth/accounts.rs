@@ -12,7 +12,7 @@ use super::password;
 use super::Role;
 
 /// An account as the dashboard shows it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct User {
     pub id: i64,
     pub name: String,
@@ -401,7 +401,7 @@ pub async fn session_count(pool: &SqlitePool, user_id: i64) -> Result<i64, Accou
 }
 
 /// A token as listed (never its text).
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct TokenInfo {
     pub id: i64,
     pub label: String,

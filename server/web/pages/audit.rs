@@ -21,23 +21,38 @@ use crate::web::{AppError, Core};
 
 pub const PAGE_SIZE: usize = 50;
 
-#[derive(Debug, Default, Deserialize, Clone)]
+/// The audit filters, from the page's query string and `GET /api/v1/audit` alike (the
+/// `param` attributes describe them in the OpenAPI document).
+#[derive(Debug, Default, Deserialize, Clone, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AuditFilter {
+    /// Run id.
     #[serde(default)]
+    #[param(required = false)]
     pub run: String,
+    /// Actor name.
     #[serde(default)]
+    #[param(required = false)]
     pub person: String,
+    /// Kind prefix.
     #[serde(default)]
+    #[param(required = false)]
     pub kind: String,
     /// `YYYY-MM-DD`, inclusive, UTC.
     #[serde(default)]
+    #[param(required = false, pattern = "^([0-9]{4}-[0-9]{2}-[0-9]{2})?$")]
     pub from: String,
+    /// `YYYY-MM-DD`, inclusive, UTC.
     #[serde(default)]
+    #[param(required = false, pattern = "^([0-9]{4}-[0-9]{2}-[0-9]{2})?$")]
     pub to: String,
     /// Words to find in comments, justifications, reasons and notes (case-insensitive).
     #[serde(default)]
+    #[param(required = false)]
     pub q: String,
+    /// Page (50 events each).
     #[serde(default)]
+    #[param(minimum = 1)]
     pub page: Option<usize>,
 }
 

@@ -123,7 +123,7 @@ pub async fn page(
 }
 
 /// The JSON form: the change record, plus the raw records it was built from (for tools).
-#[derive(serde::Serialize)]
+#[derive(serde::Serialize, utoipa::ToSchema)]
 pub struct ReportJson {
     pub record: ChangeRecord,
     pub run: RunRecord,

@@ -12,11 +12,12 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 /// One readable block of a step's evidence.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Block {
     /// What the block shows ("DBCC CHECKDB", "Probe", "Backups", "Messages", a key in words).
     pub title: String,
     /// Label/value pairs (empty when the block is a table).
+    #[schema(value_type = Vec<Vec<String>>)]
     pub facts: Vec<(String, String)>,
     /// Column headings of the table (empty when the block is facts only).
     pub headers: Vec<String>,

@@ -36,7 +36,7 @@ const OVERRIDES: &[EventKind] = &[
     EventKind::RunReopen,
 ];
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Counts {
     pub steps: usize,
     pub manual_tasks: usize,
@@ -47,7 +47,7 @@ pub struct Counts {
 }
 
 /// A decision a person made: an approval, a denial or an override.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Decision {
     pub at: String,
     pub actor: String,
@@ -61,7 +61,7 @@ pub struct Decision {
     pub sentence: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ManualTask {
     pub title: String,
     pub server: String,
@@ -72,7 +72,7 @@ pub struct ManualTask {
     pub recorded: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Backup {
     pub database: String,
     pub server: String,
@@ -82,7 +82,7 @@ pub struct Backup {
     pub verified: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct StepLine {
     pub id: String,
     pub title: String,
@@ -100,7 +100,7 @@ pub struct StepLine {
     pub evidence: Vec<evidence::Block>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ServerState {
     pub server: String,
     /// "12 of 12 steps succeeded".
@@ -111,7 +111,7 @@ pub struct ServerState {
     pub versions: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ChangeRecord {
     pub run_id: String,
     pub status: String,
