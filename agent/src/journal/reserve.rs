@@ -62,8 +62,7 @@ impl Reserve {
                 .truncate(true)
                 .open(&self.path)?;
             #[cfg(target_os = "linux")]
-            match rustix::fs::fallocate(&f, rustix::fs::FallocateFlags::empty(), 0, RESERVE_BYTES)
-            {
+            match rustix::fs::fallocate(&f, rustix::fs::FallocateFlags::empty(), 0, RESERVE_BYTES) {
                 Ok(()) => return Ok(()),
                 // A full disk is the answer; anything else (a file system without fallocate)
                 // falls back to writing the bytes.

@@ -521,7 +521,10 @@ mod tests {
         let refused = store
             .apply_driver_event_logged(&run_id, "s0000", &finished(), 2, None, said)
             .await;
-        assert!(matches!(refused, Err(EngineError::Refused(_))), "{refused:?}");
+        assert!(
+            matches!(refused, Err(EngineError::Refused(_))),
+            "{refused:?}"
+        );
         let tail = store.step_log().tail(&run_id, "s0000", 10).await.unwrap();
         let texts: Vec<&str> = tail.lines.iter().map(|l| l.text.as_str()).collect();
         assert_eq!(texts, ["late", crate::engine::steplog::DROPPED_NOTICE]);
