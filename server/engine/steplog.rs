@@ -2,12 +2,14 @@
 //! messages, probe attempts, wait-step polls), kept in the `step_log` table and published to live
 //! views.
 //!
-//! The channel is a task-local sink: the driver runs each executor call inside [`scope`], and
-//! executor code calls [`line`] wherever it has something to say. Outside a scope (a CLI probe,
-//! a unit test) [`line`] does nothing, so executors need no new parameter and the `Executor`
-//! trait is unchanged. Lines go through a bounded queue to one writer task per call, which
-//! writes them in batches and publishes each written line; the scope waits for the writer, so a
-//! step's lines are durable before its result is applied.
+//! The channel is a task-local sink (`steplog/sink.rs`): the driver runs each executor call
+//! inside [`collect`], and executor code calls [`line`] wherever it has something to say.
+//! Outside a scope (a CLI probe, a unit test) [`line`] does nothing, so executors need no new
+//! parameter and the `Executor` trait is unchanged. A call's lines are held in memory and handed
+//! back with its result; the driver commits them in the same transaction as the step's next
+//! state (the group commit, `store/group.rs`), so a step's lines are durable before — in fact
+//! together with — its result, and cost no transaction of their own. A call that runs long writes
+//! lines that waited a quarter of a second on the way, so live views still follow it.
 //!
 //! Bounds, so a chatty host cannot fill the disk: at most [`LINES_PER_STEP`] lines per step
 //! (over all its attempts), each cut to [`MAX_LINE_CHARS`] characters, plus one line saying that
@@ -19,28 +21,23 @@
 //! connection and are read through the store's readers, so the driver and the dashboard, which
 //! share the [`Store`](super::store::Store), share the log too.
 //!
-//! Durability without an fsync per flush: a batch of lines is committed on the writer with
-//! `synchronous=NORMAL` for that one transaction (the connection is set back to `FULL` right
-//! after, and again each time the writer is acquired). In WAL mode such a commit is visible and
-//! survives a crash of the process at once, and reaches the disk with the next `FULL` commit —
-//! the step's own transition, which follows its lines — so a remote step costs the same number
-//! of fsyncs as before the log shared the writer (the remote benchmark, 100 agent steps on one
-//! host, made 144 fsyncs of the WAL both before and after: about one per step).
+//! Durability without an fsync of their own: lines written on the way (a long call) or on their
+//! own ([`scope`]) are committed on the writer with `synchronous=NORMAL` for that one transaction
+//! (the connection is set back to `FULL` right after, and again each time the writer is
+//! acquired). In WAL mode such a commit is visible and survives a crash of the process at once,
+//! and reaches the disk with the next `FULL` commit — the step's own transition, which follows
+//! its lines.
 //!
 //! A line is either what happened, in words a person reads ([`line`]: "Stopped BackupServer in
 //! 2.1 s"), or a technical detail behind it ([`detail`]: the agent action's id, each SQL Server
 //! message); run page cards show the first kind, the step's own page and its `log.txt` both.
 
 use std::collections::{HashMap, HashSet};
-use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 
 use serde::Serialize;
-use sqlx::{Row, SqlitePool};
-use tokio::sync::{broadcast, mpsc};
+use sqlx::{Row, SqliteConnection, SqlitePool};
+use tokio::sync::broadcast;
 
-use super::clock::Clock;
 use super::error::Result;
 use super::executor::IdempotencyKey;
 use super::machine::Millis;
@@ -49,10 +46,15 @@ use super::machine::Millis;
 pub const LINES_PER_STEP: i64 = 200;
 /// Characters kept of one line; the rest is cut and marked with `…`.
 pub const MAX_LINE_CHARS: usize = 1000;
-/// Lines waiting for the writer of one call; more are dropped (and counted).
-const QUEUE: usize = 256;
 /// Text of the line written once a step reaches its bound.
 pub const DROPPED_NOTICE: &str = "… further output dropped: at most 200 lines are kept per step";
+
+mod sink;
+
+pub use sink::{collect, detail, line, scope, Unwritten, FLUSH_AFTER, FLUSH_LINES};
+
+/// One line as said: its time, its text (already cut), and whether it is a technical detail.
+pub type Said = (Millis, String, bool);
 
 /// One stored line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -121,7 +123,7 @@ impl StepLog {
         lines: &[(Millis, String)],
         dropped: u64,
     ) -> Result<Vec<LogLine>> {
-        let marked: Vec<(Millis, String, bool)> = lines
+        let marked: Vec<Said> = lines
             .iter()
             .map(|(at, t)| (*at, t.clone(), false))
             .collect();
@@ -132,10 +134,10 @@ impl StepLog {
     pub async fn write_marked(
         &self,
         key: &IdempotencyKey,
-        lines: &[(Millis, String, bool)],
+        lines: &[Said],
         dropped: u64,
     ) -> Result<Vec<LogLine>> {
-        let _order = self.order.lock().await;
+        let _order = self.order().await;
         let mut conn = self.writer.acquire().await?;
         // No fsync for this commit: the step's next transition (FULL) carries these lines to the
         // disk with its own (see the module docs).
@@ -153,21 +155,33 @@ impl StepLog {
             conn.close_on_drop();
         }
         let written = written?;
-        for l in &written {
-            let _ = self.published.send(l.clone());
-        }
+        self.publish(&written);
         Ok(written)
     }
 
     /// Inserts one step's lines in one transaction on `conn`, keeping the per-step bound.
     async fn insert(
-        conn: &mut sqlx::SqliteConnection,
+        conn: &mut SqliteConnection,
         key: &IdempotencyKey,
-        lines: &[(Millis, String, bool)],
+        lines: &[Said],
         dropped: u64,
     ) -> Result<Vec<LogLine>> {
         // IMMEDIATE: the count and the inserts see no other writer in between.
         let mut tx = sqlx::Connection::begin_with(conn, "BEGIN IMMEDIATE").await?;
+        let written = Self::insert_in(&mut tx, key, lines, dropped).await?;
+        tx.commit().await?;
+        Ok(written)
+    }
+
+    /// Inserts one step's lines inside the write transaction open on `tx` (the caller's, which
+    /// holds [`StepLog::order`] and publishes what was written once it has committed), keeping
+    /// the per-step bound.
+    pub(crate) async fn insert_in(
+        tx: &mut SqliteConnection,
+        key: &IdempotencyKey,
+        lines: &[Said],
+        dropped: u64,
+    ) -> Result<Vec<LogLine>> {
         let have: i64 =
             sqlx::query("SELECT count(*) FROM step_log WHERE run_id = ? AND step_id = ?")
                 .bind(&key.run_id)
@@ -176,7 +190,7 @@ impl StepLog {
                 .await?
                 .get(0);
         let room = (LINES_PER_STEP - have).max(0) as usize;
-        let mut keep: Vec<(Millis, String, bool)> = lines.iter().take(room).cloned().collect();
+        let mut keep: Vec<Said> = lines.iter().take(room).cloned().collect();
         let over = lines.len() > room || dropped > 0;
         if over && have + (keep.len() as i64) <= LINES_PER_STEP {
             let at = lines.last().map(|l| l.0).unwrap_or_default();
@@ -207,8 +221,22 @@ impl StepLog {
                 detail,
             });
         }
-        tx.commit().await?;
         Ok(written)
+    }
+
+    /// Held by whoever inserts lines, from the first insert until they are published (taken
+    /// *before* the writer connection, by [`StepLog::write_marked`] and by the group commit
+    /// alike, so the two cannot wait for each other).
+    pub(crate) async fn order(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.order.lock().await
+    }
+
+    /// Publishes lines that have committed (the caller holds [`StepLog::order`]).
+    pub(crate) fn publish(&self, written: &[LogLine]) {
+        for l in written {
+            // No subscribers is fine.
+            let _ = self.published.send(l.clone());
+        }
     }
 
     /// The id of the newest line written (0 when there is none).
@@ -304,104 +332,9 @@ impl StepLog {
     }
 }
 
-struct Sink {
-    queue: mpsc::Sender<(Millis, String, bool)>,
-    clock: Arc<dyn Clock>,
-    dropped: Arc<AtomicU64>,
-}
-
-tokio::task_local! {
-    static SINK: Sink;
-}
-
-/// Says one line, in words a person reads, on the step whose executor call is running in this
-/// task; nothing outside a [`scope`]. Never waits: when the writer is behind, the line is dropped
-/// and counted.
-pub fn line(text: impl Into<String>) {
-    say(text.into(), false);
-}
-
-/// Says one technical line (what was sent, a server's raw message): kept and shown on the step's
-/// own page, left off the run page's cards.
-pub fn detail(text: impl Into<String>) {
-    say(text.into(), true);
-}
-
-fn say(text: String, detail: bool) {
-    let _ = SINK.try_with(|sink| {
-        let text = cut(text);
-        if sink
-            .queue
-            .try_send((sink.clock.now(), text, detail))
-            .is_err()
-        {
-            sink.dropped.fetch_add(1, Ordering::Relaxed);
-        }
-    });
-}
-
-fn cut(mut text: String) -> String {
-    // One line per entry: control characters (newlines included) become spaces.
-    if text.chars().any(char::is_control) {
-        text = text
-            .chars()
-            .map(|c| if c.is_control() { ' ' } else { c })
-            .collect();
-    }
-    if let Some((at, _)) = text.char_indices().nth(MAX_LINE_CHARS) {
-        text.truncate(at);
-        text.push('…');
-    }
-    text
-}
-
-/// Runs `work` (an executor call for the step `key`) with a sink for its lines, and waits until
-/// they are written.
-pub async fn scope<F: Future>(
-    log: Arc<StepLog>,
-    key: IdempotencyKey,
-    clock: Arc<dyn Clock>,
-    work: F,
-) -> F::Output {
-    let (queue, mut rx) = mpsc::channel::<(Millis, String, bool)>(QUEUE);
-    let dropped = Arc::new(AtomicU64::new(0));
-    let counted = dropped.clone();
-    let writer = tokio::spawn(async move {
-        let mut batch = Vec::new();
-        while rx.recv_many(&mut batch, 64).await > 0 {
-            let lost = counted.swap(0, Ordering::Relaxed);
-            if let Err(e) = log.write_marked(&key, &batch, lost).await {
-                tracing::warn!(step = %key, error = %e, "step log lines not written");
-            }
-            batch.clear();
-        }
-        let lost = counted.swap(0, Ordering::Relaxed);
-        if lost > 0 {
-            if let Err(e) = log.write(&key, &[], lost).await {
-                tracing::warn!(step = %key, error = %e, "step log notice not written");
-            }
-        }
-    });
-    let out = SINK
-        .scope(
-            Sink {
-                queue,
-                clock,
-                dropped,
-            },
-            work,
-        )
-        .await;
-    // The sink (and with it the queue's sender) is gone: the writer drains and ends.
-    if let Err(e) = writer.await {
-        tracing::warn!(error = %e, "step log writer ended abnormally");
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
-    use super::cut;
+    use super::sink::cut;
     use crate::engine::executor::IdempotencyKey;
     use crate::engine::Store;
 

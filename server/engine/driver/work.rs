@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::engine::executor::{ActionStatus, Dispatch, Executor, IdempotencyKey, Outcome};
 use crate::engine::machine::{StepAction, StepEvent, StepStatus};
+use crate::engine::steplog::Unwritten;
 use crate::engine::store::{EngineError, Result, StepRecord};
 use crate::knowledge::operation::{Operation, WaitCondition};
 use crate::knowledge::plan::StepKind;
@@ -64,6 +65,24 @@ impl Engine {
         Ok(actions)
     }
 
+    /// [`Engine::apply`] with the lines the executor said on the way to `event`, committed
+    /// together with it (see [`crate::engine::steplog`]).
+    async fn apply_logged(
+        &self,
+        run_id: &str,
+        step_id: &str,
+        event: StepEvent,
+        lines: Unwritten,
+    ) -> Result<Vec<StepAction>> {
+        let limits = Some(self.inner.config.limits).filter(|_| self.inner.config.claim_in_commit);
+        let (_, actions) = self
+            .inner
+            .store
+            .apply_driver_event_logged(run_id, step_id, &event, self.now(), limits, lines)
+            .await?;
+        Ok(actions)
+    }
+
     pub(super) async fn status_of(&self, run_id: &str, step: &StepRecord) -> ActionStatus {
         if step.spec.kind == StepKind::Wait {
             // Polling changes nothing; a wait interrupted by a restart simply polls again.
@@ -109,21 +128,17 @@ impl Engine {
             if !still_due {
                 continue;
             }
-            let event = match action {
-                StepAction::Dispatch { attempt } => StepEvent::Finished {
-                    outcome: self
-                        .logged(
-                            run_id,
-                            &current,
-                            attempt,
-                            self.execute(run_id, &current, attempt),
-                        )
-                        .await,
-                },
+            // The executor's lines ride the commit of the event its answer leads to.
+            let (event, lines) = match action {
+                StepAction::Dispatch { attempt } => {
+                    let call = self.execute(run_id, &current, attempt);
+                    let (outcome, lines) = self.logged(run_id, &current, attempt, call).await;
+                    (StepEvent::Finished { outcome }, lines)
+                }
                 StepAction::Verify => {
                     let attempt = current.attempt;
-                    self.logged(run_id, &current, attempt, self.verify(run_id, &current))
-                        .await
+                    let call = self.verify(run_id, &current);
+                    self.logged(run_id, &current, attempt, call).await
                 }
                 StepAction::QueryStatus => {
                     let status = self.status_of(run_id, &current).await;
@@ -132,12 +147,16 @@ impl Engine {
                     {
                         continue; // nothing new: people decide
                     }
-                    StepEvent::Reconciled { status }
+                    let key = self.key(run_id, &current, current.attempt);
+                    (StepEvent::Reconciled { status }, Unwritten::none(key))
                 }
                 StepAction::CancelInFlight | StepAction::NeedsPeople => continue,
             };
             let name = event.name();
-            let next = match self.apply(run_id, &step.id, event.clone()).await {
+            let next = match self
+                .apply_logged(run_id, &step.id, event.clone(), lines)
+                .await
+            {
                 Ok(next) => {
                     // Inside the driver's `step` span: the line names the run and the step.
                     tracing::info!(event = name, "step event applied");
@@ -171,17 +190,18 @@ impl Engine {
         Ok(())
     }
 
-    /// Runs an executor call with a sink for the step's log lines (see [`crate::engine::steplog`]).
+    /// Runs an executor call with a sink for the step's log lines (see [`crate::engine::steplog`]);
+    /// returns its output and the lines still to commit.
     async fn logged<T>(
         &self,
         run_id: &str,
         step: &StepRecord,
         attempt: u32,
         work: impl std::future::Future<Output = T>,
-    ) -> T {
+    ) -> (T, Unwritten) {
         let log = self.inner.store.step_log().clone();
         let key = self.key(run_id, step, attempt);
-        crate::engine::steplog::scope(log, key, self.inner.clock.clone(), work).await
+        crate::engine::steplog::collect(log, key, self.inner.clock.clone(), work).await
     }
 
     async fn execute(&self, run_id: &str, step: &StepRecord, attempt: u32) -> Outcome {

@@ -17,6 +17,12 @@
 //! are published: the driver wakes on those events and finds them waiting, and never mistakes a
 //! freshly dispatched step for one left behind. A crash between that commit and the dispatch
 //! leaves a dispatched step that the next start reconciles, exactly as after the driver's own claim.
+//!
+//! And the lines the step's executor said while it ran ([`Unwritten`]) are inserted in the same
+//! transaction, before the step's own event, so a remote step's log costs no transaction of its
+//! own on the writer; they are published before the commit's events, as when they had a commit
+//! of their own. Lines are kept whatever their step's transition answers (a late answer refused,
+//! a lost compare-and-set): they say what the host did.
 
 use std::sync::Mutex;
 
@@ -26,6 +32,7 @@ use super::claim::{Claimed, DriveLimits};
 use super::queries::{load_run, load_step};
 use super::{EngineError, Result, Store};
 use crate::engine::machine::{Millis, StepAction, StepEvent, StepState};
+use crate::engine::steplog::{StepLog, Unwritten};
 
 /// The queue of driver events waiting for a commit, and whose turn it is to commit them.
 #[derive(Default)]
@@ -47,6 +54,8 @@ struct Pending {
     now: Millis,
     /// The driver's limits: claim the run's next steps in the same commit.
     claim: Option<DriveLimits>,
+    /// The step log lines to insert in the same commit.
+    lines: Option<Unwritten>,
     reply: oneshot::Sender<ItemResult>,
 }
 
@@ -61,7 +70,7 @@ impl Store {
         event: &StepEvent,
         now: Millis,
     ) -> Result<(StepState, Vec<StepAction>)> {
-        self.grouped(run_id, step_id, event, now, None).await
+        self.grouped(run_id, step_id, event, now, None, None).await
     }
 
     /// [`Store::apply_driver_event`], and when the step leaves flight, the claim of the run's next
@@ -75,7 +84,23 @@ impl Store {
         now: Millis,
         limits: DriveLimits,
     ) -> Result<(StepState, Vec<StepAction>)> {
-        self.grouped(run_id, step_id, event, now, Some(limits))
+        self.grouped(run_id, step_id, event, now, Some(limits), None)
+            .await
+    }
+
+    /// [`Store::apply_driver_event`] (and, with `limits`, the claim of the run's next steps) with
+    /// the lines the step's executor said, inserted in the same commit (see the module docs).
+    pub async fn apply_driver_event_logged(
+        &self,
+        run_id: &str,
+        step_id: &str,
+        event: &StepEvent,
+        now: Millis,
+        limits: Option<DriveLimits>,
+        lines: Unwritten,
+    ) -> Result<(StepState, Vec<StepAction>)> {
+        let lines = Some(lines).filter(|l| !l.is_empty());
+        self.grouped(run_id, step_id, event, now, limits, lines)
             .await
     }
 
@@ -92,8 +117,12 @@ impl Store {
         event: &StepEvent,
         now: Millis,
         claim: Option<DriveLimits>,
+        lines: Option<Unwritten>,
     ) -> Result<(StepState, Vec<StepAction>)> {
         if event.actor().is_some() {
+            if let Some(lines) = lines {
+                lines.write(&self.log).await;
+            }
             return self.apply_step_event(run_id, step_id, event, now).await;
         }
         let (reply, mut answer) = oneshot::channel();
@@ -107,6 +136,7 @@ impl Store {
                 event: event.clone(),
                 now,
                 claim,
+                lines,
                 reply,
             });
         let turn = self.group.turn.lock().await;
@@ -142,6 +172,7 @@ impl Store {
             // Nothing was written: each event again in a transaction of its own.
             Err(_) if batch.len() > 1 => {
                 for p in batch {
+                    self.write_alone(p.lines).await;
                     let r = self
                         .apply_step_event(&p.run_id, &p.step_id, &p.event, p.now)
                         .await;
@@ -150,9 +181,17 @@ impl Store {
             }
             Err(e) => {
                 if let Some(p) = batch.into_iter().next() {
+                    self.write_alone(p.lines).await;
                     let _ = p.reply.send(Err(e));
                 }
             }
+        }
+    }
+
+    /// Lines whose transition's commit failed: still kept, in a transaction of their own.
+    async fn write_alone(&self, lines: Option<Unwritten>) {
+        if let Some(lines) = lines {
+            lines.write(&self.log).await;
         }
     }
 
@@ -163,11 +202,20 @@ impl Store {
         self.group
             .batches
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        // Before the writer, as every writer of lines does (see `StepLog::order`).
+        let order = match batch.iter().any(|p| p.lines.is_some()) {
+            true => Some(self.log.order().await),
+            false => None,
+        };
         let mut w = self.begin().await?;
         let mut results = Vec::with_capacity(batch.len());
+        let mut lines = Vec::new();
         // Runs with a step that left flight, and the limits to claim their next steps within.
         let mut to_claim: Vec<(&str, DriveLimits)> = Vec::new();
         for p in batch {
+            if let Some(u) = &p.lines {
+                lines.extend(StepLog::insert_in(&mut w.tx, &u.key, &u.lines, u.dropped).await?);
+            }
             let item = async {
                 let run = load_run(&mut w.tx, &p.run_id).await?;
                 let step = load_step(&mut w.tx, &p.run_id, &p.step_id).await?;
@@ -212,6 +260,8 @@ impl Store {
             ..
         } = w;
         tx.commit().await?;
+        self.log.publish(&lines);
+        drop(order);
         self.scans.record(&scanned);
         if !claimed.is_empty() {
             self.group
@@ -413,6 +463,73 @@ mod tests {
         assert!(store.take_claimed().is_empty());
         assert_eq!(
             store.step(&run_id, "s0001").await.unwrap().status,
+            StepStatus::Pending
+        );
+    }
+
+    #[tokio::test]
+    async fn a_step_s_lines_ride_the_commit_of_its_result_and_are_published_before_its_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("g.db")).await.unwrap();
+        let run_id = started_plan(&store, noop_plan(2, true, &["dc1"])).await;
+        let limits = DriveLimits::default();
+        store.claim(&run_id, limits, 1).await.unwrap();
+        let mut lines = store.step_log().subscribe();
+        let mut events = store.subscribe();
+        let said = Unwritten {
+            key: crate::engine::executor::IdempotencyKey {
+                run_id: run_id.clone(),
+                step_id: "s0000".into(),
+                attempt: 1,
+            },
+            lines: vec![(2, "product version 8.8.6".into(), false)],
+            dropped: 0,
+        };
+        let (state, _) = store
+            .apply_driver_event_logged(&run_id, "s0000", &finished(), 2, Some(limits), said)
+            .await
+            .unwrap();
+        assert_eq!(state.status, StepStatus::Succeeded);
+        assert_eq!(
+            store.group.batches.load(Ordering::SeqCst),
+            1,
+            "the lines, the result and the next step's start: one commit"
+        );
+        let tail = store.step_log().tail(&run_id, "s0000", 10).await.unwrap();
+        assert_eq!(tail.lines[0].text, "product version 8.8.6");
+        assert_eq!(lines.try_recv().unwrap().text, "product version 8.8.6");
+        assert_eq!(events.try_recv().unwrap().step_id.as_deref(), Some("s0000"));
+        assert_eq!(store.take_claimed().len(), 1);
+        assert_eq!(store.verify_audit().await.unwrap().problem, None);
+    }
+
+    #[tokio::test]
+    async fn lines_of_an_answer_that_is_refused_are_kept_all_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("g.db")).await.unwrap();
+        let run_id = started(&store, 1).await;
+        let said = Unwritten {
+            key: crate::engine::executor::IdempotencyKey {
+                run_id: run_id.clone(),
+                step_id: "s0000".into(),
+                attempt: 1,
+            },
+            lines: vec![(2, "late".into(), false)],
+            dropped: 3,
+        };
+        // s0000 is still pending: it cannot have finished.
+        let refused = store
+            .apply_driver_event_logged(&run_id, "s0000", &finished(), 2, None, said)
+            .await;
+        assert!(
+            matches!(refused, Err(EngineError::Refused(_))),
+            "{refused:?}"
+        );
+        let tail = store.step_log().tail(&run_id, "s0000", 10).await.unwrap();
+        let texts: Vec<&str> = tail.lines.iter().map(|l| l.text.as_str()).collect();
+        assert_eq!(texts, ["late", crate::engine::steplog::DROPPED_NOTICE]);
+        assert_eq!(
+            store.step(&run_id, "s0000").await.unwrap().status,
             StepStatus::Pending
         );
     }
