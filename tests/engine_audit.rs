@@ -651,7 +651,7 @@ async fn checkpoints_held_elsewhere_catch_a_log_rewritten_with_the_key() {
         .await
         .unwrap();
     for (name, on) in audit::verify::GUARDS {
-        sqlx::query(&format!("CREATE TRIGGER {name} {on} BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END"))
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE TRIGGER {name} {on} BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END")))
             .execute(&mut conn)
             .await
             .unwrap();

@@ -261,7 +261,7 @@ impl sqlx::Type<sqlx::Sqlite> for EventKind {
 impl<'q> sqlx::Encode<'q, sqlx::Sqlite> for EventKind {
     fn encode_by_ref(
         &self,
-        buf: &mut Vec<sqlx::sqlite::SqliteArgumentValue<'q>>,
+        buf: &mut sqlx::sqlite::SqliteArgumentsBuffer,
     ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
         <String as sqlx::Encode<'q, sqlx::Sqlite>>::encode(self.as_str().to_string(), buf)
     }

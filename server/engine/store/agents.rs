@@ -1,6 +1,7 @@
 //! The agent registry: which URL and certificate thumbprint belong to each inventory server, and
 //! the last heartbeat's result (online/offline, version, clock skew). SQL lives here.
 
+use const_format::concatcp;
 use lockstep_protocol::tls::Thumbprint;
 use sqlx::SqlitePool;
 
@@ -111,18 +112,25 @@ pub async fn add(
 }
 
 pub async fn get(pool: &SqlitePool, server: &str) -> anyhow::Result<Option<AgentRecord>> {
-    let row: Option<Row> =
-        sqlx::query_as(&format!("SELECT {COLUMNS} FROM agents WHERE server = ?"))
-            .bind(server)
-            .fetch_optional(pool)
-            .await?;
+    let row: Option<Row> = sqlx::query_as(concatcp!(
+        "SELECT ",
+        COLUMNS,
+        " FROM agents WHERE server = ?"
+    ))
+    .bind(server)
+    .fetch_optional(pool)
+    .await?;
     row.map(record).transpose()
 }
 
 pub async fn list(pool: &SqlitePool) -> anyhow::Result<Vec<AgentRecord>> {
-    let rows: Vec<Row> = sqlx::query_as(&format!("SELECT {COLUMNS} FROM agents ORDER BY server"))
-        .fetch_all(pool)
-        .await?;
+    let rows: Vec<Row> = sqlx::query_as(concatcp!(
+        "SELECT ",
+        COLUMNS,
+        " FROM agents ORDER BY server"
+    ))
+    .fetch_all(pool)
+    .await?;
     rows.into_iter().map(record).collect()
 }
 

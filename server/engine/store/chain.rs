@@ -12,7 +12,7 @@
 use std::path::Path;
 use std::sync::Mutex;
 
-use sqlx::{Row, SqliteConnection};
+use sqlx::{AssertSqlSafe, Row, SqliteConnection};
 
 use super::{queries, EngineError, Result, Store};
 use crate::engine::audit::verify::{self, Checkpoint, Progress, ACK_KIND};
@@ -294,12 +294,13 @@ impl Store {
         for p in &report.problems {
             if p.kind == "guard_dropped" || p.kind == "guard_altered" {
                 for (name, on) in verify::GUARDS {
-                    sqlx::query(&format!("DROP TRIGGER IF EXISTS {name}"))
+                    // Names and clauses are the constants of `verify::GUARDS`.
+                    sqlx::query(AssertSqlSafe(format!("DROP TRIGGER IF EXISTS {name}")))
                         .execute(&mut *w.tx)
                         .await?;
-                    sqlx::query(&format!(
+                    sqlx::query(AssertSqlSafe(format!(
                         "CREATE TRIGGER {name} {on} BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END"
-                    ))
+                    )))
                     .execute(&mut *w.tx)
                     .await?;
                 }

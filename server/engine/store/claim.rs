@@ -4,7 +4,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
-use sqlx::Row;
+use const_format::concatcp;
+use sqlx::{AssertSqlSafe, Row};
 
 use super::queries::{load_run, load_step, RunRecord, StepRecord};
 use super::{Result, Store, WriteTx};
@@ -370,7 +371,8 @@ async fn settling_event(
         .map(|s| format!("'{}'", s.as_str()))
         .collect::<Vec<_>>()
         .join(", ");
-    let row = sqlx::query(&format!(
+    // `open` holds only the machine's own status words, quoted; the run and flag are bound.
+    let row = sqlx::query(AssertSqlSafe(format!(
         "SELECT
              EXISTS (SELECT 1 FROM steps INDEXED BY steps_claim_scan
                  WHERE run_id = ?1 AND (undo_of IS NOT NULL) = ?2
@@ -381,7 +383,7 @@ async fn settling_event(
              (SELECT id FROM steps INDEXED BY steps_claim_scan
                  WHERE run_id = ?1 AND status = 'failed' AND (undo_of IS NOT NULL) = ?2
                  ORDER BY seq LIMIT 1) AS failed"
-    ))
+    )))
     .bind(run_id)
     .bind(undoing)
     .fetch_one(&mut *conn)
@@ -494,12 +496,14 @@ impl WriteTx {
         let ids: Vec<String> = match done_since {
             Some(done) if done.is_empty() => Vec::new(),
             Some(done) => {
-                sqlx::query_scalar(&format!(
+                sqlx::query_scalar(concatcp!(
                     "SELECT s.id FROM (SELECT DISTINCT d.step_id AS id FROM json_each(?) j
                      CROSS JOIN step_deps d INDEXED BY step_deps_by_dependency
                        ON d.run_id = ? AND d.depends_on = j.value) c
                    CROSS JOIN steps s ON s.run_id = ? AND s.id = c.id
-                 WHERE s.status = 'pending' AND (s.undo_of IS NOT NULL) = ? AND {ALL_DONE}
+                 WHERE s.status = 'pending' AND (s.undo_of IS NOT NULL) = ? AND ",
+                    ALL_DONE,
+                    "
                  ORDER BY s.seq"
                 ))
                 .bind(
@@ -513,9 +517,11 @@ impl WriteTx {
                 .await?
             }
             None => {
-                sqlx::query_scalar(&format!(
+                sqlx::query_scalar(concatcp!(
                     "SELECT s.id FROM steps s WHERE s.run_id = ? AND s.status = 'pending'
-                   AND (s.undo_of IS NOT NULL) = ? AND {ALL_DONE}
+                   AND (s.undo_of IS NOT NULL) = ? AND ",
+                    ALL_DONE,
+                    "
                  ORDER BY s.seq"
                 ))
                 .bind(run_id)

@@ -2,9 +2,10 @@
 
 use std::collections::BTreeMap;
 
+use const_format::concatcp;
 use serde::Serialize;
 use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, SqliteConnection};
+use sqlx::{AssertSqlSafe, Row, SqliteConnection};
 
 use super::{EngineError, Result, Store};
 use crate::engine::audit::AuditEvent;
@@ -139,7 +140,7 @@ pub(super) fn event_from_row(row: &SqliteRow) -> Result<AuditEvent> {
 }
 
 pub(super) async fn load_run(conn: &mut SqliteConnection, run_id: &str) -> Result<RunRecord> {
-    let row = sqlx::query(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?"))
+    let row = sqlx::query(concatcp!("SELECT ", RUN_COLUMNS, " FROM runs WHERE id = ?"))
         .bind(run_id)
         .fetch_optional(&mut *conn)
         .await?
@@ -152,8 +153,12 @@ pub(super) async fn load_step(
     run_id: &str,
     step_id: &str,
 ) -> Result<StepRecord> {
-    let row = sqlx::query(&format!(
-        "SELECT {STEP_COLUMNS} FROM {STEP_FROM} WHERE s.run_id = ? AND s.id = ?"
+    let row = sqlx::query(concatcp!(
+        "SELECT ",
+        STEP_COLUMNS,
+        " FROM ",
+        STEP_FROM,
+        " WHERE s.run_id = ? AND s.id = ?"
     ))
     .bind(run_id)
     .bind(step_id)
@@ -167,8 +172,12 @@ pub(super) async fn load_steps(
     conn: &mut SqliteConnection,
     run_id: &str,
 ) -> Result<Vec<StepRecord>> {
-    let rows = sqlx::query(&format!(
-        "SELECT {STEP_COLUMNS} FROM {STEP_FROM} WHERE s.run_id = ? ORDER BY s.seq"
+    let rows = sqlx::query(concatcp!(
+        "SELECT ",
+        STEP_COLUMNS,
+        " FROM ",
+        STEP_FROM,
+        " WHERE s.run_id = ? ORDER BY s.seq"
     ))
     .bind(run_id)
     .fetch_all(&mut *conn)
@@ -188,7 +197,8 @@ pub(super) async fn load_steps_in(
         "SELECT {STEP_COLUMNS} FROM {STEP_FROM} WHERE s.run_id = ? AND s.status IN ({marks}) \
          ORDER BY s.seq"
     );
-    let mut query = sqlx::query(&sql).bind(run_id);
+    // Dynamic only in the number of `?` marks; the statuses are bound.
+    let mut query = sqlx::query(AssertSqlSafe(sql)).bind(run_id);
     for s in statuses {
         query = query.bind(s.as_str());
     }
@@ -199,8 +209,10 @@ pub(super) async fn load_steps_in(
 impl Store {
     /// Every run, newest first.
     pub async fn runs(&self) -> Result<Vec<RunRecord>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {RUN_COLUMNS} FROM runs ORDER BY created_at DESC, id"
+        let rows = sqlx::query(concatcp!(
+            "SELECT ",
+            RUN_COLUMNS,
+            " FROM runs ORDER BY created_at DESC, id"
         ))
         .fetch_all(&self.pool)
         .await?;

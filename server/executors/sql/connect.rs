@@ -2,7 +2,7 @@
 //! environment, encryption), the tiberius connection, and the capture of every INFO and ERROR
 //! message the server sends.
 //!
-//! tiberius 0.12 does not hand INFO tokens to the caller; it reports them as `tracing` events.
+//! tiberius (0.13) does not hand INFO tokens to the caller; it reports them as `tracing` events.
 //! [`capture`] runs a piece of SQL work under its own subscriber and keeps those events, so the
 //! evidence holds what SQL Server printed (CHECKDB's summary, sp_updatestats, BACKUP progress).
 
@@ -164,6 +164,9 @@ pub async fn connect(server: &str, t: &SqlTarget) -> Result<SqlClient, SqlError>
     cfg.port(port);
     cfg.application_name("Lockstep");
     cfg.authentication(AuthMethod::sql_server(&t.user, password));
+    // tiberius 0.13 fails a command after 30 s without a token; BACKUP and CHECKDB of a large
+    // database are silent longer than that. The step's own timeout (`sql.rs`) bounds the work.
+    cfg.command_timeout(None);
     match t.encrypt {
         SqlEncryption::Required => {
             cfg.encryption(EncryptionLevel::Required);
@@ -236,7 +239,7 @@ impl tracing::field::Visit for MessageVisitor {
     }
 }
 
-/// Texts tiberius logs at INFO that are not server messages.
+/// Texts tiberius logs beside INFO tokens (at DEBUG) that are not server messages.
 fn is_environment(text: &str) -> bool {
     [
         "Database change from",
@@ -257,7 +260,8 @@ fn is_environment(text: &str) -> bool {
 
 impl tracing::Subscriber for Capture {
     fn enabled(&self, m: &tracing::Metadata<'_>) -> bool {
-        m.target().starts_with("tiberius") && *m.level() <= tracing::Level::INFO
+        // 0.13 logs INFO tokens at DEBUG (0.12 did at INFO); ERROR tokens stay at ERROR.
+        m.target().starts_with("tiberius") && *m.level() <= tracing::Level::DEBUG
     }
     fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
         tracing::span::Id::from_u64(1)

@@ -549,7 +549,6 @@ impl Engine {
         }
         let decl: Vec<(String, Option<String>)> = st
             .columns()
-            .iter()
             .map(|c| (c.name().to_string(), c.decl_type().map(str::to_string)))
             .collect();
         let mut rows = Vec::new();
