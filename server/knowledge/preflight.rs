@@ -29,6 +29,7 @@ mod site;
 mod targets;
 
 pub use site::binding_port;
+pub use targets::sql_section;
 
 /// How much a finding matters to the change manager.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
