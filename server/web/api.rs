@@ -99,6 +99,7 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/agents", get(agents::list))
         .route("/agents/refresh", post(agents::refresh))
+        .merge(crate::web::campaigns::api::routes())
         .fallback(api_not_found)
 }
 

@@ -86,6 +86,21 @@ schemas = {
      "steps": S("array", items=S("object", properties={**{k: S("string") for k in ["id", "title", "server", "section", "phase", "status", "started", "ended", "planned", "actual", "note", "error"]}, "attempts": S("integer"), "evidence": S("array", items=ref("EvidenceBlock"))})),
      "servers": S("array", items=S("object", properties={k: S("string") for k in ["server", "steps", "last_step", "versions"]})),
      "chain_ok": S("boolean")}),
+ "ServerVersions": S("object", required=["name", "version"], properties={"name": S("string"), "version": S("string", description="Connected Backup"), "windows": S("string", nullable=True), "sql_server": S("string", nullable=True)}),
+ "CampaignTarget": S("object", properties={"connected": S("string", nullable=True), "windows": S("string", nullable=True), "sql_server": S("string", nullable=True)}),
+ "Campaign": S("object", required=["id", "data_center", "target", "created_by", "created_at", "state"], properties={
+     "id": S("string"), "data_center": S("string"), "target": ref("CampaignTarget"), "created_by": S("string"), "created_at": S("integer", description="ms since the epoch"), "state": S("string", enum=["open", "done"])}),
+ "CampaignStage": S("object", required=["ordinal", "runbook", "params", "servers", "reason", "section", "estimate_secs", "estate_after"], properties={
+     "ordinal": S("integer", minimum=1), "runbook": S("string"), "params": S("object", additionalProperties=S("string")), "servers": S("array", items=S("string")),
+     "reason": S("string", description="why the stage comes where it is, in plain words"), "section": S("string", description="the guide's section"), "estimate_secs": S("integer"),
+     "estate_after": S("array", items=ref("ServerVersions"), description="projected by the planner"), "run_id": S("string", nullable=True), "run_status": S("string", nullable=True, description="the stage's run's status (RunStatus)"),
+     "actual_after": S("array", nullable=True, items=ref("ServerVersions"), description="the estate found when the next stage's run was created")}),
+ "CampaignDetail": S("object", required=["campaign", "stages"], properties={"campaign": ref("Campaign"), "stages": S("array", items=ref("CampaignStage"))}),
+ "CreateCampaign": S("object", required=["datacenter", "target"], additionalProperties=False, properties={
+     "datacenter": S("string", minLength=1), "target": S("object", additionalProperties=False, properties={"connected": S("string", nullable=True, enum=["8.11", None]), "windows": S("string", nullable=True, enum=["2012 R2", "2016", None]), "sql_server": S("string", nullable=True, enum=["2012 SP4", "2014 SP2", "2016", None])})}),
+ "CreateStageRun": S("object", required=["change_ticket"], additionalProperties=False, properties={
+     "change_ticket": S("string", minLength=1, maxLength=200, pattern="\\S"),
+     "window_start": S("string", nullable=True, pattern="^([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}(:[0-9]{2})?)?$", description="YYYY-MM-DDTHH:MM, UTC"), "window_end": S("string", nullable=True, pattern="^([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}(:[0-9]{2})?)?$")}),
  "Report": S("object", required=["record", "run", "steps", "events", "audit_chain_intact"], properties={"record": ref("ChangeRecord"), "run": ref("Run"), "steps": S("array", items=ref("Step")), "events": S("array", items=ref("Event")), "audit_chain_intact": S("boolean")}),
 }
 run_id = pp("id", "Run id")
@@ -115,6 +130,12 @@ paths = {
      params=[run_id, pp("step", "Step id"), {"name": "action", "in": "path", "required": True, "schema": {"type": "string", "enum": ["approve", "deny", "claim", "complete", "retry", "ask_again", "skip", "resolve"]}}], body=jbody(ref("StepAction"), required=False), opid="stepAction")},
  "/agents": {"get": op("Every registered agent with its last heartbeat and the facts it last reported, with their age", {**resp(200, "agents", S("array", items=ref("AgentFacts"))), **errs("401", "403")}, opid="listAgents")},
  "/agents/refresh": {"post": op("Ask every agent for a heartbeat and its facts now (operator)", {**resp(200, "what the collection found", ref("Refreshed")), **errs("401", "403", "409")}, opid="refreshAgents")},
+ "/campaigns": {
+   "get": op("Campaigns, newest first (only one Data Center's with `datacenter`)", {**resp(200, "campaigns", S("array", items=ref("Campaign"))), **errs("401", "403", "422")}, params=[qp("datacenter", "Data Center name")], opid="listCampaigns"),
+   "post": op("Plan a campaign from the estate as found to a target and record it (operator); a target the guide's procedures cannot reach is refused naming the rule", {**resp(201, "planned", ref("CampaignDetail")), **errs("401", "403", "409", "422")}, body=jbody(ref("CreateCampaign")), opid="createCampaign")},
+ "/campaigns/{id}": {"get": op("A campaign with its stages in order, each with its run's status and the estate projected and found after it", {**resp(200, "the campaign", ref("CampaignDetail")), **errs("401", "403", "404")}, params=[pp("id", "Campaign id")], opid="getCampaign")},
+ "/campaigns/{id}/stages/{stage}/run": {"post": op("Create a stage's run, re-planned on the estate as found, and submit it for start approval (operator); refused while an earlier stage's run has not succeeded, or when the stage is no longer the next one the estate needs", {**resp(201, "the campaign afterwards", ref("CampaignDetail")), **errs("401", "403", "404", "409", "422")},
+     params=[pp("id", "Campaign id"), {"name": "stage", "in": "path", "required": True, "description": "Stage number (1, 2, …)", "schema": {"type": "integer", "minimum": 1}}], body=jbody(ref("CreateStageRun")), opid="createStageRun")},
  "/audit": {"get": op("Audit events (oldest first) with the chain verification", {**resp(200, "a page of events", ref("AuditPage")), **errs("401", "403", "422")},
      params=[qp("run", "Run id"), qp("person", "Actor name"), qp("kind", "Kind prefix"), dq("from", "YYYY-MM-DD (UTC)"), dq("to", "YYYY-MM-DD (UTC), inclusive"), qp("page", "Page (50 events each)", "integer")], opid="audit")},
 }
