@@ -215,6 +215,8 @@ pub async fn create_stage_run(
         .ok_or_else(|| {
             AppError::NotFound(format!("campaign {campaign_id} has no stage {ordinal}"))
         })?;
+    // The engine's order first: "stage 1 has not succeeded" says more than a re-plan would.
+    core.store.check_stage_order(campaign_id, ordinal).await?;
     let target = planner_target(&detail.campaign.target)?;
     let inv = estate_found(core, site, &detail.campaign.data_center).await?;
     let replanned = campaign::plan(&inv, &target).map_err(|e| {

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use sqlx::sqlite::SqliteRow;
-use sqlx::Row;
+use sqlx::{Row, SqliteConnection};
 
 use super::queries::RunRecord;
 use super::transitions::{check_new_run, NewRun};
@@ -175,6 +175,34 @@ fn check_new_campaign(new: &NewCampaign, actor: &Actor) -> Result<()> {
     Ok(())
 }
 
+/// The stages of `campaign` before `ordinal`, with their runs' statuses.
+async fn stages_before(
+    conn: &mut SqliteConnection,
+    campaign: &str,
+    ordinal: i64,
+) -> Result<Vec<EarlierStage>> {
+    let rows = sqlx::query(
+        "SELECT s.ordinal, s.runbook, s.run_id, r.status FROM campaign_stages s
+         LEFT JOIN runs r ON r.id = s.run_id
+         WHERE s.campaign_id = ? AND s.ordinal < ? ORDER BY s.ordinal",
+    )
+    .bind(campaign)
+    .bind(ordinal)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            let run: Option<String> = r.try_get(2)?;
+            let status: Option<String> = r.try_get(3)?;
+            Ok(EarlierStage {
+                ordinal: r.try_get(0)?,
+                runbook: r.try_get(1)?,
+                run: run.zip(status.as_deref().and_then(RunStatus::parse)),
+            })
+        })
+        .collect()
+}
+
 impl WriteTx {
     /// The earlier stages of the campaign `run_id` is a stage of, with their runs' statuses
     /// (`None` when the run belongs to no campaign).
@@ -192,31 +220,8 @@ impl WriteTx {
         };
         let campaign: String = row.try_get(0)?;
         let ordinal: i64 = row.try_get(1)?;
-        let earlier = self.stages_before(&campaign, ordinal).await?;
+        let earlier = stages_before(&mut *self.tx, &campaign, ordinal).await?;
         Ok(Some((campaign, ordinal, earlier)))
-    }
-
-    async fn stages_before(&mut self, campaign: &str, ordinal: i64) -> Result<Vec<EarlierStage>> {
-        let rows = sqlx::query(
-            "SELECT s.ordinal, s.runbook, s.run_id, r.status FROM campaign_stages s
-             LEFT JOIN runs r ON r.id = s.run_id
-             WHERE s.campaign_id = ? AND s.ordinal < ? ORDER BY s.ordinal",
-        )
-        .bind(campaign)
-        .bind(ordinal)
-        .fetch_all(&mut *self.tx)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                let run: Option<String> = r.try_get(2)?;
-                let status: Option<String> = r.try_get(3)?;
-                Ok(EarlierStage {
-                    ordinal: r.try_get(0)?,
-                    runbook: r.try_get(1)?,
-                    run: run.zip(status.as_deref().and_then(RunStatus::parse)),
-                })
-            })
-            .collect()
     }
 
     /// Refuses to start `run_id` while an earlier stage of its campaign has not succeeded.
@@ -229,6 +234,15 @@ impl WriteTx {
 }
 
 impl Store {
+    /// The order check alone, on what is committed now: lets a caller refuse with the engine's
+    /// words before doing expensive work (re-planning). [`Store::create_stage_run`] checks again
+    /// in its own transaction.
+    pub async fn check_stage_order(&self, campaign: &str, ordinal: i64) -> Result<()> {
+        let mut conn = self.pool.acquire().await?;
+        let earlier = stages_before(&mut *conn, campaign, ordinal).await?;
+        Ok(policy::campaign_order(campaign, ordinal, &earlier)?)
+    }
+
     /// Records a planned campaign and its stages, with one `campaign.created` event.
     pub async fn create_campaign(
         &self,
@@ -359,7 +373,7 @@ impl Store {
                 )));
             }
         }
-        let earlier = w.stages_before(campaign, ordinal).await?;
+        let earlier = stages_before(&mut *w.tx, campaign, ordinal).await?;
         policy::campaign_order(campaign, ordinal, &earlier)?;
         let run = w.insert_run(&new.run, actor, now).await?;
         sqlx::query(
