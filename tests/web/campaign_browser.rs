@@ -8,11 +8,11 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use lockstep::engine::machine::RunStatus;
+use lockstep::engine::machine::{RunStatus, StepStatus};
 use lockstep::web::auth::Role;
 use lockstep::web::pages::datacenters::urlencode;
 
-use crate::app::{spawn_app_with_driver, TestApp, PASSWORD};
+use crate::app::{spawn_app_on_simulated_site, TestApp, PASSWORD};
 use crate::webdriver::{Browser, Driver};
 
 fn artifact(name: &str) -> PathBuf {
@@ -52,7 +52,7 @@ async fn press(b: &Browser, label: &str, fill: &str) -> bool {
 /// every manual task claimed and completed, every gate approved.
 async fn work_until_succeeded(app: &TestApp, op: &Browser, boss: &Browser, run: &str) {
     let url = app.url(&format!("/runs/{run}"));
-    let deadline = Instant::now() + Duration::from_secs(300);
+    let deadline = Instant::now() + Duration::from_secs(120);
     let (mut tasks, mut gates) = (0, 0);
     loop {
         let status = app.state.store.run(run).await.unwrap().status;
@@ -66,10 +66,25 @@ async fn work_until_succeeded(app: &TestApp, op: &Browser, boss: &Browser, run: 
             ),
             "the stage's run stopped: {status}"
         );
-        assert!(
-            Instant::now() < deadline,
-            "the run did not finish: {tasks} tasks, {gates} gates done"
-        );
+        if Instant::now() > deadline {
+            op.screenshot(&artifact("campaign-stuck-operator.png"))
+                .await;
+            boss.screenshot(&artifact("campaign-stuck-approver.png"))
+                .await;
+            let waiting: Vec<String> = app
+                .state
+                .store
+                .step_statuses(run)
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|s| !matches!(s.status, StepStatus::Succeeded | StepStatus::Skipped))
+                .map(|s| format!("{} {} {:?}", s.id, s.status, s.last_error))
+                .collect();
+            panic!(
+                "the run did not finish: {tasks} tasks, {gates} gates done; waiting: {waiting:#?}"
+            );
+        }
         op.goto(&url).await;
         boss.goto(&url).await;
         let acted = if press(op, "Complete", "Done as the instructions say").await {
@@ -111,7 +126,7 @@ async fn estate(b: &Browser, n: usize) -> Vec<(String, String, String, String)> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_campaigns_first_stage_runs_to_success_and_the_second_becomes_startable() {
-    let app = spawn_app_with_driver().await;
+    let app = spawn_app_on_simulated_site().await;
     app.add_user("olga", Role::Operator).await;
     app.add_user("alan", Role::Approver).await;
     let inv = lockstep::web::datacenters::save(
