@@ -273,11 +273,14 @@ pub async fn create_stage_run(
     Ok(run.id)
 }
 
-/// `upgrade-sql-server (target 2016)`: a stage in a few words.
-pub fn stage_label(runbook: &str, params: &BTreeMap<String, String>) -> String {
-    if params.is_empty() {
-        return runbook.to_string();
+/// A stage in a few words: the runbook's title and the release it goes to, e.g. "Upgrade SQL
+/// Server → 2016" (the other parameters, such as the backup folder, are on the run's page).
+pub fn stage_label(runbook_id: &str, params: &BTreeMap<String, String>) -> String {
+    let title = runbook(runbook_id)
+        .map(|r| r.title.clone())
+        .unwrap_or_else(|_| runbook_id.to_string());
+    match params.get("target") {
+        Some(t) => format!("{title} → {t}"),
+        None => title,
     }
-    let p: Vec<String> = params.iter().map(|(k, v)| format!("{k} {v}")).collect();
-    format!("{runbook} ({})", p.join(", "))
 }
