@@ -183,7 +183,10 @@ async fn a_campaign_in_order_is_recorded_and_closes_when_every_stage_succeeded()
         .await
         .unwrap();
     assert_eq!(c.state, "open");
-    assert_eq!(h.store.campaigns(Some("test")).await.unwrap(), [c.clone()]);
+    assert_eq!(
+        h.store.campaigns(Some("test")).await.unwrap(),
+        std::slice::from_ref(&c)
+    );
     assert!(h.store.campaigns(Some("other")).await.unwrap().is_empty());
 
     let mut runs = Vec::new();

@@ -220,7 +220,7 @@ impl WriteTx {
         };
         let campaign: String = row.try_get(0)?;
         let ordinal: i64 = row.try_get(1)?;
-        let earlier = stages_before(&mut *self.tx, &campaign, ordinal).await?;
+        let earlier = stages_before(&mut self.tx, &campaign, ordinal).await?;
         Ok(Some((campaign, ordinal, earlier)))
     }
 
@@ -239,7 +239,7 @@ impl Store {
     /// in its own transaction.
     pub async fn check_stage_order(&self, campaign: &str, ordinal: i64) -> Result<()> {
         let mut conn = self.pool.acquire().await?;
-        let earlier = stages_before(&mut *conn, campaign, ordinal).await?;
+        let earlier = stages_before(&mut conn, campaign, ordinal).await?;
         Ok(policy::campaign_order(campaign, ordinal, &earlier)?)
     }
 
@@ -373,7 +373,7 @@ impl Store {
                 )));
             }
         }
-        let earlier = stages_before(&mut *w.tx, campaign, ordinal).await?;
+        let earlier = stages_before(&mut w.tx, campaign, ordinal).await?;
         policy::campaign_order(campaign, ordinal, &earlier)?;
         let run = w.insert_run(&new.run, actor, now).await?;
         sqlx::query(
