@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 pub mod agent;
 pub mod audit;
 pub mod backup;
+pub mod campaign;
 pub mod config;
 pub mod demo;
 #[cfg(feature = "testkit")]
@@ -67,6 +68,9 @@ pub enum Command {
     Demo(demo::DemoArgs),
     /// Rehearse a runbook against a simulated copy of your Data Center.
     Rehearse(demo::RehearseArgs),
+    /// Plan and rehearse a campaign: every procedure from the estate as it is to a target.
+    #[command(subcommand)]
+    Campaign(campaign::CampaignCmd),
     /// Check the configuration file and environment: effective settings and where each came from.
     #[command(subcommand)]
     Config(config::ConfigCmd),
@@ -80,7 +84,7 @@ pub enum Command {
 pub fn init_logging(format: Option<&str>, command: &Command) {
     use tracing_subscriber::EnvFilter;
     let default = match command {
-        Command::Demo(_) | Command::Rehearse(_) => "warn",
+        Command::Demo(_) | Command::Rehearse(_) | Command::Campaign(_) => "warn",
         _ => "info",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
@@ -107,6 +111,7 @@ pub fn quiet_on_closed_pipe(command: &Command) {
             | Command::Audit(_)
             | Command::Config(_)
             | Command::Completions(_)
+            | Command::Campaign(campaign::CampaignCmd::Plan(_))
     );
     #[cfg(unix)]
     if prints_only {

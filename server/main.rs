@@ -31,6 +31,7 @@ async fn main() -> ExitCode {
         Command::User(cmd) => lockstep::cli::serve::run_user(cmd).await,
         Command::Demo(args) => lockstep::cli::demo::run_demo(args).await,
         Command::Rehearse(args) => lockstep::cli::demo::run_rehearse(args).await,
+        Command::Campaign(cmd) => lockstep::cli::campaign::run_campaign(cmd).await,
         Command::Config(cmd) => lockstep::cli::config::run_config(cmd),
         Command::Completions(args) => lockstep::cli::config::run_completions(args),
     };

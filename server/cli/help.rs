@@ -328,6 +328,13 @@ Exit status:
   2  the inventory, runbook or parameters are invalid",
     ),
     (
+        "campaign",
+        "\
+Examples:
+  lockstep campaign plan --inventory dc.toml --target connected=8.11 --target windows=2016 --target sql=2016
+  lockstep campaign rehearse --inventory dc.toml --target connected=8.11 --target sql=2016",
+    ),
+    (
         "config",
         "\
 Examples:

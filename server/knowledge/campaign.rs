@@ -22,10 +22,13 @@ use serde::Serialize;
 use super::inventory::{Inventory, SqlServerVersion, Version, WindowsVersion};
 
 mod explain;
+mod refuse;
 mod search;
+mod stage;
 mod target;
 
-pub use search::{project, stage_blockers, StageKind};
+pub use search::stage_blockers;
+pub use stage::{project, StageKind};
 pub use target::parse_target;
 
 /// The estate a campaign aims for. A release left `None` is left as it is.
@@ -142,7 +145,7 @@ impl std::error::Error for Refusal {}
 /// Plans the campaign from `inventory` to `target`: the stages in the order with the fewest stops
 /// of each side, each stage's preflight passing on the estate the stages before it leave.
 pub fn plan(inventory: &Inventory, target: &Target) -> Result<Campaign, Refusal> {
-    search::check_target(inventory, target)?;
+    refuse::check_target(inventory, target)?;
     let kinds = search::best_order(inventory, target)?;
     explain::campaign(inventory, target, &kinds)
 }

@@ -9,6 +9,7 @@
 //! second): the simulated sessions are already at zero, and a rehearsal should not sit out real
 //! five-minute windows.
 
+pub mod campaign;
 pub mod demo;
 pub mod faults;
 mod follow;

@@ -9,7 +9,8 @@
 
 use std::collections::BTreeSet;
 
-use super::search::{project, replay, step, stops, StageKind, CONNECTED, UPGRADE_SQL, WINDOWS};
+use super::search::replay;
+use super::stage::{project, step, stops, StageKind, CONNECTED, UPGRADE_SQL, WINDOWS};
 use super::{estate_of, Campaign, Refusal, ServerState, Stage, Target};
 use crate::knowledge::expand::expand;
 use crate::knowledge::inventory::{Inventory, Topology, WindowsVersion};
@@ -263,7 +264,11 @@ fn neighbours(
                 a.label()
             ),
             Ok(_) => format!("Before {} it would stop the sides more often.", a.label()),
-            Err(r) => format!("It cannot come before {}: {}", a.label(), r.message),
+            Err(r) => format!(
+                "It cannot come before {}: {}.",
+                a.label(),
+                r.message.trim_end_matches('.')
+            ),
         };
         if let Some(d) = drafts.get_mut(i) {
             d.why.push((note, b.section(inv.topology)));

@@ -12,115 +12,20 @@
 //! touches to one release), so the search sees each at most once.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 
-use super::{estate_of, short_of, Refusal, ServerState, Target};
-use crate::knowledge::inventory::{
-    Inventory, Server, SqlServerVersion, Topology, Version, WindowsVersion,
+use super::refuse::unreachable;
+use super::stage::{
+    mid_window, names_of, project, step, stops, unsupported, StageKind, COMBINATION_RULE,
+    REQUIREMENTS, UPGRADE_SQL,
 };
-use crate::knowledge::preflight::{compat, preflight, sql_section, Finding, Outcome, Severity};
+use super::{estate_of, short_of, Refusal, ServerState, Target};
+use crate::knowledge::inventory::{Inventory, SqlServerVersion, WindowsVersion};
+use crate::knowledge::preflight::{preflight, Finding, Outcome, Severity};
 
 /// More stages than any estate the guide covers needs (2008 R2 → 2016 with every SQL Server
 /// release in between is six); a bound so the search's cost never depends on luck.
 const MAX_STAGES: usize = 8;
-
-pub(super) const CONNECTED: &str = "Upgrade Connected Backup";
-pub(super) const WINDOWS: &str = "Upgrade a Data Center Server to Windows Server";
-pub(super) const REQUIREMENTS: &str = "Upgrade Requirements";
-pub(super) const UPGRADE_SQL: &str = "Upgrade SQL Server";
-const COMBINATION_RULE: &str = "supported-windows-sql-combination";
-
-/// What a stage does. Ordered as the guide's chapters: Connected Backup, then Windows Server,
-/// then SQL Server, each by release.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum StageKind {
-    /// `upgrade-8.11` (chapter 1).
-    Connected,
-    /// `upgrade-windows-server` with this target (chapter 3).
-    Windows(WindowsVersion),
-    /// `upgrade-sql-server` with this target (chapter 3).
-    Sql(SqlServerVersion),
-}
-
-impl StageKind {
-    pub fn runbook(self) -> &'static str {
-        match self {
-            StageKind::Connected => "upgrade-8.11",
-            StageKind::Windows(_) => "upgrade-windows-server",
-            StageKind::Sql(_) => "upgrade-sql-server",
-        }
-    }
-
-    /// The runbook parameters: the `target` release.
-    pub fn params(self) -> BTreeMap<String, String> {
-        let target = match self {
-            StageKind::Connected => return BTreeMap::new(),
-            StageKind::Windows(w) => w.as_str(),
-            StageKind::Sql(q) => q.as_str(),
-        };
-        BTreeMap::from([("target".to_owned(), target.to_owned())])
-    }
-
-    /// The guide's section of the procedure itself.
-    pub fn section(self, topology: Topology) -> &'static str {
-        match self {
-            StageKind::Connected => CONNECTED,
-            StageKind::Windows(_) => WINDOWS,
-            StageKind::Sql(_) => sql_section(topology),
-        }
-    }
-
-    /// In words: `the 8.11 upgrade`, `the Windows Server 2016 upgrade`.
-    pub fn label(self) -> String {
-        match self {
-            StageKind::Connected => "the 8.11 upgrade".into(),
-            StageKind::Windows(w) => format!("the {w} upgrade"),
-            StageKind::Sql(q) => format!("the {q} upgrade"),
-        }
-    }
-
-    /// `server`'s releases after this stage, or `None` when the stage leaves it as it is.
-    pub fn apply(self, server: &Server, now: &ServerState) -> Option<ServerState> {
-        let mut after = now.clone();
-        match self {
-            StageKind::Connected if now.version < compat::target_release() => {
-                after.version = compat::target_release();
-            }
-            StageKind::Windows(w) if now.windows < w => after.windows = w,
-            StageKind::Sql(q) if server.has_database() && now.sql_server.is_some_and(|v| v < q) => {
-                after.sql_server = Some(q);
-            }
-            _ => return None,
-        }
-        Some(after)
-    }
-
-    /// The Connected Backup version every server needs before this stage (what an earlier
-    /// 8.11 upgrade may be there to provide).
-    pub fn needs_version(self) -> Option<Version> {
-        match self {
-            StageKind::Connected => Some(compat::direct_upgrade_from()),
-            StageKind::Windows(w) => compat::minimum_for_windows(w),
-            StageKind::Sql(q) => compat::minimum_for_sql(q),
-        }
-    }
-}
-
-/// The inventory with every server's releases replaced by `estate`'s (matched by name): what
-/// preflight and plan expansion see after the stages that produced `estate`.
-pub fn project(inventory: &Inventory, estate: &[ServerState]) -> Inventory {
-    let by_name: HashMap<&str, &ServerState> =
-        estate.iter().map(|s| (s.name.as_str(), s)).collect();
-    let mut inv = inventory.clone();
-    for s in &mut inv.servers {
-        if let Some(st) = by_name.get(s.name.as_str()) {
-            s.connected_version = st.version.clone();
-            s.windows = st.windows;
-            s.sql_server = st.sql_server;
-        }
-    }
-    inv
-}
 
 /// The errors preflight finds for `kind` on `before` (an estate the stages before it projected).
 /// `same_window` are servers the Windows upgrade just before left with an unsupported SQL Server
@@ -136,116 +41,6 @@ pub fn stage_blockers(before: &Inventory, kind: StageKind, same_window: &[String
                 && f.server.as_ref().is_some_and(|s| same_window.contains(s)))
         })
         .collect()
-}
-
-/// Servers of `estate` in a Windows / SQL Server combination the guide does not support.
-fn unsupported(estate: &[ServerState]) -> BTreeSet<(String, WindowsVersion, SqlServerVersion)> {
-    estate
-        .iter()
-        .filter_map(|s| {
-            let q = s.sql_server?;
-            compat::combination(s.windows, q)
-                .is_none()
-                .then(|| (s.name.clone(), s.windows, q))
-        })
-        .collect()
-}
-
-/// Refusals a target earns before any search: releases the guide has no procedure towards.
-pub(super) fn check_target(inv: &Inventory, target: &Target) -> Result<(), Refusal> {
-    if target.connected.is_none() && target.windows.is_none() && target.sql_server.is_none() {
-        return Err(Refusal::new(
-            "campaign-target",
-            "",
-            "no target given; name at least one of connected=, windows= or sql=".into(),
-        ));
-    }
-    let release = compat::target_release();
-    if let Some(v) = target.connected.as_ref().filter(|v| **v != release) {
-        return Err(Refusal::new(
-            "connected-target-release",
-            CONNECTED,
-            format!(
-                "connected={v}: the guide describes the upgrade to Connected Backup {release} only"
-            ),
-        )
-        .outside());
-    }
-    newer_than_target(inv, target)?;
-    if let (Some(w), Some(q)) = (target.windows, target.sql_server) {
-        if compat::combination(w, q).is_none() {
-            let with: Vec<String> = compat::sql_for(w).iter().map(|v| v.to_string()).collect();
-            return Err(Refusal::new(
-                COMBINATION_RULE,
-                UPGRADE_SQL,
-                format!(
-                    "Connected Backup does not support {w} with {q}; with {w} it supports {}",
-                    if with.is_empty() {
-                        "no SQL Server release".into()
-                    } else {
-                        with.join(", ")
-                    }
-                ),
-            ));
-        }
-    }
-    let estate = estate_of(inv);
-    if short_of(inv, &estate, target).is_empty() {
-        return Ok(());
-    }
-    let from = compat::direct_upgrade_from();
-    let behind: Vec<String> = inv
-        .servers
-        .iter()
-        .filter(|s| s.connected_version < from)
-        .map(|s| format!("{} runs {}", s.name, s.connected_version))
-        .collect();
-    if !behind.is_empty() {
-        let (rule, section) = match target.connected {
-            Some(_) => ("direct-upgrade", CONNECTED),
-            None => ("connected-version-synchronized", REQUIREMENTS),
-        };
-        return Err(Refusal::new(
-            rule,
-            section,
-            format!(
-                "{}; 8.11 upgrades directly only from {from} or later, and every Windows or SQL Server upgrade needs {from} on every server. The way forward is an intermediate Connected Backup release ({from} or later) installed by its own documentation, which this guide does not describe; plan again once every server runs {from} or later",
-                behind.join(", ")
-            ),
-        )
-        .outside());
-    }
-    Ok(())
-}
-
-/// The guide has no downgrades: a server already past the target cannot reach it.
-fn newer_than_target(inv: &Inventory, target: &Target) -> Result<(), Refusal> {
-    let rule = "target-not-older-than-current";
-    for s in &inv.servers {
-        if let Some(v) = target
-            .connected
-            .as_ref()
-            .filter(|v| s.connected_version > **v)
-        {
-            return Err(Refusal::new(rule, CONNECTED, format!("{} runs Connected Backup {}, newer than the target {v}; the guide describes no downgrade", s.name, s.connected_version)));
-        }
-        if let Some(w) = target.windows.filter(|w| s.windows > *w) {
-            return Err(Refusal::new(
-                rule,
-                WINDOWS,
-                format!(
-                    "{} runs {}, newer than the target {w}; the guide describes no downgrade",
-                    s.name, s.windows
-                ),
-            ));
-        }
-        if let (Some(q), Some(now), true) = (target.sql_server, s.sql_server, s.has_database()) {
-            if now > q {
-                return Err(Refusal::new(rule, UPGRADE_SQL, format!("{} runs {now}, newer than the target {q}; the guide describes no downgrade", s.name)));
-            }
-        }
-    }
-    Ok(())
 }
 
 /// The stages that may be tried: every release up to the target on each axis the target names.
@@ -275,39 +70,6 @@ fn candidates(target: &Target) -> Vec<StageKind> {
         );
     }
     out
-}
-
-/// What a stage does to an estate: the estate after it and the servers it changes (in
-/// inventory order), or `None` when it changes nothing.
-pub(super) fn step(
-    inv: &Inventory,
-    estate: &[ServerState],
-    kind: StageKind,
-) -> Option<(Vec<ServerState>, Vec<usize>)> {
-    let mut after = estate.to_vec();
-    let mut changed = Vec::new();
-    for (i, (server, now)) in inv.servers.iter().zip(estate).enumerate() {
-        if let Some(s) = kind.apply(server, now) {
-            if let Some(slot) = after.get_mut(i) {
-                *slot = s;
-            }
-            changed.push(i);
-        }
-    }
-    (!changed.is_empty()).then_some((after, changed))
-}
-
-/// The sides a stage over `changed` takes out of service, primary first.
-pub(super) fn stops(inv: &Inventory, changed: &[usize]) -> Vec<String> {
-    if inv.topology == Topology::Standalone {
-        return vec!["data center".into()];
-    }
-    let sides: BTreeSet<&str> = changed
-        .iter()
-        .filter_map(|i| inv.servers.get(*i))
-        .map(|s| s.side.map(|x| x.as_str()).unwrap_or("primary"))
-        .collect();
-    sides.into_iter().map(String::from).collect()
 }
 
 /// A sequence found so far, ordered by what it costs.
@@ -340,10 +102,8 @@ fn refused(
         return None;
     }
     // A combination the guide does not support may only follow a Windows upgrade, and only until
-    // the SQL Server upgrade in the same window; any other stage must leave none it did not find.
-    let found = unsupported(&estate_of(inv));
-    let left = unsupported(after);
-    left.difference(&found).next().map(|(name, w, q)| {
+    // the SQL Server upgrade in the same window; any other stage must leave none.
+    unsupported(after).into_iter().next().map(|(name, w, q)| {
         Refusal::new(
             COMBINATION_RULE,
             UPGRADE_SQL,
@@ -374,7 +134,7 @@ pub(super) fn replay(
 ) -> Result<usize, Refusal> {
     let baseline = baseline(inv);
     let mut estate = estate_of(inv);
-    let mut same_window: Vec<String> = Vec::new();
+    let mut same_window = mid_window(&estate);
     let mut total = 0;
     for &kind in kinds {
         if !same_window.is_empty() && !matches!(kind, StageKind::Sql(_)) {
@@ -382,7 +142,7 @@ pub(super) fn replay(
                 COMBINATION_RULE,
                 UPGRADE_SQL,
                 format!(
-                    "{} would run in an unsupported Windows / SQL Server combination until {}",
+                    "{} would run in a Windows / SQL Server combination the guide does not support through {}; the guide has their SQL Server upgraded in the same window as their Windows Server",
                     same_window.join(", "),
                     kind.label()
                 ),
@@ -398,7 +158,7 @@ pub(super) fn replay(
         if let Some(r) = refused(inv, &estate, &after, kind, &same_window, &baseline) {
             return Err(r);
         }
-        same_window = left_unsupported(kind, &estate, &after);
+        same_window = left_unsupported(kind, &after);
         total += stops(inv, &changed).len();
         estate = after;
     }
@@ -413,17 +173,13 @@ pub(super) fn replay(
     Ok(total)
 }
 
-/// Servers a Windows upgrade left in a combination they were not in before (to be fixed by the
-/// SQL Server upgrade in the same window); none for other stages.
-fn left_unsupported(kind: StageKind, before: &[ServerState], after: &[ServerState]) -> Vec<String> {
+/// Servers a Windows upgrade left in a combination the guide does not support (to be fixed by
+/// the SQL Server upgrade in the same window); none for other stages, which may leave none.
+fn left_unsupported(kind: StageKind, after: &[ServerState]) -> Vec<String> {
     if !matches!(kind, StageKind::Windows(_)) {
         return Vec::new();
     }
-    let found = unsupported(before);
-    unsupported(after)
-        .difference(&found)
-        .map(|(n, _, _)| n.clone())
-        .collect()
+    names_of(&unsupported(after))
 }
 
 /// The cheapest order of stages from `inv` to `target` (empty when it is there already).
@@ -435,7 +191,7 @@ pub(super) fn best_order(inv: &Inventory, target: &Target) -> Result<Vec<StageKi
         stops: 0,
         stages: Vec::new(),
         estate: estate_of(inv),
-        same_window: Vec::new(),
+        same_window: mid_window(&estate_of(inv)),
     }));
     let mut seen = BTreeSet::new();
     let mut first_refusal: Option<Refusal> = None;
@@ -467,7 +223,7 @@ pub(super) fn best_order(inv: &Inventory, target: &Target) -> Result<Vec<StageKi
                 first_refusal.get_or_insert(r);
                 continue;
             }
-            let same_window = left_unsupported(kind, &path.estate, &after);
+            let same_window = left_unsupported(kind, &after);
             let mut stages = path.stages.clone();
             stages.push(kind);
             heap.push(Reverse(Path {
@@ -479,32 +235,4 @@ pub(super) fn best_order(inv: &Inventory, target: &Target) -> Result<Vec<StageKi
         }
     }
     Err(unreachable(inv, target, first_refusal))
-}
-
-/// The refusal when no order reaches the target: the first rule that stopped a stage, with the
-/// way forward where the target left a release unnamed.
-fn unreachable(inv: &Inventory, target: &Target, first: Option<Refusal>) -> Refusal {
-    let short = short_of(inv, &estate_of(inv), target);
-    let Some(mut r) = first else {
-        return Refusal::new(
-            "campaign-reachable",
-            REQUIREMENTS,
-            format!(
-                "no procedure of the guide moves the estate towards the target ({})",
-                short.join("; ")
-            ),
-        );
-    };
-    r.message = format!(
-        "no order of the guide's procedures reaches the target: {}",
-        r.message
-    );
-    if r.rule.ends_with("minimum-version") && target.connected.is_none() {
-        r.message
-            .push_str("; add --target connected=8.11 so that the 8.11 upgrade can come first");
-    }
-    if r.rule == "sql-upgrade-windows-version" && target.windows.is_none() {
-        r.message.push_str("; add --target windows=2012 R2 (or 2016) so that the Windows Server upgrade can come first");
-    }
-    r
 }
