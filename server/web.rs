@@ -9,6 +9,7 @@ pub mod api;
 pub mod assets;
 pub mod audit_words;
 pub mod auth;
+pub mod campaigns;
 pub mod chain;
 pub mod datacenters;
 pub mod error;

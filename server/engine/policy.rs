@@ -7,7 +7,7 @@
 //! a test, so the documentation cannot drift from the code.
 
 pub use super::control::{Control, PolicyViolation};
-use super::machine::{Actor, Refusal};
+use super::machine::{Actor, Refusal, RunStatus};
 use crate::knowledge::role::Role;
 
 /// Longest justification (skip, override) or reason kept with a decision, in characters.
@@ -247,6 +247,41 @@ pub fn justification(control: Control, actor: &Actor, text: &str) -> Result<(), 
     Ok(())
 }
 
+/// An earlier stage of the campaign a run belongs to, as the start check reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EarlierStage {
+    pub ordinal: i64,
+    pub runbook: String,
+    /// The stage's run and its status, once one was created.
+    pub run: Option<(String, RunStatus)>,
+}
+
+/// Campaign order: a run that is stage `stage` of `campaign` may start only when every earlier
+/// stage's run has succeeded. Checked by the store inside the transaction that starts the run
+/// (and the one that creates it), so the page, the API and the CLI get the same refusal.
+pub fn campaign_order(campaign: &str, stage: i64, earlier: &[EarlierStage]) -> Result<(), Refusal> {
+    let Some(first) = earlier
+        .iter()
+        .find(|e| e.ordinal < stage && !matches!(e.run, Some((_, RunStatus::Succeeded))))
+    else {
+        return Ok(());
+    };
+    let why = match &first.run {
+        None => format!("stage {} ({}) has no run yet", first.ordinal, first.runbook),
+        Some((run, status)) => format!(
+            "stage {} ({}) has not succeeded: its run {run} is {}",
+            first.ordinal,
+            first.runbook,
+            status.as_str().replace('_', " ")
+        ),
+    };
+    Err(Refusal::StageOutOfOrder {
+        campaign: campaign.to_string(),
+        stage,
+        why,
+    })
+}
+
 /// The policy table as the README shows it (a test keeps the two equal).
 pub fn markdown_table() -> String {
     let mut out =
@@ -266,6 +301,50 @@ pub fn markdown_table() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn stage(ordinal: i64, run: Option<RunStatus>) -> EarlierStage {
+        EarlierStage {
+            ordinal,
+            runbook: format!("runbook-{ordinal}"),
+            run: run.map(|s| (format!("run-{ordinal}"), s)),
+        }
+    }
+
+    #[test]
+    fn a_stage_starts_only_after_every_earlier_stage_succeeded() {
+        let done = [
+            stage(1, Some(RunStatus::Succeeded)),
+            stage(2, Some(RunStatus::Succeeded)),
+        ];
+        assert_eq!(campaign_order("c", 3, &done), Ok(()));
+        assert_eq!(campaign_order("c", 1, &[]), Ok(()));
+        let refusals = [
+            (vec![stage(1, None)], "stage 1 (runbook-1) has no run yet"),
+            (
+                vec![
+                    stage(1, Some(RunStatus::Succeeded)),
+                    stage(2, Some(RunStatus::Running)),
+                ],
+                "stage 2 (runbook-2) has not succeeded: its run run-2 is running",
+            ),
+            (
+                vec![stage(1, Some(RunStatus::Undone)), stage(2, None)],
+                "stage 1 (runbook-1) has not succeeded: its run run-1 is undone",
+            ),
+        ];
+        for (earlier, why) in refusals {
+            let refusal = campaign_order("c", 3, &earlier).unwrap_err();
+            assert_eq!(
+                refusal,
+                Refusal::StageOutOfOrder {
+                    campaign: "c".into(),
+                    stage: 3,
+                    why: why.into()
+                }
+            );
+            assert!(refusal.to_string().contains("run in order"), "{refusal}");
+        }
+    }
 
     #[test]
     fn the_table_is_in_enum_order_so_rule_finds_each_control() {

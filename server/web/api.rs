@@ -18,6 +18,7 @@ use utoipa::OpenApi as _;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::campaigns::api as campaigns;
 use super::{AppError, AppState};
 
 /// The API's error: the same [`AppError`] answered as JSON `{ "error", "status" }`.
@@ -106,6 +107,9 @@ fn documented() -> OpenApiRouter<AppState> {
         .routes(routes!(crate::web::chain::acknowledge_api))
         .routes(routes!(agents::list))
         .routes(routes!(agents::refresh))
+        .routes(routes!(campaigns::list, campaigns::create))
+        .routes(routes!(campaigns::show))
+        .routes(routes!(campaigns::create_run))
 }
 
 /// The OpenAPI document of `/api/v1`, as served.

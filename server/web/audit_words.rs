@@ -206,6 +206,23 @@ pub fn describe(e: &AuditEvent, step_title: &dyn Fn(&str) -> Option<String>) -> 
                 .unwrap_or(0);
             format!("{who} updated the Data Center's recorded versions from the agents' facts ({n} changes)")
         }
+        EventKind::CampaignCreated => format!(
+            "{who} planned campaign {} for {}: {} stage(s)",
+            p.get("campaign").and_then(Value::as_str).unwrap_or("?"),
+            p.get("data_center").and_then(Value::as_str).unwrap_or("?"),
+            p.get("stages")
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len)
+        ),
+        EventKind::CampaignStageRun => format!(
+            "{who} created the run of stage {} of campaign {}",
+            p.get("stage").and_then(Value::as_i64).unwrap_or(0),
+            p.get("campaign").and_then(Value::as_str).unwrap_or("?")
+        ),
+        EventKind::CampaignDone => format!(
+            "Every stage of campaign {} succeeded",
+            p.get("campaign").and_then(Value::as_str).unwrap_or("?")
+        ),
         other => generic(who, other.as_str(), &step, e.step_id.is_some(), p),
     }
 }

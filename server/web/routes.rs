@@ -19,6 +19,7 @@ pub const MAX_FORM_BYTES: usize = 2 * 1024 * 1024;
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(pages::routes())
+        .merge(super::campaigns::pages::routes())
         .merge(auth::oidc::flow::routes())
         .nest("/api/v1", api::routes())
         .route("/healthz", get(healthz))

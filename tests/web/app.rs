@@ -96,25 +96,40 @@ pub async fn spawn_app_with_executor(
     spawn(Clock::system(), true, Some(executor)).await
 }
 
+/// [`spawn_app_with_driver`] for a simulated site (as `lockstep demo`): new plans wait for
+/// backup sessions to drain without the real five-minute stable period, so a whole runbook can
+/// run to success in a test.
+pub async fn spawn_app_on_simulated_site() -> TestApp {
+    spawn_with(Clock::system(), true, None, true).await
+}
+
 async fn spawn(
     clock: Clock,
     driver: bool,
     executor: Option<std::sync::Arc<dyn lockstep::engine::executor::Executor>>,
 ) -> TestApp {
+    spawn_with(clock, driver, executor, false).await
+}
+
+async fn spawn_with(
+    clock: Clock,
+    driver: bool,
+    executor: Option<std::sync::Arc<dyn lockstep::engine::executor::Executor>>,
+    simulated_site: bool,
+) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
     let executor = executor.unwrap_or_else(|| {
         std::sync::Arc::new(lockstep::engine::journal::JournalExecutor::in_memory())
     });
-    let app = Application::build(
-        settings(dir.path()),
-        Options::test(
-            lockstep::engine::Router::all(executor),
-            clock.shared.clone(),
-            driver,
-        ),
-    )
-    .await
-    .expect("the app builds");
+    let mut options = Options::test(
+        lockstep::engine::Router::all(executor),
+        clock.shared.clone(),
+        driver,
+    );
+    options.simulated_site = simulated_site;
+    let app = Application::build(settings(dir.path()), options)
+        .await
+        .expect("the app builds");
     let addr = app.addr();
     let state = app.state().clone();
     let server = tokio::spawn(async move {

@@ -92,6 +92,12 @@ kinds! {
     Comment => "comment",
     /// A Data Center's recorded versions were updated after a run succeeded.
     VersionsUpdated => "datacenter.versions_updated",
+    /// An operator planned a campaign: a Data Center, a target and the ordered stages.
+    CampaignCreated => "campaign.created",
+    /// An operator created the run of a campaign's stage (re-planned against the estate found).
+    CampaignStageRun => "campaign.stage_run",
+    /// Every stage of a campaign succeeded: the estate reached the campaign's target.
+    CampaignDone => "campaign.done",
     /// Someone acknowledged a break in the chain, with a reason.
     AuditBreakAcknowledged => "audit_break_acknowledged",
     /// Signing began: events before this one carry no signature.

@@ -138,6 +138,14 @@ pub enum Refusal {
     /// An override names no blocking finding of the run's latest preflight. Maps to 409.
     #[error("`{finding}` {why}")]
     NotOverridable { finding: String, why: String },
+    /// Campaign order: a stage's run starts only once every earlier stage's run has succeeded
+    /// (see [`crate::engine::policy::campaign_order`]). Maps to 409.
+    #[error("stage {stage} of campaign {campaign} cannot start: {why}; a campaign's stages run in order, each once every stage before it has succeeded")]
+    StageOutOfOrder {
+        campaign: String,
+        stage: i64,
+        why: String,
+    },
 }
 
 fn require_text(text: &str, refusal: Refusal) -> Result<(), Refusal> {

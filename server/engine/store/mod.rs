@@ -36,6 +36,7 @@ use super::machine::{Millis, Refusal};
 use super::steplog::StepLog;
 
 pub mod agents;
+pub mod campaigns;
 mod chain;
 mod claim;
 mod events_page;

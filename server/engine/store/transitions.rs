@@ -402,32 +402,42 @@ fn json<T: Serialize>(value: &T) -> Result<String> {
     serde_json::to_string(value).map_err(|e| EngineError::Invalid(e.to_string()))
 }
 
-impl Store {
-    /// Creates a run in `draft` from a plan; `actor` is its requester.
-    pub async fn create_run(&self, new: NewRun, actor: &Actor, now: Millis) -> Result<RunRecord> {
-        if !actor.has_role(machine::Role::Operator) {
-            return Err(Refusal::MissingRole {
-                actor: actor.name.clone(),
-                role: machine::Role::Operator,
-            }
-            .into());
+/// What every new run must be: asked for by an operator, with a change ticket, a window that
+/// ends after it starts and a plan that holds together.
+pub(super) fn check_new_run(new: &NewRun, actor: &Actor) -> Result<()> {
+    if !actor.has_role(machine::Role::Operator) {
+        return Err(Refusal::MissingRole {
+            actor: actor.name.clone(),
+            role: machine::Role::Operator,
         }
-        if new.change_ticket.trim().is_empty() {
+        .into());
+    }
+    if new.change_ticket.trim().is_empty() {
+        return Err(EngineError::Invalid(
+            "change_ticket: a change ticket reference is required".into(),
+        ));
+    }
+    if let (Some(a), Some(b)) = (new.window_start, new.window_end) {
+        if b <= a {
             return Err(EngineError::Invalid(
-                "change_ticket: a change ticket reference is required".into(),
+                "maintenance window: the end must be after the start".into(),
             ));
         }
-        if let (Some(a), Some(b)) = (new.window_start, new.window_end) {
-            if b <= a {
-                return Err(EngineError::Invalid(
-                    "maintenance window: the end must be after the start".into(),
-                ));
-            }
-        }
-        validate_plan(&new.plan)?;
+    }
+    validate_plan(&new.plan)
+}
+
+impl WriteTx {
+    /// Inserts a run checked by [`check_new_run`] in `draft`, with its plan, steps and the
+    /// `run.created` event, inside this transaction (a campaign's stage links it in the same one).
+    pub(super) async fn insert_run(
+        &mut self,
+        new: &NewRun,
+        actor: &Actor,
+        now: Millis,
+    ) -> Result<RunRecord> {
         let id = uuid::Uuid::new_v4().to_string();
         let state = RunState::requested_by(actor);
-        let mut w = self.begin().await?;
         sqlx::query(
             "INSERT INTO runs (id, status, version, requester, change_ticket, window_start, window_end,
                  runbook, inventory, params, state, created_at, updated_at)
@@ -444,16 +454,16 @@ impl Store {
         .bind(json(&state)?)
         .bind(now)
         .bind(now)
-        .execute(&mut *w.tx)
+        .execute(&mut *self.tx)
         .await?;
         // Beside the run, not in its row: the row is read by every claim and transition.
         sqlx::query("INSERT INTO run_plans (run_id, plan) VALUES (?, ?)")
             .bind(&id)
             .bind(json(&new.plan)?)
-            .execute(&mut *w.tx)
+            .execute(&mut *self.tx)
             .await?;
-        w.insert_plan_steps(&id, &new.plan.steps, now).await?;
-        w.append(
+        self.insert_plan_steps(&id, &new.plan.steps, now).await?;
+        self.append(
             Some(&id),
             None,
             &actor.name,
@@ -471,7 +481,16 @@ impl Store {
             }),
         )
         .await?;
-        let run = load_run(&mut w.tx, &id).await?;
+        load_run(&mut self.tx, &id).await
+    }
+}
+
+impl Store {
+    /// Creates a run in `draft` from a plan; `actor` is its requester.
+    pub async fn create_run(&self, new: NewRun, actor: &Actor, now: Millis) -> Result<RunRecord> {
+        check_new_run(&new, actor)?;
+        let mut w = self.begin().await?;
+        let run = w.insert_run(&new, actor, now).await?;
         self.commit(w).await?;
         Ok(run)
     }
@@ -500,6 +519,10 @@ impl Store {
         }
         let mut w = self.begin().await?;
         let mut run = load_run(&mut w.tx, run_id).await?;
+        if matches!(event, RunEvent::ApproveStart { .. }) {
+            // Campaign order, in the transaction that starts the run (see `campaigns.rs`).
+            w.check_campaign_order(run_id).await?;
+        }
         if let Some(preflight) = fresh {
             w.run_transition(&run, &RunEvent::Preflight { preflight }, now)
                 .await?;

@@ -78,6 +78,8 @@ pub struct DataCenterPage {
     pub toml: String,
     pub uploaded_by: String,
     pub uploaded: String,
+    /// The Data Center's campaigns and the form to plan one (see [`crate::web::campaigns`]).
+    pub campaigns: crate::web::campaigns::pages::CampaignList,
 }
 
 /// Preflight findings for a page, answered from the agents' facts where they are fresh.
@@ -202,7 +204,9 @@ pub async fn show(
             .collect::<Vec<_>>()
             .join("; ")
     });
+    let campaigns = crate::web::campaigns::pages::list_partial(&state, &me, &dc.name).await?;
     html(&DataCenterPage {
+        campaigns,
         chrome: Chrome::new(&me, "datacenters"),
         topology: inv.topology.to_string(),
         svg: drawing::build(&state, &inv, &dc.name, &agents, &stored).await?,
