@@ -424,20 +424,46 @@ impl Store {
 
     /// Marks the campaign `done` once every stage's run has succeeded (compare-and-set: only an
     /// `open` campaign changes), with one `campaign.done` event. Returns whether it changed now.
+    /// The engine does this itself in the transaction that completes a stage's run
+    /// ([`WriteTx::close_campaign_of_run`]); this door is for a campaign recorded before that.
     pub async fn close_campaign_if_done(&self, id: &str, now: Millis) -> Result<bool> {
         let mut w = self.begin().await?;
+        let done = w.close_campaign(id, now).await?;
+        if done {
+            self.commit(w).await?;
+        }
+        Ok(done)
+    }
+}
+
+impl WriteTx {
+    /// In the transaction that completes `run_id`: closes its campaign when this was the last
+    /// stage to succeed, so "done" is committed with the run's success, whoever settled it.
+    pub(super) async fn close_campaign_of_run(&mut self, run_id: &str, now: Millis) -> Result<()> {
+        let campaign: Option<String> =
+            sqlx::query_scalar("SELECT campaign_id FROM campaign_stages WHERE run_id = ?")
+                .bind(run_id)
+                .fetch_optional(&mut *self.tx)
+                .await?;
+        if let Some(campaign) = campaign {
+            self.close_campaign(&campaign, now).await?;
+        }
+        Ok(())
+    }
+
+    async fn close_campaign(&mut self, id: &str, now: Millis) -> Result<bool> {
         let done = sqlx::query(
             "UPDATE campaigns SET state = 'done' WHERE id = ?1 AND state = 'open'
              AND NOT EXISTS (SELECT 1 FROM campaign_stages s LEFT JOIN runs r ON r.id = s.run_id
                  WHERE s.campaign_id = ?1 AND (r.status IS NULL OR r.status != 'succeeded'))",
         )
         .bind(id)
-        .execute(&mut *w.tx)
+        .execute(&mut *self.tx)
         .await?;
         if done.rows_affected() != 1 {
             return Ok(false);
         }
-        w.append(
+        self.append(
             None,
             None,
             machine::ENGINE_ACTOR,
@@ -446,7 +472,6 @@ impl Store {
             serde_json::json!({ "campaign": id }),
         )
         .await?;
-        self.commit(w).await?;
         Ok(true)
     }
 }

@@ -306,6 +306,9 @@ impl Store {
         };
         let (next, actions) = w.run_transition(&run, &event, now).await?;
         w.run_consequences(&run, &actions, now).await?;
+        if next.status == RunStatus::Succeeded {
+            w.close_campaign_of_run(run_id, now).await?;
+        }
         self.commit(w).await?;
         Ok(Some(next.status))
     }

@@ -14,6 +14,7 @@ use crate::engine::store::campaigns::{CampaignDetail, CampaignRecord};
 use crate::web::api::{ApiError, ApiJson, ApiQuery, ApiResult};
 use crate::web::auth::{CurrentUser, Role};
 use crate::web::error::ErrorBody;
+use crate::web::AppError;
 use crate::web::{Core, Site};
 
 // The routes are registered with their descriptions in `web::api::documented`.
@@ -165,10 +166,19 @@ pub async fn create_run(
     State(core): State<Core>,
     State(site): State<Site>,
     me: CurrentUser,
-    Path((id, stage)): Path<(String, i64)>,
+    Path((id, stage)): Path<(String, String)>,
     ApiJson(c): ApiJson<CreateStageRun>,
 ) -> Result<Response, ApiError> {
     me.require(Role::Operator)?;
+    // Stage numbers are numbers; any other names no stage (404, as an unknown number would),
+    // rather than a path-parsing 400 the API does not document.
+    let stage: i64 = stage.parse().map_err(|_| {
+        AppError::NotFound(format!(
+            "stage {} of campaign {}",
+            crate::logtext::escaped(&stage),
+            crate::logtext::escaped(&id)
+        ))
+    })?;
     let req = StageRunRequest {
         change_ticket: c.change_ticket,
         window_start: c.window_start,
