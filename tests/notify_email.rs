@@ -59,14 +59,7 @@ fn start_sink() -> SmtpSink {
         .spawn()
         .expect("start aiosmtpd");
     let addr = format!("127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(&addr).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "aiosmtpd did not start listening on {addr}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    lockstep_testsupport::smtp::wait_listening(&addr);
     SmtpSink {
         child,
         addr,
@@ -75,14 +68,10 @@ fn start_sink() -> SmtpSink {
 }
 
 fn stored_messages(sink: &SmtpSink) -> Vec<String> {
-    let new = sink.maildir.path().join("Maildir").join("new");
-    let Ok(entries) = std::fs::read_dir(new) else {
-        return Vec::new();
-    };
     // Unfolded (RFC 5322 2.2.3: a line break before white space is not part of the header): a
     // long Subject is folded onto two lines on the wire, and the assertions read it whole.
-    entries
-        .filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+    lockstep_testsupport::smtp::maildir_messages(&sink.maildir.path().join("Maildir"))
+        .into_iter()
         .map(|m| m.replace("\r\n ", " ").replace("\n ", " "))
         .collect()
 }

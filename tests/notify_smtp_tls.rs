@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use lockstep::notify::config::{Email, SmtpAuth, SmtpTls};
 use lockstep::notify::smtp::{Mail, Relay};
@@ -123,14 +123,7 @@ fn start(mode: &str, pki: &Pki) -> Server {
         .spawn()
         .expect("start aiosmtpd");
     let addr = format!("127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(&addr).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "aiosmtpd did not start listening on {addr}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    lockstep_testsupport::smtp::wait_listening(&addr);
     Server {
         child,
         addr,
@@ -139,13 +132,7 @@ fn start(mode: &str, pki: &Pki) -> Server {
 }
 
 fn stored(server: &Server) -> Vec<String> {
-    let new = server.maildir.path().join("Maildir").join("new");
-    let Ok(entries) = std::fs::read_dir(new) else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
-        .collect()
+    lockstep_testsupport::smtp::maildir_messages(&server.maildir.path().join("Maildir"))
 }
 
 fn email(server: &Server, tls: SmtpTls, password: Option<&str>) -> Email {

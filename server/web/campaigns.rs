@@ -25,7 +25,7 @@ use crate::knowledge::campaign::{self, ServerState, Stage, Target};
 use crate::knowledge::expand::expand;
 use crate::knowledge::inventory::Inventory;
 use crate::web::auth::CurrentUser;
-use crate::web::pages::newrun::parse_window;
+use crate::web::pages::newrun::ticket_and_window;
 use crate::web::pages::runbooks::runbook;
 use crate::web::{datacenters, estate, AppError, Core, Site};
 
@@ -192,21 +192,11 @@ pub async fn create_stage_run(
     req: &StageRunRequest,
 ) -> Result<String, AppError> {
     let ticket = req.change_ticket.trim();
-    if ticket.is_empty() {
-        return Err(AppError::BadRequest(
-            "change_ticket: give the change ticket reference".into(),
-        ));
-    }
-    if ticket.chars().count() > 200 {
-        return Err(AppError::BadRequest(
-            "change_ticket: at most 200 characters".into(),
-        ));
-    }
-    let window_start = parse_window(
-        "window_start",
+    let (window_start, window_end) = ticket_and_window(
+        ticket,
         req.window_start.as_deref().unwrap_or("").trim(),
+        req.window_end.as_deref().unwrap_or("").trim(),
     )?;
-    let window_end = parse_window("window_end", req.window_end.as_deref().unwrap_or("").trim())?;
     let detail = core.store.campaign(campaign_id).await?;
     let stage = detail
         .stages

@@ -5,7 +5,9 @@
 //! what is specific to the system under test (how a signature is checked) is passed in.
 //!
 //! - [`testssl`]: one [`testssl::assert_modern_tls`] for every TLS port Lockstep opens;
-//! - [`webhook`]: one signed-webhook receiver on loopback for the notification tests.
+//! - [`webhook`]: one signed-webhook receiver on loopback for the notification tests;
+//! - [`smtp`]: waiting for the tests' aiosmtpd servers and reading their Maildir.
 
+pub mod smtp;
 pub mod testssl;
 pub mod webhook;

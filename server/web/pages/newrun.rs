@@ -82,6 +82,30 @@ pub struct NewRunPage {
     pub step_count: usize,
 }
 
+/// What every new run is asked for, as the page and the API check it (the engine checks the
+/// ticket and the window's order again): a change ticket of at most 200 characters and a window
+/// whose ends parse. Returns the window's start and end in milliseconds.
+pub fn ticket_and_window(
+    ticket: &str,
+    window_start: &str,
+    window_end: &str,
+) -> Result<(Option<i64>, Option<i64>), AppError> {
+    if ticket.is_empty() {
+        return Err(AppError::BadRequest(
+            "change_ticket: give the change ticket reference".into(),
+        ));
+    }
+    if ticket.chars().count() > 200 {
+        return Err(AppError::BadRequest(
+            "change_ticket: at most 200 characters".into(),
+        ));
+    }
+    Ok((
+        parse_window("window_start", window_start)?,
+        parse_window("window_end", window_end)?,
+    ))
+}
+
 /// "2026-11-28T01:30" (a datetime-local field, read as UTC) → milliseconds.
 pub fn parse_window(field: &str, text: &str) -> Result<Option<i64>, AppError> {
     if text.is_empty() {
@@ -286,18 +310,8 @@ pub async fn create_run(
     me: &CurrentUser,
     req: &RunRequest,
 ) -> Result<String, AppError> {
-    if req.change_ticket.is_empty() {
-        return Err(AppError::BadRequest(
-            "change_ticket: give the change ticket reference".into(),
-        ));
-    }
-    if req.change_ticket.chars().count() > 200 {
-        return Err(AppError::BadRequest(
-            "change_ticket: at most 200 characters".into(),
-        ));
-    }
-    let window_start = parse_window("window_start", &req.window_start)?;
-    let window_end = parse_window("window_end", &req.window_end)?;
+    let (window_start, window_end) =
+        ticket_and_window(&req.change_ticket, &req.window_start, &req.window_end)?;
     let (plan, _) = build_plan(state, site, req).await?;
     let actor = me.actor();
     let now = state.clock.now();
