@@ -20,6 +20,9 @@ pub enum EngineError {
     Invalid(String),
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
+    /// The same, from a statement the store ran on the connection directly (`store/raw.rs`).
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("audit log: {0}")]

@@ -35,7 +35,7 @@
 use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
-use sqlx::{Row, SqliteConnection, SqlitePool};
+use sqlx::{Row, SqlitePool};
 use tokio::sync::broadcast;
 
 use super::error::Result;
@@ -138,57 +138,30 @@ impl StepLog {
         dropped: u64,
     ) -> Result<Vec<LogLine>> {
         let _order = self.order().await;
-        let mut conn = self.writer.acquire().await?;
-        // No fsync for this commit: the step's next transition (FULL) carries these lines to the
-        // disk with its own (see the module docs).
-        sqlx::query("PRAGMA synchronous = NORMAL")
-            .execute(&mut *conn)
-            .await?;
-        let written = Self::insert(&mut conn, key, lines, dropped).await;
-        // Back to the writer's setting before anyone else commits on it; a connection that cannot
-        // be set back is closed rather than returned (and the writer sets FULL on every acquire).
-        if let Err(e) = sqlx::query("PRAGMA synchronous = FULL")
-            .execute(&mut *conn)
-            .await
-        {
-            tracing::warn!(error = %e, "the writer could not be set back to synchronous=FULL");
-            conn.close_on_drop();
-        }
-        let written = written?;
+        let written = crate::engine::store::with_conn(&self.writer, true, |db| {
+            // No fsync for this commit: the step's next transition (FULL) carries these lines to
+            // the disk with its own (see the module docs). The connection is set back to FULL
+            // when this returns, or closed (see `store/raw.rs`).
+            db.execute_batch("PRAGMA synchronous = NORMAL")?;
+            crate::engine::store::immediate(db, || Self::insert_in(db, key, lines, dropped))
+        })
+        .await?;
         self.publish(&written);
         Ok(written)
     }
 
-    /// Inserts one step's lines in one transaction on `conn`, keeping the per-step bound.
-    async fn insert(
-        conn: &mut SqliteConnection,
-        key: &IdempotencyKey,
-        lines: &[Said],
-        dropped: u64,
-    ) -> Result<Vec<LogLine>> {
-        // IMMEDIATE: the count and the inserts see no other writer in between.
-        let mut tx = sqlx::Connection::begin_with(conn, "BEGIN IMMEDIATE").await?;
-        let written = Self::insert_in(&mut tx, key, lines, dropped).await?;
-        tx.commit().await?;
-        Ok(written)
-    }
-
-    /// Inserts one step's lines inside the write transaction open on `tx` (the caller's, which
+    /// Inserts one step's lines inside the write transaction open on `db` (the caller's, which
     /// holds [`StepLog::order`] and publishes what was written once it has committed), keeping
     /// the per-step bound.
-    pub(crate) async fn insert_in(
-        tx: &mut SqliteConnection,
+    pub(crate) fn insert_in(
+        db: &rusqlite::Connection,
         key: &IdempotencyKey,
         lines: &[Said],
         dropped: u64,
     ) -> Result<Vec<LogLine>> {
-        let have: i64 =
-            sqlx::query("SELECT count(*) FROM step_log WHERE run_id = ? AND step_id = ?")
-                .bind(&key.run_id)
-                .bind(&key.step_id)
-                .fetch_one(&mut *tx)
-                .await?
-                .get(0);
+        let have: i64 = db
+            .prepare_cached("SELECT count(*) FROM step_log WHERE run_id = ? AND step_id = ?")?
+            .query_row([&key.run_id, &key.step_id], |r| r.get(0))?;
         let room = (LINES_PER_STEP - have).max(0) as usize;
         let mut keep: Vec<Said> = lines.iter().take(room).cloned().collect();
         let over = lines.len() > room || dropped > 0;
@@ -196,21 +169,23 @@ impl StepLog {
             let at = lines.last().map(|l| l.0).unwrap_or_default();
             keep.push((at, DROPPED_NOTICE.to_string(), false));
         }
+        let mut insert = db.prepare_cached(
+            "INSERT INTO step_log (run_id, step_id, attempt, at, text, detail, after_event) \
+             VALUES (?, ?, ?, ?, ?, ?, (SELECT coalesce(max(id), 0) FROM events)) RETURNING id",
+        )?;
         let mut written = Vec::with_capacity(keep.len());
         for (at, text, detail) in keep {
-            let id: i64 = sqlx::query(
-                "INSERT INTO step_log (run_id, step_id, attempt, at, text, detail, after_event) \
-                 VALUES (?, ?, ?, ?, ?, ?, (SELECT coalesce(max(id), 0) FROM events)) RETURNING id",
-            )
-            .bind(&key.run_id)
-            .bind(&key.step_id)
-            .bind(key.attempt as i64)
-            .bind(at)
-            .bind(&text)
-            .bind(detail)
-            .fetch_one(&mut *tx)
-            .await?
-            .get(0);
+            let id: i64 = insert.query_row(
+                rusqlite::params![
+                    key.run_id,
+                    key.step_id,
+                    key.attempt as i64,
+                    at,
+                    text,
+                    detail
+                ],
+                |r| r.get(0),
+            )?;
             written.push(LogLine {
                 id,
                 run_id: key.run_id.clone(),

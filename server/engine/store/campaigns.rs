@@ -11,12 +11,11 @@ use std::collections::BTreeMap;
 
 use const_format::concatcp;
 use serde::{Deserialize, Serialize};
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, SqliteConnection};
+use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use super::queries::RunRecord;
+use super::queries::{all, first, RunRecord};
 use super::transitions::{check_new_run, NewRun};
-use super::{EngineError, Result, Store, WriteTx};
+use super::{raw, EngineError, Result, Store, WriteTx};
 use crate::engine::machine::{self, Actor, Millis, Refusal, RunStatus};
 use crate::engine::policy::{self, EarlierStage};
 
@@ -108,42 +107,39 @@ fn json<T: Serialize>(value: &T) -> Result<String> {
     serde_json::to_string(value).map_err(|e| EngineError::Invalid(e.to_string()))
 }
 
-fn parse<T: for<'de> Deserialize<'de>>(what: &str, text: &str) -> Result<T> {
-    serde_json::from_str(text)
+fn parse<T: for<'de> Deserialize<'de>>(what: &str, text: String) -> Result<T> {
+    serde_json::from_str(&text)
         .map_err(|e| EngineError::Invalid(format!("stored campaign {what} does not parse: {e}")))
 }
 
-fn campaign_from_row(r: &SqliteRow) -> Result<CampaignRecord> {
+fn campaign_from_row(r: &Row<'_>) -> Result<CampaignRecord> {
     Ok(CampaignRecord {
-        id: r.try_get("id")?,
-        data_center: r.try_get("data_center")?,
-        target: parse("target", r.try_get("target")?)?,
-        created_by: r.try_get("created_by")?,
-        created_at: r.try_get("created_at")?,
-        state: r.try_get("state")?,
+        id: r.get("id")?,
+        data_center: r.get("data_center")?,
+        target: parse("target", r.get("target")?)?,
+        created_by: r.get("created_by")?,
+        created_at: r.get("created_at")?,
+        state: r.get("state")?,
     })
 }
 
-fn stage_from_row(r: &SqliteRow) -> Result<StageRecord> {
-    let actual: Option<String> = r.try_get("actual_after")?;
-    let status: Option<String> = r.try_get("run_status")?;
+fn stage_from_row(r: &Row<'_>) -> Result<StageRecord> {
+    let actual: Option<String> = r.get("actual_after")?;
+    let status: Option<String> = r.get("run_status")?;
     Ok(StageRecord {
-        ordinal: r.try_get("ordinal")?,
+        ordinal: r.get("ordinal")?,
         plan: NewStage {
-            runbook: r.try_get("runbook")?,
-            params: parse("params", r.try_get("params")?)?,
-            servers: parse("servers", r.try_get("servers")?)?,
-            reason: r.try_get("reason")?,
-            section: r.try_get("section")?,
-            estimate_secs: u64::try_from(r.try_get::<i64, _>("estimate_secs")?).unwrap_or(0),
-            estate_after: parse("estate_after", r.try_get("estate_after")?)?,
+            runbook: r.get("runbook")?,
+            params: parse("params", r.get("params")?)?,
+            servers: parse("servers", r.get("servers")?)?,
+            reason: r.get("reason")?,
+            section: r.get("section")?,
+            estimate_secs: u64::try_from(r.get::<_, i64>("estimate_secs")?).unwrap_or(0),
+            estate_after: parse("estate_after", r.get("estate_after")?)?,
         },
-        run_id: r.try_get("run_id")?,
+        run_id: r.get("run_id")?,
         run_status: status.as_deref().and_then(RunStatus::parse),
-        actual_after: actual
-            .as_deref()
-            .map(|a| parse("actual_after", a))
-            .transpose()?,
+        actual_after: actual.map(|a| parse("actual_after", a)).transpose()?,
     })
 }
 
@@ -179,57 +175,44 @@ fn check_new_campaign(new: &NewCampaign, actor: &Actor) -> Result<()> {
 }
 
 /// The stages of `campaign` before `ordinal`, with their runs' statuses.
-async fn stages_before(
-    conn: &mut SqliteConnection,
-    campaign: &str,
-    ordinal: i64,
-) -> Result<Vec<EarlierStage>> {
-    let rows = sqlx::query(
+fn stages_before(db: &Connection, campaign: &str, ordinal: i64) -> Result<Vec<EarlierStage>> {
+    all(
+        db,
         "SELECT s.ordinal, s.runbook, s.run_id, r.status FROM campaign_stages s
          LEFT JOIN runs r ON r.id = s.run_id
          WHERE s.campaign_id = ? AND s.ordinal < ? ORDER BY s.ordinal",
-    )
-    .bind(campaign)
-    .bind(ordinal)
-    .fetch_all(&mut *conn)
-    .await?;
-    rows.iter()
-        .map(|r| {
-            let run: Option<String> = r.try_get(2)?;
-            let status: Option<String> = r.try_get(3)?;
+        params![campaign, ordinal],
+        |r| {
+            let run: Option<String> = r.get(2)?;
+            let status: Option<String> = r.get(3)?;
             Ok(EarlierStage {
-                ordinal: r.try_get(0)?,
-                runbook: r.try_get(1)?,
+                ordinal: r.get(0)?,
+                runbook: r.get(1)?,
                 run: run.zip(status.as_deref().and_then(RunStatus::parse)),
             })
-        })
-        .collect()
+        },
+    )
 }
 
-impl WriteTx {
+impl WriteTx<'_> {
     /// The earlier stages of the campaign `run_id` is a stage of, with their runs' statuses
     /// (`None` when the run belongs to no campaign).
-    async fn earlier_stages(
-        &mut self,
-        run_id: &str,
-    ) -> Result<Option<(String, i64, Vec<EarlierStage>)>> {
-        let Some(row) =
-            sqlx::query("SELECT campaign_id, ordinal FROM campaign_stages WHERE run_id = ?")
-                .bind(run_id)
-                .fetch_optional(&mut *self.tx)
-                .await?
+    fn earlier_stages(&mut self, run_id: &str) -> Result<Option<(String, i64, Vec<EarlierStage>)>> {
+        let Some((campaign, ordinal)) = self
+            .db
+            .prepare_cached("SELECT campaign_id, ordinal FROM campaign_stages WHERE run_id = ?")?
+            .query_row([run_id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+            .optional()?
         else {
             return Ok(None);
         };
-        let campaign: String = row.try_get(0)?;
-        let ordinal: i64 = row.try_get(1)?;
-        let earlier = stages_before(&mut self.tx, &campaign, ordinal).await?;
+        let earlier = stages_before(self.db, &campaign, ordinal)?;
         Ok(Some((campaign, ordinal, earlier)))
     }
 
     /// Refuses to start `run_id` while an earlier stage of its campaign has not succeeded.
-    pub(super) async fn check_campaign_order(&mut self, run_id: &str) -> Result<()> {
-        if let Some((campaign, ordinal, earlier)) = self.earlier_stages(run_id).await? {
+    pub(super) fn check_campaign_order(&mut self, run_id: &str) -> Result<()> {
+        if let Some((campaign, ordinal, earlier)) = self.earlier_stages(run_id)? {
             policy::campaign_order(&campaign, ordinal, &earlier)?;
         }
         Ok(())
@@ -241,8 +224,9 @@ impl Store {
     /// words before doing expensive work (re-planning). [`Store::create_stage_run`] checks again
     /// in its own transaction.
     pub async fn check_stage_order(&self, campaign: &str, ordinal: i64) -> Result<()> {
-        let mut conn = self.pool.acquire().await?;
-        let earlier = stages_before(&mut conn, campaign, ordinal).await?;
+        let earlier = self
+            .read(|db| stages_before(db, campaign, ordinal))
+            .await?;
         Ok(policy::campaign_order(campaign, ordinal, &earlier)?)
     }
 
@@ -255,34 +239,28 @@ impl Store {
     ) -> Result<CampaignRecord> {
         check_new_campaign(&new, actor)?;
         let id = format!("c-{}", uuid::Uuid::new_v4().simple());
-        let mut w = self.begin().await?;
-        sqlx::query(
+        self.transact(|w| {
+        w.db.prepare_cached(
             "INSERT INTO campaigns (id, data_center, target, created_by, created_at, state)
              VALUES (?, ?, ?, ?, ?, 'open')",
-        )
-        .bind(&id)
-        .bind(&new.data_center)
-        .bind(json(&new.target)?)
-        .bind(&actor.name)
-        .bind(now)
-        .execute(&mut *w.tx)
-        .await?;
+        )?
+        .execute(params![id, new.data_center, json(&new.target)?, actor.name, now])?;
         for (i, s) in new.stages.iter().enumerate() {
-            sqlx::query(
+            w.db.prepare_cached(
                 "INSERT INTO campaign_stages (campaign_id, ordinal, runbook, params, servers, reason,
                      section, estimate_secs, estate_after) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(&id)
-            .bind(i as i64 + 1)
-            .bind(&s.runbook)
-            .bind(json(&s.params)?)
-            .bind(json(&s.servers)?)
-            .bind(&s.reason)
-            .bind(&s.section)
-            .bind(i64::try_from(s.estimate_secs).unwrap_or(i64::MAX))
-            .bind(json(&s.estate_after)?)
-            .execute(&mut *w.tx)
-            .await?;
+            )?
+            .execute(params![
+                id,
+                i as i64 + 1,
+                s.runbook,
+                json(&s.params)?,
+                json(&s.servers)?,
+                s.reason,
+                s.section,
+                i64::try_from(s.estimate_secs).unwrap_or(i64::MAX),
+                json(&s.estate_after)?,
+            ])?;
         }
         w.append(
             None,
@@ -299,45 +277,47 @@ impl Store {
                 })).collect::<Vec<_>>(),
             }),
         )
+        })
         .await?;
-        self.commit(w).await?;
         self.campaign(&id).await.map(|c| c.campaign)
     }
 
     /// Every campaign, newest first; only `data_center`'s when given.
     pub async fn campaigns(&self, data_center: Option<&str>) -> Result<Vec<CampaignRecord>> {
-        let rows = sqlx::query(
-            "SELECT id, data_center, target, created_by, created_at, state FROM campaigns
-             WHERE ?1 IS NULL OR data_center = ?1 ORDER BY created_at DESC, id",
-        )
-        .bind(data_center)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(campaign_from_row).collect()
+        self.read(|db| {
+            all(
+                db,
+                "SELECT id, data_center, target, created_by, created_at, state FROM campaigns
+                 WHERE ?1 IS NULL OR data_center = ?1 ORDER BY created_at DESC, id",
+                [data_center],
+                campaign_from_row,
+            )
+        })
+        .await
     }
 
     /// A campaign with its stages in order and each stage's run status.
     pub async fn campaign(&self, id: &str) -> Result<CampaignDetail> {
-        let row = sqlx::query(
-            "SELECT id, data_center, target, created_by, created_at, state FROM campaigns WHERE id = ?",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?
-        .ok_or_else(|| EngineError::NotFound(format!("campaign {id}")))?;
-        let campaign = campaign_from_row(&row)?;
-        let stages = sqlx::query(concatcp!(
-            STAGE_SELECT,
-            " WHERE s.campaign_id = ? ORDER BY s.ordinal"
-        ))
-        .bind(id)
-        .fetch_all(&self.pool)
-        .await?;
-        let stages = stages
-            .iter()
-            .map(stage_from_row)
-            .collect::<Result<Vec<_>>>()?;
-        Ok(CampaignDetail { campaign, stages })
+        self.read(|db| {
+            raw::snapshot(db, || {
+                let campaign = first(
+                    db,
+                    "SELECT id, data_center, target, created_by, created_at, state
+                     FROM campaigns WHERE id = ?",
+                    [id],
+                    campaign_from_row,
+                )?
+                .ok_or_else(|| EngineError::NotFound(format!("campaign {id}")))?;
+                let stages = all(
+                    db,
+                    concatcp!(STAGE_SELECT, " WHERE s.campaign_id = ? ORDER BY s.ordinal"),
+                    [id],
+                    stage_from_row,
+                )?;
+                Ok(CampaignDetail { campaign, stages })
+            })
+        })
+        .await
     }
 
     /// Creates and links the run of stage `ordinal`, re-planned as `new` against the estate
@@ -353,72 +333,70 @@ impl Store {
         now: Millis,
     ) -> Result<RunRecord> {
         check_new_run(&new.run, actor)?;
-        let mut w = self.begin().await?;
-        let current = sqlx::query(
-            "SELECT s.run_id, r.status FROM campaign_stages s LEFT JOIN runs r ON r.id = s.run_id
-             WHERE s.campaign_id = ? AND s.ordinal = ?",
-        )
-        .bind(campaign)
-        .bind(ordinal)
-        .fetch_optional(&mut *w.tx)
-        .await?
-        .ok_or_else(|| EngineError::NotFound(format!("stage {ordinal} of campaign {campaign}")))?;
-        let (run_id, status): (Option<String>, Option<String>) =
-            (current.try_get(0)?, current.try_get(1)?);
-        let status = status.as_deref().and_then(RunStatus::parse);
-        if let (Some(run), Some(status)) = (&run_id, status) {
-            if !matches!(
-                status,
-                RunStatus::Failed | RunStatus::Aborted | RunStatus::Undone
-            ) {
-                return Err(EngineError::Conflict(format!(
-                    "stage {ordinal} of campaign {campaign} already has run {run} ({}); open it instead",
-                    status.as_str().replace('_', " ")
-                )));
-            }
-        }
-        let earlier = stages_before(&mut w.tx, campaign, ordinal).await?;
-        policy::campaign_order(campaign, ordinal, &earlier)?;
-        let run = w.insert_run(&new.run, actor, now).await?;
-        sqlx::query(
-            "UPDATE campaign_stages SET run_id = ?, params = ?, servers = ?
-             WHERE campaign_id = ? AND ordinal = ?",
-        )
-        .bind(&run.id)
-        .bind(json(&new.run.plan.params)?)
-        .bind(json(&new.servers)?)
-        .bind(campaign)
-        .bind(ordinal)
-        .execute(&mut *w.tx)
-        .await?;
-        if ordinal > 1 {
-            sqlx::query(
-                "UPDATE campaign_stages SET actual_after = ? WHERE campaign_id = ? AND ordinal = ?",
-            )
-            .bind(json(&new.found)?)
-            .bind(campaign)
-            .bind(ordinal - 1)
-            .execute(&mut *w.tx)
+        let (run, _) = self
+            .transact(|w| {
+                let current: Option<(Option<String>, Option<String>)> = first(
+                    w.db,
+                    "SELECT s.run_id, r.status FROM campaign_stages s
+                     LEFT JOIN runs r ON r.id = s.run_id
+                     WHERE s.campaign_id = ? AND s.ordinal = ?",
+                    params![campaign, ordinal],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?;
+                let (run_id, status) = current.ok_or_else(|| {
+                    EngineError::NotFound(format!("stage {ordinal} of campaign {campaign}"))
+                })?;
+                let status = status.as_deref().and_then(RunStatus::parse);
+                if let (Some(run), Some(status)) = (&run_id, status) {
+                    if !matches!(
+                        status,
+                        RunStatus::Failed | RunStatus::Aborted | RunStatus::Undone
+                    ) {
+                        return Err(EngineError::Conflict(format!(
+                            "stage {ordinal} of campaign {campaign} already has run {run} ({}); open it instead",
+                            status.as_str().replace('_', " ")
+                        )));
+                    }
+                }
+                let earlier = stages_before(w.db, campaign, ordinal)?;
+                policy::campaign_order(campaign, ordinal, &earlier)?;
+                let run = w.insert_run(&new.run, actor, now)?;
+                w.db.prepare_cached(
+                    "UPDATE campaign_stages SET run_id = ?, params = ?, servers = ?
+                     WHERE campaign_id = ? AND ordinal = ?",
+                )?
+                .execute(params![
+                    run.id,
+                    json(&new.run.plan.params)?,
+                    json(&new.servers)?,
+                    campaign,
+                    ordinal,
+                ])?;
+                if ordinal > 1 {
+                    w.db.prepare_cached(
+                        "UPDATE campaign_stages SET actual_after = ? WHERE campaign_id = ? AND ordinal = ?",
+                    )?
+                    .execute(params![json(&new.found)?, campaign, ordinal - 1])?;
+                }
+                w.append(
+                    Some(&run.id),
+                    None,
+                    &actor.name,
+                    now,
+                    "campaign.stage_run",
+                    serde_json::json!({
+                        "campaign": campaign,
+                        "stage": ordinal,
+                        "runbook": new.run.plan.runbook,
+                        "params": new.run.plan.params,
+                        "servers": new.servers,
+                        "replaces": run_id,
+                        "estate_found": new.found,
+                    }),
+                )?;
+                Ok(run)
+            })
             .await?;
-        }
-        w.append(
-            Some(&run.id),
-            None,
-            &actor.name,
-            now,
-            "campaign.stage_run",
-            serde_json::json!({
-                "campaign": campaign,
-                "stage": ordinal,
-                "runbook": new.run.plan.runbook,
-                "params": new.run.plan.params,
-                "servers": new.servers,
-                "replaces": run_id,
-                "estate_found": new.found,
-            }),
-        )
-        .await?;
-        self.commit(w).await?;
         Ok(run)
     }
 
@@ -427,40 +405,38 @@ impl Store {
     /// The engine does this itself in the transaction that completes a stage's run
     /// ([`WriteTx::close_campaign_of_run`]); this door is for a campaign recorded before that.
     pub async fn close_campaign_if_done(&self, id: &str, now: Millis) -> Result<bool> {
-        let mut w = self.begin().await?;
-        let done = w.close_campaign(id, now).await?;
-        if done {
-            self.commit(w).await?;
-        }
+        let (done, _) = self.transact(|w| w.close_campaign(id, now)).await?;
         Ok(done)
     }
 }
 
-impl WriteTx {
+impl WriteTx<'_> {
     /// In the transaction that completes `run_id`: closes its campaign when this was the last
     /// stage to succeed, so "done" is committed with the run's success, whoever settled it.
-    pub(super) async fn close_campaign_of_run(&mut self, run_id: &str, now: Millis) -> Result<()> {
-        let campaign: Option<String> =
-            sqlx::query_scalar("SELECT campaign_id FROM campaign_stages WHERE run_id = ?")
-                .bind(run_id)
-                .fetch_optional(&mut *self.tx)
-                .await?;
+    pub(super) fn close_campaign_of_run(&mut self, run_id: &str, now: Millis) -> Result<()> {
+        let campaign: Option<String> = self
+            .db
+            .prepare_cached("SELECT campaign_id FROM campaign_stages WHERE run_id = ?")?
+            .query_row([run_id], |r| r.get(0))
+            .optional()?;
         if let Some(campaign) = campaign {
-            self.close_campaign(&campaign, now).await?;
+            self.close_campaign(&campaign, now)?;
         }
         Ok(())
     }
 
-    async fn close_campaign(&mut self, id: &str, now: Millis) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE campaigns SET state = 'done' WHERE id = ?1 AND state = 'open'
-             AND NOT EXISTS (SELECT 1 FROM campaign_stages s LEFT JOIN runs r ON r.id = s.run_id
-                 WHERE s.campaign_id = ?1 AND (r.status IS NULL OR r.status != 'succeeded'))",
-        )
-        .bind(id)
-        .execute(&mut *self.tx)
-        .await?;
-        if done.rows_affected() != 1 {
+    /// Closes an `open` campaign whose every stage's run has succeeded (a transaction that
+    /// closes nothing writes nothing, and then commits nothing either).
+    fn close_campaign(&mut self, id: &str, now: Millis) -> Result<bool> {
+        let done = self
+            .db
+            .prepare_cached(
+                "UPDATE campaigns SET state = 'done' WHERE id = ?1 AND state = 'open'
+                 AND NOT EXISTS (SELECT 1 FROM campaign_stages s LEFT JOIN runs r ON r.id = s.run_id
+                     WHERE s.campaign_id = ?1 AND (r.status IS NULL OR r.status != 'succeeded'))",
+            )?
+            .execute([id])?;
+        if done != 1 {
             return Ok(false);
         }
         self.append(
@@ -470,8 +446,7 @@ impl WriteTx {
             now,
             "campaign.done",
             serde_json::json!({ "campaign": id }),
-        )
-        .await?;
+        )?;
         Ok(true)
     }
 }

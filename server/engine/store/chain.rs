@@ -12,9 +12,11 @@
 use std::path::Path;
 use std::sync::Mutex;
 
-use sqlx::{AssertSqlSafe, Row, SqliteConnection};
+use const_format::concatcp;
+use rusqlite::{Connection, OptionalExtension};
 
-use super::{queries, EngineError, Result, Store};
+use super::queries::{all, EVENT_COLUMNS};
+use super::{queries, raw, EngineError, Result, Store};
 use crate::engine::audit::verify::{self, Checkpoint, Progress, ACK_KIND};
 use crate::engine::audit::{AuditEvent, ChainHead, ChainProblem, VerifyReport};
 use crate::engine::machine::{Millis, Refusal};
@@ -50,22 +52,20 @@ fn refusal(problems: &[ChainProblem]) -> String {
     )
 }
 
-async fn rows_after(
-    conn: &mut SqliteConnection,
-    after: i64,
-) -> Result<(Vec<AuditEvent>, Option<i64>)> {
-    let rows = sqlx::query(
-        "SELECT id, run_id, step_id, actor, at, kind, payload, prev_hash, hash, sig FROM events WHERE id > ? ORDER BY id",
-    )
-    .bind(after)
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut events = Vec::with_capacity(rows.len());
-    for row in &rows {
+/// The events after `after`, in order, up to the first whose payload no longer parses (its id
+/// is the second value: everything before it is walked, it is the break).
+fn rows_after(db: &Connection, after: i64) -> Result<(Vec<AuditEvent>, Option<i64>)> {
+    let mut st = db.prepare_cached(concatcp!(
+        "SELECT ",
+        EVENT_COLUMNS,
+        " FROM events WHERE id > ? ORDER BY id"
+    ))?;
+    let mut rows = st.query([after])?;
+    let mut events = Vec::new();
+    while let Some(row) = rows.next()? {
         match queries::event_from_row(row) {
             Ok(e) => events.push(e),
-            // A payload that no longer parses: everything before it is walked, it is the break.
-            Err(_) => return Ok((events, Some(row.get("id")))),
+            Err(_) => return Ok((events, Some(row.get("id")?))),
         }
     }
     Ok((events, None))
@@ -107,11 +107,14 @@ impl Store {
         let remembered = self.chain.lock().progress.clone();
         let start = match remembered {
             Some(p) if p.id > 0 => {
-                let still: Option<String> =
-                    sqlx::query_scalar("SELECT hash FROM events WHERE id = ?")
-                        .bind(p.id)
-                        .fetch_optional(&self.pool)
-                        .await?;
+                let still: Option<String> = self
+                    .read(|db| {
+                        Ok(db
+                            .prepare_cached("SELECT hash FROM events WHERE id = ?")?
+                            .query_row([p.id], |r| r.get(0))
+                            .optional()?)
+                    })
+                    .await?;
                 if still.as_deref() == Some(p.hash.as_str()) {
                     p
                 } else {
@@ -132,8 +135,37 @@ impl Store {
         };
         // The head first: read before the log, it can only lag the log, never run ahead of it.
         let head = queries::read_head_settled(self.head.path()).await?;
-        let mut conn = self.pool.acquire().await?;
-        let (events, unparseable) = rows_after(&mut conn, p.id).await?;
+        let from = p.id;
+        let read = self
+            .read(|db| {
+                raw::snapshot(db, || {
+                    let (events, unparseable) = rows_after(db, from)?;
+                    let count: i64 = db
+                        .prepare_cached("SELECT COUNT(*) FROM events")?
+                        .query_row([], |r| r.get(0))?;
+                    let last: Option<(i64, String)> = db
+                        .prepare_cached("SELECT id, hash FROM events ORDER BY id DESC LIMIT 1")?
+                        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
+                        .optional()?;
+                    let at_head: Option<String> = match &head {
+                        Some(h) => db
+                            .prepare_cached("SELECT hash FROM events WHERE id = ?")?
+                            .query_row([h.id], |r| r.get(0))
+                            .optional()?,
+                        None => None,
+                    };
+                    let triggers: Vec<(String, String)> = all(
+                        db,
+                        "SELECT name, COALESCE(sql, '') FROM sqlite_master
+                         WHERE type = 'trigger' AND tbl_name = 'events'",
+                        [],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )?;
+                    Ok((events, unparseable, count, last, at_head, triggers))
+                })
+            })
+            .await?;
+        let (events, unparseable, count, last, at_head, triggers) = read;
         let mut report = VerifyReport {
             key_id: Some(key.key_id.clone()),
             ..VerifyReport::default()
@@ -151,38 +183,11 @@ impl Store {
         if let Some(problem) = chain_problem {
             report.set(problem);
         }
-        let (count, last): (i64, Option<(i64, String)>) = {
-            let count = sqlx::query_scalar("SELECT COUNT(*) FROM events")
-                .fetch_one(&mut *conn)
-                .await?;
-            let last = sqlx::query("SELECT id, hash FROM events ORDER BY id DESC LIMIT 1")
-                .fetch_optional(&mut *conn)
-                .await?
-                .map(|r| (r.get(0), r.get(1)));
-            (count, last)
-        };
         let last_id = last.as_ref().map_or(0, |l| l.0);
-        let at_head: Option<String> = match &head {
-            Some(h) => {
-                sqlx::query_scalar("SELECT hash FROM events WHERE id = ?")
-                    .bind(h.id)
-                    .fetch_optional(&mut *conn)
-                    .await?
-            }
-            None => None,
-        };
         if let Some(problem) = verify::check_head(head.as_ref(), last_id, at_head.as_deref(), &key)
         {
             report.set(problem);
         }
-        let triggers: Vec<(String, String)> = sqlx::query(
-            "SELECT name, COALESCE(sql, '') FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'events'",
-        )
-        .fetch_all(&mut *conn)
-        .await?
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
         for problem in verify::check_guards(&triggers) {
             report.set(problem);
         }
@@ -200,11 +205,7 @@ impl Store {
 
     /// Called at the start of every write transaction of an enforcing store: refuses while the
     /// chain is broken, and verifies any tail this store did not write itself.
-    pub(super) async fn guard_write(
-        &self,
-        conn: &mut SqliteConnection,
-        tail: &(i64, String),
-    ) -> Result<()> {
+    pub(super) fn guard_write(&self, db: &Connection, tail: &(i64, String)) -> Result<()> {
         let progress = {
             let g = self.chain.lock();
             if !g.enforce {
@@ -229,7 +230,7 @@ impl Store {
                 format!("the log ends at event {} but event {} was written before (the newest events were deleted)", tail.0, p.id),
             ))
         } else {
-            let (events, unparseable) = rows_after(conn, p.id).await?;
+            let (events, unparseable) = rows_after(db, p.id)?;
             verify::walk(&mut p, &events, &key).or_else(|| {
                 unparseable.map(|id| {
                     ChainProblem::new(
@@ -290,42 +291,42 @@ impl Store {
                 "the audit chain verifies; there is no break to acknowledge".into(),
             ));
         };
-        let mut w = self.begin_unguarded().await?;
-        for p in &report.problems {
-            if p.kind == "guard_dropped" || p.kind == "guard_altered" {
-                for (name, on) in verify::GUARDS {
-                    // Names and clauses are the constants of `verify::GUARDS`.
-                    sqlx::query(AssertSqlSafe(format!("DROP TRIGGER IF EXISTS {name}")))
-                        .execute(&mut *w.tx)
-                        .await?;
-                    sqlx::query(AssertSqlSafe(format!(
-                        "CREATE TRIGGER {name} {on} BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END"
-                    )))
-                    .execute(&mut *w.tx)
-                    .await?;
-                }
-                break;
-            }
-        }
         let key_id = self.signer.as_ref().map(|k| k.verifying().key_id.clone());
-        w.append(
-            None,
-            None,
-            actor,
-            now,
-            ACK_KIND,
-            serde_json::json!({
-                "break": problem,
-                "problems": report.problems,
-                "reason": reason,
-                "key_id": key_id,
-                "tail": {"id": w.last.0, "hash": w.last.1},
-            }),
-        )
-        .await?;
+        let written = self
+            .write(false, |w| {
+                let dropped = report
+                    .problems
+                    .iter()
+                    .any(|p| p.kind == "guard_dropped" || p.kind == "guard_altered");
+                if dropped {
+                    for (name, on) in verify::GUARDS {
+                        // Names and clauses are the constants of `verify::GUARDS`.
+                        w.db.execute_batch(&format!(
+                            "DROP TRIGGER IF EXISTS {name};
+                             CREATE TRIGGER {name} {on} BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;"
+                        ))?;
+                    }
+                }
+                let tail = serde_json::json!({"id": w.last.0, "hash": w.last.1});
+                w.append(
+                    None,
+                    None,
+                    actor,
+                    now,
+                    ACK_KIND,
+                    serde_json::json!({
+                        "break": problem,
+                        "problems": report.problems,
+                        "reason": reason,
+                        "key_id": key_id,
+                        "tail": tail,
+                    }),
+                )
+            })
+            .await?;
         // The head moves to the acknowledgement even if it had recorded a later (deleted) event.
         self.head.reset();
-        let mut events = self.commit(w).await?;
+        let mut events = self.commit(written.appended, &written.scanned)?;
         let report = self.recheck_chain(true).await?;
         if let Some(p) = report.problem {
             tracing::error!(problem = %p, "the audit chain is still broken after the acknowledgement");
@@ -346,11 +347,14 @@ impl Store {
         let Some(signer) = self.signer.clone() else {
             return Ok(None);
         };
-        let tail: Option<(i64, String)> =
-            sqlx::query("SELECT id, hash FROM events ORDER BY id DESC LIMIT 1")
-                .fetch_optional(&self.pool)
-                .await?
-                .map(|r| (r.get(0), r.get(1)));
+        let tail: Option<(i64, String)> = self
+            .read(|db| {
+                Ok(db
+                    .prepare_cached("SELECT id, hash FROM events ORDER BY id DESC LIMIT 1")?
+                    .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()?)
+            })
+            .await?;
         let Some((id, hash)) = tail else {
             return Ok(None);
         };
@@ -412,12 +416,13 @@ impl Store {
                 "no audit signing key to check checkpoints with".into(),
             ));
         };
-        let hashes: Vec<(i64, String)> = sqlx::query("SELECT id, hash FROM events ORDER BY id")
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(|r| (r.get(0), r.get(1)))
-            .collect();
+        let hashes: Vec<(i64, String)> = self
+            .read(|db| {
+                all(db, "SELECT id, hash FROM events ORDER BY id", [], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+            })
+            .await?;
         let lookup = |id: i64| {
             hashes
                 .binary_search_by_key(&id, |(i, _)| *i)

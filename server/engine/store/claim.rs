@@ -5,10 +5,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
 use const_format::concatcp;
-use sqlx::{AssertSqlSafe, Row};
+use rusqlite::Connection;
 
-use super::queries::{load_run, load_step, RunRecord, StepRecord};
-use super::{Result, Store, WriteTx};
+use super::queries::{all, load_run, load_step, RunRecord, StepRecord};
+use super::{raw, Result, Store, WriteTx};
 use crate::engine::audit::AuditEvent;
 use crate::engine::machine::gating;
 use crate::engine::machine::{Millis, RunEvent, RunStatus, StepAction, StepEvent, StepStatus};
@@ -53,13 +53,15 @@ impl Store {
         if let Some(wake) = self.nothing_to_claim(run_id, limits, now).await? {
             return Ok((Vec::new(), wake));
         }
-        let mut w = self.begin().await?;
-        let run = load_run(&mut w.tx, run_id).await?;
-        if !run.status.is_driving() {
-            return Ok((Vec::new(), None));
-        }
-        let found = w.claim_ready(&self.scans, &run, limits, now).await?;
-        self.commit(w).await?;
+        let (found, _) = self
+            .transact(|w| {
+                let run = load_run(w.db, run_id)?;
+                if !run.status.is_driving() {
+                    return Ok((Vec::new(), None));
+                }
+                w.claim_ready(&self.scans, &run, limits, now)
+            })
+            .await?;
         Ok(found)
     }
 
@@ -78,24 +80,24 @@ impl Store {
         let Some(since) = self.scans.since(run_id) else {
             return Ok(None);
         };
-        let mut conn = self.pool.acquire().await?;
-        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-        let run = load_run(&mut tx, run_id).await?;
-        if !run.status.is_driving() {
-            return Ok(Some(None));
-        }
-        if let Some(opens) = before_window(&run, now) {
-            return Ok(Some(Some(opens)));
-        }
-        if done_since(&mut tx, run_id, since)
-            .await?
-            .is_none_or(|done| !done.is_empty())
-        {
-            return Ok(None);
-        }
-        let steps = candidates(&mut tx, run_id, run.status == RunStatus::Undoing).await?;
-        let (startable, wake) = may_start(&steps, limits, now);
-        Ok((!startable).then_some(wake))
+        self.read(|db| {
+            raw::snapshot(db, || {
+                let run = load_run(db, run_id)?;
+                if !run.status.is_driving() {
+                    return Ok(Some(None));
+                }
+                if let Some(opens) = before_window(&run, now) {
+                    return Ok(Some(Some(opens)));
+                }
+                if done_since(db, run_id, since)?.is_none_or(|done| !done.is_empty()) {
+                    return Ok(None);
+                }
+                let steps = candidates(db, run_id, run.status == RunStatus::Undoing)?;
+                let (startable, wake) = may_start(&steps, limits, now);
+                Ok((!startable).then_some(wake))
+            })
+        })
+        .await
     }
 }
 
@@ -112,12 +114,9 @@ fn before_window(run: &RunRecord, now: Millis) -> Option<Millis> {
 /// Steps in flight (they count against the limits) and steps ready to start, in plan order, as
 /// a few columns each (plan steps, or undo steps while undoing). A burst of unblocked steps can
 /// leave hundreds ready behind the limits, and this is read for every step that finishes.
-async fn candidates(
-    conn: &mut sqlx::SqliteConnection,
-    run_id: &str,
-    undoing: bool,
-) -> Result<Vec<Candidate>> {
-    sqlx::query(
+fn candidates(db: &Connection, run_id: &str, undoing: bool) -> Result<Vec<Candidate>> {
+    all(
+        db,
         "SELECT s.id, s.status, s.host,
              CASE WHEN s.status = 'ready' THEN json_extract(s.state, '$.not_before') END
                  AS not_before,
@@ -128,14 +127,9 @@ async fn candidates(
          WHERE s.run_id = ? AND s.status IN ('dispatched', 'running', 'verifying', 'ready')
            AND (s.undo_of IS NOT NULL) = ?
          ORDER BY s.seq",
+        rusqlite::params![run_id, undoing],
+        Candidate::from_row,
     )
-    .bind(run_id)
-    .bind(undoing)
-    .fetch_all(&mut *conn)
-    .await?
-    .iter()
-    .map(Candidate::from_row)
-    .collect()
 }
 
 /// Whether the claim would try to start a ready step (host locks held by other runs aside: the
@@ -162,11 +156,11 @@ fn may_start(steps: &[Candidate], limits: DriveLimits, now: Millis) -> (bool, Op
     (startable, wake)
 }
 
-impl WriteTx {
+impl WriteTx<'_> {
     /// The claim inside a transaction already open: the driver's pass opens its own, and the
     /// commit of a finished step runs it too (see `group.rs`), so the step's result and the start
     /// of the steps it releases become durable in one fsync.
-    pub(super) async fn claim_ready(
+    pub(super) fn claim_ready(
         &mut self,
         scans: &Scans,
         run: &RunRecord,
@@ -187,13 +181,12 @@ impl WriteTx {
         let ended_at = (!undoing)
             .then(|| gating::window_end(&run.state, run.window_end).filter(|e| now >= *e))
             .flatten();
-        let unblocked = w.unblockable(run_id, undoing, scans).await?;
+        let unblocked = w.unblockable(run_id, undoing, scans)?;
         for id in &unblocked {
-            let s = load_step(&mut w.tx, run_id, id).await?;
-            w.step_transition(run.state.requester_person(), &s, &StepEvent::Unblock, now)
-                .await?;
+            let s = load_step(w.db, run_id, id)?;
+            w.step_transition(run.state.requester_person(), &s, &StepEvent::Unblock, now)?;
         }
-        let steps = candidates(&mut w.tx, run_id, undoing).await?;
+        let steps = candidates(w.db, run_id, undoing)?;
         let mut in_flight = steps.iter().filter(|s| s.status.is_in_flight()).count();
         let mut per_host: HashMap<String, usize> = HashMap::new();
         for s in steps.iter().filter(|s| s.status.is_in_flight()) {
@@ -209,7 +202,7 @@ impl WriteTx {
                 next_wake = Some(next_wake.map_or(t, |w| w.min(t)));
                 continue;
             }
-            if ended_at.is_some() && w.held_at_window_end(run_id, &s.id).await? {
+            if ended_at.is_some() && w.held_at_window_end(run_id, &s.id)? {
                 held.get_or_insert_with(|| s.id.clone());
                 continue;
             }
@@ -221,20 +214,18 @@ impl WriteTx {
                     if per_host.get(h).copied().unwrap_or(0) >= limits.per_host {
                         continue;
                     }
-                    if !w.lock_host(h, run_id).await? {
+                    if !w.lock_host(h, run_id)? {
                         continue;
                     }
                 }
             }
-            let record = load_step(&mut w.tx, run_id, &s.id).await?;
-            let (state, actions) = w
-                .step_transition(
-                    run.state.requester_person(),
-                    &record,
-                    &StepEvent::Start,
-                    now,
-                )
-                .await?;
+            let record = load_step(w.db, run_id, &s.id)?;
+            let (state, actions) = w.step_transition(
+                run.state.requester_person(),
+                &record,
+                &StepEvent::Start,
+                now,
+            )?;
             if state.status.is_in_flight() {
                 in_flight += 1;
                 if let Some(h) = &record.spec.host {
@@ -252,8 +243,7 @@ impl WriteTx {
             if run.state.window_held.as_ref().map(|h| h.end) != Some(end)
                 && run.status == RunStatus::Running
             {
-                w.run_transition(run, &RunEvent::WindowHold { step_id, end }, now)
-                    .await?;
+                w.run_transition(run, &RunEvent::WindowHold { step_id, end }, now)?;
             }
         }
         Ok((claimed, next_wake))
@@ -261,18 +251,16 @@ impl WriteTx {
 
     /// Whether the window's end holds this ready step: it stops services, or it starts a phase
     /// (none of its inputs is in its own phase). Asked only after the end, of ready steps.
-    async fn held_at_window_end(&mut self, run_id: &str, step_id: &str) -> Result<bool> {
-        let s = load_step(&mut self.tx, run_id, step_id).await?;
-        let same_phase: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM step_deps d
-               JOIN step_specs p ON p.run_id = d.run_id AND p.id = d.depends_on
-             WHERE d.run_id = ? AND d.step_id = ? AND json_extract(p.spec, '$.phase') = ?",
-        )
-        .bind(run_id)
-        .bind(step_id)
-        .bind(&s.spec.phase)
-        .fetch_one(&mut *self.tx)
-        .await?;
+    fn held_at_window_end(&mut self, run_id: &str, step_id: &str) -> Result<bool> {
+        let s = load_step(self.db, run_id, step_id)?;
+        let same_phase: i64 = self
+            .db
+            .prepare_cached(
+                "SELECT COUNT(*) FROM step_deps d
+                   JOIN step_specs p ON p.run_id = d.run_id AND p.id = d.depends_on
+                 WHERE d.run_id = ? AND d.step_id = ? AND json_extract(p.spec, '$.phase') = ?",
+            )?
+            .query_row([run_id, step_id, s.spec.phase.as_str()], |r| r.get(0))?;
         Ok(gating::held_at_window_end(&s.spec, same_phase == 0))
     }
 }
@@ -283,34 +271,35 @@ impl Store {
     pub async fn settle(&self, run_id: &str, now: Millis) -> Result<Option<RunStatus>> {
         // Asked on the read side first: most passes find nothing to settle, and then they take
         // neither the writer nor the run's steps.
-        {
-            let mut conn = self.pool.acquire().await?;
-            let run = load_run(&mut conn, run_id).await?;
-            if !run.status.is_driving()
-                || settling_event(&mut conn, run_id, run.status == RunStatus::Undoing)
-                    .await?
-                    .is_none()
-            {
-                return Ok(None);
-            }
-        }
-        let mut w = self.begin().await?;
-        let run = load_run(&mut w.tx, run_id).await?;
-        if !run.status.is_driving() {
+        let quiet = self
+            .read(|db| {
+                let run = load_run(db, run_id)?;
+                Ok(!run.status.is_driving()
+                    || settling_event(db, run_id, run.status == RunStatus::Undoing)?.is_none())
+            })
+            .await?;
+        if quiet {
             return Ok(None);
         }
-        let undoing = run.status == RunStatus::Undoing;
-        let event = w.settling_event(run_id, undoing).await?;
-        let Some(event) = event else {
-            return Ok(None);
-        };
-        let (next, actions) = w.run_transition(&run, &event, now).await?;
-        w.run_consequences(&run, &actions, now).await?;
-        if next.status == RunStatus::Succeeded {
-            w.close_campaign_of_run(run_id, now).await?;
-        }
-        self.commit(w).await?;
-        Ok(Some(next.status))
+        let (settled, _) = self
+            .transact(|w| {
+                let run = load_run(w.db, run_id)?;
+                if !run.status.is_driving() {
+                    return Ok(None);
+                }
+                let undoing = run.status == RunStatus::Undoing;
+                let Some(event) = settling_event(w.db, run_id, undoing)? else {
+                    return Ok(None);
+                };
+                let (next, actions) = w.run_transition(&run, &event, now)?;
+                w.run_consequences(&run, &actions, now)?;
+                if next.status == RunStatus::Succeeded {
+                    w.close_campaign_of_run(run_id, now)?;
+                }
+                Ok(Some(next.status))
+            })
+            .await?;
+        Ok(settled)
     }
 
     /// Steps of a run that are in flight or in doubt (for reconcile and abort).
@@ -324,19 +313,16 @@ impl Store {
     }
 }
 
-impl WriteTx {
+impl WriteTx<'_> {
     /// Takes the host for this run unless another run holds it.
-    async fn lock_host(&mut self, host: &str, run_id: &str) -> Result<bool> {
-        sqlx::query("INSERT OR IGNORE INTO host_locks (host, run_id) VALUES (?, ?)")
-            .bind(host)
-            .bind(run_id)
-            .execute(&mut *self.tx)
-            .await?;
-        let holder: String = sqlx::query("SELECT run_id FROM host_locks WHERE host = ?")
-            .bind(host)
-            .fetch_one(&mut *self.tx)
-            .await?
-            .get(0);
+    fn lock_host(&mut self, host: &str, run_id: &str) -> Result<bool> {
+        self.db
+            .prepare_cached("INSERT OR IGNORE INTO host_locks (host, run_id) VALUES (?, ?)")?
+            .execute([host, run_id])?;
+        let holder: String = self
+            .db
+            .prepare_cached("SELECT run_id FROM host_locks WHERE host = ?")?
+            .query_row([host], |r| r.get(0))?;
         Ok(holder == run_id)
     }
 }
@@ -344,10 +330,17 @@ impl WriteTx {
 /// Who holds which host (for the dashboard).
 impl Store {
     pub async fn host_locks(&self) -> Result<BTreeMap<String, String>> {
-        let rows = sqlx::query("SELECT host, run_id FROM host_locks ORDER BY host")
-            .fetch_all(&self.pool)
+        let rows = self
+            .read(|db| {
+                all(
+                    db,
+                    "SELECT host, run_id FROM host_locks ORDER BY host",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+            })
             .await?;
-        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+        Ok(rows.into_iter().collect())
     }
 
     /// Events of one run (oldest first), for the run page.
@@ -361,11 +354,7 @@ impl Store {
 /// nothing is in flight or ready, otherwise nothing. Three seeks into the index
 /// `steps_claim_scan` (one per status asked about), never a scan of the plan: this runs on every
 /// quiet pass of the driver.
-async fn settling_event(
-    conn: &mut sqlx::SqliteConnection,
-    run_id: &str,
-    undoing: bool,
-) -> Result<Option<RunEvent>> {
+fn settling_event(db: &Connection, run_id: &str, undoing: bool) -> Result<Option<RunEvent>> {
     // Every status that is not done, from the machine's own list (a status added there is
     // counted here too).
     let open = StepStatus::ALL
@@ -375,7 +364,7 @@ async fn settling_event(
         .collect::<Vec<_>>()
         .join(", ");
     // `open` holds only the machine's own status words, quoted; the run and flag are bound.
-    let row = sqlx::query(AssertSqlSafe(format!(
+    let sql = format!(
         "SELECT
              EXISTS (SELECT 1 FROM steps INDEXED BY steps_claim_scan
                  WHERE run_id = ?1 AND (undo_of IS NOT NULL) = ?2
@@ -386,25 +375,19 @@ async fn settling_event(
              (SELECT id FROM steps INDEXED BY steps_claim_scan
                  WHERE run_id = ?1 AND status = 'failed' AND (undo_of IS NOT NULL) = ?2
                  ORDER BY seq LIMIT 1) AS failed"
-    )))
-    .bind(run_id)
-    .bind(undoing)
-    .fetch_one(&mut *conn)
-    .await?;
-    if !row.get::<bool, _>("open") {
+    );
+    let (open, moving, failed): (bool, bool, Option<String>) = db
+        .prepare_cached(&sql)?
+        .query_row(rusqlite::params![run_id, undoing], |r| {
+            Ok((r.get("open")?, r.get("moving")?, r.get("failed")?))
+        })?;
+    if !open {
         return Ok(Some(RunEvent::Completed));
     }
-    if row.get::<bool, _>("moving") {
+    if moving {
         return Ok(None);
     }
-    let failed: Option<String> = row.get("failed");
     Ok(failed.map(|step_id| RunEvent::Stalled { step_id }))
-}
-
-impl WriteTx {
-    async fn settling_event(&mut self, run_id: &str, undoing: bool) -> Result<Option<RunEvent>> {
-        settling_event(&mut self.tx, run_id, undoing).await
-    }
 }
 
 /// A step the claim looks at: in flight (it counts against the limits) or ready (it may start).
@@ -419,16 +402,16 @@ struct Candidate {
 }
 
 impl Candidate {
-    fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Candidate> {
-        let status: String = row.get("status");
+    fn from_row(row: &rusqlite::Row<'_>) -> Result<Candidate> {
+        let status: String = row.get("status")?;
         Ok(Candidate {
             status: StepStatus::parse(&status).ok_or_else(|| {
                 super::EngineError::Audit(format!("stored step status cannot be read: {status}"))
             })?,
-            id: row.get("id"),
-            host: row.get("host"),
-            not_before: row.get("not_before"),
-            dispatches: row.get::<Option<bool>, _>("dispatches").unwrap_or(false),
+            id: row.get("id")?,
+            host: row.get("host")?,
+            not_before: row.get("not_before")?,
+            dispatches: row.get::<_, Option<bool>>("dispatches")?.unwrap_or(false),
         })
     }
 }
@@ -472,11 +455,11 @@ impl Scans {
     }
 }
 
-impl WriteTx {
+impl WriteTx<'_> {
     /// The run's pending steps (plan steps, or undo steps while undoing) whose dependencies are
     /// all done, in plan order: all of them on a full look, otherwise only dependents of steps
     /// that became done since the last look (see [`Scans`]).
-    async fn unblockable(
+    fn unblockable(
         &mut self,
         run_id: &str,
         undoing: bool,
@@ -486,7 +469,7 @@ impl WriteTx {
         let upto = self.last.0;
         let done_since = match scans.since(run_id) {
             Some(since) if since >= upto => Some(Vec::new()),
-            Some(since) => done_since(&mut self.tx, run_id, since).await?,
+            Some(since) => done_since(self.db, run_id, since)?,
             None => None,
         };
         // Both answer the same question; the second asks it only of the candidates. A
@@ -498,8 +481,9 @@ impl WriteTx {
                      AND p.status NOT IN ('succeeded', 'skipped'))";
         let ids: Vec<String> = match done_since {
             Some(done) if done.is_empty() => Vec::new(),
-            Some(done) => {
-                sqlx::query_scalar(concatcp!(
+            Some(done) => all(
+                self.db,
+                concatcp!(
                     "SELECT s.id FROM (SELECT DISTINCT d.step_id AS id FROM json_each(?) j
                      CROSS JOIN step_deps d INDEXED BY step_deps_by_dependency
                        ON d.run_id = ? AND d.depends_on = j.value) c
@@ -508,30 +492,28 @@ impl WriteTx {
                     ALL_DONE,
                     "
                  ORDER BY s.seq"
-                ))
-                .bind(
+                ),
+                rusqlite::params![
                     serde_json::to_string(&done)
                         .map_err(|e| super::EngineError::Invalid(e.to_string()))?,
-                )
-                .bind(run_id)
-                .bind(run_id)
-                .bind(undoing)
-                .fetch_all(&mut *self.tx)
-                .await?
-            }
-            None => {
-                sqlx::query_scalar(concatcp!(
+                    run_id,
+                    run_id,
+                    undoing,
+                ],
+                |r| Ok(r.get(0)?),
+            )?,
+            None => all(
+                self.db,
+                concatcp!(
                     "SELECT s.id FROM steps s WHERE s.run_id = ? AND s.status = 'pending'
                    AND (s.undo_of IS NOT NULL) = ? AND ",
                     ALL_DONE,
                     "
                  ORDER BY s.seq"
-                ))
-                .bind(run_id)
-                .bind(undoing)
-                .fetch_all(&mut *self.tx)
-                .await?
-            }
+                ),
+                rusqlite::params![run_id, undoing],
+                |r| Ok(r.get(0)?),
+            )?,
         };
         self.scanned.push((run_id.to_string(), upto));
         Ok(ids)
@@ -541,28 +523,20 @@ impl WriteTx {
 /// Steps of the run that became done in events after `since` (in this connection's view, which
 /// inside a write transaction includes what it appended); `None` when a run event came in
 /// between (look at everything again).
-async fn done_since(
-    conn: &mut sqlx::SqliteConnection,
-    run_id: &str,
-    since: i64,
-) -> Result<Option<Vec<String>>> {
-    let rows = sqlx::query(
+fn done_since(db: &Connection, run_id: &str, since: i64) -> Result<Option<Vec<String>>> {
+    let rows: Vec<(String, Option<String>, Option<String>)> = all(
+        db,
         "SELECT kind, step_id,
              CASE WHEN kind LIKE 'step.%' THEN json_extract(payload, '$.to') END AS to_status
          FROM events WHERE run_id = ? AND id > ? ORDER BY id",
-    )
-    .bind(run_id)
-    .bind(since)
-    .fetch_all(&mut *conn)
-    .await?;
+        rusqlite::params![run_id, since],
+        |r| Ok((r.get("kind")?, r.get("step_id")?, r.get("to_status")?)),
+    )?;
     let mut done = Vec::new();
-    for row in &rows {
-        let kind: crate::engine::audit::EventKind = row.get("kind");
-        if kind.is_run() {
+    for (kind, step, to) in rows {
+        if crate::engine::audit::EventKind::from(kind).is_run() {
             return Ok(None);
         }
-        let to: Option<String> = row.get("to_status");
-        let step: Option<String> = row.get("step_id");
         if let (Some(step), Some("succeeded" | "skipped")) = (step, to.as_deref()) {
             done.push(step);
         }

@@ -3,11 +3,11 @@
 //! loaded every event on every request: 20,000 events took 0.9 s and hundreds of megabytes when
 //! several people looked at once).
 
-use sqlx::sqlite::SqliteArguments;
-use sqlx::{Arguments, AssertSqlSafe, Row};
+use rusqlite::params_from_iter;
+use rusqlite::types::Value;
 
-use super::queries::event_from_row;
-use super::{EngineError, Result, Store};
+use super::queries::{all, event_from_row, EVENT_COLUMNS};
+use super::{raw, Result, Store};
 use crate::engine::audit::AuditEvent;
 use crate::engine::machine::Millis;
 
@@ -51,36 +51,35 @@ fn person_text_sql() -> String {
 
 impl EventFilter {
     /// The `WHERE` clause and its arguments.
-    fn clause(&self) -> Result<(String, SqliteArguments)> {
+    fn clause(&self) -> (String, Vec<Value>) {
         let mut sql = vec!["1 = 1".to_string()];
-        let mut args = SqliteArguments::default();
-        let bad = |e: sqlx::error::BoxDynError| EngineError::Invalid(e.to_string());
+        let mut args: Vec<Value> = Vec::new();
         if let Some(r) = &self.run_id {
             sql.push("run_id = ?".into());
-            args.add(r.clone()).map_err(bad)?;
+            args.push(r.clone().into());
         }
         if let Some(a) = &self.actor {
             sql.push("actor = ?".into());
-            args.add(a.clone()).map_err(bad)?;
+            args.push(a.clone().into());
         }
         if let Some(k) = &self.kind_prefix {
             sql.push("substr(kind, 1, length(?)) = ?".into());
-            args.add(k.clone()).map_err(bad)?;
-            args.add(k.clone()).map_err(bad)?;
+            args.push(k.clone().into());
+            args.push(k.clone().into());
         }
         if let Some(f) = self.from_ms {
             sql.push("at >= ?".into());
-            args.add(f).map_err(bad)?;
+            args.push(f.into());
         }
         if let Some(t) = self.to_ms {
             sql.push("at < ?".into());
-            args.add(t).map_err(bad)?;
+            args.push(t.into());
         }
         if let Some(w) = &self.words {
             sql.push(format!("instr(lower({}), ?) > 0", person_text_sql()));
-            args.add(w.to_lowercase()).map_err(bad)?;
+            args.push(w.to_lowercase().into());
         }
-        Ok((sql.join(" AND "), args))
+        (sql.join(" AND "), args)
     }
 }
 
@@ -94,44 +93,43 @@ impl Store {
         limit: u32,
         offset: u64,
     ) -> Result<(Vec<AuditEvent>, u64)> {
-        let (clause, args) = filter.clause()?;
-        let total: i64 =
-            // The clause is built by `clause` from fixed fragments; every value is bound.
-            sqlx::query_with(AssertSqlSafe(format!("SELECT COUNT(*) FROM events WHERE {clause}")), args)
-                .fetch_one(&self.pool)
-                .await?
-                .get(0);
-        let (clause, mut args) = filter.clause()?;
-        let bad = |e: sqlx::error::BoxDynError| EngineError::Invalid(e.to_string());
-        args.add(i64::from(limit)).map_err(bad)?;
-        args.add(i64::try_from(offset).unwrap_or(i64::MAX))
-            .map_err(bad)?;
-        let rows = sqlx::query_with(
-            AssertSqlSafe(format!(
-                "SELECT id, run_id, step_id, actor, at, kind, payload, prev_hash, hash, sig FROM events
-                 WHERE {clause} ORDER BY id {} LIMIT ? OFFSET ?",
-                if newest_first { "DESC" } else { "ASC" }
-            )),
-            args,
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        let events = rows.iter().map(event_from_row).collect::<Result<_>>()?;
-        Ok((events, u64::try_from(total).unwrap_or(0)))
+        // The clause is built by `clause` from fixed fragments; every value is bound.
+        let (clause, args) = filter.clause();
+        self.read(|db| {
+            raw::snapshot(db, || {
+                let total: i64 = db
+                    .prepare(&format!("SELECT COUNT(*) FROM events WHERE {clause}"))?
+                    .query_row(params_from_iter(&args), |r| r.get(0))?;
+                let mut page = args.clone();
+                page.push(i64::from(limit).into());
+                page.push(i64::try_from(offset).unwrap_or(i64::MAX).into());
+                let events = all(
+                    db,
+                    &format!(
+                        "SELECT {EVENT_COLUMNS} FROM events WHERE {clause} ORDER BY id {} \
+                         LIMIT ? OFFSET ?",
+                        if newest_first { "DESC" } else { "ASC" }
+                    ),
+                    params_from_iter(&page),
+                    event_from_row,
+                )?;
+                Ok((events, u64::try_from(total).unwrap_or(0)))
+            })
+        })
+        .await
     }
 
     /// Every event `filter` selects, oldest first (the exports).
     pub async fn events_filtered(&self, filter: &EventFilter) -> Result<Vec<AuditEvent>> {
-        let (clause, args) = filter.clause()?;
-        let rows = sqlx::query_with(
-            AssertSqlSafe(format!(
-                "SELECT id, run_id, step_id, actor, at, kind, payload, prev_hash, hash, sig FROM events
-                 WHERE {clause} ORDER BY id"
-            )),
-            args,
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(event_from_row).collect()
+        let (clause, args) = filter.clause();
+        self.read(|db| {
+            all(
+                db,
+                &format!("SELECT {EVENT_COLUMNS} FROM events WHERE {clause} ORDER BY id"),
+                params_from_iter(&args),
+                event_from_row,
+            )
+        })
+        .await
     }
 }

@@ -207,62 +207,56 @@ impl Store {
             true => Some(self.log.order().await),
             false => None,
         };
-        let mut w = self.begin().await?;
-        let mut results = Vec::with_capacity(batch.len());
-        let mut lines = Vec::new();
-        // Runs with a step that left flight, and the limits to claim their next steps within.
-        let mut to_claim: Vec<(&str, DriveLimits)> = Vec::new();
-        for p in batch {
-            if let Some(u) = &p.lines {
-                lines.extend(StepLog::insert_in(&mut w.tx, &u.key, &u.lines, u.dropped).await?);
-            }
-            let item = async {
-                let run = load_run(&mut w.tx, &p.run_id).await?;
-                let step = load_step(&mut w.tx, &p.run_id, &p.step_id).await?;
-                w.step_transition(run.state.requester_person(), &step, &p.event, p.now)
-                    .await
-            }
-            .await;
-            match item {
-                Ok(r) => {
-                    if let Some(limits) = p.claim.filter(|_| !r.0.status.is_in_flight()) {
-                        if !to_claim.iter().any(|(run, _)| *run == p.run_id) {
-                            to_claim.push((&p.run_id, limits));
-                        }
+        let written = self
+            .write(true, |w| {
+                let mut results = Vec::with_capacity(batch.len());
+                let mut lines = Vec::new();
+                // Runs with a step that left flight, and the limits to claim their next steps within.
+                let mut to_claim: Vec<(&str, DriveLimits)> = Vec::new();
+                for p in batch {
+                    if let Some(u) = &p.lines {
+                        lines.extend(StepLog::insert_in(w.db, &u.key, &u.lines, u.dropped)?);
                     }
-                    results.push(Ok(r))
+                    let item = load_run(w.db, &p.run_id).and_then(|run| {
+                        let step = load_step(w.db, &p.run_id, &p.step_id)?;
+                        w.step_transition(run.state.requester_person(), &step, &p.event, p.now)
+                    });
+                    match item {
+                        Ok(r) => {
+                            if let Some(limits) = p.claim.filter(|_| !r.0.status.is_in_flight()) {
+                                if !to_claim.iter().any(|(run, _)| *run == p.run_id) {
+                                    to_claim.push((&p.run_id, limits));
+                                }
+                            }
+                            results.push(Ok(r))
+                        }
+                        // Refused, lost the compare-and-set, or no such step: nothing was written
+                        // for it, and the answer is this caller's alone.
+                        Err(
+                            e @ (EngineError::Refused(_)
+                            | EngineError::Conflict(_)
+                            | EngineError::NotFound(_)),
+                        ) => results.push(Err(e)),
+                        Err(e) => return Err(e),
+                    }
                 }
-                // Refused, lost the compare-and-set, or no such step: nothing was written for
-                // it, and the answer is this caller's alone.
-                Err(
-                    e @ (EngineError::Refused(_)
-                    | EngineError::Conflict(_)
-                    | EngineError::NotFound(_)),
-                ) => results.push(Err(e)),
-                Err(e) => return Err(e),
-            }
-        }
-        let now = batch.iter().map(|p| p.now).max().unwrap_or_default();
-        let mut claimed = Vec::new();
-        for (run_id, limits) in to_claim {
-            let run = load_run(&mut w.tx, run_id).await?;
-            if run.status.is_driving() {
-                // An error here fails the batch; each event is then applied on its own, unclaimed,
-                // and the driver's next pass claims instead.
-                let (started, _) = w.claim_ready(&self.scans, &run, limits, now).await?;
-                claimed.extend(started.into_iter().map(|c| (run_id.to_string(), c)));
-            }
-        }
-        let super::WriteTx {
-            tx,
-            appended,
-            scanned,
-            ..
-        } = w;
-        tx.commit().await?;
+                let now = batch.iter().map(|p| p.now).max().unwrap_or_default();
+                let mut claimed = Vec::new();
+                for (run_id, limits) in to_claim {
+                    let run = load_run(w.db, run_id)?;
+                    if run.status.is_driving() {
+                        // An error here fails the batch; each event is then applied on its own,
+                        // unclaimed, and the driver's next pass claims instead.
+                        let (started, _) = w.claim_ready(&self.scans, &run, limits, now)?;
+                        claimed.extend(started.into_iter().map(|c| (run_id.to_string(), c)));
+                    }
+                }
+                Ok((results, lines, claimed))
+            })
+            .await?;
+        let (results, lines, claimed) = written.value;
         self.log.publish(&lines);
         drop(order);
-        self.scans.record(&scanned);
         if !claimed.is_empty() {
             self.group
                 .claimed
@@ -271,7 +265,7 @@ impl Store {
                 .extend(claimed);
         }
         Ok(self
-            .committed(appended)
+            .commit(written.appended, &written.scanned)
             .map(|_| results)
             .map_err(|e| match e {
                 EngineError::Audit(message) => message,

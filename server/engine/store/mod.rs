@@ -28,7 +28,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, Sqlite, SqlitePool, Transaction};
+use rusqlite::OptionalExtension;
+use sqlx::{Row, SqlitePool};
 use tokio::sync::broadcast;
 
 use super::audit::{self, AuditEvent, ChainHead};
@@ -45,6 +46,7 @@ mod group;
 mod head;
 mod preflight;
 mod queries;
+mod raw;
 mod transitions;
 mod window;
 
@@ -52,6 +54,7 @@ pub use claim::{Claimed, DriveLimits};
 pub use events_page::EventFilter;
 pub use queries::{RunRecord, StepRecord, StepStatusRow};
 pub use transitions::{NewRun, StepBatchResult};
+pub(crate) use raw::{immediate, with_conn};
 
 pub use super::error::{EngineError, Result};
 
@@ -120,22 +123,17 @@ impl Store {
             .test_before_acquire(false)
             // After a failed write (disk full, I/O error) SQLite may have rolled the transaction
             // back itself; sqlx's own rollback then fails and leaves the connection believing it
-            // is still inside a transaction, refusing every later BEGIN. The query runs after any
-            // rollback still queued; a connection left in a transaction is replaced by a new one.
-            // The statement also sets the durability back to FULL, whatever the step log's last
-            // flush left (it relaxes its own commits, see `steplog.rs`): one round trip either way.
+            // is still inside a transaction, refusing every later BEGIN: such a connection is
+            // replaced by a new one. A rollback sqlx queued when a transaction was dropped may
+            // not have run yet: one statement waits for it before the connection is judged. (The
+            // store's own transactions, run directly on the handle, clean up after themselves and
+            // set `synchronous = FULL` back: see `raw.rs`.)
             .before_acquire(|conn, _meta| {
                 Box::pin(async move {
-                    let set = sqlx::query("PRAGMA synchronous = FULL")
-                        .execute(&mut *conn)
-                        .await;
-                    // SQLite refuses to change the setting inside a transaction: that connection
-                    // is replaced quietly, as before.
                     if sqlx::Connection::is_in_transaction(conn) {
-                        return Ok(false);
+                        let _ = sqlx::query("SELECT 1").execute(&mut *conn).await;
                     }
-                    set?;
-                    Ok(true)
+                    Ok(!sqlx::Connection::is_in_transaction(conn))
                 })
             })
             .connect_with(options.clone())
@@ -186,25 +184,27 @@ impl Store {
         let Some(last_unsigned) = unsigned_tail.filter(|_| signed == 0) else {
             return Ok(());
         };
-        let mut w = self.begin_unguarded().await?;
         let key = self
             .verifier
             .as_ref()
             .map(|k| (k.key_id.clone(), k.public_base64()));
-        w.append(
-            None,
-            None,
-            "lockstep",
-            now_millis(),
-            audit::verify::SIGNING_STARTED_KIND,
-            serde_json::json!({
-                "key_id": key.as_ref().map(|k| &k.0),
-                "public_key": key.as_ref().map(|k| &k.1),
-                "unsigned_before": last_unsigned + 1,
-            }),
-        )
-        .await?;
-        self.commit(w).await?;
+        let written = self
+            .write(false, |w| {
+                w.append(
+                    None,
+                    None,
+                    "lockstep",
+                    now_millis(),
+                    audit::verify::SIGNING_STARTED_KIND,
+                    serde_json::json!({
+                        "key_id": key.as_ref().map(|k| &k.0),
+                        "public_key": key.as_ref().map(|k| &k.1),
+                        "unsigned_before": last_unsigned + 1,
+                    }),
+                )
+            })
+            .await?;
+        self.commit(written.appended, &written.scanned)?;
         Ok(())
     }
 
@@ -334,38 +334,66 @@ impl Store {
         self.events.subscribe()
     }
 
-    /// Starts a write transaction holding the chain's tail; refused while the chain is broken
-    /// (on a store that enforces it, see `chain.rs`).
-    async fn begin(&self) -> Result<WriteTx> {
-        let mut w = self.begin_unguarded().await?;
-        self.guard_write(&mut w.tx, &w.last).await?;
-        Ok(w)
+    /// Runs `body` as one write transaction on the one writer (`BEGIN IMMEDIATE … COMMIT`, see
+    /// `raw.rs`), holding the chain's tail; refused while the chain is broken (on a store that
+    /// enforces it, see `chain.rs`). An error from `body` rolls everything back. After the
+    /// commit the new chain head is recorded and the events are published; returns `body`'s
+    /// value and the events it appended.
+    async fn transact<R>(
+        &self,
+        body: impl FnOnce(&mut WriteTx<'_>) -> Result<R>,
+    ) -> Result<(R, Vec<AuditEvent>)> {
+        let written = self.write(true, body).await?;
+        let events = self.commit(written.appended, &written.scanned)?;
+        Ok((written.value, events))
     }
 
-    /// A write transaction whatever the chain's state (the acknowledgement of a break).
-    async fn begin_unguarded(&self) -> Result<WriteTx> {
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
-        let last = sqlx::query("SELECT id, hash FROM events ORDER BY id DESC LIMIT 1")
-            .fetch_optional(&mut *tx)
-            .await?;
-        let last = match last {
-            Some(row) => (row.get::<i64, _>(0), row.get::<String, _>(1)),
-            None => (0, audit::GENESIS_HASH.to_string()),
-        };
-        Ok(WriteTx {
-            tx,
-            last,
-            appended: Vec::new(),
-            signer: self.signer.clone(),
-            scanned: Vec::new(),
+    /// The transaction of [`Store::transact`], committed but not yet published: the caller
+    /// publishes with [`Store::commit`] (the group commit does more in between). `guarded`:
+    /// refused while the chain is broken; off only for the acknowledgement of a break.
+    async fn write<R>(
+        &self,
+        guarded: bool,
+        body: impl FnOnce(&mut WriteTx<'_>) -> Result<R>,
+    ) -> Result<Written<R>> {
+        raw::with_conn(&self.writer, true, |db| {
+            raw::immediate(db, || {
+                let last = db
+                    .prepare_cached("SELECT id, hash FROM events ORDER BY id DESC LIMIT 1")?
+                    .query_row([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
+                    .optional()?
+                    .unwrap_or_else(|| (0, audit::GENESIS_HASH.to_string()));
+                if guarded {
+                    self.guard_write(db, &last)?;
+                }
+                let mut w = WriteTx {
+                    db,
+                    last,
+                    appended: Vec::new(),
+                    signer: self.signer.clone(),
+                    scanned: Vec::new(),
+                };
+                let value = body(&mut w)?;
+                Ok(Written {
+                    value,
+                    appended: w.appended,
+                    scanned: w.scanned,
+                })
+            })
         })
+        .await
     }
 
-    /// Commits, records the new chain head, then publishes the committed events.
-    async fn commit(&self, w: WriteTx) -> Result<Vec<AuditEvent>> {
-        w.tx.commit().await?;
-        self.scans.record(&w.scanned);
-        self.committed(w.appended)
+    /// A read on one of the readers, synchronously on its connection (see `raw.rs`).
+    async fn read<R>(&self, f: impl FnOnce(&rusqlite::Connection) -> Result<R>) -> Result<R> {
+        raw::with_conn(&self.pool, false, f).await
+    }
+
+    /// After a write's commit: remembers what its claims looked at, records the new chain head,
+    /// then publishes the events.
+    fn commit(&self, appended: Vec<AuditEvent>, scanned: &[(String, i64)]) -> Result<Vec<AuditEvent>> {
+        self.scans.record(scanned);
+        self.committed(appended)
     }
 
     /// After a commit: records the new chain head, then publishes the events. An error here
@@ -403,21 +431,22 @@ impl Store {
         if text.trim().is_empty() {
             return Err(Refusal::CommentRequired.into());
         }
-        let mut w = self.begin().await?;
-        queries::load_run(&mut w.tx, run_id).await?;
-        if let Some(step) = step_id {
-            queries::load_step(&mut w.tx, run_id, step).await?;
-        }
-        w.append(
-            Some(run_id),
-            step_id,
-            &actor.name,
-            now,
-            "comment",
-            serde_json::json!({ "text": text, "roles": actor.roles }),
-        )
-        .await?;
-        let mut events = self.commit(w).await?;
+        let ((), mut events) = self
+            .transact(|w| {
+                queries::load_run(w.db, run_id)?;
+                if let Some(step) = step_id {
+                    queries::load_step(w.db, run_id, step)?;
+                }
+                w.append(
+                    Some(run_id),
+                    step_id,
+                    &actor.name,
+                    now,
+                    "comment",
+                    serde_json::json!({ "text": text, "roles": actor.roles }),
+                )
+            })
+            .await?;
         events
             .pop()
             .ok_or_else(|| EngineError::Audit("the comment event was not recorded".into()))
@@ -435,20 +464,23 @@ impl Store {
         if texts.iter().any(|t| t.trim().is_empty()) {
             return Err(Refusal::CommentRequired.into());
         }
-        let mut w = self.begin().await?;
-        queries::load_run(&mut w.tx, run_id).await?;
-        for text in texts {
-            w.append(
-                Some(run_id),
-                None,
-                &actor.name,
-                now,
-                "comment",
-                serde_json::json!({ "text": text, "roles": actor.roles }),
-            )
+        let ((), events) = self
+            .transact(|w| {
+                queries::load_run(w.db, run_id)?;
+                for text in texts {
+                    w.append(
+                        Some(run_id),
+                        None,
+                        &actor.name,
+                        now,
+                        "comment",
+                        serde_json::json!({ "text": text, "roles": actor.roles }),
+                    )?;
+                }
+                Ok(())
+            })
             .await?;
-        }
-        Ok(self.commit(w).await?.len())
+        Ok(events.len())
     }
 }
 
@@ -463,20 +495,22 @@ impl Store {
         payload: serde_json::Value,
         now: Millis,
     ) -> Result<AuditEvent> {
-        let mut w = self.begin().await?;
-        queries::load_run(&mut w.tx, run_id).await?;
-        w.append(Some(run_id), None, actor, now, kind, payload)
+        let ((), mut events) = self
+            .transact(|w| {
+                queries::load_run(w.db, run_id)?;
+                w.append(Some(run_id), None, actor, now, kind, payload)
+            })
             .await?;
-        let mut events = self.commit(w).await?;
         events
             .pop()
             .ok_or_else(|| EngineError::Audit(format!("the {kind} event was not recorded")))
     }
 }
 
-/// One write transaction and the audit events it appends.
-struct WriteTx {
-    tx: Transaction<'static, Sqlite>,
+/// One write transaction and the audit events it appends (see [`Store::transact`]).
+struct WriteTx<'c> {
+    /// The writer, inside `BEGIN IMMEDIATE`.
+    db: &'c rusqlite::Connection,
     /// Id and hash of the newest event (committed or appended here).
     last: (i64, String),
     appended: Vec<AuditEvent>,
@@ -487,8 +521,15 @@ struct WriteTx {
     scanned: Vec<(String, i64)>,
 }
 
-impl WriteTx {
-    async fn append(
+/// What a committed write transaction leaves to publish.
+struct Written<R> {
+    value: R,
+    appended: Vec<AuditEvent>,
+    scanned: Vec<(String, i64)>,
+}
+
+impl WriteTx<'_> {
+    fn append(
         &mut self,
         run_id: Option<&str>,
         step_id: Option<&str>,
@@ -512,27 +553,30 @@ impl WriteTx {
         let payload = audit::canonical_json(&event.payload);
         event.hash = audit::event_hash_with_payload(&event, &payload);
         event.sig = self.signer.as_ref().map(|k| k.sign_event(&event.hash));
-        sqlx::query(
-            "INSERT INTO events (id, run_id, step_id, actor, at, kind, payload, prev_hash, hash, sig)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(event.id)
-        .bind(&event.run_id)
-        .bind(&event.step_id)
-        .bind(&event.actor)
-        .bind(event.at)
-        .bind(&event.kind)
-        .bind(payload)
-        .bind(&event.prev_hash)
-        .bind(&event.hash)
-        .bind(&event.sig)
-        .execute(&mut *self.tx)
-        .await
-        .map_err(|e| {
-            EngineError::Audit(format!(
-                "the audit event could not be written, so the change was not made: {e}"
-            ))
-        })?;
+        self.db
+            .prepare_cached(
+                "INSERT INTO events (id, run_id, step_id, actor, at, kind, payload, prev_hash, hash, sig)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .and_then(|mut st| {
+                st.execute(rusqlite::params![
+                    event.id,
+                    event.run_id,
+                    event.step_id,
+                    event.actor,
+                    event.at,
+                    event.kind.as_str(),
+                    payload,
+                    event.prev_hash,
+                    event.hash,
+                    event.sig,
+                ])
+            })
+            .map_err(|e| {
+                EngineError::Audit(format!(
+                    "the audit event could not be written, so the change was not made: {e}"
+                ))
+            })?;
         self.last = (event.id, event.hash.clone());
         self.appended.push(event);
         Ok(())

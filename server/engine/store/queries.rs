@@ -4,8 +4,7 @@ use std::collections::BTreeMap;
 
 use const_format::concatcp;
 use serde::Serialize;
-use sqlx::sqlite::SqliteRow;
-use sqlx::{AssertSqlSafe, Row, SqliteConnection};
+use rusqlite::{Connection, Row};
 
 use super::{EngineError, Result, Store};
 use crate::engine::audit::AuditEvent;
@@ -77,219 +76,268 @@ const STEP_COLUMNS: &str = "s.run_id, s.id, s.seq, x.spec, s.undo_of, s.status, 
 /// (migration `20261207500001`).
 const STEP_FROM: &str = "steps s JOIN step_specs x ON x.run_id = s.run_id AND x.id = s.id";
 
-pub(super) fn run_from_row(row: &SqliteRow) -> Result<RunRecord> {
-    let status: String = row.get("status");
+pub(super) fn run_from_row(row: &Row<'_>) -> Result<RunRecord> {
+    let status: String = row.get("status")?;
     let status = RunStatus::parse(&status).ok_or_else(|| corrupt("run status", &status))?;
+    let state: String = row.get("state")?;
     let mut state: RunState =
-        serde_json::from_str(row.get("state")).map_err(|e| corrupt("run state", e))?;
+        serde_json::from_str(&state).map_err(|e| corrupt("run state", e))?;
     state.status = status;
+    let params: String = row.get("params")?;
     Ok(RunRecord {
-        id: row.get("id"),
+        id: row.get("id")?,
         status,
-        version: row.get("version"),
-        requester: row.get("requester"),
-        change_ticket: row.get("change_ticket"),
-        window_start: row.get("window_start"),
-        window_end: row.get("window_end"),
-        runbook: row.get("runbook"),
-        inventory: row.get("inventory"),
-        params: serde_json::from_str(row.get("params")).map_err(|e| corrupt("run params", e))?,
+        version: row.get("version")?,
+        requester: row.get("requester")?,
+        change_ticket: row.get("change_ticket")?,
+        window_start: row.get("window_start")?,
+        window_end: row.get("window_end")?,
+        runbook: row.get("runbook")?,
+        inventory: row.get("inventory")?,
+        params: serde_json::from_str(&params).map_err(|e| corrupt("run params", e))?,
         state,
-        created_at: row.get("created_at"),
-        updated_at: row.get("updated_at"),
+        created_at: row.get("created_at")?,
+        updated_at: row.get("updated_at")?,
     })
 }
 
-pub(super) fn step_from_row(row: &SqliteRow) -> Result<StepRecord> {
-    let status: String = row.get("status");
+pub(super) fn step_from_row(row: &Row<'_>) -> Result<StepRecord> {
+    let status: String = row.get("status")?;
     let status = StepStatus::parse(&status).ok_or_else(|| corrupt("step status", &status))?;
-    let attempt: i64 = row.get("attempt");
+    let attempt: i64 = row.get("attempt")?;
     let attempt = u32::try_from(attempt).map_err(|e| corrupt("step attempt", e))?;
+    let state: String = row.get("state")?;
     let mut state: StepState =
-        serde_json::from_str(row.get("state")).map_err(|e| corrupt("step state", e))?;
+        serde_json::from_str(&state).map_err(|e| corrupt("step state", e))?;
     state.status = status;
     state.attempt = attempt;
+    let spec: String = row.get("spec")?;
     Ok(StepRecord {
-        run_id: row.get("run_id"),
-        id: row.get("id"),
-        seq: row.get("seq"),
-        spec: serde_json::from_str(row.get("spec")).map_err(|e| corrupt("step spec", e))?,
-        undo_of: row.get("undo_of"),
+        run_id: row.get("run_id")?,
+        id: row.get("id")?,
+        seq: row.get("seq")?,
+        spec: serde_json::from_str(&spec).map_err(|e| corrupt("step spec", e))?,
+        undo_of: row.get("undo_of")?,
         status,
         attempt,
         state,
-        content_hash: row.get("content_hash"),
-        updated_at: row.get("updated_at"),
+        content_hash: row.get("content_hash")?,
+        updated_at: row.get("updated_at")?,
     })
 }
 
-pub(super) fn event_from_row(row: &SqliteRow) -> Result<AuditEvent> {
+/// The columns [`event_from_row`] reads.
+pub(super) const EVENT_COLUMNS: &str =
+    "id, run_id, step_id, actor, at, kind, payload, prev_hash, hash, sig";
+
+pub(super) fn event_from_row(row: &Row<'_>) -> Result<AuditEvent> {
+    let kind: String = row.get("kind")?;
+    let payload: String = row.get("payload")?;
     Ok(AuditEvent {
-        id: row.get("id"),
-        run_id: row.get("run_id"),
-        step_id: row.get("step_id"),
-        actor: row.get("actor"),
-        at: row.get("at"),
-        kind: row.get("kind"),
-        payload: serde_json::from_str(row.get("payload"))
-            .map_err(|e| corrupt("event payload", e))?,
-        prev_hash: row.get("prev_hash"),
-        hash: row.get("hash"),
-        sig: row.get("sig"),
+        id: row.get("id")?,
+        run_id: row.get("run_id")?,
+        step_id: row.get("step_id")?,
+        actor: row.get("actor")?,
+        at: row.get("at")?,
+        kind: kind.into(),
+        payload: serde_json::from_str(&payload).map_err(|e| corrupt("event payload", e))?,
+        prev_hash: row.get("prev_hash")?,
+        hash: row.get("hash")?,
+        sig: row.get("sig")?,
     })
 }
 
-pub(super) async fn load_run(conn: &mut SqliteConnection, run_id: &str) -> Result<RunRecord> {
-    let row = sqlx::query(concatcp!("SELECT ", RUN_COLUMNS, " FROM runs WHERE id = ?"))
-        .bind(run_id)
-        .fetch_optional(&mut *conn)
-        .await?
-        .ok_or_else(|| EngineError::NotFound(format!("run {run_id}")))?;
-    run_from_row(&row)
+/// Every row `sql` answers for `params`, each through `decode`.
+pub(super) fn all<T>(
+    db: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    decode: impl Fn(&Row<'_>) -> Result<T>,
+) -> Result<Vec<T>> {
+    let mut st = db.prepare_cached(sql)?;
+    let mut rows = st.query(params)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        out.push(decode(row)?);
+    }
+    Ok(out)
 }
 
-pub(super) async fn load_step(
-    conn: &mut SqliteConnection,
-    run_id: &str,
-    step_id: &str,
-) -> Result<StepRecord> {
-    let row = sqlx::query(concatcp!(
-        "SELECT ",
-        STEP_COLUMNS,
-        " FROM ",
-        STEP_FROM,
-        " WHERE s.run_id = ? AND s.id = ?"
-    ))
-    .bind(run_id)
-    .bind(step_id)
-    .fetch_optional(&mut *conn)
-    .await?
-    .ok_or_else(|| EngineError::NotFound(format!("step {step_id} of run {run_id}")))?;
-    step_from_row(&row)
+/// The first row `sql` answers for `params`, through `decode`; `None` when there is none.
+pub(super) fn first<T>(
+    db: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    decode: impl FnOnce(&Row<'_>) -> Result<T>,
+) -> Result<Option<T>> {
+    let mut st = db.prepare_cached(sql)?;
+    let mut rows = st.query(params)?;
+    match rows.next()? {
+        Some(row) => decode(row).map(Some),
+        None => Ok(None),
+    }
 }
 
-pub(super) async fn load_steps(
-    conn: &mut SqliteConnection,
-    run_id: &str,
-) -> Result<Vec<StepRecord>> {
-    let rows = sqlx::query(concatcp!(
-        "SELECT ",
-        STEP_COLUMNS,
-        " FROM ",
-        STEP_FROM,
-        " WHERE s.run_id = ? ORDER BY s.seq"
-    ))
-    .bind(run_id)
-    .fetch_all(&mut *conn)
-    .await?;
-    rows.iter().map(step_from_row).collect()
+pub(super) fn load_run(db: &Connection, run_id: &str) -> Result<RunRecord> {
+    first(
+        db,
+        concatcp!("SELECT ", RUN_COLUMNS, " FROM runs WHERE id = ?"),
+        [run_id],
+        run_from_row,
+    )?
+    .ok_or_else(|| EngineError::NotFound(format!("run {run_id}")))
+}
+
+pub(super) fn load_step(db: &Connection, run_id: &str, step_id: &str) -> Result<StepRecord> {
+    first(
+        db,
+        concatcp!(
+            "SELECT ",
+            STEP_COLUMNS,
+            " FROM ",
+            STEP_FROM,
+            " WHERE s.run_id = ? AND s.id = ?"
+        ),
+        [run_id, step_id],
+        step_from_row,
+    )?
+    .ok_or_else(|| EngineError::NotFound(format!("step {step_id} of run {run_id}")))
+}
+
+pub(super) fn load_steps(db: &Connection, run_id: &str) -> Result<Vec<StepRecord>> {
+    all(
+        db,
+        concatcp!(
+            "SELECT ",
+            STEP_COLUMNS,
+            " FROM ",
+            STEP_FROM,
+            " WHERE s.run_id = ? ORDER BY s.seq"
+        ),
+        [run_id],
+        step_from_row,
+    )
 }
 
 /// The run's steps in one of `statuses`, in plan order: the driver's passes look only at the
 /// steps that can need it, not at every step of a long plan (index `steps_claim_scan`).
-pub(super) async fn load_steps_in(
-    conn: &mut SqliteConnection,
+pub(super) fn load_steps_in(
+    db: &Connection,
     run_id: &str,
     statuses: &[StepStatus],
 ) -> Result<Vec<StepRecord>> {
     let marks = vec!["?"; statuses.len()].join(", ");
+    // Dynamic only in the number of `?` marks; the statuses are bound.
     let sql = format!(
         "SELECT {STEP_COLUMNS} FROM {STEP_FROM} WHERE s.run_id = ? AND s.status IN ({marks}) \
          ORDER BY s.seq"
     );
-    // Dynamic only in the number of `?` marks; the statuses are bound.
-    let mut query = sqlx::query(AssertSqlSafe(sql)).bind(run_id);
-    for s in statuses {
-        query = query.bind(s.as_str());
-    }
-    let rows = query.fetch_all(&mut *conn).await?;
-    rows.iter().map(step_from_row).collect()
+    let mut params: Vec<&str> = vec![run_id];
+    params.extend(statuses.iter().map(|s| s.as_str()));
+    all(
+        db,
+        &sql,
+        rusqlite::params_from_iter(params),
+        step_from_row,
+    )
 }
 
 impl Store {
     /// Every run, newest first.
     pub async fn runs(&self) -> Result<Vec<RunRecord>> {
-        let rows = sqlx::query(concatcp!(
-            "SELECT ",
-            RUN_COLUMNS,
-            " FROM runs ORDER BY created_at DESC, id"
-        ))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(run_from_row).collect()
+        self.read(|db| {
+            all(
+                db,
+                concatcp!(
+                    "SELECT ",
+                    RUN_COLUMNS,
+                    " FROM runs ORDER BY created_at DESC, id"
+                ),
+                [],
+                run_from_row,
+            )
+        })
+        .await
     }
 
     /// Runs the driver works on or must reconcile: running, undoing, or aborted with steps in flight.
     pub async fn active_run_ids(&self) -> Result<Vec<String>> {
-        let rows = sqlx::query(
-            "SELECT id FROM runs WHERE status IN ('running', 'undoing')
-             OR (status IN ('aborted', 'paused', 'failed') AND EXISTS (SELECT 1 FROM steps s
-                 WHERE s.run_id = runs.id AND s.status IN ('dispatched', 'running', 'verifying')))
-             ORDER BY created_at, id",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.iter().map(|r| r.get::<String, _>(0)).collect())
+        self.read(|db| {
+            all(
+                db,
+                "SELECT id FROM runs WHERE status IN ('running', 'undoing')
+                 OR (status IN ('aborted', 'paused', 'failed') AND EXISTS (SELECT 1 FROM steps s
+                     WHERE s.run_id = runs.id AND s.status IN ('dispatched', 'running', 'verifying')))
+                 ORDER BY created_at, id",
+                [],
+                |r| Ok(r.get(0)?),
+            )
+        })
+        .await
     }
 
     pub async fn run(&self, run_id: &str) -> Result<RunRecord> {
-        let mut conn = self.pool.acquire().await?;
-        load_run(&mut conn, run_id).await
+        self.read(|db| load_run(db, run_id)).await
     }
 
     /// The plan the run was created with.
     pub async fn plan(&self, run_id: &str) -> Result<Plan> {
-        let row = sqlx::query("SELECT plan FROM run_plans WHERE run_id = ?")
-            .bind(run_id)
-            .fetch_optional(&self.pool)
+        let plan: String = self
+            .read(|db| {
+                first(
+                    db,
+                    "SELECT plan FROM run_plans WHERE run_id = ?",
+                    [run_id],
+                    |r| Ok(r.get(0)?),
+                )
+            })
             .await?
             .ok_or_else(|| EngineError::NotFound(format!("run {run_id}")))?;
-        serde_json::from_str(row.get("plan")).map_err(|e| corrupt("plan", e))
+        serde_json::from_str(&plan).map_err(|e| corrupt("plan", e))
     }
 
     /// The run's steps in plan order (undo steps last).
     pub async fn steps(&self, run_id: &str) -> Result<Vec<StepRecord>> {
-        let mut conn = self.pool.acquire().await?;
-        load_run(&mut conn, run_id).await?;
-        load_steps(&mut conn, run_id).await
+        self.read(|db| {
+            load_run(db, run_id)?;
+            load_steps(db, run_id)
+        })
+        .await
     }
 
     /// Every step's id, status and last error, in plan order, without reading specs or states
     /// into Rust: for loops that watch a long run (a 200-server plan has 1,500 steps).
     pub async fn step_statuses(&self, run_id: &str) -> Result<Vec<StepStatusRow>> {
-        let rows = sqlx::query(
-            // A pending step has never run, so it has no error: its state is not read.
-            "SELECT id, status, CASE WHEN status = 'pending' THEN NULL
-                 ELSE json_extract(state, '$.last_error') END AS last_error
-             FROM steps WHERE run_id = ? ORDER BY seq",
-        )
-        .bind(run_id)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                let status: String = r.get("status");
-                Ok(StepStatusRow {
-                    id: r.get("id"),
-                    status: StepStatus::parse(&status)
-                        .ok_or_else(|| corrupt("step status", &status))?,
-                    last_error: r.get("last_error"),
-                })
-            })
-            .collect()
+        self.read(|db| {
+            all(
+                db,
+                // A pending step has never run, so it has no error: its state is not read.
+                "SELECT id, status, CASE WHEN status = 'pending' THEN NULL
+                     ELSE json_extract(state, '$.last_error') END AS last_error
+                 FROM steps WHERE run_id = ? ORDER BY seq",
+                [run_id],
+                |r| {
+                    let status: String = r.get("status")?;
+                    Ok(StepStatusRow {
+                        id: r.get("id")?,
+                        status: StepStatus::parse(&status)
+                            .ok_or_else(|| corrupt("step status", &status))?,
+                        last_error: r.get("last_error")?,
+                    })
+                },
+            )
+        })
+        .await
     }
 
     /// The run's steps in one of `statuses`, in plan order.
     pub async fn steps_in(&self, run_id: &str, statuses: &[StepStatus]) -> Result<Vec<StepRecord>> {
-        let mut conn = self.pool.acquire().await?;
-        load_steps_in(&mut conn, run_id, statuses).await
+        self.read(|db| load_steps_in(db, run_id, statuses)).await
     }
 
     /// The steps of a run the driver may have to act on: in flight, in doubt, or at a gate.
     pub async fn steps_for_driver(&self, run_id: &str) -> Result<Vec<StepRecord>> {
-        let mut conn = self.pool.acquire().await?;
-        load_steps_in(
-            &mut conn,
+        self.steps_in(
             run_id,
             &[
                 StepStatus::Dispatched,
@@ -303,8 +351,7 @@ impl Store {
     }
 
     pub async fn step(&self, run_id: &str, step_id: &str) -> Result<StepRecord> {
-        let mut conn = self.pool.acquire().await?;
-        load_step(&mut conn, run_id, step_id).await
+        self.read(|db| load_step(db, run_id, step_id)).await
     }
 
     /// Events with id greater than `after_id` (0 for all), oldest first, at most `limit`;
@@ -315,27 +362,32 @@ impl Store {
         run_id: Option<&str>,
         limit: u32,
     ) -> Result<Vec<AuditEvent>> {
-        let rows = sqlx::query(
-            "SELECT id, run_id, step_id, actor, at, kind, payload, prev_hash, hash, sig FROM events
-             WHERE id > ? AND (? IS NULL OR run_id = ?) ORDER BY id LIMIT ?",
-        )
-        .bind(after_id)
-        .bind(run_id)
-        .bind(run_id)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(event_from_row).collect()
+        self.read(|db| {
+            all(
+                db,
+                concatcp!(
+                    "SELECT ",
+                    EVENT_COLUMNS,
+                    " FROM events WHERE id > ?1 AND (?2 IS NULL OR run_id = ?2) ORDER BY id LIMIT ?3"
+                ),
+                rusqlite::params![after_id, run_id, i64::from(limit)],
+                event_from_row,
+            )
+        })
+        .await
     }
 
     /// The whole log in id order (verification and export).
     pub async fn all_events(&self) -> Result<Vec<AuditEvent>> {
-        let rows = sqlx::query(
-            "SELECT id, run_id, step_id, actor, at, kind, payload, prev_hash, hash, sig FROM events ORDER BY id",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(event_from_row).collect()
+        self.read(|db| {
+            all(
+                db,
+                concatcp!("SELECT ", EVENT_COLUMNS, " FROM events ORDER BY id"),
+                [],
+                event_from_row,
+            )
+        })
+        .await
     }
 }
 

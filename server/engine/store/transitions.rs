@@ -5,6 +5,7 @@
 
 use std::collections::HashSet;
 
+use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 
 use super::queries::{load_run, load_step, load_steps, RunRecord, StepRecord};
@@ -85,8 +86,8 @@ fn validate_plan(plan: &Plan) -> Result<()> {
     Ok(())
 }
 
-impl WriteTx {
-    async fn insert_step(
+impl WriteTx<'_> {
+    fn insert_step(
         &mut self,
         run_id: &str,
         seq: i64,
@@ -95,34 +96,31 @@ impl WriteTx {
         now: Millis,
     ) -> Result<()> {
         let state = StepState::default();
-        sqlx::query(
-            "INSERT INTO steps (run_id, id, seq, kind, host, undo_of, status, attempt, state,
-                 content_hash, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?)",
-        )
-        .bind(run_id)
-        .bind(&spec.id)
-        .bind(seq)
-        .bind(spec.kind.as_str())
-        .bind(&spec.host)
-        .bind(undo_of)
-        .bind(json(&state)?)
-        .bind(audit::content_hash(spec))
-        .bind(now)
-        .execute(&mut *self.tx)
-        .await?;
-        sqlx::query("INSERT INTO step_specs (run_id, id, spec) VALUES (?, ?, ?)")
-            .bind(run_id)
-            .bind(&spec.id)
-            .bind(json(spec)?)
-            .execute(&mut *self.tx)
-            .await?;
+        self.db
+            .prepare_cached(
+                "INSERT INTO steps (run_id, id, seq, kind, host, undo_of, status, attempt, state,
+                     content_hash, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?)",
+            )?
+            .execute(params![
+                run_id,
+                spec.id,
+                seq,
+                spec.kind.as_str(),
+                spec.host,
+                undo_of,
+                json(&state)?,
+                audit::content_hash(spec),
+                now,
+            ])?;
+        self.db
+            .prepare_cached("INSERT INTO step_specs (run_id, id, spec) VALUES (?, ?, ?)")?
+            .execute(params![run_id, spec.id, json(spec)?])?;
         for d in &spec.depends_on {
-            sqlx::query("INSERT INTO step_deps (run_id, step_id, depends_on) VALUES (?, ?, ?)")
-                .bind(run_id)
-                .bind(&spec.id)
-                .bind(d)
-                .execute(&mut *self.tx)
-                .await?;
+            self.db
+                .prepare_cached(
+                    "INSERT INTO step_deps (run_id, step_id, depends_on) VALUES (?, ?, ?)",
+                )?
+                .execute(params![run_id, spec.id, d])?;
         }
         Ok(())
     }
@@ -130,83 +128,64 @@ impl WriteTx {
     /// A new run's steps and their dependencies, many rows per statement: a 2,003-server plan
     /// has 18,000 steps and 30,000 dependencies, and one statement per row took most of the
     /// time its run took to create.
-    async fn insert_plan_steps(
-        &mut self,
-        run_id: &str,
-        steps: &[PlannedStep],
-        now: Millis,
-    ) -> Result<()> {
-        // Twelve parameters a step, three a dependency: well under SQLite's 32,766 per statement.
-        const STEPS_PER_INSERT: usize = 200;
-        const DEPS_PER_INSERT: usize = 2_000;
+    fn insert_plan_steps(&mut self, run_id: &str, steps: &[PlannedStep], now: Millis) -> Result<()> {
+        // The statements are prepared once and run per row: with no hand-off per statement a
+        // row costs a few microseconds, and there is no SQL to build per chunk.
         let state = json(&StepState::default())?;
-        for (n, chunk) in steps.chunks(STEPS_PER_INSERT).enumerate() {
-            let mut rows = Vec::with_capacity(chunk.len());
-            for (i, spec) in chunk.iter().enumerate() {
-                let seq = (n * STEPS_PER_INSERT + i) as i64;
-                rows.push((seq, spec, json(spec)?, audit::content_hash(spec)));
-            }
-            let mut q = sqlx::QueryBuilder::new(
-                "INSERT INTO steps (run_id, id, seq, kind, host, undo_of, status, attempt, state,
-                     content_hash, updated_at) ",
-            );
-            q.push_values(&rows, |mut b, (seq, spec, _, hash)| {
-                b.push_bind(run_id)
-                    .push_bind(&spec.id)
-                    .push_bind(*seq)
-                    .push_bind(spec.kind.as_str())
-                    .push_bind(&spec.host)
-                    .push_bind(None::<String>)
-                    .push_bind("pending")
-                    .push_bind(0i64)
-                    .push_bind(&state)
-                    .push_bind(hash)
-                    .push_bind(now);
-            });
-            q.build().execute(&mut *self.tx).await?;
-            // The specs beside the rows (see `insert_step`).
-            let mut q = sqlx::QueryBuilder::new("INSERT INTO step_specs (run_id, id, spec) ");
-            q.push_values(&rows, |mut b, (_, spec, spec_json, _)| {
-                b.push_bind(run_id).push_bind(&spec.id).push_bind(spec_json);
-            });
-            q.build().execute(&mut *self.tx).await?;
+        let mut step = self.db.prepare_cached(
+            "INSERT INTO steps (run_id, id, seq, kind, host, undo_of, status, attempt, state,
+                 content_hash, updated_at) VALUES (?, ?, ?, ?, ?, NULL, 'pending', 0, ?, ?, ?)",
+        )?;
+        let mut spec_row = self
+            .db
+            .prepare_cached("INSERT INTO step_specs (run_id, id, spec) VALUES (?, ?, ?)")?;
+        let mut dep = self.db.prepare_cached(
+            "INSERT INTO step_deps (run_id, step_id, depends_on) VALUES (?, ?, ?)",
+        )?;
+        for (seq, spec) in steps.iter().enumerate() {
+            step.execute(params![
+                run_id,
+                spec.id,
+                seq as i64,
+                spec.kind.as_str(),
+                spec.host,
+                state,
+                audit::content_hash(spec),
+                now,
+            ])?;
+            spec_row.execute(params![run_id, spec.id, json(spec)?])?;
         }
-        let deps: Vec<(&str, &str)> = steps
-            .iter()
-            .flat_map(|s| s.depends_on.iter().map(|d| (s.id.as_str(), d.as_str())))
-            .collect();
-        for chunk in deps.chunks(DEPS_PER_INSERT) {
-            let mut q =
-                sqlx::QueryBuilder::new("INSERT INTO step_deps (run_id, step_id, depends_on) ");
-            q.push_values(chunk, |mut b, (step, dep)| {
-                b.push_bind(run_id).push_bind(*step).push_bind(*dep);
-            });
-            q.build().execute(&mut *self.tx).await?;
+        for spec in steps {
+            for d in &spec.depends_on {
+                dep.execute(params![run_id, spec.id, d])?;
+            }
         }
         Ok(())
     }
 
     /// Applies a run event as a compare-and-set on (status, version), with its audit event.
-    pub(super) async fn run_transition(
+    pub(super) fn run_transition(
         &mut self,
         run: &RunRecord,
         event: &RunEvent,
         now: Millis,
     ) -> Result<(RunState, Vec<RunAction>)> {
         let (next, actions) = run::apply(&run.state, event, now)?;
-        let done = sqlx::query(
-            "UPDATE runs SET status = ?, version = version + 1, state = ?, updated_at = ?
-             WHERE id = ? AND status = ? AND version = ?",
-        )
-        .bind(next.status.as_str())
-        .bind(json(&next)?)
-        .bind(now)
-        .bind(&run.id)
-        .bind(run.status.as_str())
-        .bind(run.version)
-        .execute(&mut *self.tx)
-        .await?;
-        if done.rows_affected() == 0 {
+        let done = self
+            .db
+            .prepare_cached(
+                "UPDATE runs SET status = ?, version = version + 1, state = ?, updated_at = ?
+                 WHERE id = ? AND status = ? AND version = ?",
+            )?
+            .execute(params![
+                next.status.as_str(),
+                json(&next)?,
+                now,
+                run.id,
+                run.status.as_str(),
+                run.version,
+            ])?;
+        if done == 0 {
             return Err(EngineError::Conflict(format!("run {}", run.id)));
         }
         let actor = event
@@ -227,14 +206,13 @@ impl WriteTx {
             now,
             audit::EventKind::from(event).as_str(),
             payload,
-        )
-        .await?;
+        )?;
         Ok((next, actions))
     }
 
     /// Applies a step event as a compare-and-set on (status, attempt), with its audit event.
     /// `requester` is the run requester's *person* (separation of duties compares people).
-    pub(super) async fn step_transition(
+    pub(super) fn step_transition(
         &mut self,
         requester: &str,
         step: &StepRecord,
@@ -243,22 +221,24 @@ impl WriteTx {
     ) -> Result<(StepState, Vec<StepAction>)> {
         let ctx = StepCtx::for_step(&step.spec, requester, step.content_hash.clone());
         let (next, actions) = step::apply(&step.state, &ctx, event, now)?;
-        self.check_order(step, next.status).await?;
-        let done = sqlx::query(
-            "UPDATE steps SET status = ?, attempt = ?, state = ?, updated_at = ?
-             WHERE run_id = ? AND id = ? AND status = ? AND attempt = ?",
-        )
-        .bind(next.status.as_str())
-        .bind(i64::from(next.attempt))
-        .bind(json(&next)?)
-        .bind(now)
-        .bind(&step.run_id)
-        .bind(&step.id)
-        .bind(step.status.as_str())
-        .bind(i64::from(step.attempt))
-        .execute(&mut *self.tx)
-        .await?;
-        if done.rows_affected() == 0 {
+        self.check_order(step, next.status)?;
+        let done = self
+            .db
+            .prepare_cached(
+                "UPDATE steps SET status = ?, attempt = ?, state = ?, updated_at = ?
+                 WHERE run_id = ? AND id = ? AND status = ? AND attempt = ?",
+            )?
+            .execute(params![
+                next.status.as_str(),
+                i64::from(next.attempt),
+                json(&next)?,
+                now,
+                step.run_id,
+                step.id,
+                step.status.as_str(),
+                i64::from(step.attempt),
+            ])?;
+        if done == 0 {
             return Err(EngineError::Conflict(format!(
                 "step {} of run {}",
                 step.id, step.run_id
@@ -282,8 +262,7 @@ impl WriteTx {
             now,
             audit::EventKind::from(event).as_str(),
             payload,
-        )
-        .await?;
+        )?;
         Ok((next, actions))
     }
 
@@ -291,22 +270,22 @@ impl WriteTx {
     /// `ready` or `skipped` only when every step it depends on is done (succeeded, or skipped —
     /// which by this same check happened only after *its* inputs were done). Cancelling is not
     /// progress and is always allowed. One indexed query, once in a step's life.
-    async fn check_order(&mut self, step: &StepRecord, to: StepStatus) -> Result<()> {
+    fn check_order(&mut self, step: &StepRecord, to: StepStatus) -> Result<()> {
         if step.status != StepStatus::Pending
             || !matches!(to, StepStatus::Ready | StepStatus::Skipped)
         {
             return Ok(());
         }
-        let waiting: Option<String> = sqlx::query_scalar(
-            "SELECT d.depends_on FROM step_deps d
-               JOIN steps p ON p.run_id = d.run_id AND p.id = d.depends_on
-             WHERE d.run_id = ? AND d.step_id = ? AND p.status NOT IN ('succeeded', 'skipped')
-             ORDER BY p.seq LIMIT 1",
-        )
-        .bind(&step.run_id)
-        .bind(&step.id)
-        .fetch_optional(&mut *self.tx)
-        .await?;
+        let waiting: Option<String> = self
+            .db
+            .prepare_cached(
+                "SELECT d.depends_on FROM step_deps d
+                   JOIN steps p ON p.run_id = d.run_id AND p.id = d.depends_on
+                 WHERE d.run_id = ? AND d.step_id = ? AND p.status NOT IN ('succeeded', 'skipped')
+                 ORDER BY p.seq LIMIT 1",
+            )?
+            .query_row([&step.run_id, &step.id], |r| r.get(0))
+            .optional()?;
         match waiting {
             Some(waiting_on) => Err(Refusal::InputsNotDone {
                 step: step.id.clone(),
@@ -318,7 +297,7 @@ impl WriteTx {
     }
 
     /// The run-level consequences of a run transition that belong in the same transaction.
-    pub(super) async fn run_consequences(
+    pub(super) fn run_consequences(
         &mut self,
         run: &RunRecord,
         actions: &[RunAction],
@@ -327,7 +306,7 @@ impl WriteTx {
         for action in actions {
             match action {
                 RunAction::CancelSteps => {
-                    for s in load_steps(&mut self.tx, &run.id).await? {
+                    for s in load_steps(self.db, &run.id)? {
                         if !s.status.is_terminal() && !s.status.is_in_flight() {
                             if s.status == StepStatus::OutcomeUnknown {
                                 continue; // stays with people: nobody knows what happened
@@ -337,26 +316,24 @@ impl WriteTx {
                                 &s,
                                 &StepEvent::Cancel,
                                 now,
-                            )
-                            .await?;
+                            )?;
                         }
                     }
                 }
                 RunAction::ReleaseHosts => {
-                    sqlx::query("DELETE FROM host_locks WHERE run_id = ?")
-                        .bind(&run.id)
-                        .execute(&mut *self.tx)
-                        .await?;
+                    self.db
+                        .prepare_cached("DELETE FROM host_locks WHERE run_id = ?")?
+                        .execute([&run.id])?;
                 }
-                RunAction::PlanUndo => self.plan_undo(run, now).await?,
+                RunAction::PlanUndo => self.plan_undo(run, now)?,
             }
         }
         Ok(())
     }
 
     /// Adds one undo step per succeeded reversible plan step, chained in reverse order.
-    async fn plan_undo(&mut self, run: &RunRecord, now: Millis) -> Result<()> {
-        let steps = load_steps(&mut self.tx, &run.id).await?;
+    fn plan_undo(&mut self, run: &RunRecord, now: Millis) -> Result<()> {
+        let steps = load_steps(self.db, &run.id)?;
         if steps.iter().any(|s| s.undo_of.is_some()) {
             return Err(EngineError::Invalid(
                 "this run already has an undo plan; retry or resolve its steps instead".into(),
@@ -390,8 +367,7 @@ impl WriteTx {
                 timeout_secs: s.spec.timeout_secs,
                 estimate_secs: s.spec.estimate_secs,
             };
-            self.insert_step(&run.id, max_seq + 1 + i as i64, &spec, Some(&s.id), now)
-                .await?;
+            self.insert_step(&run.id, max_seq + 1 + i as i64, &spec, Some(&s.id), now)?;
             previous = Some(spec.id);
         }
         Ok(())
@@ -427,10 +403,10 @@ pub(super) fn check_new_run(new: &NewRun, actor: &Actor) -> Result<()> {
     validate_plan(&new.plan)
 }
 
-impl WriteTx {
+impl WriteTx<'_> {
     /// Inserts a run checked by [`check_new_run`] in `draft`, with its plan, steps and the
     /// `run.created` event, inside this transaction (a campaign's stage links it in the same one).
-    pub(super) async fn insert_run(
+    pub(super) fn insert_run(
         &mut self,
         new: &NewRun,
         actor: &Actor,
@@ -438,31 +414,30 @@ impl WriteTx {
     ) -> Result<RunRecord> {
         let id = uuid::Uuid::new_v4().to_string();
         let state = RunState::requested_by(actor);
-        sqlx::query(
-            "INSERT INTO runs (id, status, version, requester, change_ticket, window_start, window_end,
-                 runbook, inventory, params, state, created_at, updated_at)
-             VALUES (?, 'draft', 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&id)
-        .bind(&actor.name)
-        .bind(&new.change_ticket)
-        .bind(new.window_start)
-        .bind(new.window_end)
-        .bind(&new.plan.runbook)
-        .bind(&new.plan.inventory)
-        .bind(json(&new.plan.params)?)
-        .bind(json(&state)?)
-        .bind(now)
-        .bind(now)
-        .execute(&mut *self.tx)
-        .await?;
+        self.db
+            .prepare_cached(
+                "INSERT INTO runs (id, status, version, requester, change_ticket, window_start,
+                     window_end, runbook, inventory, params, state, created_at, updated_at)
+                 VALUES (?, 'draft', 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )?
+            .execute(params![
+                id,
+                actor.name,
+                new.change_ticket,
+                new.window_start,
+                new.window_end,
+                new.plan.runbook,
+                new.plan.inventory,
+                json(&new.plan.params)?,
+                json(&state)?,
+                now,
+                now,
+            ])?;
         // Beside the run, not in its row: the row is read by every claim and transition.
-        sqlx::query("INSERT INTO run_plans (run_id, plan) VALUES (?, ?)")
-            .bind(&id)
-            .bind(json(&new.plan)?)
-            .execute(&mut *self.tx)
-            .await?;
-        self.insert_plan_steps(&id, &new.plan.steps, now).await?;
+        self.db
+            .prepare_cached("INSERT INTO run_plans (run_id, plan) VALUES (?, ?)")?
+            .execute(params![id, json(&new.plan)?])?;
+        self.insert_plan_steps(&id, &new.plan.steps, now)?;
         self.append(
             Some(&id),
             None,
@@ -479,9 +454,8 @@ impl WriteTx {
                 "steps": new.plan.steps.len(),
                 "plan_sha256": audit::sha256_hex(audit::canonical_json(&serde_json::to_value(&new.plan).map_err(|e| EngineError::Invalid(e.to_string()))?).as_bytes()),
             }),
-        )
-        .await?;
-        load_run(&mut self.tx, &id).await
+        )?;
+        load_run(self.db, &id)
     }
 }
 
@@ -489,9 +463,7 @@ impl Store {
     /// Creates a run in `draft` from a plan; `actor` is its requester.
     pub async fn create_run(&self, new: NewRun, actor: &Actor, now: Millis) -> Result<RunRecord> {
         check_new_run(&new, actor)?;
-        let mut w = self.begin().await?;
-        let run = w.insert_run(&new, actor, now).await?;
-        self.commit(w).await?;
+        let (run, _) = self.transact(|w| w.insert_run(&new, actor, now)).await?;
         Ok(run)
     }
 
@@ -517,31 +489,31 @@ impl Store {
             }
             fresh = self.fresh_preflight(&run, now).await?;
         }
-        let mut w = self.begin().await?;
-        let mut run = load_run(&mut w.tx, run_id).await?;
-        if matches!(event, RunEvent::ApproveStart { .. }) {
-            // Campaign order, in the transaction that starts the run (see `campaigns.rs`).
-            w.check_campaign_order(run_id).await?;
-        }
-        if let Some(preflight) = fresh {
-            w.run_transition(&run, &RunEvent::Preflight { preflight }, now)
-                .await?;
-            run = load_run(&mut w.tx, run_id).await?;
-        }
-        match w.run_transition(&run, event, now).await {
-            Ok((next, actions)) => {
-                w.run_consequences(&run, &actions, now).await?;
-                self.commit(w).await?;
-                Ok((next, actions))
-            }
-            Err(e @ EngineError::Refused(Refusal::PreflightBlocks { .. })) => {
-                // The start stays refused, but the preflight that refused it is kept: the
-                // approver sees (and may override) exactly the findings named.
-                self.commit(w).await?;
-                Err(e)
-            }
-            Err(e) => Err(e),
-        }
+        let (result, _) = self
+            .transact(|w| {
+                let mut run = load_run(w.db, run_id)?;
+                if matches!(event, RunEvent::ApproveStart { .. }) {
+                    // Campaign order, in the transaction that starts the run (see `campaigns.rs`).
+                    w.check_campaign_order(run_id)?;
+                }
+                if let Some(preflight) = fresh {
+                    w.run_transition(&run, &RunEvent::Preflight { preflight }, now)?;
+                    run = load_run(w.db, run_id)?;
+                }
+                match w.run_transition(&run, event, now) {
+                    Ok((next, actions)) => {
+                        w.run_consequences(&run, &actions, now)?;
+                        Ok(Ok((next, actions)))
+                    }
+                    // The start stays refused, but the preflight that refused it is kept (the
+                    // transaction commits): the approver sees (and may override) exactly the
+                    // findings named.
+                    Err(e @ EngineError::Refused(Refusal::PreflightBlocks { .. })) => Ok(Err(e)),
+                    Err(e) => Err(e),
+                }
+            })
+            .await?;
+        result
     }
 
     /// Applies a person's (or the driver's) event to one step. A step decision that lets a failed
@@ -553,9 +525,25 @@ impl Store {
         event: &StepEvent,
         now: Millis,
     ) -> Result<(StepState, Vec<StepAction>)> {
-        let mut w = self.begin().await?;
-        let run = load_run(&mut w.tx, run_id).await?;
-        let step = load_step(&mut w.tx, run_id, step_id).await?;
+        let (result, _) = self
+            .transact(|w| w.step_event(run_id, step_id, event, now))
+            .await?;
+        Ok(result)
+    }
+}
+
+impl WriteTx<'_> {
+    /// [`Store::apply_step_event`] inside this transaction.
+    fn step_event(
+        &mut self,
+        run_id: &str,
+        step_id: &str,
+        event: &StepEvent,
+        now: Millis,
+    ) -> Result<(StepState, Vec<StepAction>)> {
+        let w = self;
+        let run = load_run(w.db, run_id)?;
+        let step = load_step(w.db, run_id, step_id)?;
         if event.actor().is_some() && !statuses_are_person_actionable(run.status) {
             // The role before the run's state, as the machine does it (403 before 409).
             let ctx = StepCtx::for_step(
@@ -572,8 +560,7 @@ impl Store {
             .into());
         }
         let result = w
-            .step_transition(run.state.requester_person(), &step, event, now)
-            .await?;
+            .step_transition(run.state.requester_person(), &step, event, now)?;
         if run.status == RunStatus::Running
             && result.0.denied_by.is_some()
             && matches!(event, StepEvent::Reject { .. })
@@ -592,8 +579,7 @@ impl Store {
                     reason,
                 },
                 now,
-            )
-            .await?;
+            )?;
         }
         let held_here = run.status == RunStatus::Paused
             && run.state.on_hold.as_deref() == Some(step_id)
@@ -617,13 +603,14 @@ impl Store {
                         actor: actor.clone(),
                     },
                     now,
-                )
-                .await?;
+                )?;
             }
         }
-        self.commit(w).await?;
         Ok(result)
     }
+}
+
+impl Store {
 
     /// Applies many driver events to steps of one run in one transaction. Refusals and conflicts
     /// are reported per item (they wrote nothing); database errors fail the whole batch.
@@ -633,23 +620,23 @@ impl Store {
         events: &[(String, StepEvent)],
         now: Millis,
     ) -> Result<Vec<StepBatchResult>> {
-        let mut w = self.begin().await?;
-        let run = load_run(&mut w.tx, run_id).await?;
-        let mut results = Vec::with_capacity(events.len());
-        for (step_id, event) in events {
-            let step = load_step(&mut w.tx, run_id, step_id).await?;
-            match w
-                .step_transition(run.state.requester_person(), &step, event, now)
-                .await
-            {
-                Ok(r) => results.push(Ok(r)),
-                Err(e @ (EngineError::Refused(_) | EngineError::Conflict(_))) => {
-                    results.push(Err(e))
+        let (results, _) = self
+            .transact(|w| {
+                let run = load_run(w.db, run_id)?;
+                let mut results = Vec::with_capacity(events.len());
+                for (step_id, event) in events {
+                    let step = load_step(w.db, run_id, step_id)?;
+                    match w.step_transition(run.state.requester_person(), &step, event, now) {
+                        Ok(r) => results.push(Ok(r)),
+                        Err(e @ (EngineError::Refused(_) | EngineError::Conflict(_))) => {
+                            results.push(Err(e))
+                        }
+                        Err(e) => return Err(e),
+                    }
                 }
-                Err(e) => return Err(e),
-            }
-        }
-        self.commit(w).await?;
+                Ok(results)
+            })
+            .await?;
         Ok(results)
     }
 
@@ -669,52 +656,42 @@ impl Store {
             }
             .into());
         }
-        let mut w = self.begin().await?;
-        let run = load_run(&mut w.tx, run_id).await?;
-        let step = load_step(&mut w.tx, run_id, &spec.id).await?;
-        if spec.depends_on != step.spec.depends_on {
-            return Err(EngineError::Invalid(
-                "depends_on: an amendment cannot change dependencies".into(),
-            ));
-        }
-        let new_hash = audit::content_hash(spec);
-        let mut amended = step.clone();
-        amended.spec = spec.clone();
-        amended.content_hash = new_hash.clone();
-        let (next, _) = w
-            .step_transition(
-                run.state.requester_person(),
-                &amended,
-                &StepEvent::ContentChanged,
-                now,
-            )
+        let (next, _) = self
+            .transact(|w| {
+                let run = load_run(w.db, run_id)?;
+                let step = load_step(w.db, run_id, &spec.id)?;
+                if spec.depends_on != step.spec.depends_on {
+                    return Err(EngineError::Invalid(
+                        "depends_on: an amendment cannot change dependencies".into(),
+                    ));
+                }
+                let new_hash = audit::content_hash(spec);
+                let mut amended = step.clone();
+                amended.spec = spec.clone();
+                amended.content_hash = new_hash.clone();
+                let (next, _) = w.step_transition(
+                    run.state.requester_person(),
+                    &amended,
+                    &StepEvent::ContentChanged,
+                    now,
+                )?;
+                w.db.prepare_cached(
+                    "UPDATE steps SET kind = ?, host = ?, content_hash = ? WHERE run_id = ? AND id = ?",
+                )?
+                .execute(params![spec.kind.as_str(), spec.host, new_hash, run_id, spec.id])?;
+                w.db.prepare_cached("UPDATE step_specs SET spec = ? WHERE run_id = ? AND id = ?")?
+                    .execute(params![json(spec)?, run_id, spec.id])?;
+                w.append(
+                    Some(run_id),
+                    Some(&spec.id),
+                    &actor.name,
+                    now,
+                    "step.amended",
+                    serde_json::json!({ "old_content_hash": step.content_hash, "new_content_hash": new_hash, "spec": spec }),
+                )?;
+                Ok(next)
+            })
             .await?;
-        sqlx::query(
-            "UPDATE steps SET kind = ?, host = ?, content_hash = ? WHERE run_id = ? AND id = ?",
-        )
-        .bind(spec.kind.as_str())
-        .bind(&spec.host)
-        .bind(&new_hash)
-        .bind(run_id)
-        .bind(&spec.id)
-        .execute(&mut *w.tx)
-        .await?;
-        sqlx::query("UPDATE step_specs SET spec = ? WHERE run_id = ? AND id = ?")
-            .bind(json(spec)?)
-            .bind(run_id)
-            .bind(&spec.id)
-            .execute(&mut *w.tx)
-            .await?;
-        w.append(
-            Some(run_id),
-            Some(&spec.id),
-            &actor.name,
-            now,
-            "step.amended",
-            serde_json::json!({ "old_content_hash": step.content_hash, "new_content_hash": new_hash, "spec": spec }),
-        )
-        .await?;
-        self.commit(w).await?;
         Ok(next)
     }
 }

@@ -30,11 +30,11 @@ impl Store {
         if forecast <= end {
             return Ok(false);
         }
-        let mut w = self.begin().await?;
-        let run = load_run(&mut w.tx, run_id).await?;
-        w.run_transition(&run, &RunEvent::WindowWarning { forecast, end }, now)
-            .await?;
-        self.commit(w).await?;
+        self.transact(|w| {
+            let run = load_run(w.db, run_id)?;
+            w.run_transition(&run, &RunEvent::WindowWarning { forecast, end }, now)
+        })
+        .await?;
         Ok(true)
     }
 }

@@ -1,0 +1,104 @@
+//! The store's statements run on sqlx's connections directly, one closure per transaction.
+//!
+//! sqlx runs each SQLite connection on a worker thread of its own and hands every statement,
+//! every row and every `BEGIN`/`COMMIT` to it over a channel: a thread wake-up each way. A
+//! transition is about ten statements (the chain's tail, the run, the step, the order check, the
+//! compare-and-set, the event, the claim's questions, the commit), so most of its time went to
+//! those hand-offs, not to SQLite (issue 19's profiles: futex wake-ups 25 % and more of every
+//! engine benchmark, the hand-offs growing with the statements rather than with the work).
+//!
+//! Here a pooled connection is locked once (`lock_handle`: sqlx's worker waits while we hold
+//! it) and the whole transaction runs synchronously on SQLite's handle through `rusqlite`, which
+//! links the same bundled SQLite (one `libsqlite3-sys`). The pool, its pragmas (WAL,
+//! `synchronous=FULL`, foreign keys, busy timeout) and its single writer are unchanged; so is
+//! everything written with sqlx on the same pools (the web layer's tables).
+//!
+//! The closure runs under [`tokio::task::block_in_place`] on a multi-threaded runtime (a commit
+//! waits for its fsync; the other tasks move to another worker meanwhile), and inline on a
+//! current-thread runtime (tests), where nothing else could run anyway.
+//!
+//! What a closure must leave: no open transaction. If it does (an error between `BEGIN` and
+//! `COMMIT` that the caller did not roll back, or a rollback SQLite refused) the transaction is
+//! rolled back here, and a connection that still cannot leave it is closed instead of going back
+//! to the pool, so the next user gets a clean one.
+
+use sqlx::SqlitePool;
+
+use super::Result;
+
+/// Prepared statements kept per transaction: a batch of transitions reuses the few it needs.
+const STATEMENT_CACHE: usize = 48;
+
+/// Runs `f` on one connection of `pool`, synchronously, without sqlx's worker in between.
+/// `writer`: the connection is the store's writer, and leaves with `synchronous = FULL` whatever
+/// `f` set (the step log relaxes its own flushes), or is closed.
+pub(crate) async fn with_conn<R>(
+    pool: &SqlitePool,
+    writer: bool,
+    f: impl FnOnce(&rusqlite::Connection) -> Result<R>,
+) -> Result<R> {
+    let mut conn = pool.acquire().await?;
+    let (out, stuck) = {
+        let mut locked = conn.lock_handle().await?;
+        let handle = locked.as_raw_handle();
+        blocking(|| {
+            // The one unsafe block of the server: a borrowed handle, used as documented.
+            // SAFETY: the handle stays valid while `locked` is held, and sqlx's worker thread
+            // does not touch it meanwhile (it waits for this lock). The wrapper does not own
+            // the handle: dropping it finalizes only the statements it prepared.
+            #[allow(unsafe_code)]
+            let db = unsafe { rusqlite::Connection::from_handle(handle.as_ptr()) }?;
+            db.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+            let out = f(&db);
+            let stuck = !db.is_autocommit() && {
+                let _ = db.execute_batch("ROLLBACK");
+                !db.is_autocommit()
+            };
+            let stuck = stuck
+                || (writer && db.execute_batch("PRAGMA synchronous = FULL").is_err());
+            Ok::<_, super::EngineError>((out, stuck))
+        })?
+    };
+    if stuck {
+        tracing::warn!("a store connection could not be set back (left inside a transaction, or not FULL); it is closed");
+        conn.close_on_drop();
+    }
+    out
+}
+
+/// Runs a blocking section off the async scheduler when there is one to leave.
+fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
+/// Runs `body` between `BEGIN IMMEDIATE` and `COMMIT` on `db`; any error rolls it back.
+pub(crate) fn immediate<R>(
+    db: &rusqlite::Connection,
+    body: impl FnOnce() -> Result<R>,
+) -> Result<R> {
+    db.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+    let out = body().and_then(|value| {
+        db.prepare_cached("COMMIT")?.execute([])?;
+        Ok(value)
+    });
+    if out.is_err() && !db.is_autocommit() {
+        // A failed COMMIT (disk full, I/O error) may leave the transaction open; SQLite may also
+        // have rolled it back already, and then this does nothing.
+        let _ = db.execute_batch("ROLLBACK");
+    }
+    out
+}
+
+/// Runs `body` inside one read transaction (`BEGIN` … `COMMIT`): every statement sees the same
+/// moment of the database.
+pub(crate) fn snapshot<R>(db: &rusqlite::Connection, body: impl FnOnce() -> Result<R>) -> Result<R> {
+    db.prepare_cached("BEGIN")?.execute([])?;
+    let out = body();
+    // Nothing was written: ending it either way is the same; with_conn rolls back what is left.
+    let _ = db.prepare_cached("COMMIT").and_then(|mut st| st.execute([]));
+    out
+}
