@@ -7,7 +7,9 @@
 //! comparison, a raw SQLite insert loop with the same pragmas (WAL, synchronous=FULL) on the same
 //! disk. Every transition is a compare-and-set plus a hash-chained audit event, committed with
 //! fsync, plus the head file written beside the database (flushed in the background).
-//! Sizes: LOCKSTEP_BENCH_STEPS (default 1000), LOCKSTEP_BENCH_RUNS (default 10).
+//! Sizes: LOCKSTEP_BENCH_STEPS (default 1000), LOCKSTEP_BENCH_RUNS (default 10),
+//! LOCKSTEP_BENCH_TRANSITIONS (default 500, a multiple of 100). `LOCKSTEP_BENCH_ONLY=transitions`
+//! skips the drives (for profiling the transitions alone).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -45,7 +47,7 @@ async fn started(store: &Store, plan: Plan) -> String {
 /// same disk and the same load from other processes (on a shared machine the fsync rate drifts
 /// by a factor of two within seconds); then batched and group commit.
 async fn transitions(dir: &std::path::Path) {
-    let n = 500;
+    let n = env_usize("LOCKSTEP_BENCH_TRANSITIONS", 500).max(100) / 100 * 100;
     let rounds = 10;
     let store = Store::open(&dir.join("t.db")).await.expect("open");
     let run_id = started(&store, noop_plan(n, false, &[])).await;
@@ -228,6 +230,9 @@ fn main() {
             dir.path().display()
         );
         transitions(dir.path()).await;
+        if std::env::var("LOCKSTEP_BENCH_ONLY").as_deref() == Ok("transitions") {
+            return;
+        }
         let steps = env_usize("LOCKSTEP_BENCH_STEPS", 1000);
         let runs = env_usize("LOCKSTEP_BENCH_RUNS", 10);
         let one = drive(dir.path(), "one", 1, steps).await;

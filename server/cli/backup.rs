@@ -147,7 +147,7 @@ async fn verify_backup(file: &Path, key: &Path) -> anyhow::Result<ChainHead> {
             p.what
         );
     }
-    copy.pool().close().await;
+    copy.close().await;
     // The backup's own signed head is what the restored database keeps.
     Ok(audit::read_head(&head_file)?.unwrap_or(ChainHead {
         id: 0,

@@ -89,6 +89,9 @@ pub fn up_to(tails: &mut HashMap<String, StepTail>, id: i64) {
 /// The step log of one database: the store's writer and readers, and the channel live views
 /// follow. Made by the store, one per store (see the module docs).
 pub struct StepLog {
+    /// The store's `rusqlite` wrappers of the pools' connections (see `store/raw.rs`). First
+    /// field: dropped before the pools below.
+    wrappers: std::sync::Arc<crate::engine::store::Wrappers>,
     /// The store's one writer connection (shared with every transition).
     writer: SqlitePool,
     /// Held from a batch's first insert to its publication, so lines are published in id order
@@ -101,9 +104,14 @@ pub struct StepLog {
 
 impl StepLog {
     /// The log over the store's `writer` and `reader` pools (called by the store when it opens).
-    pub(crate) fn new(writer: SqlitePool, reader: SqlitePool) -> StepLog {
+    pub(crate) fn new(
+        writer: SqlitePool,
+        reader: SqlitePool,
+        wrappers: std::sync::Arc<crate::engine::store::Wrappers>,
+    ) -> StepLog {
         StepLog {
             writer,
+            wrappers,
             order: tokio::sync::Mutex::new(()),
             reader,
             published: broadcast::channel(1024).0,
@@ -138,7 +146,7 @@ impl StepLog {
         dropped: u64,
     ) -> Result<Vec<LogLine>> {
         let _order = self.order().await;
-        let written = crate::engine::store::with_conn(&self.writer, true, |db| {
+        let written = crate::engine::store::with_conn(&self.writer, &self.wrappers, true, |db| {
             // No fsync for this commit: the step's next transition (FULL) carries these lines to
             // the disk with its own (see the module docs). The connection is set back to FULL
             // when this returns, or closed (see `store/raw.rs`).

@@ -54,7 +54,7 @@ pub use claim::{Claimed, DriveLimits};
 pub use events_page::EventFilter;
 pub use queries::{RunRecord, StepRecord, StepStatusRow};
 pub use transitions::{NewRun, StepBatchResult};
-pub(crate) use raw::{immediate, with_conn};
+pub(crate) use raw::{immediate, with_conn, Wrappers};
 
 pub use super::error::{EngineError, Result};
 
@@ -63,6 +63,9 @@ const BROADCAST_CAPACITY: usize = 4096;
 
 #[derive(Clone)]
 pub struct Store {
+    /// The `rusqlite` wrappers of the pools' connections, with their prepared statements
+    /// (`raw.rs`). First field: dropped before the pools, as sqlx's close of a connection needs.
+    wrappers: Arc<raw::Wrappers>,
     /// Readers (WAL lets them run beside the writer).
     pool: SqlitePool,
     /// The one writer connection: serialises transitions so the hash chain has one order.
@@ -114,9 +117,20 @@ impl Store {
             // Durable commits: an approval or an audit event survives power loss.
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
+            .busy_timeout(Duration::from_secs(10))
+            // SQLite's own lock around every call on a connection: the store also calls SQLite
+            // on sqlx's connections directly (`raw.rs`), and a store dropped while someone else
+            // still uses a pool finalizes its statements from whichever thread drops it.
+            .serialized(true);
+        let wrappers = Arc::new(raw::Wrappers::default());
+        // Weak: the pool must not keep the wrappers alive past its own connections.
+        let forget = Arc::downgrade(&wrappers);
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
+            // The pools never close a connection on their own: each keeps prepared statements
+            // that must be dropped first (see `raw.rs`).
+            .idle_timeout(None)
+            .max_lifetime(None)
             // sqlx pings a pooled connection before handing it out, one more round trip to its
             // worker thread per statement or transaction; a connection to a local file does not
             // go stale (issue 19). The check below is the one this writer needs.
@@ -128,12 +142,21 @@ impl Store {
             // not have run yet: one statement waits for it before the connection is judged. (The
             // store's own transactions, run directly on the handle, clean up after themselves and
             // set `synchronous = FULL` back: see `raw.rs`.)
-            .before_acquire(|conn, _meta| {
+            .before_acquire(move |conn, _meta| {
+                let forget = forget.clone();
                 Box::pin(async move {
-                    if sqlx::Connection::is_in_transaction(conn) {
-                        let _ = sqlx::query("SELECT 1").execute(&mut *conn).await;
+                    if !sqlx::Connection::is_in_transaction(conn) {
+                        return Ok(true);
                     }
-                    Ok(!sqlx::Connection::is_in_transaction(conn))
+                    let _ = sqlx::query("SELECT 1").execute(&mut *conn).await;
+                    if !sqlx::Connection::is_in_transaction(conn) {
+                        return Ok(true);
+                    }
+                    // Replaced: its prepared statements go first (see `raw.rs`).
+                    if let Some(wrappers) = forget.upgrade() {
+                        wrappers.forget(conn.lock_handle().await?.as_raw_handle());
+                    }
+                    Ok(false)
                 })
             })
             .connect_with(options.clone())
@@ -143,12 +166,15 @@ impl Store {
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .test_before_acquire(false)
+            .idle_timeout(None)
+            .max_lifetime(None)
             .connect_with(options.read_only(true))
             .await?;
         let (signer, created) = audit::SigningKey::load_or_create(key_path)
             .map_err(|e| EngineError::Audit(e.to_string()))?;
         let store = Store {
-            log: Arc::new(StepLog::new(writer.clone(), pool.clone())),
+            log: Arc::new(StepLog::new(writer.clone(), pool.clone(), wrappers.clone())),
+            wrappers,
             pool,
             writer,
             head: head::HeadFile::new(audit::head_path(path), false),
@@ -226,17 +252,23 @@ impl Store {
         let options = SqliteConnectOptions::from_str("sqlite://")?
             .filename(path)
             .read_only(true)
-            .busy_timeout(Duration::from_secs(10));
+            .busy_timeout(Duration::from_secs(10))
+            // See `open_with_key`.
+            .serialized(true);
         let pool = SqlitePoolOptions::new()
             .max_connections(2)
+            .idle_timeout(None)
+            .max_lifetime(None)
             .connect_with(options)
             .await?;
+        let wrappers = Arc::new(raw::Wrappers::default());
         let public = audit::signing::public_path(key);
         let verifier = [key, public.as_path()]
             .iter()
             .find_map(|k| audit::VerifyingKey::load(k).ok());
         Ok(Store {
-            log: Arc::new(StepLog::new(pool.clone(), pool.clone())),
+            log: Arc::new(StepLog::new(pool.clone(), pool.clone(), wrappers.clone())),
+            wrappers,
             writer: pool.clone(),
             pool,
             head: head::HeadFile::new(audit::head_path(path), true),
@@ -294,6 +326,14 @@ impl Store {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Closes the database: the store's prepared statements first, then the pools (waiting for
+    /// their connections to finish). Other clones of this store cannot be used afterwards.
+    pub async fn close(&self) {
+        self.wrappers.clear();
+        self.writer.close().await;
+        self.pool.close().await;
     }
 
     /// The read pool, for other modules' own tables in the same database (the web layer's users).
@@ -356,7 +396,7 @@ impl Store {
         guarded: bool,
         body: impl FnOnce(&mut WriteTx<'_>) -> Result<R>,
     ) -> Result<Written<R>> {
-        raw::with_conn(&self.writer, true, |db| {
+        raw::with_conn(&self.writer, &self.wrappers, true, |db| {
             raw::immediate(db, || {
                 let last = db
                     .prepare_cached("SELECT id, hash FROM events ORDER BY id DESC LIMIT 1")?
@@ -386,7 +426,7 @@ impl Store {
 
     /// A read on one of the readers, synchronously on its connection (see `raw.rs`).
     async fn read<R>(&self, f: impl FnOnce(&rusqlite::Connection) -> Result<R>) -> Result<R> {
-        raw::with_conn(&self.pool, false, f).await
+        raw::with_conn(&self.pool, &self.wrappers, false, f).await
     }
 
     /// After a write's commit: remembers what its claims looked at, records the new chain head,

@@ -8,10 +8,20 @@
 //! engine benchmark, the hand-offs growing with the statements rather than with the work).
 //!
 //! Here a pooled connection is locked once (`lock_handle`: sqlx's worker waits while we hold
-//! it) and the whole transaction runs synchronously on SQLite's handle through `rusqlite`, which
-//! links the same bundled SQLite (one `libsqlite3-sys`). The pool, its pragmas (WAL,
-//! `synchronous=FULL`, foreign keys, busy timeout) and its single writer are unchanged; so is
+//! it) and the whole closure runs synchronously on SQLite's handle through `rusqlite`, which
+//! links the same bundled SQLite (one `libsqlite3-sys`). The pools, their pragmas (WAL,
+//! `synchronous=FULL`, foreign keys, busy timeout) and the single writer are unchanged; so is
 //! everything written with sqlx on the same pools (the web layer's tables).
+//!
+//! Each connection keeps its `rusqlite` wrapper, and with it its prepared statements, from one
+//! closure to the next ([`Wrappers`]): parsing the statements again for every transaction was a
+//! sixth of a transition's time. A prepared statement that is still alive makes sqlx's close of
+//! its connection fail (sqlx panics on its worker thread), so every way a connection of a store
+//! can be closed drops its wrapper first: the pools never close connections on their own (no
+//! idle timeout, no maximum lifetime), the writer's check before it is handed out drops the
+//! wrapper of a connection it replaces, a connection left stuck here drops its wrapper before it
+//! is closed, [`super::Store::close`] drops them all before closing the pools, and a store's
+//! wrappers are dropped before its pools (field order of `Store`).
 //!
 //! The closure runs under [`tokio::task::block_in_place`] on a multi-threaded runtime (a commit
 //! waits for its fsync; the other tasks move to another worker meanwhile), and inline on a
@@ -22,18 +32,68 @@
 //! rolled back here, and a connection that still cannot leave it is closed instead of going back
 //! to the pool, so the next user gets a clean one.
 
+use std::collections::HashMap;
+use std::ptr::NonNull;
+use std::sync::Mutex;
+
 use sqlx::SqlitePool;
 
 use super::Result;
 
-/// Prepared statements kept per transaction: a batch of transitions reuses the few it needs.
-const STATEMENT_CACHE: usize = 48;
+/// Prepared statements kept per connection: the engine's hot statements and the readers'.
+const STATEMENT_CACHE: usize = 64;
+
+/// The `rusqlite` wrappers of a store's connections, by SQLite handle (see the module docs).
+#[derive(Default)]
+pub(crate) struct Wrappers {
+    by_handle: Mutex<HashMap<usize, rusqlite::Connection>>,
+}
+
+impl Wrappers {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<usize, rusqlite::Connection>> {
+        self.by_handle.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The wrapper of `handle`, taken out while it is used (a handle is used by one task at a
+    /// time: the pool hands its connection to one caller).
+    fn take(&self, handle: NonNull<rusqlite::ffi::sqlite3>) -> Result<rusqlite::Connection> {
+        if let Some(db) = self.lock().remove(&(handle.as_ptr() as usize)) {
+            return Ok(db);
+        }
+        // The one unsafe block of the server: a borrowed handle, used as documented.
+        // SAFETY: the caller holds sqlx's lock on the connection (`lock_handle`), so the handle
+        // is valid and sqlx's worker thread does not touch it meanwhile. The wrapper does not
+        // own the handle: dropping it finalizes only the statements it prepared, and it is
+        // dropped before sqlx can close the handle (see the module docs).
+        #[allow(unsafe_code)]
+        let db = unsafe { rusqlite::Connection::from_handle(handle.as_ptr()) }?;
+        db.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        Ok(db)
+    }
+
+    fn put_back(&self, handle: NonNull<rusqlite::ffi::sqlite3>, db: rusqlite::Connection) {
+        self.lock().insert(handle.as_ptr() as usize, db);
+    }
+
+    /// Drops the wrapper of `handle` (its statements finalized): before sqlx closes it.
+    pub(crate) fn forget(&self, handle: NonNull<rusqlite::ffi::sqlite3>) {
+        let dropped = self.lock().remove(&(handle.as_ptr() as usize));
+        drop(dropped);
+    }
+
+    /// Drops every wrapper: before the pools are closed.
+    pub(crate) fn clear(&self) {
+        let all = std::mem::take(&mut *self.lock());
+        drop(all);
+    }
+}
 
 /// Runs `f` on one connection of `pool`, synchronously, without sqlx's worker in between.
 /// `writer`: the connection is the store's writer, and leaves with `synchronous = FULL` whatever
 /// `f` set (the step log relaxes its own flushes), or is closed.
 pub(crate) async fn with_conn<R>(
     pool: &SqlitePool,
+    wrappers: &Wrappers,
     writer: bool,
     f: impl FnOnce(&rusqlite::Connection) -> Result<R>,
 ) -> Result<R> {
@@ -42,20 +102,23 @@ pub(crate) async fn with_conn<R>(
         let mut locked = conn.lock_handle().await?;
         let handle = locked.as_raw_handle();
         blocking(|| {
-            // The one unsafe block of the server: a borrowed handle, used as documented.
-            // SAFETY: the handle stays valid while `locked` is held, and sqlx's worker thread
-            // does not touch it meanwhile (it waits for this lock). The wrapper does not own
-            // the handle: dropping it finalizes only the statements it prepared.
-            #[allow(unsafe_code)]
-            let db = unsafe { rusqlite::Connection::from_handle(handle.as_ptr()) }?;
-            db.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+            let db = wrappers.take(handle)?;
             let out = f(&db);
             let stuck = !db.is_autocommit() && {
                 let _ = db.execute_batch("ROLLBACK");
                 !db.is_autocommit()
             };
             let stuck = stuck
-                || (writer && db.execute_batch("PRAGMA synchronous = FULL").is_err());
+                || (writer
+                    && db
+                        .prepare_cached("PRAGMA synchronous = FULL")
+                        .and_then(|mut st| st.execute([]))
+                        .is_err());
+            if stuck {
+                drop(db);
+            } else {
+                wrappers.put_back(handle, db);
+            }
             Ok::<_, super::EngineError>((out, stuck))
         })?
     };
