@@ -1092,7 +1092,8 @@ async fn the_cli_reads_the_agents_facts_from_the_database_it_is_given() {
     registry::record_facts(&pool, "FABDC01", &short["FABDC01"], now)
         .await
         .expect("facts");
-    pool.close().await;
+    drop(pool);
+    store.close().await;
 
     let db_arg = db.to_str().expect("utf-8 path");
     let out = lockstep(&[

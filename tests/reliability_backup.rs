@@ -75,14 +75,14 @@ async fn events_so_far(db: &Path) -> usize {
     }
     let store = Store::open_read_only(db).await.unwrap();
     let n = store.all_events().await.map_or(0, |e| e.len());
-    store.pool().close().await;
+    store.close().await;
     n
 }
 
 async fn event_count(db: &Path) -> usize {
     let store = Store::open_read_only(db).await.unwrap();
     let n = store.all_events().await.unwrap().len();
-    store.pool().close().await;
+    store.close().await;
     n
 }
 

@@ -318,7 +318,7 @@ async fn check_and_settle(site: &Site, settled: &mut HashSet<String>) {
             _ => {}
         }
     }
-    store.pool().close().await;
+    store.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
