@@ -114,10 +114,8 @@ fn before_window(run: &RunRecord, now: Millis) -> Option<Millis> {
 /// Steps in flight (they count against the limits) and steps ready to start, in plan order, as
 /// a few columns each (plan steps, or undo steps while undoing). A burst of unblocked steps can
 /// leave hundreds ready behind the limits, and this is read for every step that finishes.
-fn candidates(db: &Connection, run_id: &str, undoing: bool) -> Result<Vec<Candidate>> {
-    all(
-        db,
-        "SELECT s.id, s.status, s.host,
+/// The query of [`candidates`] (its plan is checked in `plans.rs`).
+pub(super) const CANDIDATES: &str = "SELECT s.id, s.status, s.host,
              CASE WHEN s.status = 'ready' THEN json_extract(s.state, '$.not_before') END
                  AS not_before,
              CASE WHEN s.status = 'ready' THEN s.kind NOT IN ('approval', 'manual', 'barrier')
@@ -126,7 +124,12 @@ fn candidates(db: &Connection, run_id: &str, undoing: bool) -> Result<Vec<Candid
            JOIN step_specs x ON x.run_id = s.run_id AND x.id = s.id
          WHERE s.run_id = ? AND s.status IN ('dispatched', 'running', 'verifying', 'ready')
            AND (s.undo_of IS NOT NULL) = ?
-         ORDER BY s.seq",
+         ORDER BY s.seq";
+
+fn candidates(db: &Connection, run_id: &str, undoing: bool) -> Result<Vec<Candidate>> {
+    all(
+        db,
+        CANDIDATES,
         rusqlite::params![run_id, undoing],
         Candidate::from_row,
     )
@@ -256,9 +259,7 @@ impl WriteTx<'_> {
         let same_phase: i64 = self
             .db
             .prepare_cached(
-                "SELECT COUNT(*) FROM step_deps d
-                   JOIN step_specs p ON p.run_id = d.run_id AND p.id = d.depends_on
-                 WHERE d.run_id = ? AND d.step_id = ? AND json_extract(p.spec, '$.phase') = ?",
+                HELD_SAME_PHASE,
             )?
             .query_row([run_id, step_id, s.spec.phase.as_str()], |r| r.get(0))?;
         Ok(gating::held_at_window_end(&s.spec, same_phase == 0))
@@ -455,6 +456,43 @@ impl Scans {
     }
 }
 
+/// Both unblock queries answer the same question: the run's pending steps whose dependencies
+/// are all done; the second asks it only of the dependents of steps that became done (a JSON
+/// array bound first). A dependency's status is read from its row through the primary key (rows
+/// are small since specs moved to `step_specs`). Their plans are checked in `plans.rs`.
+const ALL_DONE: &str = "NOT EXISTS (SELECT 1 FROM step_deps d
+       CROSS JOIN steps p ON p.run_id = d.run_id AND p.id = d.depends_on
+       WHERE d.run_id = s.run_id AND d.step_id = s.id
+         AND p.status NOT IN ('succeeded', 'skipped'))";
+
+pub(super) const UNBLOCK_ALL: &str = concatcp!(
+    "SELECT s.id FROM steps s WHERE s.run_id = ? AND s.status = 'pending'
+       AND (s.undo_of IS NOT NULL) = ? AND ",
+    ALL_DONE,
+    " ORDER BY s.seq"
+);
+
+pub(super) const UNBLOCK_SINCE: &str = concatcp!(
+    "SELECT s.id FROM (SELECT DISTINCT d.step_id AS id FROM json_each(?) j
+         CROSS JOIN step_deps d INDEXED BY step_deps_by_dependency
+           ON d.run_id = ? AND d.depends_on = j.value) c
+       CROSS JOIN steps s ON s.run_id = ? AND s.id = c.id
+     WHERE s.status = 'pending' AND (s.undo_of IS NOT NULL) = ? AND ",
+    ALL_DONE,
+    " ORDER BY s.seq"
+);
+
+/// Whether a ready step's inputs include one of its own phase (the window's end holds a step
+/// that starts a phase). CROSS JOIN: the step's own dependencies first.
+pub(super) const HELD_SAME_PHASE: &str = "SELECT COUNT(*) FROM step_deps d
+       CROSS JOIN step_specs p ON p.run_id = d.run_id AND p.id = d.depends_on
+     WHERE d.run_id = ? AND d.step_id = ? AND json_extract(p.spec, '$.phase') = ?";
+
+/// The events after a look, for [`done_since`].
+pub(super) const DONE_SINCE: &str = "SELECT kind, step_id,
+         CASE WHEN kind LIKE 'step.%' THEN json_extract(payload, '$.to') END AS to_status
+     FROM events WHERE run_id = ? AND id > ? ORDER BY id";
+
 impl WriteTx<'_> {
     /// The run's pending steps (plan steps, or undo steps while undoing) whose dependencies are
     /// all done, in plan order: all of them on a full look, otherwise only dependents of steps
@@ -472,27 +510,11 @@ impl WriteTx<'_> {
             Some(since) => done_since(self.db, run_id, since)?,
             None => None,
         };
-        // Both answer the same question; the second asks it only of the candidates. A
-        // dependency's status is read from its row through the primary key (rows are small
-        // since specs moved to `step_specs`).
-        const ALL_DONE: &str = "NOT EXISTS (SELECT 1 FROM step_deps d
-                   CROSS JOIN steps p ON p.run_id = d.run_id AND p.id = d.depends_on
-                   WHERE d.run_id = s.run_id AND d.step_id = s.id
-                     AND p.status NOT IN ('succeeded', 'skipped'))";
         let ids: Vec<String> = match done_since {
             Some(done) if done.is_empty() => Vec::new(),
             Some(done) => all(
                 self.db,
-                concatcp!(
-                    "SELECT s.id FROM (SELECT DISTINCT d.step_id AS id FROM json_each(?) j
-                     CROSS JOIN step_deps d INDEXED BY step_deps_by_dependency
-                       ON d.run_id = ? AND d.depends_on = j.value) c
-                   CROSS JOIN steps s ON s.run_id = ? AND s.id = c.id
-                 WHERE s.status = 'pending' AND (s.undo_of IS NOT NULL) = ? AND ",
-                    ALL_DONE,
-                    "
-                 ORDER BY s.seq"
-                ),
+                UNBLOCK_SINCE,
                 rusqlite::params![
                     serde_json::to_string(&done)
                         .map_err(|e| super::EngineError::Invalid(e.to_string()))?,
@@ -504,13 +526,7 @@ impl WriteTx<'_> {
             )?,
             None => all(
                 self.db,
-                concatcp!(
-                    "SELECT s.id FROM steps s WHERE s.run_id = ? AND s.status = 'pending'
-                   AND (s.undo_of IS NOT NULL) = ? AND ",
-                    ALL_DONE,
-                    "
-                 ORDER BY s.seq"
-                ),
+                UNBLOCK_ALL,
                 rusqlite::params![run_id, undoing],
                 |r| Ok(r.get(0)?),
             )?,
@@ -526,9 +542,7 @@ impl WriteTx<'_> {
 fn done_since(db: &Connection, run_id: &str, since: i64) -> Result<Option<Vec<String>>> {
     let rows: Vec<(String, Option<String>, Option<String>)> = all(
         db,
-        "SELECT kind, step_id,
-             CASE WHEN kind LIKE 'step.%' THEN json_extract(payload, '$.to') END AS to_status
-         FROM events WHERE run_id = ? AND id > ? ORDER BY id",
+        DONE_SINCE,
         rusqlite::params![run_id, since],
         |r| Ok((r.get("kind")?, r.get("step_id")?, r.get("to_status")?)),
     )?;

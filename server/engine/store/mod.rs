@@ -44,6 +44,7 @@ mod events_page;
 mod export;
 mod group;
 mod head;
+mod plans;
 mod preflight;
 mod queries;
 mod raw;

@@ -188,16 +188,19 @@ pub(super) fn load_run(db: &Connection, run_id: &str) -> Result<RunRecord> {
     .ok_or_else(|| EngineError::NotFound(format!("run {run_id}")))
 }
 
+/// One step with its spec, by key.
+pub(super) const LOAD_STEP: &str = concatcp!(
+    "SELECT ",
+    STEP_COLUMNS,
+    " FROM ",
+    STEP_FROM,
+    " WHERE s.run_id = ? AND s.id = ?"
+);
+
 pub(super) fn load_step(db: &Connection, run_id: &str, step_id: &str) -> Result<StepRecord> {
     first(
         db,
-        concatcp!(
-            "SELECT ",
-            STEP_COLUMNS,
-            " FROM ",
-            STEP_FROM,
-            " WHERE s.run_id = ? AND s.id = ?"
-        ),
+        LOAD_STEP,
         [run_id, step_id],
         step_from_row,
     )?

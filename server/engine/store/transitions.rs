@@ -86,6 +86,15 @@ fn validate_plan(plan: &Plan) -> Result<()> {
     Ok(())
 }
 
+/// The order check's question: the first of a step's dependencies not done. CROSS JOIN keeps
+/// this order, the step's own dependencies first; left to itself, SQLite 3.54's planner walks
+/// every step of the run instead (issue 19: a transition cost grew with the plan). Its plan is
+/// checked in `plans.rs`.
+pub(super) const ORDER_CHECK: &str = "SELECT d.depends_on FROM step_deps d
+       CROSS JOIN steps p ON p.run_id = d.run_id AND p.id = d.depends_on
+     WHERE d.run_id = ? AND d.step_id = ? AND p.status NOT IN ('succeeded', 'skipped')
+     ORDER BY p.seq LIMIT 1";
+
 impl WriteTx<'_> {
     fn insert_step(
         &mut self,
@@ -279,13 +288,7 @@ impl WriteTx<'_> {
         let waiting: Option<String> = self
             .db
             .prepare_cached(
-                // CROSS JOIN keeps this order: the step's own dependencies first. Left to itself,
-                // SQLite 3.54's planner walks every step of the run instead (issue 19: one
-                // transition cost O(plan); 3,000 steps made it 2× slower than 500).
-                "SELECT d.depends_on FROM step_deps d
-                   CROSS JOIN steps p ON p.run_id = d.run_id AND p.id = d.depends_on
-                 WHERE d.run_id = ? AND d.step_id = ? AND p.status NOT IN ('succeeded', 'skipped')
-                 ORDER BY p.seq LIMIT 1",
+                ORDER_CHECK,
             )?
             .query_row([&step.run_id, &step.id], |r| r.get(0))
             .optional()?;

@@ -1,0 +1,78 @@
+//! The plans SQLite chooses for the statements every transition and claim runs, checked against
+//! the bundled SQLite: none may walk a run's steps or its log. SQLite 3.54 (the library upgrade
+//! of issue 22) chose, for the order check, to walk every step of the run through
+//! `steps_claim_scan` and probe each one's dependencies, so a transition cost grew with the
+//! plan; nothing measured it until the benchmark ran 3,000 steps. A query written so that the
+//! planner has no such choice (`CROSS JOIN` fixes the order) is checked here so an upgrade that
+//! changes a plan fails a test instead of a night's run.
+
+#[cfg(test)]
+mod tests {
+    use super::super::claim::{CANDIDATES, DONE_SINCE, HELD_SAME_PHASE, UNBLOCK_ALL, UNBLOCK_SINCE};
+    use super::super::queries::LOAD_STEP;
+    use super::super::transitions::ORDER_CHECK;
+    use crate::engine::testkit::noop_plan;
+    use crate::engine::Store;
+
+    /// The `detail` lines of `EXPLAIN QUERY PLAN` for `sql` (parameters left unbound: NULL).
+    fn plan(db: &rusqlite::Connection, sql: &str) -> Vec<String> {
+        let mut st = db
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .expect("the statement prepares");
+        let mut rows = st.query([]).expect("plan");
+        let mut out = Vec::new();
+        while let Some(r) = rows.next().expect("row") {
+            out.push(r.get::<_, String>(3).expect("detail"));
+        }
+        out
+    }
+
+    /// A line that reads every row of a table, or every row of one run (a search bound only
+    /// by the run: `(run_id=?)`).
+    fn walks(line: &str) -> bool {
+        let table_scan = ["steps", "step_deps", "step_specs", "events", "step_log"]
+            .iter()
+            .any(|t| line.starts_with(&format!("SCAN {t}")) || line.contains(&format!("SCAN {t} ")));
+        table_scan || line.ends_with("(run_id=?)")
+    }
+
+    #[tokio::test]
+    async fn no_hot_statement_walks_a_run_s_steps_or_its_log() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        // Rows in the tables, as a real run has them (the planner has no statistics either way).
+        let store = Store::open(&dir.path().join("p.db")).await.expect("open");
+        crate::engine::testkit::started_run(&store, noop_plan(300, false, &[]), "CHG-PLANS").await;
+        let plans = store
+            .read(|db| {
+                Ok([
+                    ("order check", ORDER_CHECK),
+                    ("load step", LOAD_STEP),
+                    ("candidates", CANDIDATES),
+                    ("unblock (all)", UNBLOCK_ALL),
+                    ("unblock (since)", UNBLOCK_SINCE),
+                    ("window end", HELD_SAME_PHASE),
+                    ("done since", DONE_SINCE),
+                ]
+                .map(|(name, sql)| (name, plan(db, sql))))
+            })
+            .await
+            .expect("plans");
+        for (name, lines) in plans {
+            assert!(!lines.is_empty(), "{name}: no plan");
+            let bad: Vec<&String> = lines.iter().filter(|l| walks(l)).collect();
+            assert!(bad.is_empty(), "{name} walks a run: {bad:?} (whole plan: {lines:?})");
+        }
+    }
+
+    /// The check can fail: a question asked of a run's steps by run alone walks them.
+    #[tokio::test]
+    async fn the_check_finds_a_plan_that_walks_a_run() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(&dir.path().join("p.db")).await.expect("open");
+        let lines = store
+            .read(|db| Ok(plan(db, "SELECT id FROM steps WHERE run_id = ? ORDER BY seq")))
+            .await
+            .expect("plan");
+        assert!(lines.iter().any(|l| walks(l)), "{lines:?}");
+    }
+}
