@@ -19,7 +19,8 @@ mod tests {
         let mut st = db
             .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
             .expect("the statement prepares");
-        let mut rows = st.query([]).expect("plan");
+        let nulls = vec![rusqlite::types::Null; st.parameter_count()];
+        let mut rows = st.query(rusqlite::params_from_iter(nulls)).expect("plan");
         let mut out = Vec::new();
         while let Some(r) = rows.next().expect("row") {
             out.push(r.get::<_, String>(3).expect("detail"));
