@@ -5,12 +5,19 @@
 //! plan; nothing measured it until the benchmark ran 3,000 steps. A query written so that the
 //! planner has no such choice (`CROSS JOIN` fixes the order) is checked here so an upgrade that
 //! changes a plan fails a test instead of a night's run.
+//!
+//! And none may be re-prepared when its parameters change: the store keeps each connection's
+//! prepared statements (`raw.rs`), but SQLite re-parses a statement whose plan it tied to the
+//! values bound, which costs what not keeping it would. The store's connections turn on the
+//! query planner's stability guarantee (QPSG) so that it never does.
 
 #[cfg(test)]
 mod tests {
     use super::super::claim::{CANDIDATES, DONE_SINCE, HELD_SAME_PHASE, UNBLOCK_ALL, UNBLOCK_SINCE};
     use super::super::queries::LOAD_STEP;
     use super::super::transitions::ORDER_CHECK;
+    use rusqlite::types::Value;
+
     use crate::engine::testkit::noop_plan;
     use crate::engine::Store;
 
@@ -63,6 +70,96 @@ mod tests {
             let bad: Vec<&String> = lines.iter().filter(|l| walks(l)).collect();
             assert!(bad.is_empty(), "{name} walks a run: {bad:?} (whole plan: {lines:?})");
         }
+    }
+
+    /// How often `sql` was re-prepared running it with `a`, then `b`, then `a` again, the way the
+    /// store runs it: from the connection's cache, reading the first row only.
+    fn reprepared(db: &rusqlite::Connection, sql: &str, a: &[Value], b: &[Value]) -> i32 {
+        for params in [a, b, a] {
+            let mut st = db.prepare_cached(sql).expect("the statement prepares");
+            let mut rows = st.query(rusqlite::params_from_iter(params)).expect("query");
+            rows.next().expect("row");
+        }
+        db.prepare_cached(sql)
+            .expect("the statement prepares")
+            .get_status(rusqlite::StatementStatus::RePrepare)
+    }
+
+    #[tokio::test]
+    async fn no_hot_statement_is_parsed_again_when_its_parameters_change() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(&dir.path().join("p.db")).await.expect("open");
+        let run =
+            crate::engine::testkit::started_run(&store, noop_plan(3000, false, &[]), "CHG-PREP").await;
+        let text = |s: &str| Value::Text(s.to_string());
+        let r = text(&run);
+        let cases: Vec<(&str, &str, Vec<Value>, Vec<Value>)> = vec![
+            ("order check", ORDER_CHECK, vec![r.clone(), text("s0001")], vec![r.clone(), text("s0002")]),
+            ("load step", LOAD_STEP, vec![r.clone(), text("s0001")], vec![r.clone(), text("s0002")]),
+            ("candidates", CANDIDATES, vec![r.clone(), 0.into()], vec![r.clone(), 1.into()]),
+            ("unblock (all)", UNBLOCK_ALL, vec![r.clone(), 0.into()], vec![r.clone(), 1.into()]),
+            (
+                "unblock (since)",
+                UNBLOCK_SINCE,
+                vec![text(r#"["s0001"]"#), r.clone(), r.clone(), 0.into()],
+                vec![text(r#"["s0002","s0003"]"#), r.clone(), r.clone(), 0.into()],
+            ),
+            (
+                "window end",
+                HELD_SAME_PHASE,
+                vec![r.clone(), text("s0001"), text("A")],
+                vec![r.clone(), text("s0002"), text("B")],
+            ),
+            ("done since", DONE_SINCE, vec![r.clone(), 0.into()], vec![r.clone(), 5.into()]),
+        ];
+        // On a reader, and on the writer inside a transaction, where the engine asks them.
+        let mut counts = store
+            .read(|db| {
+                Ok(cases
+                    .iter()
+                    .map(|(name, sql, a, b)| (*name, reprepared(db, sql, a, b)))
+                    .collect::<Vec<_>>())
+            })
+            .await
+            .expect("statements");
+        let written = store
+            .write(false, |w| {
+                Ok(cases
+                    .iter()
+                    .map(|(name, sql, a, b)| (*name, reprepared(w.db, sql, a, b)))
+                    .collect::<Vec<_>>())
+            })
+            .await
+            .expect("statements");
+        counts.extend(written.value);
+        let again: Vec<String> = counts
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(name, n)| format!("{name} ({n} times)"))
+            .collect();
+        assert!(
+            again.is_empty(),
+            "parsed again when their parameters changed: {}",
+            again.join(", ")
+        );
+        // The check can fail: without the stability guarantee, the order check is parsed again.
+        let joined = store
+            .write(false, |w| {
+                let qpsg = rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG;
+                w.db.set_db_config(qpsg, false)?;
+                let n = reprepared(
+                    w.db,
+                    &format!("{ORDER_CHECK} -- without QPSG"),
+                    &[r.clone(), text("s0001")],
+                    &[r.clone(), text("s0002")],
+                );
+                w.db.set_db_config(qpsg, true)?;
+                Ok(n)
+            })
+            .await
+            .expect("statement")
+            .value;
+        assert!(joined > 0, "without QPSG the order check was expected to be parsed again");
     }
 
     /// The check can fail: a question asked of a run's steps by run alone walks them.

@@ -68,6 +68,12 @@ impl Wrappers {
         #[allow(unsafe_code)]
         let db = unsafe { rusqlite::Connection::from_handle(handle.as_ptr()) }?;
         db.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        // The query planner's stability guarantee: a statement's plan does not depend on the
+        // values bound to it. Without it SQLite marks parameters it looked at while planning
+        // (a key equal through a join, a flag compared with 0 or 1, a range bound) and re-parses
+        // the statement whenever one of them is bound anew, which was every hot statement on
+        // every use (`plans.rs` checks both the plans and that they are kept).
+        db.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
         Ok(db)
     }
 
