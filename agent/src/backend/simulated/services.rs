@@ -19,11 +19,8 @@ impl SimulatedBackend {
     fn choose(&self, sel: &ServiceSelector, starting: bool) -> Result<Selection, Failure> {
         match sel {
             ServiceSelector::Connected => {
-                let s = self.read()?;
-                Ok(select::connected(
-                    &service_infos(&s, &self.connected),
-                    starting,
-                ))
+                let infos = self.inspect(|s| service_infos(s, &self.connected))?;
+                Ok(select::connected(&infos, starting))
             }
             ServiceSelector::Named { names } => Ok(Selection {
                 act: names.clone(),
@@ -34,12 +31,8 @@ impl SimulatedBackend {
 
     pub(super) fn services_status(&self, services: &ServiceSelector) -> Result<Evidence, Failure> {
         let chosen = self.choose(services, true)?;
-        let s = self.read()?;
-        Ok(services_evidence(
-            service_infos(&s, &chosen.act),
-            &[],
-            &chosen,
-        ))
+        let infos = self.inspect(|s| service_infos(s, &chosen.act))?;
+        Ok(services_evidence(infos, &[], &chosen))
     }
 
     pub(super) fn service_set_startup(
@@ -172,8 +165,7 @@ impl SimulatedBackend {
     ) -> Result<Evidence, Failure> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout_secs);
         loop {
-            let now = self.read()?;
-            let infos = service_infos(&now, &chosen.act);
+            let infos = self.inspect(|s| service_infos(s, &chosen.act))?;
             if infos.iter().all(|i| i.state == target) {
                 return Ok(services_evidence(infos, before, chosen));
             }
