@@ -12,6 +12,18 @@
 //!   once the rename returns. There is no fsync, and never was per action: a simulated host lives
 //!   for a test or a rehearsal, and a machine crash is not what its tests simulate.
 //!
+//! On Linux the new file takes the old one's place by exchanging the two names
+//! (`renameat2(RENAME_EXCHANGE)`), then the old one is removed, rather than by renaming over it.
+//! Both are atomic for every reader in every process. The difference: renaming over an existing
+//! file makes ext4 allocate and start writing the new file's blocks at once (`auto_da_alloc`, so
+//! that a power cut leaves the old or the new version rather than an empty file), which was most
+//! of the cost of a write (about 200 of 250 µs per replacement, measured on this machine's ext4).
+//! A power cut within the kernel's writeback delay may now leave an empty state file, which the
+//! next reader refuses, naming it. No power cut was ever survived by what a test or rehearsal
+//! holds in memory, and none was promised here (there is no fsync); a process crash loses nothing
+//! either way. Where the exchange is not available (another system, a file system without it, no
+//! file yet) the plain rename is used.
+//!
 //! What made it costly: every read parsed the whole JSON, every change parsed it again,
 //! serialised it and replaced the file — even when the action changed nothing. Now each process
 //! keeps, per state file, the parsed state together with the exact bytes it was parsed from (or
@@ -305,7 +317,32 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
             .and_then(|mut f| f.write_all(bytes))
             .map_err(|e| anyhow::anyhow!("writing {}: {e}", tmp.display()))?;
     }
-    std::fs::rename(&tmp, path)
+    replace(&tmp, path)
+}
+
+/// Puts `tmp` in the place of `path`: exchanges the two names, then removes the old version (see
+/// the module docs for why not a rename over it).
+#[cfg(target_os = "linux")]
+fn replace(tmp: &Path, path: &Path) -> anyhow::Result<()> {
+    use rustix::fs::{renameat_with, RenameFlags, CWD};
+    if renameat_with(CWD, tmp, CWD, path, RenameFlags::EXCHANGE).is_err() {
+        // No state file yet (a new host) or no exchange on this file system: rename, as before.
+        return rename(tmp, path);
+    }
+    // The state file is already the new version: a leftover old one changes nothing.
+    if let Err(e) = std::fs::remove_file(tmp) {
+        tracing::warn!(file = %tmp.display(), "previous simulated host state left behind: {e}");
+    }
+    Ok(())
+}
+
+#[cfg(not(target_os = "linux"))]
+fn replace(tmp: &Path, path: &Path) -> anyhow::Result<()> {
+    rename(tmp, path)
+}
+
+fn rename(tmp: &Path, path: &Path) -> anyhow::Result<()> {
+    std::fs::rename(tmp, path)
         .map_err(|e| anyhow::anyhow!("replacing {} by {}: {e}", path.display(), tmp.display()))
 }
 

@@ -252,3 +252,41 @@ fn a_file_that_is_not_a_state_is_refused_with_its_name() {
     std::fs::write(&path, r#"{"hostname": "DC9"}"#).unwrap();
     assert_eq!(host.read().unwrap().hostname, "DC9");
 }
+
+#[test]
+fn a_reader_in_another_process_never_sees_the_file_missing_or_half_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sim.json");
+    let host = SimulatedHost::create(&path, &SimState::data_center_server("DC1", "8.8.6")).unwrap();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        // A reader that remembers nothing, as another process would read: every read must find
+        // a whole state, the one before or the one after a change.
+        let reader = scope.spawn(|| {
+            let mut reads = 0u32;
+            while !done.load(Ordering::Relaxed) || reads == 0 {
+                let s = read_state(&path).unwrap();
+                assert!(s.iis_resets <= 300);
+                reads += 1;
+            }
+            reads
+        });
+        for _ in 0..300 {
+            host.update(|s| {
+                s.iis_resets += 1;
+                s.events.clear();
+            })
+            .unwrap();
+        }
+        done.store(true, Ordering::Relaxed);
+        assert!(reader.join().unwrap() > 0);
+    });
+    assert_eq!(read_state(&path).unwrap().iis_resets, 300);
+    // Every replaced version was removed: the folder holds the state and its lock file.
+    let mut names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["sim.json", "sim.json.lock"]);
+}
