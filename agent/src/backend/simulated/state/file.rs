@@ -1,52 +1,64 @@
 //! One simulated host's state file, and what this process remembers of it.
 //!
-//! What the file promises, unchanged by the memory kept here:
+//! What the file promises, as when every access parsed it and every change replaced it:
 //! - **Every access sees the file as it is now**: a change made by another handle, by a
 //!   simulator in another process (`lockstep-sim`, a test injecting a fault mid-run) or by a
 //!   person editing the file is seen by the very next action.
-//! - **Readers never see half a file**: a change is written to a temporary file that then
-//!   replaces the state file (rename).
+//! - **Readers never see half a file**: a change is written in full beside the state file, then
+//!   takes its place in one step.
 //! - **No update is lost**: within a process every handle on the same path shares one mutex;
-//!   across processes writers also hold a `flock` on `<file>.lock` (`lock.rs`).
+//!   across processes writers hold a `flock` on `<file>.lock` (`lock.rs`).
 //! - **A change survives the agent process dying** right after the action: it is in the kernel
-//!   once the rename returns. There is no fsync, and never was per action: a simulated host lives
-//!   for a test or a rehearsal, and a machine crash is not what its tests simulate.
+//!   once the name exchange (or rename) returns, and a process killed while writing leaves the
+//!   state file whole (only `<file>.next` is half written). There is no fsync, and never was per
+//!   action: a simulated host lives for a test or a rehearsal.
 //!
-//! On Linux the new file takes the old one's place by exchanging the two names
-//! (`renameat2(RENAME_EXCHANGE)`), then the old one is removed, rather than by renaming over it.
-//! Both are atomic for every reader in every process. The difference: renaming over an existing
-//! file makes ext4 allocate and start writing the new file's blocks at once (`auto_da_alloc`, so
-//! that a power cut leaves the old or the new version rather than an empty file), which was most
-//! of the cost of a write: replacing a 31 KB file took 210–260 µs that way against 55–72 µs by
-//! exchange and removal (ext4 on the 2-core development machine, `docs/perf/README.md`).
-//! A power cut within the kernel's writeback delay may now leave an empty state file, which the
-//! next reader refuses, naming it. No power cut was ever survived by what a test or rehearsal
-//! holds in memory, and none was promised here (there is no fsync); a process crash loses nothing
-//! either way. Where the exchange is not available (another system, a file system without it, no
-//! file yet) the plain rename is used.
+//! # Reading: the parsed state, remembered with its bytes
 //!
-//! What made it costly: every read parsed the whole JSON, every change parsed it again,
-//! serialised it and replaced the file — even when the action changed nothing. Now each process
-//! keeps, per state file, the parsed state together with the exact bytes it was parsed from (or
-//! written as). An access still reads the file — an open and a copy of a few kilobytes out of the
-//! page cache — and compares the bytes with the remembered ones: parsing happens only when they
-//! differ. An update whose result serialises to the bytes already in the file writes nothing.
+//! Every read used to parse the whole JSON, every change parsed it again. Now each process keeps,
+//! per state file, the parsed state together with the exact bytes it was parsed from (or written
+//! as). An access still reads the file — an open and a copy of a few kilobytes out of the page
+//! cache — and compares the bytes with the remembered ones: it parses only when they differ.
 //!
 //! Why compare bytes rather than the file's metadata (mtime, size, inode) from one `stat`:
 //! metadata can say "unchanged" when the file did change.
 //! - mtime comes from the kernel's coarse clock (one tick is 1–10 ms): two writes of the same
 //!   size within a tick, ours and a fault injected right after it, leave the same mtime and size.
-//! - A state file is replaced by rename, so its inode changes — but the replaced inode is freed,
-//!   and ext4 hands out the lowest free inode number again, so a file replaced twice in a row can
-//!   come back with the same inode number, size and mtime. Keeping the old inode open would pin
-//!   its number, at one descriptor per host (200 in a 200-server rehearsal process, against the
-//!   usual limit of 1024) — and would still miss a person's editor writing the file in place.
+//! - The inode number does not name a version: the two files below trade places, so it
+//!   alternates between two values; and a file replaced by rename frees its inode, which ext4
+//!   may hand out again. Pinning versions by keeping them open would cost a descriptor per host
+//!   (200 in a 200-server rehearsal process, against the usual limit of 1024).
 //! - A generation counter written in the file needs a read of the file as well, and a person's
 //!   edit that keeps the counter would go unseen.
 //!
-//! Equal bytes parse to an equal state, so this comparison cannot be fooled, whoever wrote the
-//! file and however fast; its cost is the read, which is small beside a parse (the counts below
-//! and `docs/perf/README.md` have the figures).
+//! Equal bytes parse to an equal state, so the comparison cannot be fooled, whoever wrote the
+//! file and however fast; its cost is the read, small beside a parse ([`IoCounts`] counts both).
+//!
+//! # Writing: two files that trade places
+//!
+//! An update whose result serialises to the bytes already in the file writes nothing. Otherwise
+//! the new version is written into `<file>.next` and the two names are exchanged
+//! (`renameat2(RENAME_EXCHANGE)`, Linux): `<file>.next` then holds the previous version, and the
+//! next change is written into that same file. Nothing is created or removed per write. Measured
+//! on the development machine's ext4, replacing a 31 KB file took 210–260 µs by rename over it
+//! (ext4's `auto_da_alloc` starts writing a file renamed over another at once), 50–70 µs by
+//! exchange with a new file and removal of the old (creating an inode scans the ones freed in
+//! the last seconds, `recently_deleted`: 4.3 % of a 200-server rehearsal's samples) and 16 µs by
+//! exchange with the reused file.
+//!
+//! The previous version is rewritten one change later, and a reader could still have it open:
+//! so every reader here (`inspect`, `read`, [`read_state`]) holds the lock file shared while it
+//! reads, as writers hold it exclusively. A reader that takes no lock (a person's `cat`) would
+//! have to stall between opening and reading for a whole change to see a mix of two versions.
+//! The file is written over and cut to length rather than truncated first: ext4 treats a file
+//! truncated to nothing and rewritten like one renamed over another, and flushes it on close.
+//!
+//! What a power cut leaves was never promised (no fsync). Renaming over the file made ext4 write
+//! the new blocks before the rename reached the disk; the exchange does not, so a power cut
+//! within the kernel's writeback delay (about 30 s) may leave the state file empty or old,
+//! which the next reader refuses or reads, naming the file. Where the exchange is unavailable
+//! (another system, a file system without it, no state file yet) `<file>.next` is renamed over
+//! the file, as before.
 //!
 //! The file stays pretty-printed JSON: the README tells people to read a host's state and set its
 //! faults in this file by hand.
@@ -175,7 +187,8 @@ impl Shared {
 }
 
 impl Cache {
-    /// The state the file holds now: read, compared, parsed only if it changed.
+    /// The state the file holds now: read, compared, parsed only if it changed. The caller holds
+    /// the process lock (shared or exclusive), so no writer rewrites the file meanwhile.
     fn current(&mut self, path: &Path, counts: &Counters) -> anyhow::Result<&mut Known> {
         self.scratch.clear();
         std::fs::File::open(path)
@@ -209,7 +222,7 @@ impl SimulatedHost {
             path,
         };
         let mut cache = host.shared.lock();
-        let _across_processes = ProcessLock::acquire(&host.path)?;
+        let _across_processes = ProcessLock::exclusive(&host.path)?;
         cache.known = None;
         let bytes = encode(state, 0)?;
         write_atomically(&host.path, &bytes)?;
@@ -246,6 +259,7 @@ impl SimulatedHost {
     /// use this host again (the host is locked while it runs).
     pub fn inspect<R>(&self, f: impl FnOnce(&SimState) -> R) -> anyhow::Result<R> {
         let mut cache = self.shared.lock();
+        let _across_processes = ProcessLock::shared(&self.path)?;
         let known = cache.current(&self.path, &self.shared.counts)?;
         Ok(f(&known.state))
     }
@@ -254,7 +268,7 @@ impl SimulatedHost {
     /// written when `f` left the state as it was. `f` must not use this host again.
     pub fn update<R>(&self, f: impl FnOnce(&mut SimState) -> R) -> anyhow::Result<R> {
         let mut cache = self.shared.lock();
-        let _across_processes = ProcessLock::acquire(&self.path)?;
+        let _across_processes = ProcessLock::exclusive(&self.path)?;
         let counts = &self.shared.counts;
         let known = cache.current(&self.path, counts)?;
         let r = f(&mut known.state);
@@ -290,6 +304,7 @@ fn store(path: &Path, known: &mut Known) -> anyhow::Result<bool> {
 
 /// Reads a state file (e.g. from another process than the agent's), without remembering it.
 pub fn read_state(path: &Path) -> anyhow::Result<SimState> {
+    let _across_processes = ProcessLock::shared(path)?;
     let bytes =
         std::fs::read(path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
     parse(path, &bytes)
@@ -306,40 +321,43 @@ fn encode(state: &SimState, size_hint: usize) -> anyhow::Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// Replaces the file with `bytes`: written beside it, then renamed over it.
+/// Replaces the file with `bytes`: written to `<file>.next`, which then takes the file's place
+/// (see the module docs). The caller holds the process lock exclusively.
 fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    static SEQ: AtomicU64 = AtomicU64::new(0);
-    let n = SEQ.fetch_add(1, Ordering::Relaxed);
-    let tmp = path.with_extension(format!("tmp-{}-{n}", std::process::id()));
-    {
-        // No fsync: see the module docs (a process crash loses nothing the kernel holds). An
-        // fsync per simulated action was a large share of a 200-server rehearsal's time.
-        std::fs::File::create(&tmp)
-            .and_then(|mut f| f.write_all(bytes))
-            .map_err(|e| anyhow::anyhow!("writing {}: {e}", tmp.display()))?;
-    }
-    replace(&tmp, path)
+    let mut name = path.as_os_str().to_owned();
+    name.push(".next");
+    let next = PathBuf::from(name);
+    // Written over from the start and cut to length, not truncated to nothing first: ext4 would
+    // take a file truncated to zero and rewritten for a replacement, and flush it on close.
+    // No fsync: see the module docs (a process crash loses nothing the kernel holds).
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&next)
+        .and_then(|mut f| {
+            f.write_all(bytes)?;
+            f.set_len(bytes.len() as u64)
+        })
+        .map_err(|e| anyhow::anyhow!("writing {}: {e}", next.display()))?;
+    replace(&next, path)
 }
 
-/// Puts `tmp` in the place of `path`: exchanges the two names, then removes the old version (see
-/// the module docs for why not a rename over it).
+/// Puts `next` in the place of `path` by exchanging the two names: `next` is left holding the
+/// previous version, whose file the next write reuses.
 #[cfg(target_os = "linux")]
-fn replace(tmp: &Path, path: &Path) -> anyhow::Result<()> {
+fn replace(next: &Path, path: &Path) -> anyhow::Result<()> {
     use rustix::fs::{renameat_with, RenameFlags, CWD};
-    if renameat_with(CWD, tmp, CWD, path, RenameFlags::EXCHANGE).is_err() {
+    if renameat_with(CWD, next, CWD, path, RenameFlags::EXCHANGE).is_err() {
         // No state file yet (a new host) or no exchange on this file system: rename, as before.
-        return rename(tmp, path);
-    }
-    // The state file is already the new version: a leftover old one changes nothing.
-    if let Err(e) = std::fs::remove_file(tmp) {
-        tracing::warn!(file = %tmp.display(), "previous simulated host state left behind: {e}");
+        return rename(next, path);
     }
     Ok(())
 }
 
 #[cfg(not(target_os = "linux"))]
-fn replace(tmp: &Path, path: &Path) -> anyhow::Result<()> {
-    rename(tmp, path)
+fn replace(next: &Path, path: &Path) -> anyhow::Result<()> {
+    rename(next, path)
 }
 
 fn rename(tmp: &Path, path: &Path) -> anyhow::Result<()> {

@@ -282,11 +282,54 @@ fn a_reader_in_another_process_never_sees_the_file_missing_or_half_written() {
         assert!(reader.join().unwrap() > 0);
     });
     assert_eq!(read_state(&path).unwrap().iis_resets, 300);
-    // Every replaced version was removed: the folder holds the state and its lock file.
+    // No file is left per write: the folder holds the state, the previous version the next write
+    // reuses, and the lock file.
     let mut names: Vec<String> = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
-    assert_eq!(names, ["sim.json", "sim.json.lock"]);
+    assert_eq!(names, ["sim.json", "sim.json.lock", "sim.json.next"]);
+}
+
+#[test]
+fn a_writer_killed_while_writing_leaves_the_state_whole_and_the_next_write_whole_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sim.json");
+    let host = SimulatedHost::create(&path, &SimState::data_center_server("DC1", "8.8.6")).unwrap();
+    host.update(|s| s.iis_resets = 1).unwrap();
+    // What a writer killed half-way through leaves: a longer, broken next version.
+    let next = dir.path().join("sim.json.next");
+    std::fs::write(&next, vec![b'{'; 200_000]).unwrap();
+    assert_eq!(read_state(&path).unwrap().iis_resets, 1);
+    assert_eq!(host.read().unwrap().iis_resets, 1);
+    // The next change is written whole over it, cut to its own length.
+    host.update(|s| s.iis_resets = 2).unwrap();
+    assert_eq!(read_state(&path).unwrap().iis_resets, 2);
+    let fresh = SimulatedHost::open(&path).unwrap();
+    assert_eq!(fresh.read().unwrap().iis_resets, 2);
+}
+
+#[test]
+fn readers_wait_for_a_writer_that_holds_the_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sim.json");
+    let host = SimulatedHost::create(&path, &SimState::data_center_server("DC1", "8.8.6")).unwrap();
+    // A writer in another process, half-way through the file a reader may have open (the
+    // previous version, which the next write reuses).
+    let writer = super::super::lock::ProcessLock::exclusive(&path).unwrap();
+    let whole = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &whole[..whole.len() / 2]).unwrap();
+    let (fresh, remembered) = std::thread::scope(|scope| {
+        let fresh = scope.spawn(|| read_state(&path));
+        let remembered = scope.spawn(|| host.read());
+        // Time for a reader that ignored the lock to read half a file; a reader that waits
+        // passes however long this takes.
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        std::fs::write(&path, &whole).unwrap();
+        drop(writer);
+        (fresh.join().unwrap(), remembered.join().unwrap())
+    });
+    assert_eq!(fresh.unwrap().hostname, "DC1");
+    assert_eq!(remembered.unwrap().hostname, "DC1");
 }
