@@ -42,9 +42,9 @@
 //! next change is written into that same file. Nothing is created or removed per write. Measured
 //! on the development machine's ext4, replacing a 31 KB file took 210–260 µs by rename over it
 //! (ext4's `auto_da_alloc` starts writing a file renamed over another at once), 50–70 µs by
-//! exchange with a new file and removal of the old (creating an inode scans the ones freed in
-//! the last seconds, `recently_deleted`: 4.3 % of a 200-server rehearsal's samples) and 16 µs by
-//! exchange with the reused file.
+//! exchange with a new file and removal of the old (ext4 without a journal, as there, scans past
+//! every inode freed in the last minute to create one, `recently_deleted`: 4.3 % of a 200-server
+//! rehearsal's samples) and 16 µs by exchange with the reused file.
 //!
 //! The previous version is rewritten one change later, and a reader could still have it open:
 //! so every reader here (`inspect`, `read`, [`read_state`]) holds the lock file shared while it
@@ -303,6 +303,7 @@ fn store(path: &Path, known: &mut Known) -> anyhow::Result<bool> {
 }
 
 /// Reads a state file (e.g. from another process than the agent's), without remembering it.
+/// Waits for a writer holding the file's lock, so not from inside an update of the same file.
 pub fn read_state(path: &Path) -> anyhow::Result<SimState> {
     let _across_processes = ProcessLock::shared(path)?;
     let bytes =
