@@ -22,8 +22,8 @@ use std::time::Duration;
 use lockstep_protocol::{Action, Evidence, SiteFacts};
 
 pub use state::{
-    read_state, SimDisk, SimEvent, SimExecution, SimFaults, SimInstaller, SimService, SimState,
-    SimTask, SimulatedHost, DATA_CENTER_DIR,
+    read_state, IoCounts, SimDisk, SimEvent, SimExecution, SimFaults, SimInstaller, SimService,
+    SimState, SimTask, SimulatedHost, DATA_CENTER_DIR,
 };
 
 use super::{http_probe, ActionCtx, Backend, Failure};
@@ -59,9 +59,10 @@ impl SimulatedBackend {
             .map_err(|e| Failure::msg(format!("simulated host state: {e}")))
     }
 
-    fn read(&self) -> Result<SimState, Failure> {
+    /// Looks at the state without copying all of it.
+    fn inspect<R>(&self, f: impl FnOnce(&SimState) -> R) -> Result<R, Failure> {
         self.host
-            .read()
+            .inspect(f)
             .map_err(|e| Failure::msg(format!("simulated host state: {e}")))
     }
 
@@ -147,7 +148,7 @@ impl Backend for SimulatedBackend {
     }
 
     async fn run(&self, action: &Action, ctx: &ActionCtx) -> Result<Evidence, Failure> {
-        let faults = self.read()?.faults;
+        let faults = self.inspect(|s| s.faults.clone())?;
         let kind = action.kind();
         if faults.crash.contains(&kind) {
             // "Crash mid-action": the id is journaled, nothing was done, the process dies.
@@ -171,8 +172,11 @@ impl Backend for SimulatedBackend {
 
     async fn facts(&self) -> SiteFacts {
         let now = crate::core::unix_now();
-        match self.host.read() {
-            Ok(s) => facts::facts_of(&s, &self.connected, now),
+        match self
+            .host
+            .inspect(|s| facts::facts_of(s, &self.connected, now))
+        {
+            Ok(facts) => facts,
             Err(e) => {
                 let mut f = SiteFacts::empty("unknown", now);
                 f.errors.push(format!("simulated host state: {e}"));

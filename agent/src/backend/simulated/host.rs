@@ -8,41 +8,40 @@ use crate::backend::Failure;
 
 impl SimulatedBackend {
     pub(super) fn disk_free(&self, drive: &str) -> Result<Evidence, Failure> {
-        let s = self.read()?;
-        match s.disks.iter().find(|(k, _)| k.eq_ignore_ascii_case(drive)) {
-            Some((k, d)) => Ok(Evidence::DiskFree {
-                drive: k.clone(),
-                free_mb: d.free_mb,
-                total_mb: d.total_mb,
-            }),
-            None => Err(Failure::msg(format!("drive {drive} does not exist"))),
-        }
+        self.inspect(
+            |s| match s.disks.iter().find(|(k, _)| k.eq_ignore_ascii_case(drive)) {
+                Some((k, d)) => Ok(Evidence::DiskFree {
+                    drive: k.clone(),
+                    free_mb: d.free_mb,
+                    total_mb: d.total_mb,
+                }),
+                None => Err(Failure::msg(format!("drive {drive} does not exist"))),
+            },
+        )?
     }
 
     pub(super) fn component_version(
         &self,
         component: Option<Component>,
     ) -> Result<Evidence, Failure> {
-        let s = self.read()?;
         // The Data Center's own record is `product_version`; every other component
         // keeps its own (absent: not installed on this host).
-        let version = match component {
-            None | Some(Component::DataCenter) => s.product_version,
+        let version = self.inspect(|s| match component {
+            None | Some(Component::DataCenter) => s.product_version.clone(),
             Some(c) => s.components.get(&c).cloned(),
-        };
+        })?;
         Ok(Evidence::ProductVersion { version, component })
     }
 
     pub(super) fn os_version(&self) -> Result<Evidence, Failure> {
-        let s = self.read()?;
-        Ok(Evidence::OsVersion {
-            windows: s.windows,
-            sql_server: s.sql_server,
+        self.inspect(|s| Evidence::OsVersion {
+            windows: s.windows.clone(),
+            sql_server: s.sql_server.clone(),
         })
     }
 
     pub(super) fn backup_sessions(&self) -> Result<Evidence, Failure> {
-        if !self.read()?.session_counters {
+        if !self.inspect(|s| s.session_counters)? {
             return Err(Failure::Failed {
                 message: "backup-session counters unavailable on this server: a person must watch the sessions in the DCMC".into(),
                 evidence: Some(Evidence::SessionCountersUnavailable {
@@ -71,17 +70,17 @@ impl SimulatedBackend {
         min_level: EventLevel,
         since: i64,
     ) -> Result<Evidence, Failure> {
-        let s = self.read()?;
-        let events = s
-            .events
-            .into_iter()
-            .filter(|e| {
-                e.log.eq_ignore_ascii_case(log)
-                    && e.record.time >= since
-                    && e.record.level <= min_level
-            })
-            .map(|e| e.record)
-            .collect();
+        let events = self.inspect(|s| {
+            s.events
+                .iter()
+                .filter(|e| {
+                    e.log.eq_ignore_ascii_case(log)
+                        && e.record.time >= since
+                        && e.record.level <= min_level
+                })
+                .map(|e| e.record.clone())
+                .collect()
+        })?;
         Ok(Evidence::Events {
             log: log.to_string(),
             since,

@@ -68,25 +68,26 @@ impl SimulatedBackend {
     }
 
     pub(super) fn binding_list(&self, site: &str) -> Result<Evidence, Failure> {
-        let s = self.read()?;
-        match s
-            .iis_sites
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(site))
-        {
-            Some((k, b)) => Ok(Evidence::Bindings {
-                site: k.clone(),
-                bindings: b.clone(),
-                before: None,
-                changed: false,
-            }),
-            None => Err(Failure::msg(format!("IIS site `{site}` does not exist"))),
-        }
+        self.inspect(|s| {
+            match s
+                .iis_sites
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(site))
+            {
+                Some((k, b)) => Ok(Evidence::Bindings {
+                    site: k.clone(),
+                    bindings: b.clone(),
+                    before: None,
+                    changed: false,
+                }),
+                None => Err(Failure::msg(format!("IIS site `{site}` does not exist"))),
+            }
+        })?
     }
 
     pub(super) fn certificate_list(&self) -> Result<Evidence, Failure> {
         Ok(Evidence::Certificates {
-            certificates: self.read()?.certificates,
+            certificates: self.inspect(|s| s.certificates.clone())?,
         })
     }
 }

@@ -19,12 +19,12 @@ impl SimulatedBackend {
         ctx: &ActionCtx,
     ) -> Result<Evidence, Failure> {
         let p = normalize_path(path).map_err(|e| Failure::msg(e.message))?;
-        let s = self.read()?;
-        let Some(inst) = s
-            .installers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(&p))
-            .map(|(_, v)| v.clone())
+        let Some(inst) = self.inspect(|s| {
+            s.installers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(&p))
+                .map(|(_, v)| v.clone())
+        })?
         else {
             return Err(Failure::msg(format!("installer `{p}` is not on this host")));
         };

@@ -11,8 +11,7 @@ use crate::policy::{is_under, normalize_registry_key};
 impl SimulatedBackend {
     pub(super) fn registry_get(&self, key: &str, name: &str) -> Result<Evidence, Failure> {
         let k = normalize_registry_key(key).map_err(|e| Failure::msg(e.message))?;
-        let s = self.read()?;
-        Ok(Evidence::Registry {
+        self.inspect(|s| Evidence::Registry {
             value: RegistryValue {
                 key: k.clone(),
                 name: name.to_string(),

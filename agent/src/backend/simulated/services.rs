@@ -1,6 +1,8 @@
 //! Simulated services: a start or stop moves each chosen service through its pending state for
 //! the configured transition time, then to the target — or, for a service the faults say refuses
-//! to start, back to stopped — and waits for the rest the way the Windows backend polls.
+//! to start, back to stopped — and waits for the rest the way the Windows backend polls. With no
+//! transition time (rehearsals) the services reach the end in the update that records the
+//! action, one write of the state file instead of two.
 
 use std::time::Duration;
 
@@ -17,11 +19,8 @@ impl SimulatedBackend {
     fn choose(&self, sel: &ServiceSelector, starting: bool) -> Result<Selection, Failure> {
         match sel {
             ServiceSelector::Connected => {
-                let s = self.read()?;
-                Ok(select::connected(
-                    &service_infos(&s, &self.connected),
-                    starting,
-                ))
+                let infos = self.inspect(|s| service_infos(s, &self.connected))?;
+                Ok(select::connected(&infos, starting))
             }
             ServiceSelector::Named { names } => Ok(Selection {
                 act: names.clone(),
@@ -32,12 +31,8 @@ impl SimulatedBackend {
 
     pub(super) fn services_status(&self, services: &ServiceSelector) -> Result<Evidence, Failure> {
         let chosen = self.choose(services, true)?;
-        let s = self.read()?;
-        Ok(services_evidence(
-            service_infos(&s, &chosen.act),
-            &[],
-            &chosen,
-        ))
+        let infos = self.inspect(|s| service_infos(s, &chosen.act))?;
+        Ok(services_evidence(infos, &[], &chosen))
     }
 
     pub(super) fn service_set_startup(
@@ -86,15 +81,20 @@ impl SimulatedBackend {
         } else {
             ServiceRunState::Stopped
         };
-        let (transition, before) = self.begin_transition(action, names, start, ctx)?;
+        let (begun, before) = self.begin_transition(action, names, start, ctx)?;
         ctx.log(format!(
             "{} {} service(s): {}",
             if start { "starting" } else { "stopping" },
             names.len(),
             names.join(", ")
         ));
-        ctx.pause(Duration::from_millis(transition)).await?;
-        let (infos, refused) = self.finish_transition(names, start)?;
+        let (infos, refused) = match begun {
+            Begun::Pending { transition_ms } => {
+                ctx.pause(Duration::from_millis(transition_ms)).await?;
+                self.update(|s| finish(s, names, start))?
+            }
+            Begun::Done { infos, refused } => (infos, refused),
+        };
         // As on Windows: a start that was refused leaves the service stopped, and waiting for
         // it until the timeout would only delay the failure.
         if !refused.is_empty() {
@@ -114,14 +114,17 @@ impl SimulatedBackend {
     }
 
     /// Records the action and puts every chosen service not yet at the target into its pending
-    /// state; returns the transition time and the states as they were, for the evidence.
+    /// state; returns how the transition went on and the states as they were, for the evidence.
+    /// A host whose services change state at once (no transition time, as in rehearsals) goes
+    /// straight to the end in the same update: a pending state that lasts no time is not worth a
+    /// second write of the state file.
     fn begin_transition(
         &self,
         action: &Action,
         names: &[String],
         start: bool,
         ctx: &ActionCtx,
-    ) -> Result<(u64, Vec<ServiceInfo>), Failure> {
+    ) -> Result<(Begun, Vec<ServiceInfo>), Failure> {
         let (pending, target) = if start {
             (ServiceRunState::StartPending, ServiceRunState::Running)
         } else {
@@ -131,6 +134,10 @@ impl SimulatedBackend {
             // Read before write: the states as they were, for the evidence.
             let before = service_infos(s, names);
             Self::record(s, ctx, action);
+            if s.service_transition_ms == 0 {
+                let (infos, refused) = finish(s, names, start);
+                return (Begun::Done { infos, refused }, before);
+            }
             for n in names {
                 if let Some((_, svc)) = s
                     .services
@@ -142,44 +149,8 @@ impl SimulatedBackend {
                     }
                 }
             }
-            (s.service_transition_ms, before)
-        })
-    }
-
-    /// Ends the pending state: each service reaches the target, except those the faults say
-    /// refuse to start (returned by name), which fall back to stopped.
-    fn finish_transition(
-        &self,
-        names: &[String],
-        start: bool,
-    ) -> Result<(Vec<ServiceInfo>, Vec<String>), Failure> {
-        let target = if start {
-            ServiceRunState::Running
-        } else {
-            ServiceRunState::Stopped
-        };
-        self.update(|s| {
-            let mut refused = Vec::new();
-            for n in names {
-                let fails = start
-                    && s.faults
-                        .services_fail_to_start
-                        .iter()
-                        .any(|f| f.eq_ignore_ascii_case(n));
-                if let Some((k, svc)) = s
-                    .services
-                    .iter_mut()
-                    .find(|(k, _)| k.eq_ignore_ascii_case(n))
-                {
-                    svc.state = if fails {
-                        refused.push(k.clone());
-                        ServiceRunState::Stopped
-                    } else {
-                        target
-                    };
-                }
-            }
-            (service_infos(s, names), refused)
+            let transition_ms = s.service_transition_ms;
+            (Begun::Pending { transition_ms }, before)
         })
     }
 
@@ -194,8 +165,7 @@ impl SimulatedBackend {
     ) -> Result<Evidence, Failure> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout_secs);
         loop {
-            let now = self.read()?;
-            let infos = service_infos(&now, &chosen.act);
+            let infos = self.inspect(|s| service_infos(s, &chosen.act))?;
             if infos.iter().all(|i| i.state == target) {
                 return Ok(services_evidence(infos, before, chosen));
             }
@@ -217,6 +187,48 @@ impl SimulatedBackend {
             ctx.pause(Duration::from_millis(500)).await?;
         }
     }
+}
+
+/// Where a start or stop stands once the action is recorded.
+enum Begun {
+    /// The services are pending for this long.
+    Pending { transition_ms: u64 },
+    /// They already reached the end: the states now, and the services that refused to start.
+    Done {
+        infos: Vec<ServiceInfo>,
+        refused: Vec<String>,
+    },
+}
+
+/// Ends the pending state: each service reaches the target, except those the faults say refuse
+/// to start (returned by name), which fall back to stopped.
+fn finish(s: &mut SimState, names: &[String], start: bool) -> (Vec<ServiceInfo>, Vec<String>) {
+    let target = if start {
+        ServiceRunState::Running
+    } else {
+        ServiceRunState::Stopped
+    };
+    let mut refused = Vec::new();
+    for n in names {
+        let fails = start
+            && s.faults
+                .services_fail_to_start
+                .iter()
+                .any(|f| f.eq_ignore_ascii_case(n));
+        if let Some((k, svc)) = s
+            .services
+            .iter_mut()
+            .find(|(k, _)| k.eq_ignore_ascii_case(n))
+        {
+            svc.state = if fails {
+                refused.push(k.clone());
+                ServiceRunState::Stopped
+            } else {
+                target
+            };
+        }
+    }
+    (service_infos(s, names), refused)
 }
 
 pub(super) fn service_infos(s: &SimState, names: &[String]) -> Vec<ServiceInfo> {
@@ -251,3 +263,6 @@ fn services_evidence(
         notes: chosen.notes.clone(),
     }
 }
+
+#[cfg(test)]
+mod tests;

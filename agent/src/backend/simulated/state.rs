@@ -2,15 +2,16 @@
 //! event log, IIS bindings, certificates, backup sessions, scheduled tasks, installers — plus the
 //! faults to inject and a history of every action that changed something.
 //!
-//! [`SimulatedHost`] keeps the state in one JSON file, replaced atomically (write, fsync, rename)
-//! after every change, and re-read before every action. So a simulator (in this process or
-//! another) can seed it, inject faults and read it back while an agent drives it.
+//! [`SimulatedHost`] keeps the state in one JSON file that every process sees (`file`): a
+//! simulator in this process or another can seed it, inject faults and read it back while an
+//! agent drives it; `file` explains how that stays cheap per action.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+mod file;
+mod lock;
+
+pub use file::{read_state, IoCounts, SimulatedHost};
+
+use std::collections::{BTreeMap, BTreeSet};
 
 use lockstep_protocol::evidence::{Binding, CertificateInfo, EventRecord, ServiceRunState};
 use lockstep_protocol::facts::{DatabaseFileFact, SqlAccountsFact};
@@ -290,132 +291,4 @@ impl SimState {
     pub fn executions_of(&self, id: &str) -> usize {
         self.history.iter().filter(|h| h.id == id).count()
     }
-}
-
-/// One simulated host's state file; every call reads or replaces the file.
-///
-/// Within one process, every `SimulatedHost` on the same path shares one lock, so updates from
-/// the agent and from a simulator holding its own handle never lose each other. Across processes
-/// (a `lockstep-agent` process driving the file while `lockstep-sim` and a test read and change
-/// it) the file is replaced atomically, so readers never see half a file, and on Unix every
-/// update also holds an advisory lock (`flock`) on `<file>.lock`, so writers in different
-/// processes never overwrite each other's change; the kernel drops it if a process dies.
-pub struct SimulatedHost {
-    path: PathBuf,
-    lock: Arc<Mutex<()>>,
-}
-
-fn lock_for(path: &Path) -> Arc<Mutex<()>> {
-    static LOCKS: OnceLock<Mutex<HashMap<PathBuf, Arc<Mutex<()>>>>> = OnceLock::new();
-    let key = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-    let mut m = match LOCKS.get_or_init(Default::default).lock() {
-        Ok(m) => m,
-        Err(p) => p.into_inner(),
-    };
-    m.entry(key).or_default().clone()
-}
-
-impl SimulatedHost {
-    /// Writes `state` to `path` (replacing any file there) and returns the host.
-    pub fn create(path: impl Into<PathBuf>, state: &SimState) -> anyhow::Result<SimulatedHost> {
-        let path = path.into();
-        write_atomically(&path, state)?;
-        Ok(SimulatedHost {
-            lock: lock_for(&path),
-            path,
-        })
-    }
-
-    /// Opens an existing state file.
-    pub fn open(path: impl Into<PathBuf>) -> anyhow::Result<SimulatedHost> {
-        let path = path.into();
-        let host = SimulatedHost {
-            lock: lock_for(&path),
-            path,
-        };
-        host.read()?;
-        Ok(host)
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// The current state, read from the file.
-    pub fn read(&self) -> anyhow::Result<SimState> {
-        read_state(&self.path)
-    }
-
-    /// Reads, changes and atomically replaces the state; returns what `f` returned.
-    pub fn update<R>(&self, f: impl FnOnce(&mut SimState) -> R) -> anyhow::Result<R> {
-        let _guard = self
-            .lock
-            .lock()
-            .map_err(|_| anyhow::anyhow!("simulated host lock poisoned"))?;
-        let _across_processes = ProcessLock::acquire(&self.path)?;
-        let mut s = read_state(&self.path)?;
-        let r = f(&mut s);
-        write_atomically(&self.path, &s)?;
-        Ok(r)
-    }
-}
-
-/// An exclusive advisory lock on `<state file>.lock`, held until dropped (Unix); elsewhere only
-/// the in-process lock applies (the simulated backend is a Linux test and demo tool).
-struct ProcessLock {
-    #[cfg(unix)]
-    _file: std::fs::File,
-}
-
-impl ProcessLock {
-    #[cfg(unix)]
-    fn acquire(state: &Path) -> anyhow::Result<ProcessLock> {
-        let mut name = state.as_os_str().to_owned();
-        name.push(".lock");
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&name)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", Path::new(&name).display()))?;
-        loop {
-            // An exclusive advisory lock (flock on Unix), released when `file` closes.
-            match file.lock() {
-                Ok(()) => return Ok(ProcessLock { _file: file }),
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => anyhow::bail!("locking {}: {e}", Path::new(&name).display()),
-            }
-        }
-    }
-
-    #[cfg(not(unix))]
-    fn acquire(_state: &Path) -> anyhow::Result<ProcessLock> {
-        Ok(ProcessLock {})
-    }
-}
-
-/// Reads a state file (e.g. from another process than the agent's).
-pub fn read_state(path: &Path) -> anyhow::Result<SimState> {
-    let bytes =
-        std::fs::read(path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
-    serde_json::from_slice(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
-}
-
-fn write_atomically(path: &Path, state: &SimState) -> anyhow::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    static SEQ: AtomicU64 = AtomicU64::new(0);
-    let n = SEQ.fetch_add(1, Ordering::Relaxed);
-    let tmp = path.with_extension(format!("tmp-{}-{n}", std::process::id()));
-    {
-        // No fsync: a simulated host lives for a test or a rehearsal, the rename already keeps
-        // readers (other processes too) from seeing half a file, and a process crash loses
-        // nothing the kernel holds. An fsync per simulated action was a large share of a
-        // 200-server rehearsal's time.
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&serde_json::to_vec_pretty(state)?)?;
-    }
-    std::fs::rename(&tmp, path)?;
-    Ok(())
 }
