@@ -10,8 +10,8 @@
 use std::collections::BTreeMap;
 
 use const_format::concatcp;
-use serde::{Deserialize, Serialize};
 use rusqlite::{params, Connection, OptionalExtension, Row};
+use serde::{Deserialize, Serialize};
 
 use super::queries::{all, first, RunRecord};
 use super::transitions::{check_new_run, NewRun};
@@ -201,7 +201,9 @@ impl WriteTx<'_> {
         let Some((campaign, ordinal)) = self
             .db
             .prepare_cached("SELECT campaign_id, ordinal FROM campaign_stages WHERE run_id = ?")?
-            .query_row([run_id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+            .query_row([run_id], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+            })
             .optional()?
         else {
             return Ok(None);
@@ -224,9 +226,7 @@ impl Store {
     /// words before doing expensive work (re-planning). [`Store::create_stage_run`] checks again
     /// in its own transaction.
     pub async fn check_stage_order(&self, campaign: &str, ordinal: i64) -> Result<()> {
-        let earlier = self
-            .read(|db| stages_before(db, campaign, ordinal))
-            .await?;
+        let earlier = self.read(|db| stages_before(db, campaign, ordinal)).await?;
         Ok(policy::campaign_order(campaign, ordinal, &earlier)?)
     }
 

@@ -258,9 +258,7 @@ impl WriteTx<'_> {
         let s = load_step(self.db, run_id, step_id)?;
         let same_phase: i64 = self
             .db
-            .prepare_cached(
-                HELD_SAME_PHASE,
-            )?
+            .prepare_cached(HELD_SAME_PHASE)?
             .query_row([run_id, step_id, s.spec.phase.as_str()], |r| r.get(0))?;
         Ok(gating::held_at_window_end(&s.spec, same_phase == 0))
     }
@@ -497,12 +495,7 @@ impl WriteTx<'_> {
     /// The run's pending steps (plan steps, or undo steps while undoing) whose dependencies are
     /// all done, in plan order: all of them on a full look, otherwise only dependents of steps
     /// that became done since the last look (see [`Scans`]).
-    fn unblockable(
-        &mut self,
-        run_id: &str,
-        undoing: bool,
-        scans: &Scans,
-    ) -> Result<Vec<String>> {
+    fn unblockable(&mut self, run_id: &str, undoing: bool, scans: &Scans) -> Result<Vec<String>> {
         // Newest event, including those this transaction appended (a finished step's own).
         let upto = self.last.0;
         let done_since = match scans.since(run_id) {
@@ -540,12 +533,10 @@ impl WriteTx<'_> {
 /// inside a write transaction includes what it appended); `None` when a run event came in
 /// between (look at everything again).
 fn done_since(db: &Connection, run_id: &str, since: i64) -> Result<Option<Vec<String>>> {
-    let rows: Vec<(String, Option<String>, Option<String>)> = all(
-        db,
-        DONE_SINCE,
-        rusqlite::params![run_id, since],
-        |r| Ok((r.get("kind")?, r.get("step_id")?, r.get("to_status")?)),
-    )?;
+    let rows: Vec<(String, Option<String>, Option<String>)> =
+        all(db, DONE_SINCE, rusqlite::params![run_id, since], |r| {
+            Ok((r.get("kind")?, r.get("step_id")?, r.get("to_status")?))
+        })?;
     let mut done = Vec::new();
     for (kind, step, to) in rows {
         if crate::engine::audit::EventKind::from(kind).is_run() {

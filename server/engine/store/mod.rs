@@ -27,8 +27,8 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use rusqlite::OptionalExtension;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 use tokio::sync::broadcast;
 
@@ -54,8 +54,8 @@ mod window;
 pub use claim::{Claimed, DriveLimits};
 pub use events_page::EventFilter;
 pub use queries::{RunRecord, StepRecord, StepStatusRow};
-pub use transitions::{NewRun, StepBatchResult};
 pub(crate) use raw::{immediate, with_conn, Wrappers};
+pub use transitions::{NewRun, StepBatchResult};
 
 pub use super::error::{EngineError, Result};
 
@@ -432,7 +432,11 @@ impl Store {
 
     /// After a write's commit: remembers what its claims looked at, records the new chain head,
     /// then publishes the events.
-    fn commit(&self, appended: Vec<AuditEvent>, scanned: &[(String, i64)]) -> Result<Vec<AuditEvent>> {
+    fn commit(
+        &self,
+        appended: Vec<AuditEvent>,
+        scanned: &[(String, i64)],
+    ) -> Result<Vec<AuditEvent>> {
         self.scans.record(scanned);
         self.committed(appended)
     }

@@ -13,7 +13,9 @@
 
 #[cfg(test)]
 mod tests {
-    use super::super::claim::{CANDIDATES, DONE_SINCE, HELD_SAME_PHASE, UNBLOCK_ALL, UNBLOCK_SINCE};
+    use super::super::claim::{
+        CANDIDATES, DONE_SINCE, HELD_SAME_PHASE, UNBLOCK_ALL, UNBLOCK_SINCE,
+    };
     use super::super::queries::LOAD_STEP;
     use super::super::transitions::ORDER_CHECK;
     use rusqlite::types::Value;
@@ -40,7 +42,9 @@ mod tests {
     fn walks(line: &str) -> bool {
         let table_scan = ["steps", "step_deps", "step_specs", "events", "step_log"]
             .iter()
-            .any(|t| line.starts_with(&format!("SCAN {t}")) || line.contains(&format!("SCAN {t} ")));
+            .any(|t| {
+                line.starts_with(&format!("SCAN {t}")) || line.contains(&format!("SCAN {t} "))
+            });
         table_scan || line.ends_with("(run_id=?)")
     }
 
@@ -68,7 +72,10 @@ mod tests {
         for (name, lines) in plans {
             assert!(!lines.is_empty(), "{name}: no plan");
             let bad: Vec<&String> = lines.iter().filter(|l| walks(l)).collect();
-            assert!(bad.is_empty(), "{name} walks a run: {bad:?} (whole plan: {lines:?})");
+            assert!(
+                bad.is_empty(),
+                "{name} walks a run: {bad:?} (whole plan: {lines:?})"
+            );
         }
     }
 
@@ -90,14 +97,35 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = Store::open(&dir.path().join("p.db")).await.expect("open");
         let run =
-            crate::engine::testkit::started_run(&store, noop_plan(3000, false, &[]), "CHG-PREP").await;
+            crate::engine::testkit::started_run(&store, noop_plan(3000, false, &[]), "CHG-PREP")
+                .await;
         let text = |s: &str| Value::Text(s.to_string());
         let r = text(&run);
         let cases: Vec<(&str, &str, Vec<Value>, Vec<Value>)> = vec![
-            ("order check", ORDER_CHECK, vec![r.clone(), text("s0001")], vec![r.clone(), text("s0002")]),
-            ("load step", LOAD_STEP, vec![r.clone(), text("s0001")], vec![r.clone(), text("s0002")]),
-            ("candidates", CANDIDATES, vec![r.clone(), 0.into()], vec![r.clone(), 1.into()]),
-            ("unblock (all)", UNBLOCK_ALL, vec![r.clone(), 0.into()], vec![r.clone(), 1.into()]),
+            (
+                "order check",
+                ORDER_CHECK,
+                vec![r.clone(), text("s0001")],
+                vec![r.clone(), text("s0002")],
+            ),
+            (
+                "load step",
+                LOAD_STEP,
+                vec![r.clone(), text("s0001")],
+                vec![r.clone(), text("s0002")],
+            ),
+            (
+                "candidates",
+                CANDIDATES,
+                vec![r.clone(), 0.into()],
+                vec![r.clone(), 1.into()],
+            ),
+            (
+                "unblock (all)",
+                UNBLOCK_ALL,
+                vec![r.clone(), 0.into()],
+                vec![r.clone(), 1.into()],
+            ),
             (
                 "unblock (since)",
                 UNBLOCK_SINCE,
@@ -110,7 +138,12 @@ mod tests {
                 vec![r.clone(), text("s0001"), text("A")],
                 vec![r.clone(), text("s0002"), text("B")],
             ),
-            ("done since", DONE_SINCE, vec![r.clone(), 0.into()], vec![r.clone(), 5.into()]),
+            (
+                "done since",
+                DONE_SINCE,
+                vec![r.clone(), 0.into()],
+                vec![r.clone(), 5.into()],
+            ),
         ];
         // On a reader, and on the writer inside a transaction, where the engine asks them.
         let mut counts = store
@@ -159,7 +192,10 @@ mod tests {
             .await
             .expect("statement")
             .value;
-        assert!(joined > 0, "without QPSG the order check was expected to be parsed again");
+        assert!(
+            joined > 0,
+            "without QPSG the order check was expected to be parsed again"
+        );
     }
 
     /// The check can fail: a question asked of a run's steps by run alone walks them.
@@ -168,7 +204,12 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = Store::open(&dir.path().join("p.db")).await.expect("open");
         let lines = store
-            .read(|db| Ok(plan(db, "SELECT id FROM steps WHERE run_id = ? ORDER BY seq")))
+            .read(|db| {
+                Ok(plan(
+                    db,
+                    "SELECT id FROM steps WHERE run_id = ? ORDER BY seq",
+                ))
+            })
             .await
             .expect("plan");
         assert!(lines.iter().any(|l| walks(l)), "{lines:?}");

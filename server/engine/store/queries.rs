@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 
 use const_format::concatcp;
-use serde::Serialize;
 use rusqlite::{Connection, Row};
+use serde::Serialize;
 
 use super::{EngineError, Result, Store};
 use crate::engine::audit::AuditEvent;
@@ -80,8 +80,7 @@ pub(super) fn run_from_row(row: &Row<'_>) -> Result<RunRecord> {
     let status: String = row.get("status")?;
     let status = RunStatus::parse(&status).ok_or_else(|| corrupt("run status", &status))?;
     let state: String = row.get("state")?;
-    let mut state: RunState =
-        serde_json::from_str(&state).map_err(|e| corrupt("run state", e))?;
+    let mut state: RunState = serde_json::from_str(&state).map_err(|e| corrupt("run state", e))?;
     state.status = status;
     let params: String = row.get("params")?;
     Ok(RunRecord {
@@ -198,13 +197,8 @@ pub(super) const LOAD_STEP: &str = concatcp!(
 );
 
 pub(super) fn load_step(db: &Connection, run_id: &str, step_id: &str) -> Result<StepRecord> {
-    first(
-        db,
-        LOAD_STEP,
-        [run_id, step_id],
-        step_from_row,
-    )?
-    .ok_or_else(|| EngineError::NotFound(format!("step {step_id} of run {run_id}")))
+    first(db, LOAD_STEP, [run_id, step_id], step_from_row)?
+        .ok_or_else(|| EngineError::NotFound(format!("step {step_id} of run {run_id}")))
 }
 
 pub(super) fn load_steps(db: &Connection, run_id: &str) -> Result<Vec<StepRecord>> {
@@ -237,12 +231,7 @@ pub(super) fn load_steps_in(
     );
     let mut params: Vec<&str> = vec![run_id];
     params.extend(statuses.iter().map(|s| s.as_str()));
-    all(
-        db,
-        &sql,
-        rusqlite::params_from_iter(params),
-        step_from_row,
-    )
+    all(db, &sql, rusqlite::params_from_iter(params), step_from_row)
 }
 
 impl Store {

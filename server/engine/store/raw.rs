@@ -73,7 +73,10 @@ impl Wrappers {
         // (a key equal through a join, a flag compared with 0 or 1, a range bound) and re-parses
         // the statement whenever one of them is bound anew, which was every hot statement on
         // every use (`plans.rs` checks both the plans and that they are kept).
-        db.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
+        db.set_db_config(
+            rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+            true,
+        )?;
         Ok(db)
     }
 
@@ -164,10 +167,15 @@ pub(crate) fn immediate<R>(
 
 /// Runs `body` inside one read transaction (`BEGIN` … `COMMIT`): every statement sees the same
 /// moment of the database.
-pub(crate) fn snapshot<R>(db: &rusqlite::Connection, body: impl FnOnce() -> Result<R>) -> Result<R> {
+pub(crate) fn snapshot<R>(
+    db: &rusqlite::Connection,
+    body: impl FnOnce() -> Result<R>,
+) -> Result<R> {
     db.prepare_cached("BEGIN")?.execute([])?;
     let out = body();
     // Nothing was written: ending it either way is the same; with_conn rolls back what is left.
-    let _ = db.prepare_cached("COMMIT").and_then(|mut st| st.execute([]));
+    let _ = db
+        .prepare_cached("COMMIT")
+        .and_then(|mut st| st.execute([]));
     out
 }

@@ -137,7 +137,12 @@ impl WriteTx<'_> {
     /// A new run's steps and their dependencies, many rows per statement: a 2,003-server plan
     /// has 18,000 steps and 30,000 dependencies, and one statement per row took most of the
     /// time its run took to create.
-    fn insert_plan_steps(&mut self, run_id: &str, steps: &[PlannedStep], now: Millis) -> Result<()> {
+    fn insert_plan_steps(
+        &mut self,
+        run_id: &str,
+        steps: &[PlannedStep],
+        now: Millis,
+    ) -> Result<()> {
         // The statements are prepared once and run per row: with no hand-off per statement a
         // row costs a few microseconds, and there is no SQL to build per chunk.
         let state = json(&StepState::default())?;
@@ -287,9 +292,7 @@ impl WriteTx<'_> {
         }
         let waiting: Option<String> = self
             .db
-            .prepare_cached(
-                ORDER_CHECK,
-            )?
+            .prepare_cached(ORDER_CHECK)?
             .query_row([&step.run_id, &step.id], |r| r.get(0))
             .optional()?;
         match waiting {
@@ -565,8 +568,7 @@ impl WriteTx<'_> {
             }
             .into());
         }
-        let result = w
-            .step_transition(run.state.requester_person(), &step, event, now)?;
+        let result = w.step_transition(run.state.requester_person(), &step, event, now)?;
         if run.status == RunStatus::Running
             && result.0.denied_by.is_some()
             && matches!(event, StepEvent::Reject { .. })
@@ -617,7 +619,6 @@ impl WriteTx<'_> {
 }
 
 impl Store {
-
     /// Applies many driver events to steps of one run in one transaction. Refusals and conflicts
     /// are reported per item (they wrote nothing); database errors fail the whole batch.
     pub async fn apply_step_events(
