@@ -179,3 +179,52 @@ pub(crate) fn snapshot<R>(
         .and_then(|mut st| st.execute([]));
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::testkit::{noop_plan, started_run};
+    use crate::engine::Store;
+
+    /// A closure that leaves a write open is rolled back when it returns, the writer goes on, and
+    /// a relaxed `synchronous` is set back to FULL.
+    #[tokio::test]
+    async fn what_a_closure_leaves_open_or_relaxed_is_undone_before_the_next_user() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(&dir.path().join("r.db")).await.expect("open");
+        let run = started_run(&store, noop_plan(2, false, &[]), "CHG-RAW").await;
+        with_conn(&store.writer, &store.wrappers, true, |db| {
+            db.execute_batch("BEGIN IMMEDIATE; UPDATE runs SET change_ticket = 'CHANGED';")?;
+            Ok(())
+        })
+        .await
+        .expect("the closure's own work succeeds");
+        assert_eq!(store.run(&run).await.expect("run").change_ticket, "CHG-RAW");
+        let level: i64 = with_conn(&store.writer, &store.wrappers, true, |db| {
+            Ok(db.query_row("PRAGMA synchronous", [], |r| r.get(0))?)
+        })
+        .await
+        .expect("level");
+        assert_eq!(level, 2, "synchronous is FULL (2)");
+        // The step log relaxes its own flush; the connection is set back to FULL after it.
+        with_conn(&store.writer, &store.wrappers, true, |db| {
+            db.execute_batch("PRAGMA synchronous = NORMAL")?;
+            Ok(())
+        })
+        .await
+        .expect("relaxed");
+        let level: i64 = with_conn(&store.writer, &store.wrappers, true, |db| {
+            Ok(db.query_row("PRAGMA synchronous", [], |r| r.get(0))?)
+        })
+        .await
+        .expect("level");
+        assert_eq!(level, 2);
+        // The writer still commits, and the chain still verifies.
+        let actor = crate::engine::testkit::approver("boss");
+        store
+            .comment(&run, None, &actor, "after an abandoned write", 5)
+            .await
+            .expect("a later write commits");
+        assert_eq!(store.verify_audit().await.expect("verify").problem, None);
+    }
+}
