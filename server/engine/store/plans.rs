@@ -48,60 +48,12 @@ mod tests {
         table_scan || line.ends_with("(run_id=?)")
     }
 
-    #[tokio::test]
-    async fn no_hot_statement_walks_a_run_s_steps_or_its_log() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        // Rows in the tables, as a real run has them (the planner has no statistics either way).
-        let store = Store::open(&dir.path().join("p.db")).await.expect("open");
-        crate::engine::testkit::started_run(&store, noop_plan(300, false, &[]), "CHG-PLANS").await;
-        let plans = store
-            .read(|db| {
-                Ok([
-                    ("order check", ORDER_CHECK),
-                    ("load step", LOAD_STEP),
-                    ("candidates", CANDIDATES),
-                    ("unblock (all)", UNBLOCK_ALL),
-                    ("unblock (since)", UNBLOCK_SINCE),
-                    ("window end", HELD_SAME_PHASE),
-                    ("done since", DONE_SINCE),
-                ]
-                .map(|(name, sql)| (name, plan(db, sql))))
-            })
-            .await
-            .expect("plans");
-        for (name, lines) in plans {
-            assert!(!lines.is_empty(), "{name}: no plan");
-            let bad: Vec<&String> = lines.iter().filter(|l| walks(l)).collect();
-            assert!(
-                bad.is_empty(),
-                "{name} walks a run: {bad:?} (whole plan: {lines:?})"
-            );
-        }
-    }
-
-    /// How often `sql` was re-prepared running it with `a`, then `b`, then `a` again, the way the
-    /// store runs it: from the connection's cache, reading the first row only.
-    fn reprepared(db: &rusqlite::Connection, sql: &str, a: &[Value], b: &[Value]) -> i32 {
-        for params in [a, b, a] {
-            let mut st = db.prepare_cached(sql).expect("the statement prepares");
-            let mut rows = st.query(rusqlite::params_from_iter(params)).expect("query");
-            rows.next().expect("row");
-        }
-        db.prepare_cached(sql)
-            .expect("the statement prepares")
-            .get_status(rusqlite::StatementStatus::RePrepare)
-    }
-
-    #[tokio::test]
-    async fn no_hot_statement_is_parsed_again_when_its_parameters_change() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = Store::open(&dir.path().join("p.db")).await.expect("open");
-        let run =
-            crate::engine::testkit::started_run(&store, noop_plan(3000, false, &[]), "CHG-PREP")
-                .await;
+    /// Every hot statement with two sets of parameters for a step of `run` (the walk check binds
+    /// NULLs instead; the re-prepare check runs both sets).
+    fn hot_statements(run: &str) -> Vec<(&'static str, &'static str, Vec<Value>, Vec<Value>)> {
         let text = |s: &str| Value::Text(s.to_string());
-        let r = text(&run);
-        let cases: Vec<(&str, &str, Vec<Value>, Vec<Value>)> = vec![
+        let r = text(run);
+        vec![
             (
                 "order check",
                 ORDER_CHECK,
@@ -144,7 +96,55 @@ mod tests {
                 vec![r.clone(), 0.into()],
                 vec![r.clone(), 5.into()],
             ),
-        ];
+        ]
+    }
+
+    #[tokio::test]
+    async fn no_hot_statement_walks_a_run_s_steps_or_its_log() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        // Rows in the tables, as a real run has them (the planner has no statistics either way).
+        let store = Store::open(&dir.path().join("p.db")).await.expect("open");
+        crate::engine::testkit::started_run(&store, noop_plan(300, false, &[]), "CHG-PLANS").await;
+        let plans = store
+            .read(|db| {
+                Ok(hot_statements("any")
+                    .into_iter()
+                    .map(|(name, sql, _, _)| (name, plan(db, sql)))
+                    .collect::<Vec<_>>())
+            })
+            .await
+            .expect("plans");
+        for (name, lines) in plans {
+            assert!(!lines.is_empty(), "{name}: no plan");
+            let bad: Vec<&String> = lines.iter().filter(|l| walks(l)).collect();
+            assert!(
+                bad.is_empty(),
+                "{name} walks a run: {bad:?} (whole plan: {lines:?})"
+            );
+        }
+    }
+
+    /// How often `sql` was re-prepared running it with `a`, then `b`, then `a` again, the way the
+    /// store runs it: from the connection's cache, reading the first row only.
+    fn reprepared(db: &rusqlite::Connection, sql: &str, a: &[Value], b: &[Value]) -> i32 {
+        for params in [a, b, a] {
+            let mut st = db.prepare_cached(sql).expect("the statement prepares");
+            let mut rows = st.query(rusqlite::params_from_iter(params)).expect("query");
+            rows.next().expect("row");
+        }
+        db.prepare_cached(sql)
+            .expect("the statement prepares")
+            .get_status(rusqlite::StatementStatus::RePrepare)
+    }
+
+    #[tokio::test]
+    async fn no_hot_statement_is_parsed_again_when_its_parameters_change() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(&dir.path().join("p.db")).await.expect("open");
+        let run =
+            crate::engine::testkit::started_run(&store, noop_plan(3000, false, &[]), "CHG-PREP")
+                .await;
+        let cases = hot_statements(&run);
         // On a reader, and on the writer inside a transaction, where the engine asks them.
         let mut counts = store
             .read(|db| {
@@ -180,12 +180,8 @@ mod tests {
             .write(false, |w| {
                 let qpsg = rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG;
                 w.db.set_db_config(qpsg, false)?;
-                let n = reprepared(
-                    w.db,
-                    &format!("{ORDER_CHECK} -- without QPSG"),
-                    &[r.clone(), text("s0001")],
-                    &[r.clone(), text("s0002")],
-                );
+                let (_, sql, a, b) = &cases[0]; // the order check
+                let n = reprepared(w.db, &format!("{sql} -- without QPSG"), a, b);
                 w.db.set_db_config(qpsg, true)?;
                 Ok(n)
             })
